@@ -1,0 +1,1 @@
+"""The I/O shell: the only package that imports boto3/botocore."""

@@ -1,0 +1,123 @@
+"""The tombstone table of a replicated table: where a region remembers deletes.
+
+It sits beside the application's table (``<table>.__tombstones`` by default), so
+applications never see tombstones. It has the same key schema; each item holds the
+deleted version and expires by TTL after the stream retention window plus a margin.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.model import ItemKey, SystemAttributes, Tombstone, Version
+from dynamodb_replicator.retry import Backoff, call_with_retries
+
+__all__ = ["DEFAULT_SUFFIX", "DynamoTombstoneReader", "ensure_tombstone_table", "tombstone_table"]
+
+DEFAULT_SUFFIX = ".__tombstones"
+_BATCH_GET_LIMIT = 100
+
+
+def tombstone_table(table: str, suffix: str = DEFAULT_SUFFIX) -> str:
+    return f"{table}{suffix}"
+
+
+def _describe(client: Any, table: str, region: str) -> dict[str, Any] | None:
+    try:
+        return dict(client.describe_table(TableName=table)["Table"])
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise translate(exc, region, f"DescribeTable {table}") from exc
+    except BotoCoreError as exc:
+        raise translate(exc, region, f"DescribeTable {table}") from exc
+
+
+def ensure_tombstone_table(
+    client: Any,
+    table: str,
+    *,
+    region: str,
+    suffix: str = DEFAULT_SUFFIX,
+    fields: SystemAttributes | None = None,
+) -> str:
+    """Create the tombstone table of ``table`` if missing (same key schema, on-demand, TTL)."""
+    fields = fields or SystemAttributes()
+    name = tombstone_table(table, suffix)
+    if _describe(client, name, region) is not None:
+        return name
+    source = _describe(client, table, region)
+    if source is None:
+        raise ConfigError(f"table {table} does not exist in {region}")
+    key_names = {k["AttributeName"] for k in source["KeySchema"]}
+    definitions = [d for d in source["AttributeDefinitions"] if d["AttributeName"] in key_names]
+    try:
+        client.create_table(
+            TableName=name,
+            KeySchema=source["KeySchema"],
+            AttributeDefinitions=definitions,
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.get_waiter("table_exists").wait(
+            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": fields.expires_at},
+        )
+    except ClientError as exc:
+        if error_code(exc) != "ResourceInUseException":  # created concurrently: fine
+            raise translate(exc, region, f"CreateTable {name}") from exc
+    return name
+
+
+@dataclass(slots=True)
+class DynamoTombstoneReader:
+    """Strongly consistent BatchGetItem on one region's tombstone tables."""
+
+    client: Any
+    region: str
+    fields: SystemAttributes
+    suffix: str = DEFAULT_SUFFIX
+    backoff: Backoff = Backoff()
+
+    def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]:
+        name = tombstone_table(table, self.suffix)
+        found: dict[ItemKey, Tombstone] = {}
+        ordered = list(keys)
+        for start in range(0, len(ordered), _BATCH_GET_LIMIT):
+            pending: dict[str, Any] = {
+                name: {
+                    "Keys": [k.to_attributes() for k in ordered[start : start + _BATCH_GET_LIMIT]],
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in itertools.count():
+                response = call_with_retries(lambda p=pending: self._get(p), self.backoff)
+                for item in response.get("Responses", {}).get(name, []):
+                    tomb = self._tombstone(item, keys_of=ordered[0])
+                    found[tomb.key] = tomb
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(self.backoff.delay(min(attempt, 10)))  # throttled: back off
+        return found
+
+    def _get(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return dict(self.client.batch_get_item(RequestItems=request))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, self.region, "BatchGetItem tombstones") from exc
+
+    def _tombstone(self, item: Mapping[str, Any], keys_of: ItemKey) -> Tombstone:
+        key = ItemKey.from_attributes({n: item[n] for n in keys_of.names()})
+        version = Version.of(item[self.fields.timestamp]["N"], item[self.fields.origin]["S"])
+        return Tombstone(key, version, item[self.fields.deleted_in]["S"])

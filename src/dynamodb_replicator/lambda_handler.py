@@ -1,0 +1,78 @@
+"""AWS Lambda entry point: ``dynamodb_replicator.lambda_handler.handler``.
+
+Three parts, as in Powertools' batch utility: the records are decoded and applied by
+``Replicator.process`` (the record handler and batch processor, shared with the runner);
+``partial_failure_response`` turns its result into Lambda's ``batchItemFailures`` (only
+the lowest failed SequenceNumber: Lambda resumes the shard from there); ``handler`` wires
+both to the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dynamodb_replicator.aws.clients import RegionSpec
+from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.codec import sequence_number_of, table_name_from_arn
+from dynamodb_replicator.errors import MalformedRecordError
+from dynamodb_replicator.logs import configure
+from dynamodb_replicator.replicator import BatchResult, Replicator
+from dynamodb_replicator.settings import settings_from_env
+
+__all__ = ["handler", "partial_failure_response", "process_event"]
+
+log = logging.getLogger(__name__)
+
+
+def partial_failure_response(result: BatchResult) -> dict[str, list[dict[str, str]]]:
+    lowest = result.failed_sequence()
+    return {"batchItemFailures": [] if lowest is None else [{"itemIdentifier": lowest}]}
+
+
+def process_event(event: Any, replicator: Replicator) -> dict[str, list[dict[str, str]]]:
+    """Replicate one DynamoDB Streams event; raise only when no record can be named."""
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise MalformedRecordError("event has no Records list: not a DynamoDB Streams event")
+    for record in records:
+        sequence_number_of(record)  # a record we cannot name fails the whole batch
+    if not records:
+        return {"batchItemFailures": []}
+    arns = {record.get("eventSourceARN", "") for record in records}
+    if len(arns) != 1:
+        raise MalformedRecordError(f"a batch must come from one stream, got {sorted(arns)}")
+    table = table_name_from_arn(arns.pop())
+    result = replicator.process(table, records, from_json=True)
+    log.info(
+        "batch replicated",
+        extra={
+            "table": table,
+            "records": result.records,
+            "echoes": result.echoes,
+            "skipped": result.skipped,
+            "record_failures": len(result.record_failures),
+            "targets": {
+                r.region: {"applied": r.applied, "stale": r.stale, "failed": r.failed_sequence}
+                for r in result.targets.values()
+            },
+        },
+    )
+    return partial_failure_response(result)
+
+
+@functools.lru_cache(maxsize=4)
+def _replicator(environment: tuple[tuple[str, str], ...]) -> Replicator:
+    settings = settings_from_env(dict(environment))
+    specs = [RegionSpec(name, settings.endpoints.get(name)) for name in settings.regions]
+    return build_replicator(specs[0], specs, settings.replication)
+
+
+def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
+    """Lambda handler; clients are built once per configuration and reused across calls."""
+    configure(os.environ.get("REPLICATOR_LOG_LEVEL", "INFO"), json_format=True)
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION"))))
+    return process_event(event, _replicator(environment))

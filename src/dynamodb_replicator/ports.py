@@ -1,0 +1,49 @@
+"""The replicator's ports: the small interfaces the pure core and the batch processor use."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.model import ItemKey, Tombstone
+from dynamodb_replicator.plan import WriteOp
+
+__all__ = ["Clock", "TargetResult", "TargetWriter", "TombstoneReader"]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """What one region did with its operations of a batch.
+
+    ``failed_sequence`` is the lowest SequenceNumber whose write did not succeed (None when
+    every operation was applied or rejected as stale); ``error`` says why.
+    """
+
+    region: str
+    applied: int = 0
+    stale: int = 0
+    failed_sequence: str | None = None
+    error: ReplicatorError | None = None
+
+
+class TargetWriter(Protocol):
+    """Applies planned operations to one region, per-key in order, keys in parallel."""
+
+    @property
+    def region(self) -> str: ...
+
+    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult: ...
+
+
+class TombstoneReader(Protocol):
+    """Reads the deletes a region remembers, for the given keys."""
+
+    def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...

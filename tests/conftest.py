@@ -1,0 +1,21 @@
+"""Shared fixtures. Integration tests get a fresh DynamoDB Local per test module."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from dynamodb_replicator.local import DynamoDBLocal
+
+# DynamoDB Local accepts any credentials made of letters and digits.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="module")
+def ddb_local() -> Iterator[DynamoDBLocal]:
+    with DynamoDBLocal() as server:
+        yield server

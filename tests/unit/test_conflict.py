@@ -1,0 +1,77 @@
+"""The condition trees and the pure order describe the same rule."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynamodb_replicator.conditions import render
+from dynamodb_replicator.conflict import (
+    ConflictPolicy,
+    LastWriterWins,
+    PreferredRegion,
+    newer,
+    stored_version,
+    would_apply,
+)
+from dynamodb_replicator.model import Version
+
+from .strategies import FIELDS, REGIONS, local_item, regions, replica_item, stored_items, versions
+
+POLICIES: list[ConflictPolicy] = [LastWriterWins(FIELDS), PreferredRegion("eu-west-1", FIELDS)]
+
+
+@given(st.sampled_from(POLICIES), stored_items(), versions(), regions, st.booleans())
+def test_condition_agrees_with_pure_order(
+    policy: ConflictPolicy, item: dict | None, incoming: Version, holder: str, strict: bool
+) -> None:
+    condition = policy.stored_is_older(incoming, holder, strict=strict)
+    expected = would_apply(policy, incoming, stored_version(item, holder, FIELDS), strict=strict)
+    assert condition.evaluate(item) is expected
+    assert render(condition) is not None  # never a constant: always a real condition
+
+
+def test_larger_timestamp_wins() -> None:
+    policy = LastWriterWins(FIELDS)
+    assert newer(policy, Version.of("10", "ap-southeast-1"), Version.of("9", "us-west-2"))
+
+
+def test_equal_timestamps_go_to_the_larger_region_name() -> None:
+    policy = LastWriterWins(FIELDS)
+    assert newer(policy, Version.of("5", "us-east-1"), Version.of("5", "eu-west-1"))
+    assert not newer(policy, Version.of("5", "eu-west-1"), Version.of("5", "us-east-1"))
+
+
+def test_numbers_compare_exactly_at_38_digits() -> None:
+    policy = LastWriterWins(FIELDS)
+    a = Version.of("12345678901234567890123456789012345678", "eu-west-1")
+    b = Version.of("12345678901234567890123456789012345679", "eu-west-1")
+    assert newer(policy, b, a)
+    condition = policy.stored_is_older(b, "us-east-1", strict=True)
+    assert condition.evaluate(replica_item(a))
+    assert not condition.evaluate(replica_item(b))
+
+
+def test_a_replay_of_the_same_version_applies_again_but_not_strictly() -> None:
+    policy = LastWriterWins(FIELDS)
+    version = Version.of("7", "us-east-1")
+    assert policy.stored_is_older(version, "eu-west-1", strict=False).evaluate(replica_item(version))
+    assert not policy.stored_is_older(version, "eu-west-1", strict=True).evaluate(replica_item(version))
+
+
+def test_an_updated_replica_is_a_local_version_of_its_holder() -> None:
+    item = replica_item(Version.of("3", "us-east-1"))
+    item[FIELDS.timestamp] = {"N": "4"}
+    assert stored_version(item, "eu-west-1", FIELDS) == Version.of("4", "eu-west-1")
+
+
+def test_preferred_region_beats_newer_timestamps() -> None:
+    policy = PreferredRegion("eu-west-1", FIELDS)
+    assert newer(policy, Version.of("1", "eu-west-1"), Version.of("9", "us-east-1"))
+    condition = policy.stored_is_older(Version.of("9", "us-east-1"), "us-west-2", strict=False)
+    assert not condition.evaluate(replica_item(Version.of("1", "eu-west-1")))
+    assert condition.evaluate(local_item("8"))
+
+
+def test_region_names_are_the_tie_break_order() -> None:
+    assert sorted(REGIONS) == list(REGIONS)
