@@ -126,9 +126,7 @@ class StreamPump:
 
     def env(self, source: str) -> dict[str, str]:
         env = handler_env(self.endpoint_url, source, self.regions)
-        env["REPLICATOR_TARGET_REGIONS"] = ",".join(
-            t for t in self.only_targets if t != source
-        )
+        env["REPLICATOR_TARGET_REGIONS"] = ",".join(t for t in self.only_targets if t != source)
         return env
 
     def deliver_from(self, region: str, monkeypatch: Any) -> int:
@@ -159,7 +157,9 @@ class StreamPump:
     def run_until_quiet(self, monkeypatch: Any, rounds: int = 20) -> int:
         """Pump every region until a full round delivers nothing; return rounds used."""
         for round_number in range(1, rounds + 1):
-            total = sum(self.deliver(region, self.env(region), monkeypatch) for region in self.regions)
+            total = sum(
+                self.deliver(region, self.env(region), monkeypatch) for region in self.regions
+            )
             if total == 0:
                 return round_number
         raise AssertionError(f"streams still busy after {rounds} rounds")

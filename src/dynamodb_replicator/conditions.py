@@ -125,7 +125,7 @@ class Compare:
         if a is None or b is None or a[0] != b[0]:
             return False
         x, y = a[1], b[1]
-        return {
+        result: bool = {
             "=": x == y,
             "<>": x != y,
             "<": x < y,
@@ -133,6 +133,7 @@ class Compare:
             ">": x > y,
             ">=": x >= y,
         }[self.operator]
+        return result
 
 
 @dataclass(frozen=True, slots=True)

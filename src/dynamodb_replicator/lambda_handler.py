@@ -71,8 +71,15 @@ def _replicator(environment: tuple[tuple[str, str], ...]) -> Replicator:
     return build_replicator(specs[0], specs, settings.replication)
 
 
+@functools.cache
+def _configure_logging(level: str) -> None:
+    configure(level, json_format=True)
+
+
 def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
     """Lambda handler; clients are built once per configuration and reused across calls."""
-    configure(os.environ.get("REPLICATOR_LOG_LEVEL", "INFO"), json_format=True)
-    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION"))))
+    _configure_logging(os.environ.get("REPLICATOR_LOG_LEVEL", "INFO"))
+    environment = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
+    )
     return process_event(event, _replicator(environment))

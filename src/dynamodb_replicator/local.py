@@ -91,7 +91,8 @@ class DynamoDBLocal:
             cwd=jar.parent,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            # Only prctl() runs between fork and exec: safe even with threads around.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
         self._wait_ready()
         return self

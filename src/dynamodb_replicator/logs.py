@@ -26,7 +26,11 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         payload.update(
-            {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+            {
+                k: v
+                for k, v in record.__dict__.items()
+                if k not in _STANDARD and not k.startswith("_")
+            }
         )
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)

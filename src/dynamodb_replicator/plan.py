@@ -89,7 +89,11 @@ def plan_changes(
         assert change.version is not None, "decoded changes always carry a version"
         if change.operation is Operation.DELETE:
             tomb = tombstones.get(change.key)
-            if tomb and tomb.deleted_in != source and not newer(policy, change.version, tomb.version):
+            if (
+                tomb
+                and tomb.deleted_in != source
+                and not newer(policy, change.version, tomb.version)
+            ):
                 echoes += 1
                 continue
             op: WriteOp = DeleteVersion(change.key, change.version, source, change.sequence_number)

@@ -36,6 +36,8 @@ class TargetWriter(Protocol):
 
     def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult: ...
 
+    def close(self) -> None: ...
+
 
 class TombstoneReader(Protocol):
     """Reads the deletes a region remembers, for the given keys."""

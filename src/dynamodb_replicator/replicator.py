@@ -58,8 +58,7 @@ class BatchResult:
         """Lowest failed SequenceNumber for ``region`` (None: over all regions)."""
         regions = self.targets.values() if region is None else [self.targets[region]]
         return _lowest(
-            [f.sequence_number for f in self.record_failures]
-            + [t.failed_sequence for t in regions]
+            [f.sequence_number for f in self.record_failures] + [t.failed_sequence for t in regions]
         )
 
 
@@ -87,7 +86,10 @@ class Replicator:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(writers)))
 
     def close(self) -> None:
+        """Stop the worker threads of this replicator and of its writers."""
         self._pool.shutdown(wait=True)
+        for writer in self.writers.values():
+            writer.close()
 
     def _decode(
         self, records: Sequence[Mapping[str, Any]], from_json: bool

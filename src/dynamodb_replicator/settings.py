@@ -95,7 +95,9 @@ def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
     try:
         missing = MissingTimestamp(mode)
     except ValueError:
-        raise ConfigError(f"REPLICATOR_MISSING_TIMESTAMP must be fail or skip, got {mode!r}") from None
+        raise ConfigError(
+            f"REPLICATOR_MISSING_TIMESTAMP must be fail or skip, got {mode!r}"
+        ) from None
     replication = ReplicationSettings(
         policy=load_policy(env.get("REPLICATOR_POLICY", ""), fields),
         fields=fields,

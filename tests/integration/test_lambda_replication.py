@@ -9,8 +9,7 @@ import pytest
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.local import DynamoDBLocal
-
-from ..support import FIELDS, REGIONS, StreamPump, comparable, create_table, scan
+from tests.support import FIELDS, REGIONS, StreamPump, comparable, create_table, scan
 
 US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits

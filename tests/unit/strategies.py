@@ -18,7 +18,9 @@ def versions(draw: st.DrawFn) -> Version:
     return Version.of(draw(timestamps), draw(regions))
 
 
-def replica_item(version: Version, *, extra: AttributeValue | None = None) -> dict[str, AttributeValue]:
+def replica_item(
+    version: Version, *, extra: AttributeValue | None = None
+) -> dict[str, AttributeValue]:
     """An item as the writer stores a replica write of ``version``."""
     item: dict[str, AttributeValue] = {
         "pk": {"S": "k"},
@@ -39,7 +41,9 @@ def local_item(timestamp: str) -> dict[str, AttributeValue]:
 @st.composite
 def stored_items(draw: st.DrawFn) -> dict[str, AttributeValue] | None:
     """Any state a stored item can be in: absent, unversioned, local, replica, stale marker."""
-    kind = draw(st.sampled_from(["absent", "unversioned", "string-ts", "local", "replica", "updated"]))
+    kind = draw(
+        st.sampled_from(["absent", "unversioned", "string-ts", "local", "replica", "updated"])
+    )
     if kind == "absent":
         return None
     if kind == "unversioned":

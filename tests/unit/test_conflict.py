@@ -14,7 +14,7 @@ from dynamodb_replicator.conflict import (
     stored_version,
     would_apply,
 )
-from dynamodb_replicator.model import Version
+from dynamodb_replicator.model import AttributeValue, Version
 
 from .strategies import FIELDS, REGIONS, local_item, regions, replica_item, stored_items, versions
 
@@ -23,7 +23,11 @@ POLICIES: list[ConflictPolicy] = [LastWriterWins(FIELDS), PreferredRegion("eu-we
 
 @given(st.sampled_from(POLICIES), stored_items(), versions(), regions, st.booleans())
 def test_condition_agrees_with_pure_order(
-    policy: ConflictPolicy, item: dict | None, incoming: Version, holder: str, strict: bool
+    policy: ConflictPolicy,
+    item: dict[str, AttributeValue] | None,
+    incoming: Version,
+    holder: str,
+    strict: bool,
 ) -> None:
     condition = policy.stored_is_older(incoming, holder, strict=strict)
     expected = would_apply(policy, incoming, stored_version(item, holder, FIELDS), strict=strict)
@@ -55,8 +59,12 @@ def test_numbers_compare_exactly_at_38_digits() -> None:
 def test_a_replay_of_the_same_version_applies_again_but_not_strictly() -> None:
     policy = LastWriterWins(FIELDS)
     version = Version.of("7", "us-east-1")
-    assert policy.stored_is_older(version, "eu-west-1", strict=False).evaluate(replica_item(version))
-    assert not policy.stored_is_older(version, "eu-west-1", strict=True).evaluate(replica_item(version))
+    assert policy.stored_is_older(version, "eu-west-1", strict=False).evaluate(
+        replica_item(version)
+    )
+    assert not policy.stored_is_older(version, "eu-west-1", strict=True).evaluate(
+        replica_item(version)
+    )
 
 
 def test_an_updated_replica_is_a_local_version_of_its_holder() -> None:

@@ -51,7 +51,9 @@ class Region:
 
 
 @st.composite
-def histories(draw: st.DrawFn) -> tuple[list[str], list[tuple[str, Version]], list[tuple[int, int]]]:
+def histories(
+    draw: st.DrawFn,
+) -> tuple[list[str], list[tuple[str, Version]], list[tuple[int, int]]]:
     names = sorted(draw(st.sets(st.sampled_from(REGIONS), min_size=2, max_size=4)))
     events = draw(
         st.lists(st.tuples(st.sampled_from(["put", "delete"]), versions()), min_size=1, max_size=6)
@@ -71,7 +73,8 @@ def expected_winner(policy: ConflictPolicy, events: list[tuple[str, Version]]) -
 @settings(max_examples=400)
 @given(st.sampled_from([LastWriterWins(FIELDS), PreferredRegion("eu-west-1", FIELDS)]), histories())
 def test_every_region_ends_with_the_winner(
-    policy: ConflictPolicy, history: tuple[list[str], list[tuple[str, Version]], list[tuple[int, int]]]
+    policy: ConflictPolicy,
+    history: tuple[list[str], list[tuple[str, Version]], list[tuple[int, int]]],
 ) -> None:
     names, events, order = history
     regions = [Region(name) for name in names]

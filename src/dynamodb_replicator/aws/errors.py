@@ -58,8 +58,9 @@ def translate(exc: Exception, region: str, action: str) -> ReplicatorError:
         if code in _CREDENTIALS:
             return ConfigError(f"{where}: credentials rejected ({code}); check the AWS credentials")
         return TargetError(text, region=region)
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError,
-                        ConnectionClosedError)):
+    if isinstance(
+        exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
+    ):
         return UnreachableError(f"{where}: endpoint unreachable: {exc}", region=region)
     if isinstance(exc, NoCredentialsError):
         return ConfigError(f"{where}: no AWS credentials found (environment, profile or role)")

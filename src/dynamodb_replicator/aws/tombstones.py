@@ -7,10 +7,11 @@ deleted version and expires by TTL after the stream retention window plus a marg
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -87,7 +88,7 @@ class DynamoTombstoneReader:
     region: str
     fields: SystemAttributes
     suffix: str = DEFAULT_SUFFIX
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
 
     def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]:
         name = tombstone_table(table, self.suffix)
@@ -101,7 +102,9 @@ class DynamoTombstoneReader:
                 }
             }
             for attempt in itertools.count():
-                response = call_with_retries(lambda p=pending: self._get(p), self.backoff)
+                response = call_with_retries(
+                    functools.partial(self._get, name, pending), self.backoff
+                )
                 for item in response.get("Responses", {}).get(name, []):
                     tomb = self._tombstone(item, keys_of=ordered[0])
                     found[tomb.key] = tomb
@@ -111,11 +114,11 @@ class DynamoTombstoneReader:
                 time.sleep(self.backoff.delay(min(attempt, 10)))  # throttled: back off
         return found
 
-    def _get(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _get(self, table: str, request: dict[str, Any]) -> dict[str, Any]:
         try:
             return dict(self.client.batch_get_item(RequestItems=request))
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, self.region, "BatchGetItem tombstones") from exc
+            raise translate(exc, self.region, f"BatchGetItem on {table}") from exc
 
     def _tombstone(self, item: Mapping[str, Any], keys_of: ItemKey) -> Tombstone:
         key = ItemKey.from_attributes({n: item[n] for n in keys_of.names()})

@@ -12,10 +12,11 @@ A failed condition means "already newer": counted as stale, never retried.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -49,7 +50,7 @@ class WriterOptions:
     # Stream retention (24 h) plus a day of margin: no record older than this can arrive.
     tombstone_ttl_seconds: int = 2 * DAY
     max_workers: int = 16
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
 
 
 class DynamoWriter:
@@ -102,12 +103,19 @@ class DynamoWriter:
         applied = stale = 0
         for op in ops:
             try:
-                outcome = call_with_retries(lambda o=op: self.write(table, o), self.options.backoff)
+                outcome = call_with_retries(
+                    functools.partial(self.write, table, op), self.options.backoff
+                )
             except ReplicatorError as exc:
                 log.error(
                     "write failed",
-                    extra={"region": self._region, "table": table, "key": str(op.key),
-                           "sequence": op.sequence_number, "reason": str(exc)},
+                    extra={
+                        "region": self._region,
+                        "table": table,
+                        "key": str(op.key),
+                        "sequence": op.sequence_number,
+                        "reason": str(exc),
+                    },
                 )
                 # Later writes of this key wait for the retry: per-key order is kept.
                 return applied, stale, op.sequence_number, exc
@@ -174,9 +182,11 @@ class DynamoWriter:
             if "ConditionalCheckFailed" in reasons:
                 return Outcome.STALE
             if "ThrottlingError" in reasons or "ProvisionedThroughputExceeded" in reasons:
-                raise ThrottledError(f"transaction throttled: {reasons}", region=self._region)
+                raise ThrottledError(
+                    f"transaction throttled: {reasons}", region=self._region
+                ) from exc
             if "TransactionConflict" in reasons:
-                raise ServerError(f"transaction conflict: {reasons}", region=self._region)
+                raise ServerError(f"transaction conflict: {reasons}", region=self._region) from exc
             raise
 
     def _delete(self, table: str, op: DeleteVersion) -> Outcome:

@@ -1,0 +1,94 @@
+"""Bad input on the wire: an unreachable target, a missing tombstone table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator import lambda_handler
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.codec import record_to_lambda_event_record
+from dynamodb_replicator.local import DynamoDBLocal, free_port
+from dynamodb_replicator.settings import ReplicationSettings
+from tests.support import FIELDS, StreamPump, create_table, handler_env
+
+US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"
+REGIONS = (US, EU, AP)
+
+
+@pytest.fixture(scope="module")
+def clients(ddb_local: DynamoDBLocal) -> Iterator[dict[str, Any]]:
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
+    for region, client in clients.items():
+        create_table(client, "Orders", region=region)
+    yield clients
+
+
+def item(pk: str, ts: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, FIELDS.timestamp: {"N": ts}}
+
+
+def test_unreachable_region_is_reported_and_caught_up_later(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(5):
+        clients[US].put_item(TableName="Orders", Item=item(f"k{n}", "1"))
+    pump = StreamPump(ddb_local.endpoint_url, "Orders", REGIONS)
+    ((arn, records),) = pump.read(US)
+    env = handler_env(ddb_local.endpoint_url, US, REGIONS)
+    closed = f"http://127.0.0.1:{free_port()}"
+    env["REPLICATOR_ENDPOINT_URLS"] = (
+        f"{US}={ddb_local.endpoint_url},{EU}={ddb_local.endpoint_url},{AP}={closed}"
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    event = {
+        "Records": [
+            record_to_lambda_event_record(r, event_source_arn=arn, aws_region=US) for r in records
+        ]
+    }
+    response = lambda_handler.handler(event, None)
+    # Lambda will retry from the first record: nothing is lost.
+    assert response == {
+        "batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]
+    }
+    # The reachable region was not held back.
+    assert len(clients[EU].scan(TableName="Orders")["Items"]) == 5
+    assert clients[AP].scan(TableName="Orders")["Items"] == []
+
+    # The region is back: the retried batch catches it up.
+    monkeypatch.setenv(
+        "REPLICATOR_ENDPOINT_URLS",
+        handler_env(ddb_local.endpoint_url, US, REGIONS)["REPLICATOR_ENDPOINT_URLS"],
+    )
+    assert lambda_handler.handler(event, None) == {"batchItemFailures": []}
+    assert len(clients[AP].scan(TableName="Orders")["Items"]) == 5
+
+
+def test_missing_tombstone_table_is_a_clear_failure(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any]
+) -> None:
+    client = clients[EU]
+    client.create_table(
+        TableName="NoTombs",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    client.put_item(TableName="NoTombs", Item=item("a", "1"))
+    ((_, records),) = StreamPump(ddb_local.endpoint_url, "NoTombs", REGIONS).read(EU)
+    specs = [RegionSpec(r, ddb_local.endpoint_url) for r in (EU, US, AP)]
+    replicator = build_replicator(specs[0], specs, ReplicationSettings())
+    try:
+        result = replicator.process("NoTombs", records, from_json=False)
+    finally:
+        replicator.close()
+    sequence = records[0]["dynamodb"]["SequenceNumber"]
+    assert result.failed_sequence() == sequence
+    error = result.targets[US].error
+    assert error is not None and "NoTombs.__tombstones" in str(error)

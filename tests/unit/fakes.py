@@ -1,0 +1,48 @@
+"""In-memory fakes of the replicator's ports."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.model import ItemKey, Tombstone
+from dynamodb_replicator.plan import WriteOp
+from dynamodb_replicator.ports import TargetResult
+
+
+@dataclass
+class RecordingWriter:
+    """Accepts every operation, or fails those at or after ``fail_from`` with ``error``."""
+
+    name: str
+    fail_from: str | None = None
+    error: ReplicatorError | None = None
+    received: list[WriteOp] = field(default_factory=list)
+
+    @property
+    def region(self) -> str:
+        return self.name
+
+    def close(self) -> None:
+        pass
+
+    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult:
+        applied, failed = 0, None
+        for op in ops:
+            if self.fail_from is not None and int(op.sequence_number) >= int(self.fail_from):
+                failed = op.sequence_number if failed is None else failed
+                continue
+            self.received.append(op)
+            applied += 1
+        return TargetResult(self.name, applied, 0, failed, self.error if failed else None)
+
+
+@dataclass
+class FixedTombstones:
+    known: dict[ItemKey, Tombstone] = field(default_factory=dict)
+    asked: list[set[ItemKey]] = field(default_factory=list)
+
+    def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]:
+        self.asked.append(set(keys))
+        return {k: v for k, v in self.known.items() if k in keys}

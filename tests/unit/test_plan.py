@@ -1,0 +1,99 @@
+"""Planning: echoes dropped, regressions restored, deletes remembered everywhere."""
+
+from __future__ import annotations
+
+from dynamodb_replicator.conflict import LastWriterWins
+from dynamodb_replicator.model import Change, ItemKey, Operation, Tombstone, Version
+from dynamodb_replicator.plan import DeleteVersion, Plan, PutVersion, plan_changes
+
+from .strategies import FIELDS
+
+REGIONS = ["ap-southeast-1", "eu-west-1", "us-east-1"]
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+SOURCE = "eu-west-1"
+
+
+def plan(*changes: Change, tombs: dict[ItemKey, Tombstone] | None = None) -> Plan:
+    return plan_changes(
+        changes,
+        source=SOURCE,
+        regions=REGIONS,
+        policy=LastWriterWins(FIELDS),
+        fields=FIELDS,
+        tombstones=tombs or {},
+    )
+
+
+def image(ts: str, **extra: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {"pk": {"S": "k"}, FIELDS.timestamp: {"N": ts}, **extra}
+
+
+def put(ts: str, seq: str = "1", old: str | None = None, echo: bool = False) -> Change:
+    old_image = image(old) if old else None
+    return Change(
+        Operation.PUT,
+        KEY,
+        seq,
+        Version.of(ts, SOURCE),
+        image=image(ts),
+        old_image=old_image,
+        old_version=Version.of(old, SOURCE) if old else None,
+        echo=echo,
+    )
+
+
+def test_application_write_goes_to_every_other_region() -> None:
+    result = plan(put("5", old="4"))
+    assert result.writes[SOURCE] == []
+    for region in ("ap-southeast-1", "us-east-1"):
+        assert result.writes[region] == [PutVersion(KEY, Version.of("5", SOURCE), image("5"), "1")]
+
+
+def test_echo_is_dropped() -> None:
+    result = plan(put("5", echo=True))
+    assert result.echoes == 1
+    assert all(ops == [] for ops in result.writes.values())
+
+
+def test_regressing_write_restores_the_winner_everywhere() -> None:
+    result = plan(put("3", old="9"))
+    restore = PutVersion(KEY, Version.of("9", SOURCE), image("9"), "1")
+    assert all(ops == [restore] for ops in result.writes.values())
+    assert result.lost_locally == ("1",)
+
+
+def test_insert_older_than_a_remembered_delete_is_deleted_locally() -> None:
+    tomb = Tombstone(KEY, Version.of("7", "us-east-1"), "us-east-1")
+    result = plan(put("6"), tombs={KEY: tomb})
+    assert result.writes[SOURCE] == [DeleteVersion(KEY, tomb.version, "us-east-1", "1")]
+    assert result.writes["us-east-1"] == [] and result.writes["ap-southeast-1"] == []
+
+
+def test_insert_newer_than_the_remembered_delete_replicates() -> None:
+    tomb = Tombstone(KEY, Version.of("7", "us-east-1"), "us-east-1")
+    result = plan(put("8"), tombs={KEY: tomb})
+    assert len(result.writes["us-east-1"]) == 1 and result.writes[SOURCE] == []
+
+
+def test_delete_goes_everywhere_including_the_source() -> None:
+    deleted = Change(Operation.DELETE, KEY, "4", Version.of("5", "us-east-1"), old_image=image("5"))
+    result = plan(deleted)
+    op = DeleteVersion(KEY, Version.of("5", "us-east-1"), SOURCE, "4")
+    assert all(ops == [op] for ops in result.writes.values())
+
+
+def test_delete_echo_of_another_regions_delete_is_dropped() -> None:
+    tomb = Tombstone(KEY, Version.of("5", "us-east-1"), "us-east-1")
+    deleted = Change(Operation.DELETE, KEY, "4", Version.of("5", "us-east-1"), old_image=image("5"))
+    assert plan(deleted, tombs={KEY: tomb}).echoes == 1
+
+
+def test_own_delete_is_replicated_again_on_replay() -> None:
+    tomb = Tombstone(KEY, Version.of("5", "us-east-1"), SOURCE)
+    deleted = Change(Operation.DELETE, KEY, "4", Version.of("5", "us-east-1"), old_image=image("5"))
+    assert plan(deleted, tombs={KEY: tomb}).echoes == 0
+
+
+def test_per_key_order_is_kept() -> None:
+    result = plan(put("5", "1"), put("6", "2", old="5"), put("7", "3", old="6"))
+    assert [op.sequence_number for op in result.writes["us-east-1"]] == ["1", "2", "3"]
