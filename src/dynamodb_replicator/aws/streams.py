@@ -1,0 +1,137 @@
+"""DynamoDB Streams: find a table's stream, list its shards, read records.
+
+Errors come out translated; the two that are normal events of a stream reader get their
+own types so callers can react: an expired iterator (take a new one at the checkpoint)
+and trimmed data (the records are gone: start at TRIM_HORIZON).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.errors import ConfigError, ReplicatorError
+
+__all__ = [
+    "ExpiredIteratorError",
+    "Page",
+    "Shard",
+    "StreamClient",
+    "TrimmedDataError",
+]
+
+
+class ExpiredIteratorError(ReplicatorError):
+    """The shard iterator is older than 15 minutes; take a new one."""
+
+    retryable = True
+
+
+class TrimmedDataError(ReplicatorError):
+    """The requested position is older than the stream's retention."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    shard_id: str
+    parent_id: str | None
+    starting_sequence: str
+    ending_sequence: str | None  # set once the shard is closed
+
+    @property
+    def closed(self) -> bool:
+        return self.ending_sequence is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    records: Sequence[dict[str, Any]]
+    next_iterator: str | None  # None: the shard is closed and fully read
+
+
+class StreamClient:
+    """One region's DynamoDB and DynamoDB Streams clients, for stream reading."""
+
+    def __init__(self, region: str, dynamodb: Any, streams: Any) -> None:
+        self.region = region
+        self.dynamodb = dynamodb
+        self.streams = streams
+
+    def _call(self, action: str, method: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return dict(method(**kwargs))
+        except ClientError as exc:
+            code = error_code(exc)
+            if code == "ExpiredIteratorException":
+                raise ExpiredIteratorError(f"{action} in {self.region}: iterator expired") from exc
+            if code == "TrimmedDataAccessException":
+                raise TrimmedDataError(f"{action} in {self.region}: {exc}") from exc
+            raise translate(exc, self.region, action) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, self.region, action) from exc
+
+    def stream_arn(self, table: str) -> str:
+        """The table's current stream; ConfigError when it has none or the wrong view."""
+        described = self._call(
+            f"DescribeTable {table}", self.dynamodb.describe_table, TableName=table
+        )
+        spec = described["Table"].get("StreamSpecification") or {}
+        arn = described["Table"].get("LatestStreamArn")
+        if not spec.get("StreamEnabled") or not arn:
+            raise ConfigError(
+                f"table {table} in {self.region} has no stream: enable one with "
+                f"`aws dynamodb update-table --table-name {table} --stream-specification "
+                "StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES`"
+            )
+        if spec.get("StreamViewType") != "NEW_AND_OLD_IMAGES":
+            raise ConfigError(
+                f"table {table} in {self.region} has a {spec.get('StreamViewType')} stream; "
+                "replication needs NEW_AND_OLD_IMAGES (disable the stream, then enable it "
+                "again with StreamViewType=NEW_AND_OLD_IMAGES)"
+            )
+        return str(arn)
+
+    def shards(self, arn: str) -> list[Shard]:
+        """Every shard of the stream (DescribeStream pages through them)."""
+        shards: list[Shard] = []
+        kwargs: dict[str, Any] = {"StreamArn": arn}
+        while True:
+            page = self._call("DescribeStream", self.streams.describe_stream, **kwargs)
+            description = page["StreamDescription"]
+            for raw in description.get("Shards", []):
+                numbers = raw.get("SequenceNumberRange", {})
+                shards.append(
+                    Shard(
+                        raw["ShardId"],
+                        raw.get("ParentShardId"),
+                        numbers.get("StartingSequenceNumber", "0"),
+                        numbers.get("EndingSequenceNumber"),
+                    )
+                )
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            kwargs["ExclusiveStartShardId"] = last
+
+    def iterator(self, arn: str, shard_id: str, after: str | None) -> str:
+        """An iterator after sequence number ``after``, or at TRIM_HORIZON when None."""
+        kwargs: dict[str, Any] = {"StreamArn": arn, "ShardId": shard_id}
+        if after is None:
+            kwargs["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=after)
+        return str(
+            self._call("GetShardIterator", self.streams.get_shard_iterator, **kwargs)[
+                "ShardIterator"
+            ]
+        )
+
+    def read(self, iterator: str, limit: int = 1000) -> Page:
+        page = self._call(
+            "GetRecords", self.streams.get_records, ShardIterator=iterator, Limit=limit
+        )
+        return Page(page.get("Records", []), page.get("NextShardIterator"))
