@@ -10,9 +10,15 @@ import logging
 import sys
 import time
 
-__all__ = ["JsonFormatter", "configure"]
+__all__ = ["JsonFormatter", "TextFormatter", "configure"]
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
+
+
+def _extras(record: logging.LogRecord) -> dict[str, object]:
+    return {
+        k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")
+    }
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,13 +43,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """``LEVEL logger: message key=value ...`` for terminals."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        line = f"{record.levelname} {record.name}: {record.getMessage()}"
+        return f"{line} {extras}" if extras else line
+
+
 def configure(level: str = "INFO", *, json_format: bool | None = None) -> None:
     """Log to stderr; JSON unless stderr is a terminal (or as ``json_format`` says)."""
     use_json = not sys.stderr.isatty() if json_format is None else json_format
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if use_json else logging.Formatter("%(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if use_json else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -80,7 +80,11 @@ def plan_changes(
     fields: SystemAttributes,
     tombstones: Mapping[ItemKey, Tombstone],
 ) -> Plan:
-    """Plan the writes for ``changes`` of region ``source`` into ``regions`` (S included)."""
+    """Plan the writes for ``changes`` of region ``source`` into ``regions``.
+
+    ``regions`` normally includes ``source`` (it repairs itself); a caller that handles only
+    some targets passes just those.
+    """
     writes: dict[str, list[WriteOp]] = {region: [] for region in regions}
     targets = [region for region in regions if region != source]
     echoes = 0
@@ -122,9 +126,10 @@ def plan_changes(
             and not would_apply(policy, change.version, tomb.version, strict=True)
         ):
             lost.append(change.sequence_number)
-            writes[source].append(
-                DeleteVersion(change.key, tomb.version, tomb.deleted_in, change.sequence_number)
-            )
+            if source in writes:
+                writes[source].append(
+                    DeleteVersion(change.key, tomb.version, tomb.deleted_in, change.sequence_number)
+                )
             continue
         assert change.image is not None
         put = PutVersion(

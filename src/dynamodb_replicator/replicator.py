@@ -7,7 +7,7 @@ says, per region, how far the batch got, so the caller can resume from the lowes
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -121,13 +121,20 @@ class Replicator:
         return changes, failures, skipped
 
     def process(
-        self, table: str, records: Sequence[Mapping[str, Any]], *, from_json: bool
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
     ) -> BatchResult:
-        """Replicate ``records`` (one shard's, in order) of ``table`` in the source region.
+        """Replicate ``records`` (one shard's, in order) of ``table`` in the source region
+        to ``regions`` (default: every region with a writer).
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
         """
+        chosen = [r for r in self.writers if regions is None or r in regions]
         changes, failures, skipped = self._decode(records, from_json)
         lookups = {
             c.key
@@ -139,19 +146,19 @@ class Replicator:
         except ReplicatorError as exc:
             first = _lowest(c.sequence_number for c in changes)
             log.error("tombstone read failed", extra={"region": self.source, "reason": str(exc)})
-            results = {r: TargetResult(r, failed_sequence=first, error=exc) for r in self.writers}
+            results = {r: TargetResult(r, failed_sequence=first, error=exc) for r in chosen}
             return BatchResult(results, tuple(failures), skipped=skipped, records=len(records))
         plan = plan_changes(
             changes,
             source=self.source,
-            regions=list(self.writers),
+            regions=chosen,
             policy=self.policy,
             fields=self.fields,
             tombstones=tombs,
         )
         futures = {
             region: self._pool.submit(self.writers[region].apply, table, plan.writes[region])
-            for region in self.writers
+            for region in chosen
         }
         results = {region: future.result() for region, future in futures.items()}
         return BatchResult(

@@ -95,6 +95,16 @@ class StreamClient:
             )
         return str(arn)
 
+    def stream_arns(self, table: str) -> list[str]:
+        """The table's current stream and any older ones still readable (re-enabled
+        streams get a new ARN; the old one's records must still be finished)."""
+        current = self.stream_arn(table)
+        listed = self._call("ListStreams", self.streams.list_streams, TableName=table).get(
+            "Streams", []
+        )
+        older = [str(s["StreamArn"]) for s in listed if s.get("StreamArn") != current]
+        return [*sorted(older), current]
+
     def shards(self, arn: str) -> list[Shard]:
         """Every shard of the stream (DescribeStream pages through them)."""
         shards: list[Shard] = []

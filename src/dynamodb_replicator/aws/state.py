@@ -1,0 +1,211 @@
+"""The runner's state table, one per source region: checkpoints, leases, live workers.
+
+Items (hash key ``pk``, a string):
+  ``cp|TABLE|STREAM|SHARD``     one attribute ``pos#TARGET`` per target region: the last
+                                SequenceNumber that target accepted, or ``END``
+  ``lease|TABLE|STREAM|SHARD``  ``owner`` and ``expires`` (epoch ms): who reads the shard
+  ``worker|ID``                 ``expires``: a live worker, for sharing shards fairly
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.retry import Backoff, call_with_retries
+
+__all__ = ["END", "DynamoStateStore", "ShardRef", "ensure_state_table"]
+
+END = "END"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRef:
+    table: str
+    stream_arn: str
+    shard_id: str
+
+    @property
+    def stream_label(self) -> str:
+        return self.stream_arn.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"{self.table}/{self.stream_label}/{self.shard_id}"
+
+
+def ensure_state_table(client: Any, name: str, region: str) -> None:
+    """Create the state table (on-demand, hash key ``pk``) if it does not exist."""
+    try:
+        client.describe_table(TableName=name)
+        return
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise translate(exc, region, f"DescribeTable {name}") from exc
+    except BotoCoreError as exc:
+        raise translate(exc, region, f"DescribeTable {name}") from exc
+    try:
+        client.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+    except ClientError as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise translate(exc, region, f"CreateTable {name}") from exc
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+
+
+class DynamoStateStore:
+    """Checkpoints and leases in one region's state table."""
+
+    def __init__(
+        self, client: Any, table: str, region: str, backoff: Backoff | None = None
+    ) -> None:
+        self.client = client
+        self.table = table
+        self.region = region
+        self.backoff = backoff or Backoff()
+
+    def _call(self, action: str, call: Callable[[], T]) -> T:
+        def attempt() -> T:
+            try:
+                return call()
+            except (ClientError, BotoCoreError) as exc:
+                raise translate(exc, self.region, f"{action} on {self.table}") from exc
+
+        return call_with_retries(attempt, self.backoff)
+
+    # -- checkpoints -------------------------------------------------------------------
+    def load(self, shard: ShardRef) -> dict[str, str]:
+        """target region -> last accepted SequenceNumber (or END); absent: no checkpoint."""
+        key = {"pk": {"S": f"cp|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        item = self._call(
+            "GetItem",
+            lambda: self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True),
+        ).get("Item", {})
+        return {
+            name.split("#", 1)[1]: value["S"]
+            for name, value in item.items()
+            if name.startswith("pos#")
+        }
+
+    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
+        """Record new positions for some targets (others keep theirs)."""
+        if not positions:
+            return
+        names = {f"#p{i}": f"pos#{target}" for i, target in enumerate(positions)}
+        values = {f":p{i}": {"S": seq} for i, seq in enumerate(positions.values())}
+        assignments = ", ".join(f"#p{i} = :p{i}" for i in range(len(positions)))
+        key = {"pk": {"S": f"cp|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        self._call(
+            "UpdateItem",
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key=key,
+                UpdateExpression=f"SET {assignments}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            ),
+        )
+
+    # -- leases ------------------------------------------------------------------------
+    def _lease_key(self, shard: ShardRef) -> dict[str, Any]:
+        return {"pk": {"S": f"lease|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+
+    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+        """Take or renew the lease if it is free, expired or ours. True when we hold it."""
+        condition = "attribute_not_exists(pk) OR #expires < :now OR #owner = :me"
+        return self._conditional_lease(shard, owner, now_ms + duration_ms, condition, now_ms)
+
+    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+        return self._conditional_lease(shard, owner, now_ms + duration_ms, "#owner = :me", now_ms)
+
+    def release(self, shard: ShardRef, owner: str) -> None:
+        self._conditional_lease(shard, owner, 0, "#owner = :me", 0)
+
+    def _conditional_lease(
+        self, shard: ShardRef, owner: str, expires_ms: int, condition: str, now_ms: int
+    ) -> bool:
+        values: dict[str, Any] = {":me": {"S": owner}, ":exp": {"N": str(expires_ms)}}
+        if ":now" in condition:
+            values[":now"] = {"N": str(now_ms)}
+
+        def update() -> bool:
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=self._lease_key(shard),
+                    UpdateExpression="SET #owner = :me, #expires = :exp",
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
+                    ExpressionAttributeValues=values,
+                )
+                return True
+            except ClientError as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+
+        return self._call("lease", update)
+
+    def leases(self) -> dict[str, tuple[str, int]]:
+        """Every lease: shard key -> (owner, expires ms)."""
+        return {
+            item["pk"]["S"].split("|", 1)[1]: (item["owner"]["S"], int(item["expires"]["N"]))
+            for item in self._scan("lease|")
+        }
+
+    # -- workers -----------------------------------------------------------------------
+    def heartbeat(self, worker: str, expires_ms: int) -> None:
+        self._call(
+            "PutItem",
+            lambda: self.client.put_item(
+                TableName=self.table,
+                Item={"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}},
+            ),
+        )
+
+    def live_workers(self, now_ms: int) -> list[str]:
+        return sorted(
+            item["pk"]["S"].split("|", 1)[1]
+            for item in self._scan("worker|")
+            if int(item["expires"]["N"]) >= now_ms
+        )
+
+    def forget_worker(self, worker: str) -> None:
+        key = {"pk": {"S": f"worker|{worker}"}}
+        self._call("DeleteItem", lambda: self.client.delete_item(TableName=self.table, Key=key))
+
+    def _scan(self, prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "ConsistentRead": True,
+            "FilterExpression": "begins_with(pk, :prefix)",
+            "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+        }
+        while True:
+            page = self._call("Scan", lambda k=dict(kwargs): self.client.scan(**k))  # type: ignore[misc]
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def require_table(client: Any, table: str, region: str) -> dict[str, Any]:
+    """DescribeTable, with a clear ConfigError when the table is missing."""
+    try:
+        return dict(client.describe_table(TableName=table)["Table"])
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise ConfigError(f"table {table} does not exist in {region}") from exc
+        raise translate(exc, region, f"DescribeTable {table}") from exc
+    except BotoCoreError as exc:
+        raise translate(exc, region, f"DescribeTable {table}") from exc

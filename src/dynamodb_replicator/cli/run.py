@@ -1,0 +1,51 @@
+"""``dynamodb-replicator run --config FILE``: replicate in the foreground until signalled."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from dynamodb_replicator.config import load_config
+from dynamodb_replicator.logs import configure
+from dynamodb_replicator.runner import Runner
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("run", help="run the standalone replicator")
+    parser.add_argument("--config", required=True, help="TOML configuration file")
+    parser.add_argument("--worker-id", help="name of this worker in leases (default: host-pid)")
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--log-format",
+        choices=["auto", "json", "text"],
+        default="auto",
+        help="JSON lines, or short text lines (auto: text on a terminal)",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    configure(
+        args.log_level, json_format={"auto": None, "json": True, "text": False}[args.log_format]
+    )
+    config = load_config(args.config)
+    runner = Runner(config, worker_id=args.worker_id)
+    runner.start()  # config errors surface here, before anything is replicated
+    stop = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(number).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runner.run(stop)
+    return 0

@@ -1,0 +1,259 @@
+"""The standalone replicator: ``dynamodb-replicator run --config FILE``.
+
+One process (or several sharing the work through leases) replicates every configured table
+among every configured region. For each source region it discovers the table's streams and
+shards, takes leases on a fair share of the shards, and runs one ShardWorker thread per
+leased shard; the ShardWorker feeds pages to the same ``Replicator.process`` the Lambda
+handler uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.state import DynamoStateStore, ShardRef
+from dynamodb_replicator.aws.streams import Shard, StreamClient
+from dynamodb_replicator.config import RunnerConfig
+from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.preflight import preflight
+from dynamodb_replicator.replicator import BatchResult, Replicator
+from dynamodb_replicator.shardworker import ShardWorker
+
+__all__ = ["PairStats", "Runner"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    """Progress of one (source region, target region) pair, summed over tables and shards."""
+
+    source: str
+    target: str
+    applied: int
+    stale: int
+    failed: int
+    lag_s: float | None
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class _Owned:
+    worker: ShardWorker
+    thread: threading.Thread
+    stop: threading.Event
+    region: str
+
+
+class _Region:
+    """Everything the runner holds for one source region."""
+
+    def __init__(self, spec: RegionSpec, config: RunnerConfig) -> None:
+        self.spec = spec
+        self.streams = StreamClient(
+            spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
+        )
+        self.state = DynamoStateStore(make_client("dynamodb", spec), config.state_table, spec.name)
+        self.replicator: Replicator = build_replicator(spec, config.regions, config.replication)
+
+    def process(
+        self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
+    ) -> BatchResult:
+        return self.replicator.process(table, records, from_json=False, regions=targets)
+
+
+class Runner:
+    """Runs until ``stop`` is set; then stops the shard threads and releases its leases."""
+
+    def __init__(
+        self,
+        config: RunnerConfig,
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.clock = clock
+        self.regions: dict[str, _Region] = {}
+        self.owned: dict[ShardRef, _Owned] = {}
+        self.finished: set[ShardRef] = set()
+        self.retired: list[tuple[str, ShardWorker]] = []
+        self.lease_ms = int(config.lease_timeout_seconds * 1000)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the configuration against the regions; create state/tombstone tables."""
+        preflight(self.config)
+        self.regions = {spec.name: _Region(spec, self.config) for spec in self.config.regions}
+        log.info(
+            "runner started",
+            extra={
+                "worker": self.worker_id,
+                "regions": list(self.regions),
+                "tables": list(self.config.tables),
+            },
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        if not self.regions:
+            self.start()
+        interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
+        try:
+            while not stop.is_set():
+                self.balance()
+                stop.wait(interval)
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        for ref in list(self.owned):
+            self._drop(ref, release=True)
+        for region in self.regions.values():
+            try:
+                region.state.forget_worker(self.worker_id)
+            except ReplicatorError as exc:
+                log.warning("could not deregister worker", extra={"reason": str(exc)})
+            region.replicator.close()
+        log.info("runner stopped", extra={"worker": self.worker_id})
+
+    # -- leases and discovery ----------------------------------------------------------
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def balance(self) -> None:
+        """One round: heartbeat, renew, discover shards, take a fair share of free ones."""
+        for name, region in self.regions.items():
+            try:
+                self._balance_region(name, region)
+            except ReplicatorError as exc:
+                log.warning(
+                    "region unavailable for coordination",
+                    extra={"region": name, "reason": str(exc)},
+                )
+        for ref, owned in list(self.owned.items()):
+            if not owned.thread.is_alive():
+                if owned.worker.done:
+                    self.finished.add(ref)
+                self._drop(ref, release=False)
+
+    def _balance_region(self, name: str, region: _Region) -> None:
+        now = self._now_ms()
+        region.state.heartbeat(self.worker_id, now + self.lease_ms)
+        for ref, owned in list(self.owned.items()):
+            if owned.region == name and not region.state.renew(
+                ref, self.worker_id, now, self.lease_ms
+            ):
+                log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
+                self._drop(ref, release=False)
+        candidates = self._discover(name, region)
+        workers = max(1, len(region.state.live_workers(now)))
+        share = math.ceil(len(candidates) / workers)
+        mine = [ref for ref in self.owned if self.owned[ref].region == name]
+        for ref, parent in candidates.items():
+            if len(mine) >= share:
+                break
+            if ref in self.owned:
+                continue
+            if region.state.acquire(ref, self.worker_id, now, self.lease_ms):
+                self._own(name, region, ref, parent)
+                mine.append(ref)
+        while len(mine) > share:  # a new worker joined: hand a shard over
+            self._drop(mine.pop(), release=True)
+
+    def _discover(self, name: str, region: _Region) -> dict[ShardRef, ShardRef | None]:
+        """Unfinished shards of every table's streams in ``name`` -> their parent shard."""
+        found: dict[ShardRef, ShardRef | None] = {}
+        for table in self.config.tables:
+            for arn in region.streams.stream_arns(table):
+                shards: list[Shard] = region.streams.shards(arn)
+                ids = {shard.shard_id for shard in shards}
+                for shard in shards:
+                    ref = ShardRef(table, arn, shard.shard_id)
+                    if ref in self.finished:
+                        continue
+                    parent = shard.parent_id if shard.parent_id in ids else None
+                    found[ref] = ShardRef(table, arn, parent) if parent else None
+        return found
+
+    def _own(self, name: str, region: _Region, ref: ShardRef, parent: ShardRef | None) -> None:
+        worker = ShardWorker(
+            ref,
+            source=region.streams,
+            checkpoints=region.state,
+            process=region.process,
+            targets=list(self.regions),
+            parent=parent,
+            clock=self.clock,
+            page_limit=self.config.page_limit,
+            timestamp_attribute=self.config.replication.fields.timestamp,
+        )
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._loop, args=(worker, stop), name=f"shard-{ref.shard_id}", daemon=True
+        )
+        self.owned[ref] = _Owned(worker, thread, stop, name)
+        log.info("shard leased", extra={"shard": str(ref), "worker": self.worker_id})
+        thread.start()
+
+    def _drop(self, ref: ShardRef, *, release: bool) -> None:
+        owned = self.owned.pop(ref)
+        owned.stop.set()
+        owned.thread.join(timeout=30)
+        self.retired.append((owned.region, owned.worker))
+        if release:
+            try:
+                self.regions[owned.region].state.release(ref, self.worker_id)
+            except ReplicatorError as exc:
+                log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+
+    def _loop(self, worker: ShardWorker, stop: threading.Event) -> None:
+        """Poll at once after records; back off while idle, capped for low latency."""
+        idle_cap = self.config.idle_poll_max_ms / 1000
+        delay = 0.0
+        next_parent_check = 0.0
+        while not stop.is_set() and not worker.done:
+            try:
+                if worker.waiting and self.clock() >= next_parent_check:
+                    worker.check_parent()
+                    next_parent_check = self.clock() + 1.0
+                read = worker.step()
+            except ReplicatorError as exc:
+                log.warning(
+                    "shard step failed", extra={"shard": str(worker.shard), "reason": str(exc)}
+                )
+                read = 0
+            except Exception:
+                log.exception("shard worker crashed", extra={"shard": str(worker.shard)})
+                return
+            delay = 0.0 if read else min(idle_cap, max(0.01, delay * 2))
+            if delay:
+                stop.wait(delay)
+
+    # -- progress ----------------------------------------------------------------------
+    def snapshot(self) -> list[PairStats]:
+        """Per (source, target) counters since this process started."""
+        workers = [(o.region, o.worker) for o in self.owned.values()] + self.retired
+        pairs: dict[tuple[str, str], list[Any]] = {}
+        for source, worker in workers:
+            stats = worker.stats
+            for target in self.regions:
+                entry = pairs.setdefault((source, target), [0, 0, 0, None, None])
+                entry[0] += stats.applied.get(target, 0)
+                entry[1] += stats.stale.get(target, 0)
+                entry[2] += stats.failed.get(target, 0)
+                if target in stats.lag_s:
+                    entry[3] = max(entry[3] or 0.0, stats.lag_s[target])
+                entry[4] = stats.last_error.get(target, entry[4])
+        return [PairStats(s, t, *values) for (s, t), values in sorted(pairs.items())]
