@@ -1,0 +1,234 @@
+"""The per-shard lifecycle against a fake stream (shards never split on DynamoDB Local)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.aws.state import END, ShardRef
+from dynamodb_replicator.aws.streams import ExpiredIteratorError, Page, TrimmedDataError
+from dynamodb_replicator.errors import UnreachableError
+from dynamodb_replicator.ports import TargetResult
+from dynamodb_replicator.replicator import BatchResult
+from dynamodb_replicator.shardworker import ShardWorker
+
+ARN = "arn:aws:dynamodb:eu-west-1:1:table/Orders/stream/label"
+TARGETS = ["eu-west-1", "us-east-1", "ap-southeast-1"]
+
+
+def record(seq: int) -> dict[str, Any]:
+    return {"dynamodb": {"SequenceNumber": f"{seq:021d}"}}
+
+
+@dataclass
+class FakeStream:
+    shards: dict[str, list[dict[str, Any]]]
+    closed: set[str] = field(default_factory=set)
+    expire_next: int = 0
+    trim_next: int = 0
+    iterators_taken: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def iterator(self, arn: str, shard_id: str, after: str | None) -> str:
+        self.iterators_taken.append((shard_id, after))
+        records = self.shards[shard_id]
+        index = (
+            0
+            if after is None
+            else next(
+                i + 1 for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == after
+            )
+        )
+        return f"{shard_id}:{index}"
+
+    def read(self, iterator: str, limit: int = 1000) -> Page:
+        if self.expire_next:
+            self.expire_next -= 1
+            raise ExpiredIteratorError("expired")
+        if self.trim_next:
+            self.trim_next -= 1
+            raise TrimmedDataError("trimmed")
+        shard_id, index = iterator.split(":")
+        records = self.shards[shard_id][int(index) : int(index) + limit]
+        end = int(index) + len(records)
+        done = shard_id in self.closed and end >= len(self.shards[shard_id])
+        return Page(records, None if done else f"{shard_id}:{end}")
+
+
+@dataclass
+class FakeCheckpoints:
+    saved: dict[ShardRef, dict[str, str]] = field(default_factory=dict)
+
+    def load(self, shard: ShardRef) -> dict[str, str]:
+        return dict(self.saved.get(shard, {}))
+
+    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
+        self.saved.setdefault(shard, {}).update(positions)
+
+
+@dataclass
+class FakeTargets:
+    """Applies records; a target in ``down`` fails from ``fail_at`` (a sequence) onwards."""
+
+    down: dict[str, int] = field(default_factory=dict)
+    applied: dict[str, list[int]] = field(default_factory=dict)
+
+    def __call__(
+        self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
+    ) -> BatchResult:
+        results = {}
+        for target in targets:
+            failed = None
+            for r in records:
+                seq = int(r["dynamodb"]["SequenceNumber"])
+                if target in self.down and seq >= self.down[target]:
+                    failed = failed or r["dynamodb"]["SequenceNumber"]
+                    continue
+                self.applied.setdefault(target, []).append(seq)
+            error = UnreachableError("down") if failed else None
+            results[target] = TargetResult(target, failed_sequence=failed, error=error)
+        return BatchResult(results)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def worker(
+    stream: FakeStream,
+    checkpoints: FakeCheckpoints,
+    targets: FakeTargets,
+    clock: Clock,
+    shard: str = "s1",
+    parent: str | None = None,
+    limit: int = 3,
+) -> ShardWorker:
+    return ShardWorker(
+        ShardRef("Orders", ARN, shard),
+        source=stream,
+        checkpoints=checkpoints,
+        process=targets,
+        targets=TARGETS,
+        parent=ShardRef("Orders", ARN, parent) if parent else None,
+        clock=clock,
+        page_limit=limit,
+    )
+
+
+def run_until_idle(w: ShardWorker, clock: Clock, steps: int = 50) -> None:
+    for _ in range(steps):
+        clock.now += 60  # past any backoff
+        w.step()
+
+
+def test_reads_every_record_once_and_checkpoints_each_target() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    w = worker(stream, checkpoints, targets, clock)
+    run_until_idle(w, clock)
+    for target in TARGETS:
+        assert targets.applied[target] == list(range(1, 8))
+    assert set(checkpoints.saved[w.shard].values()) == {f"{7:021d}"}
+    assert len(w.cursors) == 1
+
+
+def test_a_down_target_holds_back_only_itself_and_catches_up() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    checkpoints, clock = FakeCheckpoints(), Clock()
+    targets = FakeTargets(down={"ap-southeast-1": 3})
+    w = worker(stream, checkpoints, targets, clock)
+    run_until_idle(w, clock)
+    saved = checkpoints.saved[w.shard]
+    assert saved["us-east-1"] == saved["eu-west-1"] == f"{7:021d}"
+    assert saved["ap-southeast-1"] == f"{2:021d}"  # the last record it accepted
+    assert len(w.cursors) == 2
+    targets.down.clear()  # the region is back
+    run_until_idle(w, clock)
+    assert targets.applied["ap-southeast-1"] == list(range(1, 8))
+    assert checkpoints.saved[w.shard]["ap-southeast-1"] == f"{7:021d}"
+    assert len(w.cursors) == 1  # merged: the shard is read once again
+
+
+def test_a_failing_target_waits_for_its_backoff() -> None:
+    stream = FakeStream({"s1": [record(1)]})
+    checkpoints, clock = FakeCheckpoints(), Clock()
+    targets = FakeTargets(down={"ap-southeast-1": 1})
+    w = worker(stream, checkpoints, targets, clock)
+    w.step()
+    taken = len(stream.iterators_taken)
+    w.step()  # same instant: the paused cursor is not retried yet
+    assert len(stream.iterators_taken) == taken
+
+
+def test_child_shard_starts_per_target_after_the_parent_is_finished() -> None:
+    stream = FakeStream({"parent": [record(1), record(2)], "child": [record(3)]}, closed={"parent"})
+    checkpoints, clock = FakeCheckpoints(), Clock()
+    targets = FakeTargets(down={"ap-southeast-1": 2})
+    child = worker(stream, checkpoints, targets, clock, shard="child", parent="parent")
+    child.check_parent()
+    run_until_idle(child, clock)
+    assert targets.applied == {}  # nothing read before the parent is done
+    parent = worker(stream, checkpoints, targets, clock, shard="parent")
+    run_until_idle(parent, clock)
+    assert checkpoints.saved[parent.shard]["us-east-1"] == END
+    assert checkpoints.saved[parent.shard]["ap-southeast-1"] == f"{1:021d}"
+    child.check_parent()
+    run_until_idle(child, clock)
+    assert targets.applied["us-east-1"] == [1, 2, 3]
+    assert targets.applied.get("ap-southeast-1") == [1]  # still waits for its parent
+    assert child.waiting == {"ap-southeast-1"}
+    targets.down.clear()
+    run_until_idle(parent, clock)
+    child.check_parent()
+    run_until_idle(child, clock)
+    assert targets.applied["ap-southeast-1"] == [1, 2, 3]
+
+
+def test_expired_iterator_resumes_at_the_same_position() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    w = worker(stream, checkpoints, targets, clock)
+    w.step()
+    stream.expire_next = 1
+    run_until_idle(w, clock)
+    assert targets.applied["us-east-1"] == list(range(1, 8))
+    assert ("s1", f"{3:021d}") in stream.iterators_taken
+
+
+def test_trimmed_position_restarts_at_trim_horizon() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 4)]})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    stream.trim_next = 1
+    w = worker(stream, checkpoints, targets, clock)
+    run_until_idle(w, clock)
+    assert targets.applied["eu-west-1"] == [1, 2, 3]
+
+
+def test_restart_resumes_after_the_checkpoint() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints.saved[ShardRef("Orders", ARN, "s1")] = {
+        "eu-west-1": f"{5:021d}",
+        "us-east-1": f"{5:021d}",
+        "ap-southeast-1": f"{2:021d}",
+    }
+    targets = FakeTargets()
+    w = worker(stream, checkpoints, targets, clock)
+    assert len(w.cursors) == 2
+    run_until_idle(w, clock)
+    assert targets.applied["us-east-1"] == [6, 7]
+    assert targets.applied["ap-southeast-1"] == [3, 4, 5, 6, 7]
+    assert len(w.cursors) == 1
+
+
+def test_finished_shard_is_done_for_every_target() -> None:
+    stream = FakeStream({"s1": [record(1)]}, closed={"s1"})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    w = worker(stream, checkpoints, targets, clock)
+    run_until_idle(w, clock)
+    assert w.done and w.finished == set(TARGETS)
+    assert worker(stream, checkpoints, targets, clock).done  # a new owner does nothing
