@@ -133,10 +133,17 @@ class Runner:
         return int(self.clock() * 1000)
 
     def balance(self) -> None:
-        """One round: heartbeat, renew, discover shards, take a fair share of free ones."""
+        """One round: heartbeat, renew, discover shards, hold a fair share of all shards."""
+        now = self._now_ms()
+        candidates: dict[ShardRef, tuple[str, ShardRef | None]] = {}
+        workers = 1
         for name, region in self.regions.items():
             try:
-                self._balance_region(name, region)
+                region.state.heartbeat(self.worker_id, now + self.lease_ms)
+                self._renew(name, region, now)
+                for ref, parent in self._discover(name, region).items():
+                    candidates[ref] = (name, parent)
+                workers = max(workers, len(region.state.live_workers(now)))
             except ReplicatorError as exc:
                 log.warning(
                     "region unavailable for coordination",
@@ -147,30 +154,28 @@ class Runner:
                 if owned.worker.done:
                     self.finished.add(ref)
                 self._drop(ref, release=False)
+        share = math.ceil(len(candidates) / workers)
+        for ref, (name, parent) in candidates.items():
+            if len(self.owned) >= share:
+                break
+            if ref in self.owned or ref in self.finished:
+                continue
+            region = self.regions[name]
+            try:
+                if region.state.acquire(ref, self.worker_id, now, self.lease_ms):
+                    self._own(name, region, ref, parent)
+            except ReplicatorError as exc:
+                log.warning("lease not acquired", extra={"shard": str(ref), "reason": str(exc)})
+        while len(self.owned) > share:  # another worker joined: hand shards over
+            self._drop(next(reversed(self.owned)), release=True)
 
-    def _balance_region(self, name: str, region: _Region) -> None:
-        now = self._now_ms()
-        region.state.heartbeat(self.worker_id, now + self.lease_ms)
+    def _renew(self, name: str, region: _Region, now: int) -> None:
         for ref, owned in list(self.owned.items()):
             if owned.region == name and not region.state.renew(
                 ref, self.worker_id, now, self.lease_ms
             ):
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 self._drop(ref, release=False)
-        candidates = self._discover(name, region)
-        workers = max(1, len(region.state.live_workers(now)))
-        share = math.ceil(len(candidates) / workers)
-        mine = [ref for ref in self.owned if self.owned[ref].region == name]
-        for ref, parent in candidates.items():
-            if len(mine) >= share:
-                break
-            if ref in self.owned:
-                continue
-            if region.state.acquire(ref, self.worker_id, now, self.lease_ms):
-                self._own(name, region, ref, parent)
-                mine.append(ref)
-        while len(mine) > share:  # a new worker joined: hand a shard over
-            self._drop(mine.pop(), release=True)
 
     def _discover(self, name: str, region: _Region) -> dict[ShardRef, ShardRef | None]:
         """Unfinished shards of every table's streams in ``name`` -> their parent shard."""

@@ -38,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     )
     config = load_config(args.config)
     runner = Runner(config, worker_id=args.worker_id)
-    runner.start()  # config errors surface here, before anything is replicated
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
@@ -47,5 +46,6 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    runner.start()  # config errors surface here, before anything is replicated
     runner.run(stop)
     return 0

@@ -1,0 +1,170 @@
+"""The standalone runner as a real process on DynamoDB Local: convergence under concurrent
+conflicting writes, kill -9 and restart, two workers, an unreachable region, SIGTERM."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.local import DynamoDBLocal
+from tests.proxy import TcpProxy
+from tests.runner_process import RunnerProcess, write_config
+from tests.support import REGIONS, create_table
+from tests.workload import Workload, wait_until_converged
+
+US, EU, AP = REGIONS
+
+
+@pytest.fixture
+def runners() -> Iterator[list[RunnerProcess]]:
+    started: list[RunnerProcess] = []
+    yield started
+    for runner in started:
+        runner.close()
+
+
+def make_tables(endpoint: str, table: str, regions: dict[str, str] | None = None) -> dict[str, Any]:
+    clients = {
+        r: make_client("dynamodb", RegionSpec(r, (regions or {}).get(r, endpoint))) for r in REGIONS
+    }
+    for region, client in clients.items():
+        create_table(client, table, region=region)
+    return clients
+
+
+def start(runners: list[RunnerProcess], tmp_path: Path, config: Path, worker: str) -> RunnerProcess:
+    runner = RunnerProcess(config, tmp_path / f"{worker}.log", worker).start()
+    runners.append(runner)
+    return runner
+
+
+def show_logs(tmp_path: Path) -> str:
+    return "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("*.log")))
+
+
+def test_converges_under_conflicts_and_a_kill_9(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    clients = make_tables(ddb_local.endpoint_url, "Converge")
+    config = write_config(
+        tmp_path / "c.toml",
+        ["Converge"],
+        dict.fromkeys(REGIONS, ddb_local.endpoint_url),
+        lease_timeout_seconds=5,
+    )
+    runner = start(runners, tmp_path, config, "w1")
+    workload = Workload(clients, table="Converge", keys=15, seed=7)
+
+    def kill_and_restart() -> None:
+        runner.kill()
+        start(runners, tmp_path, config, "w1")  # same worker id: resumes its leases at once
+
+    workload.run(operations=120, between=kill_and_restart)
+    deletes = sum(e.delete for e in workload.events)
+    assert deletes > 10 and len(workload.events) > 300  # the mix really happened
+    try:
+        seconds = wait_until_converged(clients, "Converge", workload.expected())
+    except AssertionError:
+        print(show_logs(tmp_path))
+        raise
+    print(f"converged {seconds:.1f} s after the load stopped")
+
+
+def test_two_workers_share_shards_and_take_over_from_a_dead_one(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    clients = make_tables(ddb_local.endpoint_url, "Shared")
+    config = write_config(
+        tmp_path / "s.toml",
+        ["Shared"],
+        dict.fromkeys(REGIONS, ddb_local.endpoint_url),
+        lease_timeout_seconds=3,
+        state_table="shared-state",
+    )
+    first = start(runners, tmp_path, config, "first")
+    start(runners, tmp_path, config, "second")
+    state = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
+
+    def owners() -> dict[str, str]:
+        found: dict[str, str] = {}
+        for region, client in state.items():
+            try:
+                items = client.scan(TableName="shared-state")["Items"]
+            except client.exceptions.ResourceNotFoundException:
+                continue  # the runners have not created it yet
+            for item in items:
+                if (
+                    item["pk"]["S"].startswith("lease|")
+                    and int(item["expires"]["N"]) > time.time() * 1000
+                ):
+                    found[region] = item["owner"]["S"]
+        return found
+
+    deadline = time.monotonic() + 30
+    while set(owners().values()) != {"first", "second"}:
+        assert time.monotonic() < deadline, f"shards not shared: {owners()}"
+        time.sleep(0.2)
+    first.kill()
+    workload = Workload(clients, table="Shared", keys=10, seed=3)
+    workload.run(operations=40)
+    wait_until_converged(clients, "Shared", workload.expected(), timeout=60)
+    assert set(owners().values()) == {"second"}
+    assert len(owners()) == 3
+
+
+def test_an_unreachable_region_holds_back_only_itself(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    proxy = TcpProxy(ddb_local.port).start()
+    try:
+        endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url, AP: proxy.endpoint_url}
+        clients = make_tables(ddb_local.endpoint_url, "Isolated", endpoints)
+        direct = {
+            r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS
+        }
+        config = write_config(tmp_path / "i.toml", ["Isolated"], endpoints)
+        start(runners, tmp_path, config, "w1")
+        time.sleep(2)  # let the runner take its leases before the region goes away
+        proxy.stop()
+        item = {"pk": {"S": "while-down"}, "__timestamp": {"N": "1"}}
+        clients[US].put_item(TableName="Isolated", Item=item)
+        deadline = time.monotonic() + 20
+        while "Item" not in direct[EU].get_item(
+            TableName="Isolated", Key={"pk": {"S": "while-down"}}
+        ):
+            assert time.monotonic() < deadline, show_logs(tmp_path)
+            time.sleep(0.1)
+        assert "Item" not in direct[AP].get_item(
+            TableName="Isolated", Key={"pk": {"S": "while-down"}}
+        )
+        proxy.start()
+        workload = Workload(direct, table="Isolated", keys=5)
+        workload.events  # the item written while AP was down is expected too
+        deadline = time.monotonic() + 60
+        while "Item" not in direct[AP].get_item(
+            TableName="Isolated", Key={"pk": {"S": "while-down"}}
+        ):
+            assert time.monotonic() < deadline, show_logs(tmp_path)
+            time.sleep(0.2)
+    finally:
+        proxy.stop()
+
+
+def test_sigterm_stops_within_seconds_with_exit_code_0(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    make_tables(ddb_local.endpoint_url, "Stopping")
+    config = write_config(
+        tmp_path / "t.toml", ["Stopping"], dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+    )
+    runner = start(runners, tmp_path, config, "w1")
+    time.sleep(3)
+    assert runner.alive(), show_logs(tmp_path)
+    began = time.monotonic()
+    assert runner.terminate() == 0
+    assert time.monotonic() - began < 5

@@ -1,0 +1,160 @@
+"""A concurrent workload whose expected final state is computed from the writes' own results.
+
+Every region's writer does puts, partial updates and deletes on a small key space. Its
+timestamps increase per region but overlap across regions, so equal-timestamp conflicts
+and clock-skewed (regressing) writes happen on purpose. Each write's outcome is recorded
+from DynamoDB's own answer (ALL_NEW for updates, ALL_OLD for deletes), so the expected
+winner of every key is known exactly: the largest version; a delete beats a put of the
+same version.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.conflict import LastWriterWins, stored_version
+from dynamodb_replicator.model import SystemAttributes, Version
+
+FIELDS = SystemAttributes()
+POLICY = LastWriterWins(FIELDS)
+
+
+@dataclass(frozen=True)
+class Event:
+    key: str
+    version: Version
+    delete: bool
+    content: dict[str, Any] | None  # user attributes of the written version
+
+
+@dataclass
+class Workload:
+    clients: dict[str, Any]
+    table: str = "Orders"
+    keys: int = 20
+    seed: int = 1
+    events: list[Event] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _record(self, event: Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def _write(self, region: str, rng: random.Random, stamp: int) -> None:
+        client = self.clients[region]
+        key = f"k{rng.randrange(self.keys)}"
+        ddb_key = {"pk": {"S": key}}
+        roll = rng.random()
+        if roll < 0.5:
+            item = {**ddb_key, FIELDS.timestamp: {"N": str(stamp)}, "v": {"S": f"{region}-{stamp}"}}
+            client.put_item(TableName=self.table, Item=item)
+            self._record(Event(key, Version.of(str(stamp), region), False, _user(item)))
+        elif roll < 0.8:
+            new = client.update_item(
+                TableName=self.table,
+                Key=ddb_key,
+                UpdateExpression="SET #t = :t, #u = :u",
+                ExpressionAttributeNames={"#t": FIELDS.timestamp, "#u": f"u_{region[:2]}"},
+                ExpressionAttributeValues={":t": {"N": str(stamp)}, ":u": {"N": str(stamp)}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+            self._record(Event(key, Version.of(str(stamp), region), False, _user(new)))
+        else:
+            old = client.delete_item(TableName=self.table, Key=ddb_key, ReturnValues="ALL_OLD")
+            version = stored_version(old.get("Attributes"), region, FIELDS)
+            if version is not None:
+                self._record(Event(key, version, True, None))
+
+    def run_region(self, region: str, operations: int, start: int, pause: float = 0.0) -> None:
+        rng = random.Random(f"{self.seed}-{region}")
+        stamp = start
+        for _ in range(operations):
+            stamp += rng.randint(1, 3)
+            self._write(region, rng, stamp)
+            if pause:
+                time.sleep(pause)
+
+    def run(
+        self,
+        operations: int,
+        start: int = 1_000,
+        pause: float = 0.0,
+        between: Callable[[], None] | None = None,
+    ) -> None:
+        """All regions write concurrently; ``between`` runs in the middle (e.g. a kill)."""
+        half = operations // 2
+        for count in (half, operations - half):
+            threads = [
+                threading.Thread(target=self.run_region, args=(r, count, start, pause))
+                for r in self.clients
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            start += 3 * half
+            if between is not None:
+                between()
+                between = None
+
+    def expected(self) -> dict[str, dict[str, Any] | None]:
+        winners: dict[str, Event] = {}
+        for event in self.events:
+            best = winners.get(event.key)
+            rank = (POLICY.order_key(event.version), event.delete)
+            if best is None or rank > (POLICY.order_key(best.version), best.delete):
+                winners[event.key] = event
+        return {key: event.content for key, event in winners.items()}
+
+
+def _user(item: dict[str, Any]) -> dict[str, Any]:
+    added = FIELDS.added()
+    return {k: v for k, v in item.items() if k not in added}
+
+
+def region_state(client: Any, table: str) -> dict[str, dict[str, Any]]:
+    items: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = client.scan(**kwargs)
+        for item in page["Items"]:
+            items[item["pk"]["S"]] = _user(item)
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def differences(
+    clients: dict[str, Any], table: str, expected: dict[str, dict[str, Any] | None]
+) -> list[str]:
+    """What differs from the expected winners, per region (empty: converged)."""
+    want = {k: v for k, v in expected.items() if v is not None}
+    found = []
+    for region, client in clients.items():
+        have = region_state(client, table)
+        for key in sorted(set(want) | set(have)):
+            if want.get(key) != have.get(key):
+                found.append(f"{region} {key}: want {want.get(key)} have {have.get(key)}")
+    return found
+
+
+def wait_until_converged(
+    clients: dict[str, Any],
+    table: str,
+    expected: dict[str, dict[str, Any] | None],
+    timeout: float = 90.0,
+) -> float:
+    """Poll until every region holds exactly the expected winners; seconds it took."""
+    started = time.monotonic()
+    last: Sequence[str] = []
+    while time.monotonic() - started < timeout:
+        last = differences(clients, table, expected)
+        if not last:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(f"not converged after {timeout} s: {last[:10]} ({len(last)} differences)")
