@@ -1,0 +1,94 @@
+"""``run`` refuses bad configurations early, with a message that says how to fix them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.local import DynamoDBLocal, free_port
+from tests.runner_process import write_config
+from tests.support import REGIONS, create_table
+
+US, EU, AP = REGIONS
+
+
+@pytest.fixture(scope="module")
+def clients(ddb_local: DynamoDBLocal) -> Iterator[dict[str, Any]]:
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
+    for region, client in clients.items():
+        create_table(client, "Good", region=region)
+    create_table(clients[US], "OnlyInUs", region=US)
+    create_table(clients[US], "KeysOnly", region=US, view="KEYS_ONLY")
+    create_table(clients[EU], "KeysOnly", region=EU, view="KEYS_ONLY")
+    create_table(clients[US], "Schema", region=US)
+    create_table(clients[EU], "Schema", (("id", "N"),), region=EU)
+    clients[US].create_table(
+        TableName="NoStream",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    create_table(clients[EU], "NoStream", region=EU)
+    yield clients
+
+
+def run(tmp_path: Path, table: str, regions: dict[str, str]) -> int:
+    config = write_config(tmp_path / "bad.toml", [table], regions)
+    return main(["run", "--config", str(config), "--log-format", "text"])
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("OnlyInUs", "table OnlyInUs does not exist in eu-west-1"),
+        ("KeysOnly", "KEYS_ONLY stream; replication needs NEW_AND_OLD_IMAGES"),
+        ("NoStream", "has no stream: enable one"),
+        ("Schema", "different key schemas"),
+    ],
+)
+def test_bad_tables_are_refused(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    table: str,
+    message: str,
+) -> None:
+    endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    assert run(tmp_path, table, endpoints) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreachable_endpoint_is_refused(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert run(tmp_path, "Good", {US: ddb_local.endpoint_url, AP: closed}) == 2
+    assert f"cannot reach ap-southeast-1 ({closed})" in capsys.readouterr().err
+
+
+def test_rejected_credentials_are_refused(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "not_valid-key")  # DynamoDB Local rejects - and _
+    assert run(tmp_path, "Good", {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}) == 2
+    assert "credentials" in capsys.readouterr().err
+
+
+def test_config_file_errors_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('tables = ["Good"]\n[[regions]]\nname = "a1"\n[[regions]]\nname = "a1"\n')
+    assert main(["run", "--config", str(config)]) == 2
+    assert "region a1 is listed twice" in capsys.readouterr().err
