@@ -202,7 +202,7 @@ class Runner:
             parent=parent,
             clock=self.clock,
             page_limit=self.config.page_limit,
-            timestamp_attribute=self.config.replication.fields.timestamp,
+            fields=self.config.replication.fields,
         )
         stop = threading.Event()
         thread = threading.Thread(

@@ -20,7 +20,9 @@ from typing import Any, Protocol
 
 from dynamodb_replicator.aws.state import END, ShardRef
 from dynamodb_replicator.aws.streams import ExpiredIteratorError, Page, TrimmedDataError
+from dynamodb_replicator.conflict import is_replica_write
 from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.model import SystemAttributes, parse_number
 from dynamodb_replicator.replicator import BatchResult
 
 __all__ = ["CheckpointStore", "Cursor", "ShardWorker", "StreamSource"]
@@ -79,9 +81,9 @@ class ShardWorker:
         clock: Callable[[], float],
         page_limit: int = 1000,
         retry_cap: float = 30.0,
-        timestamp_attribute: str = "__timestamp",
+        fields: SystemAttributes | None = None,
     ) -> None:
-        self.timestamp_attribute = timestamp_attribute
+        self.fields = fields or SystemAttributes()
         self.shard = shard
         self.source = source
         self.checkpoints = checkpoints
@@ -223,19 +225,20 @@ class ShardWorker:
             self._back_off(split, self.stats.last_error[target])
 
     def _note_lag(self, target: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Age of the newest change just applied, from its ``__timestamp`` when that looks
-        like epoch milliseconds (the recommended form)."""
+        """Age of the newest application write just applied, from its ``__timestamp`` when
+        that looks like epoch milliseconds (the recommended form). Echoes and deletes carry
+        older versions' timestamps and say nothing about lag."""
         now = self.clock()
         self.stats.last_record_at[target] = now
-        body = records[-1].get("dynamodb", {})
-        image = body.get("NewImage") or body.get("OldImage") or {}
-        raw = image.get(self.timestamp_attribute, {}).get("N")
-        try:
-            stamp = float(raw) / 1000 if raw is not None else None
-        except ValueError:
-            stamp = None
-        if stamp is not None and 1e9 < stamp < 1e11:
-            self.stats.lag_s[target] = max(0.0, now - stamp)
+        for record in reversed(records):
+            image = record.get("dynamodb", {}).get("NewImage")
+            if not image or is_replica_write(image, self.fields):
+                continue
+            raw = image.get(self.fields.timestamp, {}).get("N")
+            stamp = parse_number(raw) if isinstance(raw, str) else None
+            if stamp is not None and 10**12 < stamp < 10**14:
+                self.stats.lag_s[target] = max(0.0, now - float(stamp) / 1000)
+            return
 
     def _back_off(self, cursor: Cursor, reason: str) -> None:
         cursor.failures += 1

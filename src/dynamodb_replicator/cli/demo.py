@@ -1,200 +1,224 @@
 """``dynamodb-replicator demo``: three regions on an embedded DynamoDB Local.
 
-Writes conflicting changes in every region, replicates them by feeding the real stream
-records to the Lambda handler, and shows the regions side by side with the winners.
+Starts DynamoDB Local, creates a table in three regions, runs the standalone runner, writes
+in every region (a same-key conflict, an equal-timestamp tie, a partial update, a delete),
+shows live per-pair progress, then the regions side by side with the reason for each winner.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-from collections.abc import Callable
+import threading
+import time
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
-from dynamodb_replicator import lambda_handler
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.aws.streams import StreamClient, TrimmedDataError
-from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.codec import record_to_lambda_event_record
+from dynamodb_replicator.config import RunnerConfig
+from dynamodb_replicator.conflict import stored_version
 from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.logs import configure
 from dynamodb_replicator.model import SystemAttributes
+from dynamodb_replicator.runner import Runner
 
 __all__ = ["register"]
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 TABLE = "Orders"
 FIELDS = SystemAttributes()
+TIMEOUT_S = 30.0
 
-# (region, action, key, timestamp, status): the demo's writes, in two rounds.
-FIRST_ROUND = [
-    ("us-east-1", "put", "order-1", 1000, "placed"),
-    ("eu-west-1", "put", "order-1", 1005, "paid"),  # same key, later timestamp: wins
-    ("us-east-1", "put", "order-2", 2000, "placed"),
-    ("eu-west-1", "put", "order-2", 2000, "shipped"),
-    ("ap-southeast-1", "put", "order-2", 2000, "cancelled"),  # equal timestamps: a tie
-    ("ap-southeast-1", "put", "order-3", 3000, "placed"),
-]
-SECOND_ROUND = [
-    ("eu-west-1", "delete", "order-3", 0, ""),  # deleted where it was replicated to
-    ("us-east-1", "put", "order-4", 4000, "placed"),
+# (region, action, key, milliseconds after the demo's start, attributes)
+ROUNDS: list[list[tuple[str, str, str, int, dict[str, str]]]] = [
+    [
+        ("us-east-1", "put", "order-1", 0, {"status": "placed", "total": "20"}),
+        ("eu-west-1", "put", "order-1", 5, {"status": "paid", "total": "20"}),
+        ("us-east-1", "put", "order-2", 10, {"status": "placed"}),
+        ("eu-west-1", "put", "order-2", 10, {"status": "shipped"}),
+        ("ap-southeast-1", "put", "order-2", 10, {"status": "cancelled"}),
+        ("ap-southeast-1", "put", "order-3", 20, {"status": "placed"}),
+        ("us-east-1", "put", "order-4", 30, {"status": "placed", "total": "5"}),
+    ],
+    [
+        ("eu-west-1", "delete", "order-3", 0, {}),
+        ("ap-southeast-1", "update", "order-4", 40, {"status": "gift-wrapped"}),
+    ],
 ]
 EXPLANATIONS = {
-    "order-1": "eu-west-1 wrote __timestamp 1005 > 1000 from us-east-1: the later write wins.",
-    "order-2": "three writes with __timestamp 2000: the tie goes to the largest region name, "
-    "us-east-1.",
+    "order-1": "eu-west-1 wrote 5 ms after us-east-1: the larger __timestamp wins.",
+    "order-2": "three writes with the same __timestamp: the tie goes to the largest region "
+    "name, us-east-1, in every region.",
     "order-3": "written in ap-southeast-1, deleted in eu-west-1: the delete removed that "
-    "version in every region.",
-    "order-4": "a plain write, replicated everywhere.",
+    "version everywhere and is remembered, so no late copy can bring it back.",
+    "order-4": "written in us-east-1, then partially updated in ap-southeast-1 (status only, "
+    "newer __timestamp): the update is replicated although the item still carried "
+    "__originRegion=us-east-1, and total survives.",
 }
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("demo", help="run the local three-region demo")
+    parser = commands.add_parser("demo", help="run the local three-region demo (under a minute)")
     parser.set_defaults(run=run)
 
 
-def _write(clients: dict[str, Any], writes: list[tuple[str, str, str, int, str]]) -> None:
-    for region, action, key, timestamp, status in writes:
-        client = clients[region]
-        if action == "put":
-            item = {
-                "pk": {"S": key},
-                FIELDS.timestamp: {"N": str(timestamp)},
-                "status": {"S": status},
-                "region_written": {"S": region},
-            }
-            client.put_item(TableName=TABLE, Item=item)
-        else:
-            client.delete_item(TableName=TABLE, Key={"pk": {"S": key}})
-
-
-class LambdaPump:
-    """Feeds every region's new stream records to the Lambda handler, like Lambda would."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-        self.positions: dict[tuple[str, str], str | None] = {}
-
-    def _env(self, source: str) -> dict[str, str]:
-        return {
-            "REPLICATOR_SOURCE_REGION": source,
-            "REPLICATOR_REGIONS": ",".join(REGIONS),
-            "REPLICATOR_ENDPOINT_URLS": ",".join(f"{r}={self.endpoint}" for r in REGIONS),
-            "REPLICATOR_LOG_LEVEL": "WARNING",
-        }
-
-    def pump(self, region: str) -> int:
-        spec = RegionSpec(region, self.endpoint)
-        stream = StreamClient(
-            region, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
+def _write(client: Any, action: str, key: str, stamp: int, attributes: dict[str, str]) -> None:
+    pk = {"pk": {"S": key}}
+    if action == "put":
+        item = {**pk, FIELDS.timestamp: {"N": str(stamp)}}
+        item.update({name: {"S": value} for name, value in attributes.items()})
+        client.put_item(TableName=TABLE, Item=item)
+    elif action == "update":
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        values = {f":v{i}": {"S": value} for i, value in enumerate(attributes.values())}
+        sets = ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes)))
+        client.update_item(
+            TableName=TABLE,
+            Key=pk,
+            UpdateExpression=f"SET {sets}, #ts = :ts",
+            ExpressionAttributeNames={**names, "#ts": FIELDS.timestamp},
+            ExpressionAttributeValues={**values, ":ts": {"N": str(stamp)}},
         )
-        arn = stream.stream_arn(TABLE)
-        delivered = 0
-        for shard in stream.shards(arn):
-            after = self.positions.get((region, shard.shard_id))
-            try:
-                page = stream.read(stream.iterator(arn, shard.shard_id, after))
-            except TrimmedDataError:  # DynamoDB Local, iterator on a shard that was empty
-                page = stream.read(stream.iterator(arn, shard.shard_id, None))
-            if not page.records:
-                continue
-            records = [
-                record_to_lambda_event_record(r, event_source_arn=arn, aws_region=region)
-                for r in page.records
-            ]
-            os.environ.update(self._env(region))
-            response = lambda_handler.handler(json.loads(json.dumps({"Records": records})), None)
-            if response["batchItemFailures"]:
-                raise RuntimeError(f"replication failed: {response}")
-            self.positions[(region, shard.shard_id)] = page.records[-1]["dynamodb"][
-                "SequenceNumber"
-            ]
-            delivered += len(records)
-        return delivered
-
-    def until_quiet(self, say: Callable[[str], None]) -> None:
-        for round_number in range(1, 20):
-            counts = {region: self.pump(region) for region in REGIONS}
-            say(f"  round {round_number}: records handled per source region {counts}")
-            if not any(counts.values()):
-                return
-        raise RuntimeError("replication did not settle")
+    else:
+        client.delete_item(TableName=TABLE, Key=pk)
 
 
-def _show(console: Console, clients: dict[str, Any]) -> None:
+def _user(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k not in FIELDS.added()}
+
+
+def _state(clients: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        region: {
+            item["pk"]["S"]: item
+            for item in client.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+        }
+        for region, client in clients.items()
+    }
+
+
+def _identical(state: dict[str, dict[str, Any]]) -> bool:
+    canonical = {
+        json.dumps({k: _user(v) for k, v in items.items()}, sort_keys=True)
+        for items in state.values()
+    }
+    return len(canonical) == 1
+
+
+def _progress(runner: Runner, started: float) -> Table:
+    table = Table(title=f"replication progress ({time.monotonic() - started:4.1f} s)")
+    for column in ("source -> target", "applied", "stale", "failed", "lag"):
+        table.add_column(column, justify="left" if column.startswith("source") else "right")
+    for pair in runner.snapshot():
+        if pair.source == pair.target and not (pair.applied or pair.stale):
+            continue
+        lag = "-" if pair.lag_s is None else f"{pair.lag_s * 1000:.0f} ms"
+        name = f"{pair.source} -> {pair.target}" + (
+            " (self-repair)" if pair.source == pair.target else ""
+        )
+        table.add_row(name, str(pair.applied), str(pair.stale), str(pair.failed), lag)
+    return table
+
+
+def _show(console: Console, state: dict[str, dict[str, Any]], base: int) -> None:
     table = Table(title=f"{TABLE} in every region after replication")
     table.add_column("key")
     for region in REGIONS:
         table.add_column(region)
-    items = {
-        region: {
-            i["pk"]["S"]: i
-            for i in clients[region].scan(TableName=TABLE, ConsistentRead=True)["Items"]
-        }
-        for region in REGIONS
-    }
-    keys = sorted(set().union(*[set(v) for v in items.values()]) | set(EXPLANATIONS))
-    for key in keys:
+    for key in sorted(EXPLANATIONS):
         cells = []
         for region in REGIONS:
-            item = items[region].get(key)
-            cells.append(
-                "(deleted)"
-                if item is None
-                else f"{item['status']['S']} @ {item[FIELDS.timestamp]['N']} "
-                f"from {item.get(FIELDS.origin, {'S': region})['S']}"
+            item = state[region].get(key)
+            if item is None:
+                cells.append("(deleted)")
+                continue
+            shown = ", ".join(
+                f"{k}={v['S']}"
+                for k, v in sorted(item.items())
+                if k != "pk" and "S" in v and not k.startswith("__")
             )
+            version = stored_version(item, region, FIELDS)
+            assert version is not None
+            cells.append(f"{shown}\nT+{int(version.timestamp) - base} from {version.origin}")
         table.add_row(key, *cells)
     console.print(table)
     for key, why in EXPLANATIONS.items():
         console.print(f"[bold]{key}[/bold]: {why}")
-    identical = (
-        len({json.dumps(_strip(items[r]), sort_keys=True, default=str) for r in REGIONS}) == 1
-    )
-    console.print(
-        "[green]All regions hold identical items.[/green]"
-        if identical
-        else "[red]Regions differ![/red]"
-    )
 
 
-def _strip(items: dict[str, Any]) -> dict[str, Any]:
-    added = FIELDS.added()
-    return {k: {a: v for a, v in i.items() if a not in added} for k, i in items.items()}
+def _replicate(console: Console, clients: dict[str, Any], runner: Runner, started: float) -> bool:
+    with Live(_progress(runner, started), console=console, refresh_per_second=8) as live:
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            live.update(_progress(runner, started))
+            if _identical(_state(clients)):
+                time.sleep(0.5)  # let echoes and stale counts settle for the display
+                live.update(_progress(runner, started))
+                return True
+    return False
+
+
+def _create_tables(clients: dict[str, Any]) -> None:
+    for client in clients.values():
+        client.create_table(
+            TableName=TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    configure("ERROR", json_format=False)
+    logging.getLogger("dynamodb_replicator").setLevel(logging.ERROR)
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
-    console.print("[bold]Starting DynamoDB Local[/bold] (in memory)...")
+    console.print("[bold]Starting DynamoDB Local[/bold] (in memory) ...")
     with DynamoDBLocal() as server:
-        clients = {r: make_client("dynamodb", RegionSpec(r, server.endpoint_url)) for r in REGIONS}
-        for region, client in clients.items():
-            client.create_table(
-                TableName=TABLE,
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-                StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-            )
-            ensure_tombstone_table(client, TABLE, region=region)
-        console.print(
-            f"Created {TABLE} with a stream in {', '.join(REGIONS)} at {server.endpoint_url}"
-        )
-        pump = LambdaPump(server.endpoint_url)
-        for number, writes in enumerate((FIRST_ROUND, SECOND_ROUND), start=1):
-            console.print(f"[bold]Writes, round {number}[/bold]")
-            for region, action, key, timestamp, status in writes:
-                what = f"{status} @ {timestamp}" if action == "put" else "delete"
-                console.print(f"  {region:15} {action:6} {key}: {what}")
-            _write(clients, writes)
-            console.print("Replicating: stream records -> Lambda handler")
-            pump.until_quiet(console.print)
-        _show(console, clients)
-    console.print("DynamoDB Local stopped.")
-    return 0
+        specs = tuple(RegionSpec(r, server.endpoint_url) for r in REGIONS)
+        clients = {s.name: make_client("dynamodb", s) for s in specs}
+        _create_tables(clients)
+        console.print(f"Created {TABLE} with a NEW_AND_OLD_IMAGES stream in {', '.join(REGIONS)}")
+        runner = Runner(RunnerConfig(tables=(TABLE,), regions=specs), worker_id="demo")
+        runner.start()
+        stop = threading.Event()
+        thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
+        thread.start()
+        console.print("Started the runner (the same code as `dynamodb-replicator run`).")
+        base = int(time.time() * 1000)
+        started = time.monotonic()
+        ok = True
+        try:
+            for number, writes in enumerate(ROUNDS, start=1):
+                console.print(
+                    f"\n[bold]Writes, round {number}[/bold] (T = ms since the demo began)"
+                )
+                # Timestamps are real epoch milliseconds, so the lag column is true.
+                round_base = int(time.time() * 1000) - base
+                for region, action, key, delta, attributes in writes:
+                    offset = round_base + delta
+                    _write(clients[region], action, key, base + offset, attributes)
+                    detail = ", ".join(f"{k}={v}" for k, v in attributes.items())
+                    when = f"T+{offset}" if action != "delete" else ""
+                    console.print(f"  {region:15} {action:7} {key} {when} {detail}")
+                ok = _replicate(console, clients, runner, started) and ok
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+        state = _state(clients)
+        _show(console, state, base)
+        if ok and _identical(state):
+            console.print("[green]All three regions hold identical items.[/green]")
+        else:
+            console.print("[red]Regions did not converge within the time limit.[/red]")
+            ok = False
+    console.print("Runner and DynamoDB Local stopped.")
+    return 0 if ok else 1
