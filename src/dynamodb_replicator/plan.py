@@ -41,6 +41,9 @@ class PutVersion:
     version: Version
     image: Item
     sequence_number: str
+    # The source inserted the item: targets most likely lack it too, so the writer starts
+    # with the tombstone-checked write instead of a conditional put that would fail.
+    likely_new: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,11 @@ def plan_changes(
             continue
         assert change.image is not None
         put = PutVersion(
-            change.key, change.version, user_image(change.image, fields), change.sequence_number
+            change.key,
+            change.version,
+            user_image(change.image, fields),
+            change.sequence_number,
+            likely_new=change.old_image is None,
         )
         for region in targets:
             writes[region].append(put)

@@ -47,6 +47,9 @@ def test_application_write_goes_to_every_other_region() -> None:
     assert result.writes[SOURCE] == []
     for region in ("ap-southeast-1", "us-east-1"):
         assert result.writes[region] == [PutVersion(KEY, Version.of("5", SOURCE), image("5"), "1")]
+    assert plan(put("5")).writes["us-east-1"][0] == PutVersion(
+        KEY, Version.of("5", SOURCE), image("5"), "1", likely_new=True
+    )
 
 
 def test_echo_is_dropped() -> None:

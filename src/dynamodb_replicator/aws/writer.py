@@ -4,6 +4,8 @@ Put of version V (replica write: the item plus ``__originRegion`` and the marker
   1. PutItem if the item exists and is older than V (ALL_OLD returned on failure);
   2. only when the item is absent: a transaction that also checks the tombstone table,
      so a late, older version cannot resurrect a deleted item.
+  The transaction alone is the full rule; a change the source saw as an INSERT starts
+  with it, since the target most likely lacks the item too.
 Delete of version V:
   1. remember it: PutItem on the tombstone table unless it remembers a newer delete;
   2. DeleteItem if the stored item is not newer than V.
@@ -138,6 +140,8 @@ class DynamoWriter:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
+        if op.likely_new:
+            return self._put_checking_tombstone(table, op, item)
         older = self.policy.stored_is_older(op.version, self._region, strict=False)
         exists = Exists(Path(op.key.names()[0]))
         condition = render(all_of(exists, older))
