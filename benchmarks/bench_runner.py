@@ -14,9 +14,9 @@ import resource
 import statistics
 import threading
 import time
-from pathlib import Path
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
