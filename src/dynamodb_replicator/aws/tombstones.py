@@ -7,24 +7,21 @@ deleted version and expires by TTL after the stream retention window plus a marg
 
 from __future__ import annotations
 
-import functools
-import itertools
-import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.errors import error_code, translate
 from dynamodb_replicator.errors import ConfigError
 from dynamodb_replicator.model import ItemKey, SystemAttributes, Tombstone, Version
-from dynamodb_replicator.retry import Backoff, call_with_retries
+from dynamodb_replicator.retry import Backoff
 
 __all__ = ["DEFAULT_SUFFIX", "DynamoTombstoneReader", "ensure_tombstone_table", "tombstone_table"]
 
 DEFAULT_SUFFIX = ".__tombstones"
-_BATCH_GET_LIMIT = 100
 
 
 def tombstone_table(table: str, suffix: str = DEFAULT_SUFFIX) -> str:
@@ -92,33 +89,18 @@ class DynamoTombstoneReader:
 
     def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]:
         name = tombstone_table(table, self.suffix)
-        found: dict[ItemKey, Tombstone] = {}
         ordered = list(keys)
-        for start in range(0, len(ordered), _BATCH_GET_LIMIT):
-            pending: dict[str, Any] = {
-                name: {
-                    "Keys": [k.to_attributes() for k in ordered[start : start + _BATCH_GET_LIMIT]],
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in itertools.count():
-                response = call_with_retries(
-                    functools.partial(self._get, name, pending), self.backoff
-                )
-                for item in response.get("Responses", {}).get(name, []):
-                    tomb = self._tombstone(item, keys_of=ordered[0])
-                    found[tomb.key] = tomb
-                pending = response.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-                time.sleep(self.backoff.delay(min(attempt, 10)))  # throttled: back off
-        return found
-
-    def _get(self, table: str, request: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return dict(self.client.batch_get_item(RequestItems=request))
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, self.region, f"BatchGetItem on {table}") from exc
+        if not ordered:
+            return {}
+        items = batch_get(
+            self.client,
+            name,
+            [k.to_attributes() for k in ordered],
+            region=self.region,
+            backoff=self.backoff,
+        )
+        tombs = (self._tombstone(item, keys_of=ordered[0]) for item in items)
+        return {tomb.key: tomb for tomb in tombs}
 
     def _tombstone(self, item: Mapping[str, Any], keys_of: ItemKey) -> Tombstone:
         key = ItemKey.from_attributes({n: item[n] for n in keys_of.names()})

@@ -1,0 +1,53 @@
+"""Strongly consistent BatchGetItem of any number of keys."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dynamodb_replicator.aws.errors import translate
+from dynamodb_replicator.retry import Backoff, call_with_retries
+
+__all__ = ["batch_get"]
+
+_LIMIT = 100
+
+
+def _call(client: Any, region: str, table: str, request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return dict(client.batch_get_item(RequestItems=request))
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, region, f"BatchGetItem on {table}") from exc
+
+
+def batch_get(
+    client: Any,
+    table: str,
+    keys: Sequence[dict[str, Any]],
+    *,
+    region: str,
+    backoff: Backoff | None = None,
+) -> list[dict[str, Any]]:
+    """Items found for ``keys`` (100 per call); errors are retried with backoff, and
+    unprocessed keys (throttling) are asked for again after a growing pause."""
+    backoff = backoff or Backoff()
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), _LIMIT):
+        request: dict[str, Any] = {
+            table: {"Keys": list(keys[start : start + _LIMIT]), "ConsistentRead": True}
+        }
+        for attempt in itertools.count():
+            response = call_with_retries(
+                functools.partial(_call, client, region, table, request), backoff
+            )
+            found.extend(response.get("Responses", {}).get(table, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(backoff.delay(min(attempt, 10)))
+    return found

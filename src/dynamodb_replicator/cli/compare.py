@@ -1,0 +1,61 @@
+"""Options and checks shared by ``diff`` and ``repair``."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.state import require_table
+from dynamodb_replicator.config import RunnerConfig, load_config
+from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.preflight import key_schema
+
+__all__ = ["Selection", "add_options", "select"]
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="TOML configuration file")
+    parser.add_argument(
+        "--regions", help="comma-separated regions (default: all; the first is the reference)"
+    )
+    parser.add_argument("--table", help="one table (default: every configured table)")
+    parser.add_argument("--segments", type=int, default=4, help="parallel scan segments")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    config: RunnerConfig
+    regions: tuple[RegionSpec, ...]
+    tables: dict[str, list[str]]  # table -> key attribute names
+
+
+def select(args: argparse.Namespace) -> Selection:
+    """Regions and tables to compare, checked: known regions, tables present everywhere
+    with the same key schema."""
+    config = load_config(args.config)
+    if args.segments < 1:
+        raise ConfigError("--segments must be at least 1")
+    regions = config.regions
+    if args.regions:
+        names = [n.strip() for n in args.regions.split(",") if n.strip()]
+        unknown = [n for n in names if n not in {r.name for r in config.regions}]
+        if unknown:
+            raise ConfigError(f"unknown region(s) {unknown}: not in {args.config}")
+        regions = tuple(config.region(n) for n in names)
+    if len(regions) < 2:
+        raise ConfigError("compare at least two regions")
+    tables = [args.table] if args.table else list(config.tables)
+    keys: dict[str, list[str]] = {}
+    for table in tables:
+        schemas: dict[str, Any] = {}
+        for spec in regions:
+            schemas[spec.name] = key_schema(
+                require_table(make_client("dynamodb", spec), table, spec.name)
+            )
+        if len(set(map(tuple, schemas.values()))) > 1:
+            raise ConfigError(f"table {table} has different key schemas: {schemas}")
+        keys[table] = [name for name, _, _ in next(iter(schemas.values()))]
+    return Selection(config, regions, keys)

@@ -1,0 +1,97 @@
+"""``dynamodb-replicator repair``: write each differing key's winner where it lags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.factory import SystemClock
+from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
+from dynamodb_replicator.cli.compare import add_options, select
+from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.diff import key_from_canonical, scan_and_compare
+from dynamodb_replicator.repair import Repairer
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("repair", help="make lagging regions hold each key's winner")
+    add_options(parser)
+    parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    selection = select(args)
+    settings = selection.config.replication
+    clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
+    options = WriterOptions(
+        tombstone_suffix=settings.tombstone_suffix,
+        tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
+        max_workers=settings.max_workers,
+    )
+    writers = {
+        name: DynamoWriter(
+            name,
+            client,
+            policy=settings.policy,
+            fields=settings.fields,
+            clock=SystemClock(),
+            options=options,
+        )
+        for name, client in clients.items()
+    }
+    console = Console()
+    output: list[dict[str, Any]] = []
+    try:
+        for table, keys in selection.tables.items():
+            repairer = Repairer(
+                table,
+                clients,
+                writers,
+                policy=settings.policy,
+                fields=settings.fields,
+                tombstone_suffix=settings.tombstone_suffix,
+                dry_run=args.dry_run,
+            )
+
+            def repair_bucket(found: list[str], repairer: Repairer = repairer) -> None:
+                repairer([key_from_canonical(k) for k in found])
+
+            report = scan_and_compare(
+                table,
+                selection.regions,
+                keys,
+                fields=settings.fields,
+                segments=args.segments,
+                on_bucket=repair_bucket,
+            )
+            output.append(
+                {
+                    "table": table,
+                    "diff": report.as_json(),
+                    "repair": repairer.report.as_json(),
+                    "dry_run": args.dry_run,
+                }
+            )
+            if not args.json:
+                print_report(console, report)
+                verb = "would write" if args.dry_run else "wrote"
+                plan = repairer.report
+                console.print(
+                    f"  repair {verb}: puts {plan.puts or 0}, deletes "
+                    f"{plan.deletes or 0}; undecidable keys: {plan.unresolved}"
+                )
+                for sample in plan.samples:
+                    console.print(f"    {sample}")
+    finally:
+        for writer in writers.values():
+            writer.close()
+    if args.json:
+        print(json.dumps(output, indent=2))
+    return 0

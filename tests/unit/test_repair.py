@@ -1,0 +1,58 @@
+"""Choosing each key's winner among every region's item and remembered delete."""
+
+from __future__ import annotations
+
+from dynamodb_replicator.conflict import LastWriterWins
+from dynamodb_replicator.model import ItemKey, Tombstone, Version
+from dynamodb_replicator.plan import DeleteVersion, PutVersion
+from dynamodb_replicator.repair import resolve
+
+from .strategies import FIELDS, local_item, replica_item
+
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+POLICY = LastWriterWins(FIELDS)
+
+
+def test_newest_item_goes_where_it_is_missing_or_older() -> None:
+    newest = replica_item(Version.of("9", "us-east-1"))
+    ops = resolve(
+        KEY,
+        {"us-east-1": local_item("9"), "eu-west-1": newest, "ap-southeast-1": None},
+        {},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops is not None and set(ops) == {"ap-southeast-1"}
+    op = ops["ap-southeast-1"]
+    assert isinstance(op, PutVersion) and op.version == Version.of("9", "us-east-1")
+
+
+def test_a_remembered_delete_of_the_same_version_wins() -> None:
+    tomb = Tombstone(KEY, Version.of("9", "us-east-1"), "eu-west-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": local_item("9"), "eu-west-1": None},
+        {"eu-west-1": tomb},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops == {"us-east-1": DeleteVersion(KEY, tomb.version, "eu-west-1", "0")}
+
+
+def test_an_item_newer_than_the_delete_survives_it() -> None:
+    tomb = Tombstone(KEY, Version.of("5", "us-east-1"), "us-east-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": None, "eu-west-1": local_item("6")},
+        {"us-east-1": tomb},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops is not None and isinstance(ops["us-east-1"], PutVersion)
+
+
+def test_unversioned_items_alone_cannot_be_decided() -> None:
+    assert (
+        resolve(KEY, {"a1": {"pk": {"S": "k"}}, "b1": None}, {}, policy=POLICY, fields=FIELDS)
+        is None
+    )
