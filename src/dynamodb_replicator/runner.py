@@ -24,7 +24,7 @@ from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.state import DynamoStateStore, ShardRef
 from dynamodb_replicator.aws.streams import Shard, StreamClient
-from dynamodb_replicator.config import RunnerConfig
+from dynamodb_replicator.config import RunnerConfig, load_config
 from dynamodb_replicator.errors import ReplicatorError
 from dynamodb_replicator.preflight import preflight
 from dynamodb_replicator.replicator import BatchResult, Replicator
@@ -33,6 +33,13 @@ from dynamodb_replicator.shardworker import ShardWorker
 __all__ = ["PairStats", "Runner"]
 
 log = logging.getLogger(__name__)
+
+
+def _stamp(path: str | None) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +89,11 @@ class Runner:
         *,
         worker_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        config_path: str | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
+        self._config_stamp = _stamp(config_path)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.clock = clock
         self.regions: dict[str, _Region] = {}
@@ -112,6 +122,7 @@ class Runner:
         interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
         try:
             while not stop.is_set():
+                self.reload_if_changed()
                 self.balance()
                 stop.wait(interval)
         finally:
@@ -127,6 +138,41 @@ class Runner:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()
         log.info("runner stopped", extra={"worker": self.worker_id})
+
+    def reload_if_changed(self) -> bool:
+        """Pick up an edited config file (``add-region`` appends a region to it).
+
+        The new configuration is checked like at start; when it is invalid the runner keeps
+        the one it runs with. Shard workers restart from their checkpoints; leases are kept.
+        """
+        stamp = _stamp(self.config_path)
+        if self.config_path is None or stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        try:
+            config = load_config(self.config_path)
+            if config == self.config:
+                return False
+            preflight(config)
+        except ReplicatorError as exc:
+            log.error(
+                "config reload failed; keeping the running configuration",
+                extra={"reason": str(exc)},
+            )
+            return False
+        log.info(
+            "config changed: restarting shard workers",
+            extra={"regions": [r.name for r in config.regions]},
+        )
+        for ref in list(self.owned):
+            self._drop(ref, release=False)
+        for region in self.regions.values():
+            region.replicator.close()
+        self.config = config
+        self.lease_ms = int(config.lease_timeout_seconds * 1000)
+        self.finished.clear()
+        self.regions = {spec.name: _Region(spec, config) for spec in config.regions}
+        return True
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         args.log_level, json_format={"auto": None, "json": True, "text": False}[args.log_format]
     )
     config = load_config(args.config)
-    runner = Runner(config, worker_id=args.worker_id)
+    runner = Runner(config, worker_id=args.worker_id, config_path=args.config)
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:

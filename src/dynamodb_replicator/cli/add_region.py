@@ -1,0 +1,226 @@
+"""``dynamodb-replicator add-region``: add a region to live tables, then prove it matches."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.factory import SystemClock
+from dynamodb_replicator.aws.schema import create_like, describe_shape
+from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
+from dynamodb_replicator.backfill import Backfiller, append_region, check_new_region, seed_positions
+from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.config import RunnerConfig, load_config
+from dynamodb_replicator.diff import canonical_key, digest, key_from_canonical, scan_and_compare
+from dynamodb_replicator.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("add-region", help="add a region to the live tables")
+    parser.add_argument("--config", required=True, help="TOML configuration file (updated)")
+    parser.add_argument("--region", required=True, help="the region to add")
+    parser.add_argument("--endpoint-url", help="endpoint of the new region (DynamoDB Local, ...)")
+    parser.add_argument("--from", dest="source", help="region to copy from (default: the first)")
+    parser.add_argument("--segments", type=int, default=4, help="parallel scan segments")
+    parser.add_argument("--max-wcu", type=float, help="limit the copy to this many WCU per second")
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=60.0,
+        help="how long the final diff waits for in-flight replication",
+    )
+    parser.set_defaults(run=run)
+
+
+def _speed(progress: Progress, task: Any) -> str:
+    speed = progress.tasks[task].speed
+    return f"{speed:,.0f} items/s" if speed else ""
+
+
+def _copy(
+    console: Console,
+    *,
+    config: RunnerConfig,
+    source: RegionSpec,
+    new: RegionSpec,
+    args: argparse.Namespace,
+    stop: threading.Event,
+) -> None:
+    settings = config.replication
+    options = WriterOptions(
+        settings.tombstone_suffix,
+        settings.tombstone_ttl_seconds,
+        max_workers=max(16, args.segments * 4),
+    )
+    writer = DynamoWriter(
+        new.name,
+        make_client("dynamodb", new, pool=args.segments * 4 + 4),
+        policy=settings.policy,
+        fields=settings.fields,
+        clock=SystemClock(),
+        options=options,
+    )
+    source_client = make_client("dynamodb", source)
+    try:
+        for table in config.tables:
+            shape = describe_shape(source_client, table, source.name)
+            assert shape is not None  # checked before
+            keys = [name for name, _ in shape.key_schema]
+            total = source_client.describe_table(TableName=table)["Table"].get("ItemCount") or None
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[speed]}"),
+                TimeRemainingColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task(f"copy {table}", total=total, speed="")
+
+                def advance(count: int, task: Any = task) -> None:
+                    progress.advance(task, count)
+                    progress.update(task, speed=_speed(progress, task))
+
+                backfiller = Backfiller(
+                    config,
+                    source,
+                    new,
+                    writer=writer,
+                    segments=args.segments,
+                    max_wcu=args.max_wcu,
+                    stop=stop,
+                    on_items=advance,
+                )
+                backfiller.prepare(table)
+                backfiller.copy_tombstones(table, keys)
+                backfiller.copy_items(table, keys)
+            stats = backfiller.stats
+            console.print(
+                f"{table}: copied {stats.copied} items ({stats.stale} already newer in "
+                f"{new.name}), {stats.tombstones} remembered deletes, "
+                f"{stats.resumed_segments} segments resumed"
+            )
+            if stats.unversioned:
+                console.print(
+                    f"[yellow]{stats.unversioned} items have no usable __timestamp and "
+                    f"were not copied[/yellow] (e.g. {stats.unversioned_samples})"
+                )
+    finally:
+        writer.close()
+
+
+def _settle(
+    config: RunnerConfig,
+    *,
+    regions: tuple[RegionSpec, ...],
+    table: str,
+    keys: list[str],
+    pending: list[str],
+    seconds: float,
+) -> list[str]:
+    """Re-read the differing keys until they agree (replication in flight) or time runs out."""
+    clients = {spec.name: make_client("dynamodb", spec) for spec in regions}
+    fields = config.replication.fields
+    deadline = time.monotonic() + seconds
+    while pending and time.monotonic() < deadline:
+        time.sleep(1.0)
+        raw = [key_from_canonical(k) for k in pending]
+        seen: dict[str, set[str | None]] = {k: set() for k in pending}
+        for region, client in clients.items():
+            found = {
+                canonical_key(i, keys): digest(i, fields)
+                for i in batch_get(client, table, raw, region=region)
+            }
+            for key in pending:
+                seen[key].add(found.get(key))
+        pending = [key for key, digests in seen.items() if len(digests) > 1]
+    return pending
+
+
+def _verify(console: Console, config: RunnerConfig, args: argparse.Namespace) -> bool:
+    ok = True
+    for table in config.tables:
+        source = make_client("dynamodb", config.regions[0])
+        shape = describe_shape(source, table, config.regions[0].name)
+        assert shape is not None
+        keys = [name for name, _ in shape.key_schema]
+        differing: list[str] = []
+        report = scan_and_compare(
+            table,
+            config.regions,
+            keys,
+            fields=config.replication.fields,
+            segments=args.segments,
+            on_bucket=differing.extend,
+        )
+        if report.identical:
+            print_report(console, report)
+            continue
+        console.print(
+            f"{table}: {len(differing)} keys differ; waiting up to "
+            f"{args.settle_seconds:.0f} s for replication in flight ..."
+        )
+        left = _settle(
+            config,
+            regions=config.regions,
+            table=table,
+            keys=keys,
+            pending=differing,
+            seconds=args.settle_seconds,
+        )
+        if left:
+            ok = False
+            print_report(console, report)
+            console.print(
+                f"[red]{len(left)} keys still differ[/red] (e.g. {left[:3]}): is a "
+                "runner running with the updated config? `repair` fixes them."
+            )
+        else:
+            console.print(f"{table}: identical in all {len(config.regions)} regions")
+    return ok
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console()
+    path = Path(args.config)
+    config = load_config(path)
+    if args.segments < 1:
+        raise ConfigError("--segments must be at least 1")
+    source, resumed = check_new_region(config, args.region, args.source)
+    endpoint = args.endpoint_url or (config.region(args.region).endpoint_url if resumed else None)
+    new = RegionSpec(args.region, endpoint)
+    new_client = make_client("dynamodb", new)
+    for table in config.tables:
+        shape = describe_shape(make_client("dynamodb", source), table, source.name)
+        if shape is None:
+            raise ConfigError(f"table {table} does not exist in the source region {source.name}")
+        created = create_like(new_client, shape, new.name)
+        console.print(f"{table}: {'created' if created else 'found (same schema)'} in {new.name}")
+    seeded = seed_positions(config, source.name, new.name, console.print)
+    console.print(f"seeded {seeded} shard positions for {new.name}")
+    if append_region(path, new):
+        console.print(f"added {new.name} to {path}: running runners pick it up within seconds")
+    stop = threading.Event()
+    try:
+        _copy(console, config=config, source=source, new=new, args=args, stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        console.print("[yellow]interrupted: run the same command again to resume[/yellow]")
+        return 130
+    return 0 if _verify(console, load_config(path), args) else 1
