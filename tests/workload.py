@@ -70,10 +70,20 @@ class Workload:
             if version is not None:
                 self._record(Event(key, version, True, None))
 
-    def run_region(self, region: str, operations: int, start: int, pause: float = 0.0) -> None:
+    def run_region(
+        self,
+        region: str,
+        operations: int,
+        start: int,
+        pause: float = 0.0,
+        until: threading.Event | None = None,
+    ) -> None:
+        """``operations`` writes, or (with ``until``) writes until that event is set."""
         rng = random.Random(f"{self.seed}-{region}")
         stamp = start
-        for _ in range(operations):
+        done = 0
+        while (until is not None and not until.is_set()) or (until is None and done < operations):
+            done += 1
             stamp += rng.randint(1, 3)
             self._write(region, rng, stamp)
             if pause:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 import time
 from pathlib import Path
@@ -128,7 +129,7 @@ def _copy(
 def _settle(
     config: RunnerConfig,
     *,
-    regions: tuple[RegionSpec, ...],
+    regions: tuple[RegionSpec, RegionSpec],
     table: str,
     keys: list[str],
     pending: list[str],
@@ -153,46 +154,48 @@ def _settle(
     return pending
 
 
-def _verify(console: Console, config: RunnerConfig, args: argparse.Namespace) -> bool:
+def _verify(
+    console: Console,
+    config: RunnerConfig,
+    pair: tuple[RegionSpec, RegionSpec],
+    segments: int,
+    settle_seconds: float,
+) -> bool:
+    """Diff the new region against the source; keys that differ are re-read until they agree
+    (writes in flight) or ``settle_seconds`` pass."""
     ok = True
     for table in config.tables:
-        source = make_client("dynamodb", config.regions[0])
-        shape = describe_shape(source, table, config.regions[0].name)
+        shape = describe_shape(make_client("dynamodb", pair[0]), table, pair[0].name)
         assert shape is not None
         keys = [name for name, _ in shape.key_schema]
         differing: list[str] = []
         report = scan_and_compare(
             table,
-            config.regions,
+            pair,
             keys,
             fields=config.replication.fields,
-            segments=args.segments,
+            segments=segments,
             on_bucket=differing.extend,
         )
         if report.identical:
             print_report(console, report)
             continue
         console.print(
-            f"{table}: {len(differing)} keys differ; waiting up to "
-            f"{args.settle_seconds:.0f} s for replication in flight ..."
+            f"{table}: {len(differing)} keys differ; waiting up to {settle_seconds:.0f} s "
+            "for replication in flight ..."
         )
         left = _settle(
-            config,
-            regions=config.regions,
-            table=table,
-            keys=keys,
-            pending=differing,
-            seconds=args.settle_seconds,
+            config, regions=pair, table=table, keys=keys, pending=differing, seconds=settle_seconds
         )
         if left:
             ok = False
             print_report(console, report)
             console.print(
-                f"[red]{len(left)} keys still differ[/red] (e.g. {left[:3]}): is a "
-                "runner running with the updated config? `repair` fixes them."
+                f"[red]{len(left)} keys still differ[/red] (e.g. {left[:3]}): is a runner "
+                "running with the updated config? `repair` fixes them."
             )
         else:
-            console.print(f"{table}: identical in all {len(config.regions)} regions")
+            console.print(f"{table}: {pair[1].name} matches {pair[0].name}")
     return ok
 
 
@@ -217,10 +220,15 @@ def run(args: argparse.Namespace) -> int:
     if append_region(path, new):
         console.print(f"added {new.name} to {path}: running runners pick it up within seconds")
     stop = threading.Event()
+    # Ctrl-C stops the scan threads between pages; their resume points are saved by then.
+    previous = signal.signal(signal.SIGINT, lambda number, frame: stop.set())
     try:
         _copy(console, config=config, source=source, new=new, args=args, stop=stop)
     except KeyboardInterrupt:
         stop.set()
         console.print("[yellow]interrupted: run the same command again to resume[/yellow]")
         return 130
-    return 0 if _verify(console, load_config(path), args) else 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    pair = (source, new)
+    return 0 if _verify(console, config, pair, args.segments, args.settle_seconds) else 1

@@ -1,0 +1,174 @@
+"""Add a fourth region to a live, non-empty table while writes go on; then diff all four."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
+from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.config import load_config
+from dynamodb_replicator.local import DynamoDBLocal
+from tests.runner_process import RunnerProcess, write_config
+from tests.support import FIELDS, REGIONS
+from tests.workload import Workload, wait_until_converged
+
+US, EU, AP = REGIONS
+NEW = "us-west-2"
+PRELOAD = 2000
+
+
+def live_table(endpoint: str, table: str) -> dict[str, Any]:
+    """Three regions already holding the same PRELOAD items; streams enabled afterwards, as on
+    a table that has replicated for a while."""
+    clients = {r: make_client("dynamodb", RegionSpec(r, endpoint)) for r in REGIONS}
+    for region, client in clients.items():
+        client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for start in range(0, PRELOAD, 25):
+            requests = []
+            for n in range(start, start + 25):
+                item = {"pk": {"S": f"pre-{n}"}, FIELDS.timestamp: {"N": "500"}, "v": {"N": str(n)}}
+                if region != US:
+                    item.update({FIELDS.origin: {"S": US}, FIELDS.marker: {"N": "500"}})
+                requests.append({"PutRequest": {"Item": item}})
+            client.batch_write_item(RequestItems={table: requests})
+        client.update_table(
+            TableName=table,
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        ensure_tombstone_table(client, table, region=region)
+    return clients
+
+
+def preloaded() -> dict[str, dict[str, Any] | None]:
+    return {
+        f"pre-{n}": {"pk": {"S": f"pre-{n}"}, FIELDS.timestamp: {"N": "500"}, "v": {"N": str(n)}}
+        for n in range(PRELOAD)
+    }
+
+
+def test_add_a_region_under_load_then_all_four_match(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    clients = live_table(endpoint, "Live")
+    config = write_config(
+        tmp_path / "live.toml", ["Live"], dict.fromkeys(REGIONS, endpoint), lease_timeout_seconds=5
+    )
+    runner = RunnerProcess(config, tmp_path / "runner.log", "w1").start()
+    try:
+        # 200 keys, ~30 writes/s: each key changes less often than replication takes, so the
+        # diff at the end of add-region can see every key agree at some moment.
+        workload = Workload(clients, table="Live", keys=200, seed=11)
+        stop_load = threading.Event()
+        threads = [
+            threading.Thread(target=workload.run_region, args=(r, 0, 1_000, 0.1, stop_load))
+            for r in REGIONS
+        ]
+        for thread in threads:
+            thread.start()
+        marker = {"pk": {"S": "marker"}, FIELDS.timestamp: {"N": "1"}}
+        clients[US].put_item(TableName="Live", Item=marker)
+        deadline = time.monotonic() + 30
+        while not all(  # replication flows: there are positions to start the new region at
+            "Item" in clients[r].get_item(TableName="Live", Key={"pk": {"S": "marker"}})
+            for r in (EU, AP)
+        ):
+            assert time.monotonic() < deadline, (tmp_path / "runner.log").read_text()[-3000:]
+            time.sleep(0.2)
+        began = time.monotonic()
+        code = main(
+            [
+                "add-region",
+                "--config",
+                str(config),
+                "--region",
+                NEW,
+                "--endpoint-url",
+                endpoint,
+                "--segments",
+                "3",
+            ]
+        )
+        took = time.monotonic() - began
+        writes_during = len(workload.events)
+        time.sleep(3)  # the load goes on after the backfill too
+        stop_load.set()
+        for thread in threads:
+            thread.join()
+        output = capsys.readouterr().out
+        assert code == 0, output + (tmp_path / "runner.log").read_text()[-3000:]
+        assert writes_during > 100, f"only {writes_during} writes during {took:.1f} s"
+        assert len(workload.events) > writes_during  # and after it
+        assert "seeded 0 " not in output and "matches us-east-1" in output, output
+        assert NEW in [r.name for r in load_config(config).regions]
+        all_four = {**clients, NEW: make_client("dynamodb", RegionSpec(NEW, endpoint))}
+        expected = {**preloaded(), **workload.expected(), "marker": marker}
+        seconds = wait_until_converged(all_four, "Live", expected)
+        print(f"four regions converged {seconds:.1f} s after the load stopped")
+        assert main(["diff", "--config", str(config)]) == 0
+        assert "identical in every region" in capsys.readouterr().out
+    finally:
+        runner.close()
+
+
+def test_interrupted_copy_resumes(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    live_table(endpoint, "Resume")
+    config = write_config(tmp_path / "resume.toml", ["Resume"], dict.fromkeys(REGIONS, endpoint))
+    executable = Path(sys.executable).parent / "dynamodb-replicator"
+    copy = subprocess.Popen(
+        [
+            str(executable),
+            "add-region",
+            "--config",
+            str(config),
+            "--region",
+            NEW,
+            "--endpoint-url",
+            endpoint,
+            "--max-wcu",
+            "400",
+            "--segments",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+    target = make_client("dynamodb", RegionSpec(NEW, endpoint))
+    deadline = time.monotonic() + 60
+    while True:  # interrupt once part of the copy is done
+        try:
+            count = target.scan(TableName="Resume", Select="COUNT")["Count"]
+        except target.exceptions.ResourceNotFoundException:
+            count = 0
+        if count >= 300:
+            break
+        assert copy.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    copy.send_signal(signal.SIGINT)
+    output, _ = copy.communicate(timeout=60)
+    assert copy.returncode == 130, output.decode()
+    partial = target.scan(TableName="Resume", Select="COUNT")["Count"]
+    assert 300 <= partial < PRELOAD
+    assert main(["add-region", "--config", str(config), "--region", NEW, "--segments", "2"]) == 0
+    output_text = capsys.readouterr().out
+    assert "2 segments resumed" in output_text
+    assert target.scan(TableName="Resume", Select="COUNT")["Count"] == PRELOAD
