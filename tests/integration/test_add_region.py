@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.schema import create_like, describe_shape
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.config import load_config
@@ -172,3 +173,80 @@ def test_interrupted_copy_resumes(
     output_text = capsys.readouterr().out
     assert "2 segments resumed" in output_text
     assert target.scan(TableName="Resume", Select="COUNT")["Count"] == PRELOAD
+
+
+def test_add_region_bad_input(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    live_table(endpoint, "Shapes")
+    config = str(write_config(tmp_path / "bad.toml", ["Shapes"], dict.fromkeys(REGIONS, endpoint)))
+    add = ["add-region", "--config", config, "--endpoint-url", endpoint]
+    assert main([*add, "--region", NEW, "--from", "mars-north-1"]) == 2
+    assert "--from mars-north-1: not a configured region" in capsys.readouterr().err
+    other = make_client("dynamodb", RegionSpec("sa-east-1", endpoint))
+    other.create_table(
+        TableName="Shapes",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    assert main([*add, "--region", "sa-east-1"]) == 2
+    assert "already exists in sa-east-1 with another schema" in capsys.readouterr().err
+    missing = str(write_config(tmp_path / "m.toml", ["Absent"], dict.fromkeys(REGIONS, endpoint)))
+    assert (
+        main(["add-region", "--config", missing, "--region", NEW, "--endpoint-url", endpoint]) == 2
+    )
+    assert "table Absent does not exist in the source region us-east-1" in capsys.readouterr().err
+    assert "sa-east-1" not in Path(config).read_text()  # nothing half-done in the config
+
+
+def test_schema_copy_keeps_indexes_capacity_and_ttl(ddb_local: DynamoDBLocal) -> None:
+    endpoint = ddb_local.endpoint_url
+    source = make_client("dynamodb", RegionSpec(US, endpoint))
+    target = make_client("dynamodb", RegionSpec("eu-central-1", endpoint))
+    throughput = {"ReadCapacityUnits": 7, "WriteCapacityUnits": 3}
+    source.create_table(
+        TableName="Indexed",
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "email", "AttributeType": "S"},
+            {"AttributeName": "placed", "AttributeType": "N"},
+        ],
+        ProvisionedThroughput=throughput,
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-email",
+                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["total"]},
+                "ProvisionedThroughput": throughput,
+            }
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by-placed",
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "placed", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    source.update_time_to_live(
+        TableName="Indexed", TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
+    )
+    shape = describe_shape(source, "Indexed", US)
+    assert shape is not None and create_like(target, shape, "eu-central-1")
+    copied = describe_shape(target, "Indexed", "eu-central-1")
+    assert copied is not None and copied.signature() == shape.signature()
+    assert copied.ttl_attribute == "expires"
+    described = target.describe_table(TableName="Indexed")["Table"]
+    assert described["ProvisionedThroughput"]["WriteCapacityUnits"] == 3
+    assert described["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    assert not create_like(target, shape, "eu-central-1")  # a second run finds it, same schema
