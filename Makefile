@@ -48,3 +48,4 @@ clean:
 
 bench: setup
 	$(BIN)/python -m benchmarks.bench_runner
+	$(BIN)/python -m benchmarks.bench_backfill

@@ -6,11 +6,17 @@
    target starts where that region's changes had reached the source region. Changes before
    that are in the source table, which the copy scans afterwards; changes after it are
    replayed into the new region by the runner;
-3. add the region to the config file (running runners reload it by themselves);
-4. copy the source's remembered deletes, then its items, with the replicator's conditional
-   writes (the apply rule), so a copied item never overwrites a newer replicated write and
-   a late copy never resurrects a deleted item. Per-segment resume points make the copy
-   resumable after Ctrl-C or a crash.
+3. copy the source's items, then its remembered deletes. While the new region is not in
+   the config yet, nothing else writes to it (replication into it is *held* at the seeded
+   positions, and applications must not use it yet), so the copy uses fast, unconditional
+   BatchWriteItem; each item carries its version's origin and marker like a replica write.
+   If the region is already configured (a run resumed after step 4), runners may be writing
+   to it, so the copy falls back to the replicator's conditional writes (the apply rule);
+4. add the region to the config file: running runners reload it and *release* replication
+   into the new region from the seeded positions. The replay corrects every copy that was
+   stale (an item changed or deleted in any region after the scan read it), because its
+   writes are conditional. Per-segment resume points make the copy resumable after Ctrl-C
+   or a crash.
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ import base64
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynamodb_replicator.aws.batch import write_batch
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
 from dynamodb_replicator.aws.state import DynamoStateStore, ShardRef, ensure_state_table
@@ -133,6 +141,8 @@ class Backfiller:
         self.fields = config.replication.fields
         self.source_client = make_client("dynamodb", source, pool=segments + 4)
         self.state = DynamoStateStore(make_client("dynamodb", new), config.state_table, new.name)
+        # Batch writes of one page go out concurrently: two requests in flight per segment.
+        self._batches = ThreadPoolExecutor(max_workers=2 * segments)
 
     def prepare(self, table: str) -> None:
         client = make_client("dynamodb", self.new)
@@ -189,7 +199,26 @@ class Backfiller:
             f"backfill:{table}", f"from/{self.source.name}", f"{segment}-of-{self.segments}"
         )
 
-    def copy_items(self, table: str, key_names: list[str]) -> None:
+    def _batch_write(self, table: str, ops: list[PutVersion]) -> None:
+        """Unconditional BatchWriteItem of replica-form items (only while replication into
+        the new region is held and nothing else writes to it)."""
+        items = []
+        for op in ops:
+            item = dict(op.image)
+            item[self.fields.origin] = {"S": op.version.origin}
+            item[self.fields.marker] = {"N": op.version.raw_timestamp}
+            items.append(item)
+        chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
+        list(
+            self._batches.map(
+                lambda chunk: write_batch(self.writer.client, table, chunk, region=self.new.name),
+                chunks,
+            )
+        )
+
+    def copy_items(self, table: str, key_names: list[str], *, held: bool) -> None:
+        """Copy every versioned item; ``held``: replication into the new region is held, so
+        fast unconditional batch writes are safe (see the module docstring)."""
         resume: dict[int, dict[str, Any] | None] = {}
         done: set[int] = set()
         for segment in range(self.segments):
@@ -218,7 +247,13 @@ class Backfiller:
             size = sum(
                 len(json.dumps(op.image, default=str)) for op in ops if isinstance(op, PutVersion)
             )
-            stale = self._apply(table, ops, units=2 * max(len(ops), size / 1024)) if ops else 0
+            units = max(len(ops), size / 1024)
+            stale = 0
+            if ops and held:
+                self.limiter.take(units)
+                self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
+            elif ops:  # conditional transactions cost twice the WCU
+                stale = self._apply(table, ops, units=2 * units)
             self.state.save(
                 self._progress_key(table, segment), {self.new.name: _encode_key(next_key) or "DONE"}
             )
@@ -227,16 +262,19 @@ class Backfiller:
                 self.stats.stale += stale
             self.on_items(len(items))
 
-        parallel_scan(
-            self.source_client,
-            table,
-            region=self.source.name,
-            segments=self.segments,
-            on_page=on_page,
-            resume=resume,
-            skip=frozenset(done),
-            stop=self.stop,
-        )
+        try:
+            parallel_scan(
+                self.source_client,
+                table,
+                region=self.source.name,
+                segments=self.segments,
+                on_page=on_page,
+                resume=resume,
+                skip=frozenset(done),
+                stop=self.stop,
+            )
+        finally:
+            self._batches.shutdown(wait=True)
         if self.stop.is_set():
             raise KeyboardInterrupt
 

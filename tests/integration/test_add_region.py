@@ -169,7 +169,8 @@ def test_interrupted_copy_resumes(
     assert copy.returncode == 130, output.decode()
     partial = target.scan(TableName="Resume", Select="COUNT")["Count"]
     assert 300 <= partial < PRELOAD
-    assert main(["add-region", "--config", str(config), "--region", NEW, "--segments", "2"]) == 0
+    again = ["add-region", "--config", str(config), "--region", NEW, "--endpoint-url", endpoint]
+    assert main([*again, "--segments", "2"]) == 0  # the same command again
     output_text = capsys.readouterr().out
     assert "2 segments resumed" in output_text
     assert target.scan(TableName="Resume", Select="COUNT")["Count"] == PRELOAD

@@ -13,7 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dynamodb_replicator.aws.errors import translate
 from dynamodb_replicator.retry import Backoff, call_with_retries
 
-__all__ = ["batch_get"]
+__all__ = ["batch_get", "write_batch"]
 
 _LIMIT = 100
 
@@ -51,3 +51,30 @@ def batch_get(
                 break
             time.sleep(backoff.delay(min(attempt, 10)))
     return found
+
+
+def write_batch(
+    client: Any,
+    table: str,
+    items: Sequence[dict[str, Any]],
+    *,
+    region: str,
+    backoff: Backoff | None = None,
+) -> None:
+    """BatchWriteItem of up to 25 items; unprocessed items (throttling) are sent again after
+    a growing pause until all are written."""
+    backoff = backoff or Backoff()
+    requests: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
+
+    def call(pending: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return dict(client.batch_write_item(RequestItems={table: pending}))
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, region, f"BatchWriteItem on {table}") from exc
+
+    for attempt in itertools.count():
+        response = call_with_retries(functools.partial(call, requests), backoff)
+        requests = (response.get("UnprocessedItems") or {}).get(table, [])
+        if not requests:
+            return
+        time.sleep(backoff.delay(min(attempt, 10)))

@@ -62,6 +62,7 @@ def _copy(
     new: RegionSpec,
     args: argparse.Namespace,
     stop: threading.Event,
+    held: bool,
 ) -> None:
     settings = config.replication
     options = WriterOptions(
@@ -109,13 +110,16 @@ def _copy(
                     on_items=advance,
                 )
                 backfiller.prepare(table)
+                began = time.monotonic()
+                backfiller.copy_items(table, keys, held=held)
                 backfiller.copy_tombstones(table, keys)
-                backfiller.copy_items(table, keys)
+                seconds = time.monotonic() - began
             stats = backfiller.stats
             console.print(
                 f"{table}: copied {stats.copied} items ({stats.stale} already newer in "
                 f"{new.name}), {stats.tombstones} remembered deletes, "
-                f"{stats.resumed_segments} segments resumed"
+                f"{stats.resumed_segments} segments resumed; copy took {seconds:.1f} s "
+                f"({stats.copied / max(seconds, 1e-9):,.0f} items/s)"
             )
             if stats.unversioned:
                 console.print(
@@ -217,18 +221,27 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{table}: {'created' if created else 'found (same schema)'} in {new.name}")
     seeded = seed_positions(config, source.name, new.name, console.print)
     console.print(f"seeded {seeded} shard positions for {new.name}")
-    if append_region(path, new):
-        console.print(f"added {new.name} to {path}: running runners pick it up within seconds")
+    held = not resumed  # not in the config yet: nothing replicates into it during the copy
+    console.print(
+        "copying with batch writes while replication into the new region is held"
+        if held
+        else f"{new.name} is configured already: copying with conditional writes"
+    )
     stop = threading.Event()
     # Ctrl-C stops the scan threads between pages; their resume points are saved by then.
     previous = signal.signal(signal.SIGINT, lambda number, frame: stop.set())
     try:
-        _copy(console, config=config, source=source, new=new, args=args, stop=stop)
+        _copy(console, config=config, source=source, new=new, args=args, stop=stop, held=held)
     except KeyboardInterrupt:
         stop.set()
         console.print("[yellow]interrupted: run the same command again to resume[/yellow]")
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)
+    if append_region(path, new):
+        console.print(
+            f"added {new.name} to {path}: running runners pick it up within seconds and "
+            "replay every change since the seeded positions into it"
+        )
     pair = (source, new)
     return 0 if _verify(console, config, pair, args.segments, args.settle_seconds) else 1
