@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from dynamodb_replicator import __version__
-from dynamodb_replicator.cli import add_region, demo, diff, repair, run
+from dynamodb_replicator.cli import (
+    add_region,
+    demo,
+    diff,
+    package,
+    repair,
+    run,
+    subscribe,
+    template,
+)
 from dynamodb_replicator.errors import ReplicatorError
 
 __all__ = ["main"]
@@ -22,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, run, diff, repair, add_region):
+    for module in (demo, run, diff, repair, add_region, package, template, subscribe):
         module.register(commands)
     return parser
 

@@ -1,0 +1,1 @@
+"""Deployment to AWS: the Lambda zip, the CloudFormation template, event source mappings."""

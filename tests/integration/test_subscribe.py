@@ -1,0 +1,115 @@
+"""``subscribe`` against moto's server: creates, is idempotent, updates, dry-runs."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.cli.main import main
+from tests.moto_server import MotoServer
+
+FUNCTION = "DynamoDbReplicatorLambda-dev"
+
+
+@pytest.fixture
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:  # a fresh server per test: no state leaks between them
+        yield server
+
+
+def clients(moto: MotoServer) -> tuple[Any, Any]:
+    spec = RegionSpec("us-east-1", moto.endpoint_url)
+    return make_client("dynamodb", spec), make_client("lambda", spec)
+
+
+def deploy_function(moto: MotoServer) -> None:
+    spec = RegionSpec("us-east-1", moto.endpoint_url)
+    policy = {"Version": "2012-10-17", "Statement": []}
+    role = make_client("iam", spec).create_role(
+        RoleName="replicator", AssumeRolePolicyDocument=json.dumps(policy)
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    make_client("lambda", spec).create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.12",
+        Role=role,
+        Handler="handler.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+
+
+def table(ddb: Any, name: str, view: str | None = "NEW_AND_OLD_IMAGES") -> None:
+    extra = {"StreamSpecification": {"StreamEnabled": True, "StreamViewType": view}} if view else {}
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
+    )
+
+
+def mappings(lambdas: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = lambdas.list_event_source_mappings(FunctionName=FUNCTION)[
+        "EventSourceMappings"
+    ]
+    return found
+
+
+def run(moto: MotoServer, *extra: str) -> int:
+    return main(["subscribe", "--env", "dev", "--endpoint-url", moto.endpoint_url, *extra])
+
+
+def test_create_then_noop_then_update(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    ddb, lambdas = clients(moto)
+    deploy_function(moto)
+    table(ddb, "dev_Orders")
+    table(ddb, "dev_Users", view=None)  # no stream yet: subscribe enables one
+    table(ddb, "dev_Orders.__tombstones", view=None)  # the replicator's own: left alone
+    table(ddb, "prod_Orders")  # another environment: left alone
+
+    assert run(moto, "--dry-run") == 0
+    plan = capsys.readouterr().out
+    assert "dev_Orders: would create" in plan and "dev_Users: would enable-stream" in plan
+    assert "tombstones" not in plan and "prod_" not in plan
+    assert mappings(lambdas) == []  # a dry run changes nothing
+    assert "StreamSpecification" not in ddb.describe_table(TableName="dev_Users")["Table"]
+
+    assert run(moto) == 0
+    created = mappings(lambdas)
+    assert len(created) == 2
+    assert all(m["StartingPosition"] == "TRIM_HORIZON" for m in created)
+    assert all(m["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in created)
+    users = ddb.describe_table(TableName="dev_Users")["Table"]
+    assert users["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"
+    capsys.readouterr()
+
+    assert run(moto) == 0  # a second run changes nothing
+    assert capsys.readouterr().out.count("did none") == 2
+    assert len(mappings(lambdas)) == 2
+
+    assert run(moto, "--batch-size", "50") == 0  # a changed setting is updated in place
+    assert "did update" in capsys.readouterr().out
+    assert sorted(m["BatchSize"] for m in mappings(lambdas)) == [50, 50]
+    assert len(mappings(lambdas)) == 2
+
+
+def test_clear_errors(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
+    ddb, _ = clients(moto)
+    table(ddb, "dev_Keys", view="KEYS_ONLY")
+    assert run(moto) == 2
+    assert f"function {FUNCTION} does not exist" in capsys.readouterr().err
+    deploy_function(moto)
+    assert run(moto) == 2
+    assert "KEYS_ONLY: the view type of an existing stream cannot change" in capsys.readouterr().out
+    nope = ["subscribe", "--env", "nope", "--endpoint-url", moto.endpoint_url]
+    assert main([*nope, "--function", FUNCTION]) == 2
+    assert "no table in us-east-1 is named nope_*" in capsys.readouterr().err
