@@ -6,12 +6,15 @@ import argparse
 import json
 from typing import Any
 
-import yaml
-
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import require_table
 from dynamodb_replicator.config import load_config
-from dynamodb_replicator.deploy.template import TableKeys, TemplateOptions, build_template
+from dynamodb_replicator.deploy.template import (
+    TableKeys,
+    TemplateOptions,
+    build_template,
+    to_yaml,
+)
 from dynamodb_replicator.preflight import key_schema
 
 __all__ = ["register"]
@@ -49,11 +52,7 @@ def run(args: argparse.Namespace) -> int:
     template = build_template(
         config, TemplateOptions(region.name, per_target=args.per_target, with_tables=keys)
     )
-    text = (
-        json.dumps(template, indent=2)
-        if args.format == "json"
-        else yaml.safe_dump(template, sort_keys=False, width=100)
-    )
+    text = json.dumps(template, indent=2) if args.format == "json" else to_yaml(template)
     if args.output:
         with open(args.output, "w") as handle:
             handle.write(text + "\n")

@@ -12,9 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from dynamodb_replicator.config import RunnerConfig
 
-__all__ = ["TableKeys", "TemplateOptions", "build_template"]
+__all__ = ["TableKeys", "TemplateOptions", "build_template", "to_yaml"]
 
 PARTITION = "${AWS::Partition}"
 ACCOUNT = "${AWS::AccountId}"
@@ -292,3 +294,14 @@ def build_template(config: RunnerConfig, options: TemplateOptions) -> dict[str, 
         "Resources": resources,
         "Outputs": {"FailureQueueUrl": {"Value": {"Ref": "ReplicatorFailures"}}},
     }
+
+
+class _NoAliases(yaml.SafeDumper):
+    """CloudFormation rejects YAML anchors and aliases: write repeated values out."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def to_yaml(template: Mapping[str, Any]) -> str:
+    return yaml.dump(dict(template), Dumper=_NoAliases, sort_keys=False, width=100)

@@ -1,0 +1,87 @@
+"""The Lambda zip is reproducible, and runs a recorded event in a clean virtualenv."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.deploy.package import build_zip
+from dynamodb_replicator.local import DynamoDBLocal
+from tests.support import REGIONS, create_table
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def test_same_input_same_bytes(tmp_path: Path) -> None:
+    first = build_zip(tmp_path / "a.zip")
+    second = build_zip(tmp_path / "b.zip")
+    assert first == second
+    names = zipfile.ZipFile(tmp_path / "a.zip").namelist()
+    assert "dynamodb_replicator/lambda_handler.py" in names
+    assert not any("__pycache__" in n or n.startswith("boto") for n in names)
+
+
+def test_zip_runs_a_recorded_event_in_a_clean_venv(
+    ddb_local: DynamoDBLocal, tmp_path: Path
+) -> None:
+    archive = tmp_path / "replicator-lambda.zip"
+    build_zip(archive)
+    task = tmp_path / "task"  # what Lambda unpacks into /var/task
+    zipfile.ZipFile(archive).extractall(task)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # The Lambda runtime provides boto3 and nothing else of ours.
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"boto3=={metadata.version('boto3')}"],
+        check=True,
+    )
+    for region in REGIONS:
+        create_table(
+            make_client("dynamodb", RegionSpec(region, ddb_local.endpoint_url)),
+            "Golden",
+            (("id", "B"),),
+            region=region,
+        )
+    event = json.loads((DATA / "golden_event.json").read_text())
+    event["Records"] = event["Records"][:2]  # an insert and an update of the recorded item
+    (tmp_path / "event.json").write_text(json.dumps(event))
+    script = (
+        "import json, sys\n"
+        "from dynamodb_replicator.lambda_handler import handler\n"
+        "print(json.dumps(handler(json.load(open(sys.argv[1])), None)))\n"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(task),
+        "AWS_REGION": "eu-west-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "REPLICATOR_REGIONS": ",".join(REGIONS),
+        "REPLICATOR_ENDPOINT_URLS": ",".join(f"{r}={ddb_local.endpoint_url}" for r in REGIONS),
+    }
+    done = subprocess.run(
+        [
+            str(python),
+            "-s",
+            "-c",
+            script.replace("sys.argv[1]", repr(str(tmp_path / "event.json"))),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=task,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"batchItemFailures": []}
+    replica = make_client("dynamodb", RegionSpec("us-east-1", ddb_local.endpoint_url)).get_item(
+        TableName="Golden", Key={"id": {"B": b"\x00\xffkey"}}
+    )["Item"]
+    assert replica["note"] == {"S": "grüße"}
