@@ -7,6 +7,7 @@ not NEW_AND_OLD_IMAGES. The state and tombstone tables are created when missing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
@@ -15,6 +16,7 @@ from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.config import RunnerConfig
 from dynamodb_replicator.errors import ConfigError, RetryableTargetError, TargetError
+from dynamodb_replicator.retry import Backoff, call_with_retries
 
 __all__ = ["key_schema", "preflight"]
 
@@ -55,7 +57,11 @@ def preflight(config: RunnerConfig) -> None:
     schemas: dict[str, dict[str, Any]] = {}
     for spec in config.regions:
         try:
-            schemas[spec.name] = _check_region(spec, config)
+            # Transient errors (throttling, a dropped connection) are retried with backoff;
+            # only what persists is reported.
+            schemas[spec.name] = call_with_retries(
+                functools.partial(_check_region, spec, config), Backoff(attempts=6)
+            )
         except RetryableTargetError as exc:
             raise ConfigError(f"cannot reach {_where(spec)}: {exc}") from exc
         except TargetError as exc:

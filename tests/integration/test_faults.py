@@ -1,0 +1,86 @@
+"""Convergence while the network misbehaves and the runner is killed at random moments.
+
+Every runner call goes through the fault-injecting proxy (tests/faults.py); writers in all
+three regions write directly. Replay a failure with FAULT_SEED=<seed>.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from pathlib import Path
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.local import DynamoDBLocal
+from tests.faults import FaultProxy
+from tests.runner_process import RunnerProcess, write_config
+from tests.support import REGIONS, create_table
+from tests.workload import Workload, wait_until_converged
+
+SEED = int(os.environ.get("FAULT_SEED", "20261126"))
+LOAD_SECONDS = float(os.environ.get("FAULT_LOAD_SECONDS", "15"))
+KILLS = int(os.environ.get("FAULT_KILLS", "3"))
+
+
+def run_with_faults(ddb_local: DynamoDBLocal, tmp_path: Path, table: str) -> dict[str, object]:
+    rng = random.Random(SEED)
+    proxy = FaultProxy(ddb_local.port, seed=SEED).start()
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
+    for region, client in clients.items():
+        create_table(client, table, region=region)
+    config = write_config(
+        tmp_path / "faults.toml",
+        [table],
+        dict.fromkeys(REGIONS, proxy.endpoint_url),
+        lease_timeout_seconds=5,
+    )
+    runners = [RunnerProcess(config, tmp_path / "runner.log", "w1").start()]
+    workload = Workload(clients, table=table, keys=25, seed=SEED)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=workload.run_region, args=(r, 0, 1_000, 0.01, stop))
+        for r in REGIONS
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        began = time.monotonic()
+        for _ in range(KILLS):  # SIGKILL at random moments, restart at once
+            time.sleep(rng.uniform(1.0, LOAD_SECONDS / KILLS))
+            runners[-1].kill()
+            runners.append(RunnerProcess(config, tmp_path / "runner.log", "w1").start())
+        time.sleep(max(0.0, LOAD_SECONDS - (time.monotonic() - began)))
+        stop.set()
+        for thread in threads:
+            thread.join()
+        try:
+            seconds = wait_until_converged(clients, table, workload.expected(), timeout=150)
+        except AssertionError:
+            print((tmp_path / "runner.log").read_text()[-4000:])
+            raise
+        return {
+            "seed": SEED,
+            "operations": len(workload.events),
+            "deletes": sum(e.delete for e in workload.events),
+            "kills": KILLS,
+            "converge_seconds": round(seconds, 1),
+            "faults": dict(proxy.counts),
+        }
+    finally:
+        stop.set()
+        for runner in runners:
+            runner.close()
+        proxy.stop()
+
+
+def test_converges_under_network_faults_and_kills(ddb_local: DynamoDBLocal, tmp_path: Path) -> None:
+    summary = run_with_faults(ddb_local, tmp_path, "Faulty")
+    print(summary)
+    faults = summary["faults"]
+    assert isinstance(faults, dict)
+    injected = sum(v for k, v in faults.items() if k != "none")
+    assert injected >= 50, summary  # the faults really happened
+    assert {"server_error", "throttle", "drop_after"} <= set(faults), summary
+    assert isinstance(summary["operations"], int) and summary["operations"] >= 1000, summary
