@@ -42,8 +42,28 @@ _OPERATIONS = {"INSERT": Operation.PUT, "MODIFY": Operation.PUT, "REMOVE": Opera
 _TYPES = {"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"}
 
 
+def _typeless_map(value: Any) -> bool:
+    # DynamoDB Local's streams write an empty map as {} (its GetItem says {"M": {}}). No
+    # other AttributeValue can come out empty, so {} can only be an empty map.
+    return isinstance(value, Mapping) and not value
+
+
+def _repaired(value: AttributeValue) -> AttributeValue:
+    """A boto3-form AttributeValue with any typeless empty map restored, at any depth."""
+    if _typeless_map(value):
+        return {"M": {}}
+    ((kind, raw),) = value.items()
+    if kind == "M":
+        return {"M": {k: _repaired(v) for k, v in raw.items()}}
+    if kind == "L":
+        return {"L": [_repaired(v) for v in raw]}
+    return value
+
+
 def attribute_from_json(value: Any) -> AttributeValue:
     """Lambda/JSON AttributeValue -> boto3 form (base64 Binary decoded to bytes)."""
+    if _typeless_map(value):
+        return {"M": {}}
     if not isinstance(value, Mapping) or len(value) != 1:
         raise MalformedRecordError(f"not an AttributeValue: {type(value).__name__}")
     ((kind, raw),) = value.items()
@@ -65,6 +85,8 @@ def attribute_from_json(value: Any) -> AttributeValue:
 
 def attribute_to_json(value: AttributeValue) -> Any:
     """boto3 AttributeValue -> Lambda/JSON form (bytes as base64 text)."""
+    if _typeless_map(value):
+        return {"M": {}}
     ((kind, raw),) = value.items()
     if kind == "B":
         return {"B": base64.b64encode(raw).decode("ascii")}
@@ -84,7 +106,7 @@ def _image(raw: Any, *, from_json: bool, what: str) -> Item | None:
         raise MalformedRecordError(f"{what} is not a map")
     if from_json:
         return {name: attribute_from_json(v) for name, v in raw.items()}
-    return dict(raw)
+    return {name: _repaired(v) for name, v in raw.items()}
 
 
 def sequence_number_of(record: Any) -> str:

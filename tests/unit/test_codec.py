@@ -111,3 +111,26 @@ def test_table_name_from_stream_arn() -> None:
     assert table_name_from_arn(arn) == "Orders"
     with pytest.raises(MalformedRecordError):
         table_name_from_arn("arn:aws:s3:::bucket")
+
+
+def test_typeless_empty_map_from_dynamodb_local_is_an_empty_map() -> None:
+    record = copy.deepcopy(golden()[0])
+    record["dynamodb"]["NewImage"]["empty"] = {}
+    record["dynamodb"]["NewImage"]["nested"] = {"L": [{"M": {"inner": {}}}]}
+    change = decode(record)
+    assert change.image is not None
+    assert change.image["empty"] == {"M": {}}
+    assert change.image["nested"] == {"L": [{"M": {"inner": {"M": {}}}}]}
+    boto3_form = decode_record(
+        {
+            **record,
+            "dynamodb": {
+                **record["dynamodb"],
+                "NewImage": {**change.image, "empty": {}, "nested": {"L": [{"M": {"inner": {}}}]}},
+            },
+        },
+        source_region="eu-west-1",
+        fields=FIELDS,
+        from_json=False,
+    )
+    assert boto3_form.image["nested"] == {"L": [{"M": {"inner": {"M": {}}}}]}
