@@ -133,4 +133,5 @@ def test_typeless_empty_map_from_dynamodb_local_is_an_empty_map() -> None:
         fields=FIELDS,
         from_json=False,
     )
+    assert boto3_form.image is not None
     assert boto3_form.image["nested"] == {"L": [{"M": {"inner": {"M": {}}}}]}
