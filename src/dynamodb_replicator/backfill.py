@@ -35,12 +35,16 @@ from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
 from dynamodb_replicator.aws.state import DynamoStateStore, ShardRef, ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
-from dynamodb_replicator.aws.tombstones import ensure_tombstone_table, tombstone_table
+from dynamodb_replicator.aws.tombstones import (
+    ensure_tombstone_table,
+    tombstone_from_item,
+    tombstone_table,
+)
 from dynamodb_replicator.aws.writer import DynamoWriter
 from dynamodb_replicator.config import RunnerConfig
 from dynamodb_replicator.conflict import stored_version
 from dynamodb_replicator.errors import ConfigError
-from dynamodb_replicator.model import ItemKey, Version
+from dynamodb_replicator.model import ItemKey
 from dynamodb_replicator.plan import DeleteVersion, PutVersion, WriteOp, user_image
 
 __all__ = [
@@ -168,18 +172,8 @@ class Backfiller:
         def on_page(segment: int, items: list[dict[str, Any]], _: Any) -> None:
             ops: list[WriteOp] = []
             for item in items:
-                keys = {n: item[n] for n in key_names}
-                version = Version.of(
-                    item[self.fields.timestamp]["N"], item[self.fields.origin]["S"]
-                )
-                ops.append(
-                    DeleteVersion(
-                        ItemKey.from_attributes(keys),
-                        version,
-                        item[self.fields.deleted_in]["S"],
-                        "0",
-                    )
-                )
+                tomb = tombstone_from_item(item, key_names, self.fields)
+                ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, "0"))
             self._apply(table, ops, units=2 * len(ops))
             with self.stats.lock:
                 self.stats.tombstones += len(ops)

@@ -11,8 +11,9 @@ import functools
 from typing import Any
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.aws.state import ensure_state_table, require_table
+from dynamodb_replicator.aws.state import ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
+from dynamodb_replicator.aws.tables import require_table
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.config import RunnerConfig
 from dynamodb_replicator.errors import ConfigError, RetryableTargetError, TargetError

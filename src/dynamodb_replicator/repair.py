@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.aws.tombstones import tombstone_from_item
 from dynamodb_replicator.conflict import ConflictPolicy, stored_version
 from dynamodb_replicator.diff import digest
-from dynamodb_replicator.model import Item, ItemKey, SystemAttributes, Tombstone, Version
+from dynamodb_replicator.model import Item, ItemKey, SystemAttributes, Tombstone
 from dynamodb_replicator.plan import DeleteVersion, PutVersion, WriteOp, user_image
 
 __all__ = ["RepairReport", "Repairer", "resolve"]
@@ -120,8 +121,10 @@ class Repairer:
             remembered = batch_get(
                 client, f"{self.table}{self.tombstone_suffix}", keys, region=region
             )
+            key_names = list(keys[0])
             tombs[region] = {
-                tomb.key: tomb for tomb in (self._tombstone(t, keys[0]) for t in remembered)
+                tomb.key: tomb
+                for tomb in (tombstone_from_item(t, key_names, self.fields) for t in remembered)
             }
         plans: dict[str, list[WriteOp]] = {name: [] for name in names}
         for raw in keys:
@@ -147,8 +150,3 @@ class Repairer:
                 self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
                 if result.error is not None:
                     raise result.error
-
-    def _tombstone(self, item: Mapping[str, Any], key_shape: Mapping[str, Any]) -> Tombstone:
-        key = ItemKey.from_attributes({n: item[n] for n in key_shape})
-        version = Version.of(item[self.fields.timestamp]["N"], item[self.fields.origin]["S"])
-        return Tombstone(key, version, item[self.fields.deleted_in]["S"])

@@ -7,7 +7,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.errors import translate
+from dynamodb_replicator.aws.tables import describe_table
 from dynamodb_replicator.errors import ConfigError
 
 __all__ = ["TableShape", "create_like", "describe_shape"]
@@ -49,15 +50,13 @@ class TableShape:
 
 def describe_shape(client: Any, table: str, region: str) -> TableShape | None:
     """The table's shape, or None when it does not exist."""
+    described = describe_table(client, table, region)
+    if described is None:
+        return None
     try:
-        described = client.describe_table(TableName=table)["Table"]
         ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise translate(exc, region, f"DescribeTable {table}") from exc
-    except BotoCoreError as exc:
-        raise translate(exc, region, f"DescribeTable {table}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, region, f"DescribeTimeToLive {table}") from exc
     mode = (described.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
     provisioned = mode == "PROVISIONED"
     args: dict[str, Any] = {

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.aws.tables import describe_table
 from dynamodb_replicator.retry import Backoff, call_with_retries
 
 __all__ = ["END", "DynamoStateStore", "ShardRef", "ensure_state_table"]
@@ -41,14 +41,8 @@ class ShardRef:
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:
     """Create the state table (on-demand, hash key ``pk``) if it does not exist."""
-    try:
-        client.describe_table(TableName=name)
+    if describe_table(client, name, region) is not None:
         return
-    except ClientError as exc:
-        if error_code(exc) != "ResourceNotFoundException":
-            raise translate(exc, region, f"DescribeTable {name}") from exc
-    except BotoCoreError as exc:
-        raise translate(exc, region, f"DescribeTable {name}") from exc
     try:
         client.create_table(
             TableName=name,
@@ -197,15 +191,3 @@ class DynamoStateStore:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def require_table(client: Any, table: str, region: str) -> dict[str, Any]:
-    """DescribeTable, with a clear ConfigError when the table is missing."""
-    try:
-        return dict(client.describe_table(TableName=table)["Table"])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise ConfigError(f"table {table} does not exist in {region}") from exc
-        raise translate(exc, region, f"DescribeTable {table}") from exc
-    except BotoCoreError as exc:
-        raise translate(exc, region, f"DescribeTable {table}") from exc

@@ -7,36 +7,32 @@ deleted version and expires by TTL after the stream retention window plus a marg
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.tables import describe_table
 from dynamodb_replicator.errors import ConfigError
 from dynamodb_replicator.model import ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.retry import Backoff
 
-__all__ = ["DEFAULT_SUFFIX", "DynamoTombstoneReader", "ensure_tombstone_table", "tombstone_table"]
+__all__ = [
+    "DEFAULT_SUFFIX",
+    "DynamoTombstoneReader",
+    "ensure_tombstone_table",
+    "tombstone_from_item",
+    "tombstone_table",
+]
 
 DEFAULT_SUFFIX = ".__tombstones"
 
 
 def tombstone_table(table: str, suffix: str = DEFAULT_SUFFIX) -> str:
     return f"{table}{suffix}"
-
-
-def _describe(client: Any, table: str, region: str) -> dict[str, Any] | None:
-    try:
-        return dict(client.describe_table(TableName=table)["Table"])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise translate(exc, region, f"DescribeTable {table}") from exc
-    except BotoCoreError as exc:
-        raise translate(exc, region, f"DescribeTable {table}") from exc
 
 
 def ensure_tombstone_table(
@@ -50,9 +46,9 @@ def ensure_tombstone_table(
     """Create the tombstone table of ``table`` if missing (same key schema, on-demand, TTL)."""
     fields = fields or SystemAttributes()
     name = tombstone_table(table, suffix)
-    if _describe(client, name, region) is not None:
+    if describe_table(client, name, region) is not None:
         return name
-    source = _describe(client, table, region)
+    source = describe_table(client, table, region)
     if source is None:
         raise ConfigError(f"table {table} does not exist in {region}")
     key_names = {k["AttributeName"] for k in source["KeySchema"]}
@@ -99,10 +95,15 @@ class DynamoTombstoneReader:
             region=self.region,
             backoff=self.backoff,
         )
-        tombs = (self._tombstone(item, keys_of=ordered[0]) for item in items)
+        names = ordered[0].names()
+        tombs = (tombstone_from_item(item, names, self.fields) for item in items)
         return {tomb.key: tomb for tomb in tombs}
 
-    def _tombstone(self, item: Mapping[str, Any], keys_of: ItemKey) -> Tombstone:
-        key = ItemKey.from_attributes({n: item[n] for n in keys_of.names()})
-        version = Version.of(item[self.fields.timestamp]["N"], item[self.fields.origin]["S"])
-        return Tombstone(key, version, item[self.fields.deleted_in]["S"])
+
+def tombstone_from_item(
+    item: Mapping[str, Any], key_names: Sequence[str], fields: SystemAttributes
+) -> Tombstone:
+    """A tombstone table item -> Tombstone."""
+    key = ItemKey.from_attributes({n: item[n] for n in key_names})
+    version = Version.of(item[fields.timestamp]["N"], item[fields.origin]["S"])
+    return Tombstone(key, version, item[fields.deleted_in]["S"])

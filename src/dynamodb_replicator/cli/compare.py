@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.aws.state import require_table
+from dynamodb_replicator.aws.tables import require_table
 from dynamodb_replicator.config import RunnerConfig, load_config
 from dynamodb_replicator.errors import ConfigError
 from dynamodb_replicator.preflight import key_schema

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.state import require_table
+from dynamodb_replicator.aws.tables import require_table
 from dynamodb_replicator.config import load_config
 from dynamodb_replicator.deploy.template import (
     TableKeys,
