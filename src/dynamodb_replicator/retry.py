@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +35,13 @@ def call_with_retries(
     *,
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[ReplicatorError, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> T:
-    """Run ``call``; retry retryable ReplicatorErrors with backoff, re-raise the last one."""
+    """Run ``call``; retry retryable ReplicatorErrors with backoff, re-raise the last one.
+
+    When ``stop`` is set (shutting down), the last error is raised at once instead of
+    waiting for the next attempt.
+    """
     attempt = 0
     while True:
         try:
@@ -46,4 +52,7 @@ def call_with_retries(
                 raise
             if on_retry is not None:
                 on_retry(exc, attempt)
-            sleep(backoff.delay(attempt - 1))
+            if stop is None:
+                sleep(backoff.delay(attempt - 1))
+            elif stop.wait(backoff.delay(attempt - 1)):
+                raise

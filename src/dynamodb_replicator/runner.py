@@ -66,13 +66,17 @@ class _Owned:
 class _Region:
     """Everything the runner holds for one source region."""
 
-    def __init__(self, spec: RegionSpec, config: RunnerConfig) -> None:
+    def __init__(self, spec: RegionSpec, config: RunnerConfig, stopping: threading.Event) -> None:
         self.spec = spec
         self.streams = StreamClient(
             spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
         )
-        self.state = DynamoStateStore(make_client("dynamodb", spec), config.state_table, spec.name)
-        self.replicator: Replicator = build_replicator(spec, config.regions, config.replication)
+        self.state = DynamoStateStore(
+            make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
+        )
+        self.replicator: Replicator = build_replicator(
+            spec, config.regions, config.replication, stop=stopping
+        )
 
     def process(
         self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
@@ -101,12 +105,15 @@ class Runner:
         self.finished: set[ShardRef] = set()
         self.retired: list[tuple[str, ShardWorker]] = []
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
+        self.stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Check the configuration against the regions; create state/tombstone tables."""
         preflight(self.config)
-        self.regions = {spec.name: _Region(spec, self.config) for spec in self.config.regions}
+        self.regions = {
+            spec.name: _Region(spec, self.config, self.stopping) for spec in self.config.regions
+        }
         log.info(
             "runner started",
             extra={
@@ -117,6 +124,8 @@ class Runner:
         )
 
     def run(self, stop: threading.Event) -> None:
+        """Balance until ``stop`` is set (call ``stop_soon`` from a signal handler to also cut
+        retries short), then shut down."""
         if not self.regions:
             self.start()
         interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
@@ -128,7 +137,12 @@ class Runner:
         finally:
             self.shutdown()
 
+    def stop_soon(self) -> None:
+        """Make waiting retries give up now; the caller also sets the ``run`` event."""
+        self.stopping.set()
+
     def shutdown(self) -> None:
+        self.stopping.set()  # writes waiting to retry give up: stop within seconds
         for ref in list(self.owned):
             self._drop(ref, release=True)
         for region in self.regions.values():
@@ -171,7 +185,7 @@ class Runner:
         self.config = config
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.finished.clear()
-        self.regions = {spec.name: _Region(spec, config) for spec in config.regions}
+        self.regions = {spec.name: _Region(spec, config, self.stopping) for spec in config.regions}
         return True
 
     # -- leases and discovery ----------------------------------------------------------

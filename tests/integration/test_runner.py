@@ -168,3 +168,26 @@ def test_sigterm_stops_within_seconds_with_exit_code_0(
     began = time.monotonic()
     assert runner.terminate() == 0
     assert time.monotonic() - began < 5
+
+
+def test_sigterm_with_a_region_down_stops_within_seconds(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    proxy = TcpProxy(ddb_local.port).start()
+    try:
+        endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url, AP: proxy.endpoint_url}
+        clients = make_tables(ddb_local.endpoint_url, "Down", endpoints)
+        config = write_config(tmp_path / "d.toml", ["Down"], endpoints)
+        runner = start(runners, tmp_path, config, "w1")
+        time.sleep(3)
+        proxy.stop()  # writes into ap-southeast-1 now wait in retries
+        for n in range(20):
+            clients[US].put_item(
+                TableName="Down", Item={"pk": {"S": f"k{n}"}, "__timestamp": {"N": "1"}}
+            )
+        time.sleep(2)
+        began = time.monotonic()
+        assert runner.terminate() == 0
+        assert time.monotonic() - began < 5, show_logs(tmp_path)
+    finally:
+        proxy.stop()

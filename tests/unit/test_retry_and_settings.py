@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from dynamodb_replicator.conflict import LastWriterWins, PreferredRegion
@@ -96,3 +98,17 @@ def test_custom_policy_by_import_path() -> None:
 def test_bad_env_is_a_clear_config_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_from_env(env)
+
+
+def test_a_set_stop_event_ends_the_retries_at_once() -> None:
+    stop = threading.Event()
+    calls: list[int] = []
+
+    def down() -> None:
+        calls.append(1)
+        stop.set()  # the process begins to shut down during the first attempt
+        raise ThrottledError("slow down")
+
+    with pytest.raises(ThrottledError):
+        call_with_retries(down, Backoff(attempts=8, base=10.0, cap=10.0), stop=stop)
+    assert calls == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 
@@ -20,13 +21,19 @@ class SystemClock:
 
 
 def build_replicator(
-    source: RegionSpec, regions: Sequence[RegionSpec], settings: ReplicationSettings
+    source: RegionSpec,
+    regions: Sequence[RegionSpec],
+    settings: ReplicationSettings,
+    *,
+    stop: threading.Event | None = None,
 ) -> Replicator:
-    """A Replicator for ``source``'s stream writing to ``regions`` (the source included)."""
+    """A Replicator for ``source``'s stream writing to ``regions`` (the source included);
+    ``stop`` cuts retries short when the process shuts down."""
     options = WriterOptions(
         tombstone_suffix=settings.tombstone_suffix,
         tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
         max_workers=settings.max_workers,
+        stop=stop,
     )
     specs = {spec.name: spec for spec in regions}
     specs.setdefault(source.name, source)

@@ -9,6 +9,7 @@ Items (hash key ``pk``, a string):
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,12 +61,18 @@ class DynamoStateStore:
     """Checkpoints and leases in one region's state table."""
 
     def __init__(
-        self, client: Any, table: str, region: str, backoff: Backoff | None = None
+        self,
+        client: Any,
+        table: str,
+        region: str,
+        backoff: Backoff | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.table = table
         self.region = region
         self.backoff = backoff or Backoff()
+        self.stop = stop  # set on shutdown: retries give up at once
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
         def attempt() -> T:
@@ -74,7 +81,7 @@ class DynamoStateStore:
             except (ClientError, BotoCoreError) as exc:
                 raise translate(exc, self.region, f"{action} on {self.table}") from exc
 
-        return call_with_retries(attempt, self.backoff)
+        return call_with_retries(attempt, self.backoff, stop=self.stop)
 
     # -- checkpoints -------------------------------------------------------------------
     def load(self, shard: ShardRef) -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class WriterOptions:
     tombstone_ttl_seconds: int = 2 * DAY
     max_workers: int = 16
     backoff: Backoff = field(default_factory=Backoff)
+    # Set when the process shuts down: writes waiting for a retry give up at once (they
+    # are reported as failed, so nothing is checkpointed past them).
+    stop: threading.Event | None = field(default=None, compare=False)
 
 
 class DynamoWriter:
@@ -106,7 +110,9 @@ class DynamoWriter:
         for op in ops:
             try:
                 outcome = call_with_retries(
-                    functools.partial(self.write, table, op), self.options.backoff
+                    functools.partial(self.write, table, op),
+                    self.options.backoff,
+                    stop=self.options.stop,
                 )
             except ReplicatorError as exc:
                 log.error(

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_signal(number: int, frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(number).name})
+        runner.stop_soon()
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
