@@ -60,5 +60,7 @@ def configure(level: str = "INFO", *, json_format: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # botocore logs whole request bodies (item contents) at DEBUG: it stays at WARNING
+    # whatever level the user picks (tests/integration/test_log_privacy.py).
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
