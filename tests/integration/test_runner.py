@@ -191,3 +191,35 @@ def test_sigterm_with_a_region_down_stops_within_seconds(
         assert time.monotonic() - began < 5, show_logs(tmp_path)
     finally:
         proxy.stop()
+
+
+def test_a_stream_disabled_and_enabled_again_is_followed(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    clients = make_tables(ddb_local.endpoint_url, "Restream")
+    config = write_config(
+        tmp_path / "r.toml", ["Restream"], dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+    )
+    start(runners, tmp_path, config, "w1")
+
+    def replicated(key: str) -> None:
+        deadline = time.monotonic() + 30
+        while not all(
+            "Item" in clients[r].get_item(TableName="Restream", Key={"pk": {"S": key}})
+            for r in (EU, AP)
+        ):
+            assert time.monotonic() < deadline, show_logs(tmp_path)
+            time.sleep(0.2)
+
+    us = clients[US]
+    us.put_item(TableName="Restream", Item={"pk": {"S": "before"}, "__timestamp": {"N": "1"}})
+    replicated("before")
+    old = us.describe_table(TableName="Restream")["Table"]["LatestStreamArn"]
+    us.update_table(TableName="Restream", StreamSpecification={"StreamEnabled": False})
+    us.update_table(
+        TableName="Restream",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    assert us.describe_table(TableName="Restream")["Table"]["LatestStreamArn"] != old
+    us.put_item(TableName="Restream", Item={"pk": {"S": "after"}, "__timestamp": {"N": "2"}})
+    replicated("after")  # found the new stream's shard
