@@ -61,7 +61,8 @@ def preflight(config: RunnerConfig) -> None:
             # Transient errors (throttling, a dropped connection) are retried with backoff;
             # only what persists is reported.
             schemas[spec.name] = call_with_retries(
-                functools.partial(_check_region, spec, config), Backoff(attempts=6)
+                functools.partial(_check_region, spec, config),
+                Backoff(attempts=20, base=0.05, cap=0.5),
             )
         except RetryableTargetError as exc:
             raise ConfigError(f"cannot reach {_where(spec)}: {exc}") from exc

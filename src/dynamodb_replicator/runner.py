@@ -131,8 +131,11 @@ class Runner:
         interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
         try:
             while not stop.is_set():
-                self.reload_if_changed()
-                self.balance()
+                try:
+                    self.reload_if_changed()
+                    self.balance()
+                except Exception:  # a long-running process logs, and tries again next round
+                    log.exception("coordination round failed", extra={"worker": self.worker_id})
                 stop.wait(interval)
         finally:
             self.shutdown()

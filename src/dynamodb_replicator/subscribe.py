@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.tables import wait_until_exists
 from dynamodb_replicator.errors import ConfigError, ReplicatorError
 
 __all__ = ["MappingSettings", "Step", "failed", "plan_subscriptions", "subscribe"]
@@ -189,7 +190,7 @@ def _apply(
                 StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
             ),
         )
-        dynamodb.get_waiter("table_exists").wait(TableName=step.table)
+        wait_until_exists(dynamodb, step.table, region)
     elif step.action == "create":
         arn = dynamodb.describe_table(TableName=step.table)["Table"]["LatestStreamArn"]
         _call(

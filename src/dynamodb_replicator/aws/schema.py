@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dynamodb_replicator.aws.errors import translate
-from dynamodb_replicator.aws.tables import describe_table
+from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.tables import describe_table, enable_ttl, wait_until_exists
 from dynamodb_replicator.errors import ConfigError
 
 __all__ = ["TableShape", "create_like", "describe_shape"]
@@ -98,23 +98,19 @@ def create_like(client: Any, shape: TableShape, region: str) -> bool:
     raises ConfigError when it exists with another schema.
     """
     existing = describe_shape(client, shape.name, region)
-    if existing is not None:
-        if existing.signature() != shape.signature():
-            raise ConfigError(
-                f"table {shape.name} already exists in {region} with another schema "
-                f"(keys/indexes {existing.signature()} != {shape.signature()}); refusing to use it"
-            )
-        return False
-    try:
-        client.create_table(**shape.create_arguments)
-        client.get_waiter("table_exists").wait(
-            TableName=shape.name, WaiterConfig={"Delay": 1, "MaxAttempts": 600}
+    if existing is not None and existing.signature() != shape.signature():
+        raise ConfigError(
+            f"table {shape.name} already exists in {region} with another schema "
+            f"(keys/indexes {existing.signature()} != {shape.signature()}); refusing to use it"
         )
-        if shape.ttl_attribute:
-            client.update_time_to_live(
-                TableName=shape.name,
-                TimeToLiveSpecification={"Enabled": True, "AttributeName": shape.ttl_attribute},
-            )
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, region, f"CreateTable {shape.name}") from exc
-    return True
+    if existing is None:
+        try:
+            client.create_table(**shape.create_arguments)
+        except (ClientError, BotoCoreError) as exc:
+            if not (isinstance(exc, ClientError) and error_code(exc) == "ResourceInUseException"):
+                raise translate(exc, region, f"CreateTable {shape.name}") from exc
+    # Also on a resumed run: the table may have been created by a run that failed here.
+    wait_until_exists(client, shape.name, region)
+    if shape.ttl_attribute:
+        enable_ttl(client, shape.name, region, shape.ttl_attribute)
+    return existing is None

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
-from dynamodb_replicator.aws.tables import describe_table
+from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
 from dynamodb_replicator.retry import Backoff, call_with_retries
 
 __all__ = ["END", "DynamoStateStore", "ShardRef", "ensure_state_table"]
@@ -54,7 +54,7 @@ def ensure_state_table(client: Any, name: str, region: str) -> None:
     except ClientError as exc:
         if error_code(exc) != "ResourceInUseException":
             raise translate(exc, region, f"CreateTable {name}") from exc
-    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    wait_until_exists(client, name, region)
 
 
 class DynamoStateStore:

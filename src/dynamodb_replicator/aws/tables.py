@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dynamodb_replicator.aws.errors import error_code, translate
 from dynamodb_replicator.errors import ConfigError
 
-__all__ = ["describe_table", "require_table"]
+__all__ = ["describe_table", "enable_ttl", "require_table", "wait_until_exists"]
 
 
 def describe_table(client: Any, table: str, region: str) -> dict[str, Any] | None:
@@ -30,3 +30,26 @@ def require_table(client: Any, table: str, region: str) -> dict[str, Any]:
     if described is None:
         raise ConfigError(f"table {table} does not exist in {region}")
     return described
+
+
+def wait_until_exists(client: Any, table: str, region: str, *, delay: int = 1) -> None:
+    """Wait until the table is ACTIVE (up to ten minutes); errors come out translated."""
+    try:
+        client.get_waiter("table_exists").wait(
+            TableName=table, WaiterConfig={"Delay": delay, "MaxAttempts": 600 // delay}
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, region, f"waiting for table {table}") from exc
+
+
+def enable_ttl(client: Any, table: str, region: str, attribute: str) -> None:
+    """Turn TTL on for ``attribute`` unless it is on already (idempotent)."""
+    try:
+        ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            return
+        client.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, region, f"enabling TTL on {table}") from exc

@@ -11,12 +11,16 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.errors import error_code, translate
-from dynamodb_replicator.aws.tables import describe_table
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.aws.tables import (
+    describe_table,
+    enable_ttl,
+    require_table,
+    wait_until_exists,
+)
 from dynamodb_replicator.model import ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.retry import Backoff
 
@@ -43,33 +47,30 @@ def ensure_tombstone_table(
     suffix: str = DEFAULT_SUFFIX,
     fields: SystemAttributes | None = None,
 ) -> str:
-    """Create the tombstone table of ``table`` if missing (same key schema, on-demand, TTL)."""
+    """Make sure the tombstone table of ``table`` exists, is ACTIVE and has TTL on.
+
+    Idempotent, and safe to retry after any failure half-way (a table created by a run
+    that then failed still gets its TTL)."""
     fields = fields or SystemAttributes()
     name = tombstone_table(table, suffix)
-    if describe_table(client, name, region) is not None:
-        return name
-    source = describe_table(client, table, region)
-    if source is None:
-        raise ConfigError(f"table {table} does not exist in {region}")
-    key_names = {k["AttributeName"] for k in source["KeySchema"]}
-    definitions = [d for d in source["AttributeDefinitions"] if d["AttributeName"] in key_names]
-    try:
-        client.create_table(
-            TableName=name,
-            KeySchema=source["KeySchema"],
-            AttributeDefinitions=definitions,
-            BillingMode="PAY_PER_REQUEST",
-        )
-        client.get_waiter("table_exists").wait(
-            TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-        )
-        client.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": fields.expires_at},
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ResourceInUseException":  # created concurrently: fine
+    if describe_table(client, name, region) is None:
+        source = require_table(client, table, region)
+        key_names = {k["AttributeName"] for k in source["KeySchema"]}
+        definitions = [d for d in source["AttributeDefinitions"] if d["AttributeName"] in key_names]
+        try:
+            client.create_table(
+                TableName=name,
+                KeySchema=source["KeySchema"],
+                AttributeDefinitions=definitions,
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":  # created concurrently: fine
+                raise translate(exc, region, f"CreateTable {name}") from exc
+        except BotoCoreError as exc:
             raise translate(exc, region, f"CreateTable {name}") from exc
+    wait_until_exists(client, name, region)
+    enable_ttl(client, name, region, fields.expires_at)
     return name
 
 
