@@ -12,7 +12,7 @@ import hashlib
 import json
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,15 @@ from dynamodb_replicator.aws.scan import parallel_scan
 from dynamodb_replicator.conflict import stored_version
 from dynamodb_replicator.model import Item, SystemAttributes
 
-__all__ = ["DiffReport", "Row", "canonical_key", "compare_bucket", "digest", "scan_and_compare"]
+__all__ = [
+    "DiffReport",
+    "Row",
+    "canonical_key",
+    "compare_bucket",
+    "digest",
+    "key_from_canonical",
+    "scan_and_compare",
+]
 
 SAMPLES = 5
 
@@ -232,8 +240,3 @@ def key_from_canonical(key: str) -> dict[str, Any]:
         ((kind, raw),) = value.items()
         result[name] = {"B": bytes.fromhex(raw["$b"])} if kind == "B" else {kind: raw}
     return result
-
-
-def iter_keys(keys: Sequence[str]) -> Iterator[dict[str, Any]]:
-    for key in keys:
-        yield key_from_canonical(key)
