@@ -13,6 +13,9 @@ from dynamodb_replicator.local import DynamoDBLocal
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.pop("AWS_PROFILE", None)
+# rich wraps at 80 columns when not on a terminal; where a line breaks would then depend on
+# the numbers in it. Tests read the CLIs' output, so give it room.
+os.environ["COLUMNS"] = "300"
 
 
 @pytest.fixture(scope="module")

@@ -55,6 +55,7 @@ def test_logs_never_show_item_values(
     monkeypatch.setenv("REPLICATOR_LOG_LEVEL", "DEBUG")
     lambda_handler.handler({"Records": []}, None)  # the handler sets its logging up once
     configure("DEBUG", json_format=True)  # the most verbose setting a user can choose
+    logging.getLogger("dynamodb_replicator").setLevel(logging.NOTSET)  # as a fresh process
     captured = io.StringIO()
     logging.getLogger().handlers[0].stream = captured  # type: ignore[attr-defined]
     response = lambda_handler.handler(event, None)

@@ -178,7 +178,16 @@ def _create_tables(clients: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     console = Console()
     configure("ERROR", json_format=False)
-    logging.getLogger("dynamodb_replicator").setLevel(logging.ERROR)
+    package_logger = logging.getLogger("dynamodb_replicator")
+    previous_level = package_logger.level
+    package_logger.setLevel(logging.ERROR)  # the tables tell the story; restored at the end
+    try:
+        return _run_demo(console)
+    finally:
+        package_logger.setLevel(previous_level)
+
+
+def _run_demo(console: Console) -> int:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "demo")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "demo")
     console.print("[bold]Starting DynamoDB Local[/bold] (in memory) ...")
