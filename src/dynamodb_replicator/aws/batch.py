@@ -8,21 +8,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dynamodb_replicator.aws.errors import translate
+from dynamodb_replicator.aws.errors import call_translated
 from dynamodb_replicator.retry import Backoff, call_with_retries
 
 __all__ = ["batch_get", "write_batch"]
 
 _LIMIT = 100
-
-
-def _call(client: Any, region: str, table: str, request: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return dict(client.batch_get_item(RequestItems=request))
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, region, f"BatchGetItem on {table}") from exc
 
 
 def batch_get(
@@ -43,7 +34,14 @@ def batch_get(
         }
         for attempt in itertools.count():
             response = call_with_retries(
-                functools.partial(_call, client, region, table, request), backoff
+                functools.partial(
+                    call_translated,
+                    region,
+                    f"BatchGetItem on {table}",
+                    client.batch_get_item,
+                    RequestItems=request,
+                ),
+                backoff,
             )
             found.extend(response.get("Responses", {}).get(table, []))
             request = response.get("UnprocessedKeys") or {}
@@ -66,14 +64,17 @@ def write_batch(
     backoff = backoff or Backoff()
     requests: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
 
-    def call(pending: list[dict[str, Any]]) -> dict[str, Any]:
-        try:
-            return dict(client.batch_write_item(RequestItems={table: pending}))
-        except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, region, f"BatchWriteItem on {table}") from exc
-
     for attempt in itertools.count():
-        response = call_with_retries(functools.partial(call, requests), backoff)
+        response = call_with_retries(
+            functools.partial(
+                call_translated,
+                region,
+                f"BatchWriteItem on {table}",
+                client.batch_write_item,
+                RequestItems={table: requests},
+            ),
+            backoff,
+        )
         requests = (response.get("UnprocessedItems") or {}).get(table, [])
         if not requests:
             return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -21,7 +24,7 @@ from dynamodb_replicator.errors import (
     UnreachableError,
 )
 
-__all__ = ["error_code", "translate"]
+__all__ = ["call_translated", "error_code", "translate"]
 
 _THROTTLING = {
     "ProvisionedThroughputExceededException",
@@ -67,3 +70,11 @@ def translate(exc: Exception, region: str, action: str) -> ReplicatorError:
     if isinstance(exc, BotoCoreError):
         return UnreachableError(f"{where}: {exc}", region=region)
     raise exc
+
+
+def call_translated(region: str, action: str, call: Callable[..., Any], **kwargs: Any) -> Any:
+    """``call(**kwargs)`` with botocore errors translated."""
+    try:
+        return call(**kwargs)
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, region, action) from exc
