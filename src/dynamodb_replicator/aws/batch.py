@@ -1,11 +1,12 @@
-"""Strongly consistent BatchGetItem of any number of keys."""
+"""Batch calls that finish what the server leaves unprocessed: BatchGetItem of any number
+of keys (strongly consistent), BatchWriteItem of up to 25 items."""
 
 from __future__ import annotations
 
 import functools
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dynamodb_replicator.aws.errors import call_translated
@@ -14,6 +15,29 @@ from dynamodb_replicator.retry import Backoff, call_with_retries
 __all__ = ["batch_get", "write_batch"]
 
 _LIMIT = 100
+
+
+def _until_processed(
+    client_call: Callable[..., Any],
+    request: dict[str, Any],
+    unprocessed: str,
+    *,
+    region: str,
+    action: str,
+    backoff: Backoff,
+) -> Iterator[dict[str, Any]]:
+    """Send ``request``; while the answer leaves part of it ``unprocessed`` (throttling),
+    send that part again after a growing pause. Yields every answer."""
+    for attempt in itertools.count():
+        response: dict[str, Any] = call_with_retries(
+            functools.partial(call_translated, region, action, client_call, RequestItems=request),
+            backoff,
+        )
+        yield response
+        request = response.get(unprocessed) or {}
+        if not request:
+            return
+        time.sleep(backoff.delay(min(attempt, 10)))
 
 
 def batch_get(
@@ -26,28 +50,18 @@ def batch_get(
 ) -> list[dict[str, Any]]:
     """Items found for ``keys`` (100 per call); errors are retried with backoff, and
     unprocessed keys (throttling) are asked for again after a growing pause."""
-    backoff = backoff or Backoff()
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), _LIMIT):
-        request: dict[str, Any] = {
-            table: {"Keys": list(keys[start : start + _LIMIT]), "ConsistentRead": True}
-        }
-        for attempt in itertools.count():
-            response = call_with_retries(
-                functools.partial(
-                    call_translated,
-                    region,
-                    f"BatchGetItem on {table}",
-                    client.batch_get_item,
-                    RequestItems=request,
-                ),
-                backoff,
-            )
+        request = {table: {"Keys": list(keys[start : start + _LIMIT]), "ConsistentRead": True}}
+        for response in _until_processed(
+            client.batch_get_item,
+            request,
+            "UnprocessedKeys",
+            region=region,
+            action=f"BatchGetItem on {table}",
+            backoff=backoff or Backoff(),
+        ):
             found.extend(response.get("Responses", {}).get(table, []))
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            time.sleep(backoff.delay(min(attempt, 10)))
     return found
 
 
@@ -61,21 +75,13 @@ def write_batch(
 ) -> None:
     """BatchWriteItem of up to 25 items; unprocessed items (throttling) are sent again after
     a growing pause until all are written."""
-    backoff = backoff or Backoff()
-    requests: list[dict[str, Any]] = [{"PutRequest": {"Item": item}} for item in items]
-
-    for attempt in itertools.count():
-        response = call_with_retries(
-            functools.partial(
-                call_translated,
-                region,
-                f"BatchWriteItem on {table}",
-                client.batch_write_item,
-                RequestItems={table: requests},
-            ),
-            backoff,
-        )
-        requests = (response.get("UnprocessedItems") or {}).get(table, [])
-        if not requests:
-            return
-        time.sleep(backoff.delay(min(attempt, 10)))
+    request = {table: [{"PutRequest": {"Item": item}} for item in items]}
+    for _ in _until_processed(
+        client.batch_write_item,
+        request,
+        "UnprocessedItems",
+        region=region,
+        action=f"BatchWriteItem on {table}",
+        backoff=backoff or Backoff(),
+    ):
+        pass
