@@ -9,14 +9,15 @@ Items (hash key ``pk``, a string):
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
-from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.errors import call_translated, error_code, translate
 from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
 from dynamodb_replicator.retry import Backoff, call_with_retries
 
@@ -75,13 +76,11 @@ class DynamoStateStore:
         self.stop = stop  # set on shutdown: retries give up at once
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
-        def attempt() -> T:
-            try:
-                return call()
-            except (ClientError, BotoCoreError) as exc:
-                raise translate(exc, self.region, f"{action} on {self.table}") from exc
-
-        return call_with_retries(attempt, self.backoff, stop=self.stop)
+        translated = functools.partial(
+            call_translated, self.region, f"{action} on {self.table}", call
+        )
+        result: T = call_with_retries(translated, self.backoff, stop=self.stop)
+        return result
 
     # -- checkpoints -------------------------------------------------------------------
     def load(self, shard: ShardRef) -> dict[str, str]:
