@@ -61,7 +61,6 @@ class ShardStats:
     stale: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
-    last_record_at: dict[str, float] = field(default_factory=dict)
     lag_s: dict[str, float] = field(default_factory=dict)
     echoes: int = 0
 
@@ -229,7 +228,6 @@ class ShardWorker:
         that looks like epoch milliseconds (the recommended form). Echoes and deletes carry
         older versions' timestamps and say nothing about lag."""
         now = self.clock()
-        self.stats.last_record_at[target] = now
         for record in reversed(records):
             image = record.get("dynamodb", {}).get("NewImage")
             if not image or is_replica_write(image, self.fields):
