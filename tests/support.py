@@ -8,6 +8,7 @@ from typing import Any
 
 from dynamodb_replicator import lambda_handler
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.streams import StreamClient, TrimmedDataError
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.codec import record_to_lambda_event_record
 from dynamodb_replicator.model import SystemAttributes
@@ -87,38 +88,32 @@ class StreamPump:
         self.iterators: dict[tuple[str, str], str | None] = {}
         self.responses: list[dict[str, Any]] = []
 
-    def _streams(self, region: str) -> Any:
-        return make_client("dynamodbstreams", RegionSpec(region, self.endpoint_url))
-
     def read(self, region: str) -> list[tuple[str, list[dict[str, Any]]]]:
         """New records per shard of ``region``'s stream since the last read."""
-        ddb = make_client("dynamodb", RegionSpec(region, self.endpoint_url))
-        arn = ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
-        streams = self._streams(region)
-        shards = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+        spec = RegionSpec(region, self.endpoint_url)
+        stream = StreamClient(
+            region, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
+        )
+        arn = stream.stream_arn(self.table)
         batches = []
-        for shard in shards:
-            position = (region, shard["ShardId"])
+        for shard in stream.shards(arn):
+            position = (region, shard.shard_id)
             if position not in self.iterators:
-                self.iterators[position] = streams.get_shard_iterator(
-                    StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
+                self.iterators[position] = stream.iterator(arn, shard.shard_id, None)
             iterator = self.iterators[position]
             records: list[dict[str, Any]] = []
             while iterator:
                 try:
-                    page = streams.get_records(ShardIterator=iterator, Limit=1000)
-                except streams.exceptions.TrimmedDataAccessException:
+                    page = stream.read(iterator)
+                except TrimmedDataError:
                     if records:
                         raise
                     # DynamoDB Local: an iterator taken on an empty shard is unusable later.
-                    iterator = streams.get_shard_iterator(
-                        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-                    )["ShardIterator"]
+                    iterator = stream.iterator(arn, shard.shard_id, None)
                     continue
-                records.extend(page["Records"])
-                iterator = page.get("NextShardIterator")
-                if not page["Records"]:
+                records.extend(page.records)
+                iterator = page.next_iterator
+                if not page.records:
                     break
             self.iterators[position] = iterator
             batches.append((arn, records))
