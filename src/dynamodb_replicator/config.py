@@ -24,7 +24,7 @@ from dynamodb_replicator.aws.clients import RegionSpec
 from dynamodb_replicator.errors import ConfigError
 from dynamodb_replicator.model import SystemAttributes
 from dynamodb_replicator.replicator import MissingTimestamp
-from dynamodb_replicator.settings import ReplicationSettings, load_policy
+from dynamodb_replicator.settings import ConflictLogSettings, ReplicationSettings, load_policy
 
 __all__ = ["RunnerConfig", "load_config", "parse_config"]
 
@@ -68,6 +68,9 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
     "tombstone_suffix": (str, ".__tombstones"),
     "tombstone_ttl_seconds": (int, 2 * 24 * 3600),
     "max_workers": (int, 16),
+    "conflict_log": (str, "-"),
+    "conflict_sample_rate": (float, 1.0),
+    "conflict_log_items": (bool, False),
 }
 
 
@@ -126,6 +129,9 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
         tombstone_suffix=values["tombstone_suffix"],
         tombstone_ttl_seconds=values["tombstone_ttl_seconds"],
         max_workers=values["max_workers"],
+        conflict_log=ConflictLogSettings(
+            values["conflict_log"], values["conflict_sample_rate"], values["conflict_log_items"]
+        ),
     )
     return RunnerConfig(
         tables=tuple(tables),

@@ -12,13 +12,18 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
 
 from dynamodb_replicator.aws.clients import RegionSpec
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.codec import sequence_number_of, table_name_from_arn
+from dynamodb_replicator.conflict_log import open_conflict_log
 from dynamodb_replicator.errors import MalformedRecordError
+from dynamodb_replicator.lag import batch_ages
+from dynamodb_replicator.lambda_metrics import batch_emf
 from dynamodb_replicator.logs import configure
 from dynamodb_replicator.replicator import BatchResult, Replicator
 from dynamodb_replicator.settings import settings_from_env
@@ -33,8 +38,19 @@ def partial_failure_response(result: BatchResult) -> dict[str, list[dict[str, st
     return {"batchItemFailures": [] if lowest is None else [{"itemIdentifier": lowest}]}
 
 
-def process_event(event: Any, replicator: Replicator) -> dict[str, list[dict[str, str]]]:
-    """Replicate one DynamoDB Streams event; raise only when no record can be named."""
+def process_event(
+    event: Any,
+    replicator: Replicator,
+    *,
+    metrics_namespace: str | None = None,
+    clock: Callable[[], float] = time.time,
+    out: TextIO | None = None,
+) -> dict[str, list[dict[str, str]]]:
+    """Replicate one DynamoDB Streams event; raise only when no record can be named.
+
+    With ``metrics_namespace``, print the batch's metrics as EMF lines to ``out`` (default
+    standard output: the function's log stream, where CloudWatch picks them up).
+    """
     records = event.get("Records") if isinstance(event, Mapping) else None
     if not isinstance(records, list):
         raise MalformedRecordError("event has no Records list: not a DynamoDB Streams event")
@@ -47,6 +63,13 @@ def process_event(event: Any, replicator: Replicator) -> dict[str, list[dict[str
         raise MalformedRecordError(f"a batch must come from one stream, got {sorted(arns)}")
     table = table_name_from_arn(arns.pop())
     result = replicator.process(table, records, from_json=True)
+    if metrics_namespace is not None:
+        now = clock()
+        ages = batch_ages(records, now, replicator.fields)
+        lines = batch_emf(metrics_namespace, table, replicator.source, result, ages=ages, now=now)
+        stream = out or sys.stdout
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
     log.info(
         "batch replicated",
         extra={
@@ -65,10 +88,12 @@ def process_event(event: Any, replicator: Replicator) -> dict[str, list[dict[str
 
 
 @functools.lru_cache(maxsize=4)
-def _replicator(environment: tuple[tuple[str, str], ...]) -> Replicator:
+def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, str | None]:
     settings = settings_from_env(dict(environment))
     specs = [RegionSpec(name, settings.endpoints.get(name)) for name in settings.regions]
-    return build_replicator(specs[0], specs, settings.replication)
+    conflicts = open_conflict_log(settings.replication.conflict_log)
+    replicator = build_replicator(specs[0], specs, settings.replication, conflict_log=conflicts)
+    return replicator, settings.metrics_namespace
 
 
 @functools.cache
@@ -82,4 +107,5 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
     environment = tuple(
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
     )
-    return process_event(event, _replicator(environment))
+    replicator, namespace = _replicator(environment)
+    return process_event(event, replicator, metrics_namespace=namespace)

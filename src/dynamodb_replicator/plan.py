@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.conflict import ConflictPolicy, newer, would_apply
+from dynamodb_replicator.conflict_events import Conflict, ConflictOutcome
 from dynamodb_replicator.model import (
     Change,
     Item,
@@ -44,6 +45,9 @@ class PutVersion:
     # The source inserted the item: targets most likely lack it too, so the writer starts
     # with the tombstone-checked write instead of a conditional put that would fail.
     likely_new: bool = False
+    # The version the change replaced in its source (None: an insert); a region holding a
+    # newer one than this held a concurrent write (see conflict_events).
+    replaces: Version | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,17 +65,34 @@ WriteOp = PutVersion | DeleteVersion
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Operations for each region, in stream order, and the changes dropped as echoes."""
+    """Operations for each region, in stream order, the changes dropped as echoes, and the
+    source's own writes that lost (they are undone in the source)."""
 
     writes: Mapping[str, Sequence[WriteOp]]
     echoes: int = 0
-    lost_locally: tuple[str, ...] = field(default=())
+    lost_locally: tuple[Conflict, ...] = field(default=())
 
 
 def user_image(image: Item, fields: SystemAttributes) -> dict[str, dict[str, object]]:
     """The item without the replicator's own attributes (the writer adds fresh ones)."""
     added = fields.added()
     return {name: value for name, value in image.items() if name not in added}
+
+
+def _lost_locally(change: Change, source: str, winner: Version, image: Item | None) -> Conflict:
+    assert change.version is not None
+    return Conflict(
+        ConflictOutcome.LOST,
+        change.key,
+        source,
+        "put",
+        change.version,
+        winner,
+        change.sequence_number,
+        other_deleted=image is None,
+        change_item=change.image,
+        other_item=image,
+    )
 
 
 def plan_changes(
@@ -91,7 +112,7 @@ def plan_changes(
     writes: dict[str, list[WriteOp]] = {region: [] for region in regions}
     targets = [region for region in regions if region != source]
     echoes = 0
-    lost: list[str] = []
+    lost: list[Conflict] = []
     for change in changes:
         assert change.version is not None, "decoded changes always carry a version"
         if change.operation is Operation.DELETE:
@@ -112,12 +133,13 @@ def plan_changes(
             continue
         if newer(policy, change.old_version, change.version):
             assert change.old_image is not None and change.old_version is not None
-            lost.append(change.sequence_number)
+            lost.append(_lost_locally(change, source, change.old_version, change.old_image))
             restore = PutVersion(
                 change.key,
                 change.old_version,
                 user_image(change.old_image, fields),
                 change.sequence_number,
+                replaces=change.version,
             )
             for region in regions:
                 writes[region].append(restore)
@@ -128,7 +150,7 @@ def plan_changes(
             and tomb is not None
             and not would_apply(policy, change.version, tomb.version, strict=True)
         ):
-            lost.append(change.sequence_number)
+            lost.append(_lost_locally(change, source, tomb.version, None))
             if source in writes:
                 writes[source].append(
                     DeleteVersion(change.key, tomb.version, tomb.deleted_in, change.sequence_number)
@@ -141,6 +163,7 @@ def plan_changes(
             user_image(change.image, fields),
             change.sequence_number,
             likely_new=change.old_image is None,
+            replaces=change.old_version,
         )
         for region in targets:
             writes[region].append(put)

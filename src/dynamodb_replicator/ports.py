@@ -6,11 +6,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from dynamodb_replicator.conflict_events import Conflict
 from dynamodb_replicator.errors import ReplicatorError
 from dynamodb_replicator.model import ItemKey, Tombstone
 from dynamodb_replicator.plan import WriteOp
 
-__all__ = ["Clock", "TargetResult", "TargetWriter", "TombstoneReader"]
+__all__ = ["Clock", "ConflictLog", "TargetResult", "TargetWriter", "TombstoneReader"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,9 @@ class TargetResult:
     """What one region did with its operations of a batch.
 
     ``failed_sequence`` is the lowest SequenceNumber whose write did not succeed (None when
-    every operation was applied or rejected as stale); ``error`` says why.
+    every operation was applied or rejected as stale); ``error`` says why. ``failed`` counts
+    the operations that gave up after their retries (``retried`` counts the retries);
+    ``conflicts`` lists the stale changes and those that overwrote a concurrent version.
     """
 
     region: str
@@ -26,6 +29,9 @@ class TargetResult:
     stale: int = 0
     failed_sequence: str | None = None
     error: ReplicatorError | None = None
+    failed: int = 0
+    retried: int = 0
+    conflicts: tuple[Conflict, ...] = ()
 
 
 class TargetWriter(Protocol):
@@ -49,3 +55,9 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds since the epoch."""
         ...
+
+
+class ConflictLog(Protocol):
+    """Receives the conflicts of each batch of ``source``'s stream for ``table``."""
+
+    def record(self, table: str, source: str, conflicts: Sequence[Conflict]) -> None: ...

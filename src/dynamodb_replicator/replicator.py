@@ -15,10 +15,11 @@ from typing import Any
 
 from dynamodb_replicator.codec import decode_record, sequence_number_of
 from dynamodb_replicator.conflict import ConflictPolicy
+from dynamodb_replicator.conflict_events import Conflict
 from dynamodb_replicator.errors import MissingTimestampError, RecordError, ReplicatorError
 from dynamodb_replicator.model import Change, Operation, SystemAttributes
 from dynamodb_replicator.plan import plan_changes
-from dynamodb_replicator.ports import TargetResult, TargetWriter, TombstoneReader
+from dynamodb_replicator.ports import ConflictLog, TargetResult, TargetWriter, TombstoneReader
 
 __all__ = ["BatchResult", "MissingTimestamp", "RecordFailure", "Replicator"]
 
@@ -51,8 +52,15 @@ class BatchResult:
     record_failures: tuple[RecordFailure, ...] = ()
     echoes: int = 0
     skipped: int = 0
-    lost_locally: int = 0
+    lost_locally: tuple[Conflict, ...] = ()
     records: int = field(default=0)
+
+    def conflicts(self) -> list[Conflict]:
+        """Every conflict of the batch: the source's own lost writes, then each region's."""
+        found = list(self.lost_locally)
+        for result in self.targets.values():
+            found.extend(result.conflicts)
+        return found
 
     def failed_sequence(self, region: str | None = None) -> str | None:
         """Lowest failed SequenceNumber for ``region`` (None: over all regions)."""
@@ -74,6 +82,7 @@ class Replicator:
         policy: ConflictPolicy,
         fields: SystemAttributes,
         missing_timestamp: MissingTimestamp = MissingTimestamp.FAIL,
+        conflict_log: ConflictLog | None = None,
     ) -> None:
         if source not in writers:
             raise ValueError("the source region needs a writer too (it repairs itself)")
@@ -83,6 +92,7 @@ class Replicator:
         self.policy = policy
         self.fields = fields
         self.missing_timestamp = missing_timestamp
+        self.conflict_log = conflict_log
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(writers)))
 
     def close(self) -> None:
@@ -161,11 +171,15 @@ class Replicator:
             for region in chosen
         }
         results = {region: future.result() for region, future in futures.items()}
-        return BatchResult(
+        result = BatchResult(
             results,
             tuple(failures),
             echoes=plan.echoes,
             skipped=skipped,
-            lost_locally=len(plan.lost_locally),
+            lost_locally=plan.lost_locally,
             records=len(records),
         )
+        conflicts = result.conflicts()
+        if conflicts and self.conflict_log is not None:
+            self.conflict_log.record(table, self.source, conflicts)
+        return result

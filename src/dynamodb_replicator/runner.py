@@ -22,12 +22,18 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.aws.state import DynamoStateStore, ShardRef
 from dynamodb_replicator.aws.streams import Shard, StreamClient
 from dynamodb_replicator.config import RunnerConfig, load_config
+from dynamodb_replicator.conflict_log import JsonLinesConflictLog, open_conflict_log
 from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.metrics import Family
+from dynamodb_replicator.ports import ConflictLog
 from dynamodb_replicator.preflight import preflight
 from dynamodb_replicator.replicator import BatchResult, Replicator
+from dynamodb_replicator.reports import ShardReport, target_reports
+from dynamodb_replicator.runner_metrics import runner_families
 from dynamodb_replicator.shardworker import ShardWorker
 
 __all__ = ["PairStats", "Runner"]
@@ -61,12 +67,19 @@ class _Owned:
     thread: threading.Thread
     stop: threading.Event
     region: str
+    ref: ShardRef
 
 
 class _Region:
     """Everything the runner holds for one source region."""
 
-    def __init__(self, spec: RegionSpec, config: RunnerConfig, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        spec: RegionSpec,
+        config: RunnerConfig,
+        stopping: threading.Event,
+        conflict_log: ConflictLog | None,
+    ) -> None:
         self.spec = spec
         self.streams = StreamClient(
             spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
@@ -75,7 +88,7 @@ class _Region:
             make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
         )
         self.replicator: Replicator = build_replicator(
-            spec, config.regions, config.replication, stop=stopping
+            spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
         )
 
     def process(
@@ -103,17 +116,17 @@ class Runner:
         self.regions: dict[str, _Region] = {}
         self.owned: dict[ShardRef, _Owned] = {}
         self.finished: set[ShardRef] = set()
-        self.retired: list[tuple[str, ShardWorker]] = []
+        self.retired: list[_Owned] = []
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.stopping = threading.Event()
+        self.conflict_log: JsonLinesConflictLog | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         """Check the configuration against the regions; create state/tombstone tables."""
         preflight(self.config)
-        self.regions = {
-            spec.name: _Region(spec, self.config, self.stopping) for spec in self.config.regions
-        }
+        self.conflict_log = open_conflict_log(self.config.replication.conflict_log)
+        self.regions = self._regions(self.config)
         log.info(
             "runner started",
             extra={
@@ -140,6 +153,12 @@ class Runner:
         finally:
             self.shutdown()
 
+    def _regions(self, config: RunnerConfig) -> dict[str, _Region]:
+        return {
+            spec.name: _Region(spec, config, self.stopping, self.conflict_log)
+            for spec in config.regions
+        }
+
     def stop_soon(self) -> None:
         """Make waiting retries give up now; the caller also sets the ``run`` event."""
         self.stopping.set()
@@ -148,12 +167,15 @@ class Runner:
         self.stopping.set()  # writes waiting to retry give up: stop within seconds
         for ref in list(self.owned):
             self._drop(ref, release=True)
+        self.publish()
         for region in self.regions.values():
             try:
                 region.state.forget_worker(self.worker_id)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()
+        if self.conflict_log is not None:
+            self.conflict_log.close()
         log.info("runner stopped", extra={"worker": self.worker_id})
 
     def reload_if_changed(self) -> bool:
@@ -185,10 +207,14 @@ class Runner:
             self._drop(ref, release=False)
         for region in self.regions.values():
             region.replicator.close()
+        if config.replication.conflict_log != self.config.replication.conflict_log:
+            if self.conflict_log is not None:
+                self.conflict_log.close()
+            self.conflict_log = open_conflict_log(config.replication.conflict_log)
         self.config = config
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.finished.clear()
-        self.regions = {spec.name: _Region(spec, config, self.stopping) for spec in config.regions}
+        self.regions = self._regions(config)
         return True
 
     # -- leases and discovery ----------------------------------------------------------
@@ -231,6 +257,7 @@ class Runner:
                 log.warning("lease not acquired", extra={"shard": str(ref), "reason": str(exc)})
         while len(self.owned) > share:  # another worker joined: hand shards over
             self._drop(next(reversed(self.owned)), release=True)
+        self.publish()
 
     def _renew(self, name: str, region: _Region, now: int) -> None:
         for ref, owned in list(self.owned.items()):
@@ -271,7 +298,7 @@ class Runner:
         thread = threading.Thread(
             target=self._loop, args=(worker, stop), name=f"shard-{ref.shard_id}", daemon=True
         )
-        self.owned[ref] = _Owned(worker, thread, stop, name)
+        self.owned[ref] = _Owned(worker, thread, stop, name, ref)
         log.info("shard leased", extra={"shard": str(ref), "worker": self.worker_id})
         thread.start()
 
@@ -279,7 +306,7 @@ class Runner:
         owned = self.owned.pop(ref)
         owned.stop.set()
         owned.thread.join(timeout=30)
-        self.retired.append((owned.region, owned.worker))
+        self.retired.append(owned)
         if release:
             try:
                 self.regions[owned.region].state.release(ref, self.worker_id)
@@ -310,18 +337,54 @@ class Runner:
                 stop.wait(delay)
 
     # -- progress ----------------------------------------------------------------------
+    def reports(self) -> list[tuple[ShardReport, bool]]:
+        """A report of every shard this process worked on; True for those it holds now."""
+        now = self.clock()
+        held = [(owned, True) for owned in list(self.owned.values())]
+        retired = [(owned, False) for owned in list(self.retired)]
+        return [
+            (
+                ShardReport(
+                    table=owned.ref.table,
+                    source=owned.region,
+                    stream=owned.ref.stream_label,
+                    shard_id=owned.ref.shard_id,
+                    worker=self.worker_id,
+                    updated_at=now,
+                    done=owned.worker.done,
+                    targets=target_reports(owned.worker.stats, self.regions),
+                ),
+                holds,
+            )
+            for owned, holds in held + retired
+        ]
+
+    def families(self) -> list[Family]:
+        """Prometheus metrics of this process (see runner_metrics)."""
+        return runner_families(self.reports(), worker=self.worker_id, now=self.clock())
+
+    def publish(self) -> None:
+        """Write the reports of held shards to the state tables, for ``status``."""
+        for report, holds in self.reports():
+            if not holds:
+                continue
+            try:
+                self.regions[report.source].state.put(report_to_item(report))
+            except ReplicatorError as exc:
+                log.warning(
+                    "shard report not saved", extra={"region": report.source, "reason": str(exc)}
+                )
+
     def snapshot(self) -> list[PairStats]:
         """Per (source, target) counters since this process started."""
-        workers = [(o.region, o.worker) for o in self.owned.values()] + self.retired
         pairs: dict[tuple[str, str], list[Any]] = {}
-        for source, worker in workers:
-            stats = worker.stats
-            for target in self.regions:
-                entry = pairs.setdefault((source, target), [0, 0, 0, None, None])
-                entry[0] += stats.applied.get(target, 0)
-                entry[1] += stats.stale.get(target, 0)
-                entry[2] += stats.failed.get(target, 0)
-                if target in stats.lag_s:
-                    entry[3] = max(entry[3] or 0.0, stats.lag_s[target])
-                entry[4] = stats.last_error.get(target, entry[4])
+        for report, _ in self.reports():
+            for target in report.targets:
+                entry = pairs.setdefault((report.source, target.target), [0, 0, 0, None, None])
+                entry[0] += target.applied
+                entry[1] += target.stale
+                entry[2] += target.failed
+                if target.lag_s is not None:
+                    entry[3] = max(entry[3] or 0.0, target.lag_s)
+                entry[4] = target.last_error or entry[4]
         return [PairStats(s, t, *values) for (s, t), values in sorted(pairs.items())]

@@ -12,7 +12,30 @@ from dynamodb_replicator.errors import ConfigError
 from dynamodb_replicator.model import SystemAttributes
 from dynamodb_replicator.replicator import MissingTimestamp
 
-__all__ = ["LambdaSettings", "ReplicationSettings", "load_policy", "settings_from_env"]
+__all__ = [
+    "ConflictLogSettings",
+    "LambdaSettings",
+    "ReplicationSettings",
+    "load_policy",
+    "settings_from_env",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictLogSettings:
+    """Where conflicts go: ``-`` (standard output), a file path (JSON lines appended), or
+    ``off``; ``sample_rate`` keeps that fraction of them (metrics still count all);
+    ``include_items`` adds both items' attribute values (off: keys and versions only)."""
+
+    destination: str = "-"
+    sample_rate: float = 1.0
+    include_items: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise ConfigError(f"conflict sample rate must be in [0, 1], got {self.sample_rate}")
+        if not self.destination:
+            raise ConfigError("conflict log destination is empty: use -, off or a file path")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +46,7 @@ class ReplicationSettings:
     tombstone_suffix: str = ".__tombstones"
     tombstone_ttl_seconds: int = 2 * 24 * 3600
     max_workers: int = 16
+    conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +55,7 @@ class LambdaSettings:
     regions: tuple[str, ...]  # every region the function writes to, the source included
     endpoints: Mapping[str, str]
     replication: ReplicationSettings
+    metrics_namespace: str | None = "DynamoDBReplicator"  # None: no EMF metrics
 
 
 def load_policy(spec: str, fields: SystemAttributes) -> ConflictPolicy:
@@ -63,6 +88,32 @@ def _integer(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "false").strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
+
+
+def _conflict_log(env: Mapping[str, str]) -> ConflictLogSettings:
+    destination = env.get("REPLICATOR_CONFLICT_LOG", "stdout").strip()
+    if destination not in ("stdout", "off"):
+        raise ConfigError(f"REPLICATOR_CONFLICT_LOG must be stdout or off, got {destination!r}")
+    return ConflictLogSettings(
+        "-" if destination == "stdout" else "off",
+        _fraction(env, "REPLICATOR_CONFLICT_SAMPLE_RATE", 1.0),
+        _flag(env, "REPLICATOR_CONFLICT_LOG_ITEMS"),
+    )
 
 
 def _endpoints(raw: str) -> dict[str, str]:
@@ -105,10 +156,13 @@ def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
         tombstone_suffix=env.get("REPLICATOR_TOMBSTONE_SUFFIX", ".__tombstones"),
         tombstone_ttl_seconds=_integer(env, "REPLICATOR_TOMBSTONE_TTL_SECONDS", 2 * 24 * 3600),
         max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", 16),
+        conflict_log=_conflict_log(env),
     )
+    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", "DynamoDBReplicator").strip()
     return LambdaSettings(
         source=source,
         regions=(source, *chosen),
         endpoints=_endpoints(env.get("REPLICATOR_ENDPOINT_URLS", "")),
         replication=replication,
+        metrics_namespace=None if namespace in ("", "off") else namespace,
     )

@@ -20,12 +20,13 @@ from typing import Any, Protocol
 
 from dynamodb_replicator.aws.state import END, ShardRef
 from dynamodb_replicator.aws.streams import ExpiredIteratorError, Page, TrimmedDataError
-from dynamodb_replicator.conflict import is_replica_write
+from dynamodb_replicator.conflict_events import ConflictOutcome
 from dynamodb_replicator.errors import ReplicatorError
-from dynamodb_replicator.model import SystemAttributes, parse_number
+from dynamodb_replicator.lag import batch_ages
+from dynamodb_replicator.model import SystemAttributes
 from dynamodb_replicator.replicator import BatchResult
 
-__all__ = ["CheckpointStore", "Cursor", "ShardWorker", "StreamSource"]
+__all__ = ["CheckpointStore", "Cursor", "ShardStats", "ShardWorker", "StreamSource"]
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +52,39 @@ class Cursor:
     iterator: str | None = None
     retry_at: float = 0.0
     failures: int = 0
+    # Records up to ``position``, counted from where this worker started reading: the
+    # furthest cursor's count minus a cursor's count is that cursor's backlog.
+    count: int = 0
 
 
 @dataclass(slots=True)
 class ShardStats:
-    """Counters per target region, read by progress displays and status."""
+    """Counters and gauges per target region, read by metrics, progress and status.
+
+    Written only by the shard's thread; readers copy the dicts.
+    """
 
     applied: dict[str, int] = field(default_factory=dict)
     stale: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    retried: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)
+    won: dict[str, int] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
+    last_error_at: dict[str, float] = field(default_factory=dict)
     lag_s: dict[str, float] = field(default_factory=dict)
+    stream_age_s: dict[str, float] = field(default_factory=dict)
+    advanced_at: dict[str, float] = field(default_factory=dict)
+    backlog: dict[str, int] = field(default_factory=dict)
+    # The furthest cursor read a full page last: more records wait behind the backlog.
+    backlog_more: bool = False
+    records: int = 0
     echoes: int = 0
+
+
+def _bump(counter: dict[str, int], target: str, amount: int) -> None:
+    if amount:
+        counter[target] = counter.get(target, 0) + amount
 
 
 class ShardWorker:
@@ -92,11 +114,14 @@ class ShardWorker:
         self.page_limit = page_limit
         self.retry_cap = retry_cap
         self.stats = ShardStats()
+        self.frontier = 0  # the furthest cursor's count
         self.cursors: list[Cursor] = []
         self.waiting: set[str] = set()  # targets whose parent shard is not finished yet
         self.finished: set[str] = set()
         saved = checkpoints.load(shard)
+        started = clock()
         for target in targets:
+            self.stats.advanced_at[target] = started
             position = saved.get(target)
             if position == END:
                 self.finished.add(target)
@@ -167,9 +192,13 @@ class ShardWorker:
         if page is None:
             return 0
         records = page.records
+        if cursor.count >= self.frontier:
+            self.stats.backlog_more = len(records) >= self.page_limit
         if records:
+            self.stats.records += len(records)
             result = self.process(self.shard.table, records, cursor.targets)
             self._settle(cursor, records, result)
+            self._note_backlog()
         if cursor in self.cursors and cursor.failures == 0:
             cursor.iterator = page.next_iterator
             if page.next_iterator is None:  # closed shard, read to its end
@@ -181,62 +210,78 @@ class ShardWorker:
     ) -> None:
         last = str(records[-1]["dynamodb"]["SequenceNumber"])
         positions: dict[str, str] = {}
-        failed_targets: dict[str, str | None] = {}
+        failed_targets: dict[str, tuple[str | None, int]] = {}
         self.stats.echoes += result.echoes
+        now = self.clock()
+        ages = batch_ages(records, now, self.fields)
         for target in sorted(cursor.targets):
-            outcome = result.targets.get(target)
-            if outcome is not None:
-                self.stats.applied[target] = self.stats.applied.get(target, 0) + outcome.applied
-                self.stats.stale[target] = self.stats.stale.get(target, 0) + outcome.stale
+            self._count(target, result)
             failed = result.failed_sequence(target)
             if failed is None:
                 positions[target] = last
-                self._note_lag(target, records)
+                self.stats.advanced_at[target] = now
+                if ages.timestamp is not None:
+                    self.stats.lag_s[target] = ages.timestamp
+                if ages.stream is not None:
+                    self.stats.stream_age_s[target] = ages.stream
                 continue
             before = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
             accepted = [s for s in before if int(s) < int(failed)]
-            failed_targets[target] = accepted[-1] if accepted else cursor.position
-            self.stats.failed[target] = self.stats.failed.get(target, 0) + 1
-            error = (outcome.error if outcome else None) or (
-                result.record_failures[0].error if result.record_failures else None
-            )
-            self.stats.last_error[target] = str(error)
-        for target, position in failed_targets.items():
+            position = accepted[-1] if accepted else cursor.position
+            failed_targets[target] = (position, cursor.count + len(accepted))
+            if accepted:
+                self.stats.advanced_at[target] = now
+        for target, (position, _) in failed_targets.items():
             if position is not None and position != cursor.position:
                 positions[target] = position
         self.checkpoints.save(self.shard, positions)
         if not failed_targets:
             cursor.position = last
+            cursor.count += len(records)
             cursor.failures = 0
             return
         if len(failed_targets) == len(cursor.targets) and len(set(failed_targets.values())) == 1:
-            cursor.position = next(iter(failed_targets.values()))
+            cursor.position, cursor.count = next(iter(failed_targets.values()))
             cursor.iterator = None
             self._back_off(cursor, self.stats.last_error[next(iter(failed_targets))])
             return
         cursor.targets -= set(failed_targets)
         cursor.position = last
+        cursor.count += len(records)
         if not cursor.targets:
             self.cursors.remove(cursor)
-        for target, position in failed_targets.items():
-            split = Cursor({target}, position)
+        for target, (position, count) in failed_targets.items():
+            split = Cursor({target}, position, count=count)
             self.cursors.append(split)
             self._back_off(split, self.stats.last_error[target])
 
-    def _note_lag(self, target: str, records: Sequence[Mapping[str, Any]]) -> None:
-        """Age of the newest application write just applied, from its ``__timestamp`` when
-        that looks like epoch milliseconds (the recommended form). Echoes and deletes carry
-        older versions' timestamps and say nothing about lag."""
-        now = self.clock()
-        for record in reversed(records):
-            image = record.get("dynamodb", {}).get("NewImage")
-            if not image or is_replica_write(image, self.fields):
-                continue
-            raw = image.get(self.fields.timestamp, {}).get("N")
-            stamp = parse_number(raw) if isinstance(raw, str) else None
-            if stamp is not None and 10**12 < stamp < 10**14:
-                self.stats.lag_s[target] = max(0.0, now - float(stamp) / 1000)
+    def _count(self, target: str, result: BatchResult) -> None:
+        stats = self.stats
+        outcome = result.targets.get(target)
+        if outcome is not None:
+            _bump(stats.applied, target, outcome.applied)
+            _bump(stats.stale, target, outcome.stale)
+            _bump(stats.retried, target, outcome.retried)
+            for conflict in outcome.conflicts:
+                _bump(
+                    stats.won if conflict.outcome is ConflictOutcome.WON else stats.lost, target, 1
+                )
+        if result.failed_sequence(target) is None:
             return
+        _bump(stats.failed, target, max(1, outcome.failed if outcome else 0))
+        error = (outcome.error if outcome else None) or (
+            result.record_failures[0].error if result.record_failures else None
+        )
+        stats.last_error[target] = str(error)
+        stats.last_error_at[target] = self.clock()
+
+    def _note_backlog(self) -> None:
+        self.frontier = max([self.frontier, *(c.count for c in self.cursors)])
+        backlog = {target: 0 for target in self.stats.advanced_at}
+        for cursor in self.cursors:
+            for target in cursor.targets:
+                backlog[target] = self.frontier - cursor.count
+        self.stats.backlog = backlog
 
     def _back_off(self, cursor: Cursor, reason: str) -> None:
         cursor.failures += 1
@@ -267,6 +312,7 @@ class ShardWorker:
             # Same position: one iterator serves both (the one already positioned).
             keep, drop = (twin, cursor) if twin.iterator or not cursor.iterator else (cursor, twin)
             keep.targets |= drop.targets
+            keep.count = max(keep.count, drop.count)
             keep.failures = min(keep.failures, drop.failures)
             keep.retry_at = min(keep.retry_at, drop.retry_at)
             self.cursors.remove(drop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dynamodb_replicator.conflict import LastWriterWins
+from dynamodb_replicator.conflict_events import ConflictOutcome
 from dynamodb_replicator.model import Change, ItemKey, Operation, Tombstone, Version
 from dynamodb_replicator.plan import DeleteVersion, Plan, PutVersion, plan_changes
 
@@ -46,7 +47,11 @@ def test_application_write_goes_to_every_other_region() -> None:
     result = plan(put("5", old="4"))
     assert result.writes[SOURCE] == []
     for region in ("ap-southeast-1", "us-east-1"):
-        assert result.writes[region] == [PutVersion(KEY, Version.of("5", SOURCE), image("5"), "1")]
+        assert result.writes[region] == [
+            PutVersion(
+                KEY, Version.of("5", SOURCE), image("5"), "1", replaces=Version.of("4", SOURCE)
+            )
+        ]
     assert plan(put("5")).writes["us-east-1"][0] == PutVersion(
         KEY, Version.of("5", SOURCE), image("5"), "1", likely_new=True
     )
@@ -60,9 +65,17 @@ def test_echo_is_dropped() -> None:
 
 def test_regressing_write_restores_the_winner_everywhere() -> None:
     result = plan(put("3", old="9"))
-    restore = PutVersion(KEY, Version.of("9", SOURCE), image("9"), "1")
+    restore = PutVersion(
+        KEY, Version.of("9", SOURCE), image("9"), "1", replaces=Version.of("3", SOURCE)
+    )
     assert all(ops == [restore] for ops in result.writes.values())
-    assert result.lost_locally == ("1",)
+    (lost,) = result.lost_locally
+    assert lost.outcome is ConflictOutcome.LOST and lost.region == SOURCE
+    assert (lost.change, lost.other, lost.other_deleted) == (
+        Version.of("3", SOURCE),
+        Version.of("9", SOURCE),
+        False,
+    )
 
 
 def test_insert_older_than_a_remembered_delete_is_deleted_locally() -> None:
@@ -70,6 +83,12 @@ def test_insert_older_than_a_remembered_delete_is_deleted_locally() -> None:
     result = plan(put("6"), tombs={KEY: tomb})
     assert result.writes[SOURCE] == [DeleteVersion(KEY, tomb.version, "us-east-1", "1")]
     assert result.writes["us-east-1"] == [] and result.writes["ap-southeast-1"] == []
+    (lost,) = result.lost_locally
+    assert (lost.change, lost.other, lost.other_deleted) == (
+        Version.of("6", SOURCE),
+        tomb.version,
+        True,
+    )
 
 
 def test_insert_newer_than_the_remembered_delete_replicates() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.tombstones import DynamoTombstoneReader
 from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
+from dynamodb_replicator.ports import ConflictLog
 from dynamodb_replicator.replicator import Replicator
 from dynamodb_replicator.settings import ReplicationSettings
 
@@ -26,9 +27,11 @@ def build_replicator(
     settings: ReplicationSettings,
     *,
     stop: threading.Event | None = None,
+    conflict_log: ConflictLog | None = None,
 ) -> Replicator:
     """A Replicator for ``source``'s stream writing to ``regions`` (the source included);
-    ``stop`` cuts retries short when the process shuts down."""
+    ``stop`` cuts retries short when the process shuts down; conflicts go to
+    ``conflict_log`` (the caller owns it)."""
     options = WriterOptions(
         tombstone_suffix=settings.tombstone_suffix,
         tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
@@ -59,4 +62,5 @@ def build_replicator(
         policy=settings.policy,
         fields=settings.fields,
         missing_timestamp=settings.missing_timestamp,
+        conflict_log=conflict_log,
     )

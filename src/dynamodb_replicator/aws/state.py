@@ -5,6 +5,7 @@ Items (hash key ``pk``, a string):
                                 SequenceNumber that target accepted, or ``END``
   ``lease|TABLE|STREAM|SHARD``  ``owner`` and ``expires`` (epoch ms): who reads the shard
   ``worker|ID``                 ``expires``: a live worker, for sharing shards fairly
+  ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ class DynamoStateStore:
         """Every lease: shard key -> (owner, expires ms)."""
         return {
             item["pk"]["S"].split("|", 1)[1]: (item["owner"]["S"], int(item["expires"]["N"]))
-            for item in self._scan("lease|")
+            for item in self.scan("lease|")
         }
 
     # -- workers -----------------------------------------------------------------------
@@ -175,15 +176,20 @@ class DynamoStateStore:
     def live_workers(self, now_ms: int) -> list[str]:
         return sorted(
             item["pk"]["S"].split("|", 1)[1]
-            for item in self._scan("worker|")
+            for item in self.scan("worker|")
             if int(item["expires"]["N"]) >= now_ms
         )
+
+    def put(self, item: Mapping[str, Any]) -> None:
+        """Write one whole item (the runner's shard reports)."""
+        self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=dict(item)))
 
     def forget_worker(self, worker: str) -> None:
         key = {"pk": {"S": f"worker|{worker}"}}
         self._call("DeleteItem", lambda: self.client.delete_item(TableName=self.table, Key=key))
 
-    def _scan(self, prefix: str) -> list[dict[str, Any]]:
+    def scan(self, prefix: str) -> list[dict[str, Any]]:
+        """Every item whose key starts with ``prefix`` (strongly consistent)."""
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,

@@ -1,11 +1,13 @@
 """Apply planned operations to one region with conditional writes.
 
 Put of version V (replica write: the item plus ``__originRegion`` and the marker):
-  1. PutItem if the item exists and is older than V (ALL_OLD returned on failure);
-  2. only when the item is absent: a transaction that also checks the tombstone table,
-     so a late, older version cannot resurrect a deleted item.
-  The transaction alone is the full rule; a change the source saw as an INSERT starts
-  with it, since the target most likely lacks the item too.
+  1. PutItem if the item exists and is older than V (ALL_OLD returned either way: the
+     replaced or the newer version goes into the conflict report);
+  2. only when the item is absent: a transaction that puts it if it is still absent and
+     the tombstone table remembers no newer delete, so a late, older version cannot
+     resurrect a deleted item.
+  A change the source saw as an INSERT starts with 2, since the target most likely lacks
+  the item too.
 Delete of version V:
   1. remember it: PutItem on the tombstone table unless it remembers a newer delete;
   2. DeleteItem if the stored item is not newer than V.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -27,15 +29,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
 from dynamodb_replicator.aws.tombstones import DEFAULT_SUFFIX, tombstone_table
-from dynamodb_replicator.conditions import Exists, Path, all_of, render
-from dynamodb_replicator.conflict import ConflictPolicy
+from dynamodb_replicator.conditions import Exists, Path, all_of, negate, render
+from dynamodb_replicator.conflict import ConflictPolicy, stored_version
+from dynamodb_replicator.conflict_events import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.errors import ReplicatorError, ServerError, ThrottledError
 from dynamodb_replicator.model import SystemAttributes
 from dynamodb_replicator.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.ports import Clock, TargetResult
 from dynamodb_replicator.retry import Backoff, call_with_retries
 
-__all__ = ["DynamoWriter", "Outcome", "WriterOptions"]
+__all__ = ["DynamoWriter", "Outcome", "WriterOptions", "Written"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,14 @@ DAY = 24 * 3600
 class Outcome(Enum):
     APPLIED = "applied"
     STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One operation's outcome, and the conflict it met, if any."""
+
+    outcome: Outcome
+    conflict: Conflict | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,26 +103,37 @@ class DynamoWriter:
         for op in ops:
             groups.setdefault(op.key, []).append(op)
         futures = [self._pool.submit(self._apply_group, table, group) for group in groups.values()]
-        applied = stale = 0
+        total = _Tally()
         failed: str | None = None
         error: ReplicatorError | None = None
         for future in futures:
-            group_applied, group_stale, group_failed, group_error = future.result()
-            applied += group_applied
-            stale += group_stale
-            if group_failed is not None and (failed is None or int(group_failed) < int(failed)):
-                failed, error = group_failed, group_error
-        return TargetResult(self._region, applied, stale, failed, error)
+            tally = future.result()
+            total.add(tally)
+            if tally.failed is not None and (failed is None or int(tally.failed) < int(failed)):
+                failed, error = tally.failed, tally.error
+        return TargetResult(
+            self._region,
+            total.applied,
+            total.stale,
+            failed,
+            error,
+            failed=total.gave_up,
+            retried=total.retried,
+            conflicts=tuple(total.conflicts),
+        )
 
-    def _apply_group(
-        self, table: str, ops: list[WriteOp]
-    ) -> tuple[int, int, str | None, ReplicatorError | None]:
-        applied = stale = 0
+    def _apply_group(self, table: str, ops: list[WriteOp]) -> _Tally:
+        tally = _Tally()
+
+        def count_retry(_error: ReplicatorError, _attempt: int) -> None:
+            tally.retried += 1
+
         for op in ops:
             try:
-                outcome = call_with_retries(
+                written = call_with_retries(
                     functools.partial(self.write, table, op),
                     self.options.backoff,
+                    on_retry=count_retry,
                     stop=self.options.stop,
                 )
             except ReplicatorError as exc:
@@ -126,14 +148,17 @@ class DynamoWriter:
                     },
                 )
                 # Later writes of this key wait for the retry: per-key order is kept.
-                return applied, stale, op.sequence_number, exc
-            if outcome is Outcome.APPLIED:
-                applied += 1
+                tally.failed, tally.error, tally.gave_up = op.sequence_number, exc, 1
+                return tally
+            if written.outcome is Outcome.APPLIED:
+                tally.applied += 1
             else:
-                stale += 1
-        return applied, stale, None, None
+                tally.stale += 1
+            if written.conflict is not None:
+                tally.conflicts.append(written.conflict)
+        return tally
 
-    def write(self, table: str, op: WriteOp) -> Outcome:
+    def write(self, table: str, op: WriteOp) -> Written:
         """One operation, one attempt; raises translated errors."""
         try:
             if isinstance(op, PutVersion):
@@ -142,35 +167,77 @@ class DynamoWriter:
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, self._region, f"write to {table}") from exc
 
-    def _put(self, table: str, op: PutVersion) -> Outcome:
+    def _conflict(
+        self,
+        outcome: ConflictOutcome,
+        op: WriteOp,
+        held: Mapping[str, Any] | None,
+        *,
+        deleted: bool = False,
+    ) -> Conflict:
+        return Conflict(
+            outcome,
+            op.key,
+            self._region,
+            "put" if isinstance(op, PutVersion) else "delete",
+            op.version,
+            stored_version(held, self._region, self.fields),
+            op.sequence_number,
+            other_deleted=deleted,
+            change_item=op.image if isinstance(op, PutVersion) else None,
+            other_item=held,
+        )
+
+    def _put(self, table: str, op: PutVersion) -> Written:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
         if op.likely_new:
-            return self._put_checking_tombstone(table, op, item)
+            written = self._insert(table, op, item)
+            if written is not None:
+                return written
+        # The item keeps appearing and vanishing only under a race with concurrent inserts
+        # and deletes of this key; a few rounds settle it, else the retry does.
+        for _ in range(3):
+            written = self._replace(table, op, item)
+            if written is None:
+                written = self._insert(table, op, item)
+            if written is not None:
+                return written
+        raise ServerError(f"{op.key} kept changing between writes", region=self._region)
+
+    def _replace(self, table: str, op: PutVersion, item: dict[str, Any]) -> Written | None:
+        """Put over an existing, older item; None when the item is absent."""
         older = self.policy.stored_is_older(op.version, self._region, strict=False)
-        exists = Exists(Path(op.key.names()[0]))
-        condition = render(all_of(exists, older))
+        condition = render(all_of(Exists(Path(op.key.names()[0])), older))
         assert condition is not None
         try:
-            self.client.put_item(
+            response = self.client.put_item(
                 TableName=table,
                 Item=item,
+                ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **condition.as_kwargs(),
             )
-            return Outcome.APPLIED
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            if exc.response.get("Item"):
-                return Outcome.STALE  # present and not older
-        return self._put_checking_tombstone(table, op, item)
+            held = exc.response.get("Item")
+            if not held:
+                return None
+            return Written(Outcome.STALE, self._conflict(ConflictOutcome.LOST, op, held))
+        held = response.get("Attributes")
+        version = stored_version(held, self._region, self.fields)
+        if overwrote_concurrent(self.policy, version, op.version, op.replaces):
+            return Written(Outcome.APPLIED, self._conflict(ConflictOutcome.WON, op, held))
+        return Written(Outcome.APPLIED)
 
-    def _put_checking_tombstone(self, table: str, op: PutVersion, item: dict[str, Any]) -> Outcome:
+    def _insert(self, table: str, op: PutVersion, item: dict[str, Any]) -> Written | None:
+        """Put where the item is absent and no newer delete is remembered (one transaction);
+        None when the item exists."""
         tomb_condition = render(self.policy.stored_is_older(op.version, self._region, strict=True))
-        put_condition = render(self.policy.stored_is_older(op.version, self._region, strict=False))
-        assert tomb_condition is not None and put_condition is not None
+        absent = render(negate(Exists(Path(op.key.names()[0]))))
+        assert tomb_condition is not None and absent is not None
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -178,28 +245,35 @@ class DynamoWriter:
                         "ConditionCheck": {
                             "TableName": tombstone_table(table, self.options.tombstone_suffix),
                             "Key": op.key.to_attributes(),
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                             **tomb_condition.as_kwargs(),
                         }
                     },
-                    {"Put": {"TableName": table, "Item": item, **put_condition.as_kwargs()}},
+                    {"Put": {"TableName": table, "Item": item, **absent.as_kwargs()}},
                 ]
             )
-            return Outcome.APPLIED
+            return Written(Outcome.APPLIED)
         except ClientError as exc:
             if error_code(exc) != "TransactionCanceledException":
                 raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if "ConditionalCheckFailed" in reasons:
-                return Outcome.STALE
-            if "ThrottlingError" in reasons or "ProvisionedThroughputExceeded" in reasons:
+            reasons = exc.response.get("CancellationReasons", [])
+            codes = [r.get("Code") for r in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                tomb = reasons[0].get("Item")
+                return Written(
+                    Outcome.STALE, self._conflict(ConflictOutcome.LOST, op, tomb, deleted=True)
+                )
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return None
+            if "ThrottlingError" in codes or "ProvisionedThroughputExceeded" in codes:
                 raise ThrottledError(
-                    f"transaction throttled: {reasons}", region=self._region
+                    f"transaction throttled: {codes}", region=self._region
                 ) from exc
-            if "TransactionConflict" in reasons:
-                raise ServerError(f"transaction conflict: {reasons}", region=self._region) from exc
+            if "TransactionConflict" in codes:
+                raise ServerError(f"transaction conflict: {codes}", region=self._region) from exc
             raise
 
-    def _delete(self, table: str, op: DeleteVersion) -> Outcome:
+    def _delete(self, table: str, op: DeleteVersion) -> Written:
         not_newer = render(self.policy.stored_is_older(op.version, self._region, strict=False))
         assert not_newer is not None
         tomb = op.key.to_attributes()
@@ -220,10 +294,34 @@ class DynamoWriter:
                 raise  # a newer delete is remembered already: nothing to record
         try:
             self.client.delete_item(
-                TableName=table, Key=op.key.to_attributes(), **not_newer.as_kwargs()
+                TableName=table,
+                Key=op.key.to_attributes(),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **not_newer.as_kwargs(),
             )
-            return Outcome.APPLIED
+            return Written(Outcome.APPLIED)
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
-            return Outcome.STALE
+            held = exc.response.get("Item")
+            return Written(Outcome.STALE, self._conflict(ConflictOutcome.LOST, op, held))
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What one key's operations (or a whole batch) came to."""
+
+    applied: int = 0
+    stale: int = 0
+    retried: int = 0
+    gave_up: int = 0
+    failed: str | None = None
+    error: ReplicatorError | None = None
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def add(self, other: _Tally) -> None:
+        self.applied += other.applied
+        self.stale += other.stale
+        self.retried += other.retried
+        self.gave_up += other.gave_up
+        self.conflicts.extend(other.conflicts)

@@ -11,6 +11,7 @@ from typing import Any
 
 from dynamodb_replicator.config import load_config
 from dynamodb_replicator.logs import configure
+from dynamodb_replicator.metrics_server import MetricsServer
 from dynamodb_replicator.runner import Runner
 
 __all__ = ["register"]
@@ -28,6 +29,16 @@ def register(commands: Any) -> None:
         choices=["auto", "json", "text"],
         default="auto",
         help="JSON lines, or short text lines (auto: text on a terminal)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port at /metrics (default: off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",
+        help="address to serve metrics on (default: all interfaces)",
     )
     parser.set_defaults(run=run)
 
@@ -48,5 +59,12 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runner.start()  # config errors surface here, before anything is replicated
-    runner.run(stop)
+    server = None
+    if args.metrics_port is not None:
+        server = MetricsServer(args.metrics_host, args.metrics_port, runner.families).start()
+    try:
+        runner.run(stop)
+    finally:
+        if server is not None:
+            server.close()
     return 0

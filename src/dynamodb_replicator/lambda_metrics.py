@@ -1,0 +1,41 @@
+"""The Lambda's metrics for one batch, as CloudWatch Embedded Metric Format lines. Pure.
+
+One line per target region, with dimensions Table, SourceRegion and TargetRegion, holding
+the same quantities the runner serves to Prometheus. (Backlog is not known inside Lambda:
+the function's IteratorAge metric, which AWS publishes, measures it.)
+"""
+
+from __future__ import annotations
+
+from dynamodb_replicator.conflict_events import ConflictOutcome
+from dynamodb_replicator.lag import Ages
+from dynamodb_replicator.metrics import emf_document
+from dynamodb_replicator.replicator import BatchResult
+
+__all__ = ["batch_emf"]
+
+
+def batch_emf(
+    namespace: str, table: str, source: str, result: BatchResult, *, ages: Ages, now: float
+) -> list[str]:
+    lines = []
+    for region, outcome in sorted(result.targets.items()):
+        failed = result.failed_sequence(region) is not None
+        lost = sum(c.outcome is ConflictOutcome.LOST for c in outcome.conflicts)
+        values: dict[str, tuple[float, str]] = {
+            "Applied": (outcome.applied, "Count"),
+            "Stale": (outcome.stale, "Count"),
+            "Failed": (max(outcome.failed, 1) if failed else 0, "Count"),
+            "Retried": (outcome.retried, "Count"),
+            "ConflictsLost": (lost, "Count"),
+            "ConflictsWon": (len(outcome.conflicts) - lost, "Count"),
+        }
+        if region == source:
+            values["LostLocally"] = (len(result.lost_locally), "Count")
+        if not failed and ages.timestamp is not None:
+            values["LagSeconds"] = (round(ages.timestamp, 3), "Seconds")
+        if not failed and ages.stream is not None:
+            values["StreamAgeSeconds"] = (round(ages.stream, 3), "Seconds")
+        dimensions = {"Table": table, "SourceRegion": source, "TargetRegion": region}
+        lines.append(emf_document(namespace, dimensions, values, int(now * 1000)))
+    return lines
