@@ -28,8 +28,11 @@ def write_config(
 class RunnerProcess:
     """One runner process; its log goes to a file the test can show on failure."""
 
-    def __init__(self, config: Path, log: Path, worker_id: str) -> None:
+    def __init__(
+        self, config: Path, log: Path, worker_id: str, extra_args: Sequence[str] = ()
+    ) -> None:
         self.config, self.log, self.worker_id = config, log, worker_id
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RunnerProcess:
@@ -45,6 +48,7 @@ class RunnerProcess:
                     self.worker_id,
                     "--log-format",
                     "json",
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=log,

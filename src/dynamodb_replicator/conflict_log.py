@@ -23,11 +23,12 @@ __all__ = ["JsonLinesConflictLog", "open_conflict_log"]
 
 
 class JsonLinesConflictLog:
-    """A ConflictLog writing JSON lines to ``stream``; safe to share between threads."""
+    """A ConflictLog writing JSON lines to ``stream`` (None: whatever ``sys.stdout`` is at
+    the time of writing); safe to share between threads."""
 
     def __init__(
         self,
-        stream: TextIO,
+        stream: TextIO | None,
         *,
         sample_rate: float = 1.0,
         include_items: bool = False,
@@ -61,12 +62,13 @@ class JsonLinesConflictLog:
         ]
         if not lines:
             return
+        stream = self.stream or sys.stdout
         with self._lock:
-            self.stream.write("\n".join(lines) + "\n")
-            self.stream.flush()
+            stream.write("\n".join(lines) + "\n")
+            stream.flush()
 
     def close(self) -> None:
-        if self.owned:
+        if self.owned and self.stream is not None:
             self.stream.close()
 
 
@@ -74,16 +76,15 @@ def open_conflict_log(settings: ConflictLogSettings) -> JsonLinesConflictLog | N
     """The log ``settings`` ask for; None when it is off."""
     if settings.destination == "off":
         return None
-    if settings.destination == "-":
-        stream, owned = sys.stdout, False
-    else:
+    stream: TextIO | None = None
+    if settings.destination != "-":
         try:
-            stream, owned = open(settings.destination, "a", encoding="utf-8"), True  # noqa: SIM115
+            stream = open(settings.destination, "a", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise ConfigError(f"cannot open conflict log {settings.destination}: {exc}") from exc
     return JsonLinesConflictLog(
         stream,
         sample_rate=settings.sample_rate,
         include_items=settings.include_items,
-        owned=owned,
+        owned=stream is not None,
     )

@@ -165,9 +165,9 @@ class Runner:
 
     def shutdown(self) -> None:
         self.stopping.set()  # writes waiting to retry give up: stop within seconds
+        self.publish()
         for ref in list(self.owned):
             self._drop(ref, release=True)
-        self.publish()
         for region in self.regions.values():
             try:
                 region.state.forget_worker(self.worker_id)
@@ -242,6 +242,7 @@ class Runner:
             if not owned.thread.is_alive():
                 if owned.worker.done:
                     self.finished.add(ref)
+                    self.publish([owned])  # status stops counting a finished shard
                 self._drop(ref, release=False)
         share = math.ceil(len(candidates) / workers)
         for ref, (name, parent) in candidates.items():
@@ -337,42 +338,38 @@ class Runner:
                 stop.wait(delay)
 
     # -- progress ----------------------------------------------------------------------
+    def _report(self, owned: _Owned, now: float) -> ShardReport:
+        return ShardReport(
+            table=owned.ref.table,
+            source=owned.region,
+            stream=owned.ref.stream_label,
+            shard_id=owned.ref.shard_id,
+            worker=self.worker_id,
+            updated_at=now,
+            done=owned.worker.done,
+            targets=target_reports(owned.worker.stats, self.regions),
+        )
+
     def reports(self) -> list[tuple[ShardReport, bool]]:
         """A report of every shard this process worked on; True for those it holds now."""
         now = self.clock()
-        held = [(owned, True) for owned in list(self.owned.values())]
-        retired = [(owned, False) for owned in list(self.retired)]
-        return [
-            (
-                ShardReport(
-                    table=owned.ref.table,
-                    source=owned.region,
-                    stream=owned.ref.stream_label,
-                    shard_id=owned.ref.shard_id,
-                    worker=self.worker_id,
-                    updated_at=now,
-                    done=owned.worker.done,
-                    targets=target_reports(owned.worker.stats, self.regions),
-                ),
-                holds,
-            )
-            for owned, holds in held + retired
-        ]
+        held = [(self._report(owned, now), True) for owned in list(self.owned.values())]
+        return held + [(self._report(owned, now), False) for owned in list(self.retired)]
 
     def families(self) -> list[Family]:
         """Prometheus metrics of this process (see runner_metrics)."""
         return runner_families(self.reports(), worker=self.worker_id, now=self.clock())
 
-    def publish(self) -> None:
-        """Write the reports of held shards to the state tables, for ``status``."""
-        for report, holds in self.reports():
-            if not holds:
-                continue
+    def publish(self, shards: Sequence[_Owned] | None = None) -> None:
+        """Write the reports of ``shards`` (default: the held ones) to the state tables,
+        where ``status`` reads them."""
+        now = self.clock()
+        for owned in list(self.owned.values()) if shards is None else shards:
             try:
-                self.regions[report.source].state.put(report_to_item(report))
-            except ReplicatorError as exc:
+                self.regions[owned.region].state.put(report_to_item(self._report(owned, now)))
+            except (ReplicatorError, KeyError) as exc:
                 log.warning(
-                    "shard report not saved", extra={"region": report.source, "reason": str(exc)}
+                    "shard report not saved", extra={"region": owned.region, "reason": str(exc)}
                 )
 
     def snapshot(self) -> list[PairStats]:

@@ -14,6 +14,7 @@ from dynamodb_replicator.cli import (
     package,
     repair,
     run,
+    status,
     subscribe,
     template,
 )
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, run, diff, repair, add_region, package, template, subscribe):
+    for module in (demo, run, status, diff, repair, add_region, package, template, subscribe):
         module.register(commands)
     return parser
 

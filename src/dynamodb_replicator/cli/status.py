@@ -1,0 +1,89 @@
+"""``dynamodb-replicator status --config FILE``: lag, backlog, errors and shard owners per
+table and region pair, from the state tables. Exit 0 healthy, 1 a pair is stuck, 2 error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
+from dynamodb_replicator.aws.state import DynamoStateStore
+from dynamodb_replicator.config import load_config
+from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.retry import Backoff
+from dynamodb_replicator.status import Lease, RegionState, render_text, summarize, to_json
+
+__all__ = ["read_region", "register"]
+
+log = logging.getLogger(__name__)
+
+EXIT_STUCK = 1
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("status", help="replication health per table and region pair")
+    parser.add_argument("--config", required=True, help="the runner's TOML configuration")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--stuck-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a pair with waiting records and no progress for this long is stuck (default 60)",
+    )
+    parser.set_defaults(run=run)
+
+
+def read_region(
+    spec: RegionSpec, state_table: str, tables: Collection[str], now: float
+) -> RegionState:
+    """The reports and leases of ``tables`` and the live workers in one region's state table."""
+    store = DynamoStateStore(
+        make_client("dynamodb", spec), state_table, spec.name, backoff=Backoff(attempts=2)
+    )
+    try:
+        items = store.scan(PREFIX)
+        leases = store.leases()
+        workers = store.live_workers(int(now * 1000))
+    except ReplicatorError as exc:
+        return RegionState(error=str(exc))
+    reports = []
+    for item in items:
+        try:
+            reports.append(report_from_item(item))
+        except (KeyError, ValueError, TypeError):
+            log.warning("unreadable shard report skipped", extra={"region": spec.name})
+    return RegionState(
+        reports=tuple(reports),
+        leases=tuple(
+            Lease(shard, owner, expires / 1000)
+            for shard, (owner, expires) in sorted(leases.items())
+            if shard.split("|", 1)[0] in tables
+        ),
+        workers=tuple(workers),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stuck_after <= 0:
+        raise ReplicatorError("--stuck-after must be positive")
+    config = load_config(args.config)
+    now = time.time()
+    with ThreadPoolExecutor(max_workers=len(config.regions)) as pool:
+        futures = {
+            spec.name: pool.submit(read_region, spec, config.state_table, config.tables, now)
+            for spec in config.regions
+        }
+        states = {name: future.result() for name, future in futures.items()}
+    pairs = summarize(config.tables, states, now=now, stuck_after=args.stuck_after)
+    if args.json:
+        print(json.dumps(to_json(pairs, states, now=now), indent=2))
+    else:
+        print(render_text(pairs, states, now=now))
+    return EXIT_STUCK if any(p.stuck for p in pairs) else 0
