@@ -174,8 +174,11 @@ def status(config: Path) -> tuple[int, dict[str, Any]]:
 
 
 def pair(report: dict[str, Any], source: str, target: str) -> dict[str, Any]:
-    (found,) = [p for p in report["pairs"] if (p["source"], p["target"]) == (source, target)]
-    return found
+    found: list[dict[str, Any]] = [
+        p for p in report["pairs"] if (p["source"], p["target"]) == (source, target)
+    ]
+    assert len(found) == 1
+    return found[0]
 
 
 def test_status_reports_a_stopped_target_as_stuck_and_recovers(
