@@ -251,3 +251,33 @@ def test_finished_shard_is_done_for_every_target() -> None:
     run_until_idle(w, clock)
     assert w.done and w.finished == set(TARGETS)
     assert worker(stream, checkpoints, targets, clock).done  # a new owner does nothing
+
+
+def test_backlog_counts_the_records_a_down_target_has_not_accepted() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    checkpoints, clock = FakeCheckpoints(), Clock()
+    targets = FakeTargets(down={"ap-southeast-1": 3})
+    w = worker(stream, checkpoints, targets, clock)
+    started = clock.now
+    run_until_idle(w, clock)
+    assert w.stats.backlog == {"eu-west-1": 0, "us-east-1": 0, "ap-southeast-1": 5}  # 3..7
+    assert w.stats.advanced_at["ap-southeast-1"] == started + 60  # it accepted 1 and 2 once
+    assert w.stats.advanced_at["us-east-1"] > w.stats.advanced_at["ap-southeast-1"]
+    assert w.stats.failed["ap-southeast-1"] >= 1 and "down" in w.stats.last_error["ap-southeast-1"]
+    stream.shards["s1"].append(record(8))
+    run_until_idle(w, clock)
+    assert w.stats.backlog["ap-southeast-1"] == 6
+    targets.down.clear()
+    run_until_idle(w, clock)
+    assert w.stats.backlog == {"eu-west-1": 0, "us-east-1": 0, "ap-southeast-1": 0}
+    assert w.stats.records >= 8
+
+
+def test_a_full_page_at_the_front_says_more_records_wait() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    w = worker(stream, checkpoints, targets, clock, limit=3)
+    w.step()
+    assert w.stats.backlog_more  # 3 of 7 read: the page was full
+    run_until_idle(w, clock)
+    assert not w.stats.backlog_more

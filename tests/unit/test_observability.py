@@ -1,0 +1,194 @@
+"""Pure parts of observability: conflict records, lag, metrics rendering, status rules."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynamodb_replicator.aws.report_items import report_from_item, report_to_item
+from dynamodb_replicator.conflict import LastWriterWins
+from dynamodb_replicator.conflict_events import (
+    Conflict,
+    ConflictOutcome,
+    conflict_record,
+    overwrote_concurrent,
+)
+from dynamodb_replicator.conflict_log import JsonLinesConflictLog
+from dynamodb_replicator.lag import batch_ages, timestamp_seconds
+from dynamodb_replicator.metrics import Family, Sample, emf_document, render_prometheus
+from dynamodb_replicator.model import ItemKey, Version
+from dynamodb_replicator.reports import ShardReport, TargetReport
+from dynamodb_replicator.status import PairStatus, RegionState, render_text, summarize
+
+from .strategies import FIELDS
+
+POLICY = LastWriterWins(FIELDS)
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+
+
+def v(stamp: str, origin: str = "us-east-1") -> Version:
+    return Version.of(stamp, origin)
+
+
+def test_overwriting_a_version_the_source_never_saw_is_a_conflict() -> None:
+    assert overwrote_concurrent(POLICY, v("5", "eu-west-1"), v("9"), replaced=v("3"))
+    assert overwrote_concurrent(POLICY, v("5", "eu-west-1"), v("9"), replaced=None)
+    # the version the source replaced, or an older one (a lagging region): no conflict
+    assert not overwrote_concurrent(POLICY, v("3"), v("9"), replaced=v("3"))
+    assert not overwrote_concurrent(POLICY, v("2"), v("9"), replaced=v("3"))
+    assert not overwrote_concurrent(POLICY, None, v("9"), replaced=None)
+    assert not overwrote_concurrent(POLICY, v("9"), v("9"), replaced=None)  # a replay
+
+
+def conflict(**items: object) -> Conflict:
+    return Conflict(
+        ConflictOutcome.LOST,
+        KEY,
+        "eu-west-1",
+        "put",
+        v("3"),
+        v("5", "eu-west-1"),
+        "42",
+        change_item={"pk": {"S": "k"}, "card": {"S": "4111"}},
+        other_item={"pk": {"S": "k"}, "card": {"S": "5500"}},
+    )
+
+
+def test_conflict_record_has_key_and_versions_but_values_only_on_request() -> None:
+    record = conflict_record(conflict(), table="T", source="us-east-1", at=1.0)
+    assert record["key"] == {"pk": {"S": "k"}}
+    assert record["change"] == {"timestamp": "3", "origin": "us-east-1"}
+    assert record["other"] == {"timestamp": "5", "origin": "eu-west-1"}
+    assert record["winner"] == "other" and "4111" not in json.dumps(record)
+    full = conflict_record(conflict(), table="T", source="us-east-1", at=1.0, include_items=True)
+    assert full["change_item"]["card"] == {"S": "4111"}
+    assert full["other_item"]["card"] == {"S": "5500"}
+
+
+def test_conflict_log_samples_each_conflict_independently() -> None:
+    out = io.StringIO()
+    draws = iter([0.1, 0.9, 0.2, 0.7])
+    log = JsonLinesConflictLog(out, sample_rate=0.5, rng=lambda: next(draws), clock=lambda: 7.0)
+    log.record("T", "us-east-1", [conflict()] * 4)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and all(json.loads(line)["at"] == 7.0 for line in lines)
+
+
+def test_timestamps_in_ms_or_s_give_a_lag_others_do_not() -> None:
+    assert timestamp_seconds("1700000000000") == 1700000000.0
+    assert timestamp_seconds("1700000000.5") == 1700000000.5
+    assert timestamp_seconds("42") is None and timestamp_seconds("nan") is None
+    records: list[dict[str, Any]] = [
+        {"dynamodb": {"NewImage": {FIELDS.timestamp: {"N": "1700000000000"}}}},
+        {  # a replica write (echo): its timestamp is another region's and is skipped
+            "dynamodb": {
+                "NewImage": {
+                    FIELDS.timestamp: {"N": "1600000000000"},
+                    FIELDS.marker: {"N": "1600000000000"},
+                    FIELDS.origin: {"S": "eu-west-1"},
+                },
+                "ApproximateCreationDateTime": 1700000001.0,
+            }
+        },
+    ]
+    ages = batch_ages(records, 1700000003.0, FIELDS)
+    assert ages.timestamp == 3.0 and ages.stream == 2.0
+
+
+def test_prometheus_text_format() -> None:
+    family = Family("x_total", "counter", "things", [Sample({"b": 'q"\\', "a": "1"}, 3.0)])
+    text = render_prometheus([family, Family("y", "gauge", "level", [Sample({}, 0.25)])])
+    assert text == (
+        "# HELP x_total things\n# TYPE x_total counter\n"
+        'x_total{a="1",b="q\\"\\\\"} 3\n'
+        "# HELP y level\n# TYPE y gauge\ny 0.25\n"
+    )
+
+
+def test_emf_document_declares_every_value() -> None:
+    document = json.loads(emf_document("NS", {"Table": "T"}, {"Applied": (2, "Count")}, 5))
+    assert document["_aws"]["CloudWatchMetrics"] == [
+        {
+            "Namespace": "NS",
+            "Dimensions": [["Table"]],
+            "Metrics": [{"Name": "Applied", "Unit": "Count"}],
+        }
+    ]
+    assert document["Applied"] == 2 and document["Table"] == "T"
+
+
+optional_time = st.none() | st.floats(0, 2e9, allow_nan=False).map(lambda x: round(x, 3))
+
+
+@given(
+    st.builds(
+        TargetReport,
+        target=st.sampled_from(["us-east-1", "eu-west-1"]),
+        applied=st.integers(0, 10**9),
+        backlog=st.integers(0, 10**6),
+        backlog_more=st.booleans(),
+        lag_s=optional_time,
+        advanced_at=optional_time,
+        last_error=st.none() | st.text(min_size=1, max_size=50),
+        last_error_at=optional_time,
+    ),
+    st.booleans(),
+)
+def test_shard_reports_survive_the_state_table(target: TargetReport, done: bool) -> None:
+    report = ShardReport("T", "us-east-1", "label", "shard-1", "w1", 12.5, done, (target,))
+    assert report_from_item(report_to_item(report)) == report
+
+
+def shard(
+    target: TargetReport, *, updated: float = 100.0, done: bool = False, shard_id: str = "s1"
+) -> ShardReport:
+    return ShardReport("T", "us-east-1", "label", shard_id, "w1", updated, done, (target,))
+
+
+def one_pair(*reports: ShardReport, now: float = 100.0, error: str | None = None) -> PairStatus:
+    states = {
+        "us-east-1": RegionState(reports=tuple(reports), error=error),
+        "eu-west-1": RegionState(),
+    }
+    (pair,) = [
+        p
+        for p in summarize(["T"], states, now=now, stuck_after=30)
+        if (p.source, p.target) == ("us-east-1", "eu-west-1")
+    ]
+    return pair
+
+
+def test_status_rules() -> None:
+    waiting = TargetReport("eu-west-1", backlog=4, advanced_at=50.0)
+    healthy = TargetReport("eu-west-1", backlog=0, advanced_at=10.0, lag_s=0.2)
+    assert not one_pair(shard(healthy)).stuck  # idle, nothing waits: not stuck
+    assert not one_pair(shard(waiting), now=79.0).stuck  # waiting, but moved 29 s ago
+    stuck = one_pair(shard(waiting), now=81.0)
+    assert stuck.stuck and "4 records waiting, no progress for 31 s" in stuck.reasons[0]
+    silent = one_pair(shard(healthy, updated=60.0))
+    assert silent.stuck and "no report for 40 s" in silent.reasons[0]
+    finished = shard(waiting, updated=0.0, done=True, shard_id="s0")
+    assert not one_pair(finished, shard(healthy)).stuck  # a finished parent counts no more
+    assert one_pair().stuck  # no runner ever reported
+    unreadable = one_pair(error="could not connect")
+    assert unreadable.stuck and "could not connect" in unreadable.reasons[0]
+
+
+def test_status_text_shows_stuck_pairs_and_owners() -> None:
+    states = {
+        "us-east-1": RegionState(
+            reports=(
+                shard(TargetReport("eu-west-1", backlog=4, backlog_more=True, advanced_at=0.0)),
+            ),
+            workers=("w1",),
+        ),
+        "eu-west-1": RegionState(error="timeout"),
+    }
+    pairs = summarize(["T"], states, now=100.0, stuck_after=30)
+    text = render_text(pairs, states, now=100.0)
+    assert "4+" in text and "STUCK" in text and "us-east-1: workers w1" in text
+    assert "cannot read the state in eu-west-1: timeout" in text
