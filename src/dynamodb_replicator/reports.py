@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dynamodb_replicator.shardworker import ShardStats
 
-__all__ = ["ShardReport", "TargetReport", "target_reports"]
+__all__ = ["PairStats", "ShardReport", "TargetReport", "pair_totals", "target_reports"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +75,40 @@ def target_reports(stats: ShardStats, targets: Iterable[str]) -> tuple[TargetRep
         )
         for target in sorted(targets)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PairStats:
+    """Progress of one (source region, target region) pair, summed over tables and shards."""
+
+    source: str
+    target: str
+    applied: int = 0
+    stale: int = 0
+    failed: int = 0
+    lag_s: float | None = None
+    last_error: str | None = None
+    lost: int = 0
+    won: int = 0
+
+
+def pair_totals(reports: Iterable[ShardReport]) -> list[PairStats]:
+    """Sum shard reports per (source, target); lag is the largest, the error the last seen."""
+    pairs: dict[tuple[str, str], PairStats] = {}
+    for report in reports:
+        for t in report.targets:
+            key = (report.source, t.target)
+            p = pairs.get(key, PairStats(*key))
+            lag = p.lag_s if t.lag_s is None else max(p.lag_s or 0.0, t.lag_s)
+            pairs[key] = PairStats(
+                p.source,
+                p.target,
+                p.applied + t.applied,
+                p.stale + t.stale,
+                p.failed + t.failed,
+                lag,
+                t.last_error or p.last_error,
+                p.lost + t.lost,
+                p.won + t.won,
+            )
+    return [pairs[key] for key in sorted(pairs)]

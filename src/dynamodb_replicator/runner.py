@@ -32,7 +32,7 @@ from dynamodb_replicator.metrics import Family
 from dynamodb_replicator.ports import ConflictLog
 from dynamodb_replicator.preflight import preflight
 from dynamodb_replicator.replicator import BatchResult, Replicator
-from dynamodb_replicator.reports import ShardReport, target_reports
+from dynamodb_replicator.reports import PairStats, ShardReport, pair_totals, target_reports
 from dynamodb_replicator.runner_metrics import runner_families
 from dynamodb_replicator.shardworker import ShardWorker
 
@@ -46,19 +46,6 @@ def _stamp(path: str | None) -> int | None:
         return os.stat(path).st_mtime_ns if path else None
     except OSError:
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class PairStats:
-    """Progress of one (source region, target region) pair, summed over tables and shards."""
-
-    source: str
-    target: str
-    applied: int
-    stale: int
-    failed: int
-    lag_s: float | None
-    last_error: str | None
 
 
 @dataclass(slots=True)
@@ -373,15 +360,5 @@ class Runner:
                 )
 
     def snapshot(self) -> list[PairStats]:
-        """Per (source, target) counters since this process started."""
-        pairs: dict[tuple[str, str], list[Any]] = {}
-        for report, _ in self.reports():
-            for target in report.targets:
-                entry = pairs.setdefault((report.source, target.target), [0, 0, 0, None, None])
-                entry[0] += target.applied
-                entry[1] += target.stale
-                entry[2] += target.failed
-                if target.lag_s is not None:
-                    entry[3] = max(entry[3] or 0.0, target.lag_s)
-                entry[4] = target.last_error or entry[4]
-        return [PairStats(s, t, *values) for (s, t), values in sorted(pairs.items())]
+        """Per (source, target) totals since this process started."""
+        return pair_totals(report for report, _ in self.reports())

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from typing import Any
@@ -26,6 +27,7 @@ from dynamodb_replicator.local import DynamoDBLocal
 from dynamodb_replicator.logs import configure
 from dynamodb_replicator.model import SystemAttributes
 from dynamodb_replicator.runner import Runner
+from dynamodb_replicator.settings import ConflictLogSettings, ReplicationSettings
 
 __all__ = ["register"]
 
@@ -112,7 +114,7 @@ def _identical(state: dict[str, dict[str, Any]]) -> bool:
 
 def _progress(runner: Runner, started: float) -> Table:
     table = Table(title=f"replication progress ({time.monotonic() - started:4.1f} s)")
-    for column in ("source -> target", "applied", "stale", "failed", "lag"):
+    for column in ("source -> target", "applied", "stale", "failed", "conflicts", "lag"):
         table.add_column(column, justify="left" if column.startswith("source") else "right")
     for pair in runner.snapshot():
         if pair.source == pair.target and not (pair.applied or pair.stale):
@@ -121,7 +123,8 @@ def _progress(runner: Runner, started: float) -> Table:
         name = f"{pair.source} -> {pair.target}" + (
             " (self-repair)" if pair.source == pair.target else ""
         )
-        table.add_row(name, str(pair.applied), str(pair.stale), str(pair.failed), lag)
+        conflicts = f"{pair.lost} lost, {pair.won} won" if pair.lost or pair.won else "-"
+        table.add_row(name, str(pair.applied), str(pair.stale), str(pair.failed), conflicts, lag)
     return table
 
 
@@ -149,6 +152,30 @@ def _show(console: Console, state: dict[str, dict[str, Any]], base: int) -> None
     console.print(table)
     for key, why in EXPLANATIONS.items():
         console.print(f"[bold]{key}[/bold]: {why}")
+
+
+def _show_conflicts(console: Console, log: str, base: int) -> None:
+    table = Table(title="conflict log (the runner's JSON lines, shortened)")
+    for column in ("where", "key", "outcome", "change", "other version"):
+        table.add_column(column)
+
+    def version(v: dict[str, str] | None, deleted: bool = False) -> str:
+        if v is None:
+            return "-"
+        return f"T+{int(v['timestamp']) - base} from {v['origin']}" + (
+            " (delete)" if deleted else ""
+        )
+
+    for line in log.splitlines():
+        record = json.loads(line)
+        table.add_row(
+            record["region"],
+            record["key"]["pk"]["S"],
+            record["outcome"],
+            version(record["change"]),
+            version(record["other"], record["other_deleted"]),
+        )
+    console.print(table)
 
 
 def _replicate(console: Console, clients: dict[str, Any], runner: Runner, started: float) -> bool:
@@ -196,7 +223,10 @@ def _run_demo(console: Console) -> int:
         clients = {s.name: make_client("dynamodb", s) for s in specs}
         _create_tables(clients)
         console.print(f"Created {TABLE} with a NEW_AND_OLD_IMAGES stream in {', '.join(REGIONS)}")
-        runner = Runner(RunnerConfig(tables=(TABLE,), regions=specs), worker_id="demo")
+        conflicts = tempfile.NamedTemporaryFile("r", suffix=".jsonl")  # noqa: SIM115
+        settings = ReplicationSettings(conflict_log=ConflictLogSettings(conflicts.name))
+        config = RunnerConfig(tables=(TABLE,), regions=specs, replication=settings)
+        runner = Runner(config, worker_id="demo")
         runner.start()
         stop = threading.Event()
         thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
@@ -224,6 +254,8 @@ def _run_demo(console: Console) -> int:
             thread.join(timeout=30)
         state = _state(clients)
         _show(console, state, base)
+        _show_conflicts(console, conflicts.read(), base)
+        conflicts.close()
         if ok and _identical(state):
             console.print("[green]All three regions hold identical items.[/green]")
         else:
