@@ -46,9 +46,9 @@ test: setup lint typecheck
 clean:
 	rm -rf $(VENV) node_modules .java .mypy_cache .pytest_cache .ruff_cache
 
+# About 10 minutes: a table, PNG plots and JSON in benchmarks/results/, JSON as the last line.
 bench: setup
-	$(BIN)/python -m benchmarks.bench_runner
-	$(BIN)/python -m benchmarks.bench_backfill
+	$(BIN)/python -m benchmarks
 
 # Long fault-injection run: SOAK_MINUTES (default 15), FAULT_SEED.
 soak: setup

@@ -1,4 +1,5 @@
-"""Runner benchmark: drain rate of a 20,000-change backlog and lag at 100 writes/s.
+"""Runner benchmark: drain rate of a 20,000-change backlog (and a naive replicator's), lag
+at 100 writes/s, the runner's peak memory.
 
     make bench            (or: .venv/bin/python -m benchmarks.bench_runner)
 
@@ -10,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-import resource
+import os
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -21,21 +23,26 @@ from typing import Any
 
 from benchmarks.common import (
     REGIONS,
+    RunnerProcess,
     client,
     conditional_put_ceiling,
     create_table,
     fresh_server,
     item,
     timed_parallel,
+    write_config,
 )
-from dynamodb_replicator.aws.clients import RegionSpec
+from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.config import RunnerConfig
 from dynamodb_replicator.plan import PutVersion, WriteOp
 from dynamodb_replicator.ports import TargetResult, TargetWriter
 from dynamodb_replicator.runner import Runner
 
 RESULTS = Path(__file__).parent / "results"
-BACKLOG = 20_000
+BACKLOG = int(os.environ.get("BENCH_BACKLOG", "20000"))
+SMALL_BACKLOG = BACKLOG // 4  # a second drain: peak memory must not grow with the backlog
+NAIVE_BACKLOG = int(os.environ.get("BENCH_NAIVE_BACKLOG", "2000"))  # its rate is steady
 LAG_RATE = 100  # writes per second
 LIGHT_RATE = 10  # a light load: shows the polling latency alone
 LAG_SECONDS = 20
@@ -52,38 +59,82 @@ def start_runner(endpoint: str, table: str) -> tuple[Runner, threading.Event, th
     return runner, stop, thread
 
 
-def applied_from(runner: Runner, source: str) -> int:
-    return sum(
-        p.applied + p.stale for p in runner.snapshot() if p.source == source and p.target != source
-    )
-
-
-def drain(endpoint: str) -> dict[str, Any]:
+def fill_backlog(endpoint: str, table: str, count: int) -> float:
+    """``count`` inserts in the first region, before any replicator runs; writes per second."""
     for region in REGIONS:
-        create_table(endpoint, region, "Drain")
+        create_table(endpoint, region, table)
     source = client(endpoint, REGIONS[0])
 
     def put(n: int) -> None:
-        source.put_item(TableName="Drain", Item=item(f"k{n}", 1_000 + n))
+        source.put_item(TableName=table, Item=item(f"k{n}", 1_000 + n))
 
-    write_rate = timed_parallel(BACKLOG, 16, put)
-    runner, stop, thread = start_runner(endpoint, "Drain")
+    return timed_parallel(count, 16, put)
+
+
+def drain(endpoint: str, backlog: int, table: str = "Drain") -> dict[str, Any]:
+    """The runner (its own process) replicates a backlog of ``backlog`` inserts into two
+    regions; its metrics endpoint says how far it is."""
+    write_rate = fill_backlog(endpoint, table, backlog)
+    config = write_config(Path(tempfile.mkdtemp()) / "drain.toml", endpoint, REGIONS, table)
+    runner = RunnerProcess(config)
     began = time.perf_counter()
-    target_writes = BACKLOG * (len(REGIONS) - 1)
-    samples = []
-    while applied_from(runner, REGIONS[0]) < target_writes:
-        time.sleep(0.5)
-        samples.append((time.perf_counter() - began, applied_from(runner, REGIONS[0])))
-        if time.perf_counter() - began > 600:
-            raise RuntimeError(f"drain did not finish: {samples[-1]}")
-    seconds = time.perf_counter() - began
-    stop.set()
-    thread.join()
+    target_writes = backlog * (len(REGIONS) - 1)
+    samples: list[tuple[float, float]] = []
+    done = 0.0
+    try:
+        while done < target_writes:
+            time.sleep(0.5)
+            done = sum(
+                runner.metric_sum(f"dynamodb_replicator_{name}_total", source=REGIONS[0])
+                for name in ("applied", "stale")
+            )
+            samples.append((round(time.perf_counter() - began, 2), done))
+            if time.perf_counter() - began > 900:
+                raise RuntimeError(f"drain did not finish: {samples[-1]}")
+        seconds = time.perf_counter() - began
+        peak = runner.peak_rss_mb()
+    finally:
+        runner.stop()
     return {
         "backlog_write_per_s": write_rate,
         "drain_seconds": seconds,
         "drain_target_writes_per_s": target_writes / seconds,
         "drain_samples": samples,
+        "peak_rss_mb": peak,
+    }
+
+
+def naive_drain(endpoint: str, backlog: int, table: str = "Naive") -> dict[str, Any]:
+    """What earlier Lambda replicators do: one record at a time, one target after the other,
+    one conditional PutItem each (no tombstones, no parallelism). Runs in this process."""
+    fill_backlog(endpoint, table, backlog)
+    source = RegionSpec(REGIONS[0], endpoint)
+    stream = StreamClient(
+        REGIONS[0], make_client("dynamodb", source), make_client("dynamodbstreams", source)
+    )
+    targets = [client(endpoint, region) for region in REGIONS[1:]]
+    arn = stream.stream_arn(table)
+    began = time.perf_counter()
+    writes = 0
+    for shard in stream.shards(arn):
+        iterator: str | None = stream.iterator(arn, shard.shard_id, None)
+        while iterator:
+            page = stream.read(iterator)
+            for record in page.records:
+                image = record["dynamodb"]["NewImage"]
+                for target in targets:
+                    target.put_item(
+                        TableName=table,
+                        Item=image,
+                        ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
+                        ExpressionAttributeNames={"#ts": "__timestamp"},
+                        ExpressionAttributeValues={":t": image["__timestamp"]},
+                    )
+                    writes += 1
+            iterator = page.next_iterator if page.records else None
+    return {
+        "naive_target_writes_per_s": writes / (time.perf_counter() - began),
+        "naive_writes": writes,
     }
 
 
@@ -156,39 +207,51 @@ def lag(endpoint: str, rate: int, table: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.ERROR)
+def measure() -> dict[str, Any]:
+    """Every runner figure, each on a fresh server where it matters."""
     with fresh_server() as server:
         endpoint = server.endpoint_url
         create_table(endpoint, REGIONS[0], "Ceiling", stream=False)
         ceiling, threads = conditional_put_ceiling(endpoint, "Ceiling")
-        drained = drain(endpoint)
-    # DynamoDB Local slows down as stream records pile up: lag gets a server of its own.
+        drained = drain(endpoint, BACKLOG)
+    # DynamoDB Local slows down as stream records pile up: each run gets a server of its own.
+    with fresh_server() as server:
+        small = drain(server.endpoint_url, SMALL_BACKLOG)
+    with fresh_server() as server:
+        naive = naive_drain(server.endpoint_url, NAIVE_BACKLOG)
     with fresh_server() as server:
         lagged = lag(server.endpoint_url, LAG_RATE, "Lag")
     with fresh_server() as server:
         light = lag(server.endpoint_url, LIGHT_RATE, "LightLag")
-    result = {
+    return {
         "ceiling_cond_put_per_s": round(ceiling, 1),
         "ceiling_threads": threads,
         "drain_target_writes_per_s": round(drained["drain_target_writes_per_s"], 1),
         "drain_ratio": round(drained["drain_target_writes_per_s"] / ceiling, 3),
+        "naive_target_writes_per_s": round(naive["naive_target_writes_per_s"], 1),
+        "naive_drain_ratio": round(naive["naive_target_writes_per_s"] / ceiling, 3),
         "lag_p50_ms": round(lagged["lag_p50_ms"], 1),
         "lag_p99_ms": round(lagged["lag_p99_ms"], 1),
         "lag_samples": lagged["lag_samples"],
         "lag_write_rate": round(lagged["lag_write_rate"], 1),
         f"lag_p50_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p50_ms"], 1),
         f"lag_p99_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p99_ms"], 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(drained["peak_rss_mb"], 1),
+        f"peak_rss_mb_backlog_{SMALL_BACKLOG}": round(small["peak_rss_mb"], 1),
+        "_drain_samples": drained["drain_samples"],
+        "_lag_latencies": lagged["lag_latencies"],
     }
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    result = measure()
+    shown = {k: v for k, v in result.items() if not k.startswith("_")}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "runner.json").write_text(
-        json.dumps({**result, "drain_samples": drained["drain_samples"]}, indent=2) + "\n"
-    )
-    print(f"{'metric':32} value")
-    for key, value in result.items():
+    (RESULTS / "runner.json").write_text(json.dumps(shown, indent=2) + "\n")
+    for key, value in shown.items():
         print(f"{key:32} {value}")
-    print(json.dumps(result))
+    print(json.dumps(shown))
 
 
 if __name__ == "__main__":

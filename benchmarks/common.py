@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.local import DynamoDBLocal, free_port
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 PAYLOAD = "x" * 120  # ~170-byte items, as in DESIGN.md's measurements
@@ -83,3 +88,50 @@ def conditional_put_ceiling(endpoint: str, table: str, count: int = 4000) -> tup
             if rate > best:
                 best, best_threads = rate, threads
     return best, best_threads
+
+
+def write_config(path: Path, endpoint: str, regions: tuple[str, ...], table: str) -> Path:
+    text = f'tables = ["{table}"]\nconflict_log = "off"\n' + "".join(
+        f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in regions
+    )
+    path.write_text(text)
+    return path
+
+
+class RunnerProcess:
+    """``dynamodb-replicator run`` as its own process, observed through its metrics port."""
+
+    def __init__(self, config: Path) -> None:
+        self.port = free_port()
+        executable = Path(sys.executable).parent / "dynamodb-replicator"
+        command = [str(executable), "run", "--config", str(config), "--log-level", "ERROR"]
+        self.process = subprocess.Popen(
+            [*command, "--metrics-port", str(self.port), "--metrics-host", "127.0.0.1"],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def metric_sum(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels`` (0 before the
+        endpoint answers)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0
+        wanted = [f'{k}="{v}"' for k, v in labels.items()]
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and all(w in line for w in wanted):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def peak_rss_mb(self) -> float:
+        """The process's peak resident set (VmHWM), while it runs."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return -1.0
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)

@@ -1,0 +1,54 @@
+"""``make bench``: every benchmark on fresh DynamoDB Local servers; a table, plots in
+``benchmarks/results/``, and one JSON object as the last line.
+
+Each figure is a ratio against a baseline measured in the same run on the same server:
+these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_backfill, bench_runner
+from benchmarks.plots import plot_drain, plot_lag
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}, load {load}"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    RESULTS.mkdir(exist_ok=True)
+    runner = bench_runner.measure()
+    backfill = bench_backfill.measure()
+    plot_lag(runner.pop("_lag_latencies"), bench_runner.LAG_RATE, RESULTS / "lag.png")
+    plot_drain(
+        runner.pop("_drain_samples"),
+        runner["ceiling_cond_put_per_s"],
+        runner["naive_target_writes_per_s"],
+        RESULTS / "drain.png",
+    )
+    result: dict[str, Any] = {"machine": machine(), **runner, **backfill}
+    (RESULTS / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'metric':36} value")
+    for key, value in result.items():
+        print(f"{key:36} {value}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""PNG plots of a benchmark run: lag distribution and drain throughput over time."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+
+__all__ = ["plot_drain", "plot_lag"]
+
+
+def plot_lag(latencies_ms: Sequence[float], rate: int, path: Path) -> Path:
+    ordered = sorted(latencies_ms)
+    figure, (histogram, cdf) = plt.subplots(1, 2, figsize=(10, 4))
+    histogram.hist(ordered, bins=50, color="tab:blue")
+    histogram.set_xlabel("lag (ms): write in the source to visible in the target")
+    histogram.set_ylabel("target writes")
+    histogram.set_title(f"lag at {rate} writes/s")
+    fractions = [(i + 1) / len(ordered) for i in range(len(ordered))]
+    cdf.plot(ordered, fractions, color="tab:blue")
+    for quantile in (0.5, 0.99):
+        value = ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
+        cdf.axvline(value, linestyle="--", color="grey")
+        cdf.annotate(f"p{int(quantile * 100)} {value:.0f} ms", (value, quantile))
+    cdf.set_xlabel("lag (ms)")
+    cdf.set_ylabel("fraction of writes")
+    cdf.set_title("cumulative")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_drain(
+    samples: Sequence[tuple[float, float]], ceiling: float, naive: float, path: Path
+) -> Path:
+    """``samples``: (seconds, target writes done so far) from the runner's metrics."""
+    times = [t for t, _ in samples]
+    rates = [0.0] + [
+        (b - a) / (tb - ta) for (ta, a), (tb, b) in itertools.pairwise(samples) if tb > ta
+    ]
+    figure, axis = plt.subplots(figsize=(8, 4))
+    axis.plot(times[: len(rates)], rates, label="runner: target writes/s")
+    axis.axhline(ceiling, linestyle="--", color="grey", label="raw conditional PutItem ceiling")
+    axis.axhline(naive, linestyle=":", color="tab:red", label="naive one-at-a-time loop")
+    axis.set_xlabel("seconds since the runner started")
+    axis.set_ylabel("target writes per second")
+    axis.set_title("draining a 20,000-insert backlog into two regions")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
