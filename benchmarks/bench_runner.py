@@ -28,12 +28,14 @@ from benchmarks.common import (
     conditional_put_ceiling,
     create_table,
     fresh_server,
+    insert_transaction_ceiling,
     item,
     timed_parallel,
     write_config,
 )
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.aws.streams import StreamClient
+from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.config import RunnerConfig
 from dynamodb_replicator.plan import PutVersion, WriteOp
 from dynamodb_replicator.ports import TargetResult, TargetWriter
@@ -46,7 +48,7 @@ NAIVE_BACKLOG = int(os.environ.get("BENCH_NAIVE_BACKLOG", "2000"))  # its rate i
 LAG_RATE = 100  # writes per second
 LIGHT_RATE = 10  # a light load: shows the polling latency alone
 LAG_SECONDS = 20
-WARMUP = 200
+KEYS = 500  # the lag test's keyspace: each key is updated every few seconds
 
 
 def start_runner(endpoint: str, table: str) -> tuple[Runner, threading.Event, threading.Thread]:
@@ -162,7 +164,10 @@ class VisibilityRecorder:
         return result
 
 
-def lag(endpoint: str, rate: int, table: str) -> dict[str, Any]:
+def lag(endpoint: str, rate: int, table: str, *, updates: bool = True) -> dict[str, Any]:
+    """Lag at ``rate`` writes/s: updates of KEYS existing items (the steady state of most
+    tables: one conditional PutItem per target), or inserts of new keys (each a transaction
+    that also checks the target's tombstones)."""
     for region in REGIONS:
         create_table(endpoint, region, table)
     runner, stop, thread = start_runner(endpoint, table)
@@ -171,10 +176,10 @@ def lag(endpoint: str, rate: int, table: str) -> dict[str, Any]:
     for target in REGIONS[1:]:
         replicator.writers[target] = VisibilityRecorder(replicator.writers[target], latencies)
     source = client(endpoint, REGIONS[0])
-    # Warm the server's and the runner's code paths up; these samples are discarded.
-    for n in range(WARMUP):
-        source.put_item(TableName=table, Item=item(f"warm-{n}", int(time.time() * 1000)))
-    while len(latencies) < WARMUP * (len(REGIONS) - 1):
+    # Create the keys and warm the code paths up; these samples are discarded.
+    for n in range(KEYS):
+        source.put_item(TableName=table, Item=item(f"key-{n}", int(time.time() * 1000)))
+    while len(latencies) < KEYS * (len(REGIONS) - 1):
         time.sleep(0.1)
     latencies.clear()
     total = rate * LAG_SECONDS
@@ -185,7 +190,8 @@ def lag(endpoint: str, rate: int, table: str) -> dict[str, Any]:
         pause = n / rate - (time.perf_counter() - began)
         if pause > 0:
             time.sleep(pause)
-        source.put_item(TableName=table, Item=item(f"lag-{n}", int(time.time() * 1000)))
+        key = f"key-{n % KEYS}" if updates else f"new-{n}"
+        source.put_item(TableName=table, Item=item(key, int(time.time() * 1000)))
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(write, range(total)))
@@ -211,8 +217,12 @@ def measure() -> dict[str, Any]:
     """Every runner figure, each on a fresh server where it matters."""
     with fresh_server() as server:
         endpoint = server.endpoint_url
+        # No stream on the baseline table: stream records pile up in DynamoDB Local and slow
+        # it down for the drain that follows (a stream costs <5% per write when measured).
         create_table(endpoint, REGIONS[0], "Ceiling", stream=False)
+        ensure_tombstone_table(client(endpoint, REGIONS[0]), "Ceiling", region=REGIONS[0])
         ceiling, threads = conditional_put_ceiling(endpoint, "Ceiling")
+        tx_ceiling, _ = insert_transaction_ceiling(endpoint, "Ceiling")
         drained = drain(endpoint, BACKLOG)
     # DynamoDB Local slows down as stream records pile up: each run gets a server of its own.
     with fresh_server() as server:
@@ -222,10 +232,14 @@ def measure() -> dict[str, Any]:
     with fresh_server() as server:
         lagged = lag(server.endpoint_url, LAG_RATE, "Lag")
     with fresh_server() as server:
-        light = lag(server.endpoint_url, LIGHT_RATE, "LightLag")
+        inserts = lag(server.endpoint_url, LAG_RATE, "InsertLag", updates=False)
+    with fresh_server() as server:
+        light = lag(server.endpoint_url, LIGHT_RATE, "LightLag", updates=False)
     return {
         "ceiling_cond_put_per_s": round(ceiling, 1),
         "ceiling_threads": threads,
+        "ceiling_insert_tx_per_s": round(tx_ceiling, 1),
+        "insert_tx_bound_ratio": round(tx_ceiling / ceiling, 3),
         "drain_target_writes_per_s": round(drained["drain_target_writes_per_s"], 1),
         "drain_ratio": round(drained["drain_target_writes_per_s"] / ceiling, 3),
         "naive_target_writes_per_s": round(naive["naive_target_writes_per_s"], 1),
@@ -234,8 +248,10 @@ def measure() -> dict[str, Any]:
         "lag_p99_ms": round(lagged["lag_p99_ms"], 1),
         "lag_samples": lagged["lag_samples"],
         "lag_write_rate": round(lagged["lag_write_rate"], 1),
-        f"lag_p50_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p50_ms"], 1),
-        f"lag_p99_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p99_ms"], 1),
+        "lag_insert_p50_ms": round(inserts["lag_p50_ms"], 1),
+        "lag_insert_p99_ms": round(inserts["lag_p99_ms"], 1),
+        f"lag_insert_p50_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p50_ms"], 1),
+        f"lag_insert_p99_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p99_ms"], 1),
         "peak_rss_mb": round(drained["peak_rss_mb"], 1),
         f"peak_rss_mb_backlog_{SMALL_BACKLOG}": round(small["peak_rss_mb"], 1),
         "_drain_samples": drained["drain_samples"],

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -66,28 +65,61 @@ def timed_parallel(count: int, threads: int, work: Callable[[int], None]) -> flo
     return count / (time.perf_counter() - began)
 
 
+def _best(count: int, work: Callable[[str, int], None]) -> tuple[float, int]:
+    """Best rate of ``work(key prefix, n)`` over a few thread counts."""
+    best, best_threads = 0.0, 0
+    for threads in (8, 16, 32, 64):
+        prefix = f"ceiling-{threads}-"
+        rate = timed_parallel(count, threads, lambda n, p=prefix: work(p, n))  # type: ignore[misc]
+        if rate > best:
+            best, best_threads = rate, threads
+    return best, best_threads
+
+
 def conditional_put_ceiling(endpoint: str, table: str, count: int = 4000) -> tuple[float, int]:
     """Best raw conditional PutItem rate from this client, over a few thread counts."""
     c = client(endpoint, REGIONS[0], pool=80)
-    best, best_threads = 0.0, 0
-    lock = threading.Lock()
-    for threads in (8, 16, 32, 64):
-        prefix = f"ceiling-{threads}-"
 
-        def put(n: int, prefix: str = prefix) -> None:
-            c.put_item(
-                TableName=table,
-                Item=item(f"{prefix}{n}", n),
-                ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
-                ExpressionAttributeNames={"#ts": "__timestamp"},
-                ExpressionAttributeValues={":t": {"N": str(n)}},
-            )
+    def put(prefix: str, n: int) -> None:
+        c.put_item(
+            TableName=table,
+            Item=item(f"{prefix}{n}", n),
+            ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
+            ExpressionAttributeNames={"#ts": "__timestamp"},
+            ExpressionAttributeValues={":t": {"N": str(n)}},
+        )
 
-        rate = timed_parallel(count, threads, put)
-        with lock:
-            if rate > best:
-                best, best_threads = rate, threads
-    return best, best_threads
+    return _best(count, put)
+
+
+def insert_transaction_ceiling(endpoint: str, table: str, count: int = 4000) -> tuple[float, int]:
+    """Best raw rate of the write a strict insert needs: a transaction that checks the
+    tombstone table and puts the item if absent (no replicator around it)."""
+    c = client(endpoint, REGIONS[0], pool=80)
+
+    def insert(prefix: str, n: int) -> None:
+        c.transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": f"{table}.__tombstones",
+                        "Key": {"pk": {"S": f"tx-{prefix}{n}"}},
+                        "ConditionExpression": "attribute_not_exists(#ts) OR #ts < :t",
+                        "ExpressionAttributeNames": {"#ts": "__timestamp"},
+                        "ExpressionAttributeValues": {":t": {"N": str(n)}},
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": item(f"tx-{prefix}{n}", n),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+
+    return _best(count, insert)
 
 
 def write_config(path: Path, endpoint: str, regions: tuple[str, ...], table: str) -> Path:
