@@ -35,9 +35,12 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     runner = bench_runner.measure()
     backfill = bench_backfill.measure()
-    plot_lag(runner.pop("_lag_latencies"), bench_runner.LAG_RATE, RESULTS / "lag.png")
+    latencies, samples = runner.pop("_lag_latencies"), runner.pop("_drain_samples")
+    raw = {"lag_latencies_ms": latencies, "drain_samples": samples}
+    (RESULTS / "bench_raw.json").write_text(json.dumps(raw) + "\n")
+    plot_lag(latencies, bench_runner.LAG_RATE, RESULTS / "lag.png")
     plot_drain(
-        runner.pop("_drain_samples"),
+        samples,
         runner["ceiling_cond_put_per_s"],
         runner["naive_target_writes_per_s"],
         RESULTS / "drain.png",
