@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from dynamodb_replicator.local import DynamoDBLocal
+from tests.runner_process import RunnerProcess
 
 # DynamoDB Local accepts any credentials made of letters and digits.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
@@ -22,3 +23,12 @@ os.environ["COLUMNS"] = "300"
 def ddb_local() -> Iterator[DynamoDBLocal]:
     with DynamoDBLocal() as server:
         yield server
+
+
+@pytest.fixture
+def runners() -> Iterator[list[RunnerProcess]]:
+    """Runner processes a test starts; killed at the end if still alive."""
+    started: list[RunnerProcess] = []
+    yield started
+    for runner in started:
+        runner.close()

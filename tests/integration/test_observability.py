@@ -8,11 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-
-import pytest
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.local import DynamoDBLocal, free_port
@@ -23,14 +21,6 @@ from tests.support import FIELDS, REGIONS, create_table, scan
 US, EU, _ = REGIONS
 SECRET = "s3cr3t-attribute-value"
 T = TypeVar("T")
-
-
-@pytest.fixture
-def runners() -> Iterator[list[RunnerProcess]]:
-    started: list[RunnerProcess] = []
-    yield started
-    for runner in started:
-        runner.close()
 
 
 def poll(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:

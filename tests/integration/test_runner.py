@@ -4,11 +4,8 @@ conflicting writes, kill -9 and restart, two workers, an unreachable region, SIG
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from dynamodb_replicator.aws.clients import RegionSpec, make_client
 from dynamodb_replicator.local import DynamoDBLocal
@@ -18,14 +15,6 @@ from tests.support import REGIONS, create_table
 from tests.workload import Workload, wait_until_converged
 
 US, EU, AP = REGIONS
-
-
-@pytest.fixture
-def runners() -> Iterator[list[RunnerProcess]]:
-    started: list[RunnerProcess] = []
-    yield started
-    for runner in started:
-        runner.close()
 
 
 def make_tables(endpoint: str, table: str, regions: dict[str, str] | None = None) -> dict[str, Any]:
