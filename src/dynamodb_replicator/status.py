@@ -192,6 +192,9 @@ def render_text(
                 f"({_seconds(p.last_error_age_s)} ago): {p.last_error}"
             )
     for name, region in states.items():
+        if region.error is not None:
+            lines.append(f"{name}: state unreadable")
+            continue
         lines.append(f"{name}: workers {', '.join(region.workers) or 'none'}")
         for lease in region.leases:
             left = lease.expires_at - now

@@ -192,3 +192,4 @@ def test_status_text_shows_stuck_pairs_and_owners() -> None:
     text = render_text(pairs, states, now=100.0)
     assert "4+" in text and "STUCK" in text and "us-east-1: workers w1" in text
     assert "cannot read the state in eu-west-1: timeout" in text
+    assert "eu-west-1: state unreadable" in text
