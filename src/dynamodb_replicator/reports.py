@@ -8,11 +8,18 @@ the shard; gauges are the latest values.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dynamodb_replicator.shardworker import ShardStats
 
-__all__ = ["PairStats", "ShardReport", "TargetReport", "pair_totals", "target_reports"]
+__all__ = [
+    "PairStats",
+    "ShardReport",
+    "TargetReport",
+    "add_counters",
+    "pair_totals",
+    "target_reports",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +50,23 @@ class ShardReport:
     updated_at: float  # epoch seconds
     done: bool
     targets: tuple[TargetReport, ...]
+
+
+_COUNTERS = ("applied", "stale", "failed", "retried", "lost", "won")
+
+
+def add_counters(base: ShardReport, more: ShardReport) -> ShardReport:
+    """``base`` with ``more``'s counters added per target (gauges: ``more``'s)."""
+    earlier = {t.target: t for t in base.targets}
+    targets = []
+    for target in more.targets:
+        old = earlier.pop(target.target, None)
+        if old is None:
+            targets.append(target)
+            continue
+        sums = {name: getattr(old, name) + getattr(target, name) for name in _COUNTERS}
+        targets.append(replace(target, **sums))
+    return replace(more, targets=(*targets, *earlier.values()))
 
 
 def target_reports(stats: ShardStats, targets: Iterable[str]) -> tuple[TargetReport, ...]:

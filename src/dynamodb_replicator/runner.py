@@ -32,7 +32,13 @@ from dynamodb_replicator.metrics import Family
 from dynamodb_replicator.ports import ConflictLog
 from dynamodb_replicator.preflight import preflight
 from dynamodb_replicator.replicator import BatchResult, Replicator
-from dynamodb_replicator.reports import PairStats, ShardReport, pair_totals, target_reports
+from dynamodb_replicator.reports import (
+    PairStats,
+    ShardReport,
+    add_counters,
+    pair_totals,
+    target_reports,
+)
 from dynamodb_replicator.runner_metrics import runner_families
 from dynamodb_replicator.shardworker import ShardWorker
 
@@ -103,7 +109,9 @@ class Runner:
         self.regions: dict[str, _Region] = {}
         self.owned: dict[ShardRef, _Owned] = {}
         self.finished: set[ShardRef] = set()
-        self.retired: list[_Owned] = []
+        # Counters of shards this process no longer holds, summed per (table, source): the
+        # metrics' counters never go down, and the memory stays bounded.
+        self.retired: dict[tuple[str, str], ShardReport] = {}
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.stopping = threading.Event()
         self.conflict_log: JsonLinesConflictLog | None = None
@@ -294,7 +302,11 @@ class Runner:
         owned = self.owned.pop(ref)
         owned.stop.set()
         owned.thread.join(timeout=30)
-        self.retired.append(owned)
+        report = self._report(owned, self.clock())
+        earlier = self.retired.get((report.table, report.source))
+        self.retired[(report.table, report.source)] = (
+            report if earlier is None else add_counters(earlier, report)
+        )
         if release:
             try:
                 self.regions[owned.region].state.release(ref, self.worker_id)
@@ -341,7 +353,7 @@ class Runner:
         """A report of every shard this process worked on; True for those it holds now."""
         now = self.clock()
         held = [(self._report(owned, now), True) for owned in list(self.owned.values())]
-        return held + [(self._report(owned, now), False) for owned in list(self.retired)]
+        return held + [(report, False) for report in list(self.retired.values())]
 
     def families(self) -> list[Family]:
         """Prometheus metrics of this process (see runner_metrics)."""

@@ -21,7 +21,7 @@ from dynamodb_replicator.conflict_log import JsonLinesConflictLog
 from dynamodb_replicator.lag import batch_ages, timestamp_seconds
 from dynamodb_replicator.metrics import Family, Sample, emf_document, render_prometheus
 from dynamodb_replicator.model import ItemKey, Version
-from dynamodb_replicator.reports import ShardReport, TargetReport
+from dynamodb_replicator.reports import ShardReport, TargetReport, add_counters
 from dynamodb_replicator.status import PairStatus, RegionState, render_text, summarize
 
 from .strategies import FIELDS
@@ -193,3 +193,22 @@ def test_status_text_shows_stuck_pairs_and_owners() -> None:
     assert "4+" in text and "STUCK" in text and "us-east-1: workers w1" in text
     assert "cannot read the state in eu-west-1: timeout" in text
     assert "eu-west-1: state unreadable" in text
+
+
+def test_retired_shards_keep_adding_to_the_counters() -> None:
+    first = shard(TargetReport("eu-west-1", applied=3, stale=1, backlog=9, lag_s=1.0))
+    second = ShardReport(
+        "T",
+        "us-east-1",
+        "label",
+        "s2",
+        "w1",
+        200.0,
+        True,
+        (TargetReport("eu-west-1", applied=4, lag_s=0.5), TargetReport("ap-southeast-1", won=2)),
+    )
+    total = add_counters(first, second)
+    by_target = {t.target: t for t in total.targets}
+    assert (by_target["eu-west-1"].applied, by_target["eu-west-1"].stale) == (7, 1)
+    assert by_target["eu-west-1"].lag_s == 0.5  # gauges: the latest report's
+    assert by_target["ap-southeast-1"].won == 2
