@@ -105,6 +105,7 @@ class ShardWorker:
         fields: SystemAttributes | None = None,
     ) -> None:
         self.fields = fields or SystemAttributes()
+        self.targets = tuple(targets)
         self.shard = shard
         self.source = source
         self.checkpoints = checkpoints
@@ -277,7 +278,7 @@ class ShardWorker:
 
     def _note_backlog(self) -> None:
         self.frontier = max([self.frontier, *(c.count for c in self.cursors)])
-        backlog = {target: 0 for target in self.stats.advanced_at}
+        backlog = dict.fromkeys(self.targets, 0)
         for cursor in self.cursors:
             for target in cursor.targets:
                 backlog[target] = self.frontier - cursor.count
