@@ -7,7 +7,6 @@ the function's IteratorAge metric, which AWS publishes, measures it.)
 
 from __future__ import annotations
 
-from dynamodb_replicator.conflict_events import ConflictOutcome
 from dynamodb_replicator.lag import Ages
 from dynamodb_replicator.metrics import emf_document
 from dynamodb_replicator.replicator import BatchResult
@@ -20,15 +19,15 @@ def batch_emf(
 ) -> list[str]:
     lines = []
     for region, outcome in sorted(result.targets.items()):
-        failed = result.failed_sequence(region) is not None
-        lost = sum(c.outcome is ConflictOutcome.LOST for c in outcome.conflicts)
+        failed = result.failed_count(region)
+        lost, won = outcome.lost_and_won()
         values: dict[str, tuple[float, str]] = {
             "Applied": (outcome.applied, "Count"),
             "Stale": (outcome.stale, "Count"),
-            "Failed": (max(outcome.failed, 1) if failed else 0, "Count"),
+            "Failed": (failed, "Count"),
             "Retried": (outcome.retried, "Count"),
             "ConflictsLost": (lost, "Count"),
-            "ConflictsWon": (len(outcome.conflicts) - lost, "Count"),
+            "ConflictsWon": (won, "Count"),
         }
         if region == source:
             values["LostLocally"] = (len(result.lost_locally), "Count")

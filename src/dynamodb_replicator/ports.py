@@ -6,7 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from dynamodb_replicator.conflict_events import Conflict
+from dynamodb_replicator.conflict_events import Conflict, ConflictOutcome
 from dynamodb_replicator.errors import ReplicatorError
 from dynamodb_replicator.model import ItemKey, Tombstone
 from dynamodb_replicator.plan import WriteOp
@@ -32,6 +32,11 @@ class TargetResult:
     failed: int = 0
     retried: int = 0
     conflicts: tuple[Conflict, ...] = ()
+
+    def lost_and_won(self) -> tuple[int, int]:
+        """How many of ``conflicts`` lost, and how many won over a concurrent version."""
+        lost = sum(c.outcome is ConflictOutcome.LOST for c in self.conflicts)
+        return lost, len(self.conflicts) - lost
 
 
 class TargetWriter(Protocol):

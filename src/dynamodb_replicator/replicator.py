@@ -62,6 +62,14 @@ class BatchResult:
             found.extend(result.conflicts)
         return found
 
+    def failed_count(self, region: str) -> int:
+        """Operations for ``region`` that gave up (at least 1 when the batch failed there,
+        also when the failure was a record that could not be decoded)."""
+        if self.failed_sequence(region) is None:
+            return 0
+        outcome = self.targets.get(region)
+        return max(1, outcome.failed if outcome else 0)
+
     def failed_sequence(self, region: str | None = None) -> str | None:
         """Lowest failed SequenceNumber for ``region`` (None: over all regions)."""
         regions = self.targets.values() if region is None else [self.targets[region]]

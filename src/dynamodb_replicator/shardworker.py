@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 from dynamodb_replicator.aws.state import END, ShardRef
 from dynamodb_replicator.aws.streams import ExpiredIteratorError, Page, TrimmedDataError
-from dynamodb_replicator.conflict_events import ConflictOutcome
 from dynamodb_replicator.errors import ReplicatorError
 from dynamodb_replicator.lag import batch_ages
 from dynamodb_replicator.model import SystemAttributes
@@ -263,13 +262,13 @@ class ShardWorker:
             _bump(stats.applied, target, outcome.applied)
             _bump(stats.stale, target, outcome.stale)
             _bump(stats.retried, target, outcome.retried)
-            for conflict in outcome.conflicts:
-                _bump(
-                    stats.won if conflict.outcome is ConflictOutcome.WON else stats.lost, target, 1
-                )
-        if result.failed_sequence(target) is None:
+            lost, won = outcome.lost_and_won()
+            _bump(stats.lost, target, lost)
+            _bump(stats.won, target, won)
+        failed = result.failed_count(target)
+        if not failed:
             return
-        _bump(stats.failed, target, max(1, outcome.failed if outcome else 0))
+        _bump(stats.failed, target, failed)
         error = (outcome.error if outcome else None) or (
             result.record_failures[0].error if result.record_failures else None
         )
