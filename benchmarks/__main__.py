@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import bench_backfill, bench_runner
+from benchmarks.common import RESULTS, report
 from benchmarks.plots import plot_drain, plot_lag
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def machine() -> str:
@@ -46,11 +45,7 @@ def main() -> None:
         RESULTS / "drain.png",
     )
     result: dict[str, Any] = {"machine": machine(), **runner, **backfill}
-    (RESULTS / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'metric':36} value")
-    for key, value in result.items():
-        print(f"{key:36} {value}")
-    print(json.dumps(result))
+    report(result, "bench.json")
 
 
 if __name__ == "__main__":

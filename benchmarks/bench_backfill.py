@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -21,10 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import client, create_table, fresh_server
+from benchmarks.common import client, create_table, fresh_server, report
 from dynamodb_replicator.aws.scan import parallel_scan
 
-RESULTS = Path(__file__).parent / "results"
 ITEMS = int(os.environ.get("BENCH_ITEMS", "50000"))
 DIFF_ITEMS = int(os.environ.get("BENCH_DIFF_ITEMS", "200000"))
 SOURCE, OTHER, NEW = "us-east-1", "eu-west-1", "us-west-2"
@@ -155,12 +153,7 @@ def measure() -> dict[str, Any]:
 
 
 def main() -> None:
-    result = measure()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "backfill.json").write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in result.items():
-        print(f"{key:32} {value}")
-    print(json.dumps(result))
+    report(measure(), "backfill.json")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ reported as a ratio to the raw conditional-PutItem ceiling of the same server an
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import statistics
@@ -30,6 +29,7 @@ from benchmarks.common import (
     fresh_server,
     insert_transaction_ceiling,
     item,
+    report,
     timed_parallel,
     write_config,
 )
@@ -41,7 +41,6 @@ from dynamodb_replicator.plan import PutVersion, WriteOp
 from dynamodb_replicator.ports import TargetResult, TargetWriter
 from dynamodb_replicator.runner import Runner
 
-RESULTS = Path(__file__).parent / "results"
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "20000"))
 SMALL_BACKLOG = BACKLOG // 4  # a second drain: peak memory must not grow with the backlog
 NAIVE_BACKLOG = int(os.environ.get("BENCH_NAIVE_BACKLOG", "2000"))  # its rate is steady
@@ -262,12 +261,7 @@ def measure() -> dict[str, Any]:
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     result = measure()
-    shown = {k: v for k, v in result.items() if not k.startswith("_")}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "runner.json").write_text(json.dumps(shown, indent=2) + "\n")
-    for key, value in shown.items():
-        print(f"{key:32} {value}")
-    print(json.dumps(shown))
+    report({k: v for k, v in result.items() if not k.startswith("_")}, "runner.json")
 
 
 if __name__ == "__main__":

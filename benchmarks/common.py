@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.local import DynamoDBLocal, free_port
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+RESULTS = Path(__file__).parent / "results"
 PAYLOAD = "x" * 120  # ~170-byte items, as in DESIGN.md's measurements
 
 
@@ -167,3 +169,13 @@ class RunnerProcess:
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)
+
+
+def report(result: dict[str, Any], name: str) -> None:
+    """Save ``result`` as results/NAME, print it as a table, then as one JSON line (last)."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'metric':36} value")
+    for key, value in result.items():
+        print(f"{key:36} {value}")
+    print(json.dumps(result))

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_runner import fill_backlog
-from benchmarks.common import REGIONS, RunnerProcess, fresh_server, write_config
+from benchmarks.common import REGIONS, RESULTS, RunnerProcess, fresh_server, write_config
 
-RESULTS = Path(__file__).parent / "results"
 BACKLOG = int(os.environ.get("BENCH_PROFILE_BACKLOG", "8000"))
 SECONDS = 15
 
