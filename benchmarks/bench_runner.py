@@ -33,13 +33,14 @@ from benchmarks.common import (
     timed_parallel,
     write_config,
 )
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.config import RunnerConfig
-from dynamodb_replicator.plan import PutVersion, WriteOp
-from dynamodb_replicator.ports import TargetResult, TargetWriter
-from dynamodb_replicator.runner import Runner
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.plan import PutVersion, WriteOp
+from dynamodb_replicator.core.ports import TargetResult, TargetWriter
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.runner import Runner
 
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "20000"))
 SMALL_BACKLOG = BACKLOG // 4  # a second drain: peak memory must not grow with the backlog

@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.local import DynamoDBLocal, free_port
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 RESULTS = Path(__file__).parent / "results"

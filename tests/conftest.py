@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import RunnerProcess
 
 # DynamoDB Local accepts any credentials made of letters and digits.

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from dynamodb_replicator.local import free_port
+from dynamodb_replicator.testing.local import free_port
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from dynamodb_replicator.local import free_port
+from dynamodb_replicator.testing.local import free_port
 
 
 class MotoServer:

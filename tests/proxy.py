@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from dynamodb_replicator.local import free_port
+from dynamodb_replicator.testing.local import free_port
 
 
 class TcpProxy:

@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.integration.test_faults import run_with_faults
 
 

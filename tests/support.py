@@ -6,12 +6,13 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dynamodb_replicator import lambda_handler
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.aws.streams import StreamClient, TrimmedDataError
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.codec import record_to_lambda_event_record
-from dynamodb_replicator.model import SystemAttributes
+from dynamodb_replicator.awslambda import handler as lambda_handler
+from dynamodb_replicator.core.codec import record_to_lambda_event_record
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.streams import TrimmedDataError
 
 FIELDS = SystemAttributes()
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")

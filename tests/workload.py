@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynamodb_replicator.conflict import LastWriterWins, stored_version
-from dynamodb_replicator.model import SystemAttributes, Version
+from dynamodb_replicator.core.model import SystemAttributes, Version
+from dynamodb_replicator.core.policy import LastWriterWins, stored_version
 
 FIELDS = SystemAttributes()
 POLICY = LastWriterWins(FIELDS)

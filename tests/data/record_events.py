@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.codec import record_to_lambda_event_record
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.codec import record_to_lambda_event_record
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal
 
 HERE = Path(__file__).parent
 REGION = "eu-west-1"

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.schema import create_like, describe_shape
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.cli.main import main
-from dynamodb_replicator.config import load_config
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.runner.config import load_config
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import FIELDS, REGIONS
 from tests.workload import Workload, wait_until_converged

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
-from dynamodb_replicator.local import DynamoDBLocal
-from dynamodb_replicator.settings import ReplicationSettings
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.settings import ReplicationSettings
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import FIELDS, REGIONS, StreamPump, comparable, create_table, scan
 
 US, EU, AP = REGIONS

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.conditions import render
-from dynamodb_replicator.conflict import ConflictPolicy, LastWriterWins, PreferredRegion
-from dynamodb_replicator.local import DynamoDBLocal
-from dynamodb_replicator.model import AttributeValue, Version
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.conditions import render
+from dynamodb_replicator.core.model import AttributeValue, RegionSpec, Version
+from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import create_table
 from tests.unit.strategies import FIELDS, regions, stored_items, versions
 

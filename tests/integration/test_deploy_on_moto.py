@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.config import parse_config
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.deploy.package import build_zip
 from dynamodb_replicator.deploy.template import TableKeys, TemplateOptions, build_template, to_yaml
+from dynamodb_replicator.runner.config import parse_config
 from tests.moto_server import MotoServer
 
 CONFIG = parse_config(

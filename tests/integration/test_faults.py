@@ -12,8 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.faults import FaultProxy
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import REGIONS, create_table

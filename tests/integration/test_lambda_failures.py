@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator import lambda_handler
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
-from dynamodb_replicator.codec import record_to_lambda_event_record
-from dynamodb_replicator.local import DynamoDBLocal, free_port
-from dynamodb_replicator.settings import ReplicationSettings
+from dynamodb_replicator.awslambda import handler as lambda_handler
+from dynamodb_replicator.core.codec import record_to_lambda_event_record
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.settings import ReplicationSettings
+from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.support import FIELDS, StreamPump, create_table, handler_env
 
 US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import FIELDS, StreamPump, create_table
 
 US, EU = "us-east-1", "eu-west-1"

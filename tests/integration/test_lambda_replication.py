@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import FIELDS, REGIONS, StreamPump, comparable, create_table, scan
 
 US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from dynamodb_replicator import lambda_handler
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.codec import record_to_lambda_event_record
-from dynamodb_replicator.local import DynamoDBLocal, free_port
-from dynamodb_replicator.logs import configure
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.awslambda import handler as lambda_handler
+from dynamodb_replicator.core.codec import record_to_lambda_event_record
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.observe.logs import configure
+from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.support import FIELDS, REGIONS, StreamPump, create_table, handler_env
 
 SECRET = "SECRET-CARD-4111111111111111"

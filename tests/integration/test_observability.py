@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.local import DynamoDBLocal, free_port
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.proxy import TcpProxy
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import FIELDS, REGIONS, create_table, scan

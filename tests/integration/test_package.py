@@ -10,9 +10,10 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.deploy.package import build_zip
-from dynamodb_replicator.local import DynamoDBLocal
+from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import REGIONS, create_table
 
 DATA = Path(__file__).parent.parent / "data"
@@ -54,7 +55,7 @@ def test_zip_runs_a_recorded_event_in_a_clean_venv(
     (tmp_path / "event.json").write_text(json.dumps(event))
     script = (
         "import json, sys\n"
-        "from dynamodb_replicator.lambda_handler import handler\n"
+        "from dynamodb_replicator.awslambda.handler import handler\n"
         "print(json.dumps(handler(json.load(open(sys.argv[1])), None)))\n"
     )
     env = {

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.cli.main import main
-from dynamodb_replicator.local import DynamoDBLocal, free_port
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.runner_process import write_config
 from tests.support import REGIONS, create_table
 

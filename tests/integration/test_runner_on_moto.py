@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
 from tests.moto_server import MotoServer
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import REGIONS, create_table

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.model import RegionSpec
 from tests.moto_server import MotoServer
 
 FUNCTION = "DynamoDbReplicatorLambda-dev"

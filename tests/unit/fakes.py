@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from dynamodb_replicator.errors import ReplicatorError
-from dynamodb_replicator.model import ItemKey, Tombstone
-from dynamodb_replicator.plan import WriteOp
-from dynamodb_replicator.ports import TargetResult
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.model import ItemKey, Tombstone
+from dynamodb_replicator.core.plan import WriteOp
+from dynamodb_replicator.core.ports import TargetResult
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from dynamodb_replicator.model import AttributeValue, SystemAttributes, Version
+from dynamodb_replicator.core.model import AttributeValue, SystemAttributes, Version
 
 FIELDS = SystemAttributes()
 REGIONS = ("ap-southeast-1", "eu-west-1", "us-east-1", "us-west-2")

@@ -9,18 +9,18 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.codec import (
+from dynamodb_replicator.core.codec import (
     attribute_from_json,
     attribute_to_json,
     decode_record,
     table_name_from_arn,
 )
-from dynamodb_replicator.errors import (
+from dynamodb_replicator.core.errors import (
     MalformedRecordError,
     MissingTimestampError,
     StreamViewTypeError,
 )
-from dynamodb_replicator.model import Operation, Version
+from dynamodb_replicator.core.model import Operation, Version
 
 from .strategies import FIELDS
 

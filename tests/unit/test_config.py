@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.config import load_config, parse_config
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.runner.config import load_config, parse_config
 
 CONTRACT = """
 tables = ["Orders"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynamodb_replicator.conditions import render
-from dynamodb_replicator.conflict import (
+from dynamodb_replicator.core.conditions import render
+from dynamodb_replicator.core.model import AttributeValue, Version
+from dynamodb_replicator.core.policy import (
     ConflictPolicy,
     LastWriterWins,
     PreferredRegion,
@@ -14,7 +15,6 @@ from dynamodb_replicator.conflict import (
     stored_version,
     would_apply,
 )
-from dynamodb_replicator.model import AttributeValue, Version
 
 from .strategies import FIELDS, REGIONS, local_item, regions, replica_item, stored_items, versions
 

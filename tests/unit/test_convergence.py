@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamodb_replicator.conflict import ConflictPolicy, LastWriterWins, PreferredRegion
-from dynamodb_replicator.model import AttributeValue, Version
+from dynamodb_replicator.core.model import AttributeValue, Version
+from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 
 from .strategies import FIELDS, REGIONS, local_item, replica_item, versions
 

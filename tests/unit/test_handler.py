@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.conflict import LastWriterWins
-from dynamodb_replicator.errors import MalformedRecordError, UnreachableError
-from dynamodb_replicator.lambda_handler import process_event
-from dynamodb_replicator.replicator import MissingTimestamp, Replicator
+from dynamodb_replicator.awslambda.handler import process_event
+from dynamodb_replicator.core.errors import MalformedRecordError, UnreachableError
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.replicator import MissingTimestamp, Replicator
 
 from .fakes import FixedTombstones, RecordingWriter
 from .strategies import FIELDS

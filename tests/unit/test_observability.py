@@ -10,19 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynamodb_replicator.aws.report_items import report_from_item, report_to_item
-from dynamodb_replicator.conflict import LastWriterWins
-from dynamodb_replicator.conflict_events import (
+from dynamodb_replicator.core.conflicts import (
     Conflict,
     ConflictOutcome,
     conflict_record,
     overwrote_concurrent,
 )
-from dynamodb_replicator.conflict_log import JsonLinesConflictLog
-from dynamodb_replicator.lag import batch_ages, timestamp_seconds
-from dynamodb_replicator.metrics import Family, Sample, emf_document, render_prometheus
-from dynamodb_replicator.model import ItemKey, Version
-from dynamodb_replicator.reports import ShardReport, TargetReport, add_counters
-from dynamodb_replicator.status import PairStatus, RegionState, render_text, summarize
+from dynamodb_replicator.core.lag import batch_ages, timestamp_seconds
+from dynamodb_replicator.core.model import ItemKey, Version
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog
+from dynamodb_replicator.observe.metrics import Family, Sample, emf_document, render_prometheus
+from dynamodb_replicator.ops.status import PairStatus, RegionState, render_text, summarize
+from dynamodb_replicator.runner.reports import ShardReport, TargetReport, add_counters
 
 from .strategies import FIELDS
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dynamodb_replicator.conflict import LastWriterWins
-from dynamodb_replicator.conflict_events import ConflictOutcome
-from dynamodb_replicator.model import Change, ItemKey, Operation, Tombstone, Version
-from dynamodb_replicator.plan import DeleteVersion, Plan, PutVersion, plan_changes
+from dynamodb_replicator.core.conflicts import ConflictOutcome
+from dynamodb_replicator.core.model import Change, ItemKey, Operation, Tombstone, Version
+from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, plan_changes
+from dynamodb_replicator.core.policy import LastWriterWins
 
 from .strategies import FIELDS
 

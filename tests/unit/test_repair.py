@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dynamodb_replicator.conflict import LastWriterWins
-from dynamodb_replicator.model import ItemKey, Tombstone, Version
-from dynamodb_replicator.plan import DeleteVersion, PutVersion
-from dynamodb_replicator.repair import resolve
+from dynamodb_replicator.core.model import ItemKey, Tombstone, Version
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS, local_item, replica_item
 

@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-from dynamodb_replicator.conflict import LastWriterWins, PreferredRegion
-from dynamodb_replicator.errors import ConfigError, TargetError, ThrottledError
-from dynamodb_replicator.replicator import MissingTimestamp
-from dynamodb_replicator.retry import Backoff, call_with_retries
-from dynamodb_replicator.settings import settings_from_env
+from dynamodb_replicator.core.errors import ConfigError, TargetError, ThrottledError
+from dynamodb_replicator.core.policy import LastWriterWins, PreferredRegion
+from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.settings import settings_from_env
 
 
 def test_retries_throttling_with_growing_capped_delays() -> None:
@@ -73,7 +73,7 @@ def test_custom_policy_by_import_path() -> None:
         {
             "AWS_REGION": "eu-west-1",
             "REPLICATOR_REGIONS": "us-east-1",
-            "REPLICATOR_POLICY": "dynamodb_replicator.conflict:LastWriterWins",
+            "REPLICATOR_POLICY": "dynamodb_replicator.core.policy:LastWriterWins",
         }
     )
     assert isinstance(settings.replication.policy, LastWriterWins)

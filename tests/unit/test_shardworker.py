@@ -9,12 +9,17 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.aws.state import END, ShardRef
-from dynamodb_replicator.aws.streams import ExpiredIteratorError, Page, TrimmedDataError
-from dynamodb_replicator.errors import UnreachableError
-from dynamodb_replicator.ports import TargetResult
-from dynamodb_replicator.replicator import BatchResult
-from dynamodb_replicator.shardworker import ShardWorker
+from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import (
+    END,
+    ExpiredIteratorError,
+    Page,
+    ShardRef,
+    TrimmedDataError,
+)
+from dynamodb_replicator.runner.shardworker import ShardWorker
 
 ARN = "arn:aws:dynamodb:eu-west-1:1:table/Orders/stream/label"
 TARGETS = ["eu-west-1", "us-east-1", "ap-southeast-1"]

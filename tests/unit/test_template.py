@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.config import parse_config
 from dynamodb_replicator.deploy.template import (
     TableKeys,
     TemplateOptions,
     build_template,
     to_yaml,
 )
+from dynamodb_replicator.runner.config import parse_config
 
 CONFIG = parse_config(
     {

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from dynamodb_replicator.aws.errors import call_translated
-from dynamodb_replicator.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.retry import Backoff, call_with_retries
 
 __all__ = ["batch_get", "write_batch"]
 

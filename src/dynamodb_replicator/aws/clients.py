@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -11,15 +10,9 @@ import botocore.loaders
 import botocore.session
 from botocore.config import Config
 
-__all__ = ["RegionSpec", "make_client"]
+from dynamodb_replicator.core.model import RegionSpec
 
-
-@dataclass(frozen=True, slots=True)
-class RegionSpec:
-    """A region name and, for DynamoDB Local or a proxy, the endpoint to use instead of AWS."""
-
-    name: str
-    endpoint_url: str | None = None
+__all__ = ["make_client"]
 
 
 @functools.cache

@@ -15,7 +15,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from dynamodb_replicator.errors import (
+from dynamodb_replicator.core.errors import (
     ConfigError,
     ReplicatorError,
     ServerError,

@@ -6,12 +6,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tombstones import DynamoTombstoneReader
 from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
-from dynamodb_replicator.ports import ConflictLog
-from dynamodb_replicator.replicator import Replicator
-from dynamodb_replicator.settings import ReplicationSettings
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.ports import ConflictLog
+from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.settings import ReplicationSettings
 
 __all__ = ["SystemClock", "build_replicator"]
 

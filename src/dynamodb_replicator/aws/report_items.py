@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dynamodb_replicator.reports import ShardReport, TargetReport
+from dynamodb_replicator.runner.reports import ShardReport, TargetReport
 
 __all__ = ["PREFIX", "report_from_item", "report_to_item"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import translate
-from dynamodb_replicator.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.retry import Backoff, call_with_retries
 
 __all__ = ["RateLimiter", "parallel_scan"]
 

@@ -9,7 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
 from dynamodb_replicator.aws.tables import describe_table, enable_ttl, wait_until_exists
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.core.errors import ConfigError
 
 __all__ = ["TableShape", "create_like", "describe_shape"]
 

@@ -13,33 +13,18 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from dynamodb_replicator.aws.errors import call_translated, error_code, translate
 from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
-from dynamodb_replicator.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.streams import ShardRef
 
-__all__ = ["END", "DynamoStateStore", "ShardRef", "ensure_state_table"]
+__all__ = ["DynamoStateStore", "ensure_state_table"]
 
-END = "END"
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class ShardRef:
-    table: str
-    stream_arn: str
-    shard_id: str
-
-    @property
-    def stream_label(self) -> str:
-        return self.stream_arn.rsplit("/", 1)[-1]
-
-    def __str__(self) -> str:
-        return f"{self.table}/{self.stream_label}/{self.shard_id}"
 
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:

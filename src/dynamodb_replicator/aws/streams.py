@@ -7,50 +7,15 @@ and trimmed data (the records are gone: start at TRIM_HORIZON).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
-from dynamodb_replicator.errors import ConfigError, ReplicatorError
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.streams import ExpiredIteratorError, Page, Shard, TrimmedDataError
 
-__all__ = [
-    "ExpiredIteratorError",
-    "Page",
-    "Shard",
-    "StreamClient",
-    "TrimmedDataError",
-]
-
-
-class ExpiredIteratorError(ReplicatorError):
-    """The shard iterator is older than 15 minutes; take a new one."""
-
-    retryable = True
-
-
-class TrimmedDataError(ReplicatorError):
-    """The requested position is older than the stream's retention."""
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    shard_id: str
-    parent_id: str | None
-    starting_sequence: str
-    ending_sequence: str | None  # set once the shard is closed
-
-    @property
-    def closed(self) -> bool:
-        return self.ending_sequence is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    records: Sequence[dict[str, Any]]
-    next_iterator: str | None  # None: the shard is closed and fully read
+__all__ = ["StreamClient"]
 
 
 class StreamClient:

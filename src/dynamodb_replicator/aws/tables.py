@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.core.errors import ConfigError
 
 __all__ = ["describe_table", "enable_ttl", "require_table", "wait_until_exists"]
 

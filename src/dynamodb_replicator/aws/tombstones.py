@@ -21,8 +21,8 @@ from dynamodb_replicator.aws.tables import (
     require_table,
     wait_until_exists,
 )
-from dynamodb_replicator.model import ItemKey, SystemAttributes, Tombstone, Version
-from dynamodb_replicator.retry import Backoff
+from dynamodb_replicator.core.model import ItemKey, SystemAttributes, Tombstone, Version
+from dynamodb_replicator.core.retry import Backoff
 
 __all__ = [
     "DEFAULT_SUFFIX",

@@ -29,14 +29,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dynamodb_replicator.aws.errors import error_code, translate
 from dynamodb_replicator.aws.tombstones import DEFAULT_SUFFIX, tombstone_table
-from dynamodb_replicator.conditions import Exists, Path, all_of, negate, render
-from dynamodb_replicator.conflict import ConflictPolicy, stored_version
-from dynamodb_replicator.conflict_events import Conflict, ConflictOutcome, overwrote_concurrent
-from dynamodb_replicator.errors import ReplicatorError, ServerError, ThrottledError
-from dynamodb_replicator.model import SystemAttributes
-from dynamodb_replicator.plan import DeleteVersion, PutVersion, WriteOp
-from dynamodb_replicator.ports import Clock, TargetResult
-from dynamodb_replicator.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.conditions import Exists, Path, all_of, negate, render
+from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
+from dynamodb_replicator.core.errors import ReplicatorError, ServerError, ThrottledError
+from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
+from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.ports import Clock, TargetResult
+from dynamodb_replicator.core.retry import Backoff, call_with_retries
 
 __all__ = ["DynamoWriter", "Outcome", "WriterOptions", "Written"]
 

@@ -19,15 +19,21 @@ from rich.progress import (
 )
 
 from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import SystemClock
 from dynamodb_replicator.aws.schema import create_like, describe_shape
 from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
-from dynamodb_replicator.backfill import Backfiller, append_region, check_new_region, seed_positions
 from dynamodb_replicator.cli.diff import print_report
-from dynamodb_replicator.config import RunnerConfig, load_config
-from dynamodb_replicator.diff import canonical_key, digest, key_from_canonical, scan_and_compare
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.ops.backfill import (
+    Backfiller,
+    append_region,
+    check_new_region,
+    seed_positions,
+)
+from dynamodb_replicator.ops.diff import canonical_key, digest, key_from_canonical, scan_and_compare
+from dynamodb_replicator.runner.config import RunnerConfig, load_config
 
 __all__ = ["register"]
 

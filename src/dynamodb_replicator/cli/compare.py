@@ -6,11 +6,12 @@ import argparse
 from dataclasses import dataclass
 from typing import Any
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tables import require_table
-from dynamodb_replicator.config import RunnerConfig, load_config
-from dynamodb_replicator.errors import ConfigError
-from dynamodb_replicator.preflight import key_schema
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.runner.config import RunnerConfig, load_config
+from dynamodb_replicator.runner.preflight import key_schema
 
 __all__ = ["Selection", "add_options", "select"]
 

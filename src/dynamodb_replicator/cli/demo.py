@@ -20,14 +20,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.config import RunnerConfig
-from dynamodb_replicator.conflict import stored_version
-from dynamodb_replicator.local import DynamoDBLocal
-from dynamodb_replicator.logs import configure
-from dynamodb_replicator.model import SystemAttributes
-from dynamodb_replicator.runner import Runner
-from dynamodb_replicator.settings import ConflictLogSettings, ReplicationSettings
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.policy import stored_version
+from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings
+from dynamodb_replicator.observe.logs import configure
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.local import DynamoDBLocal
 
 __all__ = ["register"]
 

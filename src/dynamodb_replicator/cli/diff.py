@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from dynamodb_replicator.cli.compare import add_options, select
-from dynamodb_replicator.diff import DiffReport, scan_and_compare
+from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
 
 __all__ = ["print_report", "register"]
 

@@ -18,7 +18,7 @@ from dynamodb_replicator.cli import (
     subscribe,
     template,
 )
-from dynamodb_replicator.errors import ReplicatorError
+from dynamodb_replicator.core.errors import ReplicatorError
 
 __all__ = ["main"]
 

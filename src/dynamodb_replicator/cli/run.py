@@ -9,10 +9,10 @@ import threading
 from types import FrameType
 from typing import Any
 
-from dynamodb_replicator.config import load_config
-from dynamodb_replicator.logs import configure
-from dynamodb_replicator.metrics_server import MetricsServer
-from dynamodb_replicator.runner import Runner
+from dynamodb_replicator.observe.logs import configure
+from dynamodb_replicator.runner.config import load_config
+from dynamodb_replicator.runner.metrics_server import MetricsServer
+from dynamodb_replicator.runner.runner import Runner
 
 __all__ = ["register"]
 

@@ -11,13 +11,14 @@ from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
+from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
 from dynamodb_replicator.aws.state import DynamoStateStore
-from dynamodb_replicator.config import load_config
-from dynamodb_replicator.errors import ReplicatorError
-from dynamodb_replicator.retry import Backoff
-from dynamodb_replicator.status import Lease, RegionState, render_text, summarize, to_json
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.ops.status import Lease, RegionState, render_text, summarize, to_json
+from dynamodb_replicator.runner.config import load_config
 
 __all__ = ["read_region", "register"]
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dynamodb_replicator.aws.clients import RegionSpec, make_client
-from dynamodb_replicator.subscribe import MappingSettings, failed, subscribe
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.deploy.subscribe import MappingSettings, failed, subscribe
 
 __all__ = ["register"]
 

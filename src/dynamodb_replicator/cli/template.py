@@ -8,14 +8,14 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tables import require_table
-from dynamodb_replicator.config import load_config
 from dynamodb_replicator.deploy.template import (
     TableKeys,
     TemplateOptions,
     build_template,
     to_yaml,
 )
-from dynamodb_replicator.preflight import key_schema
+from dynamodb_replicator.runner.config import load_config
+from dynamodb_replicator.runner.preflight import key_schema
 
 __all__ = ["register"]
 

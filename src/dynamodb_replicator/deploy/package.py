@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import dynamodb_replicator
-from dynamodb_replicator.errors import ConfigError
+from dynamodb_replicator.core.errors import ConfigError
 
 __all__ = ["build_zip"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from dynamodb_replicator.config import RunnerConfig
+from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = ["TableKeys", "TemplateOptions", "build_template", "to_yaml"]
 

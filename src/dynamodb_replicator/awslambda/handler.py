@@ -1,0 +1,111 @@
+"""AWS Lambda entry point: ``dynamodb_replicator.lambda_handler.handler``.
+
+Three parts, as in Powertools' batch utility: the records are decoded and applied by
+``Replicator.process`` (the record handler and batch processor, shared with the runner);
+``partial_failure_response`` turns its result into Lambda's ``batchItemFailures`` (only
+the lowest failed SequenceNumber: Lambda resumes the shard from there); ``handler`` wires
+both to the environment.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TextIO
+
+from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.awslambda.emf import batch_emf
+from dynamodb_replicator.core.codec import sequence_number_of, table_name_from_arn
+from dynamodb_replicator.core.errors import MalformedRecordError
+from dynamodb_replicator.core.lag import batch_ages
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.replicator import BatchResult, Replicator
+from dynamodb_replicator.core.settings import settings_from_env
+from dynamodb_replicator.observe.conflict_log import open_conflict_log
+from dynamodb_replicator.observe.logs import configure
+
+__all__ = ["handler", "partial_failure_response", "process_event"]
+
+log = logging.getLogger(__name__)
+
+
+def partial_failure_response(result: BatchResult) -> dict[str, list[dict[str, str]]]:
+    lowest = result.failed_sequence()
+    return {"batchItemFailures": [] if lowest is None else [{"itemIdentifier": lowest}]}
+
+
+def process_event(
+    event: Any,
+    replicator: Replicator,
+    *,
+    metrics_namespace: str | None = None,
+    clock: Callable[[], float] = time.time,
+    out: TextIO | None = None,
+) -> dict[str, list[dict[str, str]]]:
+    """Replicate one DynamoDB Streams event; raise only when no record can be named.
+
+    With ``metrics_namespace``, print the batch's metrics as EMF lines to ``out`` (default
+    standard output: the function's log stream, where CloudWatch picks them up).
+    """
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    if not isinstance(records, list):
+        raise MalformedRecordError("event has no Records list: not a DynamoDB Streams event")
+    for record in records:
+        sequence_number_of(record)  # a record we cannot name fails the whole batch
+    if not records:
+        return {"batchItemFailures": []}
+    arns = {record.get("eventSourceARN", "") for record in records}
+    if len(arns) != 1:
+        raise MalformedRecordError(f"a batch must come from one stream, got {sorted(arns)}")
+    table = table_name_from_arn(arns.pop())
+    result = replicator.process(table, records, from_json=True)
+    if metrics_namespace is not None:
+        now = clock()
+        ages = batch_ages(records, now, replicator.fields)
+        lines = batch_emf(metrics_namespace, table, replicator.source, result, ages=ages, now=now)
+        stream = out or sys.stdout
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+    log.info(
+        "batch replicated",
+        extra={
+            "table": table,
+            "records": result.records,
+            "echoes": result.echoes,
+            "skipped": result.skipped,
+            "record_failures": len(result.record_failures),
+            "targets": {
+                r.region: {"applied": r.applied, "stale": r.stale, "failed": r.failed_sequence}
+                for r in result.targets.values()
+            },
+        },
+    )
+    return partial_failure_response(result)
+
+
+@functools.lru_cache(maxsize=4)
+def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, str | None]:
+    settings = settings_from_env(dict(environment))
+    specs = [RegionSpec(name, settings.endpoints.get(name)) for name in settings.regions]
+    conflicts = open_conflict_log(settings.replication.conflict_log)
+    replicator = build_replicator(specs[0], specs, settings.replication, conflict_log=conflicts)
+    return replicator, settings.metrics_namespace
+
+
+@functools.cache
+def _configure_logging(level: str) -> None:
+    configure(level, json_format=True)
+
+
+def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
+    """Lambda handler; clients are built once per configuration and reused across calls."""
+    _configure_logging(os.environ.get("REPLICATOR_LOG_LEVEL", "INFO"))
+    environment = tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
+    )
+    replicator, namespace = _replicator(environment)
+    return process_event(event, replicator, metrics_namespace=namespace)

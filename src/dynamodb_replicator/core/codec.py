@@ -1,0 +1,205 @@
+"""Stream records <-> Changes. Pure: no network, no clock.
+
+Two input shapes are accepted: the boto3 ``GetRecords`` form (Binary as bytes) and the
+Lambda event form (JSON, Binary as base64 text). Both become the same raw AttributeValue
+maps; Numbers stay strings throughout.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from dynamodb_replicator.core.errors import (
+    MalformedRecordError,
+    MissingTimestampError,
+    StreamViewTypeError,
+)
+from dynamodb_replicator.core.model import (
+    AttributeValue,
+    Change,
+    Item,
+    ItemKey,
+    Operation,
+    SystemAttributes,
+    Version,
+)
+from dynamodb_replicator.core.policy import is_replica_write, stored_version
+
+__all__ = [
+    "attribute_from_json",
+    "attribute_to_json",
+    "decode_record",
+    "record_to_lambda_event_record",
+    "sequence_number_of",
+    "table_name_from_arn",
+]
+
+_OPERATIONS = {"INSERT": Operation.PUT, "MODIFY": Operation.PUT, "REMOVE": Operation.DELETE}
+_TYPES = {"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"}
+
+
+def _typeless_map(value: Any) -> bool:
+    # DynamoDB Local's streams write an empty map as {} (its GetItem says {"M": {}}). No
+    # other AttributeValue can come out empty, so {} can only be an empty map.
+    return isinstance(value, Mapping) and not value
+
+
+def _repaired(value: AttributeValue) -> AttributeValue:
+    """A boto3-form AttributeValue with any typeless empty map restored, at any depth."""
+    if _typeless_map(value):
+        return {"M": {}}
+    ((kind, raw),) = value.items()
+    if kind == "M":
+        return {"M": {k: _repaired(v) for k, v in raw.items()}}
+    if kind == "L":
+        return {"L": [_repaired(v) for v in raw]}
+    return value
+
+
+def attribute_from_json(value: Any) -> AttributeValue:
+    """Lambda/JSON AttributeValue -> boto3 form (base64 Binary decoded to bytes)."""
+    if _typeless_map(value):
+        return {"M": {}}
+    if not isinstance(value, Mapping) or len(value) != 1:
+        raise MalformedRecordError(f"not an AttributeValue: {type(value).__name__}")
+    ((kind, raw),) = value.items()
+    if kind not in _TYPES:
+        raise MalformedRecordError(f"unknown AttributeValue type {kind!r}")
+    try:
+        if kind == "B":
+            return {"B": base64.b64decode(raw, validate=True)}
+        if kind == "BS":
+            return {"BS": [base64.b64decode(v, validate=True) for v in raw]}
+    except (binascii.Error, TypeError) as exc:
+        raise MalformedRecordError(f"bad base64 in a {kind} attribute") from exc
+    if kind == "M":
+        return {"M": {k: attribute_from_json(v) for k, v in raw.items()}}
+    if kind == "L":
+        return {"L": [attribute_from_json(v) for v in raw]}
+    return {kind: raw}
+
+
+def attribute_to_json(value: AttributeValue) -> Any:
+    """boto3 AttributeValue -> Lambda/JSON form (bytes as base64 text)."""
+    if _typeless_map(value):
+        return {"M": {}}
+    ((kind, raw),) = value.items()
+    if kind == "B":
+        return {"B": base64.b64encode(raw).decode("ascii")}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(v).decode("ascii") for v in raw]}
+    if kind == "M":
+        return {"M": {k: attribute_to_json(v) for k, v in raw.items()}}
+    if kind == "L":
+        return {"L": [attribute_to_json(v) for v in raw]}
+    return {kind: raw}
+
+
+def _image(raw: Any, *, from_json: bool, what: str) -> Item | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise MalformedRecordError(f"{what} is not a map")
+    if from_json:
+        return {name: attribute_from_json(v) for name, v in raw.items()}
+    return {name: _repaired(v) for name, v in raw.items()}
+
+
+def sequence_number_of(record: Any) -> str:
+    """The record's SequenceNumber; without it a record cannot even be reported as failed."""
+    if isinstance(record, Mapping):
+        body = record.get("dynamodb")
+        if isinstance(body, Mapping):
+            sequence = body.get("SequenceNumber")
+            if isinstance(sequence, str) and sequence.isdigit():
+                return sequence
+    raise MalformedRecordError("record has no dynamodb.SequenceNumber")
+
+
+def table_name_from_arn(arn: str) -> str:
+    """``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`` -> ``NAME``."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or not parts[5].startswith("table/"):
+        raise MalformedRecordError(f"not a DynamoDB table or stream ARN: {arn!r}")
+    return parts[5].split("/")[1]
+
+
+def _version(image: Item, key: ItemKey, region: str, fields: SystemAttributes) -> Version:
+    version = stored_version(image, region, fields)
+    if version is None:
+        raise MissingTimestampError(
+            f"item of key {key} has no usable Number attribute {fields.timestamp}"
+        )
+    return version
+
+
+def decode_record(
+    record: Mapping[str, Any],
+    *,
+    source_region: str,
+    fields: SystemAttributes,
+    from_json: bool,
+) -> Change:
+    """Decode one stream record of ``source_region``'s table into a Change.
+
+    Raises a RecordError subclass when the record cannot be replicated as it is.
+    """
+    sequence = sequence_number_of(record)
+    name = record.get("eventName")
+    if name not in _OPERATIONS:
+        raise MalformedRecordError(f"record {sequence}: unknown eventName {name!r}")
+    body = record["dynamodb"]
+    view = body.get("StreamViewType", "NEW_AND_OLD_IMAGES")
+    if view != "NEW_AND_OLD_IMAGES":
+        raise StreamViewTypeError(
+            f"record {sequence}: stream view type is {view}; replication needs "
+            "NEW_AND_OLD_IMAGES (update the table's StreamSpecification)"
+        )
+    keys = _image(body.get("Keys"), from_json=from_json, what="Keys")
+    if not keys:
+        raise MalformedRecordError(f"record {sequence}: no Keys")
+    key = ItemKey.from_attributes(keys)
+    new = _image(body.get("NewImage"), from_json=from_json, what="NewImage")
+    old = _image(body.get("OldImage"), from_json=from_json, what="OldImage")
+    operation = _OPERATIONS[name]
+    needed = {"INSERT": (new,), "MODIFY": (new, old), "REMOVE": (old,)}[name]
+    if any(image is None for image in needed):
+        raise StreamViewTypeError(
+            f"record {sequence}: {name} without the images it needs; the stream must be "
+            "NEW_AND_OLD_IMAGES"
+        )
+    if operation is Operation.DELETE:
+        assert old is not None
+        deleted = _version(old, key, source_region, fields)
+        return Change(operation, key, sequence, deleted, old_image=old)
+    assert new is not None
+    return Change(
+        operation,
+        key,
+        sequence,
+        _version(new, key, source_region, fields),
+        image=new,
+        old_image=old,
+        old_version=stored_version(old, source_region, fields),
+        echo=is_replica_write(new, fields),
+    )
+
+
+def record_to_lambda_event_record(
+    record: Mapping[str, Any], *, event_source_arn: str, aws_region: str
+) -> dict[str, Any]:
+    """A GetRecords record in the shape Lambda delivers it (for tests, demo, replay tools)."""
+    body = dict(record["dynamodb"])
+    created = body.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        body["ApproximateCreationDateTime"] = created.timestamp()
+    for image in ("Keys", "NewImage", "OldImage"):
+        if image in body:
+            body[image] = {k: attribute_to_json(v) for k, v in body[image].items()}
+    event = {k: v for k, v in record.items() if k != "dynamodb"}
+    event.update(dynamodb=body, eventSourceARN=event_source_arn, awsRegion=aws_region)
+    return event

@@ -1,0 +1,170 @@
+"""Changes of one source region -> write operations per region. Pure.
+
+For each change of source region S:
+
+* a replica write seen again in S's stream (an echo) is dropped;
+* an application write that is older than the version it replaced (clock skew) loses:
+  the replaced version is restored in S and sent everywhere;
+* an application insert that is older than a delete S remembers loses: it is deleted in S;
+* any other write is sent to every other region;
+* a delete is sent to every region, S included, so S remembers it as well (a late, older
+  version arriving in S must not resurrect the item); a delete that S only saw because
+  the replicator applied another region's delete is an echo and is dropped.
+
+Operations keep the changes' order, so per-key order survives into every target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome
+from dynamodb_replicator.core.model import (
+    Change,
+    Item,
+    ItemKey,
+    Operation,
+    SystemAttributes,
+    Tombstone,
+    Version,
+)
+from dynamodb_replicator.core.policy import ConflictPolicy, newer, would_apply
+
+__all__ = ["DeleteVersion", "Plan", "PutVersion", "WriteOp", "plan_changes", "user_image"]
+
+
+@dataclass(frozen=True, slots=True)
+class PutVersion:
+    """Write ``image`` as version ``version`` where the stored item is older."""
+
+    key: ItemKey
+    version: Version
+    image: Item
+    sequence_number: str
+    # The source inserted the item: targets most likely lack it too, so the writer starts
+    # with the tombstone-checked write instead of a conditional put that would fail.
+    likely_new: bool = False
+    # The version the change replaced in its source (None: an insert); a region holding a
+    # newer one than this held a concurrent write (see conflict_events).
+    replaces: Version | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteVersion:
+    """Remember a delete of ``version`` and remove the item where it is not newer."""
+
+    key: ItemKey
+    version: Version
+    deleted_in: str
+    sequence_number: str
+
+
+WriteOp = PutVersion | DeleteVersion
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Operations for each region, in stream order, the changes dropped as echoes, and the
+    source's own writes that lost (they are undone in the source)."""
+
+    writes: Mapping[str, Sequence[WriteOp]]
+    echoes: int = 0
+    lost_locally: tuple[Conflict, ...] = field(default=())
+
+
+def user_image(image: Item, fields: SystemAttributes) -> dict[str, dict[str, object]]:
+    """The item without the replicator's own attributes (the writer adds fresh ones)."""
+    added = fields.added()
+    return {name: value for name, value in image.items() if name not in added}
+
+
+def _lost_locally(change: Change, source: str, winner: Version, image: Item | None) -> Conflict:
+    assert change.version is not None
+    return Conflict(
+        ConflictOutcome.LOST,
+        change.key,
+        source,
+        "put",
+        change.version,
+        winner,
+        change.sequence_number,
+        other_deleted=image is None,
+        change_item=change.image,
+        other_item=image,
+    )
+
+
+def plan_changes(
+    changes: Iterable[Change],
+    *,
+    source: str,
+    regions: Sequence[str],
+    policy: ConflictPolicy,
+    fields: SystemAttributes,
+    tombstones: Mapping[ItemKey, Tombstone],
+) -> Plan:
+    """Plan the writes for ``changes`` of region ``source`` into ``regions``.
+
+    ``regions`` normally includes ``source`` (it repairs itself); a caller that handles only
+    some targets passes just those.
+    """
+    writes: dict[str, list[WriteOp]] = {region: [] for region in regions}
+    targets = [region for region in regions if region != source]
+    echoes = 0
+    lost: list[Conflict] = []
+    for change in changes:
+        assert change.version is not None, "decoded changes always carry a version"
+        if change.operation is Operation.DELETE:
+            tomb = tombstones.get(change.key)
+            if (
+                tomb
+                and tomb.deleted_in != source
+                and not newer(policy, change.version, tomb.version)
+            ):
+                echoes += 1
+                continue
+            op: WriteOp = DeleteVersion(change.key, change.version, source, change.sequence_number)
+            for region in regions:
+                writes[region].append(op)
+            continue
+        if change.echo:
+            echoes += 1
+            continue
+        if newer(policy, change.old_version, change.version):
+            assert change.old_image is not None and change.old_version is not None
+            lost.append(_lost_locally(change, source, change.old_version, change.old_image))
+            restore = PutVersion(
+                change.key,
+                change.old_version,
+                user_image(change.old_image, fields),
+                change.sequence_number,
+                replaces=change.version,
+            )
+            for region in regions:
+                writes[region].append(restore)
+            continue
+        tomb = tombstones.get(change.key)
+        if (
+            change.old_image is None
+            and tomb is not None
+            and not would_apply(policy, change.version, tomb.version, strict=True)
+        ):
+            lost.append(_lost_locally(change, source, tomb.version, None))
+            if source in writes:
+                writes[source].append(
+                    DeleteVersion(change.key, tomb.version, tomb.deleted_in, change.sequence_number)
+                )
+            continue
+        assert change.image is not None
+        put = PutVersion(
+            change.key,
+            change.version,
+            user_image(change.image, fields),
+            change.sequence_number,
+            likely_new=change.old_image is None,
+            replaces=change.old_version,
+        )
+        for region in targets:
+            writes[region].append(put)
+    return Plan(writes, echoes, tuple(lost))

@@ -1,0 +1,68 @@
+"""The replicator's ports: the small interfaces the pure core and the batch processor use."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.model import ItemKey, Tombstone
+from dynamodb_replicator.core.plan import WriteOp
+
+__all__ = ["Clock", "ConflictLog", "TargetResult", "TargetWriter", "TombstoneReader"]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetResult:
+    """What one region did with its operations of a batch.
+
+    ``failed_sequence`` is the lowest SequenceNumber whose write did not succeed (None when
+    every operation was applied or rejected as stale); ``error`` says why. ``failed`` counts
+    the operations that gave up after their retries (``retried`` counts the retries);
+    ``conflicts`` lists the stale changes and those that overwrote a concurrent version.
+    """
+
+    region: str
+    applied: int = 0
+    stale: int = 0
+    failed_sequence: str | None = None
+    error: ReplicatorError | None = None
+    failed: int = 0
+    retried: int = 0
+    conflicts: tuple[Conflict, ...] = ()
+
+    def lost_and_won(self) -> tuple[int, int]:
+        """How many of ``conflicts`` lost, and how many won over a concurrent version."""
+        lost = sum(c.outcome is ConflictOutcome.LOST for c in self.conflicts)
+        return lost, len(self.conflicts) - lost
+
+
+class TargetWriter(Protocol):
+    """Applies planned operations to one region, per-key in order, keys in parallel."""
+
+    @property
+    def region(self) -> str: ...
+
+    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult: ...
+
+    def close(self) -> None: ...
+
+
+class TombstoneReader(Protocol):
+    """Reads the deletes a region remembers, for the given keys."""
+
+    def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class ConflictLog(Protocol):
+    """Receives the conflicts of each batch of ``source``'s stream for ``table``."""
+
+    def record(self, table: str, source: str, conflicts: Sequence[Conflict]) -> None: ...

@@ -1,0 +1,193 @@
+"""Apply one batch of stream records of a source region to every region.
+
+The Lambda handler and the standalone runner both call ``Replicator.process``; the result
+says, per region, how far the batch got, so the caller can resume from the lowest failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from dynamodb_replicator.core.codec import decode_record, sequence_number_of
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, ReplicatorError
+from dynamodb_replicator.core.model import Change, Operation, SystemAttributes
+from dynamodb_replicator.core.plan import plan_changes
+from dynamodb_replicator.core.policy import ConflictPolicy
+from dynamodb_replicator.core.ports import ConflictLog, TargetResult, TargetWriter, TombstoneReader
+
+__all__ = ["BatchResult", "MissingTimestamp", "RecordFailure", "Replicator"]
+
+log = logging.getLogger(__name__)
+
+
+class MissingTimestamp(Enum):
+    """What to do with a record whose item has no usable ``__timestamp``."""
+
+    FAIL = "fail"  # report the record as failed: Lambda/the runner retry it, nothing moves on
+    SKIP = "skip"  # log an error with the key, count it as skipped, move on
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFailure:
+    sequence_number: str
+    error: ReplicatorError
+
+
+def _lowest(sequences: Iterable[str | None]) -> str | None:
+    present = [s for s in sequences if s is not None]
+    return min(present, key=int) if present else None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Per-region outcome of a batch, plus the records that could not be decoded."""
+
+    targets: Mapping[str, TargetResult]
+    record_failures: tuple[RecordFailure, ...] = ()
+    echoes: int = 0
+    skipped: int = 0
+    lost_locally: tuple[Conflict, ...] = ()
+    records: int = field(default=0)
+
+    def conflicts(self) -> list[Conflict]:
+        """Every conflict of the batch: the source's own lost writes, then each region's."""
+        found = list(self.lost_locally)
+        for result in self.targets.values():
+            found.extend(result.conflicts)
+        return found
+
+    def failed_count(self, region: str) -> int:
+        """Operations for ``region`` that gave up (at least 1 when the batch failed there,
+        also when the failure was a record that could not be decoded)."""
+        if self.failed_sequence(region) is None:
+            return 0
+        outcome = self.targets.get(region)
+        return max(1, outcome.failed if outcome else 0)
+
+    def failed_sequence(self, region: str | None = None) -> str | None:
+        """Lowest failed SequenceNumber for ``region`` (None: over all regions)."""
+        regions = self.targets.values() if region is None else [self.targets[region]]
+        return _lowest(
+            [f.sequence_number for f in self.record_failures] + [t.failed_sequence for t in regions]
+        )
+
+
+class Replicator:
+    """Decode, plan and apply stream records of ``source`` to every region in ``writers``."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        writers: Mapping[str, TargetWriter],
+        tombstones: TombstoneReader,
+        policy: ConflictPolicy,
+        fields: SystemAttributes,
+        missing_timestamp: MissingTimestamp = MissingTimestamp.FAIL,
+        conflict_log: ConflictLog | None = None,
+    ) -> None:
+        if source not in writers:
+            raise ValueError("the source region needs a writer too (it repairs itself)")
+        self.source = source
+        self.writers = dict(writers)
+        self.tombstones = tombstones
+        self.policy = policy
+        self.fields = fields
+        self.missing_timestamp = missing_timestamp
+        self.conflict_log = conflict_log
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(writers)))
+
+    def close(self) -> None:
+        """Stop the worker threads of this replicator and of its writers."""
+        self._pool.shutdown(wait=True)
+        for writer in self.writers.values():
+            writer.close()
+
+    def _decode(
+        self, records: Sequence[Mapping[str, Any]], from_json: bool
+    ) -> tuple[list[Change], list[RecordFailure], int]:
+        changes: list[Change] = []
+        failures: list[RecordFailure] = []
+        skipped = 0
+        for record in records:
+            sequence = sequence_number_of(record)
+            try:
+                changes.append(
+                    decode_record(
+                        record, source_region=self.source, fields=self.fields, from_json=from_json
+                    )
+                )
+            except MissingTimestampError as exc:
+                if self.missing_timestamp is MissingTimestamp.SKIP:
+                    skipped += 1
+                    log.error("skipped record", extra={"sequence": sequence, "reason": str(exc)})
+                else:
+                    failures.append(RecordFailure(sequence, exc))
+            except RecordError as exc:
+                failures.append(RecordFailure(sequence, exc))
+        for failure in failures:
+            log.error(
+                "record cannot be replicated",
+                extra={"sequence": failure.sequence_number, "reason": str(failure.error)},
+            )
+        return changes, failures, skipped
+
+    def process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
+    ) -> BatchResult:
+        """Replicate ``records`` (one shard's, in order) of ``table`` in the source region
+        to ``regions`` (default: every region with a writer).
+
+        Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
+        reported on its own); every other problem is in the result.
+        """
+        chosen = [r for r in self.writers if regions is None or r in regions]
+        changes, failures, skipped = self._decode(records, from_json)
+        lookups = {
+            c.key
+            for c in changes
+            if c.operation is Operation.DELETE or (c.old_image is None and not c.echo)
+        }
+        try:
+            tombs = self.tombstones.read(table, lookups) if lookups else {}
+        except ReplicatorError as exc:
+            first = _lowest(c.sequence_number for c in changes)
+            log.error("tombstone read failed", extra={"region": self.source, "reason": str(exc)})
+            results = {r: TargetResult(r, failed_sequence=first, error=exc) for r in chosen}
+            return BatchResult(results, tuple(failures), skipped=skipped, records=len(records))
+        plan = plan_changes(
+            changes,
+            source=self.source,
+            regions=chosen,
+            policy=self.policy,
+            fields=self.fields,
+            tombstones=tombs,
+        )
+        futures = {
+            region: self._pool.submit(self.writers[region].apply, table, plan.writes[region])
+            for region in chosen
+        }
+        results = {region: future.result() for region, future in futures.items()}
+        result = BatchResult(
+            results,
+            tuple(failures),
+            echoes=plan.echoes,
+            skipped=skipped,
+            lost_locally=plan.lost_locally,
+            records=len(records),
+        )
+        conflicts = result.conflicts()
+        if conflicts and self.conflict_log is not None:
+            self.conflict_log.record(table, self.source, conflicts)
+        return result

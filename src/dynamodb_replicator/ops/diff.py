@@ -1,0 +1,242 @@
+"""Compare a table across regions with bounded memory.
+
+Every region is scanned in parallel; each item becomes one row (key, digest of its content
+without the replicator's bookkeeping attributes, version) written to a bucket file chosen by
+a hash of the key. Buckets are then compared one at a time, so memory holds one bucket of
+rows, never the table. ``repair`` reuses the same pass and acts on each bucket's differences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.scan import parallel_scan
+from dynamodb_replicator.core.model import Item, RegionSpec, SystemAttributes
+from dynamodb_replicator.core.policy import stored_version
+
+__all__ = [
+    "DiffReport",
+    "Row",
+    "canonical_key",
+    "compare_bucket",
+    "digest",
+    "key_from_canonical",
+    "scan_and_compare",
+]
+
+SAMPLES = 5
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return {"$b": bytes(value).hex()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _canonical_value(value: Mapping[str, Any]) -> Any:
+    ((kind, raw),) = value.items()
+    if kind == "BS":  # sets come back in any order
+        return {kind: sorted(bytes(v).hex() for v in raw)}
+    if kind in ("SS", "NS"):
+        return {kind: sorted(raw)}
+    if kind == "M":
+        return {"M": {k: _canonical_value(v) for k, v in sorted(raw.items())}}
+    if kind == "L":
+        return {"L": [_canonical_value(v) for v in raw]}
+    return {kind: _plain(raw)}
+
+
+def canonical_key(item: Item, key_names: Sequence[str]) -> str:
+    return json.dumps({n: _canonical_value(item[n]) for n in key_names}, sort_keys=True)
+
+
+def digest(item: Item, fields: SystemAttributes) -> str:
+    """Content hash, ignoring the replicator's own attributes."""
+    skip = fields.added()
+    content = {k: _canonical_value(v) for k, v in item.items() if k not in skip}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    key: str
+    digest: str
+    timestamp: str | None
+    origin: str | None
+
+
+@dataclass(slots=True)
+class RegionDiff:
+    missing: int = 0
+    extra: int = 0
+    different: int = 0
+    samples: dict[str, list[str]] = field(
+        default_factory=lambda: {"missing": [], "extra": [], "different": []}
+    )
+
+    def note(self, kind: str, key: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.samples[kind]) < SAMPLES:
+            self.samples[kind].append(key)
+
+
+@dataclass(slots=True)
+class DiffReport:
+    """Differences of every region against the reference region (the first one)."""
+
+    table: str
+    reference: str
+    items: dict[str, int] = field(default_factory=dict)
+    regions: dict[str, RegionDiff] = field(default_factory=dict)
+
+    @property
+    def identical(self) -> bool:
+        return all(not (d.missing or d.extra or d.different) for d in self.regions.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "reference": self.reference,
+            "identical": self.identical,
+            "items": self.items,
+            "regions": {
+                name: {
+                    "missing": d.missing,
+                    "extra": d.extra,
+                    "different": d.different,
+                    "samples": d.samples,
+                }
+                for name, d in self.regions.items()
+            },
+        }
+
+
+def compare_bucket(
+    rows: Mapping[str, Mapping[str, Row]], reference: str, report: DiffReport
+) -> list[str]:
+    """Record one bucket's differences in ``report``; return the keys that differ anywhere."""
+    base = rows[reference]
+    differing: set[str] = set()
+    for region, mine in rows.items():
+        if region == reference:
+            continue
+        diff = report.regions.setdefault(region, RegionDiff())
+        for key, row in base.items():
+            other = mine.get(key)
+            if other is None:
+                diff.note("missing", key)
+                differing.add(key)
+            elif other.digest != row.digest:
+                diff.note("different", key)
+                differing.add(key)
+        for key in mine.keys() - base.keys():
+            diff.note("extra", key)
+            differing.add(key)
+    return sorted(differing)
+
+
+class _Spill:
+    """Per-region bucket files, appended to by the scan threads."""
+
+    def __init__(self, directory: Path, regions: Sequence[str], buckets: int) -> None:
+        self.directory, self.buckets = directory, buckets
+        self.locks = {(r, b): threading.Lock() for r in regions for b in range(buckets)}
+
+    def path(self, region: str, bucket: int) -> Path:
+        return self.directory / f"{region}.{bucket}.jsonl"
+
+    def add(self, region: str, rows: list[Row]) -> None:
+        grouped: dict[int, list[str]] = {}
+        for row in rows:
+            bucket = int(hashlib.sha1(row.key.encode()).hexdigest()[:8], 16) % self.buckets
+            grouped.setdefault(bucket, []).append(
+                json.dumps([row.key, row.digest, row.timestamp, row.origin])
+            )
+        for bucket, lines in grouped.items():
+            with self.locks[(region, bucket)], open(self.path(region, bucket), "a") as handle:
+                handle.write("\n".join(lines) + "\n")
+
+    def load(self, region: str, bucket: int) -> dict[str, Row]:
+        path = self.path(region, bucket)
+        if not path.exists():
+            return {}
+        with open(path) as handle:
+            return {r[0]: Row(*r) for r in (json.loads(line) for line in handle)}
+
+
+def _rows(
+    items: list[dict[str, Any]], region: str, key_names: Sequence[str], fields: SystemAttributes
+) -> list[Row]:
+    rows = []
+    for item in items:
+        version = stored_version(item, region, fields)
+        rows.append(
+            Row(
+                canonical_key(item, key_names),
+                digest(item, fields),
+                version.raw_timestamp if version else None,
+                version.origin if version else None,
+            )
+        )
+    return rows
+
+
+def scan_and_compare(
+    table: str,
+    regions: Sequence[RegionSpec],
+    key_names: Sequence[str],
+    *,
+    fields: SystemAttributes,
+    segments: int = 4,
+    buckets: int = 64,
+    on_bucket: Callable[[list[str]], None] | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> DiffReport:
+    """Scan ``table`` in every region and compare; ``on_bucket`` gets each bucket's
+    differing keys (canonical JSON) as soon as that bucket is compared."""
+    names = [r.name for r in regions]
+    report = DiffReport(table, names[0], items=dict.fromkeys(names, 0))
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="ddbr-diff-") as directory:
+        spill = _Spill(Path(directory), names, buckets)
+        for spec in regions:
+            client = make_client("dynamodb", spec, pool=segments + 2)
+
+            def on_page(
+                segment: int, items: list[dict[str, Any]], _: Any, region: str = spec.name
+            ) -> None:
+                spill.add(region, _rows(items, region, key_names, fields))
+                with lock:
+                    report.items[region] += len(items)
+                if on_progress is not None:
+                    on_progress(region, len(items))
+
+            parallel_scan(client, table, region=spec.name, segments=segments, on_page=on_page)
+        for bucket in range(buckets):
+            rows = {name: spill.load(name, bucket) for name in names}
+            differing = compare_bucket(rows, names[0], report)
+            if differing and on_bucket is not None:
+                on_bucket(differing)
+    return report
+
+
+def key_from_canonical(key: str) -> dict[str, Any]:
+    """Canonical JSON key -> AttributeValue map."""
+    decoded: dict[str, Any] = json.loads(key)
+    result: dict[str, Any] = {}
+    for name, value in decoded.items():
+        ((kind, raw),) = value.items()
+        result[name] = {"B": bytes.fromhex(raw["$b"])} if kind == "B" else {kind: raw}
+    return result

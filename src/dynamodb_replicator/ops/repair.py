@@ -1,0 +1,152 @@
+"""Repair: write each differing key's winning version to the regions that lag.
+
+The winner is chosen among every region's item *and* remembered delete (tombstone) by the
+conflict policy; a delete wins over a put of the same version. The writes go through the
+replicator's conditional writer, so a repair racing live traffic never overwrites newer data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.aws.tombstones import tombstone_from_item
+from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
+from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.ops.diff import digest
+
+__all__ = ["RepairReport", "Repairer", "resolve"]
+
+SAMPLES = 5
+
+
+def resolve(
+    key: ItemKey,
+    items: Mapping[str, Item | None],
+    tombs: Mapping[str, Tombstone | None],
+    *,
+    policy: ConflictPolicy,
+    fields: SystemAttributes,
+) -> dict[str, WriteOp] | None:
+    """The operation each region needs for ``key`` (regions that agree get none).
+
+    None when no region holds a versioned item or a tombstone: nothing can be decided.
+    """
+    best_item: tuple[Any, str, Item] | None = None
+    for region, item in items.items():
+        version = stored_version(item, region, fields)
+        if item is not None and version is not None:
+            rank = policy.order_key(version)
+            if best_item is None or rank > best_item[0]:
+                best_item = (rank, region, item)
+    best_tomb = max(
+        (t for t in tombs.values() if t is not None),
+        key=lambda t: policy.order_key(t.version),
+        default=None,
+    )
+    if best_tomb is not None and (
+        best_item is None or policy.order_key(best_tomb.version) >= best_item[0]
+    ):
+        op: WriteOp = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, "0")
+        return {region: op for region, item in items.items() if item is not None}
+    if best_item is None:
+        return None
+    _, holder, winner = best_item
+    version = stored_version(winner, holder, fields)
+    assert version is not None
+    wanted = digest(winner, fields)
+    put = PutVersion(key, version, user_image(winner, fields), "0")
+    return {
+        region: put
+        for region, item in items.items()
+        if item is None or digest(item, fields) != wanted
+    }
+
+
+@dataclass(slots=True)
+class RepairReport:
+    puts: dict[str, int] = field(default_factory=dict)
+    deletes: dict[str, int] = field(default_factory=dict)
+    stale: dict[str, int] = field(default_factory=dict)
+    unresolved: int = 0
+    samples: list[str] = field(default_factory=list)
+
+    def note(self, region: str, op: WriteOp) -> None:
+        counts = self.puts if isinstance(op, PutVersion) else self.deletes
+        counts[region] = counts.get(region, 0) + 1
+        if len(self.samples) < SAMPLES:
+            kind = "put" if isinstance(op, PutVersion) else "delete"
+            self.samples.append(f"{region}: {kind} {op.key} version {op.version}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "puts": self.puts,
+            "deletes": self.deletes,
+            "stale": self.stale,
+            "unresolved": self.unresolved,
+            "samples": self.samples,
+        }
+
+
+class Repairer:
+    """Applies ``resolve`` to batches of differing keys, reading every region's items and
+    tombstones with strongly consistent batch reads."""
+
+    def __init__(
+        self,
+        table: str,
+        clients: Mapping[str, Any],
+        writers: Mapping[str, Any],
+        *,
+        policy: ConflictPolicy,
+        fields: SystemAttributes,
+        tombstone_suffix: str,
+        dry_run: bool,
+    ) -> None:
+        self.table, self.clients, self.writers = table, clients, writers
+        self.policy, self.fields = policy, fields
+        self.tombstone_suffix, self.dry_run = tombstone_suffix, dry_run
+        self.report = RepairReport()
+
+    def __call__(self, keys: Sequence[dict[str, Any]]) -> None:
+        names = list(self.clients)
+        items: dict[str, dict[ItemKey, Item]] = {}
+        tombs: dict[str, dict[ItemKey, Tombstone]] = {}
+        for region, client in self.clients.items():
+            found = batch_get(client, self.table, keys, region=region)
+            items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
+            remembered = batch_get(
+                client, f"{self.table}{self.tombstone_suffix}", keys, region=region
+            )
+            key_names = list(keys[0])
+            tombs[region] = {
+                tomb.key: tomb
+                for tomb in (tombstone_from_item(t, key_names, self.fields) for t in remembered)
+            }
+        plans: dict[str, list[WriteOp]] = {name: [] for name in names}
+        for raw in keys:
+            key = ItemKey.from_attributes(raw)
+            ops = resolve(
+                key,
+                {r: items[r].get(key) for r in names},
+                {r: tombs[r].get(key) for r in names},
+                policy=self.policy,
+                fields=self.fields,
+            )
+            if ops is None:
+                self.report.unresolved += 1
+                continue
+            for region, op in ops.items():
+                plans[region].append(op)
+                self.report.note(region, op)
+        if self.dry_run:
+            return
+        for region, planned in plans.items():
+            if planned:
+                result = self.writers[region].apply(self.table, planned)
+                self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
+                if result.error is not None:
+                    raise result.error

@@ -1,0 +1,154 @@
+"""The runner's TOML configuration (a contract: see DESIGN.md section 4).
+
+    tables = ["Orders"]
+    [[regions]]
+    name = "eu-west-1"
+    endpoint_url = "http://127.0.0.1:8000"   # optional: absent means real AWS
+    [[regions]]
+    name = "ap-southeast-1"
+
+Optional top-level keys extend it compatibly (see the README's table). Unknown keys are
+errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings, load_policy
+
+__all__ = ["RunnerConfig", "load_config", "parse_config"]
+
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_REGION_KEYS = {"name", "endpoint_url"}
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerConfig:
+    tables: tuple[str, ...]
+    regions: tuple[RegionSpec, ...]
+    state_table: str = "dynamodb-replicator-state"
+    lease_timeout_seconds: float = 30.0
+    idle_poll_max_ms: int = 250
+    page_limit: int = 1000
+    replication: ReplicationSettings = field(default_factory=ReplicationSettings)
+
+    def region(self, name: str) -> RegionSpec:
+        for spec in self.regions:
+            if spec.name == name:
+                return spec
+        raise ConfigError(f"region {name!r} is not in the configuration")
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = data.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        raise ConfigError(f"{key} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+_OPTIONAL: dict[str, tuple[type, Any]] = {
+    "state_table": (str, "dynamodb-replicator-state"),
+    "lease_timeout_seconds": (float, 30.0),
+    "idle_poll_max_ms": (int, 250),
+    "page_limit": (int, 1000),
+    "missing_timestamp": (str, "fail"),
+    "policy": (str, "last-writer-wins"),
+    "tombstone_suffix": (str, ".__tombstones"),
+    "tombstone_ttl_seconds": (int, 2 * 24 * 3600),
+    "max_workers": (int, 16),
+    "conflict_log": (str, "-"),
+    "conflict_sample_rate": (float, 1.0),
+    "conflict_log_items": (bool, False),
+}
+
+
+def _regions(raw: Any) -> tuple[RegionSpec, ...]:
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise ConfigError("[[regions]]: list at least two regions")
+    specs: list[RegionSpec] = []
+    for index, region in enumerate(raw):
+        if not isinstance(region, dict):
+            raise ConfigError(f"regions[{index}] must be a table")
+        unknown = set(region) - _REGION_KEYS
+        if unknown:
+            raise ConfigError(f"regions[{index}]: unknown keys {sorted(unknown)}")
+        name = region.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"regions[{index}]: name is required")
+        endpoint = region.get("endpoint_url")
+        if endpoint is not None and (not isinstance(endpoint, str) or "://" not in endpoint):
+            raise ConfigError(f"regions[{index}] ({name}): endpoint_url must be a URL")
+        if any(spec.name == name for spec in specs):
+            raise ConfigError(f"region {name} is listed twice")
+        specs.append(RegionSpec(name, endpoint))
+    return tuple(specs)
+
+
+def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
+    """Validate a parsed TOML document."""
+    unknown = set(data) - {"tables", "regions"} - set(_OPTIONAL)
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
+    tables = data.get("tables")
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) for t in tables):
+        raise ConfigError(
+            'tables must be a non-empty list of table names, e.g. tables = ["Orders"]'
+        )
+    for table in tables:
+        if not _TABLE_NAME.match(table):
+            raise ConfigError(f"invalid table name {table!r}")
+    if len(set(tables)) != len(tables):
+        raise ConfigError("a table is listed twice in tables")
+    values = {key: _typed(data, key, kind, default) for key, (kind, default) in _OPTIONAL.items()}
+    for key in ("lease_timeout_seconds", "idle_poll_max_ms", "page_limit", "max_workers"):
+        if values[key] <= 0:
+            raise ConfigError(f"{key} must be positive")
+    if values["page_limit"] > 1000:
+        raise ConfigError("page_limit must be at most 1000 (the GetRecords limit)")
+    try:
+        missing = MissingTimestamp(values["missing_timestamp"])
+    except ValueError:
+        raise ConfigError("missing_timestamp must be fail or skip") from None
+    fields = SystemAttributes()
+    replication = ReplicationSettings(
+        policy=load_policy(values["policy"], fields),
+        fields=fields,
+        missing_timestamp=missing,
+        tombstone_suffix=values["tombstone_suffix"],
+        tombstone_ttl_seconds=values["tombstone_ttl_seconds"],
+        max_workers=values["max_workers"],
+        conflict_log=ConflictLogSettings(
+            values["conflict_log"], values["conflict_sample_rate"], values["conflict_log_items"]
+        ),
+    )
+    return RunnerConfig(
+        tables=tuple(tables),
+        regions=_regions(data.get("regions")),
+        state_table=values["state_table"],
+        lease_timeout_seconds=values["lease_timeout_seconds"],
+        idle_poll_max_ms=values["idle_poll_max_ms"],
+        page_limit=values["page_limit"],
+        replication=replication,
+    )
+
+
+def load_config(path: str | Path) -> RunnerConfig:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(data)
