@@ -8,7 +8,7 @@ import pkgutil
 import subprocess
 import sys
 
-import dynamodb_replicator.core as core
+from dynamodb_replicator import core
 
 PROBE = """
 import importlib, json, sys
