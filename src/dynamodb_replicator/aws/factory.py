@@ -1,25 +1,58 @@
-"""Wire a Replicator to boto3 clients for a set of regions."""
+"""Wire the write protocol and a Replicator to boto3 clients for a set of regions."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.tombstones import DynamoTombstoneReader
-from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
+from dynamodb_replicator.aws.store import DynamoStore
 from dynamodb_replicator.core.model import RegionSpec
-from dynamodb_replicator.core.ports import ConflictLog
+from dynamodb_replicator.core.ports import Clock, ConflictLog
 from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.settings import ReplicationSettings
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
 
-__all__ = ["SystemClock", "build_replicator"]
+__all__ = ["SystemClock", "build_replicator", "build_writer", "dynamo_store"]
 
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+
+def dynamo_store(spec: RegionSpec, *, pool: int = 32, client: Any = None) -> DynamoStore:
+    """The store port on ``spec``'s DynamoDB. Errors are retried by the writer, so the
+    store's batched reads make one attempt per request."""
+    client = client or make_client("dynamodb", spec, pool=pool)
+    return DynamoStore(client, spec.name, Backoff(attempts=1))
+
+
+def build_writer(
+    spec: RegionSpec,
+    settings: ReplicationSettings,
+    *,
+    max_in_flight: int | None = None,
+    stop: threading.Event | None = None,
+    clock: Clock | None = None,
+) -> StoreWriter:
+    """A writer into ``spec`` with ``max_in_flight`` writes at once (default: the
+    settings' ``max_workers``)."""
+    depth = max_in_flight or settings.max_workers
+    protocol = WriteProtocol(
+        dynamo_store(spec, pool=depth + 4),
+        settings.policy,
+        settings.fields,
+        clock or SystemClock(),
+        settings.tombstone_suffix,
+        settings.tombstone_ttl_seconds,
+    )
+    return StoreWriter(protocol, WriterOptions(max_in_flight=depth, stop=stop))
 
 
 def build_replicator(
@@ -33,29 +66,13 @@ def build_replicator(
     """A Replicator for ``source``'s stream writing to ``regions`` (the source included);
     ``stop`` cuts retries short when the process shuts down; conflicts go to
     ``conflict_log`` (the caller owns it)."""
-    options = WriterOptions(
-        tombstone_suffix=settings.tombstone_suffix,
-        tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
-        max_workers=settings.max_workers,
-        stop=stop,
-    )
     specs = {spec.name: spec for spec in regions}
     specs.setdefault(source.name, source)
     clock = SystemClock()
     writers = {
-        name: DynamoWriter(
-            name,
-            make_client("dynamodb", spec, pool=settings.max_workers + 4),
-            policy=settings.policy,
-            fields=settings.fields,
-            clock=clock,
-            options=options,
-        )
-        for name, spec in specs.items()
+        name: build_writer(spec, settings, stop=stop, clock=clock) for name, spec in specs.items()
     }
-    reader = DynamoTombstoneReader(
-        make_client("dynamodb", source), source.name, settings.fields, settings.tombstone_suffix
-    )
+    reader = TombstoneTable(dynamo_store(source), settings.fields, settings.tombstone_suffix)
     return Replicator(
         source=source.name,
         writers=writers,

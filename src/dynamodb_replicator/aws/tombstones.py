@@ -7,13 +7,10 @@ deleted version and expires by TTL after the stream retention window plus a marg
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.errors import error_code, translate
 from dynamodb_replicator.aws.tables import (
     describe_table,
@@ -21,22 +18,12 @@ from dynamodb_replicator.aws.tables import (
     require_table,
     wait_until_exists,
 )
-from dynamodb_replicator.core.model import ItemKey, SystemAttributes, Tombstone, Version
-from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.tombstones import tombstone_table
 
-__all__ = [
-    "DEFAULT_SUFFIX",
-    "DynamoTombstoneReader",
-    "ensure_tombstone_table",
-    "tombstone_from_item",
-    "tombstone_table",
-]
+__all__ = ["DEFAULT_SUFFIX", "ensure_tombstone_table"]
 
 DEFAULT_SUFFIX = ".__tombstones"
-
-
-def tombstone_table(table: str, suffix: str = DEFAULT_SUFFIX) -> str:
-    return f"{table}{suffix}"
 
 
 def ensure_tombstone_table(
@@ -72,39 +59,3 @@ def ensure_tombstone_table(
     wait_until_exists(client, name, region)
     enable_ttl(client, name, region, fields.expires_at)
     return name
-
-
-@dataclass(slots=True)
-class DynamoTombstoneReader:
-    """Strongly consistent BatchGetItem on one region's tombstone tables."""
-
-    client: Any
-    region: str
-    fields: SystemAttributes
-    suffix: str = DEFAULT_SUFFIX
-    backoff: Backoff = field(default_factory=Backoff)
-
-    def read(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]:
-        name = tombstone_table(table, self.suffix)
-        ordered = list(keys)
-        if not ordered:
-            return {}
-        items = batch_get(
-            self.client,
-            name,
-            [k.to_attributes() for k in ordered],
-            region=self.region,
-            backoff=self.backoff,
-        )
-        names = ordered[0].names()
-        tombs = (tombstone_from_item(item, names, self.fields) for item in items)
-        return {tomb.key: tomb for tomb in tombs}
-
-
-def tombstone_from_item(
-    item: Mapping[str, Any], key_names: Sequence[str], fields: SystemAttributes
-) -> Tombstone:
-    """A tombstone table item -> Tombstone."""
-    key = ItemKey.from_attributes({n: item[n] for n in key_names})
-    version = Version.of(item[fields.timestamp]["N"], item[fields.origin]["S"])
-    return Tombstone(key, version, item[fields.deleted_in]["S"])

@@ -20,9 +20,8 @@ from rich.progress import (
 
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.factory import SystemClock
+from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.aws.schema import create_like, describe_shape
-from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
 from dynamodb_replicator.cli.diff import print_report
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -71,19 +70,7 @@ def _copy(
     held: bool,
 ) -> None:
     settings = config.replication
-    options = WriterOptions(
-        settings.tombstone_suffix,
-        settings.tombstone_ttl_seconds,
-        max_workers=max(16, args.segments * 4),
-    )
-    writer = DynamoWriter(
-        new.name,
-        make_client("dynamodb", new, pool=args.segments * 4 + 4),
-        policy=settings.policy,
-        fields=settings.fields,
-        clock=SystemClock(),
-        options=options,
-    )
+    writer = build_writer(new, settings, max_in_flight=max(16, args.segments * 4))
     source_client = make_client("dynamodb", source)
     try:
         for table in config.tables:

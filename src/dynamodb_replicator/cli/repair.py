@@ -9,8 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.factory import SystemClock
-from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
+from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.cli.compare import add_options, select
 from dynamodb_replicator.cli.diff import print_report
 from dynamodb_replicator.ops.diff import key_from_canonical, scan_and_compare
@@ -30,22 +29,7 @@ def run(args: argparse.Namespace) -> int:
     selection = select(args)
     settings = selection.config.replication
     clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
-    options = WriterOptions(
-        tombstone_suffix=settings.tombstone_suffix,
-        tombstone_ttl_seconds=settings.tombstone_ttl_seconds,
-        max_workers=settings.max_workers,
-    )
-    writers = {
-        name: DynamoWriter(
-            name,
-            client,
-            policy=settings.policy,
-            fields=settings.fields,
-            clock=SystemClock(),
-            options=options,
-        )
-        for name, client in clients.items()
-    }
+    writers = {spec.name: build_writer(spec, settings) for spec in selection.regions}
     console = Console()
     output: list[dict[str, Any]] = []
     try:

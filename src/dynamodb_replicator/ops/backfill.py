@@ -37,15 +37,14 @@ from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import (
     ensure_tombstone_table,
-    tombstone_from_item,
-    tombstone_table,
 )
-from dynamodb_replicator.aws.writer import DynamoWriter
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.tombstones import tombstone_from_item, tombstone_table
+from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = [
@@ -132,7 +131,7 @@ class Backfiller:
         source: RegionSpec,
         new: RegionSpec,
         *,
-        writer: DynamoWriter,
+        writer: StoreWriter,
         segments: int,
         max_wcu: float | None,
         stop: threading.Event,
@@ -145,6 +144,7 @@ class Backfiller:
         self.stats = BackfillStats()
         self.fields = config.replication.fields
         self.source_client = make_client("dynamodb", source, pool=segments + 4)
+        self._client = make_client("dynamodb", new, pool=2 * segments + 4)
         self.state = DynamoStateStore(make_client("dynamodb", new), config.state_table, new.name)
         # Batch writes of one page go out concurrently: two requests in flight per segment.
         self._batches = ThreadPoolExecutor(max_workers=2 * segments)
@@ -206,7 +206,7 @@ class Backfiller:
         chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
         list(
             self._batches.map(
-                lambda chunk: write_batch(self.writer.client, table, chunk, region=self.new.name),
+                lambda chunk: write_batch(self._client, table, chunk, region=self.new.name),
                 chunks,
             )
         )

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.aws.tombstones import tombstone_from_item
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.ops.diff import digest
 
 __all__ = ["RepairReport", "Repairer", "resolve"]

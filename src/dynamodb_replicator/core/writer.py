@@ -1,0 +1,196 @@
+"""A TargetWriter over the store port: the write protocol for a batch of one region.
+
+Operations of one key run in order, one after the other; different keys run concurrently,
+up to ``max_in_flight`` at once, so a long round trip to the region is covered by depth.
+A batch takes three phases: one batched tombstone read for inserts (P0), the per-key
+chains (P1, D1/D2), one batched settling read for the puts that may have landed on a
+deleted key (P2/P3). Until settling succeeded, those puts count as failed: nothing is
+checkpointed past a put that might still resurrect a delete.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.model import ItemKey, Tombstone
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.writes import Outcome, WriteProtocol
+
+__all__ = ["StoreWriter", "WriterOptions"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class WriterOptions:
+    """How hard a writer works: writes in flight per region, and the retry schedule."""
+
+    max_in_flight: int = 16
+    backoff: Backoff = field(default_factory=Backoff)
+    # Set when the process shuts down: writes waiting for a retry give up at once (they
+    # are reported as failed, so nothing is checkpointed past them).
+    stop: threading.Event | None = field(default=None, compare=False)
+
+
+@dataclass(slots=True)
+class _Tally:
+    """What one key's operations (or a whole batch) came to."""
+
+    applied: int = 0
+    stale: int = 0
+    retried: int = 0
+    gave_up: int = 0
+    failed: str | None = None
+    error: ReplicatorError | None = None
+    conflicts: list[Conflict] = field(default_factory=list)
+    unsettled: list[PutVersion] = field(default_factory=list)
+
+    def fail(self, sequence: str, error: ReplicatorError) -> None:
+        """Record an operation that gave up; the lowest failed sequence is kept."""
+        self.gave_up += 1
+        self._lowest(sequence, error)
+
+    def add(self, other: _Tally) -> None:
+        self.applied += other.applied
+        self.stale += other.stale
+        self.retried += other.retried
+        self.gave_up += other.gave_up
+        self.conflicts.extend(other.conflicts)
+        self.unsettled.extend(other.unsettled)
+        if other.failed is not None and other.error is not None:
+            self._lowest(other.failed, other.error)
+
+    def _lowest(self, sequence: str, error: ReplicatorError) -> None:
+        if self.failed is None or int(sequence) < int(self.failed):
+            self.failed, self.error = sequence, error
+
+
+class StoreWriter:
+    """A TargetWriter for one region: the write protocol, per-key order, keys in parallel."""
+
+    def __init__(self, protocol: WriteProtocol, options: WriterOptions | None = None) -> None:
+        self.protocol = protocol
+        self.options = options or WriterOptions()
+        self._pool = ThreadPoolExecutor(max_workers=self.options.max_in_flight)
+
+    @property
+    def region(self) -> str:
+        return self.protocol.region
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult:
+        total = _Tally()
+        known = self._prefetch(table, ops, total)
+        groups: dict[ItemKey, list[WriteOp]] = {}
+        for op in ops:
+            groups.setdefault(op.key, []).append(op)
+        futures = [
+            self._pool.submit(self._apply_chain, table, chain, known) for chain in groups.values()
+        ]
+        for future in futures:
+            total.add(future.result())
+        self._settle(table, total)
+        return TargetResult(
+            self.region,
+            total.applied,
+            total.stale,
+            total.failed,
+            total.error,
+            failed=total.gave_up,
+            retried=total.retried,
+            conflicts=tuple(total.conflicts),
+        )
+
+    def _retrying(self, call: Callable[[], T], tally: _Tally) -> T:
+        def count_retry(_error: ReplicatorError, _attempt: int) -> None:
+            tally.retried += 1
+
+        return call_with_retries(
+            call, self.options.backoff, on_retry=count_retry, stop=self.options.stop
+        )
+
+    def _prefetch(
+        self, table: str, ops: Sequence[WriteOp], tally: _Tally
+    ) -> Mapping[ItemKey, Tombstone]:
+        keys = self.protocol.prefetch_keys(ops)
+        if not keys:
+            return {}
+        try:
+            return self._retrying(functools.partial(self.protocol.tombstones, table, keys), tally)
+        except ReplicatorError as exc:
+            # Only an optimisation: settling after the writes keeps deletes deleted.
+            log.warning("tombstone read failed", extra={"region": self.region, "reason": str(exc)})
+            return {}
+
+    def _apply_chain(
+        self, table: str, ops: list[WriteOp], known: Mapping[ItemKey, Tombstone]
+    ) -> _Tally:
+        tally = _Tally()
+        for op in ops:
+            if isinstance(op, PutVersion):
+                call = functools.partial(self.protocol.put, table, op, known.get(op.key))
+            else:
+                call = functools.partial(self.protocol.delete, table, op)
+            try:
+                written = self._retrying(call, tally)
+            except ReplicatorError as exc:
+                self._log_failure(table, op, exc)
+                # Later writes of this key wait for the retry: per-key order is kept.
+                tally.fail(op.sequence_number, exc)
+                return tally
+            if written.outcome is Outcome.APPLIED:
+                tally.applied += 1
+            else:
+                tally.stale += 1
+            if written.conflict is not None:
+                tally.conflicts.append(written.conflict)
+            if written.unsettled and isinstance(op, PutVersion):
+                tally.unsettled.append(op)
+            elif isinstance(op, DeleteVersion):
+                tally.unsettled = [
+                    put for put in tally.unsettled if not self.protocol.supersedes(op, put)
+                ]
+        return tally
+
+    def _settle(self, table: str, total: _Tally) -> None:
+        if not total.unsettled:
+            return
+        try:
+            taken = self._retrying(
+                functools.partial(self.protocol.settle, table, total.unsettled), total
+            )
+        except ReplicatorError as exc:
+            first = min(total.unsettled, key=lambda op: int(op.sequence_number))
+            self._log_failure(table, first, exc)
+            total.fail(first.sequence_number, exc)
+            return
+        for back in taken:
+            total.applied -= 1
+            total.stale += 1
+            total.conflicts.append(back.conflict)
+
+    def _log_failure(self, table: str, op: WriteOp, exc: ReplicatorError) -> None:
+        log.error(
+            "write failed",
+            extra={
+                "region": self.region,
+                "table": table,
+                "key": str(op.key),
+                "sequence": op.sequence_number,
+                "reason": str(exc),
+            },
+        )

@@ -1,0 +1,194 @@
+"""The write protocol: how one region applies a replicated put or delete, without transactions.
+
+Every write is a single-item conditional write (1 write unit); the tombstone table is read,
+never locked. The protocol decides; the store port (``core.store``) makes one call at a time.
+
+Put of version V of key K (the item plus ``__originRegion`` and the marker):
+  P0. (batched, before the writes) read K's tombstone; if it remembers a delete of V or a
+      newer version, the put is stale: no write.
+  P1. put the item where the stored one is absent, unversioned, older than V, or V itself.
+      DynamoDB returns the item it replaced (or the one that made the condition fail).
+  P2. (batched, after the writes) if P1 may have landed on a deleted key (it replaced
+      nothing, an unversioned item, or V itself: a replay whose first attempt may have
+      created the item), read K's tombstone again;
+  P3. if it remembers a delete of a version D >= V, apply that delete again: delete K where
+      the stored item is not newer than D.
+Delete of version D of key K:
+  D1. put the tombstone of D unless a newer delete is remembered;
+  D2. delete K where the stored item is not newer than D. In the region whose application
+      deleted the item, D2 is skipped when a read after D1 shows K absent or newer.
+
+Why no delete is ever undone (no resurrection). Take a delete D1/D2 and a put P1 of V <= D
+of the same key in the same region; every read is strongly consistent.
+  * P1 before D2: D2 sees V (or a newer item written after P1) and removes anything not
+    newer than D.
+  * P1 after D2: then P1 is after D1, so P2 reads a tombstone >= D >= V (tombstones only
+    grow). If P1 created the item, P2/P3 run and remove it. If P1 replaced an item X, X was
+    written after D2 too (D2 left nothing not newer than D), so X was itself a put that
+    created the item after D1: its own P2/P3 run after its P1 and remove whatever is not
+    newer than D, V included. Any chain of replacements after D2 starts with a creation.
+  * A P1 applied but never acknowledged is retried: the retry finds V itself, so it runs
+    P2/P3 as the first attempt would have.
+  * The skipped D2 (source region): its read is after D1, so a put landing after the read
+    finds the item absent and runs P2/P3 against D1's tombstone.
+  * P0 only avoids a write (and a moment of resurrection) when the tombstone is already
+    there; correctness does not depend on it.
+Why every region converges: P1 and D2 are the apply rule (``stored_is_older``), evaluated by
+DynamoDB atomically; P3 re-applies a delete that happened. Each region therefore ends with
+the largest version put or deleted, whatever the order of arrival or the number of replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from dynamodb_replicator.core.conditions import Exists, Path, all_of
+from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
+from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
+from dynamodb_replicator.core.policy import ConflictPolicy, newer, stored_version, would_apply
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.store import Store
+from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item, tombstone_table
+
+__all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
+
+
+class Outcome(Enum):
+    APPLIED = "applied"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """One operation's outcome, the conflict it met, and whether the put must be settled
+    (steps P2/P3) because it may have landed on a deleted key."""
+
+    outcome: Outcome
+    conflict: Conflict | None = None
+    unsettled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TakenBack:
+    """A put that settling removed again: a delete of its version or a newer one was
+    remembered."""
+
+    op: PutVersion
+    conflict: Conflict
+
+
+@dataclass(frozen=True, slots=True)
+class WriteProtocol:
+    """The decisions of one region's writes; one attempt per call (callers retry)."""
+
+    store: Store
+    policy: ConflictPolicy
+    fields: SystemAttributes
+    clock: Clock
+    tombstone_suffix: str
+    tombstone_ttl_seconds: int
+
+    @property
+    def region(self) -> str:
+        return self.store.region
+
+    def tombstones(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Tombstone]:
+        """The deletes this region remembers for ``keys`` (one batched, consistent read)."""
+        return TombstoneTable(self.store, self.fields, self.tombstone_suffix).read(table, keys)
+
+    def prefetch_keys(self, ops: Iterable[WriteOp]) -> set[ItemKey]:
+        """Keys worth a tombstone read before writing (P0): puts of items their source
+        inserted, the ones a late delivery after a delete most likely concerns."""
+        return {op.key for op in ops if isinstance(op, PutVersion) and op.likely_new}
+
+    def put(self, table: str, op: PutVersion, known: Tombstone | None = None) -> Written:
+        """P0 (with the tombstone read before, if any) and P1."""
+        if known is not None and not would_apply(
+            self.policy, op.version, known.version, strict=True
+        ):
+            return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
+        item = dict(op.image)
+        item[self.fields.origin] = {"S": op.version.origin}
+        item[self.fields.marker] = {"N": op.version.raw_timestamp}
+        condition = self.policy.stored_is_older(op.version, self.region, strict=False)
+        result = self.store.put(table, item, condition)
+        held = stored_version(result.item, self.region, self.fields)
+        if not result.applied:
+            return Written(Outcome.STALE, self._conflict(op, held, item=result.item))
+        unsettled = held is None or held == op.version
+        conflict = None
+        if overwrote_concurrent(self.policy, held, op.version, op.replaces):
+            conflict = self._conflict(op, held, item=result.item, outcome=ConflictOutcome.WON)
+        return Written(Outcome.APPLIED, conflict, unsettled)
+
+    def delete(self, table: str, op: DeleteVersion) -> Written:
+        """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
+        expires = int(self.clock.now()) + self.tombstone_ttl_seconds
+        tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
+        not_newer = self.policy.stored_is_older(op.version, self.region, strict=False)
+        # A failed condition: a newer delete is remembered already; nothing to record.
+        self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, not_newer)
+        if op.deleted_in == self.region:
+            current = self.store.get(table, [op.key]).get(op.key)
+            if current is None:
+                return Written(Outcome.APPLIED)
+            if not not_newer.evaluate(current):
+                return Written(Outcome.STALE, self._delete_conflict(op, current))
+        result = self.store.delete(table, op.key, not_newer)
+        if result.applied:
+            return Written(Outcome.APPLIED)
+        return Written(Outcome.STALE, self._delete_conflict(op, result.item))
+
+    def settle(self, table: str, puts: Collection[PutVersion]) -> list[TakenBack]:
+        """P2 and P3 for the unsettled puts; the puts removed again."""
+        tombs = self.tombstones(table, {op.key for op in puts})
+        taken: list[TakenBack] = []
+        for key, tomb in tombs.items():
+            mine = [op for op in puts if op.key == key]
+            if all(would_apply(self.policy, op.version, tomb.version, strict=True) for op in mine):
+                continue
+            again = all_of(
+                Exists(Path(key.names()[0])),
+                self.policy.stored_is_older(tomb.version, self.region, strict=False),
+            )
+            result = self.store.delete(table, key, again)
+            removed = stored_version(result.item, self.region, self.fields)
+            taken.extend(
+                TakenBack(op, self._conflict(op, tomb.version, deleted=True))
+                for op in mine
+                if result.applied and removed == op.version
+            )
+        return taken
+
+    def supersedes(self, delete: DeleteVersion, put: PutVersion) -> bool:
+        """True when ``delete``, applied after ``put`` in the same region, leaves nothing
+        of the put to settle (its D2 removed the put's version or found a newer one)."""
+        return not newer(self.policy, put.version, delete.version)
+
+    def _delete_conflict(self, op: DeleteVersion, held: Item | None) -> Conflict:
+        return self._conflict(op, stored_version(held, self.region, self.fields), item=held)
+
+    def _conflict(
+        self,
+        op: WriteOp,
+        other: Version | None,
+        *,
+        item: Item | None = None,
+        deleted: bool = False,
+        outcome: ConflictOutcome = ConflictOutcome.LOST,
+    ) -> Conflict:
+        return Conflict(
+            outcome,
+            op.key,
+            self.region,
+            "put" if isinstance(op, PutVersion) else "delete",
+            op.version,
+            other,
+            op.sequence_number,
+            other_deleted=deleted,
+            change_item=op.image if isinstance(op, PutVersion) else None,
+            other_item=item,
+        )

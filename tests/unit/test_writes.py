@@ -1,0 +1,169 @@
+"""The write protocol step by step on an in-memory store: which calls it makes (the cost
+model: one conditional write per put, two per delete, one in the deleting region) and
+the interleavings the module docstring argues about."""
+
+from __future__ import annotations
+
+from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.model import Item, ItemKey, Version
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
+from dynamodb_replicator.core.policy import LastWriterWins, stored_version
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import Outcome, WriteProtocol
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .strategies import FIELDS
+
+TABLE, TOMBS = "T", "T.__tombstones"
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+HERE, THERE = "eu-west-1", "us-east-1"
+
+
+class Clock:
+    def now(self) -> float:
+        return 100.0
+
+
+def protocol(store: MemoryStore) -> WriteProtocol:
+    return WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, Clock(), ".__tombstones", 60)
+
+
+def writer(store: MemoryStore) -> StoreWriter:
+    options = WriterOptions(max_in_flight=2, backoff=Backoff(base=0.0))
+    return StoreWriter(protocol(store), options)
+
+
+def put(timestamp: str, *, insert: bool = True, seq: str = "1") -> PutVersion:
+    image: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": timestamp}, "v": {"S": "x"}}
+    return PutVersion(KEY, Version.of(timestamp, THERE), image, seq, likely_new=insert)
+
+
+def delete(timestamp: str, deleted_in: str = THERE, seq: str = "2") -> DeleteVersion:
+    return DeleteVersion(KEY, Version.of(timestamp, THERE), deleted_in, seq)
+
+
+def writes(store: MemoryStore) -> list[str]:
+    return [call for call in store.calls if not call.startswith("get")]
+
+
+def test_an_insert_is_one_conditional_put() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    result = w.apply(TABLE, [put("5")])
+    w.close()
+    assert (result.applied, result.stale) == (1, 0)
+    assert writes(store) == [f"put {TABLE}"]
+    assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("5", THERE)
+
+
+def test_an_update_is_one_conditional_put_and_no_read() -> None:
+    store = MemoryStore(HERE)
+    p = protocol(store)
+    p.put(TABLE, put("3", insert=False))
+    store.calls.clear()
+    written = p.put(TABLE, put("5", insert=False))
+    assert written.outcome is Outcome.APPLIED and not written.unsettled
+    assert store.calls == [f"put {TABLE}"]
+
+
+def test_a_delete_in_a_target_is_two_writes() -> None:
+    store = MemoryStore(HERE)
+    p = protocol(store)
+    p.put(TABLE, put("5"))
+    store.calls.clear()
+    assert p.delete(TABLE, delete("5")).outcome is Outcome.APPLIED
+    assert writes(store) == [f"put {TOMBS}", f"delete {TABLE}"]
+    assert store.item(TABLE, KEY) is None
+
+
+def test_a_delete_in_its_own_region_with_the_item_gone_is_one_write() -> None:
+    store = MemoryStore(HERE)
+    assert protocol(store).delete(TABLE, delete("5", deleted_in=HERE)).outcome is Outcome.APPLIED
+    assert writes(store) == [f"put {TOMBS}"]
+    assert store.item(TOMBS, KEY) is not None
+
+
+def test_a_late_insert_after_a_delete_is_stale_without_a_write() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [delete("5")])
+    store.calls.clear()
+    result = w.apply(TABLE, [put("4")])
+    w.close()
+    assert (result.applied, result.stale) == (0, 1)
+    assert result.conflicts[0].other_deleted
+    assert writes(store) == []
+
+
+def test_a_put_landing_after_a_delete_is_taken_back() -> None:
+    """The delete happens between the tombstone read (P0) and the put (P1)."""
+    store = MemoryStore(HERE)
+    other = protocol(MemoryStore(HERE, tables=store.tables))
+
+    def delete_meanwhile(s: MemoryStore, call: str) -> None:
+        if call == f"put {TABLE}" and s.item(TOMBS, KEY) is None:
+            other.delete(TABLE, delete("5"))
+
+    store.before_call = delete_meanwhile
+    w = writer(store)
+    result = w.apply(TABLE, [put("4")])
+    w.close()
+    assert (result.applied, result.stale) == (0, 1)
+    assert store.item(TABLE, KEY) is None
+
+
+def test_a_lost_answer_on_an_insert_after_a_delete_still_settles() -> None:
+    """The first put creates the item but its answer is lost; the retry finds its own
+    version and must still look at the tombstone."""
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [delete("5")])
+    lost: list[str] = []
+
+    def lose_first(_s: MemoryStore, call: str) -> None:
+        if call == f"put {TABLE}" and not lost:
+            lost.append(call)
+            raise UnreachableError("answer lost")
+
+    store.after_apply = lose_first
+    result = w.apply(TABLE, [put("4", insert=False)])
+    w.close()
+    assert lost and result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None
+
+
+def test_a_newer_put_survives_settling() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [delete("5")])
+    result = w.apply(TABLE, [put("6", insert=False)])
+    w.close()
+    assert result.applied == 1
+    assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("6", THERE)
+
+
+def test_a_failed_settling_read_fails_the_put() -> None:
+    """Nothing is checkpointed past a put that might still resurrect a delete."""
+    store = MemoryStore(HERE)
+
+    def no_tombstone_reads(_s: MemoryStore, call: str) -> None:
+        if call == f"get {TOMBS}":
+            raise UnreachableError("down")
+
+    store.before_call = no_tombstone_reads
+    w = StoreWriter(protocol(store), WriterOptions(backoff=Backoff(attempts=2, base=0.0)))
+    result = w.apply(TABLE, [put("4", insert=False, seq="7")])
+    w.close()
+    assert result.failed_sequence == "7"
+    assert isinstance(result.error, UnreachableError)
+
+
+def test_a_delete_after_a_put_in_one_batch_settles_it() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    result = w.apply(TABLE, [put("4", seq="1"), delete("4", seq="2")])
+    w.close()
+    assert result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None
+    assert f"get {TOMBS}" not in store.calls[1:]  # no settling read: the delete came after
