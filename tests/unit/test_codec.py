@@ -135,3 +135,14 @@ def test_typeless_empty_map_from_dynamodb_local_is_an_empty_map() -> None:
     )
     assert boto3_form.image is not None
     assert boto3_form.image["nested"] == {"L": [{"M": {"inner": {"M": {}}}}]}
+
+
+def test_remove_of_an_unversioned_item_is_a_delete_without_version() -> None:
+    """Deleting a legacy item (no ``__timestamp``, e.g. expired by TTL) is no failed record:
+    it is a delete that carries no version."""
+    record = copy.deepcopy(golden()[3])
+    old = record["dynamodb"]["OldImage"]
+    for name in (FIELDS.timestamp, FIELDS.origin, FIELDS.marker):
+        old.pop(name, None)
+    change = decode(record)
+    assert change.operation is Operation.DELETE and change.version is None

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dynamodb_replicator.core.conflicts import ConflictOutcome
 from dynamodb_replicator.core.model import Change, ItemKey, Operation, Tombstone, Version
-from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, plan_changes
+from dynamodb_replicator.core.plan import (
+    DeleteUnversioned,
+    DeleteVersion,
+    Plan,
+    PutVersion,
+    plan_changes,
+)
 from dynamodb_replicator.core.policy import LastWriterWins
 
 from .strategies import FIELDS
@@ -53,7 +59,7 @@ def test_application_write_goes_to_every_other_region() -> None:
             )
         ]
     assert plan(put("5")).writes["us-east-1"][0] == PutVersion(
-        KEY, Version.of("5", SOURCE), image("5"), "1", likely_new=True
+        KEY, Version.of("5", SOURCE), image("5"), "1"
     )
 
 
@@ -66,7 +72,7 @@ def test_echo_is_dropped() -> None:
 def test_regressing_write_restores_the_winner_everywhere() -> None:
     result = plan(put("3", old="9"))
     restore = PutVersion(
-        KEY, Version.of("9", SOURCE), image("9"), "1", replaces=Version.of("3", SOURCE)
+        KEY, Version.of("9", SOURCE), image("9"), "1", replaces=Version.of("3", SOURCE), strict=True
     )
     assert all(ops == [restore] for ops in result.writes.values())
     (lost,) = result.lost_locally
@@ -119,3 +125,38 @@ def test_own_delete_is_replicated_again_on_replay() -> None:
 def test_per_key_order_is_kept() -> None:
     result = plan(put("5", "1"), put("6", "2", old="5"), put("7", "3", old="6"))
     assert [op.sequence_number for op in result.writes["us-east-1"]] == ["1", "2", "3"]
+
+
+def test_a_regressing_update_that_kept_the_replica_marker_is_no_echo() -> None:
+    """Region c held a replica of (3, a) with marker 3; its application updated it to 5
+    (the marker stays 3), then a writer with a slow clock to 3 (the marker still 3). The
+    last record looks like a replica write of (3, a) but it replaced (5, c): it is an
+    application write that lost, and (5, c) is restored everywhere."""
+    replica = {"pk": {"S": "k"}, FIELDS.origin: {"S": "us-east-1"}, FIELDS.marker: {"N": "3"}}
+    updated = {**replica, FIELDS.timestamp: {"N": "5"}}
+    regressed = {**replica, FIELDS.timestamp: {"N": "3"}}
+    change = Change(
+        Operation.PUT,
+        KEY,
+        "9",
+        Version.of("3", "us-east-1"),
+        image=regressed,
+        old_image=updated,
+        old_version=Version.of("5", SOURCE),
+        echo=True,
+    )
+    result = plan(change)
+    assert result.echoes == 0
+    for ops in result.writes.values():
+        assert [(op.version, op.strict) for op in ops if isinstance(op, PutVersion)] == [
+            (Version.of("5", SOURCE), True)
+        ]
+        assert len(ops) == 1
+
+
+def test_a_delete_of_an_unversioned_item_goes_to_the_other_regions() -> None:
+    change = Change(Operation.DELETE, KEY, "4", None, old_image={"pk": {"S": "k"}})
+    result = plan(change)
+    assert result.writes[SOURCE] == []
+    for region in ("ap-southeast-1", "us-east-1"):
+        assert result.writes[region] == [DeleteUnversioned(KEY, "4")]

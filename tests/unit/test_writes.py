@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Item, ItemKey, Version
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
+from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion
 from dynamodb_replicator.core.policy import LastWriterWins, stored_version
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
@@ -25,18 +25,20 @@ class Clock:
         return 100.0
 
 
-def protocol(store: MemoryStore) -> WriteProtocol:
-    return WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, Clock(), ".__tombstones", 60)
+def protocol(store: MemoryStore, *, prefetch: bool = True) -> WriteProtocol:
+    policy = LastWriterWins(FIELDS)
+    return WriteProtocol(store, policy, FIELDS, Clock(), ".__tombstones", 60, prefetch)
 
 
-def writer(store: MemoryStore) -> StoreWriter:
+def writer(store: MemoryStore, *, prefetch: bool = True) -> StoreWriter:
+    """A writer; ``prefetch=False`` skips P0, so a late put lands and must be settled."""
     options = WriterOptions(max_in_flight=2, backoff=Backoff(base=0.0))
-    return StoreWriter(protocol(store), options)
+    return StoreWriter(protocol(store, prefetch=prefetch), options)
 
 
-def put(timestamp: str, *, insert: bool = True, seq: str = "1") -> PutVersion:
+def put(timestamp: str, *, seq: str = "1") -> PutVersion:
     image: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": timestamp}, "v": {"S": "x"}}
-    return PutVersion(KEY, Version.of(timestamp, THERE), image, seq, likely_new=insert)
+    return PutVersion(KEY, Version.of(timestamp, THERE), image, seq)
 
 
 def delete(timestamp: str, deleted_in: str = THERE, seq: str = "2") -> DeleteVersion:
@@ -57,14 +59,15 @@ def test_an_insert_is_one_conditional_put() -> None:
     assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("5", THERE)
 
 
-def test_an_update_is_one_conditional_put_and_no_read() -> None:
+def test_an_update_is_one_conditional_put_and_two_batched_reads() -> None:
     store = MemoryStore(HERE)
-    p = protocol(store)
-    p.put(TABLE, put("3", insert=False))
+    w = writer(store)
+    w.apply(TABLE, [put("3")])
     store.calls.clear()
-    written = p.put(TABLE, put("5", insert=False))
-    assert written.outcome is Outcome.APPLIED and not written.unsettled
-    assert store.calls == [f"put {TABLE}"]
+    result = w.apply(TABLE, [put("5", seq="2")])
+    w.close()
+    assert (result.applied, result.failed_sequence) == (1, None)
+    assert store.calls == [f"get {TOMBS}", f"put {TABLE}", f"get {TOMBS}"]
 
 
 def test_a_delete_in_a_target_is_two_writes() -> None:
@@ -127,7 +130,7 @@ def test_a_lost_answer_on_an_insert_after_a_delete_still_settles() -> None:
             raise UnreachableError("answer lost")
 
     store.after_apply = lose_first
-    result = w.apply(TABLE, [put("4", insert=False)])
+    result = writer(store, prefetch=False).apply(TABLE, [put("4")])
     w.close()
     assert lost and result.failed_sequence is None
     assert store.item(TABLE, KEY) is None
@@ -137,7 +140,7 @@ def test_a_newer_put_survives_settling() -> None:
     store = MemoryStore(HERE)
     w = writer(store)
     w.apply(TABLE, [delete("5")])
-    result = w.apply(TABLE, [put("6", insert=False)])
+    result = writer(store, prefetch=False).apply(TABLE, [put("6")])
     w.close()
     assert result.applied == 1
     assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("6", THERE)
@@ -153,7 +156,7 @@ def test_a_failed_settling_read_fails_the_put() -> None:
 
     store.before_call = no_tombstone_reads
     w = StoreWriter(protocol(store), WriterOptions(backoff=Backoff(attempts=2, base=0.0)))
-    result = w.apply(TABLE, [put("4", insert=False, seq="7")])
+    result = w.apply(TABLE, [put("4", seq="7")])
     w.close()
     assert result.failed_sequence == "7"
     assert isinstance(result.error, UnreachableError)
@@ -167,3 +170,33 @@ def test_a_delete_after_a_put_in_one_batch_settles_it() -> None:
     assert result.failed_sequence is None
     assert store.item(TABLE, KEY) is None
     assert f"get {TOMBS}" not in store.calls[1:]  # no settling read: the delete came after
+
+
+def test_a_restore_does_not_overwrite_a_later_write_of_the_same_version() -> None:
+    """In one region: (3, b) X, a slow-clock (1, b), then (3, b) Z by the application. The
+    restore of X (planned from the regression) arrives after Z: the later Z stays."""
+    store = MemoryStore(HERE)
+    z: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "3"}, "v": {"S": "Z"}}
+    store.write_directly(TABLE, KEY, z)
+    x: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "3"}, "v": {"S": "X"}}
+    restore = PutVersion(KEY, Version.of("3", HERE), x, "5", strict=True)
+    w = writer(store)
+    result = w.apply(TABLE, [restore])
+    w.close()
+    assert result.stale == 1
+    held = store.item(TABLE, KEY)
+    assert held is not None and held["v"] == {"S": "Z"}
+
+
+def test_a_delete_of_an_unversioned_item_spares_versioned_ones() -> None:
+    legacy = MemoryStore(HERE)
+    legacy.write_directly(TABLE, KEY, {"pk": {"S": "k"}, "v": {"S": "old"}})
+    versioned = MemoryStore(THERE)
+    versioned.write_directly(TABLE, KEY, {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "1"}})
+    for store, applied in ((legacy, 1), (versioned, 0)):
+        w = writer(store)
+        result = w.apply(TABLE, [DeleteUnversioned(KEY, "3")])
+        w.close()
+        assert (result.applied, result.failed_sequence) == (applied, None)
+    assert legacy.item(TABLE, KEY) is None
+    assert versioned.item(TABLE, KEY) is not None

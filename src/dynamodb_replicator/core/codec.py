@@ -174,7 +174,9 @@ def decode_record(
         )
     if operation is Operation.DELETE:
         assert old is not None
-        deleted = _version(old, key, source_region, fields)
+        # An unversioned item's delete has no version (None): it removes only unversioned
+        # items elsewhere (see core.plan).
+        deleted = stored_version(old, source_region, fields)
         return Change(operation, key, sequence, deleted, old_image=old)
     assert new is not None
     return Change(

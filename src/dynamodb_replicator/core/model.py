@@ -120,7 +120,8 @@ class Change:
     """One decoded stream record of a source region.
 
     ``version`` is the version the change carries: the new version for a put, the deleted
-    version for a delete. ``old_version`` is the version a put replaced (None when absent).
+    version for a delete (None: the deleted item had no ``__timestamp``). ``old_version``
+    is the version a put replaced (None when absent).
     ``echo`` marks a change made by the replicator itself.
     """
 

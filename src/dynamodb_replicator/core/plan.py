@@ -2,7 +2,10 @@
 
 For each change of source region S:
 
-* a replica write seen again in S's stream (an echo) is dropped;
+* a replica write seen again in S's stream (an echo) is dropped (a record that looks like
+  one but replaced a newer version is an application write, see below);
+* a delete of an item without ``__timestamp`` goes to every other region, where it removes
+  only an item without one too;
 * an application write that is older than the version it replaced (clock skew) loses:
   the replaced version is restored in S and sent everywhere;
 * an application insert that is older than a delete S remembers loses: it is deleted in S;
@@ -31,7 +34,15 @@ from dynamodb_replicator.core.model import (
 )
 from dynamodb_replicator.core.policy import ConflictPolicy, newer, would_apply
 
-__all__ = ["DeleteVersion", "Plan", "PutVersion", "WriteOp", "plan_changes", "user_image"]
+__all__ = [
+    "DeleteUnversioned",
+    "DeleteVersion",
+    "Plan",
+    "PutVersion",
+    "WriteOp",
+    "plan_changes",
+    "user_image",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +53,22 @@ class PutVersion:
     version: Version
     image: Item
     sequence_number: str
-    # The source inserted the item: targets most likely lack it too, so the writer starts
-    # with the tombstone-checked write instead of a conditional put that would fail.
-    likely_new: bool = False
     # The version the change replaced in its source (None: an insert); a region holding a
-    # newer one than this held a concurrent write (see conflict_events).
+    # newer one than this held a concurrent write (see core.conflicts).
     replaces: Version | None = None
+    # A restore of a version that lost locally: it must not replace the same version, which
+    # is then either already there or a later write with an equal timestamp in the same
+    # region (the later one wins).
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteUnversioned:
+    """Remove an item that had no ``__timestamp`` where the stored item has none either
+    (a versioned item is newer than any unversioned one); nothing is remembered."""
+
+    key: ItemKey
+    sequence_number: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +81,7 @@ class DeleteVersion:
     sequence_number: str
 
 
-WriteOp = PutVersion | DeleteVersion
+WriteOp = PutVersion | DeleteVersion | DeleteUnversioned
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +135,12 @@ def plan_changes(
     echoes = 0
     lost: list[Conflict] = []
     for change in changes:
-        assert change.version is not None, "decoded changes always carry a version"
+        if change.version is None:
+            # A delete of an item that never had a version (legacy data, TTL).
+            unversioned = DeleteUnversioned(change.key, change.sequence_number)
+            for region in targets:
+                writes[region].append(unversioned)
+            continue
         if change.operation is Operation.DELETE:
             tomb = tombstones.get(change.key)
             if (
@@ -128,7 +154,9 @@ def plan_changes(
             for region in regions:
                 writes[region].append(op)
             continue
-        if change.echo:
+        # A replica write never replaces a newer version: a record that looks like one but
+        # went backwards is an application write that kept the old marker.
+        if change.echo and not newer(policy, change.old_version, change.version):
             echoes += 1
             continue
         if newer(policy, change.old_version, change.version):
@@ -140,6 +168,7 @@ def plan_changes(
                 user_image(change.old_image, fields),
                 change.sequence_number,
                 replaces=change.version,
+                strict=True,
             )
             for region in regions:
                 writes[region].append(restore)
@@ -162,7 +191,6 @@ def plan_changes(
             change.version,
             user_image(change.image, fields),
             change.sequence_number,
-            likely_new=change.old_image is None,
             replaces=change.old_version,
         )
         for region in targets:

@@ -24,6 +24,7 @@ from dynamodb_replicator.core.conditions import (
     Compare,
     Condition,
     Const,
+    Exists,
     Path,
     Value,
     all_of,
@@ -38,6 +39,7 @@ __all__ = [
     "PreferredRegion",
     "is_replica_write",
     "newer",
+    "stored_is_unversioned",
     "stored_version",
     "would_apply",
 ]
@@ -91,6 +93,12 @@ def would_apply(
         return True
     a, b = policy.order_key(stored), policy.order_key(incoming)
     return a < b or (not strict and a == b)
+
+
+def stored_is_unversioned(fields: SystemAttributes, key_attribute: str) -> Condition:
+    """True when an item is stored (``key_attribute`` is one of its key attributes) and has
+    no usable ``__timestamp``."""
+    return all_of(Exists(Path(key_attribute)), _StoredItem(fields).unversioned())
 
 
 def _compare_strings(a: str, operator: str, b: str) -> bool:

@@ -24,7 +24,7 @@ from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
-from dynamodb_replicator.core.writes import Outcome, WriteProtocol
+from dynamodb_replicator.core.writes import Outcome, WriteProtocol, Written
 
 __all__ = ["StoreWriter", "WriterOptions"]
 
@@ -141,10 +141,13 @@ class StoreWriter:
     ) -> _Tally:
         tally = _Tally()
         for op in ops:
+            call: Callable[[], Written]
             if isinstance(op, PutVersion):
                 call = functools.partial(self.protocol.put, table, op, known.get(op.key))
-            else:
+            elif isinstance(op, DeleteVersion):
                 call = functools.partial(self.protocol.delete, table, op)
+            else:
+                call = functools.partial(self.protocol.delete_unversioned, table, op)
             try:
                 written = self._retrying(call, tally)
             except ReplicatorError as exc:

@@ -5,34 +5,40 @@ never locked. The protocol decides; the store port (``core.store``) makes one ca
 
 Put of version V of key K (the item plus ``__originRegion`` and the marker):
   P0. (batched, before the writes) read K's tombstone; if it remembers a delete of V or a
-      newer version, the put is stale: no write.
+      newer version, the put is stale: no write (the common case of a late delivery after
+      a delete shows no resurrected item, and costs no write).
   P1. put the item where the stored one is absent, unversioned, older than V, or V itself.
-      DynamoDB returns the item it replaced (or the one that made the condition fail).
-  P2. (batched, after the writes) if P1 may have landed on a deleted key (it replaced
-      nothing, an unversioned item, or V itself: a replay whose first attempt may have
-      created the item), read K's tombstone again;
-  P3. if it remembers a delete of a version D >= V, apply that delete again: delete K where
-      the stored item is not newer than D.
+  P2. (batched, after the writes) every put that P1 applied reads K's tombstone again;
+  P3. if it remembers a delete of a version D >= V, that delete is applied again: delete K
+      where the stored item is not newer than D.
+  Until P2 (and P3) succeeded the put counts as failed, so the stream position never moves
+  past a put that may still undo a delete: a crash or a give-up replays it.
+A delete of an item that had no ``__timestamp`` removes the key only where the stored item
+has none either: a versioned item is newer than any unversioned one.
 Delete of version D of key K:
   D1. put the tombstone of D unless a newer delete is remembered;
   D2. delete K where the stored item is not newer than D. In the region whose application
       deleted the item, D2 is skipped when a read after D1 shows K absent or newer.
 
 Why no delete is ever undone (no resurrection). Take a delete D1/D2 and a put P1 of V <= D
-of the same key in the same region; every read is strongly consistent.
+of the same key in the same region; every read is strongly consistent, tombstones only grow.
   * P1 before D2: D2 sees V (or a newer item written after P1) and removes anything not
     newer than D.
-  * P1 after D2: then P1 is after D1, so P2 reads a tombstone >= D >= V (tombstones only
-    grow). If P1 created the item, P2/P3 run and remove it. If P1 replaced an item X, X was
-    written after D2 too (D2 left nothing not newer than D), so X was itself a put that
-    created the item after D1: its own P2/P3 run after its P1 and remove whatever is not
-    newer than D, V included. Any chain of replacements after D2 starts with a creation.
-  * A P1 applied but never acknowledged is retried: the retry finds V itself, so it runs
-    P2/P3 as the first attempt would have.
-  * The skipped D2 (source region): its read is after D1, so a put landing after the read
-    finds the item absent and runs P2/P3 against D1's tombstone.
-  * P0 only avoids a write (and a moment of resurrection) when the tombstone is already
-    there; correctness does not depend on it.
+  * P1 after D2: then P1 is after D1, so the P2 of that very put reads a tombstone >= D >= V
+    and P3 removes whatever is not newer than D. It does not matter what P1 replaced, nor
+    whether another writer's put was there first: every put that lands settles itself.
+  * A P1 applied but whose answer was lost: the retry either finds V (applied again, so it
+    settles) or a newer put that landed since, which settles itself; the same holds for a
+    put replayed after a crash or a give-up.
+  * The skipped D2 (deleting region): its read is after D1, so a put landing after the read
+    is after D1 and settles against D1's tombstone.
+  * A later delete in the same batch of the same key makes the earlier put's settling
+    unnecessary: its D2 ran after that put's P1.
+  * P0 only saves a write; correctness does not depend on it.
+  What this does not cover: a writer that stops for good between P1 and P2 while nobody
+  replays its records, i.e. a worker that lost its lease (the new holder checkpointed past
+  the records) and then dies. Workers stop writing before their lease runs out to keep
+  that window closed.
 Why every region converges: P1 and D2 are the apply rule (``stored_is_older``), evaluated by
 DynamoDB atomically; P3 re-applies a delete that happened. Each region therefore ends with
 the largest version put or deleted, whatever the order of arrival or the number of replays.
@@ -47,8 +53,14 @@ from enum import Enum
 from dynamodb_replicator.core.conditions import Exists, Path, all_of
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
-from dynamodb_replicator.core.policy import ConflictPolicy, newer, stored_version, would_apply
+from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion, WriteOp
+from dynamodb_replicator.core.policy import (
+    ConflictPolicy,
+    newer,
+    stored_is_unversioned,
+    stored_version,
+    would_apply,
+)
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.store import Store
 from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item, tombstone_table
@@ -90,6 +102,8 @@ class WriteProtocol:
     clock: Clock
     tombstone_suffix: str
     tombstone_ttl_seconds: int
+    # P0 saves writes but correctness does not depend on it: tests turn it off to prove so.
+    prefetch: bool = True
 
     @property
     def region(self) -> str:
@@ -100,9 +114,10 @@ class WriteProtocol:
         return TombstoneTable(self.store, self.fields, self.tombstone_suffix).read(table, keys)
 
     def prefetch_keys(self, ops: Iterable[WriteOp]) -> set[ItemKey]:
-        """Keys worth a tombstone read before writing (P0): puts of items their source
-        inserted, the ones a late delivery after a delete most likely concerns."""
-        return {op.key for op in ops if isinstance(op, PutVersion) and op.likely_new}
+        """Keys whose tombstone is read before writing (P0): every put's."""
+        if not self.prefetch:
+            return set()
+        return {op.key for op in ops if isinstance(op, PutVersion)}
 
     def put(self, table: str, op: PutVersion, known: Tombstone | None = None) -> Written:
         """P0 (with the tombstone read before, if any) and P1."""
@@ -113,16 +128,15 @@ class WriteProtocol:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
-        condition = self.policy.stored_is_older(op.version, self.region, strict=False)
+        condition = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
         result = self.store.put(table, item, condition)
         held = stored_version(result.item, self.region, self.fields)
         if not result.applied:
             return Written(Outcome.STALE, self._conflict(op, held, item=result.item))
-        unsettled = held is None or held == op.version
         conflict = None
         if overwrote_concurrent(self.policy, held, op.version, op.replaces):
             conflict = self._conflict(op, held, item=result.item, outcome=ConflictOutcome.WON)
-        return Written(Outcome.APPLIED, conflict, unsettled)
+        return Written(Outcome.APPLIED, conflict, unsettled=True)
 
     def delete(self, table: str, op: DeleteVersion) -> Written:
         """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
@@ -142,6 +156,12 @@ class WriteProtocol:
             return Written(Outcome.APPLIED)
         return Written(Outcome.STALE, self._delete_conflict(op, result.item))
 
+    def delete_unversioned(self, table: str, op: DeleteUnversioned) -> Written:
+        """Remove the item where it has no version either (1 write, no tombstone)."""
+        condition = stored_is_unversioned(self.fields, op.key.names()[0])
+        result = self.store.delete(table, op.key, condition)
+        return Written(Outcome.APPLIED if result.applied else Outcome.STALE)
+
     def settle(self, table: str, puts: Collection[PutVersion]) -> list[TakenBack]:
         """P2 and P3 for the unsettled puts; the puts removed again."""
         tombs = self.tombstones(table, {op.key for op in puts})
@@ -155,11 +175,17 @@ class WriteProtocol:
                 self.policy.stored_is_older(tomb.version, self.region, strict=False),
             )
             result = self.store.delete(table, key, again)
-            removed = stored_version(result.item, self.region, self.fields)
+            if result.applied:
+                removed = stored_version(result.item, self.region, self.fields)
+                gone = [op for op in mine if op.version == removed]
+            elif result.item is None:
+                # Already removed (by another writer's settling, or by our own delete whose
+                # answer was lost): the latest of our puts is what was undone.
+                gone = [max(mine, key=lambda op: self.policy.order_key(op.version))]
+            else:
+                gone = []
             taken.extend(
-                TakenBack(op, self._conflict(op, tomb.version, deleted=True))
-                for op in mine
-                if result.applied and removed == op.version
+                TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
 
@@ -173,7 +199,7 @@ class WriteProtocol:
 
     def _conflict(
         self,
-        op: WriteOp,
+        op: PutVersion | DeleteVersion,
         other: Version | None,
         *,
         item: Item | None = None,

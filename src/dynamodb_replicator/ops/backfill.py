@@ -236,9 +236,7 @@ class Backfiller:
                         if len(self.stats.unversioned_samples) < 5:
                             self.stats.unversioned_samples.append(str(key))
                     continue
-                ops.append(
-                    PutVersion(key, version, user_image(item, self.fields), "0", likely_new=True)
-                )
+                ops.append(PutVersion(key, version, user_image(item, self.fields), "0"))
             units = float(len(ops))
             if self.limiter.per_second:  # sizing every item costs CPU: only when limited
                 size = sum(

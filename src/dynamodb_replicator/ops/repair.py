@@ -30,7 +30,7 @@ def resolve(
     *,
     policy: ConflictPolicy,
     fields: SystemAttributes,
-) -> dict[str, WriteOp] | None:
+) -> dict[str, PutVersion | DeleteVersion] | None:
     """The operation each region needs for ``key`` (regions that agree get none).
 
     None when no region holds a versioned item or a tombstone: nothing can be decided.
@@ -50,7 +50,9 @@ def resolve(
     if best_tomb is not None and (
         best_item is None or policy.order_key(best_tomb.version) >= best_item[0]
     ):
-        op: WriteOp = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, "0")
+        op: PutVersion | DeleteVersion = DeleteVersion(
+            key, best_tomb.version, best_tomb.deleted_in, "0"
+        )
         return {region: op for region, item in items.items() if item is not None}
     if best_item is None:
         return None
@@ -74,7 +76,7 @@ class RepairReport:
     unresolved: int = 0
     samples: list[str] = field(default_factory=list)
 
-    def note(self, region: str, op: WriteOp) -> None:
+    def note(self, region: str, op: PutVersion | DeleteVersion) -> None:
         counts = self.puts if isinstance(op, PutVersion) else self.deletes
         counts[region] = counts.get(region, 0) + 1
         if len(self.samples) < SAMPLES:
