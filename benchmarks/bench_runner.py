@@ -155,8 +155,10 @@ class VisibilityRecorder:
     def close(self) -> None:
         self.inner.close()
 
-    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult:
-        result = self.inner.apply(table, ops)
+    def apply(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+    ) -> TargetResult:
+        result = self.inner.apply(table, ops, deadline=deadline)
         now_ms = time.time() * 1000
         self.sink.extend(
             now_ms - float(op.version.timestamp) for op in ops if isinstance(op, PutVersion)

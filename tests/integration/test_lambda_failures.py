@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,3 +95,71 @@ def test_missing_tombstone_table_is_a_clear_failure(
     assert result.failed_sequence() == sequence
     error = result.targets[US].error
     assert error is not None and "NoTombs.__tombstones" in str(error)
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers (a region whose load balancer hangs)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(128)  # the kernel completes the handshakes; nobody reads
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class Context:
+    """The part of Lambda's context object the handler reads."""
+
+    def __init__(self, seconds: float) -> None:
+        self.ends = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.ends - time.monotonic()) * 1000)
+
+
+def test_the_handler_keeps_the_invocation_deadline(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """40 inserts, 6 s left, one target that accepts connections and never answers: the
+    handler returns before the deadline, naming the first record; the healthy target got
+    every record; once the target answers, the retried batch completes."""
+    for n in range(40):
+        clients[EU].put_item(TableName="Orders", Item=item(f"deadline{n}", "1"))
+    ((arn, records),) = StreamPump(ddb_local.endpoint_url, "Orders", REGIONS).read(EU)
+    hole = BlackHole()
+    env = handler_env(ddb_local.endpoint_url, EU, REGIONS)
+    env["REPLICATOR_ENDPOINT_URLS"] = (
+        f"{US}={ddb_local.endpoint_url},{EU}={ddb_local.endpoint_url},{AP}={hole.endpoint_url}"
+    )
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    event = {
+        "Records": [
+            record_to_lambda_event_record(r, event_source_arn=arn, aws_region=EU) for r in records
+        ]
+    }
+    try:
+        started = time.monotonic()
+        response = lambda_handler.handler(event, Context(6.0))
+        took = time.monotonic() - started
+    finally:
+        hole.close()
+    first = records[0]["dynamodb"]["SequenceNumber"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": first}]}
+    assert took < 6.0, f"the handler returned after {took:.1f} s of 6"
+    keys = {i["pk"]["S"] for i in clients[US].scan(TableName="Orders")["Items"]}
+    assert {f"deadline{n}" for n in range(40)} <= keys
+
+    monkeypatch.setenv(
+        "REPLICATOR_ENDPOINT_URLS",
+        handler_env(ddb_local.endpoint_url, EU, REGIONS)["REPLICATOR_ENDPOINT_URLS"],
+    )
+    assert lambda_handler.handler(event, Context(30.0)) == {"batchItemFailures": []}
+    keys = {i["pk"]["S"] for i in clients[AP].scan(TableName="Orders")["Items"]}
+    assert {f"deadline{n}" for n in range(40)} <= keys

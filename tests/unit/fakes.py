@@ -27,7 +27,9 @@ class RecordingWriter:
     def close(self) -> None:
         pass
 
-    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult:
+    def apply(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+    ) -> TargetResult:
         applied, failed = 0, None
         for op in ops:
             if self.fail_from is not None and int(op.sequence_number) >= int(self.fail_from):

@@ -5,6 +5,11 @@ Three parts, as in Powertools' batch utility: the records are decoded and applie
 ``partial_failure_response`` turns its result into Lambda's ``batchItemFailures`` (only
 the lowest failed SequenceNumber: Lambda resumes the shard from there); ``handler`` wires
 both to the environment.
+
+The invocation's deadline is kept: no write starts after ``remaining time - margin``, and
+if writes already in flight do not answer by then (a region that accepts connections and
+never replies), the handler returns anyway, naming the batch's first record, so Lambda
+retries the batch instead of timing the invocation out.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TextIO
@@ -28,9 +34,47 @@ from dynamodb_replicator.core.settings import settings_from_env
 from dynamodb_replicator.observe.conflict_log import open_conflict_log
 from dynamodb_replicator.observe.logs import configure
 
-__all__ = ["handler", "partial_failure_response", "process_event"]
+__all__ = ["deadline_of", "handler", "partial_failure_response", "process_event"]
 
 log = logging.getLogger(__name__)
+
+# Time kept back from the invocation's remaining time: to return, log and print metrics.
+MIN_MARGIN_S = 1.0
+MARGIN_SHARE = 0.1
+
+
+def deadline_of(context: Any, now: float) -> float | None:
+    """When the batch must be done (epoch seconds), from a Lambda context; None without one."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    left = float(remaining()) / 1000.0
+    return now + left - max(MIN_MARGIN_S, left * MARGIN_SHARE)
+
+
+def _process_in_time(
+    replicator: Replicator, table: str, records: list[Any], deadline: float | None
+) -> BatchResult | None:
+    """``replicator.process`` bounded by ``deadline``: None when it did not finish by then
+    (calls still in flight go on in the background; their writes are safe to repeat)."""
+    if deadline is None:
+        return replicator.process(table, records, from_json=True)
+    done: list[BatchResult] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.append(replicator.process(table, records, from_json=True, deadline=deadline))
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=run, name="replicate-batch", daemon=True)
+    worker.start()
+    # Writes stop starting at the deadline; a little grace lets the last answers arrive.
+    worker.join(max(0.0, deadline - time.time()) + MIN_MARGIN_S / 2)
+    if failed:
+        raise failed[0]
+    return done[0] if done else None
 
 
 def partial_failure_response(result: BatchResult) -> dict[str, list[dict[str, str]]]:
@@ -45,8 +89,12 @@ def process_event(
     metrics_namespace: str | None = None,
     clock: Callable[[], float] = time.time,
     out: TextIO | None = None,
+    deadline: float | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Replicate one DynamoDB Streams event; raise only when no record can be named.
+
+    With ``deadline`` (epoch seconds), no write starts after it and the function returns
+    by then, naming the first record when the batch could not be finished.
 
     With ``metrics_namespace``, print the batch's metrics as EMF lines to ``out`` (default
     standard output: the function's log stream, where CloudWatch picks them up).
@@ -62,7 +110,14 @@ def process_event(
     if len(arns) != 1:
         raise MalformedRecordError(f"a batch must come from one stream, got {sorted(arns)}")
     table = table_name_from_arn(arns.pop())
-    result = replicator.process(table, records, from_json=True)
+    result = _process_in_time(replicator, table, records, deadline)
+    if result is None:
+        first = min((sequence_number_of(r) for r in records), key=int)
+        log.error(
+            "batch not finished before the invocation's deadline; Lambda retries it",
+            extra={"table": table, "sequence": first},
+        )
+        return {"batchItemFailures": [{"itemIdentifier": first}]}
     if metrics_namespace is not None:
         now = clock()
         ages = batch_ages(records, now, replicator.fields)
@@ -108,4 +163,5 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
     )
     replicator, namespace = _replicator(environment)
-    return process_event(event, replicator, metrics_namespace=namespace)
+    deadline = deadline_of(context, time.time())
+    return process_event(event, replicator, metrics_namespace=namespace, deadline=deadline)

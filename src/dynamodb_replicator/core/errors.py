@@ -6,6 +6,7 @@
     │   ├── MalformedRecordError    not a DynamoDB stream record, unknown eventName, ...
     │   ├── StreamViewTypeError     the stream is not NEW_AND_OLD_IMAGES
     │   └── MissingTimestampError   no usable ``__timestamp`` on the item
+    ├── DeadlineError               no time left to start a write (Lambda, lease); retry later
     └── TargetError                 a region did not accept a write
         ├── RetryableTargetError    .retryable = True
         │   ├── ThrottledError      throttling / provisioned throughput exceeded
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DeadlineError",
     "MalformedRecordError",
     "MissingTimestampError",
     "RecordError",
@@ -57,6 +59,11 @@ class StreamViewTypeError(RecordError):
 
 class MissingTimestampError(RecordError):
     """The item has no usable version timestamp (missing, or not a Number)."""
+
+
+class DeadlineError(ReplicatorError):
+    """The caller's deadline came before the write could start; nothing was written by
+    this attempt, and the record is left for a later one."""
 
 
 class TargetError(ReplicatorError):

@@ -45,7 +45,12 @@ class TargetWriter(Protocol):
     @property
     def region(self) -> str: ...
 
-    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult: ...
+    def apply(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+    ) -> TargetResult:
+        """Apply ``ops``; none is started after ``deadline`` (epoch seconds of the
+        writer's clock): those are reported as failed, to be replayed later."""
+        ...
 
     def close(self) -> None: ...
 

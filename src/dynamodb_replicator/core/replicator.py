@@ -145,9 +145,11 @@ class Replicator:
         *,
         from_json: bool,
         regions: Collection[str] | None = None,
+        deadline: float | None = None,
     ) -> BatchResult:
         """Replicate ``records`` (one shard's, in order) of ``table`` in the source region
-        to ``regions`` (default: every region with a writer).
+        to ``regions`` (default: every region with a writer). No write starts after
+        ``deadline`` (epoch seconds); what was not done is reported as failed.
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
@@ -175,7 +177,9 @@ class Replicator:
             tombstones=tombs,
         )
         futures = {
-            region: self._pool.submit(self.writers[region].apply, table, plan.writes[region])
+            region: self._pool.submit(
+                self.writers[region].apply, table, plan.writes[region], deadline=deadline
+            )
             for region in chosen
         }
         results = {region: future.result() for region, future in futures.items()}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dynamodb_replicator.core.conflicts import Conflict
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.ports import TargetResult
@@ -92,18 +92,23 @@ class StoreWriter:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def apply(self, table: str, ops: Sequence[WriteOp]) -> TargetResult:
+    def apply(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+    ) -> TargetResult:
+        """Apply ``ops``: per key in order, keys concurrently. No store call starts after
+        ``deadline`` (seconds since the epoch on the protocol's clock)."""
         total = _Tally()
-        known = self._prefetch(table, ops, total)
+        known = self._prefetch(table, ops, total, deadline)
         groups: dict[ItemKey, list[WriteOp]] = {}
         for op in ops:
             groups.setdefault(op.key, []).append(op)
         futures = [
-            self._pool.submit(self._apply_chain, table, chain, known) for chain in groups.values()
+            self._pool.submit(self._apply_chain, table, chain, known, deadline)
+            for chain in groups.values()
         ]
         for future in futures:
             total.add(future.result())
-        self._settle(table, total)
+        self._settle(table, total, deadline)
         return TargetResult(
             self.region,
             total.applied,
@@ -115,29 +120,39 @@ class StoreWriter:
             conflicts=tuple(total.conflicts),
         )
 
-    def _retrying(self, call: Callable[[], T], tally: _Tally) -> T:
+    def _retrying(self, call: Callable[[], T], tally: _Tally, deadline: float | None) -> T:
         def count_retry(_error: ReplicatorError, _attempt: int) -> None:
             tally.retried += 1
 
+        def in_time() -> T:
+            if deadline is not None and self.protocol.clock.now() >= deadline:
+                raise DeadlineError("no time left to start this write; it is left for a retry")
+            return call()
+
         return call_with_retries(
-            call, self.options.backoff, on_retry=count_retry, stop=self.options.stop
+            in_time, self.options.backoff, on_retry=count_retry, stop=self.options.stop
         )
 
     def _prefetch(
-        self, table: str, ops: Sequence[WriteOp], tally: _Tally
+        self, table: str, ops: Sequence[WriteOp], tally: _Tally, deadline: float | None
     ) -> Mapping[ItemKey, Tombstone]:
         keys = self.protocol.prefetch_keys(ops)
         if not keys:
             return {}
         try:
-            return self._retrying(functools.partial(self.protocol.tombstones, table, keys), tally)
+            read = functools.partial(self.protocol.tombstones, table, keys)
+            return self._retrying(read, tally, deadline)
         except ReplicatorError as exc:
             # Only an optimisation: settling after the writes keeps deletes deleted.
             log.warning("tombstone read failed", extra={"region": self.region, "reason": str(exc)})
             return {}
 
     def _apply_chain(
-        self, table: str, ops: list[WriteOp], known: Mapping[ItemKey, Tombstone]
+        self,
+        table: str,
+        ops: list[WriteOp],
+        known: Mapping[ItemKey, Tombstone],
+        deadline: float | None,
     ) -> _Tally:
         tally = _Tally()
         for op in ops:
@@ -149,7 +164,7 @@ class StoreWriter:
             else:
                 call = functools.partial(self.protocol.delete_unversioned, table, op)
             try:
-                written = self._retrying(call, tally)
+                written = self._retrying(call, tally, deadline)
             except ReplicatorError as exc:
                 self._log_failure(table, op, exc)
                 # Later writes of this key wait for the retry: per-key order is kept.
@@ -169,13 +184,12 @@ class StoreWriter:
                 ]
         return tally
 
-    def _settle(self, table: str, total: _Tally) -> None:
+    def _settle(self, table: str, total: _Tally, deadline: float | None) -> None:
         if not total.unsettled:
             return
         try:
-            taken = self._retrying(
-                functools.partial(self.protocol.settle, table, total.unsettled), total
-            )
+            settle = functools.partial(self.protocol.settle, table, total.unsettled)
+            taken = self._retrying(settle, total, deadline)
         except ReplicatorError as exc:
             first = min(total.unsettled, key=lambda op: int(op.sequence_number))
             self._log_failure(table, first, exc)
