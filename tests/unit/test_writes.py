@@ -162,16 +162,6 @@ def test_a_failed_settling_read_fails_the_put() -> None:
     assert isinstance(result.error, UnreachableError)
 
 
-def test_a_delete_after_a_put_in_one_batch_settles_it() -> None:
-    store = MemoryStore(HERE)
-    w = writer(store)
-    result = w.apply(TABLE, [put("4", seq="1"), delete("4", seq="2")])
-    w.close()
-    assert result.failed_sequence is None
-    assert store.item(TABLE, KEY) is None
-    assert f"get {TOMBS}" not in store.calls[1:]  # no settling read: the delete came after
-
-
 def test_a_restore_does_not_overwrite_a_later_write_of_the_same_version() -> None:
     """In one region: (3, b) X, a slow-clock (1, b), then (3, b) Z by the application. The
     restore of X (planned from the regression) arrives after Z: the later Z stays."""
@@ -200,3 +190,50 @@ def test_a_delete_of_an_unversioned_item_spares_versioned_ones() -> None:
         assert (result.applied, result.failed_sequence) == (applied, None)
     assert legacy.item(TABLE, KEY) is None
     assert versioned.item(TABLE, KEY) is not None
+
+
+def test_a_lost_answer_on_a_restore_after_a_delete_still_settles() -> None:
+    """Found by the fault schedule: a restore (strict) lands after a delete of its version,
+    its answer is lost, and the retry is refused because its own version is there. It must
+    still settle, or the deleted item stays."""
+    store = MemoryStore(HERE)
+    lost: list[str] = []
+
+    def delete_first(s: MemoryStore, call: str) -> None:
+        if call == f"put {TABLE}" and not lost:
+            protocol(MemoryStore(HERE, tables=s.tables)).delete(TABLE, delete("3"))
+
+    def lose_first(_s: MemoryStore, call: str) -> None:
+        if call == f"put {TABLE}" and not lost:
+            lost.append(call)
+            raise UnreachableError("answer lost")
+
+    x: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "3"}}
+    restore = PutVersion(KEY, Version.of("3", THERE), x, "5", strict=True)
+    store.before_call, store.after_apply = delete_first, lose_first
+    w = writer(store, prefetch=False)
+    result = w.apply(TABLE, [restore])
+    w.close()
+    assert lost and result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None
+
+
+def test_an_application_write_over_a_landed_put_is_settled_too() -> None:
+    """Found by the fault schedule: a late put lands on a deleted key (delete 7 remembered);
+    the application then overwrites it with 4.5, older than the delete; a later delete (3)
+    of the same batch finds 4.5 newer and leaves it. Settling must still run and remove it,
+    as the application's write is older than a delete the region remembers."""
+    store = MemoryStore(HERE)
+    protocol(store).delete(TABLE, delete("7", seq="1"))
+    local: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "4.5"}}
+
+    def application_meanwhile(s: MemoryStore, call: str) -> None:
+        if call == f"put {TOMBS}" and s.item(TABLE, KEY) is not None:
+            s.write_directly(TABLE, KEY, local)
+
+    store.before_call = application_meanwhile
+    w = writer(store, prefetch=False)
+    result = w.apply(TABLE, [put("2", seq="2"), delete("3", seq="3")])
+    w.close()
+    assert result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None

@@ -56,6 +56,8 @@ class _Tally:
     error: ReplicatorError | None = None
     conflicts: list[Conflict] = field(default_factory=list)
     unsettled: list[PutVersion] = field(default_factory=list)
+    # Sequence numbers of the unsettled puts counted as applied (not refused restores).
+    applied_unsettled: set[str] = field(default_factory=set)
 
     def fail(self, sequence: str, error: ReplicatorError) -> None:
         """Record an operation that gave up; the lowest failed sequence is kept."""
@@ -69,6 +71,7 @@ class _Tally:
         self.gave_up += other.gave_up
         self.conflicts.extend(other.conflicts)
         self.unsettled.extend(other.unsettled)
+        self.applied_unsettled |= other.applied_unsettled
         if other.failed is not None and other.error is not None:
             self._lowest(other.failed, other.error)
 
@@ -178,10 +181,8 @@ class StoreWriter:
                 tally.conflicts.append(written.conflict)
             if written.unsettled and isinstance(op, PutVersion):
                 tally.unsettled.append(op)
-            elif isinstance(op, DeleteVersion):
-                tally.unsettled = [
-                    put for put in tally.unsettled if not self.protocol.supersedes(op, put)
-                ]
+                if written.outcome is Outcome.APPLIED:
+                    tally.applied_unsettled.add(op.sequence_number)
         return tally
 
     def _settle(self, table: str, total: _Tally, deadline: float | None) -> None:
@@ -196,8 +197,9 @@ class StoreWriter:
             total.fail(first.sequence_number, exc)
             return
         for back in taken:
-            total.applied -= 1
-            total.stale += 1
+            if back.op.sequence_number in total.applied_unsettled:
+                total.applied -= 1
+                total.stale += 1
             total.conflicts.append(back.conflict)
 
     def _log_failure(self, table: str, op: WriteOp, exc: ReplicatorError) -> None:

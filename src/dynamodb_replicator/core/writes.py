@@ -27,13 +27,15 @@ of the same key in the same region; every read is strongly consistent, tombstone
   * P1 after D2: then P1 is after D1, so the P2 of that very put reads a tombstone >= D >= V
     and P3 removes whatever is not newer than D. It does not matter what P1 replaced, nor
     whether another writer's put was there first: every put that lands settles itself.
-  * A P1 applied but whose answer was lost: the retry either finds V (applied again, so it
-    settles) or a newer put that landed since, which settles itself; the same holds for a
-    put replayed after a crash or a give-up.
+  * A P1 applied but whose answer was lost: the retry either finds V (applied again, or,
+    for a strict restore, refused because V is there: settled all the same) or a newer put
+    that landed since, which settles itself; the same holds for a put replayed after a
+    crash or a give-up.
   * The skipped D2 (deleting region): its read is after D1, so a put landing after the read
     is after D1 and settles against D1's tombstone.
-  * A later delete in the same batch of the same key makes the earlier put's settling
-    unnecessary: its D2 ran after that put's P1.
+  * Every landed put settles, even when a later delete of the same batch ran after it: an
+    application write may have replaced the landed put in between, and only settling
+    removes that older-than-the-delete write.
   * P0 only saves a write; correctness does not depend on it.
   What this does not cover: a writer that stops for good between P1 and P2 while nobody
   replays its records, i.e. a worker that lost its lease (the new holder checkpointed past
@@ -56,7 +58,6 @@ from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tomb
 from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.policy import (
     ConflictPolicy,
-    newer,
     stored_is_unversioned,
     stored_version,
     would_apply,
@@ -132,7 +133,10 @@ class WriteProtocol:
         result = self.store.put(table, item, condition)
         held = stored_version(result.item, self.region, self.fields)
         if not result.applied:
-            return Written(Outcome.STALE, self._conflict(op, held, item=result.item))
+            # A strict put (a restore) that finds its own version may be finding its own
+            # earlier attempt, whose answer was lost: that one must be settled too.
+            conflict = None if held == op.version else self._conflict(op, held, item=result.item)
+            return Written(Outcome.STALE, conflict, unsettled=held == op.version)
         conflict = None
         if overwrote_concurrent(self.policy, held, op.version, op.replaces):
             conflict = self._conflict(op, held, item=result.item, outcome=ConflictOutcome.WON)
@@ -188,11 +192,6 @@ class WriteProtocol:
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
-
-    def supersedes(self, delete: DeleteVersion, put: PutVersion) -> bool:
-        """True when ``delete``, applied after ``put`` in the same region, leaves nothing
-        of the put to settle (its D2 removed the put's version or found a newer one)."""
-        return not newer(self.policy, put.version, delete.version)
 
     def _delete_conflict(self, op: DeleteVersion, held: Item | None) -> Conflict:
         return self._conflict(op, stored_version(held, self.region, self.fields), item=held)

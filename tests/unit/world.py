@@ -1,0 +1,201 @@
+"""A world of regions for convergence tests: in-memory stores, the real write protocol and
+planner, and a schedule of faults that slip in between any two store calls.
+
+Faults, chosen by ``next_action`` before each store call (and after each applied write):
+another replicator delivers a pending write into that region meanwhile (another source
+region's worker, or a new lease holder taking over), a zombie worker replays a write
+delivered long ago, the application writes or deletes in that region (its stream record
+goes through the planner), the call is throttled, or a write is applied but its answer is
+lost. Deliveries are batches of one region's pending writes, several keys and several
+writes per key, as the shard worker hands them over; what a batch reports as failed is
+delivered again later, as the stream would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
+from dynamodb_replicator.core.model import Change, Item, ItemKey, Operation, Version
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, plan_changes
+from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .strategies import FIELDS
+
+TABLE = "T"
+SUFFIX = ".__tombstones"
+KEYS = tuple(ItemKey.from_attributes({"pk": {"S": f"k{n}"}}) for n in range(3))
+NOTHING, DELIVER, APP_WRITE, APP_DELETE, LOSE_ANSWER, THROTTLE, ZOMBIE = range(7)
+ACTIONS = (NOTHING, DELIVER, APP_WRITE, APP_DELETE, LOSE_ANSWER, THROTTLE, ZOMBIE)
+# Faults that make a call fail are bounded, so every batch finishes within its retries
+# most of the time; a batch that still fails is delivered again.
+MAX_FAILURES = 6
+
+__all__ = ["ACTIONS", "KEYS", "NOTHING", "World"]
+
+
+class FixedClock:
+    def now(self) -> float:
+        return 1_000_000.0
+
+
+def _writer(store: MemoryStore, policy: ConflictPolicy, prefetch: bool) -> StoreWriter:
+    protocol = WriteProtocol(store, policy, FIELDS, FixedClock(), SUFFIX, 3600, prefetch)
+    options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=4, base=0.0))
+    return StoreWriter(protocol, options)
+
+
+def image(key: ItemKey, version: Version) -> Item:
+    return {**key.to_attributes(), FIELDS.timestamp: {"N": version.raw_timestamp}}
+
+
+@dataclass
+class World:
+    """Regions, the writes still to deliver, and every version written or deleted per key."""
+
+    policy: ConflictPolicy
+    names: list[str]
+    next_action: Callable[[], int]
+    prefetch: bool = True
+    stores: dict[str, MemoryStore] = field(default_factory=dict)
+    writers: dict[str, StoreWriter] = field(default_factory=dict)
+    concurrent: dict[str, StoreWriter] = field(default_factory=dict)
+    pending: list[tuple[str, WriteOp]] = field(default_factory=list)
+    delivered: list[tuple[str, WriteOp]] = field(default_factory=list)
+    history: dict[ItemKey, list[tuple[str, Version]]] = field(default_factory=dict)
+    sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    app_stamp: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    nested: bool = False
+    failures: int = 0
+
+    def __post_init__(self) -> None:
+        for name in self.names:
+            store = MemoryStore(name, before_call=self._before, after_apply=self._after)
+            self.stores[name] = store
+            self.writers[name] = _writer(store, self.policy, self.prefetch)
+            self.concurrent[name] = _writer(store, self.policy, self.prefetch)
+
+    def close(self) -> None:
+        for writer in [*self.writers.values(), *self.concurrent.values()]:
+            writer.close()
+
+    def seq(self) -> str:
+        return str(next(self.sequence))
+
+    def happened(self, kind: str, key: ItemKey, version: Version) -> None:
+        self.history.setdefault(key, []).append((kind, version))
+
+    def event(self, kind: str, key: ItemKey, version: Version, deleted_in: str) -> WriteOp:
+        """A put or delete of another region's application, to deliver everywhere."""
+        self.happened(kind, key, version)
+        if kind == "put":
+            return PutVersion(key, version, image(key, version), self.seq())
+        return DeleteVersion(key, version, deleted_in, self.seq())
+
+    def deliver(self, region: str, ops: list[WriteOp], *, concurrently: bool = False) -> None:
+        """One batch into ``region``; what it reports as failed is delivered again later."""
+        writers = self.concurrent if concurrently else self.writers
+        result = writers[region].apply(TABLE, ops)
+        self.delivered.extend((region, op) for op in ops)
+        failed = result.failed_sequence
+        if failed is not None:
+            self.pending.extend(
+                (region, op) for op in ops if int(op.sequence_number) >= int(failed)
+            )
+
+    def run(self, batch_size: Callable[[], int]) -> None:
+        """Deliver everything pending, a batch of one region's writes at a time."""
+        while self.pending:
+            region, first = self.pending.pop(0)
+            batch = [first]
+            size = batch_size()
+            for entry in list(self.pending):
+                if len(batch) >= size:
+                    break
+                if entry[0] == region:
+                    self.pending.remove(entry)
+                    batch.append(entry[1])
+            # A shard's batch is in stream order: the writer resumes from the lowest failure.
+            self.deliver(region, sorted(batch, key=lambda op: int(op.sequence_number)))
+
+    def check(self) -> None:
+        """Every region holds every key's winner; nothing deleted came back."""
+        for key, events in self.history.items():
+            best = max(events, key=lambda e: (self.policy.order_key(e[1]), e[0] == "delete"))
+            winner = None if best[0] == "delete" else best[1]
+            for name, store in self.stores.items():
+                held = store.item(TABLE, key)
+                if winner is None:
+                    assert held is None, f"{name} resurrected {key}: {held}"
+                else:
+                    assert stored_version(held, name, FIELDS) == winner, (name, key, held)
+
+    def _before(self, store: MemoryStore, _call: str) -> None:
+        if self.nested:
+            return
+        action = self.next_action()
+        if action == THROTTLE and self.failures < MAX_FAILURES:
+            self.failures += 1
+            raise ThrottledError("throttled", region=store.name)
+        self.nested = True
+        try:
+            if action == DELIVER and self.pending:
+                region, op = self.pending.pop(0)
+                self.deliver(region, [op], concurrently=True)
+            elif action == ZOMBIE and self.delivered:
+                region, op = self.delivered[len(self.delivered) // 2]
+                self.deliver(region, [op], concurrently=True)
+            elif action in (APP_WRITE, APP_DELETE):
+                key = KEYS[self.failures % len(KEYS)]
+                self.application(store.name, key, delete=action == APP_DELETE)
+        finally:
+            self.nested = False
+
+    def _after(self, _store: MemoryStore, _call: str) -> None:
+        if self.nested or self.failures >= MAX_FAILURES:
+            return
+        if self.next_action() == LOSE_ANSWER:
+            self.failures += 1
+            raise UnreachableError("answer lost after the write was applied")
+
+    def application(self, region: str, key: ItemKey, *, delete: bool) -> None:
+        """An application write or delete of ``key`` in ``region``; its stream record is
+        planned by the real planner, and the writes it asks for are delivered later."""
+        store = self.stores[region]
+        old = store.item(TABLE, key)
+        old_version = stored_version(old, region, FIELDS)
+        if delete:
+            if old is None:
+                return
+            store.write_directly(TABLE, key, None)
+            if old_version is None:
+                return
+            self.happened("delete", key, old_version)
+            change = Change(Operation.DELETE, key, self.seq(), old_version, old_image=old)
+        else:
+            # Fresh, distinct timestamps: no two writes share a version.
+            version = Version.of(f"{next(self.app_stamp)}.5", region)
+            new = image(key, version)
+            store.write_directly(TABLE, key, new)
+            self.happened("put", key, version)
+            change = Change(
+                Operation.PUT, key, self.seq(), version, new, old, old_version=old_version
+            )
+        tombs = TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [key])
+        plan = plan_changes(
+            [change],
+            source=region,
+            regions=self.names,
+            policy=self.policy,
+            fields=FIELDS,
+            tombstones=tombs,
+        )
+        for target, ops in plan.writes.items():
+            self.pending.extend((target, op) for op in ops)
