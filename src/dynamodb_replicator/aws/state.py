@@ -10,15 +10,13 @@ Items (hash key ``pk``, a string):
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
-
-from dynamodb_replicator.aws.errors import call_translated, error_code, translate
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
+from dynamodb_replicator.core.errors import ConditionFailedError, ResourceInUseError
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 
@@ -32,15 +30,15 @@ def ensure_state_table(client: Any, name: str, region: str) -> None:
     if describe_table(client, name, region) is not None:
         return
     try:
-        client.create_table(
-            TableName=name,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ResourceInUseException":
-            raise translate(exc, region, f"CreateTable {name}") from exc
+        with translated(region, f"CreateTable {name}"):
+            client.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+    except ResourceInUseError:
+        pass  # created concurrently: fine
     wait_until_exists(client, name, region)
 
 
@@ -62,11 +60,11 @@ class DynamoStateStore:
         self.stop = stop  # set on shutdown: retries give up at once
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
-        translated = functools.partial(
-            call_translated, self.region, f"{action} on {self.table}", call
-        )
-        result: T = call_with_retries(translated, self.backoff, stop=self.stop)
-        return result
+        def attempt() -> T:
+            with translated(self.region, f"{action} on {self.table}"):
+                return call()
+
+        return call_with_retries(attempt, self.backoff, stop=self.stop)
 
     # -- checkpoints -------------------------------------------------------------------
     def load(self, shard: ShardRef) -> dict[str, str]:
@@ -123,23 +121,21 @@ class DynamoStateStore:
         if ":now" in condition:
             values[":now"] = {"N": str(now_ms)}
 
-        def update() -> bool:
-            try:
-                self.client.update_item(
+        try:
+            self._call(
+                "lease",
+                lambda: self.client.update_item(
                     TableName=self.table,
                     Key=self._lease_key(shard),
                     UpdateExpression="SET #owner = :me, #expires = :exp",
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
                     ExpressionAttributeValues=values,
-                )
-                return True
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return False
-                raise
-
-        return self._call("lease", update)
+                ),
+            )
+        except ConditionFailedError:
+            return False  # someone else holds it
+        return True
 
     def leases(self) -> dict[str, tuple[str, int]]:
         """Every lease: shard key -> (owner, expires ms)."""
