@@ -21,6 +21,8 @@ from dynamodb_replicator.aws.tables import (
     require_table,
     wait_until_exists,
 )
+from dynamodb_replicator.core.defaults import TOMBSTONE_SUFFIX as DEFAULT_SUFFIX
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.retry import Backoff
 
@@ -31,12 +33,6 @@ __all__ = [
     "tombstone_from_item",
     "tombstone_table",
 ]
-
-DEFAULT_SUFFIX = ".__tombstones"
-
-
-def tombstone_table(table: str, suffix: str = DEFAULT_SUFFIX) -> str:
-    return f"{table}{suffix}"
 
 
 def ensure_tombstone_table(

@@ -35,12 +35,9 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
-from dynamodb_replicator.aws.tombstones import (
-    ensure_tombstone_table,
-    tombstone_from_item,
-    tombstone_table,
-)
+from dynamodb_replicator.aws.tombstones import ensure_tombstone_table, tombstone_from_item
 from dynamodb_replicator.aws.writer import DynamoWriter
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image

@@ -13,6 +13,7 @@ from typing import Any
 
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.tombstones import tombstone_from_item
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
@@ -119,7 +120,7 @@ class Repairer:
             found = batch_get(client, self.table, keys, region=region)
             items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
             remembered = batch_get(
-                client, f"{self.table}{self.tombstone_suffix}", keys, region=region
+                client, tombstone_table(self.table, self.tombstone_suffix), keys, region=region
             )
             key_names = list(keys[0])
             tombs[region] = {
