@@ -6,6 +6,12 @@ Items (hash key ``pk``, a string):
   ``lease|TABLE|STREAM|SHARD``  ``owner`` and ``expires`` (epoch ms): who reads the shard
   ``worker|ID``                 ``expires``: a live worker, for sharing shards fairly
   ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
+  ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
+                                a copy's progress (core/progress.py), attribute
+                                ``pos#TARGET``: the last key copied (``codec.key_to_json``)
+                                or ``DONE``. It shares the checkpoint layout, under a table
+                                name no stream can have, so copies left half-way by earlier
+                                versions resume.
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ from typing import Any, TypeVar
 
 from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
+from dynamodb_replicator.core.codec import key_from_json, key_to_json
 from dynamodb_replicator.core.errors import ConditionFailedError, ResourceInUseError
+from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 
 __all__ = ["DynamoStateStore", "ensure_state_table"]
 
 T = TypeVar("T")
+
+_SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
 
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:
@@ -69,7 +79,35 @@ class DynamoStateStore:
     # -- checkpoints -------------------------------------------------------------------
     def load(self, shard: ShardRef) -> dict[str, str]:
         """target region -> last accepted SequenceNumber (or END); absent: no checkpoint."""
-        key = {"pk": {"S": f"cp|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        return self._load_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}")
+
+    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
+        """Record new positions for some targets (others keep theirs)."""
+        self._save_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}", positions)
+
+    # -- scan progress -----------------------------------------------------------------
+    @staticmethod
+    def _progress_id(scan: ScanSegment) -> str:
+        return f"backfill:{scan.table}|{scan.source}|{scan.segment}-of-{scan.segments}"
+
+    def load_progress(self, scan: ScanSegment) -> SegmentProgress:
+        """How far the segment's copy into ``scan.target`` came (not started: none saved)."""
+        saved = self._load_positions(self._progress_id(scan)).get(scan.target)
+        if saved == _SCAN_DONE:
+            return SegmentProgress(done=True)
+        return SegmentProgress(key_from_json(saved) if saved else None)
+
+    def save_progress(self, scan: ScanSegment, progress: SegmentProgress) -> None:
+        if progress.done:
+            saved = _SCAN_DONE
+        elif progress.last_key is not None:
+            saved = key_to_json(progress.last_key)
+        else:
+            return  # not started: nothing to remember
+        self._save_positions(self._progress_id(scan), {scan.target: saved})
+
+    def _load_positions(self, name: str) -> dict[str, str]:
+        key = {"pk": {"S": f"cp|{name}"}}
         item = self._call(
             "GetItem",
             lambda: self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True),
@@ -80,14 +118,13 @@ class DynamoStateStore:
             if name.startswith("pos#")
         }
 
-    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
-        """Record new positions for some targets (others keep theirs)."""
+    def _save_positions(self, name: str, positions: Mapping[str, str]) -> None:
         if not positions:
             return
         names = {f"#p{i}": f"pos#{target}" for i, target in enumerate(positions)}
         values = {f":p{i}": {"S": seq} for i, seq in enumerate(positions.values())}
         assignments = ", ".join(f"#p{i} = :p{i}" for i in range(len(positions)))
-        key = {"pk": {"S": f"cp|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        key = {"pk": {"S": f"cp|{name}"}}
         self._call(
             "UpdateItem",
             lambda: self.client.update_item(

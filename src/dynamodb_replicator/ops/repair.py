@@ -17,6 +17,7 @@ from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.ops.diff import digest
 
 __all__ = ["RepairReport", "Repairer", "resolve"]
@@ -51,7 +52,7 @@ def resolve(
     if best_tomb is not None and (
         best_item is None or policy.order_key(best_tomb.version) >= best_item[0]
     ):
-        op: WriteOp = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, "0")
+        op: WriteOp = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE)
         return {region: op for region, item in items.items() if item is not None}
     if best_item is None:
         return None
@@ -59,7 +60,7 @@ def resolve(
     version = stored_version(winner, holder, fields)
     assert version is not None
     wanted = digest(winner, fields)
-    put = PutVersion(key, version, user_image(winner, fields), "0")
+    put = PutVersion(key, version, user_image(winner, fields), NO_SEQUENCE)
     return {
         region: put
         for region, item in items.items()
