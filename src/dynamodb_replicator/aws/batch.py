@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from dynamodb_replicator.aws.errors import call_translated
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 
 __all__ = ["batch_get", "write_batch"]
@@ -28,11 +28,13 @@ def _until_processed(
 ) -> Iterator[dict[str, Any]]:
     """Send ``request``; while the answer leaves part of it ``unprocessed`` (throttling),
     send that part again after a growing pause. Yields every answer."""
+
+    def send(items: dict[str, Any]) -> dict[str, Any]:
+        with translated(region, action):
+            return dict(client_call(RequestItems=items))
+
     for attempt in itertools.count():
-        response: dict[str, Any] = call_with_retries(
-            functools.partial(call_translated, region, action, client_call, RequestItems=request),
-            backoff,
-        )
+        response = call_with_retries(functools.partial(send, request), backoff)
         yield response
         request = response.get(unprocessed) or {}
         if not request:

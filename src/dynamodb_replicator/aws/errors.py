@@ -1,9 +1,40 @@
-"""Translate botocore errors into the replicator's error tree, once, at the boundary."""
+"""Translate botocore errors into the replicator's error tree: one table, one context manager.
+
+Every adapter call runs inside ``with translated(region, action):``; what botocore raises
+comes out as (``core.errors``, ``core.streams``)::
+
+    botocore                                        replicator
+    ClientError, by error code
+    ├── ConditionalCheckFailedException         ->  ConditionFailedError (.item: ALL_OLD)
+    ├── TransactionCanceledException
+    │   ├── a reason ConditionalCheckFailed     ->  TransactionCanceledError (.reasons)
+    │   ├── a reason throttling                 ->  ThrottledError
+    │   └── a reason TransactionConflict        ->  ServerError
+    ├── ResourceNotFoundException, NoSuchEntity ->  NotFoundError
+    ├── ResourceInUseException,
+    │   ResourceConflictException,
+    │   EntityAlreadyExists                     ->  ResourceInUseError
+    ├── ExpiredIteratorException                ->  ExpiredIteratorError
+    ├── TrimmedDataAccessException              ->  TrimmedDataError
+    ├── throttling (ThrottlingException, ...)   ->  ThrottledError
+    ├── InternalServerError, ServiceUnavailable,
+    │   TransactionConflictException            ->  ServerError
+    ├── rejected credentials                    ->  ConfigError
+    ├── AccessDenied(Exception), Unauthorized…  ->  AccessDeniedError
+    └── any other code                          ->  ServerError if HTTP 5xx, else TargetError
+    EndpointConnectionError, timeouts           ->  UnreachableError
+    NoCredentialsError                          ->  ConfigError
+    any other BotoCoreError                     ->  UnreachableError
+
+The codes cover DynamoDB, DynamoDB Streams, Lambda and IAM, so deploy code can use the
+same table. Every code-specific type is a TargetError (or a stream error), so a caller
+that does not expect an outcome sees the failure it saw before.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 
 from botocore.exceptions import (
     BotoCoreError,
@@ -16,54 +47,132 @@ from botocore.exceptions import (
 )
 
 from dynamodb_replicator.core.errors import (
+    AccessDeniedError,
+    CancellationReason,
+    ConditionFailedError,
     ConfigError,
+    NotFoundError,
     ReplicatorError,
+    ResourceInUseError,
     ServerError,
     TargetError,
     ThrottledError,
+    TransactionCanceledError,
     UnreachableError,
 )
+from dynamodb_replicator.core.streams import ExpiredIteratorError, TrimmedDataError
 
-__all__ = ["call_translated", "error_code", "translate"]
+__all__ = ["TABLE", "error_code", "translate", "translated"]
 
-_THROTTLING = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-    "Throttling",
-}
-_SERVER = {"InternalServerError", "ServiceUnavailable", "TransactionConflictException"}
-_CREDENTIALS = {
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "MissingAuthenticationToken",
-    "ExpiredTokenException",
-}
+# (what was being done "ACTION in REGION", the region, the ClientError) -> our error
+Rule = Callable[[str, str, ClientError], ReplicatorError]
 
 
 def error_code(exc: ClientError) -> str:
+    """The error code of a ClientError ("" when the response has none)."""
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _text(where: str, exc: ClientError) -> str:
+    return f"{where}: {error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
+
+
+def _target(kind: type[TargetError]) -> Rule:
+    return lambda where, region, exc: kind(_text(where, exc), region=region)
+
+
+def _credentials(where: str, region: str, exc: ClientError) -> ReplicatorError:
+    code = error_code(exc)
+    return ConfigError(f"{where}: credentials rejected ({code}); check the AWS credentials")
+
+
+def _condition_failed(where: str, region: str, exc: ClientError) -> ReplicatorError:
+    return ConditionFailedError(_text(where, exc), region=region, item=exc.response.get("Item"))
+
+
+def _canceled(where: str, region: str, exc: ClientError) -> ReplicatorError:
+    reasons = [
+        CancellationReason(r.get("Code"), r.get("Item"))
+        for r in exc.response.get("CancellationReasons", [])
+    ]
+    codes = [r.code for r in reasons]
+    # A false condition decides the outcome even when another operation was throttled.
+    if "ConditionalCheckFailed" in codes:
+        return TransactionCanceledError(_text(where, exc), region=region, reasons=reasons)
+    if "ThrottlingError" in codes or "ProvisionedThroughputExceeded" in codes:
+        return ThrottledError(f"transaction throttled: {codes}", region=region)
+    if "TransactionConflict" in codes:
+        return ServerError(f"transaction conflict: {codes}", region=region)
+    return TargetError(_text(where, exc), region=region)
+
+
+def _codes(rule: Rule, *codes: str) -> dict[str, Rule]:
+    return dict.fromkeys(codes, rule)
+
+
+TABLE: Mapping[str, Rule] = {
+    "ConditionalCheckFailedException": _condition_failed,
+    "TransactionCanceledException": _canceled,
+    **_codes(_target(NotFoundError), "ResourceNotFoundException", "NoSuchEntity"),
+    **_codes(
+        _target(ResourceInUseError),
+        "ResourceInUseException",
+        "ResourceConflictException",
+        "EntityAlreadyExists",
+    ),
+    "ExpiredIteratorException": lambda where, _r, _e: ExpiredIteratorError(
+        f"{where}: iterator expired"
+    ),
+    "TrimmedDataAccessException": lambda where, _r, exc: TrimmedDataError(_text(where, exc)),
+    **_codes(
+        _target(ThrottledError),
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "Throttling",
+    ),
+    **_codes(
+        _target(ServerError),
+        "InternalServerError",
+        "ServiceUnavailable",
+        "TransactionConflictException",
+    ),
+    **_codes(
+        _credentials,
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "MissingAuthenticationToken",
+        "ExpiredTokenException",
+    ),
+    **_codes(
+        _target(AccessDeniedError),
+        "AccessDeniedException",
+        "AccessDenied",
+        "UnauthorizedOperation",
+    ),
+}
+"""Error code -> the rule that builds the replicator's error (see the module docstring)."""
+
+_UNREACHABLE = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
 
 
 def translate(exc: Exception, region: str, action: str) -> ReplicatorError:
     """The replicator's error for a botocore exception raised while doing ``action``."""
     where = f"{action} in {region}"
     if isinstance(exc, ClientError):
-        code = error_code(exc)
+        rule = TABLE.get(error_code(exc))
+        if rule is not None:
+            return rule(where, region, exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        message = exc.response.get("Error", {}).get("Message", "")
-        text = f"{where}: {code}: {message}"
-        if code in _THROTTLING:
-            return ThrottledError(text, region=region)
-        if code in _SERVER or status >= 500:
-            return ServerError(text, region=region)
-        if code in _CREDENTIALS:
-            return ConfigError(f"{where}: credentials rejected ({code}); check the AWS credentials")
-        return TargetError(text, region=region)
-    if isinstance(
-        exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError, ConnectionClosedError)
-    ):
+        kind = ServerError if status >= 500 else TargetError
+        return kind(_text(where, exc), region=region)
+    if isinstance(exc, _UNREACHABLE):
         return UnreachableError(f"{where}: endpoint unreachable: {exc}", region=region)
     if isinstance(exc, NoCredentialsError):
         return ConfigError(f"{where}: no AWS credentials found (environment, profile or role)")
@@ -72,9 +181,10 @@ def translate(exc: Exception, region: str, action: str) -> ReplicatorError:
     raise exc
 
 
-def call_translated(region: str, action: str, call: Callable[..., Any], **kwargs: Any) -> Any:
-    """``call(**kwargs)`` with botocore errors translated."""
+@contextlib.contextmanager
+def translated(region: str, action: str) -> Iterator[None]:
+    """Run the block with botocore's errors translated (``raise ... from`` the original)."""
     try:
-        return call(**kwargs)
+        yield
     except (ClientError, BotoCoreError) as exc:
         raise translate(exc, region, action) from exc

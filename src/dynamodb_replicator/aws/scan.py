@@ -8,9 +8,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dynamodb_replicator.aws.errors import translate
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 
 __all__ = ["RateLimiter", "parallel_scan"]
@@ -79,10 +77,8 @@ def parallel_scan(
                 kwargs["ExclusiveStartKey"] = start
 
             def call(arguments: dict[str, Any] = kwargs) -> dict[str, Any]:
-                try:
+                with translated(region, f"Scan {table}"):
                     return dict(client.scan(**arguments))
-                except (ClientError, BotoCoreError) as exc:
-                    raise translate(exc, region, f"Scan {table}") from exc
 
             page = call_with_retries(call, backoff)
             start = page.get("LastEvaluatedKey")

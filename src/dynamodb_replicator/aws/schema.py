@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.tables import describe_table, enable_ttl, wait_until_exists
-from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.errors import ConfigError, ResourceInUseError
 
 __all__ = ["TableShape", "create_like", "describe_shape"]
 
@@ -53,10 +51,8 @@ def describe_shape(client: Any, table: str, region: str) -> TableShape | None:
     described = describe_table(client, table, region)
     if described is None:
         return None
-    try:
+    with translated(region, f"DescribeTimeToLive {table}"):
         ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, region, f"DescribeTimeToLive {table}") from exc
     mode = (described.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
     provisioned = mode == "PROVISIONED"
     args: dict[str, Any] = {
@@ -105,10 +101,10 @@ def create_like(client: Any, shape: TableShape, region: str) -> bool:
         )
     if existing is None:
         try:
-            client.create_table(**shape.create_arguments)
-        except (ClientError, BotoCoreError) as exc:
-            if not (isinstance(exc, ClientError) and error_code(exc) == "ResourceInUseException"):
-                raise translate(exc, region, f"CreateTable {shape.name}") from exc
+            with translated(region, f"CreateTable {shape.name}"):
+                client.create_table(**shape.create_arguments)
+        except ResourceInUseError:
+            pass  # created concurrently: fine
     # Also on a resumed run: the table may have been created by a run that failed here.
     wait_until_exists(client, shape.name, region)
     if shape.ttl_attribute:

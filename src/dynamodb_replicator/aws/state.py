@@ -6,19 +6,25 @@ Items (hash key ``pk``, a string):
   ``lease|TABLE|STREAM|SHARD``  ``owner`` and ``expires`` (epoch ms): who reads the shard
   ``worker|ID``                 ``expires``: a live worker, for sharing shards fairly
   ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
+  ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
+                                a copy's progress (core/progress.py), attribute
+                                ``pos#TARGET``: the last key copied (``codec.key_to_json``)
+                                or ``DONE``. It shares the checkpoint layout, under a table
+                                name no stream can have, so copies left half-way by earlier
+                                versions resume.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
-
-from dynamodb_replicator.aws.errors import call_translated, error_code, translate
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
+from dynamodb_replicator.core.codec import key_from_json, key_to_json
+from dynamodb_replicator.core.errors import ConditionFailedError, ResourceInUseError
+from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 
@@ -26,21 +32,23 @@ __all__ = ["DynamoStateStore", "ensure_state_table"]
 
 T = TypeVar("T")
 
+_SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
+
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:
     """Create the state table (on-demand, hash key ``pk``) if it does not exist."""
     if describe_table(client, name, region) is not None:
         return
     try:
-        client.create_table(
-            TableName=name,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ResourceInUseException":
-            raise translate(exc, region, f"CreateTable {name}") from exc
+        with translated(region, f"CreateTable {name}"):
+            client.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+    except ResourceInUseError:
+        pass  # created concurrently: fine
     wait_until_exists(client, name, region)
 
 
@@ -62,16 +70,44 @@ class DynamoStateStore:
         self.stop = stop  # set on shutdown: retries give up at once
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
-        translated = functools.partial(
-            call_translated, self.region, f"{action} on {self.table}", call
-        )
-        result: T = call_with_retries(translated, self.backoff, stop=self.stop)
-        return result
+        def attempt() -> T:
+            with translated(self.region, f"{action} on {self.table}"):
+                return call()
+
+        return call_with_retries(attempt, self.backoff, stop=self.stop)
 
     # -- checkpoints -------------------------------------------------------------------
     def load(self, shard: ShardRef) -> dict[str, str]:
         """target region -> last accepted SequenceNumber (or END); absent: no checkpoint."""
-        key = {"pk": {"S": f"cp|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        return self._load_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}")
+
+    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
+        """Record new positions for some targets (others keep theirs)."""
+        self._save_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}", positions)
+
+    # -- scan progress -----------------------------------------------------------------
+    @staticmethod
+    def _progress_id(scan: ScanSegment) -> str:
+        return f"backfill:{scan.table}|{scan.source}|{scan.segment}-of-{scan.segments}"
+
+    def load_progress(self, scan: ScanSegment) -> SegmentProgress:
+        """How far the segment's copy into ``scan.target`` came (not started: none saved)."""
+        saved = self._load_positions(self._progress_id(scan)).get(scan.target)
+        if saved == _SCAN_DONE:
+            return SegmentProgress(done=True)
+        return SegmentProgress(key_from_json(saved) if saved else None)
+
+    def save_progress(self, scan: ScanSegment, progress: SegmentProgress) -> None:
+        if progress.done:
+            saved = _SCAN_DONE
+        elif progress.last_key is not None:
+            saved = key_to_json(progress.last_key)
+        else:
+            return  # not started: nothing to remember
+        self._save_positions(self._progress_id(scan), {scan.target: saved})
+
+    def _load_positions(self, name: str) -> dict[str, str]:
+        key = {"pk": {"S": f"cp|{name}"}}
         item = self._call(
             "GetItem",
             lambda: self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True),
@@ -82,14 +118,13 @@ class DynamoStateStore:
             if name.startswith("pos#")
         }
 
-    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
-        """Record new positions for some targets (others keep theirs)."""
+    def _save_positions(self, name: str, positions: Mapping[str, str]) -> None:
         if not positions:
             return
         names = {f"#p{i}": f"pos#{target}" for i, target in enumerate(positions)}
         values = {f":p{i}": {"S": seq} for i, seq in enumerate(positions.values())}
         assignments = ", ".join(f"#p{i} = :p{i}" for i in range(len(positions)))
-        key = {"pk": {"S": f"cp|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        key = {"pk": {"S": f"cp|{name}"}}
         self._call(
             "UpdateItem",
             lambda: self.client.update_item(
@@ -123,23 +158,21 @@ class DynamoStateStore:
         if ":now" in condition:
             values[":now"] = {"N": str(now_ms)}
 
-        def update() -> bool:
-            try:
-                self.client.update_item(
+        try:
+            self._call(
+                "lease",
+                lambda: self.client.update_item(
                     TableName=self.table,
                     Key=self._lease_key(shard),
                     UpdateExpression="SET #owner = :me, #expires = :exp",
                     ConditionExpression=condition,
                     ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
                     ExpressionAttributeValues=values,
-                )
-                return True
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    return False
-                raise
-
-        return self._call("lease", update)
+                ),
+            )
+        except ConditionFailedError:
+            return False  # someone else holds it
+        return True
 
     def leases(self) -> dict[str, tuple[str, int]]:
         """Every lease: shard key -> (owner, expires ms)."""

@@ -6,31 +6,21 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.errors import translated
+from dynamodb_replicator.aws.expressions import condition_kwargs
 from dynamodb_replicator.core.conditions import Condition, render
+from dynamodb_replicator.core.errors import ConditionFailedError
 from dynamodb_replicator.core.model import Item, ItemKey
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.store import StoreResult
 
 __all__ = ["DynamoStore"]
 
-_FAILED = "ConditionalCheckFailedException"
-
 
 def _condition_kwargs(condition: Condition) -> dict[str, Any]:
     rendered = render(condition)
-    if rendered is None:
-        return {}
-    kwargs: dict[str, Any] = {
-        "ConditionExpression": rendered.expression,
-        "ExpressionAttributeNames": dict(rendered.names),
-    }
-    if rendered.values:
-        kwargs["ExpressionAttributeValues"] = dict(rendered.values)
-    return kwargs
+    return {} if rendered is None else condition_kwargs(rendered)
 
 
 @dataclass(slots=True)
@@ -79,13 +69,10 @@ class DynamoStore:
 
     def _conditional(self, action: str, call: Any, **kwargs: Any) -> StoreResult:
         try:
-            response = call(
-                ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs
-            )
-        except ClientError as exc:
-            if error_code(exc) == _FAILED:
-                return StoreResult(False, exc.response.get("Item") or None)
-            raise translate(exc, self.name, action) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, self.name, action) from exc
+            with translated(self.name, action):
+                response = call(
+                    ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs
+                )
+        except ConditionFailedError as failed:
+            return StoreResult(False, failed.item or None)
         return StoreResult(True, response.get("Attributes") or None)

@@ -1,19 +1,17 @@
 """DynamoDB Streams: find a table's stream, list its shards, read records.
 
-Errors come out translated; the two that are normal events of a stream reader get their
-own types so callers can react: an expired iterator (take a new one at the checkpoint)
-and trimmed data (the records are gone: start at TRIM_HORIZON).
+Errors come out translated (``aws.errors``); the two that are normal events of a stream
+reader have their own types so callers can react: an expired iterator (take a new one at
+the checkpoint) and trimmed data (the records are gone: start at TRIM_HORIZON).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.streams import ExpiredIteratorError, Page, Shard, TrimmedDataError
+from dynamodb_replicator.core.streams import Page, Shard
 
 __all__ = ["StreamClient"]
 
@@ -27,17 +25,8 @@ class StreamClient:
         self.streams = streams
 
     def _call(self, action: str, method: Any, **kwargs: Any) -> dict[str, Any]:
-        try:
+        with translated(self.region, action):
             return dict(method(**kwargs))
-        except ClientError as exc:
-            code = error_code(exc)
-            if code == "ExpiredIteratorException":
-                raise ExpiredIteratorError(f"{action} in {self.region}: iterator expired") from exc
-            if code == "TrimmedDataAccessException":
-                raise TrimmedDataError(f"{action} in {self.region}: {exc}") from exc
-            raise translate(exc, self.region, action) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, self.region, action) from exc
 
     def stream_arn(self, table: str) -> str:
         """The table's current stream; ConfigError when it has none or the wrong view."""

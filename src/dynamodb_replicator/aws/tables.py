@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dynamodb_replicator.aws.errors import error_code, translate
-from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.aws.errors import translated
+from dynamodb_replicator.core.errors import ConfigError, NotFoundError
 
 __all__ = ["describe_table", "enable_ttl", "require_table", "wait_until_exists"]
 
@@ -15,13 +13,10 @@ __all__ = ["describe_table", "enable_ttl", "require_table", "wait_until_exists"]
 def describe_table(client: Any, table: str, region: str) -> dict[str, Any] | None:
     """The table's description, or None when it does not exist."""
     try:
-        return dict(client.describe_table(TableName=table)["Table"])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return None
-        raise translate(exc, region, f"DescribeTable {table}") from exc
-    except BotoCoreError as exc:
-        raise translate(exc, region, f"DescribeTable {table}") from exc
+        with translated(region, f"DescribeTable {table}"):
+            return dict(client.describe_table(TableName=table)["Table"])
+    except NotFoundError:
+        return None
 
 
 def require_table(client: Any, table: str, region: str) -> dict[str, Any]:
@@ -34,22 +29,18 @@ def require_table(client: Any, table: str, region: str) -> dict[str, Any]:
 
 def wait_until_exists(client: Any, table: str, region: str, *, delay: int = 1) -> None:
     """Wait until the table is ACTIVE (up to ten minutes); errors come out translated."""
-    try:
+    with translated(region, f"waiting for table {table}"):
         client.get_waiter("table_exists").wait(
             TableName=table, WaiterConfig={"Delay": delay, "MaxAttempts": 600 // delay}
         )
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, region, f"waiting for table {table}") from exc
 
 
 def enable_ttl(client: Any, table: str, region: str, attribute: str) -> None:
     """Turn TTL on for ``attribute`` unless it is on already (idempotent)."""
-    try:
+    with translated(region, f"enabling TTL on {table}"):
         ttl = client.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
         if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
             return
         client.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
         )
-    except (ClientError, BotoCoreError) as exc:
-        raise translate(exc, region, f"enabling TTL on {table}") from exc

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from dynamodb_replicator.aws.errors import error_code, translate
+from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.tables import (
     describe_table,
     enable_ttl,
     require_table,
     wait_until_exists,
 )
+from dynamodb_replicator.core.defaults import TOMBSTONE_SUFFIX as DEFAULT_SUFFIX
+from dynamodb_replicator.core.defaults import tombstone_table
+from dynamodb_replicator.core.errors import ResourceInUseError
 from dynamodb_replicator.core.model import SystemAttributes
-from dynamodb_replicator.core.tombstones import tombstone_table
 
 __all__ = ["DEFAULT_SUFFIX", "ensure_tombstone_table"]
-
-DEFAULT_SUFFIX = ".__tombstones"
 
 
 def ensure_tombstone_table(
@@ -45,17 +43,15 @@ def ensure_tombstone_table(
         key_names = {k["AttributeName"] for k in source["KeySchema"]}
         definitions = [d for d in source["AttributeDefinitions"] if d["AttributeName"] in key_names]
         try:
-            client.create_table(
-                TableName=name,
-                KeySchema=source["KeySchema"],
-                AttributeDefinitions=definitions,
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ResourceInUseException":  # created concurrently: fine
-                raise translate(exc, region, f"CreateTable {name}") from exc
-        except BotoCoreError as exc:
-            raise translate(exc, region, f"CreateTable {name}") from exc
+            with translated(region, f"CreateTable {name}"):
+                client.create_table(
+                    TableName=name,
+                    KeySchema=source["KeySchema"],
+                    AttributeDefinitions=definitions,
+                    BillingMode="PAY_PER_REQUEST",
+                )
+        except ResourceInUseError:
+            pass  # created concurrently: fine
     wait_until_exists(client, name, region)
     enable_ttl(client, name, region, fields.expires_at)
     return name

@@ -23,6 +23,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.aws.schema import create_like, describe_shape
 from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.core.codec import key_from_json, key_to_json
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.ops.backfill import (
@@ -31,7 +32,7 @@ from dynamodb_replicator.ops.backfill import (
     check_new_region,
     seed_positions,
 )
-from dynamodb_replicator.ops.diff import canonical_key, digest, key_from_canonical, scan_and_compare
+from dynamodb_replicator.ops.diff import digest, scan_and_compare
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 
 __all__ = ["register"]
@@ -138,11 +139,11 @@ def _settle(
     deadline = time.monotonic() + seconds
     while pending and time.monotonic() < deadline:
         time.sleep(1.0)
-        raw = [key_from_canonical(k) for k in pending]
+        raw = [key_from_json(k) for k in pending]
         seen: dict[str, set[str | None]] = {k: set() for k in pending}
         for region, client in clients.items():
             found = {
-                canonical_key(i, keys): digest(i, fields)
+                key_to_json(i, keys): digest(i, fields)
                 for i in batch_get(client, table, raw, region=region)
             }
             for key in pending:

@@ -12,7 +12,8 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.cli.compare import add_options, select
 from dynamodb_replicator.cli.diff import print_report
-from dynamodb_replicator.ops.diff import key_from_canonical, scan_and_compare
+from dynamodb_replicator.core.codec import key_from_json
+from dynamodb_replicator.ops.diff import scan_and_compare
 from dynamodb_replicator.ops.repair import Repairer
 
 __all__ = ["register"]
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             )
 
             def repair_bucket(found: list[str], repairer: Repairer = repairer) -> None:
-                repairer([key_from_canonical(k) for k in found])
+                repairer([key_from_json(k) for k in found])
 
             report = scan_and_compare(
                 table,

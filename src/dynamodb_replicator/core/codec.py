@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,9 @@ __all__ = [
     "attribute_from_json",
     "attribute_to_json",
     "decode_record",
+    "item_to_json",
+    "key_from_json",
+    "key_to_json",
     "record_to_lambda_event_record",
     "sequence_number_of",
     "table_name_from_arn",
@@ -97,6 +101,27 @@ def attribute_to_json(value: AttributeValue) -> Any:
     if kind == "L":
         return {"L": [attribute_to_json(v) for v in raw]}
     return {kind: raw}
+
+
+def item_to_json(item: Item) -> dict[str, Any]:
+    """boto3 item (or key) -> Lambda/JSON form, attribute by attribute."""
+    return {name: attribute_to_json(value) for name, value in item.items()}
+
+
+def key_to_json(item: Item, names: Iterable[str] | None = None) -> str:
+    """The one JSON text of a key: the item's ``names`` attributes (all when None), in the
+    Lambda/JSON form, names sorted, so one key always gives one text (diff rows, resume
+    points, repair input)."""
+    key = item if names is None else {name: item[name] for name in names}
+    return json.dumps(item_to_json(key), sort_keys=True)
+
+
+def key_from_json(text: str) -> dict[str, AttributeValue]:
+    """``key_to_json``'s text -> boto3 key."""
+    decoded = json.loads(text)
+    if not isinstance(decoded, Mapping):
+        raise MalformedRecordError(f"not a JSON key: {text!r}")
+    return {name: attribute_from_json(value) for name, value in decoded.items()}
 
 
 def _image(raw: Any, *, from_json: bool, what: str) -> Item | None:
@@ -201,7 +226,7 @@ def record_to_lambda_event_record(
         body["ApproximateCreationDateTime"] = created.timestamp()
     for image in ("Keys", "NewImage", "OldImage"):
         if image in body:
-            body[image] = {k: attribute_to_json(v) for k, v in body[image].items()}
+            body[image] = item_to_json(body[image])
     event = {k: v for k, v in record.items() if k != "dynamodb"}
     event.update(dynamodb=body, eventSourceARN=event_source_arn, awsRegion=aws_region)
     return event

@@ -242,20 +242,12 @@ def any_of(*operands: Condition) -> Condition:
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """Keyword arguments for a boto3 call: ConditionExpression and its placeholders."""
+    """A condition expression and its name and value placeholders (the adapter turns it
+    into request arguments: ``aws.expressions.condition_kwargs``)."""
 
     expression: str
     names: Mapping[str, str]
     values: Mapping[str, AttributeValue]
-
-    def as_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "ConditionExpression": self.expression,
-            "ExpressionAttributeNames": dict(self.names),
-        }
-        if self.values:
-            kwargs["ExpressionAttributeValues"] = dict(self.values)
-        return kwargs
 
 
 def render(condition: Condition) -> Rendered | None:

@@ -18,7 +18,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynamodb_replicator.core.codec import attribute_to_json
+from dynamodb_replicator.core.codec import item_to_json
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, newer
 
@@ -92,7 +92,7 @@ def conflict_record(
         "region": conflict.region,
         "source": source,
         "operation": conflict.operation,
-        "key": {name: attribute_to_json({kind: value}) for name, kind, value in conflict.key.parts},
+        "key": item_to_json(conflict.key.to_attributes()),
         "sequence": conflict.sequence_number,
         "change": _version(conflict.change),
         "other": _version(conflict.other),
@@ -105,4 +105,4 @@ def conflict_record(
 
 
 def _item(item: Item | None) -> dict[str, Any] | None:
-    return None if item is None else {k: attribute_to_json(v) for k, v in item.items()}
+    return None if item is None else item_to_json(item)

@@ -7,30 +7,49 @@
     │   ├── StreamViewTypeError     the stream is not NEW_AND_OLD_IMAGES
     │   └── MissingTimestampError   no usable ``__timestamp`` on the item
     ├── DeadlineError               no time left to start a write (Lambda, lease); retry later
-    └── TargetError                 a region did not accept a write
-        ├── RetryableTargetError    .retryable = True
-        │   ├── ThrottledError      throttling / provisioned throughput exceeded
-        │   ├── UnreachableError    connection refused, timeouts, DNS
-        │   └── ServerError         HTTP 5xx, transaction conflicts
-        └── (plain TargetError)     access denied, missing table, validation
+    ├── TargetError                 a region did not accept a request
+    │   ├── RetryableTargetError    .retryable = True
+    │   │   ├── ThrottledError      throttling / provisioned throughput exceeded
+    │   │   ├── UnreachableError    connection refused, timeouts, DNS
+    │   │   └── ServerError         HTTP 5xx, transaction conflicts
+    │   ├── ConditionFailedError    a write's condition was false; .item: the item it met
+    │   ├── TransactionCanceledError  a transaction's condition was false; .reasons
+    │   ├── NotFoundError           the table (function, role, ...) does not exist
+    │   ├── ResourceInUseError      it exists already, or is being changed
+    │   ├── AccessDeniedError       the credentials may not do this
+    │   └── (plain TargetError)     validation and anything else
+    ├── ExpiredIteratorError        (core.streams) .retryable = True: take a new iterator
+    └── TrimmedDataError            (core.streams) the records are gone: start at TRIM_HORIZON
 
+The outcome types (condition failed, not found, in use, iterator expired, data trimmed)
+are normal answers some callers expect and catch; uncaught, they are plain failures.
 Foreign (botocore) errors are translated into this tree once, in ``aws.errors``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 __all__ = [
+    "AccessDeniedError",
+    "CancellationReason",
+    "ConditionFailedError",
     "ConfigError",
     "DeadlineError",
     "MalformedRecordError",
     "MissingTimestampError",
+    "NotFoundError",
     "RecordError",
     "ReplicatorError",
+    "ResourceInUseError",
     "RetryableTargetError",
     "ServerError",
     "StreamViewTypeError",
     "TargetError",
     "ThrottledError",
+    "TransactionCanceledError",
     "UnreachableError",
 ]
 
@@ -88,3 +107,50 @@ class UnreachableError(RetryableTargetError):
 
 class ServerError(RetryableTargetError):
     """The target failed on its side (HTTP 5xx, transaction conflict)."""
+
+
+class ConditionFailedError(TargetError):
+    """A conditional write found its condition false: a normal outcome ("already newer",
+    "lease taken"). ``item`` is the item the condition met, when the request asked for it
+    (ReturnValuesOnConditionCheckFailure=ALL_OLD) and one existed."""
+
+    def __init__(
+        self, message: str, *, region: str = "", item: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, region=region)
+        self.item = item
+
+
+@dataclass(frozen=True, slots=True)
+class CancellationReason:
+    """Why one operation of a canceled transaction failed (code None: it did not)."""
+
+    code: str | None
+    item: Mapping[str, Any] | None = None
+
+
+class TransactionCanceledError(TargetError):
+    """A transaction was canceled because a condition was false; ``reasons`` has one entry
+    per operation, in request order."""
+
+    def __init__(
+        self, message: str, *, region: str = "", reasons: Sequence[CancellationReason] = ()
+    ) -> None:
+        super().__init__(message, region=region)
+        self.reasons = tuple(reasons)
+
+    @property
+    def codes(self) -> tuple[str | None, ...]:
+        return tuple(reason.code for reason in self.reasons)
+
+
+class NotFoundError(TargetError):
+    """The resource (table, stream, function, role) does not exist."""
+
+
+class ResourceInUseError(TargetError):
+    """The resource exists already (create) or is being changed."""
+
+
+class AccessDeniedError(TargetError):
+    """The credentials are valid but not allowed to do this."""

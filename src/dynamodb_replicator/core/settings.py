@@ -7,6 +7,7 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
@@ -43,9 +44,9 @@ class ReplicationSettings:
     policy: ConflictPolicy = field(default_factory=LastWriterWins)
     fields: SystemAttributes = field(default_factory=SystemAttributes)
     missing_timestamp: MissingTimestamp = MissingTimestamp.FAIL
-    tombstone_suffix: str = ".__tombstones"
-    tombstone_ttl_seconds: int = 2 * 24 * 3600
-    max_workers: int = 16
+    tombstone_suffix: str = defaults.TOMBSTONE_SUFFIX
+    tombstone_ttl_seconds: int = defaults.TOMBSTONE_TTL_SECONDS
+    max_workers: int = defaults.MAX_WORKERS
     conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
 
 
@@ -55,7 +56,7 @@ class LambdaSettings:
     regions: tuple[str, ...]  # every region the function writes to, the source included
     endpoints: Mapping[str, str]
     replication: ReplicationSettings
-    metrics_namespace: str | None = "DynamoDBReplicator"  # None: no EMF metrics
+    metrics_namespace: str | None = defaults.METRICS_NAMESPACE  # None: no EMF metrics
 
 
 def load_policy(spec: str, fields: SystemAttributes) -> ConflictPolicy:
@@ -153,12 +154,14 @@ def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
         policy=load_policy(env.get("REPLICATOR_POLICY", ""), fields),
         fields=fields,
         missing_timestamp=missing,
-        tombstone_suffix=env.get("REPLICATOR_TOMBSTONE_SUFFIX", ".__tombstones"),
-        tombstone_ttl_seconds=_integer(env, "REPLICATOR_TOMBSTONE_TTL_SECONDS", 2 * 24 * 3600),
-        max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", 16),
+        tombstone_suffix=env.get("REPLICATOR_TOMBSTONE_SUFFIX", defaults.TOMBSTONE_SUFFIX),
+        tombstone_ttl_seconds=_integer(
+            env, "REPLICATOR_TOMBSTONE_TTL_SECONDS", defaults.TOMBSTONE_TTL_SECONDS
+        ),
+        max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", defaults.MAX_WORKERS),
         conflict_log=_conflict_log(env),
     )
-    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", "DynamoDBReplicator").strip()
+    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", defaults.METRICS_NAMESPACE).strip()
     return LambdaSettings(
         source=source,
         regions=(source, *chosen),

@@ -16,6 +16,7 @@ from dynamodb_replicator.core.errors import ReplicatorError
 
 __all__ = [
     "END",
+    "NO_SEQUENCE",
     "CheckpointStore",
     "ExpiredIteratorError",
     "Page",
@@ -26,6 +27,10 @@ __all__ = [
 ]
 
 END = "END"
+
+NO_SEQUENCE = "0"
+"""The sequence number of a write no stream record carries (repair, backfill). It sorts
+before every real one, so "the earliest failed sequence number" stays well defined."""
 
 
 class ExpiredIteratorError(ReplicatorError):

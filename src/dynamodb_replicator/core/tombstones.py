@@ -11,15 +11,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.store import Store
 
-__all__ = ["TombstoneTable", "tombstone_from_item", "tombstone_item", "tombstone_table"]
-
-
-def tombstone_table(table: str, suffix: str) -> str:
-    """The tombstone table beside ``table``."""
-    return f"{table}{suffix}"
+__all__ = ["TombstoneTable", "tombstone_from_item", "tombstone_item"]
 
 
 def tombstone_item(

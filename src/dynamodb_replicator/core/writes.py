@@ -54,6 +54,7 @@ from enum import Enum
 
 from dynamodb_replicator.core.conditions import Exists, Path, all_of
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.policy import (
@@ -64,7 +65,7 @@ from dynamodb_replicator.core.policy import (
 )
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.store import Store
-from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item, tombstone_table
+from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item
 
 __all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
 

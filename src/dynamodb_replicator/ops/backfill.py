@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 from collections.abc import Callable
@@ -35,15 +34,15 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
-from dynamodb_replicator.aws.tombstones import (
-    ensure_tombstone_table,
-)
+from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import stored_version
-from dynamodb_replicator.core.streams import ShardRef
-from dynamodb_replicator.core.tombstones import tombstone_from_item, tombstone_table
+from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
+from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
+from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.runner.config import RunnerConfig
 
@@ -91,24 +90,6 @@ def seed_positions(config: RunnerConfig, source: str, new: str, log: Callable[[s
                     seeded += 1
         log(f"{spec.name}: replication into {new} will start where {source} stands")
     return seeded
-
-
-def _encode_key(key: dict[str, Any] | None) -> str:
-    def plain(value: dict[str, Any]) -> dict[str, Any]:
-        ((kind, raw),) = value.items()
-        return {kind: base64.b64encode(raw).decode() if kind == "B" else raw}
-
-    return json.dumps({k: plain(v) for k, v in key.items()}) if key else ""
-
-
-def _decode_key(text: str) -> dict[str, Any] | None:
-    if not text:
-        return None
-    return {
-        k: {kind: base64.b64decode(raw) if kind == "B" else raw}
-        for k, v in json.loads(text).items()
-        for kind, raw in v.items()
-    }
 
 
 @dataclass(slots=True)
@@ -174,7 +155,7 @@ class Backfiller:
             ops: list[WriteOp] = []
             for item in items:
                 tomb = tombstone_from_item(item, key_names, self.fields)
-                ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, "0"))
+                ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, NO_SEQUENCE))
             self._apply(table, ops, units=2 * len(ops))
             with self.stats.lock:
                 self.stats.tombstones += len(ops)
@@ -188,11 +169,8 @@ class Backfiller:
             stop=self.stop,
         )
 
-    def _progress_key(self, table: str, segment: int) -> ShardRef:
-        # Stored beside the replication checkpoints, under a name no stream can have.
-        return ShardRef(
-            f"backfill:{table}", f"from/{self.source.name}", f"{segment}-of-{self.segments}"
-        )
+    def _segment(self, table: str, segment: int) -> ScanSegment:
+        return ScanSegment(table, self.source.name, self.new.name, segment, self.segments)
 
     def _batch_write(self, table: str, ops: list[PutVersion]) -> None:
         """Unconditional BatchWriteItem of replica-form items (only while replication into
@@ -217,12 +195,12 @@ class Backfiller:
         resume: dict[int, dict[str, Any] | None] = {}
         done: set[int] = set()
         for segment in range(self.segments):
-            saved = self.state.load(self._progress_key(table, segment)).get(self.new.name)
-            if saved == "DONE":
+            progress = self.state.load_progress(self._segment(table, segment))
+            if progress.done:
                 done.add(segment)
-            elif saved:
-                resume[segment] = _decode_key(saved)
-            if saved:
+            elif progress.last_key is not None:
+                resume[segment] = dict(progress.last_key)
+            if progress.started:
                 self.stats.resumed_segments += 1
 
         def on_page(segment: int, items: list[dict[str, Any]], next_key: Any) -> None:
@@ -236,7 +214,7 @@ class Backfiller:
                         if len(self.stats.unversioned_samples) < 5:
                             self.stats.unversioned_samples.append(str(key))
                     continue
-                ops.append(PutVersion(key, version, user_image(item, self.fields), "0"))
+                ops.append(PutVersion(key, version, user_image(item, self.fields), NO_SEQUENCE))
             units = float(len(ops))
             if self.limiter.per_second:  # sizing every item costs CPU: only when limited
                 size = sum(
@@ -251,8 +229,8 @@ class Backfiller:
                 self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
             elif ops:  # conditional transactions cost twice the WCU
                 stale = self._apply(table, ops, units=2 * units)
-            self.state.save(
-                self._progress_key(table, segment), {self.new.name: _encode_key(next_key) or "DONE"}
+            self.state.save_progress(
+                self._segment(table, segment), SegmentProgress.after_page(next_key)
             )
             with self.stats.lock:
                 self.stats.copied += len(ops) - stale

@@ -19,16 +19,15 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import parallel_scan
+from dynamodb_replicator.core.codec import key_to_json
 from dynamodb_replicator.core.model import Item, RegionSpec, SystemAttributes
 from dynamodb_replicator.core.policy import stored_version
 
 __all__ = [
     "DiffReport",
     "Row",
-    "canonical_key",
     "compare_bucket",
     "digest",
-    "key_from_canonical",
     "scan_and_compare",
 ]
 
@@ -56,10 +55,6 @@ def _canonical_value(value: Mapping[str, Any]) -> Any:
     if kind == "L":
         return {"L": [_canonical_value(v) for v in raw]}
     return {kind: _plain(raw)}
-
-
-def canonical_key(item: Item, key_names: Sequence[str]) -> str:
-    return json.dumps({n: _canonical_value(item[n]) for n in key_names}, sort_keys=True)
 
 
 def digest(item: Item, fields: SystemAttributes) -> str:
@@ -184,7 +179,7 @@ def _rows(
         version = stored_version(item, region, fields)
         rows.append(
             Row(
-                canonical_key(item, key_names),
+                key_to_json(item, key_names),
                 digest(item, fields),
                 version.raw_timestamp if version else None,
                 version.origin if version else None,
@@ -205,7 +200,7 @@ def scan_and_compare(
     on_progress: Callable[[str, int], None] | None = None,
 ) -> DiffReport:
     """Scan ``table`` in every region and compare; ``on_bucket`` gets each bucket's
-    differing keys (canonical JSON) as soon as that bucket is compared."""
+    differing keys (``codec.key_to_json`` texts) as soon as that bucket is compared."""
     names = [r.name for r in regions]
     report = DiffReport(table, names[0], items=dict.fromkeys(names, 0))
     lock = threading.Lock()
@@ -230,13 +225,3 @@ def scan_and_compare(
             if differing and on_bucket is not None:
                 on_bucket(differing)
     return report
-
-
-def key_from_canonical(key: str) -> dict[str, Any]:
-    """Canonical JSON key -> AttributeValue map."""
-    decoded: dict[str, Any] = json.loads(key)
-    result: dict[str, Any] = {}
-    for name, value in decoded.items():
-        ((kind, raw),) = value.items()
-        result[name] = {"B": bytes.fromhex(raw["$b"])} if kind == "B" else {kind: raw}
-    return result

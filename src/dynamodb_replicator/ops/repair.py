@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.ops.diff import digest
 
@@ -51,7 +53,7 @@ def resolve(
         best_item is None or policy.order_key(best_tomb.version) >= best_item[0]
     ):
         op: PutVersion | DeleteVersion = DeleteVersion(
-            key, best_tomb.version, best_tomb.deleted_in, "0"
+            key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE
         )
         return {region: op for region, item in items.items() if item is not None}
     if best_item is None:
@@ -60,7 +62,7 @@ def resolve(
     version = stored_version(winner, holder, fields)
     assert version is not None
     wanted = digest(winner, fields)
-    put = PutVersion(key, version, user_image(winner, fields), "0")
+    put = PutVersion(key, version, user_image(winner, fields), NO_SEQUENCE)
     return {
         region: put
         for region, item in items.items()
@@ -121,7 +123,7 @@ class Repairer:
             found = batch_get(client, self.table, keys, region=region)
             items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
             remembered = batch_get(
-                client, f"{self.table}{self.tombstone_suffix}", keys, region=region
+                client, tombstone_table(self.table, self.tombstone_suffix), keys, region=region
             )
             key_names = list(keys[0])
             tombs[region] = {

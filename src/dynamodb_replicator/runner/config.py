@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
 from dynamodb_replicator.core.replicator import MissingTimestamp
@@ -35,10 +36,10 @@ _REGION_KEYS = {"name", "endpoint_url"}
 class RunnerConfig:
     tables: tuple[str, ...]
     regions: tuple[RegionSpec, ...]
-    state_table: str = "dynamodb-replicator-state"
-    lease_timeout_seconds: float = 30.0
-    idle_poll_max_ms: int = 250
-    page_limit: int = 1000
+    state_table: str = defaults.STATE_TABLE
+    lease_timeout_seconds: float = defaults.LEASE_TIMEOUT_SECONDS
+    idle_poll_max_ms: int = defaults.IDLE_POLL_MAX_MS
+    page_limit: int = defaults.PAGE_LIMIT
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
     def region(self, name: str) -> RegionSpec:
@@ -58,15 +59,15 @@ def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
 
 
 _OPTIONAL: dict[str, tuple[type, Any]] = {
-    "state_table": (str, "dynamodb-replicator-state"),
-    "lease_timeout_seconds": (float, 30.0),
-    "idle_poll_max_ms": (int, 250),
-    "page_limit": (int, 1000),
+    "state_table": (str, defaults.STATE_TABLE),
+    "lease_timeout_seconds": (float, defaults.LEASE_TIMEOUT_SECONDS),
+    "idle_poll_max_ms": (int, defaults.IDLE_POLL_MAX_MS),
+    "page_limit": (int, defaults.PAGE_LIMIT),
     "missing_timestamp": (str, "fail"),
     "policy": (str, "last-writer-wins"),
-    "tombstone_suffix": (str, ".__tombstones"),
-    "tombstone_ttl_seconds": (int, 2 * 24 * 3600),
-    "max_workers": (int, 16),
+    "tombstone_suffix": (str, defaults.TOMBSTONE_SUFFIX),
+    "tombstone_ttl_seconds": (int, defaults.TOMBSTONE_TTL_SECONDS),
+    "max_workers": (int, defaults.MAX_WORKERS),
     "conflict_log": (str, "-"),
     "conflict_sample_rate": (float, 1.0),
     "conflict_log_items": (bool, False),

@@ -1,0 +1,52 @@
+"""Default settings, in one place. Pure constants: the runner's config, the Lambda's
+environment, the CLI and the adapters all start from these (README: the settings tables).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "IDLE_POLL_MAX_MS",
+    "LEASE_TIMEOUT_SECONDS",
+    "MAX_WORKERS",
+    "METRICS_NAMESPACE",
+    "PAGE_LIMIT",
+    "STATE_TABLE",
+    "STREAM_RETENTION_SECONDS",
+    "TOMBSTONE_SUFFIX",
+    "TOMBSTONE_TTL_SECONDS",
+    "tombstone_table",
+]
+
+HOUR = 3600
+
+TOMBSTONE_SUFFIX = ".__tombstones"
+"""A table's tombstone table is named ``<table><suffix>``, beside it."""
+
+STREAM_RETENTION_SECONDS = 24 * HOUR
+"""How long DynamoDB Streams keeps a record: no record older than this can arrive."""
+
+TOMBSTONE_TTL_SECONDS = STREAM_RETENTION_SECONDS + 24 * HOUR
+"""How long a remembered delete is kept: the stream retention plus a day of margin."""
+
+STATE_TABLE = "dynamodb-replicator-state"
+"""The runner's table of checkpoints, leases and shard reports, one per region."""
+
+MAX_WORKERS = 16
+"""Concurrent writes per target region."""
+
+LEASE_TIMEOUT_SECONDS = 30.0
+"""A runner's shard lease expires this long after its last renewal."""
+
+IDLE_POLL_MAX_MS = 250
+"""The longest pause between reads of an idle shard."""
+
+PAGE_LIMIT = 1000
+"""Records asked for per GetRecords call (the API's maximum)."""
+
+METRICS_NAMESPACE = "DynamoDBReplicator"
+"""The Lambda's CloudWatch (EMF) metrics namespace."""
+
+
+def tombstone_table(table: str, suffix: str = TOMBSTONE_SUFFIX) -> str:
+    """The name of ``table``'s tombstone table."""
+    return f"{table}{suffix}"
