@@ -209,4 +209,4 @@ def test_a_late_put_to_the_deleting_region_is_stale_without_a_write() -> None:
     result = w.apply(TABLE, [put(v("4", A), "2")])
     w.close()
     assert (result.applied, result.stale) == (0, 1)
-    assert store.calls == [f"get {TOMBS}"]
+    assert all(call.startswith("get") for call in store.calls), store.calls

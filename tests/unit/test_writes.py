@@ -237,3 +237,32 @@ def test_an_application_write_over_a_landed_put_is_settled_too() -> None:
     w.close()
     assert result.failed_sequence is None
     assert store.item(TABLE, KEY) is None
+
+
+def test_a_replay_refused_by_the_tombstone_read_still_settles() -> None:
+    """A put landed on a deleted key and its writer crashed before settling; the replay's
+    tombstone read (P0) refuses it without a write, and must still remove what landed."""
+    store = MemoryStore(HERE)
+    protocol(store).delete(TABLE, delete("5", seq="1"))
+    protocol(store).put(TABLE, put("4", seq="2"))  # P1 landed, then the process died
+    assert store.item(TABLE, KEY) is not None
+    w = writer(store)
+    result = w.apply(TABLE, [put("4", seq="2")])
+    w.close()
+    assert result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None
+
+
+def test_an_application_write_over_a_landed_put_is_removed_by_the_replay() -> None:
+    """Found by the fault schedule: a put landed on a deleted key (delete 8), its answer was
+    lost, the application then updated the item to 5.5 (older than the delete); the retry
+    is refused (5.5 is newer than the put) and must still settle."""
+    store = MemoryStore(HERE)
+    protocol(store).delete(TABLE, delete("8", seq="1"))
+    protocol(store).put(TABLE, put("5", seq="2"))
+    store.write_directly(TABLE, KEY, {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "5.5"}})
+    w = writer(store, prefetch=False)
+    result = w.apply(TABLE, [put("5", seq="2")])
+    w.close()
+    assert result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None

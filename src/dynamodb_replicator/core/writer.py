@@ -2,10 +2,10 @@
 
 Operations of one key run in order, one after the other; different keys run concurrently,
 up to ``max_in_flight`` at once, so a long round trip to the region is covered by depth.
-A batch takes three phases: one batched tombstone read for inserts (P0), the per-key
-chains (P1, D1/D2), one batched settling read for the puts that may have landed on a
-deleted key (P2/P3). Until settling succeeded, those puts count as failed: nothing is
-checkpointed past a put that might still resurrect a delete.
+A batch takes three phases: one batched tombstone read for its puts (P0), the per-key
+chains (P1, D1/D2), one batched settling read for its puts (P2/P3). Until settling
+succeeded, the puts count as failed: nothing is checkpointed past a put that might still
+undo a delete.
 """
 
 from __future__ import annotations
@@ -55,9 +55,8 @@ class _Tally:
     failed: str | None = None
     error: ReplicatorError | None = None
     conflicts: list[Conflict] = field(default_factory=list)
-    unsettled: list[PutVersion] = field(default_factory=list)
-    # Sequence numbers of the unsettled puts counted as applied (not refused restores).
-    applied_unsettled: set[str] = field(default_factory=set)
+    # Sequence numbers of the puts counted as applied (settling may take them back).
+    applied_puts: set[str] = field(default_factory=set)
 
     def fail(self, sequence: str, error: ReplicatorError) -> None:
         """Record an operation that gave up; the lowest failed sequence is kept."""
@@ -70,8 +69,7 @@ class _Tally:
         self.retried += other.retried
         self.gave_up += other.gave_up
         self.conflicts.extend(other.conflicts)
-        self.unsettled.extend(other.unsettled)
-        self.applied_unsettled |= other.applied_unsettled
+        self.applied_puts |= other.applied_puts
         if other.failed is not None and other.error is not None:
             self._lowest(other.failed, other.error)
 
@@ -111,7 +109,7 @@ class StoreWriter:
         ]
         for future in futures:
             total.add(future.result())
-        self._settle(table, total, deadline)
+        self._settle(table, [op for op in ops if isinstance(op, PutVersion)], total, deadline)
         return TargetResult(
             self.region,
             total.applied,
@@ -179,25 +177,25 @@ class StoreWriter:
                 tally.stale += 1
             if written.conflict is not None:
                 tally.conflicts.append(written.conflict)
-            if written.unsettled and isinstance(op, PutVersion):
-                tally.unsettled.append(op)
-                if written.outcome is Outcome.APPLIED:
-                    tally.applied_unsettled.add(op.sequence_number)
+            if written.outcome is Outcome.APPLIED and isinstance(op, PutVersion):
+                tally.applied_puts.add(op.sequence_number)
         return tally
 
-    def _settle(self, table: str, total: _Tally, deadline: float | None) -> None:
-        if not total.unsettled:
+    def _settle(
+        self, table: str, puts: list[PutVersion], total: _Tally, deadline: float | None
+    ) -> None:
+        if not puts:
             return
         try:
-            settle = functools.partial(self.protocol.settle, table, total.unsettled)
+            settle = functools.partial(self.protocol.settle, table, puts)
             taken = self._retrying(settle, total, deadline)
         except ReplicatorError as exc:
-            first = min(total.unsettled, key=lambda op: int(op.sequence_number))
+            first = min(puts, key=lambda op: int(op.sequence_number))
             self._log_failure(table, first, exc)
             total.fail(first.sequence_number, exc)
             return
         for back in taken:
-            if back.op.sequence_number in total.applied_unsettled:
+            if back.op.sequence_number in total.applied_puts:
                 total.applied -= 1
                 total.stale += 1
             total.conflicts.append(back.conflict)

@@ -8,11 +8,12 @@ Put of version V of key K (the item plus ``__originRegion`` and the marker):
       newer version, the put is stale: no write (the common case of a late delivery after
       a delete shows no resurrected item, and costs no write).
   P1. put the item where the stored one is absent, unversioned, older than V, or V itself.
-  P2. (batched, after the writes) every put that P1 applied reads K's tombstone again;
-  P3. if it remembers a delete of a version D >= V, that delete is applied again: delete K
-      where the stored item is not newer than D.
+  P2. (batched, after the writes) every put, landed or not, reads K's tombstone again;
+  P3. if it remembers a delete of a version D >= V, and a read shows an item not newer than
+      D, that delete is applied again: delete K where the stored item is not newer than D.
   Until P2 (and P3) succeeded the put counts as failed, so the stream position never moves
-  past a put that may still undo a delete: a crash or a give-up replays it.
+  past a put that may still undo a delete: a crash or a give-up replays it, and the replay
+  settles even when it writes nothing (P0 refused it, or a newer item was there).
 A delete of an item that had no ``__timestamp`` removes the key only where the stored item
 has none either: a versioned item is newer than any unversioned one.
 Delete of version D of key K:
@@ -27,10 +28,10 @@ of the same key in the same region; every read is strongly consistent, tombstone
   * P1 after D2: then P1 is after D1, so the P2 of that very put reads a tombstone >= D >= V
     and P3 removes whatever is not newer than D. It does not matter what P1 replaced, nor
     whether another writer's put was there first: every put that lands settles itself.
-  * A P1 applied but whose answer was lost: the retry either finds V (applied again, or,
-    for a strict restore, refused because V is there: settled all the same) or a newer put
-    that landed since, which settles itself; the same holds for a put replayed after a
-    crash or a give-up.
+  * A P1 applied but whose answer was lost, or whose writer crashed before P2: the retry
+    or the replay settles, whatever its own P0/P1 found. What replaced the landed put in
+    the meantime (a newer put, or an application write over it) is removed by that settling
+    if it is not newer than D.
   * The skipped D2 (deleting region): its read is after D1, so a put landing after the read
     is after D1 and settles against D1's tombstone.
   * Every landed put settles, even when a later delete of the same batch ran after it: an
@@ -77,12 +78,10 @@ class Outcome(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    """One operation's outcome, the conflict it met, and whether the put must be settled
-    (steps P2/P3) because it may have landed on a deleted key."""
+    """One operation's outcome and the conflict it met."""
 
     outcome: Outcome
     conflict: Conflict | None = None
-    unsettled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +122,8 @@ class WriteProtocol:
 
     def put(self, table: str, op: PutVersion, known: Tombstone | None = None) -> Written:
         """P0 (with the tombstone read before, if any) and P1."""
-        if known is not None and not would_apply(
-            self.policy, op.version, known.version, strict=True
-        ):
+        if known is not None and self._deleted(op, known):
+            # No write; the put is still settled (an earlier attempt may have landed).
             return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
@@ -134,14 +132,13 @@ class WriteProtocol:
         result = self.store.put(table, item, condition)
         held = stored_version(result.item, self.region, self.fields)
         if not result.applied:
-            # A strict put (a restore) that finds its own version may be finding its own
-            # earlier attempt, whose answer was lost: that one must be settled too.
+            # A strict put (a restore) finding its own version finds itself: no conflict.
             conflict = None if held == op.version else self._conflict(op, held, item=result.item)
-            return Written(Outcome.STALE, conflict, unsettled=held == op.version)
+            return Written(Outcome.STALE, conflict)
         conflict = None
         if overwrote_concurrent(self.policy, held, op.version, op.replaces):
             conflict = self._conflict(op, held, item=result.item, outcome=ConflictOutcome.WON)
-        return Written(Outcome.APPLIED, conflict, unsettled=True)
+        return Written(Outcome.APPLIED, conflict)
 
     def delete(self, table: str, op: DeleteVersion) -> Written:
         """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
@@ -168,24 +165,32 @@ class WriteProtocol:
         return Written(Outcome.APPLIED if result.applied else Outcome.STALE)
 
     def settle(self, table: str, puts: Collection[PutVersion]) -> list[TakenBack]:
-        """P2 and P3 for the unsettled puts; the puts removed again."""
+        """P2 and P3 for every put of a batch, landed or not; the puts removed again."""
         tombs = self.tombstones(table, {op.key for op in puts})
-        taken: list[TakenBack] = []
-        for key, tomb in tombs.items():
-            mine = [op for op in puts if op.key == key]
-            if all(would_apply(self.policy, op.version, tomb.version, strict=True) for op in mine):
-                continue
-            again = all_of(
-                Exists(Path(key.names()[0])),
-                self.policy.stored_is_older(tomb.version, self.region, strict=False),
+        suspects = {
+            key: tomb
+            for key, tomb in tombs.items()
+            if any(
+                op.key == key
+                and not would_apply(self.policy, op.version, tomb.version, strict=True)
+                for op in puts
             )
-            result = self.store.delete(table, key, again)
-            if result.applied:
+        }
+        items = self.store.get(table, suspects.keys()) if suspects else {}
+        taken: list[TakenBack] = []
+        for key, tomb in suspects.items():
+            mine = [op for op in puts if op.key == key]
+            not_newer = self.policy.stored_is_older(tomb.version, self.region, strict=False)
+            item = items.get(key)
+            if item is not None and not_newer.evaluate(item):
+                result = self.store.delete(
+                    table, key, all_of(Exists(Path(key.names()[0])), not_newer)
+                )
                 removed = stored_version(result.item, self.region, self.fields)
-                gone = [op for op in mine if op.version == removed]
-            elif result.item is None:
-                # Already removed (by another writer's settling, or by our own delete whose
-                # answer was lost): the latest of our puts is what was undone.
+                gone = [op for op in mine if result.applied and op.version == removed]
+            elif item is None:
+                # Already removed (by a delete, another writer's settling, or our own P3
+                # whose answer was lost): the latest of our puts is what was undone.
                 gone = [max(mine, key=lambda op: self.policy.order_key(op.version))]
             else:
                 gone = []
@@ -193,6 +198,10 @@ class WriteProtocol:
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
+
+    def _deleted(self, op: PutVersion, tomb: Tombstone) -> bool:
+        """Does ``tomb`` remember a delete of ``op``'s version or a newer one?"""
+        return not would_apply(self.policy, op.version, tomb.version, strict=True)
 
     def _delete_conflict(self, op: DeleteVersion, held: Item | None) -> Conflict:
         return self._conflict(op, stored_version(held, self.region, self.fields), item=held)
