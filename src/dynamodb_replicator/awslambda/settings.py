@@ -21,9 +21,10 @@ from dynamodb_replicator.core.settings import (
     policy_spec,
 )
 
-__all__ = ["LambdaSettings", "replication_environment", "settings_from_env"]
+__all__ = ["METRICS_NAMESPACE", "LambdaSettings", "replication_environment", "settings_from_env"]
 
 _DEFAULTS = ReplicationSettings()
+METRICS_NAMESPACE = "DynamoDBReplicator"  # the EMF metrics' default CloudWatch namespace
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class LambdaSettings:
     regions: tuple[str, ...]  # every region the function writes to, the source included
     endpoints: Mapping[str, str]
     replication: ReplicationSettings
-    metrics_namespace: str | None = "DynamoDBReplicator"  # None: no EMF metrics
+    metrics_namespace: str | None = METRICS_NAMESPACE  # None: no EMF metrics
 
 
 def _integer(env: Mapping[str, str], name: str, default: int) -> int:
@@ -129,7 +130,7 @@ def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
     source = env.get("REPLICATOR_SOURCE_REGION") or env.get("AWS_REGION", "")
     if not source:
         raise ConfigError("set REPLICATOR_SOURCE_REGION (or AWS_REGION)")
-    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", "DynamoDBReplicator").strip()
+    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", METRICS_NAMESPACE).strip()
     return LambdaSettings(
         source=source,
         regions=_regions(env, source),
