@@ -16,6 +16,7 @@ from dynamodb_replicator.deploy.package import build_keyed_zip, code_key, file_d
 from dynamodb_replicator.deploy.template import TableKeys, TemplateOptions, build_template, to_yaml
 from dynamodb_replicator.runner.config import parse_config
 from tests.moto_server import MotoServer
+from tests.support import create_table
 
 CONFIG = parse_config(
     {
@@ -142,18 +143,8 @@ def test_with_tables_reads_key_schemas_from_the_named_region(
 ) -> None:
     with MotoServer() as moto:
         config = write_config(tmp_path / "replicator.toml", moto.endpoint_url)
-        make_client("dynamodb", RegionSpec("eu-west-1", moto.endpoint_url)).create_table(
-            TableName="Orders",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "at", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "at", "AttributeType": "N"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        source = make_client("dynamodb", RegionSpec("eu-west-1", moto.endpoint_url))
+        create_table(source, "Orders", (("pk", "S"), ("at", "N")), region="eu-west-1")
         command = ["template", "--config", str(config), "--region", "us-east-1", "--with-tables"]
         assert main(command) == 2
         assert "--schema-from" in capsys.readouterr().err

@@ -59,6 +59,14 @@ def table(ddb: Any, name: str, view: str | None = "NEW_AND_OLD_IMAGES") -> None:
     )
 
 
+def function_and_table(moto: MotoServer) -> Any:
+    """The deployed function and one table, dev_Orders; the Lambda client."""
+    ddb, lambdas = clients(moto)
+    deploy_function(moto)
+    table(ddb, "dev_Orders")
+    return lambdas
+
+
 def mappings(lambdas: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = lambdas.list_event_source_mappings(FunctionName=FUNCTION)[
         "EventSourceMappings"
@@ -120,9 +128,7 @@ def test_clear_errors(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> N
 def test_a_disabled_mapping_is_reported_and_enabled(
     moto: MotoServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ddb, lambdas = clients(moto)
-    deploy_function(moto)
-    table(ddb, "dev_Orders")
+    lambdas = function_and_table(moto)
     assert run(moto) == 0
     (mapping,) = mappings(lambdas)
     lambdas.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
@@ -143,9 +149,7 @@ def test_a_disabled_mapping_is_reported_and_enabled(
 def test_finite_retries_and_a_failure_destination(
     moto: MotoServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ddb, lambdas = clients(moto)
-    deploy_function(moto)
-    table(ddb, "dev_Orders")
+    lambdas = function_and_table(moto)
     store = "arn:aws:s3:::replicator-failures"
     assert run(moto, "--on-failure", store) == 0
     (mapping,) = mappings(lambdas)

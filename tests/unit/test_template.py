@@ -34,6 +34,11 @@ def statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
 
 
+def of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The properties of the template's resources of type ``kind``."""
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
+
+
 def arns(statement: dict[str, Any]) -> list[str]:
     return sorted(
         r["Fn::Sub"] if isinstance(r, dict) and "Fn::Sub" in r else json.dumps(r)
@@ -85,11 +90,7 @@ def test_one_mapping_per_table_with_safe_settings() -> None:
 
 def test_per_target_functions_isolate_regions() -> None:
     template = build_template(CONFIG, TemplateOptions("us-east-1", per_target=True))
-    functions = [
-        r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Lambda::Function"
-    ]
+    functions = of_type(template, "AWS::Lambda::Function")
     targets = sorted(f["Environment"]["Variables"]["REPLICATOR_TARGET_REGIONS"] for f in functions)
     assert targets == ["ap-southeast-1", "eu-west-1"]
 
@@ -123,11 +124,7 @@ def test_template_passes_cfn_lint(options: TemplateOptions, tmp_path: Path) -> N
 
 
 def functions(template: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Lambda::Function"
-    ]
+    return of_type(template, "AWS::Lambda::Function")
 
 
 REGIONS = [{"name": "us-east-1"}, {"name": "eu-west-1"}, {"name": "ap-southeast-1"}]
@@ -221,11 +218,7 @@ def test_failed_batches_go_whole_to_an_s3_store_within_finite_limits() -> None:
 
 def test_alarms_notify_the_topic_parameter() -> None:
     template = build_template(CONFIG, TemplateOptions("us-east-1", per_target=True))
-    alarms = [
-        r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::CloudWatch::Alarm"
-    ]
+    alarms = of_type(template, "AWS::CloudWatch::Alarm")
     metrics = sorted(a["MetricName"] for a in alarms)
     # Per function (two): IteratorAge, DestinationDeliveryFailures, Failed per table (two);
     # one for the failure store.
