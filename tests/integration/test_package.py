@@ -10,9 +10,12 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import pytest
+
 from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.model import RegionSpec
-from dynamodb_replicator.deploy.package import build_zip
+from dynamodb_replicator.deploy.package import build_zip, code_key, file_digest
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import REGIONS, create_table
 
@@ -86,3 +89,15 @@ def test_zip_runs_a_recorded_event_in_a_clean_venv(
         TableName="Golden", Key={"id": {"B": b"\x00\xffkey"}}
     )["Item"]
     assert replica["note"] == {"S": "grüße"}
+
+
+def test_package_names_the_zip_by_its_content(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["package", "--output-dir", str(tmp_path)]) == 0
+    (archive,) = tmp_path.iterdir()
+    key = code_key(file_digest(archive))
+    assert archive.name == key
+    assert f"code key: {key}" in capsys.readouterr().out
+    assert main(["package", "--output-dir", str(tmp_path)]) == 0  # same sources, same name
+    assert [p.name for p in tmp_path.iterdir()] == [key]

@@ -13,9 +13,10 @@ import pytest
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.deploy.mapping import MappingSettings
 from tests.moto_server import MotoServer
 
-FUNCTION = "DynamoDbReplicatorLambda-dev"
+FUNCTION = "dynamodb-replicator-us-east-1"  # the template's name: subscribe's default
 
 
 @pytest.fixture
@@ -56,6 +57,14 @@ def table(ddb: Any, name: str, view: str | None = "NEW_AND_OLD_IMAGES") -> None:
         BillingMode="PAY_PER_REQUEST",
         **extra,
     )
+
+
+def function_and_table(moto: MotoServer) -> Any:
+    """The deployed function and one table, dev_Orders; the Lambda client."""
+    ddb, lambdas = clients(moto)
+    deploy_function(moto)
+    table(ddb, "dev_Orders")
+    return lambdas
 
 
 def mappings(lambdas: Any) -> list[dict[str, Any]]:
@@ -114,3 +123,39 @@ def test_clear_errors(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> N
     nope = ["subscribe", "--env", "nope", "--endpoint-url", moto.endpoint_url]
     assert main([*nope, "--function", FUNCTION]) == 2
     assert "no table in us-east-1 is named nope_*" in capsys.readouterr().err
+
+
+def test_a_disabled_mapping_is_reported_and_enabled(
+    moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lambdas = function_and_table(moto)
+    assert run(moto) == 0
+    (mapping,) = mappings(lambdas)
+    lambdas.update_event_source_mapping(UUID=mapping["UUID"], Enabled=False)
+    assert mappings(lambdas)[0]["State"] == "Disabled"
+    capsys.readouterr()
+
+    assert run(moto, "--dry-run") == 0
+    assert f"dev_Orders: would enable {mapping['UUID']} (was Disabled)" in capsys.readouterr().out
+    assert mappings(lambdas)[0]["State"] == "Disabled"  # a dry run changes nothing
+
+    assert run(moto) == 0
+    assert "did enable" in capsys.readouterr().out
+    assert [m["State"] for m in mappings(lambdas)] == ["Enabled"]
+    assert run(moto) == 0
+    assert "did none" in capsys.readouterr().out
+
+
+def test_finite_retries_and_a_failure_destination(
+    moto: MotoServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lambdas = function_and_table(moto)
+    store = "arn:aws:s3:::replicator-failures"
+    assert run(moto, "--on-failure", store) == 0
+    (mapping,) = mappings(lambdas)
+    assert mapping["MaximumRetryAttempts"] == MappingSettings().maximum_retry_attempts > 0
+    assert 0 < mapping["MaximumRecordAgeInSeconds"] < 24 * 3600  # below the stream's retention
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == store
+    capsys.readouterr()
+    assert run(moto, "--on-failure", store) == 0
+    assert "did none" in capsys.readouterr().out

@@ -4,8 +4,8 @@ start from ``core.defaults``, and the values are the documented ones."""
 from __future__ import annotations
 
 from dynamodb_replicator.aws.tombstones import DEFAULT_SUFFIX
+from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core import defaults
-from dynamodb_replicator.core.settings import settings_from_env
 from dynamodb_replicator.runner.config import parse_config
 
 

@@ -6,11 +6,12 @@ import threading
 
 import pytest
 
+from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core.errors import ConfigError, TargetError, ThrottledError
 from dynamodb_replicator.core.policy import LastWriterWins, PreferredRegion
 from dynamodb_replicator.core.replicator import MissingTimestamp
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
-from dynamodb_replicator.core.settings import settings_from_env
+from dynamodb_replicator.core.settings import NamedPolicy
 
 
 def test_retries_throttling_with_growing_capped_delays() -> None:
@@ -76,7 +77,10 @@ def test_custom_policy_by_import_path() -> None:
             "REPLICATOR_POLICY": "dynamodb_replicator.core.policy:LastWriterWins",
         }
     )
-    assert isinstance(settings.replication.policy, LastWriterWins)
+    # The loaded policy keeps its spec, so a template can render it back.
+    assert settings.replication.policy == NamedPolicy(
+        "dynamodb_replicator.core.policy:LastWriterWins", LastWriterWins()
+    )
 
 
 @pytest.mark.parametrize(

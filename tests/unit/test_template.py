@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 
+from dynamodb_replicator.awslambda.settings import settings_from_env
+from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, function_name
+from dynamodb_replicator.deploy.package import code_key
 from dynamodb_replicator.deploy.template import (
     TableKeys,
     TemplateOptions,
@@ -29,6 +32,11 @@ CONFIG = parse_config(
 def statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
     policy = template["Resources"]["ReplicatorRole"]["Properties"]["Policies"][0]
     return {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+
+def of_type(template: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The properties of the template's resources of type ``kind``."""
+    return [r["Properties"] for r in template["Resources"].values() if r["Type"] == kind]
 
 
 def arns(statement: dict[str, Any]) -> list[str]:
@@ -82,11 +90,7 @@ def test_one_mapping_per_table_with_safe_settings() -> None:
 
 def test_per_target_functions_isolate_regions() -> None:
     template = build_template(CONFIG, TemplateOptions("us-east-1", per_target=True))
-    functions = [
-        r["Properties"]
-        for r in template["Resources"].values()
-        if r["Type"] == "AWS::Lambda::Function"
-    ]
+    functions = of_type(template, "AWS::Lambda::Function")
     targets = sorted(f["Environment"]["Variables"]["REPLICATOR_TARGET_REGIONS"] for f in functions)
     assert targets == ["ap-southeast-1", "eu-west-1"]
 
@@ -95,6 +99,7 @@ def test_per_target_functions_isolate_regions() -> None:
     "options",
     [
         TemplateOptions("eu-west-1"),
+        TemplateOptions("eu-west-1", code_key="replicator-lambda-0123456789abcdef.zip"),
         TemplateOptions(
             "eu-west-1",
             per_target=True,
@@ -104,7 +109,7 @@ def test_per_target_functions_isolate_regions() -> None:
             },
         ),
     ],
-    ids=["one-function", "per-target-with-tables"],
+    ids=["one-function", "with-code-key", "per-target-with-tables"],
 )
 def test_template_passes_cfn_lint(options: TemplateOptions, tmp_path: Path) -> None:
     path = tmp_path / "template.yaml"
@@ -116,3 +121,115 @@ def test_template_passes_cfn_lint(options: TemplateOptions, tmp_path: Path) -> N
         check=False,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def functions(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return of_type(template, "AWS::Lambda::Function")
+
+
+REGIONS = [{"name": "us-east-1"}, {"name": "eu-west-1"}, {"name": "ap-southeast-1"}]
+CONFIGS = {
+    "defaults": {},
+    "issue-15": {
+        "policy": "preferred-region:eu-west-1",
+        "tombstone_ttl_seconds": 7200,
+        "max_workers": 48,
+    },
+    "everything": {
+        "policy": "dynamodb_replicator.core.policy:LastWriterWins",
+        "missing_timestamp": "skip",
+        "tombstone_suffix": ".graves",
+        "tombstone_ttl_seconds": 86400,
+        "max_workers": 3,
+        "conflict_log": "off",
+        "conflict_sample_rate": 0.25,
+        "conflict_log_items": True,
+    },
+}
+
+
+@pytest.mark.parametrize("per_target", [False, True], ids=["one-function", "per-target"])
+@pytest.mark.parametrize("extra", CONFIGS.values(), ids=CONFIGS.keys())
+def test_each_function_replicates_as_the_runner_would(
+    extra: dict[str, Any], per_target: bool
+) -> None:
+    config = parse_config({"tables": ["Orders"], "regions": REGIONS, **extra})
+    template = build_template(config, TemplateOptions("eu-west-1", per_target=per_target))
+    found = functions(template)
+    assert len(found) == (2 if per_target else 1)
+    targets: list[str] = []
+    for function in found:
+        # The handler's own reader, on exactly what the function is deployed with.
+        settings = settings_from_env(function["Environment"]["Variables"])
+        assert settings.replication == config.replication
+        assert settings.source == "eu-west-1"
+        targets += settings.regions[1:]
+    assert sorted(targets) == ["ap-southeast-1", "us-east-1"]
+
+
+def test_a_conflict_log_file_becomes_the_functions_log() -> None:
+    config = parse_config({"tables": ["Orders"], "regions": REGIONS, "conflict_log": "c.jsonl"})
+    (function,) = functions(build_template(config, TemplateOptions("eu-west-1")))
+    settings = settings_from_env(function["Environment"]["Variables"])
+    assert settings.replication.conflict_log.destination == "-"
+    assert settings.replication.policy == config.replication.policy
+
+
+def test_names_carry_the_prefix_parameter() -> None:
+    template = build_template(CONFIG, TemplateOptions("us-east-1", name_prefix="blue"))
+    assert template["Parameters"]["NamePrefix"]["Default"] == "blue"
+    resources = template["Resources"]
+    (function,) = functions(template)
+    assert function["FunctionName"] == {"Fn::Sub": "${NamePrefix}-us-east-1"}
+    (group,) = [r for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"]
+    assert group["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${NamePrefix}-us-east-1"}
+    logs = statements(template)["Logs"]["Resource"][0]["Fn::Sub"]
+    assert logs.endswith(":log-group:/aws/lambda/${NamePrefix}-*")
+    # The subscribe command's default function name is the template's.
+    assert function_name(DEFAULT_NAME_PREFIX, "us-east-1") == "dynamodb-replicator-us-east-1"
+
+
+def test_the_code_key_is_the_packages_content_hash() -> None:
+    bare = build_template(CONFIG, TemplateOptions("us-east-1"))
+    assert "Default" not in bare["Parameters"]["CodeS3Key"]  # no stale key to fall back on
+    key = code_key("ab" * 32)
+    keyed = build_template(CONFIG, TemplateOptions("us-east-1", code_key=key))
+    assert keyed["Parameters"]["CodeS3Key"]["Default"] == key
+    assert code_key("ab" * 32) != code_key("cd" * 32)
+
+
+def test_failed_batches_go_whole_to_an_s3_store_within_finite_limits() -> None:
+    template = build_template(CONFIG, TemplateOptions("us-east-1", per_target=True))
+    resources, parameters = template["Resources"], template["Parameters"]
+    assert parameters["MaximumRetryAttempts"]["Default"] > 0
+    assert 0 < parameters["MaximumRecordAgeInSeconds"]["Default"] < 24 * 3600
+    stores = [name for name, r in resources.items() if r["Type"] == "AWS::S3::Bucket"]
+    assert len(stores) == 1
+    for resource in resources.values():
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            destination = resource["Properties"]["DestinationConfig"]["OnFailure"]["Destination"]
+            assert destination == {"Fn::GetAtt": [stores[0], "Arn"]}
+            assert resource["Properties"]["BisectBatchOnFunctionError"] is True
+    found = statements(template)
+    assert found["OnFailureDestination"]["Action"] == ["s3:PutObject"]
+    assert found["OnFailureDestination"]["Resource"] == [{"Fn::Sub": f"${{{stores[0]}.Arn}}/*"}]
+    assert "sqs" not in json.dumps(found)
+
+
+def test_alarms_notify_the_topic_parameter() -> None:
+    template = build_template(CONFIG, TemplateOptions("us-east-1", per_target=True))
+    alarms = of_type(template, "AWS::CloudWatch::Alarm")
+    metrics = sorted(a["MetricName"] for a in alarms)
+    # Per function (two): IteratorAge, DestinationDeliveryFailures, Failed per table (two);
+    # one for the failure store.
+    assert metrics.count("IteratorAge") == 2
+    assert metrics.count("DestinationDeliveryFailures") == 2
+    assert metrics.count("Failed") == 4
+    assert metrics.count("PutRequests") == 1
+    for alarm in alarms:
+        assert alarm["AlarmActions"]["Fn::If"][1] == [{"Ref": "AlarmTopicArn"}]
+    failed = [a for a in alarms if a["MetricName"] == "Failed"]
+    assert {a["Namespace"] for a in failed} == {"DynamoDBReplicator"}
+    assert sorted(tuple(d["Value"] for d in a["Dimensions"]) for a in failed) == sorted(
+        (t, "us-east-1", r) for t in ("Orders", "Users") for r in ("eu-west-1", "ap-southeast-1")
+    )

@@ -25,12 +25,12 @@ from typing import Any, TextIO
 
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.awslambda.emf import batch_emf
+from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core.codec import sequence_number_of, table_name_from_arn
 from dynamodb_replicator.core.errors import MalformedRecordError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
-from dynamodb_replicator.core.settings import settings_from_env
 from dynamodb_replicator.observe.conflict_log import open_conflict_log
 from dynamodb_replicator.observe.logs import configure
 

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tables import require_table
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX
+from dynamodb_replicator.deploy.package import code_key, file_digest
 from dynamodb_replicator.deploy.template import (
     TableKeys,
     TemplateOptions,
     build_template,
     to_yaml,
 )
-from dynamodb_replicator.runner.config import load_config
+from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.preflight import key_schema
 
 __all__ = ["register"]
 
 
 def register(commands: Any) -> None:
+    """Add the ``template`` command."""
     parser = commands.add_parser("template", help="print the CloudFormation template of a region")
     parser.add_argument("--config", required=True, help="TOML configuration file")
     parser.add_argument("--region", help="source region (default: the first configured)")
@@ -33,25 +40,65 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--with-tables",
         action="store_true",
-        help="also create the tables and tombstone tables (key schemas are read "
-        "from the configured region)",
+        help="also create the tables and tombstone tables (key schemas read from --schema-from)",
+    )
+    parser.add_argument(
+        "--schema-from",
+        metavar="REGION",
+        help="with --with-tables: a region where the tables exist already",
+    )
+    code = parser.add_mutually_exclusive_group()
+    code.add_argument("--code-key", help="default of CodeS3Key (as printed by package)")
+    code.add_argument("--package", help="the zip: CodeS3Key defaults to its content-hashed key")
+    parser.add_argument(
+        "--name-prefix",
+        default=DEFAULT_NAME_PREFIX,
+        help="default of NamePrefix: functions are PREFIX-REGION[-to-TARGET]",
     )
     parser.add_argument("--output", help="write to this file instead of stdout")
     parser.set_defaults(run=run)
 
 
+def _table_keys(config: RunnerConfig, region: str, source: str | None) -> dict[str, TableKeys]:
+    if not source:
+        raise ConfigError("--with-tables needs --schema-from REGION: where the tables exist")
+    if source == region:
+        raise ConfigError(
+            f"--schema-from {source} is the region whose stack would create the tables: "
+            "name a region where they exist already"
+        )
+    names = {r.name for r in config.regions}
+    spec = config.region(source) if source in names else RegionSpec(source)
+    client = make_client("dynamodb", spec)
+    return {t: TableKeys(key_schema(require_table(client, t, source))) for t in config.tables}
+
+
+def _code_key(package: str) -> str:
+    if not Path(package).is_file():
+        raise ConfigError(f"--package {package}: no such file (build it with package)")
+    return code_key(file_digest(Path(package)))
+
+
 def run(args: argparse.Namespace) -> int:
+    """Print (or write) the template."""
     config = load_config(args.config)
-    region = config.region(args.region or config.regions[0].name)
-    keys = None
-    if args.with_tables:
-        client = make_client("dynamodb", region)
-        keys = {
-            t: TableKeys(key_schema(require_table(client, t, region.name))) for t in config.tables
-        }
-    template = build_template(
-        config, TemplateOptions(region.name, per_target=args.per_target, with_tables=keys)
+    region = config.region(args.region or config.regions[0].name).name
+    keys = _table_keys(config, region, args.schema_from) if args.with_tables else None
+    key = _code_key(args.package) if args.package else args.code_key
+    if config.replication.conflict_log.destination not in ("-", "off"):
+        print(
+            f"note: conflict_log = {config.replication.conflict_log.destination!r}: a function "
+            "has no lasting file system; it logs conflicts to CloudWatch Logs instead",
+            file=sys.stderr,
+        )
+    options = TemplateOptions(
+        region,
+        per_target=args.per_target,
+        with_tables=keys,
+        code_key=key,
+        name_prefix=args.name_prefix,
     )
+    template = build_template(config, options)
     text = json.dumps(template, indent=2) if args.format == "json" else to_yaml(template)
     if args.output:
         with open(args.output, "w") as handle:

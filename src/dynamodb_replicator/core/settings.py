@@ -1,24 +1,25 @@
-"""Replication settings shared by the Lambda handler and the runner, and the Lambda's
-environment variables. Pure: reads only the mapping it is given."""
+"""Replication settings shared by the Lambda handler and the runner, and the conflict
+policy's spec (``load_policy`` reads one, ``policy_spec`` writes it back). Pure."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.model import SystemAttributes, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 from dynamodb_replicator.core.replicator import MissingTimestamp
 
 __all__ = [
     "ConflictLogSettings",
-    "LambdaSettings",
+    "NamedPolicy",
     "ReplicationSettings",
     "load_policy",
-    "settings_from_env",
+    "policy_spec",
 ]
 
 
@@ -51,12 +52,17 @@ class ReplicationSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class LambdaSettings:
-    source: str
-    regions: tuple[str, ...]  # every region the function writes to, the source included
-    endpoints: Mapping[str, str]
-    replication: ReplicationSettings
-    metrics_namespace: str | None = defaults.METRICS_NAMESPACE  # None: no EMF metrics
+class NamedPolicy:
+    """A policy loaded by import path, remembering its spec so a deployment can name it."""
+
+    spec: str
+    policy: ConflictPolicy
+
+    def order_key(self, version: Version) -> tuple[Hashable, ...]:
+        return self.policy.order_key(version)
+
+    def stored_is_older(self, incoming: Version, holder: str, *, strict: bool) -> Condition:
+        return self.policy.stored_is_older(incoming, holder, strict=strict)
 
 
 def load_policy(spec: str, fields: SystemAttributes) -> ConflictPolicy:
@@ -75,97 +81,15 @@ def load_policy(spec: str, fields: SystemAttributes) -> ConflictPolicy:
     policy = factory(fields)
     if not hasattr(policy, "order_key") or not hasattr(policy, "stored_is_older"):
         raise ConfigError(f"{spec!r} did not return a ConflictPolicy")
-    return policy  # type: ignore[no-any-return]
+    return NamedPolicy(spec, policy)
 
 
-def _integer(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
-
-
-def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "false").strip().lower()
-    if raw not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{name} must be true or false, got {raw!r}")
-    return raw in ("true", "1", "yes")
-
-
-def _conflict_log(env: Mapping[str, str]) -> ConflictLogSettings:
-    destination = env.get("REPLICATOR_CONFLICT_LOG", "stdout").strip()
-    if destination not in ("stdout", "off"):
-        raise ConfigError(f"REPLICATOR_CONFLICT_LOG must be stdout or off, got {destination!r}")
-    return ConflictLogSettings(
-        "-" if destination == "stdout" else "off",
-        _fraction(env, "REPLICATOR_CONFLICT_SAMPLE_RATE", 1.0),
-        _flag(env, "REPLICATOR_CONFLICT_LOG_ITEMS"),
-    )
-
-
-def _endpoints(raw: str) -> dict[str, str]:
-    endpoints: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        region, sep, url = part.partition("=")
-        if not sep or not region or not url:
-            raise ConfigError(f"REPLICATOR_ENDPOINT_URLS: expected region=url, got {part!r}")
-        endpoints[region.strip()] = url.strip()
-    return endpoints
-
-
-def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
-    """Read the Lambda function's configuration (see the README's table)."""
-    source = env.get("REPLICATOR_SOURCE_REGION") or env.get("AWS_REGION", "")
-    if not source:
-        raise ConfigError("set REPLICATOR_SOURCE_REGION (or AWS_REGION)")
-    regions = [r.strip() for r in env.get("REPLICATOR_REGIONS", "").split(",") if r.strip()]
-    if not [r for r in regions if r != source]:
-        raise ConfigError("REPLICATOR_REGIONS must list the regions to replicate to")
-    if len(set(regions)) != len(regions):
-        raise ConfigError(f"REPLICATOR_REGIONS lists a region twice: {regions}")
-    targets = [r.strip() for r in env.get("REPLICATOR_TARGET_REGIONS", "").split(",") if r.strip()]
-    unknown = set(targets) - set(regions)
-    if unknown:
-        raise ConfigError(f"REPLICATOR_TARGET_REGIONS not in REPLICATOR_REGIONS: {sorted(unknown)}")
-    chosen = [r for r in regions if r != source and (not targets or r in targets)]
-    fields = SystemAttributes()
-    mode = env.get("REPLICATOR_MISSING_TIMESTAMP", "fail")
-    try:
-        missing = MissingTimestamp(mode)
-    except ValueError:
-        raise ConfigError(
-            f"REPLICATOR_MISSING_TIMESTAMP must be fail or skip, got {mode!r}"
-        ) from None
-    replication = ReplicationSettings(
-        policy=load_policy(env.get("REPLICATOR_POLICY", ""), fields),
-        fields=fields,
-        missing_timestamp=missing,
-        tombstone_suffix=env.get("REPLICATOR_TOMBSTONE_SUFFIX", defaults.TOMBSTONE_SUFFIX),
-        tombstone_ttl_seconds=_integer(
-            env, "REPLICATOR_TOMBSTONE_TTL_SECONDS", defaults.TOMBSTONE_TTL_SECONDS
-        ),
-        max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", defaults.MAX_WORKERS),
-        conflict_log=_conflict_log(env),
-    )
-    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", defaults.METRICS_NAMESPACE).strip()
-    return LambdaSettings(
-        source=source,
-        regions=(source, *chosen),
-        endpoints=_endpoints(env.get("REPLICATOR_ENDPOINT_URLS", "")),
-        replication=replication,
-        metrics_namespace=None if namespace in ("", "off") else namespace,
-    )
+def policy_spec(policy: ConflictPolicy) -> str:
+    """The spec ``load_policy`` reads back as ``policy`` (for the Lambda's environment)."""
+    if isinstance(policy, NamedPolicy):
+        return policy.spec
+    if isinstance(policy, LastWriterWins):
+        return "last-writer-wins"
+    if isinstance(policy, PreferredRegion):
+        return f"preferred-region:{policy.region}"
+    raise ConfigError(f"{type(policy).__name__} has no spec: load a custom policy with load_policy")

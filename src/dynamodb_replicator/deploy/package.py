@@ -19,7 +19,7 @@ from pathlib import Path
 import dynamodb_replicator
 from dynamodb_replicator.core.errors import ConfigError
 
-__all__ = ["build_zip"]
+__all__ = ["build_keyed_zip", "build_zip", "code_key", "file_digest"]
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -49,6 +49,17 @@ def _vendored_boto3(directory: Path) -> list[tuple[str, Path]]:
     return [(name, path) for name, path in _files(directory, "") if not name.endswith("INSTALLER")]
 
 
+def code_key(digest: str) -> str:
+    """The S3 key of a zip with SHA-256 ``digest``: new code, new key, so a stack update
+    that passes it replaces the function's code (an unchanged key would not)."""
+    return f"replicator-lambda-{digest[:16]}.zip"
+
+
+def file_digest(path: Path) -> str:
+    """A file's SHA-256, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def build_zip(output: Path, *, with_boto3: bool = False) -> str:
     """Write the zip to ``output``; return its SHA-256."""
     package = Path(dynamodb_replicator.__file__).parent
@@ -63,4 +74,11 @@ def build_zip(output: Path, *, with_boto3: bool = False) -> str:
                 info.external_attr = 0o644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, path.read_bytes(), compresslevel=9)
-    return hashlib.sha256(output.read_bytes()).hexdigest()
+    return file_digest(output)
+
+
+def build_keyed_zip(directory: Path, *, with_boto3: bool = False) -> Path:
+    """Write the zip into ``directory`` under its content-hashed name (``code_key``)."""
+    partial = directory / "replicator-lambda.zip.partial"
+    digest = build_zip(partial, with_boto3=with_boto3)
+    return partial.replace(directory / code_key(digest))

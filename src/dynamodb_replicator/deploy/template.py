@@ -1,25 +1,39 @@
 """The CloudFormation template for one source region.
 
 Per source region: a function (or one per target region, ``per_target``) attached to every
-table's stream, a least-privilege role, an SQS on-failure destination, an iterator-age
-alarm, and optionally the tables and tombstone tables themselves. Pure: builds a dict.
+table's stream, a least-privilege role (``deploy.iam``), an S3 failure store and alarms
+(``deploy.alarms``), and optionally the tables and tombstone tables themselves. Every
+replication setting of the config goes into each function's environment. Function and log
+group names start with the ``NamePrefix`` parameter, so several stacks fit in one account
+and region. Pure: builds a dict.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from dynamodb_replicator.awslambda.settings import replication_environment
+from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
+from dynamodb_replicator.deploy.alarms import (
+    alarm_conditions,
+    failure_store,
+    function_alarms,
+    store_alarm,
+)
+from dynamodb_replicator.deploy.cfn import FAILURE_STORE, logical_id
+from dynamodb_replicator.deploy.iam import role_policy
+from dynamodb_replicator.deploy.mapping import (
+    DEFAULT_NAME_PREFIX,
+    MappingSettings,
+    function_name,
+)
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = ["TableKeys", "TemplateOptions", "build_template", "to_yaml"]
-
-PARTITION = "${AWS::Partition}"
-ACCOUNT = "${AWS::AccountId}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,138 +45,88 @@ class TableKeys:
 
 @dataclass(frozen=True, slots=True)
 class TemplateOptions:
+    """``code_key``: the default of ``CodeS3Key`` (none: the parameter must be given)."""
+
     region: str
     per_target: bool = False
     with_tables: Mapping[str, TableKeys] | None = None
+    code_key: str | None = None
+    name_prefix: str = DEFAULT_NAME_PREFIX
 
 
-def _logical(name: str) -> str:
-    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+def _number(default: int, low: int, high: int | None = None, about: str = "") -> dict[str, Any]:
+    parameter: dict[str, Any] = {"Type": "Number", "Default": default, "MinValue": low}
+    if high is not None:
+        parameter["MaxValue"] = high
+    if about:
+        parameter["Description"] = about
+    return parameter
 
 
-def _table_arn(region: str, table: str) -> dict[str, str]:
-    return {"Fn::Sub": f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT}:table/{table}"}
-
-
-def _parameters(tables: Sequence[str], with_tables: bool) -> dict[str, Any]:
+def _parameters(tables: Sequence[str], options: TemplateOptions) -> dict[str, Any]:
+    mapping = MappingSettings()
+    key: dict[str, Any] = {
+        "Type": "String",
+        "Description": "content-hashed key of the zip (printed by dynamodb-replicator package)",
+    }
+    if options.code_key:
+        key["Default"] = options.code_key
     parameters: dict[str, Any] = {
         "CodeS3Bucket": {"Type": "String", "Description": "bucket holding the Lambda zip"},
-        "CodeS3Key": {"Type": "String", "Default": "replicator-lambda.zip"},
+        "CodeS3Key": key,
+        "NamePrefix": {
+            "Type": "String",
+            "Default": options.name_prefix,
+            "AllowedPattern": "^[A-Za-z0-9_-]{1,30}$",
+            "Description": "functions are PREFIX-REGION[-to-TARGET]: one prefix per stack",
+        },
         "Architecture": {
             "Type": "String",
             "Default": "arm64",
             "AllowedValues": ["arm64", "x86_64"],
         },
-        "MemorySize": {"Type": "Number", "Default": 512, "MinValue": 128, "MaxValue": 10240},
-        "Timeout": {"Type": "Number", "Default": 300, "MinValue": 10, "MaxValue": 900},
-        "BatchSize": {"Type": "Number", "Default": 100, "MinValue": 1, "MaxValue": 10000},
-        "ParallelizationFactor": {"Type": "Number", "Default": 1, "MinValue": 1, "MaxValue": 10},
-        "MaximumRetryAttempts": {
-            "Type": "Number",
-            "Default": -1,
-            "MinValue": -1,
-            "MaxValue": 10000,
-            "Description": "-1: retry until the record leaves the stream (nothing skipped)",
+        "MemorySize": _number(512, 128, 10240),
+        "Timeout": _number(300, 10, 900),
+        "BatchSize": _number(mapping.batch_size, 1, 10000),
+        "ParallelizationFactor": _number(mapping.parallelization_factor, 1, 10),
+        "MaximumRetryAttempts": _number(
+            mapping.maximum_retry_attempts, -1, 10000, "-1: retry until the record is too old"
+        ),
+        "MaximumRecordAgeInSeconds": _number(
+            mapping.maximum_record_age_in_seconds, -1, 604800, "keep it below the 24 h retention"
+        ),
+        "FailureRetentionDays": _number(30, 1, about="days the failure store keeps a batch"),
+        "AlarmTopicArn": {
+            "Type": "String",
+            "Default": "",
+            "Description": "SNS topic the alarms notify (empty: none)",
         },
-        "MaximumRecordAgeInSeconds": {
-            "Type": "Number",
-            "Default": -1,
-            "MinValue": -1,
-            "MaxValue": 604800,
-            "Description": "-1: no limit below the stream retention",
-        },
-        "IteratorAgeAlarmMilliseconds": {"Type": "Number", "Default": 300000, "MinValue": 1000},
+        "IteratorAgeAlarmMilliseconds": _number(300000, 1000),
     }
-    if not with_tables:
+    if options.with_tables is None:
         for table in tables:
-            parameters[f"{_logical(table)}StreamArn"] = {
+            parameters[f"{logical_id(table)}StreamArn"] = {
                 "Type": "String",
                 "Description": f"LatestStreamArn of {table} (NEW_AND_OLD_IMAGES)",
             }
     return parameters
 
 
-def _policy(config: RunnerConfig, region: str) -> dict[str, Any]:
-    tables = config.tables
-    suffix = config.replication.tombstone_suffix
-    regions = [r.name for r in config.regions]  # targets and the source (self-repair)
-    streams = [
-        {"Fn::Sub": f"arn:{PARTITION}:dynamodb:{region}:{ACCOUNT}:table/{t}/stream/*"}
-        for t in tables
-    ]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadSourceStreams",
-                "Effect": "Allow",
-                "Resource": streams,
-                "Action": [
-                    "dynamodb:DescribeStream",
-                    "dynamodb:GetRecords",
-                    "dynamodb:GetShardIterator",
-                    "dynamodb:ListStreams",
-                ],
-            },
-            {
-                "Sid": "ReadRememberedDeletes",
-                "Effect": "Allow",
-                "Action": ["dynamodb:BatchGetItem"],
-                "Resource": [_table_arn(region, f"{t}{suffix}") for t in tables],
-            },
-            {
-                "Sid": "WriteReplicas",
-                "Effect": "Allow",
-                "Action": [
-                    "dynamodb:PutItem",
-                    "dynamodb:DeleteItem",
-                    "dynamodb:ConditionCheckItem",
-                ],
-                "Resource": [_table_arn(r, t) for r in regions for t in tables],
-            },
-            {
-                "Sid": "RememberDeletes",
-                "Effect": "Allow",
-                "Action": ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
-                "Resource": [_table_arn(r, f"{t}{suffix}") for r in regions for t in tables],
-            },
-            {
-                "Sid": "OnFailureDestination",
-                "Effect": "Allow",
-                "Action": ["sqs:SendMessage"],
-                "Resource": [{"Fn::GetAtt": ["ReplicatorFailures", "Arn"]}],
-            },
-            {
-                "Sid": "Logs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [
-                    {
-                        "Fn::Sub": f"arn:{PARTITION}:logs:{region}:{ACCOUNT}:log-group:"
-                        "/aws/lambda/dynamodb-replicator-*"
-                    }
-                ],
-            },
-        ],
-    }
-
-
 def _function(
-    config: RunnerConfig, region: str, name: str, targets: Sequence[str]
+    config: RunnerConfig, region: str, name: str, target: str | None, *, logs: str
 ) -> dict[str, Any]:
     environment = {
         "REPLICATOR_SOURCE_REGION": region,
         "REPLICATOR_REGIONS": ",".join(r.name for r in config.regions),
-        "REPLICATOR_MISSING_TIMESTAMP": config.replication.missing_timestamp.value,
-        "REPLICATOR_TOMBSTONE_SUFFIX": config.replication.tombstone_suffix,
+        **replication_environment(config.replication),
     }
-    if targets:
-        environment["REPLICATOR_TARGET_REGIONS"] = ",".join(targets)
+    if target:
+        environment["REPLICATOR_TARGET_REGIONS"] = target
     return {
         "Type": "AWS::Lambda::Function",
-        "DependsOn": [f"{_logical(name)}Logs"],
+        "DependsOn": [logs],
         "Properties": {
-            "FunctionName": name,
+            "FunctionName": {"Fn::Sub": name},
             "Runtime": "python3.12",
             "Handler": "dynamodb_replicator.lambda_handler.handler",
             "Architectures": [{"Ref": "Architecture"}],
@@ -175,124 +139,129 @@ def _function(
     }
 
 
+def _mapping(function: str, stream_arn: Any) -> dict[str, Any]:
+    return {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Properties": {
+            "FunctionName": {"Ref": function},
+            "EventSourceArn": stream_arn,
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": {"Ref": "BatchSize"},
+            "ParallelizationFactor": {"Ref": "ParallelizationFactor"},
+            "MaximumRetryAttempts": {"Ref": "MaximumRetryAttempts"},
+            "MaximumRecordAgeInSeconds": {"Ref": "MaximumRecordAgeInSeconds"},
+            "BisectBatchOnFunctionError": MappingSettings().bisect_on_error,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "DestinationConfig": {
+                "OnFailure": {"Destination": {"Fn::GetAtt": [FAILURE_STORE, "Arn"]}}
+            },
+        },
+    }
+
+
 def _stream_arn(table: str, with_tables: bool) -> Any:
     if with_tables:
-        return {"Fn::GetAtt": [f"{_logical(table)}Table", "StreamArn"]}
-    return {"Ref": f"{_logical(table)}StreamArn"}
+        return {"Fn::GetAtt": [f"{logical_id(table)}Table", "StreamArn"]}
+    return {"Ref": f"{logical_id(table)}StreamArn"}
+
+
+def _table(name: str, shape: TableKeys, **extra: Any) -> dict[str, Any]:
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "DeletionPolicy": "Retain",
+        "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "TableName": name,
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": n, "KeyType": k} for n, k, _ in shape.keys],
+            "AttributeDefinitions": [
+                {"AttributeName": n, "AttributeType": t} for n, _, t in shape.keys
+            ],
+            **extra,
+        },
+    }
 
 
 def _tables(keys: Mapping[str, TableKeys], suffix: str) -> dict[str, Any]:
     resources: dict[str, Any] = {}
     for table, shape in keys.items():
-        schema = [{"AttributeName": n, "KeyType": k} for n, k, _ in shape.keys]
-        definitions = [{"AttributeName": n, "AttributeType": t} for n, _, t in shape.keys]
-        resources[f"{_logical(table)}Table"] = {
-            "Type": "AWS::DynamoDB::Table",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
+        stream = {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+        resources[f"{logical_id(table)}Table"] = _table(table, shape, StreamSpecification=stream)
+        ttl = {"AttributeName": "__expiresAt", "Enabled": True}
+        resources[f"{logical_id(table)}Tombstones"] = _table(
+            f"{table}{suffix}", shape, TimeToLiveSpecification=ttl
+        )
+    return resources
+
+
+def _role(config: RunnerConfig, region: str) -> dict[str, Any]:
+    trust = {
+        "Effect": "Allow",
+        "Action": "sts:AssumeRole",
+        "Principal": {"Service": "lambda.amazonaws.com"},
+    }
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [trust]},
+            "Policies": [
+                {"PolicyName": "replicate", "PolicyDocument": role_policy(config, region)}
+            ],
+        },
+    }
+
+
+def _functions(config: RunnerConfig, options: TemplateOptions) -> dict[str, Any]:
+    region = options.region
+    targets = [r.name for r in config.regions if r.name != region]
+    groups: list[str | None] = list(targets) if options.per_target else [None]
+    resources: dict[str, Any] = {}
+    for target in groups:
+        name = function_name("${NamePrefix}", region, target)  # for Fn::Sub
+        # Logical IDs keep the default prefix whatever NamePrefix is: an upgraded stack
+        # updates its functions in place instead of replacing them.
+        logical = logical_id(function_name(DEFAULT_NAME_PREFIX, region, target))
+        resources[f"{logical}Logs"] = {
+            "Type": "AWS::Logs::LogGroup",
             "Properties": {
-                "TableName": table,
-                "BillingMode": "PAY_PER_REQUEST",
-                "KeySchema": schema,
-                "AttributeDefinitions": definitions,
-                "StreamSpecification": {"StreamViewType": "NEW_AND_OLD_IMAGES"},
+                "LogGroupName": {"Fn::Sub": f"/aws/lambda/{name}"},
+                "RetentionInDays": 30,
             },
         }
-        resources[f"{_logical(table)}Tombstones"] = {
-            "Type": "AWS::DynamoDB::Table",
-            "DeletionPolicy": "Retain",
-            "UpdateReplacePolicy": "Retain",
-            "Properties": {
-                "TableName": f"{table}{suffix}",
-                "BillingMode": "PAY_PER_REQUEST",
-                "KeySchema": schema,
-                "AttributeDefinitions": definitions,
-                "TimeToLiveSpecification": {"AttributeName": "__expiresAt", "Enabled": True},
-            },
-        }
+        resources[logical] = _function(config, region, name, target, logs=f"{logical}Logs")
+        for table in config.tables:
+            stream = _stream_arn(table, options.with_tables is not None)
+            resources[f"{logical}{logical_id(table)}Mapping"] = _mapping(logical, stream)
+        resources |= function_alarms(
+            logical,
+            source=region,
+            tables=config.tables,
+            targets=[target] if target else targets,
+            namespace=METRICS_NAMESPACE,
+        )
     return resources
 
 
 def build_template(config: RunnerConfig, options: TemplateOptions) -> dict[str, Any]:
     """The CloudFormation template (a dict) for the source region ``options.region``."""
     region = options.region
-    with_tables = options.with_tables is not None
     targets = [r.name for r in config.regions if r.name != region]
-    groups = [[t] for t in targets] if options.per_target else [[]]
     resources: dict[str, Any] = {
-        "ReplicatorFailures": {
-            "Type": "AWS::SQS::Queue",
-            "Properties": {"MessageRetentionPeriod": 1209600},
-        },
-        "ReplicatorRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "AssumeRolePolicyDocument": {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": "sts:AssumeRole",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                        }
-                    ],
-                },
-                "Policies": [
-                    {"PolicyName": "replicate", "PolicyDocument": _policy(config, region)}
-                ],
-            },
-        },
+        FAILURE_STORE: failure_store(),
+        f"{FAILURE_STORE}Alarm": store_alarm(),
+        "ReplicatorRole": _role(config, region),
     }
     if options.with_tables is not None:
         resources |= _tables(options.with_tables, config.replication.tombstone_suffix)
-    for group in groups:
-        name = "dynamodb-replicator-" + region + (f"-to-{group[0]}" if group else "")
-        logical = _logical(name)
-        resources[f"{logical}Logs"] = {
-            "Type": "AWS::Logs::LogGroup",
-            "Properties": {"LogGroupName": f"/aws/lambda/{name}", "RetentionInDays": 30},
-        }
-        resources[logical] = _function(config, region, name, group)
-        for table in config.tables:
-            resources[f"{logical}{_logical(table)}Mapping"] = {
-                "Type": "AWS::Lambda::EventSourceMapping",
-                "Properties": {
-                    "FunctionName": {"Ref": logical},
-                    "EventSourceArn": _stream_arn(table, with_tables),
-                    "StartingPosition": "TRIM_HORIZON",
-                    "BatchSize": {"Ref": "BatchSize"},
-                    "ParallelizationFactor": {"Ref": "ParallelizationFactor"},
-                    "MaximumRetryAttempts": {"Ref": "MaximumRetryAttempts"},
-                    "MaximumRecordAgeInSeconds": {"Ref": "MaximumRecordAgeInSeconds"},
-                    "BisectBatchOnFunctionError": True,
-                    "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                    "DestinationConfig": {
-                        "OnFailure": {"Destination": {"Fn::GetAtt": ["ReplicatorFailures", "Arn"]}}
-                    },
-                },
-            }
-        resources[f"{logical}IteratorAge"] = {
-            "Type": "AWS::CloudWatch::Alarm",
-            "Properties": {
-                "AlarmDescription": f"{name} falls behind its streams",
-                "Namespace": "AWS/Lambda",
-                "MetricName": "IteratorAge",
-                "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": logical}}],
-                "Statistic": "Maximum",
-                "Period": 60,
-                "EvaluationPeriods": 5,
-                "Threshold": {"Ref": "IteratorAgeAlarmMilliseconds"},
-                "ComparisonOperator": "GreaterThanThreshold",
-                "TreatMissingData": "notBreaching",
-            },
-        }
+    resources |= _functions(config, options)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"dynamodb-replicator: replicate {', '.join(config.tables)} from {region} "
         f"to {', '.join(targets)}",
-        "Parameters": _parameters(config.tables, with_tables),
+        "Parameters": _parameters(config.tables, options),
+        "Conditions": alarm_conditions(),
         "Resources": resources,
-        "Outputs": {"FailureQueueUrl": {"Value": {"Ref": "ReplicatorFailures"}}},
+        "Outputs": {"FailureStoreBucket": {"Value": {"Ref": FAILURE_STORE}}},
     }
 
 
@@ -304,4 +273,5 @@ class _NoAliases(yaml.SafeDumper):
 
 
 def to_yaml(template: Mapping[str, Any]) -> str:
+    """The template as YAML, without anchors."""
     return yaml.dump(dict(template), Dumper=_NoAliases, sort_keys=False, width=100)

@@ -1,0 +1,159 @@
+"""The Lambda function's configuration: its environment variables, read and written.
+
+``settings_from_env`` reads them (the handler); ``replication_environment`` writes the
+replication settings back as variables (the template), so that a function deployed from a
+config replicates exactly as a runner with the same config. Pure: reads only the mapping it
+is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.settings import (
+    ConflictLogSettings,
+    ReplicationSettings,
+    load_policy,
+    policy_spec,
+)
+
+__all__ = ["LambdaSettings", "replication_environment", "settings_from_env"]
+
+_DEFAULTS = ReplicationSettings()
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaSettings:
+    """What one function replicates, from where to where, and how."""
+
+    source: str
+    regions: tuple[str, ...]  # every region the function writes to, the source included
+    endpoints: Mapping[str, str]
+    replication: ReplicationSettings
+    metrics_namespace: str | None = METRICS_NAMESPACE  # None: no EMF metrics
+
+
+def _integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "false").strip().lower()
+    if raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return raw in ("true", "1", "yes")
+
+
+def _conflict_log(env: Mapping[str, str]) -> ConflictLogSettings:
+    destination = env.get("REPLICATOR_CONFLICT_LOG", "stdout").strip()
+    if destination not in ("stdout", "off"):
+        raise ConfigError(f"REPLICATOR_CONFLICT_LOG must be stdout or off, got {destination!r}")
+    return ConflictLogSettings(
+        "-" if destination == "stdout" else "off",
+        _fraction(env, "REPLICATOR_CONFLICT_SAMPLE_RATE", 1.0),
+        _flag(env, "REPLICATOR_CONFLICT_LOG_ITEMS"),
+    )
+
+
+def _endpoints(raw: str) -> dict[str, str]:
+    endpoints: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        region, sep, url = part.partition("=")
+        if not sep or not region or not url:
+            raise ConfigError(f"REPLICATOR_ENDPOINT_URLS: expected region=url, got {part!r}")
+        endpoints[region.strip()] = url.strip()
+    return endpoints
+
+
+def _missing_timestamp(env: Mapping[str, str]) -> MissingTimestamp:
+    mode = env.get("REPLICATOR_MISSING_TIMESTAMP", "fail")
+    try:
+        return MissingTimestamp(mode)
+    except ValueError:
+        raise ConfigError(
+            f"REPLICATOR_MISSING_TIMESTAMP must be fail or skip, got {mode!r}"
+        ) from None
+
+
+def _replication(env: Mapping[str, str]) -> ReplicationSettings:
+    fields = SystemAttributes()
+    return ReplicationSettings(
+        policy=load_policy(env.get("REPLICATOR_POLICY", ""), fields),
+        fields=fields,
+        missing_timestamp=_missing_timestamp(env),
+        tombstone_suffix=env.get("REPLICATOR_TOMBSTONE_SUFFIX", _DEFAULTS.tombstone_suffix),
+        tombstone_ttl_seconds=_integer(
+            env, "REPLICATOR_TOMBSTONE_TTL_SECONDS", _DEFAULTS.tombstone_ttl_seconds
+        ),
+        max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", _DEFAULTS.max_workers),
+        conflict_log=_conflict_log(env),
+    )
+
+
+def _regions(env: Mapping[str, str], source: str) -> tuple[str, ...]:
+    regions = [r.strip() for r in env.get("REPLICATOR_REGIONS", "").split(",") if r.strip()]
+    if not [r for r in regions if r != source]:
+        raise ConfigError("REPLICATOR_REGIONS must list the regions to replicate to")
+    if len(set(regions)) != len(regions):
+        raise ConfigError(f"REPLICATOR_REGIONS lists a region twice: {regions}")
+    targets = [r.strip() for r in env.get("REPLICATOR_TARGET_REGIONS", "").split(",") if r.strip()]
+    unknown = set(targets) - set(regions)
+    if unknown:
+        raise ConfigError(f"REPLICATOR_TARGET_REGIONS not in REPLICATOR_REGIONS: {sorted(unknown)}")
+    return (source, *(r for r in regions if r != source and (not targets or r in targets)))
+
+
+def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
+    """Read the Lambda function's configuration (see the README's table)."""
+    source = env.get("REPLICATOR_SOURCE_REGION") or env.get("AWS_REGION", "")
+    if not source:
+        raise ConfigError("set REPLICATOR_SOURCE_REGION (or AWS_REGION)")
+    namespace = env.get("REPLICATOR_METRICS_NAMESPACE", METRICS_NAMESPACE).strip()
+    return LambdaSettings(
+        source=source,
+        regions=_regions(env, source),
+        endpoints=_endpoints(env.get("REPLICATOR_ENDPOINT_URLS", "")),
+        replication=_replication(env),
+        metrics_namespace=None if namespace in ("", "off") else namespace,
+    )
+
+
+def replication_environment(settings: ReplicationSettings) -> dict[str, str]:
+    """The variables ``settings_from_env`` reads back as ``settings``.
+
+    A conflict log file cannot outlive a Lambda invocation's sandbox, so a file destination
+    becomes ``stdout``: the function's CloudWatch Logs stream.
+    """
+    log = settings.conflict_log
+    return {
+        "REPLICATOR_POLICY": policy_spec(settings.policy),
+        "REPLICATOR_MISSING_TIMESTAMP": settings.missing_timestamp.value,
+        "REPLICATOR_TOMBSTONE_SUFFIX": settings.tombstone_suffix,
+        "REPLICATOR_TOMBSTONE_TTL_SECONDS": str(settings.tombstone_ttl_seconds),
+        "REPLICATOR_MAX_WORKERS": str(settings.max_workers),
+        "REPLICATOR_CONFLICT_LOG": "off" if log.destination == "off" else "stdout",
+        "REPLICATOR_CONFLICT_SAMPLE_RATE": repr(log.sample_rate),
+        "REPLICATOR_CONFLICT_LOG_ITEMS": "true" if log.include_items else "false",
+    }
