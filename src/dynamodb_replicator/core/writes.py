@@ -17,7 +17,8 @@ Put of version V of key K (the item plus ``__originRegion`` and the marker):
 A delete of an item that had no ``__timestamp`` removes the key only where the stored item
 has none either: a versioned item is newer than any unversioned one.
 Delete of version D of key K:
-  D1. put the tombstone of D unless a newer delete is remembered;
+  D1. put the tombstone of D unless a newer delete is remembered (for the same version, the
+      region names of the deletes decide: the larger one is kept, in every region);
   D2. delete K where the stored item is not newer than D. In the region whose application
       deleted the item, D2 is skipped when a read after D1 shows K absent or newer.
 
@@ -53,7 +54,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from dynamodb_replicator.core.conditions import Exists, Path, all_of
+from dynamodb_replicator.core.conditions import (
+    Compare,
+    Condition,
+    Exists,
+    Path,
+    Value,
+    all_of,
+    any_of,
+)
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
@@ -145,8 +154,9 @@ class WriteProtocol:
         expires = int(self.clock.now()) + self.tombstone_ttl_seconds
         tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
         not_newer = self.policy.stored_is_older(op.version, self.region, strict=False)
-        # A failed condition: a newer delete is remembered already; nothing to record.
-        self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, not_newer)
+        # A failed condition: a newer delete is remembered already, or the same version
+        # deleted in a region whose name is not smaller; nothing to record.
+        self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, self._remember(op))
         if op.deleted_in == self.region:
             current = self.store.get(table, [op.key]).get(op.key)
             if current is None:
@@ -198,6 +208,16 @@ class WriteProtocol:
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
+
+    def _remember(self, op: DeleteVersion) -> Condition:
+        """D1's condition: the remembered delete is older, or of the same version deleted
+        in a region of a smaller name. When several regions delete one version, every
+        region's tombstone then names the same one of them, whose own stream record is
+        never taken for an echo (see ``core.plan``), so it reaches every region."""
+        older = self.policy.stored_is_older(op.version, self.region, strict=True)
+        same = self.policy.stored_is_older(op.version, self.region, strict=False)
+        smaller = Compare(Path(self.fields.deleted_in), "<", Value({"S": op.deleted_in}))
+        return any_of(older, all_of(same, smaller))
 
     def _deleted(self, op: PutVersion, tomb: Tombstone) -> bool:
         """Does ``tomb`` remember a delete of ``op``'s version or a newer one?"""
