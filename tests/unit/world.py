@@ -8,7 +8,9 @@ delivered long ago, the application writes or deletes in that region (its stream
 goes through the planner), the call is throttled, or a write is applied but its answer is
 lost. Deliveries are batches of one region's pending writes, several keys and several
 writes per key, as the shard worker hands them over; what a batch reports as failed is
-delivered again later, as the stream would.
+delivered again later, as the stream would. An application's change is planned when it is
+delivered, once for all its targets, with the source's tombstones as they are then; the
+targets where it failed get it again, planned anew, as the runner and Lambda do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
+from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError, UnreachableError
 from dynamodb_replicator.core.model import Change, Item, ItemKey, Operation, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, plan_changes
 from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
@@ -56,6 +58,23 @@ def image(key: ItemKey, version: Version) -> Item:
     return {**key.to_attributes(), FIELDS.timestamp: {"N": version.raw_timestamp}}
 
 
+@dataclass(frozen=True)
+class Record:
+    """An application's change in ``source``'s stream, planned when delivered, once for all
+    its ``targets`` (as a shard worker plans a page for the targets of a cursor)."""
+
+    source: str
+    change: Change
+    targets: tuple[str, ...]
+
+    @property
+    def sequence_number(self) -> str:
+        return self.change.sequence_number
+
+
+Pending = WriteOp | Record
+
+
 @dataclass
 class World:
     """Regions, the writes still to deliver, and every version written or deleted per key."""
@@ -67,7 +86,7 @@ class World:
     stores: dict[str, MemoryStore] = field(default_factory=dict)
     writers: dict[str, StoreWriter] = field(default_factory=dict)
     concurrent: dict[str, StoreWriter] = field(default_factory=dict)
-    pending: list[tuple[str, WriteOp]] = field(default_factory=list)
+    pending: list[tuple[str, Pending]] = field(default_factory=list)
     delivered: list[tuple[str, WriteOp]] = field(default_factory=list)
     history: dict[ItemKey, list[tuple[str, Version]]] = field(default_factory=dict)
     sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -106,24 +125,56 @@ class World:
         self.delivered.extend((region, op) for op in ops)
         failed = result.failed_sequence
         if failed is not None:
-            self.pending.extend(
-                (region, op) for op in ops if int(op.sequence_number) >= int(failed)
-            )
+            again = [op for op in ops if int(op.sequence_number) >= int(failed)]
+            self.pending.extend((region, op) for op in again)
+
+    def deliver_record(self, record: Record, *, concurrently: bool = False) -> None:
+        """Plan ``record`` once for its targets and apply it to each; the targets where it
+        failed get it again later."""
+        source = self.stores[record.source]
+        try:
+            tombs = TombstoneTable(source, FIELDS, SUFFIX).read(TABLE, [record.change.key])
+        except ReplicatorError:  # the source's tombstones could not be read: all again
+            self.pending.append(("", record))
+            return
+        plan = plan_changes(
+            [record.change],
+            source=record.source,
+            regions=record.targets,
+            policy=self.policy,
+            fields=FIELDS,
+            tombstones=tombs,
+        )
+        writers = self.concurrent if concurrently else self.writers
+        failed = tuple(
+            target
+            for target in record.targets
+            if writers[target].apply(TABLE, plan.writes[target]).failed_sequence is not None
+        )
+        if failed:
+            self.pending.append(("", Record(record.source, record.change, failed)))
 
     def run(self, batch_size: Callable[[], int]) -> None:
         """Deliver everything pending, a batch of one region's writes at a time."""
         while self.pending:
             region, first = self.pending.pop(0)
-            batch = [first]
-            size = batch_size()
-            for entry in list(self.pending):
-                if len(batch) >= size:
-                    break
-                if entry[0] == region:
-                    self.pending.remove(entry)
-                    batch.append(entry[1])
+            if isinstance(first, Record):
+                self.deliver_record(first)
+                continue
+            batch = [first, *self._take(region, batch_size() - 1)]
             # A shard's batch is in stream order: the writer resumes from the lowest failure.
             self.deliver(region, sorted(batch, key=lambda op: int(op.sequence_number)))
+
+    def _take(self, region: str, count: int) -> list[WriteOp]:
+        """Up to ``count`` more pending writes into ``region``, in stream order."""
+        taken: list[WriteOp] = []
+        for entry in list(self.pending):
+            if len(taken) >= count:
+                break
+            if entry[0] == region and not isinstance(entry[1], Record):
+                self.pending.remove(entry)
+                taken.append(entry[1])
+        return taken
 
     def check(self) -> None:
         """Every region holds every key's winner; nothing deleted came back."""
@@ -147,8 +198,14 @@ class World:
         self.nested = True
         try:
             if action == DELIVER and self.pending:
-                region, op = self.pending.pop(0)
-                self.deliver(region, [op], concurrently=True)
+                # Another worker takes a record, or a few of one region's pending writes.
+                region, first = self.pending.pop(0)
+                if isinstance(first, Record):
+                    self.deliver_record(first, concurrently=True)
+                else:
+                    more = self._take(region, self.failures % 4)
+                    batch = sorted([first, *more], key=lambda op: int(op.sequence_number))
+                    self.deliver(region, batch, concurrently=True)
             elif action == ZOMBIE and self.delivered:
                 region, op = self.delivered[len(self.delivered) // 2]
                 self.deliver(region, [op], concurrently=True)
@@ -188,14 +245,4 @@ class World:
             change = Change(
                 Operation.PUT, key, self.seq(), version, new, old, old_version=old_version
             )
-        tombs = TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [key])
-        plan = plan_changes(
-            [change],
-            source=region,
-            regions=self.names,
-            policy=self.policy,
-            fields=FIELDS,
-            tombstones=tombs,
-        )
-        for target, ops in plan.writes.items():
-            self.pending.extend((target, op) for op in ops)
+        self.pending.append(("", Record(region, change, tuple(self.names))))
