@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tombstones import DynamoTombstoneReader
 from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import ConflictLog
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.core.settings import ReplicationSettings
 
-__all__ = ["SystemClock", "build_replicator"]
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
+__all__ = ["build_replicator"]
 
 
 def build_replicator(

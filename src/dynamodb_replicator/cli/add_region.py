@@ -20,10 +20,10 @@ from rich.progress import (
 
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.factory import SystemClock
 from dynamodb_replicator.aws.schema import create_like, describe_shape
 from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
 from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.ops.backfill import (

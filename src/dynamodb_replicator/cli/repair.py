@@ -9,10 +9,10 @@ from typing import Any
 from rich.console import Console
 
 from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.factory import SystemClock
 from dynamodb_replicator.aws.writer import DynamoWriter, WriterOptions
 from dynamodb_replicator.cli.compare import add_options, select
 from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.ops.diff import key_from_canonical, scan_and_compare
 from dynamodb_replicator.ops.repair import Repairer
 
