@@ -24,10 +24,9 @@ __all__ = [
     "to_json",
 ]
 
-# A shard report not updated for this long is ignored: its shard is gone from the stream
-# (a stream keeps records 24 h, so a shard that no runner read for that long has nothing left
-# to read; twice that for margin). Stream retention sets it, not the tombstone TTL, though
-# both are 48 h by default.
+# Reports older than this are ignored as of shards gone from the stream: twice the stream's
+# 24 h retention. (Formerly RETENTION_S; it is not the stream retention itself, nor the
+# tombstone TTL, although that is 48 h by default too.)
 REPORT_EXPIRY_S = 2 * 24 * 3600
 
 
