@@ -252,3 +252,12 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "stuck": False,
         "reasons": [],
     }
+
+
+def test_a_stored_report_without_some_counters_reads_them_as_zero() -> None:
+    target = TargetReport("eu-west-1", PairCounters(applied=3, retried=2, won=1))
+    item = report_to_item(shard(target))
+    assert item["t#eu-west-1"]["M"]["applied"] == {"N": "3"}  # one number per counter
+    del item["t#eu-west-1"]["M"]["retried"], item["t#eu-west-1"]["M"]["won"]  # an older writer
+    (read,) = report_from_item(item).targets
+    assert read.counters == PairCounters(applied=3)
