@@ -1,4 +1,5 @@
-"""Pure parts of observability: conflict records, lag, metrics rendering, status rules."""
+"""Pure parts of observability: conflict records, lag, counters, the runner's metrics, EMF,
+status rules."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynamodb_replicator.aws.report_items import report_from_item, report_to_item
-from dynamodb_replicator.core.conflicts import (
-    Conflict,
-    ConflictOutcome,
-    conflict_record,
-    overwrote_concurrent,
-)
+from dynamodb_replicator.awslambda.emf import emf_document
+from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
+from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.lag import batch_ages, timestamp_seconds
 from dynamodb_replicator.core.model import ItemKey, Version
 from dynamodb_replicator.core.policy import LastWriterWins
-from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog
-from dynamodb_replicator.observe.metrics import Family, Sample, emf_document, render_prometheus
-from dynamodb_replicator.ops.status import PairStatus, RegionState, render_text, summarize
+from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, conflict_record
+from dynamodb_replicator.ops.status import (
+    PairStatus,
+    RegionState,
+    render_text,
+    summarize,
+    to_json,
+)
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport, add_counters
 
 from .strategies import FIELDS
@@ -42,6 +45,14 @@ def test_overwriting_a_version_the_source_never_saw_is_a_conflict() -> None:
     assert not overwrote_concurrent(POLICY, v("2"), v("9"), replaced=v("3"))
     assert not overwrote_concurrent(POLICY, None, v("9"), replaced=None)
     assert not overwrote_concurrent(POLICY, v("9"), v("9"), replaced=None)  # a replay
+
+
+class FixedClock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def now(self) -> float:
+        return self.at
 
 
 def conflict(**items: object) -> Conflict:
@@ -72,7 +83,7 @@ def test_conflict_record_has_key_and_versions_but_values_only_on_request() -> No
 def test_conflict_log_samples_each_conflict_independently() -> None:
     out = io.StringIO()
     draws = iter([0.1, 0.9, 0.2, 0.7])
-    log = JsonLinesConflictLog(out, sample_rate=0.5, rng=lambda: next(draws), clock=lambda: 7.0)
+    log = JsonLinesConflictLog(out, sample_rate=0.5, rng=lambda: next(draws), clock=FixedClock(7.0))
     log.record("T", "us-east-1", [conflict()] * 4)
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["at"] == 7.0 for line in lines)
@@ -99,16 +110,6 @@ def test_timestamps_in_ms_or_s_give_a_lag_others_do_not() -> None:
     assert ages.timestamp == 3.0 and ages.stream == 2.0
 
 
-def test_prometheus_text_format() -> None:
-    family = Family("x_total", "counter", "things", [Sample({"b": 'q"\\', "a": "1"}, 3.0)])
-    text = render_prometheus([family, Family("y", "gauge", "level", [Sample({}, 0.25)])])
-    assert text == (
-        "# HELP x_total things\n# TYPE x_total counter\n"
-        'x_total{a="1",b="q\\"\\\\"} 3\n'
-        "# HELP y level\n# TYPE y gauge\ny 0.25\n"
-    )
-
-
 def test_emf_document_declares_every_value() -> None:
     document = json.loads(emf_document("NS", {"Table": "T"}, {"Applied": (2, "Count")}, 5))
     assert document["_aws"]["CloudWatchMetrics"] == [
@@ -128,7 +129,7 @@ optional_time = st.none() | st.floats(0, 2e9, allow_nan=False).map(lambda x: rou
     st.builds(
         TargetReport,
         target=st.sampled_from(["us-east-1", "eu-west-1"]),
-        applied=st.integers(0, 10**9),
+        counters=st.builds(PairCounters, *[st.integers(0, 10**9)] * 6),
         backlog=st.integers(0, 10**6),
         backlog_more=st.booleans(),
         lag_s=optional_time,
@@ -196,7 +197,7 @@ def test_status_text_shows_stuck_pairs_and_owners() -> None:
 
 
 def test_retired_shards_keep_adding_to_the_counters() -> None:
-    first = shard(TargetReport("eu-west-1", applied=3, stale=1, backlog=9, lag_s=1.0))
+    first = shard(TargetReport("eu-west-1", PairCounters(applied=3, stale=1), backlog=9, lag_s=1.0))
     second = ShardReport(
         "T",
         "us-east-1",
@@ -205,10 +206,58 @@ def test_retired_shards_keep_adding_to_the_counters() -> None:
         "w1",
         200.0,
         True,
-        (TargetReport("eu-west-1", applied=4, lag_s=0.5), TargetReport("ap-southeast-1", won=2)),
+        (
+            TargetReport("eu-west-1", PairCounters(applied=4), lag_s=0.5),
+            TargetReport("ap-southeast-1", PairCounters(won=2)),
+        ),
     )
     total = add_counters(first, second)
     by_target = {t.target: t for t in total.targets}
-    assert (by_target["eu-west-1"].applied, by_target["eu-west-1"].stale) == (7, 1)
+    assert by_target["eu-west-1"].counters == PairCounters(applied=7, stale=1)
     assert by_target["eu-west-1"].lag_s == 0.5  # gauges: the latest report's
-    assert by_target["ap-southeast-1"].won == 2
+    assert by_target["ap-southeast-1"].counters.won == 2
+
+
+def test_status_json_keeps_one_flat_object_per_pair() -> None:
+    target = TargetReport(
+        "eu-west-1",
+        PairCounters(applied=2, lost=1),
+        lag_s=0.5,
+        backlog=3,
+        advanced_at=90.0,
+        last_error="boom",
+        last_error_at=95.0,
+    )
+    states = {"us-east-1": RegionState(reports=(shard(target),)), "eu-west-1": RegionState()}
+    pairs = summarize(["T"], states, now=100.0, stuck_after=30)
+    (us_eu,) = [p for p in to_json(pairs, states, now=100.0)["pairs"] if p["source"] == "us-east-1"]
+    assert us_eu == {
+        "table": "T",
+        "source": "us-east-1",
+        "target": "eu-west-1",
+        "shards": 1,
+        "lag_s": 0.5,
+        "stream_age_s": None,
+        "backlog": 3,
+        "backlog_more": False,
+        "stalled_s": 10.0,
+        "applied": 2,
+        "stale": 0,
+        "failed": 0,
+        "retried": 0,
+        "lost": 1,
+        "won": 0,
+        "last_error": "boom",
+        "last_error_age_s": 5.0,
+        "stuck": False,
+        "reasons": [],
+    }
+
+
+def test_a_stored_report_without_some_counters_reads_them_as_zero() -> None:
+    target = TargetReport("eu-west-1", PairCounters(applied=3, retried=2, won=1))
+    item = report_to_item(shard(target))
+    assert item["t#eu-west-1"]["M"]["applied"] == {"N": "3"}  # one number per counter
+    del item["t#eu-west-1"]["M"]["retried"], item["t#eu-west-1"]["M"]["won"]  # an older writer
+    (read,) = report_from_item(item).targets
+    assert read.counters == PairCounters(applied=3)

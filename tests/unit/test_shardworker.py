@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.model import SystemAttributes
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import (
@@ -98,10 +99,10 @@ class FakeTargets:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.at = 1000.0
 
-    def __call__(self) -> float:
-        return self.now
+    def now(self) -> float:
+        return self.at
 
 
 def worker(
@@ -127,7 +128,7 @@ def worker(
 
 def run_until_idle(w: ShardWorker, clock: Clock, steps: int = 50) -> None:
     for _ in range(steps):
-        clock.now += 60  # past any backoff
+        clock.at += 60  # past any backoff
         w.step()
 
 
@@ -263,12 +264,13 @@ def test_backlog_counts_the_records_a_down_target_has_not_accepted() -> None:
     checkpoints, clock = FakeCheckpoints(), Clock()
     targets = FakeTargets(down={"ap-southeast-1": 3})
     w = worker(stream, checkpoints, targets, clock)
-    started = clock.now
+    started = clock.at
     run_until_idle(w, clock)
     assert w.stats.backlog == {"eu-west-1": 0, "us-east-1": 0, "ap-southeast-1": 5}  # 3..7
     assert w.stats.advanced_at["ap-southeast-1"] == started + 60  # it accepted 1 and 2 once
     assert w.stats.advanced_at["us-east-1"] > w.stats.advanced_at["ap-southeast-1"]
-    assert w.stats.failed["ap-southeast-1"] >= 1 and "down" in w.stats.last_error["ap-southeast-1"]
+    assert w.stats.counters["ap-southeast-1"].failed >= 1
+    assert "down" in w.stats.last_error["ap-southeast-1"]
     stream.shards["s1"].append(record(8))
     run_until_idle(w, clock)
     assert w.stats.backlog["ap-southeast-1"] == 6
@@ -286,3 +288,50 @@ def test_a_full_page_at_the_front_says_more_records_wait() -> None:
     assert w.stats.backlog_more  # 3 of 7 read: the page was full
     run_until_idle(w, clock)
     assert not w.stats.backlog_more
+
+
+def test_a_failing_target_backs_off_doubling_up_to_the_cap() -> None:
+    stream = FakeStream({"s1": [record(1)]})
+    checkpoints, clock = FakeCheckpoints(), Clock()
+    w = ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=checkpoints,
+        process=FakeTargets(down={"ap-southeast-1": 1}),
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        retry_cap=1.0,
+    )
+    delays = []
+    for _ in range(5):
+        w.step()
+        (paused,) = [c for c in w.cursors if "ap-southeast-1" in c.targets]
+        delays.append(round(paused.retry_at - clock.at, 6))
+        clock.at = paused.retry_at
+    assert delays == [0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_each_accepted_page_tells_its_lag_per_target() -> None:
+    stamp = SystemAttributes().timestamp
+    written = [
+        {"dynamodb": {"SequenceNumber": f"{i:021d}", "NewImage": {stamp: {"N": f"{ms}"}}}}
+        for i, ms in ((1, 1_700_000_000_000), (2, 1_700_000_004_000))
+    ]
+    stream = FakeStream({"s1": written})
+    clock = Clock()
+    clock.at = 1_700_000_010.0
+    told: list[tuple[str, float]] = []
+    w = ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=FakeCheckpoints(),
+        process=FakeTargets(down={"ap-southeast-1": 1}),
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        on_lag=lambda target, seconds: told.append((target, seconds)),
+    )
+    w.step()
+    # The newest write of the page is 6 s old; the target that accepted nothing tells nothing.
+    assert sorted(told) == [("eu-west-1", 6.0), ("us-east-1", 6.0)]

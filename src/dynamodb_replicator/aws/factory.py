@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.store import DynamoStore
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Clock, ConflictLog
 from dynamodb_replicator.core.replicator import Replicator
@@ -18,12 +18,7 @@ from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 
-__all__ = ["SystemClock", "build_replicator", "build_writer", "dynamo_store"]
-
-
-class SystemClock:
-    def now(self) -> float:
-        return time.time()
+__all__ = ["build_replicator", "build_writer", "dynamo_store"]
 
 
 def dynamo_store(spec: RegionSpec, *, pool: int = 32, client: Any = None) -> DynamoStore:

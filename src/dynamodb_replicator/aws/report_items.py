@@ -7,21 +7,26 @@ shard every coordination round; one map attribute ``t#TARGET`` per target region
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict, fields
 from typing import Any
 
+from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport
 
 __all__ = ["PREFIX", "report_from_item", "report_to_item"]
 
 PREFIX = "stats|"
 
-_COUNTS = ("applied", "stale", "failed", "retried", "lost", "won", "backlog")
+# Each counter is its own number beside the gauges, so items stay readable both ways
+# between versions (a counter missing from an item reads as 0).
+_COUNTERS = tuple(f.name for f in fields(PairCounters))
 _TIMES = ("lag_s", "stream_age_s", "advanced_at", "last_error_at")
 _ERROR_LIMIT = 500  # characters: an error message, not a dump
 
 
 def _target_to_map(target: TargetReport) -> dict[str, Any]:
-    values: dict[str, Any] = {name: {"N": str(getattr(target, name))} for name in _COUNTS}
+    counts = {**asdict(target.counters), "backlog": target.backlog}
+    values: dict[str, Any] = {name: {"N": str(value)} for name, value in counts.items()}
     for name in _TIMES:
         value = getattr(target, name)
         if value is not None:
@@ -57,12 +62,7 @@ def _target_from_map(name: str, raw: Mapping[str, Any]) -> TargetReport:
 
     return TargetReport(
         name,
-        applied=count("applied"),
-        stale=count("stale"),
-        failed=count("failed"),
-        retried=count("retried"),
-        lost=count("lost"),
-        won=count("won"),
+        counters=PairCounters(**{counter: count(counter) for counter in _COUNTERS}),
         lag_s=time("lag_s"),
         stream_age_s=time("stream_age_s"),
         backlog=count("backlog"),

@@ -116,15 +116,15 @@ def _progress(runner: Runner, started: float) -> Table:
     table = Table(title=f"replication progress ({time.monotonic() - started:4.1f} s)")
     for column in ("source -> target", "applied", "stale", "failed", "conflicts", "lag"):
         table.add_column(column, justify="left" if column.startswith("source") else "right")
-    for pair in runner.snapshot():
-        if pair.source == pair.target and not (pair.applied or pair.stale):
+    for (_, source, target), totals in runner.snapshot().items():
+        counts = totals.counters
+        if source == target and not (counts.applied or counts.stale):
             continue
-        lag = "-" if pair.lag_s is None else f"{pair.lag_s * 1000:.0f} ms"
-        name = f"{pair.source} -> {pair.target}" + (
-            " (self-repair)" if pair.source == pair.target else ""
-        )
-        conflicts = f"{pair.lost} lost, {pair.won} won" if pair.lost or pair.won else "-"
-        table.add_row(name, str(pair.applied), str(pair.stale), str(pair.failed), conflicts, lag)
+        lag = "-" if totals.lag_s is None else f"{totals.lag_s * 1000:.0f} ms"
+        name = f"{source} -> {target}" + (" (self-repair)" if source == target else "")
+        conflicts = f"{counts.lost} lost, {counts.won} won" if counts.lost or counts.won else "-"
+        counted = (str(counts.applied), str(counts.stale), str(counts.failed))
+        table.add_row(name, *counted, conflicts, lag)
     return table
 
 

@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     runner.start()  # config errors surface here, before anything is replicated
     server = None
     if args.metrics_port is not None:
-        server = MetricsServer(args.metrics_host, args.metrics_port, runner.families).start()
+        registry = runner.metrics.registry
+        server = MetricsServer(args.metrics_host, args.metrics_port, registry).start()
     try:
         runner.run(stop)
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
 from dynamodb_replicator.aws.state import DynamoStateStore
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stuck_after <= 0:
         raise ReplicatorError("--stuck-after must be positive")
     config = load_config(args.config)
-    now = time.time()
+    now = SystemClock().now()
     with ThreadPoolExecutor(max_workers=len(config.regions)) as pool:
         futures = {
             spec.name: pool.submit(read_region, spec, config.state_table, config.tables, now)

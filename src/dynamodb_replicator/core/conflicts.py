@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
 
-from dynamodb_replicator.core.codec import item_to_json
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, newer
 
-__all__ = ["Conflict", "ConflictOutcome", "conflict_record", "overwrote_concurrent"]
+__all__ = ["Conflict", "ConflictOutcome", "overwrote_concurrent"]
 
 
 class ConflictOutcome(enum.Enum):
@@ -63,46 +61,3 @@ def overwrote_concurrent(
     if held is None or held == incoming:
         return False
     return replaced is None or newer(policy, held, replaced)
-
-
-def _version(version: Version | None) -> dict[str, str] | None:
-    if version is None:
-        return None
-    return {"timestamp": version.raw_timestamp or str(version.timestamp), "origin": version.origin}
-
-
-def conflict_record(
-    conflict: Conflict,
-    *,
-    table: str,
-    source: str,
-    at: float,
-    include_items: bool = False,
-) -> dict[str, Any]:
-    """The conflict log's JSON object (one line per conflict).
-
-    Keys are logged (they identify the item); attribute values only with ``include_items``.
-    """
-    winner = "change" if conflict.outcome is ConflictOutcome.WON else "other"
-    record: dict[str, Any] = {
-        "at": round(at, 3),
-        "table": table,
-        "outcome": conflict.outcome.value,
-        "winner": winner,
-        "region": conflict.region,
-        "source": source,
-        "operation": conflict.operation,
-        "key": item_to_json(conflict.key.to_attributes()),
-        "sequence": conflict.sequence_number,
-        "change": _version(conflict.change),
-        "other": _version(conflict.other),
-        "other_deleted": conflict.other_deleted,
-    }
-    if include_items:
-        record["change_item"] = _item(conflict.change_item)
-        record["other_item"] = _item(conflict.other_item)
-    return record
-
-
-def _item(item: Item | None) -> dict[str, Any] | None:
-    return None if item is None else item_to_json(item)

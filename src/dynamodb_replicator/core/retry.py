@@ -15,18 +15,29 @@ __all__ = ["Backoff", "call_with_retries"]
 
 T = TypeVar("T")
 
+_MAX_DOUBLINGS = 64
+
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Delays: attempt n waits uniform(0, min(cap, base * 2**n)) seconds."""
+    """Delays: attempt n waits uniform(0, ceiling(n)) seconds, ceiling(n) = min(cap, base * 2**n).
+
+    Callers that wait alone (one cursor, one poll loop: no herd to spread) wait the ceiling.
+    """
 
     attempts: int = 8
     base: float = 0.05
     cap: float = 2.0
     rng: Callable[[float, float], float] = field(default=random.uniform, compare=False)
 
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait before attempt ``attempt`` (0-based): it doubles up to ``cap``."""
+        # The exponent is bounded so that a long outage cannot overflow the float.
+        return min(self.cap, self.base * 2.0 ** min(attempt, _MAX_DOUBLINGS))
+
     def delay(self, attempt: int) -> float:
-        return self.rng(0.0, min(self.cap, self.base * (2**attempt)))
+        """A jittered wait before attempt ``attempt``: uniform(0, ceiling(attempt))."""
+        return self.rng(0.0, self.ceiling(attempt))
 
 
 def call_with_retries(

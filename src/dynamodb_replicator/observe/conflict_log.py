@@ -11,15 +11,61 @@ import json
 import random
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
-from dynamodb_replicator.core.conflicts import Conflict, conflict_record
+from dynamodb_replicator.clock import SystemClock
+from dynamodb_replicator.core.codec import item_to_json
+from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome
 from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import Item, Version
+from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.settings import ConflictLogSettings
 
-__all__ = ["JsonLinesConflictLog", "open_conflict_log"]
+__all__ = ["JsonLinesConflictLog", "conflict_record", "open_conflict_log"]
+
+
+def _version(version: Version | None) -> dict[str, str] | None:
+    if version is None:
+        return None
+    return {"timestamp": version.raw_timestamp or str(version.timestamp), "origin": version.origin}
+
+
+def conflict_record(
+    conflict: Conflict,
+    *,
+    table: str,
+    source: str,
+    at: float,
+    include_items: bool = False,
+) -> dict[str, Any]:
+    """The conflict log's JSON object (one line per conflict).
+
+    Keys are logged (they identify the item); attribute values only with ``include_items``.
+    """
+    winner = "change" if conflict.outcome is ConflictOutcome.WON else "other"
+    record: dict[str, Any] = {
+        "at": round(at, 3),
+        "table": table,
+        "outcome": conflict.outcome.value,
+        "winner": winner,
+        "region": conflict.region,
+        "source": source,
+        "operation": conflict.operation,
+        "key": item_to_json(conflict.key.to_attributes()),
+        "sequence": conflict.sequence_number,
+        "change": _version(conflict.change),
+        "other": _version(conflict.other),
+        "other_deleted": conflict.other_deleted,
+    }
+    if include_items:
+        record["change_item"] = _item(conflict.change_item)
+        record["other_item"] = _item(conflict.other_item)
+    return record
+
+
+def _item(item: Item | None) -> dict[str, Any] | None:
+    return None if item is None else item_to_json(item)
 
 
 class JsonLinesConflictLog:
@@ -32,20 +78,20 @@ class JsonLinesConflictLog:
         *,
         sample_rate: float = 1.0,
         include_items: bool = False,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         rng: Callable[[], float] = random.random,
         owned: bool = False,
     ) -> None:
         self.stream = stream
         self.sample_rate = sample_rate
         self.include_items = include_items
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self.rng = rng
         self.owned = owned
         self._lock = threading.Lock()
 
     def record(self, table: str, source: str, conflicts: Sequence[Conflict]) -> None:
-        now = self.clock()
+        now = self.clock.now()
         lines = [
             json.dumps(
                 conflict_record(

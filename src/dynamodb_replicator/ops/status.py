@@ -12,11 +12,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from dynamodb_replicator.runner.reports import ShardReport, TargetReport
+from dynamodb_replicator.runner.reports import PairTotals, ShardReport, TargetReport, pair_totals
 
-__all__ = ["Lease", "PairStatus", "RegionState", "render_text", "summarize", "to_json"]
+__all__ = [
+    "REPORT_EXPIRY_S",
+    "Lease",
+    "PairStatus",
+    "RegionState",
+    "render_text",
+    "summarize",
+    "to_json",
+]
 
-RETENTION_S = 2 * 24 * 3600  # a report older than the stream's retention is of a gone shard
+# Reports older than this are ignored as of shards gone from the stream: twice the stream's
+# 24 h retention. (Formerly RETENTION_S; it is not the stream retention itself, nor the
+# tombstone TTL, although that is 48 h by default too.)
+REPORT_EXPIRY_S = 2 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,67 +49,36 @@ class RegionState:
 
 @dataclass(frozen=True, slots=True)
 class PairStatus:
+    """One pair's combined reports, and whether (and why) it is stuck."""
+
     table: str
     source: str
     target: str
-    shards: int = 0
-    lag_s: float | None = None
-    stream_age_s: float | None = None
-    backlog: int = 0
-    backlog_more: bool = False
-    stalled_s: float | None = None  # since a shard with a backlog last advanced
-    applied: int = 0
-    stale: int = 0
-    failed: int = 0
-    lost: int = 0
-    won: int = 0
-    last_error: str | None = None
-    last_error_age_s: float | None = None
+    totals: PairTotals = field(default_factory=PairTotals)
     stuck: bool = False
     reasons: tuple[str, ...] = field(default=())
 
 
-def _max(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _pair(
-    status: PairStatus,
-    reports: Sequence[tuple[ShardReport, TargetReport]],
-    *,
-    now: float,
-    stuck_after: float,
-) -> PairStatus:
+def _reasons(
+    reports: Sequence[tuple[ShardReport, TargetReport]], *, now: float, stuck_after: float
+) -> list[str]:
     reasons: list[str] = []
-    values: dict[str, Any] = asdict(status)
     for report, target_report in reports:
         silent = now - report.updated_at
         if silent > stuck_after:
             reasons.append(
                 f"shard {report.shard_id}: no report for {silent:.0f} s (no live runner holds it)"
             )
-        for name in ("applied", "stale", "failed", "lost", "won", "backlog"):
-            values[name] += getattr(target_report, name)
-        values["backlog_more"] |= target_report.backlog_more
-        values["lag_s"] = _max(values["lag_s"], target_report.lag_s)
-        values["stream_age_s"] = _max(values["stream_age_s"], target_report.stream_age_s)
         if target_report.backlog and target_report.advanced_at is not None:
             stalled = now - target_report.advanced_at
-            values["stalled_s"] = _max(values["stalled_s"], stalled)
             if stalled > stuck_after:
                 reasons.append(
                     f"shard {report.shard_id}: {target_report.backlog} records waiting, "
                     f"no progress for {stalled:.0f} s"
                 )
-        error_at = target_report.last_error_at
-        if target_report.last_error and error_at is not None:
-            age = now - error_at
-            if values["last_error_age_s"] is None or age < values["last_error_age_s"]:
-                values["last_error"], values["last_error_age_s"] = target_report.last_error, age
     if not reports:
         reasons.append("no runner has reported on this table's shards")
-    values.update(stuck=bool(reasons), reasons=tuple(reasons))
-    return PairStatus(**values)
+    return reasons
 
 
 def summarize(
@@ -115,8 +95,9 @@ def summarize(
             live = [
                 r
                 for r in state.reports
-                if r.table == table and not r.done and now - r.updated_at < RETENTION_S
+                if r.table == table and not r.done and now - r.updated_at < REPORT_EXPIRY_S
             ]
+            totals = pair_totals(live, now=now)
             for target in states:
                 if target == source:
                     continue
@@ -125,9 +106,38 @@ def summarize(
                     pairs.append(PairStatus(table, source, target, stuck=True, reasons=(reason,)))
                     continue
                 found = [(r, t) for r in live for t in r.targets if t.target == target]
-                empty = PairStatus(table, source, target, shards=len(found))
-                pairs.append(_pair(empty, found, now=now, stuck_after=stuck_after))
+                reasons = _reasons(found, now=now, stuck_after=stuck_after)
+                pair = (table, source, target)
+                pairs.append(
+                    PairStatus(
+                        *pair,
+                        totals.get(pair, PairTotals()),
+                        stuck=bool(reasons),
+                        reasons=tuple(reasons),
+                    )
+                )
     return pairs
+
+
+def _pair_json(pair: PairStatus, now: float) -> dict[str, Any]:
+    totals = pair.totals
+    error_at = totals.last_error_at
+    return {
+        "table": pair.table,
+        "source": pair.source,
+        "target": pair.target,
+        "shards": totals.shards,
+        "lag_s": totals.lag_s,
+        "stream_age_s": totals.stream_age_s,
+        "backlog": totals.backlog,
+        "backlog_more": totals.backlog_more,
+        "stalled_s": totals.stalled_s,
+        **asdict(totals.counters),
+        "last_error": totals.last_error,
+        "last_error_age_s": None if error_at is None else now - error_at,
+        "stuck": pair.stuck,
+        "reasons": list(pair.reasons),
+    }
 
 
 def to_json(
@@ -136,7 +146,7 @@ def to_json(
     return {
         "at": round(now, 3),
         "stuck": any(p.stuck for p in pairs),
-        "pairs": [asdict(p) for p in pairs],
+        "pairs": [_pair_json(p, now) for p in pairs],
         "regions": {
             name: {
                 "error": state.error,
@@ -167,17 +177,18 @@ def render_text(
     header = ("TABLE", "SOURCE", "TARGET", "LAG", "STREAM AGE", "BACKLOG", "STALLED", "STATE")
     rows = [header]
     for p in pairs:
-        backlog = f"{p.backlog}{'+' if p.backlog_more else ''}" if p.shards else "-"
+        t = p.totals
+        backlog = f"{t.backlog}{'+' if t.backlog_more else ''}" if t.shards else "-"
         state = "STUCK" if p.stuck else "ok"
         rows.append(
             (
                 p.table,
                 p.source,
                 p.target,
-                _seconds(p.lag_s),
-                _seconds(p.stream_age_s),
+                _seconds(t.lag_s),
+                _seconds(t.stream_age_s),
                 backlog,
-                _seconds(p.stalled_s),
+                _seconds(t.stalled_s),
                 state,
             )
         )
@@ -186,10 +197,11 @@ def render_text(
     for p in pairs:
         for reason in p.reasons:
             lines.append(f"stuck: {p.table} {p.source} -> {p.target}: {reason}")
-        if p.last_error is not None:
+        error_at = p.totals.last_error_at
+        if p.totals.last_error is not None and error_at is not None:
             lines.append(
                 f"last error: {p.table} {p.source} -> {p.target} "
-                f"({_seconds(p.last_error_age_s)} ago): {p.last_error}"
+                f"({_seconds(now - error_at)} ago): {p.totals.last_error}"
             )
     for name, region in states.items():
         if region.error is not None:

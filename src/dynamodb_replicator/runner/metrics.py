@@ -1,109 +1,133 @@
-"""The runner's Prometheus metrics, computed from its shard reports at scrape time. Pure."""
+"""The runner's Prometheus metrics, in one registry: counters and gauges computed from its
+shard reports at scrape time, and the lag histogram observed as pages are applied."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 
-from dynamodb_replicator.observe.metrics import Family, Sample
-from dynamodb_replicator.runner.reports import ShardReport, TargetReport
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["PREFIX", "runner_families"]
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.runner.reports import Pair, PairTotals, ShardReport, pair_totals
+from dynamodb_replicator.runner.shardworker import LagObserver
+
+__all__ = ["LAG_BUCKETS", "PREFIX", "ReportCollector", "RunnerMetrics"]
 
 PREFIX = "dynamodb_replicator"
+PAIR_LABELS = ("table", "source", "target")
+# Seconds: from a healthy runner's tens of milliseconds to an outage of many minutes.
+LAG_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
-_COUNTERS: tuple[tuple[str, str, Callable[[TargetReport], int]], ...] = (
-    ("applied_total", "changes applied to the target", lambda t: t.applied),
-    ("stale_total", "changes the target rejected as older than what it holds", lambda t: t.stale),
-    ("failed_total", "writes that failed after their retries (retried later)", lambda t: t.failed),
-    ("retried_total", "write attempts retried after a retryable error", lambda t: t.retried),
+# Every shard report of the process; True marks the shards it holds now.
+Reports = Callable[[], Sequence[tuple[ShardReport, bool]]]
+
+# PairCounters fields, each served as dynamodb_replicator_<field>_total.
+_COUNTERS: tuple[tuple[str, str], ...] = (
+    ("applied", "changes applied to the target"),
+    ("stale", "changes the target rejected as older than what it holds"),
+    ("failed", "writes that failed after their retries (retried later)"),
+    ("retried", "write attempts retried after a retryable error"),
+)
+_GAUGES: tuple[tuple[str, Callable[[PairTotals], float | None], str], ...] = (
+    ("lag_seconds", lambda t: t.lag_s, "age (by __timestamp) of the newest change applied"),
+    (
+        "stream_age_seconds",
+        lambda t: t.stream_age_s,
+        "age (by stream record time) of the last record applied",
+    ),
+    ("backlog_records", lambda t: t.backlog, "records read from the stream, not yet applied"),
+    (
+        "stalled_seconds",
+        lambda t: max(0.0, t.stalled_s or 0.0),
+        "time since a target with a backlog last advanced",
+    ),
 )
 
 
-def _pair(report: ShardReport, target: str) -> tuple[str, str, str]:
-    return (report.table, report.source, target)
+class ReportCollector(Collector):
+    """Counters from every shard report of this process (they never go down); gauges from the
+    shards it holds now. Called once per scrape."""
 
+    def __init__(self, reports: Reports, *, worker: str, clock: Clock) -> None:
+        self.reports = reports
+        self.worker = worker
+        self.clock = clock
 
-def _labels(pair: tuple[str, str, str]) -> dict[str, str]:
-    return {"table": pair[0], "source": pair[1], "target": pair[2]}
+    def collect(self) -> Iterable[Metric]:
+        reports = self.reports()
+        now = self.clock.now()
+        everything = pair_totals((r for r, _ in reports), now=now)
+        held = [r for r, holding in reports if holding]
+        yield from _counters(everything)
+        yield from _gauges(pair_totals(held, now=now))
+        yield from self._leases(held)
 
-
-def runner_families(
-    reports: Sequence[tuple[ShardReport, bool]], *, worker: str, now: float
-) -> list[Family]:
-    """Families from every shard report of this process; ``True`` marks shards it holds now
-    (gauges come from those; counters from all, so they never go down)."""
-    counters: dict[str, dict[tuple[str, str, str], float]] = defaultdict(lambda: defaultdict(int))
-    conflicts: dict[tuple[str, str, str, str], float] = defaultdict(int)
-    lag: dict[tuple[str, str, str], float] = {}
-    age: dict[tuple[str, str, str], float] = {}
-    backlog: dict[tuple[str, str, str], float] = defaultdict(int)
-    stalled: dict[tuple[str, str, str], float] = defaultdict(float)
-    owned: dict[tuple[str, str], float] = defaultdict(int)
-    leases: list[Sample] = []
-    for report, held in reports:
-        if held:
-            owned[(report.table, report.source)] += 1
-            leases.append(
-                Sample(
-                    {"table": report.table, "source": report.source, "shard": report.shard_id}, 1
-                )
-            )
-        for target in report.targets:
-            pair = _pair(report, target.target)
-            for name, _, read in _COUNTERS:
-                counters[name][pair] += read(target)
-            conflicts[(*pair, "lost")] += target.lost
-            conflicts[(*pair, "won")] += target.won
-            if not held:
-                continue
-            backlog[pair] += target.backlog
-            if target.lag_s is not None:
-                lag[pair] = max(lag.get(pair, 0.0), target.lag_s)
-            if target.stream_age_s is not None:
-                age[pair] = max(age.get(pair, 0.0), target.stream_age_s)
-            if target.backlog and target.advanced_at is not None:
-                stalled[pair] = max(stalled[pair], now - target.advanced_at)
-            else:
-                stalled.setdefault(pair, 0.0)
-    families = [
-        Family(
-            f"{PREFIX}_{name}",
-            "counter",
-            help_text,
-            [Sample(_labels(pair), value) for pair, value in sorted(counters[name].items())],
-        )
-        for name, help_text, _ in _COUNTERS
-    ]
-    families += [
-        Family(
-            f"{PREFIX}_conflicts_total",
-            "counter",
-            "changes that lost, or won over a concurrent version (outcome label)",
-            [
-                Sample({**_labels((t, s, g)), "outcome": o}, v)
-                for (t, s, g, o), v in sorted(conflicts.items())
-            ],
-        ),
-        _gauge("lag_seconds", "age (by __timestamp) of the newest change applied", lag),
-        _gauge("stream_age_seconds", "age (by stream record time) of the last record applied", age),
-        _gauge("backlog_records", "records read from the stream, not yet applied", backlog),
-        _gauge("stalled_seconds", "time since a target with a backlog last advanced", stalled),
-        Family(
+    def _leases(self, held: Sequence[ShardReport]) -> Iterable[Metric]:
+        owned = GaugeMetricFamily(
             f"{PREFIX}_shards_owned",
-            "gauge",
-            f"shards whose lease this worker ({worker}) holds",
-            [Sample({"table": t, "source": s, "worker": worker}, v) for (t, s), v in owned.items()],
-        ),
-        Family(f"{PREFIX}_lease_held", "gauge", "1 for each shard this worker holds", leases),
-    ]
-    return families
+            f"shards whose lease this worker ({self.worker}) holds",
+            labels=("table", "source", "worker"),
+        )
+        for (table, source), count in Counter((r.table, r.source) for r in held).items():
+            owned.add_metric((table, source, self.worker), count)
+        leases = GaugeMetricFamily(
+            f"{PREFIX}_lease_held",
+            "1 for each shard this worker holds",
+            labels=("table", "source", "shard"),
+        )
+        for report in held:
+            leases.add_metric((report.table, report.source, report.shard_id), 1)
+        return owned, leases
 
 
-def _gauge(name: str, help_text: str, values: dict[tuple[str, str, str], float]) -> Family:
-    return Family(
-        f"{PREFIX}_{name}",
-        "gauge",
-        help_text,
-        [Sample(_labels(pair), value) for pair, value in sorted(values.items())],
+def _counters(pairs: dict[Pair, PairTotals]) -> Iterable[Metric]:
+    for field, help_text in _COUNTERS:
+        family = CounterMetricFamily(f"{PREFIX}_{field}", help_text, labels=PAIR_LABELS)
+        for pair, totals in pairs.items():
+            family.add_metric(pair, getattr(totals.counters, field))
+        yield family
+    conflicts = CounterMetricFamily(
+        f"{PREFIX}_conflicts",
+        "changes that lost, or won over a concurrent version (outcome label)",
+        labels=(*PAIR_LABELS, "outcome"),
     )
+    for pair, totals in pairs.items():
+        conflicts.add_metric((*pair, "lost"), totals.counters.lost)
+        conflicts.add_metric((*pair, "won"), totals.counters.won)
+    yield conflicts
+
+
+def _gauges(pairs: dict[Pair, PairTotals]) -> Iterable[Metric]:
+    for name, read, help_text in _GAUGES:
+        family = GaugeMetricFamily(f"{PREFIX}_{name}", help_text, labels=PAIR_LABELS)
+        for pair, totals in pairs.items():
+            value = read(totals)
+            if value is not None:
+                family.add_metric(pair, value)
+        yield family
+
+
+class RunnerMetrics:
+    """The registry ``/metrics`` serves, and the lag histogram the shard workers feed."""
+
+    def __init__(self, reports: Reports, *, worker: str, clock: Clock) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(ReportCollector(reports, worker=worker, clock=clock))
+        self.lag = Histogram(
+            f"{PREFIX}_batch_lag_seconds",
+            "lag (by __timestamp) of each batch of changes a target applied",
+            labelnames=PAIR_LABELS,
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+
+    def lag_observer(self, table: str, source: str) -> LagObserver:
+        """What a shard worker of ``table`` in ``source`` tells each batch's lag."""
+
+        def observe(target: str, seconds: float) -> None:
+            self.lag.labels(table, source, target).observe(seconds)
+
+        return observe

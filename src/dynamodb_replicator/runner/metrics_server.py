@@ -4,45 +4,33 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, MetricsHandler
 
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.observe.metrics import Family, render_prometheus
 
 __all__ = ["MetricsServer"]
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
 
 class MetricsServer:
-    """``collect`` is called once per scrape, on the server's thread."""
+    """Serves ``registry`` (collected once per scrape, on the server's thread) at /metrics."""
 
-    def __init__(self, host: str, port: int, collect: Callable[[], Iterable[Family]]) -> None:
-        collect_families = collect
-
-        class Handler(BaseHTTPRequestHandler):
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        class Handler(MetricsHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] not in ("/metrics", "/"):
                     self.send_error(404, "metrics are at /metrics")
                     return
                 try:
-                    body = render_prometheus(collect_families()).encode("utf-8")
+                    super().do_GET()  # renders the whole page before it sends a byte
                 except Exception:
                     log.exception("metrics collection failed")
                     self.send_error(500, "metrics collection failed")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass  # one line per scrape would drown the runner's own log
-
+        Handler.registry = registry
         try:
             self._server = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:

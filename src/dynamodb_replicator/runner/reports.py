@@ -1,4 +1,6 @@
-"""What a runner knows about one shard, per target region, as values. Pure.
+"""What a runner knows about one shard, per target region, as values; and those values
+combined per (table, source, target) pair, the one way reports, ``status`` and the metrics
+sum them. Pure.
 
 The runner publishes a ShardReport for each shard it holds (to its metrics endpoint, and to
 the state table, where ``status`` reads it). Counters count since the reporting worker took
@@ -8,12 +10,14 @@ the shard; gauges are the latest values.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.runner.shardworker import ShardStats
 
 __all__ = [
-    "PairStats",
+    "Pair",
+    "PairTotals",
     "ShardReport",
     "TargetReport",
     "add_counters",
@@ -21,16 +25,13 @@ __all__ = [
     "target_reports",
 ]
 
+Pair = tuple[str, str, str]  # (table, source region, target region)
+
 
 @dataclass(frozen=True, slots=True)
 class TargetReport:
     target: str
-    applied: int = 0
-    stale: int = 0
-    failed: int = 0
-    retried: int = 0
-    lost: int = 0
-    won: int = 0
+    counters: PairCounters = field(default_factory=PairCounters)
     lag_s: float | None = None
     stream_age_s: float | None = None
     backlog: int = 0
@@ -52,87 +53,85 @@ class ShardReport:
     targets: tuple[TargetReport, ...]
 
 
-_COUNTERS = ("applied", "stale", "failed", "retried", "lost", "won")
-
-
 def add_counters(base: ShardReport, more: ShardReport) -> ShardReport:
     """``base`` with ``more``'s counters added per target (gauges: ``more``'s)."""
     earlier = {t.target: t for t in base.targets}
     targets = []
     for target in more.targets:
         old = earlier.pop(target.target, None)
-        if old is None:
-            targets.append(target)
-            continue
-        sums = {name: getattr(old, name) + getattr(target, name) for name in _COUNTERS}
-        targets.append(replace(target, **sums))
+        summed = target if old is None else replace(target, counters=old.counters + target.counters)
+        targets.append(summed)
     return replace(more, targets=(*targets, *earlier.values()))
 
 
 def target_reports(stats: ShardStats, targets: Iterable[str]) -> tuple[TargetReport, ...]:
     """Snapshot ``stats`` (written by another thread: every dict is copied once)."""
-    applied, stale, failed = dict(stats.applied), dict(stats.stale), dict(stats.failed)
-    retried, lost, won = dict(stats.retried), dict(stats.lost), dict(stats.won)
-    lag, age, backlog = dict(stats.lag_s), dict(stats.stream_age_s), dict(stats.backlog)
-    advanced, errors, error_at = (
-        dict(stats.advanced_at),
-        dict(stats.last_error),
-        dict(stats.last_error_at),
-    )
+    counters, lag, age = dict(stats.counters), dict(stats.lag_s), dict(stats.stream_age_s)
+    backlog, advanced = dict(stats.backlog), dict(stats.advanced_at)
+    errors, error_at = dict(stats.last_error), dict(stats.last_error_at)
     more = stats.backlog_more
     return tuple(
         TargetReport(
             target,
-            applied.get(target, 0),
-            stale.get(target, 0),
-            failed.get(target, 0),
-            retried.get(target, 0),
-            lost.get(target, 0),
-            won.get(target, 0),
-            lag.get(target),
-            age.get(target),
-            backlog.get(target, 0),
-            more,
-            advanced.get(target),
-            errors.get(target),
-            error_at.get(target),
+            counters=counters.get(target, PairCounters()),
+            lag_s=lag.get(target),
+            stream_age_s=age.get(target),
+            backlog=backlog.get(target, 0),
+            backlog_more=more,
+            advanced_at=advanced.get(target),
+            last_error=errors.get(target),
+            last_error_at=error_at.get(target),
         )
         for target in sorted(targets)
     )
 
 
+def _max(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 @dataclass(frozen=True, slots=True)
-class PairStats:
-    """Progress of one (source region, target region) pair, summed over tables and shards."""
+class PairTotals:
+    """Shard reports of one pair combined: counters summed; gauges at their worst (largest
+    lag, summed backlog, longest stall); the most recent error; ``shards`` reports."""
 
-    source: str
-    target: str
-    applied: int = 0
-    stale: int = 0
-    failed: int = 0
+    counters: PairCounters = field(default_factory=PairCounters)
+    shards: int = 0
     lag_s: float | None = None
+    stream_age_s: float | None = None
+    backlog: int = 0
+    backlog_more: bool = False
+    stalled_s: float | None = None  # since a shard with a backlog last advanced
     last_error: str | None = None
-    lost: int = 0
-    won: int = 0
+    last_error_at: float | None = None
+
+    def add(self, report: TargetReport, *, now: float) -> PairTotals:
+        """These totals with ``report`` counted."""
+        stalled = self.stalled_s
+        if report.backlog and report.advanced_at is not None:
+            stalled = _max(stalled, now - report.advanced_at)
+        error, error_at = self.last_error, self.last_error_at
+        at = report.last_error_at
+        if report.last_error and at is not None and (error_at is None or at > error_at):
+            error, error_at = report.last_error, at
+        return PairTotals(
+            self.counters + report.counters,
+            self.shards + 1,
+            _max(self.lag_s, report.lag_s),
+            _max(self.stream_age_s, report.stream_age_s),
+            self.backlog + report.backlog,
+            self.backlog_more or report.backlog_more,
+            stalled,
+            error,
+            error_at,
+        )
 
 
-def pair_totals(reports: Iterable[ShardReport]) -> list[PairStats]:
-    """Sum shard reports per (source, target); lag is the largest, the error the last seen."""
-    pairs: dict[tuple[str, str], PairStats] = {}
+def pair_totals(reports: Iterable[ShardReport], *, now: float) -> dict[Pair, PairTotals]:
+    """Every pair of ``reports``, combined, in order."""
+    pairs: dict[Pair, PairTotals] = {}
     for report in reports:
-        for t in report.targets:
-            key = (report.source, t.target)
-            p = pairs.get(key, PairStats(*key))
-            lag = p.lag_s if t.lag_s is None else max(p.lag_s or 0.0, t.lag_s)
-            pairs[key] = PairStats(
-                p.source,
-                p.target,
-                p.applied + t.applied,
-                p.stale + t.stale,
-                p.failed + t.failed,
-                lag,
-                t.last_error or p.last_error,
-                p.lost + t.lost,
-                p.won + t.won,
-            )
-    return [pairs[key] for key in sorted(pairs)]
+        for target in report.targets:
+            key = (report.table, report.source, target.target)
+            pairs[key] = pairs.get(key, PairTotals()).add(target, now=now)
+    return dict(sorted(pairs.items()))

@@ -14,9 +14,8 @@ import math
 import os
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,18 +24,20 @@ from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.aws.streams import StreamClient
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
-from dynamodb_replicator.core.ports import ConflictLog
+from dynamodb_replicator.core.ports import Clock, ConflictLog
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, open_conflict_log
-from dynamodb_replicator.observe.metrics import Family
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
-from dynamodb_replicator.runner.metrics import runner_families
+from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import preflight
 from dynamodb_replicator.runner.reports import (
-    PairStats,
+    Pair,
+    PairTotals,
     ShardReport,
     add_counters,
     pair_totals,
@@ -44,7 +45,7 @@ from dynamodb_replicator.runner.reports import (
 )
 from dynamodb_replicator.runner.shardworker import ShardWorker
 
-__all__ = ["PairStats", "Runner"]
+__all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,14 @@ class Runner:
         config: RunnerConfig,
         *,
         worker_id: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
         config_path: str | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self._config_stamp = _stamp(config_path)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.clock = clock
+        self.clock = clock or SystemClock()
         self.regions: dict[str, _Region] = {}
         self.owned: dict[ShardRef, _Owned] = {}
         self.finished: set[ShardRef] = set()
@@ -117,6 +118,7 @@ class Runner:
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.stopping = threading.Event()
         self.conflict_log: JsonLinesConflictLog | None = None
+        self.metrics = RunnerMetrics(self.reports, worker=self.worker_id, clock=self.clock)
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -216,7 +218,7 @@ class Runner:
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return int(self.clock.now() * 1000)
 
     def balance(self) -> None:
         """One round: heartbeat, renew, discover shards, hold a fair share of all shards."""
@@ -291,6 +293,7 @@ class Runner:
             clock=self.clock,
             page_limit=self.config.page_limit,
             fields=self.config.replication.fields,
+            on_lag=self.metrics.lag_observer(ref.table, name),
         )
         stop = threading.Event()
         thread = threading.Thread(
@@ -304,7 +307,7 @@ class Runner:
         owned = self.owned.pop(ref)
         owned.stop.set()
         owned.thread.join(timeout=30)
-        report = self._report(owned, self.clock())
+        report = self._report(owned, self.clock.now())
         earlier = self.retired.get((report.table, report.source))
         self.retired[(report.table, report.source)] = (
             report if earlier is None else add_counters(earlier, report)
@@ -317,14 +320,14 @@ class Runner:
 
     def _loop(self, worker: ShardWorker, stop: threading.Event) -> None:
         """Poll at once after records; back off while idle, capped for low latency."""
-        idle_cap = self.config.idle_poll_max_ms / 1000
-        delay = 0.0
+        idle = Backoff(base=0.01, cap=self.config.idle_poll_max_ms / 1000)
+        idle_polls = 0  # empty reads in a row
         next_parent_check = 0.0
         while not stop.is_set() and not worker.done:
             try:
-                if worker.waiting and self.clock() >= next_parent_check:
+                if worker.waiting and self.clock.now() >= next_parent_check:
                     worker.check_parent()
-                    next_parent_check = self.clock() + 1.0
+                    next_parent_check = self.clock.now() + 1.0
                 read = worker.step()
             except ReplicatorError as exc:
                 log.warning(
@@ -334,7 +337,9 @@ class Runner:
             except Exception:
                 log.exception("shard worker crashed", extra={"shard": str(worker.shard)})
                 return
-            delay = 0.0 if read else min(idle_cap, max(0.01, delay * 2))
+            # Alone in its thread (no herd to spread): it waits the ceiling, without jitter.
+            idle_polls = 0 if read else idle_polls + 1
+            delay = idle.ceiling(idle_polls - 1) if idle_polls else 0.0
             if delay:
                 stop.wait(delay)
 
@@ -353,18 +358,14 @@ class Runner:
 
     def reports(self) -> list[tuple[ShardReport, bool]]:
         """A report of every shard this process worked on; True for those it holds now."""
-        now = self.clock()
+        now = self.clock.now()
         held = [(self._report(owned, now), True) for owned in list(self.owned.values())]
         return held + [(report, False) for report in list(self.retired.values())]
-
-    def families(self) -> list[Family]:
-        """Prometheus metrics of this process (see runner_metrics)."""
-        return runner_families(self.reports(), worker=self.worker_id, now=self.clock())
 
     def publish(self, shards: Sequence[_Owned] | None = None) -> None:
         """Write the reports of ``shards`` (default: the held ones) to the state tables,
         where ``status`` reads them."""
-        now = self.clock()
+        now = self.clock.now()
         for owned in list(self.owned.values()) if shards is None else shards:
             try:
                 self.regions[owned.region].state.put(report_to_item(self._report(owned, now)))
@@ -373,6 +374,6 @@ class Runner:
                     "shard report not saved", extra={"region": owned.region, "reason": str(exc)}
                 )
 
-    def snapshot(self) -> list[PairStats]:
-        """Per (source, target) totals since this process started."""
-        return pair_totals(report for report, _ in self.reports())
+    def snapshot(self) -> dict[Pair, PairTotals]:
+        """Per (table, source, target) totals since this process started."""
+        return pair_totals((report for report, _ in self.reports()), now=self.clock.now())

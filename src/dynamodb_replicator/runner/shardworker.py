@@ -18,10 +18,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import (
     END,
     CheckpointStore,
@@ -37,6 +40,8 @@ __all__ = ["Cursor", "ShardStats", "ShardWorker"]
 log = logging.getLogger(__name__)
 
 Process = Callable[[str, Sequence[Mapping[str, Any]], Collection[str]], BatchResult]
+# Told the lag (seconds) of every page a target accepted, e.g. to feed a histogram.
+LagObserver = Callable[[str, float], None]
 
 
 @dataclass(slots=True)
@@ -58,12 +63,7 @@ class ShardStats:
     Written only by the shard's thread; readers copy the dicts.
     """
 
-    applied: dict[str, int] = field(default_factory=dict)
-    stale: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, int] = field(default_factory=dict)
-    retried: dict[str, int] = field(default_factory=dict)
-    lost: dict[str, int] = field(default_factory=dict)
-    won: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, PairCounters] = field(default_factory=dict)
     last_error: dict[str, str] = field(default_factory=dict)
     last_error_at: dict[str, float] = field(default_factory=dict)
     lag_s: dict[str, float] = field(default_factory=dict)
@@ -74,11 +74,6 @@ class ShardStats:
     backlog_more: bool = False
     records: int = 0
     echoes: int = 0
-
-
-def _bump(counter: dict[str, int], target: str, amount: int) -> None:
-    if amount:
-        counter[target] = counter.get(target, 0) + amount
 
 
 class ShardWorker:
@@ -93,10 +88,11 @@ class ShardWorker:
         process: Process,
         targets: Sequence[str],
         parent: ShardRef | None,
-        clock: Callable[[], float],
+        clock: Clock,
         page_limit: int = 1000,
         retry_cap: float = 30.0,
         fields: SystemAttributes | None = None,
+        on_lag: LagObserver | None = None,
     ) -> None:
         self.fields = fields or SystemAttributes()
         self.targets = tuple(targets)
@@ -107,14 +103,16 @@ class ShardWorker:
         self.parent = parent
         self.clock = clock
         self.page_limit = page_limit
-        self.retry_cap = retry_cap
+        # One cursor waits alone (no herd to spread): it waits the ceiling, without jitter.
+        self.backoff = Backoff(base=0.1, cap=retry_cap)
+        self.on_lag = on_lag
         self.stats = ShardStats()
         self.frontier = 0  # the furthest cursor's count
         self.cursors: list[Cursor] = []
         self.waiting: set[str] = set()  # targets whose parent shard is not finished yet
         self.finished: set[str] = set()
         saved = checkpoints.load(shard)
-        started = clock()
+        started = clock.now()
         for target in targets:
             self.stats.advanced_at[target] = started
             position = saved.get(target)
@@ -149,7 +147,7 @@ class ShardWorker:
     def step(self) -> int:
         """Read and apply one page per ready cursor; the number of records read."""
         read = 0
-        now = self.clock()
+        now = self.clock.now()
         for cursor in list(self.cursors):
             if cursor.retry_at <= now:
                 read += self._advance(cursor)
@@ -207,7 +205,7 @@ class ShardWorker:
         positions: dict[str, str] = {}
         failed_targets: dict[str, tuple[str | None, int]] = {}
         self.stats.echoes += result.echoes
-        now = self.clock()
+        now = self.clock.now()
         ages = batch_ages(records, now, self.fields)
         for target in sorted(cursor.targets):
             self._count(target, result)
@@ -217,6 +215,8 @@ class ShardWorker:
                 self.stats.advanced_at[target] = now
                 if ages.timestamp is not None:
                     self.stats.lag_s[target] = ages.timestamp
+                    if self.on_lag is not None:
+                        self.on_lag(target, ages.timestamp)
                 if ages.stream is not None:
                     self.stats.stream_age_s[target] = ages.stream
                 continue
@@ -252,23 +252,17 @@ class ShardWorker:
 
     def _count(self, target: str, result: BatchResult) -> None:
         stats = self.stats
-        outcome = result.targets.get(target)
-        if outcome is not None:
-            _bump(stats.applied, target, outcome.applied)
-            _bump(stats.stale, target, outcome.stale)
-            _bump(stats.retried, target, outcome.retried)
-            lost, won = outcome.lost_and_won()
-            _bump(stats.lost, target, lost)
-            _bump(stats.won, target, won)
-        failed = result.failed_count(target)
-        if not failed:
+        counted = PairCounters.of(result, target)
+        # One assignment of a frozen value: a reader on another thread sees all or nothing.
+        stats.counters[target] = stats.counters.get(target, PairCounters()) + counted
+        if not counted.failed:
             return
-        _bump(stats.failed, target, failed)
+        outcome = result.targets.get(target)
         error = (outcome.error if outcome else None) or (
             result.record_failures[0].error if result.record_failures else None
         )
         stats.last_error[target] = str(error)
-        stats.last_error_at[target] = self.clock()
+        stats.last_error_at[target] = self.clock.now()
 
     def _note_backlog(self) -> None:
         self.frontier = max([self.frontier, *(c.count for c in self.cursors)])
@@ -280,8 +274,8 @@ class ShardWorker:
 
     def _back_off(self, cursor: Cursor, reason: str) -> None:
         cursor.failures += 1
-        delay = min(self.retry_cap, 0.1 * 2 ** min(cursor.failures, 10))
-        cursor.retry_at = self.clock() + delay
+        delay = self.backoff.ceiling(cursor.failures)
+        cursor.retry_at = self.clock.now() + delay
         log.warning(
             "shard paused for some targets",
             extra={

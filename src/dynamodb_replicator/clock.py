@@ -1,0 +1,20 @@
+"""The system clock: the one implementation of the core's ``Clock`` port.
+
+It sits at the top of the package, beside no adapter folder, because every shell part needs
+it (the runner and its shard workers, the Lambda, the boto3 writer's tombstone expiry, the
+CLI) and none of them should import another's folder to get the time.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["SystemClock"]
+
+
+class SystemClock:
+    """Seconds since the epoch, from ``time.time``."""
+
+    def now(self) -> float:
+        """The current time in epoch seconds."""
+        return time.time()

@@ -1,0 +1,44 @@
+"""What replication did for one (source, target) pair, counted: one record from the shard
+worker to the reports, ``status``, the runner's metrics and the Lambda's EMF lines. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dynamodb_replicator.core.replicator import BatchResult
+
+__all__ = ["PairCounters"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairCounters:
+    """Counts of changes for one target: ``applied``; ``stale`` (rejected as older than what
+    the target holds); ``failed`` (gave up after their retries); ``retried`` (write attempts
+    retried); conflicts that ``lost`` or ``won`` over a concurrent version."""
+
+    applied: int = 0
+    stale: int = 0
+    failed: int = 0
+    retried: int = 0
+    lost: int = 0
+    won: int = 0
+
+    @classmethod
+    def of(cls, result: BatchResult, target: str) -> PairCounters:
+        """What one batch did for ``target``."""
+        outcome = result.targets.get(target)
+        failed = result.failed_count(target)
+        if outcome is None:
+            return cls(failed=failed)
+        lost, won = outcome.lost_and_won()
+        return cls(outcome.applied, outcome.stale, failed, outcome.retried, lost, won)
+
+    def __add__(self, other: PairCounters) -> PairCounters:
+        return PairCounters(
+            self.applied + other.applied,
+            self.stale + other.stale,
+            self.failed + other.failed,
+            self.retried + other.retried,
+            self.lost + other.lost,
+            self.won + other.won,
+        )
