@@ -19,17 +19,18 @@ import logging
 import os
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.awslambda.emf import batch_emf
 from dynamodb_replicator.awslambda.settings import settings_from_env
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import sequence_number_of, table_name_from_arn
 from dynamodb_replicator.core.errors import MalformedRecordError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.observe.conflict_log import open_conflict_log
 from dynamodb_replicator.observe.logs import configure
@@ -71,7 +72,7 @@ def _process_in_time(
     worker = threading.Thread(target=run, name="replicate-batch", daemon=True)
     worker.start()
     # Writes stop starting at the deadline; a little grace lets the last answers arrive.
-    worker.join(max(0.0, deadline - time.time()) + MIN_MARGIN_S / 2)
+    worker.join(max(0.0, deadline - SystemClock().now()) + MIN_MARGIN_S / 2)
     if failed:
         raise failed[0]
     return done[0] if done else None
@@ -87,7 +88,7 @@ def process_event(
     replicator: Replicator,
     *,
     metrics_namespace: str | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | None = None,
     out: TextIO | None = None,
     deadline: float | None = None,
 ) -> dict[str, list[dict[str, str]]]:
@@ -119,7 +120,7 @@ def process_event(
         )
         return {"batchItemFailures": [{"itemIdentifier": first}]}
     if metrics_namespace is not None:
-        now = clock()
+        now = (clock or SystemClock()).now()
         ages = batch_ages(records, now, replicator.fields)
         lines = batch_emf(metrics_namespace, table, replicator.source, result, ages=ages, now=now)
         stream = out or sys.stdout
@@ -163,5 +164,5 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
     )
     replicator, namespace = _replicator(environment)
-    deadline = deadline_of(context, time.time())
+    deadline = deadline_of(context, SystemClock().now())
     return process_event(event, replicator, metrics_namespace=namespace, deadline=deadline)
