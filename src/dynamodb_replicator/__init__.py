@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["__version__"]
+from dynamodb_replicator.stamping import stamp
+
+__all__ = ["__version__", "stamp"]
 
 __version__ = "0.1.0"
