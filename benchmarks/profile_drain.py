@@ -59,7 +59,9 @@ def main() -> None:
     with fresh_server() as server:
         fill_backlog(server.endpoint_url, "Profiled", BACKLOG)
         config = write_config(
-            Path(tempfile.mkdtemp()) / "p.toml", server.endpoint_url, REGIONS, "Profiled"
+            Path(tempfile.mkdtemp()) / "p.toml",
+            dict.fromkeys(REGIONS, server.endpoint_url),
+            "Profiled",
         )
         runner = RunnerProcess(config)
         try:
