@@ -43,6 +43,7 @@ def delayed_drain(delay_ms: int, max_workers: int) -> dict[str, Any]:
         "max_workers": max_workers,
         "target_writes_per_s": round(result["drain_target_writes_per_s"], 1),
         "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "runner_cpu_share": round(result["runner_cpu_share"], 2),
     }
 
 

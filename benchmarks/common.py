@@ -108,6 +108,12 @@ def write_config(
     return path
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RunnerProcess:
     """``dynamodb-replicator run`` as its own process, observed through its metrics port."""
 
@@ -134,6 +140,22 @@ class RunnerProcess:
             if line.startswith(name + "{") and all(w in line for w in wanted):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def wait_until_serving(self, timeout: float = 120.0) -> float:
+        """Wait for the metrics endpoint (it starts after preflight); the moment it answered."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5):
+                    return time.perf_counter()
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("the runner exited") from None
+                time.sleep(0.05)
+        raise RuntimeError("the runner's metrics endpoint did not answer")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
 
     def peak_rss_mb(self) -> float:
         """The process's peak resident set (VmHWM), while it runs."""

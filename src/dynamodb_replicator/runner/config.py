@@ -66,7 +66,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
     "policy": (str, "last-writer-wins"),
     "tombstone_suffix": (str, ".__tombstones"),
     "tombstone_ttl_seconds": (int, 2 * 24 * 3600),
-    "max_workers": (int, 16),
+    "max_workers": (int, 64),
     "conflict_log": (str, "-"),
     "conflict_sample_rate": (float, 1.0),
     "conflict_log_items": (bool, False),
