@@ -11,31 +11,41 @@ import json
 import logging
 import os
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_backfill, bench_runner
+from benchmarks import bench_backfill, bench_rtt, bench_runner, bench_units
 from benchmarks.common import RESULTS, report
-from benchmarks.plots import plot_drain, plot_lag
+from benchmarks.plots import plot_drain, plot_lag, plot_rtt
+from dynamodb_replicator.core.settings import ReplicationSettings
 
 
-def machine() -> str:
+def machine(load_at_start: tuple[float, float, float]) -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}, load {load}"
+    start, end = (", ".join(f"{x:.1f}" for x in load) for load in (load_at_start, os.getloadavg()))
+    return (
+        f"{os.cpu_count()} CPUs, {cpu}, Python {platform.python_version()}, "
+        f"load {start} at the start, {end} at the end"
+    )
 
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
+    load, began = os.getloadavg(), time.perf_counter()
+    units = bench_units.measure()
     runner = bench_runner.measure()
+    rtt = bench_rtt.measure()
     backfill = bench_backfill.measure()
     latencies, samples = runner.pop("_lag_latencies"), runner.pop("_drain_samples")
-    raw = {"lag_latencies_ms": latencies, "drain_samples": samples}
+    drains = rtt.pop("_drains")
+    raw = {"lag_latencies_ms": latencies, "drain_samples": samples, "rtt_drains": drains}
+    plot_rtt(drains, ReplicationSettings().max_workers, RESULTS / "rtt.png")
     (RESULTS / "bench_raw.json").write_text(json.dumps(raw) + "\n")
     plot_lag(latencies, bench_runner.LAG_RATE, RESULTS / "lag.png")
     plot_drain(
@@ -44,7 +54,8 @@ def main() -> None:
         runner["naive_target_writes_per_s"],
         RESULTS / "drain.png",
     )
-    result: dict[str, Any] = {"machine": machine(), **runner, **backfill}
+    result: dict[str, Any] = {"machine": machine(load), **units, **runner, **rtt, **backfill}
+    result["bench_minutes"] = round((time.perf_counter() - began) / 60, 1)
     report(result, "bench.json")
 
 

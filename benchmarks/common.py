@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,42 +95,23 @@ def conditional_put_ceiling(endpoint: str, table: str, count: int = 4000) -> tup
     return _best(count, put)
 
 
-def insert_transaction_ceiling(endpoint: str, table: str, count: int = 4000) -> tuple[float, int]:
-    """Best raw rate of the write a strict insert needs: a transaction that checks the
-    tombstone table and puts the item if absent (no replicator around it)."""
-    c = client(endpoint, REGIONS[0], pool=80)
-
-    def insert(prefix: str, n: int) -> None:
-        c.transact_write_items(
-            TransactItems=[
-                {
-                    "ConditionCheck": {
-                        "TableName": f"{table}.__tombstones",
-                        "Key": {"pk": {"S": f"tx-{prefix}{n}"}},
-                        "ConditionExpression": "attribute_not_exists(#ts) OR #ts < :t",
-                        "ExpressionAttributeNames": {"#ts": "__timestamp"},
-                        "ExpressionAttributeValues": {":t": {"N": str(n)}},
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": table,
-                        "Item": item(f"tx-{prefix}{n}", n),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-            ]
-        )
-
-    return _best(count, insert)
-
-
-def write_config(path: Path, endpoint: str, regions: tuple[str, ...], table: str) -> Path:
-    text = f'tables = ["{table}"]\nconflict_log = "off"\n' + "".join(
-        f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in regions
+def write_config(
+    path: Path, endpoints: Mapping[str, str], table: str, extra: Mapping[str, int] | None = None
+) -> Path:
+    """A runner configuration: ``endpoints`` by region (the first is the source), ``extra``
+    top-level settings such as ``max_workers``."""
+    settings = "".join(f"{key} = {value}\n" for key, value in (extra or {}).items())
+    text = f'tables = ["{table}"]\nconflict_log = "off"\n{settings}' + "".join(
+        f'[[regions]]\nname = "{r}"\nendpoint_url = "{url}"\n' for r, url in endpoints.items()
     )
     path.write_text(text)
     return path
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RunnerProcess:
@@ -159,6 +140,22 @@ class RunnerProcess:
             if line.startswith(name + "{") and all(w in line for w in wanted):
                 total += float(line.rsplit(" ", 1)[1])
         return total
+
+    def wait_until_serving(self, timeout: float = 120.0) -> float:
+        """Wait for the metrics endpoint (it starts after preflight); the moment it answered."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5):
+                    return time.perf_counter()
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("the runner exited") from None
+                time.sleep(0.05)
+        raise RuntimeError("the runner's metrics endpoint did not answer")
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
 
     def peak_rss_mb(self) -> float:
         """The process's peak resident set (VmHWM), while it runs."""

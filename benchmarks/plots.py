@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -11,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 
-__all__ = ["plot_drain", "plot_lag"]
+__all__ = ["plot_drain", "plot_lag", "plot_rtt"]
 
 
 def plot_lag(latencies_ms: Sequence[float], rate: int, path: Path) -> Path:
@@ -54,6 +55,34 @@ def plot_drain(
     axis.set_ylabel("target writes (cumulative)")
     axis.set_title("draining a backlog of inserts into two regions")
     axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_rtt(drains: Sequence[Mapping[str, Any]], default_depth: int, path: Path) -> Path:
+    """``drains``: one dict per drain (``delay_ms``, ``max_workers``,
+    ``target_writes_per_s``). A line per depth measured at more than one delay, a point
+    for the others."""
+    figure, axis = plt.subplots(figsize=(8, 4))
+    depths = sorted({int(d["max_workers"]) for d in drains})
+    for depth in depths:
+        points = sorted(
+            (int(d["delay_ms"]), float(d["target_writes_per_s"]))
+            for d in drains
+            if d["max_workers"] == depth
+        )
+        style = "o-" if len(points) > 1 else "s"
+        label = f"{depth} writes in flight per target" + (
+            " (default)" if depth == default_depth else ""
+        )
+        axis.plot([p[0] for p in points], [p[1] for p in points], style, label=label)
+    axis.set_xlabel("round trip added to every call to the two targets (ms)")
+    axis.set_ylabel("target writes/s (backlog of inserts)")
+    axis.set_title("drain rate against cross-region round trip (runner beside the source)")
+    axis.set_ylim(bottom=0)
+    axis.legend(loc="lower left")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

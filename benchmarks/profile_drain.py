@@ -19,15 +19,17 @@ import time
 from pathlib import Path
 
 from benchmarks.bench_runner import fill_backlog
-from benchmarks.common import REGIONS, RESULTS, RunnerProcess, fresh_server, write_config
+from benchmarks.common import (
+    REGIONS,
+    RESULTS,
+    RunnerProcess,
+    cpu_seconds,
+    fresh_server,
+    write_config,
+)
 
 BACKLOG = int(os.environ.get("BENCH_PROFILE_BACKLOG", "8000"))
 SECONDS = 15
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def summarize(raw: str, top: int = 25) -> str:
@@ -59,7 +61,9 @@ def main() -> None:
     with fresh_server() as server:
         fill_backlog(server.endpoint_url, "Profiled", BACKLOG)
         config = write_config(
-            Path(tempfile.mkdtemp()) / "p.toml", server.endpoint_url, REGIONS, "Profiled"
+            Path(tempfile.mkdtemp()) / "p.toml",
+            dict.fromkeys(REGIONS, server.endpoint_url),
+            "Profiled",
         )
         runner = RunnerProcess(config)
         try:

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
@@ -37,7 +38,7 @@ T = TypeVar("T")
 class WriterOptions:
     """How hard a writer works: writes in flight per region, and the retry schedule."""
 
-    max_in_flight: int = 16
+    max_in_flight: int = defaults.MAX_WORKERS
     backoff: Backoff = field(default_factory=Backoff)
     # Set when the process shuts down: writes waiting for a retry give up at once (they
     # are reported as failed, so nothing is checkpointed past them).
