@@ -25,13 +25,16 @@ from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
-from dynamodb_replicator.core.writes import Outcome, WriteProtocol, Written
+from dynamodb_replicator.core.writes import Outcome, TakenBack, WriteProtocol, Written
 
 __all__ = ["StoreWriter", "WriterOptions"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Keys per batched read: BatchGetItem's limit. Reads of more keys go out in parallel.
+READ_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class _Tally:
     conflicts: list[Conflict] = field(default_factory=list)
     # Sequence numbers of the puts counted as applied (settling may take them back).
     applied_puts: set[str] = field(default_factory=set)
+    taken: list[TakenBack] = field(default_factory=list)
 
     def fail(self, sequence: str, error: ReplicatorError) -> None:
         """Record an operation that gave up; the lowest failed sequence is kept."""
@@ -71,6 +75,7 @@ class _Tally:
         self.gave_up += other.gave_up
         self.conflicts.extend(other.conflicts)
         self.applied_puts |= other.applied_puts
+        self.taken.extend(other.taken)
         if other.failed is not None and other.error is not None:
             self._lowest(other.failed, other.error)
 
@@ -138,16 +143,27 @@ class StoreWriter:
     def _prefetch(
         self, table: str, ops: Sequence[WriteOp], tally: _Tally, deadline: float | None
     ) -> Mapping[ItemKey, Tombstone]:
-        keys = self.protocol.prefetch_keys(ops)
-        if not keys:
-            return {}
-        try:
-            read = functools.partial(self.protocol.tombstones, table, keys)
-            return self._retrying(read, tally, deadline)
-        except ReplicatorError as exc:
-            # Only an optimisation: settling after the writes keeps deletes deleted.
-            log.warning("tombstone read failed", extra={"region": self.region, "reason": str(exc)})
-            return {}
+        """P0 for every put's key, the batched reads in parallel (each a round trip)."""
+        keys = sorted(self.protocol.prefetch_keys(ops), key=str)
+        chunks = [keys[i : i + READ_BATCH] for i in range(0, len(keys), READ_BATCH)]
+
+        def read(chunk: list[ItemKey]) -> tuple[Mapping[ItemKey, Tombstone], _Tally]:
+            own = _Tally()
+            call = functools.partial(self.protocol.tombstones, table, chunk)
+            try:
+                return self._retrying(call, own, deadline), own
+            except ReplicatorError as exc:
+                # Only an optimisation: settling after the writes keeps deletes deleted.
+                log.warning(
+                    "tombstone read failed", extra={"region": self.region, "reason": str(exc)}
+                )
+                return {}, own
+
+        known: dict[ItemKey, Tombstone] = {}
+        for found, own in self._pool.map(read, chunks):
+            known.update(found)
+            tally.retried += own.retried
+        return known
 
     def _apply_chain(
         self,
@@ -185,21 +201,35 @@ class StoreWriter:
     def _settle(
         self, table: str, puts: list[PutVersion], total: _Tally, deadline: float | None
     ) -> None:
-        if not puts:
-            return
-        try:
-            settle = functools.partial(self.protocol.settle, table, puts)
-            taken = self._retrying(settle, total, deadline)
-        except ReplicatorError as exc:
-            first = min(puts, key=lambda op: int(op.sequence_number))
-            self._log_failure(table, first, exc)
-            total.fail(first.sequence_number, exc)
-            return
-        for back in taken:
+        """P2/P3 for every put, the batched reads of different keys in parallel."""
+        by_key: dict[ItemKey, list[PutVersion]] = {}
+        for op in puts:
+            by_key.setdefault(op.key, []).append(op)
+        groups = list(by_key.values())
+        chunks = [
+            [op for group in groups[i : i + READ_BATCH] for op in group]
+            for i in range(0, len(groups), READ_BATCH)
+        ]
+        for outcome in self._pool.map(
+            functools.partial(self._settle_chunk, table, deadline), chunks
+        ):
+            total.add(outcome)
+        for back in total.taken:
             if back.op.sequence_number in total.applied_puts:
                 total.applied -= 1
                 total.stale += 1
             total.conflicts.append(back.conflict)
+
+    def _settle_chunk(self, table: str, deadline: float | None, puts: list[PutVersion]) -> _Tally:
+        own = _Tally()
+        try:
+            settle = functools.partial(self.protocol.settle, table, puts)
+            own.taken = self._retrying(settle, own, deadline)
+        except ReplicatorError as exc:
+            first = min(puts, key=lambda op: int(op.sequence_number))
+            self._log_failure(table, first, exc)
+            own.fail(first.sequence_number, exc)
+        return own
 
     def _log_failure(self, table: str, op: WriteOp, exc: ReplicatorError) -> None:
         log.error(
