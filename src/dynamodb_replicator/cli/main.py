@@ -17,6 +17,7 @@ from dynamodb_replicator.cli import (
     status,
     subscribe,
     template,
+    version_items,
 )
 from dynamodb_replicator.core.errors import ReplicatorError
 
@@ -32,7 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, run, status, diff, repair, add_region, package, template, subscribe):
+    for module in (
+        demo,
+        run,
+        status,
+        diff,
+        repair,
+        add_region,
+        package,
+        template,
+        subscribe,
+        version_items,
+    ):
         module.register(commands)
     return parser
 
