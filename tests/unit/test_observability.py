@@ -169,7 +169,7 @@ def test_status_rules() -> None:
     assert not one_pair(shard(healthy)).stuck  # idle, nothing waits: not stuck
     assert not one_pair(shard(waiting), now=79.0).stuck  # waiting, but moved 29 s ago
     stuck = one_pair(shard(waiting), now=81.0)
-    assert stuck.stuck and "4 records waiting, no progress for 31 s" in stuck.reasons[0]
+    assert stuck.stuck and "4 records waiting beyond its checkpoint, no progress for 31 s" in stuck.reasons[0]
     silent = one_pair(shard(healthy, updated=60.0))
     assert silent.stuck and "no report for 40 s" in silent.reasons[0]
     finished = shard(waiting, updated=0.0, done=True, shard_id="s0")
@@ -236,6 +236,7 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "source": "us-east-1",
         "target": "eu-west-1",
         "shards": 1,
+        "idle": False,
         "lag_s": 0.5,
         "stream_age_s": None,
         "backlog": 3,
@@ -247,10 +248,12 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "retried": 0,
         "lost": 1,
         "won": 0,
+        "parked": 0,
         "last_error": "boom",
         "last_error_age_s": 5.0,
         "stuck": False,
         "reasons": [],
+        "parked_waiting": 0,
     }
 
 
