@@ -266,8 +266,8 @@ class ShardWorker:
         moved_on = self.parker.check(records, failures)
         self._split(cursor, last, failed_targets)
         for other in self.cursors:
-            if other.targets & moved_on:  # parked: read on at once, without the record
-                other.retry_at, other.failures = now, 0
+            if other.targets & moved_on:  # parked: read again at once, without the record
+                other.retry_at = now
 
     def _failed_positions(
         self,
