@@ -12,6 +12,7 @@ from dynamodb_replicator.cli import (
     demo,
     diff,
     package,
+    redrive,
     repair,
     run,
     status,
@@ -32,7 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (demo, run, status, diff, repair, add_region, package, template, subscribe):
+    for module in (
+        demo,
+        run,
+        status,
+        diff,
+        repair,
+        redrive,
+        add_region,
+        package,
+        template,
+        subscribe,
+    ):
         module.register(commands)
     return parser
 
