@@ -78,9 +78,8 @@ def _captured(args: argparse.Namespace, config: RunnerConfig) -> Iterator[Replay
         for batch in store.batches():
             label = f"s3://{bucket}/{batch.key}"
             if not batch.records:
-                print(
-                    f"{label}: no records in the object (metadata only: {dict(batch.batch_info)})"
-                )
+                info = json.dumps(dict(batch.batch_info), sort_keys=True)
+                print(f"{label}: metadata only, no records to replay: {info}")
                 continue
             first = batch.records[0]
             source = str(first.get("awsRegion", ""))
