@@ -18,12 +18,10 @@ and the shard moves on past it; a target region that is down is waited for, neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dynamodb_replicator.core import defaults
-from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
@@ -44,57 +42,17 @@ from dynamodb_replicator.core.streams import (
 from dynamodb_replicator.runner.count_once import CountOnce
 from dynamodb_replicator.runner.parker import Parker
 from dynamodb_replicator.runner.positions import ShardPositions
+from dynamodb_replicator.runner.shard_state import (
+    Cursor,
+    LagObserver,
+    Process,
+    ShardStats,
+    error_at,
+)
 
-__all__ = ["Cursor", "Process", "ShardStats", "ShardWorker"]
+__all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "ShardWorker"]
 
 log = logging.getLogger(__name__)
-
-
-class Process(Protocol):
-    """Apply records of a table to some targets (``Replicator.process``); ``logged`` tells
-    the conflicts an earlier attempt logged already."""
-
-    def __call__(
-        self,
-        table: str,
-        records: Sequence[Mapping[str, Any]],
-        targets: Collection[str],
-        logged: Callable[[Conflict], bool] | None = None,
-    ) -> BatchResult: ...
-
-
-# Told the lag (seconds) of every page a target accepted, e.g. to feed a histogram.
-LagObserver = Callable[[str, float], None]
-
-
-@dataclass(slots=True)
-class Cursor:
-    targets: set[str]
-    position: str | None  # last SequenceNumber handled; None: from TRIM_HORIZON
-    iterator: str | None = None
-    retry_at: float = 0.0
-    failures: int = 0
-
-
-@dataclass(slots=True)
-class ShardStats:
-    """Counters and gauges per target region, read by metrics, progress and status.
-
-    Written only by the shard's thread; readers copy the dicts.
-    """
-
-    counters: dict[str, PairCounters] = field(default_factory=dict)
-    last_error: dict[str, str] = field(default_factory=dict)
-    last_error_at: dict[str, float] = field(default_factory=dict)
-    lag_s: dict[str, float] = field(default_factory=dict)
-    stream_age_s: dict[str, float] = field(default_factory=dict)
-    advanced_at: dict[str, float] = field(default_factory=dict)
-    # From positions (runner/positions.py): records known beyond each target's checkpoint,
-    # and whether more may wait.
-    backlog: dict[str, int] = field(default_factory=dict)
-    backlog_more: dict[str, bool] = field(default_factory=dict)
-    records: int = 0
-    echoes: int = 0
 
 
 class ShardWorker:
@@ -255,7 +213,7 @@ class ShardWorker:
                 if ages.stream is not None:
                     self.stats.stream_age_s[target] = ages.stream
                 continue
-            failures[target] = (failed, _error_at(result, target, failed))
+            failures[target] = (failed, error_at(result, target, failed))
         self.once.logged_all(result)
         failed_targets = self._failed_positions(cursor, records, failures, positions, now)
         self.checkpoints.save(self.shard, positions)
@@ -317,7 +275,7 @@ class ShardWorker:
         if not counted.failed:
             return
         failed = result.failed_sequence(target)
-        stats.last_error[target] = str(_error_at(result, target, failed or ""))
+        stats.last_error[target] = str(error_at(result, target, failed or ""))
         stats.last_error_at[target] = self.clock.now()
 
     def _active(self) -> set[str]:
@@ -369,14 +327,3 @@ class ShardWorker:
             keep.retry_at = min(keep.retry_at, drop.retry_at)
             self.cursors.remove(drop)
             by_position[cursor.position] = keep
-
-
-def _error_at(result: BatchResult, target: str, sequence: str) -> ReplicatorError | None:
-    """Why ``target`` failed at ``sequence``: the record itself, or the target's write."""
-    for failure in result.record_failures:
-        if failure.sequence_number == sequence:
-            return failure.error
-    outcome = result.targets.get(target)
-    if outcome is not None and outcome.error is not None:
-        return outcome.error
-    return result.record_failures[0].error if result.record_failures else None
