@@ -205,13 +205,16 @@ def test_status_reports_a_stopped_target_as_stuck_and_recovers(
 
         report = poll(stuck, "status to call us-east-1 -> eu-west-1 stuck")
         us_eu = pair(report, US, EU)
-        assert any("records waiting, no progress" in reason for reason in us_eu["reasons"])
+        assert any(
+            "records waiting beyond its checkpoint, no progress" in reason
+            for reason in us_eu["reasons"]
+        )
         assert us_eu["last_error"]  # why it is stuck: the unreachable endpoint
         assert pair(report, EU, US)["stuck"]  # its state cannot be read either
         screen = status_command(config)
         assert screen.returncode == 1
         assert f"stuck: Watched {US} -> {EU}: shard" in screen.stdout
-        assert "records waiting, no progress" in screen.stdout
+        assert "records waiting beyond its checkpoint, no progress" in screen.stdout
 
         proxy.start()
 

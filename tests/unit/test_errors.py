@@ -13,6 +13,7 @@ from dynamodb_replicator.core.errors import (
     AccessDeniedError,
     ConditionFailedError,
     ConfigError,
+    ItemRejectedError,
     NotFoundError,
     ReplicatorError,
     ResourceInUseError,
@@ -49,7 +50,7 @@ def client_error(code: str, status: int = 400, **extra: Any) -> ClientError:
         ("TransactionConflictException", ServerError),
         ("ExpiredTokenException", ConfigError),
         ("AccessDeniedException", AccessDeniedError),
-        ("ValidationException", TargetError),
+        ("ValidationException", ItemRejectedError),
     ],
 )
 def test_codes_map_to_their_error_type(code: str, kind: type[ReplicatorError]) -> None:

@@ -16,6 +16,7 @@ from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwr
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.lag import batch_ages, timestamp_seconds
 from dynamodb_replicator.core.model import ItemKey, Version
+from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, conflict_record
 from dynamodb_replicator.ops.status import (
@@ -169,7 +170,10 @@ def test_status_rules() -> None:
     assert not one_pair(shard(healthy)).stuck  # idle, nothing waits: not stuck
     assert not one_pair(shard(waiting), now=79.0).stuck  # waiting, but moved 29 s ago
     stuck = one_pair(shard(waiting), now=81.0)
-    assert stuck.stuck and "4 records waiting, no progress for 31 s" in stuck.reasons[0]
+    assert (
+        stuck.stuck
+        and "4 records waiting beyond its checkpoint, no progress for 31 s" in stuck.reasons[0]
+    )
     silent = one_pair(shard(healthy, updated=60.0))
     assert silent.stuck and "no report for 40 s" in silent.reasons[0]
     finished = shard(waiting, updated=0.0, done=True, shard_id="s0")
@@ -236,6 +240,7 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "source": "us-east-1",
         "target": "eu-west-1",
         "shards": 1,
+        "idle": False,
         "lag_s": 0.5,
         "stream_age_s": None,
         "backlog": 3,
@@ -247,10 +252,12 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "retried": 0,
         "lost": 1,
         "won": 0,
+        "parked": 0,
         "last_error": "boom",
         "last_error_age_s": 5.0,
         "stuck": False,
         "reasons": [],
+        "parked_waiting": 0,
     }
 
 
@@ -261,3 +268,23 @@ def test_a_stored_report_without_some_counters_reads_them_as_zero() -> None:
     del item["t#eu-west-1"]["M"]["retried"], item["t#eu-west-1"]["M"]["won"]  # an older writer
     (read,) = report_from_item(item).targets
     assert read.counters == PairCounters(applied=3)
+
+
+def test_status_names_parked_records_and_idle_pairs() -> None:
+    parked = ParkedRecord(
+        "T", "us-east-1", "label", "s1", "00042", '{"pk": {"S": "a"}}', ("eu-west-1",),
+        "no __timestamp", 40.0, {},
+    )  # fmt: skip
+    idle = TargetReport("eu-west-1", backlog=0, advanced_at=10.0, lag_s=3.0)
+    states = {
+        "us-east-1": RegionState(reports=(shard(idle),), parked=(parked,)),
+        "eu-west-1": RegionState(),
+    }
+    pairs = summarize(["T"], states, now=100.0, stuck_after=30)
+    (us_eu,) = [p for p in pairs if p.source == "us-east-1"]
+    assert us_eu.parked == 1 and not us_eu.stuck
+    text = render_text(pairs, states, now=100.0)
+    assert "PARKED" in text and "idle" in text and "3.0 s" not in text  # no frozen lag
+    assert 'key {"pk": {"S": "a"}}' in text and "redrive" in text
+    (listed,) = to_json(pairs, states, now=100.0)["parked"]
+    assert listed["key"] == {"pk": {"S": "a"}} and listed["age_s"] == 60.0

@@ -69,8 +69,18 @@ def test_pair_totals_sum_counters_and_keep_the_worst_gauges() -> None:
             stalled_s=60.0,
             last_error="new",
             last_error_at=20.0,
+            idle=False,
         )
     }
+
+
+def test_an_idle_pair_shows_no_frozen_lag() -> None:
+    quiet = TargetReport(EU, lag_s=3.0, stream_age_s=2.0, backlog=0, advanced_at=50.0)
+    recent = TargetReport(EU, lag_s=0.5, backlog=0, advanced_at=95.0)
+    (idle,) = pair_totals([report("s1", quiet)], now=100.0).values()
+    assert idle.idle and idle.lag_s is None and idle.stream_age_s is None
+    (busy,) = pair_totals([report("s1", quiet), report("s2", recent)], now=100.0).values()
+    assert not busy.idle and busy.lag_s == 0.5  # the quiet shard adds no old lag
 
 
 def samples(metrics: RunnerMetrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import MissingTimestampError, UnreachableError
 from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.ports import TargetResult
-from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.replicator import BatchResult, RecordFailure
 from dynamodb_replicator.core.streams import (
     END,
     ExpiredIteratorError,
@@ -81,7 +83,11 @@ class FakeTargets:
     applied: dict[str, list[int]] = field(default_factory=dict)
 
     def __call__(
-        self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
     ) -> BatchResult:
         results = {}
         for target in targets:
@@ -285,9 +291,9 @@ def test_a_full_page_at_the_front_says_more_records_wait() -> None:
     checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
     w = worker(stream, checkpoints, targets, clock, limit=3)
     w.step()
-    assert w.stats.backlog_more  # 3 of 7 read: the page was full
+    assert all(w.stats.backlog_more.values())  # 3 of 7 read: the page was full
     run_until_idle(w, clock)
-    assert not w.stats.backlog_more
+    assert not any(w.stats.backlog_more.values())
 
 
 def test_a_failing_target_backs_off_doubling_up_to_the_cap() -> None:
@@ -335,3 +341,135 @@ def test_each_accepted_page_tells_its_lag_per_target() -> None:
     w.step()
     # The newest write of the page is 6 s old; the target that accepted nothing tells nothing.
     assert sorted(told) == [("eu-west-1", 6.0), ("us-east-1", 6.0)]
+
+
+@dataclass
+class Poison:
+    """Every target fails at ``bad`` (the record itself); the other records are applied."""
+
+    bad: int
+    fixed: bool = False
+    calls: int = 0
+
+    def __call__(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+    ) -> BatchResult:
+        self.calls += 1
+        seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
+        bad = [s for s in seqs if int(s) == self.bad and not self.fixed]
+        failures = tuple(RecordFailure(s, MissingTimestampError("no __timestamp")) for s in bad)
+        # Like the writer: the other keys' records are applied, also those after the failure.
+        done = {s: True for s in seqs if s not in bad}
+        results = {t: TargetResult(t, applied=len(done), settled=done) for t in targets}
+        return BatchResult(results, failures)
+
+
+@dataclass
+class FakeLot:
+    parked_records: list[ParkedRecord] = field(default_factory=list)
+
+    def park(self, parked: ParkedRecord) -> None:
+        self.parked_records.append(parked)
+
+    def parked(self, tables: Sequence[str] | None = None) -> list[ParkedRecord]:
+        return list(self.parked_records)
+
+    def remove(self, parked: ParkedRecord) -> None:
+        self.parked_records.remove(parked)
+
+
+def poisoned(
+    process: Any, clock: Clock, lot: FakeLot | None = None, park_after: float = 300.0
+) -> tuple[ShardWorker, FakeCheckpoints]:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 6)]})
+    checkpoints = FakeCheckpoints()
+    w = ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=checkpoints,
+        process=process,
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        page_limit=10,
+        parking=lot,
+        park_after=park_after,
+        region="eu-west-1",
+    )
+    return w, checkpoints
+
+
+def test_a_record_every_target_waits_on_is_backlog_for_each() -> None:
+    clock = Clock()
+    w, _ = poisoned(Poison(bad=3), clock)
+    run_until_idle(w, clock, steps=5)
+    # Before: every cursor had read as far as the others, so the backlog read 0.
+    assert w.stats.backlog == dict.fromkeys(TARGETS, 3)  # 3, 4 and 5 lie beyond 2
+    assert all(w.stats.advanced_at[t] < clock.at - 200 for t in TARGETS)
+
+
+def test_a_target_seeded_at_an_older_position_is_the_only_one_behind() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 70)]})
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    ref = ShardRef("Orders", ARN, "s1")
+    checkpoints.saved[ref] = {"eu-west-1": f"{69:021d}", "us-east-1": f"{69:021d}"}
+    checkpoints.saved[ref]["ap-southeast-1"] = f"{10:021d}"  # add-region's seed
+    w = worker(stream, checkpoints, targets, clock, limit=20)
+    w.step()
+    # Before: the new target's reads made the others look 20 records behind.
+    assert w.stats.backlog["eu-west-1"] == w.stats.backlog["us-east-1"] == 0
+    assert w.stats.backlog["ap-southeast-1"] >= 1  # catching up, advancing
+    assert w.stats.advanced_at["ap-southeast-1"] == clock.at
+    run_until_idle(w, clock)
+    assert w.stats.backlog == dict.fromkeys(TARGETS, 0)
+
+
+def test_a_replayed_page_counts_each_record_once() -> None:
+    process, clock = Poison(bad=3), Clock()
+    w, _ = poisoned(process, clock)
+    run_until_idle(w, clock, steps=4)
+    assert process.calls >= 4  # the page was replayed
+    # 1, 2, 4, 5 applied once each; before, every replay counted 4 and 5 again.
+    assert {w.stats.counters[t].applied for t in TARGETS} == {4}
+
+
+def test_a_poison_record_is_parked_and_the_shard_moves_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lot, clock = FakeLot(), Clock()
+    w, checkpoints = poisoned(Poison(bad=3), clock, lot, park_after=100.0)
+    w.step()
+    assert not lot.parked_records  # not before park_after
+    with caplog.at_level(logging.ERROR):
+        run_until_idle(w, clock, steps=4)
+    (parked,) = lot.parked_records
+    assert parked.sequence == f"{3:021d}" and set(parked.targets) == set(TARGETS)
+    assert "__timestamp" in parked.reason and parked.record["dynamodb"]["SequenceNumber"]
+    assert any("record parked" in r.getMessage() for r in caplog.records)
+    assert set(checkpoints.saved[w.shard].values()) == {f"{5:021d}"}  # moved on
+    assert w.stats.backlog == dict.fromkeys(TARGETS, 0)
+    assert {w.stats.counters[t].parked for t in TARGETS} == {1}
+
+
+def test_a_region_that_is_down_is_waited_for_never_parked() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 4)]})
+    lot, clock, checkpoints = FakeLot(), Clock(), FakeCheckpoints()
+    w = ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=checkpoints,
+        process=FakeTargets(down={"ap-southeast-1": 2}),
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        parking=lot,
+        park_after=1.0,
+    )
+    run_until_idle(w, clock)
+    assert not lot.parked_records
+    assert checkpoints.saved[w.shard]["ap-southeast-1"] == f"{1:021d}"
+    assert w.stats.backlog["ap-southeast-1"] == 2

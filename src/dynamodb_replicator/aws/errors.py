@@ -21,6 +21,7 @@ comes out as (``core.errors``, ``core.streams``)::
     │   TransactionConflictException            ->  ServerError
     ├── rejected credentials                    ->  ConfigError
     ├── AccessDenied(Exception), Unauthorized…  ->  AccessDeniedError
+    ├── ValidationException                     ->  ItemRejectedError
     └── any other code                          ->  ServerError if HTTP 5xx, else TargetError
     EndpointConnectionError, timeouts           ->  UnreachableError
     NoCredentialsError                          ->  ConfigError
@@ -51,6 +52,7 @@ from dynamodb_replicator.core.errors import (
     CancellationReason,
     ConditionFailedError,
     ConfigError,
+    ItemRejectedError,
     NotFoundError,
     ReplicatorError,
     ResourceInUseError,
@@ -113,6 +115,7 @@ def _codes(rule: Rule, *codes: str) -> dict[str, Rule]:
 TABLE: Mapping[str, Rule] = {
     "ConditionalCheckFailedException": _condition_failed,
     "TransactionCanceledException": _canceled,
+    "ValidationException": _target(ItemRejectedError),
     **_codes(_target(NotFoundError), "ResourceNotFoundException", "NoSuchEntity"),
     **_codes(
         _target(ResourceInUseError),

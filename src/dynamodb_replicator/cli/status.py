@@ -1,5 +1,6 @@
-"""``dynamodb-replicator status --config FILE``: lag, backlog, errors and shard owners per
-table and region pair, from the state tables. Exit 0 healthy, 1 a pair is stuck, 2 error."""
+"""``dynamodb-replicator status --config FILE``: lag, backlog, errors, parked records and
+shard owners per table and region pair, from the state tables. Exit 0 healthy, 1 a pair is
+stuck or a parked record waits, 2 error."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.parked import DynamoParkingLot
 from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.clock import SystemClock
@@ -52,6 +54,9 @@ def read_region(
         items = store.scan(PREFIX)
         leases = store.leases()
         workers = store.live_workers(int(now * 1000))
+        parked = DynamoParkingLot(
+            store.client, state_table, spec.name, backoff=Backoff(attempts=2)
+        ).parked(list(tables))
     except ReplicatorError as exc:
         return RegionState(error=str(exc))
     reports = []
@@ -68,6 +73,7 @@ def read_region(
             if shard.split("|", 1)[0] in tables
         ),
         workers=tuple(workers),
+        parked=tuple(parked),
     )
 
 
@@ -87,4 +93,5 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(to_json(pairs, states, now=now), indent=2))
     else:
         print(render_text(pairs, states, now=now))
-    return EXIT_STUCK if any(p.stuck for p in pairs) else 0
+    waiting = any(state.parked for state in states.values())
+    return EXIT_STUCK if waiting or any(p.stuck for p in pairs) else 0

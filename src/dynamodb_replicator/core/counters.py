@@ -3,8 +3,10 @@ worker to the reports, ``status``, the runner's metrics and the Lambda's EMF lin
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
+from dynamodb_replicator.core.conflicts import ConflictOutcome
 from dynamodb_replicator.core.replicator import BatchResult
 
 __all__ = ["PairCounters"]
@@ -14,7 +16,8 @@ __all__ = ["PairCounters"]
 class PairCounters:
     """Counts of changes for one target: ``applied``; ``stale`` (rejected as older than what
     the target holds); ``failed`` (gave up after their retries); ``retried`` (write attempts
-    retried); conflicts that ``lost`` or ``won`` over a concurrent version."""
+    retried); conflicts that ``lost`` or ``won`` over a concurrent version; records ``parked``
+    (core/parking.py) instead of applied."""
 
     applied: int = 0
     stale: int = 0
@@ -22,16 +25,26 @@ class PairCounters:
     retried: int = 0
     lost: int = 0
     won: int = 0
+    parked: int = 0
 
     @classmethod
-    def of(cls, result: BatchResult, target: str) -> PairCounters:
-        """What one batch did for ``target``."""
+    def of(cls, result: BatchResult, target: str, counted: Collection[str] = ()) -> PairCounters:
+        """What one batch did for ``target``, leaving out the records of ``counted``
+        (SequenceNumbers an earlier attempt of the same records counted already)."""
         outcome = result.targets.get(target)
         failed = result.failed_count(target)
         if outcome is None:
             return cls(failed=failed)
-        lost, won = outcome.lost_and_won()
-        return cls(outcome.applied, outcome.stale, failed, outcome.retried, lost, won)
+        applied, stale = outcome.applied, outcome.stale
+        conflicts = outcome.conflicts
+        if counted:
+            again = [applied for seq, applied in outcome.settled.items() if seq in counted]
+            applied -= sum(again)
+            stale -= len(again) - sum(again)
+            conflicts = tuple(c for c in conflicts if c.sequence_number not in counted)
+        lost = sum(c.outcome is ConflictOutcome.LOST for c in conflicts)
+        won = len(conflicts) - lost
+        return cls(applied, stale, failed, outcome.retried, lost, won)
 
     def __add__(self, other: PairCounters) -> PairCounters:
         return PairCounters(
@@ -41,4 +54,5 @@ class PairCounters:
             self.retried + other.retried,
             self.lost + other.lost,
             self.won + other.won,
+            self.parked + other.parked,
         )

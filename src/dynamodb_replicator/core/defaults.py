@@ -10,6 +10,7 @@ __all__ = [
     "MAX_WORKERS",
     "METRICS_NAMESPACE",
     "PAGE_LIMIT",
+    "PARK_AFTER_SECONDS",
     "STATE_TABLE",
     "STREAM_RETENTION_SECONDS",
     "TOMBSTONE_SUFFIX",
@@ -42,6 +43,11 @@ IDLE_POLL_MAX_MS = 250
 
 PAGE_LIMIT = 1000
 """Records asked for per GetRecords call (the API's maximum)."""
+
+PARK_AFTER_SECONDS = 300.0
+"""A record that keeps failing the same way by itself (malformed, no ``__timestamp`` under
+``missing_timestamp = "fail"``, an item a region refuses) for this long is parked, and its
+shard moves on. A region that is down is never a reason to park."""
 
 METRICS_NAMESPACE = "DynamoDBReplicator"
 """The Lambda's CloudWatch (EMF) metrics namespace."""

@@ -17,6 +17,7 @@
     │   ├── NotFoundError           the table (function, role, ...) does not exist
     │   ├── ResourceInUseError      it exists already, or is being changed
     │   ├── AccessDeniedError       the credentials may not do this
+    │   ├── ItemRejectedError       the region refuses this item itself (too large, invalid)
     │   └── (plain TargetError)     validation and anything else
     ├── ExpiredIteratorError        (core.streams) .retryable = True: take a new iterator
     └── TrimmedDataError            (core.streams) the records are gone: start at TRIM_HORIZON
@@ -38,6 +39,7 @@ __all__ = [
     "ConditionFailedError",
     "ConfigError",
     "DeadlineError",
+    "ItemRejectedError",
     "MalformedRecordError",
     "MissingTimestampError",
     "NotFoundError",
@@ -154,3 +156,8 @@ class ResourceInUseError(TargetError):
 
 class AccessDeniedError(TargetError):
     """The credentials are valid but not allowed to do this."""
+
+
+class ItemRejectedError(TargetError):
+    """The region refused the request for what it holds (ValidationException: an item too
+    large, an invalid attribute): the same record fails the same way on every retry."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome
@@ -22,6 +22,8 @@ class TargetResult:
     every operation was applied or rejected as stale); ``error`` says why. ``failed`` counts
     the operations that gave up after their retries (``retried`` counts the retries);
     ``conflicts`` lists the stale changes and those that overwrote a concurrent version.
+    ``settled`` names the SequenceNumbers counted in ``applied`` and ``stale`` (so a caller
+    that replays a batch can count each record once; empty when the writer does not say).
     """
 
     region: str
@@ -32,6 +34,7 @@ class TargetResult:
     failed: int = 0
     retried: int = 0
     conflicts: tuple[Conflict, ...] = ()
+    settled: Mapping[str, bool] = field(default_factory=dict, compare=False)  # seq -> applied?
 
     def lost_and_won(self) -> tuple[int, int]:
         """How many of ``conflicts`` lost, and how many won over a concurrent version."""

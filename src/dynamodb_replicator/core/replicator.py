@@ -7,7 +7,7 @@ says, per region, how far the batch got, so the caller can resume from the lowes
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
@@ -146,10 +146,13 @@ class Replicator:
         from_json: bool,
         regions: Collection[str] | None = None,
         deadline: float | None = None,
+        logged: Callable[[Conflict], bool] | None = None,
     ) -> BatchResult:
         """Replicate ``records`` (one shard's, in order) of ``table`` in the source region
         to ``regions`` (default: every region with a writer). No write starts after
         ``deadline`` (epoch seconds); what was not done is reported as failed.
+        ``logged`` tells the conflicts an earlier attempt of these records logged already
+        (a replayed page logs each conflict once).
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
@@ -191,7 +194,7 @@ class Replicator:
             lost_locally=plan.lost_locally,
             records=len(records),
         )
-        conflicts = result.conflicts()
+        conflicts = [c for c in result.conflicts() if logged is None or not logged(c)]
         if conflicts and self.conflict_log is not None:
             self.conflict_log.record(table, self.source, conflicts)
         return result

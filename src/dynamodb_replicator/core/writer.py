@@ -62,6 +62,8 @@ class _Tally:
     # Sequence numbers of the puts counted as applied (settling may take them back).
     applied_puts: set[str] = field(default_factory=set)
     taken: list[TakenBack] = field(default_factory=list)
+    # Every sequence counted in applied or stale: True when applied.
+    settled: dict[str, bool] = field(default_factory=dict)
 
     def fail(self, sequence: str, error: ReplicatorError) -> None:
         """Record an operation that gave up; the lowest failed sequence is kept."""
@@ -76,6 +78,7 @@ class _Tally:
         self.conflicts.extend(other.conflicts)
         self.applied_puts |= other.applied_puts
         self.taken.extend(other.taken)
+        self.settled.update(other.settled)
         if other.failed is not None and other.error is not None:
             self._lowest(other.failed, other.error)
 
@@ -125,6 +128,7 @@ class StoreWriter:
             failed=total.gave_up,
             retried=total.retried,
             conflicts=tuple(total.conflicts),
+            settled=dict(total.settled),
         )
 
     def _retrying(self, call: Callable[[], T], tally: _Tally, deadline: float | None) -> T:
@@ -188,10 +192,12 @@ class StoreWriter:
                 # Later writes of this key wait for the retry: per-key order is kept.
                 tally.fail(op.sequence_number, exc)
                 return tally
-            if written.outcome is Outcome.APPLIED:
+            applied = written.outcome is Outcome.APPLIED
+            if applied:
                 tally.applied += 1
             else:
                 tally.stale += 1
+            tally.settled[op.sequence_number] = applied
             if written.conflict is not None:
                 tally.conflicts.append(written.conflict)
             if written.outcome is Outcome.APPLIED and isinstance(op, PutVersion):
@@ -218,6 +224,7 @@ class StoreWriter:
             if back.op.sequence_number in total.applied_puts:
                 total.applied -= 1
                 total.stale += 1
+                total.settled[back.op.sequence_number] = False
             total.conflicts.append(back.conflict)
 
     def _settle_chunk(self, table: str, deadline: float | None, puts: list[PutVersion]) -> _Tally:

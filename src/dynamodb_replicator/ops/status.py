@@ -1,17 +1,22 @@
 """``status``: the health of every (table, source, target) pair, from the runners' shard
 reports and leases in each source region's state table. Pure: ``now`` is passed in.
 
-A pair is **stuck** when records wait for it and it has not advanced for ``stuck_after``
-seconds, when no runner has reported on a shard for that long, or when its source region's
-state cannot be read.
+A pair is **stuck** when records exist beyond its checkpoint (stream positions, whatever
+the other targets did) and it has not advanced for ``stuck_after`` seconds, when no runner
+has reported on a shard for that long, or when its source region's state cannot be read.
+A target catching up from an older position advances, so it is not stuck. Parked records
+(core/parking.py) are named apart: they wait for ``redrive``, and ``status`` exits 1 while
+any does.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.runner.reports import PairTotals, ShardReport, TargetReport, pair_totals
 
 __all__ = [
@@ -44,6 +49,7 @@ class RegionState:
     reports: tuple[ShardReport, ...] = ()
     leases: tuple[Lease, ...] = ()
     workers: tuple[str, ...] = ()
+    parked: tuple[ParkedRecord, ...] = ()
     error: str | None = None
 
 
@@ -57,6 +63,7 @@ class PairStatus:
     totals: PairTotals = field(default_factory=PairTotals)
     stuck: bool = False
     reasons: tuple[str, ...] = field(default=())
+    parked: int = 0  # parked records of this pair waiting for redrive
 
 
 def _reasons(
@@ -72,9 +79,11 @@ def _reasons(
         if target_report.backlog and target_report.advanced_at is not None:
             stalled = now - target_report.advanced_at
             if stalled > stuck_after:
+                more = "+" if target_report.backlog_more else ""
+                why = f": {target_report.last_error}" if target_report.last_error else ""
                 reasons.append(
-                    f"shard {report.shard_id}: {target_report.backlog} records waiting, "
-                    f"no progress for {stalled:.0f} s"
+                    f"shard {report.shard_id}: {target_report.backlog}{more} records waiting "
+                    f"beyond its checkpoint, no progress for {stalled:.0f} s{why}"
                 )
     if not reports:
         reasons.append("no runner has reported on this table's shards")
@@ -108,12 +117,14 @@ def summarize(
                 found = [(r, t) for r in live for t in r.targets if t.target == target]
                 reasons = _reasons(found, now=now, stuck_after=stuck_after)
                 pair = (table, source, target)
+                parked = [p for p in state.parked if p.table == table and target in p.targets]
                 pairs.append(
                     PairStatus(
                         *pair,
                         totals.get(pair, PairTotals()),
                         stuck=bool(reasons),
                         reasons=tuple(reasons),
+                        parked=len(parked),
                     )
                 )
     return pairs
@@ -127,6 +138,7 @@ def _pair_json(pair: PairStatus, now: float) -> dict[str, Any]:
         "source": pair.source,
         "target": pair.target,
         "shards": totals.shards,
+        "idle": totals.idle and totals.shards > 0,
         "lag_s": totals.lag_s,
         "stream_age_s": totals.stream_age_s,
         "backlog": totals.backlog,
@@ -137,6 +149,20 @@ def _pair_json(pair: PairStatus, now: float) -> dict[str, Any]:
         "last_error_age_s": None if error_at is None else now - error_at,
         "stuck": pair.stuck,
         "reasons": list(pair.reasons),
+        "parked_waiting": pair.parked,
+    }
+
+
+def _parked_json(parked: ParkedRecord, now: float) -> dict[str, Any]:
+    return {
+        "table": parked.table,
+        "source": parked.source,
+        "targets": list(parked.targets),
+        "shard": parked.shard_id,
+        "sequence": parked.sequence,
+        "key": json.loads(parked.key) if parked.key else None,
+        "reason": parked.reason,
+        "age_s": round(now - parked.parked_at, 1),
     }
 
 
@@ -147,6 +173,7 @@ def to_json(
         "at": round(now, 3),
         "stuck": any(p.stuck for p in pairs),
         "pairs": [_pair_json(p, now) for p in pairs],
+        "parked": [_parked_json(p, now) for s in states.values() for p in s.parked],
         "regions": {
             name: {
                 "error": state.error,
@@ -179,14 +206,15 @@ def render_text(
     for p in pairs:
         t = p.totals
         backlog = f"{t.backlog}{'+' if t.backlog_more else ''}" if t.shards else "-"
-        state = "STUCK" if p.stuck else "ok"
+        state = "STUCK" if p.stuck else "PARKED" if p.parked else "ok"
+        idle = t.idle and t.shards > 0
         rows.append(
             (
                 p.table,
                 p.source,
                 p.target,
-                _seconds(t.lag_s),
-                _seconds(t.stream_age_s),
+                "idle" if idle else _seconds(t.lag_s),
+                "idle" if idle else _seconds(t.stream_age_s),
                 backlog,
                 _seconds(t.stalled_s),
                 state,
@@ -203,6 +231,7 @@ def render_text(
                 f"last error: {p.table} {p.source} -> {p.target} "
                 f"({_seconds(now - error_at)} ago): {p.totals.last_error}"
             )
+    lines.extend(_parked_lines(states, now))
     for name, region in states.items():
         if region.error is not None:
             lines.append(f"{name}: state unreadable")
@@ -213,3 +242,18 @@ def render_text(
             held = f"{left:.0f} s left" if left >= 0 else f"expired {-left:.0f} s ago"
             lines.append(f"  {lease.shard}  owner {lease.owner} ({held})")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _parked_lines(states: Mapping[str, RegionState], now: float) -> list[str]:
+    parked = [p for state in states.values() for p in state.parked]
+    lines = [
+        f"parked: {p.table} {p.source} -> {', '.join(p.targets)} key {p.key or '?'} "
+        f"(sequence {p.sequence}, {_seconds(now - p.parked_at)} ago): {p.reason}"
+        for p in parked
+    ]
+    if parked:
+        lines.append(
+            f"{len(parked)} parked record(s) wait: fix each item in its source region, "
+            "then run `dynamodb-replicator redrive --config FILE`"
+        )
+    return lines

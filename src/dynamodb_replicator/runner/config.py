@@ -40,6 +40,7 @@ class RunnerConfig:
     lease_timeout_seconds: float = defaults.LEASE_TIMEOUT_SECONDS
     idle_poll_max_ms: int = defaults.IDLE_POLL_MAX_MS
     page_limit: int = defaults.PAGE_LIMIT
+    park_after_seconds: float = defaults.PARK_AFTER_SECONDS
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
 
     def region(self, name: str) -> RegionSpec:
@@ -63,6 +64,7 @@ _OPTIONAL: dict[str, tuple[type, Any]] = {
     "lease_timeout_seconds": (float, defaults.LEASE_TIMEOUT_SECONDS),
     "idle_poll_max_ms": (int, defaults.IDLE_POLL_MAX_MS),
     "page_limit": (int, defaults.PAGE_LIMIT),
+    "park_after_seconds": (float, defaults.PARK_AFTER_SECONDS),
     "missing_timestamp": (str, "fail"),
     "policy": (str, "last-writer-wins"),
     "tombstone_suffix": (str, defaults.TOMBSTONE_SUFFIX),
@@ -112,7 +114,13 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     if len(set(tables)) != len(tables):
         raise ConfigError("a table is listed twice in tables")
     values = {key: _typed(data, key, kind, default) for key, (kind, default) in _OPTIONAL.items()}
-    for key in ("lease_timeout_seconds", "idle_poll_max_ms", "page_limit", "max_workers"):
+    for key in (
+        "lease_timeout_seconds",
+        "idle_poll_max_ms",
+        "page_limit",
+        "max_workers",
+        "park_after_seconds",
+    ):
         if values[key] <= 0:
             raise ConfigError(f"{key} must be positive")
     if values["page_limit"] > 1000:
@@ -140,6 +148,7 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
         lease_timeout_seconds=values["lease_timeout_seconds"],
         idle_poll_max_ms=values["idle_poll_max_ms"],
         page_limit=values["page_limit"],
+        park_after_seconds=values["park_after_seconds"],
         replication=replication,
     )
 

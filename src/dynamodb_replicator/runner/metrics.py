@@ -4,7 +4,7 @@ shard reports at scrape time, and the lag histogram observed as pages are applie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,6 +23,8 @@ LAG_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300
 
 # Every shard report of the process; True marks the shards it holds now.
 Reports = Callable[[], Sequence[tuple[ShardReport, bool]]]
+# Parked records waiting for redrive, per (table, source region).
+Parked = Callable[[], Mapping[tuple[str, str], int]]
 
 # PairCounters fields, each served as dynamodb_replicator_<field>_total.
 _COUNTERS: tuple[tuple[str, str], ...] = (
@@ -30,19 +32,28 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("stale", "changes the target rejected as older than what it holds"),
     ("failed", "writes that failed after their retries (retried later)"),
     ("retried", "write attempts retried after a retryable error"),
+    ("parked", "records parked (failing by themselves) instead of applied; see redrive"),
 )
 _GAUGES: tuple[tuple[str, Callable[[PairTotals], float | None], str], ...] = (
-    ("lag_seconds", lambda t: t.lag_s, "age (by __timestamp) of the newest change applied"),
+    (
+        "lag_seconds",
+        lambda t: 0.0 if t.idle else t.lag_s,
+        "age (by __timestamp) of the newest change applied; 0 while nothing waits (idle)",
+    ),
     (
         "stream_age_seconds",
-        lambda t: t.stream_age_s,
-        "age (by stream record time) of the last record applied",
+        lambda t: 0.0 if t.idle else t.stream_age_s,
+        "age (by stream record time) of the last record applied; 0 while idle",
     ),
-    ("backlog_records", lambda t: t.backlog, "records read from the stream, not yet applied"),
+    (
+        "backlog_records",
+        lambda t: t.backlog,
+        "records known beyond the target's checkpoint (from stream positions)",
+    ),
     (
         "stalled_seconds",
         lambda t: max(0.0, t.stalled_s or 0.0),
-        "time since a target with a backlog last advanced",
+        "time since a target with records beyond its checkpoint last advanced",
     ),
 )
 
@@ -51,10 +62,13 @@ class ReportCollector(Collector):
     """Counters from every shard report of this process (they never go down); gauges from the
     shards it holds now. Called once per scrape."""
 
-    def __init__(self, reports: Reports, *, worker: str, clock: Clock) -> None:
+    def __init__(
+        self, reports: Reports, *, worker: str, clock: Clock, parked: Parked | None = None
+    ) -> None:
         self.reports = reports
         self.worker = worker
         self.clock = clock
+        self.parked = parked
 
     def collect(self) -> Iterable[Metric]:
         reports = self.reports()
@@ -64,6 +78,15 @@ class ReportCollector(Collector):
         yield from _counters(everything)
         yield from _gauges(pair_totals(held, now=now))
         yield from self._leases(held)
+        if self.parked is not None:
+            waiting = GaugeMetricFamily(
+                f"{PREFIX}_parked_records",
+                "parked records waiting for `dynamodb-replicator redrive`",
+                labels=("table", "source"),
+            )
+            for (table, source), count in sorted(self.parked().items()):
+                waiting.add_metric((table, source), count)
+            yield waiting
 
     def _leases(self, held: Sequence[ShardReport]) -> Iterable[Metric]:
         owned = GaugeMetricFamily(
@@ -113,9 +136,11 @@ def _gauges(pairs: dict[Pair, PairTotals]) -> Iterable[Metric]:
 class RunnerMetrics:
     """The registry ``/metrics`` serves, and the lag histogram the shard workers feed."""
 
-    def __init__(self, reports: Reports, *, worker: str, clock: Clock) -> None:
+    def __init__(
+        self, reports: Reports, *, worker: str, clock: Clock, parked: Parked | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(ReportCollector(reports, worker=worker, clock=clock))
+        self.registry.register(ReportCollector(reports, worker=worker, clock=clock, parked=parked))
         self.lag = Histogram(
             f"{PREFIX}_batch_lag_seconds",
             "lag (by __timestamp) of each batch of changes a target applied",

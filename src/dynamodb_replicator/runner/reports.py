@@ -16,6 +16,7 @@ from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.runner.shardworker import ShardStats
 
 __all__ = [
+    "IDLE_AFTER_S",
     "Pair",
     "PairTotals",
     "ShardReport",
@@ -26,6 +27,10 @@ __all__ = [
 ]
 
 Pair = tuple[str, str, str]  # (table, source region, target region)
+
+IDLE_AFTER_S = 10.0
+"""A target with nothing waiting that accepted nothing for this long is idle: its lag is
+"idle", not the frozen lag of its last change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,7 @@ def target_reports(stats: ShardStats, targets: Iterable[str]) -> tuple[TargetRep
     counters, lag, age = dict(stats.counters), dict(stats.lag_s), dict(stats.stream_age_s)
     backlog, advanced = dict(stats.backlog), dict(stats.advanced_at)
     errors, error_at = dict(stats.last_error), dict(stats.last_error_at)
-    more = stats.backlog_more
+    more = dict(stats.backlog_more)
     return tuple(
         TargetReport(
             target,
@@ -77,7 +82,7 @@ def target_reports(stats: ShardStats, targets: Iterable[str]) -> tuple[TargetRep
             lag_s=lag.get(target),
             stream_age_s=age.get(target),
             backlog=backlog.get(target, 0),
-            backlog_more=more,
+            backlog_more=more.get(target, False),
             advanced_at=advanced.get(target),
             last_error=errors.get(target),
             last_error_at=error_at.get(target),
@@ -90,10 +95,16 @@ def _max(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+def _idle(report: TargetReport, now: float) -> bool:
+    quiet = report.advanced_at is None or now - report.advanced_at >= IDLE_AFTER_S
+    return not report.backlog and quiet
+
+
 @dataclass(frozen=True, slots=True)
 class PairTotals:
     """Shard reports of one pair combined: counters summed; gauges at their worst (largest
-    lag, summed backlog, longest stall); the most recent error; ``shards`` reports."""
+    lag, summed backlog, longest stall); the most recent error; ``shards`` reports. Idle
+    shards add no lag: ``idle`` when every shard is."""
 
     counters: PairCounters = field(default_factory=PairCounters)
     shards: int = 0
@@ -104,6 +115,7 @@ class PairTotals:
     stalled_s: float | None = None  # since a shard with a backlog last advanced
     last_error: str | None = None
     last_error_at: float | None = None
+    idle: bool = True
 
     def add(self, report: TargetReport, *, now: float) -> PairTotals:
         """These totals with ``report`` counted."""
@@ -114,16 +126,18 @@ class PairTotals:
         at = report.last_error_at
         if report.last_error and at is not None and (error_at is None or at > error_at):
             error, error_at = report.last_error, at
+        idle = _idle(report, now)
         return PairTotals(
             self.counters + report.counters,
             self.shards + 1,
-            _max(self.lag_s, report.lag_s),
-            _max(self.stream_age_s, report.stream_age_s),
+            self.lag_s if idle else _max(self.lag_s, report.lag_s),
+            self.stream_age_s if idle else _max(self.stream_age_s, report.stream_age_s),
             self.backlog + report.backlog,
             self.backlog_more or report.backlog_more,
             stalled,
             error,
             error_at,
+            self.idle and idle,
         )
 
 

@@ -15,16 +15,18 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.parked import DynamoParkingLot
 from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.clock import SystemClock
+from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Clock, ConflictLog
@@ -86,11 +88,20 @@ class _Region:
         self.replicator: Replicator = build_replicator(
             spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
         )
+        self.parking = DynamoParkingLot(
+            make_client("dynamodb", spec), config.state_table, spec.name
+        )
 
     def process(
-        self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
     ) -> BatchResult:
-        return self.replicator.process(table, records, from_json=False, regions=targets)
+        return self.replicator.process(
+            table, records, from_json=False, regions=targets, logged=logged
+        )
 
 
 class Runner:
@@ -118,7 +129,11 @@ class Runner:
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.stopping = threading.Event()
         self.conflict_log: JsonLinesConflictLog | None = None
-        self.metrics = RunnerMetrics(self.reports, worker=self.worker_id, clock=self.clock)
+        # Parked records per (table, source), read from the state tables each round.
+        self.parked: dict[tuple[str, str], int] = {}
+        self.metrics = RunnerMetrics(
+            self.reports, worker=self.worker_id, clock=self.clock, parked=lambda: self.parked
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
@@ -258,6 +273,20 @@ class Runner:
         while len(self.owned) > share:  # another worker joined: hand shards over
             self._drop(next(reversed(self.owned)), release=True)
         self.publish()
+        self._count_parked()
+
+    def _count_parked(self) -> None:
+        counts = {(t, name): 0 for t in self.config.tables for name in self.regions}
+        for name, region in self.regions.items():
+            try:
+                for parked in region.parking.parked(self.config.tables):
+                    key = (parked.table, name)
+                    counts[key] = counts.get(key, 0) + 1
+            except ReplicatorError as exc:
+                log.warning(
+                    "parked records not counted", extra={"region": name, "reason": str(exc)}
+                )
+        self.parked = counts
 
     def _renew(self, name: str, region: _Region, now: int) -> None:
         for ref, owned in list(self.owned.items()):
@@ -294,6 +323,9 @@ class Runner:
             page_limit=self.config.page_limit,
             fields=self.config.replication.fields,
             on_lag=self.metrics.lag_observer(ref.table, name),
+            parking=region.parking,
+            park_after=self.config.park_after_seconds,
+            region=name,
         )
         stop = threading.Event()
         thread = threading.Thread(

@@ -9,20 +9,25 @@ read on. Cursors that reach the same position merge again, so a healthy shard is
 Each target's position is checkpointed after every page, only once that target accepted
 (or rejected as stale) the records. A child shard is read for a target only once its
 parent is finished for that target.
+
+A replayed page counts and logs only what no earlier attempt counted or logged. A record
+that fails by itself the same way for ``park_after`` seconds is parked (core/parking.py)
+and the shard moves on past it; a target region that is down is waited for, never parked.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.model import SystemAttributes
-from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.parking import ParkingLot, PoisonWatch
+from dynamodb_replicator.core.ports import Clock, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import (
@@ -34,46 +39,20 @@ from dynamodb_replicator.core.streams import (
     StreamSource,
     TrimmedDataError,
 )
+from dynamodb_replicator.runner.count_once import CountOnce
+from dynamodb_replicator.runner.parker import Parker
+from dynamodb_replicator.runner.positions import ShardPositions
+from dynamodb_replicator.runner.shard_state import (
+    Cursor,
+    LagObserver,
+    Process,
+    ShardStats,
+    error_at,
+)
 
-__all__ = ["Cursor", "ShardStats", "ShardWorker"]
+__all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "ShardWorker"]
 
 log = logging.getLogger(__name__)
-
-Process = Callable[[str, Sequence[Mapping[str, Any]], Collection[str]], BatchResult]
-# Told the lag (seconds) of every page a target accepted, e.g. to feed a histogram.
-LagObserver = Callable[[str, float], None]
-
-
-@dataclass(slots=True)
-class Cursor:
-    targets: set[str]
-    position: str | None  # last SequenceNumber handled; None: from TRIM_HORIZON
-    iterator: str | None = None
-    retry_at: float = 0.0
-    failures: int = 0
-    # Records up to ``position``, counted from where this worker started reading: the
-    # furthest cursor's count minus a cursor's count is that cursor's backlog.
-    count: int = 0
-
-
-@dataclass(slots=True)
-class ShardStats:
-    """Counters and gauges per target region, read by metrics, progress and status.
-
-    Written only by the shard's thread; readers copy the dicts.
-    """
-
-    counters: dict[str, PairCounters] = field(default_factory=dict)
-    last_error: dict[str, str] = field(default_factory=dict)
-    last_error_at: dict[str, float] = field(default_factory=dict)
-    lag_s: dict[str, float] = field(default_factory=dict)
-    stream_age_s: dict[str, float] = field(default_factory=dict)
-    advanced_at: dict[str, float] = field(default_factory=dict)
-    backlog: dict[str, int] = field(default_factory=dict)
-    # The furthest cursor read a full page last: more records wait behind the backlog.
-    backlog_more: bool = False
-    records: int = 0
-    echoes: int = 0
 
 
 class ShardWorker:
@@ -93,6 +72,9 @@ class ShardWorker:
         retry_cap: float = 30.0,
         fields: SystemAttributes | None = None,
         on_lag: LagObserver | None = None,
+        parking: ParkingLot | None = None,
+        park_after: float = defaults.PARK_AFTER_SECONDS,
+        region: str = "",
     ) -> None:
         self.fields = fields or SystemAttributes()
         self.targets = tuple(targets)
@@ -107,11 +89,15 @@ class ShardWorker:
         self.backoff = Backoff(base=0.1, cap=retry_cap)
         self.on_lag = on_lag
         self.stats = ShardStats()
-        self.frontier = 0  # the furthest cursor's count
         self.cursors: list[Cursor] = []
         self.waiting: set[str] = set()  # targets whose parent shard is not finished yet
         self.finished: set[str] = set()
         saved = checkpoints.load(shard)
+        self.positions = ShardPositions(saved)
+        self.once = CountOnce(targets)
+        self.parker = Parker(
+            shard, region, parking, PoisonWatch(park_after), self.stats, clock=clock
+        )
         started = clock.now()
         for target in targets:
             self.stats.advanced_at[target] = started
@@ -185,13 +171,20 @@ class ShardWorker:
         if page is None:
             return 0
         records = page.records
-        if cursor.count >= self.frontier:
-            self.stats.backlog_more = len(records) >= self.page_limit
         if records:
+            self.positions.read(
+                (str(r["dynamodb"]["SequenceNumber"]) for r in records),
+                full=len(records) >= self.page_limit,
+            )
             self.stats.records += len(records)
-            result = self.process(self.shard.table, records, cursor.targets)
+            kept = self.parker.kept(records, cursor.targets)
+            result = (
+                self.process(self.shard.table, kept, cursor.targets, logged=self.once.logged)
+                if kept
+                else BatchResult({t: TargetResult(t) for t in cursor.targets})
+            )
             self._settle(cursor, records, result)
-            self._note_backlog()
+        self._note_backlog()
         if cursor in self.cursors and cursor.failures == 0:
             cursor.iterator = page.next_iterator
             if page.next_iterator is None:  # closed shard, read to its end
@@ -203,7 +196,7 @@ class ShardWorker:
     ) -> None:
         last = str(records[-1]["dynamodb"]["SequenceNumber"])
         positions: dict[str, str] = {}
-        failed_targets: dict[str, tuple[str | None, int]] = {}
+        failures: dict[str, tuple[str, ReplicatorError | None]] = {}
         self.stats.echoes += result.echoes
         now = self.clock.now()
         ages = batch_ages(records, now, self.fields)
@@ -220,67 +213,96 @@ class ShardWorker:
                 if ages.stream is not None:
                     self.stats.stream_age_s[target] = ages.stream
                 continue
+            failures[target] = (failed, error_at(result, target, failed))
+        self.once.logged_all(result)
+        failed_targets = self._failed_positions(cursor, records, failures, positions, now)
+        self.checkpoints.save(self.shard, positions)
+        for target, position in positions.items():
+            self.positions.moved(target, position)
+            self.parker.passed(target, position)
+        self.once.forget(self.positions.checkpoint, self._active())
+        moved_on = self.parker.check(records, failures)
+        self._split(cursor, last, failed_targets)
+        for other in self.cursors:
+            if other.targets & moved_on:  # parked: read again at once, without the record
+                other.retry_at = now
+
+    def _failed_positions(
+        self,
+        cursor: Cursor,
+        records: Sequence[Mapping[str, Any]],
+        failures: Mapping[str, tuple[str, ReplicatorError | None]],
+        positions: dict[str, str],
+        now: float,
+    ) -> dict[str, str | None]:
+        """Each failed target's position: after the last record before its failure."""
+        failed_targets: dict[str, str | None] = {}
+        for target, (failed, _) in failures.items():
             before = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
             accepted = [s for s in before if int(s) < int(failed)]
             position = accepted[-1] if accepted else cursor.position
-            failed_targets[target] = (position, cursor.count + len(accepted))
+            failed_targets[target] = position
             if accepted:
                 self.stats.advanced_at[target] = now
-        for target, (position, _) in failed_targets.items():
             if position is not None and position != cursor.position:
                 positions[target] = position
-        self.checkpoints.save(self.shard, positions)
+        return failed_targets
+
+    def _split(self, cursor: Cursor, last: str, failed_targets: Mapping[str, str | None]) -> None:
         if not failed_targets:
             cursor.position = last
-            cursor.count += len(records)
             cursor.failures = 0
             return
         if len(failed_targets) == len(cursor.targets) and len(set(failed_targets.values())) == 1:
-            cursor.position, cursor.count = next(iter(failed_targets.values()))
+            cursor.position = next(iter(failed_targets.values()))
             cursor.iterator = None
             self._back_off(cursor, self.stats.last_error[next(iter(failed_targets))])
             return
         cursor.targets -= set(failed_targets)
         cursor.position = last
-        cursor.count += len(records)
         if not cursor.targets:
             self.cursors.remove(cursor)
-        for target, (position, count) in failed_targets.items():
-            split = Cursor({target}, position, count=count)
+        for target, position in failed_targets.items():
+            split = Cursor({target}, position)
             self.cursors.append(split)
             self._back_off(split, self.stats.last_error[target])
 
     def _count(self, target: str, result: BatchResult) -> None:
         stats = self.stats
-        counted = PairCounters.of(result, target)
+        counted = self.once.count(target, result)
         # One assignment of a frozen value: a reader on another thread sees all or nothing.
         stats.counters[target] = stats.counters.get(target, PairCounters()) + counted
         if not counted.failed:
             return
-        outcome = result.targets.get(target)
-        error = (outcome.error if outcome else None) or (
-            result.record_failures[0].error if result.record_failures else None
-        )
-        stats.last_error[target] = str(error)
+        failed = result.failed_sequence(target)
+        stats.last_error[target] = str(error_at(result, target, failed or ""))
         stats.last_error_at[target] = self.clock.now()
 
+    def _active(self) -> set[str]:
+        return {t for c in self.cursors for t in c.targets}
+
     def _note_backlog(self) -> None:
-        self.frontier = max([self.frontier, *(c.count for c in self.cursors)])
-        backlog = dict.fromkeys(self.targets, 0)
-        for cursor in self.cursors:
-            for target in cursor.targets:
-                backlog[target] = self.frontier - cursor.count
-        self.stats.backlog = backlog
+        self.positions.prune(self._active())
+        backlog: dict[str, int] = {}
+        more: dict[str, bool] = {}
+        for target in self.targets:
+            if target in self.finished or target in self.waiting:
+                backlog[target], more[target] = 0, False  # the parent shard's report says
+            else:
+                backlog[target], more[target] = self.positions.backlog(target)
+        # One assignment each: a reader on another thread sees whole dicts.
+        self.stats.backlog, self.stats.backlog_more = backlog, more
 
     def _back_off(self, cursor: Cursor, reason: str) -> None:
         cursor.failures += 1
         delay = self.backoff.ceiling(cursor.failures)
         cursor.retry_at = self.clock.now() + delay
         log.warning(
-            "shard paused for some targets",
+            "replication to these targets waits for a retry (status shows the stall)",
             extra={
                 "shard": str(self.shard),
                 "targets": sorted(cursor.targets),
+                "after": cursor.position,
                 "retry_in_s": round(delay, 2),
                 "reason": reason,
             },
@@ -301,7 +323,6 @@ class ShardWorker:
             # Same position: one iterator serves both (the one already positioned).
             keep, drop = (twin, cursor) if twin.iterator or not cursor.iterator else (cursor, twin)
             keep.targets |= drop.targets
-            keep.count = max(keep.count, drop.count)
             keep.failures = min(keep.failures, drop.failures)
             keep.retry_at = min(keep.retry_at, drop.retry_at)
             self.cursors.remove(drop)

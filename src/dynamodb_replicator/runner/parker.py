@@ -1,0 +1,142 @@
+"""A shard worker's parking: which records it parked for which targets, and parking one.
+
+A record is parked for the targets whose failure on it ``PoisonWatch`` finds due; from then
+on the worker leaves it out of what it sends those targets, so the shard moves on. Parking
+writes the whole record first: when that write fails, nothing is skipped (it is retried).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dynamodb_replicator.core.codec import key_to_json, record_to_lambda_event_record
+from dynamodb_replicator.core.counters import PairCounters
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.parking import ParkedRecord, ParkingLot, PoisonWatch
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.streams import ShardRef
+
+__all__ = ["Failures", "Parker"]
+
+log = logging.getLogger(__name__)
+
+# target -> (the SequenceNumber it failed at, why)
+Failures = Mapping[str, tuple[str, ReplicatorError | None]]
+
+
+def _sequence(record: Mapping[str, Any]) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def _key_text(record: Mapping[str, Any]) -> str:
+    try:
+        return key_to_json(record["dynamodb"]["Keys"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
+
+
+def _event(record: Mapping[str, Any], shard: ShardRef, region: str) -> Mapping[str, Any]:
+    try:
+        return record_to_lambda_event_record(
+            record, event_source_arn=shard.stream_arn, aws_region=region
+        )
+    except (KeyError, TypeError, ValueError, AttributeError, ReplicatorError):
+        # Malformed beyond the Lambda form: kept as it came, every value as text.
+        kept: Mapping[str, Any] = json.loads(json.dumps(record, default=str))
+        return kept
+
+
+class Parker:
+    """Parks one shard's poison records (``lot`` None: never parks)."""
+
+    def __init__(
+        self,
+        shard: ShardRef,
+        region: str,
+        lot: ParkingLot | None,
+        watch: PoisonWatch,
+        stats: Any,
+        *,
+        clock: Clock,
+    ) -> None:
+        self.shard = shard
+        self.region = region
+        self.lot = lot
+        self.watch = watch
+        self.stats = stats  # the worker's ShardStats (counters per target)
+        self.clock = clock
+        self.skip: dict[str, set[str]] = {}  # target -> parked sequences not yet passed
+        self._targets: dict[str, set[str]] = {}  # sequence -> every target it is parked for
+
+    def kept(
+        self, records: Sequence[Mapping[str, Any]], targets: set[str]
+    ) -> list[Mapping[str, Any]]:
+        """``records`` without those parked for every one of ``targets``."""
+        return [
+            r for r in records if not all(_sequence(r) in self.skip.get(t, ()) for t in targets)
+        ]
+
+    def passed(self, target: str, position: str) -> None:
+        """``target`` is checkpointed at ``position``: forget what it parked before."""
+        self.watch.clear(target)
+        left = {s for s in self.skip.get(target, ()) if int(s) > int(position)}
+        if left:
+            self.skip[target] = left
+        else:
+            self.skip.pop(target, None)
+
+    def check(self, records: Sequence[Mapping[str, Any]], failures: Failures) -> set[str]:
+        """Park the records whose failures are due; the targets that moved on."""
+        if self.lot is None:
+            return set()
+        now = self.clock.now()
+        due: dict[str, set[str]] = {}
+        for target, (sequence, error) in failures.items():
+            if self.watch.failed(target, sequence, error, now):
+                due.setdefault(sequence, set()).add(target)
+        moved: set[str] = set()
+        by_sequence = {_sequence(r): r for r in records}
+        for sequence, targets in due.items():
+            record = by_sequence.get(sequence)
+            reason = str(failures[min(targets)][1])
+            if record is not None and self._park(record, targets, reason, now):
+                moved |= targets
+        return moved
+
+    def _park(self, record: Mapping[str, Any], targets: set[str], reason: str, now: float) -> bool:
+        assert self.lot is not None
+        sequence = _sequence(record)
+        every = self._targets.get(sequence, set()) | targets
+        parked = ParkedRecord(
+            table=self.shard.table,
+            source=self.region,
+            stream=self.shard.stream_label,
+            shard_id=self.shard.shard_id,
+            sequence=sequence,
+            key=_key_text(record),
+            targets=tuple(sorted(every)),
+            reason=reason,
+            parked_at=now,
+            record=_event(record, self.shard, self.region),
+        )
+        where = {"shard": str(self.shard), "sequence": sequence, "key": parked.key}
+        try:
+            self.lot.park(parked)
+        except ReplicatorError as exc:
+            log.error("record not parked; it is retried", extra={**where, "reason": str(exc)})
+            return False
+        log.error(
+            "record parked: replication moves on without it; fix the item in the source "
+            "region, then run `dynamodb-replicator redrive`",
+            extra={**where, "targets": sorted(targets), "reason": reason},
+        )
+        self._targets[sequence] = every
+        for target in targets:
+            self.skip.setdefault(target, set()).add(sequence)
+            self.watch.clear(target)
+            before = self.stats.counters.get(target, PairCounters())
+            self.stats.counters[target] = before + PairCounters(parked=1)
+        return True

@@ -1,0 +1,73 @@
+"""The values a shard worker shares: the ``Process`` port it applies pages with, its
+cursors, and the stats it publishes per target (read by reports, metrics and status)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.counters import PairCounters
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.replicator import BatchResult
+
+__all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "error_at"]
+
+
+class Process(Protocol):
+    """Apply records of a table to some targets (``Replicator.process``); ``logged`` tells
+    the conflicts an earlier attempt logged already."""
+
+    def __call__(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+    ) -> BatchResult: ...
+
+
+# Told the lag (seconds) of every page a target accepted, e.g. to feed a histogram.
+LagObserver = Callable[[str, float], None]
+
+
+@dataclass(slots=True)
+class Cursor:
+    targets: set[str]
+    position: str | None  # last SequenceNumber handled; None: from TRIM_HORIZON
+    iterator: str | None = None
+    retry_at: float = 0.0
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class ShardStats:
+    """Counters and gauges per target region, read by metrics, progress and status.
+
+    Written only by the shard's thread; readers copy the dicts.
+    """
+
+    counters: dict[str, PairCounters] = field(default_factory=dict)
+    last_error: dict[str, str] = field(default_factory=dict)
+    last_error_at: dict[str, float] = field(default_factory=dict)
+    lag_s: dict[str, float] = field(default_factory=dict)
+    stream_age_s: dict[str, float] = field(default_factory=dict)
+    advanced_at: dict[str, float] = field(default_factory=dict)
+    # From positions (runner/positions.py): records known beyond each target's checkpoint,
+    # and whether more may wait.
+    backlog: dict[str, int] = field(default_factory=dict)
+    backlog_more: dict[str, bool] = field(default_factory=dict)
+    records: int = 0
+    echoes: int = 0
+
+
+def error_at(result: BatchResult, target: str, sequence: str) -> ReplicatorError | None:
+    """Why ``target`` failed at ``sequence``: the record itself, or the target's write."""
+    for failure in result.record_failures:
+        if failure.sequence_number == sequence:
+            return failure.error
+    outcome = result.targets.get(target)
+    if outcome is not None and outcome.error is not None:
+        return outcome.error
+    return result.record_failures[0].error if result.record_failures else None
