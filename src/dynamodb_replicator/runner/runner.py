@@ -22,7 +22,7 @@ from typing import Any
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.report_items import report_to_item
-from dynamodb_replicator.aws.state import DynamoStateStore
+from dynamodb_replicator.aws.state import DynamoStateStore, WorkerIdInUseError
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ReplicatorError
@@ -108,6 +108,8 @@ class Runner:
         self.config_path = config_path
         self._config_stamp = _stamp(config_path)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # This process's claim on the worker id: a second process with the same id refuses.
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
         self.clock = clock or SystemClock()
         self.regions: dict[str, _Region] = {}
         self.owned: dict[ShardRef, _Owned] = {}
@@ -125,7 +127,16 @@ class Runner:
         """Check the configuration against the regions; create state/tombstone tables."""
         preflight(self.config)
         self.conflict_log = open_conflict_log(self.config.replication.conflict_log)
-        self.regions = self._regions(self.config)
+        regions = self._regions(self.config)
+        try:
+            self._claim_worker_id(regions)
+        except ReplicatorError:
+            for region in regions.values():
+                region.replicator.close()
+            if self.conflict_log is not None:
+                self.conflict_log.close()
+            raise
+        self.regions = regions
         log.info(
             "runner started",
             extra={
@@ -135,12 +146,40 @@ class Runner:
             },
         )
 
+    def _claim_worker_id(self, regions: dict[str, _Region]) -> None:
+        """Claim this worker id in every region. A claim another process renews refuses the
+        start (the id runs twice); one left to expire (a process that died) is taken over
+        when it expires, at most ``lease_timeout_seconds`` later, and its leases with it."""
+        for region in regions.values():
+            first: WorkerIdInUseError | None = None
+            while True:
+                now = self._now_ms()
+                try:
+                    region.state.heartbeat(
+                        self.worker_id, now + self.lease_ms, instance=self.instance, now_ms=now
+                    )
+                    break
+                except WorkerIdInUseError as held:
+                    if first is None:
+                        first = held
+                        log.info(
+                            "worker id held by another process: waiting to see it renewed "
+                            "(refuse) or expire (take over)",
+                            extra={"worker": self.worker_id, "region": region.spec.name},
+                        )
+                    elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
+                        raise  # renewed meanwhile: the same id runs in another process
+                self.stopping.wait(0.2)
+
+    def _interval(self) -> float:
+        return max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
+
     def run(self, stop: threading.Event) -> None:
         """Balance until ``stop`` is set (call ``stop_soon`` from a signal handler to also cut
         retries short), then shut down."""
         if not self.regions:
             self.start()
-        interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
+        interval = self._interval()
         try:
             while not stop.is_set():
                 try:
@@ -169,7 +208,7 @@ class Runner:
             self._drop(ref, release=True)
         for region in self.regions.values():
             try:
-                region.state.forget_worker(self.worker_id)
+                region.state.forget_worker(self.worker_id, instance=self.instance)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()
@@ -227,7 +266,9 @@ class Runner:
         workers = 1
         for name, region in self.regions.items():
             try:
-                region.state.heartbeat(self.worker_id, now + self.lease_ms)
+                region.state.heartbeat(
+                    self.worker_id, now + self.lease_ms, instance=self.instance, now_ms=now
+                )
                 self._renew(name, region, now)
                 for ref, parent in self._discover(name, region).items():
                     candidates[ref] = (name, parent)
