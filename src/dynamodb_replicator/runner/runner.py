@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,7 @@ from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, open_conflict_log
+from dynamodb_replicator.observe.contract_log import warn_violations
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import preflight
@@ -75,8 +76,10 @@ class _Region:
         config: RunnerConfig,
         stopping: threading.Event,
         conflict_log: ConflictLog | None,
+        on_violations: Callable[[str, str, BatchResult], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.on_violations = on_violations
         self.streams = StreamClient(
             spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
         )
@@ -90,7 +93,10 @@ class _Region:
     def process(
         self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
     ) -> BatchResult:
-        return self.replicator.process(table, records, from_json=False, regions=targets)
+        result = self.replicator.process(table, records, from_json=False, regions=targets)
+        if result.violations and self.on_violations is not None:
+            self.on_violations(table, self.spec.name, result)
+        return result
 
 
 class Runner:
@@ -193,9 +199,15 @@ class Runner:
 
     def _regions(self, config: RunnerConfig) -> dict[str, _Region]:
         return {
-            spec.name: _Region(spec, config, self.stopping, self.conflict_log)
+            spec.name: _Region(
+                spec, config, self.stopping, self.conflict_log, self._note_violations
+            )
             for spec in config.regions
         }
+
+    def _note_violations(self, table: str, source: str, result: BatchResult) -> None:
+        warn_violations(table, result.violations)
+        self.metrics.count_violations(table, source, (v.kind.value for v in result.violations))
 
     def stop_soon(self) -> None:
         """Make waiting retries give up now; the caller also sets the ``run`` event."""
