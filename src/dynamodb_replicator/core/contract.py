@@ -7,7 +7,7 @@ Three kinds:
 * ``kept-timestamp``: an update changed user attributes but kept ``__timestamp`` (and so
   the version). When the item was last written by the replicator, the update looks like
   the replicator's own echo and is *not* replicated; when it was last written locally it
-  is replicated, but a region that holds the version already treats it as stale.
+  is replicated (the same version overwrites the targets' copy).
 * ``seconds-timestamp``: a ``__timestamp`` below 1e11 (seconds since the epoch, or a
   small counter) where the version it replaced, or another write of the batch, is in
   milliseconds: the write loses to older ones.
@@ -59,7 +59,8 @@ class Violation:
             what = (
                 "not replicated: it looks like the replicator's own write"
                 if not self.replicated
-                else "replicated, but regions holding this version already ignore it"
+                else "replicated this time (the item was last written here), but not when "
+                "the replicator wrote it last"
             )
             return (
                 f"an update changed attributes but kept __timestamp {self.timestamp}: "
