@@ -151,7 +151,7 @@ def test_with_tables_reads_key_schemas_from_the_named_region(
         assert main([*command, "--schema-from", "us-east-1"]) == 2
         assert "would create the tables" in capsys.readouterr().err
         out = tmp_path / "us.json"
-        shape = ["--schema-from", "eu-west-1", "--format", "json", "--output", str(out)]
+        shape = ["--schema-from", "eu-west-1", "--output", "json", "--out-file", str(out)]
         assert main([*command, *shape]) == 0
         table = json.loads(out.read_text())["Resources"]["OrdersTable"]["Properties"]
         assert table["KeySchema"] == [

@@ -75,15 +75,15 @@ def test_diff_then_repair_then_clean_diff(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = config(tmp_path, ddb_local.endpoint_url)
-    assert main(["diff", "--config", path, "--json"]) == 1
+    assert main(["diff", "--config", path, "--output", "json"]) == 1
     (report,) = json.loads(capsys.readouterr().out)
     eu, ap = report["regions"][EU], report["regions"][AP]
     assert report["items"] == {US: 302, EU: 301, AP: 304}
     assert (eu["missing"], eu["extra"], eu["different"]) == (1, 0, 1)
     assert (ap["missing"], ap["extra"], ap["different"]) == (0, 2, 0)
-    assert any("missing" in key for key in eu["samples"]["missing"])
+    assert eu["samples"]["missing"] == [{"pk": {"S": "missing"}}]  # a key object, not a string
 
-    assert main(["repair", "--config", path, "--dry-run", "--json"]) == 0
+    assert main(["repair", "--config", path, "--dry-run", "--output", "json"]) == 0
     (dry,) = json.loads(capsys.readouterr().out)
     assert dry["repair"]["puts"] == {EU: 2, US: 2, AP: 1}  # missing+extra, extra+changed, changed
     assert dry["repair"]["deletes"] == {AP: 1}
@@ -118,3 +118,27 @@ def test_bad_input_is_a_clear_error(
     create_table(clients[EU], "Shape", (("id", "N"),), region=EU)
     assert main(["repair", "--config", path, "--table", "Shape", "--regions", f"{US},{EU}"]) == 2
     assert "different key schemas" in capsys.readouterr().err
+
+
+def test_repair_names_undecidable_keys_and_exits_1(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for region, client in clients.items():
+        create_table(client, "Undecided", region=region)
+    unversioned = {"pk": {"S": "no-version"}, "v": {"S": "written without __timestamp"}}
+    clients[EU].put_item(TableName="Undecided", Item=unversioned)
+    path = str(
+        write_config(
+            tmp_path / "u.toml", ["Undecided"], dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+        )
+    )
+    assert main(["repair", "--config", path]) == 1
+    out = capsys.readouterr().out
+    assert "undecidable keys: 1" in out
+    assert '{"pk": {"S": "no-version"}}' in out
+    assert main(["repair", "--config", path, "--output", "json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["repair"]["undecidable"] == [{"pk": {"S": "no-version"}}]

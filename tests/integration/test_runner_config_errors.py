@@ -93,3 +93,26 @@ def test_config_file_errors_are_refused(tmp_path: Path, capsys: pytest.CaptureFi
     config.write_text('tables = ["Good"]\n[[regions]]\nname = "a1"\n[[regions]]\nname = "a1"\n')
     assert main(["run", "--config", str(config)]) == 2
     assert "region a1 is listed twice" in capsys.readouterr().err
+
+
+def test_every_problem_is_reported_at_once(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url, AP: closed}
+    config = write_config(tmp_path / "many.toml", ["OnlyInUs", "KeysOnly", "Schema"], endpoints)
+    assert main(["run", "--config", str(config), "--log-format", "text"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert all(line.startswith("error: ") for line in lines), lines
+    text = "\n".join(lines)
+    for message in (
+        "table OnlyInUs does not exist in eu-west-1",
+        "KEYS_ONLY stream; replication needs NEW_AND_OLD_IMAGES",
+        f"cannot reach ap-southeast-1 ({closed})",
+        "table Schema has different key schemas: us-east-1: pk HASH S; eu-west-1: id HASH N",
+    ):
+        assert message in text, text
+    assert "Traceback" not in text

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from dynamodb_replicator.stamping import Stamper
 
@@ -59,8 +62,14 @@ def test_legacy_attribute_updates_and_batches_are_stamped() -> None:
     assert "Item" not in batch["RequestItems"]["T"][1]["DeleteRequest"]
 
 
-def test_partiql_writes_are_warned(caplog: Any) -> None:
+def test_partiql_writes_are_warned(caplog: pytest.LogCaptureFixture) -> None:
     params = {"Statement": "UPDATE T SET a = 1"}
-    stamped("ExecuteStatement", params)
+    logger = logging.getLogger("dynamodb_replicator.stamping")
+    logger.addHandler(caplog.handler)  # whatever another test did to propagation
+    try:
+        with caplog.at_level(logging.WARNING, logger="dynamodb_replicator.stamping"):
+            stamped("ExecuteStatement", params)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert params == {"Statement": "UPDATE T SET a = 1"}
     assert "PartiQL" in caplog.text

@@ -1,4 +1,8 @@
-"""boto3 clients, created once per region and service and reused."""
+"""boto3 clients: one place that creates them, with the AWS named profile to use.
+
+``use_profile`` (the CLI's ``--profile``) sets the profile every client of the process is
+made with; ``make_client(..., profile=...)`` overrides it for one client.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,22 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
+from botocore.exceptions import ProfileNotFound
 
+from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 
-__all__ = ["make_client"]
+__all__ = ["make_client", "use_profile"]
+
+_profile: list[str | None] = [None]  # the process's named profile (None: the default chain)
+
+
+def use_profile(name: str | None) -> None:
+    """Make every client of this process use the AWS named profile ``name`` (None: the
+    default credential chain, AWS_PROFILE included). Raises ConfigError when unknown."""
+    if name is not None and name not in botocore.session.Session().available_profiles:
+        raise ConfigError(f"AWS profile {name!r} not found in ~/.aws/config or ~/.aws/credentials")
+    _profile[0] = name
 
 
 @functools.cache
@@ -21,8 +37,11 @@ def _shared_loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
-def make_client(service: str, region: RegionSpec, *, pool: int = 32) -> Any:
-    """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt."""
+def make_client(
+    service: str, region: RegionSpec, *, pool: int = 32, profile: str | None = None
+) -> Any:
+    """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
+    ``profile``: an AWS named profile (default: the one ``use_profile`` set)."""
     config = Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=2,
@@ -34,7 +53,11 @@ def make_client(service: str, region: RegionSpec, *, pool: int = 32) -> Any:
     # loader holds its own copy of the service models, ~8 MB per client otherwise.
     core = botocore.session.get_session()
     core.register_component("data_loader", _shared_loader())
-    session = boto3.session.Session(botocore_session=core)
+    name = profile or _profile[0]
+    try:
+        session = boto3.session.Session(botocore_session=core, profile_name=name)
+    except ProfileNotFound:
+        raise ConfigError(f"AWS profile {name!r} not found") from None
     return session.client(
         service, region_name=region.name, endpoint_url=region.endpoint_url, config=config
     )

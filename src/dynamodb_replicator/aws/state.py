@@ -4,7 +4,8 @@ Items (hash key ``pk``, a string):
   ``cp|TABLE|STREAM|SHARD``     one attribute ``pos#TARGET`` per target region: the last
                                 SequenceNumber that target accepted, or ``END``
   ``lease|TABLE|STREAM|SHARD``  ``owner`` and ``expires`` (epoch ms): who reads the shard
-  ``worker|ID``                 ``expires``: a live worker, for sharing shards fairly
+  ``worker|ID``                 ``expires``, ``instance``: a live worker, for sharing shards
+                                fairly; claimed conditionally by one process (``instance``)
   ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
   ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
                                 a copy's progress (core/progress.py), attribute
@@ -16,6 +17,7 @@ Items (hash key ``pk``, a string):
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -23,14 +25,17 @@ from typing import Any, TypeVar
 from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
 from dynamodb_replicator.core.codec import key_from_json, key_to_json
-from dynamodb_replicator.core.errors import ConditionFailedError, ResourceInUseError
+from dynamodb_replicator.core.errors import ConditionFailedError, ConfigError, ResourceInUseError
 from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 
-__all__ = ["DynamoStateStore", "ensure_state_table"]
+__all__ = ["DynamoStateStore", "WorkerIdInUseError", "ensure_state_table"]
 
 T = TypeVar("T")
+
+# A worker id is free when unclaimed, expired, or claimed by this process already.
+_FREE_OR_MINE = "attribute_not_exists(pk) OR #expires < :now OR #instance = :me"
 
 _SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
 
@@ -50,6 +55,21 @@ def ensure_state_table(client: Any, name: str, region: str) -> None:
     except ResourceInUseError:
         pass  # created concurrently: fine
     wait_until_exists(client, name, region)
+
+
+class WorkerIdInUseError(ConfigError):
+    """Another process holds this worker id (its claim is live): ``holder`` is that
+    process's instance, ``expires_ms`` when its claim ends unless renewed."""
+
+    def __init__(
+        self, worker: str, region: str, *, holder: str, expires_ms: int, now_ms: int
+    ) -> None:
+        super().__init__(
+            f"worker id {worker!r} is in use by another running process ({holder}, claim in "
+            f"{region} renewed until {max(0, expires_ms - now_ms) / 1000:.0f} s from now): "
+            "give each runner its own --worker-id"
+        )
+        self.holder, self.expires_ms = holder, expires_ms
 
 
 class DynamoStateStore:
@@ -182,14 +202,42 @@ class DynamoStateStore:
         }
 
     # -- workers -----------------------------------------------------------------------
-    def heartbeat(self, worker: str, expires_ms: int) -> None:
-        self._call(
-            "PutItem",
-            lambda: self.client.put_item(
-                TableName=self.table,
-                Item={"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}},
-            ),
-        )
+    def heartbeat(
+        self, worker: str, expires_ms: int, *, instance: str = "", now_ms: int = 0
+    ) -> None:
+        """Claim or renew ``worker|ID`` for the process ``instance`` until ``expires_ms``.
+
+        With an ``instance``, the write is conditional: a live claim by another process
+        (the same worker id started twice) raises WorkerIdInUseError, nothing written."""
+        item = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
+        if not instance:
+            self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
+            return
+        item["instance"] = {"S": instance}
+        try:
+            self._call(
+                "PutItem",
+                lambda: self.client.put_item(
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression=_FREE_OR_MINE,
+                    ExpressionAttributeNames={"#expires": "expires", "#instance": "instance"},
+                    ExpressionAttributeValues={
+                        ":now": {"N": str(now_ms)},
+                        ":me": {"S": instance},
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                ),
+            )
+        except ConditionFailedError as exc:
+            held = exc.item or {}
+            raise WorkerIdInUseError(
+                worker,
+                self.region,
+                holder=held.get("instance", {}).get("S", "?"),
+                expires_ms=int(held.get("expires", {}).get("N", now_ms)),
+                now_ms=now_ms,
+            ) from None
 
     def live_workers(self, now_ms: int) -> list[str]:
         return sorted(
@@ -202,9 +250,23 @@ class DynamoStateStore:
         """Write one whole item (the runner's shard reports)."""
         self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=dict(item)))
 
-    def forget_worker(self, worker: str) -> None:
+    def forget_worker(self, worker: str, *, instance: str = "") -> None:
+        """Remove ``worker|ID`` (with an ``instance``: only this process's claim)."""
         key = {"pk": {"S": f"worker|{worker}"}}
-        self._call("DeleteItem", lambda: self.client.delete_item(TableName=self.table, Key=key))
+        if not instance:
+            self._call("DeleteItem", lambda: self.client.delete_item(TableName=self.table, Key=key))
+            return
+        with contextlib.suppress(ConditionFailedError):  # another process's claim stays
+            self._call(
+                "DeleteItem",
+                lambda: self.client.delete_item(
+                    TableName=self.table,
+                    Key=key,
+                    ConditionExpression="attribute_not_exists(pk) OR #instance = :me",
+                    ExpressionAttributeNames={"#instance": "instance"},
+                    ExpressionAttributeValues={":me": {"S": instance}},
+                ),
+            )
 
     def scan(self, prefix: str) -> list[dict[str, Any]]:
         """Every item whose key starts with ``prefix`` (strongly consistent)."""

@@ -59,6 +59,7 @@ def batch_emf(
         }
         if region == source:
             values["LostLocally"] = (len(result.lost_locally), "Count")
+            values["ContractViolations"] = (len(result.violations), "Count")
         if not counts.failed and ages.timestamp is not None:
             values["LagSeconds"] = (round(ages.timestamp, 3), "Seconds")
         if not counts.failed and ages.stream is not None:

@@ -33,6 +33,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.observe.conflict_log import open_conflict_log
+from dynamodb_replicator.observe.contract_log import warn_violations
 from dynamodb_replicator.observe.logs import configure
 
 __all__ = ["deadline_of", "handler", "partial_failure_response", "process_event"]
@@ -119,6 +120,7 @@ def process_event(
             extra={"table": table, "sequence": first},
         )
         return {"batchItemFailures": [{"itemIdentifier": first}]}
+    warn_violations(table, result.violations)
     if metrics_namespace is not None:
         now = (clock or SystemClock()).now()
         ages = batch_ages(records, now, replicator.fields)

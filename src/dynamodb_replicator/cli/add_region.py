@@ -23,6 +23,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.aws.schema import create_like, describe_shape
 from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.core.codec import key_from_json, key_to_json
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -39,20 +40,79 @@ __all__ = ["register"]
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("add-region", help="add a region to the live tables")
-    parser.add_argument("--config", required=True, help="TOML configuration file (updated)")
-    parser.add_argument("--region", required=True, help="the region to add")
-    parser.add_argument("--endpoint-url", help="endpoint of the new region (DynamoDB Local, ...)")
-    parser.add_argument("--from", dest="source", help="region to copy from (default: the first)")
-    parser.add_argument("--segments", type=int, default=4, help="parallel scan segments")
-    parser.add_argument("--max-wcu", type=float, help="limit the copy to this many WCU per second")
+    """Add the ``add-region`` command."""
+    parser = add_command(
+        commands,
+        "add-region",
+        help="add a region to the live tables: create, copy, seed positions, verify",
+        examples=[
+            "--config replicator.toml --region sa-east-1",
+            "--config replicator.toml --region sa-east-1 --from eu-west-1 --max-wcu 2000",
+            "--config local.toml --region ca-central-1 --endpoint-url http://127.0.0.1:8000",
+            "--config replicator.toml --region sa-east-1 --resume",
+        ],
+        run=run,
+    )
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="TOML configuration file (updated)"
+    )
+    parser.add_argument("--region", required=True, metavar="REGION", help="the region to add")
+    parser.add_argument(
+        "--endpoint-url", metavar="URL", help="endpoint of the new region (DynamoDB Local, ...)"
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        metavar="REGION",
+        help="region to copy from (default: the first configured)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="the region is configured already (an earlier add-region ended before its "
+        "verification passed): copy again with conditional writes and verify",
+    )
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=4,
+        metavar="N",
+        help="parallel scan segments (default: 4)",
+    )
+    parser.add_argument(
+        "--max-wcu",
+        type=float,
+        metavar="WCU",
+        help="limit the copy to this many write units per second (default: no limit)",
+    )
     parser.add_argument(
         "--settle-seconds",
         type=float,
         default=60.0,
-        help="how long the final diff waits for in-flight replication",
+        metavar="SECONDS",
+        help="how long the final diff waits for in-flight replication (default: 60)",
     )
-    parser.set_defaults(run=run)
+    add_output(parser)
+
+
+def _check_request(config: RunnerConfig, args: argparse.Namespace, resumed: bool) -> None:
+    """Refuse what would surprise: copying into a configured region again without
+    ``--resume``, or reaching AWS for a region of an all-local setup."""
+    if resumed and not args.resume:
+        raise ConfigError(
+            f"{args.region} is configured already (replication into it runs): add-region "
+            "would copy every item again. Pass --resume to finish an earlier add-region of "
+            "it, or use `diff` and `repair` to compare and fix it"
+        )
+    if args.resume and not resumed:
+        raise ConfigError(f"--resume: {args.region} is not in {args.config} yet")
+    local = all(spec.endpoint_url for spec in config.regions)
+    if not resumed and not args.endpoint_url and local:
+        raise ConfigError(
+            f"no --endpoint-url for {args.region}, but every configured region has an "
+            "endpoint_url (a local setup): it would be reached on AWS. Pass --endpoint-url, "
+            f"e.g. --endpoint-url {config.regions[0].endpoint_url}"
+        )
 
 
 def _speed(progress: Progress, task: Any) -> str:
@@ -118,7 +178,7 @@ def _copy(
             if stats.unversioned:
                 console.print(
                     f"[yellow]{stats.unversioned} items have no usable __timestamp and "
-                    f"were not copied[/yellow] (e.g. {stats.unversioned_samples})"
+                    f"were not copied[/yellow] (e.g. {'; '.join(stats.unversioned_samples)})"
                 )
     finally:
         writer.close()
@@ -189,8 +249,8 @@ def _verify(
             ok = False
             print_report(console, report)
             console.print(
-                f"[red]{len(left)} keys still differ[/red] (e.g. {left[:3]}): is a runner "
-                "running with the updated config? `repair` fixes them."
+                f"[red]{len(left)} keys still differ[/red] (e.g. {', '.join(left[:3])}): is a "
+                "runner running with the updated config? `repair` fixes them."
             )
         else:
             console.print(f"{table}: {pair[1].name} matches {pair[0].name}")
@@ -198,12 +258,15 @@ def _verify(
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    """Create the tables, copy, seed positions, add the region to the config, verify."""
+    # With --output json the story goes to stderr and stdout holds only the JSON result.
+    console = Console(stderr=args.output == "json")
     path = Path(args.config)
     config = load_config(path)
     if args.segments < 1:
         raise ConfigError("--segments must be at least 1")
     source, resumed = check_new_region(config, args.region, args.source)
+    _check_request(config, args, resumed)
     endpoint = args.endpoint_url or (config.region(args.region).endpoint_url if resumed else None)
     new = RegionSpec(args.region, endpoint)
     new_client = make_client("dynamodb", new)
@@ -232,10 +295,22 @@ def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         signal.signal(signal.SIGINT, previous)
-    if append_region(path, new):
+    added = append_region(path, new)
+    if added:
         console.print(
             f"added {new.name} to {path}: running runners pick it up within seconds and "
             "replay every change since the seeded positions into it"
         )
     pair = (source, new)
-    return 0 if _verify(console, config, pair, args.segments, args.settle_seconds) else 1
+    verified = _verify(console, config, pair, args.segments, args.settle_seconds)
+    if args.output == "json":
+        print_json(
+            {
+                "region": new.name,
+                "source": source.name,
+                "tables": list(config.tables),
+                "added_to_config": added,
+                "verified": verified,
+            }
+        )
+    return 0 if verified else 1

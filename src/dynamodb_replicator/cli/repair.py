@@ -1,4 +1,8 @@
-"""``dynamodb-replicator repair``: write each differing key's winner where it lags."""
+"""``dynamodb-replicator repair``: write each differing key's winner where it lags.
+
+Exit 0 when every differing key was repaired (or would be, with ``--dry-run``), 1 when keys
+are left that no region holds a version of (undecidable: they are named), 2 on an error.
+"""
 
 from __future__ import annotations
 
@@ -10,73 +14,116 @@ from rich.console import Console
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
-from dynamodb_replicator.cli.compare import add_options, select
-from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.cli.compare import Selection, add_options, select
+from dynamodb_replicator.cli.diff import print_report, report_json
+from dynamodb_replicator.cli.options import add_command, print_json
+from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.core.codec import key_from_json
 from dynamodb_replicator.ops.diff import scan_and_compare
-from dynamodb_replicator.ops.repair import Repairer
+from dynamodb_replicator.ops.repair import Repairer, RepairReport
 
 __all__ = ["register"]
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("repair", help="make lagging regions hold each key's winner")
+    """Add the ``repair`` command."""
+    parser = add_command(
+        commands,
+        "repair",
+        help="make lagging regions hold each key's winner (exit 1 when keys stay undecided)",
+        examples=[
+            "--config replicator.toml --dry-run",
+            "--config replicator.toml --table Orders",
+            "--config replicator.toml --output json",
+        ],
+        run=run,
+    )
     add_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
-    parser.set_defaults(run=run)
+
+
+def _print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
+    verb = "would write" if dry_run else "wrote"
+    puts = ", ".join(f"{r} {n}" for r, n in plan.puts.items()) or "none"
+    deletes = ", ".join(f"{r} {n}" for r, n in plan.deletes.items()) or "none"
+    console.print(f"  repair {verb}: puts {puts}; deletes {deletes}")
+    for sample in plan.samples:
+        version = sample["version"]
+        console.print(
+            f"    {sample['region']}: {sample['action']} {json.dumps(sample['key'])} "
+            f"version {version['timestamp']} from {version['origin']}",
+            markup=False,
+            highlight=False,
+        )
+    if plan.unresolved:
+        console.print(
+            f"  [yellow]undecidable keys: {plan.unresolved}[/yellow] (no region holds a "
+            "version of them: items without __timestamp?); fix them by hand:"
+        )
+        for key in plan.undecidable:
+            console.print(f"    {json.dumps(key)}", markup=False, highlight=False)
+        if plan.unresolved > len(plan.undecidable):
+            console.print(f"    ... and {plan.unresolved - len(plan.undecidable)} more")
+
+
+def _repair_table(
+    args: argparse.Namespace, selection: Selection, table: str, keys: list[str], writers: Any
+) -> tuple[Any, RepairReport]:
+    settings = selection.config.replication
+    clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
+    repairer = Repairer(
+        table,
+        clients,
+        writers,
+        policy=settings.policy,
+        fields=settings.fields,
+        tombstone_suffix=settings.tombstone_suffix,
+        dry_run=args.dry_run,
+    )
+
+    def repair_bucket(found: list[str]) -> None:
+        repairer([key_from_json(k) for k in found])
+
+    names = [spec.name for spec in selection.regions]
+    with ScanProgress(f"repair {table}", names, mode=args.progress) as progress:
+        report = scan_and_compare(
+            table,
+            selection.regions,
+            keys,
+            fields=settings.fields,
+            segments=args.segments,
+            on_bucket=repair_bucket,
+            on_progress=progress,
+        )
+    return report, repairer.report
 
 
 def run(args: argparse.Namespace) -> int:
+    """Compare, and repair each bucket's differing keys as soon as it is compared."""
     selection = select(args)
     settings = selection.config.replication
-    clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
     writers = {spec.name: build_writer(spec, settings) for spec in selection.regions}
     console = Console()
     output: list[dict[str, Any]] = []
+    unresolved = 0
     try:
         for table, keys in selection.tables.items():
-            repairer = Repairer(
-                table,
-                clients,
-                writers,
-                policy=settings.policy,
-                fields=settings.fields,
-                tombstone_suffix=settings.tombstone_suffix,
-                dry_run=args.dry_run,
-            )
-
-            def repair_bucket(found: list[str], repairer: Repairer = repairer) -> None:
-                repairer([key_from_json(k) for k in found])
-
-            report = scan_and_compare(
-                table,
-                selection.regions,
-                keys,
-                fields=settings.fields,
-                segments=args.segments,
-                on_bucket=repair_bucket,
-            )
+            report, plan = _repair_table(args, selection, table, keys, writers)
+            unresolved += plan.unresolved
             output.append(
                 {
                     "table": table,
-                    "diff": report.as_json(),
-                    "repair": repairer.report.as_json(),
+                    "diff": report_json(report),
+                    "repair": plan.as_json(),
                     "dry_run": args.dry_run,
                 }
             )
-            if not args.json:
+            if args.output != "json":
                 print_report(console, report)
-                verb = "would write" if args.dry_run else "wrote"
-                plan = repairer.report
-                console.print(
-                    f"  repair {verb}: puts {plan.puts or 0}, deletes "
-                    f"{plan.deletes or 0}; undecidable keys: {plan.unresolved}"
-                )
-                for sample in plan.samples:
-                    console.print(f"    {sample}")
+                _print_plan(console, plan, args.dry_run)
     finally:
         for writer in writers.values():
             writer.close()
-    if args.json:
-        print(json.dumps(output, indent=2))
-    return 0
+    if args.output == "json":
+        print_json(output)
+    return 1 if unresolved else 0

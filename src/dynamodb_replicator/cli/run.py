@@ -9,6 +9,7 @@ import threading
 from types import FrameType
 from typing import Any
 
+from dynamodb_replicator.cli.options import add_command
 from dynamodb_replicator.observe.logs import configure
 from dynamodb_replicator.runner.config import load_config
 from dynamodb_replicator.runner.metrics_server import MetricsServer
@@ -19,11 +20,35 @@ __all__ = ["register"]
 log = logging.getLogger(__name__)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def register(commands: Any) -> None:
-    parser = commands.add_parser("run", help="run the standalone replicator")
-    parser.add_argument("--config", required=True, help="TOML configuration file")
-    parser.add_argument("--worker-id", help="name of this worker in leases (default: host-pid)")
-    parser.add_argument("--log-level", default="INFO")
+    """Add the ``run`` command."""
+    parser = add_command(
+        commands,
+        "run",
+        help="run the standalone replicator in the foreground until stopped",
+        examples=[
+            "--config replicator.toml",
+            "--config replicator.toml --worker-id host-a --metrics-port 9108",
+            "--config replicator.toml --log-level DEBUG --log-format text",
+        ],
+        run=run,
+    )
+    parser.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
+    parser.add_argument(
+        "--worker-id",
+        metavar="ID",
+        help="name of this worker in leases, unique among running workers (default: host-pid)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="least severe log level shown (default: INFO)",
+    )
     parser.add_argument(
         "--log-format",
         choices=["auto", "json", "text"],
@@ -33,17 +58,19 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--metrics-port",
         type=int,
+        metavar="PORT",
         help="serve Prometheus metrics on this port at /metrics (default: off)",
     )
     parser.add_argument(
         "--metrics-host",
         default="0.0.0.0",
+        metavar="ADDRESS",
         help="address to serve metrics on (default: all interfaces)",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check the configuration, then replicate until SIGTERM or SIGINT."""
     configure(
         args.log_level, json_format={"auto": None, "json": True, "text": False}[args.log_format]
     )

@@ -5,7 +5,6 @@ stuck or a parked record waits, 2 error."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.parked import DynamoParkingLot
 from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
 from dynamodb_replicator.aws.state import DynamoStateStore
+from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
@@ -30,9 +30,22 @@ EXIT_STUCK = 1
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("status", help="replication health per table and region pair")
-    parser.add_argument("--config", required=True, help="the runner's TOML configuration")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    """Add the ``status`` command."""
+    parser = add_command(
+        commands,
+        "status",
+        help="replication health per table and region pair (exit 1 when a pair is stuck)",
+        examples=[
+            "--config replicator.toml",
+            "--config replicator.toml --output json",
+            "--config replicator.toml --stuck-after 300",
+        ],
+        run=run,
+    )
+    parser.add_argument(
+        "--config", required=True, metavar="FILE", help="the runner's TOML configuration"
+    )
+    add_output(parser)
     parser.add_argument(
         "--stuck-after",
         type=float,
@@ -40,7 +53,6 @@ def register(commands: Any) -> None:
         metavar="SECONDS",
         help="a pair with waiting records and no progress for this long is stuck (default 60)",
     )
-    parser.set_defaults(run=run)
 
 
 def read_region(
@@ -78,6 +90,7 @@ def read_region(
 
 
 def run(args: argparse.Namespace) -> int:
+    """Read every region's state table and print the health of each pair."""
     if args.stuck_after <= 0:
         raise ReplicatorError("--stuck-after must be positive")
     config = load_config(args.config)
@@ -89,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
         }
         states = {name: future.result() for name, future in futures.items()}
     pairs = summarize(config.tables, states, now=now, stuck_after=args.stuck_after)
-    if args.json:
-        print(json.dumps(to_json(pairs, states, now=now), indent=2))
+    if args.output == "json":
+        print_json(to_json(pairs, states, now=now))
     else:
         print(render_text(pairs, states, now=now))
     waiting = any(state.parked for state in states.values())

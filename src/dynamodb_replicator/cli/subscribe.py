@@ -1,4 +1,5 @@
-"""``dynamodb-replicator subscribe``: map ENV_* tables' streams to the replicator function."""
+"""``dynamodb-replicator subscribe``: map the streams of ENV_* tables (``--env prod``:
+``prod_Orders``, ...) to the replicator function."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.lambda_mappings import LambdaMappings
+from dynamodb_replicator.cli.options import add_command, add_output, print_json
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, MappingSettings, function_name
@@ -19,34 +22,67 @@ _DEFAULT = MappingSettings()
 
 def register(commands: Any) -> None:
     """Add the ``subscribe`` command."""
-    parser = commands.add_parser("subscribe", help="attach the function to ENV_* table streams")
-    parser.add_argument("--env", required=True, help="environment prefix: tables ENV_*")
-    parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--endpoint-url", help="endpoint for both DynamoDB and Lambda (tests)")
+    parser = add_command(
+        commands,
+        "subscribe",
+        help="attach an existing replicator function to the streams of an environment's "
+        "tables (ENV_*: --env prod finds prod_Orders, prod_Users, ...)",
+        examples=[
+            "--env prod --region eu-west-1 --dry-run",
+            "--env prod --region eu-west-1 --on-failure arn:aws:s3:::my-failure-bucket",
+            "--env staging --region us-east-1 --function my-replicator --output json",
+        ],
+        run=run,
+    )
+    parser.add_argument(
+        "--env", required=True, metavar="ENV", help="environment prefix: the tables ENV_*"
+    )
+    parser.add_argument(
+        "--region", default="us-east-1", metavar="REGION", help="region (default: us-east-1)"
+    )
+    parser.add_argument(
+        "--endpoint-url", metavar="URL", help="endpoint for both DynamoDB and Lambda (tests)"
+    )
     parser.add_argument(
         "--function",
+        metavar="NAME",
         help=f"default: the template's, NAME_PREFIX-REGION ({DEFAULT_NAME_PREFIX}-REGION)",
     )
-    parser.add_argument("--name-prefix", default=DEFAULT_NAME_PREFIX)
+    parser.add_argument(
+        "--name-prefix",
+        default=DEFAULT_NAME_PREFIX,
+        metavar="PREFIX",
+        help=f"the template's NamePrefix, for the default function (default: "
+        f"{DEFAULT_NAME_PREFIX})",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    parser.add_argument("--batch-size", type=int, default=_DEFAULT.batch_size)
-    parser.add_argument(
-        "--parallelization-factor", type=int, default=_DEFAULT.parallelization_factor
-    )
-    parser.add_argument(
-        "--maximum-retry-attempts", type=int, default=_DEFAULT.maximum_retry_attempts
-    )
-    parser.add_argument(
-        "--maximum-record-age", type=int, default=_DEFAULT.maximum_record_age_in_seconds
-    )
+    add_output(parser)
+    for option, default, what in (
+        ("--batch-size", _DEFAULT.batch_size, "records per invocation"),
+        ("--parallelization-factor", _DEFAULT.parallelization_factor, "batches per shard"),
+        ("--maximum-retry-attempts", _DEFAULT.maximum_retry_attempts, "retries of a batch"),
+        ("--maximum-record-age", _DEFAULT.maximum_record_age_in_seconds, "seconds"),
+    ):
+        parser.add_argument(
+            option, type=int, default=default, metavar="N", help=f"{what} (default: {default})"
+        )
     parser.add_argument(
         "--on-failure",
         metavar="ARN",
         help="on-failure destination: an S3 bucket ARN keeps whole failed batches",
     )
-    parser.add_argument("--tombstone-suffix", default=ReplicationSettings().tombstone_suffix)
-    parser.add_argument("--state-table", default="dynamodb-replicator-state")
-    parser.set_defaults(run=run)
+    parser.add_argument(
+        "--tombstone-suffix",
+        default=ReplicationSettings().tombstone_suffix,
+        metavar="SUFFIX",
+        help="tables ending with this are tombstone tables, not subscribed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-table",
+        default=defaults.STATE_TABLE,
+        metavar="TABLE",
+        help="the runner's state table, not subscribed (default: %(default)s)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +105,22 @@ def run(args: argparse.Namespace) -> int:
         excluded=lambda name: name.endswith(args.tombstone_suffix) or name == args.state_table,
         dry_run=args.dry_run,
     )
+    if args.output == "json":
+        print_json(
+            [
+                {
+                    "table": step.table,
+                    "action": step.action,
+                    "detail": step.detail,
+                    "changes": dict(step.changes),
+                    "dry_run": args.dry_run,
+                }
+                for step in steps
+            ]
+        )
+        return 2 if failed(steps) else 0
     verb = "would" if args.dry_run else "did"
     for step in steps:
-        changes = f" {dict(step.changes)}" if step.changes else ""
+        changes = " " + ", ".join(f"{k}={v}" for k, v in step.changes.items())
         print(f"{step.table}: {verb} {step.action} {step.detail}{changes}".rstrip())
     return 2 if failed(steps) else 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.tables import require_table
+from dynamodb_replicator.cli.options import add_command
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX
@@ -25,13 +26,44 @@ from dynamodb_replicator.runner.preflight import key_schema
 
 __all__ = ["register"]
 
+FORMATS = ("yaml", "json")
+
+
+def _format(value: str) -> str:
+    if value in FORMATS:
+        return value
+    raise argparse.ArgumentTypeError(
+        f"invalid choice {value!r}: --output is the format, yaml or json; "
+        "to write a file use --out-file FILE"
+    )
+
 
 def register(commands: Any) -> None:
     """Add the ``template`` command."""
-    parser = commands.add_parser("template", help="print the CloudFormation template of a region")
-    parser.add_argument("--config", required=True, help="TOML configuration file")
-    parser.add_argument("--region", help="source region (default: the first configured)")
-    parser.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    parser = add_command(
+        commands,
+        "template",
+        help="print the CloudFormation template of a source region",
+        examples=[
+            "--config replicator.toml --region eu-west-1 --package dist/replicator-lambda-1a2b.zip",
+            "--config replicator.toml --per-target --output json --out-file stack.json",
+            "--config replicator.toml --region ap-southeast-1 --with-tables "
+            "--schema-from eu-west-1",
+        ],
+        run=run,
+    )
+    parser.add_argument("--config", required=True, metavar="FILE", help="TOML configuration file")
+    parser.add_argument(
+        "--region", metavar="REGION", help="source region (default: the first configured)"
+    )
+    parser.add_argument(
+        "--output",
+        type=_format,
+        default="yaml",
+        metavar="{yaml,json}",
+        help="the template's format (default: yaml)",
+    )
+    parser.add_argument("--format", dest="output", type=_format, help=argparse.SUPPRESS)
     parser.add_argument(
         "--per-target",
         action="store_true",
@@ -48,15 +80,21 @@ def register(commands: Any) -> None:
         help="with --with-tables: a region where the tables exist already",
     )
     code = parser.add_mutually_exclusive_group()
-    code.add_argument("--code-key", help="default of CodeS3Key (as printed by package)")
-    code.add_argument("--package", help="the zip: CodeS3Key defaults to its content-hashed key")
+    code.add_argument(
+        "--code-key", metavar="KEY", help="default of CodeS3Key (as printed by package)"
+    )
+    code.add_argument(
+        "--package", metavar="ZIP", help="the zip: CodeS3Key defaults to its content-hashed key"
+    )
     parser.add_argument(
         "--name-prefix",
         default=DEFAULT_NAME_PREFIX,
+        metavar="PREFIX",
         help="default of NamePrefix: functions are PREFIX-REGION[-to-TARGET]",
     )
-    parser.add_argument("--output", help="write to this file instead of stdout")
-    parser.set_defaults(run=run)
+    parser.add_argument(
+        "--out-file", metavar="FILE", help="write the template to FILE instead of stdout"
+    )
 
 
 def _table_keys(config: RunnerConfig, region: str, source: str | None) -> dict[str, TableKeys]:
@@ -99,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
         name_prefix=args.name_prefix,
     )
     template = build_template(config, options)
-    text = json.dumps(template, indent=2) if args.format == "json" else to_yaml(template)
-    if args.output:
-        with open(args.output, "w") as handle:
+    text = json.dumps(template, indent=2) if args.output == "json" else to_yaml(template)
+    if args.out_file:
+        with open(args.out_file, "w") as handle:
             handle.write(text + "\n")
     else:
         print(text)

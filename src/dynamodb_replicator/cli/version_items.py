@@ -7,7 +7,6 @@ Exit 0 when every item carries a version, 2 on errors.
 from __future__ import annotations
 
 import argparse
-import json
 import threading
 from typing import Any
 
@@ -18,6 +17,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import RateLimiter
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.tables import require_table
+from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.ops.versioning import Versioner
@@ -25,18 +25,17 @@ from dynamodb_replicator.runner.config import load_config
 
 __all__ = ["register"]
 
-EXAMPLE = """example:
-  dynamodb-replicator version-items --config replicator.toml --region eu-west-1 \\
-      --timestamp 1700000000000 --max-wcu 500
-Use the same --timestamp in every region: identical items then carry the same version."""
-
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser(
+    parser = add_command(
+        commands,
         "version-items",
         help="give existing items without __timestamp one (run before replicating)",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Give every item without __timestamp one, in place: a conditional "
+        "UpdateItem per item (never over a write made meanwhile), a parallel, rate-limited, "
+        "resumable scan. Use the same --timestamp in every region.",
+        examples=["--config replicator.toml --region eu-west-1 --timestamp 1700000000000"],
+        run=run,
     )
     parser.add_argument("--config", required=True, help="TOML configuration file")
     parser.add_argument("--region", required=True, help="the region whose tables to version")
@@ -49,8 +48,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--max-wcu", type=float, default=None, help="at most this many writes per second"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a summary")
-    parser.set_defaults(run=run)
+    add_output(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
             "already_versioned": stats.already,
             "changed_meanwhile": stats.raced,
         }
-    if args.json:
-        print(json.dumps({"region": spec.name, "timestamp": timestamp, "tables": results}))
+    if args.output == "json":
+        print_json({"region": spec.name, "timestamp": timestamp, "tables": results})
     else:
         for table, counts in results.items():
             print(

@@ -15,6 +15,7 @@ from typing import Any
 
 from dynamodb_replicator.core.codec import decode_record, sequence_number_of
 from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.contract import Violation, find_violations
 from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, ReplicatorError
 from dynamodb_replicator.core.model import Change, Operation, SystemAttributes
 from dynamodb_replicator.core.plan import plan_changes
@@ -54,6 +55,7 @@ class BatchResult:
     skipped: int = 0
     lost_locally: tuple[Conflict, ...] = ()
     records: int = field(default=0)
+    violations: tuple[Violation, ...] = ()  # the batch's contract violations (core.contract)
 
     def conflicts(self) -> list[Conflict]:
         """Every conflict of the batch: the source's own lost writes, then each region's."""
@@ -193,6 +195,9 @@ class Replicator:
             skipped=skipped,
             lost_locally=plan.lost_locally,
             records=len(records),
+            violations=find_violations(
+                changes, plan.lost_locally, source=self.source, fields=self.fields
+            ),
         )
         conflicts = [c for c in result.conflicts() if logged is None or not logged(c)]
         if conflicts and self.conflict_log is not None:

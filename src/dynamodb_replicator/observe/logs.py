@@ -21,6 +21,11 @@ def _extras(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+def _shown(value: object) -> object:
+    # Keys and lists as JSON, never Python reprs.
+    return json.dumps(value, default=str) if isinstance(value, dict | list | tuple) else value
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message and the ``extra`` fields."""
 
@@ -47,7 +52,7 @@ class TextFormatter(logging.Formatter):
     """``LEVEL logger: message key=value ...`` for terminals."""
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
+        extras = " ".join(f"{k}={_shown(v)}" for k, v in _extras(record).items())
         line = f"{record.levelname} {record.name}: {record.getMessage()}"
         return f"{line} {extras}" if extras else line
 

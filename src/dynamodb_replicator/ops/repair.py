@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.core.codec import item_to_json
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
@@ -23,6 +24,7 @@ from dynamodb_replicator.ops.diff import digest
 __all__ = ["RepairReport", "Repairer", "resolve"]
 
 SAMPLES = 5
+UNDECIDABLE_LISTED = 100
 
 
 def resolve(
@@ -76,14 +78,29 @@ class RepairReport:
     deletes: dict[str, int] = field(default_factory=dict)
     stale: dict[str, int] = field(default_factory=dict)
     unresolved: int = 0
-    samples: list[str] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    undecidable: list[dict[str, Any]] = field(default_factory=list)  # the first keys, JSON
 
     def note(self, region: str, op: PutVersion | DeleteVersion) -> None:
         counts = self.puts if isinstance(op, PutVersion) else self.deletes
         counts[region] = counts.get(region, 0) + 1
         if len(self.samples) < SAMPLES:
-            kind = "put" if isinstance(op, PutVersion) else "delete"
-            self.samples.append(f"{region}: {kind} {op.key} version {op.version}")
+            self.samples.append(
+                {
+                    "region": region,
+                    "action": "put" if isinstance(op, PutVersion) else "delete",
+                    "key": item_to_json(op.key.to_attributes()),
+                    "version": {
+                        "timestamp": op.version.raw_timestamp or str(op.version.timestamp),
+                        "origin": op.version.origin,
+                    },
+                }
+            )
+
+    def note_undecidable(self, key: Item) -> None:
+        self.unresolved += 1
+        if len(self.undecidable) < UNDECIDABLE_LISTED:
+            self.undecidable.append(item_to_json(key))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +108,7 @@ class RepairReport:
             "deletes": self.deletes,
             "stale": self.stale,
             "unresolved": self.unresolved,
+            "undecidable": self.undecidable,
             "samples": self.samples,
         }
 
@@ -141,7 +159,7 @@ class Repairer:
                 fields=self.fields,
             )
             if ops is None:
-                self.report.unresolved += 1
+                self.report.note_undecidable(raw)
                 continue
             for region, op in ops.items():
                 plans[region].append(op)

