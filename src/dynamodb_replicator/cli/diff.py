@@ -1,4 +1,6 @@
-"""``dynamodb-replicator diff``: are the regions identical? Exit 0 yes, 1 no, 2 error."""
+"""``dynamodb-replicator diff``: are the regions identical? Differences found under live
+traffic are settled (``ops/settle.py``): exit 0 when nothing diverged, 1 when something did
+(or the settle wait ran out), 2 on errors."""
 
 from __future__ import annotations
 
@@ -8,15 +10,45 @@ from typing import Any
 
 from rich.console import Console
 
-from dynamodb_replicator.cli.compare import add_options, select
+from dynamodb_replicator.cli.compare import Selection, add_options, select
+from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
+from dynamodb_replicator.ops.settle import SettleReport, settle_table
 
-__all__ = ["print_report", "register"]
+__all__ = [
+    "add_settle_options",
+    "print_report",
+    "print_settle",
+    "register",
+    "settle_timeout",
+    "settled_diff",
+]
+
+SETTLE_TIMEOUT = 60.0
+
+
+def add_settle_options(parser: argparse.ArgumentParser) -> None:
+    """``--settle-timeout`` (and its older name ``--settle-seconds``) and ``--no-settle``."""
+    parser.add_argument(
+        "--settle-timeout",
+        "--settle-seconds",
+        dest="settle_timeout",
+        type=float,
+        default=SETTLE_TIMEOUT,
+        help="how long differing keys may wait for replication in flight (default 60 s)",
+    )
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="report the raw comparison: do not wait for replication in flight",
+    )
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("diff", help="compare a table across regions")
     add_options(parser)
+    add_settle_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -31,19 +63,81 @@ def print_report(console: Console, report: DiffReport) -> None:
             console.print(f"  {region}: identical to {report.reference}")
             continue
         console.print(
-            f"  {region} vs {report.reference}: {diff.missing} missing, "
+            f"  {region} vs {report.reference} as scanned: {diff.missing} missing, "
             f"{diff.extra} extra, {diff.different} different"
         )
         for kind, keys in diff.samples.items():
             for key in keys:
                 console.print(f"    {kind}: {key}")
+    if report.settle is not None:
+        print_settle(console, report.settle)
+
+
+def print_settle(console: Console, settle: SettleReport) -> None:
+    """The in-flight and diverged counts, and why keys stayed unsettled."""
+    how = "runner checkpoints" if settle.method == "checkpoints" else "re-reading the keys"
+    console.print(
+        f"  settled by {how} in {settle.seconds:.1f} s: {settle.in_flight} in flight "
+        f"(agree once replication caught up), {len(settle.diverged)} diverged"
+        + (f", {len(settle.unsettled)} diverged or lagging" if settle.unsettled else "")
+    )
+    for key in settle.diverged[:5]:
+        console.print(f"    diverged: {key}")
+    if settle.unsettled:
+        console.print(f"  [yellow]settle wait timed out[/yellow]: {settle.reason}")
+        for key in settle.unsettled[:5]:
+            console.print(f"    diverged or lagging: {key}")
+    if not settle.clean:
+        console.print("  `dynamodb-replicator repair` writes each differing key's winner")
+
+
+def settled_diff(
+    selection: Selection,
+    table: str,
+    key_names: list[str],
+    *,
+    segments: int,
+    timeout: float | None,
+) -> DiffReport:
+    """Scan and compare ``table``; settle the keys that differ for up to ``timeout`` seconds
+    (None: do not settle). See ``ops/settle.py``."""
+    differing: list[str] = []
+    config = selection.config
+    fields = config.replication.fields
+    report = scan_and_compare(
+        table,
+        selection.regions,
+        key_names,
+        fields=fields,
+        segments=segments,
+        on_bucket=differing.extend,
+    )
+    if differing and timeout is not None:
+        report.settle = settle_table(
+            table,
+            differing,
+            regions=selection.regions,
+            sources=config.regions,
+            key_names=key_names,
+            fields=fields,
+            state_table=config.state_table,
+            timeout=timeout,
+        )
+    return report
+
+
+def settle_timeout(args: argparse.Namespace) -> float | None:
+    """The settle bound the options ask for; None with ``--no-settle``."""
+    if args.settle_timeout < 0:
+        raise ConfigError("--settle-timeout must not be negative")
+    return args.settle_timeout if args.settle else None
 
 
 def run(args: argparse.Namespace) -> int:
     selection = select(args)
-    fields = selection.config.replication.fields
+    timeout = settle_timeout(args)
     reports = [
-        scan_and_compare(table, selection.regions, keys, fields=fields, segments=args.segments)
+        settled_diff(selection, table, keys, segments=args.segments, timeout=timeout)
         for table, keys in selection.tables.items()
     ]
     if args.json:
@@ -52,4 +146,4 @@ def run(args: argparse.Namespace) -> int:
         console = Console()
         for report in reports:
             print_report(console, report)
-    return 0 if all(r.identical for r in reports) else 1
+    return 0 if all(r.clean for r in reports) else 1

@@ -12,8 +12,10 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.cli.compare import add_options, select
 from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import key_from_json
 from dynamodb_replicator.ops.diff import scan_and_compare
+from dynamodb_replicator.ops.freshness import check_fresh
 from dynamodb_replicator.ops.repair import Repairer
 
 __all__ = ["register"]
@@ -23,12 +25,28 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("repair", help="make lagging regions hold each key's winner")
     add_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="repair even when a region may hold data older than the tombstone TTL",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     selection = select(args)
     settings = selection.config.replication
+    if not args.force:
+        now = SystemClock().now()
+        for table in selection.tables:
+            check_fresh(
+                table,
+                regions=selection.regions,
+                every_region=selection.config.regions,
+                state_table=selection.config.state_table,
+                ttl=settings.tombstone_ttl_seconds,
+                now=now,
+            )
     clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
     writers = {spec.name: build_writer(spec, settings) for spec in selection.regions}
     console = Console()
