@@ -75,22 +75,32 @@ def test_diff_then_repair_then_clean_diff(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = config(tmp_path, ddb_local.endpoint_url)
-    assert main(["diff", "--config", path, "--json"]) == 1
+    # No runner replicates this table: the differing keys are settled by re-reading them.
+    assert main(["diff", "--config", path, "--json", "--settle-timeout", "1"]) == 1
     (report,) = json.loads(capsys.readouterr().out)
     eu, ap = report["regions"][EU], report["regions"][AP]
     assert report["items"] == {US: 302, EU: 301, AP: 304}
     assert (eu["missing"], eu["extra"], eu["different"]) == (1, 0, 1)
     assert (ap["missing"], ap["extra"], ap["different"]) == (0, 2, 0)
     assert any("missing" in key for key in eu["samples"]["missing"])
+    settle = report["settle"]
+    assert report["verdict"] == "unsettled" and settle["method"] == "reread"
+    assert (settle["in_flight"], settle["diverged"], settle["unsettled"]) == (0, 0, 4)
+    assert settle["timed_out"] and "no runner checkpoints" in settle["reason"]
 
-    assert main(["repair", "--config", path, "--dry-run", "--json"]) == 0
+    assert main(["repair", "--config", path, "--dry-run", "--json", "--force"]) == 0
     (dry,) = json.loads(capsys.readouterr().out)
     assert dry["repair"]["puts"] == {EU: 2, US: 2, AP: 1}  # missing+extra, extra+changed, changed
     assert dry["repair"]["deletes"] == {AP: 1}
-    assert main(["diff", "--config", path]) == 1  # a dry run writes nothing
-    capsys.readouterr()
+    assert main(["diff", "--config", path, "--no-settle"]) == 1  # a dry run writes nothing
+    assert "settled by" not in capsys.readouterr().out
 
-    assert main(["repair", "--config", path]) == 0
+    # Never replicated by a runner: no checkpoints, so repair refuses unless forced.
+    assert main(["repair", "--config", path]) == 2
+    why, what = capsys.readouterr().err.strip().splitlines()
+    assert "repair refused for Cmp" in why and "never replicated" in why
+    assert what.startswith("what to do:") and "--force" in what
+    assert main(["repair", "--config", path, "--force"]) == 0
     assert "repair wrote" in capsys.readouterr().out
     assert main(["diff", "--config", path]) == 0
     assert "identical in every region" in capsys.readouterr().out
