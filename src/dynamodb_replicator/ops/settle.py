@@ -47,6 +47,8 @@ __all__ = [
 
 SAMPLES = 5
 POLL_SECONDS = 0.5
+STREAM_DELAY = 1.0  # seconds from a change being readable to its stream record being readable
+CONFIRM = 2  # settled rounds a key must differ unchanged in before it counts as diverged
 
 Seen = tuple[tuple[str, str | None, str | None] | None, ...]
 """One key in every region, in region order: (content digest, timestamp, origin) or None."""
@@ -104,19 +106,35 @@ class SettleReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    seen: Seen
+    read_at: float
+    steady: int = 0  # settled rounds in a row that found it differing exactly like this
+
+
 def _sort(
-    report: SettleReport, now: Mapping[str, Seen], before: Mapping[str, Seen] | None
-) -> dict[str, Seen]:
-    """Count keys that agree as in flight and (with ``before``) unchanged ones as diverged;
-    return the rest."""
-    left: dict[str, Seen] = {}
+    report: SettleReport,
+    now: Mapping[str, Seen],
+    before: Mapping[str, _Pending],
+    read_at: float,
+    *,
+    settled: bool,
+) -> dict[str, _Pending]:
+    """Count keys that agree as in flight and, after a settled round (every mark passed),
+    keys unchanged for CONFIRM rounds as diverged; return the rest."""
+    left: dict[str, _Pending] = {}
     for key, seen in now.items():
+        earlier = before.get(key)
         if agrees(seen):
             report.in_flight += 1
-        elif before is not None and before.get(key) == seen:
-            report.diverged.append(key)
+        elif settled and earlier is not None and earlier.seen == seen:
+            if earlier.steady + 1 >= CONFIRM:
+                report.diverged.append(key)
+            else:
+                left[key] = _Pending(seen, earlier.read_at, earlier.steady + 1)
         else:
-            left[key] = seen
+            left[key] = _Pending(seen, read_at)
     return left
 
 
@@ -133,21 +151,21 @@ def settle(
     began = clock()
     deadline = began + timeout
     report = SettleReport("reread" if tracker is None else "checkpoints", timeout=timeout)
-    pending = _sort(report, reader.read(keys), None)
+    pending = _sort(report, reader.read(keys), {}, began, settled=False)
     while pending and clock() < deadline:
         if tracker is None:
             wait(POLL_SECONDS)
-            pending = _sort(report, reader.read(list(pending)), None)
-            continue
-        behind = _wait_for(tracker, tracker.mark(), deadline, clock, wait)
-        if behind:
-            shown = "; ".join(m.describe() for m in behind[:3])
-            report.reason = (
-                f"replication had not reached the positions recorded after the scan within "
-                f"{timeout:g} s: {shown} (is a runner running with this configuration?)"
-            )
-            break
-        pending = _sort(report, reader.read(list(pending)), pending)
+        else:
+            # A change is in its stream only shortly after it is visible: mark a moment later.
+            newest = max(p.read_at for p in pending.values())
+            wait(max(0.0, min(newest + STREAM_DELAY, deadline) - clock()))
+            behind = _wait_for(tracker, tracker.mark(), deadline, clock, wait)
+            if behind:
+                report.reason = _behind_reason(behind, timeout)
+                break
+        read_at = clock()
+        now = reader.read(list(pending))
+        pending = _sort(report, now, pending, read_at, settled=tracker is not None)
     report.unsettled = sorted(pending)
     if pending and report.reason is None:
         report.reason = (
@@ -161,6 +179,14 @@ def settle(
     report.diverged.sort()
     report.seconds = clock() - began
     return report
+
+
+def _behind_reason(behind: Sequence[Mark], timeout: float) -> str:
+    shown = "; ".join(m.describe() for m in behind[:3])
+    return (
+        f"replication had not reached the positions recorded after the scan within "
+        f"{timeout:g} s: {shown} (is a runner running with this configuration, and keeping up?)"
+    )
 
 
 def _wait_for(
