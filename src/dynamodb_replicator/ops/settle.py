@@ -11,10 +11,11 @@ differing key:
   (``repair`` does).
 
 With runner checkpoints (``method="checkpoints"``) settling goes in rounds: read the keys in
-every region (strongly consistent), mark every source stream's position, wait until every
-(source, target) checkpoint has passed its mark, read the keys again. A key that now agrees
-was in flight; one that differs exactly as before diverged; one that changed meanwhile (new
-writes) goes to the next round. Without checkpoints (replication on Lambda) the keys are
+every region (strongly consistent), a moment later (a change reaches its stream shortly
+after it is readable) mark every source stream's position (``aws/positions.py``), wait until
+every (source, target) checkpoint has passed its mark, read the keys again. A key that now
+agrees was in flight; one that changed meanwhile (new writes) goes to the next round; one
+that differs exactly as before for CONFIRM rounds in a row diverged. Without checkpoints (replication on Lambda) the keys are
 read again until they agree (``method="reread"``); that cannot prove divergence, so what
 still differs at the bound is *unsettled*. Either way the wait is bounded by ``timeout``;
 keys still undecided then are reported as unsettled (diverged or lagging), with the reason.
