@@ -15,10 +15,11 @@ every region (strongly consistent), a moment later (a change reaches its stream 
 after it is readable) mark every source stream's position (``aws/positions.py``), wait until
 every (source, target) checkpoint has passed its mark, read the keys again. A key that now
 agrees was in flight; one that changed meanwhile (new writes) goes to the next round; one
-that differs exactly as before for CONFIRM rounds in a row diverged. Without checkpoints (replication on Lambda) the keys are
-read again until they agree (``method="reread"``); that cannot prove divergence, so what
-still differs at the bound is *unsettled*. Either way the wait is bounded by ``timeout``;
-keys still undecided then are reported as unsettled (diverged or lagging), with the reason.
+that differs exactly as before for CONFIRM rounds in a row diverged. Without checkpoints
+(replication on Lambda) the keys are read again until they agree (``method="reread"``);
+that cannot prove divergence, so what still differs at the bound is *unsettled*. Either way
+the wait is bounded by ``timeout``; keys still undecided then are reported as unsettled
+(diverged or lagging), with the reason.
 """
 
 from __future__ import annotations
