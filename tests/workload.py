@@ -89,6 +89,16 @@ class Workload:
             if pause:
                 time.sleep(pause)
 
+    def run_paced(self, region: str, per_second: float, until: threading.Event) -> None:
+        """Writes at ``per_second`` (or as fast as the server answers) until ``until``."""
+        rng = random.Random(f"{self.seed}-{region}")
+        stamp, due = 1_000, time.monotonic()
+        while not until.is_set():
+            stamp += rng.randint(1, 3)
+            self._write(region, rng, stamp)
+            due = max(due + 1 / per_second, time.monotonic() - 1.0)  # no catch-up bursts
+            until.wait(max(0.0, due - time.monotonic()))
+
     def run(
         self,
         operations: int,
@@ -120,6 +130,41 @@ class Workload:
             if best is None or rank > (POLICY.order_key(best.version), best.delete):
                 winners[event.key] = event
         return {key: event.content for key, event in winners.items()}
+
+
+class BackgroundLoad:
+    """Every region of ``workload`` writes in its own thread, ``per_second`` writes in all,
+    until ``stop`` or until ``seconds`` pass: a bound, so a failing test never leaves writers
+    running. One thread per region keeps each region's timestamps increasing."""
+
+    def __init__(self, workload: Workload, *, per_second: float, seconds: float) -> None:
+        self.workload = workload
+        self.done = threading.Event()
+        self.timer = threading.Timer(seconds, self.done.set)
+        share = per_second / len(workload.clients)
+        self.threads = [
+            threading.Thread(target=workload.run_paced, args=(r, share, self.done))
+            for r in workload.clients
+        ]
+        self.began = self.ended = 0.0
+
+    def start(self) -> BackgroundLoad:
+        self.began = time.monotonic()
+        self.timer.start()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.done.set()
+        self.timer.cancel()
+        for thread in self.threads:
+            thread.join()
+        self.ended = self.ended or time.monotonic()
+
+    def rate(self) -> float:
+        """Writes per second so far."""
+        return len(self.workload.events) / max((self.ended or time.monotonic()) - self.began, 1e-9)
 
 
 def _user(item: dict[str, Any]) -> dict[str, Any]:

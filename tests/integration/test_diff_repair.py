@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,17 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.report_items import report_to_item
+from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.defaults import STATE_TABLE, TOMBSTONE_TTL_SECONDS
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.reports import ShardReport, TargetReport
 from dynamodb_replicator.testing.local import DynamoDBLocal
-from tests.runner_process import write_config
+from tests.runner_process import RunnerProcess, write_config
 from tests.support import FIELDS, REGIONS, create_table
+from tests.workload import BackgroundLoad, Workload, wait_until_converged
 
 US, EU, AP = REGIONS
 
@@ -75,22 +82,32 @@ def test_diff_then_repair_then_clean_diff(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = config(tmp_path, ddb_local.endpoint_url)
-    assert main(["diff", "--config", path, "--output", "json"]) == 1
+    # No runner replicates this table: the differing keys are settled by re-reading them.
+    assert main(["diff", "--config", path, "--output", "json", "--settle-timeout", "1"]) == 1
     (report,) = json.loads(capsys.readouterr().out)
     eu, ap = report["regions"][EU], report["regions"][AP]
     assert report["items"] == {US: 302, EU: 301, AP: 304}
     assert (eu["missing"], eu["extra"], eu["different"]) == (1, 0, 1)
     assert (ap["missing"], ap["extra"], ap["different"]) == (0, 2, 0)
     assert eu["samples"]["missing"] == [{"pk": {"S": "missing"}}]  # a key object, not a string
+    settle = report["settle"]
+    assert report["verdict"] == "unsettled" and settle["method"] == "reread"
+    assert (settle["in_flight"], settle["diverged"], settle["unsettled"]) == (0, 0, 4)
+    assert settle["timed_out"] and "no runner checkpoints" in settle["reason"]
 
-    assert main(["repair", "--config", path, "--dry-run", "--output", "json"]) == 0
+    assert main(["repair", "--config", path, "--dry-run", "--output", "json", "--force"]) == 0
     (dry,) = json.loads(capsys.readouterr().out)
     assert dry["repair"]["puts"] == {EU: 2, US: 2, AP: 1}  # missing+extra, extra+changed, changed
     assert dry["repair"]["deletes"] == {AP: 1}
-    assert main(["diff", "--config", path]) == 1  # a dry run writes nothing
-    capsys.readouterr()
+    assert main(["diff", "--config", path, "--no-settle"]) == 1  # a dry run writes nothing
+    assert "settled by" not in capsys.readouterr().out
 
-    assert main(["repair", "--config", path]) == 0
+    # Never replicated by a runner: no checkpoints, so repair refuses unless forced.
+    assert main(["repair", "--config", path]) == 2
+    why, what = capsys.readouterr().err.strip().splitlines()
+    assert "repair refused for Cmp" in why and "never replicated" in why
+    assert what.startswith("what to do:") and "--force" in what
+    assert main(["repair", "--config", path, "--force"]) == 0
     assert "repair wrote" in capsys.readouterr().out
     assert main(["diff", "--config", path]) == 0
     assert "identical in every region" in capsys.readouterr().out
@@ -120,6 +137,108 @@ def test_bad_input_is_a_clear_error(
     assert "different key schemas" in capsys.readouterr().err
 
 
+COLD = 20  # keys the load never touches
+
+
+def cold_item(n: int, ts: str = "500", value: str = "cold") -> dict[str, Any]:
+    return {"pk": {"S": f"cold-{n}"}, FIELDS.timestamp: {"N": ts}, "v": {"S": value}}
+
+
+def test_a_change_behind_the_replicators_back_is_diverged_under_load_then_repaired(
+    ddb_local: DynamoDBLocal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    runners: list[RunnerProcess],
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    clients = {r: make_client("dynamodb", RegionSpec(r, endpoint)) for r in REGIONS}
+    for region, client in clients.items():
+        create_table(client, "Drift", region=region)
+    for n in range(COLD):
+        clients[US].put_item(TableName="Drift", Item=cold_item(n))
+    path = str(
+        write_config(
+            tmp_path / "drift.toml",
+            ["Drift"],
+            dict.fromkeys(REGIONS, endpoint),
+            lease_timeout_seconds=5,
+        )
+    )
+    runners.append(RunnerProcess(Path(path), tmp_path / "runner.log", "w1").start())
+    cold: dict[str, dict[str, Any] | None] = {f"cold-{n}": cold_item(n) for n in range(COLD)}
+    wait_until_converged(clients, "Drift", cold)
+    # 200 hot keys, ~100 writes/s across the regions, while one cold key is changed in
+    # eu-west-1 behind the replicator's back: with the replicator's own marker and another
+    # region as origin, the stream record looks like an echo and is not replicated.
+    workload = Workload(clients, table="Drift", keys=200, seed=7)
+    load = BackgroundLoad(workload, per_second=100, seconds=45).start()
+    drifted = cold_item(3, ts="1000000000", value="drifted")
+    behind = {**drifted, FIELDS.origin: {"S": US}, FIELDS.marker: {"N": "1000000000"}}
+    clients[EU].put_item(TableName="Drift", Item=behind)
+    try:
+        code = main(["diff", "--config", path, "--json", "--settle-timeout", "90"])
+        rate = load.rate()
+    finally:
+        load.stop()
+    out = capsys.readouterr().out
+    with capsys.disabled():
+        print(f"\ndiff under {rate:.0f} writes/s: {out[-600:]}")
+    (report,) = json.loads(out)
+    settle = report["settle"]
+    assert code == 1 and report["verdict"] == "diverged", out
+    assert settle["method"] == "checkpoints" and settle["unsettled"] == 0, out
+    assert settle["diverged"] == 1 and settle["samples"]["diverged"] == [{"pk": {"S": "cold-3"}}]
+    assert len(workload.events) > 100  # the diff ran under load
+
+    assert main(["repair", "--config", path]) == 0  # a running runner: fresh reports
+    capsys.readouterr()
+    final: dict[str, dict[str, Any] | None] = {**workload.expected(), **cold, "cold-3": drifted}
+    wait_until_converged(clients, "Drift", final)
+    assert main(["diff", "--config", path]) == 0
+    assert "identical in every region" in capsys.readouterr().out
+
+
+def aged_state(clients: dict[str, Any], table: str, *, at: float) -> None:
+    """State tables as a runner leaves them: a checkpoint and a shard report per region,
+    the reports written at ``at``."""
+    for region, client in clients.items():
+        ensure_state_table(client, STATE_TABLE, region)
+        state = DynamoStateStore(client, STATE_TABLE, region)
+        ref = ShardRef(table, f"arn:aws:dynamodb:{region}:1:table/{table}/stream/s", "shard-1")
+        state.save(ref, dict.fromkeys(REGIONS, "100"))
+        targets = tuple(TargetReport(t, advanced_at=at) for t in REGIONS if t != region)
+        state.put(
+            report_to_item(ShardReport(table, region, "s", "shard-1", "w1", at, False, targets))
+        )
+
+
+def test_repair_refuses_when_replication_is_older_than_the_tombstone_ttl(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for region, client in clients.items():
+        create_table(client, "Aged", region=region)
+    clients[US].put_item(TableName="Aged", Item=item("only-in-us", "5", "x"))
+    path = config(tmp_path, ddb_local.endpoint_url)
+    repair = ["repair", "--config", path, "--table", "Aged"]
+    hours = TOMBSTONE_TTL_SECONDS / 3600 + 1
+    aged_state(clients, "Aged", at=time.time() - hours * 3600)
+    assert main(repair) == 2
+    why, what = capsys.readouterr().err.strip().splitlines()
+    assert f"{US} -> {EU} last replicated {hours:.1f} h ago" in why, why
+    assert "may hold data older than the tombstone TTL (48 h)" in why
+    assert "add-region" in what and "--force" in what
+    assert main([*repair, "--dry-run", "--force"]) == 0  # forced: the plan is made
+    assert "would write: puts eu-west-1 1" in capsys.readouterr().out
+
+    aged_state(clients, "Aged", at=time.time())  # the runner reported just now
+    assert main(repair) == 0
+    assert "repair wrote" in capsys.readouterr().out
+    assert "Item" in clients[AP].get_item(TableName="Aged", Key={"pk": {"S": "only-in-us"}})
+
+
 def test_repair_names_undecidable_keys_and_exits_1(
     ddb_local: DynamoDBLocal,
     clients: dict[str, Any],
@@ -135,10 +254,10 @@ def test_repair_names_undecidable_keys_and_exits_1(
             tmp_path / "u.toml", ["Undecided"], dict.fromkeys(REGIONS, ddb_local.endpoint_url)
         )
     )
-    assert main(["repair", "--config", path]) == 1
+    assert main(["repair", "--config", path, "--force"]) == 1
     out = capsys.readouterr().out
     assert "undecidable keys: 1" in out
     assert '{"pk": {"S": "no-version"}}' in out
-    assert main(["repair", "--config", path, "--output", "json"]) == 1
+    assert main(["repair", "--config", path, "--output", "json", "--force"]) == 1
     (report,) = json.loads(capsys.readouterr().out)
     assert report["repair"]["undecidable"] == [{"pk": {"S": "no-version"}}]

@@ -18,13 +18,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.aws.schema import create_like, describe_shape
-from dynamodb_replicator.cli.diff import print_report
+from dynamodb_replicator.cli.compare import Selection
+from dynamodb_replicator.cli.diff import (
+    add_settle_options,
+    print_report,
+    settle_timeout,
+    settled_diff,
+)
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
-from dynamodb_replicator.core.codec import key_from_json, key_to_json
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.ops.backfill import (
@@ -33,7 +37,6 @@ from dynamodb_replicator.ops.backfill import (
     check_new_region,
     seed_positions,
 )
-from dynamodb_replicator.ops.diff import digest, scan_and_compare
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 
 __all__ = ["register"]
@@ -85,13 +88,7 @@ def register(commands: Any) -> None:
         metavar="WCU",
         help="limit the copy to this many write units per second (default: no limit)",
     )
-    parser.add_argument(
-        "--settle-seconds",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="how long the final diff waits for in-flight replication (default: 60)",
-    )
+    add_settle_options(parser)
     add_output(parser)
 
 
@@ -184,76 +181,38 @@ def _copy(
         writer.close()
 
 
-def _settle(
-    config: RunnerConfig,
-    *,
-    regions: tuple[RegionSpec, RegionSpec],
-    table: str,
-    keys: list[str],
-    pending: list[str],
-    seconds: float,
-) -> list[str]:
-    """Re-read the differing keys until they agree (replication in flight) or time runs out."""
-    clients = {spec.name: make_client("dynamodb", spec) for spec in regions}
-    fields = config.replication.fields
-    deadline = time.monotonic() + seconds
-    while pending and time.monotonic() < deadline:
-        time.sleep(1.0)
-        raw = [key_from_json(k) for k in pending]
-        seen: dict[str, set[str | None]] = {k: set() for k in pending}
-        for region, client in clients.items():
-            found = {
-                key_to_json(i, keys): digest(i, fields)
-                for i in batch_get(client, table, raw, region=region)
-            }
-            for key in pending:
-                seen[key].add(found.get(key))
-        pending = [key for key, digests in seen.items() if len(digests) > 1]
-    return pending
-
-
 def _verify(
     console: Console,
-    config: RunnerConfig,
+    path: Path,
     pair: tuple[RegionSpec, RegionSpec],
     segments: int,
-    settle_seconds: float,
+    timeout: float | None,
 ) -> bool:
-    """Diff the new region against the source; keys that differ are re-read until they agree
-    (writes in flight) or ``settle_seconds`` pass."""
+    """Diff the new region against the source; keys that differ are settled against the
+    runner's checkpoints (``ops/settle.py``): True when none diverged."""
+    config = load_config(path)  # with the new region: its stream is a source now too
     ok = True
     for table in config.tables:
         shape = describe_shape(make_client("dynamodb", pair[0]), table, pair[0].name)
         assert shape is not None
         keys = [name for name, _ in shape.key_schema]
-        differing: list[str] = []
-        report = scan_and_compare(
-            table,
-            pair,
-            keys,
-            fields=config.replication.fields,
-            segments=segments,
-            on_bucket=differing.extend,
-        )
-        if report.identical:
-            print_report(console, report)
-            continue
-        console.print(
-            f"{table}: {len(differing)} keys differ; waiting up to {settle_seconds:.0f} s "
-            "for replication in flight ..."
-        )
-        left = _settle(
-            config, regions=pair, table=table, keys=keys, pending=differing, seconds=settle_seconds
-        )
-        if left:
+        selection = Selection(config, pair, {table: keys})
+        report = settled_diff(selection, table, keys, segments=segments, timeout=timeout)
+        if not report.clean:
             ok = False
             print_report(console, report)
             console.print(
-                f"[red]{len(left)} keys still differ[/red] (e.g. {', '.join(left[:3])}): is a "
-                "runner running with the updated config? `repair` fixes them."
+                f"[red]{pair[1].name} does not match {pair[0].name}[/red]: is a runner running "
+                "with the updated config? `repair` fixes diverged keys."
             )
-        else:
-            console.print(f"{table}: {pair[1].name} matches {pair[0].name}")
+            continue
+        if report.settle is not None:
+            settle = report.settle
+            console.print(
+                f"{table}: {settle.in_flight} keys differed while changes were in flight and "
+                f"agreed once replication caught up ({settle.method}, {settle.seconds:.1f} s)"
+            )
+        console.print(f"{table}: {pair[1].name} matches {pair[0].name}")
     return ok
 
 
@@ -265,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(path)
     if args.segments < 1:
         raise ConfigError("--segments must be at least 1")
+    timeout = settle_timeout(args)
     source, resumed = check_new_region(config, args.region, args.source)
     _check_request(config, args, resumed)
     endpoint = args.endpoint_url or (config.region(args.region).endpoint_url if resumed else None)
@@ -302,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
             "replay every change since the seeded positions into it"
         )
     pair = (source, new)
-    verified = _verify(console, config, pair, args.segments, args.settle_seconds)
+    verified = _verify(console, path, pair, args.segments, timeout)
     if args.output == "json":
         print_json(
             {

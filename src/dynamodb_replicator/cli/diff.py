@@ -1,18 +1,51 @@
-"""``dynamodb-replicator diff``: are the regions identical? Exit 0 yes, 1 no, 2 error."""
+"""``dynamodb-replicator diff``: are the regions identical? Differences found under live
+traffic are settled (``ops/settle.py``): exit 0 when nothing diverged, 1 when something did
+(or the settle wait ran out), 2 on errors."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 
-from dynamodb_replicator.cli.compare import add_options, select
+from dynamodb_replicator.cli.compare import Selection, add_options, select
 from dynamodb_replicator.cli.options import add_command, key_object, print_json
 from dynamodb_replicator.cli.progress import ScanProgress
+from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
+from dynamodb_replicator.ops.settle import SettleReport, settle_table
 
-__all__ = ["print_report", "register", "report_json"]
+__all__ = [
+    "add_settle_options",
+    "print_report",
+    "print_settle",
+    "register",
+    "report_json",
+    "settle_timeout",
+    "settled_diff",
+]
+
+SETTLE_TIMEOUT = 60.0
+
+
+def add_settle_options(parser: argparse.ArgumentParser) -> None:
+    """``--settle-timeout`` (and its older name ``--settle-seconds``) and ``--no-settle``."""
+    parser.add_argument(
+        "--settle-timeout",
+        "--settle-seconds",
+        dest="settle_timeout",
+        type=float,
+        default=SETTLE_TIMEOUT,
+        help="how long differing keys may wait for replication in flight (default 60 s)",
+    )
+    parser.add_argument(
+        "--no-settle",
+        dest="settle",
+        action="store_false",
+        help="report the raw comparison: do not wait for replication in flight",
+    )
 
 
 def register(commands: Any) -> None:
@@ -20,15 +53,18 @@ def register(commands: Any) -> None:
     parser = add_command(
         commands,
         "diff",
-        help="compare a table across regions (exit 1 when they differ)",
+        help="compare a table across regions (exit 1 when keys diverged)",
         examples=[
             "--config replicator.toml",
             "--config replicator.toml --regions us-east-1,eu-west-1 --table Orders",
             "--config replicator.toml --output json --segments 16",
+            "--config replicator.toml --settle-timeout 120",
+            "--config replicator.toml --no-settle",
         ],
         run=run,
     )
     add_options(parser)
+    add_settle_options(parser)
 
 
 def report_json(report: DiffReport) -> dict[str, Any]:
@@ -38,6 +74,9 @@ def report_json(report: DiffReport) -> dict[str, Any]:
         samples = region.get("samples", {})
         for kind, keys in samples.items():
             samples[kind] = [key_object(k) for k in keys]
+    settle = document.get("settle") or {}
+    for kind, keys in settle.get("samples", {}).items():
+        settle["samples"][kind] = [key_object(k) for k in keys]
     return document
 
 
@@ -59,23 +98,87 @@ def print_report(console: Console, report: DiffReport) -> None:
         for kind, keys in diff.samples.items():
             for key in keys:
                 console.print(f"    {kind}: {key}", markup=False, highlight=False)
+    if report.settle is not None:
+        print_settle(console, report.settle)
+
+
+def print_settle(console: Console, settle: SettleReport) -> None:
+    """The in-flight and diverged counts, and why keys stayed unsettled."""
+    how = "runner checkpoints" if settle.method == "checkpoints" else "re-reading the keys"
+    console.print(
+        f"  settled by {how} in {settle.seconds:.1f} s: {settle.in_flight} in flight "
+        f"(agree once replication caught up), {len(settle.diverged)} diverged"
+        + (f", {len(settle.unsettled)} diverged or lagging" if settle.unsettled else "")
+    )
+    for key in settle.diverged[:5]:
+        console.print(f"    diverged: {key}")
+    if settle.unsettled:
+        console.print(f"  [yellow]settle wait timed out[/yellow]: {settle.reason}")
+        for key in settle.unsettled[:5]:
+            console.print(f"    diverged or lagging: {key}")
+    if not settle.clean:
+        console.print("  `dynamodb-replicator repair` writes each differing key's winner")
+
+
+def settled_diff(
+    selection: Selection,
+    table: str,
+    key_names: list[str],
+    *,
+    segments: int,
+    timeout: float | None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> DiffReport:
+    """Scan and compare ``table``; settle the keys that differ for up to ``timeout`` seconds
+    (None: do not settle). See ``ops/settle.py``."""
+    differing: list[str] = []
+    config = selection.config
+    fields = config.replication.fields
+    report = scan_and_compare(
+        table,
+        selection.regions,
+        key_names,
+        fields=fields,
+        segments=segments,
+        on_bucket=differing.extend,
+        on_progress=on_progress,
+    )
+    if differing and timeout is not None:
+        report.settle = settle_table(
+            table,
+            differing,
+            regions=selection.regions,
+            sources=config.regions,
+            key_names=key_names,
+            fields=fields,
+            state_table=config.state_table,
+            timeout=timeout,
+        )
+    return report
+
+
+def settle_timeout(args: argparse.Namespace) -> float | None:
+    """The settle bound the options ask for; None with ``--no-settle``."""
+    if args.settle_timeout < 0:
+        raise ConfigError("--settle-timeout must not be negative")
+    return args.settle_timeout if args.settle else None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Scan and compare every selected table."""
+    """Scan and compare every selected table; settle what differs."""
     selection = select(args)
-    fields = selection.config.replication.fields
+    timeout = settle_timeout(args)
     names = [spec.name for spec in selection.regions]
     reports = []
     for table, keys in selection.tables.items():
         with ScanProgress(f"diff {table}", names, mode=args.progress) as progress:
             reports.append(
-                scan_and_compare(
+                settled_diff(
+                    selection,
                     table,
-                    selection.regions,
                     keys,
-                    fields=fields,
                     segments=args.segments,
+                    timeout=timeout,
                     on_progress=progress,
                 )
             )
@@ -85,4 +188,4 @@ def run(args: argparse.Namespace) -> int:
         console = Console()
         for report in reports:
             print_report(console, report)
-    return 0 if all(r.identical for r in reports) else 1
+    return 0 if all(r.clean for r in reports) else 1

@@ -18,8 +18,10 @@ from dynamodb_replicator.cli.compare import Selection, add_options, select
 from dynamodb_replicator.cli.diff import print_report, report_json
 from dynamodb_replicator.cli.options import add_command, print_json
 from dynamodb_replicator.cli.progress import ScanProgress
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import key_from_json
 from dynamodb_replicator.ops.diff import scan_and_compare
+from dynamodb_replicator.ops.freshness import check_fresh
 from dynamodb_replicator.ops.repair import Repairer, RepairReport
 
 __all__ = ["register"]
@@ -35,11 +37,17 @@ def register(commands: Any) -> None:
             "--config replicator.toml --dry-run",
             "--config replicator.toml --table Orders",
             "--config replicator.toml --output json",
+            "--config replicator.toml --table Orders --force",
         ],
         run=run,
     )
     add_options(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="repair even when a region may hold data older than the tombstone TTL",
+    )
 
 
 def _print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
@@ -102,6 +110,17 @@ def run(args: argparse.Namespace) -> int:
     """Compare, and repair each bucket's differing keys as soon as it is compared."""
     selection = select(args)
     settings = selection.config.replication
+    if not args.force:
+        now = SystemClock().now()
+        for table in selection.tables:
+            check_fresh(
+                table,
+                regions=selection.regions,
+                every_region=selection.config.regions,
+                state_table=selection.config.state_table,
+                ttl=settings.tombstone_ttl_seconds,
+                now=now,
+            )
     writers = {spec.name: build_writer(spec, settings) for spec in selection.regions}
     console = Console()
     output: list[dict[str, Any]] = []

@@ -15,13 +15,16 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import parallel_scan
 from dynamodb_replicator.core.codec import key_to_json
 from dynamodb_replicator.core.model import Item, RegionSpec, SystemAttributes
 from dynamodb_replicator.core.policy import stored_version
+
+if TYPE_CHECKING:
+    from dynamodb_replicator.ops.settle import SettleReport
 
 __all__ = [
     "DiffReport",
@@ -95,16 +98,37 @@ class DiffReport:
     reference: str
     items: dict[str, int] = field(default_factory=dict)
     regions: dict[str, RegionDiff] = field(default_factory=dict)
+    settle: SettleReport | None = None  # how the differing keys settled (ops/settle.py)
 
     @property
     def identical(self) -> bool:
+        """Identical as scanned."""
         return all(not (d.missing or d.extra or d.different) for d in self.regions.values())
+
+    @property
+    def verdict(self) -> str:
+        """identical, in-flight (every difference settled), diverged, unsettled (the settle
+        wait ran out) or different (not settled)."""
+        if self.identical:
+            return "identical"
+        if self.settle is None:
+            return "different"
+        if self.settle.diverged:
+            return "diverged"
+        return "unsettled" if self.settle.unsettled else "in-flight"
+
+    @property
+    def clean(self) -> bool:
+        """Nothing diverged: identical, or every difference was in flight."""
+        return self.verdict in ("identical", "in-flight")
 
     def as_json(self) -> dict[str, Any]:
         return {
             "table": self.table,
             "reference": self.reference,
             "identical": self.identical,
+            "verdict": self.verdict,
+            "settle": None if self.settle is None else self.settle.as_json(),
             "items": self.items,
             "regions": {
                 name: {

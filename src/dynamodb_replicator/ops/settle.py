@@ -1,0 +1,260 @@
+"""Settling a diff: tell keys whose changes are still in flight from keys that diverged.
+
+A scan reads each region at a slightly different moment, so under live traffic it finds keys
+that differ only because a change has not reached every region yet. Settling decides each
+differing key:
+
+- **in flight**: it agrees in every region once replication has caught up with what the
+  diff read;
+- **diverged**: it still differs after replication has handled every change that was
+  visible when it was read, and nothing has changed it since: replication will not fix it
+  (``repair`` does).
+
+With runner checkpoints (``method="checkpoints"``) settling goes in rounds: read the keys in
+every region (strongly consistent), a moment later (a change reaches its stream shortly
+after it is readable) mark every source stream's position (``aws/positions.py``), wait until
+every (source, target) checkpoint has passed its mark, read the keys again. A key that now
+agrees was in flight; one that changed meanwhile (new writes) goes to the next round; one
+that differs exactly as before for CONFIRM rounds in a row diverged. Without checkpoints
+(replication on Lambda) the keys are read again until they agree (``method="reread"``);
+that cannot prove divergence, so what still differs at the bound is *unsettled*. Either way
+the wait is bounded by ``timeout``; keys still undecided then are reported as unsettled
+(diverged or lagging), with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.positions import Mark, StreamPositions
+from dynamodb_replicator.core.codec import key_from_json, key_to_json
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.policy import stored_version
+from dynamodb_replicator.ops.diff import digest
+
+__all__ = [
+    "KeyReader",
+    "RegionReader",
+    "Seen",
+    "SettleReport",
+    "Tracker",
+    "settle",
+    "settle_table",
+]
+
+SAMPLES = 5
+POLL_SECONDS = 0.5
+STREAM_DELAY = 1.0  # seconds from a change being readable to its stream record being readable
+CONFIRM = 2  # settled rounds a key must differ unchanged in before it counts as diverged
+
+Seen = tuple[tuple[str, str | None, str | None] | None, ...]
+"""One key in every region, in region order: (content digest, timestamp, origin) or None."""
+
+
+class KeyReader(Protocol):
+    """Reads keys (``codec.key_to_json`` texts) in every region, strongly consistent."""
+
+    def read(self, keys: Sequence[str]) -> dict[str, Seen]: ...
+
+
+class Tracker(Protocol):
+    """Marks stream positions and tells which marks the checkpoints have not passed."""
+
+    def mark(self) -> Sequence[Mark]: ...
+
+    def behind(self, marks: Sequence[Mark]) -> Sequence[Mark]: ...
+
+
+def agrees(seen: Seen) -> bool:
+    """Same content (or absent) in every region; versions may differ in origin bookkeeping."""
+    return len({None if s is None else s[0] for s in seen}) == 1
+
+
+@dataclass(slots=True)
+class SettleReport:
+    """How the differing keys of one table settled."""
+
+    method: str  # "checkpoints" or "reread"
+    in_flight: int = 0
+    diverged: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)  # diverged or lagging: time ran out
+    reason: str | None = None  # why keys are unsettled
+    seconds: float = 0.0
+    timeout: float = 0.0
+
+    @property
+    def clean(self) -> bool:
+        return not self.diverged and not self.unsettled
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "in_flight": self.in_flight,
+            "diverged": len(self.diverged),
+            "unsettled": len(self.unsettled),
+            "timed_out": bool(self.unsettled),
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            "timeout": self.timeout,
+            "samples": {
+                "diverged": self.diverged[:SAMPLES],
+                "unsettled": self.unsettled[:SAMPLES],
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    seen: Seen
+    read_at: float
+    steady: int = 0  # settled rounds in a row that found it differing exactly like this
+
+
+def _sort(
+    report: SettleReport,
+    now: Mapping[str, Seen],
+    before: Mapping[str, _Pending],
+    read_at: float,
+    *,
+    settled: bool,
+) -> dict[str, _Pending]:
+    """Count keys that agree as in flight and, after a settled round (every mark passed),
+    keys unchanged for CONFIRM rounds as diverged; return the rest."""
+    left: dict[str, _Pending] = {}
+    for key, seen in now.items():
+        earlier = before.get(key)
+        if agrees(seen):
+            report.in_flight += 1
+        elif settled and earlier is not None and earlier.seen == seen:
+            if earlier.steady + 1 >= CONFIRM:
+                report.diverged.append(key)
+            else:
+                left[key] = _Pending(seen, earlier.read_at, earlier.steady + 1)
+        else:
+            left[key] = _Pending(seen, read_at)
+    return left
+
+
+def settle(
+    keys: Sequence[str],
+    reader: KeyReader,
+    tracker: Tracker | None,
+    *,
+    timeout: float,
+    clock: Callable[[], float] = time.monotonic,
+    wait: Callable[[float], None] = time.sleep,
+) -> SettleReport:
+    """Decide each differing key (see the module docstring); ``tracker`` None: re-read."""
+    began = clock()
+    deadline = began + timeout
+    report = SettleReport("reread" if tracker is None else "checkpoints", timeout=timeout)
+    pending = _sort(report, reader.read(keys), {}, began, settled=False)
+    while pending and clock() < deadline:
+        if tracker is None:
+            wait(POLL_SECONDS)
+        else:
+            # A change is in its stream only shortly after it is visible: mark a moment later.
+            newest = max(p.read_at for p in pending.values())
+            wait(max(0.0, min(newest + STREAM_DELAY, deadline) - clock()))
+            behind = _wait_for(tracker, tracker.mark(), deadline, clock, wait)
+            if behind:
+                report.reason = _behind_reason(behind, timeout)
+                break
+        read_at = clock()
+        now = reader.read(list(pending))
+        pending = _sort(report, now, pending, read_at, settled=tracker is not None)
+    report.unsettled = sorted(pending)
+    if pending and report.reason is None:
+        report.reason = (
+            f"{len(pending)} keys still differed when the {timeout:g} s settle wait ended"
+            + (
+                " (no runner checkpoints: settled by re-reading; replication may lag)"
+                if tracker is None
+                else " (new writes kept changing them)"
+            )
+        )
+    report.diverged.sort()
+    report.seconds = clock() - began
+    return report
+
+
+def _behind_reason(behind: Sequence[Mark], timeout: float) -> str:
+    shown = "; ".join(m.describe() for m in behind[:3])
+    return (
+        f"replication had not reached the positions recorded after the scan within "
+        f"{timeout:g} s: {shown} (is a runner running with this configuration, and keeping up?)"
+    )
+
+
+def _wait_for(
+    tracker: Tracker,
+    marks: Sequence[Mark],
+    deadline: float,
+    clock: Callable[[], float],
+    wait: Callable[[float], None],
+) -> Sequence[Mark]:
+    """Poll until every mark is passed (returns nothing) or the deadline (returns the rest)."""
+    behind = tracker.behind(marks)
+    while behind and clock() < deadline:
+        wait(min(POLL_SECONDS, max(deadline - clock(), 0.0)))
+        behind = tracker.behind(behind)
+    return behind
+
+
+class RegionReader:
+    """Reads keys in every region with strongly consistent batch reads."""
+
+    def __init__(
+        self,
+        table: str,
+        regions: Sequence[RegionSpec],
+        key_names: Sequence[str],
+        fields: SystemAttributes,
+    ) -> None:
+        self.table, self.key_names, self.fields = table, list(key_names), fields
+        self.clients = {spec.name: make_client("dynamodb", spec) for spec in regions}
+
+    def read(self, keys: Sequence[str]) -> dict[str, Seen]:
+        raw = [key_from_json(k) for k in keys]
+        found: dict[str, list[tuple[str, str | None, str | None] | None]] = {k: [] for k in keys}
+        for region, client in self.clients.items():
+            items = {
+                key_to_json(i, self.key_names): i
+                for i in batch_get(client, self.table, raw, region=region)
+            }
+            for key in keys:
+                item = items.get(key)
+                version = stored_version(item, region, self.fields)
+                found[key].append(
+                    None
+                    if item is None
+                    else (
+                        digest(item, self.fields),
+                        version.raw_timestamp if version else None,
+                        version.origin if version else None,
+                    )
+                )
+        return {key: tuple(seen) for key, seen in found.items()}
+
+
+def settle_table(
+    table: str,
+    keys: Sequence[str],
+    *,
+    regions: Sequence[RegionSpec],
+    sources: Sequence[RegionSpec],
+    key_names: Sequence[str],
+    fields: SystemAttributes,
+    state_table: str,
+    timeout: float,
+) -> SettleReport:
+    """Settle ``table``'s differing ``keys`` among ``regions``, with the checkpoints of the
+    runner replicating from ``sources`` when there are any."""
+    reader = RegionReader(table, regions, key_names, fields)
+    positions = StreamPositions(table, state_table, sources, [r.name for r in regions])
+    return settle(keys, reader, positions if positions.tracked() else None, timeout=timeout)

@@ -1,0 +1,121 @@
+"""Settling a diff: in flight, diverged, changed by new writes, and the bound."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dynamodb_replicator.aws.positions import Mark, passed
+from dynamodb_replicator.core.streams import END, ShardRef
+from dynamodb_replicator.ops.settle import Seen, settle
+
+A = ("a", "1", "us-east-1")
+B = ("b", "2", "us-east-1")
+C = ("c", "3", "eu-west-1")
+SHARD = ShardRef("T", "arn:aws:dynamodb:us-east-1:1:table/T/stream/s1", "shard-1")
+MARK = Mark("us-east-1", SHARD, "100", ("eu-west-1",))
+
+
+@dataclass
+class FakeClock:
+    now: float = 0.0
+    waits: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class ScriptedReader:
+    """Each read answers with the next state of every key (the last one repeats)."""
+
+    script: list[dict[str, Seen]]
+    reads: list[list[str]] = field(default_factory=list)
+
+    def read(self, keys: Sequence[str]) -> dict[str, Seen]:
+        self.reads.append(list(keys))
+        state = self.script[min(len(self.reads) - 1, len(self.script) - 1)]
+        return {key: state[key] for key in keys}
+
+
+@dataclass
+class FakeTracker:
+    """Checkpoints pass each mark after ``lag`` polls; never when ``lag`` is None."""
+
+    lag: int | None
+    polls: int = 0
+    marks: int = 0
+
+    def mark(self) -> Sequence[Mark]:
+        self.marks += 1
+        self.polls = 0
+        return [MARK]
+
+    def behind(self, marks: Sequence[Mark]) -> Sequence[Mark]:
+        self.polls += 1
+        return list(marks) if self.lag is None or self.polls <= self.lag else []
+
+
+def test_a_key_that_agrees_after_the_checkpoints_pass_was_in_flight() -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([{"k": (A, B)}, {"k": (B, B)}])
+    report = settle(["k"], reader, FakeTracker(lag=2), timeout=60, clock=clock, wait=clock.wait)
+    assert (report.in_flight, report.diverged, report.unsettled) == (1, [], [])
+    assert report.clean and report.method == "checkpoints"
+    # a moment for the stream to show what was read, then polls until the checkpoints pass
+    assert clock.waits == [1.0, 0.5, 0.5]
+
+
+def test_a_key_unchanged_after_two_rounds_of_passed_checkpoints_diverged() -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([{"k": (A, B), "j": (A, None)}, {"k": (A, B), "j": (A, A)}])
+    tracker = FakeTracker(lag=0)
+    report = settle(["k", "j"], reader, tracker, timeout=60, clock=clock, wait=clock.wait)
+    assert report.diverged == ["k"] and report.in_flight == 1 and not report.clean
+    assert tracker.marks == 2  # confirmed by a second round
+    assert report.as_json()["diverged"] == 1 and report.as_json()["samples"]["diverged"] == ["k"]
+
+
+def test_a_key_changed_by_new_writes_goes_another_round() -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([{"k": (A, B)}, {"k": (B, C)}, {"k": (C, C)}])
+    tracker = FakeTracker(lag=0)
+    report = settle(["k"], reader, tracker, timeout=60, clock=clock, wait=clock.wait)
+    assert (report.in_flight, report.diverged) == (1, [])
+    assert tracker.marks == 2  # a second mark, after the changed read
+
+
+def test_keys_agreeing_at_once_need_no_wait() -> None:
+    tracker = FakeTracker(lag=None)
+    report = settle(["k"], ScriptedReader([{"k": (A, A)}]), tracker, timeout=60)
+    assert report.in_flight == 1 and tracker.marks == 0
+
+
+def test_checkpoints_that_never_pass_time_out_with_the_reason() -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([{"k": (A, B)}])
+    report = settle(["k"], reader, FakeTracker(lag=None), timeout=5, clock=clock, wait=clock.wait)
+    assert report.unsettled == ["k"] and report.diverged == [] and not report.clean
+    assert report.reason is not None and "us-east-1 -> eu-west-1" in report.reason
+    assert "is a runner running" in report.reason
+    assert report.as_json()["timed_out"] is True
+    assert clock.now == 5  # bounded: it waited exactly up to the timeout
+
+
+def test_without_checkpoints_keys_are_read_until_they_agree_or_time_runs_out() -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([{"k": (A, B), "j": (A, B)}, {"k": (B, B), "j": (A, B)}])
+    report = settle(["k", "j"], reader, None, timeout=3, clock=clock, wait=clock.wait)
+    assert report.method == "reread"
+    assert report.in_flight == 1 and report.unsettled == ["j"] and report.diverged == []
+    assert report.reason is not None and "no runner checkpoints" in report.reason
+
+
+def test_a_checkpoint_passes_a_mark_at_or_after_it_or_at_the_shard_end() -> None:
+    assert passed("100", "100") and passed("101", "100") and passed(END, "100")
+    assert not passed("99", "100") and not passed(None, "100")
+    assert passed("1000", "999")  # numbers, not text
