@@ -106,7 +106,7 @@ def test_diff_then_repair_then_clean_diff(
     assert main(["repair", "--config", path]) == 2
     why, what = capsys.readouterr().err.strip().splitlines()
     assert "repair refused for Cmp" in why and "never replicated" in why
-    assert what.startswith("what to do:") and "--force" in what
+    assert what.startswith("error: what to do:") and "--force" in what
     assert main(["repair", "--config", path, "--force"]) == 0
     assert "repair wrote" in capsys.readouterr().out
     assert main(["diff", "--config", path]) == 0
