@@ -51,7 +51,7 @@ def read_region(
     try:
         items = store.scan(PREFIX)
         leases = store.leases()
-        workers = store.live_workers(int(now * 1000))
+        workers = store.unreachable_from(int(now * 1000))
     except ReplicatorError as exc:
         return RegionState(error=str(exc))
     reports = []
@@ -67,7 +67,12 @@ def read_region(
             for shard, (owner, expires) in sorted(leases.items())
             if shard.split("|", 1)[0] in tables
         ),
-        workers=tuple(workers),
+        workers=tuple(sorted(workers)),
+        unreachable=tuple(
+            (worker, region, since, why)
+            for worker, regions in sorted(workers.items())
+            for region, (since, why) in sorted(regions.items())
+        ),
     )
 
 

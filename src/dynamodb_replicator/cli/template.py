@@ -20,6 +20,7 @@ from dynamodb_replicator.deploy.template import (
     build_template,
     to_yaml,
 )
+from dynamodb_replicator.files import replace_file
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.preflight import key_schema
 
@@ -101,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
     template = build_template(config, options)
     text = json.dumps(template, indent=2) if args.format == "json" else to_yaml(template)
     if args.output:
-        with open(args.output, "w") as handle:
-            handle.write(text + "\n")
+        replace_file(args.output, text + "\n")
     else:
         print(text)
     return 0

@@ -19,6 +19,7 @@
     │   ├── AccessDeniedError       the credentials may not do this
     │   └── (plain TargetError)     validation and anything else
     ├── ExpiredIteratorError        (core.streams) .retryable = True: take a new iterator
+    ├── LeaseLostError              (core.streams) a checkpoint save by a non-holder, refused
     └── TrimmedDataError            (core.streams) the records are gone: start at TRIM_HORIZON
 
 The outcome types (condition failed, not found, in use, iterator expired, data trimmed)

@@ -1,13 +1,18 @@
 """Check a runner configuration against the regions before replicating anything.
 
-Every problem is a ConfigError that says what to fix: an unreachable endpoint or rejected
-credentials, a table missing in a region, key schemas that differ, a stream that is off or
-not NEW_AND_OLD_IMAGES. The state and tombstone tables are created when missing.
+Every problem is a ConfigError that says what to fix: rejected credentials, a table missing
+in a region, key schemas that differ, a stream that is off or not NEW_AND_OLD_IMAGES. The
+state and tombstone tables are created when missing. A region that cannot be reached
+(throttled, 5xx, connection refused, timeouts) is no configuration problem: it is reported
+and checked again later (``check_region``), while the runner replicates among the others.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
@@ -20,7 +25,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.runner.config import RunnerConfig
 
-__all__ = ["key_schema", "preflight"]
+__all__ = ["Checked", "Schemas", "check_region", "key_schema", "preflight"]
 
 
 def key_schema(description: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
@@ -36,7 +41,19 @@ def _where(spec: RegionSpec) -> str:
     return f"{spec.name} ({spec.endpoint_url or 'AWS'})"
 
 
-def _check_region(spec: RegionSpec, config: RunnerConfig) -> dict[str, Any]:
+Schemas = dict[str, tuple[tuple[str, str, str], ...]]  # table -> key schema
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What preflight found: the key schemas of the regions it reached, and why it could
+    not reach the others (region -> reason)."""
+
+    schemas: Mapping[str, Schemas]
+    unreachable: Mapping[str, str] = field(default_factory=dict)
+
+
+def _check_region(spec: RegionSpec, config: RunnerConfig) -> Schemas:
     client = make_client("dynamodb", spec)
     streams = StreamClient(spec.name, client, make_client("dynamodbstreams", spec))
     schemas = {}
@@ -54,23 +71,59 @@ def _check_region(spec: RegionSpec, config: RunnerConfig) -> dict[str, Any]:
     return schemas
 
 
-def preflight(config: RunnerConfig) -> None:
-    """Raise ConfigError on the first problem found; create missing bookkeeping tables."""
-    schemas: dict[str, dict[str, Any]] = {}
-    for spec in config.regions:
-        try:
-            # Transient errors (throttling, a dropped connection) are retried with backoff;
-            # only what persists is reported.
-            schemas[spec.name] = call_with_retries(
-                functools.partial(_check_region, spec, config),
-                Backoff(attempts=20, base=0.05, cap=0.5),
-            )
-        except RetryableTargetError as exc:
-            raise ConfigError(f"cannot reach {_where(spec)}: {exc}") from exc
-        except TargetError as exc:
-            raise ConfigError(f"{_where(spec)}: {exc}") from exc
-    for table in config.tables:
+def check_region(
+    spec: RegionSpec,
+    config: RunnerConfig,
+    known: Mapping[str, Schemas],
+    backoff: Backoff | None = None,
+) -> Schemas:
+    """Check one region (creating its missing bookkeeping tables) against the schemas of
+    the regions checked before. Raises RetryableTargetError when the region cannot be
+    reached (after ``backoff``'s attempts; default one), ConfigError for what needs fixing."""
+    try:
+        schemas = call_with_retries(
+            functools.partial(_check_region, spec, config), backoff or Backoff(attempts=1)
+        )
+    except RetryableTargetError:
+        raise
+    except TargetError as exc:
+        raise ConfigError(f"{_where(spec)}: {exc}") from exc
+    _compare(config.tables, {**known, spec.name: schemas})
+    return schemas
+
+
+def _compare(tables: Sequence[str], schemas: Mapping[str, Schemas]) -> None:
+    for table in tables:
         seen = {region: found[table] for region, found in schemas.items()}
         if len(set(seen.values())) > 1:
             detail = "; ".join(f"{region}: {schema}" for region, schema in seen.items())
             raise ConfigError(f"table {table} has different key schemas: {detail}")
+
+
+def preflight(config: RunnerConfig) -> Checked:
+    """Check every region at once; raise ConfigError on the first problem that needs fixing.
+
+    A region that cannot be reached is not an error: it is reported in the result, and the
+    runner replicates among the others until a later check of it succeeds.
+    """
+    # Transient errors (throttling, a dropped connection) are retried a little; what
+    # persists is an outage, checked again later on the runner's schedule.
+    backoff = Backoff(attempts=4, base=0.05, cap=0.5)
+    schemas: dict[str, Schemas] = {}
+    unreachable: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=len(config.regions)) as pool:
+        futures = {
+            spec: pool.submit(
+                call_with_retries, functools.partial(_check_region, spec, config), backoff
+            )
+            for spec in config.regions
+        }
+        for spec, future in futures.items():
+            try:
+                schemas[spec.name] = future.result()
+            except RetryableTargetError as exc:
+                unreachable[spec.name] = f"cannot reach {_where(spec)}: {exc}"
+            except TargetError as exc:
+                raise ConfigError(f"{_where(spec)}: {exc}") from exc
+    _compare(config.tables, schemas)
+    return Checked(schemas, unreachable)

@@ -15,26 +15,25 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.report_items import report_to_item
-from dynamodb_replicator.aws.state import DynamoStateStore
-from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.clock import SystemClock
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Clock, ConflictLog
-from dynamodb_replicator.core.replicator import BatchResult, Replicator
+from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.retry import Backoff
-from dynamodb_replicator.core.streams import Shard, ShardRef
+from dynamodb_replicator.core.streams import LeaseLostError, Shard, ShardRef
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, open_conflict_log
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.metrics import RunnerMetrics
-from dynamodb_replicator.runner.preflight import preflight
+from dynamodb_replicator.runner.preflight import Checked, Schemas, check_region, preflight
+from dynamodb_replicator.runner.reachability import Reachability
+from dynamodb_replicator.runner.regions import Region, apply_page
 from dynamodb_replicator.runner.reports import (
     Pair,
     PairTotals,
@@ -58,39 +57,21 @@ def _stamp(path: str | None) -> int | None:
 
 
 @dataclass(slots=True)
+class _Lease:
+    until: float  # epoch seconds: the expiry set by our last acquire or renewal
+
+
+@dataclass(slots=True)
 class _Owned:
     worker: ShardWorker
     thread: threading.Thread
     stop: threading.Event
     region: str
     ref: ShardRef
+    lease: _Lease
 
 
-class _Region:
-    """Everything the runner holds for one source region."""
-
-    def __init__(
-        self,
-        spec: RegionSpec,
-        config: RunnerConfig,
-        stopping: threading.Event,
-        conflict_log: ConflictLog | None,
-    ) -> None:
-        self.spec = spec
-        self.streams = StreamClient(
-            spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
-        )
-        self.state = DynamoStateStore(
-            make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
-        )
-        self.replicator: Replicator = build_replicator(
-            spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
-        )
-
-    def process(
-        self, table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
-    ) -> BatchResult:
-        return self.replicator.process(table, records, from_json=False, regions=targets)
+Connect = Callable[[RegionSpec, RunnerConfig, threading.Event, ConflictLog | None], Region]
 
 
 class Runner:
@@ -103,13 +84,20 @@ class Runner:
         worker_id: str | None = None,
         clock: Clock | None = None,
         config_path: str | None = None,
+        connect: Connect = Region.connect,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self._config_stamp = _stamp(config_path)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.clock = clock or SystemClock()
-        self.regions: dict[str, _Region] = {}
+        self.connect = connect
+        self.regions: dict[str, Region] = {}
+        self.reach = Reachability(self.clock)
+        self.schemas: dict[str, Schemas] = {}  # of the regions checked so far
+        # The shards each region's last successful discovery found: a failed discovery
+        # does not shrink the set the fair share is taken of.
+        self.shards: dict[str, dict[ShardRef, ShardRef | None]] = {}
         self.owned: dict[ShardRef, _Owned] = {}
         self.finished: set[ShardRef] = set()
         # Counters of shards this process no longer holds, summed per (table, source): the
@@ -118,22 +106,44 @@ class Runner:
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.stopping = threading.Event()
         self.conflict_log: JsonLinesConflictLog | None = None
-        self.metrics = RunnerMetrics(self.reports, worker=self.worker_id, clock=self.clock)
+        self._reload_backoff = Backoff(base=1.0, cap=30.0)
+        self._reload_failures = 0
+        self._reload_at = 0.0
+        self.metrics = RunnerMetrics(
+            self.reports,
+            worker=self.worker_id,
+            clock=self.clock,
+            reachable=lambda: self.reach.states(spec.name for spec in self.config.regions),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
-        """Check the configuration against the regions; create state/tombstone tables."""
-        preflight(self.config)
+        """Check the configuration against the regions; create state/tombstone tables.
+
+        Raises ConfigError for what needs fixing; unreachable regions are reported and
+        checked again in the background (``check_down``) while the others replicate."""
+        checked = preflight(self.config)
         self.conflict_log = open_conflict_log(self.config.replication.conflict_log)
+        self._take(checked)
         self.regions = self._regions(self.config)
         log.info(
             "runner started",
             extra={
                 "worker": self.worker_id,
                 "regions": list(self.regions),
+                "unreachable": sorted(checked.unreachable),
                 "tables": list(self.config.tables),
             },
         )
+
+    def _take(self, checked: Checked) -> None:
+        names = {spec.name for spec in self.config.regions}
+        self.reach.keep_only(names)
+        self.schemas = {n: s for n, s in self.schemas.items() if n in names} | dict(checked.schemas)
+        for name in checked.schemas:
+            self.reach.reached(name)
+        for name, reason in checked.unreachable.items():
+            self.reach.failed(name, reason)
 
     def run(self, stop: threading.Event) -> None:
         """Balance until ``stop`` is set (call ``stop_soon`` from a signal handler to also cut
@@ -145,6 +155,7 @@ class Runner:
             while not stop.is_set():
                 try:
                     self.reload_if_changed()
+                    self.check_down()
                     self.balance()
                 except Exception:  # a long-running process logs, and tries again next round
                     log.exception("coordination round failed", extra={"worker": self.worker_id})
@@ -152,9 +163,9 @@ class Runner:
         finally:
             self.shutdown()
 
-    def _regions(self, config: RunnerConfig) -> dict[str, _Region]:
+    def _regions(self, config: RunnerConfig) -> dict[str, Region]:
         return {
-            spec.name: _Region(spec, config, self.stopping, self.conflict_log)
+            spec.name: self.connect(spec, config, self.stopping, self.conflict_log)
             for spec in config.regions
         }
 
@@ -167,9 +178,10 @@ class Runner:
         self.publish()
         for ref in list(self.owned):
             self._drop(ref, release=True)
-        for region in self.regions.values():
+        for name, region in self.regions.items():
             try:
-                region.state.forget_worker(self.worker_id)
+                if self.reach.is_up(name):
+                    region.state.forget_worker(self.worker_id)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()
@@ -177,27 +189,59 @@ class Runner:
             self.conflict_log.close()
         log.info("runner stopped", extra={"worker": self.worker_id})
 
+    def check_down(self) -> None:
+        """Check again the unreachable regions whose turn it is (the one Backoff's schedule);
+        when one answers, its pairs resume at once."""
+        for name in self.reach.due():
+            known = {n: s for n, s in self.schemas.items() if n != name}
+            try:
+                self.schemas[name] = check_region(self.config.region(name), self.config, known)
+            except RetryableTargetError as exc:
+                self.reach.failed(name, str(exc))
+                continue
+            except ReplicatorError as exc:
+                log.error(
+                    "region reachable but misconfigured: its pairs keep waiting",
+                    extra={"region": name, "reason": str(exc)},
+                )
+                self.reach.failed(name, str(exc))
+                continue
+            if self.reach.reached(name):
+                for owned in list(self.owned.values()):
+                    owned.worker.wake()
+
     def reload_if_changed(self) -> bool:
         """Pick up an edited config file (``add-region`` appends a region to it).
 
-        The new configuration is checked like at start; when it is invalid the runner keeps
-        the one it runs with. Shard workers restart from their checkpoints; leases are kept.
+        The new configuration is checked like at start; until it loads and passes, the
+        runner keeps the one it runs with and tries again (backing off). Shard workers
+        restart from their checkpoints; leases are kept.
         """
         stamp = _stamp(self.config_path)
         if self.config_path is None or stamp == self._config_stamp:
             return False
-        self._config_stamp = stamp
+        if self.clock.now() < self._reload_at:
+            return False
         try:
             config = load_config(self.config_path)
-            if config == self.config:
-                return False
-            preflight(config)
+            checked = None if config == self.config else preflight(config)
         except ReplicatorError as exc:
+            self._reload_failures += 1
+            delay = self._reload_backoff.ceiling(self._reload_failures - 1)
+            self._reload_at = self.clock.now() + delay
             log.error(
-                "config reload failed; keeping the running configuration",
-                extra={"reason": str(exc)},
+                "config reload failed; keeping the running configuration, trying again",
+                extra={"reason": str(exc), "retry_in_s": delay},
             )
             return False
+        # Only a file that loaded counts as seen: a failure above is tried again.
+        self._config_stamp, self._reload_failures = stamp, 0
+        if checked is None:
+            return False
+        self._apply_config(config, checked)
+        return True
+
+    def _apply_config(self, config: RunnerConfig, checked: Checked) -> None:
         log.info(
             "config changed: restarting shard workers",
             extra={"regions": [r.name for r in config.regions]},
@@ -211,64 +255,83 @@ class Runner:
                 self.conflict_log.close()
             self.conflict_log = open_conflict_log(config.replication.conflict_log)
         self.config = config
+        self._take(checked)
         self.lease_ms = int(config.lease_timeout_seconds * 1000)
         self.finished.clear()
+        self.shards.clear()
         self.regions = self._regions(config)
-        return True
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:
         return int(self.clock.now() * 1000)
 
     def balance(self) -> None:
-        """One round: heartbeat, renew, discover shards, hold a fair share of all shards."""
+        """One round: heartbeat, renew, discover shards, hold a fair share of the shards
+        that can be read (those of the regions that answer)."""
         now = self._now_ms()
-        candidates: dict[ShardRef, tuple[str, ShardRef | None]] = {}
+        readable: dict[ShardRef, tuple[str, ShardRef | None]] = {}
         workers = 1
+        down = {name: (d.since, d.reason) for name, d in self.reach.down().items()}
         for name, region in self.regions.items():
+            if not self.reach.is_up(name):
+                continue  # checked again by check_down; its shards are not counted
             try:
-                region.state.heartbeat(self.worker_id, now + self.lease_ms)
+                region.state.heartbeat(self.worker_id, now + self.lease_ms, down)
                 self._renew(name, region, now)
-                for ref, parent in self._discover(name, region).items():
-                    candidates[ref] = (name, parent)
+                self.shards[name] = self._discover(region)
                 workers = max(workers, len(region.state.live_workers(now)))
+            except RetryableTargetError as exc:
+                self.reach.failed(name, str(exc))
+                continue
             except ReplicatorError as exc:
                 log.warning(
                     "region unavailable for coordination",
                     extra={"region": name, "reason": str(exc)},
                 )
+            for ref, parent in self.shards.get(name, {}).items():
+                if ref not in self.finished:
+                    readable[ref] = (name, parent)
+        self._reap()
+        share = math.ceil(len(readable) / workers)
+        # Shards held in regions that cannot be read now are kept, and not counted.
+        held = [ref for ref, owned in self.owned.items() if self.reach.is_up(owned.region)]
+        for ref, (name, parent) in readable.items():
+            if len(held) >= share:
+                break
+            if ref in self.owned:
+                continue
+            region = self.regions[name]
+            try:
+                if region.state.acquire(ref, self.worker_id, now, self.lease_ms):
+                    self._own(name, region, ref, parent, _Lease((now + self.lease_ms) / 1000))
+                    held.append(ref)
+            except ReplicatorError as exc:
+                log.warning("lease not acquired", extra={"shard": str(ref), "reason": str(exc)})
+        while len(held) > share:  # another worker joined: hand shards over
+            self._drop(held.pop(), release=True)
+        self.publish()
+
+    def _reap(self) -> None:
+        """Forget the shards whose thread ended (finished, lease lost, or crashed)."""
         for ref, owned in list(self.owned.items()):
             if not owned.thread.is_alive():
                 if owned.worker.done:
                     self.finished.add(ref)
                     self.publish([owned])  # status stops counting a finished shard
                 self._drop(ref, release=False)
-        share = math.ceil(len(candidates) / workers)
-        for ref, (name, parent) in candidates.items():
-            if len(self.owned) >= share:
-                break
-            if ref in self.owned or ref in self.finished:
-                continue
-            region = self.regions[name]
-            try:
-                if region.state.acquire(ref, self.worker_id, now, self.lease_ms):
-                    self._own(name, region, ref, parent)
-            except ReplicatorError as exc:
-                log.warning("lease not acquired", extra={"shard": str(ref), "reason": str(exc)})
-        while len(self.owned) > share:  # another worker joined: hand shards over
-            self._drop(next(reversed(self.owned)), release=True)
-        self.publish()
 
-    def _renew(self, name: str, region: _Region, now: int) -> None:
+    def _renew(self, name: str, region: Region, now: int) -> None:
         for ref, owned in list(self.owned.items()):
-            if owned.region == name and not region.state.renew(
-                ref, self.worker_id, now, self.lease_ms
-            ):
+            if owned.region != name:
+                continue
+            if region.state.renew(ref, self.worker_id, now, self.lease_ms):
+                owned.lease.until = (now + self.lease_ms) / 1000
+            else:
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 self._drop(ref, release=False)
 
-    def _discover(self, name: str, region: _Region) -> dict[ShardRef, ShardRef | None]:
-        """Unfinished shards of every table's streams in ``name`` -> their parent shard."""
+    def _discover(self, region: Region) -> dict[ShardRef, ShardRef | None]:
+        """Unfinished shards of every table's streams in the region -> their parent shard."""
         found: dict[ShardRef, ShardRef | None] = {}
         for table in self.config.tables:
             for arn in region.streams.stream_arns(table):
@@ -282,12 +345,24 @@ class Runner:
                     found[ref] = ShardRef(table, arn, parent) if parent else None
         return found
 
-    def _own(self, name: str, region: _Region, ref: ShardRef, parent: ShardRef | None) -> None:
+    def deadline(self, lease: _Lease) -> float:
+        """No write starts after this (epoch seconds): the lease expiry less the margin, so
+        that none lands after the lease may have passed to another worker."""
+        return lease.until - self.lease_ms / 1000 * defaults.LEASE_MARGIN_FRACTION
+
+    def _own(
+        self, name: str, region: Region, ref: ShardRef, parent: ShardRef | None, lease: _Lease
+    ) -> None:
+        def process(
+            table: str, records: Sequence[Mapping[str, Any]], targets: Collection[str]
+        ) -> BatchResult:
+            return apply_page(region, self.reach, (table, records), targets, self.deadline(lease))
+
         worker = ShardWorker(
             ref,
             source=region.streams,
             checkpoints=region.state,
-            process=region.process,
+            process=process,
             targets=list(self.regions),
             parent=parent,
             clock=self.clock,
@@ -299,24 +374,32 @@ class Runner:
         thread = threading.Thread(
             target=self._loop, args=(worker, stop), name=f"shard-{ref.shard_id}", daemon=True
         )
-        self.owned[ref] = _Owned(worker, thread, stop, name, ref)
+        self.owned[ref] = _Owned(worker, thread, stop, name, ref, lease)
         log.info("shard leased", extra={"shard": str(ref), "worker": self.worker_id})
         thread.start()
 
     def _drop(self, ref: ShardRef, *, release: bool) -> None:
+        """Stop a shard's thread; release its lease only once its page in flight is done."""
         owned = self.owned.pop(ref)
         owned.stop.set()
-        owned.thread.join(timeout=30)
+        # The page in flight starts no write after the deadline: wait for it until then.
+        owned.thread.join(timeout=max(0.0, self.deadline(owned.lease) - self.clock.now()))
         report = self._report(owned, self.clock.now())
         earlier = self.retired.get((report.table, report.source))
         self.retired[(report.table, report.source)] = (
             report if earlier is None else add_counters(earlier, report)
         )
-        if release:
-            try:
-                self.regions[owned.region].state.release(ref, self.worker_id)
-            except ReplicatorError as exc:
-                log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+        if not release:
+            return
+        if owned.thread.is_alive():
+            # A request started before the deadline is still out: the lease runs out on its
+            # own, later than that request could land.
+            log.warning("lease left to expire", extra={"shard": str(ref), "worker": self.worker_id})
+            return
+        try:
+            self.regions[owned.region].state.release(ref, self.worker_id)
+        except ReplicatorError as exc:
+            log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
 
     def _loop(self, worker: ShardWorker, stop: threading.Event) -> None:
         """Poll at once after records; back off while idle, capped for low latency."""
@@ -329,6 +412,9 @@ class Runner:
                     worker.check_parent()
                     next_parent_check = self.clock.now() + 1.0
                 read = worker.step()
+            except LeaseLostError as exc:
+                log.warning("lease lost: shard stopped", extra={"reason": str(exc)})
+                return
             except ReplicatorError as exc:
                 log.warning(
                     "shard step failed", extra={"shard": str(worker.shard), "reason": str(exc)}
@@ -367,6 +453,8 @@ class Runner:
         where ``status`` reads them."""
         now = self.clock.now()
         for owned in list(self.owned.values()) if shards is None else shards:
+            if not self.reach.is_up(owned.region):
+                continue  # reported again once the region answers
             try:
                 self.regions[owned.region].state.put(report_to_item(self._report(owned, now)))
             except (ReplicatorError, KeyError) as exc:
