@@ -10,7 +10,7 @@ and checked again later (``check_region``), while the runner replicates among th
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +25,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.runner.config import RunnerConfig
 
-__all__ = ["Checked", "Schemas", "check_region", "key_schema", "preflight"]
+__all__ = ["Checked", "Checks", "Schemas", "check_region", "key_schema", "preflight"]
 
 
 def key_schema(description: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
@@ -127,3 +127,11 @@ def preflight(config: RunnerConfig) -> Checked:
                 raise ConfigError(f"{_where(spec)}: {exc}") from exc
     _compare(config.tables, schemas)
     return Checked(schemas, unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """The checks the runner makes: of a whole configuration, and of one region again."""
+
+    all: Callable[[RunnerConfig], Checked] = preflight
+    region: Callable[[RegionSpec, RunnerConfig, Mapping[str, Schemas]], Schemas] = check_region

@@ -31,7 +31,7 @@ from dynamodb_replicator.core.streams import LeaseLostError, Shard, ShardRef
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, open_conflict_log
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.metrics import RunnerMetrics
-from dynamodb_replicator.runner.preflight import Checked, Schemas, check_region, preflight
+from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.reachability import Reachability
 from dynamodb_replicator.runner.regions import Region, apply_page
 from dynamodb_replicator.runner.reports import (
@@ -85,6 +85,7 @@ class Runner:
         clock: Clock | None = None,
         config_path: str | None = None,
         connect: Connect = Region.connect,
+        checks: Checks | None = None,
     ) -> None:
         self.config = config
         self.config_path = config_path
@@ -92,6 +93,7 @@ class Runner:
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.clock = clock or SystemClock()
         self.connect = connect
+        self.checks = checks or Checks()
         self.regions: dict[str, Region] = {}
         self.reach = Reachability(self.clock)
         self.schemas: dict[str, Schemas] = {}  # of the regions checked so far
@@ -122,7 +124,7 @@ class Runner:
 
         Raises ConfigError for what needs fixing; unreachable regions are reported and
         checked again in the background (``check_down``) while the others replicate."""
-        checked = preflight(self.config)
+        checked = self.checks.all(self.config)
         self.conflict_log = open_conflict_log(self.config.replication.conflict_log)
         self._take(checked)
         self.regions = self._regions(self.config)
@@ -195,7 +197,9 @@ class Runner:
         for name in self.reach.due():
             known = {n: s for n, s in self.schemas.items() if n != name}
             try:
-                self.schemas[name] = check_region(self.config.region(name), self.config, known)
+                self.schemas[name] = self.checks.region(
+                    self.config.region(name), self.config, known
+                )
             except RetryableTargetError as exc:
                 self.reach.failed(name, str(exc))
                 continue
@@ -224,7 +228,7 @@ class Runner:
             return False
         try:
             config = load_config(self.config_path)
-            checked = None if config == self.config else preflight(config)
+            checked = None if config == self.config else self.checks.all(config)
         except ReplicatorError as exc:
             self._reload_failures += 1
             delay = self._reload_backoff.ceiling(self._reload_failures - 1)
