@@ -37,7 +37,7 @@ class Reachability:
 
     def __init__(self, clock: Clock, backoff: Backoff | None = None) -> None:
         self.clock = clock
-        self.backoff = backoff or Backoff(base=0.5, cap=30.0)
+        self.backoff = backoff or Backoff(base=0.5, cap=10.0)
         self._down: dict[str, Down] = {}
         self._lock = threading.Lock()
 
