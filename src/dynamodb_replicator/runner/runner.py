@@ -393,8 +393,8 @@ class Runner:
         self.retired[(report.table, report.source)] = (
             report if earlier is None else add_counters(earlier, report)
         )
-        if not release:
-            return
+        if not release or not self.reach.is_up(owned.region):
+            return  # (a lease in an unreachable region runs out on its own)
         if owned.thread.is_alive():
             # A request started before the deadline is still out: the lease runs out on its
             # own, later than that request could land.
