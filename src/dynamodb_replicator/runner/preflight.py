@@ -79,10 +79,12 @@ def check_region(
 ) -> Schemas:
     """Check one region (creating its missing bookkeeping tables) against the schemas of
     the regions checked before. Raises RetryableTargetError when the region cannot be
-    reached (after ``backoff``'s attempts; default one), ConfigError for what needs fixing."""
+    reached (after ``backoff``'s attempts; default three, quick), ConfigError for what
+    needs fixing."""
     try:
         schemas = call_with_retries(
-            functools.partial(_check_region, spec, config), backoff or Backoff(attempts=1)
+            functools.partial(_check_region, spec, config),
+            backoff or Backoff(attempts=3, base=0.05, cap=0.5),
         )
     except RetryableTargetError:
         raise

@@ -9,6 +9,7 @@ handler uses.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -270,33 +271,42 @@ class Runner:
         return int(self.clock.now() * 1000)
 
     def balance(self) -> None:
-        """One round: heartbeat, renew, discover shards, hold a fair share of the shards
-        that can be read (those of the regions that answer)."""
-        now = self._now_ms()
-        readable: dict[ShardRef, tuple[str, ShardRef | None]] = {}
-        workers = 1
+        """One round: heartbeats and renewals, then discovery, then hold a fair share of the
+        shards that can be read (those of the regions that answer)."""
         down = {name: (d.since, d.reason) for name, d in self.reach.down().items()}
-        for name, region in self.regions.items():
-            if not self.reach.is_up(name):
-                continue  # checked again by check_down; its shards are not counted
-            try:
-                region.state.heartbeat(self.worker_id, now + self.lease_ms, down)
-                self._renew(name, region, now)
-                self.shards[name] = self._discover(region)
-                workers = max(workers, len(region.state.live_workers(now)))
-            except RetryableTargetError as exc:
-                self.reach.failed(name, str(exc))
-                continue
-            except ReplicatorError as exc:
-                log.warning(
-                    "region unavailable for coordination",
-                    extra={"region": name, "reason": str(exc)},
-                )
-            for ref, parent in self.shards.get(name, {}).items():
-                if ref not in self.finished:
-                    readable[ref] = (name, parent)
+        # Renewals first, each at its own time: a slow region delays no other's leases.
+        for name, region in self._up():
+            self._attempt(name, functools.partial(self._renew, name, region, down))
+        readable: dict[ShardRef, tuple[str, ShardRef | None]] = {}
+        workers = [1]
+        for name, region in self._up():
+            self._attempt(name, functools.partial(self._look, name, region, workers))
+            if self.reach.is_up(name):  # a failed discovery keeps the shards found before
+                for ref, parent in self.shards.get(name, {}).items():
+                    if ref not in self.finished:
+                        readable[ref] = (name, parent)
         self._reap()
-        share = math.ceil(len(readable) / workers)
+        self._share(readable, math.ceil(len(readable) / max(workers)))
+        self.publish()
+
+    def _up(self) -> list[tuple[str, Region]]:
+        return [(name, r) for name, r in self.regions.items() if self.reach.is_up(name)]
+
+    def _attempt(self, name: str, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except RetryableTargetError as exc:
+            self.reach.failed(name, str(exc))  # checked again by check_down
+        except ReplicatorError as exc:
+            log.warning(
+                "region unavailable for coordination", extra={"region": name, "reason": str(exc)}
+            )
+
+    def _look(self, name: str, region: Region, workers: list[int]) -> None:
+        self.shards[name] = self._discover(region)
+        workers.append(len(region.state.live_workers(self._now_ms())))
+
+    def _share(self, readable: Mapping[ShardRef, tuple[str, ShardRef | None]], share: int) -> None:
         # Shards held in regions that cannot be read now are kept, and not counted.
         held = [ref for ref, owned in self.owned.items() if self.reach.is_up(owned.region)]
         for ref, (name, parent) in readable.items():
@@ -304,7 +314,7 @@ class Runner:
                 break
             if ref in self.owned:
                 continue
-            region = self.regions[name]
+            region, now = self.regions[name], self._now_ms()
             try:
                 if region.state.acquire(ref, self.worker_id, now, self.lease_ms):
                     self._own(name, region, ref, parent, _Lease((now + self.lease_ms) / 1000))
@@ -313,7 +323,6 @@ class Runner:
                 log.warning("lease not acquired", extra={"shard": str(ref), "reason": str(exc)})
         while len(held) > share:  # another worker joined: hand shards over
             self._drop(held.pop(), release=True)
-        self.publish()
 
     def _reap(self) -> None:
         """Forget the shards whose thread ended (finished, lease lost, or crashed)."""
@@ -324,12 +333,17 @@ class Runner:
                     self.publish([owned])  # status stops counting a finished shard
                 self._drop(ref, release=False)
 
-    def _renew(self, name: str, region: Region, now: int) -> None:
+    def _renew(self, name: str, region: Region, down: Mapping[str, tuple[float, str]]) -> None:
+        region.state.heartbeat(self.worker_id, self._now_ms() + self.lease_ms, down)
         for ref, owned in list(self.owned.items()):
             if owned.region != name:
                 continue
+            now = self._now_ms()  # taken before the call: the lease lasts at least this
             if region.state.renew(ref, self.worker_id, now, self.lease_ms):
+                late = self.clock.now() > self.deadline(owned.lease)
                 owned.lease.until = (now + self.lease_ms) / 1000
+                if late:  # its writes failed for want of time: let them go on at once
+                    owned.worker.wake()
             else:
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 self._drop(ref, release=False)
