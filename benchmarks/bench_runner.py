@@ -38,6 +38,7 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.plan import PutVersion, WriteOp
 from dynamodb_replicator.core.ports import TargetResult, TargetWriter
+from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.runner import Runner
 
@@ -205,6 +206,7 @@ def lag(
     runner, stop, thread = start_runner(endpoint, table, targets_via)
     latencies: list[float] = []
     replicator = runner.regions[REGIONS[0]].replicator
+    assert isinstance(replicator, Replicator)
     for target in REGIONS[1:]:
         replicator.writers[target] = VisibilityRecorder(replicator.writers[target], latencies)
     source = client(endpoint, REGIONS[0])

@@ -10,7 +10,10 @@ import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.runner.config import load_config
+from dynamodb_replicator.runner.preflight import preflight
 from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.runner_process import write_config
 from tests.support import REGIONS, create_table
@@ -65,15 +68,27 @@ def test_bad_tables_are_refused(
     assert message in capsys.readouterr().err
 
 
-def test_unreachable_endpoint_is_refused(
-    ddb_local: DynamoDBLocal,
-    clients: dict[str, Any],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+def test_an_unreachable_endpoint_is_no_configuration_error(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any], tmp_path: Path
 ) -> None:
+    """An outage is reported (the runner starts and checks the region again later);
+    the reachable regions are checked as usual."""
     closed = f"http://127.0.0.1:{free_port()}"
-    assert run(tmp_path, "Good", {US: ddb_local.endpoint_url, AP: closed}) == 2
-    assert f"cannot reach ap-southeast-1 ({closed})" in capsys.readouterr().err
+    config = load_config(
+        write_config(tmp_path / "out.toml", ["Good"], {US: ddb_local.endpoint_url, AP: closed})
+    )
+    checked = preflight(config)
+    assert list(checked.schemas) == [US]
+    assert checked.unreachable[AP].startswith(f"cannot reach ap-southeast-1 ({closed})")
+    bad = load_config(
+        write_config(
+            tmp_path / "bad.toml",
+            ["OnlyInUs"],
+            {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url, AP: closed},
+        )
+    )
+    with pytest.raises(ConfigError, match="does not exist in eu-west-1"):
+        preflight(bad)  # a configuration error stays fatal during an outage
 
 
 def test_rejected_credentials_are_refused(

@@ -1,11 +1,17 @@
 """The runner's state table, one per source region: checkpoints, leases, live workers.
 
 Items (hash key ``pk``, a string):
-  ``cp|TABLE|STREAM|SHARD``     one attribute ``pos#TARGET`` per target region: the last
-                                SequenceNumber that target accepted, or ``END``
-  ``lease|TABLE|STREAM|SHARD``  ``owner`` and ``expires`` (epoch ms): who reads the shard
-  ``worker|ID``                 ``expires``, ``instance``: a live worker, for sharing shards
-                                fairly; claimed conditionally by one process (``instance``)
+  ``lease|TABLE|STREAM|SHARD``  ``owner``, ``expires`` (epoch ms) and ``token`` (a counter
+                                that every acquire increments): who reads the shard; and
+                                the shard's checkpoints, one attribute ``pos#TARGET`` per
+                                target region (the last SequenceNumber that target accepted,
+                                or ``END``) with ``ord#TARGET``, the same position in a form
+                                that sorts as text (``END`` after every number)
+  ``cp|TABLE|STREAM|SHARD``     checkpoints (``pos#TARGET``) written by earlier versions;
+                                read under the lease item's own, never written any more
+  ``worker|ID``                 ``expires``, ``instance``, ``unreachable``: a live worker, for
+                                sharing shards fairly; claimed conditionally by one process
+                                (``instance``); the regions it cannot reach, for ``status``
   ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
   ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
                                 a copy's progress (core/progress.py), attribute
@@ -18,6 +24,7 @@ Items (hash key ``pk``, a string):
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -28,16 +35,40 @@ from dynamodb_replicator.core.codec import key_from_json, key_to_json
 from dynamodb_replicator.core.errors import ConditionFailedError, ConfigError, ResourceInUseError
 from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
-from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.streams import END, LeaseLostError, ShardRef
 
 __all__ = ["DynamoStateStore", "WorkerIdInUseError", "ensure_state_table"]
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
+_SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
+
+
+def _order(position: str) -> str:
+    """A checkpoint as text that sorts like the positions: SequenceNumbers are decimal
+    strings of 21 to 40 digits, and END comes after all of them."""
+    return "~" if position == END else position.zfill(48)
+
+
 # A worker id is free when unclaimed, expired, or claimed by this process already.
 _FREE_OR_MINE = "attribute_not_exists(pk) OR #expires < :now OR #instance = :me"
 
-_SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
+
+class WorkerIdInUseError(ConfigError):
+    """Another process holds this worker id (its claim is live): ``holder`` is that
+    process's instance, ``expires_ms`` when its claim ends unless renewed."""
+
+    def __init__(
+        self, worker: str, region: str, *, holder: str, expires_ms: int, now_ms: int
+    ) -> None:
+        super().__init__(
+            f"worker id {worker!r} is in use by another running process ({holder}, claim in "
+            f"{region} renewed until {max(0, expires_ms - now_ms) / 1000:.0f} s from now): "
+            "give each runner its own --worker-id"
+        )
+        self.holder, self.expires_ms = holder, expires_ms
 
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:
@@ -57,21 +88,6 @@ def ensure_state_table(client: Any, name: str, region: str) -> None:
     wait_until_exists(client, name, region)
 
 
-class WorkerIdInUseError(ConfigError):
-    """Another process holds this worker id (its claim is live): ``holder`` is that
-    process's instance, ``expires_ms`` when its claim ends unless renewed."""
-
-    def __init__(
-        self, worker: str, region: str, *, holder: str, expires_ms: int, now_ms: int
-    ) -> None:
-        super().__init__(
-            f"worker id {worker!r} is in use by another running process ({holder}, claim in "
-            f"{region} renewed until {max(0, expires_ms - now_ms) / 1000:.0f} s from now): "
-            "give each runner its own --worker-id"
-        )
-        self.holder, self.expires_ms = holder, expires_ms
-
-
 class DynamoStateStore:
     """Checkpoints and leases in one region's state table."""
 
@@ -88,6 +104,8 @@ class DynamoStateStore:
         self.region = region
         self.backoff = backoff or Backoff()
         self.stop = stop  # set on shutdown: retries give up at once
+        # Leases this store acquired: shard -> (owner, token). Checkpoint saves name both.
+        self._held: dict[str, tuple[str, str]] = {}
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
         def attempt() -> T:
@@ -97,13 +115,87 @@ class DynamoStateStore:
         return call_with_retries(attempt, self.backoff, stop=self.stop)
 
     # -- checkpoints -------------------------------------------------------------------
+    # Why in the lease item: one conditional write then checks who holds the lease and
+    # moves the checkpoint, atomically and without a transaction. A worker that lost the
+    # lease (or a thread still finishing a dropped shard's page) is refused, and so is a
+    # process restarted under the same worker id by its predecessor: each acquire takes a
+    # new token. Positions only move forward, and END is final.
     def load(self, shard: ShardRef) -> dict[str, str]:
         """target region -> last accepted SequenceNumber (or END); absent: no checkpoint."""
-        return self._load_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}")
+        legacy = self._load_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}")
+        return legacy | _positions(self._lease_item(shard))
 
     def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
-        """Record new positions for some targets (others keep theirs)."""
-        self._save_positions(f"{shard.table}|{shard.stream_label}|{shard.shard_id}", positions)
+        """Move some targets' positions forward (others keep theirs), as the lease holder.
+
+        Raises LeaseLostError when this store no longer holds the shard's lease. A position
+        behind the saved one (or after END) is not written: checkpoints never go back.
+        """
+        held = self._held.get(_lease_id(shard))
+        if held is None:
+            raise LeaseLostError(f"{shard}: this worker does not hold the lease")
+        owner, token = held
+        forward = dict(positions)
+        while forward:
+            condition = "#owner = :me AND #token = :token"
+            try:
+                self._set_positions(shard, forward, condition, {":me": owner, ":token": token})
+                return
+            except ConditionFailedError:
+                item = self._lease_item(shard)
+            if item.get("owner", {}).get("S") != owner or item.get("token", {}).get("N") != token:
+                self._held.pop(_lease_id(shard), None)
+                raise LeaseLostError(f"{shard}: the lease passed to another worker")
+            saved = _positions(item)
+            behind = {t: p for t, p in forward.items() if t in saved and not _ahead(p, saved[t])}
+            forward = {t: p for t, p in forward.items() if t not in behind}
+            for target, position in behind.items():
+                if position != saved[target]:
+                    log.warning(
+                        "checkpoint not moved backwards",
+                        extra={"shard": str(shard), "target": target, "saved": saved[target]},
+                    )
+
+    def seed(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
+        """Set the positions of targets that have none yet (add-region), lease or not."""
+        for target, position in positions.items():
+            # A failed condition: a position is saved already, and it is kept.
+            with contextlib.suppress(ConditionFailedError):
+                self._set_positions(shard, {target: position}, "attribute_not_exists(#p0)", {})
+
+    def _set_positions(
+        self, shard: ShardRef, positions: Mapping[str, str], condition: str, extra: Any
+    ) -> None:
+        names = {"#owner": "owner", "#token": "token"} if "#owner" in condition else {}
+        values: dict[str, Any] = {
+            name: {"N" if name == ":token" else "S": value} for name, value in extra.items()
+        }
+        clauses = [condition]
+        assignments = []
+        for i, (target, position) in enumerate(positions.items()):
+            names |= {f"#p{i}": f"pos#{target}", f"#o{i}": f"ord#{target}"}
+            values |= {f":p{i}": {"S": position}, f":o{i}": {"S": _order(position)}}
+            assignments.append(f"#p{i} = :p{i}, #o{i} = :o{i}")
+            clauses.append(f"(attribute_not_exists(#o{i}) OR #o{i} < :o{i})")
+        self._call(
+            "UpdateItem",
+            lambda: self.client.update_item(
+                TableName=self.table,
+                Key=self._lease_key(shard),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression=" AND ".join(clauses),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            ),
+        )
+
+    def _lease_item(self, shard: ShardRef) -> dict[str, Any]:
+        key = self._lease_key(shard)
+        item: dict[str, Any] = self._call(
+            "GetItem",
+            lambda: self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True),
+        ).get("Item", {})
+        return item
 
     # -- scan progress -----------------------------------------------------------------
     @staticmethod
@@ -132,11 +224,7 @@ class DynamoStateStore:
             "GetItem",
             lambda: self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True),
         ).get("Item", {})
-        return {
-            name.split("#", 1)[1]: value["S"]
-            for name, value in item.items()
-            if name.startswith("pos#")
-        }
+        return _positions(item)
 
     def _save_positions(self, name: str, positions: Mapping[str, str]) -> None:
         if not positions:
@@ -158,58 +246,105 @@ class DynamoStateStore:
 
     # -- leases ------------------------------------------------------------------------
     def _lease_key(self, shard: ShardRef) -> dict[str, Any]:
-        return {"pk": {"S": f"lease|{shard.table}|{shard.stream_label}|{shard.shard_id}"}}
+        return {"pk": {"S": f"lease|{_lease_id(shard)}"}}
 
     def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
-        """Take or renew the lease if it is free, expired or ours. True when we hold it."""
-        condition = "attribute_not_exists(pk) OR #expires < :now OR #owner = :me"
-        return self._conditional_lease(shard, owner, now_ms + duration_ms, condition, now_ms)
+        """Take the lease if it is free, expired or ours, with a new token. True when we
+        hold it; from then on only this store may save the shard's checkpoints."""
+        condition = "attribute_not_exists(#owner) OR #expires < :now OR #owner = :me"
+        values = {":now": {"N": str(now_ms)}, ":one": {"N": "1"}}
+        answer = self._lease_update(
+            shard, owner, now_ms + duration_ms, condition, values=values, add=" ADD #token :one"
+        )
+        if answer is None:
+            return False
+        self._held[_lease_id(shard)] = (owner, answer["Attributes"]["token"]["N"])
+        return True
 
     def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
-        return self._conditional_lease(shard, owner, now_ms + duration_ms, "#owner = :me", now_ms)
+        """Extend the lease this store acquired; False when it passed to someone else."""
+        held = self._held.get(_lease_id(shard))
+        if held is None or held[0] != owner:
+            return False
+        values = {":token": {"N": held[1]}}
+        condition = "#owner = :me AND #token = :token"
+        if self._lease_update(shard, owner, now_ms + duration_ms, condition, values=values) is None:
+            self._held.pop(_lease_id(shard), None)
+            return False
+        return True
 
     def release(self, shard: ShardRef, owner: str) -> None:
-        self._conditional_lease(shard, owner, 0, "#owner = :me", 0)
+        held = self._held.pop(_lease_id(shard), None)
+        if held is not None and held[0] == owner:
+            values = {":token": {"N": held[1]}}
+            self._lease_update(shard, owner, 0, "#owner = :me AND #token = :token", values=values)
 
-    def _conditional_lease(
-        self, shard: ShardRef, owner: str, expires_ms: int, condition: str, now_ms: int
-    ) -> bool:
-        values: dict[str, Any] = {":me": {"S": owner}, ":exp": {"N": str(expires_ms)}}
-        if ":now" in condition:
-            values[":now"] = {"N": str(now_ms)}
-
+    def _lease_update(
+        self,
+        shard: ShardRef,
+        owner: str,
+        expires_ms: int,
+        condition: str,
+        *,
+        values: Mapping[str, Any],
+        add: str = "",
+    ) -> dict[str, Any] | None:
+        """The conditional update of a lease; None when its condition was false."""
+        names = {"#owner": "owner", "#expires": "expires"}
+        if "#token" in condition or add:
+            names["#token"] = "token"
         try:
-            self._call(
+            answer: dict[str, Any] = self._call(
                 "lease",
                 lambda: self.client.update_item(
                     TableName=self.table,
                     Key=self._lease_key(shard),
-                    UpdateExpression="SET #owner = :me, #expires = :exp",
+                    UpdateExpression="SET #owner = :me, #expires = :exp" + add,
                     ConditionExpression=condition,
-                    ExpressionAttributeNames={"#owner": "owner", "#expires": "expires"},
-                    ExpressionAttributeValues=values,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={
+                        ":me": {"S": owner},
+                        ":exp": {"N": str(expires_ms)},
+                        **values,
+                    },
+                    ReturnValues="UPDATED_NEW",
                 ),
             )
         except ConditionFailedError:
-            return False  # someone else holds it
-        return True
+            return None  # someone else holds it
+        return answer
 
     def leases(self) -> dict[str, tuple[str, int]]:
         """Every lease: shard key -> (owner, expires ms)."""
         return {
             item["pk"]["S"].split("|", 1)[1]: (item["owner"]["S"], int(item["expires"]["N"]))
             for item in self.scan("lease|")
+            if "owner" in item  # add-region may seed positions of a shard nobody leased yet
         }
 
     # -- workers -----------------------------------------------------------------------
     def heartbeat(
-        self, worker: str, expires_ms: int, *, instance: str = "", now_ms: int = 0
+        self,
+        worker: str,
+        expires_ms: int,
+        unreachable: Mapping[str, tuple[float, str]] | None = None,
+        *,
+        instance: str = "",
+        now_ms: int = 0,
     ) -> None:
-        """Claim or renew ``worker|ID`` for the process ``instance`` until ``expires_ms``.
+        """Say the worker lives until ``expires_ms``, and which regions it cannot reach
+        (region -> since when, epoch seconds, and why), for ``status``.
 
         With an ``instance``, the write is conditional: a live claim by another process
         (the same worker id started twice) raises WorkerIdInUseError, nothing written."""
-        item = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
+        item: dict[str, Any] = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
+        if unreachable:
+            item["unreachable"] = {
+                "M": {
+                    region: {"M": {"since": {"N": f"{since:.3f}"}, "reason": {"S": reason}}}
+                    for region, (since, reason) in unreachable.items()
+                }
+            }
         if not instance:
             self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
             return
@@ -240,11 +375,20 @@ class DynamoStateStore:
             ) from None
 
     def live_workers(self, now_ms: int) -> list[str]:
-        return sorted(
-            item["pk"]["S"].split("|", 1)[1]
-            for item in self.scan("worker|")
-            if int(item["expires"]["N"]) >= now_ms
-        )
+        return sorted(self.unreachable_from(now_ms))
+
+    def unreachable_from(self, now_ms: int) -> dict[str, dict[str, tuple[float, str]]]:
+        """Every live worker -> the regions it cannot reach (since, reason)."""
+        found: dict[str, dict[str, tuple[float, str]]] = {}
+        for item in self.scan("worker|"):
+            if int(item["expires"]["N"]) < now_ms:
+                continue
+            regions = item.get("unreachable", {}).get("M", {})
+            found[item["pk"]["S"].split("|", 1)[1]] = {
+                region: (float(value["M"]["since"]["N"]), value["M"]["reason"]["S"])
+                for region, value in regions.items()
+            }
+        return found
 
     def put(self, item: Mapping[str, Any]) -> None:
         """Write one whole item (the runner's shard reports)."""
@@ -283,3 +427,17 @@ class DynamoStateStore:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _lease_id(shard: ShardRef) -> str:
+    return f"{shard.table}|{shard.stream_label}|{shard.shard_id}"
+
+
+def _positions(item: Mapping[str, Any]) -> dict[str, str]:
+    return {
+        name.split("#", 1)[1]: value["S"] for name, value in item.items() if name.startswith("pos#")
+    }
+
+
+def _ahead(position: str, saved: str) -> bool:
+    return _order(position) > _order(saved)

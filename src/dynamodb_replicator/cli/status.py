@@ -65,7 +65,7 @@ def read_region(
     try:
         items = store.scan(PREFIX)
         leases = store.leases()
-        workers = store.live_workers(int(now * 1000))
+        workers = store.unreachable_from(int(now * 1000))
         parked = DynamoParkingLot(
             store.client, state_table, spec.name, backoff=Backoff(attempts=2)
         ).parked(list(tables))
@@ -84,7 +84,12 @@ def read_region(
             for shard, (owner, expires) in sorted(leases.items())
             if shard.split("|", 1)[0] in tables
         ),
-        workers=tuple(workers),
+        workers=tuple(sorted(workers)),
+        unreachable=tuple(
+            (worker, region, since, why)
+            for worker, regions in sorted(workers.items())
+            for region, (since, why) in sorted(regions.items())
+        ),
         parked=tuple(parked),
     )
 

@@ -21,6 +21,7 @@ from dynamodb_replicator.deploy.template import (
     build_template,
     to_yaml,
 )
+from dynamodb_replicator.files import replace_file
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.preflight import key_schema
 
@@ -139,8 +140,7 @@ def run(args: argparse.Namespace) -> int:
     template = build_template(config, options)
     text = json.dumps(template, indent=2) if args.output == "json" else to_yaml(template)
     if args.out_file:
-        with open(args.out_file, "w") as handle:
-            handle.write(text + "\n")
+        replace_file(args.out_file, text + "\n")
     else:
         print(text)
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = [
     "IDLE_POLL_MAX_MS",
+    "LEASE_MARGIN_FRACTION",
     "LEASE_TIMEOUT_SECONDS",
     "MAX_WORKERS",
     "METRICS_NAMESPACE",
@@ -37,6 +38,10 @@ MAX_WORKERS = 64
 
 LEASE_TIMEOUT_SECONDS = 30.0
 """A runner's shard lease expires this long after its last renewal."""
+
+LEASE_MARGIN_FRACTION = 0.25
+"""No write of a shard starts later than this fraction of the lease before its expiry (as
+the holder's clock sees it): room for clock skew between workers and a request in flight."""
 
 IDLE_POLL_MAX_MS = 250
 """The longest pause between reads of an idle shard."""

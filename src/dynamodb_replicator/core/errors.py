@@ -20,6 +20,7 @@
     │   ├── ItemRejectedError       the region refuses this item itself (too large, invalid)
     │   └── (plain TargetError)     validation and anything else
     ├── ExpiredIteratorError        (core.streams) .retryable = True: take a new iterator
+    ├── LeaseLostError              (core.streams) a checkpoint save by a non-holder, refused
     └── TrimmedDataError            (core.streams) the records are gone: start at TRIM_HORIZON
 
 The outcome types (condition failed, not found, in use, iterator expired, data trimmed)

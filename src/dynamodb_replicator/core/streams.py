@@ -19,6 +19,7 @@ __all__ = [
     "NO_SEQUENCE",
     "CheckpointStore",
     "ExpiredIteratorError",
+    "LeaseLostError",
     "Page",
     "Shard",
     "ShardRef",
@@ -37,6 +38,11 @@ class ExpiredIteratorError(ReplicatorError):
     """The shard iterator is older than 15 minutes; take a new one."""
 
     retryable = True
+
+
+class LeaseLostError(ReplicatorError):
+    """A checkpoint save was refused: another worker holds the shard's lease now. The
+    worker that gets it stops reading the shard."""
 
 
 class TrimmedDataError(ReplicatorError):
@@ -84,7 +90,8 @@ class StreamSource(Protocol):
 
 
 class CheckpointStore(Protocol):
-    """Where each target's position in a shard is kept."""
+    """Where each target's position in a shard is kept. Only the shard's lease holder saves
+    (others get LeaseLostError), and positions only move forward; END is final."""
 
     def load(self, shard: ShardRef) -> dict[str, str]: ...
 

@@ -39,10 +39,14 @@ of the same key in the same region; every read is strongly consistent, tombstone
     application write may have replaced the landed put in between, and only settling
     removes that older-than-the-delete write.
   * P0 only saves a write; correctness does not depend on it.
-  What this does not cover: a writer that stops for good between P1 and P2 while nobody
-  replays its records, i.e. a worker that lost its lease (the new holder checkpointed past
-  the records) and then dies. Workers stop writing before their lease runs out to keep
-  that window closed.
+  What this needs from the caller: a writer that stops for good between P1 and P2 must
+  leave its records to be replayed, i.e. no other worker may have checkpointed past them.
+  The runner keeps that window closed: a shard's pages are written with ``deadline`` = its
+  lease's expiry less a margin (core.defaults.LEASE_MARGIN_FRACTION), so no write starts
+  after the lease may have passed to another worker; a dropped shard's lease is released
+  only once its page in flight has ended (else it is left to expire); and only the lease
+  holder may save the shard's checkpoints (aws/state.py), so a zombie's late saves cannot
+  move the new holder's positions.
 Why every region converges: P1 and D2 are the apply rule (``stored_is_older``), evaluated by
 DynamoDB atomically; P3 re-applies a delete that happened. Each region therefore ends with
 the largest version put or deleted, whatever the order of arrival or the number of replays.

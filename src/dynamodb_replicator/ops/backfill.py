@@ -44,6 +44,7 @@ from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
 from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
+from dynamodb_replicator.files import replace_file
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = [
@@ -63,7 +64,7 @@ def append_region(path: Path, spec: RegionSpec) -> bool:
     block = f'\n[[regions]]\nname = "{spec.name}"\n'
     if spec.endpoint_url:
         block += f'endpoint_url = "{spec.endpoint_url}"\n'
-    path.write_text(text.rstrip("\n") + "\n" + block)
+    replace_file(path, text.rstrip("\n") + "\n" + block)
     return True
 
 
@@ -86,7 +87,7 @@ def seed_positions(config: RunnerConfig, source: str, new: str, log: Callable[[s
                     positions = state.load(ref)
                     if new in positions or source not in positions:
                         continue
-                    state.save(ref, {new: positions[source]})
+                    state.seed(ref, {new: positions[source]})
                     seeded += 1
         log(f"{spec.name}: replication into {new} will start where {source} stands")
     return seeded

@@ -51,6 +51,8 @@ class RegionState:
     workers: tuple[str, ...] = ()
     parked: tuple[ParkedRecord, ...] = ()
     error: str | None = None
+    # (worker, region it cannot reach, since (epoch seconds), why), from live workers
+    unreachable: tuple[tuple[str, str, float, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,20 @@ def _reasons(
     return reasons
 
 
+def _unreachable(states: Mapping[str, RegionState], pair: tuple[str, str], now: float) -> list[str]:
+    """Why a pair waits: a live worker cannot reach one of its regions."""
+    seen = {
+        (worker, region, since, why)
+        for state in states.values()
+        for worker, region, since, why in state.unreachable
+        if region in pair
+    }
+    return [
+        f"worker {worker} cannot reach {region} for {now - since:.0f} s: {why}"
+        for worker, region, since, why in sorted(seen)
+    ]
+
+
 def summarize(
     tables: Sequence[str],
     states: Mapping[str, RegionState],
@@ -115,7 +131,9 @@ def summarize(
                     pairs.append(PairStatus(table, source, target, stuck=True, reasons=(reason,)))
                     continue
                 found = [(r, t) for r in live for t in r.targets if t.target == target]
-                reasons = _reasons(found, now=now, stuck_after=stuck_after)
+                reasons = _unreachable(states, (source, target), now) + _reasons(
+                    found, now=now, stuck_after=stuck_after
+                )
                 pair = (table, source, target)
                 parked = [p for p in state.parked if p.table == table and target in p.targets]
                 pairs.append(
@@ -178,6 +196,10 @@ def to_json(
             name: {
                 "error": state.error,
                 "workers": list(state.workers),
+                "unreachable": [
+                    {"worker": worker, "region": region, "since": since, "reason": why}
+                    for worker, region, since, why in state.unreachable
+                ],
                 "leases": [
                     {
                         "shard": lease.shard,

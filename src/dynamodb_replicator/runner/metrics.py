@@ -15,7 +15,7 @@ from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.runner.reports import Pair, PairTotals, ShardReport, pair_totals
 from dynamodb_replicator.runner.shardworker import LagObserver
 
-__all__ = ["LAG_BUCKETS", "PREFIX", "ReportCollector", "RunnerMetrics"]
+__all__ = ["LAG_BUCKETS", "PREFIX", "ReachabilityCollector", "ReportCollector", "RunnerMetrics"]
 
 PREFIX = "dynamodb_replicator"
 PAIR_LABELS = ("table", "source", "target")
@@ -134,14 +134,40 @@ def _gauges(pairs: dict[Pair, PairTotals]) -> Iterable[Metric]:
         yield family
 
 
+class ReachabilityCollector(Collector):
+    """``region_reachable``: 1 for each configured region the runner reaches, 0 for those it
+    cannot (their pairs wait, and the region is checked again in the background)."""
+
+    def __init__(self, reachable: Callable[[], Mapping[str, bool]]) -> None:
+        self.reachable = reachable
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_region_reachable",
+            "1 when the runner reaches the region, 0 while its pairs wait for it",
+            labels=("region",),
+        )
+        for region, up in self.reachable().items():
+            family.add_metric((region,), 1.0 if up else 0.0)
+        yield family
+
+
 class RunnerMetrics:
     """The registry ``/metrics`` serves, and the lag histogram the shard workers feed."""
 
     def __init__(
-        self, reports: Reports, *, worker: str, clock: Clock, parked: Parked | None = None
+        self,
+        reports: Reports,
+        *,
+        worker: str,
+        clock: Clock,
+        parked: Parked | None = None,
+        reachable: Callable[[], Mapping[str, bool]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(ReportCollector(reports, worker=worker, clock=clock, parked=parked))
+        if reachable is not None:
+            self.registry.register(ReachabilityCollector(reachable))
         self.lag = Histogram(
             f"{PREFIX}_batch_lag_seconds",
             "lag (by __timestamp) of each batch of changes a target applied",

@@ -1,16 +1,20 @@
 """Check a runner configuration against the regions before replicating anything.
 
 Every problem found is reported at once, one line each, in one ConfigError that says what
-to fix: an unreachable endpoint or rejected credentials, a table missing in a region, key
-schemas that differ, a stream that is off or not NEW_AND_OLD_IMAGES. The state and
-tombstone tables are created when missing.
+to fix: rejected credentials, a table missing in a region, key schemas that differ, a
+stream that is off or not NEW_AND_OLD_IMAGES. The state and tombstone tables are created
+when missing. A region that cannot be reached
+(throttled, 5xx, connection refused, timeouts) is no configuration problem: it is reported
+and checked again later (``check_region``), while the runner replicates among the others.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import ensure_state_table
@@ -22,9 +26,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.runner.config import RunnerConfig
 
-__all__ = ["key_schema", "preflight"]
-
-T = TypeVar("T")
+__all__ = ["Checked", "Checks", "Schemas", "check_region", "key_schema", "preflight"]
 
 
 def key_schema(description: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
@@ -38,6 +40,18 @@ def key_schema(description: dict[str, Any]) -> tuple[tuple[str, str, str], ...]:
 
 def _where(spec: RegionSpec) -> str:
     return f"{spec.name} ({spec.endpoint_url or 'AWS'})"
+
+
+Schemas = dict[str, tuple[tuple[str, str, str], ...]]  # table -> key schema
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What preflight found: the key schemas of the regions it reached, and why it could
+    not reach the others (region -> reason)."""
+
+    schemas: Mapping[str, Schemas]
+    unreachable: Mapping[str, str] = field(default_factory=dict)
 
 
 def _check_table(
@@ -55,20 +69,15 @@ def _check_table(
     return schema
 
 
-def _retried(call: Callable[[], T]) -> T:
-    # Transient errors (throttling, a dropped connection) are retried with backoff; only
-    # what persists is reported.
-    return call_with_retries(call, Backoff(attempts=20, base=0.05, cap=0.5))
-
-
 def _check_region(
-    spec: RegionSpec, config: RunnerConfig, problems: list[str]
-) -> dict[str, tuple[tuple[str, str, str], ...]]:
-    """The key schema of each table found usable in ``spec``; a problem per table that is
-    not. An unreachable region is one problem (its other checks are skipped)."""
+    spec: RegionSpec, config: RunnerConfig, backoff: Backoff
+) -> tuple[Schemas, list[str]]:
+    """The key schema of each usable table in ``spec``, and a problem line per table that
+    is not usable. Raises RetryableTargetError when the region cannot be reached."""
     client = make_client("dynamodb", spec)
     streams = StreamClient(spec.name, client, make_client("dynamodbstreams", spec))
-    schemas = {}
+    schemas: Schemas = {}
+    problems: list[str] = []
     checks: list[tuple[str | None, Callable[[], Any]]] = [
         (table, functools.partial(_check_table, client, streams, spec, table, config))
         for table in config.tables
@@ -76,26 +85,41 @@ def _check_region(
     checks.append((None, lambda: ensure_state_table(client, config.state_table, spec.name)))
     for table, check in checks:
         try:
-            found = _retried(check)
-        except RetryableTargetError as exc:
-            problems.append(f"cannot reach {_where(spec)}: {exc}")
-            break
+            found = call_with_retries(check, backoff)
+        except RetryableTargetError:
+            raise
         except ReplicatorError as exc:
             problems.append(f"{_where(spec)}: {exc}")
             if isinstance(exc, ConfigError) and "credentials" in str(exc):
                 break  # every other check of this region would say the same
-        else:
-            if table is not None:
-                schemas[table] = found
+            continue
+        if table is not None:
+            schemas[table] = found
+    return schemas, problems
+
+
+def check_region(
+    spec: RegionSpec,
+    config: RunnerConfig,
+    known: Mapping[str, Schemas],
+    backoff: Backoff | None = None,
+) -> Schemas:
+    """Check one region (creating its missing bookkeeping tables) against the schemas of
+    the regions checked before. Raises RetryableTargetError when the region cannot be
+    reached (after ``backoff``'s attempts; default three, quick), one ConfigError naming
+    every problem for what needs fixing."""
+    schemas, problems = _check_region(
+        spec, config, backoff or Backoff(attempts=3, base=0.05, cap=0.5)
+    )
+    problems += _compare(config.tables, {**known, spec.name: schemas})
+    if problems:
+        raise ConfigError("\n".join(problems))
     return schemas
 
 
-def preflight(config: RunnerConfig) -> None:
-    """Raise one ConfigError naming every problem found, one line each; create missing
-    bookkeeping tables."""
-    problems: list[str] = []
-    schemas = {spec.name: _check_region(spec, config, problems) for spec in config.regions}
-    for table in config.tables:
+def _compare(tables: Sequence[str], schemas: Mapping[str, Schemas]) -> list[str]:
+    problems = []
+    for table in tables:
         seen = {region: found[table] for region, found in schemas.items() if table in found}
         if len(set(seen.values())) > 1:
             detail = "; ".join(
@@ -103,5 +127,42 @@ def preflight(config: RunnerConfig) -> None:
                 for region, schema in seen.items()
             )
             problems.append(f"table {table} has different key schemas: {detail}")
+    return problems
+
+
+def preflight(config: RunnerConfig) -> Checked:
+    """Check every region at once; raise one ConfigError naming every problem that needs
+    fixing, one line each.
+
+    A region that cannot be reached is not an error: it is reported in the result, and the
+    runner replicates among the others until a later check of it succeeds.
+    """
+    # Transient errors (throttling, a dropped connection) are retried a little; what
+    # persists is an outage, checked again later on the runner's schedule.
+    backoff = Backoff(attempts=4, base=0.05, cap=0.5)
+    schemas: dict[str, Schemas] = {}
+    unreachable: dict[str, str] = {}
+    problems: list[str] = []
+    with ThreadPoolExecutor(max_workers=len(config.regions)) as pool:
+        futures = {
+            spec: pool.submit(_check_region, spec, config, backoff) for spec in config.regions
+        }
+        for spec, future in futures.items():
+            try:
+                schemas[spec.name], found = future.result()
+            except RetryableTargetError as exc:
+                unreachable[spec.name] = f"cannot reach {_where(spec)}: {exc}"
+                continue
+            problems += found
+    problems += _compare(config.tables, schemas)
     if problems:
         raise ConfigError("\n".join(problems))
+    return Checked(schemas, unreachable)
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """The checks the runner makes: of a whole configuration, and of one region again."""
+
+    all: Callable[[RunnerConfig], Checked] = preflight
+    region: Callable[[RegionSpec, RunnerConfig, Mapping[str, Schemas]], Schemas] = check_region

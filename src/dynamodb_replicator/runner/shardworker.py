@@ -130,6 +130,14 @@ class ShardWorker:
                 self.waiting.discard(target)
                 self._join(target, None)
 
+    # -- wake (runner/reachability) ---------------------------------------------------
+    def wake(self) -> None:
+        """Let waiting cursors try at the next step (a region they wait for is back).
+        Called from the coordinator thread: one float per cursor, read by the next step."""
+        for cursor in list(self.cursors):
+            cursor.retry_at = 0.0
+
+    # -- end wake -----------------------------------------------------------------------
     def step(self) -> int:
         """Read and apply one page per ready cursor; the number of records read."""
         read = 0

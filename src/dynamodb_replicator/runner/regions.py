@@ -1,0 +1,149 @@
+"""What the runner holds for one source region, and how it applies a page to the targets.
+
+A page goes only to the targets that are reachable; for a target that is down, the page
+fails at its first record without a request being made, so its cursor waits (and keeps its
+checkpoint) while the other targets read on. No write starts after the deadline the caller
+gives: the shard's lease expiry less a margin.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.parked import DynamoParkingLot
+from dynamodb_replicator.aws.state import DynamoStateStore
+from dynamodb_replicator.aws.streams import StreamClient
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.parking import ParkingLot
+from dynamodb_replicator.core.ports import ConflictLog, TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import CheckpointStore, Shard, ShardRef, StreamSource
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.reachability import Reachability
+
+__all__ = ["Coordination", "Region", "Replicating", "Streams", "apply_page"]
+
+
+class Streams(StreamSource, Protocol):
+    """A region's streams: the tables' stream ARNs, their shards, and reading them."""
+
+    def stream_arns(self, table: str) -> list[str]: ...
+
+    def shards(self, arn: str) -> list[Shard]: ...
+
+
+class Coordination(CheckpointStore, Protocol):
+    """A region's state table as the runner uses it: leases, live workers, reports."""
+
+    def heartbeat(
+        self,
+        worker: str,
+        expires_ms: int,
+        unreachable: Mapping[str, tuple[float, str]] | None = None,
+        *,
+        instance: str = "",
+        now_ms: int = 0,
+    ) -> None: ...
+
+    def live_workers(self, now_ms: int) -> list[str]: ...
+
+    def forget_worker(self, worker: str, *, instance: str = "") -> None: ...
+
+    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool: ...
+
+    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool: ...
+
+    def release(self, shard: ShardRef, owner: str) -> None: ...
+
+    def put(self, item: Mapping[str, Any]) -> None: ...
+
+
+class Replicating(Protocol):
+    """The Replicator as the runner calls it."""
+
+    def process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
+        deadline: float | None = None,
+        logged: Callable[[Conflict], bool] | None = None,
+    ) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass(slots=True)
+class Region:
+    """Everything the runner holds for one source region."""
+
+    spec: RegionSpec
+    streams: Streams
+    state: Coordination
+    replicator: Replicating
+    parking: ParkingLot
+
+    @classmethod
+    def connect(
+        cls,
+        spec: RegionSpec,
+        config: RunnerConfig,
+        stopping: threading.Event,
+        conflict_log: ConflictLog | None,
+    ) -> Region:
+        """The region's clients (no request is made)."""
+        return cls(
+            spec,
+            StreamClient(
+                spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
+            ),
+            DynamoStateStore(
+                make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
+            ),
+            build_replicator(
+                spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
+            ),
+            DynamoParkingLot(make_client("dynamodb", spec), config.state_table, spec.name),
+        )
+
+
+def apply_page(
+    region: Region,
+    reach: Reachability,
+    page: tuple[str, Sequence[Mapping[str, Any]]],
+    targets: Collection[str],
+    deadline: float,
+    *,
+    logged: Callable[[Conflict], bool] | None = None,
+) -> BatchResult:
+    """Apply one page of ``region``'s stream (table, records) to the reachable ``targets``;
+    the down ones fail at the first record, untried."""
+    table, records = page
+    up = [t for t in targets if reach.is_up(t)]
+    result = (
+        region.replicator.process(
+            table, records, from_json=False, regions=up, deadline=deadline, logged=logged
+        )
+        if up
+        else BatchResult({}, records=len(records))
+    )
+    down = [t for t in targets if t not in up]
+    if not down or not records:
+        return result
+    first = str(records[0]["dynamodb"]["SequenceNumber"])
+    waiting = {
+        t: TargetResult(
+            t, failed_sequence=first, error=UnreachableError(f"{t} is unreachable", region=t)
+        )
+        for t in down
+    }
+    return dataclasses.replace(result, targets={**result.targets, **waiting})
