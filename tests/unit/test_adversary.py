@@ -12,63 +12,32 @@ from __future__ import annotations
 import threading
 
 from dynamodb_replicator.core.errors import UnreachableError
-from dynamodb_replicator.core.model import Item, ItemKey, Version
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
-from dynamodb_replicator.core.policy import LastWriterWins, stored_version
+from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
+from . import adversaries
+from .adversaries import HERE, KEY, TABLE, A, B, Clock, X, delete, held, put, v
 from .strategies import FIELDS
-
-TABLE, TOMBS = "T", "T.__tombstones"
-KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
-# HERE is the target region under attack; A, B, X are other regions.
-HERE, A, B, X = "eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1"
-
-
-class Clock:
-    def now(self) -> float:
-        return 100.0
 
 
 def protocol(store: MemoryStore) -> WriteProtocol:
     """Without P0 (the tombstone read before writing), so late puts land: settling alone
     must keep every delete."""
-    policy = LastWriterWins(FIELDS)
-    return WriteProtocol(store, policy, FIELDS, Clock(), ".__tombstones", 3600, prefetch=False)
+    return adversaries.protocol(store, prefetch=False)
 
 
 def writer(
     store: MemoryStore, *, attempts: int = 8, stop: threading.Event | None = None
 ) -> StoreWriter:
-    options = WriterOptions(
-        max_in_flight=2, backoff=Backoff(attempts=attempts, base=0.0), stop=stop
-    )
-    return StoreWriter(protocol(store), options)
+    return adversaries.writer(store, attempts=attempts, stop=stop, prefetch=False)
 
 
 def another_process(store: MemoryStore) -> StoreWriter:
     """A second replicator writing into the same region's tables (no hooks on its calls)."""
-    return writer(MemoryStore(store.name, tables=store.tables))
-
-
-def v(timestamp: str, origin: str) -> Version:
-    return Version.of(timestamp, origin)
-
-
-def put(version: Version, seq: str) -> PutVersion:
-    image: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": version.raw_timestamp}}
-    return PutVersion(KEY, version, image, seq)
-
-
-def delete(version: Version, deleted_in: str, seq: str) -> DeleteVersion:
-    return DeleteVersion(KEY, version, deleted_in, seq)
-
-
-def held(store: MemoryStore) -> Version | None:
-    return stored_version(store.item(TABLE, KEY), store.name, FIELDS)
+    return adversaries.another_process(store, prefetch=False)
 
 
 def test_a_delete_later_in_the_chain_must_not_drop_the_settle_of_a_creation() -> None:

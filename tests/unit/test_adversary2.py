@@ -11,59 +11,30 @@ from __future__ import annotations
 from typing import Any
 
 from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
-from dynamodb_replicator.core.model import Change, Item, ItemKey, Operation, Version
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, plan_changes
-from dynamodb_replicator.core.policy import LastWriterWins, stored_version
+from dynamodb_replicator.core.model import Change, Item, Operation, Version
+from dynamodb_replicator.core.plan import plan_changes
 from dynamodb_replicator.core.replicator import Replicator
-from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.tombstones import TombstoneTable
-from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
-from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
+from .adversaries import (
+    HERE,
+    KEY,
+    POLICY,
+    SUFFIX,
+    TABLE,
+    TOMBS,
+    A,
+    B,
+    another_process,
+    delete,
+    held,
+    put,
+    v,
+    writer,
+)
 from .strategies import FIELDS
-
-TABLE, TOMBS, SUFFIX = "T", "T.__tombstones", ".__tombstones"
-KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
-# HERE is the target region under attack; A, B, X are other regions.
-HERE, A, B, X = "eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1"
-POLICY = LastWriterWins(FIELDS)
-
-
-class Clock:
-    def now(self) -> float:
-        return 100.0
-
-
-def protocol(store: MemoryStore, *, prefetch: bool = True) -> WriteProtocol:
-    return WriteProtocol(store, POLICY, FIELDS, Clock(), SUFFIX, 3600, prefetch=prefetch)
-
-
-def writer(store: MemoryStore, *, attempts: int = 8, prefetch: bool = True) -> StoreWriter:
-    options = WriterOptions(max_in_flight=2, backoff=Backoff(attempts=attempts, base=0.0))
-    return StoreWriter(protocol(store, prefetch=prefetch), options)
-
-
-def another_process(store: MemoryStore) -> StoreWriter:
-    """A second replicator writing into the same region's tables (no hooks on its calls)."""
-    return writer(MemoryStore(store.name, tables=store.tables))
-
-
-def v(timestamp: str, origin: str) -> Version:
-    return Version.of(timestamp, origin)
-
-
-def put(version: Version, seq: str) -> PutVersion:
-    image: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": version.raw_timestamp}}
-    return PutVersion(KEY, version, image, seq)
-
-
-def delete(version: Version, deleted_in: str, seq: str) -> DeleteVersion:
-    return DeleteVersion(KEY, version, deleted_in, seq)
-
-
-def held(store: MemoryStore) -> Version | None:
-    return stored_version(store.item(TABLE, KEY), store.name, FIELDS)
 
 
 def replica_item(version: Version) -> dict[str, Any]:
