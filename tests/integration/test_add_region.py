@@ -64,7 +64,7 @@ def checkpointed(clients: dict[str, Any], table: str, target: str) -> bool:
     for region, client in clients.items():
         state = DynamoStateStore(client, STATE_TABLE, region)
         if describe_table(client, STATE_TABLE, region) is None or not any(
-            f"pos#{target}" in item for item in state.scan(f"cp|{table}|")
+            f"pos#{target}" in item for item in state.checkpoint_items(table)
         ):
             return False
     return True

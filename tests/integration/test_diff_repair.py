@@ -205,7 +205,7 @@ def aged_state(clients: dict[str, Any], table: str, *, at: float) -> None:
         ensure_state_table(client, STATE_TABLE, region)
         state = DynamoStateStore(client, STATE_TABLE, region)
         ref = ShardRef(table, f"arn:aws:dynamodb:{region}:1:table/{table}/stream/s", "shard-1")
-        state.save(ref, dict.fromkeys(REGIONS, "100"))
+        state.seed(ref, dict.fromkeys(REGIONS, "100"))
         targets = tuple(TargetReport(t, advanced_at=at) for t in REGIONS if t != region)
         state.put(
             report_to_item(ShardReport(table, region, "s", "shard-1", "w1", at, False, targets))

@@ -76,7 +76,7 @@ class StreamPositions:
         and some hold checkpoints of the table. (A region just added has none until the
         runner reads its stream; replication on Lambda leaves none anywhere.)"""
         states = [source.state for source in self.sources]
-        return all(states) and any(s.scan(f"cp|{self.table}|") for s in states if s)
+        return all(states) and any(s.checkpoint_items(self.table) for s in states if s)
 
     def mark(self) -> list[Mark]:
         """A mark of every shard some target has not finished yet (needs ``tracked``)."""

@@ -314,6 +314,12 @@ class DynamoStateStore:
             return None  # someone else holds it
         return answer
 
+    def checkpoint_items(self, table: str) -> list[dict[str, Any]]:
+        """The items holding ``table``'s checkpoints (``pos#TARGET`` attributes): the lease
+        items, and the ``cp|`` items of earlier versions."""
+        items = self.scan(f"lease|{table}|") + self.scan(f"cp|{table}|")
+        return [item for item in items if any(name.startswith("pos#") for name in item)]
+
     def leases(self) -> dict[str, tuple[str, int]]:
         """Every lease: shard key -> (owner, expires ms)."""
         return {

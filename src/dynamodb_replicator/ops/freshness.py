@@ -72,7 +72,7 @@ def evidence(table: str, state_table: str, sources: Sequence[RegionSpec]) -> lis
         state = DynamoStateStore(client, state_table, spec.name)
         checkpointed = {
             name.split("#", 1)[1]
-            for item in state.scan(f"cp|{table}|")
+            for item in state.checkpoint_items(table)
             for name in item
             if name.startswith("pos#")
         }

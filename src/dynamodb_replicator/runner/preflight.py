@@ -156,7 +156,8 @@ def preflight(config: RunnerConfig) -> Checked:
             problems += found
     problems += _compare(config.tables, schemas)
     if problems:
-        raise ConfigError("\n".join(problems))
+        # Alone an outage is no reason to stop; beside what needs fixing it is worth knowing.
+        raise ConfigError("\n".join([*problems, *unreachable.values()]))
     return Checked(schemas, unreachable)
 
 

@@ -181,7 +181,8 @@ class Runner:
                         )
                     elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
                         raise  # renewed meanwhile: the same id runs in another process
-                self.stopping.wait(0.2)
+                if self.stopping.wait(0.2):
+                    return  # stopped while waiting: ``run`` shuts down at once
 
     def _take(self, checked: Checked) -> None:
         names = {spec.name for spec in self.config.regions}
