@@ -187,14 +187,15 @@ class StoreWriter:
         tally = _Tally()
         for op in ops:
             call: Callable[[], Written]
-            if isinstance(op, PutVersion):
-                call = functools.partial(self.protocol.put, table, op, known.get(op.key))
-            elif isinstance(op, DeleteVersion):
+            if isinstance(op, DeleteVersion):
                 call = functools.partial(self.protocol.delete, table, op)
-            else:
+            elif not isinstance(op, PutVersion):
                 call = functools.partial(self.protocol.delete_unversioned, table, op)
             try:
-                written = self._retrying(call, tally, deadline)
+                if isinstance(op, PutVersion):
+                    written = self._put(table, op, known.get(op.key), tally, deadline)
+                else:
+                    written = self._retrying(call, tally, deadline)
             except ReplicatorError as exc:
                 self._log_failure(table, op, exc)
                 # Later writes of this key wait for the retry: per-key order is kept.
@@ -211,6 +212,26 @@ class StoreWriter:
             if written.outcome is Outcome.APPLIED and isinstance(op, PutVersion):
                 tally.applied_puts.add(op.sequence_number)
         return tally
+
+    def _put(
+        self,
+        table: str,
+        op: PutVersion,
+        known: Tombstone | None,
+        tally: _Tally,
+        deadline: float | None,
+    ) -> Written:
+        """A put: P1u first for an update, else (or when it found no item) P0 and P1. Each
+        store call is checked against ``deadline`` on its own."""
+        if known is None and self.protocol.tries_present_first(op):
+            present = functools.partial(self.protocol.put_present, table, op)
+            written = self._retrying(present, tally, deadline)
+            if written is not None:
+                return written
+            read = functools.partial(self.protocol.tombstones, table, [op.key])
+            known = self._retrying(read, tally, deadline).get(op.key)
+        put = functools.partial(self.protocol.put, table, op, known)
+        return self._retrying(put, tally, deadline)
 
     def _settle(
         self, table: str, puts: list[PutVersion], total: _Tally, deadline: float | None

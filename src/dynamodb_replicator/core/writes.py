@@ -146,24 +146,35 @@ class WriteProtocol:
         return {op.key for op in ops if isinstance(op, PutVersion) and not _update(op)}
 
     def put(self, table: str, op: PutVersion, known: Tombstone | None = None) -> Written:
-        """P0 (with the tombstone read before, if any) and P1; P1u first for an update."""
+        """P0 (with the tombstone read before, if any) and P1."""
         if known is not None and self._deleted(op, known):
             # No write; the put is still settled (an earlier attempt may have landed).
             return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
+        condition = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
+        return self._put_outcome(op, self.store.put(table, self._item(op), condition))
+
+    def tries_present_first(self, op: PutVersion) -> bool:
+        """Does ``op`` start with P1u (``put_present``) instead of P0 and P1?"""
+        return self.prefetch and _update(op)
+
+    def put_present(self, table: str, op: PutVersion) -> Written | None:
+        """P1u: P1 where the item is present. None when it is absent (deleted here, or its
+        insert not arrived yet): the caller goes on with P0 (``tombstones``) and ``put``,
+        each a call of its own, so that no write starts after the caller's deadline."""
+        condition = all_of(
+            Exists(Path(op.key.names()[0])),
+            self.policy.stored_is_older(op.version, self.region, strict=op.strict),
+        )
+        result = self.store.put(table, self._item(op), condition)
+        if result.applied or result.item is not None:
+            return self._put_outcome(op, result)
+        return None
+
+    def _item(self, op: PutVersion) -> Item:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
-        condition = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
-        if self.prefetch and known is None and _update(op):
-            present = all_of(Exists(Path(op.key.names()[0])), condition)
-            result = self.store.put(table, item, present)
-            if result.applied or result.item is not None:
-                return self._put_outcome(op, result)
-            # P1u found no item (deleted here, or its insert has not arrived): P0, then P1.
-            known = self.tombstones(table, [op.key]).get(op.key)
-            if known is not None and self._deleted(op, known):
-                return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
-        return self._put_outcome(op, self.store.put(table, item, condition))
+        return item
 
     def _put_outcome(self, op: PutVersion, result: StoreResult) -> Written:
         held = stored_version(result.item, self.region, self.fields)

@@ -231,7 +231,7 @@ class ShardWorker:
         """The page after ``flight``, read while it is applied; (None, True) when the read
         failed (the next step reads again, from the checkpoint). Only when the cursor is
         the only one moving: cursors that move side by side must be able to merge."""
-        if flight.page.next_iterator is None or cursor.iterator is None:
+        if flight.page.next_iterator is None or cursor.iterator is None or cursor.failures:
             return None, False
         if any(other.failures == 0 for other in self.cursors if other is not cursor):
             return None, False
@@ -262,6 +262,7 @@ class ShardWorker:
                 cursor.inflight = follower
             else:
                 self._discard(follower)
+                cursor.iterator = None  # read the discarded page again, from the checkpoint
             return
         if not healthy:
             return
