@@ -1,19 +1,31 @@
-"""ADVERSARIAL REVIEW of bf3b32b (pipelining + P1u). Tests marked FAILING show a defect
-of that commit; they are expected to fail until it is fixed (xfail strict)."""
+"""Defects an adversarial review found in the first version of pages in flight and of
+the update's present-only put (P1u); each test failed before its fix."""
 
 from __future__ import annotations
 
+import random
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
 import pytest
 
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
 from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.streams import END, ShardRef
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.runner.shardworker import ShardWorker
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
+from .test_shardworker import ARN, TARGETS, Clock, FakeStream, record
 from .test_writes import HERE, KEY, TABLE, THERE, put
 
 DEADLINE = 200.0
@@ -36,8 +48,11 @@ def _writer(store: MemoryStore, clock: MovingClock) -> StoreWriter:
 
 def _update(timestamp: str, seq: str) -> PutVersion:
     """An update (replaces set, not strict): P1u first."""
-    return PutVersion(KEY, Version.of(timestamp, THERE), put(timestamp).image, seq,
-                      Version.of("1", THERE))
+    return PutVersion(
+        KEY, Version.of(timestamp, THERE), put(timestamp).image, seq, Version.of("1", THERE)
+    )
+
+
 def test_adv_no_write_of_an_update_starts_after_the_deadline() -> None:
     """The runner's lease argument needs: no write starts after ``deadline``. An update whose
     P1u answers late (slow response) and finds the item absent goes on with P0 and P1 inside
@@ -57,6 +72,8 @@ def test_adv_no_write_of_an_update_starts_after_the_deadline() -> None:
     w.close()
     late = [(call, at) for call, at in started if call.startswith("put") and at >= DEADLINE]
     assert late == [], started
+
+
 def test_adv_zombie_update_past_its_lease_resurrects_a_delete() -> None:
     """The full consequence. Zombie Z holds the lease until DEADLINE (+margin). Its P1u of
     update V=5 starts in time, answers late and finds K absent here. Meanwhile Z's lease ran
@@ -78,9 +95,9 @@ def test_adv_zombie_update_past_its_lease_resurrects_a_delete() -> None:
             # Z's P0 read is done (calls[1]); before Z's P1: N replays the put and the
             # delete that follows it in the stream, and checkpoints past them.
             store.before_call = lambda _s, _c: None
-            result = new_holder.apply(TABLE, [_update("5", "3"),
-                                              DeleteVersion(KEY, Version.of("7", THERE),
-                                                            THERE, "4")])
+            result = new_holder.apply(
+                TABLE, [_update("5", "3"), DeleteVersion(KEY, Version.of("7", THERE), THERE, "4")]
+            )
             assert result.failed_sequence is None
             assert store.item(TABLE, KEY) is None
 
@@ -95,21 +112,6 @@ def test_adv_zombie_update_past_its_lease_resurrects_a_delete() -> None:
 
 
 # -- the shard worker under random partial failures, pages in flight -------------------
-
-import random  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Collection, Mapping, Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-from dynamodb_replicator.core.conflicts import Conflict  # noqa: E402
-from dynamodb_replicator.core.errors import UnreachableError  # noqa: E402
-from dynamodb_replicator.core.ports import TargetResult  # noqa: E402
-from dynamodb_replicator.core.replicator import BatchResult  # noqa: E402
-from dynamodb_replicator.core.streams import END, ShardRef  # noqa: E402
-from dynamodb_replicator.runner.shardworker import ShardWorker  # noqa: E402
-
-from .test_shardworker import ARN, TARGETS, Clock, FakeStream, record  # noqa: E402
 
 
 class RandomTargets:
@@ -138,13 +140,11 @@ class RandomTargets:
                 if self.writing[t] > 1:
                     self.overlaps.append(f"{t} {seqs}")
             fail_at = {t: self.rng.choice(seqs) for t in targets if self.rng.random() < 0.3}
-        time.sleep(self.rng.random() * 0.002)
         with self.lock:
             for t in targets:
                 self.writing[t] -= 1
         if written is not None:
             written()
-        time.sleep(self.rng.random() * 0.002)
         results = {}
         with self.lock:
             for t in targets:
@@ -176,6 +176,8 @@ class CheckedCheckpoints:
                 if missing:
                     self.violations.append(f"{t} checkpointed {p} without {missing}")
         self.saved.setdefault(shard, {}).update(positions)
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_adv_no_checkpoint_past_a_record_that_failed_for_its_target(seed: int) -> None:
     """Random partial failures per target, pages in flight, splits and merges: no
@@ -188,8 +190,13 @@ def test_adv_no_checkpoint_past_a_record_that_failed_for_its_target(seed: int) -
     checkpoints = CheckedCheckpoints(targets, total)
     clock = Clock()
     w = ShardWorker(
-        ShardRef("Orders", ARN, "s1"), source=stream, checkpoints=checkpoints,  # type: ignore[arg-type]
-        process=targets, targets=TARGETS, parent=None, clock=clock,  # type: ignore[arg-type]
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=checkpoints,
+        process=targets,
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
         page_limit=rng.choice([1, 2, 3, 5]),
     )
     for _ in range(400):
@@ -234,6 +241,8 @@ class Scripted:
                 t, failed_sequence=failed, error=UnreachableError("x") if failed else None
             )
         return BatchResult(results)
+
+
 def test_adv_partial_failure_of_a_retrying_cursor_skips_the_page_read_ahead() -> None:
     """A, B, C at one cursor. Record 1 fails for all three: the cursor backs off (failures=1).
     On its retry, page 1 is applied and page 2 is read ahead and applied too; page 1 now fails
@@ -247,8 +256,14 @@ def test_adv_partial_failure_of_a_retrying_cursor_skips_the_page_read_ahead() ->
     checkpoints = _Checkpoints(script)
     clock = Clock()
     w = ShardWorker(
-        ShardRef("Orders", ARN, "s1"), source=stream, checkpoints=checkpoints,  # type: ignore[arg-type]
-        process=script, targets=TARGETS, parent=None, clock=clock, page_limit=1,
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=checkpoints,
+        process=script,
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        page_limit=1,
     )
     for _ in range(20):
         clock.at += 60

@@ -9,6 +9,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import SystemAttributes
@@ -225,3 +227,31 @@ def test_a_page_of_parked_records_only_is_done_at_once() -> None:
     flight = Flight.done(page, {"a"}, BatchResult({"a": TargetResult("a")}))
     flight.wait_written()
     assert flight.result().targets["a"].failed_sequence is None
+
+
+class BrokenReadAhead(FakeStream):
+    """The second read (the read ahead) raises an unexpected error, and only then lets
+    page 1's writes end."""
+
+    go: threading.Event | None = None
+
+    def read(self, iterator: str, limit: int = 1000) -> Page:
+        if iterator.endswith(":3") and self.go is not None:
+            self.go.set()
+            raise RuntimeError("unexpected")
+        return super().read(iterator, limit)
+
+
+def test_an_unexpected_error_waits_for_the_page_in_flight() -> None:
+    go = threading.Event()
+    stream = BrokenReadAhead({"s1": [record(i) for i in range(1, 7)]})
+    stream.go = go
+    checkpoints = FakeCheckpoints()
+    journal = Journal(before_written={1: go})
+    w = worker(journal, stream, checkpoints)
+    with pytest.raises(RuntimeError, match="unexpected"):
+        w.step()
+    # Page 1 ended before the error came out: none of its writes runs on unseen.
+    assert "end 1" in journal.events
+    (cursor,) = w.cursors
+    assert cursor.inflight is None and cursor.iterator is None and saved(checkpoints) == set()

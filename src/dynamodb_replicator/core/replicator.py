@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -223,6 +223,8 @@ class Replicator:
             )
             for region in chosen
         }
+        # Every region's batch ends before this returns or raises: none writes on unseen.
+        wait(futures.values())
         results = {region: future.result() for region, future in futures.items()}
         result = BatchResult(
             results,

@@ -191,14 +191,18 @@ class ShardWorker:
                     self._finish(cursor)
                 return 0
             flight = self._launch(cursor, page)
-        ahead, ahead_failed = self._read_ahead(cursor, flight)
-        flight.wait_written()  # the next page's writes start after this page's writes
-        follower = self._launch(cursor, ahead) if ahead is not None and ahead.records else None
+        follower: Flight | None = None
         try:
+            ahead, ahead_failed = self._read_ahead(cursor, flight)
+            flight.wait_written()  # the next page's writes start after this page's writes
+            if ahead is not None and ahead.records:
+                follower = self._launch(cursor, ahead)
             failed = self._complete(cursor, flight)
         except BaseException:
-            if follower is not None:
-                self._discard(follower)
+            # Nothing of either page may run on unseen: wait for both, read them again.
+            for unsettled in (flight, follower):
+                if unsettled is not None:
+                    self._discard(unsettled)
             cursor.iterator = None  # read again from the last checkpoint
             raise
         if failed and follower is not None:
