@@ -1,0 +1,176 @@
+"""Per-region table names on DynamoDB Local: a table called otherwise in each region (as
+CloudFormation names them), replicated by the runner and by the Lambda handler, compared by
+``diff``, fixed by ``repair``, reported by ``status``; the logical name stays the identity
+in the state table, the metrics and the reports."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.model import RegionSpec, TableNames
+from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.runner_process import RunnerProcess, write_config
+from tests.support import FIELDS, StreamPump, create_table
+from tests.workload import region_state
+
+US, EU = "us-east-1", "eu-west-1"
+ORDERS = {US: "UsStack-Orders-9Z8Y7X", EU: "EuStack-Orders-1A2B3C"}
+ITEMS = {US: "UsStack-Items-7F6E5D", EU: "EuStack-Items-4C3B2A"}
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Call ``check`` until it returns something other than None."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last is not None:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def item(key: str, ts: int, value: str) -> dict[str, Any]:
+    return {"pk": {"S": key}, FIELDS.timestamp: {"N": str(ts)}, "v": {"S": value}}
+
+
+def clients_with(endpoint: str, physical: dict[str, str]) -> dict[str, Any]:
+    clients = {r: make_client("dynamodb", RegionSpec(r, endpoint)) for r in physical}
+    for region, client in clients.items():
+        create_table(client, physical[region], region=region)  # and NAME.__tombstones
+    return clients
+
+
+def converged(
+    clients: dict[str, Any], physical: dict[str, str], expected: dict[str, dict[str, Any]]
+) -> Callable[[], bool | None]:
+    """True once every region's table holds exactly ``expected`` (system attributes aside)."""
+
+    def check() -> bool | None:
+        same = all(region_state(c, physical[r]) == expected for r, c in clients.items())
+        return True if same else None
+
+    return check
+
+
+def config_file(tmp_path: Path, endpoint: str) -> Path:
+    path = write_config(
+        tmp_path / "names.toml", ["Orders"], {US: endpoint, EU: endpoint}, lease_timeout_seconds=5
+    )
+    mapping = "".join(f'{region} = "{name}"\n' for region, name in ORDERS.items())
+    path.write_text(path.read_text() + "\n[table_names.Orders]\n" + mapping)
+    return path
+
+
+def test_the_runner_diff_repair_and_status_use_each_regions_name(
+    ddb_local: DynamoDBLocal,
+    runners: list[RunnerProcess],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clients = clients_with(ddb_local.endpoint_url, ORDERS)
+    path = config_file(tmp_path, ddb_local.endpoint_url)
+    log = tmp_path / "runner.log"
+    runners.append(RunnerProcess(path, log, "w1").start())
+    us, eu = clients[US], clients[EU]
+    now = int(time.time() * 1000)
+    try:
+        # Inserts both ways.
+        us.put_item(TableName=ORDERS[US], Item=item("from-us", now, "a"))
+        us.put_item(TableName=ORDERS[US], Item=item("gone-in-eu", now, "b"))
+        eu.put_item(TableName=ORDERS[EU], Item=item("from-eu", now, "c"))
+        eu.put_item(TableName=ORDERS[EU], Item=item("gone-in-us", now, "d"))
+        inserted = {
+            "from-us": item("from-us", now, "a"),
+            "gone-in-eu": item("gone-in-eu", now, "b"),
+            "from-eu": item("from-eu", now, "c"),
+            "gone-in-us": item("gone-in-us", now, "d"),
+        }
+        poll(converged(clients, ORDERS, inserted), "the inserts to reach both regions")
+        # Updates and deletes both ways, each of an item written in the other region.
+        eu.put_item(TableName=ORDERS[EU], Item=item("from-us", now + 1, "a2"))
+        us.put_item(TableName=ORDERS[US], Item=item("from-eu", now + 1, "c2"))
+        eu.delete_item(TableName=ORDERS[EU], Key={"pk": {"S": "gone-in-eu"}})
+        us.delete_item(TableName=ORDERS[US], Key={"pk": {"S": "gone-in-us"}})
+        final = {
+            "from-us": item("from-us", now + 1, "a2"),
+            "from-eu": item("from-eu", now + 1, "c2"),
+        }
+        poll(converged(clients, ORDERS, final), "the updates and deletes to reach both regions")
+    except AssertionError:
+        print(log.read_text()[-4000:])
+        raise
+    # The deletes are remembered in each region's tombstone table: its name + the suffix.
+    tombstones = {r: region_state(c, f"{ORDERS[r]}.__tombstones") for r, c in clients.items()}
+    assert set(tombstones[US]) == set(tombstones[EU]) == {"gone-in-eu", "gone-in-us"}
+    # The logical name stays the identity of the leases and checkpoints.
+    leases = [i["pk"]["S"] for i in us.scan(TableName="dynamodb-replicator-state")["Items"]]
+    assert any(pk.startswith("lease|Orders|") for pk in leases), leases
+
+    args = ["--config", str(path), "--output", "json"]
+    assert main(["diff", *args]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["table"] == "Orders" and report["verdict"] == "identical"
+    assert report["items"] == {US: 2, EU: 2}
+
+    # A change behind the replicator's back (it looks like a replica write: an echo).
+    hidden = {**item("hidden", now, "h"), FIELDS.origin: {"S": US}, FIELDS.marker: {"N": str(now)}}
+    eu.put_item(TableName=ORDERS[EU], Item=hidden)
+    assert main(["diff", *args, "--no-settle"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["regions"][EU]["extra"] == 1
+    assert report["regions"][EU]["samples"]["extra"] == [{"pk": {"S": "hidden"}}]
+
+    assert main(["repair", *args]) == 0  # the runner's reports say every pair is fresh
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["puts"] == {US: 1}
+    assert us.get_item(TableName=ORDERS[US], Key={"pk": {"S": "hidden"}})["Item"]["v"] == {"S": "h"}
+    assert main(["diff", *args]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["verdict"] == "identical"
+
+    def healthy() -> dict[str, Any] | None:
+        code = main(["status", *args])
+        report = json.loads(capsys.readouterr().out)
+        pairs = {(p["table"], p["source"], p["target"]): p for p in report["pairs"]}
+        done = set(pairs) == {("Orders", US, EU), ("Orders", EU, US)} and all(
+            p["applied"] >= 4 and p["backlog"] == 0 for p in pairs.values()
+        )
+        return report if code == 0 and done else None
+
+    report = poll(healthy, "status to show both pairs of Orders caught up")
+    assert not report["stuck"]
+
+
+def test_the_lambda_handler_writes_each_regions_table_and_reports_the_logical_name(
+    ddb_local: DynamoDBLocal,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clients = clients_with(ddb_local.endpoint_url, ITEMS)
+    us, eu = clients[US], clients[EU]
+    names = TableNames.of({"Items": ITEMS})
+    pump = StreamPump(ddb_local.endpoint_url, "Items", (US, EU), names=names)
+    us.put_item(TableName=ITEMS[US], Item=item("one", 100, "us"))
+    eu.put_item(TableName=ITEMS[EU], Item=item("two", 100, "eu"))
+    eu.put_item(TableName=ITEMS[EU], Item=item("gone", 100, "eu"))
+    pump.run_until_quiet(monkeypatch)
+    eu.put_item(TableName=ITEMS[EU], Item=item("one", 200, "eu-update"))
+    us.delete_item(TableName=ITEMS[US], Key={"pk": {"S": "gone"}})
+    pump.run_until_quiet(monkeypatch)
+
+    expected = {"one": item("one", 200, "eu-update"), "two": item("two", 100, "eu")}
+    assert converged(clients, ITEMS, expected)()
+    assert set(region_state(eu, f"{ITEMS[EU]}.__tombstones")) == {"gone"}
+    # The metrics name the logical table, whichever region's name the stream carried.
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
+    assert emf and {line["Table"] for line in emf} == {"Items"}
+    assert {line["SourceRegion"] for line in emf} == {US, EU}
