@@ -17,6 +17,10 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.model import RegionSpec, TableNames
 from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.integration.test_subscribe import clients as subscribe_clients
+from tests.integration.test_subscribe import deploy_function, table
+from tests.integration.test_subscribe import mappings as subscribed
+from tests.moto_server import MotoServer
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import FIELDS, StreamPump, create_table
 from tests.workload import region_state
@@ -174,3 +178,79 @@ def test_the_lambda_handler_writes_each_regions_table_and_reports_the_logical_na
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "_aws" in line]
     assert emf and {line["Table"] for line in emf} == {"Items"}
     assert {line["SourceRegion"] for line in emf} == {US, EU}
+
+
+BOOKS = {US: "UsStack-Books-1Q2W3E", EU: "EuStack-Books-4R5T6Y"}
+
+
+def books_config(tmp_path: Path, endpoint: str) -> Path:
+    path = write_config(tmp_path / "books.toml", ["Books"], {US: endpoint, EU: endpoint})
+    mapping = "".join(f'{region} = "{name}"\n' for region, name in BOOKS.items())
+    path.write_text(path.read_text() + "\n[table_names.Books]\n" + mapping)
+    return path
+
+
+def test_tombstone_tables_versioning_and_add_region_use_each_regions_name(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    clients = {r: make_client("dynamodb", RegionSpec(r, endpoint)) for r in (US, EU)}
+    for region, client in clients.items():  # an existing system: no tombstone tables yet
+        client.create_table(
+            TableName=BOOKS[region],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        for n in range(5):  # items written before replication: no __timestamp
+            client.put_item(TableName=BOOKS[region], Item={"pk": {"S": f"b{n}"}})
+    path = books_config(tmp_path, endpoint)
+
+    assert main(["create-tombstone-tables", "--config", str(path), "--output", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["region"], r["table"], r["tombstone_table"], r["action"]) for r in rows} == {
+        (region, "Books", f"{BOOKS[region]}.__tombstones", "created") for region in (US, EU)
+    }
+
+    for region in (US, EU):
+        versioned = ["version-items", "--config", str(path), "--region", region]
+        assert main([*versioned, "--timestamp", "1000", "--output", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["tables"]["Books"]["versioned"] == 5  # reported by the logical name
+        stamps = {
+            i[FIELDS.timestamp]["N"] for i in region_state(clients[region], BOOKS[region]).values()
+        }
+        assert stamps == {"1000"}
+
+    # A new region gets the table under its logical name (the config cannot name a region
+    # it does not list yet), copied from the source's table of another name.
+    new = "ap-southeast-1"
+    added = ["add-region", "--config", str(path), "--region", new, "--endpoint-url", endpoint]
+    assert main([*added, "--from", EU, "--settle-timeout", "5"]) == 0
+    assert f"Books: created in {new}" in capsys.readouterr().out
+    there = make_client("dynamodb", RegionSpec(new, endpoint))
+    assert set(region_state(there, "Books")) == {f"b{n}" for n in range(5)}
+    assert main(["diff", "--config", str(path), "--output", "json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "identical" and report["items"] == {US: 5, EU: 5, new: 5}
+
+
+def test_subscribe_maps_the_configs_tables_by_their_names_in_the_region(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with MotoServer() as moto:
+        ddb, lambdas = subscribe_clients(moto)
+        deploy_function(moto)
+        table(ddb, BOOKS[US])
+        table(ddb, "Books")  # the logical name exists too, but is not Books in us-east-1
+        path = books_config(tmp_path, moto.endpoint_url)
+        subscribe = ["subscribe", "--config", str(path), "--region", US]
+        assert main([*subscribe, "--endpoint-url", moto.endpoint_url]) == 0
+        captured = capsys.readouterr()
+        assert f"{BOOKS[US]}: did create" in captured.out
+        # The function was not deployed from the config: it would not know the names.
+        assert f"REPLICATOR_TABLE_NAMES='', the config gives 'Books:{EU}=" in captured.err
+        (mapping,) = subscribed(lambdas)
+        stream = ddb.describe_table(TableName=BOOKS[US])["Table"]["LatestStreamArn"]
+        assert mapping["EventSourceArn"] == stream
