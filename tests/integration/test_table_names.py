@@ -235,6 +235,20 @@ def test_tombstone_tables_versioning_and_add_region_use_each_regions_name(
     (report,) = json.loads(capsys.readouterr().out)
     assert report["verdict"] == "identical" and report["items"] == {US: 5, EU: 5, new: 5}
 
+    # A region whose table exists already under another name: listed in the config with
+    # its name first, then copied into by `add-region --resume`.
+    later, named = "sa-east-1", "SaStack-Books-7U8I9O"
+    create_table(make_client("dynamodb", RegionSpec(later, endpoint)), named, region=later)
+    text = path.read_text().replace(
+        "[table_names.Books]\n", f'[table_names.Books]\n{later} = "{named}"\n'
+    )
+    path.write_text(text + f'\n[[regions]]\nname = "{later}"\nendpoint_url = "{endpoint}"\n')
+    resumed = ["add-region", "--config", str(path), "--region", later, "--resume"]
+    assert main([*resumed, "--from", US, "--settle-timeout", "5"]) == 0
+    assert f"Books (as {named}): found (same schema) in {later}" in capsys.readouterr().out
+    copied = region_state(make_client("dynamodb", RegionSpec(later, endpoint)), named)
+    assert set(copied) == {f"b{n}" for n in range(5)}
+
 
 def test_subscribe_maps_the_configs_tables_by_their_names_in_the_region(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
