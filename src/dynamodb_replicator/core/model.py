@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 
 __all__ = [
@@ -212,7 +213,7 @@ class TableNames:
 
     def tombstones(self, table: str, region: str, suffix: str) -> str:
         """The name of logical ``table``'s tombstone table in ``region``."""
-        return f"{self.physical(table, region)}{suffix}"
+        return tombstone_table(self.physical(table, region), suffix)
 
     def in_region(self, region: str, suffix: str) -> dict[str, str]:
         """Logical name -> physical name in ``region`` of the renamed tables and of their
@@ -221,7 +222,7 @@ class TableNames:
         for logical, where, physical in self.renamed:
             if where == region:
                 found[logical] = physical
-                found[f"{logical}{suffix}"] = f"{physical}{suffix}"
+                found[tombstone_table(logical, suffix)] = tombstone_table(physical, suffix)
         return found
 
     def regions(self) -> frozenset[str]:
