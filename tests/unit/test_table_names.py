@@ -110,7 +110,6 @@ def test_the_store_translates_tables_and_their_tombstone_tables() -> None:
         "Orders.graves": f"{EU_ORDERS}.graves",
     }
     assert names.in_region(AP, ".graves") == {}
-    assert names.regions() == {EU, US}
 
 
 def test_the_lambda_environment_round_trips_the_mapping() -> None:

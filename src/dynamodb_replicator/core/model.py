@@ -225,10 +225,6 @@ class TableNames:
                 found[tombstone_table(logical, suffix)] = tombstone_table(physical, suffix)
         return found
 
-    def regions(self) -> frozenset[str]:
-        """The regions where some table has another name."""
-        return frozenset(region for _, region, _ in self.renamed)
-
     def check(self, tables: Sequence[str]) -> None:
         """ConfigError when a renamed table is not in ``tables``, or takes the name another
         of ``tables`` has in the same region."""
