@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -169,12 +169,16 @@ def naive_drain(endpoint: str, backlog: int, table: str = "Naive") -> dict[str, 
 
 
 class VisibilityRecorder:
-    """Wraps a target writer: when a page's writes return, they are visible in the target;
-    the lag of each write is that moment minus its ``__timestamp`` (epoch ms at the source
-    write). No polling: measuring must not load the shared server."""
+    """Wraps a target writer. A page's writes are visible in the target once the writer
+    says they are written (``written``, before its settling reads); the lag of each write
+    is that moment minus its ``__timestamp`` (epoch ms at the source write). ``settled``
+    gets the same, measured when the page has settled too (when it can be checkpointed).
+    No polling: measuring must not load the shared server."""
 
-    def __init__(self, inner: TargetWriter, sink: list[float]) -> None:
-        self.inner, self.sink = inner, sink
+    def __init__(
+        self, inner: TargetWriter, sink: list[float], settled: list[float] | None = None
+    ) -> None:
+        self.inner, self.sink, self.settled = inner, sink, settled
 
     @property
     def region(self) -> str:
@@ -184,13 +188,29 @@ class VisibilityRecorder:
         self.inner.close()
 
     def apply(
-        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+        self,
+        table: str,
+        ops: Sequence[WriteOp],
+        *,
+        deadline: float | None = None,
+        written: Callable[[], None] | None = None,
     ) -> TargetResult:
-        result = self.inner.apply(table, ops, deadline=deadline)
-        now_ms = time.time() * 1000
-        self.sink.extend(
-            now_ms - float(op.version.timestamp) for op in ops if isinstance(op, PutVersion)
-        )
+        stamps = [float(op.version.timestamp) for op in ops if isinstance(op, PutVersion)]
+        seen = [False]
+
+        def visible() -> None:
+            if not seen[0]:
+                seen[0] = True
+                now_ms = time.time() * 1000
+                self.sink.extend(now_ms - stamp for stamp in stamps)
+            if written is not None:
+                written()
+
+        result = self.inner.apply(table, ops, deadline=deadline, written=visible)
+        visible()  # a writer that did not say so: its writes are done by now
+        if self.settled is not None:
+            now_ms = time.time() * 1000
+            self.settled.extend(now_ms - stamp for stamp in stamps)
         return result
 
 
@@ -205,10 +225,13 @@ def lag(
         create_table(endpoint, region, table)
     runner, stop, thread = start_runner(endpoint, table, targets_via)
     latencies: list[float] = []
+    settled: list[float] = []
     replicator = runner.regions[REGIONS[0]].replicator
     assert isinstance(replicator, Replicator)
     for target in REGIONS[1:]:
-        replicator.writers[target] = VisibilityRecorder(replicator.writers[target], latencies)
+        replicator.writers[target] = VisibilityRecorder(
+            replicator.writers[target], latencies, settled
+        )
     source = client(endpoint, REGIONS[0])
     # Create the keys and warm the code paths up; these samples are discarded.
     for n in range(KEYS):
@@ -216,6 +239,7 @@ def lag(
     while len(latencies) < KEYS * (len(REGIONS) - 1):
         time.sleep(0.1)
     latencies.clear()
+    settled.clear()
     total = rate * LAG_SECONDS
     began = time.perf_counter()
 
@@ -237,9 +261,12 @@ def lag(
     thread.join()
     ordered = sorted(latencies)
     cuts = statistics.quantiles(ordered, n=100)
+    settled_cuts = statistics.quantiles(sorted(settled), n=100)
     return {
         "lag_p50_ms": cuts[49],
         "lag_p99_ms": cuts[98],
+        "settled_lag_p50_ms": settled_cuts[49],
+        "settled_lag_p99_ms": settled_cuts[98],
         "lag_max_ms": ordered[-1],
         "lag_samples": len(ordered),
         "lag_write_rate": achieved,

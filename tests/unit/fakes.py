@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.errors import ReplicatorError
@@ -28,7 +28,12 @@ class RecordingWriter:
         pass
 
     def apply(
-        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+        self,
+        table: str,
+        ops: Sequence[WriteOp],
+        *,
+        deadline: float | None = None,
+        written: Callable[[], None] | None = None,
     ) -> TargetResult:
         applied, failed = 0, None
         for op in ops:

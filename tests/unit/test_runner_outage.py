@@ -128,6 +128,7 @@ class FakeReplicator:
         regions: Collection[str] | None = None,
         deadline: float | None = None,
         logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
     ) -> BatchResult:
         self.calls.append((sorted(regions or ()), deadline))
         self.entered.set()

@@ -266,3 +266,56 @@ def test_an_application_write_over_a_landed_put_is_removed_by_the_replay() -> No
     w.close()
     assert result.failed_sequence is None
     assert store.item(TABLE, KEY) is None
+
+
+def update(timestamp: str, *, seq: str = "3") -> PutVersion:
+    """A change of an item its source held at version 1 (P1u first, no P0)."""
+    return PutVersion(
+        KEY, Version.of(timestamp, THERE), put(timestamp).image, seq, put("1").version
+    )
+
+
+def test_an_update_of_a_present_item_is_one_conditional_put_and_one_read() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [put("3")])
+    store.calls.clear()
+    result = w.apply(TABLE, [update("5")])
+    w.close()
+    assert (result.applied, result.failed_sequence) == (1, None)
+    assert store.calls == [f"put {TABLE}", f"get {TOMBS}"]  # no tombstone read before it
+
+
+def test_an_update_of_an_absent_item_reads_the_tombstone_then_puts() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    result = w.apply(TABLE, [update("5")])
+    w.close()
+    assert (result.applied, result.failed_sequence) == (1, None)
+    assert store.calls == [f"put {TABLE}", f"get {TOMBS}", f"put {TABLE}", f"get {TOMBS}"]
+    assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("5", THERE)
+
+
+def test_an_update_after_a_newer_delete_shows_nothing_and_writes_nothing() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [put("3"), delete("7")])
+    store.calls.clear()
+    result = w.apply(TABLE, [update("5")])
+    w.close()
+    assert (result.applied, result.stale) == (0, 1)
+    assert store.item(TABLE, KEY) is None
+    # The present-only put failed (nothing there), the tombstone read refused the update.
+    assert writes(store) == [f"put {TABLE}"] and store.item(TABLE, KEY) is None
+
+
+def test_an_update_older_than_the_item_is_stale_at_once() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [put("9")])
+    store.calls.clear()
+    result = w.apply(TABLE, [update("5")])
+    w.close()
+    assert (result.applied, result.stale) == (0, 1)
+    assert store.calls == [f"put {TABLE}", f"get {TOMBS}"]
+    assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("9", THERE)

@@ -112,10 +112,13 @@ class World:
         self.history.setdefault(key, []).append((kind, version))
 
     def event(self, kind: str, key: ItemKey, version: Version, deleted_in: str) -> WriteOp:
-        """A put or delete of another region's application, to deliver everywhere."""
+        """A put or delete of another region's application, to deliver everywhere. A put
+        of a key put before is an update of it (the write protocol tries P1u first)."""
+        earlier = [v for k, v in self.history.get(key, []) if k == "put"]
         self.happened(kind, key, version)
         if kind == "put":
-            return PutVersion(key, version, image(key, version), self.seq())
+            replaces = earlier[-1] if earlier else None
+            return PutVersion(key, version, image(key, version), self.seq(), replaces)
         return DeleteVersion(key, version, deleted_in, self.seq())
 
     def deliver(self, region: str, ops: list[WriteOp], *, concurrently: bool = False) -> None:

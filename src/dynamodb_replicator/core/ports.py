@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -49,10 +49,20 @@ class TargetWriter(Protocol):
     def region(self) -> str: ...
 
     def apply(
-        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+        self,
+        table: str,
+        ops: Sequence[WriteOp],
+        *,
+        deadline: float | None = None,
+        written: Callable[[], None] | None = None,
     ) -> TargetResult:
         """Apply ``ops``; none is started after ``deadline`` (epoch seconds of the
-        writer's clock): those are reported as failed, to be replayed later."""
+        writer's clock): those are reported as failed, to be replayed later.
+
+        ``written`` is called once, as soon as every write of ``ops`` is done (landed,
+        stale or given up) and only their settling reads are left, so that a caller can
+        start the next batch's writes while this one settles (it may not be called when
+        ``apply`` raises)."""
         ...
 
     def close(self) -> None: ...

@@ -7,6 +7,7 @@ says, per region, how far the batch got, so the caller can resume from the lowes
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,7 +104,9 @@ class Replicator:
         self.fields = fields
         self.missing_timestamp = missing_timestamp
         self.conflict_log = conflict_log
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(writers)))
+        # Two batches per region at once: a shard worker starts a page's writes while the
+        # page before it settles (runner/pipeline.py).
+        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(writers)))
 
     def close(self) -> None:
         """Stop the worker threads of this replicator and of its writers."""
@@ -149,16 +152,44 @@ class Replicator:
         regions: Collection[str] | None = None,
         deadline: float | None = None,
         logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
     ) -> BatchResult:
         """Replicate ``records`` (one shard's, in order) of ``table`` in the source region
         to ``regions`` (default: every region with a writer). No write starts after
         ``deadline`` (epoch seconds); what was not done is reported as failed.
         ``logged`` tells the conflicts an earlier attempt of these records logged already
-        (a replayed page logs each conflict once).
+        (a replayed page logs each conflict once). ``written`` is called once, when every
+        region's writes are done and only their settling reads are left (at the latest
+        when this returns or raises).
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
         """
+        gate = _WrittenGate(written)
+        try:
+            return self._process(
+                table,
+                records,
+                from_json=from_json,
+                regions=regions,
+                deadline=deadline,
+                logged=logged,
+                gate=gate,
+            )
+        finally:
+            gate.open()
+
+    def _process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None,
+        deadline: float | None,
+        logged: Callable[[Conflict], bool] | None,
+        gate: _WrittenGate,
+    ) -> BatchResult:
         chosen = [r for r in self.writers if regions is None or r in regions]
         changes, failures, skipped = self._decode(records, from_json)
         lookups = {
@@ -181,9 +212,14 @@ class Replicator:
             fields=self.fields,
             tombstones=tombs,
         )
+        gate.expect(len(chosen))
         futures = {
             region: self._pool.submit(
-                self.writers[region].apply, table, plan.writes[region], deadline=deadline
+                self.writers[region].apply,
+                table,
+                plan.writes[region],
+                deadline=deadline,
+                written=gate.arrival(),
             )
             for region in chosen
         }
@@ -203,3 +239,41 @@ class Replicator:
         if conflicts and self.conflict_log is not None:
             self.conflict_log.record(table, self.source, conflicts)
         return result
+
+
+class _WrittenGate:
+    """Calls ``written`` once: when every expected region said its writes are done, or
+    when ``open`` is called (the batch is over), whichever comes first."""
+
+    def __init__(self, written: Callable[[], None] | None) -> None:
+        self._written = written
+        self._left = 0
+        self._lock = threading.Lock()
+
+    def expect(self, regions: int) -> None:
+        with self._lock:
+            self._left = regions
+        if regions == 0:
+            self.open()
+
+    def arrival(self) -> Callable[[], None]:
+        """A one-shot callback for one region's writer."""
+        arrived = threading.Event()
+
+        def arrive() -> None:
+            with self._lock:
+                if arrived.is_set():
+                    return
+                arrived.set()
+                self._left -= 1
+                last = self._left == 0
+            if last:
+                self.open()
+
+        return arrive
+
+    def open(self) -> None:
+        with self._lock:
+            written, self._written = self._written, None
+        if written is not None:
+            written()

@@ -103,10 +103,16 @@ class StoreWriter:
         self._pool.shutdown(wait=True)
 
     def apply(
-        self, table: str, ops: Sequence[WriteOp], *, deadline: float | None = None
+        self,
+        table: str,
+        ops: Sequence[WriteOp],
+        *,
+        deadline: float | None = None,
+        written: Callable[[], None] | None = None,
     ) -> TargetResult:
         """Apply ``ops``: per key in order, keys concurrently. No store call starts after
-        ``deadline`` (seconds since the epoch on the protocol's clock)."""
+        ``deadline`` (seconds since the epoch on the protocol's clock). ``written`` is
+        called between the writes and their settling reads (``TargetWriter.apply``)."""
         total = _Tally()
         known = self._prefetch(table, ops, total, deadline)
         groups: dict[ItemKey, list[WriteOp]] = {}
@@ -118,6 +124,8 @@ class StoreWriter:
         ]
         for future in futures:
             total.add(future.result())
+        if written is not None:
+            written()
         self._settle(table, [op for op in ops if isinstance(op, PutVersion)], total, deadline)
         return TargetResult(
             self.region,

@@ -8,6 +8,12 @@ Put of version V of key K (the item plus ``__originRegion`` and the marker):
       newer version, the put is stale: no write (the common case of a late delivery after
       a delete shows no resurrected item, and costs no write).
   P1. put the item where the stored one is absent, unversioned, older than V, or V itself.
+  An update (the source held an older version: the common case, an item that exists in
+  every region) skips P0 and tries P1u first: P1 where the item is *present*. P1u cannot
+  make a deleted item reappear, so it needs no tombstone read before it; it writes nothing
+  when the item is absent (deleted here, or its insert not arrived yet), and the update
+  then goes on with P0 (a single read) and P1. A P1u that landed is a P1 that landed:
+  everything below holds for it.
   P2. (batched, after the writes) every put, landed or not, reads K's tombstone again;
   P3. if it remembers a delete of a version D >= V, and a read shows an item not newer than
       D, that delete is applied again: delete K where the stored item is not newer than D.
@@ -78,10 +84,15 @@ from dynamodb_replicator.core.policy import (
     would_apply,
 )
 from dynamodb_replicator.core.ports import Clock
-from dynamodb_replicator.core.store import Store
+from dynamodb_replicator.core.store import Store, StoreResult
 from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item
 
 __all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
+
+
+def _update(op: PutVersion) -> bool:
+    """A change of an item its source held (not an insert, not a restore): P1u applies."""
+    return op.replaces is not None and not op.strict
 
 
 class Outcome(Enum):
@@ -128,13 +139,14 @@ class WriteProtocol:
         return TombstoneTable(self.store, self.fields, self.tombstone_suffix).read(table, keys)
 
     def prefetch_keys(self, ops: Iterable[WriteOp]) -> set[ItemKey]:
-        """Keys whose tombstone is read before writing (P0): every put's."""
+        """Keys whose tombstone is read before writing (P0): every put's but the updates'
+        (they try P1u first)."""
         if not self.prefetch:
             return set()
-        return {op.key for op in ops if isinstance(op, PutVersion)}
+        return {op.key for op in ops if isinstance(op, PutVersion) and not _update(op)}
 
     def put(self, table: str, op: PutVersion, known: Tombstone | None = None) -> Written:
-        """P0 (with the tombstone read before, if any) and P1."""
+        """P0 (with the tombstone read before, if any) and P1; P1u first for an update."""
         if known is not None and self._deleted(op, known):
             # No write; the put is still settled (an earlier attempt may have landed).
             return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
@@ -142,7 +154,18 @@ class WriteProtocol:
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
         condition = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
-        result = self.store.put(table, item, condition)
+        if self.prefetch and known is None and _update(op):
+            present = all_of(Exists(Path(op.key.names()[0])), condition)
+            result = self.store.put(table, item, present)
+            if result.applied or result.item is not None:
+                return self._put_outcome(op, result)
+            # P1u found no item (deleted here, or its insert has not arrived): P0, then P1.
+            known = self.tombstones(table, [op.key]).get(op.key)
+            if known is not None and self._deleted(op, known):
+                return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
+        return self._put_outcome(op, self.store.put(table, item, condition))
+
+    def _put_outcome(self, op: PutVersion, result: StoreResult) -> Written:
         held = stored_version(result.item, self.region, self.fields)
         if not result.applied:
             # A strict put (a restore) finding its own version finds itself: no conflict.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from dynamodb_replicator.core.codec import key_to_json, record_to_lambda_event_record
@@ -72,7 +72,7 @@ class Parker:
         self._targets: dict[str, set[str]] = {}  # sequence -> every target it is parked for
 
     def kept(
-        self, records: Sequence[Mapping[str, Any]], targets: set[str]
+        self, records: Sequence[Mapping[str, Any]], targets: Collection[str]
     ) -> list[Mapping[str, Any]]:
         """``records`` without those parked for every one of ``targets``."""
         return [

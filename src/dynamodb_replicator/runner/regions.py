@@ -77,6 +77,7 @@ class Replicating(Protocol):
         regions: Collection[str] | None = None,
         deadline: float | None = None,
         logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
     ) -> BatchResult: ...
 
     def close(self) -> None: ...
@@ -127,18 +128,26 @@ def apply_page(
     deadline: float,
     *,
     logged: Callable[[Conflict], bool] | None = None,
+    written: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Apply one page of ``region``'s stream (table, records) to the reachable ``targets``;
-    the down ones fail at the first record, untried."""
+    the down ones fail at the first record, untried. ``written``: see ``Replicator.process``."""
     table, records = page
     up = [t for t in targets if reach.is_up(t)]
-    result = (
-        region.replicator.process(
-            table, records, from_json=False, regions=up, deadline=deadline, logged=logged
+    if not up:
+        if written is not None:
+            written()
+        result = BatchResult({}, records=len(records))
+    else:
+        result = region.replicator.process(
+            table,
+            records,
+            from_json=False,
+            regions=up,
+            deadline=deadline,
+            logged=logged,
+            written=written,
         )
-        if up
-        else BatchResult({}, records=len(records))
-    )
     down = [t for t in targets if t not in up]
     if not down or not records:
         return result

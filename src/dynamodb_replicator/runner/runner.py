@@ -442,10 +442,17 @@ class Runner:
             records: Sequence[Mapping[str, Any]],
             targets: Collection[str],
             logged: Callable[[Conflict], bool] | None = None,
+            written: Callable[[], None] | None = None,
         ) -> BatchResult:
             page = (table, records)
             result = apply_page(
-                region, self.reach, page, targets, self.deadline(lease), logged=logged
+                region,
+                self.reach,
+                page,
+                targets,
+                self.deadline(lease),
+                logged=logged,
+                written=written,
             )
             if result.violations:
                 self._note_violations(table, name, result)
@@ -498,6 +505,13 @@ class Runner:
             log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
 
     def _loop(self, worker: ShardWorker, stop: threading.Event) -> None:
+        """Run the shard until stopped; then settle its page in flight."""
+        try:
+            self._steps(worker, stop)
+        finally:
+            worker.flush()
+
+    def _steps(self, worker: ShardWorker, stop: threading.Event) -> None:
         """Poll at once after records; back off while idle, capped for low latency."""
         idle = Backoff(base=0.01, cap=self.config.idle_poll_max_ms / 1000)
         idle_polls = 0  # empty reads in a row

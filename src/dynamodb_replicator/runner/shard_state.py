@@ -11,13 +11,15 @@ from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.runner.pipeline import Flight
 
 __all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "error_at"]
 
 
 class Process(Protocol):
     """Apply records of a table to some targets (``Replicator.process``); ``logged`` tells
-    the conflicts an earlier attempt logged already."""
+    the conflicts an earlier attempt logged already; ``written`` is called once the writes
+    are done and only their settling is left."""
 
     def __call__(
         self,
@@ -25,6 +27,7 @@ class Process(Protocol):
         records: Sequence[Mapping[str, Any]],
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
     ) -> BatchResult: ...
 
 
@@ -39,6 +42,7 @@ class Cursor:
     iterator: str | None = None
     retry_at: float = 0.0
     failures: int = 0
+    inflight: Flight | None = None  # a page past ``position`` whose writes were started
 
 
 @dataclass(slots=True)

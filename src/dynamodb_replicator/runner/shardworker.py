@@ -18,7 +18,7 @@ and the shard moves on past it; a target region that is down is waited for, neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dynamodb_replicator.core import defaults
@@ -41,6 +41,7 @@ from dynamodb_replicator.core.streams import (
 )
 from dynamodb_replicator.runner.count_once import CountOnce
 from dynamodb_replicator.runner.parker import Parker
+from dynamodb_replicator.runner.pipeline import Flight
 from dynamodb_replicator.runner.positions import ShardPositions
 from dynamodb_replicator.runner.shard_state import (
     Cursor,
@@ -175,33 +176,132 @@ class ShardWorker:
         return None
 
     def _advance(self, cursor: Cursor) -> int:
-        page = self._page(cursor)
-        if page is None:
-            return 0
+        """Settle one page of ``cursor``; start the next one's writes while it settles."""
+        flight, cursor.inflight = cursor.inflight, None
+        read = 0
+        if flight is None:
+            page = self._page(cursor)
+            if page is None:
+                return 0
+            read = len(page.records)
+            if not page.records:
+                self._note_backlog()
+                cursor.iterator = page.next_iterator
+                if page.next_iterator is None:  # closed shard, read to its end
+                    self._finish(cursor)
+                return 0
+            flight = self._launch(cursor, page)
+        ahead, ahead_failed = self._read_ahead(cursor, flight)
+        flight.wait_written()  # the next page's writes start after this page's writes
+        follower = self._launch(cursor, ahead) if ahead is not None and ahead.records else None
+        try:
+            failed = self._complete(cursor, flight)
+        except BaseException:
+            if follower is not None:
+                self._discard(follower)
+            cursor.iterator = None  # read again from the last checkpoint
+            raise
+        if failed and follower is not None:
+            follower.finish_quietly()  # nothing of it may overlap a split cursor's retry
+        self._carry(cursor, flight, ahead, ahead_failed, follower)
+        return read + (len(ahead.records) if ahead is not None else 0)
+
+    def _launch(self, cursor: Cursor, page: Page) -> Flight:
+        """Start applying ``page`` to the cursor's targets; the cursor reads on after it."""
         records = page.records
-        if records:
-            self.positions.read(
-                (str(r["dynamodb"]["SequenceNumber"]) for r in records),
-                full=len(records) >= self.page_limit,
+        self.positions.read(
+            (str(r["dynamodb"]["SequenceNumber"]) for r in records),
+            full=len(records) >= self.page_limit,
+        )
+        self.stats.records += len(records)
+        cursor.iterator = page.next_iterator
+        targets = frozenset(cursor.targets)
+        kept = self.parker.kept(records, targets)
+        if not kept:
+            return Flight.done(page, targets, BatchResult({t: TargetResult(t) for t in targets}))
+
+        def run(written: Callable[[], None]) -> BatchResult:
+            return self.process(
+                self.shard.table, kept, targets, logged=self.once.logged, written=written
             )
-            self.stats.records += len(records)
-            kept = self.parker.kept(records, cursor.targets)
-            result = (
-                self.process(self.shard.table, kept, cursor.targets, logged=self.once.logged)
-                if kept
-                else BatchResult({t: TargetResult(t) for t in cursor.targets})
-            )
-            self._settle(cursor, records, result)
+
+        return Flight.launch(page, targets, run, f"page-{self.shard.shard_id}")
+
+    def _read_ahead(self, cursor: Cursor, flight: Flight) -> tuple[Page | None, bool]:
+        """The page after ``flight``, read while it is applied; (None, True) when the read
+        failed (the next step reads again, from the checkpoint). Only when the cursor is
+        the only one moving: cursors that move side by side must be able to merge."""
+        if flight.page.next_iterator is None or cursor.iterator is None:
+            return None, False
+        if any(other.failures == 0 for other in self.cursors if other is not cursor):
+            return None, False
+        try:
+            return self.source.read(cursor.iterator, self.page_limit), False
+        except ReplicatorError:
+            return None, True
+
+    def _complete(self, cursor: Cursor, flight: Flight) -> bool:
+        """Settle ``flight``'s result; True when a target failed in it."""
+        result = flight.result()
+        failed = self._settle(cursor, flight.records, result)
         self._note_backlog()
-        if cursor in self.cursors and cursor.failures == 0:
-            cursor.iterator = page.next_iterator
-            if page.next_iterator is None:  # closed shard, read to its end
-                self._finish(cursor)
-        return len(records)
+        return failed
+
+    def _carry(
+        self,
+        cursor: Cursor,
+        flight: Flight,
+        ahead: Page | None,
+        ahead_failed: bool,
+        follower: Flight | None,
+    ) -> None:
+        """After ``flight`` settled: keep the page read ahead in flight, or finish."""
+        healthy = cursor in self.cursors and cursor.failures == 0
+        if follower is not None:
+            if healthy:
+                cursor.inflight = follower
+            else:
+                self._discard(follower)
+            return
+        if not healthy:
+            return
+        if ahead is not None:  # an empty page
+            self._note_backlog()
+            cursor.iterator = ahead.next_iterator
+            ended = ahead.next_iterator is None
+        else:
+            ended = flight.page.next_iterator is None
+            if ahead_failed:
+                cursor.iterator = None
+        if ended:  # closed shard, read to its end
+            self._finish(cursor)
+
+    def _discard(self, flight: Flight) -> None:
+        """Let a page read ahead finish, keeping nothing of it but the conflicts it logged;
+        it is read and applied again (the apply rule makes that harmless)."""
+        result = flight.finish_quietly()
+        if result is not None:
+            self.once.logged_all(result)
+
+    def flush(self) -> None:
+        """Settle the pages still in flight (the shard stops), so that none of their
+        writes runs on after this returns; their checkpoints are saved if the lease
+        still allows it."""
+        for cursor in list(self.cursors):
+            flight, cursor.inflight = cursor.inflight, None
+            if flight is None:
+                continue
+            try:
+                self._complete(cursor, flight)
+            except Exception as exc:
+                log.warning(
+                    "page in flight not checkpointed; it is replayed",
+                    extra={"shard": str(self.shard), "reason": str(exc)},
+                )
 
     def _settle(
         self, cursor: Cursor, records: Sequence[Mapping[str, Any]], result: BatchResult
-    ) -> None:
+    ) -> bool:
         last = str(records[-1]["dynamodb"]["SequenceNumber"])
         positions: dict[str, str] = {}
         failures: dict[str, tuple[str, ReplicatorError | None]] = {}
@@ -234,6 +334,7 @@ class ShardWorker:
         for other in self.cursors:
             if other.targets & moved_on:  # parked: read again at once, without the record
                 other.retry_at = now
+        return bool(failures)
 
     def _failed_positions(
         self,
@@ -324,6 +425,8 @@ class ShardWorker:
     def _merge(self) -> None:
         by_position: dict[str | None, Cursor] = {}
         for cursor in list(self.cursors):
+            if cursor.inflight is not None:
+                continue  # its position is not where it reads next
             twin = by_position.get(cursor.position)
             if twin is None:
                 by_position[cursor.position] = cursor

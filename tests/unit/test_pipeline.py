@@ -1,0 +1,227 @@
+"""Pages in flight: the shard worker starts a page's writes while the page before it
+settles, never before that page's writes are done, and settles (counts, checkpoints) pages
+strictly in stream order."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.plan import PutVersion
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import BatchResult, Replicator
+from dynamodb_replicator.core.streams import Page, ShardRef
+from dynamodb_replicator.runner.pipeline import Flight
+from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .fakes import FixedTombstones, RecordingWriter
+from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, record
+from .test_writes import HERE, TABLE, TOMBS, put, writer
+
+WAIT = 10.0  # seconds: only a hang reaches it
+
+
+def first(records: Sequence[Mapping[str, Any]]) -> int:
+    return int(records[0]["dynamodb"]["SequenceNumber"])
+
+
+@dataclass
+class Journal:
+    """A Process that notes when each page starts, says its writes are done and ends;
+    a page in ``held`` does not end (settle) until released."""
+
+    events: list[str] = field(default_factory=list)
+    held: dict[int, threading.Event] = field(default_factory=dict)
+    fail_once: dict[int, str] = field(default_factory=dict)  # page -> target failing once
+    before_written: dict[int, threading.Event] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    changed: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
+
+    def note(self, event: str) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, event: str) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: event in self.events, WAIT), self.events
+
+    def __call__(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        page = first(records)
+        self.note(f"start {page}")
+        gate = self.before_written.get(page)
+        if gate is not None:
+            assert gate.wait(WAIT)
+        self.note(f"written {page}")
+        if written is not None:
+            written()
+        held = self.held.get(page)
+        if held is not None:
+            assert held.wait(WAIT)
+        failing = self.fail_once.pop(page, None)
+        results = {}
+        for target in targets:
+            failed = str(records[0]["dynamodb"]["SequenceNumber"]) if target == failing else None
+            error = UnreachableError("down") if failed else None
+            results[target] = TargetResult(target, failed_sequence=failed, error=error)
+        self.note(f"end {page}")
+        return BatchResult(results)
+
+
+def worker(journal: Journal, stream: FakeStream, checkpoints: FakeCheckpoints) -> ShardWorker:
+    return ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=checkpoints,
+        process=journal,
+        targets=TARGETS,
+        parent=None,
+        clock=Clock(),
+        page_limit=3,
+    )
+
+
+def saved(checkpoints: FakeCheckpoints) -> set[str]:
+    return set(checkpoints.saved.get(ShardRef("Orders", ARN, "s1"), {}).values())
+
+
+def test_the_next_page_is_written_while_a_page_settles() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 10)]})
+    checkpoints, release = FakeCheckpoints(), threading.Event()
+    journal = Journal(held={1: release})
+    w = worker(journal, stream, checkpoints)
+    stepping = threading.Thread(target=w.step)
+    stepping.start()
+    # Page 4's writes start while page 1 still settles, and nothing is checkpointed yet.
+    journal.wait_for("start 4")
+    assert "end 1" not in journal.events
+    assert saved(checkpoints) == set()
+    release.set()
+    stepping.join(WAIT)
+    assert saved(checkpoints) == {f"{3:021d}"}  # page 1, in order; page 4 is in flight
+    (cursor,) = w.cursors
+    assert cursor.inflight is not None and first(cursor.inflight.records) == 4
+    w.step()
+    w.step()
+    assert saved(checkpoints) == {f"{9:021d}"}
+    assert journal.events.index("written 1") < journal.events.index("start 4")
+
+
+def test_a_page_is_written_only_after_the_writes_before_it() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 7)]})
+    checkpoints, go = FakeCheckpoints(), threading.Event()
+    journal = Journal(before_written={1: go})
+    w = worker(journal, stream, checkpoints)
+    stepping = threading.Thread(target=w.step)
+    stepping.start()
+    journal.wait_for("start 1")
+    # Page 4 must not start while page 1 is still writing: give a wrong worker the time to
+    # start it (a bounded wait for what must not happen), then let page 1's writes end.
+    with journal.changed:
+        journal.changed.wait_for(lambda: "start 4" in journal.events, 0.5)
+    go.set()
+    stepping.join(WAIT)
+    assert journal.events.index("written 1") < journal.events.index("start 4")
+
+
+def test_a_failure_lets_the_page_read_ahead_finish_before_anything_retries() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 10)]})
+    checkpoints = FakeCheckpoints()
+    journal = Journal(fail_once={1: "ap-southeast-1"})
+    w = worker(journal, stream, checkpoints)
+    w.step()
+    # Page 4 was applied (to every target, ap-southeast-1 included) and has ended; the
+    # failed target waits at its own cursor, from before page 1.
+    assert "end 4" in journal.events
+    ap = [c for c in w.cursors if "ap-southeast-1" in c.targets]
+    assert len(ap) == 1 and ap[0].position is None and ap[0].inflight is None
+    for _ in range(10):
+        w.clock.at += 60  # type: ignore[attr-defined]
+        w.step()
+    assert saved(checkpoints) == {f"{9:021d}"}
+    assert len(w.cursors) == 1
+
+
+def test_flush_settles_the_page_in_flight() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 7)]})
+    checkpoints = FakeCheckpoints()
+    w = worker(Journal(), stream, checkpoints)
+    w.step()
+    assert saved(checkpoints) == {f"{3:021d}"}
+    w.flush()
+    assert saved(checkpoints) == {f"{6:021d}"}
+    assert all(c.inflight is None for c in w.cursors)
+
+
+def test_a_read_ahead_that_fails_reads_again_from_the_checkpoint() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 10)]})
+    checkpoints = FakeCheckpoints()
+    w = worker(Journal(), stream, checkpoints)
+    w.step()  # settles 1-3, 4-6 in flight
+    stream.expire_next = 1  # the read ahead of 7-9 fails
+    w.step()  # settles 4-6
+    assert saved(checkpoints) == {f"{6:021d}"}
+    (cursor,) = w.cursors
+    assert cursor.inflight is None and cursor.iterator is None
+    w.step()
+    w.step()
+    assert saved(checkpoints) == {f"{9:021d}"}
+    assert stream.iterators_taken[-1] == ("s1", f"{6:021d}")
+
+
+def test_the_writer_says_written_between_its_writes_and_its_settling_reads() -> None:
+    store = MemoryStore(HERE)
+    w = writer(store)
+    w.apply(TABLE, [put("3"), put("4", seq="2")], written=lambda: store.calls.append("written"))
+    w.close()
+    assert store.calls == [
+        f"get {TOMBS}",
+        f"put {TABLE}",
+        f"put {TABLE}",
+        "written",
+        f"get {TOMBS}",
+    ]
+
+
+def test_process_says_written_once_even_when_nothing_is_written() -> None:
+    fields = SystemAttributes()
+    writers = {r: RecordingWriter(r) for r in TARGETS}
+    replicator = Replicator(
+        source=TARGETS[0],
+        writers=writers,
+        tombstones=FixedTombstones(),
+        policy=LastWriterWins(fields),
+        fields=fields,
+    )
+    told: list[int] = []
+    replicator.process("T", [], from_json=True, written=lambda: told.append(1))
+    assert told == [1]
+    bad = [{"eventName": "INSERT", "dynamodb": {"SequenceNumber": "5"}}]
+    result = replicator.process("T", bad, from_json=True, written=lambda: told.append(2))
+    replicator.close()
+    assert told == [1, 2] and result.failed_sequence() == "5"
+    assert not any(isinstance(op, PutVersion) for w in writers.values() for op in w.received)
+
+
+def test_a_page_of_parked_records_only_is_done_at_once() -> None:
+    page = Page([record(1)], None)
+    flight = Flight.done(page, {"a"}, BatchResult({"a": TargetResult("a")}))
+    flight.wait_written()
+    assert flight.result().targets["a"].failed_sequence is None
