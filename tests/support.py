@@ -10,8 +10,10 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.awslambda import handler as lambda_handler
+from dynamodb_replicator.awslambda.settings import replication_environment
 from dynamodb_replicator.core.codec import record_to_lambda_event_record
-from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
+from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.streams import TrimmedDataError
 
 FIELDS = SystemAttributes()
@@ -81,9 +83,11 @@ class StreamPump:
         regions: Sequence[str] = REGIONS,
         *,
         only_targets: Sequence[str] = (),
+        names: TableNames | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
-        self.table = table
+        self.table = table  # the logical name; ``names``: its names per region
+        self.names = names or TableNames()
         self.regions = list(regions)
         self.only_targets = list(only_targets)
         self.iterators: dict[tuple[str, str], str | None] = {}
@@ -93,7 +97,7 @@ class StreamPump:
         """New records per shard of ``region``'s stream since the last read."""
         spec = RegionSpec(region, self.endpoint_url)
         stream = StreamClient(
-            region, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
+            region, make_client("dynamodb", spec), make_client("dynamodbstreams", spec), self.names
         )
         arn = stream.stream_arn(self.table)
         batches = []
@@ -123,6 +127,8 @@ class StreamPump:
     def env(self, source: str) -> dict[str, str]:
         env = handler_env(self.endpoint_url, source, self.regions)
         env["REPLICATOR_TARGET_REGIONS"] = ",".join(t for t in self.only_targets if t != source)
+        tables = replication_environment(ReplicationSettings(names=self.names))
+        env["REPLICATOR_TABLE_NAMES"] = tables.get("REPLICATOR_TABLE_NAMES", "")
         return env
 
     def deliver_from(self, region: str, monkeypatch: Any) -> int:

@@ -21,11 +21,20 @@ from dynamodb_replicator.core.writes import WriteProtocol
 __all__ = ["build_replicator", "build_writer", "dynamo_store"]
 
 
-def dynamo_store(spec: RegionSpec, *, pool: int = 32, client: Any = None) -> DynamoStore:
-    """The store port on ``spec``'s DynamoDB. Errors are retried by the writer, so the
-    store's batched reads make one attempt per request."""
+def dynamo_store(
+    spec: RegionSpec,
+    *,
+    pool: int = 32,
+    client: Any = None,
+    settings: ReplicationSettings | None = None,
+) -> DynamoStore:
+    """The store port on ``spec``'s DynamoDB, addressing the tables by their names there
+    (``settings.names``). Errors are retried by the writer, so the store's batched reads
+    make one attempt per request."""
     client = client or make_client("dynamodb", spec, pool=pool)
-    return DynamoStore(client, spec.name, Backoff(attempts=1))
+    settings = settings or ReplicationSettings()
+    tables = settings.names.in_region(spec.name, settings.tombstone_suffix)
+    return DynamoStore(client, spec.name, Backoff(attempts=1), tables)
 
 
 def build_writer(
@@ -40,7 +49,7 @@ def build_writer(
     settings' ``max_workers``)."""
     depth = max_in_flight or settings.max_workers
     protocol = WriteProtocol(
-        dynamo_store(spec, pool=depth + 4),
+        dynamo_store(spec, pool=depth + 4, settings=settings),
         settings.policy,
         settings.fields,
         clock or SystemClock(),
@@ -67,7 +76,9 @@ def build_replicator(
     writers = {
         name: build_writer(spec, settings, stop=stop, clock=clock) for name, spec in specs.items()
     }
-    reader = TombstoneTable(dynamo_store(source), settings.fields, settings.tombstone_suffix)
+    reader = TombstoneTable(
+        dynamo_store(source, settings=settings), settings.fields, settings.tombstone_suffix
+    )
     return Replicator(
         source=source.name,
         writers=writers,

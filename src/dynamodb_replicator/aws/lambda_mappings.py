@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dynamodb_replicator.aws.errors import translated
-from dynamodb_replicator.aws.tables import wait_until_exists
+from dynamodb_replicator.aws.tables import describe_table, wait_until_exists
 from dynamodb_replicator.core.errors import ConfigError, NotFoundError
 
 __all__ = ["LambdaMappings"]
@@ -41,6 +41,24 @@ class LambdaMappings:
             kwargs["ExclusiveStartTableName"] = page["LastEvaluatedTableName"]
         describe = self._dynamodb.describe_table
         return {n: self._call(f"DescribeTable {n}", describe, TableName=n)["Table"] for n in names}
+
+    def named(self, tables: Sequence[str]) -> dict[str, Any]:
+        """DescribeTable of each of ``tables``; ConfigError naming a missing one."""
+        described: dict[str, Any] = {}
+        for name in tables:
+            found = describe_table(self._dynamodb, name, self.region)
+            if found is None:
+                raise ConfigError(f"table {name} does not exist in {self.region}")
+            described[name] = found
+        return described
+
+    def environment(self, function: str) -> Mapping[str, str]:
+        """The function's environment variables."""
+        found = self._call("GetFunction", self._lambdas.get_function, FunctionName=function)
+        variables: Mapping[str, str] = (
+            found["Configuration"].get("Environment", {}).get("Variables", {})
+        )
+        return variables
 
     def mappings(self, function: str) -> dict[str, Any]:
         """The function's event source mappings, by stream ARN."""

@@ -21,7 +21,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tables import describe_table
-from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.model import RegionSpec, TableNames
 from dynamodb_replicator.core.streams import END, ShardRef, TrimmedDataError
 
 __all__ = ["Mark", "StreamPositions", "passed"]
@@ -58,15 +58,20 @@ class StreamPositions:
     """Marks and checkpoints of one table, for changes from ``sources`` into ``targets``."""
 
     def __init__(
-        self, table: str, state_table: str, sources: Sequence[RegionSpec], targets: Sequence[str]
+        self,
+        table: str,
+        state_table: str,
+        sources: Sequence[RegionSpec],
+        targets: Sequence[str],
+        names: TableNames | None = None,
     ) -> None:
         self.table, self.targets = table, tuple(targets)
-        self.sources = [self._source(spec, state_table) for spec in sources]
+        self.sources = [self._source(spec, state_table, names) for spec in sources]
 
     @staticmethod
-    def _source(spec: RegionSpec, state_table: str) -> _Source:
+    def _source(spec: RegionSpec, state_table: str, names: TableNames | None) -> _Source:
         client = make_client("dynamodb", spec)
-        streams = StreamClient(spec.name, client, make_client("dynamodbstreams", spec))
+        streams = StreamClient(spec.name, client, make_client("dynamodbstreams", spec), names)
         exists = describe_table(client, state_table, spec.name) is not None
         state = DynamoStateStore(client, state_table, spec.name) if exists else None
         return _Source(spec.name, streams, state)

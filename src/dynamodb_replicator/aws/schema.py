@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,11 @@ class TableShape:
             )
         )
         return self.key_schema, self.attributes, indexes
+
+    def named(self, name: str) -> TableShape:
+        """The same shape under another table name (the table's name in another region)."""
+        arguments = {**self.create_arguments, "TableName": name}
+        return dataclasses.replace(self, name=name, create_arguments=arguments)
 
 
 def describe_shape(client: Any, table: str, region: str) -> TableShape | None:

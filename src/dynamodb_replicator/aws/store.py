@@ -25,11 +25,15 @@ def _condition_kwargs(condition: Condition) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class DynamoStore:
-    """One region's tables through a boto3 DynamoDB client; errors come out translated."""
+    """One region's tables through a boto3 DynamoDB client; errors come out translated.
+
+    Callers name tables by their logical names; ``tables`` maps the ones called otherwise
+    in this region (``TableNames.in_region``) to their physical names."""
 
     client: Any
     name: str
     backoff: Backoff = field(default_factory=Backoff)
+    tables: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def region(self) -> str:
@@ -37,18 +41,18 @@ class DynamoStore:
 
     def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
         return self._conditional(
-            f"PutItem on {table}",
+            f"PutItem on {self._physical(table)}",
             self.client.put_item,
-            TableName=table,
+            TableName=self._physical(table),
             Item=dict(item),
             **_condition_kwargs(condition),
         )
 
     def delete(self, table: str, key: ItemKey, condition: Condition) -> StoreResult:
         return self._conditional(
-            f"DeleteItem on {table}",
+            f"DeleteItem on {self._physical(table)}",
             self.client.delete_item,
-            TableName=table,
+            TableName=self._physical(table),
             Key=key.to_attributes(),
             **_condition_kwargs(condition),
         )
@@ -60,12 +64,15 @@ class DynamoStore:
         names = ordered[0].names()
         items = batch_get(
             self.client,
-            table,
+            self._physical(table),
             [key.to_attributes() for key in ordered],
             region=self.name,
             backoff=self.backoff,
         )
         return {ItemKey.from_attributes({n: item[n] for n in names}): item for item in items}
+
+    def _physical(self, table: str) -> str:
+        return self.tables.get(table, table)
 
     def _conditional(self, action: str, call: Any, **kwargs: Any) -> StoreResult:
         try:

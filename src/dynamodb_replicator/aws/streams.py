@@ -11,18 +11,23 @@ from typing import Any
 
 from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import TableNames
 from dynamodb_replicator.core.streams import Page, Shard
 
 __all__ = ["StreamClient"]
 
 
 class StreamClient:
-    """One region's DynamoDB and DynamoDB Streams clients, for stream reading."""
+    """One region's DynamoDB and DynamoDB Streams clients, for stream reading. Tables are
+    named by their logical names, found by their names in the region (``names``)."""
 
-    def __init__(self, region: str, dynamodb: Any, streams: Any) -> None:
+    def __init__(
+        self, region: str, dynamodb: Any, streams: Any, names: TableNames | None = None
+    ) -> None:
         self.region = region
         self.dynamodb = dynamodb
         self.streams = streams
+        self.names = names or TableNames()
 
     def _call(self, action: str, method: Any, **kwargs: Any) -> dict[str, Any]:
         with translated(self.region, action):
@@ -30,6 +35,7 @@ class StreamClient:
 
     def stream_arn(self, table: str) -> str:
         """The table's current stream; ConfigError when it has none or the wrong view."""
+        table = self.names.physical(table, self.region)
         described = self._call(
             f"DescribeTable {table}", self.dynamodb.describe_table, TableName=table
         )
@@ -53,7 +59,8 @@ class StreamClient:
         """The table's current stream and any older ones still readable (re-enabled
         streams get a new ARN; the old one's records must still be finished)."""
         current = self.stream_arn(table)
-        listed = self._call("ListStreams", self.streams.list_streams, TableName=table).get(
+        physical = self.names.physical(table, self.region)
+        listed = self._call("ListStreams", self.streams.list_streams, TableName=physical).get(
             "Streams", []
         )
         older = [str(s["StreamArn"]) for s in listed if s.get("StreamArn") != current]

@@ -24,12 +24,12 @@ from typing import Any, TextIO
 
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.awslambda.emf import batch_emf
-from dynamodb_replicator.awslambda.settings import settings_from_env
+from dynamodb_replicator.awslambda.settings import LambdaSettings, settings_from_env
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import sequence_number_of, table_name_from_arn
 from dynamodb_replicator.core.errors import MalformedRecordError
 from dynamodb_replicator.core.lag import batch_ages
-from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.model import RegionSpec, TableNames
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.observe.conflict_log import open_conflict_log
@@ -92,8 +92,12 @@ def process_event(
     clock: Clock | None = None,
     out: TextIO | None = None,
     deadline: float | None = None,
+    names: TableNames | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """Replicate one DynamoDB Streams event; raise only when no record can be named.
+
+    ``names``: the tables' names per region; the event's table (named as in the source
+    region) is replicated, logged and reported by its logical name.
 
     With ``deadline`` (epoch seconds), no write starts after it and the function returns
     by then, naming the first record when the batch could not be finished.
@@ -111,7 +115,7 @@ def process_event(
     arns = {record.get("eventSourceARN", "") for record in records}
     if len(arns) != 1:
         raise MalformedRecordError(f"a batch must come from one stream, got {sorted(arns)}")
-    table = table_name_from_arn(arns.pop())
+    table = (names or TableNames()).logical(table_name_from_arn(arns.pop()), replicator.source)
     result = _process_in_time(replicator, table, records, deadline)
     if result is None:
         first = min((sequence_number_of(r) for r in records), key=int)
@@ -146,12 +150,12 @@ def process_event(
 
 
 @functools.lru_cache(maxsize=4)
-def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, str | None]:
+def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, LambdaSettings]:
     settings = settings_from_env(dict(environment))
     specs = [RegionSpec(name, settings.endpoints.get(name)) for name in settings.regions]
     conflicts = open_conflict_log(settings.replication.conflict_log)
     replicator = build_replicator(specs[0], specs, settings.replication, conflict_log=conflicts)
-    return replicator, settings.metrics_namespace
+    return replicator, settings
 
 
 @functools.cache
@@ -165,6 +169,12 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
     environment = tuple(
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
     )
-    replicator, namespace = _replicator(environment)
+    replicator, settings = _replicator(environment)
     deadline = deadline_of(context, SystemClock().now())
-    return process_event(event, replicator, metrics_namespace=namespace, deadline=deadline)
+    return process_event(
+        event,
+        replicator,
+        metrics_namespace=settings.metrics_namespace,
+        deadline=deadline,
+        names=settings.replication.names,
+    )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.model import SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
 from dynamodb_replicator.core.settings import (
     ConflictLogSettings,
@@ -87,6 +87,18 @@ def _endpoints(raw: str) -> dict[str, str]:
     return endpoints
 
 
+def _table_names(raw: str) -> TableNames:
+    """``LOGICAL:REGION=PHYSICAL,...``: the tables' names where they differ."""
+    mapping: dict[str, dict[str, str]] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        where, sep, physical = part.partition("=")
+        logical, colon, region = where.partition(":")
+        if not (sep and colon and logical and region and physical):
+            raise ConfigError(f"REPLICATOR_TABLE_NAMES: expected table:region=name, got {part!r}")
+        mapping.setdefault(logical.strip(), {})[region.strip()] = physical.strip()
+    return TableNames.of(mapping)
+
+
 def _missing_timestamp(env: Mapping[str, str]) -> MissingTimestamp:
     mode = env.get("REPLICATOR_MISSING_TIMESTAMP", "fail")
     try:
@@ -109,6 +121,7 @@ def _replication(env: Mapping[str, str]) -> ReplicationSettings:
         ),
         max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", _DEFAULTS.max_workers),
         conflict_log=_conflict_log(env),
+        names=_table_names(env.get("REPLICATOR_TABLE_NAMES", "")),
     )
 
 
@@ -147,7 +160,8 @@ def replication_environment(settings: ReplicationSettings) -> dict[str, str]:
     becomes ``stdout``: the function's CloudWatch Logs stream.
     """
     log = settings.conflict_log
-    return {
+    names = ",".join(f"{t}:{region}={name}" for t, region, name in settings.names.renamed)
+    return ({"REPLICATOR_TABLE_NAMES": names} if names else {}) | {
         "REPLICATOR_POLICY": policy_spec(settings.policy),
         "REPLICATOR_MISSING_TIMESTAMP": settings.missing_timestamp.value,
         "REPLICATOR_TOMBSTONE_SUFFIX": settings.tombstone_suffix,

@@ -132,10 +132,12 @@ def _copy(
     source_client = make_client("dynamodb", source)
     try:
         for table in config.tables:
-            shape = describe_shape(source_client, table, source.name)
+            physical = settings.names.physical(table, source.name)
+            shape = describe_shape(source_client, physical, source.name)
             assert shape is not None  # checked before
             keys = [name for name, _ in shape.key_schema]
-            total = source_client.describe_table(TableName=table)["Table"].get("ItemCount") or None
+            described = source_client.describe_table(TableName=physical)["Table"]
+            total = described.get("ItemCount") or None
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -193,7 +195,8 @@ def _verify(
     config = load_config(path)  # with the new region: its stream is a source now too
     ok = True
     for table in config.tables:
-        shape = describe_shape(make_client("dynamodb", pair[0]), table, pair[0].name)
+        physical = config.replication.names.physical(table, pair[0].name)
+        shape = describe_shape(make_client("dynamodb", pair[0]), physical, pair[0].name)
         assert shape is not None
         keys = [name for name, _ in shape.key_schema]
         selection = Selection(config, pair, {table: keys})
@@ -230,12 +233,17 @@ def run(args: argparse.Namespace) -> int:
     endpoint = args.endpoint_url or (config.region(args.region).endpoint_url if resumed else None)
     new = RegionSpec(args.region, endpoint)
     new_client = make_client("dynamodb", new)
+    names = config.replication.names
     for table in config.tables:
-        shape = describe_shape(make_client("dynamodb", source), table, source.name)
+        physical = names.physical(table, source.name)
+        shape = describe_shape(make_client("dynamodb", source), physical, source.name)
         if shape is None:
-            raise ConfigError(f"table {table} does not exist in the source region {source.name}")
-        created = create_like(new_client, shape, new.name)
-        console.print(f"{table}: {'created' if created else 'found (same schema)'} in {new.name}")
+            raise ConfigError(f"table {physical} does not exist in the source region {source.name}")
+        here = shape.named(names.physical(table, new.name))
+        created = create_like(new_client, here, new.name)
+        state = "created" if created else "found (same schema)"
+        named = "" if here.name == table else f" (as {here.name})"
+        console.print(f"{table}{named}: {state} in {new.name}")
     seeded = seed_positions(config, source.name, new.name, console.print)
     console.print(f"seeded {seeded} shard positions for {new.name}")
     held = not resumed  # not in the config yet: nothing replicates into it during the copy

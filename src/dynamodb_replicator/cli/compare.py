@@ -71,8 +71,9 @@ def select(args: argparse.Namespace) -> Selection:
     for table in tables:
         schemas: dict[str, Any] = {}
         for spec in regions:
+            physical = config.replication.names.physical(table, spec.name)
             schemas[spec.name] = key_schema(
-                require_table(make_client("dynamodb", spec), table, spec.name)
+                require_table(make_client("dynamodb", spec), physical, spec.name)
             )
         if len(set(map(tuple, schemas.values()))) > 1:
             shown = "; ".join(

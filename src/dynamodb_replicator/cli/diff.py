@@ -142,6 +142,7 @@ def settled_diff(
         segments=segments,
         on_bucket=differing.extend,
         on_progress=on_progress,
+        names=config.replication.names,
     )
     if differing and timeout is not None:
         report.settle = settle_table(
@@ -153,6 +154,7 @@ def settled_diff(
             fields=fields,
             state_table=config.state_table,
             timeout=timeout,
+            names=config.replication.names,
         )
     return report
 

@@ -91,7 +91,8 @@ def _captured(args: argparse.Namespace, config: RunnerConfig) -> Iterator[Replay
                 continue
             first = batch.records[0]
             source = str(first.get("awsRegion", ""))
-            table = table_name_from_arn(str(first.get("eventSourceARN", "")))
+            physical = table_name_from_arn(str(first.get("eventSourceARN", "")))
+            table = config.replication.names.logical(physical, source)
             yield Replay(
                 label, table, source, list(batch.records),
                 remove=lambda s=store, k=batch.key: s.remove(k),  # type: ignore[misc]
@@ -102,9 +103,10 @@ def _reader(config: RunnerConfig) -> Any:
     clients = {spec.name: make_client("dynamodb", spec) for spec in config.regions}
 
     def read(table: str, source: str, key: str) -> Mapping[str, Any] | None:
-        with translated(source, f"GetItem on {table}"):
+        physical = config.replication.names.physical(table, source)
+        with translated(source, f"GetItem on {physical}"):
             found = clients[source].get_item(
-                TableName=table, Key=key_from_json(key), ConsistentRead=True
+                TableName=physical, Key=key_from_json(key), ConsistentRead=True
             )
         item: Mapping[str, Any] | None = found.get("Item")
         return item

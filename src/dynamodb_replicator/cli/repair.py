@@ -87,6 +87,7 @@ def _repair_table(
         fields=settings.fields,
         tombstone_suffix=settings.tombstone_suffix,
         dry_run=args.dry_run,
+        names=settings.names,
     )
 
     def repair_bucket(found: list[str]) -> None:
@@ -102,6 +103,7 @@ def _repair_table(
             segments=args.segments,
             on_bucket=repair_bucket,
             on_progress=progress,
+            names=settings.names,
         )
     return report, repairer.report
 

@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.lambda_mappings import LambdaMappings
+from dynamodb_replicator.awslambda.settings import replication_environment
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, MappingSettings, function_name
 from dynamodb_replicator.deploy.subscribe import failed, subscribe
+from dynamodb_replicator.runner.config import load_config
 
 __all__ = ["register"]
 
@@ -31,11 +34,16 @@ def register(commands: Any) -> None:
             "--env prod --region eu-west-1 --dry-run",
             "--env prod --region eu-west-1 --on-failure arn:aws:s3:::my-failure-bucket",
             "--env staging --region us-east-1 --function my-replicator --output json",
+            "--config replicator.toml --region eu-west-1",
         ],
         run=run,
     )
-    parser.add_argument(
-        "--env", required=True, metavar="ENV", help="environment prefix: the tables ENV_*"
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--env", metavar="ENV", help="environment prefix: the tables ENV_*")
+    which.add_argument(
+        "--config",
+        metavar="FILE",
+        help="instead of --env: the config's tables, by their names in --region",
     )
     parser.add_argument(
         "--region", default="us-east-1", metavar="REGION", help="region (default: us-east-1)"
@@ -85,6 +93,26 @@ def register(commands: Any) -> None:
     )
 
 
+def _configured(args: argparse.Namespace, port: LambdaMappings, function: str) -> list[str]:
+    """With ``--config``: its tables by their names in ``--region`` (a note on stderr when
+    the function's environment names them otherwise than the config); else none."""
+    if not args.config:
+        return []
+    config = load_config(args.config)
+    region = config.region(args.region).name
+    wanted = replication_environment(config.replication).get("REPLICATOR_TABLE_NAMES", "")
+    port.require_function(function)
+    found = port.environment(function).get("REPLICATOR_TABLE_NAMES", "")
+    if found != wanted:
+        print(
+            f"note: {function} has REPLICATOR_TABLE_NAMES={found!r}, the config gives "
+            f"{wanted!r}: set it (or deploy the function with `template`) so that it writes "
+            "to each region's tables",
+            file=sys.stderr,
+        )
+    return [config.replication.names.physical(t, region) for t in config.tables]
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan or apply, print one line per step; exit 2 when a table was refused."""
     spec = RegionSpec(args.region, args.endpoint_url)
@@ -97,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         on_failure=args.on_failure,
     )
     port = LambdaMappings(make_client("dynamodb", spec), make_client("lambda", spec), args.region)
+    named = _configured(args, port, function)
     steps = subscribe(
         port,
         env=args.env,
@@ -104,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         settings=settings,
         excluded=lambda name: name.endswith(args.tombstone_suffix) or name == args.state_table,
         dry_run=args.dry_run,
+        named=named,
     )
     if args.output == "json":
         print_json(

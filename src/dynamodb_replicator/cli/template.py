@@ -109,7 +109,11 @@ def _table_keys(config: RunnerConfig, region: str, source: str | None) -> dict[s
     names = {r.name for r in config.regions}
     spec = config.region(source) if source in names else RegionSpec(source)
     client = make_client("dynamodb", spec)
-    return {t: TableKeys(key_schema(require_table(client, t, source))) for t in config.tables}
+    physical = config.replication.names.physical
+    return {
+        t: TableKeys(key_schema(require_table(client, physical(t, source), source)))
+        for t in config.tables
+    }
 
 
 def _code_key(package: str) -> str:

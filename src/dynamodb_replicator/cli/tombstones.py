@@ -7,7 +7,7 @@ Idempotent: a table that exists is kept and gets its TTL turned on if it was off
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
@@ -16,7 +16,7 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.runner.config import load_config
 
 __all__ = ["register"]
@@ -62,6 +62,7 @@ class _Request:
     regions: tuple[RegionSpec, ...]
     suffix: str
     fields: SystemAttributes
+    names: TableNames = field(default_factory=TableNames)
 
 
 def _names(value: str | None, option: str) -> tuple[str, ...]:
@@ -78,7 +79,11 @@ def _request(args: argparse.Namespace) -> _Request:
         config = load_config(args.config)
         replication = config.replication
         return _Request(
-            config.tables, config.regions, replication.tombstone_suffix, replication.fields
+            config.tables,
+            config.regions,
+            replication.tombstone_suffix,
+            replication.fields,
+            replication.names,
         )
     if not (args.tables and args.regions):
         raise ConfigError("give --config FILE, or --tables and --regions")
@@ -95,10 +100,11 @@ def run(args: argparse.Namespace) -> int:
     for spec in request.regions:
         client = make_client("dynamodb", spec)
         for table in request.tables:
-            name = defaults.tombstone_table(table, request.suffix)
+            physical = request.names.physical(table, spec.name)
+            name = defaults.tombstone_table(physical, request.suffix)
             existed = describe_table(client, name, spec.name) is not None
             ensure_tombstone_table(
-                client, table, region=spec.name, suffix=request.suffix, fields=request.fields
+                client, physical, region=spec.name, suffix=request.suffix, fields=request.fields
             )
             done.append(
                 {

@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     results: dict[str, dict[str, int]] = {}
     for table in [args.table] if args.table else list(config.tables):
-        described = require_table(client, table, spec.name)
+        physical = config.replication.names.physical(table, spec.name)
+        described = require_table(client, physical, spec.name)
         keys = [k["AttributeName"] for k in described["KeySchema"]]
         total = described.get("ItemCount") or None
         with Progress(
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                 keys,
                 timestamp,
                 state,
+                physical=physical,
                 fields=config.replication.fields,
                 limiter=RateLimiter(args.max_wcu),
                 stop=threading.Event(),

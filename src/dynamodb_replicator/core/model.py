@@ -8,10 +8,13 @@ Binary key is never rounded or re-encoded on the way.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from dynamodb_replicator.core.defaults import tombstone_table
+from dynamodb_replicator.core.errors import ConfigError
 
 __all__ = [
     "AttributeValue",
@@ -21,6 +24,7 @@ __all__ = [
     "Operation",
     "RegionSpec",
     "SystemAttributes",
+    "TableNames",
     "Tombstone",
     "Version",
     "parse_number",
@@ -145,3 +149,89 @@ class RegionSpec:
 
     name: str
     endpoint_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableNames:
+    """Where each replicated table is in each region: its physical name, per region.
+
+    The logical name (the config's ``tables``) is a table's identity everywhere: state
+    table keys, leases, checkpoints, reports, metrics, conflict logs. Only the requests to
+    DynamoDB use physical names, translated here: ``physical(table, region)`` is the
+    logical name unless ``renamed`` says otherwise. A table's tombstone table is its
+    physical name plus the tombstone suffix.
+    """
+
+    renamed: tuple[tuple[str, str, str], ...] = ()  # (logical, region, physical), sorted
+
+    def __post_init__(self) -> None:
+        seen: dict[tuple[str, str], str] = {}
+        for logical, region, physical in self.renamed:
+            if seen.setdefault((region, physical), logical) != logical:
+                raise ConfigError(
+                    f"tables {seen[(region, physical)]} and {logical} are both {physical} "
+                    f"in {region}"
+                )
+        if len({(logical, region) for logical, region, _ in self.renamed}) != len(seen):
+            raise ConfigError("a table is given two physical names in one region")
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, Mapping[str, str]]) -> TableNames:
+        """From logical name -> region -> physical name (entries equal to the logical name
+        are dropped: that is the default)."""
+        return cls(
+            tuple(
+                sorted(
+                    (logical, region, physical)
+                    for logical, regions in mapping.items()
+                    for region, physical in regions.items()
+                    if physical != logical
+                )
+            )
+        )
+
+    def physical(self, table: str, region: str) -> str:
+        """The name of logical ``table`` in ``region``."""
+        for logical, where, physical in self.renamed:
+            if logical == table and where == region:
+                return physical
+        return table
+
+    def logical(self, physical: str, region: str) -> str:
+        """The logical table whose name in ``region`` is ``physical`` (a stream record's
+        table); ConfigError when that table is not the replicated one there."""
+        for logical, where, name in self.renamed:
+            if name == physical and where == region:
+                return logical
+        for logical, where, name in self.renamed:
+            if logical == physical and where == region:
+                raise ConfigError(
+                    f"table {physical} in {region} is not replicated: the table replicated "
+                    f"as {physical} is {name} there"
+                )
+        return physical
+
+    def tombstones(self, table: str, region: str, suffix: str) -> str:
+        """The name of logical ``table``'s tombstone table in ``region``."""
+        return tombstone_table(self.physical(table, region), suffix)
+
+    def in_region(self, region: str, suffix: str) -> dict[str, str]:
+        """Logical name -> physical name in ``region`` of the renamed tables and of their
+        tombstone tables (logical name + suffix, as the core names them)."""
+        found: dict[str, str] = {}
+        for logical, where, physical in self.renamed:
+            if where == region:
+                found[logical] = physical
+                found[tombstone_table(logical, suffix)] = tombstone_table(physical, suffix)
+        return found
+
+    def check(self, tables: Sequence[str]) -> None:
+        """ConfigError when a renamed table is not in ``tables``, or takes the name another
+        of ``tables`` has in the same region."""
+        for logical, region, physical in self.renamed:
+            if logical not in tables:
+                raise ConfigError(f"table_names.{logical}: {logical} is not in tables")
+            if physical in tables and self.physical(physical, region) == physical:
+                raise ConfigError(
+                    f"tables {physical} and {logical} are both {physical} in {region}"
+                )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import SystemAttributes, Version
+from dynamodb_replicator.core.model import SystemAttributes, TableNames, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 from dynamodb_replicator.core.replicator import MissingTimestamp
 
@@ -42,6 +42,8 @@ class ConflictLogSettings:
 
 @dataclass(frozen=True, slots=True)
 class ReplicationSettings:
+    """How records are replicated; ``names``: the tables' physical names per region."""
+
     policy: ConflictPolicy = field(default_factory=LastWriterWins)
     fields: SystemAttributes = field(default_factory=SystemAttributes)
     missing_timestamp: MissingTimestamp = MissingTimestamp.FAIL
@@ -49,6 +51,7 @@ class ReplicationSettings:
     tombstone_ttl_seconds: int = defaults.TOMBSTONE_TTL_SECONDS
     max_workers: int = defaults.MAX_WORKERS
     conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
+    names: TableNames = field(default_factory=TableNames)
 
 
 @dataclass(frozen=True, slots=True)

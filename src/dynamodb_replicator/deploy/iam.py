@@ -21,9 +21,12 @@ def _statement(sid: str, actions: list[str], resources: list[Any]) -> dict[str, 
 
 def role_policy(config: RunnerConfig, region: str) -> dict[str, Any]:
     """The policy document of the role of ``region``'s functions."""
-    tables = config.tables
+    names = config.replication.names
     suffix = config.replication.tombstone_suffix
     regions = [r.name for r in config.regions]
+    # Each region's tables by their names there: (region, name) pairs.
+    here = [names.physical(t, region) for t in config.tables]
+    everywhere = [(r, names.physical(t, r)) for r in regions for t in config.tables]
     stream_actions = [
         "dynamodb:DescribeStream",
         "dynamodb:GetRecords",
@@ -37,22 +40,22 @@ def role_policy(config: RunnerConfig, region: str) -> dict[str, Any]:
             _statement(
                 "ReadSourceStreams",
                 stream_actions,
-                [table_arn(region, f"{t}/stream/*") for t in tables],
+                [table_arn(region, f"{t}/stream/*") for t in here],
             ),
             _statement(
                 "ReadRememberedDeletes",
                 ["dynamodb:BatchGetItem"],
-                [table_arn(region, f"{t}{suffix}") for t in tables],
+                [table_arn(region, f"{t}{suffix}") for t in here],
             ),
             _statement(
                 "WriteReplicas",
                 ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"],
-                [table_arn(r, t) for r in regions for t in tables],
+                [table_arn(r, t) for r, t in everywhere],
             ),
             _statement(
                 "RememberDeletes",
                 ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
-                [table_arn(r, f"{t}{suffix}") for r in regions for t in tables],
+                [table_arn(r, f"{t}{suffix}") for r, t in everywhere],
             ),
             # Lambda writes a discarded batch's invocation record with the function's role.
             _statement(

@@ -1,6 +1,7 @@
 """Wire a Lambda function to the streams of an environment's tables, idempotently.
 
-Tables named ``ENV_*`` (the replicator's own tombstone and state tables excluded) get a
+Tables named ``ENV_*`` (the replicator's own tombstone and state tables excluded), or a
+config's tables by their names in the region, get a
 NEW_AND_OLD_IMAGES stream if they have none, and one event source mapping each to the
 function. A second run changes nothing; a changed setting updates the mapping in place; a
 disabled mapping is reported as such and enabled. The plan is pure; ``subscribe`` applies
@@ -9,7 +10,7 @@ it through a ``SubscriptionPort`` (``aws.lambda_mappings.LambdaMappings``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ class SubscriptionPort(Protocol):
 
     def require_function(self, function: str) -> None: ...
     def tables(self, prefix: str, excluded: Callable[[str], bool]) -> dict[str, Any]: ...
+    def named(self, tables: Sequence[str]) -> dict[str, Any]: ...
     def mappings(self, function: str) -> dict[str, Any]: ...
     def enable_stream(self, table: str) -> None: ...
     def create_mapping(self, function: str, table: str, settings: Mapping[str, Any]) -> None: ...
@@ -92,15 +94,17 @@ def plan_subscriptions(
 def subscribe(
     port: SubscriptionPort,
     *,
-    env: str,
+    env: str | None,
     function: str,
     settings: MappingSettings,
     excluded: Callable[[str], bool],
     dry_run: bool,
+    named: Sequence[str] = (),
 ) -> list[Step]:
-    """Plan, and unless ``dry_run`` apply, the subscriptions of ``env``'s tables."""
+    """Plan, and unless ``dry_run`` apply, the subscriptions of ``env``'s tables, or of the
+    tables ``named`` (a config's, by their names in the port's region)."""
     port.require_function(function)
-    tables = port.tables(f"{env}_", excluded)
+    tables = port.named(named) if named else port.tables(f"{env}_", excluded)
     if not tables:
         raise ConfigError(f"no table in {port.region} is named {env}_*")
     steps = plan_subscriptions(tables, port.mappings(function), settings)

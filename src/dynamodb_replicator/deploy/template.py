@@ -10,7 +10,7 @@ and region. Pure: builds a dict.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,7 @@ def _number(default: int, low: int, high: int | None = None, about: str = "") ->
     return parameter
 
 
-def _parameters(tables: Sequence[str], options: TemplateOptions) -> dict[str, Any]:
+def _parameters(config: RunnerConfig, options: TemplateOptions) -> dict[str, Any]:
     mapping = MappingSettings()
     key: dict[str, Any] = {
         "Type": "String",
@@ -104,10 +104,11 @@ def _parameters(tables: Sequence[str], options: TemplateOptions) -> dict[str, An
         "IteratorAgeAlarmMilliseconds": _number(300000, 1000),
     }
     if options.with_tables is None:
-        for table in tables:
+        for table in config.tables:
+            physical = config.replication.names.physical(table, options.region)
             parameters[f"{logical_id(table)}StreamArn"] = {
                 "Type": "String",
-                "Description": f"LatestStreamArn of {table} (NEW_AND_OLD_IMAGES)",
+                "Description": f"LatestStreamArn of {physical} (NEW_AND_OLD_IMAGES)",
             }
     return parameters
 
@@ -182,14 +183,17 @@ def _table(name: str, shape: TableKeys, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _tables(keys: Mapping[str, TableKeys], suffix: str) -> dict[str, Any]:
+def _tables(keys: Mapping[str, TableKeys], config: RunnerConfig, region: str) -> dict[str, Any]:
+    """The tables (by their names in ``region``) and their tombstone tables."""
     resources: dict[str, Any] = {}
+    names, suffix = config.replication.names, config.replication.tombstone_suffix
     for table, shape in keys.items():
         stream = {"StreamViewType": "NEW_AND_OLD_IMAGES"}
-        resources[f"{logical_id(table)}Table"] = _table(table, shape, StreamSpecification=stream)
+        physical = names.physical(table, region)
+        resources[f"{logical_id(table)}Table"] = _table(physical, shape, StreamSpecification=stream)
         ttl = {"AttributeName": "__expiresAt", "Enabled": True}
         resources[f"{logical_id(table)}Tombstones"] = _table(
-            f"{table}{suffix}", shape, TimeToLiveSpecification=ttl
+            f"{physical}{suffix}", shape, TimeToLiveSpecification=ttl
         )
     return resources
 
@@ -252,13 +256,13 @@ def build_template(config: RunnerConfig, options: TemplateOptions) -> dict[str, 
         "ReplicatorRole": _role(config, region),
     }
     if options.with_tables is not None:
-        resources |= _tables(options.with_tables, config.replication.tombstone_suffix)
+        resources |= _tables(options.with_tables, config, region)
     resources |= _functions(config, options)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"dynamodb-replicator: replicate {', '.join(config.tables)} from {region} "
         f"to {', '.join(targets)}",
-        "Parameters": _parameters(config.tables, options),
+        "Parameters": _parameters(config, options),
         "Conditions": alarm_conditions(),
         "Resources": resources,
         "Outputs": {"FailureStoreBucket": {"Value": {"Ref": FAILURE_STORE}}},

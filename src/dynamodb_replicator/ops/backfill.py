@@ -35,7 +35,6 @@ from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
@@ -79,7 +78,9 @@ def seed_positions(config: RunnerConfig, source: str, new: str, log: Callable[[s
         client = make_client("dynamodb", spec)
         ensure_state_table(client, config.state_table, spec.name)
         state = DynamoStateStore(client, config.state_table, spec.name)
-        streams = StreamClient(spec.name, client, make_client("dynamodbstreams", spec))
+        streams = StreamClient(
+            spec.name, client, make_client("dynamodbstreams", spec), config.replication.names
+        )
         for table in config.tables:
             for arn in streams.stream_arns(table):
                 for shard in streams.shards(arn):
@@ -125,6 +126,7 @@ class Backfiller:
         self.on_items = on_items
         self.stats = BackfillStats()
         self.fields = config.replication.fields
+        self.names = config.replication.names
         self.source_client = make_client("dynamodb", source, pool=segments + 4)
         self._client = make_client("dynamodb", new, pool=2 * segments + 4)
         self.state = DynamoStateStore(make_client("dynamodb", new), config.state_table, new.name)
@@ -135,7 +137,7 @@ class Backfiller:
         client = make_client("dynamodb", self.new)
         ensure_tombstone_table(
             client,
-            table,
+            self.names.physical(table, self.new.name),
             region=self.new.name,
             suffix=self.config.replication.tombstone_suffix,
             fields=self.fields,
@@ -150,7 +152,8 @@ class Backfiller:
         return result.stale
 
     def copy_tombstones(self, table: str, key_names: list[str]) -> None:
-        name = tombstone_table(table, self.config.replication.tombstone_suffix)
+        suffix = self.config.replication.tombstone_suffix
+        name = self.names.tombstones(table, self.source.name, suffix)
 
         def on_page(segment: int, items: list[dict[str, Any]], _: Any) -> None:
             ops: list[WriteOp] = []
@@ -183,9 +186,10 @@ class Backfiller:
             item[self.fields.marker] = {"N": op.version.raw_timestamp}
             items.append(item)
         chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
+        physical = self.names.physical(table, self.new.name)
         list(
             self._batches.map(
-                lambda chunk: write_batch(self._client, table, chunk, region=self.new.name),
+                lambda chunk: write_batch(self._client, physical, chunk, region=self.new.name),
                 chunks,
             )
         )
@@ -241,7 +245,7 @@ class Backfiller:
         try:
             parallel_scan(
                 self.source_client,
-                table,
+                self.names.physical(table, self.source.name),
                 region=self.source.name,
                 segments=self.segments,
                 on_page=on_page,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import parallel_scan
 from dynamodb_replicator.core.codec import key_to_json
-from dynamodb_replicator.core.model import Item, RegionSpec, SystemAttributes
+from dynamodb_replicator.core.model import Item, RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.policy import stored_version
 
 if TYPE_CHECKING:
@@ -222,14 +222,16 @@ def scan_and_compare(
     buckets: int = 64,
     on_bucket: Callable[[list[str]], None] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
+    names: TableNames | None = None,
 ) -> DiffReport:
-    """Scan ``table`` in every region and compare; ``on_bucket`` gets each bucket's
-    differing keys (``codec.key_to_json`` texts) as soon as that bucket is compared."""
-    names = [r.name for r in regions]
-    report = DiffReport(table, names[0], items=dict.fromkeys(names, 0))
+    """Scan ``table`` (by its name in each region: ``names``) in every region and compare;
+    ``on_bucket`` gets each bucket's differing keys (``codec.key_to_json`` texts) as soon as
+    that bucket is compared."""
+    labels = [r.name for r in regions]
+    report = DiffReport(table, labels[0], items=dict.fromkeys(labels, 0))
     lock = threading.Lock()
     with tempfile.TemporaryDirectory(prefix="ddbr-diff-") as directory:
-        spill = _Spill(Path(directory), names, buckets)
+        spill = _Spill(Path(directory), labels, buckets)
         for spec in regions:
             client = make_client("dynamodb", spec, pool=segments + 2)
 
@@ -242,10 +244,11 @@ def scan_and_compare(
                 if on_progress is not None:
                     on_progress(region, len(items))
 
-            parallel_scan(client, table, region=spec.name, segments=segments, on_page=on_page)
+            physical = (names or TableNames()).physical(table, spec.name)
+            parallel_scan(client, physical, region=spec.name, segments=segments, on_page=on_page)
         for bucket in range(buckets):
-            rows = {name: spill.load(name, bucket) for name in names}
-            differing = compare_bucket(rows, names[0], report)
+            rows = {name: spill.load(name, bucket) for name in labels}
+            differing = compare_bucket(rows, labels[0], report)
             if differing and on_bucket is not None:
                 on_bucket(differing)
     return report

@@ -14,7 +14,7 @@ from typing import Any
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.core.codec import item_to_json
 from dynamodb_replicator.core.defaults import tombstone_table
-from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone
+from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, TableNames, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
 from dynamodb_replicator.core.streams import NO_SEQUENCE
@@ -127,8 +127,10 @@ class Repairer:
         fields: SystemAttributes,
         tombstone_suffix: str,
         dry_run: bool,
+        names: TableNames | None = None,
     ) -> None:
         self.table, self.clients, self.writers = table, clients, writers
+        self.names = names or TableNames()
         self.policy, self.fields = policy, fields
         self.tombstone_suffix, self.dry_run = tombstone_suffix, dry_run
         self.report = RepairReport()
@@ -138,10 +140,11 @@ class Repairer:
         items: dict[str, dict[ItemKey, Item]] = {}
         tombs: dict[str, dict[ItemKey, Tombstone]] = {}
         for region, client in self.clients.items():
-            found = batch_get(client, self.table, keys, region=region)
+            physical = self.names.physical(self.table, region)
+            found = batch_get(client, physical, keys, region=region)
             items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
             remembered = batch_get(
-                client, tombstone_table(self.table, self.tombstone_suffix), keys, region=region
+                client, tombstone_table(physical, self.tombstone_suffix), keys, region=region
             )
             key_names = list(keys[0])
             tombs[region] = {

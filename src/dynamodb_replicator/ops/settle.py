@@ -33,7 +33,7 @@ from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.positions import Mark, StreamPositions
 from dynamodb_replicator.core.codec import key_from_json, key_to_json
-from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.ops.diff import digest
 
@@ -215,9 +215,11 @@ class RegionReader:
         regions: Sequence[RegionSpec],
         key_names: Sequence[str],
         fields: SystemAttributes,
+        names: TableNames | None = None,
     ) -> None:
         self.table, self.key_names, self.fields = table, list(key_names), fields
         self.clients = {spec.name: make_client("dynamodb", spec) for spec in regions}
+        self.names = names or TableNames()
 
     def read(self, keys: Sequence[str]) -> dict[str, Seen]:
         raw = [key_from_json(k) for k in keys]
@@ -225,7 +227,9 @@ class RegionReader:
         for region, client in self.clients.items():
             items = {
                 key_to_json(i, self.key_names): i
-                for i in batch_get(client, self.table, raw, region=region)
+                for i in batch_get(
+                    client, self.names.physical(self.table, region), raw, region=region
+                )
             }
             for key in keys:
                 item = items.get(key)
@@ -252,9 +256,12 @@ def settle_table(
     fields: SystemAttributes,
     state_table: str,
     timeout: float,
+    names: TableNames | None = None,
 ) -> SettleReport:
     """Settle ``table``'s differing ``keys`` among ``regions``, with the checkpoints of the
-    runner replicating from ``sources`` when there are any."""
-    reader = RegionReader(table, regions, key_names, fields)
-    positions = StreamPositions(table, state_table, sources, [r.name for r in regions])
+    runner replicating from ``sources`` when there are any; ``names``: the table's names
+    per region."""
+    reader = RegionReader(table, regions, key_names, fields, names)
+    targets = [r.name for r in regions]
+    positions = StreamPositions(table, state_table, sources, targets, names)
     return settle(keys, reader, positions if positions.tracked() else None, timeout=timeout)

@@ -61,6 +61,13 @@ class Versioner:
     on_items: Callable[[int], None] = lambda n: None
     stats: VersionStats = field(default_factory=VersionStats)
     page_size: int = 500
+    physical: str = ""  # the table's name in the region, when not ``table``
+
+    @property
+    def table_name(self) -> str:
+        """The name the requests use: ``table`` is the logical name, the key of the saved
+        progress."""
+        return self.physical or self.table
 
     def run(self, segments: int) -> VersionStats:
         """Version every unversioned item; resumes where an earlier run stopped."""
@@ -71,7 +78,7 @@ class Versioner:
         saved = {scan.segment: self.progress.load_progress(scan) for scan in scans}
         parallel_scan(
             self.client,
-            self.table,
+            self.table_name,
             region=self.region,
             segments=segments,
             on_page=lambda segment, items, after: self._page(scans[segment], items, after),
@@ -104,9 +111,9 @@ class Versioner:
         names = {"#ts": self.fields.timestamp, "#key": self.key_names[0]}
 
         def call() -> None:
-            with translated(self.region, f"UpdateItem on {self.table}"):
+            with translated(self.region, f"UpdateItem on {self.table_name}"):
                 self.client.update_item(
-                    TableName=self.table,
+                    TableName=self.table_name,
                     Key=key,
                     UpdateExpression="SET #ts = :ts",
                     ConditionExpression="attribute_exists(#key) AND attribute_not_exists(#ts)",

@@ -6,6 +6,8 @@
     endpoint_url = "http://127.0.0.1:8000"   # optional: absent means real AWS
     [[regions]]
     name = "ap-southeast-1"
+    [table_names.Orders]                     # optional: Orders's name where it differs
+    eu-west-1 = "EuStack-Orders-1A2B3C"
 
 Optional top-level keys extend it compatibly (see the README's table). Unknown keys are
 errors, so a typo never silently falls back to a default.
@@ -22,7 +24,7 @@ from typing import Any
 
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings, load_policy
 
@@ -100,7 +102,7 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
 
 def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     """Validate a parsed TOML document."""
-    unknown = set(data) - {"tables", "regions"} - set(_OPTIONAL)
+    unknown = set(data) - {"tables", "regions", "table_names"} - set(_OPTIONAL)
     if unknown:
         raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
     tables = data.get("tables")
@@ -130,6 +132,7 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     except ValueError:
         raise ConfigError("missing_timestamp must be fail or skip") from None
     fields = SystemAttributes()
+    regions = _regions(data.get("regions"))
     replication = ReplicationSettings(
         policy=load_policy(values["policy"], fields),
         fields=fields,
@@ -140,10 +143,11 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
         conflict_log=ConflictLogSettings(
             values["conflict_log"], values["conflict_sample_rate"], values["conflict_log_items"]
         ),
+        names=_table_names(data.get("table_names", {}), tables, regions),
     )
     return RunnerConfig(
         tables=tuple(tables),
-        regions=_regions(data.get("regions")),
+        regions=regions,
         state_table=values["state_table"],
         lease_timeout_seconds=values["lease_timeout_seconds"],
         idle_poll_max_ms=values["idle_poll_max_ms"],
@@ -151,6 +155,24 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
         park_after_seconds=values["park_after_seconds"],
         replication=replication,
     )
+
+
+def _table_names(raw: Any, tables: list[str], regions: tuple[RegionSpec, ...]) -> TableNames:
+    """``[table_names.LOGICAL]`` tables: region = "physical name" where it differs."""
+    if not isinstance(raw, dict):
+        raise ConfigError("table_names must be a table of tables: [table_names.Orders]")
+    known = {spec.name for spec in regions}
+    for table, names in raw.items():
+        if not isinstance(names, dict):
+            raise ConfigError(f'table_names.{table} must map regions to names: eu-west-1 = "..."')
+        for region, physical in names.items():
+            if region not in known:
+                raise ConfigError(f"table_names.{table}: region {region} is not in [[regions]]")
+            if not isinstance(physical, str) or not _TABLE_NAME.match(physical):
+                raise ConfigError(f"table_names.{table}: invalid table name {physical!r}")
+    names = TableNames.of(raw)
+    names.check(tables)
+    return names
 
 
 def load_config(path: str | Path) -> RunnerConfig:

@@ -57,11 +57,12 @@ class Checked:
 def _check_table(
     client: Any, streams: StreamClient, spec: RegionSpec, table: str, config: RunnerConfig
 ) -> tuple[tuple[str, str, str], ...]:
-    schema = key_schema(require_table(client, table, spec.name))
+    physical = config.replication.names.physical(table, spec.name)
+    schema = key_schema(require_table(client, physical, spec.name))
     streams.stream_arn(table)
     ensure_tombstone_table(
         client,
-        table,
+        physical,
         region=spec.name,
         suffix=config.replication.tombstone_suffix,
         fields=config.replication.fields,
@@ -75,7 +76,9 @@ def _check_region(
     """The key schema of each usable table in ``spec``, and a problem line per table that
     is not usable. Raises RetryableTargetError when the region cannot be reached."""
     client = make_client("dynamodb", spec)
-    streams = StreamClient(spec.name, client, make_client("dynamodbstreams", spec))
+    streams = StreamClient(
+        spec.name, client, make_client("dynamodbstreams", spec), config.replication.names
+    )
     schemas: Schemas = {}
     problems: list[str] = []
     checks: list[tuple[str | None, Callable[[], Any]]] = [

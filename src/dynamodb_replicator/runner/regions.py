@@ -105,7 +105,10 @@ class Region:
         return cls(
             spec,
             StreamClient(
-                spec.name, make_client("dynamodb", spec), make_client("dynamodbstreams", spec)
+                spec.name,
+                make_client("dynamodb", spec),
+                make_client("dynamodbstreams", spec),
+                config.replication.names,
             ),
             DynamoStateStore(
                 make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
