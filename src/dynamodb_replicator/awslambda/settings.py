@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import RegionSpec, SystemAttributes
+from dynamodb_replicator.core.model import SystemAttributes
 from dynamodb_replicator.core.replicator import MissingTimestamp
 from dynamodb_replicator.core.roles import ROLE_KEYS, RoleSpec, parse_role
 from dynamodb_replicator.core.settings import (
@@ -197,14 +197,12 @@ def replication_environment(settings: ReplicationSettings) -> dict[str, str]:
     }
 
 
-def roles_environment(regions: Iterable[RegionSpec]) -> dict[str, str]:
-    """REPLICATOR_ROLES for the regions that have a role (none: no variable), as
+def roles_environment(roles: Mapping[str, RoleSpec]) -> dict[str, str]:
+    """REPLICATOR_ROLES for ``roles`` (region -> role; none: no variable), as
     ``settings_from_env`` reads it back."""
-    roles = {}
-    for spec in regions:
-        if spec.role is not None:
-            role = spec.role
-            roles[spec.name] = {"role_arn": role.role_arn, "session_name": role.session_name}
-            if role.external_id is not None:
-                roles[spec.name]["external_id"] = role.external_id
-    return {"REPLICATOR_ROLES": json.dumps(roles, sort_keys=True)} if roles else {}
+    data: dict[str, dict[str, str]] = {}
+    for region, role in roles.items():
+        data[region] = {"role_arn": role.role_arn, "session_name": role.session_name}
+        if role.external_id is not None:
+            data[region]["external_id"] = role.external_id
+    return {"REPLICATOR_ROLES": json.dumps(data, sort_keys=True)} if data else {}
