@@ -1,0 +1,105 @@
+"""Roles of regions in other accounts: validated the same way in the runner's TOML and the
+Lambda environment, carried through both, and STS's refusal named by role and region."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.aws.errors import AssumeRoleFailed, translate
+from dynamodb_replicator.awslambda.settings import roles_environment, settings_from_env
+from dynamodb_replicator.core.errors import AssumeRoleError, ConfigError, ThrottledError
+from dynamodb_replicator.core.roles import RoleSpec
+from dynamodb_replicator.runner.config import parse_config
+from tests.unit.test_errors import client_error
+
+ARN = "arn:aws:iam::111122223333:role/replicator"
+
+
+def config(**role: Any) -> dict[str, Any]:
+    return {"tables": ["Orders"], "regions": [{"name": "eu-west-1"}, {"name": "us-east-1", **role}]}
+
+
+def test_a_region_in_another_account_carries_its_role() -> None:
+    parsed = parse_config(config(role_arn=ARN, external_id="ext-1", session_name="repl-prod"))
+    eu, us = parsed.regions
+    assert eu.role is None
+    assert us.role == RoleSpec(ARN, "ext-1", "repl-prod")
+    assert us.role.account == "111122223333"
+    assert parse_config(config(role_arn=ARN)).regions[1].role == RoleSpec(
+        ARN, None, "dynamodb-replicator"
+    )
+    gov = "arn:aws-us-gov:iam::111122223333:role/path/to/replicator"
+    assert parse_config(config(role_arn=gov)).regions[1].role == RoleSpec(gov)
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        ({"role_arn": "replicator"}, r"regions\[1\] \(us-east-1\): role_arn is invalid"),
+        ({"role_arn": "arn:aws:iam::1111:role/x"}, "an IAM role ARN"),
+        ({"role_arn": "arn:aws:iam::111122223333:user/x"}, "role_arn is invalid"),
+        ({"role_arn": 5}, "role_arn is invalid"),
+        ({"external_id": "ext-1"}, "external_id and session_name need a role_arn"),
+        ({"role_arn": ARN, "external_id": "x"}, "external_id is invalid"),
+        ({"role_arn": ARN, "session_name": "has space"}, "session_name is invalid"),
+        ({"role_arn": ARN, "role": "x"}, "unknown keys"),
+    ],
+)
+def test_bad_roles_are_one_clear_line(role: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        parse_config(config(**role))
+    assert "\n" not in str(caught.value)
+
+
+ENV = {"AWS_REGION": "eu-west-1", "REPLICATOR_REGIONS": "eu-west-1,us-east-1,ap-south-1"}
+
+
+def test_the_lambda_environment_carries_roles_as_written() -> None:
+    roles = {
+        "us-east-1": RoleSpec(ARN, "a,b=c", "sess"),  # commas and '=' are valid external IDs
+        "ap-south-1": RoleSpec("arn:aws:iam::444455556666:role/r,1"),
+    }
+    env = {**ENV, **roles_environment(roles)}
+    assert settings_from_env(env).roles == roles
+    assert roles_environment({}) == {}
+    assert settings_from_env(ENV).roles == {}
+    # A per-target function still reads the roles of every listed region.
+    only = settings_from_env({**env, "REPLICATOR_TARGET_REGIONS": "us-east-1"})
+    assert only.regions == ("eu-west-1", "us-east-1")
+    assert only.roles["us-east-1"] == roles["us-east-1"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("us-east-1=" + ARN, "must be a JSON object"),
+        ("[]", "must be a JSON object"),
+        (json.dumps({"sa-east-1": {"role_arn": ARN}}), r"\(sa-east-1\): not in REPLICATOR_REGIONS"),
+        (json.dumps({"us-east-1": ARN}), "expected an object"),
+        (json.dumps({"us-east-1": {"arn": ARN}}), "expected an object"),
+        (json.dumps({"us-east-1": {}}), "role_arn is required"),
+        (json.dumps({"us-east-1": {"role_arn": "x"}}), r"REPLICATOR_ROLES \(us-east-1\): role_arn"),
+    ],
+)
+def test_bad_role_variables_are_refused(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings_from_env({**ENV, "REPLICATOR_ROLES": value})
+
+
+def refused(code: str, status: int = 403) -> AssumeRoleFailed:
+    return AssumeRoleFailed(client_error(code, status), region="us-east-1", role_arn=ARN)
+
+
+def test_a_refused_role_is_named_with_its_region() -> None:
+    error = translate(refused("AccessDenied"), "us-east-1", "DescribeTable Orders")
+    assert isinstance(error, AssumeRoleError) and isinstance(error, ConfigError)
+    assert (error.region, error.role_arn) == ("us-east-1", ARN)
+    assert str(error) == f"cannot assume role {ARN} for region us-east-1: AccessDenied: it said no"
+
+
+def test_a_throttled_or_failing_sts_stays_retryable() -> None:
+    assert type(translate(refused("Throttling", 400), "us-east-1", "x")) is ThrottledError
+    assert translate(refused("Odd", 503), "us-east-1", "x").retryable
