@@ -25,11 +25,12 @@ from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec
+from dynamodb_replicator.deploy.template import TemplateOptions, build_template
 from dynamodb_replicator.runner.config import load_config
 from dynamodb_replicator.runner.preflight import preflight
 from tests.moto_server import MotoServer
 from tests.runner_process import RunnerProcess
-from tests.support import create_table, scan
+from tests.support import StreamPump, create_table, handler_env, scan
 
 US, EU = "us-east-1", "eu-west-1"
 HOME = "123456789012"  # moto's account for credentials it did not issue
@@ -94,12 +95,14 @@ def test_tables_reached_through_a_role_are_in_its_account(sts: MotoServer) -> No
     assert "Elsewhere" not in home.list_tables()["TableNames"]
 
 
-def write_config(path: Path, moto: MotoServer, table: str, role: str = ROLE) -> Path:
+def write_config(
+    path: Path, moto: MotoServer, table: str, role: str = ROLE, session: str = "test-runner"
+) -> Path:
     path.write_text(
         f'tables = ["{table}"]\n'
         f'[[regions]]\nname = "{US}"\nendpoint_url = "{moto.endpoint_url}"\n'
         f'[[regions]]\nname = "{EU}"\nendpoint_url = "{moto.endpoint_url}"\n'
-        f'role_arn = "{role}"\nexternal_id = "ext-1"\nsession_name = "test-runner"\n'
+        f'role_arn = "{role}"\nexternal_id = "ext-1"\nsession_name = "{session}"\n'
     )
     return path
 
@@ -142,6 +145,30 @@ def test_the_runner_and_diff_work_across_accounts(sts: MotoServer, tmp_path: Pat
     assert "Cross" not in home and not [t for t in home if "dynamodb-replicator" in t]
     assert assumed(sts, "test-runner")  # the runner's clients (and ours) assumed the role
     assert main(["diff", "--config", str(config)]) == 0  # every CLI command goes through it
+
+
+def test_the_lambda_deployed_from_the_template_writes_into_the_other_account(
+    sts: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path / "lambda.toml", sts, "Lambda", session="test-lambda")
+    config = load_config(path)
+    clients = {spec.name: make_client("dynamodb", spec) for spec in config.regions}
+    for region, client in clients.items():
+        create_table(client, "Lambda", region=region)
+    item = {"pk": {"S": "k"}, "__timestamp": {"N": "1"}, "v": {"S": "from us"}}
+    clients[US].put_item(TableName="Lambda", Item=item)
+    # The environment the template deploys us-east-1's function with (endpoints added).
+    (function,) = [
+        r["Properties"]
+        for r in build_template(config, TemplateOptions(US))["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    ]
+    env = {**function["Environment"]["Variables"], **handler_env(sts.endpoint_url, US, [US, EU])}
+    before = len(assumed(sts, "test-lambda"))
+    assert StreamPump(sts.endpoint_url, "Lambda", [US, EU]).deliver(US, env, monkeypatch) == 1
+    (copied,) = scan(clients[EU], "Lambda")
+    assert copied["v"] == {"S": "from us"}
+    assert len(assumed(sts, "test-lambda")) > before  # the handler's own client assumed it
 
 
 @pytest.fixture

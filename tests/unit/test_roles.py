@@ -4,6 +4,7 @@ Lambda environment, carried through both, and STS's refusal named by role and re
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from dynamodb_replicator.aws.errors import AssumeRoleFailed, translate
 from dynamodb_replicator.awslambda.settings import roles_environment, settings_from_env
 from dynamodb_replicator.core.errors import AssumeRoleError, ConfigError, ThrottledError
+from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec
-from dynamodb_replicator.runner.config import parse_config
+from dynamodb_replicator.ops.backfill import append_region
+from dynamodb_replicator.runner.config import load_config, parse_config
 from tests.unit.test_errors import client_error
 
 ARN = "arn:aws:iam::111122223333:role/replicator"
@@ -103,3 +106,13 @@ def test_a_refused_role_is_named_with_its_region() -> None:
 def test_a_throttled_or_failing_sts_stays_retryable() -> None:
     assert type(translate(refused("Throttling", 400), "us-east-1", "x")) is ThrottledError
     assert translate(refused("Odd", 503), "us-east-1", "x").retryable
+
+
+def test_add_region_writes_a_role_the_config_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "replicator.toml"
+    path.write_text(
+        'tables = ["Orders"]\n[[regions]]\nname = "eu-west-1"\n[[regions]]\nname = "b"\n'
+    )
+    spec = RegionSpec("sa-east-1", None, RoleSpec(ARN, "a,b=c/d:e", "repl-sa"))
+    assert append_region(path, spec)
+    assert load_config(path).region("sa-east-1") == spec
