@@ -11,6 +11,7 @@ import pytest
 
 from dynamodb_replicator.aws.errors import AssumeRoleFailed, translate
 from dynamodb_replicator.awslambda.settings import roles_environment, settings_from_env
+from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.errors import AssumeRoleError, ConfigError, ThrottledError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec
@@ -116,3 +117,18 @@ def test_add_region_writes_a_role_the_config_reads_back(tmp_path: Path) -> None:
     spec = RegionSpec("sa-east-1", None, RoleSpec(ARN, "a,b=c/d:e", "repl-sa"))
     assert append_region(path, spec)
     assert load_config(path).region("sa-east-1") == spec
+
+
+def test_template_notes_a_region_it_takes_to_be_in_the_stacks_account(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "replicator.toml"
+    path.write_text(
+        'tables = ["Orders"]\n[[regions]]\nname = "eu-west-1"\n'
+        f'role_arn = "{ARN}"\n[[regions]]\nname = "us-east-1"\n'
+    )
+    assert main(["template", "--config", str(path), "--region", "eu-west-1"]) == 0
+    out, err = capsys.readouterr()
+    assert "note: us-east-1 has no role_arn: the stack of eu-west-1 (account 111122223333)" in err
+    assert "sts:AssumeRole" in out  # Lambda's trust policy only: no role of its own to assume
+    assert "REPLICATOR_ROLES" not in out and "AssumeTargetRoles" not in out
