@@ -4,6 +4,9 @@ Every adapter call runs inside ``with translated(region, action):``; what botoco
 comes out as (``core.errors``, ``core.streams``)::
 
     botocore                                        replicator
+    AssumeRoleFailed (STS, for a region's role; a ClientError, matched first)
+    ├── throttling, HTTP 5xx                    ->  as a ClientError below (a retry helps)
+    └── any other code (AccessDenied, ...)      ->  AssumeRoleError (names role and region)
     ClientError, by error code
     ├── ConditionalCheckFailedException         ->  ConditionFailedError (.item: ALL_OLD)
     ├── TransactionCanceledException
@@ -23,9 +26,6 @@ comes out as (``core.errors``, ``core.streams``)::
     ├── AccessDenied(Exception), Unauthorized…  ->  AccessDeniedError
     ├── ValidationException                     ->  ItemRejectedError
     └── any other code                          ->  ServerError if HTTP 5xx, else TargetError
-    AssumeRoleFailed (a region's role, by STS)
-    ├── throttling, HTTP 5xx                    ->  as above (a retry can help)
-    └── any other code (AccessDenied, ...)      ->  AssumeRoleError (role and region)
     EndpointConnectionError, timeouts           ->  UnreachableError
     NoCredentialsError                          ->  ConfigError
     any other BotoCoreError                     ->  UnreachableError
