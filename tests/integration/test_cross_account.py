@@ -59,7 +59,7 @@ def assumed(moto: MotoServer, session_name: str) -> list[dict[str, Any]]:
 
 
 def in_other_account(moto: MotoServer, session_name: str) -> RegionSpec:
-    return RegionSpec(EU, moto.endpoint_url, RoleSpec(ROLE, "ext-1", session_name))
+    return RegionSpec(EU, moto.endpoint_url, role=RoleSpec(ROLE, "ext-1", session_name))
 
 
 def test_a_regions_clients_sign_as_its_role(sts: MotoServer) -> None:

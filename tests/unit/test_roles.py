@@ -114,7 +114,7 @@ def test_add_region_writes_a_role_the_config_reads_back(tmp_path: Path) -> None:
     path.write_text(
         'tables = ["Orders"]\n[[regions]]\nname = "eu-west-1"\n[[regions]]\nname = "b"\n'
     )
-    spec = RegionSpec("sa-east-1", None, RoleSpec(ARN, "a,b=c/d:e", "repl-sa"))
+    spec = RegionSpec("sa-east-1", role=RoleSpec(ARN, "a,b=c/d:e", "repl-sa"))
     assert append_region(path, spec)
     assert load_config(path).region("sa-east-1") == spec
 

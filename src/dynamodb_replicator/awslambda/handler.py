@@ -149,7 +149,7 @@ def process_event(
 def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, str | None]:
     settings = settings_from_env(dict(environment))
     specs = [
-        RegionSpec(name, settings.endpoints.get(name), settings.roles.get(name))
+        RegionSpec(name, settings.endpoints.get(name), role=settings.roles.get(name))
         for name in settings.regions
     ]
     conflicts = open_conflict_log(settings.replication.conflict_log)

@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     source, resumed = check_new_region(config, args.region, args.source)
     _check_request(config, args, resumed)
     endpoint = args.endpoint_url or (config.region(args.region).endpoint_url if resumed else None)
-    new = RegionSpec(args.region, endpoint, _role(config, args, resumed))
+    new = RegionSpec(args.region, endpoint, role=_role(config, args, resumed))
     new_client = make_client("dynamodb", new)
     for table in config.tables:
         shape = describe_shape(make_client("dynamodb", source), table, source.name)

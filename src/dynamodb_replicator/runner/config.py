@@ -98,7 +98,7 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
         if any(spec.name == name for spec in specs):
             raise ConfigError(f"region {name} is listed twice")
         role = parse_role(region, f"regions[{index}] ({name})")
-        specs.append(RegionSpec(name, endpoint, role))
+        specs.append(RegionSpec(name, endpoint, role=role))
     return tuple(specs)
 
 
