@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.awslambda.settings import settings_from_env
+from dynamodb_replicator.core.roles import RoleSpec
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, function_name
 from dynamodb_replicator.deploy.package import code_key
 from dynamodb_replicator.deploy.template import (
@@ -112,8 +113,12 @@ def test_per_target_functions_isolate_regions() -> None:
     ids=["one-function", "with-code-key", "per-target-with-tables"],
 )
 def test_template_passes_cfn_lint(options: TemplateOptions, tmp_path: Path) -> None:
+    assert_lint_clean(build_template(CONFIG, options), tmp_path)
+
+
+def assert_lint_clean(template: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "template.yaml"
-    path.write_text(to_yaml(build_template(CONFIG, options)))
+    path.write_text(to_yaml(template))
     lint = subprocess.run(
         [str(Path(sys.executable).parent / "cfn-lint"), "--regions", "eu-west-1", "--", str(path)],
         capture_output=True,
@@ -233,3 +238,73 @@ def test_alarms_notify_the_topic_parameter() -> None:
     assert sorted(tuple(d["Value"] for d in a["Dimensions"]) for a in failed) == sorted(
         (t, "us-east-1", r) for t in ("Orders", "Users") for r in ("eu-west-1", "ap-southeast-1")
     )
+
+
+ACCOUNT_A = "arn:aws:iam::111111111111:role/replicator"
+ACCOUNT_B = "arn:aws:iam::222222222222:role/replicator"
+# A runner in a tooling account reaches every region through a role; us-east-1 and
+# ap-southeast-1 share account A, eu-west-1 is in account B.
+ROLES = parse_config(
+    {
+        "tables": ["Orders"],
+        "regions": [
+            {"name": "us-east-1", "role_arn": ACCOUNT_A},
+            {"name": "eu-west-1", "role_arn": ACCOUNT_B, "external_id": "ext-b"},
+            {"name": "ap-southeast-1", "role_arn": ACCOUNT_A, "session_name": "repl-ap"},
+        ],
+    }
+)
+TABLE_ARN = "arn:${AWS::Partition}:dynamodb:%s:${AWS::AccountId}:table/%s"
+
+
+@pytest.mark.parametrize(
+    ("source", "direct", "assumed", "role_arns"),
+    [
+        ("us-east-1", ["us-east-1", "ap-southeast-1"], ["eu-west-1"], [ACCOUNT_B]),
+        ("eu-west-1", ["eu-west-1"], ["us-east-1", "ap-southeast-1"], [ACCOUNT_A]),
+    ],
+)
+def test_regions_in_other_accounts_are_reached_through_their_roles(
+    source: str, direct: list[str], assumed: list[str], role_arns: list[str]
+) -> None:
+    template = build_template(ROLES, TemplateOptions(source))
+    found = statements(template)
+    # Tables of the stack's own account only: no ARN of another account's table is built
+    # with ${AWS::AccountId}.
+    assert arns(found["WriteReplicas"]) == sorted(TABLE_ARN % (r, "Orders") for r in direct)
+    assert arns(found["RememberDeletes"]) == sorted(
+        TABLE_ARN % (r, "Orders.__tombstones") for r in direct
+    )
+    for region in assumed:
+        assert f":dynamodb:{region}:" not in json.dumps(found)
+    roles = {r: ROLES.region(r).role for r in assumed}
+    assert found["AssumeTargetRoles"]["Action"] == ["sts:AssumeRole"]
+    assert found["AssumeTargetRoles"]["Resource"] == role_arns
+    # The handler's own reader finds exactly those roles in the function's environment.
+    (function,) = functions(template)
+    assert settings_from_env(function["Environment"]["Variables"]).roles == roles
+    assert template["Outputs"]["ReplicatorRoleArn"]["Value"] == {
+        "Fn::GetAtt": ["ReplicatorRole", "Arn"]
+    }
+
+
+def test_per_target_functions_carry_only_their_targets_role() -> None:
+    template = build_template(ROLES, TemplateOptions("eu-west-1", per_target=True))
+    for function in functions(template):
+        settings = settings_from_env(function["Environment"]["Variables"])
+        (target,) = settings.regions[1:]
+        assert settings.roles == {target: ROLES.region(target).role}
+    assert settings.roles != {}
+
+
+def test_a_single_account_config_assumes_nothing() -> None:
+    template = build_template(CONFIG, TemplateOptions("eu-west-1"))
+    assert "AssumeTargetRoles" not in statements(template)
+    (function,) = functions(template)
+    assert "REPLICATOR_ROLES" not in function["Environment"]["Variables"]
+
+
+def test_a_config_with_roles_gives_a_lint_clean_template(tmp_path: Path) -> None:
+    template = build_template(ROLES, TemplateOptions("eu-west-1", per_target=True))
+    assert_lint_clean(template, tmp_path)
+    assert ROLES.region("eu-west-1").role == RoleSpec(ACCOUNT_B, "ext-b")

@@ -1,7 +1,12 @@
-"""boto3 clients: one place that creates them, with the AWS named profile to use.
+"""boto3 clients: one place that creates them, with the AWS named profile to use and, for a
+region in another account, the role to assume.
 
 ``use_profile`` (the CLI's ``--profile``) sets the profile every client of the process is
-made with; ``make_client(..., profile=...)`` overrides it for one client.
+made with; ``make_client(..., profile=...)`` overrides it for one client. A region with a
+``role`` gets clients signed with that role's temporary credentials: botocore's
+AssumeRoleCredentialFetcher behind DeferredRefreshableCredentials. The profile's (or the
+default chain's) credentials call STS in the region itself when a first call needs them,
+and again before they expire, so a runner that runs for weeks never holds stale keys.
 """
 
 from __future__ import annotations
@@ -13,10 +18,18 @@ import boto3
 import botocore.loaders
 import botocore.session
 from botocore.config import Config
-from botocore.exceptions import ProfileNotFound
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
+    DeferredRefreshableCredentials,
+)
+from botocore.exceptions import ClientError, NoCredentialsError, ProfileNotFound
 
+from dynamodb_replicator.aws.errors import AssumeRoleFailed
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.roles import RoleSpec
 
 __all__ = ["make_client", "use_profile"]
 
@@ -37,27 +50,81 @@ def _shared_loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
-def make_client(
-    service: str, region: RegionSpec, *, pool: int = 32, profile: str | None = None
-) -> Any:
-    """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
-    ``profile``: an AWS named profile (default: the one ``use_profile`` set)."""
-    config = Config(
+def _config(pool: int) -> Config:
+    return Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=2,
         read_timeout=20,
         max_pool_connections=pool,
         parameter_validation=False,  # the server validates; this saves client CPU per call
     )
+
+
+class _Assumed(CredentialProvider):  # type: ignore[misc]
+    """The one credential source of a region's session: its role's refreshing credentials."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: DeferredRefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return self._credentials
+
+
+def _session(
+    name: str | None, role: DeferredRefreshableCredentials | None = None
+) -> boto3.session.Session:
     # A session per client (sessions are not thread-safe), one loader for all of them: each
     # loader holds its own copy of the service models, ~8 MB per client otherwise.
     core = botocore.session.get_session()
     core.register_component("data_loader", _shared_loader())
-    name = profile or _profile[0]
+    if role is not None:
+        core.register_component("credential_provider", CredentialResolver([_Assumed(role)]))
     try:
-        session = boto3.session.Session(botocore_session=core, profile_name=name)
+        return boto3.session.Session(botocore_session=core, profile_name=name)
     except ProfileNotFound:
         raise ConfigError(f"AWS profile {name!r} not found") from None
-    return session.client(
-        service, region_name=region.name, endpoint_url=region.endpoint_url, config=config
+
+
+def _assume_args(role: RoleSpec) -> dict[str, str]:
+    args = {"RoleSessionName": role.session_name}
+    if role.external_id is not None:
+        args["ExternalId"] = role.external_id
+    return args
+
+
+def _role_credentials(
+    region: str, role: RoleSpec, profile: str | None
+) -> DeferredRefreshableCredentials:
+    """Credentials of ``role``, fetched at first use and refreshed before they expire."""
+    base = _session(profile)
+    source = base.get_credentials()
+    # STS in the target's own region (botocore's regional endpoint; AWS_ENDPOINT_URL_STS
+    # overrides it, as for any botocore client).
+    sts = functools.partial(base.client, region_name=region, config=_config(2))
+    fetcher = AssumeRoleCredentialFetcher(sts, source, role.role_arn, extra_args=_assume_args(role))
+
+    def refresh() -> dict[str, Any]:
+        if source is None:
+            raise NoCredentialsError()
+        try:
+            return dict(fetcher.fetch_credentials())
+        except ClientError as exc:
+            raise AssumeRoleFailed(exc, region=region, role_arn=role.role_arn) from exc
+
+    return DeferredRefreshableCredentials(refresh, method="assume-role")
+
+
+def make_client(
+    service: str, region: RegionSpec, *, pool: int = 32, profile: str | None = None
+) -> Any:
+    """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
+    ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region
+    with a role, the profile's credentials only assume it; the client signs as the role."""
+    name = profile or _profile[0]
+    role = None if region.role is None else _role_credentials(region.name, region.role, name)
+    return _session(name, role).client(
+        service, region_name=region.name, endpoint_url=region.endpoint_url, config=_config(pool)
     )

@@ -4,6 +4,9 @@ Every adapter call runs inside ``with translated(region, action):``; what botoco
 comes out as (``core.errors``, ``core.streams``)::
 
     botocore                                        replicator
+    AssumeRoleFailed (STS, for a region's role; a ClientError, matched first)
+    ├── throttling, HTTP 5xx                    ->  as a ClientError below (a retry helps)
+    └── any other code (AccessDenied, ...)      ->  AssumeRoleError (names role and region)
     ClientError, by error code
     ├── ConditionalCheckFailedException         ->  ConditionFailedError (.item: ALL_OLD)
     ├── TransactionCanceledException
@@ -49,6 +52,7 @@ from botocore.exceptions import (
 
 from dynamodb_replicator.core.errors import (
     AccessDeniedError,
+    AssumeRoleError,
     CancellationReason,
     ConditionFailedError,
     ConfigError,
@@ -64,10 +68,21 @@ from dynamodb_replicator.core.errors import (
 )
 from dynamodb_replicator.core.streams import ExpiredIteratorError, TrimmedDataError
 
-__all__ = ["TABLE", "error_code", "translate", "translated"]
+__all__ = ["TABLE", "AssumeRoleFailed", "error_code", "translate", "translated"]
 
 # (what was being done "ACTION in REGION", the region, the ClientError) -> our error
 Rule = Callable[[str, str, ClientError], ReplicatorError]
+
+
+class AssumeRoleFailed(ClientError):  # type: ignore[misc]
+    """STS's error answer to the AssumeRole call for the role of ``region``: raised where a
+    client's credentials are refreshed (``aws.clients``), so it surfaces from whatever call
+    needed them."""
+
+    def __init__(self, exc: ClientError, *, region: str, role_arn: str) -> None:
+        super().__init__(exc.response, exc.operation_name)
+        self.region = region
+        self.role_arn = role_arn
 
 
 def error_code(exc: ClientError) -> str:
@@ -165,16 +180,33 @@ _UNREACHABLE = (
 )
 
 
+def _client_error(where: str, region: str, exc: ClientError) -> ReplicatorError:
+    rule = TABLE.get(error_code(exc))
+    if rule is not None:
+        return rule(where, region, exc)
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    kind = ServerError if status >= 500 else TargetError
+    return kind(_text(where, exc), region=region)
+
+
+def _role_refused(where: str, region: str, exc: AssumeRoleFailed) -> ReplicatorError:
+    found = _client_error(where, region, exc)
+    if found.retryable:
+        return found
+    return AssumeRoleError(
+        _text(f"cannot assume role {exc.role_arn} for region {exc.region}", exc),
+        region=exc.region,
+        role_arn=exc.role_arn,
+    )
+
+
 def translate(exc: Exception, region: str, action: str) -> ReplicatorError:
     """The replicator's error for a botocore exception raised while doing ``action``."""
     where = f"{action} in {region}"
+    if isinstance(exc, AssumeRoleFailed):
+        return _role_refused(where, region, exc)
     if isinstance(exc, ClientError):
-        rule = TABLE.get(error_code(exc))
-        if rule is not None:
-            return rule(where, region, exc)
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        kind = ServerError if status >= 500 else TargetError
-        return kind(_text(where, exc), region=region)
+        return _client_error(where, region, exc)
     if isinstance(exc, _UNREACHABLE):
         return UnreachableError(f"{where}: endpoint unreachable: {exc}", region=region)
     if isinstance(exc, NoCredentialsError):

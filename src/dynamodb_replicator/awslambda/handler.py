@@ -152,7 +152,10 @@ def process_event(
 @functools.lru_cache(maxsize=4)
 def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, LambdaSettings]:
     settings = settings_from_env(dict(environment))
-    specs = [RegionSpec(name, settings.endpoints.get(name)) for name in settings.regions]
+    specs = [
+        RegionSpec(name, settings.endpoints.get(name), role=settings.roles.get(name))
+        for name in settings.regions
+    ]
     conflicts = open_conflict_log(settings.replication.conflict_log)
     replicator = build_replicator(specs[0], specs, settings.replication, conflict_log=conflicts)
     return replicator, settings

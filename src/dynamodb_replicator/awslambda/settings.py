@@ -8,13 +8,15 @@ is given.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.roles import ROLE_KEYS, RoleSpec, parse_role
 from dynamodb_replicator.core.settings import (
     ConflictLogSettings,
     ReplicationSettings,
@@ -22,7 +24,12 @@ from dynamodb_replicator.core.settings import (
     policy_spec,
 )
 
-__all__ = ["LambdaSettings", "replication_environment", "settings_from_env"]
+__all__ = [
+    "LambdaSettings",
+    "replication_environment",
+    "roles_environment",
+    "settings_from_env",
+]
 
 _DEFAULTS = ReplicationSettings()
 
@@ -36,6 +43,7 @@ class LambdaSettings:
     endpoints: Mapping[str, str]
     replication: ReplicationSettings
     metrics_namespace: str | None = METRICS_NAMESPACE  # None: no EMF metrics
+    roles: Mapping[str, RoleSpec] = field(default_factory=dict)  # region -> role to assume
 
 
 def _integer(env: Mapping[str, str], name: str, default: int) -> int:
@@ -125,17 +133,46 @@ def _replication(env: Mapping[str, str]) -> ReplicationSettings:
     )
 
 
+def _names(env: Mapping[str, str], variable: str) -> list[str]:
+    return [r.strip() for r in env.get(variable, "").split(",") if r.strip()]
+
+
 def _regions(env: Mapping[str, str], source: str) -> tuple[str, ...]:
-    regions = [r.strip() for r in env.get("REPLICATOR_REGIONS", "").split(",") if r.strip()]
+    regions = _names(env, "REPLICATOR_REGIONS")
     if not [r for r in regions if r != source]:
         raise ConfigError("REPLICATOR_REGIONS must list the regions to replicate to")
     if len(set(regions)) != len(regions):
         raise ConfigError(f"REPLICATOR_REGIONS lists a region twice: {regions}")
-    targets = [r.strip() for r in env.get("REPLICATOR_TARGET_REGIONS", "").split(",") if r.strip()]
+    targets = _names(env, "REPLICATOR_TARGET_REGIONS")
     unknown = set(targets) - set(regions)
     if unknown:
         raise ConfigError(f"REPLICATOR_TARGET_REGIONS not in REPLICATOR_REGIONS: {sorted(unknown)}")
     return (source, *(r for r in regions if r != source and (not targets or r in targets)))
+
+
+def _roles(raw: str, regions: Iterable[str]) -> dict[str, RoleSpec]:
+    """REPLICATOR_ROLES: a JSON object, region -> {role_arn, external_id?, session_name?}
+    (JSON, not ``region=arn,...``: role names and external IDs may hold commas and ``=``)."""
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigError("REPLICATOR_ROLES must be a JSON object (region -> role)") from None
+    if not isinstance(data, dict):
+        raise ConfigError("REPLICATOR_ROLES must be a JSON object (region -> role)")
+    roles: dict[str, RoleSpec] = {}
+    for region, value in data.items():
+        where = f"REPLICATOR_ROLES ({region})"
+        if region not in regions:
+            raise ConfigError(f"{where}: not in REPLICATOR_REGIONS")
+        if not isinstance(value, dict) or set(value) - ROLE_KEYS:
+            raise ConfigError(f"{where}: expected an object of {sorted(ROLE_KEYS)}")
+        role = parse_role(value, where)
+        if role is None:
+            raise ConfigError(f"{where}: role_arn is required")
+        roles[region] = role
+    return roles
 
 
 def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
@@ -150,6 +187,7 @@ def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
         endpoints=_endpoints(env.get("REPLICATOR_ENDPOINT_URLS", "")),
         replication=_replication(env),
         metrics_namespace=None if namespace in ("", "off") else namespace,
+        roles=_roles(env.get("REPLICATOR_ROLES", ""), _names(env, "REPLICATOR_REGIONS")),
     )
 
 
@@ -171,3 +209,14 @@ def replication_environment(settings: ReplicationSettings) -> dict[str, str]:
         "REPLICATOR_CONFLICT_SAMPLE_RATE": repr(log.sample_rate),
         "REPLICATOR_CONFLICT_LOG_ITEMS": "true" if log.include_items else "false",
     }
+
+
+def roles_environment(roles: Mapping[str, RoleSpec]) -> dict[str, str]:
+    """REPLICATOR_ROLES for ``roles`` (region -> role; none: no variable), as
+    ``settings_from_env`` reads it back."""
+    data: dict[str, dict[str, str]] = {}
+    for region, role in roles.items():
+        data[region] = {"role_arn": role.role_arn, "session_name": role.session_name}
+        if role.external_id is not None:
+            data[region]["external_id"] = role.external_id
+    return {"REPLICATOR_ROLES": json.dumps(data, sort_keys=True)} if data else {}

@@ -31,6 +31,7 @@ from dynamodb_replicator.cli.diff import (
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.roles import RoleSpec, parse_role
 from dynamodb_replicator.ops.backfill import (
     Backfiller,
     append_region,
@@ -62,6 +63,18 @@ def register(commands: Any) -> None:
     parser.add_argument("--region", required=True, metavar="REGION", help="the region to add")
     parser.add_argument(
         "--endpoint-url", metavar="URL", help="endpoint of the new region (DynamoDB Local, ...)"
+    )
+    parser.add_argument(
+        "--role-arn",
+        metavar="ARN",
+        help="the new region is in another account: the role to assume there (written to "
+        "the config with the region)",
+    )
+    parser.add_argument(
+        "--external-id", metavar="ID", help="with --role-arn: the external ID its trust needs"
+    )
+    parser.add_argument(
+        "--session-name", metavar="NAME", help="with --role-arn: the role session's name"
     )
     parser.add_argument(
         "--from",
@@ -110,6 +123,17 @@ def _check_request(config: RunnerConfig, args: argparse.Namespace, resumed: bool
             "endpoint_url (a local setup): it would be reached on AWS. Pass --endpoint-url, "
             f"e.g. --endpoint-url {config.regions[0].endpoint_url}"
         )
+
+
+def _role(config: RunnerConfig, args: argparse.Namespace, resumed: bool) -> RoleSpec | None:
+    """The new region's role: from the options, else (``--resume``) from the config."""
+    given = {
+        "role_arn": args.role_arn,
+        "external_id": args.external_id,
+        "session_name": args.session_name,
+    }
+    role = parse_role({k: v for k, v in given.items() if v is not None}, "add-region")
+    return role if role is not None or not resumed else config.region(args.region).role
 
 
 def _speed(progress: Progress, task: Any) -> str:
@@ -231,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     source, resumed = check_new_region(config, args.region, args.source)
     _check_request(config, args, resumed)
     endpoint = args.endpoint_url or (config.region(args.region).endpoint_url if resumed else None)
-    new = RegionSpec(args.region, endpoint)
+    new = RegionSpec(args.region, endpoint, role=_role(config, args, resumed))
     new_client = make_client("dynamodb", new)
     names = config.replication.names
     for table in config.tables:

@@ -134,6 +134,14 @@ def run(args: argparse.Namespace) -> int:
             "has no lasting file system; it logs conflicts to CloudWatch Logs instead",
             file=sys.stderr,
         )
+    own = config.region(region).role
+    for spec in config.regions:
+        if own is not None and spec.role is None:
+            print(
+                f"note: {spec.name} has no role_arn: the stack of {region} (account "
+                f"{own.account}) writes to it as to a region of its own account",
+                file=sys.stderr,
+            )
     options = TemplateOptions(
         region,
         per_target=args.per_target,

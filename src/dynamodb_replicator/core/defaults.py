@@ -12,6 +12,7 @@ __all__ = [
     "METRICS_NAMESPACE",
     "PAGE_LIMIT",
     "PARK_AFTER_SECONDS",
+    "ROLE_SESSION_NAME",
     "STATE_TABLE",
     "STREAM_RETENTION_SECONDS",
     "TOMBSTONE_SUFFIX",
@@ -56,6 +57,9 @@ shard moves on. A region that is down is never a reason to park."""
 
 METRICS_NAMESPACE = "DynamoDBReplicator"
 """The Lambda's CloudWatch (EMF) metrics namespace."""
+
+ROLE_SESSION_NAME = "dynamodb-replicator"
+"""The session name of an assumed role (a region in another account), as CloudTrail shows it."""
 
 
 def tombstone_table(table: str, suffix: str = TOMBSTONE_SUFFIX) -> str:

@@ -2,6 +2,7 @@
 
     ReplicatorError                 .retryable = False
     ├── ConfigError                 bad settings; fix and restart
+    │   └── AssumeRoleError         a region's role (another account) could not be assumed
     ├── RecordError                 a stream record we cannot replicate as it is
     │   ├── MalformedRecordError    not a DynamoDB stream record, unknown eventName, ...
     │   ├── StreamViewTypeError     the stream is not NEW_AND_OLD_IMAGES
@@ -36,6 +37,7 @@ from typing import Any
 
 __all__ = [
     "AccessDeniedError",
+    "AssumeRoleError",
     "CancellationReason",
     "ConditionFailedError",
     "ConfigError",
@@ -65,6 +67,16 @@ class ReplicatorError(Exception):
 
 class ConfigError(ReplicatorError):
     """The configuration or environment is wrong; nothing was replicated."""
+
+
+class AssumeRoleError(ConfigError):
+    """STS refused the role of a region in another account (not allowed, not trusted, no
+    such role, wrong external ID): every call into ``region`` fails until it is fixed."""
+
+    def __init__(self, message: str, *, region: str, role_arn: str) -> None:
+        super().__init__(message)
+        self.region = region
+        self.role_arn = role_arn
 
 
 class RecordError(ReplicatorError):

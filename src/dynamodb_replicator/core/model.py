@@ -15,6 +15,7 @@ from typing import Any
 
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.roles import RoleSpec
 
 __all__ = [
     "AttributeValue",
@@ -145,10 +146,13 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class RegionSpec:
-    """A region name and, for DynamoDB Local or a proxy, the endpoint to use instead of AWS."""
+    """A region name and, for DynamoDB Local or a proxy, the endpoint to use instead of AWS.
+    ``role``: the role every call into the region assumes (its tables are in another
+    account); None: the process's own credentials."""
 
     name: str
     endpoint_url: str | None = None
+    role: RoleSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dynamodb_replicator.awslambda.settings import replication_environment
+from dynamodb_replicator.awslambda.settings import replication_environment, roles_environment
 from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
 from dynamodb_replicator.deploy.alarms import (
     alarm_conditions,
@@ -25,7 +25,7 @@ from dynamodb_replicator.deploy.alarms import (
     store_alarm,
 )
 from dynamodb_replicator.deploy.cfn import FAILURE_STORE, logical_id
-from dynamodb_replicator.deploy.iam import role_policy
+from dynamodb_replicator.deploy.iam import assumed_roles, role_policy
 from dynamodb_replicator.deploy.mapping import (
     DEFAULT_NAME_PREFIX,
     MappingSettings,
@@ -123,6 +123,8 @@ def _function(
     }
     if target:
         environment["REPLICATOR_TARGET_REGIONS"] = target
+    roles = assumed_roles(config, region)
+    environment |= roles_environment({r: roles[r] for r in roles if target in (None, r)})
     return {
         "Type": "AWS::Lambda::Function",
         "DependsOn": [logs],
@@ -265,7 +267,11 @@ def build_template(config: RunnerConfig, options: TemplateOptions) -> dict[str, 
         "Parameters": _parameters(config, options),
         "Conditions": alarm_conditions(),
         "Resources": resources,
-        "Outputs": {"FailureStoreBucket": {"Value": {"Ref": FAILURE_STORE}}},
+        "Outputs": {
+            "FailureStoreBucket": {"Value": {"Ref": FAILURE_STORE}},
+            # What a role in another account trusts (README: cross-account roles).
+            "ReplicatorRoleArn": {"Value": {"Fn::GetAtt": ["ReplicatorRole", "Arn"]}},
+        },
     }
 
 

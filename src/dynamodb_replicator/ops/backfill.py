@@ -63,6 +63,12 @@ def append_region(path: Path, spec: RegionSpec) -> bool:
     block = f'\n[[regions]]\nname = "{spec.name}"\n'
     if spec.endpoint_url:
         block += f'endpoint_url = "{spec.endpoint_url}"\n'
+    if spec.role is not None:
+        # JSON strings are TOML basic strings for these characters (no control characters).
+        block += f"role_arn = {json.dumps(spec.role.role_arn)}\n"
+        block += f"session_name = {json.dumps(spec.role.session_name)}\n"
+        if spec.role.external_id is not None:
+            block += f"external_id = {json.dumps(spec.role.external_id)}\n"
     replace_file(path, text.rstrip("\n") + "\n" + block)
     return True
 

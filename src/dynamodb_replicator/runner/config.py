@@ -6,6 +6,8 @@
     endpoint_url = "http://127.0.0.1:8000"   # optional: absent means real AWS
     [[regions]]
     name = "ap-southeast-1"
+    role_arn = "arn:aws:iam::111122223333:role/replicator"   # optional: another account
+    external_id = "..."                                        # optional, with role_arn
     [table_names.Orders]                     # optional: Orders's name where it differs
     eu-west-1 = "EuStack-Orders-1A2B3C"
 
@@ -26,12 +28,13 @@ from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.roles import ROLE_KEYS, parse_role
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings, load_policy
 
 __all__ = ["RunnerConfig", "load_config", "parse_config"]
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_REGION_KEYS = {"name", "endpoint_url"}
+_REGION_KEYS = {"name", "endpoint_url", *ROLE_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,8 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
             raise ConfigError(f"regions[{index}] ({name}): endpoint_url must be a URL")
         if any(spec.name == name for spec in specs):
             raise ConfigError(f"region {name} is listed twice")
-        specs.append(RegionSpec(name, endpoint))
+        role = parse_role(region, f"regions[{index}] ({name})")
+        specs.append(RegionSpec(name, endpoint, role=role))
     return tuple(specs)
 
 

@@ -1,7 +1,8 @@
 """Check a runner configuration against the regions before replicating anything.
 
 Every problem found is reported at once, one line each, in one ConfigError that says what
-to fix: rejected credentials, a table missing in a region, key schemas that differ, a
+to fix: rejected credentials, a region's role that cannot be assumed (the line names the
+role and the region), a table missing in a region, key schemas that differ, a
 stream that is off or not NEW_AND_OLD_IMAGES. The state and tombstone tables are created
 when missing. A region that cannot be reached
 (throttled, 5xx, connection refused, timeouts) is no configuration problem: it is reported
@@ -21,7 +22,12 @@ from dynamodb_replicator.aws.state import ensure_state_table
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tables import require_table
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.core.errors import ConfigError, ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.errors import (
+    AssumeRoleError,
+    ConfigError,
+    ReplicatorError,
+    RetryableTargetError,
+)
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.runner.config import RunnerConfig
@@ -91,6 +97,9 @@ def _check_region(
             found = call_with_retries(check, backoff)
         except RetryableTargetError:
             raise
+        except AssumeRoleError as exc:
+            problems.append(str(exc))  # names the role and the region already
+            break  # every other check of this region would say the same
         except ReplicatorError as exc:
             problems.append(f"{_where(spec)}: {exc}")
             if isinstance(exc, ConfigError) and "credentials" in str(exc):
