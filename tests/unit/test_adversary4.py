@@ -1,11 +1,9 @@
 """Second adversarial review of pages in flight and of the update's present-only put (P1u),
-after the fixes of 2bb9dea and 8891d12. Each xfail test shows a defect still open."""
+after the fixes of 2bb9dea and 8891d12. An xfail test shows a defect still open."""
 
 from __future__ import annotations
 
 import threading
-
-import pytest
 
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.plan import PutVersion
@@ -23,18 +21,11 @@ def _insert(name: str, seq: str) -> PutVersion:
     return PutVersion(key, Version.of("5", THERE), image, seq)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StoreWriter.apply collects its chains' futures one by one: the first chain that "
-    "raises an unexpected error (not a ReplicatorError) makes apply raise while the other "
-    "keys' chains still write, and settling (P2/P3) never runs for them. 8891d12 makes "
-    "Replicator.process wait for every region's apply, not for the chains inside one: the "
-    "page's 'written' gate opens, the next page's writes start, the shard thread (and flush) "
-    "can end, _reap drops the shard and balance re-acquires its own lease at once, while an "
-    "orphan put still retries until the old lease's deadline, unsettled (a resurrection "
-    "window of the kind the lease margin is meant to close).",
-)
 def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes() -> None:
+    """The first chain that raised an unexpected error (not a ReplicatorError) made apply
+    raise while other keys' chains still wrote, unsettled: the page's 'written' gate
+    opened, the shard thread (and flush) could end, and _reap + balance re-acquire the
+    lease at once while an orphan put retried until the old lease's deadline."""
     store = MemoryStore(HERE)
     lock = threading.Lock()
     puts: list[int] = []

@@ -14,7 +14,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -122,6 +122,9 @@ class StoreWriter:
             self._pool.submit(self._apply_chain, table, chain, known, deadline)
             for chain in groups.values()
         ]
+        # Every chain ends before this returns or raises (an unexpected error in one of
+        # them included): no write of this batch runs on unseen, unsettled.
+        wait(futures)
         for future in futures:
             total.add(future.result())
         if written is not None:
