@@ -4,12 +4,23 @@ after the fixes of 2bb9dea and 8891d12. An xfail test shows a defect still open.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
+import pytest
+
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.plan import PutVersion
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.shardworker import ShardWorker
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
+from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, record
 from .test_writes import HERE, TABLE, THERE, writer
 
 WAIT = 10.0  # seconds: only a hang reaches it
@@ -66,3 +77,76 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes() -> None:
     assert ended.wait(WAIT)
     w.close()
     assert not overlapped, "apply ended while another key's put was still being written"
+
+
+# -- counting: what a discarded page read ahead did ---------------------------------------
+
+
+class Idempotent:
+    """A Process over real apply-rule semantics: a record lands the first time it reaches
+    a target and is stale on every replay; the first attempt of record 1 fails everywhere."""
+
+    def __init__(self) -> None:
+        self.landed: dict[str, set[str]] = {t: set() for t in TARGETS}
+        self.failed_once = False
+
+    def __call__(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
+        fail = not self.failed_once and int(seqs[0]) == 1
+        self.failed_once |= fail
+        if written is not None:
+            written()
+        results = {}
+        for t in targets:
+            if fail:
+                err = UnreachableError("x")
+                results[t] = TargetResult(t, failed_sequence=seqs[0], error=err)
+                continue
+            settled = {s: s not in self.landed[t] for s in seqs}
+            self.landed[t].update(seqs)
+            applied = sum(settled.values())
+            results[t] = TargetResult(
+                t, applied=applied, stale=len(seqs) - applied, settled=settled
+            )
+        return BatchResult(results)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_discard keeps only the conflicts of a page read ahead, not its counts: what it "
+    "applied is counted as stale when the page is replayed (the replay finds its own "
+    "version), and the conflicts it won are logged but never counted. Every failure of the "
+    "page before it discards one, so status/metrics under-count applied and won.",
+)
+def test_adv_a_discarded_page_read_ahead_is_counted_once_as_what_it_did() -> None:
+    total = 3
+    stream = FakeStream({"s1": [record(i) for i in range(1, total + 1)]}, closed={"s1"})
+    process = Idempotent()
+    clock = Clock()
+    w = ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=stream,
+        checkpoints=FakeCheckpoints(),
+        process=process,
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        page_limit=1,
+    )
+    for _ in range(20):
+        if w.done:
+            break
+        clock.at += 60
+        w.step()
+    w.flush()
+    assert w.done
+    assert all(process.landed[t] == {f"{i:021d}" for i in range(1, 4)} for t in TARGETS)
+    applied = {t: w.stats.counters[t].applied for t in TARGETS}
+    assert applied == {t: total for t in TARGETS}, applied
