@@ -247,6 +247,10 @@ class ShardWorker:
     def _complete(self, cursor: Cursor, flight: Flight) -> bool:
         """Settle ``flight``'s result; True when a target failed in it."""
         result = flight.result()
+        # Targets that split off while it was in flight: counted here, checkpointed by their
+        # own cursor when it gets there (the replay counts only what is not counted yet).
+        for target in sorted(flight.targets - cursor.targets):
+            self._count(target, result)
         failed = self._settle(cursor, flight.records, result)
         self._note_backlog()
         return failed
@@ -282,10 +286,13 @@ class ShardWorker:
             self._finish(cursor)
 
     def _discard(self, flight: Flight) -> None:
-        """Let a page read ahead finish, keeping nothing of it but the conflicts it logged;
-        it is read and applied again (the apply rule makes that harmless)."""
+        """Let a page read ahead finish, keeping what it did in the counters (its replay
+        counts only the rest) but no checkpoint: it is read and applied again (the apply
+        rule makes that harmless)."""
         result = flight.finish_quietly()
         if result is not None:
+            for target in sorted(flight.targets):
+                self._count(target, result)
             self.once.logged_all(result)
 
     def flush(self) -> None:
