@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.awslambda.settings import settings_from_env
+from dynamodb_replicator.core.model import ItemKey, Version
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.roles import RoleSpec
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, function_name
 from dynamodb_replicator.deploy.package import code_key
 from dynamodb_replicator.deploy.template import (
@@ -21,6 +27,9 @@ from dynamodb_replicator.deploy.template import (
     to_yaml,
 )
 from dynamodb_replicator.runner.config import parse_config
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .strategies import FIELDS
 
 CONFIG = parse_config(
     {
@@ -64,6 +73,7 @@ def test_iam_names_only_the_resources_it_needs() -> None:
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",
         "dynamodb:ConditionCheckItem",
+        "dynamodb:BatchGetItem",
     ]
     for statement in found.values():
         assert all("*" not in action for action in statement["Action"]), statement
@@ -308,3 +318,52 @@ def test_a_config_with_roles_gives_a_lint_clean_template(tmp_path: Path) -> None
     template = build_template(ROLES, TemplateOptions("eu-west-1", per_target=True))
     assert_lint_clean(template, tmp_path)
     assert ROLES.region("eu-west-1").role == RoleSpec(ACCOUNT_B, "ext-b")
+
+
+# What aws/store.py sends for each call of the store port.
+STORE_API = {"put": "PutItem", "delete": "DeleteItem", "get": "BatchGetItem"}
+
+
+def protocol_calls() -> set[tuple[str, str]]:
+    """(API, table) of every call the real write protocol makes in one region over an
+    insert, an update, a delete, a late put after a delete (settled) and a delete in the
+    region whose application deleted the item."""
+
+    class Clock:
+        def now(self) -> float:
+            return 100.0
+
+    store = MemoryStore("eu-west-1")
+    protocol = WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, Clock(), ".__tombstones", 60)
+    writer = StoreWriter(protocol, WriterOptions(max_in_flight=2, backoff=Backoff(base=0.0)))
+    key = ItemKey.from_attributes({"pk": {"S": "k"}})
+
+    def put(ts: str, seq: str, replaces: str | None = None) -> PutVersion:
+        image = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": ts}}
+        old = Version.of(replaces, "us-east-1") if replaces else None
+        return PutVersion(key, Version.of(ts, "us-east-1"), image, seq, old)
+
+    writer.apply("Orders", [put("1", "1"), put("2", "2", "1")])
+    writer.apply("Orders", [DeleteVersion(key, Version.of("3", "us-east-1"), "us-east-1", "3")])
+    late = put("2", "4", "1")
+    writer.apply("Orders", [late])
+    store.write_directly("Orders", key, late.image)  # the late put landed (P0 read lost)
+    writer.apply("Orders", [put("2", "5")])  # settling finds the newer delete, reads the item
+    writer.apply("Orders", [DeleteVersion(key, Version.of("6", "us-east-1"), "eu-west-1", "6")])
+    writer.close()
+    return {(STORE_API[call.split()[0]], call.split()[1]) for call in store.calls}
+
+
+def test_the_function_may_make_every_call_the_write_protocol_makes() -> None:
+    calls = protocol_calls()
+    assert ("BatchGetItem", "Orders") in calls and ("BatchGetItem", "Orders.__tombstones") in calls
+    found = statements(build_template(CONFIG, TemplateOptions("us-east-1"))).values()
+    table = "arn:${AWS::Partition}:dynamodb:%s:${AWS::AccountId}:table/%s"
+    for region in ("us-east-1", "eu-west-1", "ap-southeast-1"):
+        for api, name in calls:
+            allowed = [
+                s
+                for s in found
+                if f"dynamodb:{api}" in s["Action"] and table % (region, name) in arns(s)
+            ]
+            assert allowed, f"{api} on {name} in {region} is not allowed"

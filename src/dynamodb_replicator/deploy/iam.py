@@ -67,14 +67,22 @@ def role_policy(config: RunnerConfig, region: str) -> dict[str, Any]:
                 ["dynamodb:BatchGetItem"],
                 [table_arn(region, f"{t}{suffix}") for t in here],
             ),
+            # The write protocol reads too (core/writes.py): the tombstones before and after
+            # a put, the item where settling finds a newer delete, the item after a delete
+            # in its own region.
             _statement(
                 "WriteReplicas",
-                ["dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"],
+                [
+                    "dynamodb:PutItem",
+                    "dynamodb:DeleteItem",
+                    "dynamodb:ConditionCheckItem",
+                    "dynamodb:BatchGetItem",
+                ],
                 [table_arn(r, t) for r, t in everywhere],
             ),
             _statement(
                 "RememberDeletes",
-                ["dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
+                ["dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:BatchGetItem"],
                 [table_arn(r, f"{t}{suffix}") for r, t in everywhere],
             ),
             # Lambda writes a discarded batch's invocation record with the function's role.
