@@ -66,6 +66,9 @@ def measure() -> dict[str, Any]:
     for depth in DEPTHS:
         runs.setdefault((DELAY_MS, depth), delayed_drain(DELAY_MS, depth))
     lagged = delayed_lag(DELAY_MS)
+    # The same lag through the same proxy with no delay: what the harness itself costs
+    # (the proxy relays every call in Python, on the two cores the server and runner use).
+    harness = delayed_lag(0)
     base = runs[(0, default)]["target_writes_per_s"]
     result: dict[str, Any] = {
         "rtt_delay_ms": DELAY_MS,
@@ -77,6 +80,10 @@ def measure() -> dict[str, Any]:
         "rtt_lag_p50_ms": round(lagged["lag_p50_ms"], 1),
         "rtt_lag_p99_ms": round(lagged["lag_p99_ms"], 1),
         "rtt_lag_write_rate": round(lagged["lag_write_rate"], 1),
+        "rtt_settled_lag_p50_ms": round(lagged["settled_lag_p50_ms"], 1),
+        "rtt_settled_lag_p99_ms": round(lagged["settled_lag_p99_ms"], 1),
+        "rtt_lag_p50_ms_no_delay": round(harness["lag_p50_ms"], 1),
+        "rtt_lag_p99_ms_no_delay": round(harness["lag_p99_ms"], 1),
     }
     for delay in DELAYS:
         result[f"rtt_drain_per_s_at_{delay}_ms"] = runs[(delay, default)]["target_writes_per_s"]
