@@ -37,7 +37,7 @@ from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.plan import PutVersion, WriteOp
-from dynamodb_replicator.core.ports import TargetResult, TargetWriter
+from dynamodb_replicator.core.ports import Deadline, TargetResult, TargetWriter
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.runner import Runner
@@ -192,7 +192,7 @@ class VisibilityRecorder:
         table: str,
         ops: Sequence[WriteOp],
         *,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         written: Callable[[], None] | None = None,
     ) -> TargetResult:
         stamps = [float(op.version.timestamp) for op in ops if isinstance(op, PutVersion)]

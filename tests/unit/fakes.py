@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import WriteOp
-from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.ports import Deadline, TargetResult
 
 
 @dataclass
@@ -32,7 +32,7 @@ class RecordingWriter:
         table: str,
         ops: Sequence[WriteOp],
         *,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         written: Callable[[], None] | None = None,
     ) -> TargetResult:
         applied, failed = 0, None

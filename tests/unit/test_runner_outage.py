@@ -16,7 +16,7 @@ from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import ConfigError, TargetError, UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.parking import ParkedRecord
-from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import Page, Shard, ShardRef
 from dynamodb_replicator.ops.backfill import append_region
@@ -116,6 +116,7 @@ class FakeStreams:
 @dataclass
 class FakeReplicator:
     calls: list[tuple[list[str], float | None]] = field(default_factory=list)
+    deadlines: list[Deadline] = field(default_factory=list)  # as given, asked again later
     entered: threading.Event = field(default_factory=threading.Event)
     go_on: threading.Event | None = None
 
@@ -126,11 +127,12 @@ class FakeReplicator:
         *,
         from_json: bool,
         regions: Collection[str] | None = None,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
     ) -> BatchResult:
-        self.calls.append((sorted(regions or ()), deadline))
+        self.calls.append((sorted(regions or ()), deadline_at(deadline)))
+        self.deadlines.append(deadline)
         self.entered.set()
         if self.go_on is not None:
             self.go_on.wait()
@@ -219,6 +221,8 @@ def test_pages_go_only_to_reachable_targets_with_the_lease_deadline(runner: Runn
     clock.t = 1010.0
     runner.reach.reached("a")
     runner.balance()  # renewed: the deadline moves with the lease
+    # Also for a page that was already being written: its writer asks before each write.
+    assert deadline_at(replicator.deadlines[0]) == 1032.5
     runner.owned[ref].worker.process("Orders", [record(6)], ["a"])
     assert replicator.calls[-1] == (["a"], 1032.5)
 

@@ -11,7 +11,24 @@ from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import WriteOp
 
-__all__ = ["Clock", "ConflictLog", "TargetResult", "TargetWriter", "TombstoneReader"]
+__all__ = [
+    "Clock",
+    "ConflictLog",
+    "Deadline",
+    "TargetResult",
+    "TargetWriter",
+    "TombstoneReader",
+    "deadline_at",
+]
+
+# No write starts after it (epoch seconds), or None. A callable is asked before each write:
+# the runner's lease deadline moves on when the lease is renewed during a page.
+Deadline = float | Callable[[], float] | None
+
+
+def deadline_at(deadline: Deadline) -> float | None:
+    """The deadline as it stands now."""
+    return deadline() if callable(deadline) else deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +70,7 @@ class TargetWriter(Protocol):
         table: str,
         ops: Sequence[WriteOp],
         *,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         written: Callable[[], None] | None = None,
     ) -> TargetResult:
         """Apply ``ops``; none is started after ``deadline`` (epoch seconds of the

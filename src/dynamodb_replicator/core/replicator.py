@@ -21,7 +21,13 @@ from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, 
 from dynamodb_replicator.core.model import Change, Operation, SystemAttributes
 from dynamodb_replicator.core.plan import plan_changes
 from dynamodb_replicator.core.policy import ConflictPolicy
-from dynamodb_replicator.core.ports import ConflictLog, TargetResult, TargetWriter, TombstoneReader
+from dynamodb_replicator.core.ports import (
+    ConflictLog,
+    Deadline,
+    TargetResult,
+    TargetWriter,
+    TombstoneReader,
+)
 
 __all__ = ["BatchResult", "MissingTimestamp", "RecordFailure", "Replicator"]
 
@@ -150,7 +156,7 @@ class Replicator:
         *,
         from_json: bool,
         regions: Collection[str] | None = None,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
     ) -> BatchResult:
@@ -186,7 +192,7 @@ class Replicator:
         *,
         from_json: bool,
         regions: Collection[str] | None,
-        deadline: float | None,
+        deadline: Deadline,
         logged: Callable[[Conflict], bool] | None,
         gate: _WrittenGate,
     ) -> BatchResult:

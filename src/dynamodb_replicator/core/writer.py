@@ -23,7 +23,7 @@ from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
-from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.writes import Outcome, TakenBack, WriteProtocol, Written
 
@@ -107,7 +107,7 @@ class StoreWriter:
         table: str,
         ops: Sequence[WriteOp],
         *,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         written: Callable[[], None] | None = None,
     ) -> TargetResult:
         """Apply ``ops``: per key in order, keys concurrently. No store call starts after
@@ -142,12 +142,13 @@ class StoreWriter:
             settled=dict(total.settled),
         )
 
-    def _retrying(self, call: Callable[[], T], tally: _Tally, deadline: float | None) -> T:
+    def _retrying(self, call: Callable[[], T], tally: _Tally, deadline: Deadline) -> T:
         def count_retry(_error: ReplicatorError, _attempt: int) -> None:
             tally.retried += 1
 
         def in_time() -> T:
-            if deadline is not None and self.protocol.clock.now() >= deadline:
+            limit = deadline_at(deadline)
+            if limit is not None and self.protocol.clock.now() >= limit:
                 raise DeadlineError("no time left to start this write; it is left for a retry")
             return call()
 
@@ -156,7 +157,7 @@ class StoreWriter:
         )
 
     def _prefetch(
-        self, table: str, ops: Sequence[WriteOp], tally: _Tally, deadline: float | None
+        self, table: str, ops: Sequence[WriteOp], tally: _Tally, deadline: Deadline
     ) -> Mapping[ItemKey, Tombstone]:
         """P0 for every put's key, the batched reads in parallel (each a round trip)."""
         keys = sorted(self.protocol.prefetch_keys(ops), key=str)
@@ -185,7 +186,7 @@ class StoreWriter:
         table: str,
         ops: list[WriteOp],
         known: Mapping[ItemKey, Tombstone],
-        deadline: float | None,
+        deadline: Deadline,
     ) -> _Tally:
         tally = _Tally()
         for op in ops:
@@ -222,7 +223,7 @@ class StoreWriter:
         op: PutVersion,
         known: Tombstone | None,
         tally: _Tally,
-        deadline: float | None,
+        deadline: Deadline,
     ) -> Written:
         """A put: P1u first for an update, else (or when it found no item) P0 and P1. Each
         store call is checked against ``deadline`` on its own."""
@@ -237,7 +238,7 @@ class StoreWriter:
         return self._retrying(put, tally, deadline)
 
     def _settle(
-        self, table: str, puts: list[PutVersion], total: _Tally, deadline: float | None
+        self, table: str, puts: list[PutVersion], total: _Tally, deadline: Deadline
     ) -> None:
         """P2/P3 for every put, the batched reads of different keys in parallel."""
         by_key: dict[ItemKey, list[PutVersion]] = {}
@@ -259,7 +260,7 @@ class StoreWriter:
                 total.settled[back.op.sequence_number] = False
             total.conflicts.append(back.conflict)
 
-    def _settle_chunk(self, table: str, deadline: float | None, puts: list[PutVersion]) -> _Tally:
+    def _settle_chunk(self, table: str, deadline: Deadline, puts: list[PutVersion]) -> _Tally:
         own = _Tally()
         try:
             settle = functools.partial(self.protocol.settle, table, puts)

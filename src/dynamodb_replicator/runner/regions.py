@@ -22,7 +22,7 @@ from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.parking import ParkingLot
-from dynamodb_replicator.core.ports import ConflictLog, TargetResult
+from dynamodb_replicator.core.ports import ConflictLog, Deadline, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import CheckpointStore, Shard, ShardRef, StreamSource
 from dynamodb_replicator.runner.config import RunnerConfig
@@ -75,7 +75,7 @@ class Replicating(Protocol):
         *,
         from_json: bool,
         regions: Collection[str] | None = None,
-        deadline: float | None = None,
+        deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
     ) -> BatchResult: ...
@@ -125,7 +125,7 @@ def apply_page(
     reach: Reachability,
     page: tuple[str, Sequence[Mapping[str, Any]]],
     targets: Collection[str],
-    deadline: float,
+    deadline: Deadline,
     *,
     logged: Callable[[Conflict], bool] | None = None,
     written: Callable[[], None] | None = None,

@@ -201,13 +201,16 @@ class Runner:
         interval = max(0.2, min(self.config.lease_timeout_seconds / 3, 5.0))
         try:
             while not stop.is_set():
+                began = self.clock.now()
                 try:
                     self.reload_if_changed()
                     self.check_down()
                     self.balance()
                 except Exception:  # a long-running process logs, and tries again next round
                     log.exception("coordination round failed", extra={"worker": self.worker_id})
-                stop.wait(interval)
+                # Rounds start every ``interval``, however long one takes: a slow round (a
+                # busy server) must not push the next renewal past the leases' deadlines.
+                stop.wait(max(0.0, interval - (self.clock.now() - began)))
         finally:
             self.shutdown()
 
@@ -450,7 +453,8 @@ class Runner:
                 self.reach,
                 page,
                 targets,
-                self.deadline(lease),
+                # Asked before each write: a renewal during the page moves it on.
+                functools.partial(self.deadline, lease),
                 logged=logged,
                 written=written,
             )
