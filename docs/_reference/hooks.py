@@ -40,7 +40,7 @@ def _names() -> dict[str, list[str]]:
     return {
         "config": [k.name for k in reference.config_keys()],
         "region": [k.name for k in reference.region_keys()],
-        "environment": reference.environment_variables(),
+        "environment": list(reference.environment_variables()),
         "lambda_metrics": [m.name for m in reference.lambda_metrics()],
     }
 

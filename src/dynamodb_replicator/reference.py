@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,8 @@ _VARIABLE = re.compile(
 )
 
 
-def environment_variables() -> list[str]:
+@cache
+def environment_variables() -> tuple[str, ...]:
     """Every environment variable the code reads or writes: the string literals of the
     package that name one (REPLICATOR_*, DYNAMODB_REPLICATOR_*, DYNAMODB_LOCAL_DIR, AWS_REGION)."""
     names: set[str] = set()
@@ -220,4 +222,4 @@ def environment_variables() -> list[str]:
             value = node.value if isinstance(node, ast.Constant) else None
             if isinstance(value, str) and _VARIABLE.match(value):
                 names.add(value)
-    return sorted(names)
+    return tuple(sorted(names))
