@@ -26,7 +26,6 @@ from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.lag import Ages
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
-from dynamodb_replicator.core.roles import ROLE_KEYS
 from dynamodb_replicator.runner import config
 from dynamodb_replicator.runner.metrics import RunnerMetrics
 
@@ -87,14 +86,23 @@ class MetricInfo:
 
 def _structured_keys() -> list[str]:
     """The top-level keys ``parse_config`` accepts besides ``_OPTIONAL`` (``tables``,
-    ``regions``, tables of tables): read from its source, the set literal it subtracts, so a
-    key added there is listed too."""
+    ``regions``, tables of tables): read from its source, the set literals it subtracts from
+    ``set(data)`` to find unknown keys, so a key added there is listed too."""
     keys: list[str] = []
     for node in ast.walk(ast.parse(inspect.getsource(config.parse_config))):
-        if isinstance(node, ast.Set):
-            values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
-            keys += [v for v in values if isinstance(v, str) and v not in keys]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and _of_data(node):
+            for operand in (node.left, node.right):
+                if isinstance(operand, ast.Set):
+                    values = [e.value for e in operand.elts if isinstance(e, ast.Constant)]
+                    keys += [v for v in values if isinstance(v, str) and v not in keys]
     return [k for k in keys if k not in config._OPTIONAL]
+
+
+def _of_data(node: ast.expr) -> bool:
+    """Whether the leftmost operand of a chain of subtractions is ``set(data)``."""
+    while isinstance(node, ast.BinOp):
+        node = node.left
+    return ast.unparse(node) == "set(data)"
 
 
 def config_keys() -> list[ConfigKey]:
@@ -109,7 +117,8 @@ def config_keys() -> list[ConfigKey]:
 
 def region_keys() -> list[ConfigKey]:
     """Every key of a ``[[regions]]`` entry."""
-    names = ["name", "endpoint_url", *sorted(k for k in config._REGION_KEYS if k in ROLE_KEYS)]
+    known = ["name", "endpoint_url", "role_arn", "external_id", "session_name"]
+    names = [k for k in known if k in config._REGION_KEYS]
     names += sorted(set(config._REGION_KEYS) - set(names))
     session = _toml(defaults.ROLE_SESSION_NAME)
     return [ConfigKey(n, "str", session if n == "session_name" else "") for n in names]
@@ -160,7 +169,7 @@ def runner_metrics() -> list[MetricInfo]:
     ``_total``)."""
     metrics = RunnerMetrics(
         lambda: [],
-        worker="w",
+        worker="--worker-id",
         clock=_Clock(),
         parked=lambda: {("T", "s"): 1},
         reachable=lambda: {"r": True},
