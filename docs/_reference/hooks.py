@@ -54,7 +54,7 @@ def problems() -> list[str]:
         for name in names:
             if name not in have:
                 found.append(
-                    f"{section}: {name} has no description in {HERE.name}/descriptions.yml"
+                    f"{section}: {name} has no description in docs/_reference/descriptions.yml"
                 )
         for name in set(have) - set(names):
             found.append(f"{section}: {name} is described but the code has no such name")

@@ -49,7 +49,7 @@ def test_a_config_key_without_a_description_is_a_problem(monkeypatch: pytest.Mon
     described = hooks.descriptions()
     del described["config"]["page_limit"]
     monkeypatch.setattr(hooks, "descriptions", lambda: described)
-    missing = "config: page_limit has no description in _reference/descriptions.yml"
+    missing = "config: page_limit has no description in docs/_reference/descriptions.yml"
     assert missing in hooks.problems()
 
 
