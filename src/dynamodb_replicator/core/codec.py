@@ -27,6 +27,7 @@ from dynamodb_replicator.core.model import (
     Operation,
     SystemAttributes,
     Version,
+    pad_sequence,
 )
 from dynamodb_replicator.core.policy import is_replica_write, stored_version
 
@@ -153,8 +154,12 @@ def table_name_from_arn(arn: str) -> str:
     return parts[5].split("/")[1]
 
 
-def _version(image: Item, key: ItemKey, region: str, fields: SystemAttributes) -> Version:
-    version = stored_version(image, region, fields)
+def _version(
+    image: Item, key: ItemKey, region: str, fields: SystemAttributes, sequence: str
+) -> Version:
+    """The version a record's image carries: replica content keeps its labels; content an
+    application wrote here is a version of ``region`` at this record's place in its stream."""
+    version = stored_version(image, region, fields, own_seq=pad_sequence(sequence))
     if version is None:
         raise MissingTimestampError(
             f"item of key {key} has no usable Number attribute {fields.timestamp}"
@@ -201,18 +206,28 @@ def decode_record(
         assert old is not None
         # An unversioned item's delete has no version (None): it removes only unversioned
         # items elsewhere (see core.plan).
-        deleted = stored_version(old, source_region, fields)
+        # Own content deleted here is the version up to this record in the stream: the
+        # delete removes it and every earlier write of that timestamp here, not later ones.
+        deleted = stored_version(old, source_region, fields, own_seq=pad_sequence(sequence))
         return Change(operation, key, sequence, deleted, old_image=old)
     assert new is not None
+    echo = is_replica_write(new, old, fields)
+    if echo:
+        version = _version(new, key, source_region, fields, sequence)
+    else:
+        # An application write is a version of this region, whatever labels it kept.
+        unlabelled = {k: v for k, v in new.items() if k != fields.marker}
+        version = _version(unlabelled, key, source_region, fields, sequence)
     return Change(
         operation,
         key,
         sequence,
-        _version(new, key, source_region, fields),
+        version,
         image=new,
         old_image=old,
+        # Own content in OldImage was written before this record: seq "" orders it so.
         old_version=stored_version(old, source_region, fields),
-        echo=is_replica_write(new, fields),
+        echo=echo,
     )
 
 

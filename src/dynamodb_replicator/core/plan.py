@@ -6,8 +6,15 @@ For each change of source region S:
   one but replaced a newer version is an application write, see below);
 * a delete of an item without ``__timestamp`` goes to every other region, where it removes
   only an item without one too;
-* an application write that is older than the version it replaced (clock skew) loses:
-  the replaced version is restored in S and sent everywhere;
+* an application write that is older than the version it replaced (clock skew, or the
+  same timestamp from a smaller region name) loses: the replaced version is restored in S
+  and sent everywhere. Replica content keeps its labels; S's own content is restored as
+  S's version at this record's place in S's stream (no other content of that version lies
+  between the two). When the losing write hit the replica's timestamp exactly and kept
+  its marker, it looks like that replica in storage: the restore also replaces an item
+  that still carries the losing write's nonce and timestamp (``supersedes``);
+* an application write that hit the replica's timestamp exactly, kept the marker and won
+  is also sent to S itself, so that S's copy is labelled with S's version;
 * an application insert that is older than a delete S remembers loses: it is deleted in S;
 * any other write is sent to every other region;
 * a delete is sent to every region, S included, so S remembers it as well (a late, older
@@ -31,8 +38,9 @@ from dynamodb_replicator.core.model import (
     SystemAttributes,
     Tombstone,
     Version,
+    pad_sequence,
 )
-from dynamodb_replicator.core.policy import ConflictPolicy, newer, would_apply
+from dynamodb_replicator.core.policy import ConflictPolicy, is_marked, newer, would_apply
 
 __all__ = [
     "DeleteUnversioned",
@@ -60,6 +68,9 @@ class PutVersion:
     # is then either already there or a later write with an equal timestamp in the same
     # region (the later one wins).
     strict: bool = False
+    # (nonce, __timestamp) of an application write that looks like replica content in its
+    # region (it hit the marker exactly): the put also replaces an item still carrying both.
+    supersedes: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +157,7 @@ def plan_changes(
             if (
                 tomb
                 and tomb.deleted_in != source
-                and not newer(policy, change.version, tomb.version)
+                and not newer(policy, _as_echo(change, fields), tomb.version)
             ):
                 echoes += 1
                 continue
@@ -162,16 +173,8 @@ def plan_changes(
         if newer(policy, change.old_version, change.version):
             assert change.old_image is not None and change.old_version is not None
             lost.append(_lost_locally(change, source, change.old_version, change.old_image))
-            restore = PutVersion(
-                change.key,
-                change.old_version,
-                user_image(change.old_image, fields),
-                change.sequence_number,
-                replaces=change.version,
-                strict=True,
-            )
             for region in regions:
-                writes[region].append(restore)
+                writes[region].append(_restore(change, source, fields))
             continue
         tomb = tombstones.get(change.key)
         if (
@@ -193,6 +196,44 @@ def plan_changes(
             change.sequence_number,
             replaces=change.old_version,
         )
-        for region in targets:
+        # A write that looks like replica content here is relabelled here too.
+        for region in regions if _disguised(change, fields) else targets:
             writes[region].append(put)
     return Plan(writes, echoes, tuple(lost))
+
+
+def _as_echo(change: Change, fields: SystemAttributes) -> Version | None:
+    """A delete's version as compared with the delete this region remembers: content the
+    application wrote here, removed by another region's delete of its version (the write
+    protocol's D2 here), carries that version's timestamp and origin, not this record's
+    place in the stream (the lowest seq)."""
+    version = change.version
+    if version is None or change.old_image is None or is_marked(change.old_image, fields):
+        return version
+    return Version.of(version.raw_timestamp, version.origin)
+
+
+def _disguised(change: Change, fields: SystemAttributes) -> bool:
+    """An application write whose stored item reads as replica content (it hit the marker)."""
+    return change.image is not None and not change.echo and is_marked(change.image, fields)
+
+
+def _restore(change: Change, source: str, fields: SystemAttributes) -> PutVersion:
+    """The put that restores the version a losing local write replaced."""
+    assert change.old_image is not None and change.old_version is not None
+    winner = change.old_version
+    if not is_marked(change.old_image, fields):
+        winner = Version.of(winner.raw_timestamp, source, pad_sequence(change.sequence_number))
+    supersedes = None
+    nonce = (change.image or {}).get(fields.nonce, {}).get("S")
+    if _disguised(change, fields) and nonce is not None and change.version is not None:
+        supersedes = (str(nonce), change.version.raw_timestamp)
+    return PutVersion(
+        change.key,
+        winner,
+        user_image(change.old_image, fields),
+        change.sequence_number,
+        replaces=change.version,
+        strict=True,
+        supersedes=supersedes,
+    )

@@ -61,7 +61,7 @@ the largest version put or deleted, whatever the order of arrival or the number 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from dynamodb_replicator.core.conditions import (
@@ -72,6 +72,7 @@ from dynamodb_replicator.core.conditions import (
     Value,
     all_of,
     any_of,
+    negate,
 )
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.core.defaults import tombstone_table
@@ -83,7 +84,7 @@ from dynamodb_replicator.core.policy import (
     stored_version,
     would_apply,
 )
-from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.ports import Clock, CountingNonces, NonceSource
 from dynamodb_replicator.core.store import Store, StoreResult
 from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item
 
@@ -129,6 +130,9 @@ class WriteProtocol:
     tombstone_ttl_seconds: int
     # P0 saves writes but correctness does not depend on it: tests turn it off to prove so.
     prefetch: bool = True
+    # Every replica write stores a fresh nonce (how the stream tells it from an application
+    # write); the shell passes the process's source (``dynamodb_replicator.ids``).
+    nonces: NonceSource = field(default_factory=CountingNonces)
 
     @property
     def region(self) -> str:
@@ -150,8 +154,7 @@ class WriteProtocol:
         if known is not None and self._deleted(op, known):
             # No write; the put is still settled (an earlier attempt may have landed).
             return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
-        condition = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
-        return self._put_outcome(op, self.store.put(table, self._item(op), condition))
+        return self._put_outcome(op, self.store.put(table, self._item(op), self._apply_rule(op)))
 
     def tries_present_first(self, op: PutVersion) -> bool:
         """Does ``op`` start with P1u (``put_present``) instead of P0 and P1?"""
@@ -161,19 +164,32 @@ class WriteProtocol:
         """P1u: P1 where the item is present. None when it is absent (deleted here, or its
         insert not arrived yet): the caller goes on with P0 (``tombstones``) and ``put``,
         each a call of its own, so that no write starts after the caller's deadline."""
-        condition = all_of(
-            Exists(Path(op.key.names()[0])),
-            self.policy.stored_is_older(op.version, self.region, strict=op.strict),
-        )
+        condition = all_of(Exists(Path(op.key.names()[0])), self._apply_rule(op))
         result = self.store.put(table, self._item(op), condition)
         if result.applied or result.item is not None:
             return self._put_outcome(op, result)
         return None
 
+    def _apply_rule(self, op: PutVersion) -> Condition:
+        """P1's condition: the stored item is older than ``op``'s version, or it is still
+        the losing application write ``op`` supersedes (same nonce, same timestamp)."""
+        older = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
+        if op.supersedes is None:
+            return older
+        nonce, stamp = op.supersedes
+        still = all_of(
+            Compare(Path(self.fields.nonce), "=", Value({"S": nonce})),
+            Compare(Path(self.fields.timestamp), "=", Value({"N": stamp})),
+        )
+        return any_of(older, still)
+
     def _item(self, op: PutVersion) -> Item:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
+        item[self.fields.nonce] = {"S": self.nonces.nonce()}
+        if op.version.seq:
+            item[self.fields.origin_seq] = {"S": op.version.seq}
         return item
 
     def _put_outcome(self, op: PutVersion, result: StoreResult) -> Written:
@@ -191,7 +207,7 @@ class WriteProtocol:
         """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
         expires = int(self.clock.now()) + self.tombstone_ttl_seconds
         tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
-        not_newer = self.policy.stored_is_older(op.version, self.region, strict=False)
+        not_newer = self._not_newer(op.version, op.deleted_in)
         # A failed condition: a newer delete is remembered already, or the same version
         # deleted in a region whose name is not smaller; nothing to record.
         self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, self._remember(op))
@@ -228,7 +244,7 @@ class WriteProtocol:
         taken: list[TakenBack] = []
         for key, tomb in suspects.items():
             mine = [op for op in puts if op.key == key]
-            not_newer = self.policy.stored_is_older(tomb.version, self.region, strict=False)
+            not_newer = self._not_newer(tomb.version, tomb.deleted_in)
             item = items.get(key)
             if item is not None and not_newer.evaluate(item):
                 result = self.store.delete(
@@ -246,6 +262,24 @@ class WriteProtocol:
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
+
+    def _not_newer(self, deleted: Version, deleted_in: str) -> Condition:
+        """D2's and P3's condition: the stored item is not newer than ``deleted``.
+
+        Content the application wrote here counts as the latest of its version here
+        (``core.policy``), right for this region's own deletes: what is stored after them
+        was written after them. A delete of this region's version made elsewhere removed
+        a copy of content written here at some place in this stream, which the stored
+        item's labels cannot tell; the stored content of that timestamp is taken for that
+        copy (equal up to the seq) and removed, as a delete of the same version."""
+        not_newer = self.policy.stored_is_older(deleted, self.region, strict=False)
+        if deleted.origin != self.region or deleted_in == self.region:
+            return not_newer
+        own_copy = all_of(
+            negate(Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp))),
+            Compare(Path(self.fields.timestamp), "=", Value({"N": deleted.raw_timestamp})),
+        )
+        return any_of(not_newer, own_copy)
 
     def _remember(self, op: DeleteVersion) -> Condition:
         """D1's condition: the remembered delete is older, or of the same version deleted

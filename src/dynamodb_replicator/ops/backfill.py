@@ -44,6 +44,7 @@ from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.files import replace_file
+from dynamodb_replicator.ids import PROCESS_NONCES
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = [
@@ -190,6 +191,9 @@ class Backfiller:
             item = dict(op.image)
             item[self.fields.origin] = {"S": op.version.origin}
             item[self.fields.marker] = {"N": op.version.raw_timestamp}
+            item[self.fields.nonce] = {"S": PROCESS_NONCES.nonce()}
+            if op.version.seq:
+                item[self.fields.origin_seq] = {"S": op.version.seq}
             items.append(item)
         chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
         physical = self.names.physical(table, self.new.name)
