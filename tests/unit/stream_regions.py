@@ -5,7 +5,6 @@ write protocol, as they do on DynamoDB."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,12 +75,12 @@ class StreamRegions:
     def key(self, name: str) -> ItemKey:
         return ItemKey.from_attributes({"pk": {"S": name}})
 
-    def put(self, region: str, key: ItemKey, **attributes: Mapping[str, Any]) -> None:
+    def put(self, region: str, key: ItemKey, **attributes: dict[str, Any]) -> None:
         """An application PutItem: the whole item."""
         item = {**key.to_attributes(), **attributes}
         self.stores[region].write_directly(TABLE, key, item)
 
-    def update(self, region: str, key: ItemKey, **attributes: Mapping[str, Any]) -> None:
+    def update(self, region: str, key: ItemKey, **attributes: dict[str, Any]) -> None:
         """An application UpdateItem ``SET``: the named attributes, the others kept."""
         old = self.stores[region].item(TABLE, key) or key.to_attributes()
         self.stores[region].write_directly(TABLE, key, {**old, **attributes})
