@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from dynamodb_replicator.core.conditions import render
 from dynamodb_replicator.core.model import AttributeValue, Version
 from dynamodb_replicator.core.policy import (
-    OWN_LATEST,
+    LATEST,
     ConflictPolicy,
     LastWriterWins,
     PreferredRegion,
@@ -31,7 +31,7 @@ def test_condition_agrees_with_pure_order(
     strict: bool,
 ) -> None:
     condition = policy.stored_is_older(incoming, holder, strict=strict)
-    stored = stored_version(item, holder, FIELDS, own_seq=OWN_LATEST)
+    stored = stored_version(item, holder, FIELDS, own_seq=LATEST)
     expected = would_apply(policy, incoming, stored, strict=strict)
     assert condition.evaluate(item) is expected
     assert render(condition) is not None  # never a constant: always a real condition

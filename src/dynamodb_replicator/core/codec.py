@@ -29,7 +29,14 @@ from dynamodb_replicator.core.model import (
     Version,
     pad_sequence,
 )
-from dynamodb_replicator.core.policy import is_replica_write, stored_version
+from dynamodb_replicator.core.policy import (
+    LATEST,
+    as_local,
+    is_genuine,
+    is_marked,
+    is_replica_write,
+    stored_version,
+)
 
 __all__ = [
     "attribute_from_json",
@@ -167,6 +174,14 @@ def _version(
     return version
 
 
+def _truthful(image: Item | None, fields: SystemAttributes) -> Item | None:
+    """An OldImage with the labels it deserves: an application's update of replica content
+    that kept (or hit) the marker is content of this region (``is_genuine``)."""
+    if image is None or not is_marked(image, fields) or is_genuine(image, fields):
+        return image
+    return as_local(image, fields)
+
+
 def decode_record(
     record: Mapping[str, Any],
     *,
@@ -208,7 +223,13 @@ def decode_record(
         # items elsewhere (see core.plan).
         # Own content deleted here is the version up to this record in the stream: the
         # delete removes it and every earlier write of that timestamp here, not later ones.
-        deleted = stored_version(old, source_region, fields, own_seq=pad_sequence(sequence))
+        deleted = stored_version(
+            _truthful(old, fields), source_region, fields, own_seq=pad_sequence(sequence)
+        )
+        if deleted is not None and deleted.origin != source_region:
+            # A delete of another region's version removes every content of its timestamp
+            # and origin: this region cannot tell which of them it deleted.
+            deleted = Version.of(deleted.raw_timestamp, deleted.origin, LATEST)
         return Change(operation, key, sequence, deleted, old_image=old)
     assert new is not None
     echo = is_replica_write(new, old, fields)
@@ -216,8 +237,7 @@ def decode_record(
         version = _version(new, key, source_region, fields, sequence)
     else:
         # An application write is a version of this region, whatever labels it kept.
-        unlabelled = {k: v for k, v in new.items() if k != fields.marker}
-        version = _version(unlabelled, key, source_region, fields, sequence)
+        version = _version(as_local(new, fields), key, source_region, fields, sequence)
     return Change(
         operation,
         key,
@@ -226,7 +246,7 @@ def decode_record(
         image=new,
         old_image=old,
         # Own content in OldImage was written before this record: seq "" orders it so.
-        old_version=stored_version(old, source_region, fields),
+        old_version=stored_version(_truthful(old, fields), source_region, fields),
         echo=echo,
     )
 

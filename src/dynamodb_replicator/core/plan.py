@@ -40,7 +40,13 @@ from dynamodb_replicator.core.model import (
     Version,
     pad_sequence,
 )
-from dynamodb_replicator.core.policy import ConflictPolicy, is_marked, newer, would_apply
+from dynamodb_replicator.core.policy import (
+    ConflictPolicy,
+    is_genuine,
+    is_marked,
+    newer,
+    would_apply,
+)
 
 __all__ = [
     "DeleteUnversioned",
@@ -68,9 +74,10 @@ class PutVersion:
     # is then either already there or a later write with an equal timestamp in the same
     # region (the later one wins).
     strict: bool = False
-    # (nonce, __timestamp) of an application write that looks like replica content in its
-    # region (it hit the marker exactly): the put also replaces an item still carrying both.
-    supersedes: tuple[str, str] | None = None
+    # The nonce of a replica write that the losing application write updated: in the
+    # source region, the restore also replaces an item still carrying it whose content,
+    # read as the source's own, is older than ``version`` (core.writes, P1).
+    supersedes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,7 @@ def plan_changes(
             if (
                 tomb
                 and tomb.deleted_in != source
-                and not newer(policy, _as_echo(change, fields), tomb.version)
+                and not newer(policy, change.version, tomb.version)
             ):
                 echoes += 1
                 continue
@@ -202,17 +209,6 @@ def plan_changes(
     return Plan(writes, echoes, tuple(lost))
 
 
-def _as_echo(change: Change, fields: SystemAttributes) -> Version | None:
-    """A delete's version as compared with the delete this region remembers: content the
-    application wrote here, removed by another region's delete of its version (the write
-    protocol's D2 here), carries that version's timestamp and origin, not this record's
-    place in the stream (the lowest seq)."""
-    version = change.version
-    if version is None or change.old_image is None or is_marked(change.old_image, fields):
-        return version
-    return Version.of(version.raw_timestamp, version.origin)
-
-
 def _disguised(change: Change, fields: SystemAttributes) -> bool:
     """An application write whose stored item reads as replica content (it hit the marker)."""
     return change.image is not None and not change.echo and is_marked(change.image, fields)
@@ -222,12 +218,10 @@ def _restore(change: Change, source: str, fields: SystemAttributes) -> PutVersio
     """The put that restores the version a losing local write replaced."""
     assert change.old_image is not None and change.old_version is not None
     winner = change.old_version
-    if not is_marked(change.old_image, fields):
+    if not is_genuine(change.old_image, fields):
         winner = Version.of(winner.raw_timestamp, source, pad_sequence(change.sequence_number))
-    supersedes = None
     nonce = (change.image or {}).get(fields.nonce, {}).get("S")
-    if _disguised(change, fields) and nonce is not None and change.version is not None:
-        supersedes = (str(nonce), change.version.raw_timestamp)
+    supersedes = None if nonce is None else str(nonce)
     return PutVersion(
         change.key,
         winner,

@@ -11,7 +11,7 @@ The stored item's version is derived from its attributes: ``__timestamp`` and, w
 replica marker matches that timestamp (replica content), ``__originRegion`` and
 ``__originSeq`` (missing: "", the lowest; items of the earlier scheme). Otherwise the item
 is content an application wrote in ``holder`` itself, and for a write of ``holder``'s own
-version with the same timestamp it counts as the latest in stream order (``OWN_LATEST``):
+version with the same timestamp it counts as the latest in stream order (``LATEST``):
 it is the last write of the key in ``holder``'s stream, so any copy of a version of
 ``holder`` that arrives was written before it. An item with no usable ``__timestamp`` is
 older than every versioned one.
@@ -35,16 +35,19 @@ from dynamodb_replicator.core.conditions import (
     any_of,
     negate,
 )
+from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import Item, SystemAttributes, Version, parse_number
 
 __all__ = [
-    "OWN_LATEST",
+    "LATEST",
     "ConflictPolicy",
     "LastWriterWins",
     "PreferredRegion",
+    "is_genuine",
     "is_marked",
     "is_replica_write",
     "newer",
+    "seal",
     "stored_is_unversioned",
     "stored_version",
     "would_apply",
@@ -64,9 +67,10 @@ class ConflictPolicy(Protocol):
         ...
 
 
-OWN_LATEST = "~"
-"""The ``seq`` of content an application wrote in the holder itself, as conditions see it:
-above every padded sequence number (``~`` sorts after the digits)."""
+LATEST = "~"
+"""A ``seq`` above every padded sequence number (``~`` sorts after the digits): the seq of
+content an application wrote in the holder itself, as conditions see it, and of a delete
+of another region's version (it removes every content of that timestamp and origin)."""
 
 
 def is_marked(item: Item, fields: SystemAttributes) -> bool:
@@ -76,6 +80,32 @@ def is_marked(item: Item, fields: SystemAttributes) -> bool:
         return False
     a, b = parse_number(marker["N"]), parse_number(stamp["N"])
     return a is not None and a == b and "S" in item.get(fields.origin, {})
+
+
+def seal(nonce: str, item: Item, fields: SystemAttributes) -> str:
+    """The nonce attribute of a replica write of ``item``: the fresh ``nonce`` and the
+    digest of the content it wrote."""
+    return f"{nonce}/{digest(item, fields)}"
+
+
+def is_genuine(item: Item, fields: SystemAttributes) -> bool:
+    """Is ``item`` replica content as the replicator wrote it, not an application's update
+    of it that kept (or hit) the marker? The nonce seals the content the replica wrote;
+    an update changes the content and keeps the seal. Items of the earlier scheme carry no
+    nonce: the marker alone decides, as it did."""
+    if not is_marked(item, fields):
+        return False
+    nonce = item.get(fields.nonce)
+    if nonce is None:
+        return True
+    _, slash, sealed = str(nonce.get("S", "")).rpartition("/")
+    return bool(slash) and sealed == digest(item, fields)
+
+
+def as_local(item: Item, fields: SystemAttributes) -> Item:
+    """``item`` as content written in its holder: the marker dropped, so the holder's view
+    (``stored_version``) labels it with the holder."""
+    return {name: value for name, value in item.items() if name != fields.marker}
 
 
 def is_replica_write(new: Item, old: Item | None, fields: SystemAttributes) -> bool:
@@ -99,7 +129,7 @@ def stored_version(
 ) -> Version | None:
     """The version of an item as stored in region ``holder``; None when unversioned.
     ``own_seq``: the seq given to content the application wrote in ``holder`` (it carries
-    none); ``OWN_LATEST`` gives the view of the conditions."""
+    none); ``LATEST`` gives the view of the conditions."""
     if item is None:
         return None
     stamp = item.get(fields.timestamp)
@@ -170,7 +200,7 @@ class _StoredItem:
 
     def origin_then_seq(self, operator: str, incoming: Version, holder: str) -> Condition:
         """(origin, seq) of the stored item ``operator`` (incoming's); ``operator`` is "<"
-        or "<=". Content the application wrote in ``holder`` has seq ``OWN_LATEST``."""
+        or "<=". Content the application wrote in ``holder`` has seq ``LATEST``."""
         marked = self.marked()
         region = Value({"S": incoming.origin})
         origin = Path(self.fields.origin)
@@ -178,8 +208,8 @@ class _StoredItem:
             Compare(origin, "<", region),
             all_of(Compare(origin, "=", region), self.seq(operator, incoming.seq)),
         )
-        own = (holder, OWN_LATEST) < (incoming.origin, incoming.seq) or (
-            operator == "<=" and (holder, OWN_LATEST) == (incoming.origin, incoming.seq)
+        own = (holder, LATEST) < (incoming.origin, incoming.seq) or (
+            operator == "<=" and (holder, LATEST) == (incoming.origin, incoming.seq)
         )
         return any_of(all_of(marked, in_order), all_of(negate(marked), Const(own)))
 

@@ -65,9 +65,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from dynamodb_replicator.core.conditions import (
+    And,
     Compare,
     Condition,
+    Const,
     Exists,
+    Not,
+    Or,
     Path,
     Value,
     all_of,
@@ -80,6 +84,7 @@ from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tomb
 from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.policy import (
     ConflictPolicy,
+    seal,
     stored_is_unversioned,
     stored_version,
     would_apply,
@@ -89,6 +94,21 @@ from dynamodb_replicator.core.store import Store, StoreResult
 from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item
 
 __all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
+
+
+def _unmarked(condition: Condition, fields: SystemAttributes) -> Condition:
+    """``condition`` read as if the stored item carried no marker: the policy's view of
+    content the application wrote in the holder (the marker test becomes false)."""
+    marked = Compare(Path(fields.marker), "=", Path(fields.timestamp))
+    if condition == marked:
+        return Const(False)
+    if isinstance(condition, And):
+        return all_of(*(_unmarked(op, fields) for op in condition.operands))
+    if isinstance(condition, Or):
+        return any_of(*(_unmarked(op, fields) for op in condition.operands))
+    if isinstance(condition, Not):
+        return negate(_unmarked(condition.operand, fields))
+    return condition
 
 
 def _update(op: PutVersion) -> bool:
@@ -171,23 +191,20 @@ class WriteProtocol:
         return None
 
     def _apply_rule(self, op: PutVersion) -> Condition:
-        """P1's condition: the stored item is older than ``op``'s version, or it is still
-        the losing application write ``op`` supersedes (same nonce, same timestamp)."""
+        """P1's condition: the stored item is older than ``op``'s version; or it carries
+        the nonce ``op`` supersedes, so it is this region's application content (an update
+        of that replica write), and read as such it is older than ``op``'s version."""
         older = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
         if op.supersedes is None:
             return older
-        nonce, stamp = op.supersedes
-        still = all_of(
-            Compare(Path(self.fields.nonce), "=", Value({"S": nonce})),
-            Compare(Path(self.fields.timestamp), "=", Value({"N": stamp})),
-        )
-        return any_of(older, still)
+        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": op.supersedes}))
+        return any_of(older, all_of(same_nonce, _unmarked(older, self.fields)))
 
     def _item(self, op: PutVersion) -> Item:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
-        item[self.fields.nonce] = {"S": self.nonces.nonce()}
+        item[self.fields.nonce] = {"S": seal(self.nonces.nonce(), op.image, self.fields)}
         if op.version.seq:
             item[self.fields.origin_seq] = {"S": op.version.seq}
         return item
@@ -207,7 +224,7 @@ class WriteProtocol:
         """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
         expires = int(self.clock.now()) + self.tombstone_ttl_seconds
         tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
-        not_newer = self._not_newer(op.version, op.deleted_in)
+        not_newer = self._not_newer(op.version)
         # A failed condition: a newer delete is remembered already, or the same version
         # deleted in a region whose name is not smaller; nothing to record.
         self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, self._remember(op))
@@ -244,7 +261,7 @@ class WriteProtocol:
         taken: list[TakenBack] = []
         for key, tomb in suspects.items():
             mine = [op for op in puts if op.key == key]
-            not_newer = self._not_newer(tomb.version, tomb.deleted_in)
+            not_newer = self._not_newer(tomb.version)
             item = items.get(key)
             if item is not None and not_newer.evaluate(item):
                 result = self.store.delete(
@@ -263,23 +280,9 @@ class WriteProtocol:
             )
         return taken
 
-    def _not_newer(self, deleted: Version, deleted_in: str) -> Condition:
-        """D2's and P3's condition: the stored item is not newer than ``deleted``.
-
-        Content the application wrote here counts as the latest of its version here
-        (``core.policy``), right for this region's own deletes: what is stored after them
-        was written after them. A delete of this region's version made elsewhere removed
-        a copy of content written here at some place in this stream, which the stored
-        item's labels cannot tell; the stored content of that timestamp is taken for that
-        copy (equal up to the seq) and removed, as a delete of the same version."""
-        not_newer = self.policy.stored_is_older(deleted, self.region, strict=False)
-        if deleted.origin != self.region or deleted_in == self.region:
-            return not_newer
-        own_copy = all_of(
-            negate(Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp))),
-            Compare(Path(self.fields.timestamp), "=", Value({"N": deleted.raw_timestamp})),
-        )
-        return any_of(not_newer, own_copy)
+    def _not_newer(self, deleted: Version) -> Condition:
+        """D2's and P3's condition: the stored item is not newer than ``deleted``."""
+        return self.policy.stored_is_older(deleted, self.region, strict=False)
 
     def _remember(self, op: DeleteVersion) -> Condition:
         """D1's condition: the remembered delete is older, or of the same version deleted
