@@ -219,7 +219,10 @@ class World:
         """Every region holds every key's winner, its content included; nothing deleted
         came back."""
         for key, events in self.history.items():
-            best = max(events, key=lambda e: (self.policy.order_key(e[1]), e[0] == "delete"))
+            # The seq again, outside the policy: a policy that drops it must fail here.
+            best = max(
+                events, key=lambda e: (self.policy.order_key(e[1]), e[1].seq, e[0] == "delete")
+            )
             winner = None if best[0] == "delete" else best
             for name, store in self.stores.items():
                 held = store.item(TABLE, key)
