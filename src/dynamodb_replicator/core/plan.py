@@ -8,11 +8,12 @@ For each change of source region S:
   only an item without one too;
 * an application write that is older than the version it replaced (clock skew, or the
   same timestamp from a smaller region name) loses: the replaced version is restored in S
-  and sent everywhere. Replica content keeps its labels; S's own content is restored as
-  S's version at this record's place in S's stream (no other content of that version lies
-  between the two). When the losing write hit the replica's timestamp exactly and kept
-  its marker, it looks like that replica in storage: the restore also replaces an item
-  that still carries the losing write's nonce and timestamp (``supersedes``);
+  and sent everywhere. Replica content (an OldImage whose sealed content is unchanged)
+  keeps its labels; S's own content is restored as S's version at this record's place in
+  S's stream (no other content of that version lies between the two). A losing update of
+  a replica write kept its nonce, and S may hold it (or a later update of it) labelled as
+  that replica: the restore also replaces an item carrying that nonce whose content, read
+  as S's own, is older than the restored version (``supersedes``, core.writes);
 * an application write that hit the replica's timestamp exactly, kept the marker and won
   is also sent to S itself, so that S's copy is labelled with S's version;
 * an application insert that is older than a delete S remembers loses: it is deleted in S;
