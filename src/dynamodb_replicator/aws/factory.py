@@ -17,6 +17,7 @@ from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.ids import PROCESS_NONCES
 
 __all__ = ["build_replicator", "build_writer", "dynamo_store"]
 
@@ -55,6 +56,7 @@ def build_writer(
         clock or SystemClock(),
         settings.tombstone_suffix,
         settings.tombstone_ttl_seconds,
+        nonces=PROCESS_NONCES,
     )
     return StoreWriter(protocol, WriterOptions(max_in_flight=depth, stop=stop))
 

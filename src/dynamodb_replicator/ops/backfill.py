@@ -38,12 +38,13 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
-from dynamodb_replicator.core.policy import stored_version
+from dynamodb_replicator.core.policy import seal, stored_version
 from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
 from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.files import replace_file
+from dynamodb_replicator.ids import PROCESS_NONCES
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = [
@@ -190,6 +191,9 @@ class Backfiller:
             item = dict(op.image)
             item[self.fields.origin] = {"S": op.version.origin}
             item[self.fields.marker] = {"N": op.version.raw_timestamp}
+            item[self.fields.nonce] = {"S": seal(PROCESS_NONCES.nonce(), op.image, self.fields)}
+            if op.version.seq:
+                item[self.fields.origin_seq] = {"S": op.version.seq}
             items.append(item)
         chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
         physical = self.names.physical(table, self.new.name)
