@@ -70,7 +70,9 @@ def test_the_timestamp_is_required_and_suggested(
 ) -> None:
     client = make_client("dynamodb", RegionSpec(US, ddb_local.endpoint_url))
     create_table(client, "NoStamp", region=US)
-    config = write_config(tmp_path / "c.toml", ["NoStamp"], {US: ddb_local.endpoint_url})
+    config = write_config(
+        tmp_path / "c.toml", ["NoStamp"], {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    )
     assert main(["version-items", "--config", str(config), "--region", US]) == 2
     error = capsys.readouterr().err
     assert "--timestamp is required" in error and "for example --timestamp 1" in error
@@ -86,7 +88,9 @@ def test_ctrl_c_stops_the_run_and_resume_continues_it(
     client = make_client("dynamodb", RegionSpec(US, ddb_local.endpoint_url))
     create_table(client, "Slow", region=US)
     fill(client, "Slow")
-    config = write_config(tmp_path / "c.toml", ["Slow"], {US: ddb_local.endpoint_url})
+    config = write_config(
+        tmp_path / "c.toml", ["Slow"], {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    )
     argv = ["version-items", "--config", str(config), "--region", US, "--segments", "2"]
     executable = Path(sys.executable).parent / "dynamodb-replicator"
     run = subprocess.Popen(
@@ -111,6 +115,7 @@ def test_ctrl_c_stops_the_run_and_resume_continues_it(
     assert partial - before <= 4 * 25 and partial < 250, (before, partial)
     assert "resume with: dynamodb-replicator version-items" in output and "--resume" in output
     assert "use the same in every other region (--timestamp 4000)" in output, output
+    capsys.readouterr()
     assert main([*argv, "--resume", "--json"]) == 0  # no --timestamp: the run's own
     counts = json.loads(capsys.readouterr().out)["tables"]["Slow"]
     assert counts["versioned"] == 250 - partial and counts["scanned"] < 300

@@ -131,10 +131,12 @@ def _copy_in(console: Console, job: _Job, table: str, stats: BackfillStats, fast
 
 def _summary(console: Console, table: str, job: _Job, stats: BackfillStats, took: float) -> None:
     new = job.new.name
+    rate = (stats.copied_in + stats.copied_out + stats.stale) / max(took, 1e-9)
     console.print(
         f"{table}: copied in {stats.copied_in}, copied out {stats.copied_out}, already newer "
         f"{stats.stale}, unversioned {stats.unversioned}; {stats.tombstones} remembered "
-        f"deletes, {stats.resumed_segments} segments resumed; took {took:.1f} s"
+        f"deletes, {stats.resumed_segments} segments resumed; copy took {took:.1f} s "
+        f"({rate:,.0f} items/s)"
     )
     if stats.unversioned:
         console.print(
