@@ -89,7 +89,8 @@ def register(commands: Any) -> None:
         "--max-wcu",
         type=float,
         metavar="WCU",
-        help="limit the copy to this many write units per second (default: no limit)",
+        help="limit the copy and merge to this many write units per second, summed over "
+        "the regions written (default: no limit)",
     )
     add_settle_options(parser)
     add_output(parser)

@@ -142,8 +142,9 @@ def _summary(console: Console, table: str, job: _Job, stats: BackfillStats, took
         console.print(
             f"[yellow]{stats.unversioned} items in {new} have no usable __timestamp and were "
             f"not copied out[/yellow] (e.g. {'; '.join(stats.unversioned_samples)}): give "
-            f"them one with `dynamodb-replicator version-items --region {new} --timestamp MS`"
-            ", then run this command with --resume"
+            "them one with `dynamodb-replicator version-items --config FILE --region "
+            f"{new} --timestamp MS` (the same MS as the other regions' items got), then "
+            "run this command again with --resume"
         )
 
 
