@@ -16,9 +16,12 @@ Items (hash key ``pk``, a string):
   ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
                                 a copy's progress (core/progress.py), attribute
                                 ``pos#TARGET``: the last key copied (``codec.key_to_json``)
-                                or ``DONE``. It shares the checkpoint layout, under a table
-                                name no stream can have, so copies left half-way by earlier
+                                or ``DONE`` (``NONE``: start from the beginning). It
+                                shares the checkpoint layout, under a table name no
+                                stream can have, so copies left half-way by earlier
                                 versions resume.
+  ``cp|note:NAME``              ``pos#note``: a short text a command keeps between runs
+                                (add-region's copy mode, version-items' timestamp)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
+_SCAN_NONE = "NONE"  # stored for a segment to start again from the beginning
 
 
 def _order(position: str) -> str:
@@ -205,6 +209,8 @@ class DynamoStateStore:
     def load_progress(self, scan: ScanSegment) -> SegmentProgress:
         """How far the segment's copy into ``scan.target`` came (not started: none saved)."""
         saved = self._load_positions(self._progress_id(scan)).get(scan.target)
+        if saved == _SCAN_NONE:
+            return SegmentProgress()
         if saved == _SCAN_DONE:
             return SegmentProgress(done=True)
         return SegmentProgress(key_from_json(saved) if saved else None)
@@ -217,6 +223,18 @@ class DynamoStateStore:
         else:
             return  # not started: nothing to remember
         self._save_positions(self._progress_id(scan), {scan.target: saved})
+
+    def clear_progress(self, scan: ScanSegment) -> None:
+        """Forget the segment's progress: a new copy starts from the beginning."""
+        self._save_positions(self._progress_id(scan), {scan.target: _SCAN_NONE})
+
+    def load_note(self, name: str) -> str | None:
+        """A short text a command keeps between its runs (``note:NAME``), None if absent."""
+        return self._load_positions(f"note:{name}").get("note")
+
+    def save_note(self, name: str, text: str) -> None:
+        """Keep ``text`` under ``name`` (see ``load_note``)."""
+        self._save_positions(f"note:{name}", {"note": text})
 
     def _load_positions(self, name: str) -> dict[str, str]:
         key = {"pk": {"S": f"cp|{name}"}}
