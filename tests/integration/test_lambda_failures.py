@@ -137,6 +137,8 @@ def test_the_handler_keeps_the_invocation_deadline(
     env["REPLICATOR_ENDPOINT_URLS"] = (
         f"{US}={ddb_local.endpoint_url},{EU}={ddb_local.endpoint_url},{AP}={hole.endpoint_url}"
     )
+    # Writes stop 1 s + 1.5 s before the end: the black hole's requests time out by then.
+    env["REPLICATOR_REQUEST_TIMEOUT_SECONDS"] = "1.5"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     event = {

@@ -9,6 +9,7 @@ gives: the shard's lease expiry less a margin.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
@@ -101,22 +102,24 @@ class Region:
         stopping: threading.Event,
         conflict_log: ConflictLog | None,
     ) -> Region:
-        """The region's clients (no request is made)."""
+        """The region's clients (no request is made), each request bounded by the config's
+        request timeout (shorter than the lease margin: fencing by time)."""
+        timeout = config.request_timeout
+        client = functools.partial(make_client, region=spec, timeout=timeout)
+        settings = dataclasses.replace(config.replication, request_timeout_seconds=timeout)
         return cls(
             spec,
             StreamClient(
                 spec.name,
-                make_client("dynamodb", spec),
-                make_client("dynamodbstreams", spec),
+                client("dynamodb"),
+                client("dynamodbstreams"),
                 config.replication.names,
             ),
-            DynamoStateStore(
-                make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
-            ),
+            DynamoStateStore(client("dynamodb"), config.state_table, spec.name, stop=stopping),
             build_replicator(
-                spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
+                spec, config.regions, settings, stop=stopping, conflict_log=conflict_log
             ),
-            DynamoParkingLot(make_client("dynamodb", spec), config.state_table, spec.name),
+            DynamoParkingLot(client("dynamodb"), config.state_table, spec.name),
         )
 
 
