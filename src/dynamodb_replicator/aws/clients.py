@@ -130,7 +130,7 @@ def make_client(
     *,
     pool: int = 32,
     profile: str | None = None,
-    timeout: float = defaults.REQUEST_TIMEOUT_SECONDS,
+    timeout: float = defaults.TOOL_REQUEST_TIMEOUT_SECONDS,
 ) -> Any:
     """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
     ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region

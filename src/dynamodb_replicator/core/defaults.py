@@ -19,6 +19,7 @@ __all__ = [
     "STATE_TABLE",
     "STREAM_RETENTION_SECONDS",
     "TOMBSTONE_SUFFIX",
+    "TOOL_REQUEST_TIMEOUT_SECONDS",
     "TOMBSTONE_TTL_SECONDS",
     "lease_margin",
     "request_timeout",
@@ -56,7 +57,11 @@ makes one attempt per call: retries are ours, each a new request checked against
 deadline). A lease's margin must be longer (``lease_margin``): the difference is the clock
 skew between workers the lease tolerates."""
 
-REQUEST_CONNECT_SHARE = 0.2
+TOOL_REQUEST_TIMEOUT_SECONDS = 22.0
+"""The request timeout of calls no lease or invocation deadline bounds (the CLI's checks,
+copies and reports): long enough for a busy server, one attempt each like every call."""
+
+REQUEST_CONNECT_SHARE = 0.1
 """The share of the request timeout given to connecting; the rest is the read timeout."""
 
 REQUEST_SHARE_OF_MARGIN = 0.8
