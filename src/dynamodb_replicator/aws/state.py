@@ -98,6 +98,7 @@ class DynamoStateStore:
         region: str,
         backoff: Backoff | None = None,
         stop: threading.Event | None = None,
+        *,
         held: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.client = client
@@ -112,7 +113,9 @@ class DynamoStateStore:
 
     def sibling(self, client: Any, backoff: Backoff) -> DynamoStateStore:
         """A store on ``client`` that holds the same leases (the same tokens)."""
-        return DynamoStateStore(client, self.table, self.region, backoff, self.stop, self._held)
+        return DynamoStateStore(
+            client, self.table, self.region, backoff, self.stop, held=self._held
+        )
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
         def attempt() -> T:

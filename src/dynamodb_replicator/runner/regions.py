@@ -25,6 +25,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.parking import ParkingLot
 from dynamodb_replicator.core.ports import ConflictLog, Deadline, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import CheckpointStore, Shard, ShardRef, StreamSource
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.reachability import Reachability
@@ -93,6 +94,9 @@ class Region:
     state: Coordination
     replicator: Replicating
     parking: ParkingLot
+    # The state table again, through a client of its own: lease renewals wait behind no
+    # checkpoint save or report (None: ``state`` serves both).
+    leases: Coordination | None = None
 
     @classmethod
     def connect(
@@ -107,6 +111,7 @@ class Region:
         timeout = config.request_timeout
         client = functools.partial(make_client, region=spec, timeout=timeout)
         settings = dataclasses.replace(config.replication, request_timeout_seconds=timeout)
+        state = DynamoStateStore(client("dynamodb"), config.state_table, spec.name, stop=stopping)
         return cls(
             spec,
             StreamClient(
@@ -115,11 +120,13 @@ class Region:
                 client("dynamodbstreams"),
                 config.replication.names,
             ),
-            DynamoStateStore(client("dynamodb"), config.state_table, spec.name, stop=stopping),
+            state,
             build_replicator(
                 spec, config.regions, settings, stop=stopping, conflict_log=conflict_log
             ),
             DynamoParkingLot(client("dynamodb"), config.state_table, spec.name),
+            # One attempt per renewal: the keeper tries again at its next tick.
+            state.sibling(client("dynamodb", pool=2), Backoff(attempts=1)),
         )
 
 
