@@ -31,7 +31,8 @@ class _Lease:
 
 @dataclass
 class LeaseTable:
-    """A region's state table; ``timeline`` lists (store time, event, shard, owner)."""
+    """A region's state table; ``timeline`` lists (store time, event, shard, who): who is
+    the store's name (one per process), else the lease's owner."""
 
     clock: Clock
     leases: dict[ShardRef, _Lease] = field(default_factory=dict)
@@ -47,9 +48,13 @@ class MemoryStateStore:
     """One process's view of a ``LeaseTable`` (the Coordination port of the runner)."""
 
     def __init__(
-        self, table: LeaseTable, before: Callable[[str], None] = lambda _call: None
+        self,
+        table: LeaseTable,
+        before: Callable[[str], None] = lambda _call: None,
+        *,
+        name: str = "",
     ) -> None:
-        self.table, self.before = table, before
+        self.table, self.before, self.name = table, before, name
         self.held: dict[ShardRef, tuple[str, int]] = {}
 
     # -- leases (conditions as in aws/state.py) ---------------------------------------------
@@ -65,7 +70,7 @@ class MemoryStateStore:
             positions = {} if lease is None else lease.positions
             self.table.leases[shard] = _Lease(owner, now_ms + duration_ms, token, positions)
             self.held[shard] = (owner, token)
-            self.table.note("acquire", shard, owner)
+            self.table.note("acquire", shard, self.name or owner)
             return True
 
     def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
@@ -102,7 +107,7 @@ class MemoryStateStore:
                 saved = lease.positions.get(target)
                 if saved is None or int(position) > int(saved):
                     lease.positions[target] = position
-            self.table.note("save", shard, lease.owner)
+            self.table.note("save", shard, self.name or lease.owner)
 
     # -- workers ---------------------------------------------------------------------------
     def heartbeat(
