@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core import defaults
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.regions import Coordination
@@ -34,6 +34,7 @@ __all__ = ["Lease", "LeaseKeeper"]
 log = logging.getLogger(__name__)
 
 Unreachable = Mapping[str, tuple[float, str]]
+_CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
 
 
 @dataclass(slots=True)
@@ -88,10 +89,15 @@ class LeaseKeeper:
         refuses the start (the id runs twice); one left to expire (a process that died) is
         taken over when it expires, at most one lease later."""
         first: WorkerIdInUseError | None = None
+        failures = 0
         while not stopping.is_set():
             try:
                 self.heartbeat(region)
                 return
+            except RetryableTargetError:
+                failures += 1  # the keeper's store makes one attempt per call
+                if failures >= _CLAIM_ATTEMPTS:
+                    raise
             except WorkerIdInUseError as held:
                 if first is None:
                     first = held
@@ -124,6 +130,8 @@ class LeaseKeeper:
 
     def acquire(self, region: str, ref: ShardRef) -> Lease | None:
         """Take ``ref``'s lease in ``region``; None when another worker holds it."""
+        if region not in self.stores:
+            return None  # not answering now: acquired once it does
         if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
             self.heartbeat(region)  # a region that answers again, or a claim running low
         with self._lock:
@@ -145,8 +153,11 @@ class LeaseKeeper:
     def release(self, ref: ShardRef, region: str) -> None:
         """Hand ``ref``'s lease back (its page in flight is over): another worker may take
         it at once."""
+        store = self.stores.get(region)
+        if store is None:
+            return  # not answering: the lease runs out on its own
         try:
-            self.stores[region].release(ref, self.worker_id)
+            store.release(ref, self.worker_id)
         except ReplicatorError as exc:
             log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
 
