@@ -132,3 +132,17 @@ def test_leases_are_renewed_while_a_coordination_round_is_stuck() -> None:
             s.free.set()
         stop.set()
         thread.join(30)
+
+
+def test_the_start_up_claim_tries_a_failed_request_again() -> None:
+    clock = Clock()
+    failures = [UnreachableError("timeout", region="a") for _ in range(2)]
+
+    def flaky(call: str) -> None:
+        if call == "heartbeat" and failures:
+            raise failures.pop()
+
+    keeper = LeaseKeeper("w", "i", clock, 30.0)
+    keeper.stores = {"a": MemoryStateStore(LeaseTable(clock), flaky)}
+    keeper.claim("a", threading.Event())
+    assert not failures and keeper.claims["a"] == 1030.0
