@@ -146,3 +146,13 @@ def test_the_start_up_claim_tries_a_failed_request_again() -> None:
     keeper.stores = {"a": MemoryStateStore(LeaseTable(clock), flaky)}
     keeper.claim("a", threading.Event())
     assert not failures and keeper.claims["a"] == 1030.0
+
+
+def test_a_lease_keeps_its_margin_when_a_reload_shortens_the_lease() -> None:
+    clock = Clock()
+    keeper = LeaseKeeper("w", "i", clock, 30.0)
+    keeper.stores = {"a": MemoryStateStore(LeaseTable(clock))}
+    lease = keeper.acquire("a", A0)
+    assert lease is not None and lease.deadline() == 1022.5
+    keeper.lease_seconds = 5.0  # a reload: new leases only
+    assert lease.deadline() == 1022.5  # not moved later (a 5 s lease's margin is 1.25 s)
