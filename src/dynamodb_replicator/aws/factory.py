@@ -32,8 +32,9 @@ def dynamo_store(
     """The store port on ``spec``'s DynamoDB, addressing the tables by their names there
     (``settings.names``). Errors are retried by the writer, so the store's batched reads
     make one attempt per request."""
-    client = client or make_client("dynamodb", spec, pool=pool)
     settings = settings or ReplicationSettings()
+    timeout = settings.request_timeout_seconds
+    client = client or make_client("dynamodb", spec, pool=pool, timeout=timeout)
     tables = settings.names.in_region(spec.name, settings.tombstone_suffix)
     return DynamoStore(client, spec.name, Backoff(attempts=1), tables)
 

@@ -102,6 +102,8 @@ class DynamoStateStore:
         region: str,
         backoff: Backoff | None = None,
         stop: threading.Event | None = None,
+        *,
+        held: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.client = client
         self.table = table
@@ -109,7 +111,15 @@ class DynamoStateStore:
         self.backoff = backoff or Backoff()
         self.stop = stop  # set on shutdown: retries give up at once
         # Leases this store acquired: shard -> (owner, token). Checkpoint saves name both.
-        self._held: dict[str, tuple[str, str]] = {}
+        # ``held``: shared with another store of the same process (the runner renews
+        # through a client of its own, and saves checkpoints through this one).
+        self._held: dict[str, tuple[str, str]] = {} if held is None else held
+
+    def sibling(self, client: Any, backoff: Backoff) -> DynamoStateStore:
+        """A store on ``client`` that holds the same leases (the same tokens)."""
+        return DynamoStateStore(
+            client, self.table, self.region, backoff, self.stop, held=self._held
+        )
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
         def attempt() -> T:
@@ -267,10 +277,16 @@ class DynamoStateStore:
         return {"pk": {"S": f"lease|{_lease_id(shard)}"}}
 
     def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
-        """Take the lease if it is free, expired or ours, with a new token. True when we
-        hold it; from then on only this store may save the shard's checkpoints."""
-        condition = "attribute_not_exists(#owner) OR #expires < :now OR #owner = :me"
+        """Take the lease if it is free, expired, or held by this store (its token), with a
+        new token. True when we hold it; from then on only this store may save the shard's
+        checkpoints. The owner's name alone is not enough: a process restarted with the
+        same worker id waits for the expiry, as its predecessor may write until then."""
+        condition = "attribute_not_exists(#owner) OR #expires < :now"
         values = {":now": {"N": str(now_ms)}, ":one": {"N": "1"}}
+        held = self._held.get(_lease_id(shard))
+        if held is not None and held[0] == owner:
+            condition += " OR (#owner = :me AND #token = :token)"
+            values[":token"] = {"N": held[1]}
         answer = self._lease_update(
             shard, owner, now_ms + duration_ms, condition, values=values, add=" ADD #token :one"
         )

@@ -130,7 +130,15 @@ def _replication(env: Mapping[str, str]) -> ReplicationSettings:
         max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", _DEFAULTS.max_workers),
         conflict_log=_conflict_log(env),
         names=_table_names(env.get("REPLICATOR_TABLE_NAMES", "")),
+        request_timeout_seconds=_seconds(env, "REPLICATOR_REQUEST_TIMEOUT_SECONDS"),
     )
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    value = _fraction(env, name, _DEFAULTS.request_timeout_seconds)
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
 
 
 def _names(env: Mapping[str, str], variable: str) -> list[str]:

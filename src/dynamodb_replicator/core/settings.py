@@ -52,6 +52,8 @@ class ReplicationSettings:
     max_workers: int = defaults.MAX_WORKERS
     conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
     names: TableNames = field(default_factory=TableNames)
+    # The longest one store request stays out, connect and read (aws/clients.py).
+    request_timeout_seconds: float = defaults.REQUEST_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,10 @@ of the same key in the same region; every read is strongly consistent, tombstone
   leave its records to be replayed, i.e. no other worker may have checkpointed past them.
   The runner keeps that window closed: a shard's pages are written with ``deadline`` = its
   lease's expiry less a margin (core.defaults.LEASE_MARGIN_FRACTION), so no write starts
-  after the lease may have passed to another worker; a dropped shard's lease is released
+  after the lease may have passed to another worker, and every request ends within the
+  request timeout, shorter than the margin, so none lands after it either (fencing by
+  time: runner/leases.py); settling (P2/P3) is held to no deadline, so a writer whose put
+  answered late still settles it; a dropped shard's lease is released
   only once its page in flight has ended (else it is left to expire); and only the lease
   holder may save the shard's checkpoints (aws/state.py), so a zombie's late saves cannot
   move the new holder's positions.
