@@ -93,9 +93,16 @@ def _structured_keys() -> list[str]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and _of_data(node):
             for operand in (node.left, node.right):
                 if isinstance(operand, ast.Set):
-                    values = [e.value for e in operand.elts if isinstance(e, ast.Constant)]
+                    values = [_constant(e) for e in operand.elts]
                     keys += [v for v in values if isinstance(v, str) and v not in keys]
     return [k for k in keys if k not in config._OPTIONAL]
+
+
+def _constant(node: ast.expr) -> object:
+    """A literal, or the value of a module constant of the config named in the set."""
+    if isinstance(node, ast.Name):
+        return getattr(config, node.id, None)
+    return node.value if isinstance(node, ast.Constant) else None
 
 
 def _of_data(node: ast.expr) -> bool:
