@@ -31,7 +31,7 @@ from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec
 
-__all__ = ["make_client", "use_profile"]
+__all__ = ["make_client", "region_session", "session_client", "use_profile"]
 
 _profile: list[str | None] = [None]  # the process's named profile (None: the default chain)
 
@@ -117,14 +117,29 @@ def _role_credentials(
     return DeferredRefreshableCredentials(refresh, method="assume-role")
 
 
+def region_session(region: RegionSpec, profile: str | None = None) -> boto3.session.Session:
+    """The session ``region``'s clients are made with: ``profile`` (default: the one
+    ``use_profile`` set), and for a region with a role, that role's refreshing credentials
+    (``session.get_credentials()`` is the object its clients sign with)."""
+    name = profile or _profile[0]
+    role = None if region.role is None else _role_credentials(region.name, region.role, name)
+    return _session(name, role)
+
+
+def session_client(
+    session: boto3.session.Session, service: str, region: RegionSpec, *, pool: int = 32
+) -> Any:
+    """A low-level client of ``session``; retries are ours (``retry.py``), so botocore
+    makes one attempt, with the timeouts and pool size of ``_config``."""
+    return session.client(
+        service, region_name=region.name, endpoint_url=region.endpoint_url, config=_config(pool)
+    )
+
+
 def make_client(
     service: str, region: RegionSpec, *, pool: int = 32, profile: str | None = None
 ) -> Any:
     """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
     ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region
     with a role, the profile's credentials only assume it; the client signs as the role."""
-    name = profile or _profile[0]
-    role = None if region.role is None else _role_credentials(region.name, region.role, name)
-    return _session(name, role).client(
-        service, region_name=region.name, endpoint_url=region.endpoint_url, config=_config(pool)
-    )
+    return session_client(region_session(region, profile), service, region, pool=pool)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.aws.parked import DynamoParkingLot
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.aws.streams import StreamClient
@@ -107,14 +108,19 @@ class Region:
             StreamClient(
                 spec.name,
                 make_client("dynamodb", spec),
-                make_client("dynamodbstreams", spec),
+                make_lean_client("dynamodbstreams", spec),
                 config.replication.names,
             ),
             DynamoStateStore(
                 make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
             ),
             build_replicator(
-                spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
+                spec,
+                config.regions,
+                config.replication,
+                stop=stopping,
+                conflict_log=conflict_log,
+                make=make_lean_client,
             ),
             DynamoParkingLot(make_client("dynamodb", spec), config.state_table, spec.name),
         )
