@@ -105,10 +105,21 @@ def lean(endpoint: Endpoint, credentials: Credentials | None = None) -> LeanClie
 
 
 def failure(client: LeanClient) -> ReplicatorError:
-    with pytest.raises((ClientError, BotoCoreError)) as raised:
-        client.put_item(TableName="T", Item={"pk": {"S": "k"}})
-    assert isinstance(raised.value, Exception)
-    return translate(raised.value, "eu-west-1", "PutItem")
+    """The translated error of a put through the lean transport; botocore's own client
+    (the one it wraps) raises the same exception (type, or error code) for the same
+    failure."""
+    raised: list[Exception] = []
+    for sender in (client, client.client):
+        with pytest.raises((ClientError, BotoCoreError)) as caught:
+            sender.put_item(TableName="T", Item={"pk": {"S": "k"}})
+        raised.append(caught.value)
+    ours, botocores = raised
+    if isinstance(botocores, ClientError):  # botocore's is a modeled subclass, same code
+        assert isinstance(ours, ClientError)
+        assert ours.response["Error"] == botocores.response["Error"]
+    else:
+        assert type(ours) is type(botocores)
+    return translate(raised[0], "eu-west-1", "PutItem")
 
 
 def test_throttling_and_server_errors_are_retryable(endpoint: Endpoint) -> None:
