@@ -46,7 +46,7 @@ test: setup lint typecheck
 clean:
 	rm -rf $(VENV) node_modules .java .mypy_cache .pytest_cache .ruff_cache
 
-# About 16 minutes: a table, PNG plots and JSON in benchmarks/results/, JSON as the last line.
+# About 25 minutes: a table, PNG plots and JSON in benchmarks/results/, JSON as the last line.
 bench: setup
 	$(BIN)/python -m benchmarks
 
