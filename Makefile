@@ -52,7 +52,7 @@ test: setup lint typecheck docs
 clean:
 	rm -rf $(VENV) node_modules .java .mypy_cache .pytest_cache .ruff_cache site
 
-# About 16 minutes: a table, PNG plots and JSON in benchmarks/results/, JSON as the last line.
+# About 25 minutes: a table, PNG plots and JSON in benchmarks/results/, JSON as the last line.
 bench: setup
 	$(BIN)/python -m benchmarks
 

@@ -15,7 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_backfill, bench_rtt, bench_runner, bench_units
+from benchmarks import (
+    bench_backfill,
+    bench_cpu,
+    bench_hot_shard,
+    bench_rtt,
+    bench_runner,
+    bench_units,
+)
 from benchmarks.common import RESULTS, report
 from benchmarks.plots import plot_drain, plot_lag, plot_rtt
 from dynamodb_replicator.core.settings import ReplicationSettings
@@ -42,6 +49,7 @@ def main() -> None:
     runner = bench_runner.measure()
     rtt = bench_rtt.measure()
     backfill = bench_backfill.measure()
+    cpu, hot = bench_cpu.measure(), bench_hot_shard.measure()
     latencies, samples = runner.pop("_lag_latencies"), runner.pop("_drain_samples")
     drains = rtt.pop("_drains")
     raw = {"lag_latencies_ms": latencies, "drain_samples": samples, "rtt_drains": drains}
@@ -54,7 +62,15 @@ def main() -> None:
         runner["naive_target_writes_per_s"],
         RESULTS / "drain.png",
     )
-    result: dict[str, Any] = {"machine": machine(load), **units, **runner, **rtt, **backfill}
+    result: dict[str, Any] = {
+        "machine": machine(load),
+        **units,
+        **runner,
+        **rtt,
+        **backfill,
+        **cpu,
+        **hot,
+    }
     result["bench_minutes"] = round((time.perf_counter() - began) / 60, 1)
     report(result, "bench.json")
 

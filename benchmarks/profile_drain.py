@@ -67,7 +67,8 @@ def main() -> None:
         )
         runner = RunnerProcess(config)
         try:
-            time.sleep(3)  # past startup and preflight
+            runner.wait_until_serving()  # past startup and preflight
+            time.sleep(1)
             java = server.pid
             before = (cpu_seconds(runner.process.pid), cpu_seconds(java))
             done_before = runner.metric_sum("dynamodb_replicator_applied_total")

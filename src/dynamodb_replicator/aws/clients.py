@@ -32,7 +32,7 @@ from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec
 
-__all__ = ["make_client", "use_profile"]
+__all__ = ["make_client", "region_session", "session_client", "use_profile"]
 
 _profile: list[str | None] = [None]  # the process's named profile (None: the default chain)
 
@@ -124,6 +124,40 @@ def _role_credentials(
     return DeferredRefreshableCredentials(refresh, method="assume-role")
 
 
+def region_session(
+    region: RegionSpec,
+    profile: str | None = None,
+    timeout: float = defaults.TOOL_REQUEST_TIMEOUT_SECONDS,
+) -> boto3.session.Session:
+    """The session ``region``'s clients are made with: ``profile`` (default: the one
+    ``use_profile`` set), and for a region with a role, that role's refreshing credentials
+    (``session.get_credentials()`` is the object its clients sign with); ``timeout`` bounds
+    the STS request of a refresh too."""
+    name = profile or _profile[0]
+    role = (
+        None if region.role is None else _role_credentials(region.name, region.role, name, timeout)
+    )
+    return _session(name, role)
+
+
+def session_client(
+    session: boto3.session.Session,
+    service: str,
+    region: RegionSpec,
+    *,
+    pool: int = 32,
+    timeout: float = defaults.TOOL_REQUEST_TIMEOUT_SECONDS,
+) -> Any:
+    """A low-level client of ``session``; retries are ours (``retry.py``), so botocore
+    makes one attempt, with the timeouts and pool size of ``_config``."""
+    return session.client(
+        service,
+        region_name=region.name,
+        endpoint_url=region.endpoint_url,
+        config=_config(pool, timeout),
+    )
+
+
 def make_client(
     service: str,
     region: RegionSpec,
@@ -136,11 +170,5 @@ def make_client(
     ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region
     with a role, the profile's credentials only assume it; the client signs as the role.
     ``timeout``: the longest one request stays out (connect and read)."""
-    name = profile or _profile[0]
-    role = (
-        None if region.role is None else _role_credentials(region.name, region.role, name, timeout)
-    )
-    config = _config(pool, timeout)
-    return _session(name, role).client(
-        service, region_name=region.name, endpoint_url=region.endpoint_url, config=config
-    )
+    session = region_session(region, profile, timeout)
+    return session_client(session, service, region, pool=pool, timeout=timeout)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
@@ -19,7 +19,11 @@ from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.ids import PROCESS_NONCES
 
-__all__ = ["build_replicator", "build_writer", "dynamo_store"]
+__all__ = ["ClientMaker", "build_replicator", "build_writer", "dynamo_store"]
+
+# (service, region, pool=...) -> a client: ``make_client``, or ``aws.lean.make_lean_client``
+# where the caller (the runner) has the lean transport's dependencies.
+ClientMaker = Callable[..., Any]
 
 
 def dynamo_store(
@@ -28,13 +32,14 @@ def dynamo_store(
     pool: int = 32,
     client: Any = None,
     settings: ReplicationSettings | None = None,
+    make: ClientMaker = make_client,
 ) -> DynamoStore:
     """The store port on ``spec``'s DynamoDB, addressing the tables by their names there
     (``settings.names``). Errors are retried by the writer, so the store's batched reads
     make one attempt per request."""
     settings = settings or ReplicationSettings()
     timeout = settings.request_timeout_seconds
-    client = client or make_client("dynamodb", spec, pool=pool, timeout=timeout)
+    client = client or make("dynamodb", spec, pool=pool, timeout=timeout)
     tables = settings.names.in_region(spec.name, settings.tombstone_suffix)
     return DynamoStore(client, spec.name, Backoff(attempts=1), tables)
 
@@ -46,12 +51,13 @@ def build_writer(
     max_in_flight: int | None = None,
     stop: threading.Event | None = None,
     clock: Clock | None = None,
+    make: ClientMaker = make_client,
 ) -> StoreWriter:
     """A writer into ``spec`` with ``max_in_flight`` writes at once (default: the
     settings' ``max_workers``)."""
     depth = max_in_flight or settings.max_workers
     protocol = WriteProtocol(
-        dynamo_store(spec, pool=depth + 4, settings=settings),
+        dynamo_store(spec, pool=depth + 4, settings=settings, make=make),
         settings.policy,
         settings.fields,
         clock or SystemClock(),
@@ -69,18 +75,22 @@ def build_replicator(
     *,
     stop: threading.Event | None = None,
     conflict_log: ConflictLog | None = None,
+    make: ClientMaker = make_client,
 ) -> Replicator:
     """A Replicator for ``source``'s stream writing to ``regions`` (the source included);
     ``stop`` cuts retries short when the process shuts down; conflicts go to
-    ``conflict_log`` (the caller owns it)."""
+    ``conflict_log`` (the caller owns it); its clients are made by ``make``."""
     specs = {spec.name: spec for spec in regions}
     specs.setdefault(source.name, source)
     clock = SystemClock()
     writers = {
-        name: build_writer(spec, settings, stop=stop, clock=clock) for name, spec in specs.items()
+        name: build_writer(spec, settings, stop=stop, clock=clock, make=make)
+        for name, spec in specs.items()
     }
     reader = TombstoneTable(
-        dynamo_store(source, settings=settings), settings.fields, settings.tombstone_suffix
+        dynamo_store(source, settings=settings, make=make),
+        settings.fields,
+        settings.tombstone_suffix,
     )
     return Replicator(
         source=source.name,

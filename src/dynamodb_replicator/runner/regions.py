@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.aws.parked import DynamoParkingLot
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.aws.streams import StreamClient
@@ -110,6 +111,7 @@ class Region:
         request timeout (shorter than the lease margin: fencing by time)."""
         timeout = config.request_timeout
         client = functools.partial(make_client, region=spec, timeout=timeout)
+        lean = functools.partial(make_lean_client, region=spec, timeout=timeout)
         settings = dataclasses.replace(config.replication, request_timeout_seconds=timeout)
         state = DynamoStateStore(client("dynamodb"), config.state_table, spec.name, stop=stopping)
         return cls(
@@ -117,12 +119,17 @@ class Region:
             StreamClient(
                 spec.name,
                 client("dynamodb"),
-                client("dynamodbstreams"),
+                lean("dynamodbstreams"),
                 config.replication.names,
             ),
             state,
             build_replicator(
-                spec, config.regions, settings, stop=stopping, conflict_log=conflict_log
+                spec,
+                config.regions,
+                settings,
+                stop=stopping,
+                conflict_log=conflict_log,
+                make=make_lean_client,
             ),
             DynamoParkingLot(client("dynamodb"), config.state_table, spec.name),
             # One attempt per renewal: the keeper tries again at its next tick.
