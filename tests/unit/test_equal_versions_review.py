@@ -73,3 +73,27 @@ def test_repair_restores_the_later_content_of_one_version(regions: StreamRegions
     _repair(regions, k)
     regions.quiesce()
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="in us-east-1 the delete of T@eu-west-1 removes the winning update that hit the "
+    "replica's marker (conditions read it as T@eu-west-1); the REMOVE record then reads as "
+    "us-east-1's own delete of (T, us-east-1) and removes the winner everywhere",
+)
+def test_a_delete_of_a_replica_does_not_remove_an_update_that_hit_its_marker_and_won(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes k at T; us-east-1's application updates its replica landing exactly
+    on T (the larger region name: its write wins over T@eu-west-1); ap-southeast-1 deletes
+    its replica of T@eu-west-1 before us-east-1's record is replicated. The delete of
+    T@eu-west-1 is older than T@us-east-1: us-east-1's content must survive everywhere."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "writer": s(EU)})
+    regions.pump(EU)
+    regions.update(US, k, **{FIELDS.timestamp: n(T), "writer": s(US)})
+    regions.delete(AP, k)
+    regions.pump(AP)
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "writer": s(US)}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
