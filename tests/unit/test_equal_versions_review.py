@@ -16,7 +16,7 @@ from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
-from .stream_regions import TABLE, SUFFIX, StreamRegions
+from .stream_regions import SUFFIX, TABLE, StreamRegions
 
 AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
 T = 1_700_000_000_000
@@ -97,3 +97,68 @@ def test_a_delete_of_a_replica_does_not_remove_an_update_that_hit_its_marker_and
     regions.quiesce()
     winner = {"pk": s("k"), FIELDS.timestamp: n(T), "writer": s(US)}
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the same, with the delete made in the replica's own region: us-east-1's REMOVE "
+    "record of the winning update again reads as its own delete and removes it everywhere",
+)
+def test_an_origin_delete_does_not_remove_an_update_that_hit_its_marker_and_won(
+    regions: StreamRegions,
+) -> None:
+    """As above, but eu-west-1 itself deletes T@eu-west-1 (a delete of what it wrote)."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "writer": s(EU)})
+    regions.pump(EU)
+    regions.update(US, k, **{FIELDS.timestamp: n(T), "writer": s(US)})
+    regions.delete(EU, k)
+    regions.pump(EU)
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "writer": s(US)}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a target's REMOVE record of the origin's own delete (T, O, d) decodes as "
+    "(T, O, LATEST), newer than the tombstone (T, O, d): it is not an echo and goes out as "
+    "a new delete of every content of (T, O), the re-insert included",
+)
+def test_a_delete_then_a_reinsert_of_one_timestamp_in_one_region_keeps_the_reinsert(
+    regions: StreamRegions,
+) -> None:
+    """README Guarantees: 'A delete followed by a re-insert of the same timestamp in one
+    region keeps the re-insert'. eu-west-1 writes k at T, deletes it, writes it at T again."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.pump(EU)
+    regions.delete(EU, k)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(2)})
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": n(2)}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the echoes of an origin's own delete are re-replicated (see above): a "
+    "replicated delete costs more than 2 writes per target",
+)
+def test_a_delete_in_the_origin_region_costs_two_writes_per_target(
+    regions: StreamRegions,
+) -> None:
+    """Cost model: a replicated delete is 2 writes per target (tombstone, item), 1 in the
+    deleting region (its tombstone); echoes write nothing."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    for store in regions.stores.values():
+        store.calls.clear()
+    regions.delete(EU, k)
+    regions.quiesce()
+    writes = {
+        name: sum(1 for call in store.calls if not call.startswith("get"))
+        for name, store in regions.stores.items()
+    }
+    assert writes == {AP: 2, EU: 1, US: 2}
