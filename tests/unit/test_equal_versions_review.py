@@ -9,9 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from dynamodb_replicator.core.model import ItemKey
+from dynamodb_replicator.core.model import ItemKey, Version
 from dynamodb_replicator.core.plan import PutVersion
 from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.tombstones import tombstone_item
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.ops.repair import resolve
 
@@ -162,3 +163,25 @@ def test_a_delete_in_the_origin_region_costs_two_writes_per_target(
         for name, store in regions.stores.items()
     }
     assert writes == {AP: 2, EU: 1, US: 2}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a tombstone of the earlier scheme (no __originSeq) reads as seq '', the lowest: "
+    "a late copy (T, O, x) of the deleted version is newer than it and resurrects the item",
+)
+def test_a_tombstone_of_the_earlier_scheme_still_stops_a_late_copy(
+    regions: StreamRegions,
+) -> None:
+    """Before the upgrade: eu-west-1 wrote k at T; ap-southeast-1 deleted it, and the
+    earlier replicator remembered the delete of T@eu-west-1 everywhere (no seq). After the
+    upgrade, eu-west-1's put record is delivered again (at-least-once: a consumer that was
+    behind, a retried batch). The delete must not be undone."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.stores[EU].table(TABLE).pop(k)  # the earlier replicator's delete (its echo dropped)
+    deleted = Version.of(str(T), EU)  # the earlier scheme: no seq
+    for store in regions.stores.values():
+        store.table(TABLE + SUFFIX)[k] = tombstone_item(k, deleted, AP, 2_000_000, FIELDS)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
