@@ -185,3 +185,27 @@ def test_a_tombstone_of_the_earlier_scheme_still_stops_a_late_copy(
         store.table(TABLE + SUFFIX)[k] = tombstone_item(k, deleted, AP, 2_000_000, FIELDS)
     regions.quiesce()
     assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="us-east-1's own delete (T, us-east-1, d), applied there after its later update "
+    "that hit the marker of T@ap-southeast-1, reads that update as T@ap-southeast-1 (not "
+    "newer than the delete) and removes it; the REMOVE then goes out as us-east-1's delete",
+)
+def test_a_regions_earlier_delete_does_not_remove_its_later_update_that_hit_a_marker(
+    regions: StreamRegions,
+) -> None:
+    """us-east-1 writes k at T and deletes it; ap-southeast-1's write of T arrives there
+    (the delete is not replicated yet, so nothing remembers it) and us-east-1's application
+    updates that replica landing exactly on T. That update is the latest write of all
+    (T@us-east-1, after the delete in us-east-1's stream): it must survive everywhere."""
+    k = regions.key("k")
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "writer": s("first")})
+    regions.delete(US, k)
+    regions.put(AP, k, **{FIELDS.timestamp: n(T), "writer": s(AP)})
+    regions.pump(AP)
+    regions.update(US, k, **{FIELDS.timestamp: n(T), "writer": s(US)})
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "writer": s(US)}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
