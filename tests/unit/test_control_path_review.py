@@ -5,15 +5,19 @@ guarantee (README, Guarantees) it holds the code to."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
 
 import pytest
 
+from dynamodb_replicator.awslambda.handler import deadline_of
+from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
+ROLE = "arn:aws:iam::111122223333:role/replicator"
 A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
 
 
@@ -37,9 +41,7 @@ class HookedClock:
     reason="_renew_region renews the snapshot's Lease object after forget+acquire: a dropped "
     "lease's deadline moves later (LeaseKeeper._renew_region checks the ref, not the object)",
 )
-def test_a_renewal_tick_that_stalls_across_a_drop_and_reacquire_leaves_the_dropped_lease_alone() -> (
-    None
-):
+def test_a_tick_stalled_across_a_drop_and_reacquire_leaves_the_dropped_lease_alone() -> None:
     """Reload path: the round thread drops a-1 (``forget``; its thread, still finishing a
     request, outlives the join to the deadline 1022.5) and re-acquires it with its token
     (lease L2). The keeper's tick, stalled behind a slow renewal of a-0, still holds the
@@ -151,3 +153,40 @@ def test_two_heartbeats_answered_out_of_order_leave_no_lease_past_the_claim() ->
     assert claim_ms == 1030_000  # the slow tick's heartbeat was applied last
     lease_ms = table.leases[A0].expires_ms
     assert lease_ms <= claim_ms, f"lease until {lease_ms} outlives the claim until {claim_ms}"
+
+
+class _Invocation:
+    """A Lambda context with the template's shortest function timeout left (10 s)."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the handler's deadline subtracts REPLICATOR_REQUEST_TIMEOUT_SECONDS once, but with "
+    "REPLICATOR_ROLES a call may make two requests (the STS refresh runs inside it)",
+)
+def test_a_lambda_write_in_another_account_ends_before_the_invocation_does() -> None:
+    """The runner counts a region with a role twice (an STS refresh inside the call:
+    ``RunnerConfig.request_lifetime``); the handler counts it once. With the template's
+    shortest timeout (10 s) and the default request timeout (5 s), the last write starts
+    at 4 s (10 - the 1 s margin - 5) and may end at 14 s: Lambda times the invocation out
+    while the write is out and retries the batch; the retry may settle before that put
+    lands, and nobody settles it after."""
+    env = {
+        "REPLICATOR_SOURCE_REGION": "eu-west-1",
+        "REPLICATOR_REGIONS": "eu-west-1,us-east-1",
+        "REPLICATOR_ROLES": json.dumps({"us-east-1": {"role_arn": ROLE}}),
+    }
+    settings = settings_from_env(env)
+    assert settings.roles  # the state the test is about: a target in another account
+    timeout = settings.replication.request_timeout_seconds
+    started = 1000.0
+    last_write = deadline_of(_Invocation(), started, timeout)
+    assert last_write is not None
+    lifetime = 2 * timeout  # the STS request, then the write itself, each up to the timeout
+    assert last_write + lifetime <= started + 10.0, (
+        f"a write started at {last_write - started:g} s may end at "
+        f"{last_write + lifetime - started:g} s, after the 10 s invocation ended"
+    )
