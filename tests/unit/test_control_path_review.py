@@ -5,6 +5,7 @@ guarantee (README, Guarantees) it holds the code to."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -13,9 +14,14 @@ import pytest
 
 from dynamodb_replicator.awslambda.handler import deadline_of
 from dynamodb_replicator.awslambda.settings import settings_from_env
-from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.streams import Page, ShardRef
 from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.runner.regions import Region
+from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+
+from .test_runner_outage import CONFIG, NAMES, Clock, FakeReplicator, FakeStreams, NoParking, record
 
 ROLE = "arn:aws:iam::111122223333:role/replicator"
 A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
@@ -189,4 +195,61 @@ def test_a_lambda_write_in_another_account_ends_before_the_invocation_does() -> 
     assert last_write + lifetime <= started + 10.0, (
         f"a write started at {last_write - started:g} s may end at "
         f"{last_write + lifetime - started:g} s, after the 10 s invocation ended"
+    )
+
+
+@dataclasses.dataclass
+class OnePageStreams(FakeStreams):
+    """Region b's first read returns one record; the rest of the time nothing new."""
+
+    served: bool = False
+
+    def read(self, iterator: str, limit: int = 1000) -> Page:
+        if self.region == "b" and not self.served:
+            self.served = True
+            return Page([record(5)], iterator)
+        return super().read(iterator, limit)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Runner.shutdown deletes the worker's claim (forget_worker) while a lease left to "
+    "expire (its page still out) is live",
+)
+def test_a_shutdown_with_a_page_out_past_the_deadline_keeps_the_claim_while_the_lease_lives() -> (
+    None
+):
+    """A page of b's shard is out when the runner stops, past the lease's deadline: the
+    lease is left to expire (not released), as the Guarantees say. But the worker's claim
+    is removed at once: the lease now outlives its worker id's claim (a process restarted
+    with the same id claims the id at once; only the lease's own expiry keeps it off)."""
+    clock = Clock()
+    tables = {n: LeaseTable(clock) for n in NAMES}
+    go_on = threading.Event()
+    replicator = FakeReplicator(go_on=go_on)
+    regions = {
+        n: Region(
+            RegionSpec(n),
+            OnePageStreams(n),
+            MemoryStateStore(tables[n]),
+            replicator if n == "b" else FakeReplicator(),
+            NoParking(),
+        )
+        for n in NAMES
+    }
+    runner = Runner(CONFIG, worker_id="w", clock=clock, connect=lambda s, *_: regions[s.name])
+    runner.regions = regions
+    try:
+        runner.balance()
+        assert replicator.entered.wait(30)  # b's page is out
+        clock.t = 1023.0  # past the deadline (1022.5), before the expiry (1030)
+        runner.shutdown()
+    finally:
+        go_on.set()
+    leases = tables["b"].leases.items()
+    live = {ref: lease.expires_ms for ref, lease in leases if lease.expires_ms > 1023_000}
+    assert live  # the state the test is about: a lease left to expire
+    claim = tables["b"].workers.get("w", ("", 0))[1]
+    assert all(expires <= claim for expires in live.values()), (
+        f"leases live until {sorted(live.values())}, the worker's claim until {claim}"
     )
