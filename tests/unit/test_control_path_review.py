@@ -48,21 +48,24 @@ class HookedClock:
     "lease's deadline moves later (LeaseKeeper._renew_region checks the ref, not the object)",
 )
 def test_a_tick_stalled_across_a_drop_and_reacquire_leaves_the_dropped_lease_alone() -> None:
-    """Reload path: the round thread drops a-1 (``forget``; its thread, still finishing a
-    request, outlives the join to the deadline 1022.5) and re-acquires it with its token
-    (lease L2). The keeper's tick, stalled behind a slow renewal of a-0, still holds the
-    old Lease object L1 in its snapshot: it finds a-1 in ``leases`` (L2), renews it and
-    moves L1's expiry. The dropped thread's deadline moves on with it, so it starts writes
-    again; when a-1 is then handed over (released: L2's own thread has ended), another
-    worker acquires it while the dropped thread may still start writes."""
+    """The round thread hands a-1 over (``forget``; its thread, still in a request, outlives
+    the join to the deadline 1022.5, so the lease is left to expire and its token kept),
+    and a later round, its share grown back, takes a-1 again with that token (lease L2).
+    The keeper's tick, stalled behind a slow renewal of a-0, still holds the old Lease
+    object L1 in its snapshot: it finds a-1 in ``leases`` (L2), renews it and moves L1's
+    expiry. The dropped thread's deadline moves on with it, so it may start writes again;
+    when a-1 is handed over once more (released: L2's own thread has ended), another
+    worker acquires it while the dropped thread may still start writes. (The reload path
+    is spared: it closes the old replicators, waiting for their pages, before taking the
+    shards again.)"""
     clock = HookedClock()
     table = LeaseTable(clock)
     keeper = LeaseKeeper("w1", "p", clock, 30.0)
 
     def round_thread_meanwhile() -> None:
-        keeper.forget(A1)  # the reload drops a-1 ...
+        keeper.forget(A1)  # a-1 is handed over ...
         clock.t = 1022.6  # ... its join ends at the deadline, the thread still in a request
-        assert keeper.acquire("a", A1) is not None  # the next round takes it again (token)
+        assert keeper.acquire("a", A1) is not None  # a later round takes it again (token)
 
     def slow_renewal_of_a0(call: str) -> None:
         if call == "renew" and clock.t == 1010.0:
