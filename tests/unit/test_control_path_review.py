@@ -16,12 +16,23 @@ from dynamodb_replicator.awslambda.handler import deadline_of
 from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.streams import Page, ShardRef
+from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.runner.preflight import Checked
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
-from .test_runner_outage import CONFIG, NAMES, Clock, FakeReplicator, FakeStreams, NoParking, record
+from .test_runner_outage import (
+    CONFIG,
+    NAMES,
+    SCHEMA,
+    Clock,
+    FakeReplicator,
+    FakeStreams,
+    NoParking,
+    record,
+)
 
 ROLE = "arn:aws:iam::111122223333:role/replicator"
 A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
@@ -256,3 +267,41 @@ def test_a_shutdown_with_a_page_out_past_the_deadline_keeps_the_claim_while_the_
     assert all(expires <= claim for expires in live.values()), (
         f"leases live until {sorted(live.values())}, the worker's claim until {claim}"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a reload to another state_table keeps LeaseKeeper.claims of the old table: "
+    "leases are taken in the new table, where this worker has no claim",
+)
+def test_a_reload_to_another_state_table_claims_the_worker_id_there_before_leasing() -> None:
+    """The config's ``state_table`` changes while the runner runs: the leases are taken
+    again in the new table (the old ones are left to expire), but the keeper still has
+    the old table's claim, fresh enough that ``acquire`` does not heartbeat: the new
+    table holds live leases of a worker id nobody claimed there."""
+    clock = Clock()
+    tables = {(n, t): LeaseTable(clock) for n in NAMES for t in ("state", "moved")}
+
+    def region(name: str, config: RunnerConfig) -> Region:
+        store = MemoryStateStore(tables[name, config.state_table])
+        return Region(RegionSpec(name), FakeStreams(name), store, FakeReplicator(), NoParking())
+
+    first = dataclasses.replace(CONFIG, state_table="state")
+    runner = Runner(first, worker_id="w", clock=clock, connect=lambda s, c, *_: region(s.name, c))
+    runner.regions = {n: region(n, first) for n in NAMES}
+    try:
+        runner.balance()
+        assert len(runner.owned) == 6
+        moved = dataclasses.replace(first, state_table="moved")
+        runner._apply_config(moved, Checked({n: SCHEMA for n in NAMES}))
+        clock.t = 1005.0
+        runner.balance()
+        new = tables["a", "moved"]
+        assert new.leases  # the state the test is about: leases taken in the new table
+        claim = new.workers.get("w", ("", 0))[1]
+        expiries = sorted(lease.expires_ms for lease in new.leases.values())
+        assert all(expires <= claim for expires in expiries), (
+            f"leases in the new table until {expiries}, the worker's claim there until {claim}"
+        )
+    finally:
+        runner.shutdown()
