@@ -95,7 +95,12 @@ def test_timestamps_in_ms_or_s_give_a_lag_others_do_not() -> None:
     assert timestamp_seconds("1700000000.5") == 1700000000.5
     assert timestamp_seconds("42") is None and timestamp_seconds("nan") is None
     records: list[dict[str, Any]] = [
-        {"dynamodb": {"NewImage": {FIELDS.timestamp: {"N": "1700000000000"}}}},
+        {
+            "dynamodb": {
+                "NewImage": {FIELDS.timestamp: {"N": "1700000000000"}},
+                "ApproximateCreationDateTime": 1700000000.0,
+            }
+        },
         {  # a replica write (echo): its timestamp is another region's and is skipped
             "dynamodb": {
                 "NewImage": {
@@ -109,6 +114,37 @@ def test_timestamps_in_ms_or_s_give_a_lag_others_do_not() -> None:
     ]
     ages = batch_ages(records, 1700000003.0, FIELDS)
     assert ages.timestamp == 3.0 and ages.stream == 2.0
+
+
+def record_at(stamp: str, created: float) -> dict[str, Any]:
+    image = {FIELDS.timestamp: {"N": stamp}}
+    return {"dynamodb": {"NewImage": image, "ApproximateCreationDateTime": created}}
+
+
+def test_a_timestamp_the_stream_time_does_not_confirm_gives_way_to_the_stream_time() -> None:
+    now = 1800000000.5
+    # an item versioned long ago (version-items --timestamp), replicated now: stream time
+    old = batch_ages([record_at("1700000000000", now - 2.5)], now, FIELDS)
+    assert old.timestamp == 2.5
+    # a clock ahead, or seconds written where milliseconds were meant
+    ahead = batch_ages([record_at(str(int((now + 30) * 1000)), now - 2.5)], now, FIELDS)
+    assert ahead.timestamp == 2.5
+    # no stream time to confirm it: no lag
+    assert (
+        batch_ages(
+            [{"dynamodb": {"NewImage": record_at("1", 0)["dynamodb"]["NewImage"]}}], now, FIELDS
+        ).timestamp
+        is None
+    )
+
+
+def test_a_confirmed_timestamp_gives_the_lag_its_precision() -> None:
+    # AWS: to the second; the stamp lies in that second
+    aws = batch_ages([record_at("1800000001250", 1800000001.0)], 1800000001.5, FIELDS)
+    assert aws.timestamp == 0.25
+    # DynamoDB Local: truncated to the minute (1800000000 is one); 42.1 s into it
+    local = batch_ages([record_at("1800000042100", 1800000000.0)], 1800000042.5, FIELDS)
+    assert local.timestamp is not None and abs(local.timestamp - 0.4) < 1e-6
 
 
 def test_emf_document_declares_every_value() -> None:

@@ -41,8 +41,10 @@ def put(timestamp: str, *, seq: str = "1") -> PutVersion:
     return PutVersion(KEY, Version.of(timestamp, THERE), image, seq)
 
 
-def delete(timestamp: str, deleted_in: str = THERE, seq: str = "2") -> DeleteVersion:
-    return DeleteVersion(KEY, Version.of(timestamp, THERE), deleted_in, seq)
+def delete(
+    timestamp: str, deleted_in: str = THERE, seq: str = "2", origin: str = THERE
+) -> DeleteVersion:
+    return DeleteVersion(KEY, Version.of(timestamp, origin), deleted_in, seq)
 
 
 def writes(store: MemoryStore) -> list[str]:
@@ -90,13 +92,26 @@ def test_a_delete_in_its_own_region_with_the_item_gone_is_one_write() -> None:
 def test_a_late_insert_after_a_delete_is_stale_without_a_write() -> None:
     store = MemoryStore(HERE)
     w = writer(store)
-    w.apply(TABLE, [delete("5")])
+    w.apply(TABLE, [delete("5", deleted_in=HERE, origin=HERE)])
     store.calls.clear()
     result = w.apply(TABLE, [put("4")])
     w.close()
     assert (result.applied, result.stale) == (0, 1)
-    assert result.conflicts[0].other_deleted
+    assert result.conflicts[0].other_deleted  # a version written elsewhere: a conflict
     assert writes(store) == []
+
+
+def test_a_put_meeting_its_own_regions_later_writes_is_no_conflict() -> None:
+    """A put and the delete of its version in one batch (the put is taken back), and a
+    late put meeting a later delete of its own region: stale, but nothing concurrent."""
+    store = MemoryStore(HERE)
+    w = writer(store)
+    together = w.apply(TABLE, [put("5", seq="1"), delete("5", seq="2")])
+    late = w.apply(TABLE, [put("4", seq="3")])
+    w.close()
+    assert store.item(TABLE, KEY) is None
+    assert late.stale == 1
+    assert (together.conflicts, late.conflicts) == ((), ())
 
 
 def test_a_put_landing_after_a_delete_is_taken_back() -> None:
