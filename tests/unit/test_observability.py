@@ -219,6 +219,14 @@ def test_status_rules() -> None:
     assert unreadable.stuck and "could not connect" in unreadable.reasons[0]
 
 
+def test_status_drops_an_error_the_target_advanced_past() -> None:
+    failing = TargetReport("eu-west-1", advanced_at=50.0, last_error="boom", last_error_at=60.0)
+    assert one_pair(shard(failing)).totals.last_error == "boom"
+    # applied or parked since: the target moved on after the error
+    resolved = TargetReport("eu-west-1", advanced_at=70.0, last_error="boom", last_error_at=60.0)
+    assert one_pair(shard(resolved)).totals.last_error is None
+
+
 def test_status_text_shows_stuck_pairs_and_owners() -> None:
     states = {
         "us-east-1": RegionState(

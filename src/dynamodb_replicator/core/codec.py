@@ -36,6 +36,7 @@ __all__ = [
     "decode_record",
     "item_to_json",
     "key_from_json",
+    "key_object",
     "key_to_json",
     "record_to_lambda_event_record",
     "sequence_number_of",
@@ -114,6 +115,13 @@ def key_to_json(item: Item, names: Iterable[str] | None = None) -> str:
     points, repair input)."""
     key = item if names is None else {name: item[name] for name in names}
     return json.dumps(item_to_json(key), sort_keys=True)
+
+
+def key_object(item: Item, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The key as a JSON object (JSON output and logs): ``key_to_json``'s text, decoded,
+    so that printed it is that very text."""
+    decoded: dict[str, Any] = json.loads(key_to_json(item, names))
+    return decoded
 
 
 def key_from_json(text: str) -> dict[str, AttributeValue]:

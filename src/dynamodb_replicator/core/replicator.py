@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from dynamodb_replicator.core.codec import decode_record, sequence_number_of
+from dynamodb_replicator.core.codec import (
+    attribute_from_json,
+    decode_record,
+    key_object,
+    sequence_number_of,
+)
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.contract import Violation, find_violations
 from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, ReplicatorError
@@ -137,17 +142,32 @@ class Replicator:
             except MissingTimestampError as exc:
                 if self.missing_timestamp is MissingTimestamp.SKIP:
                     skipped += 1
-                    log.error("skipped record", extra={"sequence": sequence, "reason": str(exc)})
+                    where = self._where(record, sequence, from_json)
+                    log.error("skipped record", extra={**where, "reason": str(exc)})
                 else:
                     failures.append(RecordFailure(sequence, exc))
             except RecordError as exc:
                 failures.append(RecordFailure(sequence, exc))
+        by_sequence = {sequence_number_of(record): record for record in records}
         for failure in failures:
-            log.error(
-                "record cannot be replicated",
-                extra={"sequence": failure.sequence_number, "reason": str(failure.error)},
-            )
+            failed = by_sequence.get(failure.sequence_number)
+            where = self._where(failed, failure.sequence_number, from_json)
+            log.error("record cannot be replicated", extra={**where, "reason": str(failure.error)})
         return changes, failures, skipped
+
+    def _where(
+        self, record: Mapping[str, Any] | None, sequence: str, from_json: bool
+    ) -> dict[str, Any]:
+        """A record's log context: source region, sequence and key (when it has one)."""
+        where: dict[str, Any] = {"region": self.source, "sequence": sequence}
+        try:
+            keys = dict((record or {})["dynamodb"]["Keys"])
+            if from_json:
+                keys = {name: attribute_from_json(value) for name, value in keys.items()}
+            where["key"] = key_object(keys)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a malformed record: its sequence is all there is
+        return where
 
     def process(
         self,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.codec import key_object
 from dynamodb_replicator.core.conflicts import Conflict, met_another_write
 from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
@@ -278,7 +279,7 @@ class StoreWriter:
             extra={
                 "region": self.region,
                 "table": table,
-                "key": str(op.key),
+                "key": key_object(op.key.to_attributes()),
                 "sequence": op.sequence_number,
                 "reason": str(exc),
             },
