@@ -19,6 +19,7 @@ from dynamodb_replicator.core.model import ItemKey, Version
 from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, conflict_record
+from dynamodb_replicator.ops.redrive import newest_per_key
 from dynamodb_replicator.ops.status import (
     PairStatus,
     RegionState,
@@ -32,6 +33,7 @@ from .strategies import FIELDS
 
 POLICY = LastWriterWins(FIELDS)
 KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+KEY_A, KEY_B = '{"pk": {"S": "a"}}', '{"pk": {"S": "b"}}'
 
 
 def v(stamp: str, origin: str = "us-east-1") -> Version:
@@ -332,3 +334,16 @@ def test_status_names_parked_records_and_idle_pairs() -> None:
     assert 'key {"pk": {"S": "a"}}' in text and "redrive" in text
     (listed,) = to_json(pairs, states, now=100.0)["parked"]
     assert listed["key"] == {"pk": {"S": "a"}} and listed["age_s"] == 60.0
+
+
+def test_redrive_takes_the_newest_parked_record_of_each_key() -> None:
+    def parked(sequence: str, key: str) -> ParkedRecord:
+        return ParkedRecord(
+            "T", "us-east-1", "label", "s1", sequence, key, ("eu-west-1",), "too large", 1.0, {}
+        )
+
+    old, new = parked("99999", KEY_A), parked("100000", KEY_A)
+    other, keyless = parked("5", KEY_B), parked("7", "")
+    chosen = newest_per_key([old, other, new, keyless])
+    # numeric order, not text order: 100000 is newer than 99999
+    assert chosen == [(new, (old,)), (other, ()), (keyless, ())]
