@@ -14,12 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from dynamodb_replicator.core.codec import (
-    attribute_from_json,
-    decode_record,
-    key_object,
-    sequence_number_of,
-)
+from dynamodb_replicator.core.codec import decode_record, record_key, sequence_number_of
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.contract import Violation, find_violations
 from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, ReplicatorError
@@ -159,15 +154,8 @@ class Replicator:
         self, record: Mapping[str, Any] | None, sequence: str, from_json: bool
     ) -> dict[str, Any]:
         """A record's log context: source region, sequence and key (when it has one)."""
-        where: dict[str, Any] = {"region": self.source, "sequence": sequence}
-        try:
-            keys = dict((record or {})["dynamodb"]["Keys"])
-            if from_json:
-                keys = {name: attribute_from_json(value) for name, value in keys.items()}
-            where["key"] = key_object(keys)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            pass  # a malformed record: its sequence is all there is
-        return where
+        key = None if record is None else record_key(record, from_json=from_json)
+        return {"region": self.source, "sequence": sequence, "key": key}
 
     def process(
         self,
