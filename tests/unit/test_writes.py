@@ -4,6 +4,10 @@ the interleavings the module docstring argues about."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion
@@ -161,8 +165,9 @@ def test_a_newer_put_survives_settling() -> None:
     assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("6", THERE)
 
 
-def test_a_failed_settling_read_fails_the_put() -> None:
-    """Nothing is checkpointed past a put that might still resurrect a delete."""
+def test_a_failed_settling_read_fails_the_put(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing is checkpointed past a put that might still resurrect a delete; the failure
+    is logged with the key as a DynamoDB JSON object and the region."""
     store = MemoryStore(HERE)
 
     def no_tombstone_reads(_s: MemoryStore, call: str) -> None:
@@ -171,10 +176,13 @@ def test_a_failed_settling_read_fails_the_put() -> None:
 
     store.before_call = no_tombstone_reads
     w = StoreWriter(protocol(store), WriterOptions(backoff=Backoff(attempts=2, base=0.0)))
-    result = w.apply(TABLE, [put("4", seq="7")])
+    with caplog.at_level(logging.ERROR):
+        result = w.apply(TABLE, [put("4", seq="7")])
     w.close()
     assert result.failed_sequence == "7"
     assert isinstance(result.error, UnreachableError)
+    (logged,) = [r.__dict__ for r in caplog.records if r.getMessage() == "write failed"]
+    assert (logged["key"], logged["region"]) == ({"pk": {"S": "k"}}, HERE)
 
 
 def test_a_restore_does_not_overwrite_a_later_write_of_the_same_version() -> None:

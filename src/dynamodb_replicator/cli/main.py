@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -91,8 +92,9 @@ def _fail(message: str, code: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     use_profile(getattr(args, "profile", None))
     # Warnings and errors with their context (key, region), JSON unless on a terminal;
-    # ``run`` and ``demo`` configure their own logging.
-    configure("WARNING")
+    # ``run`` and ``demo`` configure their own logging, and so may a program calling main.
+    if not logging.getLogger().handlers:
+        configure("WARNING")
     code: int = args.run(args)
     return code
 
