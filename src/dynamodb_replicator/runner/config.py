@@ -66,6 +66,9 @@ def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
     return value
 
 
+_STRUCTURED = ("tables", "regions", "table_names")
+"""The top-level keys besides ``_OPTIONAL``: lists and tables of tables."""
+
 _OPTIONAL: dict[str, tuple[type, Any]] = {
     "state_table": (str, defaults.STATE_TABLE),
     "lease_timeout_seconds": (float, defaults.LEASE_TIMEOUT_SECONDS),
@@ -115,7 +118,7 @@ def _unknown(keys: Any, known: set[str], where: str) -> list[str]:
 
 def _unknown_keys(data: Mapping[str, Any]) -> None:
     """Raise one ConfigError naming every unknown key, top level and in ``[[regions]]``."""
-    lines = _unknown(data, {"tables", "regions", "table_names", *_OPTIONAL}, "")
+    lines = _unknown(data, {*_STRUCTURED, *_OPTIONAL}, "")
     regions = data.get("regions")
     for index, region in enumerate(regions if isinstance(regions, list) else []):
         if isinstance(region, dict):
