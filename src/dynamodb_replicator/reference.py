@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -86,37 +85,17 @@ class MetricInfo:
 
 def _structured_keys() -> list[str]:
     """The top-level keys ``parse_config`` accepts besides ``_OPTIONAL`` (``tables``,
-    ``regions``, tables of tables): read from its source, the set literals it subtracts from
-    ``set(data)`` to find unknown keys, so a key added there is listed too."""
-    keys: list[str] = []
-    for node in ast.walk(ast.parse(inspect.getsource(config.parse_config))):
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and _of_data(node):
-            for operand in (node.left, node.right):
-                if isinstance(operand, ast.Set):
-                    values = [_constant(e) for e in operand.elts]
-                    keys += [v for v in values if isinstance(v, str) and v not in keys]
-    return [k for k in keys if k not in config._OPTIONAL]
-
-
-def _constant(node: ast.expr) -> object:
-    """A literal, or the value of a module constant of the config named in the set."""
-    if isinstance(node, ast.Name):
-        return getattr(config, node.id, None)
-    return node.value if isinstance(node, ast.Constant) else None
-
-
-def _of_data(node: ast.expr) -> bool:
-    """Whether the leftmost operand of a chain of subtractions is ``set(data)``."""
-    while isinstance(node, ast.BinOp):
-        node = node.left
-    return ast.unparse(node) == "set(data)"
+    ``regions``, tables of tables): the config's own list of them, so a key added there is
+    listed too."""
+    return [k for k in config._STRUCTURED if k not in config._OPTIONAL]
 
 
 def config_keys() -> list[ConfigKey]:
     """Every top-level key of the runner's config: ``tables`` and ``regions`` first."""
     order = {"tables": 0, "regions": 1}
     structured = sorted(_structured_keys(), key=lambda k: order.get(k, 2))
-    keys = [ConfigKey(name, "list" if name == "tables" else "table", "") for name in structured]
+    kinds = {"tables": "list", config._REQUEST: "float"}
+    keys = [ConfigKey(name, kinds.get(name, "table"), "") for name in structured]
     for name, (kind, default) in config._OPTIONAL.items():
         keys.append(ConfigKey(name, kind.__name__, _toml(default)))
     return keys

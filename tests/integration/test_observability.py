@@ -63,6 +63,8 @@ def metric(samples: dict[Any, float], name: str, **labels: str) -> float:
 def test_conflict_log_and_metrics_match_what_was_written(
     ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
 ) -> None:
+    """Only writes that met another region's version are conflicts (not a put meeting the
+    delete of its own version); the lag of an item versioned long ago is by stream time."""
     clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in (US, EU)}
     for region, client in clients.items():
         create_table(client, "Observed", region=region)
@@ -73,6 +75,13 @@ def test_conflict_log_and_metrics_match_what_was_written(
     for i in range(conflicting):  # the same keys in both regions; eu-west-1's are newer
         put(clients[US], "Observed", f"clash-{i}", now)
         put(clients[EU], "Observed", f"clash-{i}", now + 1000)
+    deleted = 3
+    for i in range(deleted):  # put and deleted in one region: no conflict anywhere
+        put(clients[US], "Observed", f"pre-del-{i}", now + i)
+        clients[US].delete_item(TableName="Observed", Key={"pk": {"S": f"pre-del-{i}"}})
+    # versioned (version-items --timestamp) long ago, written last: the batch's newest write
+    put(clients[US], "Observed", "versioned", 1_700_000_000_000)
+    plain += 1
     conflicts = tmp_path / "conflicts.jsonl"
     config = write_config(
         tmp_path / "c.toml",
@@ -105,10 +114,13 @@ def test_conflict_log_and_metrics_match_what_was_written(
                 samples, "conflicts_total", table="Observed", source=EU, target=US, outcome="won"
             ),
             "leases": metric(samples, "shards_owned", table="Observed", source=US, worker="w1"),
+            "lag sum us->eu": metric(
+                samples, "batch_lag_seconds_sum", table="Observed", source=US, target=EU
+            ),
         }
         return (
             found
-            if found["applied us->eu"] + found["stale us->eu"] >= plain + conflicting
+            if found["applied us->eu"] + found["stale us->eu"] >= plain + conflicting + 2 * deleted
             and (found["applied eu->us"] >= conflicting)
             else None
         )
@@ -118,9 +130,12 @@ def test_conflict_log_and_metrics_match_what_was_written(
     except AssertionError:
         print((tmp_path / "w.log").read_text()[-3000:])
         raise
+    # by stream time (DynamoDB Local truncates it to the minute): well under an hour, not
+    # the 3 years since the version's timestamp
+    assert 0 < found.pop("lag sum us->eu") < 3600
     assert found == {
-        "applied us->eu": plain,
-        "stale us->eu": conflicting,
+        "applied us->eu": plain + deleted,  # the deletes
+        "stale us->eu": conflicting + deleted,  # the puts, taken back by their deletes
         "applied eu->us": conflicting,
         "stale eu->us": 0,
         "lost us->eu": conflicting,

@@ -56,26 +56,27 @@ def test_a_poison_record_is_parked_shown_and_redriven(
     runner = RunnerProcess(config, tmp_path / "w.log", "w1").start()
     runners.append(runner)
     stamp = int(time.time() * 1000)
+    # two versions of one bad item: the second parks at once, redrive replays it alone
     clients[US].put_item(TableName="Poisoned", Item={"pk": {"S": "bad"}, "v": {"S": "x"}})
+    clients[US].put_item(TableName="Poisoned", Item={"pk": {"S": "bad"}, "v": {"S": "y"}})
     after = {"pk": {"S": "after"}, FIELDS.timestamp: {"N": str(stamp)}}
     clients[US].put_item(TableName="Poisoned", Item=after)
     try:
         # Replication moves on past the parked record: the later write arrives.
         poll(lambda: get(clients[EU], "Poisoned", "after"), "the write after the poison record", 90)
-        shown = poll(
-            lambda: (
-                (
-                    (d := cli("status", "--config", str(config), "--json")).returncode == 1
-                    and json.loads(d.stdout)["parked"]
-                    and d
-                )
-                or None
-            ),
-            "status to show the parked record",
-        )
-        (parked,) = json.loads(shown.stdout)["parked"]
-        assert parked["key"] == {"pk": {"S": "bad"}} and "__timestamp" in parked["reason"]
-        assert EU in parked["targets"]
+
+        def parked_and_resolved() -> subprocess.CompletedProcess[str] | None:
+            shown = cli("status", "--config", str(config), "--json")
+            report = json.loads(shown.stdout)
+            (pair,) = [p for p in report["pairs"] if (p["source"], p["target"]) == (US, EU)]
+            # the shard moved on past the parked records: their error is resolved
+            done = len(report["parked"]) == 2 and pair["last_error"] is None
+            return shown if shown.returncode == 1 and done else None
+
+        shown = poll(parked_and_resolved, "status to show the parked records, no error")
+        for parked in json.loads(shown.stdout)["parked"]:
+            assert parked["key"] == {"pk": {"S": "bad"}} and "__timestamp" in parked["reason"]
+            assert EU in parked["targets"]
         text = cli("status", "--config", str(config))
         assert (
             text.returncode == 1 and "parked: Poisoned" in text.stdout and "redrive" in text.stdout
@@ -84,14 +85,25 @@ def test_a_poison_record_is_parked_shown_and_redriven(
         assert get(clients[EU], "Poisoned", "bad") is None
         runner.terminate()  # what follows is redrive's work alone
 
+        unfixed = cli("redrive", "--config", str(config))
+        assert unfixed.returncode == 1 and "fix the item in us-east-1" in unfixed.stdout
+        logged = [json.loads(line) for line in unfixed.stderr.splitlines()]
+        assert logged and all(
+            (line["key"], line["region"]) == ({"pk": {"S": "bad"}}, US) for line in logged
+        ), unfixed.stderr
+
         fixed = {"pk": {"S": "bad"}, "v": {"S": "x"}, FIELDS.timestamp: {"N": str(stamp + 1)}}
         clients[US].put_item(TableName="Poisoned", Item=fixed)
         dry = cli("redrive", "--config", str(config), "--dry-run")
         assert dry.returncode == 0 and "would replay 1 of 1" in dry.stdout
+        planned = json.loads(cli("redrive", "--config", str(config), "--dry-run", "--json").stdout)
+        (replay,) = planned["replays"]
+        assert replay["key"] == {"pk": {"S": "bad"}} and replay["source"] == US
         assert get(clients[EU], "Poisoned", "bad") is None  # a dry run writes nothing
         done = cli("redrive", "--config", str(config))
         assert done.returncode == 0, done.stdout
-        assert "replayed 1 of 1" in done.stdout and "removed 1" in done.stdout
+        # the newest version alone, the older one removed with it
+        assert "replayed 1 of 1 (1 records" in done.stdout and "removed 2" in done.stdout
         replicated = get(clients[EU], "Poisoned", "bad")
         assert replicated is not None and replicated[FIELDS.timestamp] == {"N": str(stamp + 1)}
         again = cli("redrive", "--config", str(config))  # repeatable: nothing left

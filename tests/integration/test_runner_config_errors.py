@@ -38,6 +38,14 @@ def clients(ddb_local: DynamoDBLocal) -> Iterator[dict[str, Any]]:
         BillingMode="PAY_PER_REQUEST",
     )
     create_table(clients[EU], "NoStream", region=EU)
+    # no stream in us-east-1, and another key there than in eu-west-1
+    clients[US].create_table(
+        TableName="Customers",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    create_table(clients[EU], "Customers", (("cid", "S"),), region=EU)
     yield clients
 
 
@@ -131,3 +139,49 @@ def test_every_problem_is_reported_at_once(
     ):
         assert message in text, text
     assert "Traceback" not in text
+
+
+def test_a_failing_preflight_names_every_problem_and_creates_nothing(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    config = write_config(tmp_path / "c.toml", ["Customers"], endpoints, state_table="fresh-state")
+    assert main(["run", "--config", str(config), "--log-format", "text"]) == 2
+    err = capsys.readouterr().err
+    # the fix runs as printed: it names the region
+    assert "`aws dynamodb update-table --region us-east-1 --table-name Customers " in err
+    assert "table Customers has different key schemas: us-east-1: id HASH S; " in err
+    for region in (US, EU):
+        assert "fresh-state" not in clients[region].list_tables()["TableNames"]
+    assert "Customers.__tombstones" not in clients[US].list_tables()["TableNames"]
+
+
+def test_every_unknown_key_is_named_with_a_close_match(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'tables = ["Good"]\nlease_timout_seconds = 5\n'
+        '[[regions]]\nname = "us-east-1"\nendpoint = "http://x"\n'
+        '[[regions]]\nname = "eu-west-1"\n'
+    )
+    assert main(["run", "--config", str(config)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: unknown key lease_timout_seconds (did you mean lease_timeout_seconds?)",
+        "error: regions[0] (us-east-1): unknown key endpoint (did you mean endpoint_url?)",
+    ]
+
+
+def test_diff_of_a_table_not_in_the_config_names_the_configured_ones(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    config = write_config(tmp_path / "c.toml", ["Good"], endpoints)
+    assert main(["diff", "--config", str(config), "--table", "Goo"]) == 2
+    assert capsys.readouterr().err == ("error: table Goo is not in the config (tables: Good)\n")

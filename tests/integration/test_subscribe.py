@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,13 +104,39 @@ def test_create_then_noop_then_update(moto: MotoServer, capsys: pytest.CaptureFi
     capsys.readouterr()
 
     assert run(moto) == 0  # a second run changes nothing
-    assert capsys.readouterr().out.count("did none") == 2
+    assert capsys.readouterr().out.count(": already subscribed (mapping ") == 2
     assert len(mappings(lambdas)) == 2
 
     assert run(moto, "--batch-size", "50") == 0  # a changed setting is updated in place
     assert "did update" in capsys.readouterr().out
     assert sorted(m["BatchSize"] for m in mappings(lambdas)) == [50, 50]
     assert len(mappings(lambdas)) == 2
+
+
+def test_a_config_gives_the_endpoint_and_a_rerun_says_nothing_changed(
+    moto: MotoServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ddb, lambdas = clients(moto)
+    deploy_function(moto)
+    table(ddb, "Orders")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'tables = ["Orders"]\n'
+        + "".join(
+            f'[[regions]]\nname = "{name}"\nendpoint_url = "{moto.endpoint_url}"\n'
+            for name in ("us-east-1", "eu-west-1")
+        )
+    )
+    command = ["subscribe", "--config", str(config), "--region", "us-east-1"]  # no --endpoint-url
+    assert main(command) == 0
+    first = capsys.readouterr()
+    assert "Orders: did create" in first.out and len(mappings(lambdas)) == 1
+    # the function was not deployed from the config: it does not know the regions
+    assert "REPLICATOR_REGIONS='', the config gives 'us-east-1,eu-west-1'" in first.err
+    assert main(command) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    uuid = mappings(lambdas)[0]["UUID"]
+    assert line == f"Orders: already subscribed (mapping {uuid}): nothing to change"
 
 
 def test_clear_errors(moto: MotoServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -143,7 +170,7 @@ def test_a_disabled_mapping_is_reported_and_enabled(
     assert "did enable" in capsys.readouterr().out
     assert [m["State"] for m in mappings(lambdas)] == ["Enabled"]
     assert run(moto) == 0
-    assert "did none" in capsys.readouterr().out
+    assert "already subscribed" in capsys.readouterr().out
 
 
 def test_finite_retries_and_a_failure_destination(
@@ -158,4 +185,4 @@ def test_finite_retries_and_a_failure_destination(
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == store
     capsys.readouterr()
     assert run(moto, "--on-failure", store) == 0
-    assert "did none" in capsys.readouterr().out
+    assert "already subscribed" in capsys.readouterr().out

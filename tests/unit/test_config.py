@@ -47,7 +47,7 @@ def regions(*names: str) -> list[dict[str, Any]]:
         ({"tables": ["x"], "regions": regions("a1", "b1")}, "invalid table name"),
         (
             {"tables": ["Orders"], "regions": [{"name": "a1", "endpoint": "x"}, {"name": "b"}]},
-            "unknown keys",
+            "unknown key endpoint",
         ),
         (
             {
@@ -70,6 +70,23 @@ def regions(*names: str) -> list[dict[str, Any]]:
 def test_bad_configs_say_what_is_wrong(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(data)
+
+
+def test_every_unknown_key_is_named_at_once_with_a_close_match() -> None:
+    data = {
+        "tables": ["Orders"],
+        "regions": [{"name": "a1", "endpoint": "http://x"}, {"name": "b1", "rolearn": "r"}],
+        "lease_timout_seconds": 5,
+        "zzz": 1,
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert str(caught.value).splitlines() == [
+        "unknown key lease_timout_seconds (did you mean lease_timeout_seconds?)",
+        "unknown key zzz",
+        "regions[0] (a1): unknown key endpoint (did you mean endpoint_url?)",
+        "regions[1] (b1): unknown key rolearn (did you mean role_arn?)",
+    ]
 
 
 def test_missing_and_invalid_files(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import logging
@@ -50,7 +51,9 @@ def test_skip_policy_moves_on_and_logs_the_key(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.ERROR):
         response = process_event(event(), replicator(MissingTimestamp.SKIP))
     assert response == {"batchItemFailures": []}
-    assert any("00ff6b6579" in str(getattr(r, "reason", "")) for r in caplog.records)
+    key = {"id": {"B": base64.b64encode(bytes.fromhex("00ff6b6579")).decode()}}
+    assert any(getattr(r, "key", None) == key for r in caplog.records)
+    assert any(json.dumps(key) in str(getattr(r, "reason", "")) for r in caplog.records)
 
 
 def test_only_the_lowest_failure_is_reported() -> None:

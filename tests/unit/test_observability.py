@@ -19,6 +19,7 @@ from dynamodb_replicator.core.model import ItemKey, Version
 from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, conflict_record
+from dynamodb_replicator.ops.redrive import newest_per_key
 from dynamodb_replicator.ops.status import (
     PairStatus,
     RegionState,
@@ -32,6 +33,7 @@ from .strategies import FIELDS
 
 POLICY = LastWriterWins(FIELDS)
 KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+KEY_A, KEY_B = '{"pk": {"S": "a"}}', '{"pk": {"S": "b"}}'
 
 
 def v(stamp: str, origin: str = "us-east-1") -> Version:
@@ -95,7 +97,12 @@ def test_timestamps_in_ms_or_s_give_a_lag_others_do_not() -> None:
     assert timestamp_seconds("1700000000.5") == 1700000000.5
     assert timestamp_seconds("42") is None and timestamp_seconds("nan") is None
     records: list[dict[str, Any]] = [
-        {"dynamodb": {"NewImage": {FIELDS.timestamp: {"N": "1700000000000"}}}},
+        {
+            "dynamodb": {
+                "NewImage": {FIELDS.timestamp: {"N": "1700000000000"}},
+                "ApproximateCreationDateTime": 1700000000.0,
+            }
+        },
         {  # a replica write (echo): its timestamp is another region's and is skipped
             "dynamodb": {
                 "NewImage": {
@@ -109,6 +116,37 @@ def test_timestamps_in_ms_or_s_give_a_lag_others_do_not() -> None:
     ]
     ages = batch_ages(records, 1700000003.0, FIELDS)
     assert ages.timestamp == 3.0 and ages.stream == 2.0
+
+
+def record_at(stamp: str, created: float) -> dict[str, Any]:
+    image = {FIELDS.timestamp: {"N": stamp}}
+    return {"dynamodb": {"NewImage": image, "ApproximateCreationDateTime": created}}
+
+
+def test_a_timestamp_the_stream_time_does_not_confirm_gives_way_to_the_stream_time() -> None:
+    now = 1800000000.5
+    # an item versioned long ago (version-items --timestamp), replicated now: stream time
+    old = batch_ages([record_at("1700000000000", now - 2.5)], now, FIELDS)
+    assert old.timestamp == 2.5
+    # a clock ahead, or seconds written where milliseconds were meant
+    ahead = batch_ages([record_at(str(int((now + 30) * 1000)), now - 2.5)], now, FIELDS)
+    assert ahead.timestamp == 2.5
+    # no stream time to confirm it: no lag
+    assert (
+        batch_ages(
+            [{"dynamodb": {"NewImage": record_at("1", 0)["dynamodb"]["NewImage"]}}], now, FIELDS
+        ).timestamp
+        is None
+    )
+
+
+def test_a_confirmed_timestamp_gives_the_lag_its_precision() -> None:
+    # AWS: to the second; the stamp lies in that second
+    aws = batch_ages([record_at("1800000001250", 1800000001.0)], 1800000001.5, FIELDS)
+    assert aws.timestamp == 0.25
+    # DynamoDB Local: truncated to the minute (1800000000 is one); 42.1 s into it
+    local = batch_ages([record_at("1800000042100", 1800000000.0)], 1800000042.5, FIELDS)
+    assert local.timestamp is not None and abs(local.timestamp - 0.4) < 1e-6
 
 
 def test_emf_document_declares_every_value() -> None:
@@ -181,6 +219,14 @@ def test_status_rules() -> None:
     assert one_pair().stuck  # no runner ever reported
     unreadable = one_pair(error="could not connect")
     assert unreadable.stuck and "could not connect" in unreadable.reasons[0]
+
+
+def test_status_drops_an_error_the_target_advanced_past() -> None:
+    failing = TargetReport("eu-west-1", advanced_at=50.0, last_error="boom", last_error_at=60.0)
+    assert one_pair(shard(failing)).totals.last_error == "boom"
+    # applied or parked since: the target moved on after the error
+    resolved = TargetReport("eu-west-1", advanced_at=70.0, last_error="boom", last_error_at=60.0)
+    assert one_pair(shard(resolved)).totals.last_error is None
 
 
 def test_status_text_shows_stuck_pairs_and_owners() -> None:
@@ -288,3 +334,16 @@ def test_status_names_parked_records_and_idle_pairs() -> None:
     assert 'key {"pk": {"S": "a"}}' in text and "redrive" in text
     (listed,) = to_json(pairs, states, now=100.0)["parked"]
     assert listed["key"] == {"pk": {"S": "a"}} and listed["age_s"] == 60.0
+
+
+def test_redrive_takes_the_newest_parked_record_of_each_key() -> None:
+    def parked(sequence: str, key: str) -> ParkedRecord:
+        return ParkedRecord(
+            "T", "us-east-1", "label", "s1", sequence, key, ("eu-west-1",), "too large", 1.0, {}
+        )
+
+    old, new = parked("99999", KEY_A), parked("100000", KEY_A)
+    other, keyless = parked("5", KEY_B), parked("7", "")
+    chosen = newest_per_key([old, other, new, keyless])
+    # numeric order, not text order: 100000 is newer than 99999
+    assert chosen == [(new, (old,)), (other, ()), (keyless, ())]

@@ -49,7 +49,7 @@ def test_a_region_in_another_account_carries_its_role() -> None:
         ({"external_id": "ext-1"}, "external_id and session_name need a role_arn"),
         ({"role_arn": ARN, "external_id": "x"}, "external_id is invalid"),
         ({"role_arn": ARN, "session_name": "has space"}, "session_name is invalid"),
-        ({"role_arn": ARN, "role": "x"}, "unknown keys"),
+        ({"role_arn": ARN, "role": "x"}, "unknown key role"),
     ],
 )
 def test_bad_roles_are_one_clear_line(role: dict[str, Any], message: str) -> None:

@@ -49,13 +49,14 @@ def test_counters_add_up_and_count_a_batch_per_target() -> None:
 
 
 def test_pair_totals_sum_counters_and_keep_the_worst_gauges() -> None:
+    # both errors came after their target's last advance: unresolved, the newer is shown
     old_error = TargetReport(
         EU, PairCounters(applied=2), lag_s=3.0, backlog=4, advanced_at=40.0,
-        last_error="old", last_error_at=10.0,
+        last_error="old", last_error_at=45.0,
     )  # fmt: skip
     new_error = TargetReport(
         EU, PairCounters(applied=5, lost=1), lag_s=1.0, stream_age_s=2.0, backlog=1,
-        backlog_more=True, advanced_at=90.0, last_error="new", last_error_at=20.0,
+        backlog_more=True, advanced_at=90.0, last_error="new", last_error_at=95.0,
     )  # fmt: skip
     totals = pair_totals([report("s1", old_error), report("s2", new_error)], now=100.0)
     assert totals == {
@@ -68,7 +69,7 @@ def test_pair_totals_sum_counters_and_keep_the_worst_gauges() -> None:
             backlog_more=True,
             stalled_s=60.0,
             last_error="new",
-            last_error_at=20.0,
+            last_error_at=95.0,
             idle=False,
         )
     }

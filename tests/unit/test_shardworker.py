@@ -324,7 +324,13 @@ def test_a_failing_target_backs_off_doubling_up_to_the_cap() -> None:
 def test_each_accepted_page_tells_its_lag_per_target() -> None:
     stamp = SystemAttributes().timestamp
     written = [
-        {"dynamodb": {"SequenceNumber": f"{i:021d}", "NewImage": {stamp: {"N": f"{ms}"}}}}
+        {
+            "dynamodb": {
+                "SequenceNumber": f"{i:021d}",
+                "NewImage": {stamp: {"N": f"{ms}"}},
+                "ApproximateCreationDateTime": ms // 1000,  # confirms the timestamp
+            }
+        }
         for i, ms in ((1, 1_700_000_000_000), (2, 1_700_000_004_000))
     ]
     stream = FakeStream({"s1": written})
@@ -457,6 +463,54 @@ def test_a_poison_record_is_parked_and_the_shard_moves_on(
     assert set(checkpoints.saved[w.shard].values()) == {f"{5:021d}"}  # moved on
     assert w.stats.backlog == dict.fromkeys(TARGETS, 0)
     assert {w.stats.counters[t].parked for t in TARGETS} == {1}
+
+
+@dataclass
+class TwoBadVersions:
+    """Records 3 and 4 are two versions of one key, each failing by itself."""
+
+    def __call__(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
+        bad = [s for s in seqs if int(s) in (3, 4)]
+        failures = tuple(RecordFailure(s, MissingTimestampError("no __timestamp")) for s in bad)
+        done = {s: True for s in seqs if s not in bad}
+        return BatchResult(
+            {t: TargetResult(t, applied=len(done), settled=done) for t in targets}, failures
+        )
+
+
+def test_a_second_version_of_a_parked_key_parks_at_once() -> None:
+    keyed = [record(i) for i in range(1, 6)]
+    for i, r in enumerate(keyed, start=1):
+        r["dynamodb"]["Keys"] = {"pk": {"S": "big" if i in (3, 4) else f"k{i}"}}
+    lot, clock = FakeLot(), Clock()
+    w = ShardWorker(
+        ShardRef("Orders", ARN, "s1"),
+        source=FakeStream({"s1": keyed}),
+        checkpoints=FakeCheckpoints(),
+        process=TwoBadVersions(),
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        page_limit=10,
+        parking=lot,
+        park_after=100.0,
+        region="eu-west-1",
+    )
+    for _ in range(60):
+        clock.at += 5
+        w.step()
+    first, second = lot.parked_records
+    assert (first.sequence, second.sequence) == (f"{3:021d}", f"{4:021d}")
+    assert first.parked_at - 1000.0 >= 100.0  # the first waited park_after
+    assert second.parked_at - first.parked_at < 100.0  # the second did not wait again
 
 
 def test_a_region_that_is_down_is_waited_for_never_parked() -> None:

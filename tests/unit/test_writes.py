@@ -4,6 +4,10 @@ the interleavings the module docstring argues about."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion
@@ -41,8 +45,10 @@ def put(timestamp: str, *, seq: str = "1") -> PutVersion:
     return PutVersion(KEY, Version.of(timestamp, THERE), image, seq)
 
 
-def delete(timestamp: str, deleted_in: str = THERE, seq: str = "2") -> DeleteVersion:
-    return DeleteVersion(KEY, Version.of(timestamp, THERE), deleted_in, seq)
+def delete(
+    timestamp: str, deleted_in: str = THERE, seq: str = "2", origin: str = THERE
+) -> DeleteVersion:
+    return DeleteVersion(KEY, Version.of(timestamp, origin), deleted_in, seq)
 
 
 def writes(store: MemoryStore) -> list[str]:
@@ -90,13 +96,26 @@ def test_a_delete_in_its_own_region_with_the_item_gone_is_one_write() -> None:
 def test_a_late_insert_after_a_delete_is_stale_without_a_write() -> None:
     store = MemoryStore(HERE)
     w = writer(store)
-    w.apply(TABLE, [delete("5")])
+    w.apply(TABLE, [delete("5", deleted_in=HERE, origin=HERE)])
     store.calls.clear()
     result = w.apply(TABLE, [put("4")])
     w.close()
     assert (result.applied, result.stale) == (0, 1)
-    assert result.conflicts[0].other_deleted
+    assert result.conflicts[0].other_deleted  # a version written elsewhere: a conflict
     assert writes(store) == []
+
+
+def test_a_put_meeting_its_own_regions_later_writes_is_no_conflict() -> None:
+    """A put and the delete of its version in one batch (the put is taken back), and a
+    late put meeting a later delete of its own region: stale, but nothing concurrent."""
+    store = MemoryStore(HERE)
+    w = writer(store)
+    together = w.apply(TABLE, [put("5", seq="1"), delete("5", seq="2")])
+    late = w.apply(TABLE, [put("4", seq="3")])
+    w.close()
+    assert store.item(TABLE, KEY) is None
+    assert late.stale == 1
+    assert (together.conflicts, late.conflicts) == ((), ())
 
 
 def test_a_put_landing_after_a_delete_is_taken_back() -> None:
@@ -146,8 +165,9 @@ def test_a_newer_put_survives_settling() -> None:
     assert stored_version(store.item(TABLE, KEY), HERE, FIELDS) == Version.of("6", THERE)
 
 
-def test_a_failed_settling_read_fails_the_put() -> None:
-    """Nothing is checkpointed past a put that might still resurrect a delete."""
+def test_a_failed_settling_read_fails_the_put(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing is checkpointed past a put that might still resurrect a delete; the failure
+    is logged with the key as a DynamoDB JSON object and the region."""
     store = MemoryStore(HERE)
 
     def no_tombstone_reads(_s: MemoryStore, call: str) -> None:
@@ -156,10 +176,13 @@ def test_a_failed_settling_read_fails_the_put() -> None:
 
     store.before_call = no_tombstone_reads
     w = StoreWriter(protocol(store), WriterOptions(backoff=Backoff(attempts=2, base=0.0)))
-    result = w.apply(TABLE, [put("4", seq="7")])
+    with caplog.at_level(logging.ERROR):
+        result = w.apply(TABLE, [put("4", seq="7")])
     w.close()
     assert result.failed_sequence == "7"
     assert isinstance(result.error, UnreachableError)
+    (logged,) = [r.__dict__ for r in caplog.records if r.getMessage() == "write failed"]
+    assert (logged["key"], logged["region"]) == ({"pk": {"S": "k"}}, HERE)
 
 
 def test_a_restore_does_not_overwrite_a_later_write_of_the_same_version() -> None:

@@ -44,7 +44,8 @@ class StreamClient:
         if not spec.get("StreamEnabled") or not arn:
             raise ConfigError(
                 f"table {table} in {self.region} has no stream: enable one with "
-                f"`aws dynamodb update-table --table-name {table} --stream-specification "
+                f"`aws dynamodb update-table --region {self.region} --table-name {table} "
+                "--stream-specification "
                 "StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES`"
             )
         if spec.get("StreamViewType") != "NEW_AND_OLD_IMAGES":

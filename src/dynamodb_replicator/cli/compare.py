@@ -66,6 +66,10 @@ def select(args: argparse.Namespace) -> Selection:
         regions = tuple(config.region(n) for n in names)
     if len(regions) < 2:
         raise ConfigError("compare at least two regions")
+    if args.table and args.table not in config.tables:
+        raise ConfigError(
+            f"table {args.table} is not in the config (tables: {', '.join(config.tables)})"
+        )
     tables = [args.table] if args.table else list(config.tables)
     keys: dict[str, list[str]] = {}
     for table in tables:

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from dynamodb_replicator.cli.compare import Selection, add_options, select
-from dynamodb_replicator.cli.options import add_command, key_object, print_json
+from dynamodb_replicator.cli.options import add_command, key_object, print_json, text_console
 from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
@@ -111,11 +111,11 @@ def print_settle(console: Console, settle: SettleReport) -> None:
         + (f", {len(settle.unsettled)} diverged or lagging" if settle.unsettled else "")
     )
     for key in settle.diverged[:5]:
-        console.print(f"    diverged: {key}")
+        console.print(f"    diverged: {key}", markup=False, highlight=False)
     if settle.unsettled:
         console.print(f"  [yellow]settle wait timed out[/yellow]: {settle.reason}")
         for key in settle.unsettled[:5]:
-            console.print(f"    diverged or lagging: {key}")
+            console.print(f"    diverged or lagging: {key}", markup=False, highlight=False)
     if not settle.clean:
         console.print("  `dynamodb-replicator repair` writes each differing key's winner")
 
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print_json([report_json(r) for r in reports])
     else:
-        console = Console()
+        console = text_console()
         for report in reports:
             print_report(console, report)
     return 0 if all(r.clean for r in reports) else 1

@@ -12,15 +12,19 @@ from collections.abc import Mapping
 
 from dynamodb_replicator.cli.options import EXIT_USAGE
 
-__all__ = ["COMMON", "EXIT_CODES", "EXIT_INTERRUPTED", "epilog", "exit_codes"]
+__all__ = ["COMMON", "EXIT_CLOSED_PIPE", "EXIT_CODES", "EXIT_INTERRUPTED", "epilog", "exit_codes"]
 
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT) during a command that is not the runner: the shell's 128 + 2."""
+
+EXIT_CLOSED_PIPE = 141
+"""Standard output closed by its reader (``| head``): the shell's 128 + SIGPIPE, quietly."""
 
 COMMON: Mapping[int, str] = {
     EXIT_USAGE: "it could not do its work: a bad argument or configuration, a region that "
     "refused or could not be reached (one `error:` line per problem on stderr)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_CLOSED_PIPE: "standard output was closed by its reader (`| head`); nothing on stderr",
 }
 """What every command may return besides its own codes."""
 

@@ -2,16 +2,20 @@
 
 Exit status: 0 all is well; 1 the command found what it looks for (regions differ, a pair
 is stuck, keys left undecided); 2 it could not do its work: a bad argument or configuration,
-a region that refused or could not be reached. No traceback reaches the user: an error is
-``error:`` lines on stderr (one per problem; ``DYNAMODB_REPLICATOR_DEBUG=1`` shows the
-traceback of an unexpected one).
+a region that refused or could not be reached; 130 interrupted (Ctrl-C); 141 standard
+output closed early (``... | head``: the command ends quietly, as a killed pipe writer
+would). No traceback reaches the user: an error is ``error:`` lines on stderr (one per
+problem; ``DYNAMODB_REPLICATOR_DEBUG=1`` shows the traceback of an unexpected one).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 from botocore.exceptions import BotoCoreError
@@ -32,9 +36,10 @@ from dynamodb_replicator.cli import (
     tombstones,
     version_items,
 )
-from dynamodb_replicator.cli.exits import epilog
+from dynamodb_replicator.cli.exits import EXIT_CLOSED_PIPE, EXIT_INTERRUPTED, epilog
 from dynamodb_replicator.cli.options import EXIT_USAGE, ArgumentError, Parser
 from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.observe.logs import configure
 from dynamodb_replicator.testing.local import LocalServerError
 
 __all__ = ["main"]
@@ -86,19 +91,53 @@ def _fail(message: str, code: int) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     use_profile(getattr(args, "profile", None))
+    # Warnings and errors with their context (key, region), JSON unless on a terminal;
+    # ``run`` and ``demo`` configure their own logging, and so may a program calling main.
+    if not logging.getLogger().handlers:
+        configure("WARNING")
     code: int = args.run(args)
     return code
+
+
+def _closed_pipe() -> int:
+    """Standard output's reader is gone: say nothing more, and let nothing write to the
+    pipe again (the interpreter's last flush would print a traceback-like complaint)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout is no real file (tests): nothing flushes to a pipe at exit
+    return EXIT_CLOSED_PIPE
+
+
+def _interrupted(argv: Sequence[str] | None) -> int:
+    """Ctrl-C reached the top: one line, exit 130, at once. Worker threads still blocked in
+    a request (a scan waiting on a slow region) would hold the interpreter's exit for their
+    read timeouts and retries: the process ends without waiting for them."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    what = words[0] if words else "command"
+    print(f"interrupted: {what} stopped before it finished", file=sys.stderr)
+    if threading.active_count() > 1:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(EXIT_INTERRUPTED)
+    return EXIT_INTERRUPTED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
-        return _run(args)
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except (ArgumentError, ReplicatorError, LocalServerError, BotoCoreError, OSError) as exc:
         return _fail(str(exc), EXIT_ERROR)
     except KeyboardInterrupt:
-        return 130
+        return _interrupted(argv)
     except Exception as exc:
         if os.environ.get("DYNAMODB_REPLICATOR_DEBUG"):
             raise

@@ -2,8 +2,10 @@
 
 Every command is registered with ``add_command`` (help, description and examples), prints
 results as text or as one JSON document (``--output text|json``; keys are DynamoDB JSON
-objects, never JSON inside strings), and reports a bad argument as one ``error:`` line
-with exit 2 (``main``).
+objects, never JSON inside strings; in text, the same JSON text), and reports a bad
+argument as one ``error:`` line with exit 2 (``main``). Text goes through ``text_console``:
+lines are never wrapped (a script reading a pipe gets one line per line, whatever the
+terminal's width), and a closed pipe is left to ``main`` to end quietly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from rich.console import Console
+
 __all__ = [
     "EXIT_USAGE",
     "OUTPUTS",
@@ -23,6 +27,7 @@ __all__ = [
     "add_output",
     "key_object",
     "print_json",
+    "text_console",
 ]
 
 EXIT_USAGE = 2
@@ -90,6 +95,18 @@ def add_output(parser: argparse.ArgumentParser, *, file_option: str | None = Non
     parser.add_argument(
         "--json", dest="output", action="store_const", const="json", help=argparse.SUPPRESS
     )
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit 1 ("differences found" for diff): main ends it quietly instead.
+        raise BrokenPipeError
+
+
+def text_console(*, stderr: bool = False) -> Console:
+    """A rich Console for a command's text output: no wrapping (soft wrap), on a terminal
+    or not."""
+    return _Console(stderr=stderr, soft_wrap=True)
 
 
 def key_object(key: Any) -> Any:

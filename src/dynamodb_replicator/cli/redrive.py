@@ -6,6 +6,7 @@ is left failing, 1 when something still fails, 2 on an error."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -15,12 +16,13 @@ from dynamodb_replicator.aws.errors import translated
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.failure_store import FailureStore
 from dynamodb_replicator.aws.parked import DynamoParkingLot
-from dynamodb_replicator.cli.options import add_command, add_output, print_json
+from dynamodb_replicator.cli.options import add_command, add_output, key_object, print_json
 from dynamodb_replicator.core.codec import key_from_json, table_name_from_arn
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.replicator import Replicator
-from dynamodb_replicator.ops.redrive import Replay, redrive
+from dynamodb_replicator.ops.redrive import Replay, newest_per_key, redrive
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 
 __all__ = ["register"]
@@ -60,19 +62,37 @@ def register(commands: Any) -> None:
 
 
 def _parked(config: RunnerConfig) -> Iterator[Replay]:
+    """The newest parked record of each key (the older ones go when it is replayed)."""
     for spec in config.regions:
         lot = DynamoParkingLot(make_client("dynamodb", spec), config.state_table, spec.name)
-        for parked in lot.parked(list(config.tables)):
+        for parked, older in newest_per_key(lot.parked(list(config.tables))):
+            superseded = f" (and {len(older)} older version(s) it supersedes)" if older else ""
             yield Replay(
                 f"parked {parked.table} {parked.source} sequence {parked.sequence} "
-                f"key {parked.key or '?'}",
+                f"key {parked.key or '?'}{superseded}",
                 parked.table,
                 parked.source,
                 [parked.record],
                 parked.targets,
                 parked.key,
-                remove=lambda lot=lot, p=parked: lot.remove(p),  # type: ignore[misc]
+                remove=functools.partial(_remove, lot, (parked, *older)),
+                removes=1 + len(older),
             )
+
+
+def _remove(lot: DynamoParkingLot, records: tuple[ParkedRecord, ...]) -> None:
+    for record in records:
+        lot.remove(record)
+
+
+def _replay_json(replay: Replay) -> dict[str, Any]:
+    return {
+        "label": replay.label,
+        "table": replay.table,
+        "source": replay.source,
+        "key": key_object(replay.key) if replay.key else None,
+        "records": len(replay.records),
+    }
 
 
 def _captured(args: argparse.Namespace, config: RunnerConfig) -> Iterator[Replay]:
@@ -133,13 +153,13 @@ def run(args: argparse.Namespace) -> int:
         print_json(
             {
                 "dry_run": args.dry_run,
-                "replays": [{"label": r.label, "records": len(r.records)} for r in replays],
+                "replays": [_replay_json(r) for r in replays],
                 "replayed": summary.replayed,
                 "records": summary.records,
                 "applied": summary.applied,
                 "already_there": summary.stale,
                 "removed": summary.removed,
-                "still_failing": summary.failed,
+                "still_failing": [{**_replay_json(r), "reason": why} for r, why in summary.failed],
             }
         )
         return EXIT_LEFT if summary.failed else 0

@@ -16,7 +16,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.cli.compare import Selection, add_options, select
 from dynamodb_replicator.cli.diff import print_report, report_json
-from dynamodb_replicator.cli.options import add_command, print_json
+from dynamodb_replicator.cli.options import add_command, print_json, text_console
 from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import key_from_json
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 now=now,
             )
     writers = {spec.name: build_writer(spec, settings) for spec in selection.regions}
-    console = Console()
+    console = text_console()
     output: list[dict[str, Any]] = []
     unresolved = 0
     try:

@@ -1,6 +1,7 @@
 """``dynamodb-replicator status --config FILE``: lag, backlog, errors, parked records and
 shard owners per table and region pair, from the state tables. Exit 0 healthy, 1 a pair is
-stuck or a parked record waits, 2 error."""
+stuck or a parked record waits, 2 error: status cannot observe (no usable credentials, or
+no region's state readable), said once."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.clock import SystemClock
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.errors import ConfigError, ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.ops.status import Lease, RegionState, render_text, summarize, to_json
@@ -69,6 +70,8 @@ def read_region(
         parked = DynamoParkingLot(
             store.client, state_table, spec.name, backoff=Backoff(attempts=2)
         ).parked(list(tables))
+    except ConfigError:
+        raise  # no credentials, or rejected ones: nothing can be observed (exit 2)
     except ReplicatorError as exc:
         return RegionState(error=str(exc))
     reports = []
@@ -106,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
             for spec in config.regions
         }
         states = {name: future.result() for name, future in futures.items()}
+    errors = sorted({state.error for state in states.values() if state.error is not None})
+    if all(state.error is not None for state in states.values()):
+        raise ReplicatorError(f"cannot read the state in any region: {'; '.join(errors)}")
     pairs = summarize(config.tables, states, now=now, stuck_after=args.stuck_after)
     if args.output == "json":
         print_json(to_json(pairs, states, now=now))

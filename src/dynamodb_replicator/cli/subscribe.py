@@ -15,8 +15,8 @@ from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, MappingSettings, function_name
-from dynamodb_replicator.deploy.subscribe import failed, subscribe
-from dynamodb_replicator.runner.config import load_config
+from dynamodb_replicator.deploy.subscribe import Step, failed, subscribe
+from dynamodb_replicator.runner.config import RunnerConfig, load_config
 
 __all__ = ["register"]
 
@@ -93,29 +93,57 @@ def register(commands: Any) -> None:
     )
 
 
-def _configured(args: argparse.Namespace, port: LambdaMappings, function: str) -> list[str]:
-    """With ``--config``: its tables by their names in ``--region`` (a note on stderr when
-    the function's environment names them otherwise than the config); else none."""
-    if not args.config:
+def _note(function: str, variable: str, found: str, wanted: str, why: str) -> None:
+    print(
+        f"note: {function} has {variable}={found!r}, the config gives {wanted!r}: set it "
+        f"(or deploy the function with `template`) so that it {why}",
+        file=sys.stderr,
+    )
+
+
+def _configured(
+    config: RunnerConfig | None, region: str, port: LambdaMappings, function: str
+) -> list[str]:
+    """With ``--config``: its tables by their names in ``region`` (a note on stderr for
+    each variable of the function's environment that differs from the config); else none."""
+    if config is None:
         return []
-    config = load_config(args.config)
-    region = config.region(args.region).name
-    wanted = replication_environment(config.replication).get("REPLICATOR_TABLE_NAMES", "")
+    names = replication_environment(config.replication).get("REPLICATOR_TABLE_NAMES", "")
+    regions = ",".join(spec.name for spec in config.regions)
     port.require_function(function)
-    found = port.environment(function).get("REPLICATOR_TABLE_NAMES", "")
-    if found != wanted:
-        print(
-            f"note: {function} has REPLICATOR_TABLE_NAMES={found!r}, the config gives "
-            f"{wanted!r}: set it (or deploy the function with `template`) so that it writes "
-            "to each region's tables",
-            file=sys.stderr,
-        )
+    environment = port.environment(function)
+    found = environment.get("REPLICATOR_TABLE_NAMES", "")
+    if found != names:
+        _note(function, "REPLICATOR_TABLE_NAMES", found, names, "writes to each region's tables")
+    found = environment.get("REPLICATOR_REGIONS", "")
+    if {r.strip() for r in found.split(",") if r.strip()} != set(regions.split(",")):
+        _note(function, "REPLICATOR_REGIONS", found, regions, "replicates to every region")
     return [config.replication.names.physical(t, region) for t in config.tables]
+
+
+def _spec(args: argparse.Namespace, config: RunnerConfig | None) -> RegionSpec:
+    """``--region``, at the endpoint the config gives it (if any; ``--endpoint-url``
+    overrides it). The function is subscribed with the process's own credentials."""
+    if config is None:
+        return RegionSpec(args.region, args.endpoint_url)
+    return RegionSpec(args.region, args.endpoint_url or config.region(args.region).endpoint_url)
+
+
+def _line(step: Step, dry_run: bool) -> str:
+    """One step for people: what was (or would be) done, or that nothing was needed."""
+    if step.action == "none":
+        return f"{step.table}: already subscribed (mapping {step.uuid}): nothing to change"
+    if step.action == "refuse":
+        return f"{step.table}: refused: {step.detail}"
+    changes = " " + ", ".join(f"{k}={v}" for k, v in step.changes.items())
+    verb = "would" if dry_run else "did"
+    return f"{step.table}: {verb} {step.action} {step.detail}{changes}".rstrip()
 
 
 def run(args: argparse.Namespace) -> int:
     """Plan or apply, print one line per step; exit 2 when a table was refused."""
-    spec = RegionSpec(args.region, args.endpoint_url)
+    config = load_config(args.config) if args.config else None
+    spec = _spec(args, config)
     function = args.function or function_name(args.name_prefix, args.region)
     settings = MappingSettings(
         batch_size=args.batch_size,
@@ -125,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         on_failure=args.on_failure,
     )
     port = LambdaMappings(make_client("dynamodb", spec), make_client("lambda", spec), args.region)
-    named = _configured(args, port, function)
+    named = _configured(config, args.region, port, function)
     steps = subscribe(
         port,
         env=args.env,
@@ -149,8 +177,6 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
         return 2 if failed(steps) else 0
-    verb = "would" if args.dry_run else "did"
     for step in steps:
-        changes = " " + ", ".join(f"{k}={v}" for k, v in step.changes.items())
-        print(f"{step.table}: {verb} {step.action} {step.detail}{changes}".rstrip())
+        print(_line(step, args.dry_run))
     return 2 if failed(steps) else 0

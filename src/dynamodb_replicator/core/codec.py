@@ -44,7 +44,9 @@ __all__ = [
     "decode_record",
     "item_to_json",
     "key_from_json",
+    "key_object",
     "key_to_json",
+    "record_key",
     "record_to_lambda_event_record",
     "sequence_number_of",
     "table_name_from_arn",
@@ -122,6 +124,25 @@ def key_to_json(item: Item, names: Iterable[str] | None = None) -> str:
     points, repair input)."""
     key = item if names is None else {name: item[name] for name in names}
     return json.dumps(item_to_json(key), sort_keys=True)
+
+
+def key_object(item: Item, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The key as a JSON object (JSON output and logs): ``key_to_json``'s text, decoded,
+    so that printed it is that very text."""
+    decoded: dict[str, Any] = json.loads(key_to_json(item, names))
+    return decoded
+
+
+def record_key(record: Mapping[str, Any], *, from_json: bool) -> dict[str, Any] | None:
+    """A stream record's key as ``key_object`` gives it (None: the record has no readable
+    key), for log lines about records that cannot be decoded."""
+    try:
+        keys = dict(record["dynamodb"]["Keys"])
+        if from_json:
+            keys = {name: attribute_from_json(value) for name, value in keys.items()}
+        return key_object(keys)
+    except (KeyError, TypeError, ValueError, AttributeError, MalformedRecordError):
+        return None
 
 
 def key_from_json(text: str) -> dict[str, AttributeValue]:

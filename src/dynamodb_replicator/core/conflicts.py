@@ -8,6 +8,10 @@ A replicated write meets one of three things in a region:
 * a version newer than the one the source replaced, but older than the change: a
   concurrent write in another region that this change **won** over (and overwrote).
 
+Only a different version written elsewhere makes a conflict (``met_another_write``): a
+replayed or late put meeting its own version (deleted since, say) or a later version of
+its own region is the normal order of one region's writes.
+
 The source region itself can lose too: an application write older than the version it
 replaced (a clock behind), or an insert older than a delete the region remembers.
 """
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from dynamodb_replicator.core.model import Item, ItemKey, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, newer
 
-__all__ = ["Conflict", "ConflictOutcome", "overwrote_concurrent"]
+__all__ = ["Conflict", "ConflictOutcome", "met_another_write", "overwrote_concurrent"]
 
 
 class ConflictOutcome(enum.Enum):
@@ -61,3 +65,17 @@ def overwrote_concurrent(
     if held is None or held == incoming:
         return False
     return replaced is None or newer(policy, held, replaced)
+
+
+def met_another_write(conflict: Conflict) -> bool:
+    """Did a replicated change meet a different version written in another region?
+
+    Not a conflict: the change's own version (a put meeting the delete of that very
+    version, as when a put and its delete are applied in one batch or replayed), or a
+    version whose origin is the change's own (that region wrote it after the change: a
+    late or replayed delivery). An unversioned item is always another write.
+    """
+    other = conflict.other
+    if other is None:
+        return True
+    return other != conflict.change and other.origin != conflict.change.origin

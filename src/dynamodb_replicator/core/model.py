@@ -96,11 +96,11 @@ class ItemKey:
         return tuple(name for name, _, _ in self.parts)
 
     def __str__(self) -> str:
-        rendered = []
-        for name, kind, value in self.parts:
-            shown = value.hex() if isinstance(value, bytes) else value
-            rendered.append(f"{name}={kind}:{shown}")
-        return ",".join(rendered)
+        """The one key text (``codec.key_to_json``), wherever a key is printed."""
+        # codec imports this module: the one encoding is imported where it is used.
+        from dynamodb_replicator.core.codec import key_to_json  # noqa: PLC0415
+
+        return key_to_json(self.to_attributes())
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from dynamodb_replicator.core.codec import decode_record, sequence_number_of
+from dynamodb_replicator.core.codec import decode_record, record_key, sequence_number_of
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.contract import Violation, find_violations
 from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, ReplicatorError
@@ -137,17 +137,25 @@ class Replicator:
             except MissingTimestampError as exc:
                 if self.missing_timestamp is MissingTimestamp.SKIP:
                     skipped += 1
-                    log.error("skipped record", extra={"sequence": sequence, "reason": str(exc)})
+                    where = self._where(record, sequence, from_json)
+                    log.error("skipped record", extra={**where, "reason": str(exc)})
                 else:
                     failures.append(RecordFailure(sequence, exc))
             except RecordError as exc:
                 failures.append(RecordFailure(sequence, exc))
+        by_sequence = {sequence_number_of(record): record for record in records}
         for failure in failures:
-            log.error(
-                "record cannot be replicated",
-                extra={"sequence": failure.sequence_number, "reason": str(failure.error)},
-            )
+            failed = by_sequence.get(failure.sequence_number)
+            where = self._where(failed, failure.sequence_number, from_json)
+            log.error("record cannot be replicated", extra={**where, "reason": str(failure.error)})
         return changes, failures, skipped
+
+    def _where(
+        self, record: Mapping[str, Any] | None, sequence: str, from_json: bool
+    ) -> dict[str, Any]:
+        """A record's log context: source region, sequence and key (when it has one)."""
+        key = None if record is None else record_key(record, from_json=from_json)
+        return {"region": self.source, "sequence": sequence, "key": key}
 
     def process(
         self,

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dynamodb_replicator.core import defaults
-from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.codec import key_object
+from dynamodb_replicator.core.conflicts import Conflict, met_another_write
 from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
@@ -142,7 +143,8 @@ class StoreWriter:
             total.error,
             failed=total.gave_up,
             retried=total.retried,
-            conflicts=tuple(total.conflicts),
+            # Stale writes meeting their own region's later writes are no conflicts.
+            conflicts=tuple(c for c in total.conflicts if met_another_write(c)),
             settled=dict(total.settled),
         )
 
@@ -277,7 +279,7 @@ class StoreWriter:
             extra={
                 "region": self.region,
                 "table": table,
-                "key": str(op.key),
+                "key": key_object(op.key.to_attributes()),
                 "sequence": op.sequence_number,
                 "reason": str(exc),
             },

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from dynamodb_replicator.clock import SystemClock
-from dynamodb_replicator.core.codec import item_to_json
+from dynamodb_replicator.core.codec import item_to_json, key_object
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import Item, Version
@@ -52,7 +52,7 @@ def conflict_record(
         "region": conflict.region,
         "source": source,
         "operation": conflict.operation,
-        "key": item_to_json(conflict.key.to_attributes()),
+        "key": key_object(conflict.key.to_attributes()),
         "sequence": conflict.sequence_number,
         "change": _version(conflict.change),
         "other": _version(conflict.other),

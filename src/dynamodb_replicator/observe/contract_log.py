@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from dynamodb_replicator.core.codec import item_to_json
+from dynamodb_replicator.core.codec import key_object
 from dynamodb_replicator.core.contract import Violation
 
 __all__ = ["warn_violations"]
@@ -24,7 +24,7 @@ def warn_violations(table: str, violations: Iterable[Violation]) -> None:
                 "kind": violation.kind.value,
                 "table": table,
                 "region": violation.region,
-                "key": item_to_json(violation.key.to_attributes()),
+                "key": key_object(violation.key.to_attributes()),
                 "sequence": violation.sequence_number,
             },
         )

@@ -6,6 +6,8 @@ version everywhere, so a record older than what a region holds is only counted s
 parked record that still cannot be replicated as it is (say, no ``__timestamp``) is
 replaced by the item as its source region holds it now: once the item was fixed there,
 that version is replayed. A replay that reached every target is removed from its store.
+Of the parked records of one key (one bad item written several times) only the newest is
+replayed (``newest_per_key``): the older ones are superseded, and removed with it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Any
 
 from dynamodb_replicator.core.codec import item_to_json, key_from_json
 from dynamodb_replicator.core.errors import RecordError, ReplicatorError
+from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
 
-__all__ = ["RedriveSummary", "Replay", "current_record", "redrive"]
+__all__ = ["RedriveSummary", "Replay", "current_record", "newest_per_key", "redrive"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,27 @@ class Replay:
     targets: tuple[str, ...] | None = None
     key: str = ""
     remove: Callable[[], None] | None = field(default=None, compare=False)
+    removes: int = 1  # entries ``remove`` takes from the store (superseded ones too)
+
+
+def newest_per_key(
+    parked: Iterable[ParkedRecord],
+) -> list[tuple[ParkedRecord, tuple[ParkedRecord, ...]]]:
+    """Per table, source region and key: the newest parked record (the largest sequence
+    number) and the older ones it supersedes. A record without a readable key stands alone.
+    In the order of each key's first parked record."""
+    groups: dict[tuple[str, str, str], list[ParkedRecord]] = {}
+    alone: list[ParkedRecord] = []
+    for record in parked:
+        if record.key:
+            groups.setdefault((record.table, record.source, record.key), []).append(record)
+        else:
+            alone.append(record)
+    newest = []
+    for records in groups.values():
+        ordered = sorted(records, key=lambda r: int(r.sequence))
+        newest.append((ordered[-1], tuple(ordered[:-1])))
+    return newest + [(record, ()) for record in alone]
 
 
 @dataclass(slots=True)
@@ -51,7 +75,7 @@ class RedriveSummary:
     applied: int = 0
     stale: int = 0
     removed: int = 0
-    failed: list[str] = field(default_factory=list)  # "label: why" of what still fails
+    failed: list[tuple[Replay, str]] = field(default_factory=list)  # what still fails, why
 
     def lines(self, *, dry_run: bool) -> list[str]:
         verb = "would replay" if dry_run else "replayed"
@@ -61,7 +85,7 @@ class RedriveSummary:
         if not dry_run:
             head += f"; applied {self.applied}, already there {self.stale}; "
             head += f"removed {self.removed} from their store"
-        return [head + ")", *(f"still failing: {failure}" for failure in self.failed)]
+        return [head + ")", *(f"still failing: {r.label}: {why}" for r, why in self.failed)]
 
 
 def current_record(
@@ -134,10 +158,10 @@ def redrive(
             summary.applied += outcome.applied
             summary.stale += outcome.stale
         if why is not None:
-            summary.failed.append(f"{replay.label}: {why}")
+            summary.failed.append((replay, why))
             continue
         summary.replayed += 1
         if replay.remove is not None:
             replay.remove()
-            summary.removed += 1
+            summary.removed += replay.removes
     return summary

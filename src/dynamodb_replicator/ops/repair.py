@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.core.codec import item_to_json
+from dynamodb_replicator.core.codec import key_object
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, TableNames, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
@@ -89,7 +89,7 @@ class RepairReport:
                 {
                     "region": region,
                     "action": "put" if isinstance(op, PutVersion) else "delete",
-                    "key": item_to_json(op.key.to_attributes()),
+                    "key": key_object(op.key.to_attributes()),
                     "version": {
                         "timestamp": op.version.raw_timestamp or str(op.version.timestamp),
                         "origin": op.version.origin,
@@ -100,7 +100,7 @@ class RepairReport:
     def note_undecidable(self, key: Item) -> None:
         self.unresolved += 1
         if len(self.undecidable) < UNDECIDABLE_LISTED:
-            self.undecidable.append(item_to_json(key))
+            self.undecidable.append(key_object(key))
 
     def as_json(self) -> dict[str, Any]:
         return {

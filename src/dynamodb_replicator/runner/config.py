@@ -12,11 +12,13 @@
     eu-west-1 = "EuStack-Orders-1A2B3C"
 
 Optional top-level keys extend it compatibly (see the README's table). Unknown keys are
-errors, so a typo never silently falls back to a default.
+errors, so a typo never silently falls back to a default: every unknown key (top level
+and in each ``[[regions]]`` table) is named at once, with the key it probably meant.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from collections.abc import Mapping
@@ -85,6 +87,10 @@ def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
     return value
 
 
+_STRUCTURED = ("tables", "regions", "table_names", _REQUEST)
+"""The top-level keys besides ``_OPTIONAL``: lists, tables of tables, and the request
+timeout (its default derives from the lease, so it is not a plain ``_OPTIONAL`` one)."""
+
 _OPTIONAL: dict[str, tuple[type, Any]] = {
     "state_table": (str, defaults.STATE_TABLE),
     "lease_timeout_seconds": (float, defaults.LEASE_TIMEOUT_SECONDS),
@@ -109,9 +115,6 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
     for index, region in enumerate(raw):
         if not isinstance(region, dict):
             raise ConfigError(f"regions[{index}] must be a table")
-        unknown = set(region) - _REGION_KEYS
-        if unknown:
-            raise ConfigError(f"regions[{index}]: unknown keys {sorted(unknown)}")
         name = region.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"regions[{index}]: name is required")
@@ -125,11 +128,32 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
     return tuple(specs)
 
 
+def _unknown(keys: Any, known: set[str], where: str) -> list[str]:
+    """One line per key of ``keys`` not in ``known``, with a close match when there is one."""
+    lines = []
+    for key in sorted(set(keys) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{where}unknown key {key}{hint}")
+    return lines
+
+
+def _unknown_keys(data: Mapping[str, Any]) -> None:
+    """Raise one ConfigError naming every unknown key, top level and in ``[[regions]]``."""
+    lines = _unknown(data, {*_STRUCTURED, *_OPTIONAL}, "")
+    regions = data.get("regions")
+    for index, region in enumerate(regions if isinstance(regions, list) else []):
+        if isinstance(region, dict):
+            name = region.get("name")
+            where = f"regions[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+            lines += _unknown(region, _REGION_KEYS, f"{where}: ")
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
 def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     """Validate a parsed TOML document."""
-    unknown = set(data) - {"tables", "regions", "table_names", _REQUEST} - set(_OPTIONAL)
-    if unknown:
-        raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
+    _unknown_keys(data)
     tables = data.get("tables")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, str) for t in tables):
         raise ConfigError(

@@ -1,7 +1,9 @@
 """A shard worker's parking: which records it parked for which targets, and parking one.
 
-A record is parked for the targets whose failure on it ``PoisonWatch`` finds due; from then
-on the worker leaves it out of what it sends those targets, so the shard moves on. Parking
+A record is parked for the targets whose failure on it ``PoisonWatch`` finds due, or at
+once when the same key was parked for that target already, the same way (one bad item
+written four times parks four times, but waits once); from then on the worker leaves it
+out of what it sends those targets, so the shard moves on. Parking
 writes the whole record first: when that write fails, nothing is skipped (it is retried).
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 from dynamodb_replicator.core.codec import key_to_json, record_to_lambda_event_record
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ReplicatorError
-from dynamodb_replicator.core.parking import ParkedRecord, ParkingLot, PoisonWatch
+from dynamodb_replicator.core.parking import ParkedRecord, ParkingLot, PoisonWatch, is_poison
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.streams import ShardRef
 
@@ -70,6 +72,7 @@ class Parker:
         self.clock = clock
         self.skip: dict[str, set[str]] = {}  # target -> parked sequences not yet passed
         self._targets: dict[str, set[str]] = {}  # sequence -> every target it is parked for
+        self._parked_keys: set[tuple[str, str, str]] = set()  # (target, key text, error kind)
 
     def kept(
         self, records: Sequence[Mapping[str, Any]], targets: Collection[str]
@@ -94,20 +97,37 @@ class Parker:
             return set()
         now = self.clock.now()
         due: dict[str, set[str]] = {}
+        by_sequence = {_sequence(r): r for r in records}
         for target, (sequence, error) in failures.items():
-            if self.watch.failed(target, sequence, error, now):
+            waited = self.watch.failed(target, sequence, error, now)
+            if waited or self._parked_before(target, by_sequence.get(sequence), error):
                 due.setdefault(sequence, set()).add(target)
         moved: set[str] = set()
-        by_sequence = {_sequence(r): r for r in records}
         for sequence, targets in due.items():
             record = by_sequence.get(sequence)
-            reason = str(failures[min(targets)][1])
-            if record is not None and self._park(record, targets, reason, now):
+            error = failures[min(targets)][1]
+            if record is not None and self._park(record, targets, error, now):
                 moved |= targets
         return moved
 
-    def _park(self, record: Mapping[str, Any], targets: set[str], reason: str, now: float) -> bool:
+    def _parked_before(
+        self, target: str, record: Mapping[str, Any] | None, error: ReplicatorError | None
+    ) -> bool:
+        """Was ``record``'s key parked for ``target`` already, failing the same way?"""
+        if record is None or not is_poison(error):
+            return False
+        key = _key_text(record)
+        return bool(key) and (target, key, type(error).__name__) in self._parked_keys
+
+    def _park(
+        self,
+        record: Mapping[str, Any],
+        targets: set[str],
+        error: ReplicatorError | None,
+        now: float,
+    ) -> bool:
         assert self.lot is not None
+        reason = str(error)
         sequence = _sequence(record)
         every = self._targets.get(sequence, set()) | targets
         parked = ParkedRecord(
@@ -122,7 +142,8 @@ class Parker:
             parked_at=now,
             record=_event(record, self.shard, self.region),
         )
-        where = {"shard": str(self.shard), "sequence": sequence, "key": parked.key}
+        key = json.loads(parked.key) if parked.key else None  # an object in the log
+        where = {"shard": str(self.shard), "sequence": sequence, "key": key}
         try:
             self.lot.park(parked)
         except ReplicatorError as exc:
@@ -135,6 +156,8 @@ class Parker:
         )
         self._targets[sequence] = every
         for target in targets:
+            if parked.key:
+                self._parked_keys.add((target, parked.key, type(error).__name__))
             self.skip.setdefault(target, set()).add(sequence)
             self.watch.clear(target)
             before = self.stats.counters.get(target, PairCounters())

@@ -3,8 +3,9 @@
 Every problem found is reported at once, one line each, in one ConfigError that says what
 to fix: rejected credentials, a region's role that cannot be assumed (the line names the
 role and the region), a table missing in a region, key schemas that differ, a
-stream that is off or not NEW_AND_OLD_IMAGES. The state and tombstone tables are created
-when missing. A region that cannot be reached
+stream that is off or not NEW_AND_OLD_IMAGES. Only once every check passed are the state
+and tombstone tables created where missing: a failing preflight creates nothing. A region
+that cannot be reached
 (throttled, 5xx, connection refused, timeouts) is no configuration problem: it is reported
 and checked again later (``check_region``), while the runner replicates among the others.
 """
@@ -61,40 +62,47 @@ class Checked:
 
 
 def _check_table(
-    client: Any, streams: StreamClient, spec: RegionSpec, table: str, config: RunnerConfig
-) -> tuple[tuple[str, str, str], ...]:
-    physical = config.replication.names.physical(table, spec.name)
-    schema = key_schema(require_table(client, physical, spec.name))
+    client: Any, streams: StreamClient, spec: RegionSpec, table: str, schemas: Schemas
+) -> None:
+    """Read-only: the table exists (its key schema goes to ``schemas`` at once, so that
+    schemas are compared even when the stream is wrong too) and has the right stream."""
+    physical = streams.names.physical(table, spec.name)
+    schemas[table] = key_schema(require_table(client, physical, spec.name))
     streams.stream_arn(table)
-    ensure_tombstone_table(
-        client,
-        physical,
-        region=spec.name,
-        suffix=config.replication.tombstone_suffix,
-        fields=config.replication.fields,
-    )
-    return schema
+
+
+def _create_bookkeeping(spec: RegionSpec, config: RunnerConfig, backoff: Backoff) -> None:
+    """Create the tombstone tables and the state table of ``spec`` where missing."""
+    client = make_client("dynamodb", spec)
+    for table in config.tables:
+        physical = config.replication.names.physical(table, spec.name)
+        create = functools.partial(
+            ensure_tombstone_table,
+            client,
+            physical,
+            region=spec.name,
+            suffix=config.replication.tombstone_suffix,
+            fields=config.replication.fields,
+        )
+        call_with_retries(create, backoff)
+    call_with_retries(lambda: ensure_state_table(client, config.state_table, spec.name), backoff)
 
 
 def _check_region(
     spec: RegionSpec, config: RunnerConfig, backoff: Backoff
 ) -> tuple[Schemas, list[str]]:
-    """The key schema of each usable table in ``spec``, and a problem line per table that
-    is not usable. Raises RetryableTargetError when the region cannot be reached."""
+    """The key schema of each table in ``spec``, and a problem line per table that is not
+    usable. Reads only. Raises RetryableTargetError when the region cannot be reached."""
     client = make_client("dynamodb", spec)
     streams = StreamClient(
         spec.name, client, make_client("dynamodbstreams", spec), config.replication.names
     )
     schemas: Schemas = {}
     problems: list[str] = []
-    checks: list[tuple[str | None, Callable[[], Any]]] = [
-        (table, functools.partial(_check_table, client, streams, spec, table, config))
-        for table in config.tables
-    ]
-    checks.append((None, lambda: ensure_state_table(client, config.state_table, spec.name)))
-    for table, check in checks:
+    for table in config.tables:
+        check = functools.partial(_check_table, client, streams, spec, table, schemas)
         try:
-            found = call_with_retries(check, backoff)
+            call_with_retries(check, backoff)
         except RetryableTargetError:
             raise
         except AssumeRoleError as exc:
@@ -104,9 +112,6 @@ def _check_region(
             problems.append(f"{_where(spec)}: {exc}")
             if isinstance(exc, ConfigError) and "credentials" in str(exc):
                 break  # every other check of this region would say the same
-            continue
-        if table is not None:
-            schemas[table] = found
     return schemas, problems
 
 
@@ -120,12 +125,12 @@ def check_region(
     the regions checked before. Raises RetryableTargetError when the region cannot be
     reached (after ``backoff``'s attempts; default three, quick), one ConfigError naming
     every problem for what needs fixing."""
-    schemas, problems = _check_region(
-        spec, config, backoff or Backoff(attempts=3, base=0.05, cap=0.5)
-    )
+    backoff = backoff or Backoff(attempts=3, base=0.05, cap=0.5)
+    schemas, problems = _check_region(spec, config, backoff)
     problems += _compare(config.tables, {**known, spec.name: schemas})
     if problems:
         raise ConfigError("\n".join(problems))
+    _create_bookkeeping(spec, config, backoff)
     return schemas
 
 
@@ -170,7 +175,27 @@ def preflight(config: RunnerConfig) -> Checked:
     if problems:
         # Alone an outage is no reason to stop; beside what needs fixing it is worth knowing.
         raise ConfigError("\n".join([*problems, *unreachable.values()]))
+    _create_everywhere(config, schemas, unreachable, backoff)
     return Checked(schemas, unreachable)
+
+
+def _create_everywhere(
+    config: RunnerConfig,
+    schemas: dict[str, Schemas],
+    unreachable: dict[str, str],
+    backoff: Backoff,
+) -> None:
+    """The bookkeeping tables of every checked region; a region lost meanwhile is moved
+    to ``unreachable`` (the runner checks it again later, creating what is missing)."""
+    specs = [spec for spec in config.regions if spec.name in schemas]
+    with ThreadPoolExecutor(max_workers=max(1, len(specs))) as pool:
+        futures = {spec: pool.submit(_create_bookkeeping, spec, config, backoff) for spec in specs}
+        for spec, future in futures.items():
+            try:
+                future.result()
+            except RetryableTargetError as exc:
+                del schemas[spec.name]
+                unreachable[spec.name] = f"cannot reach {_where(spec)}: {exc}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,11 +100,19 @@ def _idle(report: TargetReport, now: float) -> bool:
     return not report.backlog and quiet
 
 
+def _unresolved(report: TargetReport) -> bool:
+    """Does ``report``'s error still hold? Not once the target advanced after it: the record
+    went through since (applied, or parked: ``status`` lists parked records apart)."""
+    if not report.last_error or report.last_error_at is None:
+        return False
+    return report.advanced_at is None or report.advanced_at <= report.last_error_at
+
+
 @dataclass(frozen=True, slots=True)
 class PairTotals:
     """Shard reports of one pair combined: counters summed; gauges at their worst (largest
-    lag, summed backlog, longest stall); the most recent error; ``shards`` reports. Idle
-    shards add no lag: ``idle`` when every shard is."""
+    lag, summed backlog, longest stall); the most recent error still unresolved; ``shards``
+    reports. Idle shards add no lag: ``idle`` when every shard is."""
 
     counters: PairCounters = field(default_factory=PairCounters)
     shards: int = 0
@@ -124,7 +132,7 @@ class PairTotals:
             stalled = _max(stalled, now - report.advanced_at)
         error, error_at = self.last_error, self.last_error_at
         at = report.last_error_at
-        if report.last_error and at is not None and (error_at is None or at > error_at):
+        if _unresolved(report) and at is not None and (error_at is None or at > error_at):
             error, error_at = report.last_error, at
         idle = _idle(report, now)
         return PairTotals(

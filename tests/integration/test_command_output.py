@@ -1,0 +1,153 @@
+"""What the commands print, read by a script: one key text, no wrapping through a pipe, a
+closed pipe or Ctrl-C ends a command quietly with one line at most, and ``status`` that
+cannot observe says so once (exit 2). Real processes on DynamoDB Local."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.state import ensure_state_table
+from dynamodb_replicator.core.codec import key_to_json
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.runner_process import write_config
+from tests.support import FIELDS, REGIONS, create_table
+
+US, EU, _ = REGIONS
+EXECUTABLE = str(Path(sys.executable).parent / "dynamodb-replicator")
+# longer than any terminal's default width: wrapping would split it
+WIDE_KEY = "wide-" + "x" * 150
+
+
+def environment(**changes: str) -> dict[str, str]:
+    """The test's environment without COLUMNS (the commands must not depend on it)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env.update(changes)
+    return env
+
+
+def command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [EXECUTABLE, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environment(**env),
+    )
+
+
+@pytest.fixture(scope="module")
+def config(ddb_local: DynamoDBLocal, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Table Wide in two regions; one item only in us-east-1, of a key wider than 80."""
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in (US, EU)}
+    for region, client in clients.items():
+        create_table(client, "Wide", region=region)
+        ensure_state_table(client, "output-state", region)
+    item = {"pk": {"S": WIDE_KEY}, FIELDS.timestamp: {"N": str(int(time.time() * 1000))}}
+    clients[US].put_item(TableName="Wide", Item=item)
+    path = tmp_path_factory.mktemp("output") / "c.toml"
+    endpoints = dict.fromkeys((US, EU), ddb_local.endpoint_url)
+    yield write_config(path, ["Wide"], endpoints, state_table="output-state")
+
+
+def test_keys_are_one_json_text_on_unwrapped_lines(config: Path) -> None:
+    text = key_to_json({"pk": {"S": WIDE_KEY}})
+    diff = command("diff", "--config", str(config), "--no-settle", "--progress", "off")
+    assert diff.returncode == 1, diff.stderr
+    assert f"    missing: {text}" in diff.stdout.splitlines()
+    repair = command("repair", "--config", str(config), "--dry-run", "--force", "--progress", "off")
+    assert repair.returncode == 0, repair.stderr
+    lines = repair.stdout.splitlines()
+    assert any(line.startswith(f"    {EU}: put {text} version ") for line in lines), lines
+    as_json = command("repair", "--config", str(config), "--dry-run", "--force", "--output", "json")
+    (table,) = json.loads(as_json.stdout)
+    assert table["repair"]["samples"][0]["key"] == {"pk": {"S": WIDE_KEY}}
+
+
+def test_a_closed_pipe_ends_a_command_quietly(config: Path) -> None:
+    for args in (["status", "--output", "json"], ["diff", "--no-settle", "--progress", "off"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the command writes a line
+        try:
+            done = subprocess.run(
+                [EXECUTABLE, args[0], "--config", str(config), *args[1:]],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+                check=False,
+                env=environment(),
+            )
+        finally:
+            os.close(write)
+        assert (done.returncode, done.stderr) == (141, ""), args
+
+
+def test_status_without_credentials_says_so_once(config: Path, tmp_path: Path) -> None:
+    nowhere = str(tmp_path / "none")
+    env = environment(
+        AWS_SHARED_CREDENTIALS_FILE=nowhere,
+        AWS_CONFIG_FILE=nowhere,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    env.pop("AWS_ACCESS_KEY_ID")
+    env.pop("AWS_SECRET_ACCESS_KEY")
+    done = subprocess.run(
+        [EXECUTABLE, "status", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: ") and "no AWS credentials" in line
+
+
+@pytest.fixture
+def black_hole() -> Iterator[socket.socket]:
+    """An endpoint that accepts connections and never answers."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener
+    listener.close()
+
+
+def test_an_interrupted_diff_says_so_and_exits_130(
+    ddb_local: DynamoDBLocal, tmp_path: Path, black_hole: socket.socket, config: Path
+) -> None:
+    port = black_hole.getsockname()[1]
+    regions = {US: ddb_local.endpoint_url, EU: f"http://127.0.0.1:{port}"}
+    hanging = write_config(tmp_path / "hang.toml", ["Wide"], regions)
+    diff = subprocess.Popen(
+        [EXECUTABLE, "diff", "--config", str(hanging), "--progress", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    try:
+        black_hole.settimeout(60)
+        connection, _ = black_hole.accept()  # diff is waiting on eu-west-1 now
+        diff.send_signal(signal.SIGINT)
+        out, err = diff.communicate(timeout=30)
+        connection.close()
+    finally:
+        diff.kill()
+    assert diff.returncode == 130
+    assert err.splitlines() == ["interrupted: diff stopped before it finished"], err
+    assert out == ""
