@@ -6,9 +6,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import RunnerProcess
+
+# Hypothesis's per-example deadline is a timing assertion: on a loaded 2-core machine it fails
+# tests whose logic passed. Timing belongs in benchmarks, so no test has one.
+settings.register_profile("replicator", deadline=None)
+settings.load_profile("replicator")
 
 # DynamoDB Local accepts any credentials made of letters and digits.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
