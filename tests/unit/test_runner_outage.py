@@ -240,7 +240,11 @@ def test_a_dropped_shard_keeps_its_lease_while_a_page_is_in_flight_past_the_dead
     page.start()
     assert replicator.entered.wait(30)
     owned = runner.owned[ref]
+    # The page runs on the thread the runner knows as the shard's: the shard thread the
+    # fixture started idles and, once stopped, may end before the drop looks at it.
+    owned.thread = page
     owned.lease.until = 900.0  # the deadline has passed with the page still out
+    assert page.is_alive()
     try:
         runner._drop(ref, release=True)
     finally:
