@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,22 @@ class RunnerProcess:
     def wait_for_leases(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Wait until this runner has taken ``count`` shard leases."""
         return self.wait_for("shard leased", count, timeout)
+
+    def totals(self, port: int) -> dict[str, float]:
+        """The runner's Prometheus metrics on ``port``, each summed over its labels
+        (without the ``dynamodb_replicator_`` prefix); empty while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return {}
+        found: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("dynamodb_replicator_"):
+                series, value = line.rsplit(" ", 1)
+                name = series.partition("{")[0].removeprefix("dynamodb_replicator_")
+                found[name] = found.get(name, 0.0) + float(value)
+        return found
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

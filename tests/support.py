@@ -22,7 +22,7 @@ REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 T = TypeVar("T")
 
 
-def poll(check: Callable[[], T], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
+def poll(check: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
     """Call ``check`` until it returns something truthy and return that; fail naming
     ``what`` after ``timeout`` seconds. Tests wait for states this way, never by sleeping."""
     deadline = time.monotonic() + timeout

@@ -3,16 +3,17 @@ conflicting writes, kill -9 and restart, two workers, an unreachable region, SIG
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
-from dynamodb_replicator.testing.local import DynamoDBLocal
+from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.proxy import TcpProxy
 from tests.runner_process import RunnerProcess, write_config
-from tests.support import REGIONS, create_table
+from tests.support import REGIONS, create_table, poll
 from tests.workload import Workload, wait_until_converged
 
 US, EU, AP = REGIONS
@@ -27,8 +28,11 @@ def make_tables(endpoint: str, table: str, regions: dict[str, str] | None = None
     return clients
 
 
-def start(runners: list[RunnerProcess], tmp_path: Path, config: Path, worker: str) -> RunnerProcess:
-    runner = RunnerProcess(config, tmp_path / f"{worker}.log", worker).start()
+def start(
+    runners: list[RunnerProcess], tmp_path: Path, config: Path, name: str, *args: str
+) -> RunnerProcess:
+    """A runner with a worker id of its own (see ``unique_worker_id``) and its own log."""
+    runner = RunnerProcess(config, tmp_path / f"{name}.log", extra_args=args).start()
     runners.append(runner)
     return runner
 
@@ -47,14 +51,36 @@ def test_converges_under_conflicts_and_a_kill_9(
         dict.fromkeys(REGIONS, ddb_local.endpoint_url),
         lease_timeout_seconds=5,
     )
-    runner = start(runners, tmp_path, config, "w1")
+    port = free_port()
+    first = start(runners, tmp_path, config, "first", "--metrics-port", str(port))
+    first.wait_for_leases(3)  # one shard per region's stream
     workload = Workload(clients, table="Converge", keys=15, seed=7)
+    writing = threading.Event()
+    writers = [
+        threading.Thread(target=workload.run_region, args=(r, 0, 1_000, 0.02, writing))
+        for r in REGIONS
+    ]
+    for writer in writers:
+        writer.start()
+    try:
+        # Kill the runner while it works: it has replicated some of the writes, and more
+        # wait for it than it has done (each write has two targets to reach).
+        def working() -> tuple[int, float] | None:
+            written = len(workload.events)
+            totals = first.totals(port)
+            done = totals.get("applied_total", 0.0) + totals.get("stale_total", 0.0)
+            return (written, done) if done >= 20 else None
 
-    def kill_and_restart() -> None:
-        runner.kill()
-        start(runners, tmp_path, config, "w1")  # same worker id: resumes its leases at once
-
-    workload.run(operations=120, between=kill_and_restart)
+        written, done = poll(working, "the first runner to replicate 20 writes")
+        first.kill()
+        assert done < 2 * written, f"no work in flight at the kill: {done} of {2 * written}"
+        second = start(runners, tmp_path, config, "second")  # takes over once leases expire
+        second.wait_for_leases(3)
+        poll(lambda: len(workload.events) > 300, "300 writes")
+    finally:
+        writing.set()
+        for writer in writers:
+            writer.join()
     deletes = sum(e.delete for e in workload.events)
     assert deletes > 10 and len(workload.events) > 300  # the mix really happened
     try:
@@ -77,7 +103,8 @@ def test_two_workers_share_shards_and_take_over_from_a_dead_one(
         state_table="shared-state",
     )
     first = start(runners, tmp_path, config, "first")
-    start(runners, tmp_path, config, "second")
+    second = start(runners, tmp_path, config, "second")
+    both = {first.worker_id, second.worker_id}
     state = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
 
     def owners() -> dict[str, str]:
@@ -96,14 +123,14 @@ def test_two_workers_share_shards_and_take_over_from_a_dead_one(
         return found
 
     deadline = time.monotonic() + 30
-    while set(owners().values()) != {"first", "second"}:
+    while set(owners().values()) != both:
         assert time.monotonic() < deadline, f"shards not shared: {owners()}"
         time.sleep(0.2)
     first.kill()
     workload = Workload(clients, table="Shared", keys=10, seed=3)
     workload.run(operations=40)
     wait_until_converged(clients, "Shared", workload.expected(), timeout=60)
-    assert set(owners().values()) == {"second"}
+    assert set(owners().values()) == {second.worker_id}
     assert len(owners()) == 3
 
 
@@ -118,8 +145,8 @@ def test_an_unreachable_region_holds_back_only_itself(
             r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS
         }
         config = write_config(tmp_path / "i.toml", ["Isolated"], endpoints)
-        start(runners, tmp_path, config, "w1")
-        time.sleep(2)  # let the runner take its leases before the region goes away
+        runner = start(runners, tmp_path, config, "isolated")
+        runner.wait_for_leases(3)  # the region goes away from a runner at work
         proxy.stop()
         clients[US].put_item(
             TableName="Isolated", Item={"pk": {"S": "from-us"}, "__timestamp": {"N": "1"}}
@@ -148,19 +175,24 @@ def test_an_unreachable_region_holds_back_only_itself(
 def test_sigterm_stops_within_seconds_with_exit_code_0(
     ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
 ) -> None:
-    make_tables(ddb_local.endpoint_url, "Stopping")
+    clients = make_tables(ddb_local.endpoint_url, "Stopping")
     config = write_config(
         tmp_path / "t.toml", ["Stopping"], dict.fromkeys(REGIONS, ddb_local.endpoint_url)
     )
-    runner = start(runners, tmp_path, config, "w1")
-    time.sleep(3)
-    assert runner.alive(), show_logs(tmp_path)
+    runner = start(runners, tmp_path, config, "stopping")
+    runner.wait_for_leases(3)
+    clients[US].put_item(TableName="Stopping", Item={"pk": {"S": "k"}, "__timestamp": {"N": "1"}})
+    poll(
+        lambda: "Item" in clients[AP].get_item(TableName="Stopping", Key={"pk": {"S": "k"}}),
+        "the runner to replicate a write",
+    )
     began = time.monotonic()
     assert runner.terminate() == 0
     assert time.monotonic() - began < 5
+    assert runner.events("runner stopped"), runner.tail()
 
 
-def test_sigterm_with_a_region_down_stops_within_seconds(
+def test_sigterm_with_writes_waiting_in_retries_stops_within_seconds(
     ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
 ) -> None:
     proxy = TcpProxy(ddb_local.port).start()
@@ -168,14 +200,16 @@ def test_sigterm_with_a_region_down_stops_within_seconds(
         endpoints = {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url, AP: proxy.endpoint_url}
         clients = make_tables(ddb_local.endpoint_url, "Down", endpoints)
         config = write_config(tmp_path / "d.toml", ["Down"], endpoints)
-        runner = start(runners, tmp_path, config, "w1")
-        time.sleep(3)
-        proxy.stop()  # writes into ap-southeast-1 now wait in retries
+        runner = start(runners, tmp_path, config, "down")
+        runner.wait_for_leases(3)
+        proxy.stop()
         for n in range(20):
             clients[US].put_item(
                 TableName="Down", Item={"pk": {"S": f"k{n}"}, "__timestamp": {"N": "1"}}
             )
-        time.sleep(2)
+        # The state this test is about: the writes into ap-southeast-1 wait for a retry.
+        retrying = runner.wait_for("replication to these targets waits for a retry")
+        assert any(AP in event["targets"] for event in retrying), retrying
         began = time.monotonic()
         assert runner.terminate() == 0
         assert time.monotonic() - began < 5, show_logs(tmp_path)
@@ -190,7 +224,7 @@ def test_a_stream_disabled_and_enabled_again_is_followed(
     config = write_config(
         tmp_path / "r.toml", ["Restream"], dict.fromkeys(REGIONS, ddb_local.endpoint_url)
     )
-    start(runners, tmp_path, config, "w1")
+    start(runners, tmp_path, config, "restream").wait_for_leases(3)
 
     def replicated(key: str) -> None:
         deadline = time.monotonic() + 30
