@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import wait as real_wait
 from typing import Any
 
 import pytest
@@ -71,7 +72,6 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes(
         waiting_for_all.set()
         return real_wait(*args, **kwargs)
 
-    real_wait = writer_module.wait
     monkeypatch.setattr(writer_module, "wait", waits)
     w = writer(store)
     ended = threading.Event()
