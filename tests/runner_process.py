@@ -96,10 +96,11 @@ class RunnerProcess:
         return found
 
     def wait_for(
-        self, message: str, count: int = 1, timeout: float = 60.0, **fields: object
+        self, message: str, count: int = 1, timeout: float = 120.0, **fields: object
     ) -> list[dict[str, Any]]:
         """Wait until the log holds ``count`` events like ``events(message, **fields)``;
-        fail with the log's tail if the runner exits or ``timeout`` passes first."""
+        fail with the log's tail if the runner exits or ``timeout`` passes first. (On the
+        shared 2-core machine a runner's startup alone has taken 30 s under load.)"""
         deadline = time.monotonic() + timeout
         while True:
             found = self.events(message, **fields)
@@ -111,7 +112,7 @@ class RunnerProcess:
             )
             time.sleep(0.1)
 
-    def wait_for_leases(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    def wait_for_leases(self, count: int, timeout: float = 120.0) -> list[dict[str, Any]]:
         """Wait until this runner has taken ``count`` shard leases."""
         return self.wait_for("shard leased", count, timeout)
 
