@@ -16,7 +16,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.faults import FaultProxy
-from tests.runner_process import RunnerProcess, write_config
+from tests.runner_process import RunnerProcess, unique_worker_id, write_config
 from tests.support import REGIONS, create_table
 from tests.workload import Workload, wait_until_converged
 
@@ -50,10 +50,12 @@ def run_with_faults(
         lease_timeout_seconds=5,
     )
 
+    worker = unique_worker_id("faults")
+
     def start() -> RunnerProcess:
-        # A fresh worker id and log each time: a killed runner's id stays claimed until it
-        # expires, and its leases pass to the next runner only after their timeout.
-        runner = RunnerProcess(config, tmp_path / f"runner-{len(runners)}.log")
+        # The same worker id after each kill, as a supervisor restarts a process: it takes
+        # over its claim and leases once they expire. A log of its own for each runner.
+        runner = RunnerProcess(config, tmp_path / f"runner-{len(runners)}.log", worker)
         runners.append(runner.start())
         return runner
 

@@ -30,10 +30,15 @@ def make_tables(endpoint: str, table: str, regions: dict[str, str] | None = None
 
 
 def start(
-    runners: list[RunnerProcess], tmp_path: Path, config: Path, name: str, *args: str
+    runners: list[RunnerProcess],
+    tmp_path: Path,
+    config: Path,
+    name: str,
+    *args: str,
+    worker: str | None = None,
 ) -> RunnerProcess:
-    """A runner with a worker id of its own (see ``unique_worker_id``) and its own log."""
-    runner = RunnerProcess(config, tmp_path / f"{name}.log", extra_args=args).start()
+    """A runner with its own log and (unless ``worker``) a worker id of its own."""
+    runner = RunnerProcess(config, tmp_path / f"{name}.log", worker, args).start()
     runners.append(runner)
     return runner
 
@@ -73,7 +78,9 @@ def test_converges_under_conflicts_and_a_kill_9(
         written, done = poll(working, "the first runner to replicate 20 writes", timeout=120)
         first.kill()
         assert done < 2 * written, f"no work in flight at the kill: {done} of {2 * written}"
-        second = start(runners, tmp_path, config, "second")  # takes over once leases expire
+        # Restarted under the same worker id, as a supervisor does: it takes over the
+        # claim and the leases once they expire.
+        second = start(runners, tmp_path, config, "second", worker=first.worker_id)
         second.wait_for_leases(3)
     finally:
         for writer in writers:
