@@ -55,14 +55,16 @@ def test_converges_under_conflicts_and_a_kill_9(
         tmp_path / "c.toml",
         ["Converge"],
         dict.fromkeys(REGIONS, ddb_local.endpoint_url),
-        lease_timeout_seconds=5,
+        # Renewals must keep ahead of the deadlines on a loaded 2-core machine: with 5 s
+        # the restarted runner's writes all met "no time left" and backed off to 30 s.
+        lease_timeout_seconds=10,
     )
     port = free_port()
     first = start(runners, tmp_path, config, "first", "--metrics-port", str(port))
     first.wait_for_leases(3)  # one shard per region's stream
     workload = Workload(clients, table="Converge", keys=15, seed=7)
     writers = [
-        threading.Thread(target=workload.run_region, args=(r, 120, 1_000, 0.02)) for r in REGIONS
+        threading.Thread(target=workload.run_region, args=(r, 100, 1_000, 0.02)) for r in REGIONS
     ]
     for writer in writers:
         writer.start()
@@ -86,7 +88,7 @@ def test_converges_under_conflicts_and_a_kill_9(
         for writer in writers:
             writer.join()
     deletes = sum(e.delete for e in workload.events)
-    assert deletes > 10 and len(workload.events) > 300  # the mix really happened
+    assert deletes > 10 and len(workload.events) > 250  # the mix really happened
     try:
         seconds = wait_until_converged(clients, "Converge", workload.expected())
     except AssertionError:
