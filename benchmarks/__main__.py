@@ -1,8 +1,9 @@
 """``make bench``: every benchmark on fresh DynamoDB Local servers; a table, plots in
 ``benchmarks/results/``, and one JSON object as the last line.
 
-Each figure is a ratio against a baseline measured in the same run on the same server:
-these machines are shared and noisy.
+Each figure is a ratio against a baseline measured in the same run on the same server,
+over several alternating pairs with its spread (``_min``/``_max``): these machines are
+shared and noisy. ``samples`` says how many measurements each figure rests on.
 """
 
 from __future__ import annotations
@@ -62,17 +63,13 @@ def main() -> None:
         runner["naive_target_writes_per_s"],
         RESULTS / "drain.png",
     )
-    result: dict[str, Any] = {
-        "machine": machine(load),
-        **units,
-        **runner,
-        **rtt,
-        **backfill,
-        **cpu,
-        **hot,
-    }
+    result: dict[str, Any] = {"machine": machine(load)}
+    counts: dict[str, int] = {}  # figure -> the measurements it rests on (see report)
+    for part in (units, runner, rtt, backfill, cpu, hot):
+        counts.update(part.pop("_samples", {}))
+        result.update(part)
     result["bench_minutes"] = round((time.perf_counter() - began) / 60, 1)
-    report(result, "bench.json")
+    report({**result, "_samples": counts}, "bench.json")
 
 
 if __name__ == "__main__":

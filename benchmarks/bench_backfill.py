@@ -10,8 +10,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,12 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import client, create_table, fresh_server, report
+from benchmarks.common import client, create_table, flatten, fresh_server, paired_ratio, report
 from dynamodb_replicator.aws.scan import parallel_scan
 
 ITEMS = int(os.environ.get("BENCH_ITEMS", "50000"))
 DIFF_ITEMS = int(os.environ.get("BENCH_DIFF_ITEMS", "200000"))
-SOURCE, OTHER, NEW = "us-east-1", "eu-west-1", "us-west-2"
+SOURCE, OTHER = "us-east-1", "eu-west-1"
+NEW = ("us-west-2", "us-west-1", "ca-central-1", "sa-east-1", "eu-north-1")  # one per pair
+PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))  # the diff ratio rests on this many pairs
 
 
 def payload(n: int) -> dict[str, Any]:
@@ -87,8 +91,18 @@ def run_cli(args: list[str]) -> tuple[float, int, str]:
     )
     seconds = time.perf_counter() - began
     output = done.stdout + done.stderr
+    if done.returncode != 0:  # a failed command has no rate worth reporting
+        raise RuntimeError(
+            f"dynamodb-replicator {' '.join(args)}: exit {done.returncode}\n{output}"
+        )
     peak = [line.split()[1] for line in output.splitlines() if line.startswith("PEAK_KB")]
     return seconds, int(peak[0]) if peak else -1, output
+
+
+def identical(output: str, what: str) -> None:
+    """A diff that measured anything but identical regions measured the wrong work."""
+    if "identical" not in output:
+        raise RuntimeError(f"{what}: the regions are not identical\n{output}")
 
 
 def config(path: Path, endpoint: str, regions: list[str], table: str) -> Path:
@@ -115,30 +129,55 @@ def measure() -> dict[str, Any]:
         for region in (SOURCE, OTHER):
             create_table(endpoint, region, "Copy")
             batch_write(endpoint, region, "Copy", ITEMS, 8)
-        result["raw_scan_both_per_s"] = round(scan_rate(endpoint, [SOURCE, OTHER], "Copy"), 1)
         cfg = config(tmp / "copy.toml", endpoint, [SOURCE, OTHER], "Copy")
-        seconds, _, output = run_cli(["diff", "--config", str(cfg)])
-        result["diff_per_s"] = round(2 * ITEMS / seconds, 1)
-        result["diff_ratio"] = round(result["diff_per_s"] / result["raw_scan_both_per_s"], 3)
-        seconds, _, output = run_cli(
-            [
-                "add-region",
-                "--config",
-                str(cfg),
-                "--region",
-                NEW,
-                "--endpoint-url",
-                endpoint,
-                "--segments",
-                "4",
-            ]
-        )
-        result["add_region_seconds"] = round(seconds, 1)  # creation, copy, final diff
-        copy_rate = re.search(r"copy took [0-9.]+ s \(([0-9,]+) items/s\)", output)
-        assert copy_rate, output
-        result["backfill_items_per_s"] = float(copy_rate.group(1).replace(",", ""))
-        result["backfill_ratio"] = round(result["backfill_items_per_s"] / raw, 3)
-        result["add_region_ok"] = "matches" in output or "identical" in output
+
+        def diff_rate() -> float:
+            seconds, _, output = run_cli(["diff", "--config", str(cfg)])
+            identical(output, f"diff of {ITEMS} items")
+            return 2 * ITEMS / seconds
+
+        diffs = paired_ratio(diff_rate, lambda: scan_rate(endpoint, [SOURCE, OTHER], "Copy"))
+        result["raw_scan_both_per_s"] = statistics.median(diffs["denominators"])
+        result["diff_per_s"] = statistics.median(diffs["numerators"])
+        result.update(flatten("diff_ratio", diffs))
+        added: list[str] = []
+
+        def backfill_rate() -> float:
+            """add-region into a region of its own; the copy's items per second."""
+            region = NEW[len(added)]
+            own = config(tmp / f"copy-{region}.toml", endpoint, [SOURCE, OTHER], "Copy")
+            seconds, _, output = run_cli(
+                [
+                    "add-region",
+                    "--config",
+                    str(own),
+                    "--region",
+                    region,
+                    "--endpoint-url",
+                    endpoint,
+                    "--segments",
+                    "4",
+                ]
+            )
+            if "matches" not in output and "identical" not in output:
+                raise RuntimeError(f"add-region {region}: the copy does not match\n{output}")
+            added.append(f"{seconds:.1f}")
+            copy_rate = re.search(r"copy took [0-9.]+ s \(([0-9,]+) items/s\)", output)
+            assert copy_rate, output
+            return float(copy_rate.group(1).replace(",", ""))
+
+        raws = itertools.count()
+
+        def raw_rate() -> float:
+            table = f"RawPair{next(raws)}"
+            create_table(endpoint, SOURCE, table, stream=False)
+            return batch_write(endpoint, SOURCE, table, ITEMS, 8)
+
+        backfills = paired_ratio(backfill_rate, raw_rate, PAIRS)
+        result["add_region_seconds"] = added  # each: creation, copy, final diff
+        result["backfill_items_per_s"] = statistics.median(backfills["numerators"])
+        result.update(flatten("backfill_ratio", backfills))
+        result["add_region_ok"] = True  # each add-region exited 0 and its diff matched
     with fresh_server() as server:
         endpoint = server.endpoint_url
         for region in (SOURCE, OTHER):
@@ -146,14 +185,29 @@ def measure() -> dict[str, Any]:
             batch_write(endpoint, region, "Big", DIFF_ITEMS, 8)
         cfg = config(tmp / "big.toml", endpoint, [SOURCE, OTHER], "Big")
         seconds, peak_kb, output = run_cli(["diff", "--config", str(cfg)])
+        identical(output, f"diff of {DIFF_ITEMS} items")
         result["diff_200k_seconds"] = round(seconds, 1)
         result["diff_200k_peak_rss_mb"] = round(peak_kb / 1024, 1)
-        result["diff_200k_identical"] = "identical" in output
+        result["diff_200k_identical"] = True
+    result["_samples"] = {
+        **dict.fromkeys(result, 1),  # one run each
+        **dict.fromkeys(("items", "diff_items"), 1),  # settings
+        "ceiling_batch_write_per_s": 2,  # the better of two thread counts
+        "raw_scan_both_per_s": PAIRS,
+        "diff_per_s": PAIRS,
+        "backfill_items_per_s": PAIRS,
+        "add_region_seconds": PAIRS,
+        "add_region_ok": PAIRS,
+        **{f"backfill_ratio{x}": PAIRS for x in ("", "_min", "_max", "_pairs")},
+        **dict.fromkeys(
+            ("diff_ratio", "diff_ratio_min", "diff_ratio_max", "diff_ratio_pairs"), PAIRS
+        ),
+    }
     return result
 
 
 def main() -> None:
-    report(measure(), "backfill.json")
+    report(measure(), "backfill.json")  # report() keeps ``_samples`` as ``samples``
 
 
 if __name__ == "__main__":

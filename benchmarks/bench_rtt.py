@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 from typing import Any
 
-from benchmarks.bench_runner import LAG_RATE, drain, lag
+from benchmarks.bench_runner import LAG_RATE, PAIRS, drain, lag
 from benchmarks.common import fresh_server, report
 from benchmarks.delay_proxy import DelayProxy
 from dynamodb_replicator.core.settings import ReplicationSettings
@@ -58,9 +59,14 @@ def measure() -> dict[str, Any]:
     point for the plot)."""
     default = ReplicationSettings().max_workers
     runs: dict[tuple[int, int], dict[str, Any]] = {}
-    # The headline pair first, one right after the other: the machine is shared.
-    for delay, depth in [(0, default), (DELAY_MS, default)]:
-        runs[(delay, depth)] = delayed_drain(delay, depth)
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    # The headline ratio over PAIRS pairs, the order alternating (no delay first, then
+    # delay first, ...): the machine is shared and one pair has read 0.73 to 1.01.
+    for n in range(PAIRS):
+        order = [(0, default), (DELAY_MS, default)]
+        got = {key: delayed_drain(*key) for key in (order if n % 2 == 0 else order[::-1])}
+        pairs.append((got[(DELAY_MS, default)], got[(0, default)]))
+        runs.update(got)
     for delay in DELAYS:
         runs.setdefault((delay, default), delayed_drain(delay, default))
     for depth in DEPTHS:
@@ -69,14 +75,20 @@ def measure() -> dict[str, Any]:
     # The same lag through the same proxy with no delay: what the harness itself costs
     # (the proxy relays every call in Python, on the two cores the server and runner use).
     harness = delayed_lag(0)
-    base = runs[(0, default)]["target_writes_per_s"]
+    ratios = [slow["target_writes_per_s"] / fast["target_writes_per_s"] for slow, fast in pairs]
     result: dict[str, Any] = {
         "rtt_delay_ms": DELAY_MS,
         "rtt_backlog": BACKLOG,
         "rtt_max_workers": default,
-        "rtt_drain_target_writes_per_s": runs[(DELAY_MS, default)]["target_writes_per_s"],
-        "rtt_baseline_target_writes_per_s": base,
-        "rtt_drain_ratio": round(runs[(DELAY_MS, default)]["target_writes_per_s"] / base, 3),
+        "rtt_drain_target_writes_per_s": statistics.median(
+            slow["target_writes_per_s"] for slow, _ in pairs
+        ),
+        "rtt_baseline_target_writes_per_s": statistics.median(
+            fast["target_writes_per_s"] for _, fast in pairs
+        ),
+        "rtt_drain_ratio": round(statistics.median(ratios), 3),
+        "rtt_drain_ratio_min": round(min(ratios), 3),
+        "rtt_drain_ratio_max": round(max(ratios), 3),
         "rtt_lag_p50_ms": round(lagged["lag_p50_ms"], 1),
         "rtt_lag_p99_ms": round(lagged["lag_p99_ms"], 1),
         "rtt_lag_write_rate": round(lagged["lag_write_rate"], 1),
@@ -92,13 +104,37 @@ def measure() -> dict[str, Any]:
         result[f"rtt_drain_per_s_depth_{depth}"] = run["target_writes_per_s"]
         result[f"rtt_peak_rss_mb_depth_{depth}"] = run["peak_rss_mb"]
     result["_drains"] = list(runs.values())
+    one = {k: 1 for k in result if k.startswith(("rtt_drain_per_s_", "rtt_peak_rss_mb_depth"))}
+    result["_samples"] = {
+        **dict.fromkeys(("rtt_delay_ms", "rtt_backlog", "rtt_max_workers"), 1),  # settings
+        **dict.fromkeys(
+            (
+                "rtt_drain_target_writes_per_s",
+                "rtt_baseline_target_writes_per_s",
+                "rtt_drain_ratio",
+                "rtt_drain_ratio_min",
+                "rtt_drain_ratio_max",
+            ),
+            PAIRS,
+        ),
+        **{k: lagged["lag_samples"] for k in result if k.startswith("rtt_lag_p")},
+        **{k: lagged["settled_lag_samples"] for k in result if k.startswith("rtt_settled")},
+        "rtt_lag_write_rate": lagged["lag_writes"],
+        "rtt_lag_p50_ms_no_delay": harness["lag_samples"],
+        "rtt_lag_p99_ms_no_delay": harness["lag_samples"],
+        **one,  # one drain each (the plot's points)
+    }
+    result["rtt_lag_samples_missing"] = lagged["lag_samples_missing"]
+    result["rtt_lag_samples_missing_no_delay"] = harness["lag_samples_missing"]
+    result["_samples"]["rtt_lag_samples_missing"] = lagged["lag_samples"]
+    result["_samples"]["rtt_lag_samples_missing_no_delay"] = harness["lag_samples"]
     return result
 
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     result = measure()
-    report({k: v for k, v in result.items() if not k.startswith("_")}, "rtt.json")
+    report(result, "rtt.json")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
+    CEILING_THREADS,
     REGIONS,
     RunnerProcess,
     client,
@@ -49,6 +50,9 @@ LAG_RATE = 100  # writes per second
 LIGHT_RATE = 10  # a light load: shows the polling latency alone
 LAG_SECONDS = 20
 KEYS = 500  # the lag test's keyspace: each key is updated every few seconds
+LAG_WAIT_SECONDS = 300  # after the writes, for every lag sample to arrive
+PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))  # each ratio rests on this many pairs
+CEILING_RUNS = len(CEILING_THREADS)  # runs per ceiling measurement (best of them)
 
 
 def region_endpoints(endpoint: str, targets_via: str | None = None) -> dict[str, str]:
@@ -254,8 +258,11 @@ def lag(
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(write, range(total)))
     achieved = total / (time.perf_counter() - began)
-    deadline = time.perf_counter() + 30
-    while len(latencies) < total * (len(REGIONS) - 1) and time.perf_counter() < deadline:
+    # Wait for every sample: percentiles of what arrived in time would drop the slowest
+    # writes silently. A bound only for a runner that stalls; then the gap is reported.
+    expected = total * (len(REGIONS) - 1)
+    deadline = time.perf_counter() + LAG_WAIT_SECONDS
+    while len(latencies) < expected and time.perf_counter() < deadline:
         time.sleep(0.1)
     stop.set()
     thread.join()
@@ -269,62 +276,133 @@ def lag(
         "settled_lag_p99_ms": settled_cuts[98],
         "lag_max_ms": ordered[-1],
         "lag_samples": len(ordered),
+        "lag_samples_missing": max(0, expected - len(ordered)),
+        "settled_lag_samples": len(settled),
         "lag_write_rate": achieved,
+        "lag_writes": total,
         "lag_latencies": ordered,
     }
 
 
-def measure() -> dict[str, Any]:
-    """Every runner figure, each on a fresh server where it matters."""
+def drain_pair(backlog: int) -> dict[str, Any]:
+    """One drain of ``backlog`` and the conditional-PutItem ceiling of the same fresh server,
+    measured just before it (no stream on the ceiling's table: stream records pile up in
+    DynamoDB Local and slow down what follows)."""
     with fresh_server() as server:
         endpoint = server.endpoint_url
-        # No stream on the baseline table: stream records pile up in DynamoDB Local and slow
-        # it down for the drain that follows (a stream costs <5% per write when measured).
         create_table(endpoint, REGIONS[0], "Ceiling", stream=False)
         ensure_tombstone_table(client(endpoint, REGIONS[0]), "Ceiling", region=REGIONS[0])
         ceiling, threads = conditional_put_ceiling(endpoint, "Ceiling")
-        drained = drain(endpoint, BACKLOG)
+        drained = drain(endpoint, backlog)
+    return {**drained, "ceiling": ceiling, "ceiling_threads": threads}
+
+
+def naive_pair(backlog: int) -> dict[str, Any]:
+    """The naive drain and the ceiling, both on one fresh server (ceiling first)."""
+    with fresh_server() as server:
+        endpoint = server.endpoint_url
+        create_table(endpoint, REGIONS[0], "Ceiling", stream=False)
+        ceiling, _ = conditional_put_ceiling(endpoint, "Ceiling")
+        naive = naive_drain(endpoint, backlog)
+    return {**naive, "ceiling": ceiling}
+
+
+def ratios(values: Sequence[float]) -> dict[str, float]:
+    """Median of ``values`` and its spread."""
+    return {
+        "median": round(statistics.median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def measure() -> dict[str, Any]:
+    """Every runner figure, each on a fresh server where it matters; each ratio over PAIRS
+    (ceiling, drain) pairs, each pair on a server of its own, with its spread."""
+    drains = [drain_pair(BACKLOG) for _ in range(PAIRS)]
+    drain_ratios = ratios([d["drain_target_writes_per_s"] / d["ceiling"] for d in drains])
     # DynamoDB Local slows down as stream records pile up: each run gets a server of its own.
     with fresh_server() as server:
         small = drain(server.endpoint_url, SMALL_BACKLOG)
-    with fresh_server() as server:
-        naive = naive_drain(server.endpoint_url, NAIVE_BACKLOG)
+    naives = [naive_pair(NAIVE_BACKLOG) for _ in range(PAIRS)]
+    naive_ratios = ratios([n["naive_target_writes_per_s"] / n["ceiling"] for n in naives])
     with fresh_server() as server:
         lagged = lag(server.endpoint_url, LAG_RATE, "Lag")
     with fresh_server() as server:
         inserts = lag(server.endpoint_url, LAG_RATE, "InsertLag", updates=False)
     with fresh_server() as server:
         light = lag(server.endpoint_url, LIGHT_RATE, "LightLag", updates=False)
-    return {
+    first = drains[0]  # the plot's samples and the memory figure
+    ceiling = statistics.median(d["ceiling"] for d in drains)
+    result: dict[str, Any] = {
         "ceiling_cond_put_per_s": round(ceiling, 1),
-        "ceiling_threads": threads,
-        "drain_target_writes_per_s": round(drained["drain_target_writes_per_s"], 1),
-        "drain_ratio": round(drained["drain_target_writes_per_s"] / ceiling, 3),
-        "naive_target_writes_per_s": round(naive["naive_target_writes_per_s"], 1),
-        "naive_drain_ratio": round(naive["naive_target_writes_per_s"] / ceiling, 3),
+        "ceiling_threads": first["ceiling_threads"],
+        "drain_target_writes_per_s": round(
+            statistics.median(d["drain_target_writes_per_s"] for d in drains), 1
+        ),
+        "drain_ratio": drain_ratios["median"],
+        "drain_ratio_min": drain_ratios["min"],
+        "drain_ratio_max": drain_ratios["max"],
+        "naive_target_writes_per_s": round(
+            statistics.median(n["naive_target_writes_per_s"] for n in naives), 1
+        ),
+        "naive_drain_ratio": naive_ratios["median"],
+        "naive_drain_ratio_min": naive_ratios["min"],
+        "naive_drain_ratio_max": naive_ratios["max"],
         "lag_p50_ms": round(lagged["lag_p50_ms"], 1),
         "lag_p99_ms": round(lagged["lag_p99_ms"], 1),
         "lag_samples": lagged["lag_samples"],
+        "lag_samples_missing": lagged["lag_samples_missing"],
         "lag_write_rate": round(lagged["lag_write_rate"], 1),
         "lag_insert_p50_ms": round(inserts["lag_p50_ms"], 1),
         "lag_insert_p99_ms": round(inserts["lag_p99_ms"], 1),
+        "lag_insert_samples_missing": inserts["lag_samples_missing"],
         f"lag_insert_p50_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p50_ms"], 1),
         f"lag_insert_p99_ms_at_{LIGHT_RATE}_per_s": round(light["lag_p99_ms"], 1),
-        "peak_rss_mb": round(drained["peak_rss_mb"], 1),
+        f"lag_insert_samples_missing_at_{LIGHT_RATE}_per_s": light["lag_samples_missing"],
+        "peak_rss_mb": round(first["peak_rss_mb"], 1),
         f"peak_rss_mb_backlog_{SMALL_BACKLOG}": round(small["peak_rss_mb"], 1),
         # Memory must not grow with the backlog: the done-when asks for within 10%.
         f"peak_rss_growth_{SMALL_BACKLOG}_to_{BACKLOG}": round(
-            drained["peak_rss_mb"] / small["peak_rss_mb"] - 1, 3
+            first["peak_rss_mb"] / small["peak_rss_mb"] - 1, 3
         ),
-        "_drain_samples": drained["drain_samples"],
+        "_drain_samples": first["drain_samples"],
         "_lag_latencies": lagged["lag_latencies"],
     }
+    ceilings = PAIRS * CEILING_RUNS
+    result["_samples"] = {
+        "ceiling_cond_put_per_s": ceilings,
+        "ceiling_threads": ceilings,
+        "drain_target_writes_per_s": PAIRS,
+        "drain_ratio": PAIRS,
+        "drain_ratio_min": PAIRS,
+        "drain_ratio_max": PAIRS,
+        "naive_target_writes_per_s": PAIRS,
+        "naive_drain_ratio": PAIRS,
+        "naive_drain_ratio_min": PAIRS,
+        "naive_drain_ratio_max": PAIRS,
+        "lag_p50_ms": lagged["lag_samples"],
+        "lag_p99_ms": lagged["lag_samples"],
+        "lag_samples": lagged["lag_samples"],
+        "lag_samples_missing": lagged["lag_samples"],
+        "lag_write_rate": lagged["lag_writes"],
+        "lag_insert_p50_ms": inserts["lag_samples"],
+        "lag_insert_p99_ms": inserts["lag_samples"],
+        "lag_insert_samples_missing": inserts["lag_samples"],
+        f"lag_insert_p50_ms_at_{LIGHT_RATE}_per_s": light["lag_samples"],
+        f"lag_insert_p99_ms_at_{LIGHT_RATE}_per_s": light["lag_samples"],
+        f"lag_insert_samples_missing_at_{LIGHT_RATE}_per_s": light["lag_samples"],
+        "peak_rss_mb": 1,  # one process's high-water mark
+        f"peak_rss_mb_backlog_{SMALL_BACKLOG}": 1,
+        f"peak_rss_growth_{SMALL_BACKLOG}_to_{BACKLOG}": 2,
+    }
+    return result
 
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     result = measure()
-    report({k: v for k, v in result.items() if not k.startswith("_")}, "runner.json")
+    report(result, "runner.json")
 
 
 if __name__ == "__main__":

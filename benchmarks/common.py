@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 RESULTS = Path(__file__).parent / "results"
+CEILING_THREADS = (8, 16, 32, 64)  # a ceiling is the best rate over these thread counts
 PAYLOAD = "x" * 120  # ~170-byte items, as in DESIGN.md's measurements
 
 
@@ -71,7 +73,7 @@ def timed_parallel(count: int, threads: int, work: Callable[[int], None]) -> flo
 def _best(count: int, work: Callable[[str, int], None]) -> tuple[float, int]:
     """Best rate of ``work(key prefix, n)`` over a few thread counts."""
     best, best_threads = 0.0, 0
-    for threads in (8, 16, 32, 64):
+    for threads in CEILING_THREADS:
         prefix = f"ceiling-{threads}-"
         rate = timed_parallel(count, threads, lambda n, p=prefix: work(p, n))  # type: ignore[misc]
         if rate > best:
@@ -170,10 +172,64 @@ class RunnerProcess:
 
 
 def report(result: dict[str, Any], name: str) -> None:
-    """Save ``result`` as results/NAME, print it as a table, then as one JSON line (last)."""
+    """Save ``result`` as results/NAME, print it as a table, then as one JSON line (last).
+
+    Keys starting with ``_`` stay out, but ``_samples`` (figure -> how many measurements
+    it rests on) becomes ``samples``; a figure without one is named in ``samples_unknown``
+    (settings such as ``machine`` excepted)."""
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
+    figures = {k: v for k, v in result.items() if not k.startswith("_")}
+    samples = dict(result.get("_samples", {}))
+    figures["samples"] = {k: samples[k] for k in figures if k in samples}
+    unknown = [k for k in figures if k not in samples and k not in SETTINGS]
+    if unknown:
+        figures["samples_unknown"] = unknown
+    (RESULTS / name).write_text(json.dumps(figures, indent=2) + "\n")
     print(f"{'metric':36} value")
-    for key, value in result.items():
-        print(f"{key:36} {value}")
-    print(json.dumps(result))
+    for key, value in figures.items():
+        if key != "samples":
+            print(f"{key:36} {value}  (n={samples.get(key, '?')})")
+    print(json.dumps(figures))
+
+
+SETTINGS = frozenset({"machine", "bench_minutes", "samples", "samples_unknown"})
+
+
+def paired_ratio(
+    numerator: Callable[[], float], denominator: Callable[[], float], pairs: int = 3
+) -> dict[str, Any]:
+    """``numerator() / denominator()`` over ``pairs`` pairs of runs, alternating which
+    runs first (A B, B A, A B, ...) so a machine that speeds up or slows down during the
+    benchmark tilts no ratio one way. One pair is not a figure: on a shared machine one
+    ratio has read 0.73, 0.89 and 1.01 in successive runs."""
+    ratios, tops, bottoms = [], [], []
+    for n in range(pairs):
+        if n % 2 == 0:
+            top = numerator()
+            bottom = denominator()
+        else:
+            bottom = denominator()
+            top = numerator()
+        tops.append(top)
+        bottoms.append(bottom)
+        ratios.append(top / bottom)
+    return {
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "pairs": pairs,
+        "ratios": [round(r, 3) for r in ratios],
+        "numerators": [round(t, 1) for t in tops],
+        "denominators": [round(b, 1) for b in bottoms],
+    }
+
+
+def flatten(prefix: str, paired: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``paired_ratio`` result as top-level figures: ``prefix`` (the median ratio),
+    ``prefix_min``/``_max`` (its spread) and ``prefix_pairs`` (the samples it rests on)."""
+    return {
+        prefix: paired["ratio"],
+        f"{prefix}_min": paired["ratio_min"],
+        f"{prefix}_max": paired["ratio_max"],
+        f"{prefix}_pairs": paired["pairs"],
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -25,6 +26,17 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ["COLUMNS"] = "300"
 
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration gets the ``integration`` marker (it talks to real
+    servers): ``pytest -m "not integration"`` runs the rest alone."""
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="module")
 def ddb_local() -> Iterator[DynamoDBLocal]:
     with DynamoDBLocal() as server:
@@ -33,7 +45,8 @@ def ddb_local() -> Iterator[DynamoDBLocal]:
 
 @pytest.fixture
 def runners() -> Iterator[list[RunnerProcess]]:
-    """Runner processes a test starts; killed at the end if still alive."""
+    """Runner processes a test starts; at the end, those still alive get SIGTERM (they
+    release their leases and worker ids), SIGKILL if that does not end them."""
     started: list[RunnerProcess] = []
     yield started
     for runner in started:

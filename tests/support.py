@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.streams import StreamClient
@@ -18,6 +19,19 @@ from dynamodb_replicator.core.streams import TrimmedDataError
 
 FIELDS = SystemAttributes()
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
+T = TypeVar("T")
+
+
+def poll(check: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
+    """Call ``check`` until it returns something truthy and return that; fail naming
+    ``what`` after ``timeout`` seconds. Tests wait for states this way, never by sleeping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(every)
 
 
 def create_table(

@@ -105,7 +105,7 @@ def test_join_a_region_holding_data_under_load_then_all_four_hold_the_winners(
     config = write_config(
         tmp_path / "live.toml", ["Live"], dict.fromkeys(REGIONS, endpoint), lease_timeout_seconds=5
     )
-    runner = RunnerProcess(config, tmp_path / "runner.log", "w1").start()
+    runner = RunnerProcess(config, tmp_path / "runner.log").start()
     try:
         # 200 hot keys, ~100 writes/s across the regions: at any moment many keys have a
         # change in flight, so add-region's final diff must settle them, not report them.

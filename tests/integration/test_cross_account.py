@@ -127,7 +127,7 @@ def test_the_runner_and_diff_work_across_accounts(sts: MotoServer, tmp_path: Pat
     for region, client in clients.items():
         create_table(client, "Cross", region=region)
     log = tmp_path / "runner.log"
-    runner = RunnerProcess(config, log, "w1").start()
+    runner = RunnerProcess(config, log).start()
     try:
         expected = {}
         for n, (region, client) in enumerate(clients.items()):

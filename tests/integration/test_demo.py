@@ -15,7 +15,7 @@ def test_demo_converges_and_cleans_up(capsys: pytest.CaptureFixture[str]) -> Non
     )
     assert main(["demo"]) == 0
     output = capsys.readouterr().out
-    assert "All three regions hold identical items." in output
+    assert "All three regions hold identical items: the expected winners." in output
     assert "order-2" in output and "(deleted)" in output
     assert "conflict log" in output and " won " in output and " lost " in output
     after = subprocess.run(

@@ -164,7 +164,7 @@ def test_a_change_behind_the_replicators_back_is_diverged_under_load_then_repair
             lease_timeout_seconds=5,
         )
     )
-    runners.append(RunnerProcess(Path(path), tmp_path / "runner.log", "w1").start())
+    runners.append(RunnerProcess(Path(path), tmp_path / "runner.log").start())
     cold: dict[str, dict[str, Any] | None] = {f"cold-{n}": cold_item(n) for n in range(COLD)}
     wait_until_converged(clients, "Drift", cold)
     # 200 hot keys, ~100 writes/s across the regions, while one cold key is changed in

@@ -16,7 +16,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.faults import FaultProxy
-from tests.runner_process import RunnerProcess, write_config
+from tests.runner_process import RunnerProcess, unique_worker_id, write_config
 from tests.support import REGIONS, create_table
 from tests.workload import Workload, wait_until_converged
 
@@ -49,22 +49,39 @@ def run_with_faults(
         dict.fromkeys(REGIONS, proxy.endpoint_url),
         lease_timeout_seconds=5,
     )
-    runners = [RunnerProcess(config, tmp_path / "runner.log", "w1").start()]
+
+    worker = unique_worker_id("faults")
+
+    def start() -> RunnerProcess:
+        # The same worker id after each kill, as a supervisor restarts a process: it takes
+        # over its claim and leases once they expire. A log of its own for each runner.
+        runner = RunnerProcess(config, tmp_path / f"runner-{len(runners)}.log", worker)
+        runners.append(runner.start())
+        return runner
+
+    runners: list[RunnerProcess] = []
+    start()
     workload = Workload(clients, table=table, keys=25, seed=seed)
     stop = threading.Event()
     threads = [
-        threading.Thread(target=workload.run_region, args=(r, 0, 1_000, 0.01, stop))
+        threading.Thread(target=workload.run_region, args=(r, 0, 1_000, pause, stop))
         for r in REGIONS
     ]
     try:
         for thread in threads:
             thread.start()
         began = time.monotonic()
-        for _ in range(kills):  # SIGKILL at random moments, restart at once
-            time.sleep(rng.uniform(1.0, load_seconds / kills))
+        for _ in range(kills):  # SIGKILL at random moments of a runner at work
+            leases = runners[-1].wait_for_leases(3, timeout=120)
+            kill_at = time.monotonic() + rng.uniform(0.5, max(1.0, load_seconds / kills - 5))
+            while time.monotonic() < kill_at:  # writes go on; the runner replicates them
+                assert runners[-1].alive(), runners[-1].tail()
+                time.sleep(0.1)
+            assert leases and runners[-1].alive()  # it holds its shards when it dies
             runners[-1].kill()
-            runners.append(RunnerProcess(config, tmp_path / "runner.log", "w1").start())
-        time.sleep(max(0.0, load_seconds - (time.monotonic() - began)))
+            start()
+        runners[-1].wait_for_leases(3, timeout=120)
+        stop.wait(max(0.0, load_seconds - (time.monotonic() - began)))
         stop.set()
         for thread in threads:
             thread.join()
@@ -73,7 +90,7 @@ def run_with_faults(
                 clients, table, workload.expected(), timeout=converge_timeout
             )
         except AssertionError:
-            print((tmp_path / "runner.log").read_text()[-4000:])
+            print(runners[-1].tail())
             raise
         return {
             "seed": seed,
@@ -81,6 +98,7 @@ def run_with_faults(
             "operations": len(workload.events),
             "deletes": sum(e.delete for e in workload.events),
             "kills": kills,
+            "runners_that_took_leases": sum(bool(r.events("shard leased")) for r in runners),
             "converge_seconds": round(seconds, 1),
             "faults": dict(proxy.counts),
         }
@@ -100,3 +118,4 @@ def test_converges_under_network_faults_and_kills(ddb_local: DynamoDBLocal, tmp_
     assert injected >= 50, summary  # the faults really happened
     assert {"server_error", "throttle", "drop_after"} <= set(faults), summary
     assert isinstance(summary["operations"], int) and summary["operations"] >= 1000, summary
+    assert summary["runners_that_took_leases"] == KILLS + 1, summary  # each kill hit a worker

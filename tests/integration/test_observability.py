@@ -90,7 +90,7 @@ def test_conflict_log_and_metrics_match_what_was_written(
         conflict_log=str(conflicts),
     )
     port = free_port()
-    runner = RunnerProcess(config, tmp_path / "w.log", "w1", ["--metrics-port", str(port)])
+    runner = RunnerProcess(config, tmp_path / "w.log", extra_args=["--metrics-port", str(port)])
     runners.append(runner.start())
 
     def counts() -> dict[str, float] | None:
@@ -113,7 +113,9 @@ def test_conflict_log_and_metrics_match_what_was_written(
             "won eu->us": metric(
                 samples, "conflicts_total", table="Observed", source=EU, target=US, outcome="won"
             ),
-            "leases": metric(samples, "shards_owned", table="Observed", source=US, worker="w1"),
+            "leases": metric(
+                samples, "shards_owned", table="Observed", source=US, worker=runner.worker_id
+            ),
             "lag sum us->eu": metric(
                 samples, "batch_lag_seconds_sum", table="Observed", source=US, target=EU
             ),
@@ -197,7 +199,9 @@ def test_status_reports_a_stopped_target_as_stuck_and_recovers(
         for region, client in clients.items():
             create_table(client, "Watched", region=region)
         config = write_config(tmp_path / "c.toml", ["Watched"], endpoints, lease_timeout_seconds=3)
-        runners.append(RunnerProcess(config, tmp_path / "w.log", "w1").start())
+        runner = RunnerProcess(config, tmp_path / "w.log").start()
+        runners.append(runner)
+        runner.wait_for_leases(2)
         stamp = int(time.time() * 1000)
         put(clients[US], "Watched", "before", stamp)
 
@@ -206,8 +210,8 @@ def test_status_reports_a_stopped_target_as_stuck_and_recovers(
             return report if code == 0 and pair(report, US, EU)["applied"] >= 1 else None
 
         report = poll(healthy, "every pair to be healthy")
-        assert not report["stuck"] and report["regions"][US]["workers"] == ["w1"]
-        assert [lease["owner"] for lease in report["regions"][US]["leases"]] == ["w1"]
+        assert not report["stuck"] and report["regions"][US]["workers"] == [runner.worker_id]
+        assert [lease["owner"] for lease in report["regions"][US]["leases"]] == [runner.worker_id]
 
         proxy.stop()  # eu-west-1 is gone
         for i in range(10):

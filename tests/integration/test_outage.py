@@ -15,7 +15,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.proxy import TcpProxy
-from tests.runner_process import RunnerProcess, write_config
+from tests.runner_process import RunnerProcess, unique_worker_id, write_config
 from tests.support import REGIONS, create_table
 
 US, EU, AP = REGIONS  # us-east-1 is the first configured region
@@ -73,10 +73,11 @@ def test_replication_goes_on_through_an_outage_and_a_restart(
         lease_timeout_seconds=5,
     )
     metrics_port = free_port()
+    worker = unique_worker_id("outage")  # the same id across the restart, as in a deploy
 
     def start(name: str) -> RunnerProcess:
         args = ["--metrics-port", str(metrics_port), "--metrics-host", "127.0.0.1"]
-        runner = RunnerProcess(config, tmp_path / f"{name}.log", "w1", args).start()
+        runner = RunnerProcess(config, tmp_path / f"{name}.log", worker, args).start()
         runners.append(runner)
         return runner
 
@@ -100,6 +101,7 @@ def test_replication_goes_on_through_an_outage_and_a_restart(
         return show_logs(tmp_path)
 
     runner = start("before")
+    runner.wait_for_leases(3)
     put(EU, "warm")
     poll(holds(US, "warm"), 60, logs)
     poll(holds(AP, "warm"), 60, logs)

@@ -53,8 +53,9 @@ def test_a_poison_record_is_parked_shown_and_redriven(
         park_after_seconds=2,
         lease_timeout_seconds=3,
     )
-    runner = RunnerProcess(config, tmp_path / "w.log", "w1").start()
+    runner = RunnerProcess(config, tmp_path / "w.log").start()
     runners.append(runner)
+    runner.wait_for_leases(2)
     stamp = int(time.time() * 1000)
     # two versions of one bad item: the second parks at once, redrive replays it alone
     clients[US].put_item(TableName="Poisoned", Item={"pk": {"S": "bad"}, "v": {"S": "x"}})

@@ -29,7 +29,7 @@ def test_sequential_writes_replicate_on_moto(moto: MotoServer, tmp_path: Path) -
     config = write_config(
         tmp_path / "m.toml", ["Orders"], dict.fromkeys(REGIONS, moto.endpoint_url)
     )
-    runner = RunnerProcess(config, tmp_path / "moto.log", "w1").start()
+    runner = RunnerProcess(config, tmp_path / "moto.log").start()
     try:
         expected = {}
         for n, (region, client) in enumerate(clients.items()):

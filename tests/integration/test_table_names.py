@@ -84,7 +84,7 @@ def test_the_runner_diff_repair_and_status_use_each_regions_name(
     clients = clients_with(ddb_local.endpoint_url, ORDERS)
     path = config_file(tmp_path, ddb_local.endpoint_url)
     log = tmp_path / "runner.log"
-    runners.append(RunnerProcess(path, log, "w1").start())
+    runners.append(RunnerProcess(path, log).start())
     us, eu = clients[US], clients[EU]
     now = int(time.time() * 1000)
     try:

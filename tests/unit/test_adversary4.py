@@ -4,9 +4,14 @@ after the fixes of 2bb9dea and 8891d12; each test failed before its fix."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import wait as real_wait
 from typing import Any
 
+import pytest
+
+from dynamodb_replicator.core import writer as writer_module
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Item, ItemKey, Version
@@ -30,7 +35,9 @@ def _insert(name: str, seq: str) -> PutVersion:
     return PutVersion(key, Version.of("5", THERE), image, seq)
 
 
-def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes() -> None:
+def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The first chain that raised an unexpected error (not a ReplicatorError) made apply
     raise while other keys' chains still wrote, unsettled: the page's 'written' gate
     opened, the shard thread (and flush) could end, and _reap + balance re-acquire the
@@ -57,8 +64,18 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes() -> None:
         still_writing.clear()
 
     store.before_call = before
+    # The state to reach before the slow put may end: apply waits for all its chains
+    # (it called ``wait`` on them), or apply ended (the defect: while a put still writes).
+    waiting_for_all = threading.Event()
+
+    def waits(*args: Any, **kwargs: Any) -> Any:
+        waiting_for_all.set()
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "wait", waits)
     w = writer(store)
     ended = threading.Event()
+    overlapped: list[bool] = []
 
     def run() -> None:
         try:
@@ -66,15 +83,19 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes() -> None:
         except RuntimeError:
             pass
         finally:
+            overlapped.append(still_writing.is_set())  # at the moment apply ended
             ended.set()
 
     threading.Thread(target=run, daemon=True).start()
     assert second.wait(WAIT)
-    overlapped = ended.wait(1.0) and still_writing.is_set()
+    deadline = time.monotonic() + WAIT
+    while not (waiting_for_all.is_set() or ended.is_set()):
+        assert time.monotonic() < deadline, "apply neither ended nor waited for its chains"
+        time.sleep(0.001)
     release.set()
     assert ended.wait(WAIT)
     w.close()
-    assert not overlapped, "apply ended while another key's put was still being written"
+    assert overlapped == [False], "apply ended while another key's put was still being written"
 
 
 # -- counting: what a discarded page read ahead did ---------------------------------------

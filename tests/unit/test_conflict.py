@@ -17,7 +17,17 @@ from dynamodb_replicator.core.policy import (
     would_apply,
 )
 
-from .strategies import FIELDS, REGIONS, local_item, regions, replica_item, stored_items, versions
+from .strategies import (
+    FIELDS,
+    REGIONS,
+    local_item,
+    numbers,
+    regions,
+    replica_item,
+    spellings,
+    stored_items,
+    versions,
+)
 
 POLICIES: list[ConflictPolicy] = [LastWriterWins(FIELDS), PreferredRegion("eu-west-1", FIELDS)]
 
@@ -83,5 +93,18 @@ def test_preferred_region_beats_newer_timestamps() -> None:
     assert condition.evaluate(local_item("8"))
 
 
-def test_region_names_are_the_tie_break_order() -> None:
-    assert sorted(REGIONS) == list(REGIONS)
+TIE_REGIONS = (*REGIONS, "us-east-10", "us-east-2", "eu-central-1", "ap-south-1")
+
+
+@given(st.sampled_from(TIE_REGIONS), st.sampled_from(TIE_REGIONS), numbers(), st.data())
+def test_on_equal_timestamps_the_larger_region_name_wins_by_plain_string_order(
+    first: str, second: str, number: tuple[int, int], data: st.DataObject
+) -> None:
+    """Equal values, however spelled (5, 5.0, 5E0): the region name alone decides, in
+    plain string order ("us-east-10" < "us-east-2"), in the pure order and the condition."""
+    policy = LastWriterWins(FIELDS)
+    a = Version.of(data.draw(spellings(number)), first)
+    b = Version.of(data.draw(spellings(number)), second)
+    assert newer(policy, a, b) is (first > second)
+    condition = policy.stored_is_older(a, "us-west-2", strict=True)
+    assert condition.evaluate(replica_item(b)) is (first > second)

@@ -114,6 +114,41 @@ def test_translated_raises_from_the_original_and_lets_other_errors_through() -> 
         raise KeyError("not ours")
 
 
-def test_every_rule_builds_a_replicator_error() -> None:
-    for code in TABLE:
-        assert isinstance(translate(client_error(code), "r", "x"), ReplicatorError)
+# Every code the table knows, with the error it must become and whether it is retried.
+EVERY_CODE: dict[str, tuple[type[ReplicatorError], bool]] = {
+    "ConditionalCheckFailedException": (ConditionFailedError, False),
+    "TransactionCanceledException": (TargetError, False),  # no reasons: nothing to retry
+    "ValidationException": (ItemRejectedError, False),
+    "ResourceNotFoundException": (NotFoundError, False),
+    "NoSuchEntity": (NotFoundError, False),
+    "ResourceInUseException": (ResourceInUseError, False),
+    "ResourceConflictException": (ResourceInUseError, False),
+    "EntityAlreadyExists": (ResourceInUseError, False),
+    "ExpiredIteratorException": (ExpiredIteratorError, True),
+    "TrimmedDataAccessException": (TrimmedDataError, False),
+    "ProvisionedThroughputExceededException": (ThrottledError, True),
+    "ThrottlingException": (ThrottledError, True),
+    "RequestLimitExceeded": (ThrottledError, True),
+    "LimitExceededException": (ThrottledError, True),
+    "Throttling": (ThrottledError, True),
+    "InternalServerError": (ServerError, True),
+    "ServiceUnavailable": (ServerError, True),
+    "TransactionConflictException": (ServerError, True),
+    "UnrecognizedClientException": (ConfigError, False),
+    "InvalidSignatureException": (ConfigError, False),
+    "MissingAuthenticationToken": (ConfigError, False),
+    "ExpiredTokenException": (ConfigError, False),
+    "AccessDeniedException": (AccessDeniedError, False),
+    "AccessDenied": (AccessDeniedError, False),
+    "UnauthorizedOperation": (AccessDeniedError, False),
+}
+
+
+def test_every_code_becomes_its_error_retried_or_not_and_says_where() -> None:
+    assert set(TABLE) == set(EVERY_CODE)  # a new rule gets its line above
+    for code, (kind, retryable) in EVERY_CODE.items():
+        error = translate(client_error(code), "eu-west-1", "PutItem on T")
+        assert (type(error), error.retryable) == (kind, retryable), code
+        assert str(error).startswith("PutItem on T in eu-west-1: "), code
+        if isinstance(error, TargetError):
+            assert error.region == "eu-west-1" and code in str(error), code

@@ -48,7 +48,10 @@ def test_an_item_newer_than_the_delete_survives_it() -> None:
         policy=POLICY,
         fields=FIELDS,
     )
-    assert ops is not None and isinstance(ops["us-east-1"], PutVersion)
+    assert ops is not None and set(ops) == {"us-east-1"}  # eu-west-1 already holds it
+    op = ops["us-east-1"]
+    assert isinstance(op, PutVersion) and op.version == Version.of("6", "eu-west-1")
+    assert op.image == local_item("6")
 
 
 def test_unversioned_items_alone_cannot_be_decided() -> None:

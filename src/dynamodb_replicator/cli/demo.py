@@ -53,6 +53,21 @@ ROUNDS: list[list[tuple[str, str, str, int, dict[str, str]]]] = [
         ("ap-southeast-1", "update", "order-4", 40, {"status": "gift-wrapped"}),
     ],
 ]
+# The winners every region must hold after each round, written out by hand (not derived
+# by the replicator's own rules): key -> attributes; a key left out is absent everywhere.
+EXPECTED: list[dict[str, dict[str, str]]] = [
+    {
+        "order-1": {"status": "paid", "total": "20"},  # the larger __timestamp
+        "order-2": {"status": "placed"},  # the tie: us-east-1, the largest region name
+        "order-3": {"status": "placed"},
+        "order-4": {"status": "placed", "total": "5"},
+    },
+    {
+        "order-1": {"status": "paid", "total": "20"},
+        "order-2": {"status": "placed"},
+        "order-4": {"status": "gift-wrapped", "total": "5"},  # the partial update
+    },
+]
 EXPLANATIONS = {
     "order-1": "eu-west-1 wrote 5 ms after us-east-1: the larger __timestamp wins.",
     "order-2": "three writes with the same __timestamp: the tie goes to the largest region "
@@ -112,6 +127,21 @@ def _state(clients: dict[str, Any]) -> dict[str, dict[str, Any]]:
         }
         for region, client in clients.items()
     }
+
+
+def _holds(state: dict[str, dict[str, Any]], expected: dict[str, dict[str, str]]) -> bool:
+    """Every region holds exactly the ``expected`` winners."""
+    want = {key: {"pk": key, **attributes} for key, attributes in expected.items()}
+    return all(
+        {
+            key: {
+                k: next(iter(v.values())) for k, v in _user(item).items() if k != FIELDS.timestamp
+            }
+            for key, item in items.items()
+        }
+        == want
+        for items in state.values()
+    )
 
 
 def _identical(state: dict[str, dict[str, Any]]) -> bool:
@@ -188,13 +218,19 @@ def _show_conflicts(console: Console, log: str, base: int) -> None:
     console.print(table)
 
 
-def _replicate(console: Console, clients: dict[str, Any], runner: Runner, started: float) -> bool:
+def _replicate(
+    console: Console,
+    clients: dict[str, Any],
+    runner: Runner,
+    started: float,
+    expected: dict[str, dict[str, str]],
+) -> bool:
     with Live(_progress(runner, started), console=console, refresh_per_second=8) as live:
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
             time.sleep(0.25)
             live.update(_progress(runner, started))
-            if _identical(_state(clients)):
+            if _holds(_state(clients), expected):
                 time.sleep(0.5)  # let echoes and stale counts settle for the display
                 live.update(_progress(runner, started))
                 return True
@@ -258,7 +294,7 @@ def _run_demo(console: Console) -> int:
                     detail = ", ".join(f"{k}={v}" for k, v in attributes.items())
                     when = f"T+{offset}" if action != "delete" else ""
                     console.print(f"  {region:15} {action:7} {key} {when} {detail}")
-                ok = _replicate(console, clients, runner, started) and ok
+                ok = _replicate(console, clients, runner, started, EXPECTED[number - 1]) and ok
         finally:
             stop.set()
             thread.join(timeout=30)
@@ -266,8 +302,10 @@ def _run_demo(console: Console) -> int:
         _show(console, state, base)
         _show_conflicts(console, conflicts.read(), base)
         conflicts.close()
-        if ok and _identical(state):
-            console.print("[green]All three regions hold identical items.[/green]")
+        if ok and _identical(state) and _holds(state, EXPECTED[-1]):
+            console.print(
+                "[green]All three regions hold identical items: the expected winners.[/green]"
+            )
         else:
             console.print("[red]Regions did not converge within the time limit.[/red]")
             ok = False
