@@ -18,7 +18,7 @@ and the shard moves on past it; a target region that is down is waited for, neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dynamodb_replicator.core import defaults
@@ -99,16 +99,42 @@ class ShardWorker:
         self.parker = Parker(
             shard, region, parking, PoisonWatch(park_after), self.stats, clock=clock
         )
-        started = clock.now()
+        self._joining: frozenset[str] = frozenset()  # set by ``add_targets``, any thread
+        self._start(targets, saved)
+
+    def _start(self, targets: Iterable[str], saved: Mapping[str, str]) -> None:
+        started = self.clock.now()
         for target in targets:
             self.stats.advanced_at[target] = started
             position = saved.get(target)
             if position == END:
                 self.finished.add(target)
-            elif position is None and parent is not None:
+            elif position is None and self.parent is not None:
                 self.waiting.add(target)
             else:
                 self._join(target, position)
+
+    def add_targets(self, targets: Iterable[str]) -> None:
+        """Replicate to ``targets`` too, from their checkpoints (a reload added a region).
+
+        Called from the coordinator thread: the set is handed over in one assignment and
+        taken up by the shard's own thread at its next step, so pages in flight and their
+        cursors are untouched."""
+        self._joining = self._joining | (frozenset(targets) - set(self.targets))
+
+    def _take_joining(self) -> None:
+        joining, self._joining = self._joining, frozenset()
+        new = sorted(joining - set(self.targets))
+        if not new:
+            return
+        saved = self.checkpoints.load(self.shard)
+        self.targets += tuple(new)
+        for target in new:
+            if saved.get(target) not in (None, END):
+                self.positions.moved(target, saved[target])
+        # Each starts on a cursor of its own (``_join`` would add it to a cursor with a page
+        # in flight, whose result does not cover it); ``_merge`` joins cursors side by side.
+        self._start(new, saved)
 
     @property
     def done(self) -> bool:
@@ -116,7 +142,7 @@ class ShardWorker:
 
     def _join(self, target: str, position: str | None) -> None:
         for cursor in self.cursors:
-            if cursor.position == position and cursor.failures == 0:
+            if cursor.position == position and cursor.failures == 0 and cursor.inflight is None:
                 cursor.targets.add(target)
                 return
         self.cursors.append(Cursor({target}, position))
@@ -141,6 +167,7 @@ class ShardWorker:
     # -- end wake -----------------------------------------------------------------------
     def step(self) -> int:
         """Read and apply one page per ready cursor; the number of records read."""
+        self._take_joining()
         read = 0
         now = self.clock.now()
         for cursor in list(self.cursors):
