@@ -18,6 +18,7 @@ and the shard moves on past it; a target region that is down is waited for, neve
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -100,6 +101,7 @@ class ShardWorker:
             shard, region, parking, PoisonWatch(park_after), self.stats, clock=clock
         )
         self._joining: frozenset[str] = frozenset()  # set by ``add_targets``, any thread
+        self._joining_lock = threading.Lock()
         self._start(targets, saved)
 
     def _start(self, targets: Iterable[str], saved: Mapping[str, str]) -> None:
@@ -117,23 +119,26 @@ class ShardWorker:
     def add_targets(self, targets: Iterable[str]) -> None:
         """Replicate to ``targets`` too, from their checkpoints (a reload added a region).
 
-        Called from the coordinator thread: the set is handed over in one assignment and
-        taken up by the shard's own thread at its next step, so pages in flight and their
+        Called from the coordinator thread: the set is handed over under a lock and taken
+        up by the shard's own thread at its next step, so pages in flight and their
         cursors are untouched."""
-        self._joining = self._joining | (frozenset(targets) - set(self.targets))
+        with self._joining_lock:
+            self._joining |= frozenset(targets) - set(self.targets)
 
     def _take_joining(self) -> None:
-        joining, self._joining = self._joining, frozenset()
-        new = sorted(joining - set(self.targets))
+        with self._joining_lock:
+            new = sorted(self._joining - set(self.targets))
         if not new:
             return
-        saved = self.checkpoints.load(self.shard)
+        saved = self.checkpoints.load(self.shard)  # a failure: taken up at a later step
+        with self._joining_lock:
+            self._joining -= set(new)
         self.targets += tuple(new)
         for target in new:
             if saved.get(target) not in (None, END):
                 self.positions.moved(target, saved[target])
-        # Each starts on a cursor of its own (``_join`` would add it to a cursor with a page
-        # in flight, whose result does not cover it); ``_merge`` joins cursors side by side.
+        # ``_join`` adds none to a cursor with a page in flight (that page's result does not
+        # cover it): it gets a cursor of its own, which ``_merge`` joins to its twin later.
         self._start(new, saved)
 
     @property
