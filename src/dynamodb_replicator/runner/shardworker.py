@@ -24,7 +24,7 @@ from typing import Any
 
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.counters import PairCounters
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.model import SystemAttributes
 from dynamodb_replicator.core.parking import ParkingLot, PoisonWatch
@@ -41,6 +41,7 @@ from dynamodb_replicator.core.streams import (
     TrimmedDataError,
 )
 from dynamodb_replicator.runner.count_once import CountOnce
+from dynamodb_replicator.runner.page_size import PageSize
 from dynamodb_replicator.runner.parker import Parker
 from dynamodb_replicator.runner.pipeline import Flight
 from dynamodb_replicator.runner.positions import ShardPositions
@@ -86,7 +87,7 @@ class ShardWorker:
         self.process = process
         self.parent = parent
         self.clock = clock
-        self.page_limit = page_limit
+        self.size = PageSize(page_limit)  # smaller after a page ran out of time
         # One cursor waits alone (no herd to spread): it waits the ceiling, without jitter.
         self.backoff = Backoff(base=0.1, cap=retry_cap)
         self.on_lag = on_lag
@@ -187,7 +188,7 @@ class ShardWorker:
                 cursor.iterator = self.source.iterator(
                     self.shard.stream_arn, self.shard.shard_id, cursor.position
                 )
-            return self.source.read(cursor.iterator, self.page_limit)
+            return self.source.read(cursor.iterator, self.size.limit)
         except ExpiredIteratorError:
             cursor.iterator = None  # take a new one at the same position next time
         except TrimmedDataError as exc:
@@ -247,7 +248,7 @@ class ShardWorker:
         records = page.records
         self.positions.read(
             (str(r["dynamodb"]["SequenceNumber"]) for r in records),
-            full=len(records) >= self.page_limit,
+            full=len(records) >= self.size.limit,
         )
         self.stats.records += len(records)
         cursor.iterator = page.next_iterator
@@ -272,7 +273,7 @@ class ShardWorker:
         if any(other.failures == 0 for other in self.cursors if other is not cursor):
             return None, False
         try:
-            return self.source.read(cursor.iterator, self.page_limit), False
+            return self.source.read(cursor.iterator, self.size.limit), False
         except ReplicatorError:
             return None, True
 
@@ -367,6 +368,7 @@ class ShardWorker:
                 continue
             failures[target] = (failed, error_at(result, target, failed))
         self.once.logged_all(result)
+        self.size.settled(late=any(isinstance(e, DeadlineError) for _, e in failures.values()))
         failed_targets = self._failed_positions(cursor, records, failures, positions, now)
         self.checkpoints.save(self.shard, positions)
         for target, position in positions.items():
