@@ -74,6 +74,10 @@ IDLE_POLL_MAX_MS = 250
 PAGE_LIMIT = 1000
 """Records asked for per GetRecords call (the API's maximum)."""
 
+PAGE_CALM_PAGES = 4
+"""Pages in time in a row before a shard's page size, halved after a page ran out of time,
+doubles back toward the page limit (runner/page_size.py)."""
+
 PARK_AFTER_SECONDS = 300.0
 """A record that keeps failing the same way by itself (malformed, no ``__timestamp`` under
 ``missing_timestamp = "fail"``, an item a region refuses) for this long is parked, and its

@@ -54,6 +54,11 @@ class Held:
         if owned is not None:
             owned.worker.wake()
 
+    def add_targets(self, targets: Collection[str]) -> None:
+        """The held shards replicate to ``targets`` too, from their next step on."""
+        for owned in list(self.owned.values()):
+            owned.worker.add_targets(targets)
+
     def own(
         self,
         name: str,

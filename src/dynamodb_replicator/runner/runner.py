@@ -33,7 +33,8 @@ from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.reachability import Reachability
 from dynamodb_replicator.runner.regions import Region
-from dynamodb_replicator.runner.reloader import Reloader
+from dynamodb_replicator.runner.reloader import Reloader, incremental
+from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.reports import (
     Pair,
     PairTotals,
@@ -163,9 +164,14 @@ class Runner:
             self.shutdown()
 
     def _regions(self, config: RunnerConfig) -> dict[str, Region]:
-        return {
+        """Each region's clients; its replicator one a reload can replace (``_grow``)."""
+        regions = {
             spec.name: self.connect(spec, config, self.stopping, self.conflict_log)
             for spec in config.regions
+        }
+        return {
+            name: dataclasses.replace(region, replicator=Replaceable(region.replicator))
+            for name, region in regions.items()
         }
 
     def _note_violations(self, table: str, source: str, result: BatchResult) -> None:
@@ -217,13 +223,41 @@ class Runner:
                     owned.worker.wake()
 
     def reload_if_changed(self) -> bool:
-        """Pick up an edited config file (runner/reloader.py). Shard workers restart from
-        their checkpoints; leases are kept (the state stores, holding their tokens, too)."""
+        """Pick up an edited config file (runner/reloader.py): only the pairs an added region
+        or an added or removed table concerns start or stop (``_grow``); another change
+        restarts the shard workers from their checkpoints, the leases kept."""
         changed = self.reloader.changed(self.config)
         if changed is None:
             return False
-        self._apply_config(*changed)
+        replaceable = all(isinstance(r.replicator, Replaceable) for r in self.regions.values())
+        if replaceable and incremental(self.config, changed[0]):
+            self._grow(*changed)
+        else:
+            self._apply_config(*changed)
         return True
+
+    def _grow(self, config: RunnerConfig, checked: Checked) -> None:
+        """Take up ``config`` without stopping the running shard workers: their pages go on
+        through the replicator they started with (closed after its last page); their next
+        pages go through one that also writes to the added regions, which they start on
+        from the positions add-region seeded. A removed table's shards are let go."""
+        added = [spec.name for spec in config.regions if spec.name not in self.regions]
+        log.info("config changed: starting only the new pairs", extra={"added": added})
+        for ref in [ref for ref in self.owned if ref.table not in config.tables]:
+            self._drop(ref, release=True)
+        for name, shards in self.shards.items():
+            self.shards[name] = {r: p for r, p in shards.items() if r.table in config.tables}
+        self.config = config
+        self._take(checked)
+        regions = self._regions(config)  # clients only: no request is made
+        for name, kept in self.regions.items():
+            fresh = regions[name].replicator
+            assert isinstance(kept.replicator, Replaceable) and isinstance(fresh, Replaceable)
+            kept.replicator.replace(fresh.current)
+            regions[name] = kept  # its stores hold the tokens of the leases we keep
+        self.regions = regions
+        self.keeper.stores = lease_stores(regions)
+        self.held.add_targets(added)
 
     def _apply_config(self, config: RunnerConfig, checked: Checked) -> None:
         log.info(

@@ -18,12 +18,13 @@ and the shard moves on past it; a target region that is down is waited for, neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.counters import PairCounters
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.model import SystemAttributes
 from dynamodb_replicator.core.parking import ParkingLot, PoisonWatch
@@ -40,6 +41,7 @@ from dynamodb_replicator.core.streams import (
     TrimmedDataError,
 )
 from dynamodb_replicator.runner.count_once import CountOnce
+from dynamodb_replicator.runner.page_size import PageSize
 from dynamodb_replicator.runner.parker import Parker
 from dynamodb_replicator.runner.pipeline import Flight
 from dynamodb_replicator.runner.positions import ShardPositions
@@ -85,7 +87,7 @@ class ShardWorker:
         self.process = process
         self.parent = parent
         self.clock = clock
-        self.page_limit = page_limit
+        self.size = PageSize(page_limit)  # smaller after a page ran out of time
         # One cursor waits alone (no herd to spread): it waits the ceiling, without jitter.
         self.backoff = Backoff(base=0.1, cap=retry_cap)
         self.on_lag = on_lag
@@ -99,16 +101,46 @@ class ShardWorker:
         self.parker = Parker(
             shard, region, parking, PoisonWatch(park_after), self.stats, clock=clock
         )
-        started = clock.now()
+        self._joining: frozenset[str] = frozenset()  # set by ``add_targets``, any thread
+        self._joining_lock = threading.Lock()
+        self._start(targets, saved)
+
+    def _start(self, targets: Iterable[str], saved: Mapping[str, str]) -> None:
+        started = self.clock.now()
         for target in targets:
             self.stats.advanced_at[target] = started
             position = saved.get(target)
             if position == END:
                 self.finished.add(target)
-            elif position is None and parent is not None:
+            elif position is None and self.parent is not None:
                 self.waiting.add(target)
             else:
                 self._join(target, position)
+
+    def add_targets(self, targets: Iterable[str]) -> None:
+        """Replicate to ``targets`` too, from their checkpoints (a reload added a region).
+
+        Called from the coordinator thread: the set is handed over under a lock and taken
+        up by the shard's own thread at its next step, so pages in flight and their
+        cursors are untouched."""
+        with self._joining_lock:
+            self._joining |= frozenset(targets) - set(self.targets)
+
+    def _take_joining(self) -> None:
+        with self._joining_lock:
+            new = sorted(self._joining - set(self.targets))
+        if not new:
+            return
+        saved = self.checkpoints.load(self.shard)  # a failure: taken up at a later step
+        with self._joining_lock:
+            self._joining -= set(new)
+        self.targets += tuple(new)
+        for target in new:
+            if saved.get(target) not in (None, END):
+                self.positions.moved(target, saved[target])
+        # ``_join`` adds none to a cursor with a page in flight (that page's result does not
+        # cover it): it gets a cursor of its own, which ``_merge`` joins to its twin later.
+        self._start(new, saved)
 
     @property
     def done(self) -> bool:
@@ -116,7 +148,7 @@ class ShardWorker:
 
     def _join(self, target: str, position: str | None) -> None:
         for cursor in self.cursors:
-            if cursor.position == position and cursor.failures == 0:
+            if cursor.position == position and cursor.failures == 0 and cursor.inflight is None:
                 cursor.targets.add(target)
                 return
         self.cursors.append(Cursor({target}, position))
@@ -141,6 +173,7 @@ class ShardWorker:
     # -- end wake -----------------------------------------------------------------------
     def step(self) -> int:
         """Read and apply one page per ready cursor; the number of records read."""
+        self._take_joining()
         read = 0
         now = self.clock.now()
         for cursor in list(self.cursors):
@@ -155,7 +188,7 @@ class ShardWorker:
                 cursor.iterator = self.source.iterator(
                     self.shard.stream_arn, self.shard.shard_id, cursor.position
                 )
-            return self.source.read(cursor.iterator, self.page_limit)
+            return self.source.read(cursor.iterator, self.size.limit)
         except ExpiredIteratorError:
             cursor.iterator = None  # take a new one at the same position next time
         except TrimmedDataError as exc:
@@ -215,7 +248,7 @@ class ShardWorker:
         records = page.records
         self.positions.read(
             (str(r["dynamodb"]["SequenceNumber"]) for r in records),
-            full=len(records) >= self.page_limit,
+            full=len(records) >= self.size.limit,
         )
         self.stats.records += len(records)
         cursor.iterator = page.next_iterator
@@ -240,7 +273,7 @@ class ShardWorker:
         if any(other.failures == 0 for other in self.cursors if other is not cursor):
             return None, False
         try:
-            return self.source.read(cursor.iterator, self.page_limit), False
+            return self.source.read(cursor.iterator, self.size.limit), False
         except ReplicatorError:
             return None, True
 
@@ -335,6 +368,7 @@ class ShardWorker:
                 continue
             failures[target] = (failed, error_at(result, target, failed))
         self.once.logged_all(result)
+        self.size.settled(late=any(isinstance(e, DeadlineError) for _, e in failures.values()))
         failed_targets = self._failed_positions(cursor, records, failures, positions, now)
         self.checkpoints.save(self.shard, positions)
         for target, position in positions.items():
