@@ -125,7 +125,10 @@ provided one version has one content and every label is true. Equal timestamps:
 Known limits (documented in the README, Conflict semantics): items of the earlier scheme
 (no nonce) keep the earlier rule until the replicator writes them again (an update that
 keeps their marker is taken for an echo); a delete made in another region of a version of
-(T, O) also removes a later content of (T, O) written in the same millisecond in O.
+(T, O) also removes a later content of (T, O) written in the same millisecond in O; a
+disguised item that wins (labels R, true version (T, S, x) > R) is removed in S by a delete
+of R, or by S's own earlier delete of T, applied there before its record is (conditions read
+R), and that removal then goes out as S's delete (tests/unit/test_equal_versions_review.py).
 """
 
 from __future__ import annotations
