@@ -56,11 +56,6 @@ def _repair(regions: StreamRegions, k: ItemKey) -> None:
         protocol.put(TABLE, op)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair ranks the holder's own content of (T, R) as seq '' below a stale copy "
-    "(T, R, x) elsewhere: it picks the stale content, and its put is refused in R anyway",
-)
 def test_repair_restores_the_later_content_of_one_version(regions: StreamRegions) -> None:
     """eu-west-1 writes k twice at T; us-east-1 missed the second (its records expired
     while it was unreachable). ``repair`` must bring the later content everywhere."""
@@ -120,12 +115,6 @@ def test_an_origin_delete_does_not_remove_an_update_that_hit_its_marker_and_won(
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a target's REMOVE record of the origin's own delete (T, O, d) decodes as "
-    "(T, O, LATEST), newer than the tombstone (T, O, d): it is not an echo and goes out as "
-    "a new delete of every content of (T, O), the re-insert included",
-)
 def test_a_delete_then_a_reinsert_of_one_timestamp_in_one_region_keeps_the_reinsert(
     regions: StreamRegions,
 ) -> None:
@@ -141,11 +130,6 @@ def test_a_delete_then_a_reinsert_of_one_timestamp_in_one_region_keeps_the_reins
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the echoes of an origin's own delete are re-replicated (see above): a "
-    "replicated delete costs more than 2 writes per target",
-)
 def test_a_delete_in_the_origin_region_costs_two_writes_per_target(
     regions: StreamRegions,
 ) -> None:
@@ -165,11 +149,6 @@ def test_a_delete_in_the_origin_region_costs_two_writes_per_target(
     assert writes == {AP: 2, EU: 1, US: 2}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a tombstone of the earlier scheme (no __originSeq) reads as seq '', the lowest: "
-    "a late copy (T, O, x) of the deleted version is newer than it and resurrects the item",
-)
 def test_a_tombstone_of_the_earlier_scheme_still_stops_a_late_copy(
     regions: StreamRegions,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dynamodb_replicator.core.model import ItemKey, Tombstone, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
-from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.policy import LATEST, LastWriterWins
 from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS, local_item, replica_item
@@ -24,11 +24,13 @@ def test_newest_item_goes_where_it_is_missing_or_older() -> None:
     )
     assert ops is not None and set(ops) == {"ap-southeast-1"}
     op = ops["ap-southeast-1"]
-    assert isinstance(op, PutVersion) and op.version == Version.of("9", "us-east-1")
+    # us-east-1's own item is the latest content of its version: copied labelled so.
+    assert isinstance(op, PutVersion) and op.version == Version.of("9", "us-east-1", LATEST)
 
 
 def test_a_remembered_delete_of_the_same_version_wins() -> None:
-    tomb = Tombstone(KEY, Version.of("9", "us-east-1"), "eu-west-1")
+    # eu-west-1 deleted us-east-1's version: every content of it (seq LATEST).
+    tomb = Tombstone(KEY, Version.of("9", "us-east-1", LATEST), "eu-west-1")
     ops = resolve(
         KEY,
         {"us-east-1": local_item("9"), "eu-west-1": None},

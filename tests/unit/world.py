@@ -148,8 +148,9 @@ class World:
         """A put or delete of another region's application, to deliver everywhere. A put
         of a key put before is an update of it (the write protocol tries P1u first)."""
         earlier = [v for k, v, _ in self.history.get(key, []) if k == "put"]
-        if kind == "delete" and deleted_in != version.origin:
-            # As the codec decodes it: a delete of another region's version.
+        if kind == "delete" and (deleted_in != version.origin or not version.seq):
+            # As the codec decodes it: a delete of another region's version; or as a
+            # tombstone of the earlier scheme (no seq) reads: every content of (T, O).
             version = Version.of(version.raw_timestamp, version.origin, LATEST)
         self.happened(kind, key, version)
         if kind == "put":

@@ -247,11 +247,14 @@ def decode_record(
         deleted = stored_version(
             _truthful(old, fields), source_region, fields, own_seq=pad_sequence(sequence)
         )
+        removed = deleted
         if deleted is not None and deleted.origin != source_region:
             # A delete of another region's version removes every content of its timestamp
             # and origin: this region cannot tell which of them it deleted.
             deleted = Version.of(deleted.raw_timestamp, deleted.origin, LATEST)
-        return Change(operation, key, sequence, deleted, old_image=old)
+        # ``old_version``: the labels of the content removed, so that the replicator's own
+        # removal (covered by a remembered delete) is known for an echo (core.plan).
+        return Change(operation, key, sequence, deleted, old_image=old, old_version=removed)
     assert new is not None
     echo = is_replica_write(new, old, fields)
     if echo:

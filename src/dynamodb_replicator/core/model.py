@@ -146,7 +146,8 @@ class Change:
 
     ``version`` is the version the change carries: the new version for a put, the deleted
     version for a delete (None: the deleted item had no ``__timestamp``). ``old_version``
-    is the version a put replaced (None when absent).
+    is the version a put replaced (None when absent); for a delete, the labels of the
+    content removed (``version`` may name every content of its timestamp and origin).
     ``echo`` marks a change made by the replicator itself.
     """
 

@@ -162,10 +162,15 @@ def plan_changes(
             continue
         if change.operation is Operation.DELETE:
             tomb = tombstones.get(change.key)
+            # An echo: the delete is another region's, and what this record removed is
+            # covered by it (the labels of the content removed, not the LATEST this region
+            # would give a delete of another region's version: else the replicator's own
+            # removal of (T, O, x) by a delete (T, O, d) would go out again as a delete of
+            # every content of (T, O), a later re-insert of T in O included).
             if (
                 tomb
                 and tomb.deleted_in != source
-                and not newer(policy, change.version, tomb.version)
+                and not newer(policy, change.old_version or change.version, tomb.version)
             ):
                 echoes += 1
                 continue

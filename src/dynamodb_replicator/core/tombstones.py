@@ -13,6 +13,7 @@ from typing import Any
 
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
+from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.store import Store
 
 __all__ = ["TombstoneTable", "tombstone_from_item", "tombstone_item"]
@@ -38,7 +39,9 @@ def tombstone_from_item(
 ) -> Tombstone:
     """A tombstone table item -> Tombstone."""
     key = ItemKey.from_attributes({n: item[n] for n in key_names})
-    seq = item.get(fields.origin_seq, {}).get("S", "")
+    # A tombstone of the earlier scheme (no seq) remembered a delete of (T, O) whatever its
+    # content: it covers every content of (T, O), like a delete of another region's version.
+    seq = item.get(fields.origin_seq, {}).get("S", LATEST)
     version = Version.of(item[fields.timestamp]["N"], item[fields.origin]["S"], str(seq))
     return Tombstone(key, version, item[fields.deleted_in]["S"])
 

@@ -27,7 +27,12 @@ the digest of the content written (``core.policy.seal``).
   * A delete of another region's version is a delete of (T, O, ``LATEST``): the deleting
     region cannot tell which content of (T, O) it removed, so it removes all of them. A
     delete in the origin region itself carries its own record's seq: what that region
-    writes at T after the delete survives it.
+    writes at T after the delete survives it. The REMOVE record of the replicator's own
+    D2/P3 is an echo when the labels of the content it removed are covered by the
+    remembered delete (``core.plan``; not its LATEST reading, which no delete (T, O, d)
+    covers): else it would go out as a delete of every content of (T, O), a later
+    re-insert of T in O included. A tombstone of the earlier scheme (no seq) remembers a
+    delete of (T, O) whatever its content: it reads as (T, O, ``LATEST``) (``core.tombstones``).
 
 Put of version V of key K (the item plus the labels and a fresh nonce):
   P0. (batched, before the writes) read K's tombstone; if it remembers a delete of V or a
@@ -120,7 +125,10 @@ provided one version has one content and every label is true. Equal timestamps:
 Known limits (documented in the README, Conflict semantics): items of the earlier scheme
 (no nonce) keep the earlier rule until the replicator writes them again (an update that
 keeps their marker is taken for an echo); a delete made in another region of a version of
-(T, O) also removes a later content of (T, O) written in the same millisecond in O.
+(T, O) also removes a later content of (T, O) written in the same millisecond in O; a
+disguised item that wins (labels R, true version (T, S, x) > R) is removed in S by a delete
+of R, or by S's own earlier delete of T, applied there before its record is (conditions read
+R), and that removal then goes out as S's delete (tests/unit/test_equal_versions_review.py).
 """
 
 from __future__ import annotations

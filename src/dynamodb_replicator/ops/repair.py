@@ -16,7 +16,7 @@ from dynamodb_replicator.core.codec import key_object
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, TableNames, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
-from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, stored_version
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.ops.diff import digest
@@ -41,7 +41,9 @@ def resolve(
     """
     best_item: tuple[Any, str, Item] | None = None
     for region, item in items.items():
-        version = stored_version(item, region, fields)
+        # A region's own content is the latest of its version there (LATEST): the last
+        # write of that key in its stream, later than any copy of (T, region) elsewhere.
+        version = stored_version(item, region, fields, own_seq=LATEST)
         if item is not None and version is not None:
             rank = policy.order_key(version)
             if best_item is None or rank > best_item[0]:
@@ -61,7 +63,7 @@ def resolve(
     if best_item is None:
         return None
     _, holder, winner = best_item
-    version = stored_version(winner, holder, fields)
+    version = stored_version(winner, holder, fields, own_seq=LATEST)
     assert version is not None
     wanted = digest(winner, fields)
     put = PutVersion(key, version, user_image(winner, fields), NO_SEQUENCE)
