@@ -172,12 +172,14 @@ def test_the_payload_shape_of_the_aws_documentation_decodes() -> None:
     key = {"Id": {"N": "101"}}
     assert insert.operation is Operation.PUT and insert.key.to_attributes() == key
     assert insert.image is not None and insert.image["Message"] == {"S": "New item!"}
-    assert insert.version == Version.of("1693997155000", "us-west-2")
+    # An application write's version carries its record's sequence number (the last
+    # tiebreak between two contents of one timestamp and region).
+    assert insert.version == Version.of("1693997155000", "us-west-2", pad_sequence("111"))
     assert insert.old_version is None and not insert.echo
     assert insert.sequence_number == "111"
     assert modify.image is not None and modify.image["Message"] == {"S": "This item has changed"}
-    assert modify.version == Version.of("1693997155001", "us-west-2")
+    assert modify.version == Version.of("1693997155001", "us-west-2", pad_sequence("222"))
     assert modify.old_version == Version.of("1693997155000", "us-west-2")
     assert remove.operation is Operation.DELETE and remove.key.to_attributes() == key
-    assert remove.version == Version.of("1693997155001", "us-west-2")
+    assert remove.version == Version.of("1693997155001", "us-west-2", pad_sequence("333"))
     assert remove.sequence_number == "333"
