@@ -52,7 +52,7 @@ def test_an_item_newer_than_the_delete_survives_it() -> None:
     )
     assert ops is not None and set(ops) == {"us-east-1"}  # eu-west-1 already holds it
     op = ops["us-east-1"]
-    assert isinstance(op, PutVersion) and op.version == Version.of("6", "eu-west-1")
+    assert isinstance(op, PutVersion) and op.version == Version.of("6", "eu-west-1", LATEST)
     assert op.image == local_item("6")
 
 
