@@ -10,6 +10,10 @@
     external_id = "..."                                        # optional, with role_arn
     [table_names.Orders]                     # optional: Orders's name where it differs
     eu-west-1 = "EuStack-Orders-1A2B3C"
+    [residency.Orders]                       # optional: where Orders's items may live
+    attribute = "country"
+    scopes = { DE = ["eu-west-1"] }          # value -> regions
+    default = ["eu-west-1", "ap-southeast-1"]  # optional: absent means every region
 
 Optional top-level keys extend it compatibly (see the README's table). Unknown keys are
 errors, so a typo never silently falls back to a default.
@@ -28,6 +32,7 @@ from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.residency import parse_residency
 from dynamodb_replicator.core.roles import ROLE_KEYS, parse_role
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings, load_policy
 
@@ -106,7 +111,7 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
 
 def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     """Validate a parsed TOML document."""
-    unknown = set(data) - {"tables", "regions", "table_names"} - set(_OPTIONAL)
+    unknown = set(data) - {"tables", "regions", "table_names", "residency"} - set(_OPTIONAL)
     if unknown:
         raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
     tables = data.get("tables")
@@ -148,6 +153,7 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
             values["conflict_log"], values["conflict_sample_rate"], values["conflict_log_items"]
         ),
         names=_table_names(data.get("table_names", {}), tables, regions),
+        residency=parse_residency(data.get("residency"), tables, [r.name for r in regions]),
     )
     return RunnerConfig(
         tables=tuple(tables),
