@@ -11,6 +11,13 @@ writes per key, as the shard worker hands them over; what a batch reports as fai
 delivered again later, as the stream would. An application's change is planned when it is
 delivered, once for all its targets, with the source's tombstones as they are then; the
 targets where it failed get it again, planned anew, as the runner and Lambda do.
+
+Items carry a residency attribute (``country``, ruled by ``RULE``) when the world has a
+rule: every write is projected onto its scope (``core.scoping``), the application writes
+in regions inside and outside its items' scopes, and updates move items between scopes.
+The application never deletes, in its own region, a write it made outside that write's
+scope: that delete may race the replicator's removal of the write and is then lost (the
+README says so: a contract violation has this one gap).
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError, UnreachableError
 from dynamodb_replicator.core.model import Change, Item, ItemKey, Operation, Version
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, plan_changes
-from dynamodb_replicator.core.policy import ConflictPolicy, stored_version
+from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp, plan_changes
+from dynamodb_replicator.core.policy import ConflictPolicy, is_replica_write, stored_version
+from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.scoping import project
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
@@ -40,7 +49,15 @@ ACTIONS = (NOTHING, DELIVER, APP_WRITE, APP_DELETE, LOSE_ANSWER, THROTTLE, ZOMBI
 # most of the time; a batch that still fails is delivered again.
 MAX_FAILURES = 6
 
-__all__ = ["ACTIONS", "KEYS", "NOTHING", "World"]
+# Items with country DE may live in eu-west-1 only, US items in us-east-1 and us-west-2,
+# items of any other country or none everywhere.
+RULE = ResidencyRule(
+    "country",
+    (("DE", frozenset({"eu-west-1"})), ("US", frozenset({"us-east-1", "us-west-2"}))),
+)
+COUNTRIES = ("DE", "US", None)
+
+__all__ = ["ACTIONS", "COUNTRIES", "KEYS", "NOTHING", "RULE", "World"]
 
 
 class FixedClock:
@@ -54,8 +71,9 @@ def _writer(store: MemoryStore, policy: ConflictPolicy, prefetch: bool) -> Store
     return StoreWriter(protocol, options)
 
 
-def image(key: ItemKey, version: Version) -> Item:
-    return {**key.to_attributes(), FIELDS.timestamp: {"N": version.raw_timestamp}}
+def image(key: ItemKey, version: Version, country: str | None = None) -> Item:
+    found = {**key.to_attributes(), FIELDS.timestamp: {"N": version.raw_timestamp}}
+    return found if country is None else found | {"country": {"S": country}}
 
 
 @dataclass(frozen=True)
@@ -83,12 +101,14 @@ class World:
     names: list[str]
     next_action: Callable[[], int]
     prefetch: bool = True
+    rule: ResidencyRule | None = None
     stores: dict[str, MemoryStore] = field(default_factory=dict)
     writers: dict[str, StoreWriter] = field(default_factory=dict)
     concurrent: dict[str, StoreWriter] = field(default_factory=dict)
     pending: list[tuple[str, Pending]] = field(default_factory=list)
     delivered: list[tuple[str, WriteOp]] = field(default_factory=list)
     history: dict[ItemKey, list[tuple[str, Version]]] = field(default_factory=dict)
+    countries: dict[Version, str | None] = field(default_factory=dict)  # of each put version
     sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     app_stamp: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     nested: bool = False
@@ -111,15 +131,26 @@ class World:
     def happened(self, kind: str, key: ItemKey, version: Version) -> None:
         self.history.setdefault(key, []).append((kind, version))
 
-    def event(self, kind: str, key: ItemKey, version: Version, deleted_in: str) -> WriteOp:
+    def event(
+        self, kind: str, key: ItemKey, version: Version, deleted_in: str, country: str | None = None
+    ) -> WriteOp:
         """A put or delete of another region's application, to deliver everywhere. A put
-        of a key put before is an update of it (the write protocol tries P1u first)."""
+        of a key put before is an update of it (the write protocol tries P1u first). One
+        version is one write: a version put again keeps the country it was put with."""
         earlier = [v for k, v in self.history.get(key, []) if k == "put"]
         self.happened(kind, key, version)
         if kind == "put":
+            country = self.countries.setdefault(version, country)
             replaces = earlier[-1] if earlier else None
-            return PutVersion(key, version, image(key, version), self.seq(), replaces)
+            return PutVersion(key, version, image(key, version, country), self.seq(), replaces)
         return DeleteVersion(key, version, deleted_in, self.seq())
+
+    def spread(self, op: WriteOp) -> list[tuple[str, WriteOp]]:
+        """``op`` for every region, projected onto its scope as the origin's planner does."""
+        origin = op.version.origin if isinstance(op, PutVersion) else ""
+        plan = Plan({name: [op] for name in self.names})
+        writes = project(plan, [], rule=self.rule, source=origin).writes
+        return [(name, written) for name in self.names for written in writes[name]]
 
     def deliver(self, region: str, ops: list[WriteOp], *, concurrently: bool = False) -> None:
         """One batch into ``region``; what it reports as failed is delivered again later."""
@@ -148,11 +179,12 @@ class World:
             fields=FIELDS,
             tombstones=tombs,
         )
+        writes = project(plan, [record.change], rule=self.rule, source=record.source).writes
         writers = self.concurrent if concurrently else self.writers
         failed = tuple(
             target
             for target in record.targets
-            if writers[target].apply(TABLE, plan.writes[target]).failed_sequence is not None
+            if writers[target].apply(TABLE, writes[target]).failed_sequence is not None
         )
         if failed:
             self.pending.append(("", Record(record.source, record.change, failed)))
@@ -180,7 +212,8 @@ class World:
         return taken
 
     def check(self) -> None:
-        """Every region holds every key's winner; nothing deleted came back."""
+        """Every region holds every key's winner if the winner's scope includes it, and
+        nothing otherwise; nothing deleted came back."""
         for key, events in self.history.items():
             best = max(events, key=lambda e: (self.policy.order_key(e[1]), e[0] == "delete"))
             winner = None if best[0] == "delete" else best[1]
@@ -188,8 +221,17 @@ class World:
                 held = store.item(TABLE, key)
                 if winner is None:
                     assert held is None, f"{name} resurrected {key}: {held}"
+                elif not self.allows(name, winner):
+                    assert held is None, f"{name} holds {key} outside its scope: {held}"
                 else:
                     assert stored_version(held, name, FIELDS) == winner, (name, key, held)
+
+    def allows(self, region: str, version: Version) -> bool:
+        """May the put of ``version`` live in ``region``?"""
+        if self.rule is None:
+            return True
+        allowed = self.rule.allowed(image(KEYS[0], version, self.countries.get(version)))
+        return allowed is None or region in allowed
 
     def _before(self, store: MemoryStore, _call: str) -> None:
         if self.nested:
@@ -232,7 +274,7 @@ class World:
         old = store.item(TABLE, key)
         old_version = stored_version(old, region, FIELDS)
         if delete:
-            if old is None:
+            if old is None or self._written_outside(region, old, old_version):
                 return
             store.write_directly(TABLE, key, None)
             if old_version is None:
@@ -241,11 +283,20 @@ class World:
             change = Change(Operation.DELETE, key, self.seq(), old_version, old_image=old)
         else:
             # Fresh, distinct timestamps: no two writes share a version.
-            version = Version.of(f"{next(self.app_stamp)}.5", region)
-            new = image(key, version)
+            stamp = next(self.app_stamp)
+            version = Version.of(f"{stamp}.5", region)
+            country = COUNTRIES[stamp % len(COUNTRIES)] if self.rule else None
+            self.countries[version] = country
+            new = image(key, version, country)
             store.write_directly(TABLE, key, new)
             self.happened("put", key, version)
             change = Change(
                 Operation.PUT, key, self.seq(), version, new, old, old_version=old_version
             )
         self.pending.append(("", Record(region, change, tuple(self.names))))
+
+    def _written_outside(self, region: str, item: Item, version: Version | None) -> bool:
+        """Is ``item`` a write made in ``region`` outside its scope (see the docstring)?"""
+        if version is None or is_replica_write(item, FIELDS):
+            return False
+        return not self.allows(region, version)
