@@ -10,12 +10,18 @@ import pytest
 
 from dynamodb_replicator.awslambda.settings import replication_environment, settings_from_env
 from dynamodb_replicator.core.contract import ViolationKind
+from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, plan_changes
 from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.residency import ResidencyRule, parse_residency
 from dynamodb_replicator.core.scoping import project
+from dynamodb_replicator.core.streams import NO_SEQUENCE
+from dynamodb_replicator.ops.diff import DiffReport, Row, compare_bucket
+from dynamodb_replicator.ops.repair import resolve
 from dynamodb_replicator.runner.config import parse_config
 
 from .strategies import FIELDS
@@ -127,7 +133,7 @@ def test_a_put_goes_to_its_scope_and_every_other_region_gets_a_delete_of_it() ->
         (delete,) = scoped.writes[region]
         assert delete == DeleteVersion(KEY, Version.of("10", EU1), EU1, "10")
     assert scoped.writes[EU1] == []
-    assert scoped.refused == {US1: 1, US2: 1}
+    assert scoped.refused == {US1: ("10",), US2: ("10",)}
     assert scoped.outside == ()
 
 
@@ -154,3 +160,46 @@ def test_a_table_without_a_rule_is_planned_unchanged() -> None:
         tombstones={},
     )
     assert project(plan, [change], rule=None, source=EU1).writes == plan.writes
+
+
+def row(key: str, digest: str, scope: tuple[str, ...] | None) -> Row:
+    return Row(key, digest, "10", EU1, scope)
+
+
+def test_diff_reports_an_item_outside_its_scope_as_its_own_kind_and_expects_no_copy() -> None:
+    de = (EU1, EU2)
+    rows = {
+        EU1: {"a": row("a", "x", de), "b": row("b", "y", None)},
+        EU2: {"a": row("a", "x", de), "b": row("b", "y", None)},
+        US1: {"b": row("b", "y", None)},  # not holding a: right, it is not in a's scope
+        US2: {"a": row("a", "x", de), "b": row("b", "y", None)},  # a outside its scope
+    }
+    report = DiffReport("Orders", EU1)
+    assert compare_bucket(rows, EU1, report) == ["a"]
+    assert report.regions[US2].outside == 1 and report.regions[US2].samples["outside"] == ["a"]
+    assert report.regions[US1].missing == 0
+    assert report.verdict == "outside-scope" and not report.clean
+
+
+def test_repair_removes_an_item_from_the_regions_outside_its_scope() -> None:
+    winner = {**item("DE", "10"), "v": {"S": "new"}}
+    copy = {**winner, FIELDS.origin: {"S": EU1}, FIELDS.marker: {"N": "10"}}  # replicated
+    items: dict[str, Any] = {EU1: winner, EU2: item("DE", "5"), US1: copy, US2: None}
+    ops = resolve(
+        KEY, items, dict.fromkeys(ALL), policy=LastWriterWins(FIELDS), fields=FIELDS, rule=rule()
+    )
+    assert ops is not None
+    assert isinstance(ops[EU2], PutVersion)
+    # The delete names another region: its removal in us-east-1's stream is an echo there.
+    assert ops[US1] == DeleteVersion(KEY, Version.of("10", EU1), EU1, NO_SEQUENCE)
+    assert US2 not in ops and EU1 not in ops
+
+
+def test_status_counts_what_residency_refused_and_removed() -> None:
+    scoped = projected([put("US", "10", EU1)], EU1)
+    targets = {r: TargetResult(r, settled={"10": True}) for r in ALL}
+    result = BatchResult(targets, violations=scoped.outside, refused=scoped.refused)
+    assert PairCounters.of(result, EU2).refused == 1
+    assert PairCounters.of(result, EU1).removed == 1
+    assert PairCounters.of(result, US1) == PairCounters()
+    assert PairCounters.of(result, EU2, counted={"10"}).refused == 0  # a replay counts once

@@ -198,6 +198,11 @@ def _copy(
                 f"{stats.resumed_segments} segments resumed; copy took {seconds:.1f} s "
                 f"({stats.copied / max(seconds, 1e-9):,.0f} items/s)"
             )
+            if stats.outside:
+                console.print(
+                    f"{table}: {stats.outside} items outside the new region's residency "
+                    "scope were not copied (their versions are remembered as deleted there)"
+                )
             if stats.unversioned:
                 console.print(
                     f"[yellow]{stats.unversioned} items have no usable __timestamp and "

@@ -65,8 +65,9 @@ class BatchResult:
     lost_locally: tuple[Conflict, ...] = ()
     records: int = field(default=0)
     violations: tuple[Violation, ...] = ()  # the batch's contract violations (core.contract)
-    # Per region, the puts withheld from it by residency (sent as deletes: core.scoping).
-    refused: Mapping[str, int] = field(default_factory=dict)
+    # Per region, the SequenceNumbers of the puts withheld from it by residency (sent as
+    # deletes of their version instead: core.scoping).
+    refused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def conflicts(self) -> list[Conflict]:
         """Every conflict of the batch: the source's own lost writes, then each region's."""

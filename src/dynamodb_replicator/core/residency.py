@@ -48,6 +48,11 @@ class ResidencyRule:
                 return allowed
         return self.default
 
+    def allows(self, item: Item, region: str) -> bool:
+        """May ``item`` live in ``region``?"""
+        allowed = self.allowed(item)
+        return allowed is None or region in allowed
+
     def scope(self, item: Item, regions: Collection[str]) -> frozenset[str]:
         """The regions of ``regions`` where ``item`` may live."""
         allowed = self.allowed(item)

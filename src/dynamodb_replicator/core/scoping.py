@@ -28,21 +28,23 @@ from dynamodb_replicator.core.model import Change, Item, Operation
 from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp
 from dynamodb_replicator.core.residency import ResidencyRule
 
-__all__ = ["Scoped", "project"]
+__all__ = ["Scoped", "project", "withheld"]
 
 
 @dataclass(frozen=True, slots=True)
 class Scoped:
-    """The projected writes per region; per region, the puts withheld from it (sent as
-    deletes of their version); the source's own writes outside their scope."""
+    """The projected writes per region; per region, the SequenceNumbers of the puts
+    withheld from it (sent as deletes of their version); the source's own writes outside
+    their scope."""
 
     writes: Mapping[str, Sequence[WriteOp]]
-    refused: Mapping[str, int] = field(default_factory=dict)
+    refused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     outside: tuple[Violation, ...] = ()
 
 
-def _withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> DeleteVersion | None:
-    """The delete that replaces ``op`` in ``region`` when its item may not live there."""
+def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> DeleteVersion | None:
+    """The delete that replaces ``op`` in ``region`` when its item may not live there
+    (``source``: the region whose stream or repair sends it)."""
     if not isinstance(op, PutVersion):
         return None
     allowed = rule.allowed(op.image)
@@ -86,13 +88,14 @@ def project(
     if rule is None:
         return Scoped(plan.writes)
     writes: dict[str, list[WriteOp]] = {}
-    refused: dict[str, int] = {}
+    refused: dict[str, tuple[str, ...]] = {}
     for region, ops in plan.writes.items():
         kept: list[WriteOp] = []
         for op in ops:
-            delete = _withheld(op, region, rule, source)
+            delete = withheld(op, region, rule, source)
             kept.append(op if delete is None else delete)
-            refused[region] = refused.get(region, 0) + (delete is not None)
+            if delete is not None:
+                refused[region] = (*refused.get(region, ()), op.sequence_number)
         writes[region] = kept
     outside: list[Violation] = []
     if source in writes:
@@ -108,4 +111,4 @@ def project(
             outside.append(_violation(change, change.image, rule, source))
         # Stream order per key: the delete follows what the write's record asked for here.
         writes[source].sort(key=lambda op: int(op.sequence_number))
-    return Scoped(writes, {r: n for r, n in refused.items() if n}, tuple(outside))
+    return Scoped(writes, refused, tuple(outside))

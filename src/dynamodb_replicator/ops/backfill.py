@@ -40,6 +40,7 @@ from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
+from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
@@ -108,6 +109,7 @@ class BackfillStats:
     resumed_segments: int = 0
     unversioned: int = 0
     unversioned_samples: list[str] = field(default_factory=list)
+    outside: int = 0  # items the residency rule keeps out of the new region (a delete each)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -226,6 +228,7 @@ class Backfiller:
                             self.stats.unversioned_samples.append(str(key))
                     continue
                 ops.append(PutVersion(key, version, user_image(item, self.fields), NO_SEQUENCE))
+            ops, outside = self._scoped(table, ops)
             units = float(len(ops))
             if self.limiter.per_second:  # sizing every item costs CPU: only when limited
                 size = sum(
@@ -240,12 +243,15 @@ class Backfiller:
                 self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
             elif ops:  # conditional transactions cost twice the WCU
                 stale = self._apply(table, ops, units=2 * units)
+            if outside:  # before the page counts as done: a resumed copy repeats them
+                self._apply(table, list(outside), units=2 * len(outside))
             self.state.save_progress(
                 self._segment(table, segment), SegmentProgress.after_page(next_key)
             )
             with self.stats.lock:
                 self.stats.copied += len(ops) - stale
                 self.stats.stale += stale
+                self.stats.outside += len(outside)
             self.on_items(len(items))
 
         try:
@@ -263,6 +269,23 @@ class Backfiller:
             self._batches.shutdown(wait=True)
         if self.stop.is_set():
             raise KeyboardInterrupt
+
+    def _scoped(self, table: str, ops: list[WriteOp]) -> tuple[list[WriteOp], list[DeleteVersion]]:
+        """The items the residency rule lets into the new region, and a delete of the
+        version of each other one there (its tombstone keeps older versions in flight
+        from landing: ``core.scoping``)."""
+        rule = self.config.replication.residency.rule(table)
+        if rule is None:
+            return ops, []
+        kept: list[WriteOp] = []
+        outside: list[DeleteVersion] = []
+        for op in ops:
+            delete = withheld(op, self.new.name, rule, self.source.name)
+            if delete is None:
+                kept.append(op)
+            else:
+                outside.append(delete)
+        return kept, outside
 
 
 def check_new_region(
