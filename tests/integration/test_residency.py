@@ -170,3 +170,30 @@ def test_items_stay_in_their_scope_under_network_faults_and_kills(
     direct = config_with_rule(tmp_path / "check.toml", "ResidentFaulty", ddb_local.endpoint_url)
     code, (report,) = residency_check(direct, capsys)
     assert code == 0 and sum(r["checked"] for r in report["regions"].values()) > 0, report
+
+
+def test_add_region_copies_only_the_items_of_its_scope(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint, new = ddb_local.endpoint_url, "us-west-2"
+    clients = tables(endpoint, "Grow")
+    for n in range(30):  # each item where replication put it: DE in the EU, US in the US
+        country = ("DE", "US", None)[n % 3]
+        item = {"pk": {"S": f"k{n}"}, FIELDS.timestamp: {"N": "7"}}
+        item |= {} if country is None else {"country": {"S": country}}
+        for region in REGIONS:
+            if RULE.allows(item, region):
+                copy = item if region == EU_WEST else item | {FIELDS.origin: {"S": EU_WEST}}
+                copy = copy | ({} if region == EU_WEST else {FIELDS.marker: {"N": "7"}})
+                clients[region].put_item(TableName="Grow", Item=copy)
+    config = config_with_rule(tmp_path / "g.toml", "Grow", endpoint)
+    add = ["add-region", "--config", str(config), "--region", new, "--endpoint-url", endpoint]
+    assert main([*add, "--from", EU_WEST, "--segments", "2"]) == 0, capsys.readouterr()
+    assert "10 items outside the new region's residency scope" in capsys.readouterr().out
+    target = make_client("dynamodb", RegionSpec(new, endpoint))
+    held_there = scan(target, "Grow")
+    assert len(held_there) == 10 and all("country" not in i for i in held_there)
+    # The DE items are remembered as deleted there: late versions of them cannot land.
+    assert len(scan(target, "Grow.__tombstones")) == 10
+    code, (report,) = residency_check(config, capsys)
+    assert code == 0 and report["regions"][new]["checked"] == 10, report

@@ -25,6 +25,7 @@ from dynamodb_replicator.ops.repair import resolve
 from dynamodb_replicator.runner.config import parse_config
 
 from .strategies import FIELDS
+from .world import KEYS, NOTHING, RULE, TABLE, Record, World, image
 
 EU1, EU2, US1, US2 = "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"
 ALL = (EU1, EU2, US1, US2)
@@ -203,3 +204,27 @@ def test_status_counts_what_residency_refused_and_removed() -> None:
     assert PairCounters.of(result, EU1).removed == 1
     assert PairCounters.of(result, US1) == PairCounters()
     assert PairCounters.of(result, EU2, counted={"10"}).refused == 0  # a replay counts once
+
+
+@pytest.mark.xfail(strict=True, reason="known gap, README 'Data residency': no transaction")
+def test_a_delete_racing_the_removal_of_a_write_outside_its_scope_reaches_the_scope() -> None:
+    """An application in us-east-1 writes a DE item there (outside its scope), then deletes
+    it before the replicator removed it. The removal's tombstone makes the delete look like
+    the replicator's own echo, so the scope keeps the item: a lost delete."""
+    world = World(LastWriterWins(FIELDS), ["eu-west-1", "us-east-1"], lambda: NOTHING, True, RULE)
+    try:
+        stores = world.stores
+        key, version = KEYS[0], Version.of("2.5", "us-east-1")
+        written = image(key, version, "DE")
+        stores["us-east-1"].write_directly(TABLE, key, written)
+        world.countries[version] = "DE"
+        world.happened("put", key, version)
+        put = Change(Operation.PUT, key, world.seq(), version, written)
+        stores["us-east-1"].write_directly(TABLE, key, None)  # the application's delete
+        world.happened("delete", key, version)
+        delete = Change(Operation.DELETE, key, world.seq(), version, old_image=written)
+        world.deliver_record(Record("us-east-1", put, ("eu-west-1", "us-east-1")))
+        world.deliver_record(Record("us-east-1", delete, ("eu-west-1", "us-east-1")))
+        world.check()
+    finally:
+        world.close()
