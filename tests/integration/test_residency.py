@@ -42,7 +42,9 @@ def tables(endpoint: str, table: str) -> dict[str, Any]:
 
 
 def config_with_rule(path: Path, table: str, endpoint: str) -> Path:
-    write_config(path, [table], dict.fromkeys(REGIONS, endpoint), lease_timeout_seconds=5)
+    # The default lease: a restart with the same worker id resumes its leases at once, and
+    # a short lease only starves pages of time to write on a busy machine.
+    write_config(path, [table], dict.fromkeys(REGIONS, endpoint))
     path.write_text(path.read_text() + RULE_TOML.format(table=table))
     return path
 
