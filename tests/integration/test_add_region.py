@@ -1,4 +1,7 @@
-"""Add a fourth region to a live, non-empty table while writes go on; then diff all four."""
+"""Add a fourth region to a live, non-empty table while writes go on; then diff all four.
+
+The joining region's table exists and holds data of its own (the merge both ways); a table
+this run creates gets the fast copy, resumable after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -77,11 +80,28 @@ def preloaded() -> dict[str, dict[str, Any] | None]:
     }
 
 
-def test_add_a_region_under_load_then_all_four_match(
+def joining_table(endpoint: str, source: Any) -> dict[str, dict[str, Any]]:
+    """The table in the new region exists and holds data: a newer version of ``pre-0``
+    (written there, unmarked) and an item no other region has."""
+    shape = describe_shape(source, "Live", US)
+    assert shape is not None
+    joining = make_client("dynamodb", RegionSpec(NEW, endpoint))
+    assert create_like(joining, shape, NEW)
+    own = {
+        "pre-0": {"pk": {"S": "pre-0"}, FIELDS.timestamp: {"N": "999999"}, "v": {"S": "new"}},
+        "only-new": {"pk": {"S": "only-new"}, FIELDS.timestamp: {"N": "7"}, "v": {"S": "j"}},
+    }
+    for item in own.values():
+        joining.put_item(TableName="Live", Item=item)
+    return own
+
+
+def test_join_a_region_holding_data_under_load_then_all_four_hold_the_winners(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     endpoint = ddb_local.endpoint_url
     clients = live_table(endpoint, "Live")
+    own = joining_table(endpoint, clients[US])
     config = write_config(
         tmp_path / "live.toml", ["Live"], dict.fromkeys(REGIONS, endpoint), lease_timeout_seconds=5
     )
@@ -124,9 +144,11 @@ def test_add_a_region_under_load_then_all_four_match(
         assert code == 0, output + (tmp_path / "runner.log").read_text()[-3000:]
         assert writes_during > 100, f"only {writes_during} writes during {took:.1f} s"
         assert "seeded 0 " not in output and "matches us-east-1" in output, output
+        assert "conditional copy and merge both ways" in output, output
+        assert "copied out 6," in output, output  # pre-0 and only-new, to three regions
         assert NEW in [r.name for r in load_config(config).regions]
         all_four = {**clients, NEW: make_client("dynamodb", RegionSpec(NEW, endpoint))}
-        expected = {**preloaded(), **workload.expected(), "marker": marker}
+        expected = {**preloaded(), **own, **workload.expected(), "marker": marker}
         seconds = wait_until_converged(all_four, "Live", expected)
         print(f"four regions converged {seconds:.1f} s after the load stopped")
         assert main(["diff", "--config", str(config)]) == 0
@@ -181,6 +203,10 @@ def test_interrupted_copy_resumes(
     assert main([*again, "--segments", "2"]) == 0  # the same command again
     output_text = capsys.readouterr().out
     assert "2 segments resumed" in output_text
+    # The table exists now and holds a part: the mode recorded by the first run holds.
+    assert "fast copy (batch writes): this add-region run created the table (recorded" in (
+        output_text
+    )
     assert target.scan(TableName="Resume", Select="COUNT")["Count"] == PRELOAD
 
 

@@ -16,7 +16,7 @@ from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import FIELDS, REGIONS, StreamPump, comparable, create_table, scan
 
 US, EU, AP = REGIONS
-SYSTEM = frozenset({FIELDS.origin, FIELDS.marker})
+SYSTEM = FIELDS.added()
 LIMIT = 400 * 1024
 
 

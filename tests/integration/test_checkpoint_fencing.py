@@ -61,7 +61,13 @@ def test_a_restarted_worker_fences_its_predecessor_of_the_same_id(
 ) -> None:
     old, new = store(client), store(client)
     assert old.acquire(shard, "w1", 0, LEASE_MS)
-    assert new.acquire(shard, "w1", 1_000, LEASE_MS)  # same id: its own lease, a new token
+    # The same id in a new process does not hold the old one's token: it waits for the
+    # expiry like any other worker, since the old process may still be writing until then.
+    assert not new.acquire(shard, "w1", 1_000, LEASE_MS)
+    assert old.renew(shard, "w1", 2_000, LEASE_MS)  # the old process keeps its lease
+    assert not new.acquire(shard, "w1", LEASE_MS + 1_000, LEASE_MS)  # renewed: still live
+    assert old.acquire(shard, "w1", 3_000, LEASE_MS)  # the holder itself: its token
+    assert new.acquire(shard, "w1", 3_000 + LEASE_MS + 1, LEASE_MS)  # expired: a new token
     with pytest.raises(LeaseLostError):
         old.save(shard, {"us": seq(3)})
     new.save(shard, {"us": seq(4)})

@@ -126,7 +126,7 @@ class Context:
 def test_the_handler_keeps_the_invocation_deadline(
     ddb_local: DynamoDBLocal, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """40 inserts, 6 s left, one target that accepts connections and never answers: the
+    """40 inserts, 12 s left, one target that accepts connections and never answers: the
     handler returns before the deadline, naming the first record; the healthy target got
     every record; once the target answers, the retried batch completes."""
     for n in range(40):
@@ -137,6 +137,9 @@ def test_the_handler_keeps_the_invocation_deadline(
     env["REPLICATOR_ENDPOINT_URLS"] = (
         f"{US}={ddb_local.endpoint_url},{EU}={ddb_local.endpoint_url},{AP}={hole.endpoint_url}"
     )
+    # Writes stop 1.2 s + 3 s before the end (7.8 s in): the black hole's requests time out
+    # by then; 3 s lets the healthy target answer on a busy machine.
+    env["REPLICATOR_REQUEST_TIMEOUT_SECONDS"] = "3"
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     event = {
@@ -146,13 +149,13 @@ def test_the_handler_keeps_the_invocation_deadline(
     }
     try:
         started = time.monotonic()
-        response = lambda_handler.handler(event, Context(6.0))
+        response = lambda_handler.handler(event, Context(12.0))
         took = time.monotonic() - started
     finally:
         hole.close()
     first = records[0]["dynamodb"]["SequenceNumber"]
     assert response == {"batchItemFailures": [{"itemIdentifier": first}]}
-    assert took < 6.0, f"the handler returned after {took:.1f} s of 6"
+    assert took < 12.0, f"the handler returned after {took:.1f} s of 12"
     keys = {i["pk"]["S"] for i in clients[US].scan(TableName="Orders")["Items"]}
     assert {f"deadline{n}" for n in range(40)} <= keys
 
@@ -160,6 +163,7 @@ def test_the_handler_keeps_the_invocation_deadline(
         "REPLICATOR_ENDPOINT_URLS",
         handler_env(ddb_local.endpoint_url, EU, REGIONS)["REPLICATOR_ENDPOINT_URLS"],
     )
+    monkeypatch.delenv("REPLICATOR_REQUEST_TIMEOUT_SECONDS")  # the default 5 s again
     assert lambda_handler.handler(event, Context(30.0)) == {"batchItemFailures": []}
     keys = {i["pk"]["S"] for i in clients[AP].scan(TableName="Orders")["Items"]}
     assert {f"deadline{n}" for n in range(40)} <= keys

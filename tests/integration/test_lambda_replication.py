@@ -14,7 +14,7 @@ from tests.support import FIELDS, REGIONS, StreamPump, comparable, create_table,
 
 US, EU, AP = "us-east-1", "eu-west-1", "ap-southeast-1"
 BIG = "12345678901234567890123456789012345678"  # 38 significant digits
-SYSTEM = frozenset({FIELDS.origin, FIELDS.marker})
+SYSTEM = FIELDS.added()
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,53 @@ def test_a_late_older_version_never_resurrects_a_delete(
 
     for region, client in clients.items():
         assert "Item" not in client.get_item(TableName="Orders", Key=key("late")), region
+
+
+def test_an_update_hitting_a_replicas_timestamp_is_replicated_not_dropped(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 29, interleaving 1, through the handler: ap-southeast-1's application updates
+    the replica of 1000@us-east-1 and its clock gives exactly 1000. The update is its own
+    write, not an echo: it loses to us-east-1 (the larger name) and us-east-1's content
+    is restored in ap-southeast-1; an item of the earlier scheme (no nonce) in the same
+    table is read as before."""
+    ap = clients[AP]
+    pump = StreamPump(ddb_local.endpoint_url, "Orders")
+    pump.run_until_quiet(monkeypatch)
+    put(clients[US], "Orders", order("hit", "1000", who={"S": "us"}))
+    # Written by the earlier scheme: marker and origin, no nonce, no seq.
+    legacy = order("legacy", "1000", who={"S": "eu"}, **{FIELDS.origin: {"S": EU}})
+    legacy[FIELDS.marker] = {"N": "1000"}
+    for client in clients.values():
+        put(client, "Orders", legacy)
+    pump.run_until_quiet(monkeypatch)
+    replica = ap.get_item(TableName="Orders", Key=key("hit"), ConsistentRead=True)["Item"]
+    assert replica["who"] == {"S": "us"} and FIELDS.nonce in replica
+    ap.update_item(
+        TableName="Orders",
+        Key=key("hit"),
+        UpdateExpression="SET #t = :t, who = :w",
+        ExpressionAttributeNames={"#t": FIELDS.timestamp},
+        ExpressionAttributeValues={":t": {"N": "1000"}, ":w": {"S": "ap"}},
+    )
+    pump.run_until_quiet(monkeypatch)
+    for region, client in clients.items():
+        found = client.get_item(TableName="Orders", Key=key("hit"), ConsistentRead=True)["Item"]
+        assert found["who"] == {"S": "us"}, region
+        old = client.get_item(TableName="Orders", Key=key("legacy"), ConsistentRead=True)["Item"]
+        assert old["who"] == {"S": "eu"}, region
+    # An application update of the earlier-scheme item with a newer timestamp replicates.
+    ap.update_item(
+        TableName="Orders",
+        Key=key("legacy"),
+        UpdateExpression="SET #t = :t, who = :w",
+        ExpressionAttributeNames={"#t": FIELDS.timestamp},
+        ExpressionAttributeValues={":t": {"N": "1001"}, ":w": {"S": "ap"}},
+    )
+    pump.run_until_quiet(monkeypatch)
+    for region, client in clients.items():
+        old = client.get_item(TableName="Orders", Key=key("legacy"), ConsistentRead=True)["Item"]
+        assert (old["who"], old[FIELDS.timestamp]) == ({"S": "ap"}, {"N": "1001"}), region
 
 
 def test_binary_keys_replicate(

@@ -4,7 +4,12 @@ versioned items are left alone."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +52,78 @@ def test_every_item_gets_a_version_and_versioned_ones_keep_theirs(
     items = {i["pk"]["S"]: i for i in scan(client, "Legacy")}
     assert all(items[f"old{n}"][TS] == {"N": "1000"} for n in range(250))
     assert all(items[f"new{n}"][TS] == {"N": "7"} for n in range(50))
-    # Run again: resumed from the saved progress, nothing left to do.
-    assert main([*argv, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["tables"]["Legacy"]["scanned"] == 0
+    # A finished run is no resume point: a second run scans everything again and versions
+    # what has no version since, with its own timestamp.
+    fill_more = [{"PutRequest": {"Item": {"pk": {"S": f"later{n}"}}}} for n in range(5)]
+    client.batch_write_item(RequestItems={"Legacy": fill_more})
+    again = ["version-items", "--config", str(config), "--region", US, "--timestamp", "3000"]
+    assert main([*again, "--json"]) == 0
+    counts = json.loads(capsys.readouterr().out)["tables"]["Legacy"]
+    assert counts["scanned"] == 305 and counts["versioned"] == 5
+    assert scan_one(client, "Legacy", "later0")[TS] == {"N": "3000"}
+    assert main([*again, "--resume"]) == 2  # nothing was interrupted
+    assert "no interrupted version-items run" in capsys.readouterr().err
+
+
+def test_the_timestamp_is_required_and_suggested(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_client("dynamodb", RegionSpec(US, ddb_local.endpoint_url))
+    create_table(client, "NoStamp", region=US)
+    config = write_config(
+        tmp_path / "c.toml", ["NoStamp"], {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    )
+    assert main(["version-items", "--config", str(config), "--region", US]) == 2
+    error = capsys.readouterr().err
+    assert "--timestamp is required" in error and "for example --timestamp 1" in error
+
+
+def scan_one(client: Any, table: str, key: str) -> dict[str, Any]:
+    return dict(client.get_item(TableName=table, Key={"pk": {"S": key}})["Item"])
+
+
+def test_ctrl_c_stops_the_run_and_resume_continues_it(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = make_client("dynamodb", RegionSpec(US, ddb_local.endpoint_url))
+    create_table(client, "Slow", region=US)
+    fill(client, "Slow")
+    config = write_config(
+        tmp_path / "c.toml", ["Slow"], {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+    )
+    argv = ["version-items", "--config", str(config), "--region", US, "--segments", "2"]
+    executable = Path(sys.executable).parent / "dynamodb-replicator"
+    run = subprocess.Popen(
+        [str(executable), *argv, "--timestamp", "4000", "--max-wcu", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+    deadline = time.monotonic() + 60
+    while (before := versioned(client, "Slow", "4000")) < 40:  # it is writing
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.1)
+    signalled = time.monotonic()
+    run.send_signal(signal.SIGINT)
+    output = run.communicate(timeout=60)[0].decode()
+    stopped_in = time.monotonic() - signalled
+    assert run.returncode == 130, output
+    partial = versioned(client, "Slow", "4000")
+    print(f"version-items stopped {stopped_in:.2f} s after SIGINT, {partial - before} later")
+    # Each of the 2 segments ends its slice (25 items) and may have begun one more since
+    # the count: not the rest of its page (all 250 items).
+    assert partial - before <= 4 * 25 and partial < 250, (before, partial)
+    assert "resume with: dynamodb-replicator version-items" in output and "--resume" in output
+    assert "use the same in every other region (--timestamp 4000)" in output, output
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--json"]) == 0  # no --timestamp: the run's own
+    counts = json.loads(capsys.readouterr().out)["tables"]["Slow"]
+    assert counts["versioned"] == 250 - partial and counts["scanned"] < 300
+    assert versioned(client, "Slow", "4000") == 250
+
+
+def versioned(client: Any, table: str, stamp: str) -> int:
+    return sum(item.get(TS) == {"N": stamp} for item in scan(client, table))
 
 
 def test_a_stopped_run_resumes_where_it_stopped(ddb_local: DynamoDBLocal) -> None:
@@ -76,7 +150,7 @@ def test_a_stopped_run_resumes_where_it_stopped(ddb_local: DynamoDBLocal) -> Non
     )
     partial = first.run(segments=1)
     assert 0 < partial.scanned < 300
-    second = Versioner(client, US, "Resumed", ["pk"], "2000", state).run(segments=1)
+    second = Versioner(client, US, "Resumed", ["pk"], "2000", state).run(segments=1, resume=True)
     assert partial.scanned + second.scanned == 300
     assert partial.versioned + second.versioned == 250
     assert all(TS in item for item in scan(client, "Resumed"))

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from dynamodb_replicator.core.model import AttributeValue, SystemAttributes, Version
+from dynamodb_replicator.core.model import (
+    AttributeValue,
+    SystemAttributes,
+    Version,
+    pad_sequence,
+)
 
 FIELDS = SystemAttributes()
 REGIONS = ("ap-southeast-1", "eu-west-1", "us-east-1", "us-west-2")
 
 regions = st.sampled_from(REGIONS)
 timestamps = st.integers(min_value=0, max_value=6).map(str)
+# Two contents of one version differ by the origin record's sequence number ("" for items
+# of the earlier scheme, the lowest).
+seqs = st.sampled_from(["", pad_sequence("7"), pad_sequence("12")])
 
 
 @st.composite
 def versions(draw: st.DrawFn) -> Version:
-    return Version.of(draw(timestamps), draw(regions))
+    return Version.of(draw(timestamps), draw(regions), draw(seqs))
 
 
 def replica_item(
@@ -27,7 +35,10 @@ def replica_item(
         FIELDS.timestamp: {"N": version.raw_timestamp},
         FIELDS.origin: {"S": version.origin},
         FIELDS.marker: {"N": version.raw_timestamp},
+        FIELDS.nonce: {"S": "n1"},
     }
+    if version.seq:
+        item[FIELDS.origin_seq] = {"S": version.seq}
     if extra:
         item["v"] = extra
     return item
@@ -42,7 +53,9 @@ def local_item(timestamp: str) -> dict[str, AttributeValue]:
 def stored_items(draw: st.DrawFn) -> dict[str, AttributeValue] | None:
     """Any state a stored item can be in: absent, unversioned, local, replica, stale marker."""
     kind = draw(
-        st.sampled_from(["absent", "unversioned", "string-ts", "local", "replica", "updated"])
+        st.sampled_from(
+            ["absent", "unversioned", "string-ts", "local", "replica", "updated", "legacy"]
+        )
     )
     if kind == "absent":
         return None
@@ -53,6 +66,9 @@ def stored_items(draw: st.DrawFn) -> dict[str, AttributeValue] | None:
     if kind == "local":
         return local_item(draw(timestamps))
     item = replica_item(draw(versions()))
+    if kind == "legacy":  # written by the earlier scheme: no nonce, no seq
+        item.pop(FIELDS.nonce)
+        item.pop(FIELDS.origin_seq, None)
     if kind == "updated":  # an application updated a replicated item: new timestamp, old marker
         item[FIELDS.timestamp] = {"N": draw(timestamps)}
     return item

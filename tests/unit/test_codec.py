@@ -20,7 +20,8 @@ from dynamodb_replicator.core.errors import (
     MissingTimestampError,
     StreamViewTypeError,
 )
-from dynamodb_replicator.core.model import Operation, Version
+from dynamodb_replicator.core.model import Operation, Version, pad_sequence
+from dynamodb_replicator.core.policy import LATEST
 
 from .strategies import FIELDS
 
@@ -42,13 +43,17 @@ def test_insert_keeps_binary_and_38_digit_numbers_exactly() -> None:
     assert change.key.to_attributes() == {"id": {"B": b"\x00\xffkey"}}
     assert change.image["big"] == {"N": "12345678901234567890123456789012345678"}
     assert sorted(change.image["blobs"]["BS"]) == [b"\x01\x02", b"\xfe"]
-    assert change.version == Version.of("1700000000000", "eu-west-1")
+    # An application write is its region's version at its place in the stream.
+    seq = pad_sequence(change.sequence_number)
+    assert change.version == Version.of("1700000000000", "eu-west-1", seq)
     assert change.old_version is None and not change.echo
 
 
 def test_modify_carries_the_replaced_version() -> None:
     change = decode(golden()[1])
-    assert change.version == Version.of("1700000000001", "eu-west-1")
+    seq = pad_sequence(change.sequence_number)
+    assert change.version == Version.of("1700000000001", "eu-west-1", seq)
+    # Own content in the OldImage was written before the record: no seq, the lowest.
     assert change.old_version == Version.of("1700000000000", "eu-west-1")
 
 
@@ -61,7 +66,8 @@ def test_replica_write_is_an_echo_with_its_origin() -> None:
 def test_remove_carries_the_deleted_version() -> None:
     change = decode(golden()[3])
     assert change.operation is Operation.DELETE
-    assert change.version == Version.of("1700000000002", "us-east-1")
+    # A delete of another region's version removes every content of its timestamp there.
+    assert change.version == Version.of("1700000000002", "us-east-1", LATEST)
 
 
 def test_missing_timestamp_names_the_key() -> None:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from dynamodb_replicator.core.conditions import render
 from dynamodb_replicator.core.model import AttributeValue, Version
 from dynamodb_replicator.core.policy import (
+    LATEST,
     ConflictPolicy,
     LastWriterWins,
     PreferredRegion,
@@ -30,7 +31,8 @@ def test_condition_agrees_with_pure_order(
     strict: bool,
 ) -> None:
     condition = policy.stored_is_older(incoming, holder, strict=strict)
-    expected = would_apply(policy, incoming, stored_version(item, holder, FIELDS), strict=strict)
+    stored = stored_version(item, holder, FIELDS, own_seq=LATEST)
+    expected = would_apply(policy, incoming, stored, strict=strict)
     assert condition.evaluate(item) is expected
     assert render(condition) is not None  # never a constant: always a real condition
 

@@ -1,7 +1,9 @@
 """Seeded, Jepsen-style runs of the real planner and writer against in-memory regions under
 a random fault schedule: throttles, writes applied but never acknowledged, application
 writes and deletes between replicator calls, stale replays by a zombie worker, a second
-worker delivering the same records (a lease takeover). Each seed is deterministic; the
+worker delivering the same records (a lease takeover). Timestamps collide (see
+``tests/unit/world.py``) and regions are compared by item content. Each seed is
+deterministic; the
 test runs seeds for a fixed time budget and names the seed that failed.
 
 Replay one: ``FAULT_SCHEDULE_SEED=N pytest tests/unit/test_fault_schedule.py``.
@@ -13,7 +15,7 @@ import os
 import random
 import time
 
-from dynamodb_replicator.core.model import Version
+from dynamodb_replicator.core.model import Version, pad_sequence
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 
 from .strategies import FIELDS, REGIONS
@@ -35,7 +37,10 @@ def run_seed(seed: int) -> None:
     try:
         for _ in range(rng.randint(4, 14)):
             key = rng.choice(KEYS)
-            version = Version.of(str(rng.randint(0, 8)), rng.choice(names))
+            # Colliding timestamps: across regions, and two contents of one timestamp in one
+            # region (told apart by the origin record's seq).
+            seq = rng.choice(["", pad_sequence("7"), pad_sequence("12")])
+            version = Version.of(str(rng.randint(0, 8)), rng.choice(names), seq)
             kind = rng.choice(["put", "put", "delete"])
             op = world.event(kind, key, version, rng.choice(names), rng.choice(COUNTRIES))
             world.pending.extend(world.spread(op))

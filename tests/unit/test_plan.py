@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from dynamodb_replicator.core.conflicts import ConflictOutcome
-from dynamodb_replicator.core.model import Change, ItemKey, Operation, Tombstone, Version
+from dynamodb_replicator.core.model import (
+    Change,
+    ItemKey,
+    Operation,
+    Tombstone,
+    Version,
+    pad_sequence,
+)
 from dynamodb_replicator.core.plan import (
     DeleteUnversioned,
     DeleteVersion,
@@ -71,8 +78,10 @@ def test_echo_is_dropped() -> None:
 
 def test_regressing_write_restores_the_winner_everywhere() -> None:
     result = plan(put("3", old="9"))
+    # Own content is restored as the source's version at the regressing record's place.
+    winner = Version.of("9", SOURCE, pad_sequence("1"))
     restore = PutVersion(
-        KEY, Version.of("9", SOURCE), image("9"), "1", replaces=Version.of("3", SOURCE), strict=True
+        KEY, winner, image("9"), "1", replaces=Version.of("3", SOURCE), strict=True
     )
     assert all(ops == [restore] for ops in result.writes.values())
     (lost,) = result.lost_locally
@@ -149,7 +158,7 @@ def test_a_regressing_update_that_kept_the_replica_marker_is_no_echo() -> None:
     assert result.echoes == 0
     for ops in result.writes.values():
         assert [(op.version, op.strict) for op in ops if isinstance(op, PutVersion)] == [
-            (Version.of("5", SOURCE), True)
+            (Version.of("5", SOURCE, pad_sequence("9")), True)
         ]
         assert len(ops) == 1
 

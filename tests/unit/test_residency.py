@@ -14,7 +14,7 @@ from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, plan_changes
-from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.policy import LATEST, LastWriterWins
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.residency import ResidencyRule, parse_residency
@@ -143,8 +143,9 @@ def test_a_write_outside_its_own_scope_is_replicated_then_deleted_where_it_was_m
     assert [type(op) for op in scoped.writes[US1]] == [PutVersion]
     (evict,) = scoped.writes[EU1]
     # Named as deleted elsewhere: its removal here is this region's echo, not a delete
-    # to replicate.
-    assert evict == DeleteVersion(KEY, Version.of("10", EU1), US1, "10")
+    # to replicate. Of every content of (10, EU1): conditions read the unmarked item here
+    # with seq LATEST (core.writes), so a delete of the record's seq would not remove it.
+    assert evict == DeleteVersion(KEY, Version.of("10", EU1, LATEST), US1, "10")
     (violation,) = scoped.outside
     assert violation.kind is ViolationKind.OUTSIDE_SCOPE
     assert "country=US -> us-east-1" in violation.message
@@ -215,10 +216,10 @@ def test_a_delete_racing_the_removal_of_a_write_outside_its_scope_reaches_the_sc
     try:
         stores = world.stores
         key, version = KEYS[0], Version.of("2.5", "us-east-1")
-        written = image(key, version, "DE")
+        written = image(key, version, country="DE")
         stores["us-east-1"].write_directly(TABLE, key, written)
         world.countries[version] = "DE"
-        world.happened("put", key, version)
+        world.happened("put", key, version, country="DE")
         put = Change(Operation.PUT, key, world.seq(), version, written)
         stores["us-east-1"].write_directly(TABLE, key, None)  # the application's delete
         world.happened("delete", key, version)

@@ -220,7 +220,7 @@ def test_pages_go_only_to_reachable_targets_with_the_lease_deadline(runner: Runn
     assert result.failed_sequence("a") == f"{5:021d}" and result.failed_sequence("c") is None
     clock.t = 1010.0
     runner.reach.reached("a")
-    runner.balance()  # renewed: the deadline moves with the lease
+    runner.keeper.renew_all()  # the keeper's tick: the deadline moves with the lease
     # Also for a page that was already being written: its writer asks before each write.
     assert deadline_at(replicator.deadlines[0]) == 1032.5
     runner.owned[ref].worker.process("Orders", [record(6)], ["a"])

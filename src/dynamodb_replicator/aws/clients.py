@@ -27,6 +27,7 @@ from botocore.credentials import (
 from botocore.exceptions import ClientError, NoCredentialsError, ProfileNotFound
 
 from dynamodb_replicator.aws.errors import AssumeRoleFailed
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec
@@ -50,11 +51,15 @@ def _shared_loader() -> botocore.loaders.Loader:
     return botocore.loaders.create_loader()
 
 
-def _config(pool: int) -> Config:
+def _config(pool: int, timeout: float) -> Config:
+    """One attempt per call (retries are ours, each checked against the caller's deadline),
+    and ``timeout`` for connect and read together: no request stays out longer (the lease
+    margin is longer still, see runner/config.py)."""
+    connect = timeout * defaults.REQUEST_CONNECT_SHARE
     return Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
-        connect_timeout=2,
-        read_timeout=20,
+        connect_timeout=connect,
+        read_timeout=timeout - connect,
         max_pool_connections=pool,
         parameter_validation=False,  # the server validates; this saves client CPU per call
     )
@@ -96,14 +101,16 @@ def _assume_args(role: RoleSpec) -> dict[str, str]:
 
 
 def _role_credentials(
-    region: str, role: RoleSpec, profile: str | None
+    region: str, role: RoleSpec, profile: str | None, timeout: float
 ) -> DeferredRefreshableCredentials:
-    """Credentials of ``role``, fetched at first use and refreshed before they expire."""
+    """Credentials of ``role``, fetched at first use and refreshed before they expire. The
+    refresh runs inside the call that needs it, so its STS request has the same timeout
+    (a call then lasts two requests: runner/config.py counts both)."""
     base = _session(profile)
     source = base.get_credentials()
     # STS in the target's own region (botocore's regional endpoint; AWS_ENDPOINT_URL_STS
     # overrides it, as for any botocore client).
-    sts = functools.partial(base.client, region_name=region, config=_config(2))
+    sts = functools.partial(base.client, region_name=region, config=_config(2, timeout))
     fetcher = AssumeRoleCredentialFetcher(sts, source, role.role_arn, extra_args=_assume_args(role))
 
     def refresh() -> dict[str, Any]:
@@ -118,13 +125,22 @@ def _role_credentials(
 
 
 def make_client(
-    service: str, region: RegionSpec, *, pool: int = 32, profile: str | None = None
+    service: str,
+    region: RegionSpec,
+    *,
+    pool: int = 32,
+    profile: str | None = None,
+    timeout: float = defaults.TOOL_REQUEST_TIMEOUT_SECONDS,
 ) -> Any:
     """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
     ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region
-    with a role, the profile's credentials only assume it; the client signs as the role."""
+    with a role, the profile's credentials only assume it; the client signs as the role.
+    ``timeout``: the longest one request stays out (connect and read)."""
     name = profile or _profile[0]
-    role = None if region.role is None else _role_credentials(region.name, region.role, name)
+    role = (
+        None if region.role is None else _role_credentials(region.name, region.role, name, timeout)
+    )
+    config = _config(pool, timeout)
     return _session(name, role).client(
-        service, region_name=region.name, endpoint_url=region.endpoint_url, config=_config(pool)
+        service, region_name=region.name, endpoint_url=region.endpoint_url, config=config
     )

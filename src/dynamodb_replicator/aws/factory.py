@@ -17,6 +17,7 @@ from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.ids import PROCESS_NONCES
 
 __all__ = ["build_replicator", "build_writer", "dynamo_store"]
 
@@ -31,8 +32,9 @@ def dynamo_store(
     """The store port on ``spec``'s DynamoDB, addressing the tables by their names there
     (``settings.names``). Errors are retried by the writer, so the store's batched reads
     make one attempt per request."""
-    client = client or make_client("dynamodb", spec, pool=pool)
     settings = settings or ReplicationSettings()
+    timeout = settings.request_timeout_seconds
+    client = client or make_client("dynamodb", spec, pool=pool, timeout=timeout)
     tables = settings.names.in_region(spec.name, settings.tombstone_suffix)
     return DynamoStore(client, spec.name, Backoff(attempts=1), tables)
 
@@ -55,6 +57,7 @@ def build_writer(
         clock or SystemClock(),
         settings.tombstone_suffix,
         settings.tombstone_ttl_seconds,
+        nonces=PROCESS_NONCES,
     )
     return StoreWriter(protocol, WriterOptions(max_in_flight=depth, stop=stop))
 

@@ -22,10 +22,15 @@ class RateLimiter:
     """A token bucket: at most ``per_second`` units on average, bursts of one second."""
 
     def __init__(
-        self, per_second: float | None, clock: Callable[[], float] = time.monotonic
+        self,
+        per_second: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        stop: threading.Event | None = None,
     ) -> None:
         self.per_second = per_second
         self.clock = clock
+        # A wait for tokens ends early when ``stop`` is set (Ctrl-C): the caller checks it.
+        self.stop = stop or threading.Event()
         self.tokens = per_second or 0.0
         self.stamp = clock()
         self.lock = threading.Lock()
@@ -40,7 +45,7 @@ class RateLimiter:
             self.tokens -= units
             wait = -self.tokens / self.per_second if self.tokens < 0 else 0.0
         if wait > 0:
-            time.sleep(wait)
+            self.stop.wait(wait)
 
 
 def parallel_scan(

@@ -16,9 +16,12 @@ Items (hash key ``pk``, a string):
   ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
                                 a copy's progress (core/progress.py), attribute
                                 ``pos#TARGET``: the last key copied (``codec.key_to_json``)
-                                or ``DONE``. It shares the checkpoint layout, under a table
-                                name no stream can have, so copies left half-way by earlier
+                                or ``DONE`` (``NONE``: start from the beginning). It
+                                shares the checkpoint layout, under a table name no
+                                stream can have, so copies left half-way by earlier
                                 versions resume.
+  ``cp|note:NAME``              ``pos#note``: a short text a command keeps between runs
+                                (add-region's copy mode, version-items' timestamp)
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _SCAN_DONE = "DONE"  # stored for a finished segment (never a key_to_json text)
+_SCAN_NONE = "NONE"  # stored for a segment to start again from the beginning
 
 
 def _order(position: str) -> str:
@@ -98,6 +102,8 @@ class DynamoStateStore:
         region: str,
         backoff: Backoff | None = None,
         stop: threading.Event | None = None,
+        *,
+        held: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.client = client
         self.table = table
@@ -105,7 +111,15 @@ class DynamoStateStore:
         self.backoff = backoff or Backoff()
         self.stop = stop  # set on shutdown: retries give up at once
         # Leases this store acquired: shard -> (owner, token). Checkpoint saves name both.
-        self._held: dict[str, tuple[str, str]] = {}
+        # ``held``: shared with another store of the same process (the runner renews
+        # through a client of its own, and saves checkpoints through this one).
+        self._held: dict[str, tuple[str, str]] = {} if held is None else held
+
+    def sibling(self, client: Any, backoff: Backoff) -> DynamoStateStore:
+        """A store on ``client`` that holds the same leases (the same tokens)."""
+        return DynamoStateStore(
+            client, self.table, self.region, backoff, self.stop, held=self._held
+        )
 
     def _call(self, action: str, call: Callable[[], T]) -> T:
         def attempt() -> T:
@@ -205,6 +219,8 @@ class DynamoStateStore:
     def load_progress(self, scan: ScanSegment) -> SegmentProgress:
         """How far the segment's copy into ``scan.target`` came (not started: none saved)."""
         saved = self._load_positions(self._progress_id(scan)).get(scan.target)
+        if saved == _SCAN_NONE:
+            return SegmentProgress()
         if saved == _SCAN_DONE:
             return SegmentProgress(done=True)
         return SegmentProgress(key_from_json(saved) if saved else None)
@@ -217,6 +233,18 @@ class DynamoStateStore:
         else:
             return  # not started: nothing to remember
         self._save_positions(self._progress_id(scan), {scan.target: saved})
+
+    def clear_progress(self, scan: ScanSegment) -> None:
+        """Forget the segment's progress: a new copy starts from the beginning."""
+        self._save_positions(self._progress_id(scan), {scan.target: _SCAN_NONE})
+
+    def load_note(self, name: str) -> str | None:
+        """A short text a command keeps between its runs (``note:NAME``), None if absent."""
+        return self._load_positions(f"note:{name}").get("note")
+
+    def save_note(self, name: str, text: str) -> None:
+        """Keep ``text`` under ``name`` (see ``load_note``)."""
+        self._save_positions(f"note:{name}", {"note": text})
 
     def _load_positions(self, name: str) -> dict[str, str]:
         key = {"pk": {"S": f"cp|{name}"}}
@@ -249,10 +277,16 @@ class DynamoStateStore:
         return {"pk": {"S": f"lease|{_lease_id(shard)}"}}
 
     def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
-        """Take the lease if it is free, expired or ours, with a new token. True when we
-        hold it; from then on only this store may save the shard's checkpoints."""
-        condition = "attribute_not_exists(#owner) OR #expires < :now OR #owner = :me"
+        """Take the lease if it is free, expired, or held by this store (its token), with a
+        new token. True when we hold it; from then on only this store may save the shard's
+        checkpoints. The owner's name alone is not enough: a process restarted with the
+        same worker id waits for the expiry, as its predecessor may write until then."""
+        condition = "attribute_not_exists(#owner) OR #expires < :now"
         values = {":now": {"N": str(now_ms)}, ":one": {"N": "1"}}
+        held = self._held.get(_lease_id(shard))
+        if held is not None and held[0] == owner:
+            condition += " OR (#owner = :me AND #token = :token)"
+            values[":token"] = {"N": held[1]}
         answer = self._lease_update(
             shard, owner, now_ms + duration_ms, condition, values=values, add=" ADD #token :one"
         )

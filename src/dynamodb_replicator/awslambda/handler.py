@@ -6,10 +6,12 @@ Three parts, as in Powertools' batch utility: the records are decoded and applie
 the lowest failed SequenceNumber: Lambda resumes the shard from there); ``handler`` wires
 both to the environment.
 
-The invocation's deadline is kept: no write starts after ``remaining time - margin``, and
-if writes already in flight do not answer by then (a region that accepts connections and
-never replies), the handler returns anyway, naming the batch's first record, so Lambda
-retries the batch instead of timing the invocation out.
+The invocation's deadline is kept: no write starts after ``remaining time - margin -
+request timeout``, and the handler returns only once every write it started has answered or
+timed out (each request ends within the request timeout: aws/clients.py), so none lands
+after the invocation ended and Lambda retried the batch. Settling reads (and the deletes
+they decide) may go on after that: they are safe at any time. A batch not finished by then
+is named by its first record, so Lambda retries it instead of timing the invocation out.
 """
 
 from __future__ import annotations
@@ -45,35 +47,52 @@ MIN_MARGIN_S = 1.0
 MARGIN_SHARE = 0.1
 
 
-def deadline_of(context: Any, now: float) -> float | None:
-    """When the batch must be done (epoch seconds), from a Lambda context; None without one."""
+def deadline_of(context: Any, now: float, request_timeout: float = 0.0) -> float | None:
+    """When the last write may start (epoch seconds), from a Lambda context: the answer of a
+    write started then still comes (or its request times out) ``request_timeout`` before
+    the invocation must return. None without a context."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
     left = float(remaining()) / 1000.0
-    return now + left - max(MIN_MARGIN_S, left * MARGIN_SHARE)
+    return now + left - max(MIN_MARGIN_S, left * MARGIN_SHARE) - request_timeout
 
 
 def _process_in_time(
-    replicator: Replicator, table: str, records: list[Any], deadline: float | None
+    replicator: Replicator,
+    table: str,
+    records: list[Any],
+    deadline: float | None,
+    request_timeout: float = 0.0,
 ) -> BatchResult | None:
-    """``replicator.process`` bounded by ``deadline``: None when it did not finish by then
-    (calls still in flight go on in the background; their writes are safe to repeat)."""
+    """``replicator.process`` with no write started after ``deadline``; it returns once
+    every write started has answered or timed out, and None when settling did not finish
+    by ``deadline + request_timeout`` (it goes on in the background: safe at any time)."""
     if deadline is None:
         return replicator.process(table, records, from_json=True)
     done: list[BatchResult] = []
     failed: list[BaseException] = []
+    writes_ended = threading.Event()
 
     def run() -> None:
         try:
-            done.append(replicator.process(table, records, from_json=True, deadline=deadline))
+            done.append(
+                replicator.process(
+                    table, records, from_json=True, deadline=deadline, written=writes_ended.set
+                )
+            )
         except BaseException as exc:  # handed to the caller's thread
             failed.append(exc)
+        finally:
+            writes_ended.set()
 
     worker = threading.Thread(target=run, name="replicate-batch", daemon=True)
     worker.start()
-    # Writes stop starting at the deadline; a little grace lets the last answers arrive.
-    worker.join(max(0.0, deadline - SystemClock().now()) + MIN_MARGIN_S / 2)
+    # No write starts after the deadline and each ends within the request timeout: this
+    # wait ends by ``deadline + request_timeout``. It has no limit of its own on purpose:
+    # returning while a write is out would let it land after Lambda's retry settled.
+    writes_ended.wait()
+    worker.join(max(0.0, deadline + request_timeout - SystemClock().now()))
     if failed:
         raise failed[0]
     return done[0] if done else None
@@ -93,14 +112,16 @@ def process_event(
     out: TextIO | None = None,
     deadline: float | None = None,
     names: TableNames | None = None,
+    request_timeout: float = 0.0,
 ) -> dict[str, list[dict[str, str]]]:
     """Replicate one DynamoDB Streams event; raise only when no record can be named.
 
     ``names``: the tables' names per region; the event's table (named as in the source
     region) is replicated, logged and reported by its logical name.
 
-    With ``deadline`` (epoch seconds), no write starts after it and the function returns
-    by then, naming the first record when the batch could not be finished.
+    With ``deadline`` (epoch seconds), no write starts after it; the function returns once
+    every write started has answered or timed out (``request_timeout`` after the deadline
+    at the latest), naming the first record when the batch could not be finished.
 
     With ``metrics_namespace``, print the batch's metrics as EMF lines to ``out`` (default
     standard output: the function's log stream, where CloudWatch picks them up).
@@ -116,7 +137,7 @@ def process_event(
     if len(arns) != 1:
         raise MalformedRecordError(f"a batch must come from one stream, got {sorted(arns)}")
     table = (names or TableNames()).logical(table_name_from_arn(arns.pop()), replicator.source)
-    result = _process_in_time(replicator, table, records, deadline)
+    result = _process_in_time(replicator, table, records, deadline, request_timeout)
     if result is None:
         first = min((sequence_number_of(r) for r in records), key=int)
         log.error(
@@ -173,11 +194,13 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
     )
     replicator, settings = _replicator(environment)
-    deadline = deadline_of(context, SystemClock().now())
+    timeout = settings.replication.request_timeout_seconds
+    deadline = deadline_of(context, SystemClock().now(), timeout)
     return process_event(
         event,
         replicator,
         metrics_namespace=settings.metrics_namespace,
         deadline=deadline,
         names=settings.replication.names,
+        request_timeout=timeout,
     )

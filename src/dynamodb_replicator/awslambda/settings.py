@@ -132,6 +132,7 @@ def _replication(env: Mapping[str, str]) -> ReplicationSettings:
         conflict_log=_conflict_log(env),
         names=_table_names(env.get("REPLICATOR_TABLE_NAMES", "")),
         residency=_residency(env),
+        request_timeout_seconds=_seconds(env, "REPLICATOR_REQUEST_TIMEOUT_SECONDS"),
     )
 
 
@@ -146,6 +147,13 @@ def _residency(env: Mapping[str, str]) -> Residency:
     except ValueError:
         raise ConfigError("REPLICATOR_RESIDENCY must be a JSON object (table -> rule)") from None
     return parse_residency(data, None, _names(env, "REPLICATOR_REGIONS"))
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    value = _fraction(env, name, _DEFAULTS.request_timeout_seconds)
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
 
 
 def _names(env: Mapping[str, str], variable: str) -> list[str]:

@@ -32,6 +32,7 @@ from dynamodb_replicator.cli import (
     tombstones,
     version_items,
 )
+from dynamodb_replicator.cli.exits import epilog
 from dynamodb_replicator.cli.options import EXIT_USAGE, ArgumentError, Parser
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.testing.local import LocalServerError
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS:
         module.register(commands)
     for name, command in commands.choices.items():
+        command.epilog = "\n\n".join(filter(None, (command.epilog, epilog(name))))
         if name != "demo":  # the demo runs on its own DynamoDB Local
             command.add_argument("--profile", metavar="NAME", help=PROFILE_HELP)
     return parser

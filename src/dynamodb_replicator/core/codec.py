@@ -27,8 +27,16 @@ from dynamodb_replicator.core.model import (
     Operation,
     SystemAttributes,
     Version,
+    pad_sequence,
 )
-from dynamodb_replicator.core.policy import is_replica_write, stored_version
+from dynamodb_replicator.core.policy import (
+    LATEST,
+    as_local,
+    is_genuine,
+    is_marked,
+    is_replica_write,
+    stored_version,
+)
 
 __all__ = [
     "attribute_from_json",
@@ -153,13 +161,25 @@ def table_name_from_arn(arn: str) -> str:
     return parts[5].split("/")[1]
 
 
-def _version(image: Item, key: ItemKey, region: str, fields: SystemAttributes) -> Version:
-    version = stored_version(image, region, fields)
+def _version(
+    image: Item, key: ItemKey, region: str, fields: SystemAttributes, sequence: str
+) -> Version:
+    """The version a record's image carries: replica content keeps its labels; content an
+    application wrote here is a version of ``region`` at this record's place in its stream."""
+    version = stored_version(image, region, fields, own_seq=pad_sequence(sequence))
     if version is None:
         raise MissingTimestampError(
             f"item of key {key} has no usable Number attribute {fields.timestamp}"
         )
     return version
+
+
+def _truthful(image: Item | None, fields: SystemAttributes) -> Item | None:
+    """An OldImage with the labels it deserves: an application's update of replica content
+    that kept (or hit) the marker is content of this region (``is_genuine``)."""
+    if image is None or not is_marked(image, fields) or is_genuine(image, fields):
+        return image
+    return as_local(image, fields)
 
 
 def decode_record(
@@ -201,18 +221,33 @@ def decode_record(
         assert old is not None
         # An unversioned item's delete has no version (None): it removes only unversioned
         # items elsewhere (see core.plan).
-        deleted = stored_version(old, source_region, fields)
+        # Own content deleted here is the version up to this record in the stream: the
+        # delete removes it and every earlier write of that timestamp here, not later ones.
+        deleted = stored_version(
+            _truthful(old, fields), source_region, fields, own_seq=pad_sequence(sequence)
+        )
+        if deleted is not None and deleted.origin != source_region:
+            # A delete of another region's version removes every content of its timestamp
+            # and origin: this region cannot tell which of them it deleted.
+            deleted = Version.of(deleted.raw_timestamp, deleted.origin, LATEST)
         return Change(operation, key, sequence, deleted, old_image=old)
     assert new is not None
+    echo = is_replica_write(new, old, fields)
+    if echo:
+        version = _version(new, key, source_region, fields, sequence)
+    else:
+        # An application write is a version of this region, whatever labels it kept.
+        version = _version(as_local(new, fields), key, source_region, fields, sequence)
     return Change(
         operation,
         key,
         sequence,
-        _version(new, key, source_region, fields),
+        version,
         image=new,
         old_image=old,
-        old_version=stored_version(old, source_region, fields),
-        echo=is_replica_write(new, fields),
+        # Own content in OldImage was written before this record: seq "" orders it so.
+        old_version=stored_version(_truthful(old, fields), source_region, fields),
+        echo=echo,
     )
 
 

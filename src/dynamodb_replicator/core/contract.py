@@ -4,10 +4,17 @@ conflicts; the shell warns about each (key, region, what to fix) and counts them
 
 Three kinds:
 
-* ``kept-timestamp``: an update changed user attributes but kept ``__timestamp`` (and so
-  the version). When the item was last written by the replicator, the update looks like
-  the replicator's own echo and is *not* replicated; when it was last written locally it
-  is replicated (the same version overwrites the targets' copy).
+* ``kept-timestamp``: an application update changed user attributes but kept
+  ``__timestamp`` and the region of the version it replaced (an update of content written
+  in the same region). It is replicated (the later write of one timestamp in one region's
+  stream wins), but two writers that both keep the timestamp are ordered by the stream, not
+  by their clocks. Reported once, for the record of the region whose application wrote:
+  replica writes (echoes) are never checked. Two honest writes stamped in one millisecond
+  look the same; an update that kept or hit the timestamp of *another* region's version is
+  decided by region name like any equal timestamps and, when it loses, reported as
+  ``reverted``. Items of the earlier scheme (no nonce) are the one exception: an update
+  keeping their marker is still taken for an echo and not replicated (``replicated``
+  False).
 * ``seconds-timestamp``: a ``__timestamp`` below 1e11 (seconds since the epoch, or a
   small counter) where the version it replaced, or another write of the batch, is in
   milliseconds: the write loses to older ones.
@@ -60,10 +67,10 @@ class Violation:
         """What happened and what to fix, one line."""
         if self.kind is ViolationKind.KEPT_TIMESTAMP:
             what = (
-                "not replicated: it looks like the replicator's own write"
+                "not replicated: the item was written by an earlier version of the "
+                "replicator and the update looks like its write"
                 if not self.replicated
-                else "replicated this time (the item was last written here), but not when "
-                "the replicator wrote it last"
+                else "replicated, ordered only by this region's stream, not by a clock"
             )
             return (
                 f"an update changed attributes but kept __timestamp {self.timestamp}: "
@@ -96,8 +103,11 @@ def _user(item: Item | None, fields: SystemAttributes) -> dict[str, object]:
 def _kept_timestamp(change: Change, source: str, fields: SystemAttributes) -> Violation | None:
     if change.operation is not Operation.PUT or change.old_image is None:
         return None
-    if change.version is None or change.version != change.old_version:
+    new, old = change.version, change.old_version
+    if new is None or old is None or (new.timestamp, new.origin) != (old.timestamp, old.origin):
         return None
+    if change.echo and (change.image or {}).get(fields.nonce) is not None:
+        return None  # the replicator's own write
     if _user(change.image, fields) == _user(change.old_image, fields):
         return None  # rewritten unchanged: nothing is lost
     return Violation(
@@ -105,7 +115,7 @@ def _kept_timestamp(change: Change, source: str, fields: SystemAttributes) -> Vi
         change.key,
         source,
         change.sequence_number,
-        change.version.raw_timestamp or str(change.version.timestamp),
+        new.raw_timestamp or str(new.timestamp),
         replicated=not change.echo,
     )
 

@@ -12,11 +12,17 @@ __all__ = [
     "METRICS_NAMESPACE",
     "PAGE_LIMIT",
     "PARK_AFTER_SECONDS",
+    "REQUEST_CONNECT_SHARE",
+    "REQUEST_SHARE_OF_MARGIN",
+    "REQUEST_TIMEOUT_SECONDS",
     "ROLE_SESSION_NAME",
     "STATE_TABLE",
     "STREAM_RETENTION_SECONDS",
     "TOMBSTONE_SUFFIX",
     "TOMBSTONE_TTL_SECONDS",
+    "TOOL_REQUEST_TIMEOUT_SECONDS",
+    "lease_margin",
+    "request_timeout",
     "tombstone_table",
 ]
 
@@ -42,7 +48,25 @@ LEASE_TIMEOUT_SECONDS = 30.0
 
 LEASE_MARGIN_FRACTION = 0.25
 """No write of a shard starts later than this fraction of the lease before its expiry (as
-the holder's clock sees it): room for clock skew between workers and a request in flight."""
+the holder's clock sees it): room for a request in flight (``REQUEST_TIMEOUT_SECONDS``) and,
+what is left, for clock skew between workers."""
+
+REQUEST_TIMEOUT_SECONDS = 5.0
+"""The longest a single store request may stay out, connect and read together (botocore
+makes one attempt per call: retries are ours, each a new request checked against the
+deadline). A lease's margin must be longer (``lease_margin``): the difference is the clock
+skew between workers the lease tolerates."""
+
+TOOL_REQUEST_TIMEOUT_SECONDS = 22.0
+"""The request timeout of calls no lease or invocation deadline bounds (the CLI's checks,
+copies and reports): long enough for a busy server, one attempt each like every call."""
+
+REQUEST_CONNECT_SHARE = 0.1
+"""The share of the request timeout given to connecting; the rest is the read timeout."""
+
+REQUEST_SHARE_OF_MARGIN = 0.8
+"""A request timeout not set in the config is at most this share of the lease margin, so
+that a short lease (tests use 3 to 5 s) still fences: the rest is the tolerated skew."""
 
 IDLE_POLL_MAX_MS = 250
 """The longest pause between reads of an idle shard."""
@@ -60,6 +84,16 @@ METRICS_NAMESPACE = "DynamoDBReplicator"
 
 ROLE_SESSION_NAME = "dynamodb-replicator"
 """The session name of an assumed role (a region in another account), as CloudTrail shows it."""
+
+
+def lease_margin(lease_seconds: float) -> float:
+    """No write of a shard starts later than this before its lease's expiry (seconds)."""
+    return lease_seconds * LEASE_MARGIN_FRACTION
+
+
+def request_timeout(lease_seconds: float) -> float:
+    """The request timeout a lease of ``lease_seconds`` gets when the config sets none."""
+    return min(REQUEST_TIMEOUT_SECONDS, lease_margin(lease_seconds) * REQUEST_SHARE_OF_MARGIN)
 
 
 def tombstone_table(table: str, suffix: str = TOMBSTONE_SUFFIX) -> str:

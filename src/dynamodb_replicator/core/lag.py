@@ -56,7 +56,8 @@ def batch_ages(records: Sequence[Mapping[str, Any]], now: float, fields: SystemA
     stamp: float | None = None
     for record in reversed(records):
         image = record.get("dynamodb", {}).get("NewImage")
-        if not image or is_replica_write(image, fields):
+        old = record.get("dynamodb", {}).get("OldImage")
+        if not image or is_replica_write(image, old, fields):
             continue
         raw = image.get(fields.timestamp, {}).get("N")
         stamp = timestamp_seconds(raw) if isinstance(raw, str) else None

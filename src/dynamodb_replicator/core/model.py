@@ -28,8 +28,19 @@ __all__ = [
     "TableNames",
     "Tombstone",
     "Version",
+    "pad_sequence",
     "parse_number",
 ]
+
+SEQUENCE_WIDTH = 40
+"""Stream sequence numbers are 21-40 digits: zero-padded to this width, string order is
+numeric order (DynamoDB compares String attributes by bytes)."""
+
+
+def pad_sequence(sequence: str) -> str:
+    """A stream SequenceNumber as the fixed-width text stored in ``__originSeq``."""
+    return sequence.zfill(SEQUENCE_WIDTH)
+
 
 AttributeValue = dict[str, Any]
 Item = Mapping[str, AttributeValue]
@@ -51,12 +62,17 @@ class SystemAttributes:
     timestamp: str = "__timestamp"
     origin: str = "__originRegion"
     marker: str = "__replicaTimestamp"
+    # Fresh for every replica write: a stream record whose NewImage nonce differs from its
+    # OldImage's is the replicator's own write; an application update keeps the nonce.
+    nonce: str = "__replicaNonce"
+    # The origin record's stream sequence number (padded): orders two contents of a version.
+    origin_seq: str = "__originSeq"
     deleted_in: str = "__deletedIn"
     expires_at: str = "__expiresAt"
 
     def added(self) -> frozenset[str]:
         """Attributes the replicator adds to items (never the application's ``__timestamp``)."""
-        return frozenset({self.origin, self.marker})
+        return frozenset({self.origin, self.marker, self.nonce, self.origin_seq})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,18 +105,22 @@ class ItemKey:
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """A version of an item: its ``__timestamp`` and the region where it was first written."""
+    """A version of an item: its ``__timestamp``, the region where it was first written and
+    the sequence number of that write's record in the origin's stream (padded, see
+    ``pad_sequence``; "" when unknown: an item of the earlier scheme, lowest). ``seq`` is
+    the last tiebreak: it only orders two writes of one timestamp in one region."""
 
     timestamp: Decimal
     origin: str
     raw_timestamp: str = field(compare=False, default="")
+    seq: str = ""
 
     @classmethod
-    def of(cls, raw_timestamp: str, origin: str) -> Version:
+    def of(cls, raw_timestamp: str, origin: str, seq: str = "") -> Version:
         value = parse_number(raw_timestamp)
         if value is None:
             raise ValueError(f"not a DynamoDB Number: {raw_timestamp!r}")
-        return cls(value, origin, raw_timestamp)
+        return cls(value, origin, raw_timestamp, seq)
 
     def __str__(self) -> str:
         return f"{self.raw_timestamp or self.timestamp}@{self.origin}"

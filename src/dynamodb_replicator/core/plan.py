@@ -6,8 +6,16 @@ For each change of source region S:
   one but replaced a newer version is an application write, see below);
 * a delete of an item without ``__timestamp`` goes to every other region, where it removes
   only an item without one too;
-* an application write that is older than the version it replaced (clock skew) loses:
-  the replaced version is restored in S and sent everywhere;
+* an application write that is older than the version it replaced (clock skew, or the
+  same timestamp from a smaller region name) loses: the replaced version is restored in S
+  and sent everywhere. Replica content (an OldImage whose sealed content is unchanged)
+  keeps its labels; S's own content is restored as S's version at this record's place in
+  S's stream (no other content of that version lies between the two). A losing update of
+  a replica write kept its nonce, and S may hold it (or a later update of it) labelled as
+  that replica: the restore also replaces an item carrying that nonce whose content, read
+  as S's own, is older than the restored version (``supersedes``, core.writes);
+* an application write that hit the replica's timestamp exactly, kept the marker and won
+  is also sent to S itself, so that S's copy is labelled with S's version;
 * an application insert that is older than a delete S remembers loses: it is deleted in S;
 * any other write is sent to every other region;
 * a delete is sent to every region, S included, so S remembers it as well (a late, older
@@ -31,8 +39,15 @@ from dynamodb_replicator.core.model import (
     SystemAttributes,
     Tombstone,
     Version,
+    pad_sequence,
 )
-from dynamodb_replicator.core.policy import ConflictPolicy, newer, would_apply
+from dynamodb_replicator.core.policy import (
+    ConflictPolicy,
+    is_genuine,
+    is_marked,
+    newer,
+    would_apply,
+)
 
 __all__ = [
     "DeleteUnversioned",
@@ -60,6 +75,10 @@ class PutVersion:
     # is then either already there or a later write with an equal timestamp in the same
     # region (the later one wins).
     strict: bool = False
+    # The nonce of a replica write that the losing application write updated: in the
+    # source region, the restore also replaces an item still carrying it whose content,
+    # read as the source's own, is older than ``version`` (core.writes, P1).
+    supersedes: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +181,8 @@ def plan_changes(
         if newer(policy, change.old_version, change.version):
             assert change.old_image is not None and change.old_version is not None
             lost.append(_lost_locally(change, source, change.old_version, change.old_image))
-            restore = PutVersion(
-                change.key,
-                change.old_version,
-                user_image(change.old_image, fields),
-                change.sequence_number,
-                replaces=change.version,
-                strict=True,
-            )
             for region in regions:
-                writes[region].append(restore)
+                writes[region].append(_restore(change, source, fields))
             continue
         tomb = tombstones.get(change.key)
         if (
@@ -193,6 +204,31 @@ def plan_changes(
             change.sequence_number,
             replaces=change.old_version,
         )
-        for region in targets:
+        # A write that looks like replica content here is relabelled here too.
+        for region in regions if _disguised(change, fields) else targets:
             writes[region].append(put)
     return Plan(writes, echoes, tuple(lost))
+
+
+def _disguised(change: Change, fields: SystemAttributes) -> bool:
+    """An application write whose stored item reads as replica content (it hit the marker)."""
+    return change.image is not None and not change.echo and is_marked(change.image, fields)
+
+
+def _restore(change: Change, source: str, fields: SystemAttributes) -> PutVersion:
+    """The put that restores the version a losing local write replaced."""
+    assert change.old_image is not None and change.old_version is not None
+    winner = change.old_version
+    if not is_genuine(change.old_image, fields):
+        winner = Version.of(winner.raw_timestamp, source, pad_sequence(change.sequence_number))
+    nonce = (change.image or {}).get(fields.nonce, {}).get("S")
+    supersedes = None if nonce is None else str(nonce)
+    return PutVersion(
+        change.key,
+        winner,
+        user_image(change.old_image, fields),
+        change.sequence_number,
+        replaces=change.version,
+        strict=True,
+        supersedes=supersedes,
+    )

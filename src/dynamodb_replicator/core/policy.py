@@ -8,9 +8,13 @@ A policy gives two views of one total order on versions:
   DynamoDB decides atomically.
 
 The stored item's version is derived from its attributes: ``__timestamp`` and, when the
-replica marker matches that timestamp, ``__originRegion``; otherwise the item was written
-by an application in ``holder`` itself. An item with no usable ``__timestamp`` is older
-than every versioned one.
+replica marker matches that timestamp (replica content), ``__originRegion`` and
+``__originSeq`` (missing: "", the lowest; items of the earlier scheme). Otherwise the item
+is content an application wrote in ``holder`` itself, and for a write of ``holder``'s own
+version with the same timestamp it counts as the latest in stream order (``LATEST``):
+it is the last write of the key in ``holder``'s stream, so any copy of a version of
+``holder`` that arrives was written before it. An item with no usable ``__timestamp`` is
+older than every versioned one.
 """
 
 from __future__ import annotations
@@ -31,14 +35,19 @@ from dynamodb_replicator.core.conditions import (
     any_of,
     negate,
 )
+from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import Item, SystemAttributes, Version, parse_number
 
 __all__ = [
+    "LATEST",
     "ConflictPolicy",
     "LastWriterWins",
     "PreferredRegion",
+    "is_genuine",
+    "is_marked",
     "is_replica_write",
     "newer",
+    "seal",
     "stored_is_unversioned",
     "stored_version",
     "would_apply",
@@ -58,8 +67,14 @@ class ConflictPolicy(Protocol):
         ...
 
 
-def is_replica_write(item: Item, fields: SystemAttributes) -> bool:
-    """A replica write carries a marker equal to its current ``__timestamp``."""
+LATEST = "~"
+"""A ``seq`` above every padded sequence number (``~`` sorts after the digits): the seq of
+content an application wrote in the holder itself, as conditions see it, and of a delete
+of another region's version (it removes every content of that timestamp and origin)."""
+
+
+def is_marked(item: Item, fields: SystemAttributes) -> bool:
+    """Replica content: a marker equal to the current ``__timestamp`` and an origin."""
     marker, stamp = item.get(fields.marker), item.get(fields.timestamp)
     if marker is None or stamp is None or "N" not in marker or "N" not in stamp:
         return False
@@ -67,15 +82,63 @@ def is_replica_write(item: Item, fields: SystemAttributes) -> bool:
     return a is not None and a == b and "S" in item.get(fields.origin, {})
 
 
-def stored_version(item: Item | None, holder: str, fields: SystemAttributes) -> Version | None:
-    """The version of an item as stored in region ``holder``; None when unversioned."""
+def seal(nonce: str, item: Item, fields: SystemAttributes) -> str:
+    """The nonce attribute of a replica write of ``item``: the fresh ``nonce`` and the
+    digest of the content it wrote."""
+    return f"{nonce}/{digest(item, fields)[:16]}"  # 64 bits tell an update from the copy
+
+
+def is_genuine(item: Item, fields: SystemAttributes) -> bool:
+    """Is ``item`` replica content as the replicator wrote it, not an application's update
+    of it that kept (or hit) the marker? The nonce seals the content the replica wrote;
+    an update changes the content and keeps the seal. Items of the earlier scheme carry no
+    nonce: the marker alone decides, as it did."""
+    if not is_marked(item, fields):
+        return False
+    nonce = item.get(fields.nonce)
+    if nonce is None:
+        return True
+    _, slash, sealed = str(nonce.get("S", "")).rpartition("/")
+    return bool(slash) and sealed == digest(item, fields)[:16]
+
+
+def as_local(item: Item, fields: SystemAttributes) -> Item:
+    """``item`` as content written in its holder: the marker dropped, so the holder's view
+    (``stored_version``) labels it with the holder."""
+    return {name: value for name, value in item.items() if name != fields.marker}
+
+
+def is_replica_write(new: Item, old: Item | None, fields: SystemAttributes) -> bool:
+    """Is the stream record ``old`` -> ``new`` a write of the replicator?
+
+    Every replica write stores a fresh nonce (``fields.nonce``); an application's update
+    keeps the nonce it found (and a full put drops it), so a record whose nonce did not
+    change is an application write, even when it kept or hit the marker exactly. A
+    NewImage without a nonce was written under the earlier scheme: the marker alone decides.
+    """
+    if not is_marked(new, fields):
+        return False
+    nonce = new.get(fields.nonce)
+    if nonce is None:
+        return True
+    return old is None or old.get(fields.nonce) != nonce
+
+
+def stored_version(
+    item: Item | None, holder: str, fields: SystemAttributes, *, own_seq: str = ""
+) -> Version | None:
+    """The version of an item as stored in region ``holder``; None when unversioned.
+    ``own_seq``: the seq given to content the application wrote in ``holder`` (it carries
+    none); ``LATEST`` gives the view of the conditions."""
     if item is None:
         return None
     stamp = item.get(fields.timestamp)
     if stamp is None or "N" not in stamp or parse_number(stamp["N"]) is None:
         return None
-    origin = str(item[fields.origin]["S"]) if is_replica_write(item, fields) else holder
-    return Version.of(stamp["N"], origin)
+    if not is_marked(item, fields):
+        return Version.of(stamp["N"], holder, own_seq)
+    seq = item.get(fields.origin_seq, {}).get("S", "")
+    return Version.of(stamp["N"], str(item[fields.origin]["S"]), str(seq))
 
 
 def newer(policy: ConflictPolicy, a: Version | None, b: Version | None) -> bool:
@@ -117,12 +180,38 @@ class _StoredItem:
     def timestamp(self, operator: str, incoming: Version) -> Condition:
         return Compare(Path(self.fields.timestamp), operator, Value({"N": incoming.raw_timestamp}))
 
+    def marked(self) -> Condition:
+        return Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp))
+
     def origin(self, operator: str, region: str, holder: str) -> Condition:
-        marked = Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp))
+        marked = self.marked()
         return any_of(
             all_of(marked, Compare(Path(self.fields.origin), operator, Value({"S": region}))),
             all_of(negate(marked), Const(_compare_strings(holder, operator, region))),
         )
+
+    def seq(self, operator: str, incoming: str) -> Condition:
+        """The stored replica content's ``__originSeq`` (missing: "") against ``incoming``."""
+        missing = negate(Exists(Path(self.fields.origin_seq)))
+        if not incoming:
+            return missing if operator == "<=" else Const(False)
+        stored = Compare(Path(self.fields.origin_seq), operator, Value({"S": incoming}))
+        return any_of(missing, stored)
+
+    def origin_then_seq(self, operator: str, incoming: Version, holder: str) -> Condition:
+        """(origin, seq) of the stored item ``operator`` (incoming's); ``operator`` is "<"
+        or "<=". Content the application wrote in ``holder`` has seq ``LATEST``."""
+        marked = self.marked()
+        region = Value({"S": incoming.origin})
+        origin = Path(self.fields.origin)
+        in_order = any_of(
+            Compare(origin, "<", region),
+            all_of(Compare(origin, "=", region), self.seq(operator, incoming.seq)),
+        )
+        own = (holder, LATEST) < (incoming.origin, incoming.seq) or (
+            operator == "<=" and (holder, LATEST) == (incoming.origin, incoming.seq)
+        )
+        return any_of(all_of(marked, in_order), all_of(negate(marked), Const(own)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +221,7 @@ class LastWriterWins:
     fields: SystemAttributes = field(default_factory=SystemAttributes)
 
     def order_key(self, version: Version) -> tuple[Hashable, ...]:
-        return (version.timestamp, version.origin)
+        return (version.timestamp, version.origin, version.seq)
 
     def stored_is_older(self, incoming: Version, holder: str, *, strict: bool) -> Condition:
         stored = _StoredItem(self.fields)
@@ -141,7 +230,7 @@ class LastWriterWins:
             stored.timestamp("<", incoming),
             all_of(
                 stored.timestamp("=", incoming),
-                stored.origin("<" if strict else "<=", incoming.origin, holder),
+                stored.origin_then_seq("<" if strict else "<=", incoming, holder),
             ),
         )
 
@@ -158,7 +247,7 @@ class PreferredRegion:
     fields: SystemAttributes = field(default_factory=SystemAttributes)
 
     def order_key(self, version: Version) -> tuple[Hashable, ...]:
-        return (version.origin == self.region, version.timestamp, version.origin)
+        return (version.origin == self.region, version.timestamp, version.origin, version.seq)
 
     def stored_is_older(self, incoming: Version, holder: str, *, strict: bool) -> Condition:
         stored = _StoredItem(self.fields)

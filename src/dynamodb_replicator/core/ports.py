@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -14,7 +15,9 @@ from dynamodb_replicator.core.plan import WriteOp
 __all__ = [
     "Clock",
     "ConflictLog",
+    "CountingNonces",
     "Deadline",
+    "NonceSource",
     "TargetResult",
     "TargetWriter",
     "TombstoneReader",
@@ -101,3 +104,26 @@ class ConflictLog(Protocol):
     """Receives the conflicts of each batch of ``source``'s stream for ``table``."""
 
     def record(self, table: str, source: str, conflicts: Sequence[Conflict]) -> None: ...
+
+
+class NonceSource(Protocol):
+    """Ids that are never given twice, by any writer of any process (replica nonces)."""
+
+    def nonce(self) -> str:
+        """A fresh id."""
+        ...
+
+
+class CountingNonces:
+    """``prefix`` followed by a counter shared by every instance in the process. The shell
+    passes a prefix unique to the process (``dynamodb_replicator.ids``); the pure core
+    reads no randomness."""
+
+    _counter = itertools.count()  # next() on a count is atomic in CPython
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def nonce(self) -> str:
+        """The prefix and the next value of the process's counter (hex)."""
+        return f"{self.prefix}{next(self._counter):x}"

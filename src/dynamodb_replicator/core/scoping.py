@@ -24,8 +24,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.contract import Violation, ViolationKind
-from dynamodb_replicator.core.model import Change, Item, Operation
+from dynamodb_replicator.core.model import Change, Item, Operation, Version
 from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp
+from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.residency import ResidencyRule
 
 __all__ = ["Scoped", "project", "withheld"]
@@ -42,6 +43,16 @@ class Scoped:
     outside: tuple[Violation, ...] = ()
 
 
+def _removed(version: Version, region: str) -> Version:
+    """The version a delete applied in ``region`` (named as made elsewhere) carries: in the
+    version's own origin region the item is unmarked content, which conditions read with
+    seq ``LATEST`` (``core.writes``), so the delete is of (T, O, ``LATEST``) there, as any
+    delete of another region's version is."""
+    if region != version.origin:
+        return version
+    return Version.of(version.raw_timestamp, version.origin, LATEST)
+
+
 def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> DeleteVersion | None:
     """The delete that replaces ``op`` in ``region`` when its item may not live there
     (``source``: the region whose stream or repair sends it)."""
@@ -51,7 +62,7 @@ def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> Dele
     if allowed is None or region in allowed:
         return None
     deleter = source if source != region else min(allowed)
-    return DeleteVersion(op.key, op.version, deleter, op.sequence_number)
+    return DeleteVersion(op.key, _removed(op.version, region), deleter, op.sequence_number)
 
 
 def _outside(change: Change, rule: ResidencyRule, source: str) -> frozenset[str] | None:
@@ -105,8 +116,9 @@ def project(
             if allowed is None or change.sequence_number in lost:
                 continue
             assert change.version is not None and change.image is not None
+            removed = _removed(change.version, source)
             writes[source].append(
-                DeleteVersion(change.key, change.version, min(allowed), change.sequence_number)
+                DeleteVersion(change.key, removed, min(allowed), change.sequence_number)
             )
             outside.append(_violation(change, change.image, rule, source))
         # Stream order per key: the delete follows what the write's record asked for here.

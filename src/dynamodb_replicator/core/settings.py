@@ -55,6 +55,8 @@ class ReplicationSettings:
     conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
     names: TableNames = field(default_factory=TableNames)
     residency: Residency = field(default_factory=Residency)  # where items may live
+    # The longest one store request stays out, connect and read (aws/clients.py).
+    request_timeout_seconds: float = defaults.REQUEST_TIMEOUT_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ def tombstone_item(
     item[fields.timestamp] = {"N": version.raw_timestamp}
     item[fields.origin] = {"S": version.origin}
     item[fields.marker] = {"N": version.raw_timestamp}
+    if version.seq:
+        item[fields.origin_seq] = {"S": version.seq}
     item[fields.deleted_in] = {"S": deleted_in}
     item[fields.expires_at] = {"N": str(expires_at)}
     return item
@@ -36,7 +38,8 @@ def tombstone_from_item(
 ) -> Tombstone:
     """A tombstone table item -> Tombstone."""
     key = ItemKey.from_attributes({n: item[n] for n in key_names})
-    version = Version.of(item[fields.timestamp]["N"], item[fields.origin]["S"])
+    seq = item.get(fields.origin_seq, {}).get("S", "")
+    version = Version.of(item[fields.timestamp]["N"], item[fields.origin]["S"], str(seq))
     return Tombstone(key, version, item[fields.deleted_in]["S"])
 
 

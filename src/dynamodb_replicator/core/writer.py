@@ -110,9 +110,10 @@ class StoreWriter:
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
     ) -> TargetResult:
-        """Apply ``ops``: per key in order, keys concurrently. No store call starts after
-        ``deadline`` (seconds since the epoch on the protocol's clock). ``written`` is
-        called between the writes and their settling reads (``TargetWriter.apply``)."""
+        """Apply ``ops``: per key in order, keys concurrently. No write (nor the read that
+        decides one) starts after ``deadline`` (seconds since the epoch on the protocol's
+        clock); settling runs whatever the deadline. ``written`` is called between the
+        writes and their settling reads (``TargetWriter.apply``)."""
         total = _Tally()
         known = self._prefetch(table, ops, total, deadline)
         groups: dict[ItemKey, list[WriteOp]] = {}
@@ -129,7 +130,10 @@ class StoreWriter:
             total.add(future.result())
         if written is not None:
             written()
-        self._settle(table, [op for op in ops if isinstance(op, PutVersion)], total, deadline)
+        # Settling is held to no deadline: its reads and the deletes they decide are safe
+        # at any time, and a put that landed late (its answer after the deadline) must still
+        # be settled by its writer: the lease's next holder may have settled before it.
+        self._settle(table, [op for op in ops if isinstance(op, PutVersion)], total)
         return TargetResult(
             self.region,
             total.applied,
@@ -237,9 +241,7 @@ class StoreWriter:
         put = functools.partial(self.protocol.put, table, op, known)
         return self._retrying(put, tally, deadline)
 
-    def _settle(
-        self, table: str, puts: list[PutVersion], total: _Tally, deadline: Deadline
-    ) -> None:
+    def _settle(self, table: str, puts: list[PutVersion], total: _Tally) -> None:
         """P2/P3 for every put, the batched reads of different keys in parallel."""
         by_key: dict[ItemKey, list[PutVersion]] = {}
         for op in puts:
@@ -249,9 +251,7 @@ class StoreWriter:
             [op for group in groups[i : i + READ_BATCH] for op in group]
             for i in range(0, len(groups), READ_BATCH)
         ]
-        for outcome in self._pool.map(
-            functools.partial(self._settle_chunk, table, deadline), chunks
-        ):
+        for outcome in self._pool.map(functools.partial(self._settle_chunk, table), chunks):
             total.add(outcome)
         for back in total.taken:
             if back.op.sequence_number in total.applied_puts:
@@ -260,11 +260,11 @@ class StoreWriter:
                 total.settled[back.op.sequence_number] = False
             total.conflicts.append(back.conflict)
 
-    def _settle_chunk(self, table: str, deadline: Deadline, puts: list[PutVersion]) -> _Tally:
+    def _settle_chunk(self, table: str, puts: list[PutVersion]) -> _Tally:
         own = _Tally()
         try:
             settle = functools.partial(self.protocol.settle, table, puts)
-            own.taken = self._retrying(settle, own, deadline)
+            own.taken = self._retrying(settle, own, None)
         except ReplicatorError as exc:
             first = min(puts, key=lambda op: int(op.sequence_number))
             self._log_failure(table, first, exc)

@@ -3,11 +3,42 @@
 Every write is a single-item conditional write (1 write unit); the tombstone table is read,
 never locked. The protocol decides; the store port (``core.store``) makes one call at a time.
 
-Put of version V of key K (the item plus ``__originRegion`` and the marker):
+Versions and labels. A version is (``__timestamp``, origin region, seq): seq is the stream
+sequence number of the origin record (zero-padded, ``__originSeq``; "" for items of the
+earlier scheme, the lowest) and orders two contents of one timestamp and origin (two
+writes of one millisecond in one region: the later in that region's stream wins). It is
+compared only when timestamp and origin are equal, so only seqs of one stream meet.
+A replica write stores the item with ``__originRegion``, ``__originSeq``, the marker
+(= ``__timestamp``) and a nonce: a fresh id (``NonceSource``, never repeated) sealed with
+the digest of the content written (``core.policy.seal``).
+  * Stream: a record is a replica write iff NewImage carries the marker and its nonce
+    differs from OldImage's (no NewImage nonce: the earlier scheme, the marker alone). An
+    application update keeps the nonce it found, so it is never taken for an echo, and
+    its version is (its timestamp, the stream's region, the record's seq), whatever labels
+    it kept (``core.codec``).
+  * OldImage: replica content iff marked and the seal matches its content
+    (``is_genuine``); an application update that kept or hit the marker changed the
+    content, so it reads as content of the stream's region.
+  * Stored item, as conditions read it: marked -> its labels; unmarked -> content written
+    in the holder H, seq ``LATEST`` (above all): a copy of a version of H arriving in H
+    was written before the item H holds now, the last write of that key in H's stream.
+    Conditions cannot check the seal, so an item whose application update hit the marker
+    exactly ("disguised") reads with the replica's labels; two clauses cover it (below).
+  * A delete of another region's version is a delete of (T, O, ``LATEST``): the deleting
+    region cannot tell which content of (T, O) it removed, so it removes all of them. A
+    delete in the origin region itself carries its own record's seq: what that region
+    writes at T after the delete survives it.
+
+Put of version V of key K (the item plus the labels and a fresh nonce):
   P0. (batched, before the writes) read K's tombstone; if it remembers a delete of V or a
       newer version, the put is stale: no write (the common case of a late delivery after
       a delete shows no resurrected item, and costs no write).
-  P1. put the item where the stored one is absent, unversioned, older than V, or V itself.
+  P1. put the item where the stored one is absent, unversioned, older than V, or V itself
+      (strict puts, the restores: not V itself). A restore that a losing application
+      update asked for also replaces an item that still carries the nonce of the replica
+      write that update kept and that, read as the holder's own content, is older than V
+      (``supersedes``): such an item can only be that update or a later application
+      update of the same replica write, all content of the holder (nonces never repeat).
   An update (the source held an older version: the common case, an item that exists in
   every region) skips P0 and tries P1u first: P1 where the item is *present*. P1u cannot
   make a deleted item reappear, so it needs no tombstone read before it; it writes nothing
@@ -49,29 +80,68 @@ of the same key in the same region; every read is strongly consistent, tombstone
   leave its records to be replayed, i.e. no other worker may have checkpointed past them.
   The runner keeps that window closed: a shard's pages are written with ``deadline`` = its
   lease's expiry less a margin (core.defaults.LEASE_MARGIN_FRACTION), so no write starts
-  after the lease may have passed to another worker; a dropped shard's lease is released
+  after the lease may have passed to another worker, and every request ends within the
+  request timeout, shorter than the margin, so none lands after it either (fencing by
+  time: runner/leases.py); settling (P2/P3) is held to no deadline, so a writer whose put
+  answered late still settles it; a dropped shard's lease is released
   only once its page in flight has ended (else it is left to expire); and only the lease
   holder may save the shard's checkpoints (aws/state.py), so a zombie's late saves cannot
   move the new holder's positions.
 Why every region converges: P1 and D2 are the apply rule (``stored_is_older``), evaluated by
 DynamoDB atomically; P3 re-applies a delete that happened. Each region therefore ends with
-the largest version put or deleted, whatever the order of arrival or the number of replays.
+the largest version put or deleted, whatever the order of arrival or the number of replays,
+provided one version has one content and every label is true. Equal timestamps:
+  * One version, one content. Seqs of one stream are unique, so an application write's
+    version names one content. A replica write copies content with its labels. A restore
+    of replica content keeps its labels and is only sent when the OldImage is genuine
+    (sealed content unchanged), so it carries that version's one content. A restore of
+    the region's own content O (a write of T at seq x, replaced by a losing write at
+    record r) is labelled (T, S, r): no write of T in S lies between x and r (O was the
+    item until r), so no other content of (T, S) is ordered between them, and a later
+    write of T in S has a seq > r and beats it. Deletes of that content elsewhere remove
+    it (they remove every content of (T, S)).
+  * True labels. Application content in its own region is unmarked (the holder's view
+    is true) unless the update hit the marker exactly: a disguised item, labelled with
+    the replica's version R=(T, U, u) while it is (T, S, x). Its record is an application
+    write (nonce kept). If (T, S, x) > R it is sent to every region, S too: in S the
+    stored labels read R < (T, S, x), so P1 relabels it (the same content, true labels).
+    If it loses, R's content (genuine in that OldImage) is restored everywhere, and in S
+    the ``supersedes`` clause replaces the disguised item even though its labels equal R.
+    Until the record is applied, S may refuse a version V with R > V > (T, S, x) (or take
+    one with (T, S, x) > V > R): the record's put or restore then replaces what S holds
+    with the winner of {R, (T, S, x)}, and V's own delivery ends where it belongs
+    everywhere else; the winner of all three reaches S by its own delivery or restore.
+  * Chains. Later application updates of the same replica write keep the nonce; each
+    record's OldImage is then not genuine and reads as S's own content, so no restore
+    ever carries a content under another version's labels. A restore asked for by the
+    first record of the chain carries ``supersedes`` and replaces any chain member older
+    than it that S holds when it is applied (in stream order, before the later records'
+    puts), so the content of R is not lost with that OldImage.
+Known limits (documented in the README, Conflict semantics): items of the earlier scheme
+(no nonce) keep the earlier rule until the replicator writes them again (an update that
+keeps their marker is taken for an echo); a delete made in another region of a version of
+(T, O) also removes a later content of (T, O) written in the same millisecond in O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from dynamodb_replicator.core.conditions import (
+    And,
     Compare,
     Condition,
+    Const,
     Exists,
+    Not,
+    Or,
     Path,
     Value,
     all_of,
     any_of,
+    negate,
 )
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.core.defaults import tombstone_table
@@ -79,15 +149,31 @@ from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tomb
 from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.policy import (
     ConflictPolicy,
+    seal,
     stored_is_unversioned,
     stored_version,
     would_apply,
 )
-from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.ports import Clock, CountingNonces, NonceSource
 from dynamodb_replicator.core.store import Store, StoreResult
 from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item
 
 __all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
+
+
+def _unmarked(condition: Condition, fields: SystemAttributes) -> Condition:
+    """``condition`` read as if the stored item carried no marker: the policy's view of
+    content the application wrote in the holder (the marker test becomes false)."""
+    marked = Compare(Path(fields.marker), "=", Path(fields.timestamp))
+    if condition == marked:
+        return Const(False)
+    if isinstance(condition, And):
+        return all_of(*(_unmarked(op, fields) for op in condition.operands))
+    if isinstance(condition, Or):
+        return any_of(*(_unmarked(op, fields) for op in condition.operands))
+    if isinstance(condition, Not):
+        return negate(_unmarked(condition.operand, fields))
+    return condition
 
 
 def _update(op: PutVersion) -> bool:
@@ -129,6 +215,9 @@ class WriteProtocol:
     tombstone_ttl_seconds: int
     # P0 saves writes but correctness does not depend on it: tests turn it off to prove so.
     prefetch: bool = True
+    # Every replica write stores a fresh nonce (how the stream tells it from an application
+    # write); the shell passes the process's source (``dynamodb_replicator.ids``).
+    nonces: NonceSource = field(default_factory=CountingNonces)
 
     @property
     def region(self) -> str:
@@ -150,8 +239,7 @@ class WriteProtocol:
         if known is not None and self._deleted(op, known):
             # No write; the put is still settled (an earlier attempt may have landed).
             return Written(Outcome.STALE, self._conflict(op, known.version, deleted=True))
-        condition = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
-        return self._put_outcome(op, self.store.put(table, self._item(op), condition))
+        return self._put_outcome(op, self.store.put(table, self._item(op), self._apply_rule(op)))
 
     def tries_present_first(self, op: PutVersion) -> bool:
         """Does ``op`` start with P1u (``put_present``) instead of P0 and P1?"""
@@ -161,19 +249,29 @@ class WriteProtocol:
         """P1u: P1 where the item is present. None when it is absent (deleted here, or its
         insert not arrived yet): the caller goes on with P0 (``tombstones``) and ``put``,
         each a call of its own, so that no write starts after the caller's deadline."""
-        condition = all_of(
-            Exists(Path(op.key.names()[0])),
-            self.policy.stored_is_older(op.version, self.region, strict=op.strict),
-        )
+        condition = all_of(Exists(Path(op.key.names()[0])), self._apply_rule(op))
         result = self.store.put(table, self._item(op), condition)
         if result.applied or result.item is not None:
             return self._put_outcome(op, result)
         return None
 
+    def _apply_rule(self, op: PutVersion) -> Condition:
+        """P1's condition: the stored item is older than ``op``'s version; or it carries
+        the nonce ``op`` supersedes, so it is this region's application content (an update
+        of that replica write), and read as such it is older than ``op``'s version."""
+        older = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
+        if op.supersedes is None:
+            return older
+        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": op.supersedes}))
+        return any_of(older, all_of(same_nonce, _unmarked(older, self.fields)))
+
     def _item(self, op: PutVersion) -> Item:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
+        item[self.fields.nonce] = {"S": seal(self.nonces.nonce(), op.image, self.fields)}
+        if op.version.seq:
+            item[self.fields.origin_seq] = {"S": op.version.seq}
         return item
 
     def _put_outcome(self, op: PutVersion, result: StoreResult) -> Written:
@@ -191,7 +289,7 @@ class WriteProtocol:
         """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
         expires = int(self.clock.now()) + self.tombstone_ttl_seconds
         tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
-        not_newer = self.policy.stored_is_older(op.version, self.region, strict=False)
+        not_newer = self._not_newer(op.version)
         # A failed condition: a newer delete is remembered already, or the same version
         # deleted in a region whose name is not smaller; nothing to record.
         self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, self._remember(op))
@@ -228,7 +326,7 @@ class WriteProtocol:
         taken: list[TakenBack] = []
         for key, tomb in suspects.items():
             mine = [op for op in puts if op.key == key]
-            not_newer = self.policy.stored_is_older(tomb.version, self.region, strict=False)
+            not_newer = self._not_newer(tomb.version)
             item = items.get(key)
             if item is not None and not_newer.evaluate(item):
                 result = self.store.delete(
@@ -246,6 +344,10 @@ class WriteProtocol:
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
+
+    def _not_newer(self, deleted: Version) -> Condition:
+        """D2's and P3's condition: the stored item is not newer than ``deleted``."""
+        return self.policy.stored_is_older(deleted, self.region, strict=False)
 
     def _remember(self, op: DeleteVersion) -> Condition:
         """D1's condition: the remembered delete is older, or of the same version deleted

@@ -25,6 +25,7 @@ from dynamodb_replicator.deploy.alarms import (
     store_alarm,
 )
 from dynamodb_replicator.deploy.cfn import FAILURE_STORE, logical_id
+from dynamodb_replicator.deploy.dashboard import dashboard
 from dynamodb_replicator.deploy.iam import assumed_roles, role_policy
 from dynamodb_replicator.deploy.mapping import (
     DEFAULT_NAME_PREFIX,
@@ -260,6 +261,14 @@ def build_template(config: RunnerConfig, options: TemplateOptions) -> dict[str, 
     if options.with_tables is not None:
         resources |= _tables(options.with_tables, config, region)
     resources |= _functions(config, options)
+    groups: list[str | None] = list(targets) if options.per_target else [None]
+    resources["ReplicatorDashboard"] = dashboard(
+        tables=config.tables,
+        source=region,
+        targets=targets,
+        functions=[function_name("${NamePrefix}", region, t) for t in groups],
+        namespace=METRICS_NAMESPACE,
+    )
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"dynamodb-replicator: replicate {', '.join(config.tables)} from {region} "

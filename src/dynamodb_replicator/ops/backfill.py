@@ -6,12 +6,14 @@
    target starts where that region's changes had reached the source region. Changes before
    that are in the source table, which the copy scans afterwards; changes after it are
    replayed into the new region by the runner;
-3. copy the source's items, then its remembered deletes. While the new region is not in
-   the config yet, nothing else writes to it (replication into it is *held* at the seeded
-   positions, and applications must not use it yet), so the copy uses fast, unconditional
-   BatchWriteItem; each item carries its version's origin and marker like a replica write.
-   If the region is already configured (a run resumed after step 4), runners may be writing
-   to it, so the copy falls back to the replicator's conditional writes (the apply rule);
+3. copy: into a table this run created or found empty (``ops/join.py``), nothing else
+   writes while the new region is not in the config (replication into it is *held* at the
+   seeded positions, and applications must not use it yet), so the copy uses fast,
+   unconditional BatchWriteItem; each item carries its version's origin and marker like a
+   replica write. Into any other table (one that held data, or a region configured already
+   where runners may write) the copy uses the replicator's conditional writes (the apply
+   rule), after the joining table's own items were merged out (``ops/merge.py``). The
+   source's remembered deletes are copied first, conditionally;
 4. add the region to the config file: running runners reload it and *release* replication
    into the new region from the seeded positions. The replay corrects every copy that was
    stale (an item changed or deleted in any region after the scan read it), because its
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,13 +40,15 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
-from dynamodb_replicator.core.policy import stored_version
-from dynamodb_replicator.core.progress import ScanSegment, SegmentProgress
+from dynamodb_replicator.core.policy import seal, stored_version
+from dynamodb_replicator.core.progress import ScanSegment
 from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.files import replace_file
+from dynamodb_replicator.ids import PROCESS_NONCES
+from dynamodb_replicator.ops.resumable import ResumableScan
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = [
@@ -53,6 +57,7 @@ __all__ = [
     "append_region",
     "check_new_region",
     "seed_positions",
+    "write_units",
 ]
 
 
@@ -103,18 +108,56 @@ def seed_positions(config: RunnerConfig, source: str, new: str, log: Callable[[s
 
 @dataclass(slots=True)
 class BackfillStats:
-    copied: int = 0
-    stale: int = 0
-    tombstones: int = 0
+    """What a copy (and merge) of one table came to, counted from the segment threads."""
+
+    copied_in: int = 0  # items written into the joining region
+    copied_out: int = 0  # writes of the joining region's items into the other regions
+    stale: int = 0  # writes the target refused: it held the same version or a newer one
+    tombstones: int = 0  # remembered deletes copied (both ways)
     resumed_segments: int = 0
-    unversioned: int = 0
+    unversioned: int = 0  # items of the joining table with no usable __timestamp
     unversioned_samples: list[str] = field(default_factory=list)
     outside: int = 0  # items the residency rule keeps out of the new region (a delete each)
+    outside_out: int = 0  # merge-out puts sent as deletes to regions outside their scope
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(
+        self,
+        *,
+        copied_in: int = 0,
+        copied_out: int = 0,
+        stale: int = 0,
+        outside: int = 0,
+        outside_out: int = 0,
+    ) -> None:
+        with self.lock:
+            self.copied_in += copied_in
+            self.copied_out += copied_out
+            self.stale += stale
+            self.outside += outside
+            self.outside_out += outside_out
+
+    def unversioned_item(self, key: str) -> None:
+        with self.lock:
+            self.unversioned += 1
+            if len(self.unversioned_samples) < 5:
+                self.unversioned_samples.append(key)
+
+
+def write_units(ops: Sequence[WriteOp], *, sized: bool) -> float:
+    """Write units of ``ops`` in one region: a put 1 per KB (``sized``; else 1), a delete 2
+    (its tombstone and the delete)."""
+    units = 0.0
+    for op in ops:
+        if isinstance(op, PutVersion):
+            units += max(1.0, len(json.dumps(op.image, default=str)) / 1024) if sized else 1.0
+        else:
+            units += 2.0
+    return units
 
 
 class Backfiller:
-    """Copies one table from ``source`` into the new region, resumably."""
+    """Copies one table from ``source`` into the new region, resumably, a slice at a time."""
 
     def __init__(
         self,
@@ -124,22 +167,26 @@ class Backfiller:
         *,
         writer: StoreWriter,
         segments: int,
-        max_wcu: float | None,
+        limiter: RateLimiter,
         stop: threading.Event,
         on_items: Callable[[int], None] = lambda n: None,
+        stats: BackfillStats | None = None,
     ) -> None:
         self.config, self.source, self.new = config, source, new
         self.writer, self.segments, self.stop = writer, segments, stop
-        self.limiter = RateLimiter(max_wcu)
+        self.limiter = limiter
         self.on_items = on_items
-        self.stats = BackfillStats()
+        self.stats = stats or BackfillStats()
         self.fields = config.replication.fields
         self.names = config.replication.names
         self.source_client = make_client("dynamodb", source, pool=segments + 4)
         self._client = make_client("dynamodb", new, pool=2 * segments + 4)
         self.state = DynamoStateStore(make_client("dynamodb", new), config.state_table, new.name)
-        # Batch writes of one page go out concurrently: two requests in flight per segment.
+        # Batch writes of one slice go out concurrently: two requests in flight per segment.
         self._batches = ThreadPoolExecutor(max_workers=2 * segments)
+
+    def close(self) -> None:
+        self._batches.shutdown(wait=True)
 
     def prepare(self, table: str) -> None:
         client = make_client("dynamodb", self.new)
@@ -152,25 +199,34 @@ class Backfiller:
         )
         ensure_state_table(client, self.config.state_table, self.new.name)
 
-    def _apply(self, table: str, ops: list[WriteOp], units: float) -> int:
-        self.limiter.take(units)
-        result = self.writer.apply(table, ops)
-        if result.error is not None:
-            raise result.error
-        return result.stale
+    def scan(self, table: str, key_names: Sequence[str]) -> ResumableScan:
+        """The resumable scan of the source table, its progress kept in the new region."""
+        scans = [
+            ScanSegment(table, self.source.name, self.new.name, s, self.segments)
+            for s in range(self.segments)
+        ]
+        physical = self.names.physical(table, self.source.name)
+        return ResumableScan(
+            self.source_client, self.source.name, physical, key_names, self.state, scans, self.stop
+        )
 
     def copy_tombstones(self, table: str, key_names: list[str]) -> None:
+        """Copy the source's remembered deletes (conditional: never over a newer version)."""
         suffix = self.config.replication.tombstone_suffix
         name = self.names.tombstones(table, self.source.name, suffix)
 
         def on_page(segment: int, items: list[dict[str, Any]], _: Any) -> None:
-            ops: list[WriteOp] = []
-            for item in items:
-                tomb = tombstone_from_item(item, key_names, self.fields)
-                ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, NO_SEQUENCE))
-            self._apply(table, ops, units=2 * len(ops))
-            with self.stats.lock:
-                self.stats.tombstones += len(ops)
+            for start in range(0, len(items), 100):
+                ops: list[WriteOp] = []
+                for item in items[start : start + 100]:
+                    tomb = tombstone_from_item(item, key_names, self.fields)
+                    ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, NO_SEQUENCE))
+                self.limiter.take(write_units(ops, sized=False))
+                if self.stop.is_set():
+                    return
+                self._apply(table, ops)
+                with self.stats.lock:
+                    self.stats.tombstones += len(ops)
 
         parallel_scan(
             self.source_client,
@@ -181,17 +237,23 @@ class Backfiller:
             stop=self.stop,
         )
 
-    def _segment(self, table: str, segment: int) -> ScanSegment:
-        return ScanSegment(table, self.source.name, self.new.name, segment, self.segments)
+    def _apply(self, table: str, ops: list[WriteOp]) -> int:
+        result = self.writer.apply(table, ops)
+        if result.error is not None:
+            raise result.error
+        return result.stale
 
     def _batch_write(self, table: str, ops: list[PutVersion]) -> None:
-        """Unconditional BatchWriteItem of replica-form items (only while replication into
-        the new region is held and nothing else writes to it)."""
+        """Unconditional BatchWriteItem of replica-form items (only into a table this run
+        created or found empty, while replication into it is held: ``ops/join.py``)."""
         items = []
         for op in ops:
             item = dict(op.image)
             item[self.fields.origin] = {"S": op.version.origin}
             item[self.fields.marker] = {"N": op.version.raw_timestamp}
+            item[self.fields.nonce] = {"S": seal(PROCESS_NONCES.nonce(), op.image, self.fields)}
+            if op.version.seq:
+                item[self.fields.origin_seq] = {"S": op.version.seq}
             items.append(item)
         chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
         physical = self.names.physical(table, self.new.name)
@@ -202,73 +264,37 @@ class Backfiller:
             )
         )
 
-    def copy_items(self, table: str, key_names: list[str], *, held: bool) -> None:
-        """Copy every versioned item; ``held``: replication into the new region is held, so
-        fast unconditional batch writes are safe (see the module docstring)."""
-        resume: dict[int, dict[str, Any] | None] = {}
-        done: set[int] = set()
-        for segment in range(self.segments):
-            progress = self.state.load_progress(self._segment(table, segment))
-            if progress.done:
-                done.add(segment)
-            elif progress.last_key is not None:
-                resume[segment] = dict(progress.last_key)
-            if progress.started:
-                self.stats.resumed_segments += 1
+    def copy_items(self, table: str, key_names: list[str], *, fast: bool) -> None:
+        """Copy every versioned item of the source; ``fast``: unconditional batch writes (see
+        the module docstring and ``ops/join.py``), else the apply rule."""
 
-        def on_page(segment: int, items: list[dict[str, Any]], next_key: Any) -> None:
+        def handle(items: list[dict[str, Any]]) -> bool:
             ops: list[WriteOp] = []
             for item in items:
                 version = stored_version(item, self.source.name, self.fields)
-                key = ItemKey.from_attributes({n: item[n] for n in key_names})
-                if version is None:
-                    with self.stats.lock:
-                        self.stats.unversioned += 1
-                        if len(self.stats.unversioned_samples) < 5:
-                            self.stats.unversioned_samples.append(str(key))
+                if version is None:  # never replicated: the source's own unversioned item
                     continue
-                ops.append(PutVersion(key, version, user_image(item, self.fields), NO_SEQUENCE))
+                key = ItemKey.from_attributes({n: item[n] for n in key_names})
+                image = user_image(item, self.fields)
+                # strict: where the same version is there (merged out before), no rewrite.
+                ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
             ops, outside = self._scoped(table, ops)
-            units = float(len(ops))
-            if self.limiter.per_second:  # sizing every item costs CPU: only when limited
-                size = sum(
-                    len(json.dumps(op.image, default=str))
-                    for op in ops
-                    if isinstance(op, PutVersion)
-                )
-                units = max(units, size / 1024)
+            # Sizing every item costs CPU: only when limited.
+            self.limiter.take(write_units([*ops, *outside], sized=bool(self.limiter.per_second)))
+            if self.stop.is_set():
+                return False
             stale = 0
-            if ops and held:
-                self.limiter.take(units)
+            if ops and fast:
                 self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
-            elif ops:  # conditional transactions cost twice the WCU
-                stale = self._apply(table, ops, units=2 * units)
-            if outside:  # before the page counts as done: a resumed copy repeats them
-                self._apply(table, list(outside), units=2 * len(outside))
-            self.state.save_progress(
-                self._segment(table, segment), SegmentProgress.after_page(next_key)
-            )
-            with self.stats.lock:
-                self.stats.copied += len(ops) - stale
-                self.stats.stale += stale
-                self.stats.outside += len(outside)
-            self.on_items(len(items))
+            elif ops:
+                stale = self._apply(table, ops)
+            if outside:  # before the slice counts as done: a resumed copy repeats them
+                self._apply(table, list(outside))
+            self.stats.add(copied_in=len(ops) - stale, stale=stale, outside=len(outside))
+            return True
 
-        try:
-            parallel_scan(
-                self.source_client,
-                self.names.physical(table, self.source.name),
-                region=self.source.name,
-                segments=self.segments,
-                on_page=on_page,
-                resume=resume,
-                skip=frozenset(done),
-                stop=self.stop,
-            )
-        finally:
-            self._batches.shutdown(wait=True)
-        if self.stop.is_set():
-            raise KeyboardInterrupt
+        resumed = self.scan(table, key_names).run(handle, self.on_items)
+        self.stats.resumed_segments += resumed
 
     def _scoped(self, table: str, ops: list[WriteOp]) -> tuple[list[WriteOp], list[DeleteVersion]]:
         """The items the residency rule lets into the new region, and a delete of the

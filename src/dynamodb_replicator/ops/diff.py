@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import parallel_scan
 from dynamodb_replicator.core.codec import key_to_json
-from dynamodb_replicator.core.model import Item, RegionSpec, SystemAttributes, TableNames
+from dynamodb_replicator.core.content import digest
+from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.residency import ResidencyRule
 
@@ -40,36 +41,6 @@ __all__ = [
 ]
 
 SAMPLES = 5
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return {"$b": bytes(value).hex()}
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _canonical_value(value: Mapping[str, Any]) -> Any:
-    ((kind, raw),) = value.items()
-    if kind == "BS":  # sets come back in any order
-        return {kind: sorted(bytes(v).hex() for v in raw)}
-    if kind in ("SS", "NS"):
-        return {kind: sorted(raw)}
-    if kind == "M":
-        return {"M": {k: _canonical_value(v) for k, v in sorted(raw.items())}}
-    if kind == "L":
-        return {"L": [_canonical_value(v) for v in raw]}
-    return {kind: _plain(raw)}
-
-
-def digest(item: Item, fields: SystemAttributes) -> str:
-    """Content hash, ignoring the replicator's own attributes."""
-    skip = fields.added()
-    content = {k: _canonical_value(v) for k, v in item.items() if k not in skip}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,9 @@ Run before replication is turned on for a table that already holds data. Each wr
 UpdateItem conditional on the item still existing and still lacking ``__timestamp``, so it
 never overwrites an application write that happened meanwhile (that one carries its own
 timestamp). The scan is parallel, rate-limited and resumable: each segment's position is
-saved in the region's state table after every page.
+saved in the region's state table after every page, and where it stopped on Ctrl-C. A new
+run scans from the beginning (new items may lack a version since); only an explicit resume
+continues an interrupted run.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.aws.errors import translated
-from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
+from dynamodb_replicator.aws.scan import RateLimiter
 from dynamodb_replicator.core.errors import ConditionFailedError
 from dynamodb_replicator.core.model import SystemAttributes
-from dynamodb_replicator.core.progress import ScanProgressStore, ScanSegment, SegmentProgress
+from dynamodb_replicator.core.progress import ScanProgressStore, ScanSegment
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
+from dynamodb_replicator.ops.resumable import ResumableScan
 
 __all__ = ["VersionStats", "Versioner"]
 
@@ -69,40 +72,43 @@ class Versioner:
         progress."""
         return self.physical or self.table
 
-    def run(self, segments: int) -> VersionStats:
-        """Version every unversioned item; resumes where an earlier run stopped."""
+    def run(self, segments: int, *, resume: bool = False) -> VersionStats:
+        """Version every unversioned item: from the beginning, or (``resume``) where an
+        interrupted run stopped. Returns early, progress saved, when ``stop`` is set."""
         scans = [
             ScanSegment(self.table, PROGRESS_SOURCE, self.region, s, segments)
             for s in range(segments)
         ]
-        saved = {scan.segment: self.progress.load_progress(scan) for scan in scans}
-        parallel_scan(
+        scan = ResumableScan(
             self.client,
+            self.region,
             self.table_name,
-            region=self.region,
-            segments=segments,
-            on_page=lambda segment, items, after: self._page(scans[segment], items, after),
-            resume={s: dict(p.last_key) if p.last_key else None for s, p in saved.items()},
-            skip=frozenset(s for s, p in saved.items() if p.done),
-            stop=self.stop,
+            self.key_names,
+            self.progress,
+            scans,
+            self.stop,
+            slice_size=25,
             page_size=self.page_size,
         )
+        if not resume:
+            scan.restart()
+        scan.run(self._slice, self.on_items)
         return self.stats
 
-    def _page(self, scan: ScanSegment, items: list[dict[str, Any]], after: Any) -> None:
+    def _slice(self, items: list[dict[str, Any]]) -> bool:
+        self.limiter.take(sum(self.fields.timestamp not in item for item in items))
+        if self.stop.is_set():
+            return False
         versioned = already = raced = 0
         for item in items:
             if self.fields.timestamp in item:
                 already += 1
-                continue
-            self.limiter.take(1)
-            if self._version({name: item[name] for name in self.key_names}):
+            elif self._version({name: item[name] for name in self.key_names}):
                 versioned += 1
             else:
                 raced += 1
         self.stats.add(len(items), versioned, already, raced)
-        self.progress.save_progress(scan, SegmentProgress.after_page(after))
-        self.on_items(len(items))
+        return True
 
     def _version(self, key: dict[str, Any]) -> bool:
         """True when the item got the timestamp; False when it was deleted or versioned by

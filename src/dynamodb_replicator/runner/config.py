@@ -36,10 +36,11 @@ from dynamodb_replicator.core.residency import parse_residency
 from dynamodb_replicator.core.roles import ROLE_KEYS, parse_role
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings, load_policy
 
-__all__ = ["RunnerConfig", "load_config", "parse_config"]
+__all__ = ["RunnerConfig", "check_fencing", "load_config", "parse_config"]
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _REGION_KEYS = {"name", "endpoint_url", *ROLE_KEYS}
+_REQUEST = "request_timeout_seconds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,26 @@ class RunnerConfig:
     page_limit: int = defaults.PAGE_LIMIT
     park_after_seconds: float = defaults.PARK_AFTER_SECONDS
     replication: ReplicationSettings = field(default_factory=ReplicationSettings)
+    # None: derived from the lease (defaults.request_timeout); see ``request_timeout``.
+    request_timeout_seconds: float | None = None
+
+    @property
+    def request_timeout(self) -> float:
+        """The longest one store request stays out (connect and read together)."""
+        if self.request_timeout_seconds is not None:
+            return self.request_timeout_seconds
+        return defaults.request_timeout(self.lease_timeout_seconds) / _requests(self.regions)
+
+    @property
+    def request_lifetime(self) -> float:
+        """The longest one store call stays out after its deadline check: its request, and
+        for a region in another account the STS request a credentials refresh adds."""
+        return self.request_timeout * _requests(self.regions)
+
+    @property
+    def lease_margin(self) -> float:
+        """No write of a shard starts later than this before its lease expires (seconds)."""
+        return defaults.lease_margin(self.lease_timeout_seconds)
 
     def region(self, name: str) -> RegionSpec:
         for spec in self.regions:
@@ -111,7 +132,9 @@ def _regions(raw: Any) -> tuple[RegionSpec, ...]:
 
 def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     """Validate a parsed TOML document."""
-    unknown = set(data) - {"tables", "regions", "table_names", "residency"} - set(_OPTIONAL)
+    unknown = (
+        set(data) - {"tables", "regions", "table_names", "residency", _REQUEST} - set(_OPTIONAL)
+    )
     if unknown:
         raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
     tables = data.get("tables")
@@ -134,6 +157,10 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
     ):
         if values[key] <= 0:
             raise ConfigError(f"{key} must be positive")
+    # Absent: derived from the lease (defaults.request_timeout).
+    request = _typed(data, _REQUEST, float, None) if _REQUEST in data else None
+    if request is not None and request <= 0:
+        raise ConfigError(f"{_REQUEST} must be positive")
     if values["page_limit"] > 1000:
         raise ConfigError("page_limit must be at most 1000 (the GetRecords limit)")
     try:
@@ -155,7 +182,7 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
         names=_table_names(data.get("table_names", {}), tables, regions),
         residency=parse_residency(data.get("residency"), tables, [r.name for r in regions]),
     )
-    return RunnerConfig(
+    config = RunnerConfig(
         tables=tuple(tables),
         regions=regions,
         state_table=values["state_table"],
@@ -164,7 +191,28 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
         page_limit=values["page_limit"],
         park_after_seconds=values["park_after_seconds"],
         replication=replication,
+        request_timeout_seconds=request,
     )
+    check_fencing(config)
+    return config
+
+
+def _requests(regions: tuple[RegionSpec, ...]) -> int:
+    """Requests one call may make: two where a role's credentials may be refreshed first."""
+    return 2 if any(spec.role is not None for spec in regions) else 1
+
+
+def check_fencing(config: RunnerConfig) -> None:
+    """Fencing by time holds only when a call ends before the lease margin does."""
+    lifetime, margin = config.request_lifetime, config.lease_margin
+    if lifetime >= margin:
+        twice = " (twice: a role's STS refresh)" if _requests(config.regions) > 1 else ""
+        raise ConfigError(
+            f"request_timeout_seconds{twice} ({lifetime:g} s) must be shorter than the lease "
+            f"margin ({margin:g} s = {defaults.LEASE_MARGIN_FRACTION:.0%} of "
+            f"lease_timeout_seconds {config.lease_timeout_seconds:g}): a write could land "
+            "after its lease passed to another worker"
+        )
 
 
 def _table_names(raw: Any, tables: list[str], regions: tuple[RegionSpec, ...]) -> TableNames:

@@ -9,6 +9,7 @@ gives: the shard's lease expiry less a margin.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.parking import ParkingLot
 from dynamodb_replicator.core.ports import ConflictLog, Deadline, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import CheckpointStore, Shard, ShardRef, StreamSource
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.reachability import Reachability
@@ -92,6 +94,9 @@ class Region:
     state: Coordination
     replicator: Replicating
     parking: ParkingLot
+    # The state table again, through a client of its own: lease renewals wait behind no
+    # checkpoint save or report (None: ``state`` serves both).
+    leases: Coordination | None = None
 
     @classmethod
     def connect(
@@ -101,22 +106,27 @@ class Region:
         stopping: threading.Event,
         conflict_log: ConflictLog | None,
     ) -> Region:
-        """The region's clients (no request is made)."""
+        """The region's clients (no request is made), each request bounded by the config's
+        request timeout (shorter than the lease margin: fencing by time)."""
+        timeout = config.request_timeout
+        client = functools.partial(make_client, region=spec, timeout=timeout)
+        settings = dataclasses.replace(config.replication, request_timeout_seconds=timeout)
+        state = DynamoStateStore(client("dynamodb"), config.state_table, spec.name, stop=stopping)
         return cls(
             spec,
             StreamClient(
                 spec.name,
-                make_client("dynamodb", spec),
-                make_client("dynamodbstreams", spec),
+                client("dynamodb"),
+                client("dynamodbstreams"),
                 config.replication.names,
             ),
-            DynamoStateStore(
-                make_client("dynamodb", spec), config.state_table, spec.name, stop=stopping
-            ),
+            state,
             build_replicator(
-                spec, config.regions, config.replication, stop=stopping, conflict_log=conflict_log
+                spec, config.regions, settings, stop=stopping, conflict_log=conflict_log
             ),
-            DynamoParkingLot(make_client("dynamodb", spec), config.state_table, spec.name),
+            DynamoParkingLot(client("dynamodb"), config.state_table, spec.name),
+            # One attempt per renewal: the keeper tries again at its next tick.
+            state.sibling(client("dynamodb", pool=2), Backoff(attempts=1)),
         )
 
 

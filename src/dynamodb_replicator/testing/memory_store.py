@@ -2,7 +2,9 @@
 
 ``before_call`` runs before every call, so a test can let other operations slip in
 between any two calls of the protocol; ``after_apply`` runs after a write was applied
-and may raise, which models a write applied but never acknowledged.
+and may raise, which models a write applied but never acknowledged. With ``streams`` on,
+every change of an item (the replicator's and the application's) is also recorded as a
+``NEW_AND_OLD_IMAGES`` stream record in GetRecords form, in ``stream``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.model import Item, ItemKey
@@ -34,6 +37,8 @@ class MemoryStore:
     before_call: Hook = _nothing
     after_apply: Hook = _nothing
     calls: list[str] = field(default_factory=list)
+    streams: bool = False
+    stream: list[dict[str, Any]] = field(default_factory=list)  # (table, record) pairs
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -62,10 +67,28 @@ class MemoryStore:
     def write_directly(self, table: str, key: ItemKey, item: Item | None) -> None:
         """An application's unconditional write (None: a delete)."""
         with self._lock:
+            old = self.table(table).get(key)
             if item is None:
                 self.table(table).pop(key, None)
             else:
                 self.table(table)[key] = dict(item)
+            self._record(table, key, old, item)
+
+    def _record(self, table: str, key: ItemKey, old: Item | None, new: Item | None) -> None:
+        """Append the stream record of a change (none when nothing was there or stays)."""
+        if not self.streams or (old is None and new is None):
+            return
+        body: dict[str, Any] = {
+            "Keys": key.to_attributes(),
+            "SequenceNumber": str(10**20 + len(self.stream) + 1),
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+        if new is not None:
+            body["NewImage"] = dict(new)
+        if old is not None:
+            body["OldImage"] = dict(old)
+        event = "INSERT" if old is None else "REMOVE" if new is None else "MODIFY"
+        self.stream.append({"table": table, "eventName": event, "dynamodb": body})
 
     def _write(
         self, call: str, table: str, key: ItemKey, new: Item | None, condition: Condition
@@ -80,6 +103,7 @@ class MemoryStore:
                 stored.pop(key, None)
             else:
                 stored[key] = new
+            self._record(table, key, old, new)
         self.after_apply(self, call)
         return StoreResult(True, old)
 

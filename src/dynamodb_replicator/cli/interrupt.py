@@ -1,0 +1,67 @@
+"""Ctrl-C for long commands (add-region's copy and merge, version-items): one mechanism.
+
+The first SIGINT (or SIGTERM) sets ``stop``: the command's scan threads and rate limiter
+see it within one slice of writes, save their resume points and return; the command then
+prints how to resume and exits 130. A second SIGINT stops the process at once (exit 130):
+whatever slice was in flight is written again on resume, which the copies tolerate (a
+conditional write of the same version is "already there"; the fast copy writes the same
+item again).
+
+Use: ``with Interruption(stream, resume="...") as interruption: ... work(interruption.stop)``,
+then ``if interruption.stop.is_set(): return interruption.report()``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType, TracebackType
+from typing import IO
+
+__all__ = ["EXIT_INTERRUPTED", "Interruption"]
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+
+
+class Interruption:
+    """Installs the two-step Ctrl-C handler while the ``with`` block runs."""
+
+    def __init__(self, *, resume: str, stream: IO[str] | None = None) -> None:
+        self.resume = resume
+        self.stream = stream or sys.stderr
+        self.stop = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def _say(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            # The second signal: no waiting for the slices in flight (they are redone on
+            # resume). os._exit skips the thread joins a normal exit would wait for.
+            self._say(f"stopped at once; resume with: {self.resume}")
+            os._exit(EXIT_INTERRUPTED)
+        self.stop.set()
+        self._say("stopping: saving the resume point (Ctrl-C again to stop at once)")
+
+    def __enter__(self) -> Interruption:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._on_signal)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
+
+    def report(self) -> int:
+        """Say how to resume; the exit status of an interrupted command."""
+        self._say(f"interrupted, resume point saved; resume with: {self.resume}")
+        return EXIT_INTERRUPTED

@@ -1,0 +1,81 @@
+"""A parallel scan that works through each page in slices and saves where it stands.
+
+The long commands (add-region's copy in and merge out, version-items) share it: each
+segment's position is saved after every page, and when ``stop`` is set (Ctrl-C, see
+``cli/interrupt.py``) the segment stops between two slices and saves the key of the last
+item it handled, so a resumed run neither skips nor (beyond one slice) repeats work and the
+stop comes within one slice's writes, not a whole page's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dynamodb_replicator.aws.scan import parallel_scan
+from dynamodb_replicator.core.progress import ScanProgressStore, ScanSegment, SegmentProgress
+
+__all__ = ["ResumableScan", "SliceHandler"]
+
+Item = dict[str, Any]
+# Handles one slice of a page; False when it stopped before writing (``stop`` was set).
+SliceHandler = Callable[[list[Item]], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ResumableScan:
+    """Scan ``physical`` in ``region`` from the saved progress of ``scans`` on."""
+
+    client: Any
+    region: str
+    physical: str
+    key_names: Sequence[str]
+    progress: ScanProgressStore
+    scans: Sequence[ScanSegment]
+    stop: threading.Event
+    slice_size: int = 50
+    page_size: int = 500
+
+    def restart(self) -> None:
+        """Forget the saved progress: the next ``run`` scans from the beginning."""
+        for scan in self.scans:
+            self.progress.clear_progress(scan)
+
+    def run(self, handle: SliceHandler, on_items: Callable[[int], None]) -> int:
+        """Run ``handle`` over every slice not handled yet; returns how many segments
+        resumed from saved progress. Stops early (progress saved) when ``stop`` is set."""
+        saved = {scan.segment: self.progress.load_progress(scan) for scan in self.scans}
+
+        def on_page(segment: int, items: list[Item], after: Any) -> None:
+            done = self._page(handle, items, after, self.scans[segment])
+            on_items(done)
+
+        parallel_scan(
+            self.client,
+            self.physical,
+            region=self.region,
+            segments=len(self.scans),
+            on_page=on_page,
+            resume={s: dict(p.last_key) if p.last_key else None for s, p in saved.items()},
+            skip=frozenset(s for s, p in saved.items() if p.done),
+            stop=self.stop,
+            page_size=self.page_size,
+        )
+        return sum(p.started for p in saved.values())
+
+    def _page(self, handle: SliceHandler, items: list[Item], after: Any, scan: ScanSegment) -> int:
+        """Handle a page slice by slice; save the progress; how many items were handled."""
+        done = 0
+        for start in range(0, len(items), self.slice_size):
+            if self.stop.is_set() or not handle(items[start : start + self.slice_size]):
+                break
+            done = min(start + self.slice_size, len(items))
+        if done == len(items):
+            self.progress.save_progress(scan, SegmentProgress.after_page(after))
+        elif done:  # stopped in the page: resume after the last item handled
+            last = items[done - 1]
+            key = {name: last[name] for name in self.key_names}
+            self.progress.save_progress(scan, SegmentProgress(key))
+        return done

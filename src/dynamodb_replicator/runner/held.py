@@ -1,0 +1,177 @@
+"""The shards this process holds: one thread each, started when leased and stopped when
+dropped, and the reports of every shard it worked on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from dynamodb_replicator.aws.report_items import report_to_item
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
+from dynamodb_replicator.runner.reachability import Reachability
+from dynamodb_replicator.runner.regions import Region, apply_page
+from dynamodb_replicator.runner.reports import ShardReport, add_counters, target_reports
+from dynamodb_replicator.runner.shard_state import LagObserver
+from dynamodb_replicator.runner.shard_thread import Owned, run_shard
+from dynamodb_replicator.runner.shardworker import ShardWorker
+
+__all__ = ["Held"]
+
+log = logging.getLogger(__name__)
+
+Violations = Callable[[str, str, BatchResult], None]
+
+
+class Held:
+    """The held shards (``owned``), the finished ones, and the counters of those let go."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        clock: Clock,
+        reach: Reachability,
+        keeper: LeaseKeeper,
+        regions: Callable[[], Mapping[str, Region]],
+    ) -> None:
+        self.worker_id, self.clock, self.reach, self.keeper = worker_id, clock, reach, keeper
+        self.regions = regions
+        self.owned: dict[ShardRef, Owned] = {}
+        self.finished: set[ShardRef] = set()
+        # Counters of shards this process no longer holds, summed per (table, source): the
+        # metrics' counters never go down, and the memory stays bounded.
+        self.retired: dict[tuple[str, str], ShardReport] = {}
+
+    def wake(self, ref: ShardRef) -> None:
+        owned = self.owned.get(ref)
+        if owned is not None:
+            owned.worker.wake()
+
+    def own(
+        self,
+        name: str,
+        region: Region,
+        ref: ShardRef,
+        parent: ShardRef | None,
+        lease: Lease,
+        *,
+        config: RunnerConfig,
+        on_lag: LagObserver,
+        on_violations: Violations,
+    ) -> None:
+        """Start the thread of a shard just leased in region ``name``."""
+        reach = self.reach
+
+        def process(
+            table: str,
+            records: Sequence[Mapping[str, Any]],
+            targets: Collection[str],
+            logged: Callable[[Conflict], bool] | None = None,
+            written: Callable[[], None] | None = None,
+        ) -> BatchResult:
+            page = (table, records)
+            # The deadline is asked before each write: a renewal during the page moves it on.
+            result = apply_page(
+                region, reach, page, targets, lease.deadline, logged=logged, written=written
+            )
+            if result.violations:
+                on_violations(table, name, result)
+            return result
+
+        worker = ShardWorker(
+            ref,
+            source=region.streams,
+            checkpoints=region.state,
+            process=process,
+            targets=list(self.regions()),
+            parent=parent,
+            clock=self.clock,
+            page_limit=config.page_limit,
+            fields=config.replication.fields,
+            on_lag=on_lag,
+            parking=region.parking,
+            park_after=config.park_after_seconds,
+            region=name,
+        )
+        stop = threading.Event()
+        idle = config.idle_poll_max_ms / 1000
+        thread = threading.Thread(
+            target=run_shard,
+            args=(worker, stop, self.clock, idle),
+            name=f"shard-{ref.shard_id}",
+            daemon=True,
+        )
+        self.owned[ref] = Owned(worker, thread, stop, name, ref, lease)
+        log.info("shard leased", extra={"shard": str(ref), "worker": self.worker_id})
+        thread.start()
+
+    def drop(self, ref: ShardRef, *, release: bool) -> None:
+        """Stop a shard's thread; release its lease only once its page in flight is done."""
+        owned = self.owned.pop(ref)
+        owned.stop.set()
+        self.keeper.forget(ref)
+        # The page in flight starts no write after the deadline: wait for it until then.
+        owned.thread.join(timeout=max(0.0, owned.lease.deadline() - self.clock.now()))
+        report = self.report(owned, self.clock.now())
+        earlier = self.retired.get((report.table, report.source))
+        self.retired[(report.table, report.source)] = (
+            report if earlier is None else add_counters(earlier, report)
+        )
+        if not release or not self.reach.is_up(owned.region):
+            return  # (a lease in an unreachable region runs out on its own)
+        if owned.thread.is_alive():
+            # A request started before the deadline is still out: the lease runs out on its
+            # own, later than that request could land.
+            log.warning("lease left to expire", extra={"shard": str(ref), "worker": self.worker_id})
+            return
+        self.keeper.release(ref, owned.region)
+
+    def reap(self) -> None:
+        """Forget the shards whose thread ended (finished, lease lost, or crashed)."""
+        for ref, owned in list(self.owned.items()):
+            if not owned.thread.is_alive():
+                if owned.worker.done:
+                    self.finished.add(ref)
+                    self.publish([owned])  # status stops counting a finished shard
+                self.drop(ref, release=False)
+
+    # -- progress ----------------------------------------------------------------------
+    def report(self, owned: Owned, now: float) -> ShardReport:
+        return ShardReport(
+            table=owned.ref.table,
+            source=owned.region,
+            stream=owned.ref.stream_label,
+            shard_id=owned.ref.shard_id,
+            worker=self.worker_id,
+            updated_at=now,
+            done=owned.worker.done,
+            targets=target_reports(owned.worker.stats, self.regions()),
+        )
+
+    def reports(self) -> list[tuple[ShardReport, bool]]:
+        """A report of every shard this process worked on; True for those it holds now."""
+        now = self.clock.now()
+        held = [(self.report(owned, now), True) for owned in list(self.owned.values())]
+        return held + [(report, False) for report in list(self.retired.values())]
+
+    def publish(self, shards: Sequence[Owned] | None = None) -> None:
+        """Write the reports of ``shards`` (default: the held ones) to the state tables,
+        where ``status`` reads them."""
+        now = self.clock.now()
+        regions = self.regions()
+        for owned in list(self.owned.values()) if shards is None else shards:
+            if not self.reach.is_up(owned.region):
+                continue  # reported again once the region answers
+            try:
+                regions[owned.region].state.put(report_to_item(self.report(owned, now)))
+            except (ReplicatorError, KeyError) as exc:
+                log.warning(
+                    "shard report not saved", extra={"region": owned.region, "reason": str(exc)}
+                )

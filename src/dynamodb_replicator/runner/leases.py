@@ -1,0 +1,230 @@
+"""The runner's lease keeper: the worker id's claim, shard leases, renewals and deadlines.
+
+Fencing by time (README, Guarantees): a shard's writes start no later than its lease's
+*deadline*, the expiry less the margin, and every request ends within the request timeout,
+shorter than the margin. So the keeper must make sure that
+
+- renewals do not wait behind the data path: they run on their own thread, every sixth of
+  the lease, through their own client (``Region.leases``), one attempt each; a failed
+  renewal is tried again at the next tick, several ticks before the deadline comes;
+- a lease never outlives the worker id's claim in its region (every expiry is capped at
+  the claim's), so a process restarted under the same id never sees its predecessor's claim
+  expired while one of its leases is live (the state store's acquire also wants the
+  expiry passed or the lease's token: aws/state.py);
+- a lease keeps the margin it was taken with: a reload that changes the lease duration
+  does not move a running shard's deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.regions import Coordination
+
+__all__ = ["Lease", "LeaseKeeper"]
+
+log = logging.getLogger(__name__)
+
+Unreachable = Mapping[str, tuple[float, str]]
+_CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
+
+
+@dataclass(slots=True)
+class Lease:
+    """A shard lease this process holds. ``until`` (epoch seconds) is moved by the keeper's
+    thread and read by the shard's: one float assignment, seen whole."""
+
+    region: str
+    until: float
+    margin: float  # fixed when taken: a reload does not move this lease's deadline
+
+    def deadline(self) -> float:
+        """No write of the shard starts after this (epoch seconds)."""
+        return self.until - self.margin
+
+
+class LeaseKeeper:
+    """Claims the worker id, takes, renews and releases shard leases; renews on its own
+    thread (``start``) until ``stop``."""
+
+    def __init__(
+        self,
+        worker_id: str,
+        instance: str,
+        clock: Clock,
+        lease_seconds: float,
+        *,
+        on_late: Callable[[ShardRef], None] = lambda _ref: None,
+    ) -> None:
+        self.worker_id, self.instance, self.clock = worker_id, instance, clock
+        self.lease_seconds = lease_seconds
+        self.on_late = on_late  # a renewal came after the deadline: its writes may go on
+        self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
+        self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
+        self.leases: dict[ShardRef, Lease] = {}
+        self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
+        self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def tick(self) -> float:
+        """Seconds between renewals: four tries fit before the deadline (3/4 of the lease)."""
+        return max(0.05, self.lease_seconds / 6)
+
+    def _now(self) -> float:
+        return self.clock.now()
+
+    # -- the worker id's claim -----------------------------------------------------------
+    def claim(self, region: str, stopping: threading.Event) -> None:
+        """Claim the worker id in ``region`` at start. A claim another process renews
+        refuses the start (the id runs twice); one left to expire (a process that died) is
+        taken over when it expires, at most one lease later."""
+        first: WorkerIdInUseError | None = None
+        failures = 0
+        while not stopping.is_set():
+            try:
+                self.heartbeat(region)
+                return
+            except RetryableTargetError:
+                failures += 1  # the keeper's store makes one attempt per call
+                if failures >= _CLAIM_ATTEMPTS:
+                    raise
+            except WorkerIdInUseError as held:
+                if first is None:
+                    first = held
+                    log.info(
+                        "worker id held by another process: waiting to see it renewed "
+                        "(refuse) or expire (take over)",
+                        extra={"worker": self.worker_id, "region": region},
+                    )
+                elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
+                    raise  # renewed meanwhile: the same id runs in another process
+            stopping.wait(0.2)
+
+    def heartbeat(self, region: str) -> None:
+        """Renew the claim in ``region``; leases there are capped at its new expiry."""
+        now = self._now()
+        until = now + self.lease_seconds
+        self.stores[region].heartbeat(
+            self.worker_id,
+            _ms(until),
+            self.unreachable,
+            instance=self.instance,
+            now_ms=_ms(now),
+        )
+        self.claims[region] = until
+
+    # -- leases --------------------------------------------------------------------------
+    def _expiry(self, region: str, now: float) -> float:
+        """A lease taken or renewed ``now`` lasts until then: never past our claim."""
+        return min(now + self.lease_seconds, self.claims.get(region, now))
+
+    def acquire(self, region: str, ref: ShardRef) -> Lease | None:
+        """Take ``ref``'s lease in ``region``; None when another worker holds it."""
+        if region not in self.stores:
+            return None  # not answering now: acquired once it does
+        if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
+            self.heartbeat(region)  # a region that answers again, or a claim running low
+        with self._lock:
+            now = self._now()  # taken before the call: the lease lasts at least this
+            until = self._expiry(region, now)
+            if until <= now or not self.stores[region].acquire(
+                ref, self.worker_id, _ms(now), _ms(until - now)
+            ):
+                return None
+            margin = self.lease_seconds * defaults.LEASE_MARGIN_FRACTION
+            lease = self.leases[ref] = Lease(region, until, margin)
+            return lease
+
+    def forget(self, ref: ShardRef) -> None:
+        """Stop renewing ``ref``'s lease (the shard is being dropped)."""
+        with self._lock:
+            self.leases.pop(ref, None)
+
+    def release(self, ref: ShardRef, region: str) -> None:
+        """Hand ``ref``'s lease back (its page in flight is over): another worker may take
+        it at once."""
+        store = self.stores.get(region)
+        if store is None:
+            return  # not answering: the lease runs out on its own
+        try:
+            store.release(ref, self.worker_id)
+        except ReplicatorError as exc:
+            log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+
+    def renew_all(self, regions: set[str] | None = None) -> None:
+        """One tick: in each region (default: every one we hold a lease or claim in), the
+        claim first, then every lease there, capped at the claim."""
+        names = set(self.stores) if regions is None else regions
+        for region in sorted(names & set(self.stores)):
+            try:
+                self.heartbeat(region)
+            except ReplicatorError as exc:
+                log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
+            self._renew_region(region)
+
+    def _renew_region(self, region: str) -> None:
+        for ref, lease in list(self.leases.items()):
+            if lease.region != region:
+                continue
+            now = self._now()
+            until = self._expiry(region, now)
+            if until <= lease.until:
+                continue  # the claim was not renewed: the lease cannot be moved on
+            try:
+                with self._lock:  # ``forget`` waits for it: no renewal after a release
+                    if ref not in self.leases:
+                        continue
+                    kept = self.stores[region].renew(
+                        ref, self.worker_id, _ms(now), _ms(until - now)
+                    )
+            except ReplicatorError as exc:  # tried again at the next tick
+                log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
+                continue
+            if not kept:
+                log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
+                lease.until = 0.0  # no write starts any more; the coordinator drops it
+                continue
+            late = self._now() > lease.deadline()
+            lease.until = until
+            if late:  # its writes failed for want of time: let them go on at once
+                self.on_late(ref)
+
+    # -- the renewal thread ----------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            began = self._now()
+            try:
+                self.renew_all()
+            except Exception:  # a long-running thread logs, and tries again next tick
+                log.exception("lease renewal failed", extra={"worker": self.worker_id})
+            # Ticks start every ``tick``, however long one takes.
+            self._stop.wait(max(0.0, self.tick - (self._now() - began)))
+
+    def lost(self, ref: ShardRef) -> bool:
+        lease = self.leases.get(ref)
+        return lease is not None and lease.until == 0.0
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)

@@ -1,0 +1,143 @@
+"""An in-memory state table for tests of the control plane: leases, worker claims and
+checkpoints with the conditions of aws/state.py (integration tests hold that module to the
+same rules on DynamoDB Local), and a timeline of what the table accepted.
+
+One ``LeaseTable`` is a region's table; each process gets its own ``MemoryStateStore`` on
+it (the tokens of the leases it acquired are the process's own). ``before`` runs before
+every call (a test can move its clock there: a slow request) and may raise.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.streams import LeaseLostError, ShardRef
+
+__all__ = ["LeaseTable", "MemoryStateStore"]
+
+
+@dataclass
+class _Lease:
+    owner: str
+    expires_ms: int
+    token: int
+    positions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LeaseTable:
+    """A region's state table; ``timeline`` lists (store time, event, shard, who): who is
+    the store's name (one per process), else the lease's owner."""
+
+    clock: Clock
+    leases: dict[ShardRef, _Lease] = field(default_factory=dict)
+    workers: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (instance, exp)
+    timeline: list[tuple[float, str, ShardRef, str]] = field(default_factory=list)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def note(self, event: str, shard: ShardRef, owner: str) -> None:
+        self.timeline.append((self.clock.now(), event, shard, owner))
+
+
+class MemoryStateStore:
+    """One process's view of a ``LeaseTable`` (the Coordination port of the runner)."""
+
+    def __init__(
+        self,
+        table: LeaseTable,
+        before: Callable[[str], None] = lambda _call: None,
+        *,
+        name: str = "",
+    ) -> None:
+        self.table, self.before, self.name = table, before, name
+        self.held: dict[ShardRef, tuple[str, int]] = {}
+
+    # -- leases (conditions as in aws/state.py) ---------------------------------------------
+    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+        self.before("acquire")
+        with self.table.lock:
+            lease = self.table.leases.get(shard)
+            mine = self.held.get(shard)
+            free = lease is None or lease.expires_ms < now_ms
+            if not free and (mine is None or (lease.owner, lease.token) != mine):  # type: ignore[union-attr]
+                return False
+            token = 1 if lease is None else lease.token + 1
+            positions = {} if lease is None else lease.positions
+            self.table.leases[shard] = _Lease(owner, now_ms + duration_ms, token, positions)
+            self.held[shard] = (owner, token)
+            self.table.note("acquire", shard, self.name or owner)
+            return True
+
+    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+        self.before("renew")
+        with self.table.lock:
+            lease = self.table.leases.get(shard)
+            if lease is None or (lease.owner, lease.token) != self.held.get(shard):
+                self.held.pop(shard, None)
+                return False
+            lease.expires_ms = now_ms + duration_ms
+            return True
+
+    def release(self, shard: ShardRef, owner: str) -> None:
+        self.before("release")
+        with self.table.lock:
+            lease = self.table.leases.get(shard)
+            if lease is not None and (lease.owner, lease.token) == self.held.pop(shard, None):
+                lease.expires_ms = 0
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def load(self, shard: ShardRef) -> dict[str, str]:
+        self.before("load")
+        with self.table.lock:
+            lease = self.table.leases.get(shard)
+            return dict(lease.positions) if lease is not None else {}
+
+    def save(self, shard: ShardRef, positions: Mapping[str, str]) -> None:
+        self.before("save")
+        with self.table.lock:
+            lease = self.table.leases.get(shard)
+            if lease is None or (lease.owner, lease.token) != self.held.get(shard):
+                raise LeaseLostError(f"{shard}: the lease passed to another worker")
+            for target, position in positions.items():
+                saved = lease.positions.get(target)
+                if saved is None or int(position) > int(saved):
+                    lease.positions[target] = position
+            self.table.note("save", shard, self.name or lease.owner)
+
+    # -- workers ---------------------------------------------------------------------------
+    def heartbeat(
+        self,
+        worker: str,
+        expires_ms: int,
+        unreachable: Mapping[str, tuple[float, str]] | None = None,
+        *,
+        instance: str = "",
+        now_ms: int = 0,
+    ) -> None:
+        self.before("heartbeat")
+        with self.table.lock:
+            holder, until = self.table.workers.get(worker, (instance, 0))
+            if instance and holder != instance and until >= now_ms:
+                raise WorkerIdInUseError(
+                    worker, "memory", holder=holder, expires_ms=until, now_ms=now_ms
+                )
+            self.table.workers[worker] = (instance, expires_ms)
+
+    def live_workers(self, now_ms: int) -> list[str]:
+        self.before("live_workers")
+        with self.table.lock:
+            return sorted(w for w, (_, until) in self.table.workers.items() if until >= now_ms)
+
+    def forget_worker(self, worker: str, *, instance: str = "") -> None:
+        self.before("forget_worker")
+        with self.table.lock:
+            if self.table.workers.get(worker, (instance, 0))[0] == instance:
+                self.table.workers.pop(worker, None)
+
+    def put(self, item: Mapping[str, Any]) -> None:
+        self.before("put")

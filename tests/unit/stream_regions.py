@@ -1,0 +1,113 @@
+"""Regions whose in-memory tables emit ``NEW_AND_OLD_IMAGES`` stream records for every
+change, the replicator's own writes included, and a real ``Replicator`` per region that
+reads them in batches: echoes, restores and relabels go through the real codec, planner and
+write protocol, as they do on DynamoDB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.core.contract import Violation
+from dynamodb_replicator.core.model import Item, ItemKey
+from dynamodb_replicator.core.plan import user_image
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .strategies import FIELDS
+
+TABLE = "T"
+SUFFIX = ".__tombstones"
+
+__all__ = ["TABLE", "StreamRegions", "content"]
+
+
+class _Clock:
+    def now(self) -> float:
+        return 1_000_000.0
+
+
+def content(item: Item | None) -> dict[str, Any] | None:
+    """What the application sees of an item: no replicator attributes."""
+    return None if item is None else dict(user_image(item, FIELDS))
+
+
+@dataclass
+class StreamRegions:
+    """Stores with streams, a replicator per source region, and each stream's read position."""
+
+    names: list[str]
+    stores: dict[str, MemoryStore] = field(default_factory=dict)
+    read: dict[str, int] = field(default_factory=dict)
+    echoes: int = 0
+    violations: list[Violation] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        policy = LastWriterWins(FIELDS)
+        for name in self.names:
+            self.stores[name] = MemoryStore(name, streams=True)
+            self.read[name] = 0
+        options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
+        writers = {
+            name: StoreWriter(WriteProtocol(store, policy, FIELDS, _Clock(), SUFFIX, 3600), options)
+            for name, store in self.stores.items()
+        }
+        self.replicators = {
+            name: Replicator(
+                source=name,
+                writers=writers,
+                tombstones=TombstoneTable(self.stores[name], FIELDS, SUFFIX),
+                policy=policy,
+                fields=FIELDS,
+            )
+            for name in self.names
+        }
+
+    def close(self) -> None:
+        for replicator in self.replicators.values():
+            replicator.close()
+
+    def key(self, name: str) -> ItemKey:
+        return ItemKey.from_attributes({"pk": {"S": name}})
+
+    def put(self, region: str, key: ItemKey, **attributes: dict[str, Any]) -> None:
+        """An application PutItem: the whole item."""
+        item = {**key.to_attributes(), **attributes}
+        self.stores[region].write_directly(TABLE, key, item)
+
+    def update(self, region: str, key: ItemKey, **attributes: dict[str, Any]) -> None:
+        """An application UpdateItem ``SET``: the named attributes, the others kept."""
+        old = self.stores[region].item(TABLE, key) or key.to_attributes()
+        self.stores[region].write_directly(TABLE, key, {**old, **attributes})
+
+    def delete(self, region: str, key: ItemKey) -> None:
+        self.stores[region].write_directly(TABLE, key, None)
+
+    def pump(self, region: str) -> int:
+        """Replicate ``region``'s unread stream records (one batch); how many there were."""
+        stream = self.stores[region].stream
+        start = self.read[region]
+        records = [r for r in stream[start:] if r["table"] == TABLE]
+        self.read[region] = len(stream)
+        if not records:
+            return 0
+        result = self.replicators[region].process(TABLE, records, from_json=False)
+        assert result.failed_sequence() is None, result
+        self.echoes += result.echoes
+        self.violations.extend(result.violations)
+        return len(records)
+
+    def quiesce(self) -> None:
+        """Pump every region until no stream has unread records."""
+        for _ in range(50):
+            if not sum(self.pump(name) for name in self.names):
+                return
+        raise AssertionError("the regions keep writing: replication does not settle")
+
+    def contents(self, key: ItemKey) -> dict[str, dict[str, Any] | None]:
+        return {name: content(store.item(TABLE, key)) for name, store in self.stores.items()}
