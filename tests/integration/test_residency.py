@@ -199,3 +199,27 @@ def test_add_region_copies_only_the_items_of_its_scope(
     assert len(scan(target, "Grow.__tombstones")) == 10
     code, (report,) = residency_check(config, capsys)
     assert code == 0 and report["regions"][new]["checked"] == 10, report
+
+
+def test_add_region_merges_a_joining_table_out_only_to_each_item_s_scope(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A joining table that holds items of its own (the merge path): each goes out only to
+    the regions of its scope, and the joining region keeps only what its scope allows."""
+    endpoint, new = ddb_local.endpoint_url, "us-west-2"
+    clients = tables(endpoint, "Join")
+    joining = make_client("dynamodb", RegionSpec(new, endpoint))
+    create_table(joining, "Join", region=new)
+    for country in ("DE", "US", "FR"):  # the joining region's own writes, newer than none
+        item = {"pk": {"S": country}, FIELDS.timestamp: {"N": "9"}, "country": {"S": country}}
+        joining.put_item(TableName="Join", Item=item)
+    config = config_with_rule(tmp_path / "j.toml", "Join", endpoint)
+    add = ["add-region", "--config", str(config), "--region", new, "--endpoint-url", endpoint]
+    assert main([*add, "--from", EU_WEST, "--segments", "2"]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "merge" in out and "not copied out to regions outside their residency scope" in out
+    keys = {region: sorted(i["pk"]["S"] for i in scan(c, "Join")) for region, c in clients.items()}
+    assert keys == {"eu-central-1": ["DE", "FR"], EU_WEST: ["DE", "FR"], US_EAST: ["FR", "US"]}
+    assert sorted(i["pk"]["S"] for i in scan(joining, "Join")) == ["FR"]
+    code, (report,) = residency_check(config, capsys)
+    assert code == 0, report
