@@ -99,10 +99,12 @@ def _merge_out(console: Console, job: _Job, table: str, stats: BackfillStats) ->
             limiter=job.limiter,
             stats=stats,
             on_items=_counter(progress, f"merge {table} out of {job.new.name}", None),
+            own=job.writers[job.new.name],
         )
         try:
             merge.items(table, keys)
             merge.tombstones(table, keys)
+            merge.evict(table)
         finally:
             merge.close()
 

@@ -59,10 +59,13 @@ class MergeOut:
         limiter: RateLimiter,
         stats: BackfillStats,
         on_items: Callable[[int], None] = lambda n: None,
+        own: StoreWriter | None = None,
     ) -> None:
         self.config, self.joining, self.writers = config, joining, writers
         self.segments, self.limiter, self.stats = segments, limiter, stats
         self.on_items = on_items
+        self.own = own  # the joining region's writer: its items outside their scope leave
+        self._evictions: list[DeleteVersion] = []
         self.fields = config.replication.fields
         self.names = config.replication.names
         self.client = make_client("dynamodb", joining, pool=segments + 4)
@@ -108,6 +111,29 @@ class MergeOut:
             )
         return True
 
+    def _evict(self, table: str, ops: list[WriteOp]) -> bool:
+        """Note the joining table's items outside their scope, to remove once the merge
+        sent everything out (``evict``)."""
+        rule = self.config.replication.residency.rule(table)
+        if rule is not None and self.own is not None:
+            name = self.joining.name
+            deletes = [d for op in ops if (d := withheld(op, name, rule, name)) is not None]
+            with self.stats.lock:
+                self._evictions.extend(deletes)
+        return True
+
+    def evict(self, table: str) -> None:
+        """Remove from the joining table its items outside their scope: after
+        ``tombstones``, which would otherwise send these deletes out as well (a delete of
+        every content of their version there, ``core.scoping``). A resumed merge does not
+        redo this; ``diff --residency`` and ``repair`` find what is left."""
+        if self.own is None or not self._evictions:
+            return
+        result = self.own.apply(table, list(self._evictions))
+        if result.error is not None:
+            raise result.error
+        self._evictions.clear()
+
     def _scoped(self, table: str, region: str, ops: list[WriteOp]) -> list[WriteOp]:
         """``ops`` as ``region`` gets them under the table's residency rule."""
         rule = self.config.replication.residency.rule(table)
@@ -136,7 +162,7 @@ class MergeOut:
                 image = user_image(item, self.fields)
                 # strict: a region holding this very version has it already (no rewrite).
                 ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
-            return not ops or self._send(table, ops)
+            return not ops or (self._send(table, ops) and self._evict(table, ops))
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed
