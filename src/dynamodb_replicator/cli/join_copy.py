@@ -175,8 +175,6 @@ def _copy_table(console: Console, job: _Job, table: str, mode: CopyMode) -> dict
         "already_newer": stats.stale,
         "unversioned": stats.unversioned,
         "remembered_deletes": stats.tombstones,
-        "outside_scope": stats.outside,
-        "outside_scope_out": stats.outside_out,
     }
 
 
