@@ -100,5 +100,4 @@ def build_replicator(
         fields=settings.fields,
         missing_timestamp=settings.missing_timestamp,
         conflict_log=conflict_log,
-        residency=settings.residency,
     )

@@ -13,7 +13,6 @@ from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes, TableNames, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 from dynamodb_replicator.core.replicator import MissingTimestamp
-from dynamodb_replicator.core.residency import Residency
 
 __all__ = [
     "ConflictLogSettings",
@@ -43,8 +42,7 @@ class ConflictLogSettings:
 
 @dataclass(frozen=True, slots=True)
 class ReplicationSettings:
-    """How records are replicated; ``names``: the tables' physical names per region;
-    ``residency``: each table's rule of where its items may live."""
+    """How records are replicated; ``names``: the tables' physical names per region."""
 
     policy: ConflictPolicy = field(default_factory=LastWriterWins)
     fields: SystemAttributes = field(default_factory=SystemAttributes)
@@ -54,7 +52,6 @@ class ReplicationSettings:
     max_workers: int = defaults.MAX_WORKERS
     conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
     names: TableNames = field(default_factory=TableNames)
-    residency: Residency = field(default_factory=Residency)  # where items may live
     # The longest one store request stays out, connect and read (aws/clients.py).
     request_timeout_seconds: float = defaults.REQUEST_TIMEOUT_SECONDS
 
