@@ -33,7 +33,7 @@ from typing import Any
 
 from dynamodb_replicator.core.codec import decode_record
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError, UnreachableError
-from dynamodb_replicator.core.model import Change, Item, ItemKey, Version
+from dynamodb_replicator.core.model import Change, Item, ItemKey, Version, parse_number
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, plan_changes
 from dynamodb_replicator.core.policy import LATEST, ConflictPolicy
 from dynamodb_replicator.core.retry import Backoff
@@ -68,8 +68,9 @@ def _writer(store: MemoryStore, policy: ConflictPolicy, prefetch: bool) -> Store
 
 
 def content_of(version: Version) -> str:
-    """The content of a drawn write: one version, one content."""
-    return f"{version}#{version.seq}"
+    """The content of a drawn write: one version, one content. By the timestamp's value,
+    not its spelling: ``0`` and ``0E0`` drawn for one origin and seq are one version."""
+    return f"{version.timestamp.normalize()}@{version.origin}#{version.seq}"
 
 
 def image(key: ItemKey, version: Version, content: str | None = None) -> Item:
@@ -231,8 +232,8 @@ class World:
                     assert held is None, f"{name} resurrected {key}: {held}"
                 else:
                     assert held is not None, (name, key, "lost", winner)
-                    got = (held[FIELDS.timestamp]["N"], held["c"]["S"])
-                    assert got == (winner[1].raw_timestamp, winner[2]), (name, key, held, winner)
+                    got = (parse_number(held[FIELDS.timestamp]["N"]), held["c"]["S"])
+                    assert got == (winner[1].timestamp, winner[2]), (name, key, held, winner)
 
     def _before(self, store: MemoryStore, _call: str) -> None:
         if self.nested:
