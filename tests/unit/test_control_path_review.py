@@ -53,11 +53,6 @@ class HookedClock:
         return self.t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_renew_region renews the snapshot's Lease object after forget+acquire: a dropped "
-    "lease's deadline moves later (LeaseKeeper._renew_region checks the ref, not the object)",
-)
 def test_a_tick_stalled_across_a_drop_and_reacquire_leaves_the_dropped_lease_alone() -> None:
     """The round thread hands a-1 over (``forget``; its thread, still in a request, outlives
     the join to the deadline 1022.5, so the lease is left to expire and its token kept),

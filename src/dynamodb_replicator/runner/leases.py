@@ -182,7 +182,9 @@ class LeaseKeeper:
                 continue  # the claim was not renewed: the lease cannot be moved on
             try:
                 with self._lock:  # ``forget`` waits for it: no renewal after a release
-                    if ref not in self.leases:
+                    # The very Lease object, not the ref: one forgotten and taken again
+                    # since the snapshot belongs to a dropped thread whose deadline must stay.
+                    if self.leases.get(ref) is not lease:
                         continue
                     kept = self.stores[region].renew(
                         ref, self.worker_id, _ms(now), _ms(until - now)
