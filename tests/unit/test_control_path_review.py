@@ -123,11 +123,6 @@ class AnswerLate(MemoryStateStore):
             assert self.answer[me].wait(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="heartbeats from the keeper tick and from acquire race: claims[region] is the last "
-    "answer, not the last write the table applied, so a lease is capped past the stored claim",
-)
 def test_two_heartbeats_answered_out_of_order_leave_no_lease_past_the_claim() -> None:
     """The keeper's tick heartbeats at 1000 (claim until 1030); its request is slow to
     reach the table. At 1006 the round thread's acquire finds the claim running low and
@@ -264,11 +259,6 @@ def test_a_shutdown_with_a_page_out_past_the_deadline_keeps_the_claim_while_the_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reload to another state_table keeps LeaseKeeper.claims of the old table: "
-    "leases are taken in the new table, where this worker has no claim",
-)
 def test_a_reload_to_another_state_table_claims_the_worker_id_there_before_leasing() -> None:
     """The config's ``state_table`` changes while the runner runs: the leases are taken
     again in the new table (the old ones are left to expire), but the keeper still has

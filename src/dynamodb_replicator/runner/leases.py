@@ -51,6 +51,15 @@ class Lease:
         return self.until - self.margin
 
 
+@dataclass(slots=True)
+class _Beat:
+    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
+
+    region: str
+    until: float
+    floor: float
+
+
 class LeaseKeeper:
     """Claims the worker id, takes, renews and releases shard leases; renews on its own
     thread (``start``) until ``stop``."""
@@ -72,6 +81,10 @@ class LeaseKeeper:
         self.leases: dict[ShardRef, Lease] = {}
         self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
         self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
+        self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
+        self._beat_lock = threading.Lock()
+        self._beat_ids = 0
+        self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,17 +124,44 @@ class LeaseKeeper:
             stopping.wait(0.2)
 
     def heartbeat(self, region: str) -> None:
-        """Renew the claim in ``region``; leases there are capped at its new expiry."""
+        """Renew the claim in ``region``; leases there are capped at its new expiry.
+
+        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
+        apply them in either order, whatever order they are answered in. So an answer
+        records not its own expiry but the least of those of every heartbeat in flight
+        with it (its *floor*): the stored claim is one of them, never less."""
         now = self._now()
         until = now + self.lease_seconds
-        self.stores[region].heartbeat(
-            self.worker_id,
-            _ms(until),
-            self.unreachable,
-            instance=self.instance,
-            now_ms=_ms(now),
-        )
-        self.claims[region] = until
+        with self._beat_lock:
+            generation, beat = self._generation, self._beat_ids
+            self._beat_ids += 1
+            floor = until
+            for other in self._beats.values():
+                if other.region == region:
+                    floor = min(floor, other.until)
+                    other.floor = min(other.floor, until)
+            self._beats[beat] = _Beat(region, until, floor)
+        try:
+            self.stores[region].heartbeat(
+                self.worker_id,
+                _ms(until),
+                self.unreachable,
+                instance=self.instance,
+                now_ms=_ms(now),
+            )
+        finally:
+            with self._beat_lock:
+                floor = self._beats.pop(beat).floor
+        with self._beat_lock:
+            if generation == self._generation:  # not an answer from a table left behind
+                self.claims[region] = floor
+
+    def reset_claims(self) -> None:
+        """Forget every claim (the state table changed): the next ``acquire`` in a region
+        claims the worker id in the new table first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._generation += 1
+            self.claims = {}
 
     # -- leases --------------------------------------------------------------------------
     def _expiry(self, region: str, now: float) -> float:

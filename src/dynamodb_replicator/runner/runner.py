@@ -252,6 +252,8 @@ class Runner:
                 regions[name] = dataclasses.replace(region, state=kept.state, leases=kept.leases)
         self.regions = regions
         self.keeper.stores = lease_stores(regions)
+        if not same_table:  # our claims are in the old table: claim the id there first
+            self.keeper.reset_claims()
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:
