@@ -184,7 +184,8 @@ class Runner:
         self.keeper.stop()
         for name, region in self.regions.items():
             try:
-                if self.reach.is_up(name):
+                # A lease left to expire keeps the claim: it runs out on its own after it.
+                if self.reach.is_up(name) and not self.keeper.leaving(name):
                     region.state.forget_worker(self.worker_id, instance=self.instance)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
