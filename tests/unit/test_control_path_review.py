@@ -10,8 +10,6 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 
-import pytest
-
 from dynamodb_replicator.awslambda.handler import deadline_of
 from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core.model import RegionSpec
