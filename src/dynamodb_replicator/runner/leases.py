@@ -80,7 +80,7 @@ class LeaseKeeper:
         self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
         self.leases: dict[ShardRef, Lease] = {}
         self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
-        self._left: dict[ShardRef, Lease] = {}  # forgotten, not yet released (``leaving``)
+        self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
         self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
         self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
         self._beat_lock = threading.Lock()
@@ -189,14 +189,16 @@ class LeaseKeeper:
     def forget(self, ref: ShardRef) -> None:
         """Stop renewing ``ref``'s lease (the shard is being dropped)."""
         with self._lock:
-            lease = self.leases.pop(ref, None)
-            now = self._now()
-            self._left = {r: held for r, held in self._left.items() if held.until > now}
-            if lease is not None:
-                self._left[ref] = lease  # live until released or expired (``leaving``)
+            self.leases.pop(ref, None)
+
+    def leave(self, ref: ShardRef, lease: Lease) -> None:
+        """``lease`` is left to expire, its thread still in a request (``leaving``)."""
+        now = self._now()
+        self._left = {r: held for r, held in self._left.items() if held.until > now}
+        self._left[ref] = lease
 
     def leaving(self, region: str) -> bool:
-        """A lease forgotten but neither released nor expired is left in ``region``: the
+        """A lease left to expire (its thread may still write) lives in ``region``: the
         claim must outlive it (so a process under the same id cannot take the shard)."""
         now = self._now()
         return any(held.region == region and held.until > now for held in self._left.values())
@@ -209,7 +211,6 @@ class LeaseKeeper:
             return  # not answering: the lease runs out on its own
         try:
             store.release(ref, self.worker_id)
-            self._left.pop(ref, None)
         except ReplicatorError as exc:
             log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
 
