@@ -10,8 +10,6 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 
-import pytest
-
 from dynamodb_replicator.awslambda.handler import deadline_of
 from dynamodb_replicator.awslambda.settings import settings_from_env
 from dynamodb_replicator.core.model import RegionSpec
@@ -53,11 +51,6 @@ class HookedClock:
         return self.t
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_renew_region renews the snapshot's Lease object after forget+acquire: a dropped "
-    "lease's deadline moves later (LeaseKeeper._renew_region checks the ref, not the object)",
-)
 def test_a_tick_stalled_across_a_drop_and_reacquire_leaves_the_dropped_lease_alone() -> None:
     """The round thread hands a-1 over (``forget``; its thread, still in a request, outlives
     the join to the deadline 1022.5, so the lease is left to expire and its token kept),
@@ -128,11 +121,6 @@ class AnswerLate(MemoryStateStore):
             assert self.answer[me].wait(10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="heartbeats from the keeper tick and from acquire race: claims[region] is the last "
-    "answer, not the last write the table applied, so a lease is capped past the stored claim",
-)
 def test_two_heartbeats_answered_out_of_order_leave_no_lease_past_the_claim() -> None:
     """The keeper's tick heartbeats at 1000 (claim until 1030); its request is slow to
     reach the table. At 1006 the round thread's acquire finds the claim running low and
@@ -182,11 +170,6 @@ class _Invocation:
         return 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the handler's deadline subtracts REPLICATOR_REQUEST_TIMEOUT_SECONDS once, but with "
-    "REPLICATOR_ROLES a call may make two requests (the STS refresh runs inside it)",
-)
 def test_a_lambda_write_in_another_account_ends_before_the_invocation_does() -> None:
     """The runner counts a region with a role twice (an STS refresh inside the call:
     ``RunnerConfig.request_lifetime``); the handler counts it once. With the template's
@@ -203,7 +186,7 @@ def test_a_lambda_write_in_another_account_ends_before_the_invocation_does() -> 
     assert settings.roles  # the state the test is about: a target in another account
     timeout = settings.replication.request_timeout_seconds
     started = 1000.0
-    last_write = deadline_of(_Invocation(), started, timeout)
+    last_write = deadline_of(_Invocation(), started, settings.request_lifetime)
     assert last_write is not None
     lifetime = 2 * timeout  # the STS request, then the write itself, each up to the timeout
     assert last_write + lifetime <= started + 10.0, (
@@ -225,11 +208,6 @@ class OnePageStreams(FakeStreams):
         return super().read(iterator, limit)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runner.shutdown deletes the worker's claim (forget_worker) while a lease left to "
-    "expire (its page still out) is live",
-)
 def test_a_shutdown_with_a_page_out_past_the_deadline_keeps_the_claim_while_the_lease_lives() -> (
     None
 ):
@@ -269,11 +247,6 @@ def test_a_shutdown_with_a_page_out_past_the_deadline_keeps_the_claim_while_the_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reload to another state_table keeps LeaseKeeper.claims of the old table: "
-    "leases are taken in the new table, where this worker has no claim",
-)
 def test_a_reload_to_another_state_table_claims_the_worker_id_there_before_leasing() -> None:
     """The config's ``state_table`` changes while the runner runs: the leases are taken
     again in the new table (the old ones are left to expire), but the keeper still has

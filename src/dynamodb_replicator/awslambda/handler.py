@@ -47,15 +47,16 @@ MIN_MARGIN_S = 1.0
 MARGIN_SHARE = 0.1
 
 
-def deadline_of(context: Any, now: float, request_timeout: float = 0.0) -> float | None:
+def deadline_of(context: Any, now: float, lifetime: float = 0.0) -> float | None:
     """When the last write may start (epoch seconds), from a Lambda context: the answer of a
-    write started then still comes (or its request times out) ``request_timeout`` before
-    the invocation must return. None without a context."""
+    write started then still comes (or its requests time out) ``lifetime`` before the
+    invocation must return. ``lifetime`` is ``LambdaSettings.request_lifetime``: with a
+    role, a write's call may refresh its credentials first (two requests)."""
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
     left = float(remaining()) / 1000.0
-    return now + left - max(MIN_MARGIN_S, left * MARGIN_SHARE) - request_timeout
+    return now + left - max(MIN_MARGIN_S, left * MARGIN_SHARE) - lifetime
 
 
 def _process_in_time(
@@ -194,7 +195,7 @@ def handler(event: Any, context: Any) -> dict[str, list[dict[str, str]]]:
         sorted((k, v) for k, v in os.environ.items() if k.startswith(("REPLICATOR_", "AWS_REGION")))
     )
     replicator, settings = _replicator(environment)
-    timeout = settings.replication.request_timeout_seconds
+    timeout = settings.request_lifetime  # a write's requests, the STS refresh included
     deadline = deadline_of(context, SystemClock().now(), timeout)
     return process_event(
         event,

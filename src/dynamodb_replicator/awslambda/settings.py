@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes, TableNames
@@ -44,6 +45,12 @@ class LambdaSettings:
     replication: ReplicationSettings
     metrics_namespace: str | None = METRICS_NAMESPACE  # None: no EMF metrics
     roles: Mapping[str, RoleSpec] = field(default_factory=dict)  # region -> role to assume
+
+    @property
+    def request_lifetime(self) -> float:
+        """The longest one write stays out after the deadline check (the runner's rule)."""
+        timeout = self.replication.request_timeout_seconds
+        return defaults.request_lifetime(timeout, any_role=bool(self.roles))
 
 
 def _integer(env: Mapping[str, str], name: str, default: int) -> int:

@@ -22,6 +22,7 @@ __all__ = [
     "TOMBSTONE_TTL_SECONDS",
     "TOOL_REQUEST_TIMEOUT_SECONDS",
     "lease_margin",
+    "request_lifetime",
     "request_timeout",
     "tombstone_table",
 ]
@@ -98,6 +99,13 @@ def lease_margin(lease_seconds: float) -> float:
 def request_timeout(lease_seconds: float) -> float:
     """The request timeout a lease of ``lease_seconds`` gets when the config sets none."""
     return min(REQUEST_TIMEOUT_SECONDS, lease_margin(lease_seconds) * REQUEST_SHARE_OF_MARGIN)
+
+
+def request_lifetime(request_timeout: float, *, any_role: bool) -> float:
+    """The longest one write or store call stays out after its deadline check (seconds):
+    its request, and where a region has a role, the STS request a credentials refresh
+    adds inside the call. The runner's lease margin and the Lambda's deadline both use it."""
+    return request_timeout * (2 if any_role else 1)
 
 
 def tombstone_table(table: str, suffix: str = TOMBSTONE_SUFFIX) -> str:

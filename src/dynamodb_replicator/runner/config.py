@@ -64,7 +64,8 @@ class RunnerConfig:
     def request_lifetime(self) -> float:
         """The longest one store call stays out after its deadline check: its request, and
         for a region in another account the STS request a credentials refresh adds."""
-        return self.request_timeout * _requests(self.regions)
+        any_role = any(spec.role is not None for spec in self.regions)
+        return defaults.request_lifetime(self.request_timeout, any_role=any_role)
 
     @property
     def lease_margin(self) -> float:

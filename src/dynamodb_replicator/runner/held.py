@@ -129,6 +129,8 @@ class Held:
         self.retired[(report.table, report.source)] = (
             report if earlier is None else add_counters(earlier, report)
         )
+        if owned.thread.is_alive():  # its claim must outlive the lease (Runner.shutdown)
+            self.keeper.leave(ref, owned.lease)
         if not release or not self.reach.is_up(owned.region):
             return  # (a lease in an unreachable region runs out on its own)
         if owned.thread.is_alive():

@@ -51,6 +51,15 @@ class Lease:
         return self.until - self.margin
 
 
+@dataclass(slots=True)
+class _Beat:
+    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
+
+    region: str
+    until: float
+    floor: float
+
+
 class LeaseKeeper:
     """Claims the worker id, takes, renews and releases shard leases; renews on its own
     thread (``start``) until ``stop``."""
@@ -71,7 +80,12 @@ class LeaseKeeper:
         self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
         self.leases: dict[ShardRef, Lease] = {}
         self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
+        self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
         self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
+        self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
+        self._beat_lock = threading.Lock()
+        self._beat_ids = 0
+        self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,17 +125,44 @@ class LeaseKeeper:
             stopping.wait(0.2)
 
     def heartbeat(self, region: str) -> None:
-        """Renew the claim in ``region``; leases there are capped at its new expiry."""
+        """Renew the claim in ``region``; leases there are capped at its new expiry.
+
+        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
+        apply them in either order, whatever order they are answered in. So an answer
+        records not its own expiry but the least of those of every heartbeat in flight
+        with it (its *floor*): the stored claim is one of them, never less."""
         now = self._now()
         until = now + self.lease_seconds
-        self.stores[region].heartbeat(
-            self.worker_id,
-            _ms(until),
-            self.unreachable,
-            instance=self.instance,
-            now_ms=_ms(now),
-        )
-        self.claims[region] = until
+        with self._beat_lock:
+            generation, beat = self._generation, self._beat_ids
+            self._beat_ids += 1
+            floor = until
+            for other in self._beats.values():
+                if other.region == region:
+                    floor = min(floor, other.until)
+                    other.floor = min(other.floor, until)
+            self._beats[beat] = _Beat(region, until, floor)
+        try:
+            self.stores[region].heartbeat(
+                self.worker_id,
+                _ms(until),
+                self.unreachable,
+                instance=self.instance,
+                now_ms=_ms(now),
+            )
+        finally:
+            with self._beat_lock:
+                floor = self._beats.pop(beat).floor
+        with self._beat_lock:
+            if generation == self._generation:  # not an answer from a table left behind
+                self.claims[region] = floor
+
+    def reset_claims(self) -> None:
+        """Forget every claim (the state table changed): the next ``acquire`` in a region
+        claims the worker id in the new table first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._generation += 1
+            self.claims = {}
 
     # -- leases --------------------------------------------------------------------------
     def _expiry(self, region: str, now: float) -> float:
@@ -149,6 +190,18 @@ class LeaseKeeper:
         """Stop renewing ``ref``'s lease (the shard is being dropped)."""
         with self._lock:
             self.leases.pop(ref, None)
+
+    def leave(self, ref: ShardRef, lease: Lease) -> None:
+        """``lease`` is left to expire, its thread still in a request (``leaving``)."""
+        now = self._now()
+        self._left = {r: held for r, held in self._left.items() if held.until > now}
+        self._left[ref] = lease
+
+    def leaving(self, region: str) -> bool:
+        """A lease left to expire (its thread may still write) lives in ``region``: the
+        claim must outlive it (so a process under the same id cannot take the shard)."""
+        now = self._now()
+        return any(held.region == region and held.until > now for held in self._left.values())
 
     def release(self, ref: ShardRef, region: str) -> None:
         """Hand ``ref``'s lease back (its page in flight is over): another worker may take
@@ -182,7 +235,9 @@ class LeaseKeeper:
                 continue  # the claim was not renewed: the lease cannot be moved on
             try:
                 with self._lock:  # ``forget`` waits for it: no renewal after a release
-                    if ref not in self.leases:
+                    # The very Lease object, not the ref: one forgotten and taken again
+                    # since the snapshot belongs to a dropped thread whose deadline must stay.
+                    if self.leases.get(ref) is not lease:
                         continue
                     kept = self.stores[region].renew(
                         ref, self.worker_id, _ms(now), _ms(until - now)

@@ -190,7 +190,8 @@ class Runner:
         self.keeper.stop()
         for name, region in self.regions.items():
             try:
-                if self.reach.is_up(name):
+                # A lease left to expire keeps the claim: it runs out on its own after it.
+                if self.reach.is_up(name) and not self.keeper.leaving(name):
                     region.state.forget_worker(self.worker_id, instance=self.instance)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
@@ -286,6 +287,8 @@ class Runner:
                 regions[name] = dataclasses.replace(region, state=kept.state, leases=kept.leases)
         self.regions = regions
         self.keeper.stores = lease_stores(regions)
+        if not same_table:  # our claims are in the old table: claim the id there first
+            self.keeper.reset_claims()
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:
