@@ -18,7 +18,7 @@ from dynamodb_replicator.ops.backfill import append_region
 from dynamodb_replicator.runner.shard_thread import run_shard
 from dynamodb_replicator.runner.shardworker import ShardWorker
 
-from .test_runner_reload import SEQ, SavingState, World, saved, world  # noqa: F401
+from .test_runner_reload import SEQ, SavingState, World, world  # noqa: F401 (the fixture)
 from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, FakeTargets, record
 
 NEW = "d"
@@ -35,33 +35,36 @@ def test_a_region_added_during_a_closed_shards_last_page_is_replicated_to_its_en
     stream = FakeStream({"s1": [record(n) for n in range(1, 7)]}, closed={"s1"})
     # add-region seeded the new target where the source region stood: after record 2.
     checkpoints = FakeCheckpoints({REF: {t: f"{2:021d}" for t in [*TARGETS, NEW]}})
-    targets, clock = FakeTargets(), Clock()
+    applied, clock = FakeTargets(), Clock()
+    workers: list[ShardWorker] = []
+
+    def added_mid_page(
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        workers[0].add_targets([NEW])  # the coordinator's reload, while this last page is out
+        return applied(table, records, targets, logged=logged, written=written)
+
     w = ShardWorker(
         REF,
         source=stream,
         checkpoints=checkpoints,
-        process=lambda *a, **k: added_mid_page(*a, **k),
+        process=added_mid_page,
         targets=TARGETS,
         parent=None,
         clock=clock,
         page_limit=100,
     )
-
-    def added_mid_page(
-        table: str,
-        records: Sequence[Mapping[str, Any]],
-        regions: Collection[str],
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
-    ) -> BatchResult:
-        w.add_targets([NEW])  # the coordinator's reload, while this last page is out
-        return targets(table, records, regions, logged=logged, written=written)
+    workers.append(w)
 
     run_shard(w, threading.Event(), clock, 0.0)  # the shard thread, run to its end
     assert checkpoints.saved[REF][TARGETS[0]] == END  # the old targets reached the end
     # The new target must reach END too (records 3..6 into it), else its child waits.
     assert checkpoints.saved[REF][NEW] == END
-    assert targets.applied.get(NEW) == [3, 4, 5, 6]
+    assert applied.applied.get(NEW) == [3, 4, 5, 6]
 
 
 @pytest.mark.xfail(
@@ -70,7 +73,9 @@ def test_a_region_added_during_a_closed_shards_last_page_is_replicated_to_its_en
     "for the old targets between add-region's seeding and the reload is never leased "
     "again, so the new region never gets its records past the seeded position",
 )
-def test_a_shard_finished_before_an_added_region_is_leased_again_for_it(world: World) -> None:
+def test_a_shard_finished_before_an_added_region_is_leased_again_for_it(
+    world: World,  # noqa: F811 (the fixture imported above)
+) -> None:
     runner, path, _, go_on = world
     go_on.set()
     ref = ShardRef("Orders", "arn:b/stream/Orders", "b-0")
