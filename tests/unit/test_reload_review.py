@@ -8,8 +8,6 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import pytest
-
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.replicator import BatchResult
@@ -25,12 +23,6 @@ NEW = "d"
 REF = ShardRef("Orders", ARN, "s1")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShardWorker.done ignores targets handed over by add_targets: a closed shard "
-    "whose last page is in flight when a region is added ends with the new target left "
-    "at its seeded position (never END), so its child shard never starts for it",
-)
 def test_a_region_added_during_a_closed_shards_last_page_is_replicated_to_its_end() -> None:
     stream = FakeStream({"s1": [record(n) for n in range(1, 7)]}, closed={"s1"})
     # add-region seeded the new target where the source region stood: after record 2.
@@ -67,12 +59,6 @@ def test_a_region_added_during_a_closed_shards_last_page_is_replicated_to_its_en
     assert applied.applied.get(NEW) == [3, 4, 5, 6]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runner._grow keeps Held.finished (_apply_config clears it): a shard finished "
-    "for the old targets between add-region's seeding and the reload is never leased "
-    "again, so the new region never gets its records past the seeded position",
-)
 def test_a_shard_finished_before_an_added_region_is_leased_again_for_it(
     world: World,  # noqa: F811 (the fixture imported above)
 ) -> None:

@@ -249,6 +249,8 @@ class Runner:
         for name, shards in self.shards.items():
             self.shards[name] = {r: p for r, p in shards.items() if r.table in config.tables}
         self.config = config
+        # A shard read to its end for the old regions is not finished for an added one.
+        self.finished.clear()
         self._take(checked)
         regions = self._regions(config)  # clients only: no request is made
         for name, kept in self.regions.items():

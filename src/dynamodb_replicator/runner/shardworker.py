@@ -144,7 +144,8 @@ class ShardWorker:
 
     @property
     def done(self) -> bool:
-        return not self.cursors and not self.waiting
+        # A target handed over while the last page was out has still the shard to read.
+        return not self.cursors and not self.waiting and not self._joining
 
     def _join(self, target: str, position: str | None) -> None:
         for cursor in self.cursors:
