@@ -118,7 +118,7 @@ def test_an_origin_delete_does_not_remove_an_update_that_hit_its_marker_and_won(
 def test_a_delete_then_a_reinsert_of_one_timestamp_in_one_region_keeps_the_reinsert(
     regions: StreamRegions,
 ) -> None:
-    """README Guarantees: 'A delete followed by a re-insert of the same timestamp in one
+    """docs/concepts/guarantees.md: 'A delete followed by a re-insert of the same timestamp in one
     region keeps the re-insert'. eu-west-1 writes k at T, deletes it, writes it at T again."""
     k = regions.key("k")
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
