@@ -122,7 +122,7 @@ provided one version has one content and every label is true. Equal timestamps:
     first record of the chain carries ``supersedes`` and replaces any chain member older
     than it that S holds when it is applied (in stream order, before the later records'
     puts), so the content of R is not lost with that OldImage.
-Known limits (documented in the README, Conflict semantics): items of the earlier scheme
+Known limits (docs/concepts/guarantees.md, data-contract.md): items of the earlier scheme
 (no nonce) keep the earlier rule until the replicator writes them again (an update that
 keeps their marker is taken for an echo); a delete made in another region of a version of
 (T, O) also removes a later content of (T, O) written in the same millisecond in O; a

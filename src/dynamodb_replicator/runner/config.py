@@ -11,7 +11,7 @@
     [table_names.Orders]                     # optional: Orders's name where it differs
     eu-west-1 = "EuStack-Orders-1A2B3C"
 
-Optional top-level keys extend it compatibly (see the README's table). Unknown keys are
+Optional top-level keys extend it compatibly (docs/reference/config.md). Unknown keys are
 errors, so a typo never silently falls back to a default: every unknown key (top level
 and in each ``[[regions]]`` table) is named at once, with the key it probably meant.
 """
