@@ -230,3 +230,24 @@ def test_a_delete_of_an_earlier_scheme_copy_in_its_own_region_is_remembered_as_m
     for region in regions:
         region.writer.close()
     assert {region.name: region.store.item(TABLE, k) for region in regions} == {EU: None, US: None}
+
+
+def test_a_delete_in_the_origin_covers_a_restore_of_what_it_deleted(
+    regions: StreamRegions,
+) -> None:
+    """FAULT_SCHEDULE_SEED=293989415 in short. eu-west-1 writes k at T (#1, record x)
+    and then, its clock behind, at T - 2 (record r): its record asks to restore #1 as
+    (T, eu-west-1, r). ap-southeast-1's application regresses its copy too, and its
+    restore of (T, eu-west-1, x) reaches eu-west-1 first; eu-west-1's application then
+    deletes that copy. The delete is eu-west-1's latest write of T: it must cover the
+    restore labelled r, still on its way, and k ends deleted everywhere."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": n(2)})
+    regions.update(AP, k, **{FIELDS.timestamp: n(T - 8), "content": n(3)})
+    regions.pump(AP)
+    assert regions.contents(k)[EU] == {"pk": s("k"), FIELDS.timestamp: n(T), "content": n(1)}
+    regions.delete(EU, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}

@@ -205,22 +205,20 @@ def _truthful(image: Item | None, fields: SystemAttributes) -> Item | None:
 
 def _deleted_version(removed: Version | None, region: str, own: str) -> Version | None:
     """The version a delete in ``region`` carries, from the labels of the content it
-    removed; ``own``: the delete record's place in the stream (padded).
-
-    Never a seq of "": a tombstone without a seq is one of the earlier scheme and reads as
-    a delete of every content of its (T, O) (``core.tombstones``), while the conditions
-    read "" as the lowest seq; a delete of (T, O, "") would be remembered as both."""
+    removed; ``own``: the delete record's place in the stream (padded)."""
     if removed is None:
         return None
     if removed.origin != region:
         # A delete of another region's version removes every content of its timestamp
         # and origin: this region cannot tell which of them it deleted.
         return Version.of(removed.raw_timestamp, removed.origin, LATEST)
-    if not removed.seq:
-        # A copy of this region's own version written by the earlier scheme (no seq): like
-        # own content, the version up to this record in the stream.
-        return Version.of(removed.raw_timestamp, region, own)
-    return removed
+    # A delete of this region's own version, whatever copy of it was there (own content,
+    # a restore labelled with an earlier record, a copy of the earlier scheme without a
+    # seq), is this region's write at this record: it removes every content of that
+    # timestamp written here up to it (a copy labelled with a later record than the one
+    # removed may still be on its way here), not later ones. Never a seq of "": that
+    # would read back as the earlier scheme's delete of every content (core.tombstones).
+    return Version.of(removed.raw_timestamp, region, own)
 
 
 def decode_record(
