@@ -1,7 +1,12 @@
 """Review of equal versions (issue 29): interleavings that should converge to the rule's
 winner, content included, through the real codec, planner, write protocol and Replicator
 over in-memory regions whose streams record every change. Each test marked xfail(strict)
-reproduces a defect: it fails today and passes once the defect is fixed."""
+reproduces a defect: it fails today and passes once the defect is fixed.
+
+The three that remain are one limit (an application update that lands exactly on a
+replica's timestamp and wins is removed by a delete its conditions read as covering the
+replica): no conditional write can tell that update from the replica, so it is kept here
+as a known limit (docs/concepts/guarantees.md, "Under these assumptions", says why)."""
 
 from __future__ import annotations
 
