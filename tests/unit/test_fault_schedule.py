@@ -3,8 +3,10 @@ a random fault schedule: throttles, writes applied but never acknowledged, appli
 writes and deletes between replicator calls, stale replays by a zombie worker, a second
 worker delivering the same records (a lease takeover). Timestamps collide (see
 ``tests/unit/world.py``) and regions are compared by item content. Each seed is
-deterministic; the
-test runs seeds for a fixed time budget and names the seed that failed.
+deterministic, and so is the default run: the same ``FAULT_SCHEDULE_SEEDS`` seeds from
+``FAULT_SCHEDULE_BASE`` every time, so that ``make test`` passes or fails the same way on
+every clone. A search for new failures draws its base at random
+(``FAULT_SCHEDULE_BASE=random FAULT_SCHEDULE_SEEDS=5000``); a failing seed is named.
 
 Replay one: ``FAULT_SCHEDULE_SEED=N pytest tests/unit/test_fault_schedule.py``.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
 
 from dynamodb_replicator.core.model import Version, pad_sequence
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
@@ -21,8 +22,8 @@ from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, Pref
 from .strategies import FIELDS, REGIONS
 from .world import ACTIONS, KEYS, World
 
-BUDGET_S = float(os.environ.get("FAULT_SCHEDULE_SECONDS", "15"))
-MIN_SEEDS = 50
+SEEDS = int(os.environ.get("FAULT_SCHEDULE_SEEDS", "250"))
+BASE = os.environ.get("FAULT_SCHEDULE_BASE", "20261202")
 
 
 def run_seed(seed: int) -> None:
@@ -56,14 +57,10 @@ def test_random_fault_schedules_converge() -> None:
     if chosen is not None:
         run_seed(int(chosen))
         return
-    started, seeds = time.monotonic(), 0
-    base = random.SystemRandom().randrange(1 << 30)
-    while seeds < MIN_SEEDS or time.monotonic() - started < BUDGET_S:
-        seed = base + seeds
+    base = random.SystemRandom().randrange(1 << 30) if BASE == "random" else int(BASE)
+    for seed in range(base, base + SEEDS):
         try:
             run_seed(seed)
         except AssertionError as exc:
             raise AssertionError(f"FAULT_SCHEDULE_SEED={seed}: {exc}") from exc
-        seeds += 1
-    print(f"fault schedules: {seeds} seeds from {base} converged")
-    assert seeds >= MIN_SEEDS
+    print(f"fault schedules: {SEEDS} seeds from {base} converged")
