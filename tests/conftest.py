@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from dynamodb_replicator.awslambda import handler as lambda_handler
 from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.moto_server import MotoServer
 from tests.runner_process import RunnerProcess
 
 # Hypothesis's per-example deadline is a timing assertion: on a loaded 2-core machine it fails
@@ -61,6 +62,19 @@ def ddb_local(ddb_server: DynamoDBLocal, request: pytest.FixtureRequest) -> Iter
         lambda_handler._replicator.cache_clear()
         yield ddb_server
         lambda_handler._replicator.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server for the session; use ``moto``, which empties it first."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer) -> MotoServer:
+    """moto's server with nothing in it (reset, not restarted): no state leaks between tests."""
+    return moto_server.reset()
 
 
 @pytest.fixture
