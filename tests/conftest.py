@@ -1,4 +1,5 @@
-"""Shared fixtures. Integration tests get a fresh DynamoDB Local per test module."""
+"""Shared fixtures. Integration tests share one DynamoDB Local per session; each test module
+gets a database of its own in it (its own access key id)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from dynamodb_replicator.awslambda import handler as lambda_handler
 from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.moto_server import MotoServer
 from tests.runner_process import RunnerProcess
 
 # Hypothesis's per-example deadline is a timing assertion: on a loaded 2-core machine it fails
@@ -37,10 +40,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-@pytest.fixture(scope="module")
-def ddb_local() -> Iterator[DynamoDBLocal]:
+@pytest.fixture(scope="session")
+def ddb_server() -> Iterator[DynamoDBLocal]:
+    """One DynamoDB Local for the session: a start costs seconds of a busy JVM (25 modules
+    paid it once each). Use ``ddb_local``, which isolates modules from each other."""
     with DynamoDBLocal() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def ddb_local(ddb_server: DynamoDBLocal, request: pytest.FixtureRequest) -> Iterator[DynamoDBLocal]:
+    """The session's DynamoDB Local, as a database of this module's own: DynamoDB Local keeps
+    one database per access key id and region, so a module-unique key id gives each module
+    its own tables and state tables, as a server of its own did. Runner subprocesses inherit
+    the key from the environment. The Lambda handler's clients, built once per configuration
+    (the same endpoint in every module), are dropped so that none signs with another module's
+    key."""
+    key = "".join(c for c in request.module.__name__ if c.isalnum())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", key)
+        lambda_handler._replicator.cache_clear()
+        yield ddb_server
+        lambda_handler._replicator.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server for the session; use ``moto``, which empties it first."""
+    with MotoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer) -> MotoServer:
+    """moto's server with nothing in it (reset, not restarted): no state leaks between tests."""
+    return moto_server.reset()
 
 
 @pytest.fixture

@@ -38,6 +38,13 @@ class MotoServer:
         self.__exit__()
         raise RuntimeError("moto server did not start")
 
+    def reset(self) -> MotoServer:
+        """Forget every resource (moto's reset API): as good as a fresh server, without the
+        seconds a start costs."""
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+        return self
+
     def __exit__(self, *exc: object) -> None:
         if self.process is not None:
             self.process.terminate()

@@ -39,9 +39,9 @@ ROLE = f"arn:aws:iam::{OTHER}:role/replicator"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
+def moto(moto_server: MotoServer) -> MotoServer:
+    """The session's moto server, emptied once: this module's tests build on its state."""
+    return moto_server.reset()
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def test_zip_runs_a_recorded_event_in_a_clean_venv(
         "PATH": os.environ["PATH"],
         "PYTHONPATH": str(task),
         "AWS_REGION": "eu-west-1",
-        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],  # this module's database
         "AWS_SECRET_ACCESS_KEY": "local",
         "REPLICATOR_REGIONS": ",".join(REGIONS),
         "REPLICATOR_ENDPOINT_URLS": ",".join(f"{r}={ddb_local.endpoint_url}" for r in REGIONS),

@@ -116,7 +116,7 @@ def test_a_poison_record_is_parked_shown_and_redriven(
 
 
 def test_redrive_replays_captured_lambda_batches_from_s3(
-    ddb_local: DynamoDBLocal, tmp_path: Path
+    ddb_local: DynamoDBLocal, moto: MotoServer, tmp_path: Path
 ) -> None:
     clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in (US, EU)}
     for region, client in clients.items():
@@ -146,22 +146,21 @@ def test_redrive_replays_captured_lambda_batches_from_s3(
     config = write_config(
         tmp_path / "c.toml", ["Captured"], dict.fromkeys((US, EU), ddb_local.endpoint_url)
     )
-    with MotoServer() as moto:
-        s3 = make_client("s3", RegionSpec(US, moto.endpoint_url))
-        s3.create_bucket(Bucket="failures")
-        s3.put_object(Bucket="failures", Key="aws/lambda/batch-1", Body=json.dumps(invocation))
-        s3.put_object(Bucket="failures", Key="aws/lambda/meta-only", Body=json.dumps({}))
-        store = (
-            "--failure-store",
-            "s3://failures/aws/lambda",
-            "--s3-endpoint-url",
-            moto.endpoint_url,
-        )
-        done = cli("redrive", "--config", str(config), *store)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert "replayed 1 of 1" in done.stdout and "metadata only" in done.stdout
-        assert get(clients[EU], "Captured", "lost") is not None
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="failures").get("Contents", [])]
-        assert keys == ["aws/lambda/meta-only"]  # the replayed batch is removed
-        again = cli("redrive", "--config", str(config), *store)
-        assert again.returncode == 0 and "replayed 0 of 0" in again.stdout
+    s3 = make_client("s3", RegionSpec(US, moto.endpoint_url))
+    s3.create_bucket(Bucket="failures")
+    s3.put_object(Bucket="failures", Key="aws/lambda/batch-1", Body=json.dumps(invocation))
+    s3.put_object(Bucket="failures", Key="aws/lambda/meta-only", Body=json.dumps({}))
+    store = (
+        "--failure-store",
+        "s3://failures/aws/lambda",
+        "--s3-endpoint-url",
+        moto.endpoint_url,
+    )
+    done = cli("redrive", "--config", str(config), *store)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replayed 1 of 1" in done.stdout and "metadata only" in done.stdout
+    assert get(clients[EU], "Captured", "lost") is not None
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="failures").get("Contents", [])]
+    assert keys == ["aws/lambda/meta-only"]  # the replayed batch is removed
+    again = cli("redrive", "--config", str(config), *store)
+    assert again.returncode == 0 and "replayed 0 of 0" in again.stdout

@@ -4,22 +4,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
 from tests.moto_server import MotoServer
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import REGIONS, create_table
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 def test_sequential_writes_replicate_on_moto(moto: MotoServer, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,6 @@ from dynamodb_replicator.deploy.mapping import MappingSettings
 from tests.moto_server import MotoServer
 
 FUNCTION = "dynamodb-replicator-us-east-1"  # the template's name: subscribe's default
-
-
-@pytest.fixture
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:  # a fresh server per test: no state leaks between them
-        yield server
 
 
 def clients(moto: MotoServer) -> tuple[Any, Any]:

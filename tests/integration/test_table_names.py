@@ -251,20 +251,19 @@ def test_tombstone_tables_versioning_and_add_region_use_each_regions_name(
 
 
 def test_subscribe_maps_the_configs_tables_by_their_names_in_the_region(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    moto: MotoServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with MotoServer() as moto:
-        ddb, lambdas = subscribe_clients(moto)
-        deploy_function(moto)
-        table(ddb, BOOKS[US])
-        table(ddb, "Books")  # the logical name exists too, but is not Books in us-east-1
-        path = books_config(tmp_path, moto.endpoint_url)
-        subscribe = ["subscribe", "--config", str(path), "--region", US]
-        assert main([*subscribe, "--endpoint-url", moto.endpoint_url]) == 0
-        captured = capsys.readouterr()
-        assert f"{BOOKS[US]}: did create" in captured.out
-        # The function was not deployed from the config: it would not know the names.
-        assert f"REPLICATOR_TABLE_NAMES='', the config gives 'Books:{EU}=" in captured.err
-        (mapping,) = subscribed(lambdas)
-        stream = ddb.describe_table(TableName=BOOKS[US])["Table"]["LatestStreamArn"]
-        assert mapping["EventSourceArn"] == stream
+    ddb, lambdas = subscribe_clients(moto)
+    deploy_function(moto)
+    table(ddb, BOOKS[US])
+    table(ddb, "Books")  # the logical name exists too, but is not Books in us-east-1
+    path = books_config(tmp_path, moto.endpoint_url)
+    subscribe = ["subscribe", "--config", str(path), "--region", US]
+    assert main([*subscribe, "--endpoint-url", moto.endpoint_url]) == 0
+    captured = capsys.readouterr()
+    assert f"{BOOKS[US]}: did create" in captured.out
+    # The function was not deployed from the config: it would not know the names.
+    assert f"REPLICATOR_TABLE_NAMES='', the config gives 'Books:{EU}=" in captured.err
+    (mapping,) = subscribed(lambdas)
+    stream = ddb.describe_table(TableName=BOOKS[US])["Table"]["LatestStreamArn"]
+    assert mapping["EventSourceArn"] == stream
