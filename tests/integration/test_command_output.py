@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -151,3 +152,53 @@ def test_an_interrupted_diff_says_so_and_exits_130(
     assert diff.returncode == 130
     assert err.splitlines() == ["interrupted: diff stopped before it finished"], err
     assert out == ""
+
+
+def test_narrow_terminal_width_wraps_no_line(ddb_local: DynamoDBLocal, tmp_path: Path) -> None:
+    """COLUMNS=40 (a narrow terminal's width, inherited through a pipe): version-items and
+    add-region print every line whole, so a script parses them at any width."""
+    endpoint = ddb_local.endpoint_url
+    for region in (US, EU):
+        client = make_client("dynamodb", RegionSpec(region, endpoint))
+        create_table(client, "Narrow", region=region)
+        client.put_item(TableName="Narrow", Item={"pk": {"S": WIDE_KEY}})  # no __timestamp
+        ensure_state_table(client, "narrow-state", region)
+    config = write_config(
+        tmp_path / "narrow.toml",
+        ["Narrow"],
+        {US: endpoint, EU: endpoint},
+        state_table="narrow-state",
+    )
+    for region in (US, EU):
+        versioned = command(
+            "version-items", "--config", str(config), "--region", region, "--timestamp", "5000",
+            COLUMNS="40",
+        )  # fmt: skip
+        assert versioned.returncode == 0, versioned.stderr
+        assert versioned.stderr.splitlines() == [
+            "giving items without one __timestamp 5000: use the same in every other region "
+            "(--timestamp 5000)"
+        ]
+        assert versioned.stdout.splitlines() == [
+            f"Narrow in {region}: 1 versioned with __timestamp 5000, 0 already versioned, "
+            "0 changed meanwhile (left as they are)"
+        ]
+    new = REGIONS[2]
+    added = command(
+        "add-region", "--config", str(config), "--region", new, "--endpoint-url", endpoint,
+        "--no-settle", COLUMNS="40",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    lines = added.stdout.splitlines()
+    assert lines[0] == f"Narrow: created in {new}", lines
+    assert f"{US}: replication into {new} will start where {US} stands" in lines
+    assert any(re.fullmatch(rf"seeded \d+ shard positions for {new}", line) for line in lines)
+    assert any(
+        re.fullmatch(r"Narrow: copied in 1, copied out 0, already newer 0, .* items/s\)", line)
+        for line in lines
+    ), lines
+    assert (
+        f"added {new} to {config}: running runners pick it up within seconds and replay "
+        "every change since the seeded positions into it"
+    ) in lines
+    assert lines[-1] == f"Narrow: {new} matches {US}, {EU}", lines
