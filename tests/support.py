@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -17,9 +19,29 @@ from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNa
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.streams import TrimmedDataError
 
+STOPS_WITHIN_S = 5.0
+"""How soon a command must have exited after Ctrl-C in the tests. The issue asks for one
+second, and that is what an idle machine shows; on the shared 2-core test machine under load
+a process has taken seconds just to be scheduled, so the tests allow five (the runner's own
+stop test allows the same). Each test leaves more than twice that much work after the
+signal, so a command that finishes its work instead of stopping fails; the writes made after
+the signal are counted as well, which no load can make look better."""
+
 FIELDS = SystemAttributes()
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 T = TypeVar("T")
+
+
+def ctrl_c(process: subprocess.Popen[Any], cap: float = 60.0) -> float:
+    """SIGINT ``process`` (a Ctrl-C) and poll until it has exited, failing after ``cap``
+    seconds: the seconds from the signal to the exit. Its output is small (no progress bars
+    through a pipe), so an unread pipe does not hold it up."""
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    while process.poll() is None:
+        assert time.monotonic() - signalled < cap, f"still running {cap} s after Ctrl-C"
+        time.sleep(0.02)
+    return time.monotonic() - signalled
 
 
 def poll(check: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.1) -> T:
