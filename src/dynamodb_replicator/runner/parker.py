@@ -8,8 +8,9 @@ writes the whole record first: when that write fails, nothing is skipped (it is 
 
 "Parked already" is read from the lot, not only remembered: a restarted runner, the worker
 that takes a lease over, or a child shard's worker parks a parked key's next bad version at
-once too. The lot is read once per new failing record, so a record failing on every poll
-costs one read, not one per poll.
+once too. The worker reads the lot once, at its first poison failure: what it parks itself
+from then on it remembers, and the key's earlier versions were parked before it started (a
+key stays in one shard; a child shard is read after its parent is finished).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Parker:
         self.skip: dict[str, set[str]] = {}  # target -> parked sequences not yet passed
         self._targets: dict[str, set[str]] = {}  # sequence -> every target it is parked for
         self._parked_keys: set[tuple[str, str, str]] = set()  # (target, key text, error kind)
-        self._looked_up: dict[str, str] = {}  # target -> the failing sequence the lot was read for
+        self._lot_read = False  # what earlier runs parked is in ``_parked_keys``
 
     def kept(
         self, records: Sequence[Mapping[str, Any]], targets: Collection[str]
@@ -125,12 +126,9 @@ class Parker:
         key = _key_text(record)
         if not key:
             return False
-        wanted = (target, key, type(error).__name__)
-        sequence = _sequence(record)
-        if wanted not in self._parked_keys and self._looked_up.get(target) != sequence:
-            self._looked_up[target] = sequence
+        if not self._lot_read:
             self._remember_lot()
-        return wanted in self._parked_keys
+        return (target, key, type(error).__name__) in self._parked_keys
 
     def _remember_lot(self) -> None:
         """Learn what was parked for this table from this region, by any run of any
@@ -140,10 +138,12 @@ class Parker:
             parked = self.lot.parked([self.shard.table])
         except ReplicatorError as exc:
             log.warning(
-                "parked records not read: a record of a parked key waits park_after",
+                "parked records not read (read again at the next failure): a record of a "
+                "parked key waits park_after",
                 extra={"shard": str(self.shard), "reason": str(exc)},
             )
             return
+        self._lot_read = True
         for earlier in parked:
             if earlier.source == self.region and earlier.key and earlier.kind:
                 self._parked_keys.update((t, earlier.key, earlier.kind) for t in earlier.targets)
