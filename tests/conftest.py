@@ -24,9 +24,6 @@ settings.load_profile("replicator")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.pop("AWS_PROFILE", None)
-# rich wraps at 80 columns when not on a terminal; where a line breaks would then depend on
-# the numbers in it. Tests read the CLIs' output, so give it room.
-os.environ["COLUMNS"] = "300"
 
 
 INTEGRATION = Path(__file__).parent / "integration"

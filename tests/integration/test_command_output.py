@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
+import re
 import socket
 import subprocess
 import sys
@@ -22,7 +22,7 @@ from dynamodb_replicator.core.codec import key_to_json
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import write_config
-from tests.support import FIELDS, REGIONS, create_table
+from tests.support import FIELDS, REGIONS, STOPS_WITHIN_S, create_table, ctrl_c
 
 US, EU, _ = REGIONS
 EXECUTABLE = str(Path(sys.executable).parent / "dynamodb-replicator")
@@ -127,14 +127,18 @@ def black_hole() -> Iterator[socket.socket]:
     listener.close()
 
 
-def test_an_interrupted_diff_says_so_and_exits_130(
-    ddb_local: DynamoDBLocal, tmp_path: Path, black_hole: socket.socket, config: Path
+@pytest.mark.parametrize("name", ["diff", "repair"])
+def test_an_interrupted_scan_says_so_and_exits_130_at_once(
+    name: str, ddb_local: DynamoDBLocal, tmp_path: Path, black_hole: socket.socket
 ) -> None:
+    """Ctrl-C while the command waits on a region that does not answer (its read timeout
+    and retries would hold it for minutes): one line, exit 130, without waiting."""
     port = black_hole.getsockname()[1]
     regions = {US: ddb_local.endpoint_url, EU: f"http://127.0.0.1:{port}"}
     hanging = write_config(tmp_path / "hang.toml", ["Wide"], regions)
-    diff = subprocess.Popen(
-        [EXECUTABLE, "diff", "--config", str(hanging), "--progress", "off"],
+    force = ["--force"] if name == "repair" else []  # straight to the scan
+    running = subprocess.Popen(
+        [EXECUTABLE, name, "--config", str(hanging), "--progress", "off", *force],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -142,12 +146,67 @@ def test_an_interrupted_diff_says_so_and_exits_130(
     )
     try:
         black_hole.settimeout(60)
-        connection, _ = black_hole.accept()  # diff is waiting on eu-west-1 now
-        diff.send_signal(signal.SIGINT)
-        out, err = diff.communicate(timeout=30)
+        connection, _ = black_hole.accept()  # the command is waiting on eu-west-1 now
+        assert running.poll() is None
+        stopped_in = ctrl_c(running)
+        out, err = running.communicate(timeout=30)
         connection.close()
     finally:
-        diff.kill()
-    assert diff.returncode == 130
-    assert err.splitlines() == ["interrupted: diff stopped before it finished"], err
+        running.kill()
+    print(f"{name} exited {stopped_in:.2f} s after SIGINT")
+    assert running.returncode == 130
+    assert err.splitlines() == [
+        f"interrupted: {name} stopped before it finished; run it again to start over"
+    ], err
     assert out == ""
+    assert stopped_in < STOPS_WITHIN_S
+
+
+def test_narrow_terminal_width_wraps_no_line(ddb_local: DynamoDBLocal, tmp_path: Path) -> None:
+    """COLUMNS=40 (a narrow terminal's width, inherited through a pipe): version-items and
+    add-region print every line whole, so a script parses them at any width."""
+    endpoint = ddb_local.endpoint_url
+    for region in (US, EU):
+        client = make_client("dynamodb", RegionSpec(region, endpoint))
+        create_table(client, "Narrow", region=region)
+        client.put_item(TableName="Narrow", Item={"pk": {"S": WIDE_KEY}})  # no __timestamp
+        ensure_state_table(client, "narrow-state", region)
+    config = write_config(
+        tmp_path / "narrow.toml",
+        ["Narrow"],
+        {US: endpoint, EU: endpoint},
+        state_table="narrow-state",
+    )
+    for region in (US, EU):
+        versioned = command(
+            "version-items", "--config", str(config), "--region", region, "--timestamp", "5000",
+            COLUMNS="40",
+        )  # fmt: skip
+        assert versioned.returncode == 0, versioned.stderr
+        assert versioned.stderr.splitlines() == [
+            "giving items without one __timestamp 5000: use the same in every other region "
+            "(--timestamp 5000)"
+        ]
+        assert versioned.stdout.splitlines() == [
+            f"Narrow in {region}: 1 versioned with __timestamp 5000, 0 already versioned, "
+            "0 changed meanwhile (left as they are)"
+        ]
+    new = REGIONS[2]
+    added = command(
+        "add-region", "--config", str(config), "--region", new, "--endpoint-url", endpoint,
+        "--no-settle", COLUMNS="40",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stdout + added.stderr
+    lines = added.stdout.splitlines()
+    assert lines[0] == f"Narrow: created in {new}", lines
+    assert f"{US}: replication into {new} will start where {US} stands" in lines
+    assert any(re.fullmatch(rf"seeded \d+ shard positions for {new}", line) for line in lines)
+    assert any(
+        re.fullmatch(r"Narrow: copied in 1, copied out 0, already newer 0, .* items/s\)", line)
+        for line in lines
+    ), lines
+    assert (
+        f"added {new} to {config}: running runners pick it up within seconds and replay "
+        "every change since the seeded positions into it"
+    ) in lines
+    assert lines[-1] == f"Narrow: {new} matches {US}, {EU}", lines

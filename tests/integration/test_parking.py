@@ -115,6 +115,50 @@ def test_a_poison_record_is_parked_shown_and_redriven(
         raise
 
 
+def test_a_restarted_runner_parks_a_parked_keys_next_version_at_once(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    """Parking holds across a restart: the runner that comes back (here with a park_after
+    of an hour) parks the next bad version of a parked key without waiting again."""
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in (US, EU)}
+    for region, client in clients.items():
+        create_table(client, "Restarted", region=region)
+    endpoints = dict.fromkeys((US, EU), ddb_local.endpoint_url)
+    settings = {"missing_timestamp": "fail", "lease_timeout_seconds": 3}
+    config = write_config(
+        tmp_path / "c.toml", ["Restarted"], endpoints, **settings, park_after_seconds=2
+    )
+    first = RunnerProcess(config, tmp_path / "first.log").start()
+    runners.append(first)
+    first.wait_for_leases(2)
+    clients[US].put_item(TableName="Restarted", Item={"pk": {"S": "bad"}, "v": {"S": "1"}})
+    (parked,) = first.wait_for("record parked", 1, timeout=90)
+    assert first.terminate() == 0
+    write_config(config, ["Restarted"], endpoints, **settings, park_after_seconds=3600)
+    second = RunnerProcess(config, tmp_path / "second.log").start()
+    runners.append(second)
+    second.wait_for_leases(2)
+    clients[US].put_item(TableName="Restarted", Item={"pk": {"S": "bad"}, "v": {"S": "2"}})
+    stamp = str(int(time.time() * 1000))
+    after = {"pk": {"S": "after"}, FIELDS.timestamp: {"N": stamp}}
+    clients[US].put_item(TableName="Restarted", Item=after)
+    poll(lambda: get(clients[EU], "Restarted", "after"), "the write after the second version")
+
+    def both_parked() -> list[Any] | None:
+        shown = json.loads(cli("status", "--config", str(config), "--json").stdout)["parked"]
+        return shown if len({p["sequence"] for p in shown}) == 2 else None
+
+    try:
+        shown = poll(both_parked, "status to show both versions parked", 90)
+    except AssertionError:
+        print(second.tail())
+        raise
+    assert all(p["key"] == {"pk": {"S": "bad"}} for p in shown), shown
+    newer = {p["sequence"] for p in shown} - {parked["sequence"]}
+    assert second.events("record parked", sequence=newer.pop())  # parked by the restarted one
+    assert get(clients[EU], "Restarted", "bad") is None
+
+
 def test_redrive_replays_captured_lambda_batches_from_s3(
     ddb_local: DynamoDBLocal, moto: MotoServer, tmp_path: Path
 ) -> None:

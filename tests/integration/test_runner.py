@@ -14,7 +14,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal, free_port
 from tests.proxy import TcpProxy
 from tests.runner_process import RunnerProcess, write_config
-from tests.support import REGIONS, create_table, poll
+from tests.support import REGIONS, STOPS_WITHIN_S, create_table, poll
 from tests.workload import Workload, wait_until_converged
 
 US, EU, AP = REGIONS
@@ -179,20 +179,23 @@ def test_an_unreachable_region_holds_back_only_itself(
         proxy.stop()
 
 
-def assert_stops_within_seconds(runner: RunnerProcess) -> None:
-    """SIGTERM: the runner says it stopped within 5 s and the process exits 0."""
+def assert_stops_within_seconds(
+    runner: RunnerProcess, number: signal.Signals = signal.SIGTERM
+) -> None:
+    """SIGTERM (or Ctrl-C): the runner says it stopped within 5 s and the process exits 0
+    (a service's normal end: its checkpoints are saved, the next start goes on from them)."""
     began = time.monotonic()
     assert runner.process is not None
-    runner.process.send_signal(signal.SIGTERM)
+    runner.process.send_signal(number)
     runner.wait_for("runner stopped", timeout=30)
     stopped = time.monotonic() - began
     assert runner.process.wait(timeout=30) == 0
     exited = time.monotonic() - began
-    print(f"stopped {stopped:.1f} s, exited {exited:.1f} s after SIGTERM")
-    assert stopped < 5, runner.tail()
+    print(f"stopped {stopped:.1f} s, exited {exited:.1f} s after {number.name}")
+    assert stopped < STOPS_WITHIN_S, runner.tail()
 
 
-def test_sigterm_stops_within_seconds_with_exit_code_0(
+def test_ctrl_c_stops_within_seconds_with_exit_code_0(
     ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
 ) -> None:
     clients = make_tables(ddb_local.endpoint_url, "Stopping")
@@ -206,7 +209,7 @@ def test_sigterm_stops_within_seconds_with_exit_code_0(
         lambda: "Item" in clients[AP].get_item(TableName="Stopping", Key={"pk": {"S": "k"}}),
         "the runner to replicate a write",
     )
-    assert_stops_within_seconds(runner)
+    assert_stops_within_seconds(runner, signal.SIGINT)
 
 
 def test_sigterm_with_writes_waiting_in_retries_stops_within_seconds(

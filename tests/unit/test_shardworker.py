@@ -531,3 +531,41 @@ def test_a_region_that_is_down_is_waited_for_never_parked() -> None:
     assert not lot.parked_records
     assert checkpoints.saved[w.shard]["ap-southeast-1"] == f"{1:021d}"
     assert w.stats.backlog["ap-southeast-1"] == 2
+
+
+def test_a_parked_keys_next_version_parks_at_once_after_a_restart() -> None:
+    """The lot outlives the worker: a restarted runner (a fresh worker, the same lot and
+    checkpoints) parks the key's versions without waiting ``park_after`` again."""
+    keyed = [record(i) for i in range(1, 6)]
+    for i, r in enumerate(keyed, start=1):
+        r["dynamodb"]["Keys"] = {"pk": {"S": "big" if i in (3, 4) else f"k{i}"}}
+    lot, clock, checkpoints = FakeLot(), Clock(), FakeCheckpoints()
+
+    def started() -> ShardWorker:
+        return ShardWorker(
+            ShardRef("Orders", ARN, "s1"),
+            source=FakeStream({"s1": keyed}),
+            checkpoints=checkpoints,
+            process=TwoBadVersions(),
+            targets=TARGETS,
+            parent=None,
+            clock=clock,
+            page_limit=10,
+            parking=lot,
+            park_after=100.0,
+            region="eu-west-1",
+        )
+
+    first = started()
+    while not lot.parked_records:
+        clock.at += 5
+        first.step()
+    assert lot.parked_records[0].kind == "MissingTimestampError"
+    assert len(lot.parked_records) == 1  # record 3; record 4 is for the restarted worker
+    restarted, at = started(), clock.at
+    for _ in range(5):
+        clock.at += 5
+        restarted.step()
+    assert {p.sequence for p in lot.parked_records} >= {f"{3:021d}", f"{4:021d}"}
+    assert all(p.parked_at - at < 100.0 for p in lot.parked_records[1:])  # no wait again
+    assert set(checkpoints.saved[restarted.shard].values()) == {f"{5:021d}"}  # moved on

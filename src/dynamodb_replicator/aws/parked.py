@@ -57,6 +57,7 @@ def parked_to_item(parked: ParkedRecord) -> dict[str, Any]:
         "reason": {"S": (parked.reason + note)[:2000]},
         "parked_at": {"N": f"{parked.parked_at:.3f}"},
         "record": {"B": record},
+        "kind": {"S": parked.kind},
     }
 
 
@@ -73,6 +74,7 @@ def parked_from_item(item: Mapping[str, Any]) -> ParkedRecord:
         reason=item["reason"]["S"],
         parked_at=float(item["parked_at"]["N"]),
         record=json.loads(zlib.decompress(bytes(item["record"]["B"]))),
+        kind=item.get("kind", {}).get("S", ""),  # absent in records parked by older versions
     )
 
 

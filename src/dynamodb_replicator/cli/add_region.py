@@ -19,7 +19,7 @@ from dynamodb_replicator.cli.diff import (
 )
 from dynamodb_replicator.cli.interrupt import EXIT_INTERRUPTED
 from dynamodb_replicator.cli.join_copy import copy, resume_command
-from dynamodb_replicator.cli.options import add_command, add_output, print_json
+from dynamodb_replicator.cli.options import add_command, add_output, print_json, text_console
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec, parse_role
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     """Create the tables, seed positions, merge and copy, add the region to the config,
     verify."""
     # With --output json the story goes to stderr and stdout holds only the JSON result.
-    console = Console(stderr=args.output == "json")
+    console = text_console(stderr=args.output == "json")
     path = Path(args.config)
     config = load_config(path)
     if args.segments < 1:

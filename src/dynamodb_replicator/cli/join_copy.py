@@ -53,6 +53,9 @@ def _bar(console: Console) -> Progress:
         TextColumn("{task.fields[speed]}"),
         TimeRemainingColumn(),
         console=console,
+        # Through a pipe a bar is one more line cut to the console's width: the summary
+        # lines say the same.
+        disable=not console.is_terminal,
     )
 
 

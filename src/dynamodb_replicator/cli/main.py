@@ -116,7 +116,12 @@ def _interrupted(argv: Sequence[str] | None) -> int:
     read timeouts and retries: the process ends without waiting for them."""
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     what = words[0] if words else "command"
-    print(f"interrupted: {what} stopped before it finished", file=sys.stderr)
+    # Nothing these commands do is left half-written (each write is whole and conditional, a
+    # file is written again): the same command run again starts over and finishes.
+    print(
+        f"interrupted: {what} stopped before it finished; run it again to start over",
+        file=sys.stderr,
+    )
     if threading.active_count() > 1:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(OSError, ValueError):

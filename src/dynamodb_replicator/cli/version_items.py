@@ -21,7 +21,7 @@ from dynamodb_replicator.aws.scan import RateLimiter
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.tables import require_table
 from dynamodb_replicator.cli.interrupt import Interruption
-from dynamodb_replicator.cli.options import add_command, add_output, print_json
+from dynamodb_replicator.cli.options import add_command, add_output, print_json, text_console
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -115,7 +115,11 @@ def _version_table(context: _Context, table: str, resume: bool, console: Console
     keys = [k["AttributeName"] for k in described["KeySchema"]]
     context.state.save_note(_note(table), f"running {context.timestamp}")
     with Progress(
-        TextColumn(f"{table} in {spec.name}"), BarColumn(), MofNCompleteColumn(), console=console
+        TextColumn(f"{table} in {spec.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        disable=not console.is_terminal,  # through a pipe: the result line says the same
     ) as progress:
         task = progress.add_task("scan", total=described.get("ItemCount") or None)
         stats = Versioner(
@@ -174,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     state = DynamoStateStore(client, config.state_table, spec.name)
     tables = [args.table] if args.table else list(config.tables)
     timestamp = _timestamp(args, state, tables)
-    console = Console(stderr=True)
+    console = text_console(stderr=True)
     console.print(
         f"giving items without one __timestamp {timestamp}: use the same in every other "
         f"region (--timestamp {timestamp})"

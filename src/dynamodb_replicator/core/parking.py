@@ -35,7 +35,9 @@ def is_poison(error: ReplicatorError | None) -> bool:
 class ParkedRecord:
     """One parked stream record: ``record`` in the Lambda/JSON form (what a Lambda event
     holds), ``key`` as ``codec.key_to_json`` text ("" when the record has no readable key),
-    ``targets`` the regions it did not reach."""
+    ``targets`` the regions it did not reach, ``kind`` the failure's class name (a later
+    version of the key failing that way parks at once, also after a restart: "" in records
+    parked before it was kept, which then wait ``park_after`` again)."""
 
     table: str
     source: str
@@ -47,6 +49,7 @@ class ParkedRecord:
     reason: str
     parked_at: float  # epoch seconds
     record: Mapping[str, Any] = field(compare=False, repr=False)
+    kind: str = ""
 
 
 class ParkingLot(Protocol):

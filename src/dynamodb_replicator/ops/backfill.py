@@ -255,7 +255,7 @@ class Backfiller:
         """Copy every versioned item of the source; ``fast``: unconditional batch writes (see
         the module docstring and ``ops/join.py``), else the apply rule."""
 
-        def handle(items: list[dict[str, Any]]) -> bool:
+        def handle(items: list[dict[str, Any]]) -> int:
             ops: list[WriteOp] = []
             for item in items:
                 version = stored_version(item, self.source.name, self.fields)
@@ -268,14 +268,14 @@ class Backfiller:
             # Sizing every item costs CPU: only when limited.
             self.limiter.take(write_units(ops, sized=bool(self.limiter.per_second)))
             if self.stop.is_set():
-                return False
+                return 0
             stale = 0
             if ops and fast:
                 self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
             elif ops:
                 stale = self._apply(table, ops)
             self.stats.add(copied_in=len(ops) - stale, stale=stale)
-            return True
+            return len(items)  # written at once: batches in parallel, not one by one
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed

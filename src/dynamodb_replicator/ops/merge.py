@@ -96,7 +96,7 @@ class MergeOut:
     def items(self, table: str, key_names: list[str]) -> None:
         """Merge the joining table's versioned items out (resumable)."""
 
-        def handle(items: list[dict[str, Any]]) -> bool:
+        def handle(items: list[dict[str, Any]]) -> int:
             ops: list[WriteOp] = []
             for item in items:
                 version = stored_version(item, self.joining.name, self.fields)
@@ -107,7 +107,7 @@ class MergeOut:
                 image = user_image(item, self.fields)
                 # strict: a region holding this very version has it already (no rewrite).
                 ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
-            return not ops or self._send(table, ops)
+            return len(items) if not ops or self._send(table, ops) else 0
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed

@@ -2,9 +2,10 @@
 
 The long commands (add-region's copy in and merge out, version-items) share it: each
 segment's position is saved after every page, and when ``stop`` is set (Ctrl-C, see
-``cli/interrupt.py``) the segment stops between two slices and saves the key of the last
-item it handled, so a resumed run neither skips nor (beyond one slice) repeats work and the
-stop comes within one slice's writes, not a whole page's.
+``cli/interrupt.py``) the segment stops between two slices (or inside one, where its
+handler writes one item at a time and says how many it handled) and saves the key of the
+last item it handled, so a resumed run neither skips nor (beyond one slice) repeats work and
+the stop comes within one slice's writes, not a whole page's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from dynamodb_replicator.core.progress import ScanProgressStore, ScanSegment, Se
 __all__ = ["ResumableScan", "SliceHandler"]
 
 Item = dict[str, Any]
-# Handles one slice of a page; False when it stopped before writing (``stop`` was set).
-SliceHandler = Callable[[list[Item]], bool]
+# Handles one slice of a page: how many of its items, in order, it handled (all of them,
+# or fewer when ``stop`` was set: a handler whose writes go one at a time stops between two).
+SliceHandler = Callable[[list[Item]], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,12 @@ class ResumableScan:
         """Handle a page slice by slice; save the progress; how many items were handled."""
         done = 0
         for start in range(0, len(items), self.slice_size):
-            if self.stop.is_set() or not handle(items[start : start + self.slice_size]):
+            if self.stop.is_set():
                 break
-            done = min(start + self.slice_size, len(items))
+            chunk = items[start : start + self.slice_size]
+            done = start + handle(chunk)
+            if done < start + len(chunk):
+                break
         if done == len(items):
             self.progress.save_progress(scan, SegmentProgress.after_page(after))
         elif done:  # stopped in the page: resume after the last item handled

@@ -95,20 +95,24 @@ class Versioner:
         scan.run(self._slice, self.on_items)
         return self.stats
 
-    def _slice(self, items: list[dict[str, Any]]) -> bool:
+    def _slice(self, items: list[dict[str, Any]]) -> int:
+        """Version a slice's items one write at a time; how many were handled. Ctrl-C stops
+        between two writes: a slice of sequential round trips can take seconds (25 x 70 ms
+        across regions; 25 x 0.4 s on a loaded test machine)."""
         self.limiter.take(sum(self.fields.timestamp not in item for item in items))
-        if self.stop.is_set():
-            return False
-        versioned = already = raced = 0
+        versioned = already = raced = handled = 0
         for item in items:
+            if self.stop.is_set():
+                break
             if self.fields.timestamp in item:
                 already += 1
             elif self._version({name: item[name] for name in self.key_names}):
                 versioned += 1
             else:
                 raced += 1
-        self.stats.add(len(items), versioned, already, raced)
-        return True
+            handled += 1
+        self.stats.add(handled, versioned, already, raced)
+        return handled
 
     def _version(self, key: dict[str, Any]) -> bool:
         """True when the item got the timestamp; False when it was deleted or versioned by

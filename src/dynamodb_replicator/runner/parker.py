@@ -5,6 +5,12 @@ once when the same key was parked for that target already, the same way (one bad
 written four times parks four times, but waits once); from then on the worker leaves it
 out of what it sends those targets, so the shard moves on. Parking
 writes the whole record first: when that write fails, nothing is skipped (it is retried).
+
+"Parked already" is read from the lot, not only remembered: a restarted runner, the worker
+that takes a lease over, or a child shard's worker parks a parked key's next bad version at
+once too. The worker reads the lot once, at its first poison failure: what it parks itself
+from then on it remembers, and the key's earlier versions were parked before it started (a
+key stays in one shard; a child shard is read after its parent is finished).
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ class Parker:
         self.skip: dict[str, set[str]] = {}  # target -> parked sequences not yet passed
         self._targets: dict[str, set[str]] = {}  # sequence -> every target it is parked for
         self._parked_keys: set[tuple[str, str, str]] = set()  # (target, key text, error kind)
+        self._lot_read = False  # what earlier runs parked is in ``_parked_keys``
 
     def kept(
         self, records: Sequence[Mapping[str, Any]], targets: Collection[str]
@@ -117,7 +124,29 @@ class Parker:
         if record is None or not is_poison(error):
             return False
         key = _key_text(record)
-        return bool(key) and (target, key, type(error).__name__) in self._parked_keys
+        if not key:
+            return False
+        if not self._lot_read:
+            self._remember_lot()
+        return (target, key, type(error).__name__) in self._parked_keys
+
+    def _remember_lot(self) -> None:
+        """Learn what was parked for this table from this region, by any run of any
+        worker: the lot outlives a restart."""
+        assert self.lot is not None
+        try:
+            parked = self.lot.parked([self.shard.table])
+        except ReplicatorError as exc:
+            log.warning(
+                "parked records not read (read again at the next failure): a record of a "
+                "parked key waits park_after",
+                extra={"shard": str(self.shard), "reason": str(exc)},
+            )
+            return
+        self._lot_read = True
+        for earlier in parked:
+            if earlier.source == self.region and earlier.key and earlier.kind:
+                self._parked_keys.update((t, earlier.key, earlier.kind) for t in earlier.targets)
 
     def _park(
         self,
@@ -141,6 +170,7 @@ class Parker:
             reason=reason,
             parked_at=now,
             record=_event(record, self.shard, self.region),
+            kind=type(error).__name__,
         )
         key = json.loads(parked.key) if parked.key else None  # an object in the log
         where = {"shard": str(self.shard), "sequence": sequence, "key": key}
