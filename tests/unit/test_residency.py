@@ -12,7 +12,7 @@ from dynamodb_replicator.awslambda.settings import replication_environment, sett
 from dynamodb_replicator.core.contract import ViolationKind
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version
+from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, plan_changes
 from dynamodb_replicator.core.policy import LATEST, LastWriterWins
 from dynamodb_replicator.core.ports import TargetResult
@@ -109,7 +109,8 @@ def test_a_rule_on_a_key_attribute_is_an_error() -> None:
 
 
 def put(country: str | None, stamp: str, origin: str, old: str | None = None) -> Change:
-    version = Version.of(stamp, origin)
+    """An application's write of ``origin`` as the codec decodes it (its record's seq)."""
+    version = Version.of(stamp, origin, pad_sequence(stamp))
     old_image = item(None, old) if old else None
     old_version = Version.of(old, origin) if old else None
     return Change(Operation.PUT, KEY, stamp, version, item(country, stamp), old_image, old_version)
@@ -132,7 +133,7 @@ def test_a_put_goes_to_its_scope_and_every_other_region_gets_a_delete_of_it() ->
     assert [type(op) for op in scoped.writes[EU2]] == [PutVersion]
     for region in (US1, US2):
         (delete,) = scoped.writes[region]
-        assert delete == DeleteVersion(KEY, Version.of("10", EU1), EU1, "10")
+        assert delete == DeleteVersion(KEY, Version.of("10", EU1, pad_sequence("10")), EU1, "10")
     assert scoped.writes[EU1] == []
     assert scoped.refused == {US1: ("10",), US2: ("10",)}
     assert scoped.outside == ()
@@ -193,7 +194,8 @@ def test_repair_removes_an_item_from_the_regions_outside_its_scope() -> None:
     assert ops is not None
     assert isinstance(ops[EU2], PutVersion)
     # The delete names another region: its removal in us-east-1's stream is an echo there.
-    assert ops[US1] == DeleteVersion(KEY, Version.of("10", EU1), EU1, NO_SEQUENCE)
+    # Repair ranks eu-central-1's own (unmarked) content as the latest of its version.
+    assert ops[US1] == DeleteVersion(KEY, Version.of("10", EU1, LATEST), EU1, NO_SEQUENCE)
     assert US2 not in ops and EU1 not in ops
 
 
@@ -205,6 +207,25 @@ def test_status_counts_what_residency_refused_and_removed() -> None:
     assert PairCounters.of(result, EU1).removed == 1
     assert PairCounters.of(result, US1) == PairCounters()
     assert PairCounters.of(result, EU2, counted={"10"}).refused == 0  # a replay counts once
+
+
+def test_keeping_an_earlier_scheme_put_out_spares_a_later_content_of_its_timestamp() -> None:
+    """Two contents of (8, ap-southeast-1): an item of the earlier scheme (no seq, the
+    lowest) for US, kept out of both regions, and a later one for DE, the winner, which
+    eu-west-1 must hold. The earlier one's delete arrives first: its tombstone must not
+    read as a delete of every content of (8, ap-southeast-1)."""
+    regions = ["ap-southeast-1", "eu-west-1"]
+    world = World(LastWriterWins(FIELDS), regions, lambda: NOTHING, True, RULE)
+    try:
+        key, stamp = KEYS[0], ("8", "ap-southeast-1")
+        earlier = world.event("put", key, Version.of(*stamp), "", "US")
+        later = world.event("put", key, Version.of(*stamp, pad_sequence("7")), "", "DE")
+        world.pending.extend([*world.spread(earlier), *world.spread(later)])
+        world.run(lambda: 1)
+        assert world.stores["eu-west-1"].item(TABLE, key) is not None
+        world.check()
+    finally:
+        world.close()
 
 
 @pytest.mark.xfail(strict=True, reason="known gap, README 'Data residency': no transaction")

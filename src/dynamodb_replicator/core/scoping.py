@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.contract import Violation, ViolationKind
-from dynamodb_replicator.core.model import Change, Item, Operation, Version
+from dynamodb_replicator.core.model import Change, Item, Operation, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp
 from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.residency import ResidencyRule
@@ -43,14 +43,26 @@ class Scoped:
     outside: tuple[Violation, ...] = ()
 
 
+# The seq of a delete standing in for a put of a version without one (an item of the
+# earlier scheme, seq "", the lowest content of its timestamp and origin): above "" and
+# below every real stream sequence number. A delete of seq "" itself would be remembered
+# by a tombstone without ``__originSeq``, which reads as the earlier scheme's delete of
+# every content of (T, O) (``core.tombstones``): it would remove, or refuse, a later
+# content of that very timestamp, the winner perhaps, in a region of its scope.
+_BELOW_EVERY_SEQ = pad_sequence("0")
+
+
 def _removed(version: Version, region: str) -> Version:
     """The version a delete applied in ``region`` (named as made elsewhere) carries: in the
     version's own origin region the item is unmarked content, which conditions read with
     seq ``LATEST`` (``core.writes``), so the delete is of (T, O, ``LATEST``) there, as any
-    delete of another region's version is."""
-    if region != version.origin:
-        return version
-    return Version.of(version.raw_timestamp, version.origin, LATEST)
+    delete of another region's version is. Elsewhere it is of the put's own version, which
+    a seq of "" names as ``_BELOW_EVERY_SEQ``."""
+    if region == version.origin:
+        return Version.of(version.raw_timestamp, version.origin, LATEST)
+    if not version.seq:
+        return Version.of(version.raw_timestamp, version.origin, _BELOW_EVERY_SEQ)
+    return version
 
 
 def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> DeleteVersion | None:
