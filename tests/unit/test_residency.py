@@ -228,6 +228,23 @@ def test_keeping_an_earlier_scheme_put_out_spares_a_later_content_of_its_timesta
         world.close()
 
 
+def test_keeping_a_put_out_of_its_origin_spares_a_later_content_of_its_timestamp() -> None:
+    """Two contents of (6, us-east-1): the earlier for DE (kept out of us-east-1), the
+    later for US, the winner, which us-east-1 must hold. The earlier one's delete in
+    us-east-1 arrives first: it must remove that version only, not every content of it."""
+    world = World(LastWriterWins(FIELDS), ["eu-west-1", "us-east-1"], lambda: NOTHING, True, RULE)
+    try:
+        key, stamp = KEYS[0], ("6", "us-east-1")
+        earlier = world.event("put", key, Version.of(*stamp, pad_sequence("7")), "", "DE")
+        later = world.event("put", key, Version.of(*stamp, pad_sequence("12")), "", "US")
+        world.pending.extend([*world.spread(earlier), *world.spread(later)])
+        world.run(lambda: 1)
+        assert world.stores["us-east-1"].item(TABLE, key) is not None
+        world.check()
+    finally:
+        world.close()
+
+
 @pytest.mark.xfail(strict=True, reason="known gap, README 'Data residency': no transaction")
 def test_a_delete_racing_the_removal_of_a_write_outside_its_scope_reaches_the_scope() -> None:
     """An application in us-east-1 writes a DE item there (outside its scope), then deletes

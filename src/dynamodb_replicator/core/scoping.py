@@ -52,17 +52,25 @@ class Scoped:
 _BELOW_EVERY_SEQ = pad_sequence("0")
 
 
-def _removed(version: Version, region: str) -> Version:
-    """The version a delete applied in ``region`` (named as made elsewhere) carries: in the
-    version's own origin region the item is unmarked content, which conditions read with
-    seq ``LATEST`` (``core.writes``), so the delete is of (T, O, ``LATEST``) there, as any
-    delete of another region's version is. Elsewhere it is of the put's own version, which
-    a seq of "" names as ``_BELOW_EVERY_SEQ``."""
-    if region == version.origin:
-        return Version.of(version.raw_timestamp, version.origin, LATEST)
+def _kept_out(version: Version) -> Version:
+    """The version of the delete that replaces a put of ``version`` where its item may not
+    live: that version and nothing newer, so a later content of its timestamp and origin
+    (another write of that millisecond, whose scope may include the region) is spared.
+    In the origin region too: the origin's own content there is unmarked and reads as
+    ``LATEST``, so this delete leaves it; if it is outside its scope, the origin's own
+    stream record removes it (``project``)."""
     if not version.seq:
         return Version.of(version.raw_timestamp, version.origin, _BELOW_EVERY_SEQ)
     return version
+
+
+def _own(version: Version) -> Version:
+    """The version of the delete that removes the source's own write outside its scope:
+    that content is unmarked in the source, which conditions read with seq ``LATEST``
+    (``core.writes``), so the delete is of (T, O, ``LATEST``), as any delete of another
+    region's version is. (It also removes a later content the application wrote in the
+    same millisecond before the delete is applied: the README's residency limits.)"""
+    return Version.of(version.raw_timestamp, version.origin, LATEST)
 
 
 def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> DeleteVersion | None:
@@ -74,7 +82,7 @@ def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> Dele
     if allowed is None or region in allowed:
         return None
     deleter = source if source != region else min(allowed)
-    return DeleteVersion(op.key, _removed(op.version, region), deleter, op.sequence_number)
+    return DeleteVersion(op.key, _kept_out(op.version), deleter, op.sequence_number)
 
 
 def _outside(change: Change, rule: ResidencyRule, source: str) -> frozenset[str] | None:
@@ -128,7 +136,7 @@ def project(
             if allowed is None or change.sequence_number in lost:
                 continue
             assert change.version is not None and change.image is not None
-            removed = _removed(change.version, source)
+            removed = _own(change.version)
             writes[source].append(
                 DeleteVersion(change.key, removed, min(allowed), change.sequence_number)
             )
