@@ -245,7 +245,11 @@ def test_keeping_a_put_out_of_its_origin_spares_a_later_content_of_its_timestamp
         world.close()
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, README 'Data residency': no transaction")
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/operating/residency.md): the application's REMOVE and the replicator's"
+    " removal of the same content are alike in the stream; a transactional removal would close it",
+)
 def test_a_delete_racing_the_removal_of_a_write_outside_its_scope_reaches_the_scope() -> None:
     """An application in us-east-1 writes a DE item there (outside its scope), then deletes
     it before the replicator removed it. The removal's tombstone makes the delete look like
