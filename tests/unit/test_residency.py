@@ -18,7 +18,7 @@ from dynamodb_replicator.core.policy import LATEST, LastWriterWins
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.residency import ResidencyRule, parse_residency
-from dynamodb_replicator.core.scoping import project
+from dynamodb_replicator.core.scoping import evicted, project
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.ops.diff import DiffReport, Row, compare_bucket
 from dynamodb_replicator.ops.repair import resolve
@@ -241,6 +241,24 @@ def test_keeping_a_put_out_of_its_origin_spares_a_later_content_of_its_timestamp
         world.run(lambda: 1)
         assert world.stores["us-east-1"].item(TABLE, key) is not None
         world.check()
+    finally:
+        world.close()
+
+
+def test_a_joining_table_s_own_item_outside_its_scope_is_removed_from_it() -> None:
+    """The merge of add-region removes from the joining table (us-east-1) its own DE item:
+    unmarked content there, labelled as the merge reads it (no seq)."""
+    world = World(LastWriterWins(FIELDS), ["eu-west-1", "us-east-1"], lambda: NOTHING, True, RULE)
+    try:
+        key, version = KEYS[0], Version.of("3", "us-east-1")
+        held = image(key, version, country="DE")
+        world.stores["us-east-1"].write_directly(TABLE, key, held)
+        put = PutVersion(key, version, held, NO_SEQUENCE, strict=True)
+        delete = evicted(put, RULE, "us-east-1")
+        assert delete is not None and delete.deleted_in == "eu-west-1"
+        assert world.writers["us-east-1"].apply(TABLE, [delete]).failed_sequence is None
+        assert world.stores["us-east-1"].item(TABLE, key) is None
+        assert evicted(put, RULE, "eu-west-1") is None  # in its scope: kept
     finally:
         world.close()
 

@@ -29,7 +29,7 @@ from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, Write
 from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.residency import ResidencyRule
 
-__all__ = ["Scoped", "project", "withheld"]
+__all__ = ["Scoped", "evicted", "project", "withheld"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,17 @@ def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> Dele
         return None
     deleter = source if source != region else min(allowed)
     return DeleteVersion(op.key, _kept_out(op.version), deleter, op.sequence_number)
+
+
+def evicted(op: WriteOp, rule: ResidencyRule, holder: str) -> DeleteVersion | None:
+    """The delete that removes from ``holder`` the item ``op`` puts, read from ``holder``
+    itself, when ``holder`` is outside its scope (the joining table's own items in a merge,
+    ``ops.merge``). Content of ``holder``'s own version is unmarked there: it is removed
+    as (T, O, ``LATEST``), like the source's own writes outside their scope."""
+    delete = withheld(op, holder, rule, holder)
+    if delete is None or op.version.origin != holder:
+        return delete
+    return DeleteVersion(op.key, _own(op.version), delete.deleted_in, op.sequence_number)
 
 
 def _outside(change: Change, rule: ResidencyRule, source: str) -> frozenset[str] | None:

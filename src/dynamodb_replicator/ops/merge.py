@@ -32,7 +32,7 @@ from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.progress import ScanSegment
-from dynamodb_replicator.core.scoping import withheld
+from dynamodb_replicator.core.scoping import evicted, withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
@@ -117,7 +117,7 @@ class MergeOut:
         rule = self.config.replication.residency.rule(table)
         if rule is not None and self.own is not None:
             name = self.joining.name
-            deletes = [d for op in ops if (d := withheld(op, name, rule, name)) is not None]
+            deletes = [d for op in ops if (d := evicted(op, rule, name)) is not None]
             with self.stats.lock:
                 self._evictions.extend(deletes)
         return True
