@@ -85,7 +85,7 @@ def withheld(op: WriteOp, region: str, rule: ResidencyRule, source: str) -> Dele
     return DeleteVersion(op.key, _kept_out(op.version), deleter, op.sequence_number)
 
 
-def evicted(op: WriteOp, rule: ResidencyRule, holder: str) -> DeleteVersion | None:
+def evicted(op: PutVersion, rule: ResidencyRule, holder: str) -> DeleteVersion | None:
     """The delete that removes from ``holder`` the item ``op`` puts, read from ``holder``
     itself, when ``holder`` is outside its scope (the joining table's own items in a merge,
     ``ops.merge``). Content of ``holder``'s own version is unmarked there: it is removed

@@ -117,7 +117,8 @@ class MergeOut:
         rule = self.config.replication.residency.rule(table)
         if rule is not None and self.own is not None:
             name = self.joining.name
-            deletes = [d for op in ops if (d := evicted(op, rule, name)) is not None]
+            puts = [op for op in ops if isinstance(op, PutVersion)]
+            deletes = [d for op in puts if (d := evicted(op, rule, name)) is not None]
             with self.stats.lock:
                 self._evictions.extend(deletes)
         return True
