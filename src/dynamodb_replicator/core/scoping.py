@@ -2,16 +2,18 @@
 
 The planner sends every version of a key everywhere; this projection keeps each put only
 where the version's scope allows it. Every other region gets a delete of that very
-version instead: it removes whatever that region holds of the key up to that version and
-remembers the version in its tombstone table, so an older version arriving late there
-cannot bring the item back, and an item whose scope changed leaves the regions it may no
-longer be in. A version therefore still reaches every region, as a put or as a delete, and
-each region ends with the largest version of the key, held if the region is in its scope,
-remembered as deleted otherwise: the winner projected onto its scope.
+version instead (nothing newer: a later content of its timestamp and origin, another
+write of that millisecond, may belong there; ``_kept_out``): it removes whatever that
+region holds of the key up to that version and remembers the version in its tombstone
+table, so an older version arriving late there cannot bring the item back, and an item
+whose scope changed leaves the regions it may no longer be in. A version therefore still
+reaches every region, as a put or as a delete, and each region ends with the largest
+version of the key, held if the region is in its scope, remembered as deleted otherwise:
+the winner projected onto its scope.
 
 A write an application made in a region outside the item's own scope (a contract
 violation of its own kind) is replicated to its scope like any other and then deleted in
-the region it was written in, the same way.
+the region it was written in, as every content of its timestamp there (``_own``).
 
 The deletes name a region other than the one they are applied in as the deleting one: the
 removal they cause shows up in that region's stream, where the planner takes it for an
