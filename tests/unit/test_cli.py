@@ -87,14 +87,6 @@ def test_every_command_has_bad_argument_cases() -> None:
     assert set(BAD) == set(commands())
 
 
-def test_the_readme_command_table_lists_every_command() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
-    section = readme.split("\n## Command line\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
-    listed = {name for row in rows for name in row.split("|")[1].strip().strip("`").split("`, `")}
-    assert listed == set(commands())
-
-
 @pytest.mark.parametrize(
     ("command", "argv"), cases(), ids=lambda v: " ".join(v) if isinstance(v, list) else v
 )

@@ -1,7 +1,7 @@
 """The control path under adversarial interleavings (issue #23's review): the real lease
 keeper over the in-memory state table, each interleaving forced deterministically through
 the store's ``before`` hook, a clock hook, or a delayed answer. Each test states the
-guarantee (README, Guarantees) it holds the code to."""
+guarantee (docs/concepts/guarantees.md) it holds the code to."""
 
 from __future__ import annotations
 

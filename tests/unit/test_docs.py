@@ -70,6 +70,14 @@ def test_the_reference_pages_show_every_key_command_and_metric() -> None:
         assert f"| `{name}` |" in variables
 
 
+def test_the_command_index_lists_every_command_of_the_parser() -> None:
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    rows = [line for line in hooks.command_index().splitlines() if line.startswith("| [`")]
+    assert {row.split("`")[1] for row in rows} == set(subcommands.choices)
+    assert "<!-- reference:command-index -->" in (DOCS / "reference" / "commands.md").read_text()
+
+
 def test_the_home_page_links_every_reference_page() -> None:
     home = (DOCS / "index.md").read_text()
     for page in ("reference/commands.md", "reference/config.md", "reference/metrics.md"):
@@ -197,3 +205,27 @@ def test_every_guarantee_row_names_a_test() -> None:
     assert rows
     for row in rows:
         assert _TEST_REFERENCE.search(row.rsplit("|", 2)[1]), row
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#([\w-]+))?\)")
+
+
+def _anchors(page: Path) -> set[str]:
+    """The ids MkDocs gives a page's headings (the toc extension's slugs)."""
+    headings = re.findall(r"^#{1,6} (.+)$", page.read_text(), re.MULTILINE)
+    return {re.sub(r"[\s]+", "-", re.sub(r"[^\w\s-]", "", h).strip().lower()) for h in headings}
+
+
+def test_the_readme_is_a_short_front_door_whose_links_resolve() -> None:
+    readme = (ROOT / "README.md").read_text()
+    lines = readme.splitlines()
+    assert len(lines) < 200
+    first_block = readme.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert first_block.startswith("make demo") and "\nmake test" in first_block
+    links = _LINK.findall(readme)
+    assert len(links) > 20
+    for target, anchor in links:
+        page = ROOT / target
+        assert page.exists(), target
+        if anchor:
+            assert anchor in _anchors(page), f"{target}#{anchor}"

@@ -1,7 +1,12 @@
 """Review of equal versions (issue 29): interleavings that should converge to the rule's
 winner, content included, through the real codec, planner, write protocol and Replicator
 over in-memory regions whose streams record every change. Each test marked xfail(strict)
-reproduces a defect: it fails today and passes once the defect is fixed."""
+reproduces a defect: it fails today and passes once the defect is fixed.
+
+The three that remain are one limit (an application update that lands exactly on a
+replica's timestamp and wins is removed by a delete its conditions read as covering the
+replica): no conditional write can tell that update from the replica, so it is kept here
+as a known limit (docs/concepts/guarantees.md, "Under these assumptions", says why)."""
 
 from __future__ import annotations
 
@@ -118,7 +123,7 @@ def test_an_origin_delete_does_not_remove_an_update_that_hit_its_marker_and_won(
 def test_a_delete_then_a_reinsert_of_one_timestamp_in_one_region_keeps_the_reinsert(
     regions: StreamRegions,
 ) -> None:
-    """README Guarantees: 'A delete followed by a re-insert of the same timestamp in one
+    """docs/concepts/guarantees.md: 'A delete followed by a re-insert of the same timestamp in one
     region keeps the re-insert'. eu-west-1 writes k at T, deletes it, writes it at T again."""
     k = regions.key("k")
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})

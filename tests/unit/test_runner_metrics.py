@@ -1,5 +1,6 @@
 """The runner's counters record, its one aggregation per pair, and its Prometheus metrics
-(names and labels as the README documents them, read back with prometheus_client's parser)."""
+(names and labels as docs/reference/metrics.md lists them, read back with prometheus_client's
+parser)."""
 
 from __future__ import annotations
 

@@ -206,7 +206,7 @@ def _roles(raw: str, regions: Iterable[str]) -> dict[str, RoleSpec]:
 
 
 def settings_from_env(env: Mapping[str, str]) -> LambdaSettings:
-    """Read the Lambda function's configuration (see the README's table)."""
+    """Read the Lambda function's configuration (docs/reference/environment.md)."""
     source = env.get("REPLICATOR_SOURCE_REGION") or env.get("AWS_REGION", "")
     if not source:
         raise ConfigError("set REPLICATOR_SOURCE_REGION (or AWS_REGION)")

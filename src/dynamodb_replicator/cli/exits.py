@@ -45,7 +45,8 @@ EXIT_CODES: Mapping[str, Mapping[int, str]] = {
     },
     "add-region": {
         0: "the region was copied and verified: nothing diverged",
-        1: "keys diverged, or the settle wait ran out",
+        1: "keys diverged, the settle wait ran out, or the joining table holds items "
+        "without a usable `__timestamp` (not copied out)",
     },
     "package": {0: "the zip was written"},
     "template": {0: "the template was written"},

@@ -203,6 +203,24 @@ def _truthful(image: Item | None, fields: SystemAttributes) -> Item | None:
     return as_local(image, fields)
 
 
+def _deleted_version(removed: Version | None, region: str, own: str) -> Version | None:
+    """The version a delete in ``region`` carries, from the labels of the content it
+    removed; ``own``: the delete record's place in the stream (padded)."""
+    if removed is None:
+        return None
+    if removed.origin != region:
+        # A delete of another region's version removes every content of its timestamp
+        # and origin: this region cannot tell which of them it deleted.
+        return Version.of(removed.raw_timestamp, removed.origin, LATEST)
+    # A delete of this region's own version, whatever copy of it was there (own content,
+    # a restore labelled with an earlier record, a copy of the earlier scheme without a
+    # seq), is this region's write at this record: it removes every content of that
+    # timestamp written here up to it (a copy labelled with a later record than the one
+    # removed may still be on its way here), not later ones. Never a seq of "": that
+    # would read back as the earlier scheme's delete of every content (core.tombstones).
+    return Version.of(removed.raw_timestamp, region, own)
+
+
 def decode_record(
     record: Mapping[str, Any],
     *,
@@ -244,14 +262,9 @@ def decode_record(
         # items elsewhere (see core.plan).
         # Own content deleted here is the version up to this record in the stream: the
         # delete removes it and every earlier write of that timestamp here, not later ones.
-        deleted = stored_version(
-            _truthful(old, fields), source_region, fields, own_seq=pad_sequence(sequence)
-        )
-        removed = deleted
-        if deleted is not None and deleted.origin != source_region:
-            # A delete of another region's version removes every content of its timestamp
-            # and origin: this region cannot tell which of them it deleted.
-            deleted = Version.of(deleted.raw_timestamp, deleted.origin, LATEST)
+        own = pad_sequence(sequence)
+        removed = stored_version(_truthful(old, fields), source_region, fields, own_seq=own)
+        deleted = _deleted_version(removed, source_region, own)
         # ``old_version``: the labels of the content removed, so that the replicator's own
         # removal (covered by a remembered delete) is known for an echo (core.plan).
         return Change(operation, key, sequence, deleted, old_image=old, old_version=removed)

@@ -1,6 +1,6 @@
-"""Contract violations: application writes that break the data contract (README, "The data
-contract"). Pure: fed with a batch's decoded changes and the planner's lost-locally
-conflicts; the shell warns about each (key, region, what to fix) and counts them.
+"""Contract violations: application writes that break the data contract
+(docs/concepts/data-contract.md). Pure: fed with a batch's decoded changes and the planner's
+lost-locally conflicts; the shell warns about each (key, region, what to fix) and counts them.
 
 Three kinds:
 

@@ -1,5 +1,5 @@
 """Default settings, in one place. Pure constants: the runner's config, the Lambda's
-environment, the CLI and the adapters all start from these (README: the settings tables).
+environment, the CLI and the adapters all start from these (docs/reference/: the settings tables).
 """
 
 from __future__ import annotations

@@ -239,8 +239,8 @@ class LastWriterWins:
 class PreferredRegion:
     """Versions that originated in ``region`` beat all others; otherwise last writer wins.
 
-    An example of a custom policy (see the README): the pure key and the condition tree
-    describe the same order.
+    An example of a custom policy (docs/development/conflict-policy.md): the pure key and the
+    condition tree describe the same order.
     """
 
     region: str

@@ -26,13 +26,17 @@ the digest of the content written (``core.policy.seal``).
     exactly ("disguised") reads with the replica's labels; two clauses cover it (below).
   * A delete of another region's version is a delete of (T, O, ``LATEST``): the deleting
     region cannot tell which content of (T, O) it removed, so it removes all of them. A
-    delete in the origin region itself carries its own record's seq: what that region
-    writes at T after the delete survives it. The REMOVE record of the replicator's own
-    D2/P3 is an echo when the labels of the content it removed are covered by the
-    remembered delete (``core.plan``; not its LATEST reading, which no delete (T, O, d)
-    covers): else it would go out as a delete of every content of (T, O), a later
-    re-insert of T in O included. A tombstone of the earlier scheme (no seq) remembers a
-    delete of (T, O) whatever its content: it reads as (T, O, ``LATEST``) (``core.tombstones``).
+    delete in the origin region itself carries its own record's seq, whichever copy of
+    its version it removed (own content, a restore, a copy of the earlier scheme without
+    a seq; ``core.codec``): it covers every content of T written there before it, and
+    what that region writes at T after the delete survives it. No delete carries a seq
+    of "", which a tombstone would read back as the earlier scheme's. The REMOVE record
+    of the replicator's own D2/P3 is an echo when the labels of the content it removed
+    are covered by the remembered delete (``core.plan``; not its LATEST reading, which no
+    delete (T, O, d) covers): else it would go out as a delete of every content of
+    (T, O), a later re-insert of T in O included. A tombstone of the earlier scheme (no
+    seq) remembers a delete of (T, O) whatever its content: it reads as (T, O,
+    ``LATEST``) (``core.tombstones``).
 
 Put of version V of key K (the item plus the labels and a fresh nonce):
   P0. (batched, before the writes) read K's tombstone; if it remembers a delete of V or a
@@ -122,13 +126,17 @@ provided one version has one content and every label is true. Equal timestamps:
     first record of the chain carries ``supersedes`` and replaces any chain member older
     than it that S holds when it is applied (in stream order, before the later records'
     puts), so the content of R is not lost with that OldImage.
-Known limits (documented in the README, Conflict semantics): items of the earlier scheme
+Known limits (docs/concepts/guarantees.md, data-contract.md): items of the earlier scheme
 (no nonce) keep the earlier rule until the replicator writes them again (an update that
 keeps their marker is taken for an echo); a delete made in another region of a version of
 (T, O) also removes a later content of (T, O) written in the same millisecond in O; a
 disguised item that wins (labels R, true version (T, S, x) > R) is removed in S by a delete
 of R, or by S's own earlier delete of T, applied there before its record is (conditions read
 R), and that removal then goes out as S's delete (tests/unit/test_equal_versions_review.py).
+No condition can close it: the disguised item differs from the replica only in content,
+which conditions cannot hash (the seal) nor bound ("no other attribute"); a read first
+leaves a window before the delete, and after a lost answer the removed content survives
+only in a REMOVE record identical to S's application deleting it (docs/concepts/guarantees.md).
 """
 
 from __future__ import annotations

@@ -278,7 +278,7 @@ def build_template(config: RunnerConfig, options: TemplateOptions) -> dict[str, 
         "Resources": resources,
         "Outputs": {
             "FailureStoreBucket": {"Value": {"Ref": FAILURE_STORE}},
-            # What a role in another account trusts (README: cross-account roles).
+            # What a role in another account trusts (docs/operating/lambda.md: cross-account roles).
             "ReplicatorRoleArn": {"Value": {"Fn::GetAtt": ["ReplicatorRole", "Arn"]}},
         },
     }

@@ -15,7 +15,7 @@
     scopes = { DE = ["eu-west-1"] }          # value -> regions
     default = ["eu-west-1", "ap-southeast-1"]  # optional: absent means every region
 
-Optional top-level keys extend it compatibly (see the README's table). Unknown keys are
+Optional top-level keys extend it compatibly (docs/reference/config.md). Unknown keys are
 errors, so a typo never silently falls back to a default: every unknown key (top level
 and in each ``[[regions]]`` table) is named at once, with the key it probably meant.
 """

@@ -1,6 +1,6 @@
 """The runner's lease keeper: the worker id's claim, shard leases, renewals and deadlines.
 
-Fencing by time (README, Guarantees): a shard's writes start no later than its lease's
+Fencing by time (docs/concepts/guarantees.md): a shard's writes start no later than its lease's
 *deadline*, the expiry less the margin, and every request ends within the request timeout,
 shorter than the margin. So the keeper must make sure that
 

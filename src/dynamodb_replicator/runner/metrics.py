@@ -33,7 +33,10 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
     ("stale", "changes the target rejected as older than what it holds"),
     ("failed", "writes that failed after their retries (retried later)"),
     ("retried", "write attempts retried after a retryable error"),
-    ("parked", "records parked (failing by themselves) instead of applied; see redrive"),
+    (
+        "parked",
+        "records this worker parked (failing by themselves) instead of applied; see redrive",
+    ),
     ("refused", "puts kept out of the target by residency (a delete of the version instead)"),
     ("removed", "writes removed from the source because they were made outside their scope"),
 )
@@ -41,7 +44,8 @@ _GAUGES: tuple[tuple[str, Callable[[PairTotals], float | None], str], ...] = (
     (
         "lag_seconds",
         lambda t: 0.0 if t.idle else t.lag_s,
-        "age (by __timestamp) of the newest change applied; 0 while nothing waits (idle)",
+        "age of the newest change applied, by __timestamp where the stream time confirms it,"
+        " else by stream time (max over busy shards); 0 while nothing waits (idle)",
     ),
     (
         "stream_age_seconds",
@@ -117,7 +121,8 @@ def _counters(pairs: dict[Pair, PairTotals]) -> Iterable[Metric]:
         yield family
     conflicts = CounterMetricFamily(
         f"{PREFIX}_conflicts",
-        "changes that lost, or won over a concurrent version (outcome label)",
+        "changes that lost to, or won over, a different version written in another region"
+        " (outcome label); a replay or a region's own later write is stale, not a conflict",
         labels=(*PAIR_LABELS, "outcome"),
     )
     for pair, totals in pairs.items():
@@ -172,7 +177,7 @@ class RunnerMetrics:
             self.registry.register(ReachabilityCollector(reachable))
         self.lag = Histogram(
             f"{PREFIX}_batch_lag_seconds",
-            "lag (by __timestamp) of each batch of changes a target applied",
+            "lag (clock as lag_seconds) of each batch of changes a target applied",
             labelnames=PAIR_LABELS,
             buckets=LAG_BUCKETS,
             registry=self.registry,
