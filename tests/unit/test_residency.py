@@ -11,6 +11,7 @@ import pytest
 from dynamodb_replicator.awslambda.settings import replication_environment, settings_from_env
 from dynamodb_replicator.core.contract import ViolationKind
 from dynamodb_replicator.core.counters import PairCounters
+from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, plan_changes
@@ -20,12 +21,13 @@ from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.residency import ResidencyRule, parse_residency
 from dynamodb_replicator.core.scoping import evicted, project
 from dynamodb_replicator.core.streams import NO_SEQUENCE
+from dynamodb_replicator.core.tombstones import tombstone_item
 from dynamodb_replicator.ops.diff import DiffReport, Row, compare_bucket
 from dynamodb_replicator.ops.repair import resolve
 from dynamodb_replicator.runner.config import parse_config
 
 from .strategies import FIELDS
-from .world import KEYS, NOTHING, RULE, TABLE, Record, World, image
+from .world import KEYS, NOTHING, RULE, SUFFIX, TABLE, Record, World, content_of, image
 
 EU1, EU2, US1, US2 = "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"
 ALL = (EU1, EU2, US1, US2)
@@ -261,6 +263,44 @@ def test_a_joining_table_s_own_item_outside_its_scope_is_removed_from_it() -> No
         assert evicted(put, RULE, "eu-west-1") is None  # in its scope: kept
     finally:
         world.close()
+
+
+def test_a_delete_of_content_its_region_is_removing_is_taken_for_the_removal() -> None:
+    """eu-west-1 holds the DE content (8, us-east-1, 7) and already remembers the delete
+    that keeps the later US content (8, us-east-1, 12) out of it, but has not removed the DE
+    content yet. The application there deletes it: its REMOVE record is alike the
+    replicator's removal, so it is taken for it (docs/operating/residency.md), and the US
+    winner stays in its scope instead of being deleted as every content of (8, us-east-1)."""
+    world = World(LastWriterWins(FIELDS), ["eu-west-1", "us-east-1"], lambda: NOTHING, True, RULE)
+    try:
+        key, stamp = KEYS[0], ("8", "us-east-1")
+        earlier = world.event("put", key, Version.of(*stamp, pad_sequence("7")), "", "DE")
+        later = world.event("put", key, Version.of(*stamp, pad_sequence("12")), "", "US")
+        for region, op in world.spread(earlier):
+            world.deliver(region, [op])
+        eu, us = world.stores["eu-west-1"], world.stores["us-east-1"]
+        assert content(eu.item(TABLE, key)) == content_of(earlier.version)
+        spread = dict(world.spread(later))
+        kept_out = spread["eu-west-1"]
+        assert isinstance(kept_out, DeleteVersion)
+        # The replicator's tombstone there, written before its delete of the content.
+        tomb = tombstone_item(key, kept_out.version, kept_out.deleted_in, 1 << 40, FIELDS)
+        eu.write_directly(tombstone_table(TABLE, SUFFIX), key, tomb)
+        world.deliver("us-east-1", [spread["us-east-1"]])
+        world.application("eu-west-1", key, delete=True)
+        assert eu.item(TABLE, key) is None
+        world.pending.append(("eu-west-1", kept_out))  # the removal, finding nothing
+        world.run(lambda: 1)
+        assert content(us.item(TABLE, key)) == content_of(later.version)
+        assert eu.item(TABLE, key) is None
+        world.check()
+    finally:
+        world.close()
+
+
+def content(item: dict[str, Any] | None) -> str | None:
+    """The content a test item carries (None: no item)."""
+    return None if item is None else str(item["c"]["S"])
 
 
 @pytest.mark.xfail(

@@ -29,7 +29,9 @@ content) when the world has a rule: every write is projected onto its scope
 scopes, and updates move items between scopes. The application never deletes, in its own
 region, a write it made outside that write's scope: that delete may race the replicator's
 removal of the write and is then lost (the
-README says so: a contract violation has this one gap).
+docs say so: a contract violation has this one gap). An application delete of content its
+region is already removing (it remembers the delete that keeps a later version out) is
+taken for that removal, as documented: it deletes nothing elsewhere (``_removal_pending``).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from dynamodb_replicator.core.codec import decode_record
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError, UnreachableError
 from dynamodb_replicator.core.model import Change, Item, ItemKey, Version, parse_number
 from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp, plan_changes
-from dynamodb_replicator.core.policy import LATEST, ConflictPolicy
+from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, newer
 from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.scoping import project
@@ -361,6 +363,11 @@ class World:
         )
         if change.version is None:
             return
+        if new is None and self._removal_pending(region, change):
+            # Taken for the replicator's removal (docs/operating/residency.md): the region
+            # was told to remove this content already; the delete reaches nothing else.
+            self.pending.append(("", Record(region, change, tuple(self.names))))
+            return
         kind = "delete" if new is None else "put"
         content = "" if new is None else new["c"]["S"]
         if new is None and old is not None:
@@ -370,6 +377,19 @@ class World:
             self.outside.add((region, content))
         self.happened(kind, key, change.version, content, country)
         self.pending.append(("", Record(region, change, tuple(self.names))))
+
+    def _removal_pending(self, region: str, change: Change) -> bool:
+        """Does ``region`` remember, for a later version kept out of it by its scope, a
+        delete that covers the content ``change`` removed (the replicator is removing that
+        content there)? The two REMOVE records are alike. (A remembered delete that
+        happened covers the content anyway.)"""
+        tomb = TombstoneTable(self.stores[region], FIELDS, SUFFIX).read(TABLE, [change.key])
+        found = tomb.get(change.key)
+        if found is None or found.deleted_in == region:
+            return False
+        deletes = {v for k, v, _, _ in self.history.get(change.key, []) if k == "delete"}
+        removed = change.old_version or change.version
+        return found.version not in deletes and not newer(self.policy, removed, found.version)
 
     def _written_outside(self, region: str, item: Item) -> bool:
         """Is ``item`` a write the application made in ``region`` outside its scope (see
