@@ -47,10 +47,15 @@ class Scoped:
 
 # The seq of a delete standing in for a put of a version without one (an item of the
 # earlier scheme, seq "", the lowest content of its timestamp and origin): above "" and
-# below every real stream sequence number. A delete of seq "" itself would be remembered
-# by a tombstone without ``__originSeq``, which reads as the earlier scheme's delete of
-# every content of (T, O) (``core.tombstones``): it would remove, or refuse, a later
-# content of that very timestamp, the winner perhaps, in a region of its scope.
+# below every real stream sequence number. The one rule (``core.writes``): no delete
+# carries a seq of "". A delete seen in a stream names what it covers (its own record's
+# seq in the version's origin, ``core.codec``); a delete made here stands in for one put
+# and names just that version, so an earlier-scheme put gets the lowest real seq (a
+# record seq would be another stream's, or cover a later content of the origin). A
+# delete of seq "" itself would be remembered by a tombstone without ``__originSeq``,
+# which reads as the earlier scheme's delete of every content of (T, O)
+# (``core.tombstones``): it would remove, or refuse, a later content of that very
+# timestamp, the winner perhaps, in a region of its scope.
 _BELOW_EVERY_SEQ = pad_sequence("0")
 
 
