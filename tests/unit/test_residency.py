@@ -4,6 +4,7 @@ item's scope, and a plan projected onto its items' scopes."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -276,6 +277,7 @@ def test_a_delete_of_content_its_region_is_removing_is_taken_for_the_removal() -
         key, stamp = KEYS[0], ("8", "us-east-1")
         earlier = world.event("put", key, Version.of(*stamp, pad_sequence("7")), "", "DE")
         later = world.event("put", key, Version.of(*stamp, pad_sequence("12")), "", "US")
+        assert isinstance(earlier, PutVersion) and isinstance(later, PutVersion)
         for region, op in world.spread(earlier):
             world.deliver(region, [op])
         eu, us = world.stores["eu-west-1"], world.stores["us-east-1"]
@@ -298,7 +300,7 @@ def test_a_delete_of_content_its_region_is_removing_is_taken_for_the_removal() -
         world.close()
 
 
-def content(item: dict[str, Any] | None) -> str | None:
+def content(item: Mapping[str, Any] | None) -> str | None:
     """The content a test item carries (None: no item)."""
     return None if item is None else str(item["c"]["S"])
 
