@@ -10,7 +10,9 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
@@ -35,21 +37,29 @@ def run_with_faults(
     kills: int = KILLS,
     pause: float = 0.01,
     converge_timeout: float = 150,
+    regions: Sequence[str] = REGIONS,
+    workload_type: type[Workload] = Workload,
+    config_extra: str = "",
+    converged: Callable[..., float] = wait_until_converged,
 ) -> dict[str, object]:
     """Load all regions for ``load_seconds`` while the runner (behind the fault proxy) is
-    killed ``kills`` times; then wait until every region holds the expected winners."""
+    killed ``kills`` times; then wait until every region holds the expected winners
+    (``converged``: what every region must hold; ``config_extra``: appended to the
+    runner's config)."""
     rng = random.Random(seed)
     proxy = FaultProxy(ddb_local.port, seed=seed).start()
-    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in REGIONS}
+    clients: dict[str, Any] = {
+        r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in regions
+    }
     for region, client in clients.items():
         create_table(client, table, region=region)
     config = write_config(
         tmp_path / "faults.toml",
         [table],
-        dict.fromkeys(REGIONS, proxy.endpoint_url),
+        dict.fromkeys(regions, proxy.endpoint_url),
         lease_timeout_seconds=5,
     )
-
+    config.write_text(config.read_text() + config_extra)
     worker = unique_worker_id("faults")
 
     def start() -> RunnerProcess:
@@ -61,11 +71,11 @@ def run_with_faults(
 
     runners: list[RunnerProcess] = []
     start()
-    workload = Workload(clients, table=table, keys=25, seed=seed)
+    workload = workload_type(clients, table=table, keys=25, seed=seed)
     stop = threading.Event()
     threads = [
         threading.Thread(target=workload.run_region, args=(r, 0, 1_000, pause, stop))
-        for r in REGIONS
+        for r in regions
     ]
     try:
         for thread in threads:
@@ -86,9 +96,7 @@ def run_with_faults(
         for thread in threads:
             thread.join()
         try:
-            seconds = wait_until_converged(
-                clients, table, workload.expected(), timeout=converge_timeout
-            )
+            seconds = converged(clients, table, workload.expected(), timeout=converge_timeout)
         except AssertionError:
             print(runners[-1].tail())
             raise

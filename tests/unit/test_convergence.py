@@ -8,7 +8,9 @@ across regions, twice within one region (two contents of one timestamp, told apa
 origin record's sequence number) and where an application update lands exactly on a
 replica's timestamp. At the end every region must hold each key's winner, its content
 included: the largest version put or deleted anywhere, a delete beating a put of the same
-version; nothing deleted comes back.
+version; nothing deleted comes back. With a residency rule, the winner projected onto its
+scope: held where its scope includes the region, absent elsewhere (items move between
+scopes as updates change their country).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ from dynamodb_replicator.core.model import Version
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 
 from .strategies import FIELDS, REGIONS, versions
-from .world import ACTIONS, KEYS, NOTHING, World
+from .world import ACTIONS, COUNTRIES, KEYS, NOTHING, RULE, World
 
-# (put or delete, key index, version, where a delete happened, delivered twice)
-Event = tuple[str, int, Version, str, bool]
+# (put or delete, key index, version, where a delete happened, delivered twice, country)
+Event = tuple[str, int, Version, str, bool, str | None]
+Drawn = tuple[list[str], list[Event], list[int], bool, bool]
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[list[str], list[Event], list[int], bool]:
+def worlds(draw: st.DrawFn) -> Drawn:
     names = sorted(draw(st.sets(st.sampled_from(REGIONS), min_size=2, max_size=4)))
     events = draw(
         st.lists(
@@ -40,6 +43,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[str], list[Event], list[int], bool]:
                 versions(),
                 st.sampled_from(names),
                 st.booleans(),
+                st.sampled_from(COUNTRIES),
             ),
             min_size=1,
             max_size=6,
@@ -49,7 +53,7 @@ def worlds(draw: st.DrawFn) -> tuple[list[str], list[Event], list[int], bool]:
     # Without the tombstone read before the writes (P0), late puts land and must be
     # settled: correctness must not depend on P0.
     prefetch = draw(st.booleans())
-    return names, events, schedule, prefetch
+    return names, events, schedule, prefetch, draw(st.booleans())
 
 
 # A lean default for ``make test``; CONVERGENCE_EXAMPLES=3000 for a long run.
@@ -64,17 +68,18 @@ EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "500"))
 )
 def test_every_region_ends_with_the_winner(
     policy: ConflictPolicy,
-    drawn: tuple[list[str], list[Event], list[int], bool],
+    drawn: Drawn,
     rng: random.Random,
 ) -> None:
-    names, events, schedule, prefetch = drawn
+    names, events, schedule, prefetch, resident = drawn
     actions = iter(schedule)
-    world = World(policy, names, lambda: next(actions, NOTHING), prefetch)
+    rule = RULE if resident else None
+    world = World(policy, names, lambda: next(actions, NOTHING), prefetch, rule)
     try:
-        for kind, key_index, version, deleted_in, replay in events:
-            op = world.event(kind, KEYS[key_index], version, deleted_in)
-            world.pending.extend((name, op) for name in names)
-            world.pending.extend((name, op) for name in names if replay)
+        for kind, key_index, version, deleted_in, replay, country in events:
+            op = world.event(kind, KEYS[key_index], version, deleted_in, country)
+            world.pending.extend(world.spread(op))
+            world.pending.extend(world.spread(op) if replay else [])
         rng.shuffle(world.pending)
         world.run(lambda: rng.randint(1, 4))
         world.check()

@@ -20,7 +20,7 @@ from dynamodb_replicator.core.model import Version, pad_sequence
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 
 from .strategies import FIELDS, REGIONS
-from .world import ACTIONS, KEYS, World
+from .world import ACTIONS, COUNTRIES, KEYS, RULE, World
 
 SEEDS = int(os.environ.get("FAULT_SCHEDULE_SEEDS", "250"))
 BASE = os.environ.get("FAULT_SCHEDULE_BASE", "20261202")
@@ -32,7 +32,9 @@ def run_seed(seed: int) -> None:
     policies: list[ConflictPolicy] = [LastWriterWins(FIELDS), PreferredRegion("eu-west-1", FIELDS)]
     policy = rng.choice(policies)
     weights = [6, 2, 1, 1, 1, 1, 1]
-    world = World(policy, names, lambda: rng.choices(ACTIONS, weights)[0], rng.random() < 0.8)
+    rule = RULE if rng.random() < 0.5 else None  # items with a residency attribute
+    actions = lambda: rng.choices(ACTIONS, weights)[0]  # noqa: E731
+    world = World(policy, names, actions, rng.random() < 0.8, rule)
     try:
         for _ in range(rng.randint(4, 14)):
             key = rng.choice(KEYS)
@@ -41,10 +43,10 @@ def run_seed(seed: int) -> None:
             seq = rng.choice(["", pad_sequence("7"), pad_sequence("12")])
             version = Version.of(str(rng.randint(0, 8)), rng.choice(names), seq)
             kind = rng.choice(["put", "put", "delete"])
-            op = world.event(kind, key, version, rng.choice(names))
-            world.pending.extend((name, op) for name in names)
+            op = world.event(kind, key, version, rng.choice(names), rng.choice(COUNTRIES))
+            world.pending.extend(world.spread(op))
             if rng.random() < 0.3:  # replayed
-                world.pending.extend((name, op) for name in names)
+                world.pending.extend(world.spread(op))
         rng.shuffle(world.pending)
         world.run(lambda: rng.randint(1, 6))
         world.check()

@@ -299,6 +299,8 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "lost": 1,
         "won": 0,
         "parked": 0,
+        "refused": 0,
+        "removed": 0,
         "last_error": "boom",
         "last_error_age_s": 5.0,
         "stuck": False,

@@ -22,6 +22,16 @@ One corner is left out on purpose (see core.writes, "Known limit"): an applicati
 in region R at the timestamp of another write of R's own while a delete of that other
 write arrives from elsewhere; application writes in R avoid the timestamps of drawn R
 versions.
+
+Items carry a residency attribute (``country``, ruled by ``RULE``, part of each write's
+content) when the world has a rule: every write is projected onto its scope
+(``core.scoping``), the application writes in regions inside and outside its items'
+scopes, and updates move items between scopes. The application never deletes, in its own
+region, a write it made outside that write's scope: that delete may race the replicator's
+removal of the write and is then lost (the
+docs say so: a contract violation has this one gap). An application delete of content its
+region is already removing (it remembers the delete that keeps a later version out) is
+taken for that removal, as documented: it deletes nothing elsewhere (``_removal_pending``).
 """
 
 from __future__ import annotations
@@ -34,9 +44,11 @@ from typing import Any
 from dynamodb_replicator.core.codec import decode_record
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError, UnreachableError
 from dynamodb_replicator.core.model import Change, Item, ItemKey, Version, parse_number
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, plan_changes
-from dynamodb_replicator.core.policy import LATEST, ConflictPolicy
+from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp, plan_changes
+from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, newer
+from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.scoping import project
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
@@ -53,7 +65,15 @@ ACTIONS = (NOTHING, DELIVER, APP_WRITE, APP_DELETE, LOSE_ANSWER, THROTTLE, ZOMBI
 # most of the time; a batch that still fails is delivered again.
 MAX_FAILURES = 6
 
-__all__ = ["ACTIONS", "KEYS", "NOTHING", "World"]
+# Items with country DE may live in eu-west-1 only, US items in us-east-1 and us-west-2,
+# items of any other country or none everywhere.
+RULE = ResidencyRule(
+    "country",
+    (("DE", frozenset({"eu-west-1"})), ("US", frozenset({"us-east-1", "us-west-2"}))),
+)
+COUNTRIES = ("DE", "US", None)
+
+__all__ = ["ACTIONS", "COUNTRIES", "KEYS", "NOTHING", "RULE", "World"]
 
 
 class FixedClock:
@@ -67,18 +87,30 @@ def _writer(store: MemoryStore, policy: ConflictPolicy, prefetch: bool) -> Store
     return StoreWriter(protocol, options)
 
 
+Country = str | None
+
+
 def content_of(version: Version) -> str:
     """The content of a drawn write: one version, one content. By the timestamp's value,
     not its spelling: ``0`` and ``0E0`` drawn for one origin and seq are one version."""
     return f"{version.timestamp.normalize()}@{version.origin}#{version.seq}"
 
 
-def image(key: ItemKey, version: Version, content: str | None = None) -> Item:
-    return {
+def image(
+    key: ItemKey, version: Version, content: str | None = None, country: Country = None
+) -> Item:
+    found = {
         **key.to_attributes(),
         FIELDS.timestamp: {"N": version.raw_timestamp},
         "c": {"S": content or content_of(version)},
     }
+    return found if country is None else found | {"country": {"S": country}}
+
+
+def country_of(item: Item) -> Country:
+    """The residency attribute an item carries (None: none)."""
+    held = item.get("country")
+    return None if held is None else str(held["S"])
 
 
 def _record(key: ItemKey, seq: str, old: Item | None, new: Item | None) -> dict[str, Any]:
@@ -116,13 +148,17 @@ class World:
     names: list[str]
     next_action: Callable[[], int]
     prefetch: bool = True
+    rule: ResidencyRule | None = None
     stores: dict[str, MemoryStore] = field(default_factory=dict)
     writers: dict[str, StoreWriter] = field(default_factory=dict)
     concurrent: dict[str, StoreWriter] = field(default_factory=dict)
     pending: list[tuple[str, Pending]] = field(default_factory=list)
     delivered: list[tuple[str, WriteOp]] = field(default_factory=list)
-    # (put or delete, version, content) of every write
-    history: dict[ItemKey, list[tuple[str, Version, str]]] = field(default_factory=dict)
+    # (put or delete, version, content, country) of every write
+    history: dict[ItemKey, list[tuple[str, Version, str, Country]]] = field(default_factory=dict)
+    countries: dict[Version, Country] = field(default_factory=dict)  # of each drawn put
+    # (region, content) of application writes made outside their scope (see the docstring)
+    outside: set[tuple[str, str]] = field(default_factory=set)
     # Drawn versions' seqs are small: the world's own records come after them in any stream.
     sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     nested: bool = False
@@ -142,22 +178,38 @@ class World:
     def seq(self) -> str:
         return str(next(self.sequence))
 
-    def happened(self, kind: str, key: ItemKey, version: Version, content: str = "") -> None:
-        self.history.setdefault(key, []).append((kind, version, content or content_of(version)))
+    def happened(
+        self, kind: str, key: ItemKey, version: Version, content: str = "", country: Country = None
+    ) -> None:
+        entry = (kind, version, content or content_of(version), country)
+        self.history.setdefault(key, []).append(entry)
 
-    def event(self, kind: str, key: ItemKey, version: Version, deleted_in: str) -> WriteOp:
+    def event(
+        self, kind: str, key: ItemKey, version: Version, deleted_in: str, country: str | None = None
+    ) -> WriteOp:
         """A put or delete of another region's application, to deliver everywhere. A put
-        of a key put before is an update of it (the write protocol tries P1u first)."""
-        earlier = [v for k, v, _ in self.history.get(key, []) if k == "put"]
+        of a key put before is an update of it (the write protocol tries P1u first). One
+        version is one write: a version put again keeps the country it was put with."""
+        earlier = [v for k, v, _, _ in self.history.get(key, []) if k == "put"]
         if kind == "delete" and (deleted_in != version.origin or not version.seq):
             # As the codec decodes it: a delete of another region's version; or as a
             # tombstone of the earlier scheme (no seq) reads: every content of (T, O).
             version = Version.of(version.raw_timestamp, version.origin, LATEST)
-        self.happened(kind, key, version)
+        if kind == "put":
+            country = self.countries.setdefault(version, country)
+        self.happened(kind, key, version, country=country if kind == "put" else None)
         if kind == "put":
             replaces = earlier[-1] if earlier else None
-            return PutVersion(key, version, image(key, version), self.seq(), replaces)
+            put = image(key, version, country=country)
+            return PutVersion(key, version, put, self.seq(), replaces)
         return DeleteVersion(key, version, deleted_in, self.seq())
+
+    def spread(self, op: WriteOp) -> list[tuple[str, WriteOp]]:
+        """``op`` for every region, projected onto its scope as the origin's planner does."""
+        origin = op.version.origin if isinstance(op, PutVersion) else ""
+        plan = Plan({name: [op] for name in self.names})
+        writes = project(plan, [], rule=self.rule, source=origin).writes
+        return [(name, written) for name in self.names for written in writes[name]]
 
     def deliver(self, region: str, ops: list[WriteOp], *, concurrently: bool = False) -> None:
         """One batch into ``region``; what it reports as failed is delivered again later."""
@@ -186,11 +238,12 @@ class World:
             fields=FIELDS,
             tombstones=tombs,
         )
+        writes = project(plan, [record.change], rule=self.rule, source=record.source).writes
         writers = self.concurrent if concurrently else self.writers
         failed = tuple(
             target
             for target in record.targets
-            if writers[target].apply(TABLE, plan.writes[target]).failed_sequence is not None
+            if writers[target].apply(TABLE, writes[target]).failed_sequence is not None
         )
         if failed:
             self.pending.append(("", Record(record.source, record.change, failed)))
@@ -218,8 +271,9 @@ class World:
         return taken
 
     def check(self) -> None:
-        """Every region holds every key's winner, its content included; nothing deleted
-        came back."""
+        """Every region holds every key's winner, its content (country included) where the
+        winner's scope includes the region, and nothing elsewhere; nothing deleted came
+        back."""
         for key, events in self.history.items():
             # The seq again, outside the policy: a policy that drops it must fail here.
             best = max(
@@ -230,10 +284,23 @@ class World:
                 held = store.item(TABLE, key)
                 if winner is None:
                     assert held is None, f"{name} resurrected {key}: {held}"
+                elif not self.allows(name, winner[3]):
+                    assert held is None, f"{name} holds {key} outside its scope: {held}"
                 else:
                     assert held is not None, (name, key, "lost", winner)
-                    got = (parse_number(held[FIELDS.timestamp]["N"]), held["c"]["S"])
-                    assert got == (winner[1].timestamp, winner[2]), (name, key, held, winner)
+                    got = (
+                        parse_number(held[FIELDS.timestamp]["N"]),
+                        held["c"]["S"],
+                        country_of(held),
+                    )
+                    want = (winner[1].timestamp, winner[2], winner[3])
+                    assert got == want, (name, key, held, winner)
+
+    def allows(self, region: str, country: Country) -> bool:
+        """May an item of ``country`` live in ``region``?"""
+        if self.rule is None:
+            return True
+        return self.rule.allows(image(KEYS[0], Version.of("0", region), country=country), region)
 
     def _before(self, store: MemoryStore, _call: str) -> None:
         if self.nested:
@@ -278,7 +345,7 @@ class World:
         old = store.item(TABLE, key)
         seq = self.seq()
         if delete:
-            if old is None:
+            if old is None or self._written_outside(region, old):
                 return
             store.write_directly(TABLE, key, None)
             new = None
@@ -287,23 +354,52 @@ class World:
             written = {FIELDS.timestamp: {"N": stamp}, "c": {"S": f"app{seq}"}}
             base = dict(old) if old is not None and int(seq) % 2 else key.to_attributes()
             new = {**base, **written}
+            country = COUNTRIES[int(seq) // 2 % len(COUNTRIES)] if self.rule else None
+            if country is not None:  # an update may move the item to another scope
+                new["country"] = {"S": country}
             store.write_directly(TABLE, key, new)
         change = decode_record(
             _record(key, seq, old, new), source_region=region, fields=FIELDS, from_json=False
         )
         if change.version is None:
             return
+        if new is None and self._removal_pending(region, change):
+            # Taken for the replicator's removal (docs/operating/residency.md): the region
+            # was told to remove this content already; the delete reaches nothing else.
+            self.pending.append(("", Record(region, change, tuple(self.names))))
+            return
         kind = "delete" if new is None else "put"
         content = "" if new is None else new["c"]["S"]
         if new is None and old is not None:
             content = old["c"]["S"]
-        self.happened(kind, key, change.version, content)
+        country = None if new is None else country_of(new)
+        if new is not None and not self.allows(region, country):
+            self.outside.add((region, content))
+        self.happened(kind, key, change.version, content, country)
         self.pending.append(("", Record(region, change, tuple(self.names))))
+
+    def _removal_pending(self, region: str, change: Change) -> bool:
+        """Does ``region`` remember, for a later version kept out of it by its scope, a
+        delete that covers the content ``change`` removed (the replicator is removing that
+        content there)? The two REMOVE records are alike. (A remembered delete that
+        happened covers the content anyway.)"""
+        tomb = TombstoneTable(self.stores[region], FIELDS, SUFFIX).read(TABLE, [change.key])
+        found = tomb.get(change.key)
+        if found is None or found.deleted_in == region:
+            return False
+        deletes = {v for k, v, _, _ in self.history.get(change.key, []) if k == "delete"}
+        removed = change.old_version or change.version
+        return found.version not in deletes and not newer(self.policy, removed, found.version)
+
+    def _written_outside(self, region: str, item: Item) -> bool:
+        """Is ``item`` a write the application made in ``region`` outside its scope (see
+        the docstring)?"""
+        return (region, item["c"]["S"]) in self.outside
 
     def _stamp(self, region: str, key: ItemKey) -> str:
         """A timestamp that collides often, never with a drawn write of ``region`` itself
         (the corner left out, see the module docstring)."""
-        own = {v.raw_timestamp for _, v, _ in self.history.get(key, []) if v.origin == region}
+        own = {v.raw_timestamp for _, v, _, _ in self.history.get(key, []) if v.origin == region}
         for tried in range(9):
             stamp = str((self.next_action() + tried) % 9)
             if stamp not in own:

@@ -100,4 +100,5 @@ def build_replicator(
         fields=settings.fields,
         missing_timestamp=settings.missing_timestamp,
         conflict_log=conflict_log,
+        residency=settings.residency,
     )

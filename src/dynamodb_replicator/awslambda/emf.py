@@ -56,10 +56,12 @@ def batch_emf(
             "Retried": (counts.retried, "Count"),
             "ConflictsLost": (counts.lost, "Count"),
             "ConflictsWon": (counts.won, "Count"),
+            "ResidencyRefused": (counts.refused, "Count"),
         }
         if region == source:
             values["LostLocally"] = (len(result.lost_locally), "Count")
             values["ContractViolations"] = (len(result.violations), "Count")
+            values["ResidencyRemoved"] = (counts.removed, "Count")
         if not counts.failed and ages.timestamp is not None:
             values["LagSeconds"] = (round(ages.timestamp, 3), "Seconds")
         if not counts.failed and ages.stream is not None:

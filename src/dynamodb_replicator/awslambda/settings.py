@@ -17,6 +17,7 @@ from dynamodb_replicator.core.defaults import METRICS_NAMESPACE
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.residency import Residency, parse_residency
 from dynamodb_replicator.core.roles import ROLE_KEYS, RoleSpec, parse_role
 from dynamodb_replicator.core.settings import (
     ConflictLogSettings,
@@ -137,8 +138,22 @@ def _replication(env: Mapping[str, str]) -> ReplicationSettings:
         max_workers=_integer(env, "REPLICATOR_MAX_WORKERS", _DEFAULTS.max_workers),
         conflict_log=_conflict_log(env),
         names=_table_names(env.get("REPLICATOR_TABLE_NAMES", "")),
+        residency=_residency(env),
         request_timeout_seconds=_seconds(env, "REPLICATOR_REQUEST_TIMEOUT_SECONDS"),
     )
+
+
+def _residency(env: Mapping[str, str]) -> Residency:
+    """REPLICATOR_RESIDENCY: JSON, table -> {attribute, scopes, default?} (as in the
+    config's ``[residency.TABLE]``)."""
+    raw = env.get("REPLICATOR_RESIDENCY", "").strip()
+    if not raw:
+        return Residency()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise ConfigError("REPLICATOR_RESIDENCY must be a JSON object (table -> rule)") from None
+    return parse_residency(data, None, _names(env, "REPLICATOR_REGIONS"))
 
 
 def _seconds(env: Mapping[str, str], name: str) -> float:
@@ -214,7 +229,11 @@ def replication_environment(settings: ReplicationSettings) -> dict[str, str]:
     """
     log = settings.conflict_log
     names = ",".join(f"{t}:{region}={name}" for t, region, name in settings.names.renamed)
-    return ({"REPLICATOR_TABLE_NAMES": names} if names else {}) | {
+    residency = settings.residency
+    return (
+        ({"REPLICATOR_TABLE_NAMES": names} if names else {})
+        | ({"REPLICATOR_RESIDENCY": residency.to_env()} if residency else {})
+    ) | {
         "REPLICATOR_POLICY": policy_spec(settings.policy),
         "REPLICATOR_MISSING_TIMESTAMP": settings.missing_timestamp.value,
         "REPLICATOR_TOMBSTONE_SUFFIX": settings.tombstone_suffix,

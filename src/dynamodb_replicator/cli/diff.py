@@ -1,6 +1,8 @@
 """``dynamodb-replicator diff``: are the regions identical? Differences found under live
 traffic are settled (``ops/settle.py``): exit 0 when nothing diverged, 1 when something did
-(or the settle wait ran out), 2 on errors."""
+(or the settle wait ran out, or an item sits outside its residency scope), 2 on errors.
+``diff --residency`` only checks where items live (``ops/residency.py``): exit 0 when no
+item of any region sits outside its scope."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dynamodb_replicator.cli.options import add_command, key_object, print_json,
 from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
+from dynamodb_replicator.ops.residency import ResidencyReport, check_residency
 from dynamodb_replicator.ops.settle import SettleReport, settle_table
 
 __all__ = [
@@ -60,11 +63,17 @@ def register(commands: Any) -> None:
             "--config replicator.toml --output json --segments 16",
             "--config replicator.toml --settle-timeout 120",
             "--config replicator.toml --no-settle",
+            "--config replicator.toml --residency",
         ],
         run=run,
     )
     add_options(parser)
     add_settle_options(parser)
+    parser.add_argument(
+        "--residency",
+        action="store_true",
+        help="only check that no item of any region sits outside its residency scope",
+    )
 
 
 def report_json(report: DiffReport) -> dict[str, Any]:
@@ -88,12 +97,12 @@ def print_report(console: Console, report: DiffReport) -> None:
         console.print(f"  identical in every region (reference {report.reference})")
         return
     for region, diff in report.regions.items():
-        if not (diff.missing or diff.extra or diff.different):
+        if not (diff.missing or diff.extra or diff.different or diff.outside):
             console.print(f"  {region}: identical to {report.reference}")
             continue
         console.print(
             f"  {region} vs {report.reference}: {diff.missing} missing, "
-            f"{diff.extra} extra, {diff.different} different"
+            f"{diff.extra} extra, {diff.different} different, {diff.outside} outside its scope"
         )
         for kind, keys in diff.samples.items():
             for key in keys:
@@ -143,6 +152,7 @@ def settled_diff(
         on_bucket=differing.extend,
         on_progress=on_progress,
         names=config.replication.names,
+        rule=config.replication.residency.rule(table),
     )
     if differing and timeout is not None:
         report.settle = settle_table(
@@ -166,9 +176,49 @@ def settle_timeout(args: argparse.Namespace) -> float | None:
     return args.settle_timeout if args.settle else None
 
 
+def print_residency(console: Console, report: ResidencyReport) -> None:
+    """Per region, the items checked and those outside their scope."""
+    rule = "no residency rule" if report.rule is None else f"rule on {report.rule.attribute}"
+    console.print(f"[bold]{report.table}[/bold] residency ({rule})")
+    for region, checked in report.checked.items():
+        console.print(f"  {region}: {checked} items checked, {report.outside[region]} outside")
+        for key in report.samples[region]:
+            console.print(f"    outside: {key}", markup=False, highlight=False)
+    verdict = "every item is within its scope" if report.clean else "items outside their scope"
+    console.print(f"  {verdict}" + ("" if report.clean else ": `repair` removes them"))
+
+
+def run_residency(args: argparse.Namespace, selection: Selection) -> int:
+    """``diff --residency``: scan every selected region against the rules."""
+    names = [spec.name for spec in selection.regions]
+    reports = []
+    for table, keys in selection.tables.items():
+        with ScanProgress(f"residency {table}", names, mode=args.progress) as progress:
+            reports.append(
+                check_residency(
+                    table,
+                    selection.regions,
+                    keys,
+                    selection.config.replication.residency.rule(table),
+                    segments=args.segments,
+                    names=selection.config.replication.names,
+                    on_progress=progress,
+                )
+            )
+    if args.output == "json":
+        print_json([r.as_json() for r in reports])
+    else:
+        console = Console()
+        for report in reports:
+            print_residency(console, report)
+    return 0 if all(r.clean for r in reports) else 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Scan and compare every selected table; settle what differs."""
     selection = select(args)
+    if args.residency:
+        return run_residency(args, selection)
     timeout = settle_timeout(args)
     names = [spec.name for spec in selection.regions]
     reports = []

@@ -102,10 +102,12 @@ def _merge_out(console: Console, job: _Job, table: str, stats: BackfillStats) ->
             limiter=job.limiter,
             stats=stats,
             on_items=_counter(progress, f"merge {table} out of {job.new.name}", None),
+            own=job.writers[job.new.name],
         )
         try:
             merge.items(table, keys)
             merge.tombstones(table, keys)
+            merge.evict(table)
         finally:
             merge.close()
 
@@ -141,6 +143,16 @@ def _summary(console: Console, table: str, job: _Job, stats: BackfillStats, took
         f"deletes, {stats.resumed_segments} segments resumed; copy took {took:.1f} s "
         f"({rate:,.0f} items/s)"
     )
+    if stats.outside:
+        console.print(
+            f"{table}: {stats.outside} items outside the new region's residency scope were "
+            "not copied (their versions are remembered as deleted there)"
+        )
+    if stats.outside_out:
+        console.print(
+            f"{table}: {stats.outside_out} of {new}'s items were not copied out to regions "
+            "outside their residency scope (remembered as deleted there)"
+        )
     if stats.unversioned:
         console.print(
             f"[yellow]{stats.unversioned} items in {new} have no usable __timestamp and were "

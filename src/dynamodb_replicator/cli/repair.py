@@ -88,6 +88,7 @@ def _repair_table(
         tombstone_suffix=settings.tombstone_suffix,
         dry_run=args.dry_run,
         names=settings.names,
+        rule=settings.residency.rule(table),
     )
 
     def repair_bucket(found: list[str]) -> None:
@@ -104,6 +105,7 @@ def _repair_table(
             on_bucket=repair_bucket,
             on_progress=progress,
             names=settings.names,
+            rule=settings.residency.rule(table),
         )
     return report, repairer.report
 

@@ -20,6 +20,8 @@ Three kinds:
   milliseconds: the write loses to older ones.
 * ``reverted``: a local write the replicator reverted in its own region because the
   version there was newer (a clock behind, or a timestamp in seconds).
+* ``outside-scope``: a write made in a region its residency rule does not allow
+  (``core.scoping``): replicated to its scope, then deleted where it was written.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class ViolationKind(enum.Enum):
     KEPT_TIMESTAMP = "kept-timestamp"
     SECONDS_TIMESTAMP = "seconds-timestamp"
     REVERTED = "reverted"
+    OUTSIDE_SCOPE = "outside-scope"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,12 @@ class Violation:
                 f"__timestamp {self.timestamp} looks like seconds (the version it replaced "
                 f"or another write has {self.other}, milliseconds): it loses to older writes; "
                 f"{FIX_TIMESTAMP}"
+            )
+        if self.kind is ViolationKind.OUTSIDE_SCOPE:
+            return (
+                f"a write (__timestamp {self.timestamp}) was made outside its residency scope "
+                f"({self.other}): replicated to its scope and deleted here; write it in a "
+                "region of its scope"
             )
         return (
             f"a local write (__timestamp {self.timestamp}) was reverted in its own region: "

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 
 from dynamodb_replicator.core.conflicts import ConflictOutcome
+from dynamodb_replicator.core.contract import ViolationKind
 from dynamodb_replicator.core.replicator import BatchResult
 
 __all__ = ["PairCounters"]
@@ -17,7 +18,9 @@ class PairCounters:
     """Counts of changes for one target: ``applied``; ``stale`` (rejected as older than what
     the target holds); ``failed`` (gave up after their retries); ``retried`` (write attempts
     retried); conflicts that ``lost`` or ``won`` over a concurrent version; records ``parked``
-    (core/parking.py) instead of applied."""
+    (core/parking.py) instead of applied; for residency (core/scoping.py), puts ``refused``
+    (the item may not live in the target: a delete of its version went instead) and, in the
+    source, writes ``removed`` because they were made outside their scope."""
 
     applied: int = 0
     stale: int = 0
@@ -26,6 +29,8 @@ class PairCounters:
     lost: int = 0
     won: int = 0
     parked: int = 0
+    refused: int = 0
+    removed: int = 0
 
     @classmethod
     def of(cls, result: BatchResult, target: str, counted: Collection[str] = ()) -> PairCounters:
@@ -44,7 +49,16 @@ class PairCounters:
             conflicts = tuple(c for c in conflicts if c.sequence_number not in counted)
         lost = sum(c.outcome is ConflictOutcome.LOST for c in conflicts)
         won = len(conflicts) - lost
-        return cls(applied, stale, failed, outcome.retried, lost, won)
+        refused = [s for s in result.refused.get(target, ()) if s not in counted]
+        removed = [
+            v.sequence_number
+            for v in result.violations
+            if v.kind is ViolationKind.OUTSIDE_SCOPE and v.region == target
+        ]
+        removed = [s for s in removed if s not in counted]
+        return cls(
+            applied, stale, failed, outcome.retried, lost, won, 0, len(refused), len(removed)
+        )
 
     def __add__(self, other: PairCounters) -> PairCounters:
         return PairCounters(
@@ -55,4 +69,6 @@ class PairCounters:
             self.lost + other.lost,
             self.won + other.won,
             self.parked + other.parked,
+            self.refused + other.refused,
+            self.removed + other.removed,
         )

@@ -28,6 +28,8 @@ from dynamodb_replicator.core.ports import (
     TargetWriter,
     TombstoneReader,
 )
+from dynamodb_replicator.core.residency import Residency
+from dynamodb_replicator.core.scoping import project
 
 __all__ = ["BatchResult", "MissingTimestamp", "RecordFailure", "Replicator"]
 
@@ -63,6 +65,9 @@ class BatchResult:
     lost_locally: tuple[Conflict, ...] = ()
     records: int = field(default=0)
     violations: tuple[Violation, ...] = ()  # the batch's contract violations (core.contract)
+    # Per region, the SequenceNumbers of the puts withheld from it by residency (sent as
+    # deletes of their version instead: core.scoping).
+    refused: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def conflicts(self) -> list[Conflict]:
         """Every conflict of the batch: the source's own lost writes, then each region's."""
@@ -100,6 +105,7 @@ class Replicator:
         fields: SystemAttributes,
         missing_timestamp: MissingTimestamp = MissingTimestamp.FAIL,
         conflict_log: ConflictLog | None = None,
+        residency: Residency | None = None,
     ) -> None:
         if source not in writers:
             raise ValueError("the source region needs a writer too (it repairs itself)")
@@ -110,6 +116,7 @@ class Replicator:
         self.fields = fields
         self.missing_timestamp = missing_timestamp
         self.conflict_log = conflict_log
+        self.residency = residency or Residency()
         # Two batches per region at once: a shard worker starts a page's writes while the
         # page before it settles (runner/pipeline.py).
         self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(writers)))
@@ -226,12 +233,13 @@ class Replicator:
             fields=self.fields,
             tombstones=tombs,
         )
+        scoped = project(plan, changes, rule=self.residency.rule(table), source=self.source)
         gate.expect(len(chosen))
         futures = {
             region: self._pool.submit(
                 self.writers[region].apply,
                 table,
-                plan.writes[region],
+                scoped.writes[region],
                 deadline=deadline,
                 written=gate.arrival(),
             )
@@ -249,7 +257,9 @@ class Replicator:
             records=len(records),
             violations=find_violations(
                 changes, plan.lost_locally, source=self.source, fields=self.fields
-            ),
+            )
+            + scoped.outside,
+            refused=scoped.refused,
         )
         conflicts = [c for c in result.conflicts() if logged is None or not logged(c)]
         if conflicts and self.conflict_log is not None:

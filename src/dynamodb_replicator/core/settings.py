@@ -13,6 +13,7 @@ from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes, TableNames, Version
 from dynamodb_replicator.core.policy import ConflictPolicy, LastWriterWins, PreferredRegion
 from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.residency import Residency
 
 __all__ = [
     "ConflictLogSettings",
@@ -42,7 +43,8 @@ class ConflictLogSettings:
 
 @dataclass(frozen=True, slots=True)
 class ReplicationSettings:
-    """How records are replicated; ``names``: the tables' physical names per region."""
+    """How records are replicated; ``names``: the tables' physical names per region;
+    ``residency``: each table's rule of where its items may live."""
 
     policy: ConflictPolicy = field(default_factory=LastWriterWins)
     fields: SystemAttributes = field(default_factory=SystemAttributes)
@@ -52,6 +54,7 @@ class ReplicationSettings:
     max_workers: int = defaults.MAX_WORKERS
     conflict_log: ConflictLogSettings = field(default_factory=ConflictLogSettings)
     names: TableNames = field(default_factory=TableNames)
+    residency: Residency = field(default_factory=Residency)  # where items may live
     # The longest one store request stays out, connect and read (aws/clients.py).
     request_timeout_seconds: float = defaults.REQUEST_TIMEOUT_SECONDS
 

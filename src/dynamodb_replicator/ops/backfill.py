@@ -42,6 +42,7 @@ from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import seal, stored_version
 from dynamodb_replicator.core.progress import ScanSegment
+from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
@@ -116,13 +117,25 @@ class BackfillStats:
     resumed_segments: int = 0
     unversioned: int = 0  # items of the joining table with no usable __timestamp
     unversioned_samples: list[str] = field(default_factory=list)
+    outside: int = 0  # items the residency rule keeps out of the new region (a delete each)
+    outside_out: int = 0  # merge-out puts sent as deletes to regions outside their scope
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, *, copied_in: int = 0, copied_out: int = 0, stale: int = 0) -> None:
+    def add(
+        self,
+        *,
+        copied_in: int = 0,
+        copied_out: int = 0,
+        stale: int = 0,
+        outside: int = 0,
+        outside_out: int = 0,
+    ) -> None:
         with self.lock:
             self.copied_in += copied_in
             self.copied_out += copied_out
             self.stale += stale
+            self.outside += outside
+            self.outside_out += outside_out
 
     def unversioned_item(self, key: str) -> None:
         with self.lock:
@@ -265,8 +278,9 @@ class Backfiller:
                 image = user_image(item, self.fields)
                 # strict: where the same version is there (merged out before), no rewrite.
                 ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
+            ops, outside = self._scoped(table, ops)
             # Sizing every item costs CPU: only when limited.
-            self.limiter.take(write_units(ops, sized=bool(self.limiter.per_second)))
+            self.limiter.take(write_units([*ops, *outside], sized=bool(self.limiter.per_second)))
             if self.stop.is_set():
                 return 0
             stale = 0
@@ -274,11 +288,30 @@ class Backfiller:
                 self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
             elif ops:
                 stale = self._apply(table, ops)
-            self.stats.add(copied_in=len(ops) - stale, stale=stale)
+            if outside:  # before the slice counts as done: a resumed copy repeats them
+                self._apply(table, list(outside))
+            self.stats.add(copied_in=len(ops) - stale, stale=stale, outside=len(outside))
             return len(items)  # written at once: batches in parallel, not one by one
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed
+
+    def _scoped(self, table: str, ops: list[WriteOp]) -> tuple[list[WriteOp], list[DeleteVersion]]:
+        """The items the residency rule lets into the new region, and a delete of the
+        version of each other one there (its tombstone keeps older versions in flight
+        from landing: ``core.scoping``)."""
+        rule = self.config.replication.residency.rule(table)
+        if rule is None:
+            return ops, []
+        kept: list[WriteOp] = []
+        outside: list[DeleteVersion] = []
+        for op in ops:
+            delete = withheld(op, self.new.name, rule, self.source.name)
+            if delete is None:
+                kept.append(op)
+            else:
+                outside.append(delete)
+        return kept, outside
 
 
 def check_new_region(

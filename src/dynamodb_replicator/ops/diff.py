@@ -4,6 +4,10 @@ Every region is scanned in parallel; each item becomes one row (key, digest of i
 without the replicator's bookkeeping attributes, version) written to a bucket file chosen by
 a hash of the key. Buckets are then compared one at a time, so memory holds one bucket of
 rows, never the table. ``repair`` reuses the same pass and acts on each bucket's differences.
+
+With a residency rule (``core.residency``) each row carries its item's scope: an item held
+in a region outside its scope is a difference of its own kind (``outside``), and a region
+outside an item's scope is not expected to hold it (neither missing nor extra there).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dynamodb_replicator.core.codec import key_to_json
 from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.policy import stored_version
+from dynamodb_replicator.core.residency import ResidencyRule
 
 if TYPE_CHECKING:
     from dynamodb_replicator.ops.settle import SettleReport
@@ -44,6 +49,10 @@ class Row:
     digest: str
     timestamp: str | None
     origin: str | None
+    scope: tuple[str, ...] | None = None  # where the item may live (None: everywhere)
+
+    def allowed_in(self, region: str) -> bool:
+        return self.scope is None or region in self.scope
 
 
 @dataclass(slots=True)
@@ -51,8 +60,9 @@ class RegionDiff:
     missing: int = 0
     extra: int = 0
     different: int = 0
+    outside: int = 0  # items held here outside their residency scope
     samples: dict[str, list[str]] = field(
-        default_factory=lambda: {"missing": [], "extra": [], "different": []}
+        default_factory=lambda: {"missing": [], "extra": [], "different": [], "outside": []}
     )
 
     def note(self, kind: str, key: str) -> None:
@@ -74,14 +84,19 @@ class DiffReport:
     @property
     def identical(self) -> bool:
         """Identical as scanned."""
-        return all(not (d.missing or d.extra or d.different) for d in self.regions.values())
+        return all(
+            not (d.missing or d.extra or d.different or d.outside) for d in self.regions.values()
+        )
 
     @property
     def verdict(self) -> str:
-        """identical, in-flight (every difference settled), diverged, unsettled (the settle
-        wait ran out) or different (not settled)."""
+        """identical, outside-scope (an item sits where its residency rule does not allow
+        it: not settled, ``repair`` removes it), in-flight (every difference settled),
+        diverged, unsettled (the settle wait ran out) or different (not settled)."""
         if self.identical:
             return "identical"
+        if any(d.outside for d in self.regions.values()):
+            return "outside-scope"
         if self.settle is None:
             return "different"
         if self.settle.diverged:
@@ -106,6 +121,7 @@ class DiffReport:
                     "missing": d.missing,
                     "extra": d.extra,
                     "different": d.different,
+                    "outside": d.outside,
                     "samples": d.samples,
                 }
                 for name, d in self.regions.items()
@@ -117,23 +133,33 @@ def compare_bucket(
     rows: Mapping[str, Mapping[str, Row]], reference: str, report: DiffReport
 ) -> list[str]:
     """Record one bucket's differences in ``report``; return the keys that differ anywhere."""
-    base = rows[reference]
     differing: set[str] = set()
     for region, mine in rows.items():
+        for key, row in mine.items():
+            if not row.allowed_in(region):
+                report.regions.setdefault(region, RegionDiff()).note("outside", key)
+                differing.add(key)
+    held = {
+        region: {key: row for key, row in mine.items() if row.allowed_in(region)}
+        for region, mine in rows.items()
+    }
+    base = held[reference]
+    for region, mine in held.items():
         if region == reference:
             continue
         diff = report.regions.setdefault(region, RegionDiff())
         for key, row in base.items():
             other = mine.get(key)
-            if other is None:
+            if other is None and row.allowed_in(region):
                 diff.note("missing", key)
                 differing.add(key)
-            elif other.digest != row.digest:
+            elif other is not None and other.digest != row.digest:
                 diff.note("different", key)
                 differing.add(key)
         for key in mine.keys() - base.keys():
-            diff.note("extra", key)
-            differing.add(key)
+            if mine[key].allowed_in(reference):
+                diff.note("extra", key)
+                differing.add(key)
     return sorted(differing)
 
 
@@ -152,7 +178,7 @@ class _Spill:
         for row in rows:
             bucket = int(hashlib.sha1(row.key.encode()).hexdigest()[:8], 16) % self.buckets
             grouped.setdefault(bucket, []).append(
-                json.dumps([row.key, row.digest, row.timestamp, row.origin])
+                json.dumps([row.key, row.digest, row.timestamp, row.origin, row.scope])
             )
         for bucket, lines in grouped.items():
             with self.locks[(region, bucket)], open(self.path(region, bucket), "a") as handle:
@@ -163,21 +189,30 @@ class _Spill:
         if not path.exists():
             return {}
         with open(path) as handle:
-            return {r[0]: Row(*r) for r in (json.loads(line) for line in handle)}
+            return {
+                r[0]: Row(r[0], r[1], r[2], r[3], None if r[4] is None else tuple(r[4]))
+                for r in (json.loads(line) for line in handle)
+            }
 
 
 def _rows(
-    items: list[dict[str, Any]], region: str, key_names: Sequence[str], fields: SystemAttributes
+    items: list[dict[str, Any]],
+    region: str,
+    key_names: Sequence[str],
+    fields: SystemAttributes,
+    rule: ResidencyRule | None = None,
 ) -> list[Row]:
     rows = []
     for item in items:
         version = stored_version(item, region, fields)
+        allowed = None if rule is None else rule.allowed(item)
         rows.append(
             Row(
                 key_to_json(item, key_names),
                 digest(item, fields),
                 version.raw_timestamp if version else None,
                 version.origin if version else None,
+                None if allowed is None else tuple(sorted(allowed)),
             )
         )
     return rows
@@ -194,8 +229,10 @@ def scan_and_compare(
     on_bucket: Callable[[list[str]], None] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     names: TableNames | None = None,
+    rule: ResidencyRule | None = None,
 ) -> DiffReport:
-    """Scan ``table`` (by its name in each region: ``names``) in every region and compare;
+    """Scan ``table`` (by its name in each region: ``names``) in every region and compare
+    (each region against what ``rule`` allows it to hold);
     ``on_bucket`` gets each bucket's differing keys (``codec.key_to_json`` texts) as soon as
     that bucket is compared."""
     labels = [r.name for r in regions]
@@ -209,7 +246,7 @@ def scan_and_compare(
             def on_page(
                 segment: int, items: list[dict[str, Any]], _: Any, region: str = spec.name
             ) -> None:
-                spill.add(region, _rows(items, region, key_names, fields))
+                spill.add(region, _rows(items, region, key_names, fields, rule))
                 with lock:
                     report.items[region] += len(items)
                 if on_progress is not None:

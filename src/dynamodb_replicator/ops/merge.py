@@ -9,6 +9,10 @@ merge never undoes a delete the target still remembers. The joining table's own 
 deletes go out the same way. Items without a usable ``__timestamp`` are not copied: they
 are counted and named (``version-items`` gives them one).
 
+Residency: a put goes only to the regions in its item's scope; every other region gets a
+delete of that version instead (``core.scoping``), so an out-of-scope item of the joining
+table is never copied out to a region outside its scope.
+
 What it cannot know: a delete elsewhere whose tombstone has expired (older than the
 tombstone TTL) is forgotten, so the joining table's copy of that item comes back.
 """
@@ -28,6 +32,7 @@ from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.progress import ScanSegment
+from dynamodb_replicator.core.scoping import evicted, withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
@@ -54,10 +59,13 @@ class MergeOut:
         limiter: RateLimiter,
         stats: BackfillStats,
         on_items: Callable[[int], None] = lambda n: None,
+        own: StoreWriter | None = None,
     ) -> None:
         self.config, self.joining, self.writers = config, joining, writers
         self.segments, self.limiter, self.stats = segments, limiter, stats
         self.on_items = on_items
+        self.own = own  # the joining region's writer: its items outside their scope leave
+        self._evictions: list[DeleteVersion] = []
         self.fields = config.replication.fields
         self.names = config.replication.names
         self.client = make_client("dynamodb", joining, pool=segments + 4)
@@ -77,18 +85,66 @@ class MergeOut:
         )
 
     def _send(self, table: str, ops: list[WriteOp]) -> bool:
-        """Apply ``ops`` in every other region; False when stopped before writing."""
+        """Apply ``ops`` in every other region, each put kept to its item's residency scope
+        (a region outside it gets a delete of that version: ``core.scoping``); False when
+        stopped before writing."""
         self.limiter.take(write_units(ops, sized=False) * len(self.writers))
         if self.limiter.stop.is_set():
             return False
+        per_region = {name: self._scoped(table, name, ops) for name in self.writers}
+
+        def apply(name: str) -> tuple[int, Any]:
+            scoped = per_region[name]
+            puts = sum(isinstance(op, PutVersion) for op in scoped)
+            return puts, self.writers[name].apply(table, scoped)
+
         # Every region at once: a slice takes the slowest region's time, not the sum.
-        results = list(self._regions.map(lambda w: w.apply(table, ops), self.writers.values()))
-        puts = sum(isinstance(op, PutVersion) for op in ops)
-        for result in results:
+        results = list(self._regions.map(apply, self.writers))
+        sent_puts = sum(isinstance(op, PutVersion) for op in ops)
+        for puts, result in results:
             if result.error is not None:
                 raise result.error
-            self.stats.add(copied_out=min(puts, result.applied), stale=result.stale)
+            self.stats.add(
+                copied_out=min(puts, result.applied),
+                stale=result.stale,
+                outside_out=sent_puts - puts,
+            )
         return True
+
+    def _evict(self, table: str, ops: list[WriteOp]) -> bool:
+        """Note the joining table's items outside their scope, to remove once the merge
+        sent everything out (``evict``)."""
+        rule = self.config.replication.residency.rule(table)
+        if rule is not None and self.own is not None:
+            name = self.joining.name
+            puts = [op for op in ops if isinstance(op, PutVersion)]
+            deletes = [d for op in puts if (d := evicted(op, rule, name)) is not None]
+            with self.stats.lock:
+                self._evictions.extend(deletes)
+        return True
+
+    def evict(self, table: str) -> None:
+        """Remove from the joining table its items outside their scope: after
+        ``tombstones``, which would otherwise send these deletes out as well (a delete of
+        every content of their version there, ``core.scoping``). A resumed merge does not
+        redo this; ``diff --residency`` and ``repair`` find what is left."""
+        if self.own is None or not self._evictions:
+            return
+        result = self.own.apply(table, list(self._evictions))
+        if result.error is not None:
+            raise result.error
+        self._evictions.clear()
+
+    def _scoped(self, table: str, region: str, ops: list[WriteOp]) -> list[WriteOp]:
+        """``ops`` as ``region`` gets them under the table's residency rule."""
+        rule = self.config.replication.residency.rule(table)
+        if rule is None:
+            return ops
+        scoped: list[WriteOp] = []
+        for op in ops:
+            delete = withheld(op, region, rule, self.joining.name)
+            scoped.append(op if delete is None else delete)
+        return scoped
 
     def close(self) -> None:
         self._regions.shutdown(wait=True)
@@ -107,7 +163,8 @@ class MergeOut:
                 image = user_image(item, self.fields)
                 # strict: a region holding this very version has it already (no rewrite).
                 ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
-            return len(items) if not ops or self._send(table, ops) else 0
+            sent = not ops or (self._send(table, ops) and self._evict(table, ops))
+            return len(items) if sent else 0
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed

@@ -17,6 +17,8 @@ from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, TableNames, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, stored_version
+from dynamodb_replicator.core.residency import ResidencyRule
+from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.ops.diff import digest
@@ -34,8 +36,11 @@ def resolve(
     *,
     policy: ConflictPolicy,
     fields: SystemAttributes,
+    rule: ResidencyRule | None = None,
 ) -> dict[str, PutVersion | DeleteVersion] | None:
-    """The operation each region needs for ``key`` (regions that agree get none).
+    """The operation each region needs for ``key`` (regions that agree get none). With a
+    residency ``rule``, a region outside the winner's scope that holds the key gets a
+    delete of the winning version instead (the item leaves it, and stays out).
 
     None when no region holds a versioned item or a tombstone: nothing can be decided.
     """
@@ -67,11 +72,15 @@ def resolve(
     assert version is not None
     wanted = digest(winner, fields)
     put = PutVersion(key, version, user_image(winner, fields), NO_SEQUENCE)
-    return {
-        region: put
-        for region, item in items.items()
-        if item is None or digest(item, fields) != wanted
-    }
+    ops: dict[str, PutVersion | DeleteVersion] = {}
+    for region, item in items.items():
+        delete = None if rule is None else withheld(put, region, rule, holder)
+        if delete is not None:
+            if item is not None:
+                ops[region] = delete
+        elif item is None or digest(item, fields) != wanted:
+            ops[region] = put
+    return ops
 
 
 @dataclass(slots=True)
@@ -130,12 +139,14 @@ class Repairer:
         tombstone_suffix: str,
         dry_run: bool,
         names: TableNames | None = None,
+        rule: ResidencyRule | None = None,
     ) -> None:
         self.table, self.clients, self.writers = table, clients, writers
         self.names = names or TableNames()
         self.policy, self.fields = policy, fields
         self.tombstone_suffix, self.dry_run = tombstone_suffix, dry_run
         self.report = RepairReport()
+        self.rule = rule
 
     def __call__(self, keys: Sequence[dict[str, Any]]) -> None:
         names = list(self.clients)
@@ -162,6 +173,7 @@ class Repairer:
                 {r: tombs[r].get(key) for r in names},
                 policy=self.policy,
                 fields=self.fields,
+                rule=self.rule,
             )
             if ops is None:
                 self.report.note_undecidable(raw)

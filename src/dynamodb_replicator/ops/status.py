@@ -254,6 +254,7 @@ def render_text(
                 f"({_seconds(now - error_at)} ago): {p.totals.last_error}"
             )
     lines.extend(_parked_lines(states, now))
+    lines.extend(_residency_lines(pairs))
     for name, region in states.items():
         if region.error is not None:
             lines.append(f"{name}: state unreadable")
@@ -264,6 +265,17 @@ def render_text(
             held = f"{left:.0f} s left" if left >= 0 else f"expired {-left:.0f} s ago"
             lines.append(f"  {lease.shard}  owner {lease.owner} ({held})")
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _residency_lines(pairs: Sequence[PairStatus]) -> list[str]:
+    """Per pair, the items residency kept out of the target or removed from the source."""
+    return [
+        f"residency: {p.table} {p.source} -> {p.target}: {c.refused} refused "
+        f"(a delete went instead), {c.removed} removed (written outside their scope)"
+        for p in pairs
+        for c in [p.totals.counters]
+        if c.refused or c.removed
+    ]
 
 
 def _parked_lines(states: Mapping[str, RegionState], now: float) -> list[str]:

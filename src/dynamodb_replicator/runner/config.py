@@ -10,6 +10,10 @@
     external_id = "..."                                        # optional, with role_arn
     [table_names.Orders]                     # optional: Orders's name where it differs
     eu-west-1 = "EuStack-Orders-1A2B3C"
+    [residency.Orders]                       # optional: where Orders's items may live
+    attribute = "country"
+    scopes = { DE = ["eu-west-1"] }          # value -> regions
+    default = ["eu-west-1", "ap-southeast-1"]  # optional: absent means every region
 
 Optional top-level keys extend it compatibly (docs/reference/config.md). Unknown keys are
 errors, so a typo never silently falls back to a default: every unknown key (top level
@@ -30,6 +34,7 @@ from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
 from dynamodb_replicator.core.replicator import MissingTimestamp
+from dynamodb_replicator.core.residency import parse_residency
 from dynamodb_replicator.core.roles import ROLE_KEYS, parse_role
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings, load_policy
 
@@ -88,7 +93,7 @@ def _typed(data: Mapping[str, Any], key: str, kind: type, default: Any) -> Any:
     return value
 
 
-_STRUCTURED = ("tables", "regions", "table_names", _REQUEST)
+_STRUCTURED = ("tables", "regions", "table_names", "residency", _REQUEST)
 """The top-level keys besides ``_OPTIONAL``: lists, tables of tables, and the request
 timeout (its default derives from the lease, so it is not a plain ``_OPTIONAL`` one)."""
 
@@ -198,6 +203,7 @@ def parse_config(data: Mapping[str, Any]) -> RunnerConfig:
             values["conflict_log"], values["conflict_sample_rate"], values["conflict_log_items"]
         ),
         names=_table_names(data.get("table_names", {}), tables, regions),
+        residency=parse_residency(data.get("residency"), tables, [r.name for r in regions]),
     )
     config = RunnerConfig(
         tables=tuple(tables),

@@ -37,6 +37,8 @@ _COUNTERS: tuple[tuple[str, str], ...] = (
         "parked",
         "records this worker parked (failing by themselves) instead of applied; see redrive",
     ),
+    ("refused", "puts kept out of the target by residency (a delete of the version instead)"),
+    ("removed", "writes removed from the source because they were made outside their scope"),
 )
 _GAUGES: tuple[tuple[str, Callable[[PairTotals], float | None], str], ...] = (
     (
@@ -183,7 +185,7 @@ class RunnerMetrics:
         self.violations = PromCounter(
             f"{PREFIX}_contract_violations",
             "application writes that break the data contract (kind: kept-timestamp, "
-            "seconds-timestamp, reverted); each is logged as a WARNING",
+            "seconds-timestamp, reverted, outside-scope); each is logged as a WARNING",
             labelnames=("table", "source", "kind"),
             registry=self.registry,
         )

@@ -128,6 +128,7 @@ def check_region(
     backoff = backoff or Backoff(attempts=3, base=0.05, cap=0.5)
     schemas, problems = _check_region(spec, config, backoff)
     problems += _compare(config.tables, {**known, spec.name: schemas})
+    problems += _residency_keys(config, {spec.name: schemas})
     if problems:
         raise ConfigError("\n".join(problems))
     _create_bookkeeping(spec, config, backoff)
@@ -145,6 +146,20 @@ def _compare(tables: Sequence[str], schemas: Mapping[str, Schemas]) -> list[str]
             )
             problems.append(f"table {table} has different key schemas: {detail}")
     return problems
+
+
+def _residency_keys(config: RunnerConfig, schemas: Mapping[str, Schemas]) -> list[str]:
+    """A residency rule whose attribute is part of its table's key, one line per table."""
+    problems: set[str] = set()
+    for found in schemas.values():
+        for table, schema in found.items():
+            rule = config.replication.residency.rule(table)
+            try:
+                if rule is not None:
+                    rule.check_key(table, [name for name, _, _ in schema])
+            except ConfigError as exc:
+                problems.add(str(exc))
+    return sorted(problems)
 
 
 def preflight(config: RunnerConfig) -> Checked:
@@ -172,6 +187,7 @@ def preflight(config: RunnerConfig) -> Checked:
                 continue
             problems += found
     problems += _compare(config.tables, schemas)
+    problems += _residency_keys(config, schemas)
     if problems:
         # Alone an outage is no reason to stop; beside what needs fixing it is worth knowing.
         raise ConfigError("\n".join([*problems, *unreachable.values()]))
