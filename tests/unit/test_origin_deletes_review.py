@@ -1,0 +1,62 @@
+"""Adversarial review of deletes in a version's origin region (h-eqv): interleavings
+through the real codec, planner, write protocol and Replicator over in-memory regions
+whose streams record every change, the replicator's own removals included. Each test
+marked xfail(strict) reproduces a defect: it fails today and passes once it is fixed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .strategies import FIELDS
+from .stream_regions import StreamRegions
+
+AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
+T = 1_700_000_000_000
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+@pytest.fixture
+def regions() -> Iterator[StreamRegions]:
+    world = StreamRegions([AP, EU, US])
+    yield world
+    world.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eu-west-1 writes A at T, deletes it, re-inserts E at T and regresses E (restore "
+    "(T, eu-west-1, r)); ap-southeast-1's restore of A lands in eu-west-1 first, and applying "
+    "eu-west-1's delete removes that copy there: the replicator's own REMOVE record is not "
+    "an echo (tombstone deleted in eu-west-1) and now carries its own seq > r, so it goes "
+    "out as eu-west-1's delete of E: E lost everywhere (regression of c747ecc)",
+)
+def test_the_replicators_own_removal_in_the_origin_spares_a_later_reinsert(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes A at T, deletes it, writes E at T again and, its clock behind,
+    regresses E (its record asks to restore E as (T, eu-west-1, r)). ap-southeast-1's
+    regression restored A (T, eu-west-1, x) into eu-west-1 before eu-west-1's records
+    were read, so applying eu-west-1's delete there removes that copy: a REMOVE record of
+    the replicator's own, later in eu-west-1's stream than r. E is eu-west-1's latest
+    write of T and must end everywhere."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
+    regions.quiesce()
+    regions.delete(EU, k)
+    regions.update(AP, k, **{FIELDS.timestamp: n(T - 8), "content": s("ap")})
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    regions.pump(AP)
+    assert regions.contents(k)[EU] == {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("A")}
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
