@@ -60,3 +60,32 @@ def test_the_replicators_own_removal_in_the_origin_spares_a_later_reinsert(
     regions.quiesce()
     winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eu-west-1 alone: a winning update that hit T@ap-southeast-1's marker, a delete, "
+    "a re-insert E at T and a regression of E, read in one batch: the relabel lands before "
+    "the delete is applied, the replicator's removal of it is not an echo (tombstone "
+    "deleted in eu-west-1) and now carries its own seq > E's restore: E lost everywhere "
+    "(regression of c747ecc)",
+)
+def test_a_relabelled_update_deleted_then_rewritten_in_one_batch_keeps_the_rewrite(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1's application alone: it updates the replica of T@ap-southeast-1 landing
+    exactly on T (it wins: the larger name, so its record relabels its own copy), deletes
+    k, writes E at T again and, its clock behind, regresses E. All four records are read
+    in one batch: the relabel lands in eu-west-1 before the delete is applied there, so
+    the delete removes it by the replicator's hand. E is eu-west-1's latest write of T
+    and must end everywhere."""
+    k = regions.key("k")
+    regions.put(AP, k, **{FIELDS.timestamp: n(T), "content": s("ap")})
+    regions.quiesce()
+    regions.update(EU, k, **{FIELDS.timestamp: n(T), "content": s("X")})
+    regions.delete(EU, k)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
