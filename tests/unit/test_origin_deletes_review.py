@@ -89,3 +89,30 @@ def test_a_relabelled_update_deleted_then_rewritten_in_one_batch_keeps_the_rewri
     regions.quiesce()
     winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eu-west-1 alone: A at T (replicated), a regression (restore A as (T, eu, r1)), "
+    "B at T, delete, E at T, a regression of E (restore E as (T, eu, r2)): the restore of A "
+    "lands in eu-west-1 over the regressed item, applying the delete removes it there, and "
+    "that REMOVE of the replicator's own goes out as eu-west-1's delete at a seq > r2: "
+    "E lost everywhere (regression of c747ecc)",
+)
+def test_a_regions_own_writes_deletes_and_regressions_of_one_timestamp_keep_its_last_write(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1's application alone, its clock jittering around T: it writes A at T (read
+    and replicated), regresses it, writes B at T, deletes k, writes E at T and regresses
+    E. By the rule, E (its last write of T; both regressions lose) ends everywhere."""
+    k = regions.key("k")
+    regions.update(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
+    regions.pump(EU)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late-1")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T), "content": s("B")})
+    regions.delete(EU, k)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 8), "content": s("late-2")})
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
