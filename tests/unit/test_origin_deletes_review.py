@@ -102,12 +102,12 @@ def test_a_relabelled_update_deleted_then_rewritten_in_one_batch_keeps_the_rewri
 def test_a_regions_own_writes_deletes_and_regressions_of_one_timestamp_keep_its_last_write(
     regions: StreamRegions,
 ) -> None:
-    """eu-west-1's application alone, its clock jittering around T: it writes A at T (read
-    and replicated), regresses it, writes B at T, deletes k, writes E at T and regresses
-    E. By the rule, E (its last write of T; both regressions lose) ends everywhere."""
+    """eu-west-1's application alone, its clock jittering around T: it writes A at T,
+    regresses it, writes B at T, deletes k, writes E at T and regresses E; all six
+    records are read in one batch. By the rule, E (its last write of T; both regressions
+    lose) ends everywhere."""
     k = regions.key("k")
     regions.update(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
-    regions.pump(EU)
     regions.put(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late-1")})
     regions.update(EU, k, **{FIELDS.timestamp: n(T), "content": s("B")})
     regions.delete(EU, k)
