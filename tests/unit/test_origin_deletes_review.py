@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from .strategies import FIELDS
-from .stream_regions import StreamRegions
+from .stream_regions import TABLE, StreamRegions
 
 AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
 T = 1_700_000_000_000
@@ -113,6 +113,40 @@ def test_a_regions_own_writes_deletes_and_regressions_of_one_timestamp_keep_its_
     regions.delete(EU, k)
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
     regions.update(EU, k, **{FIELDS.timestamp: n(T - 8), "content": s("late-2")})
+    regions.quiesce()
+    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
+    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eu-west-1 deletes its earlier-scheme copy of A (no seq), writes E at T, "
+    "regresses E (restore (T, eu, r)); ap-southeast-1's regression restores A (T, eu, '') "
+    "into eu-west-1 over the regressed item, applying the delete removes it there, and that "
+    "REMOVE of the replicator's own goes out as eu-west-1's delete at a seq > r: E lost "
+    "everywhere (before d9648d9 it failed too, through the seq-less tombstone)",
+)
+def test_a_reinsert_after_deleting_an_earlier_scheme_copy_survives_a_restore_of_that_copy(
+    regions: StreamRegions,
+) -> None:
+    """Every region holds A, T@eu-west-1 as the earlier replicator left it (marked, no seq,
+    no nonce). eu-west-1 deletes k, writes E at T and regresses E; ap-southeast-1's
+    application regresses its copy of A before any of eu-west-1's records is read. E is
+    eu-west-1's latest write of T and must end everywhere."""
+    k = regions.key("k")
+    for store in regions.stores.values():
+        store.table(TABLE)[k] = {
+            **k.to_attributes(),
+            FIELDS.timestamp: n(T),
+            "content": s("A"),
+            FIELDS.origin: s(EU),
+            FIELDS.marker: n(T),
+        }
+    regions.delete(EU, k)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.put(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    regions.update(AP, k, **{FIELDS.timestamp: n(T - 8), "content": s("ap")})
+    regions.pump(AP)
     regions.quiesce()
     winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
