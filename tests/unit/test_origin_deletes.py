@@ -1,7 +1,8 @@
-"""Adversarial review of deletes in a version's origin region (h-eqv): interleavings
-through the real codec, planner, write protocol and Replicator over in-memory regions
-whose streams record every change, the replicator's own removals included. Each test
-marked xfail(strict) reproduces a defect: it fails today and passes once it is fixed."""
+"""Deletes in a version's origin region against the replicator's own removals there:
+interleavings through the real codec, planner, write protocol and Replicator over
+in-memory regions whose streams record every change, the replicator's own removals
+included. The REMOVE record of the replicator's own application of a region's delete in
+that region is an echo (core.plan), not that region's later delete."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from dynamodb_replicator.core.tombstones import TombstoneTable
+
 from .strategies import FIELDS
-from .stream_regions import TABLE, StreamRegions
+from .stream_regions import SUFFIX, TABLE, StreamRegions
 
 AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
 T = 1_700_000_000_000
@@ -31,14 +34,6 @@ def regions() -> Iterator[StreamRegions]:
     world.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eu-west-1 writes A at T, deletes it, re-inserts E at T and regresses E (restore "
-    "(T, eu-west-1, r)); ap-southeast-1's restore of A lands in eu-west-1 first, and applying "
-    "eu-west-1's delete removes that copy there: the replicator's own REMOVE record is not "
-    "an echo (tombstone deleted in eu-west-1) and now carries its own seq > r, so it goes "
-    "out as eu-west-1's delete of E: E lost everywhere (regression of c747ecc)",
-)
 def test_the_replicators_own_removal_in_the_origin_spares_a_later_reinsert(
     regions: StreamRegions,
 ) -> None:
@@ -62,14 +57,6 @@ def test_the_replicators_own_removal_in_the_origin_spares_a_later_reinsert(
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eu-west-1 alone: a winning update that hit T@ap-southeast-1's marker, a delete, "
-    "a re-insert E at T and a regression of E, read in one batch: the relabel lands before "
-    "the delete is applied, the replicator's removal of it is not an echo (tombstone "
-    "deleted in eu-west-1) and now carries its own seq > E's restore: E lost everywhere "
-    "(regression of c747ecc)",
-)
 def test_a_relabelled_update_deleted_then_rewritten_in_one_batch_keeps_the_rewrite(
     regions: StreamRegions,
 ) -> None:
@@ -91,14 +78,6 @@ def test_a_relabelled_update_deleted_then_rewritten_in_one_batch_keeps_the_rewri
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eu-west-1 alone: A at T (replicated), a regression (restore A as (T, eu, r1)), "
-    "B at T, delete, E at T, a regression of E (restore E as (T, eu, r2)): the restore of A "
-    "lands in eu-west-1 over the regressed item, applying the delete removes it there, and "
-    "that REMOVE of the replicator's own goes out as eu-west-1's delete at a seq > r2: "
-    "E lost everywhere (regression of c747ecc)",
-)
 def test_a_regions_own_writes_deletes_and_regressions_of_one_timestamp_keep_its_last_write(
     regions: StreamRegions,
 ) -> None:
@@ -118,14 +97,6 @@ def test_a_regions_own_writes_deletes_and_regressions_of_one_timestamp_keep_its_
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eu-west-1 deletes its earlier-scheme copy of A (no seq), writes E at T, "
-    "regresses E (restore (T, eu, r)); ap-southeast-1's regression restores A (T, eu, '') "
-    "into eu-west-1 over the regressed item, applying the delete removes it there, and that "
-    "REMOVE of the replicator's own goes out as eu-west-1's delete at a seq > r: E lost "
-    "everywhere (before d9648d9 it failed too, through the seq-less tombstone)",
-)
 def test_a_reinsert_after_deleting_an_earlier_scheme_copy_survives_a_restore_of_that_copy(
     regions: StreamRegions,
 ) -> None:
@@ -150,3 +121,27 @@ def test_a_reinsert_after_deleting_an_earlier_scheme_copy_survives_a_restore_of_
     regions.quiesce()
     winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("E")}
     assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+
+
+def test_a_replayed_delete_of_a_regions_own_version_is_no_echo_there(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 deletes its own version of k; its record is applied in eu-west-1 only
+    (its tombstone is written there) before the other targets fail, and the record is
+    replayed for them. The replay's removed labels are covered by that tombstone, but it
+    is eu-west-1's delete itself, not the replicator's later removal: it must reach them."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
+    regions.quiesce()
+    regions.delete(EU, k)
+    stream = regions.stores[EU].stream
+    records = [r for r in stream[regions.read[EU] :] if r["table"] == TABLE]
+    regions.read[EU] = len(stream)
+    first = regions.replicators[EU].process(TABLE, records, from_json=False, regions=[EU])
+    assert first.failed_sequence() is None
+    tombs = TombstoneTable(regions.stores[EU], FIELDS, SUFFIX).read(TABLE, [k])
+    assert tombs[k].deleted_in == EU
+    replay = regions.replicators[EU].process(TABLE, records, from_json=False, regions=[AP, US])
+    assert replay.failed_sequence() is None and replay.echoes == 0
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
