@@ -20,7 +20,8 @@ For each change of source region S:
 * any other write is sent to every other region;
 * a delete is sent to every region, S included, so S remembers it as well (a late, older
   version arriving in S must not resurrect the item); a delete that S only saw because
-  the replicator applied another region's delete is an echo and is dropped.
+  the replicator applied a delete (another region's, or S's own applied in S) is an echo
+  and is dropped.
 
 Operations keep the changes' order, so per-key order survives into every target.
 """
@@ -42,6 +43,7 @@ from dynamodb_replicator.core.model import (
     pad_sequence,
 )
 from dynamodb_replicator.core.policy import (
+    LATEST,
     ConflictPolicy,
     is_genuine,
     is_marked,
@@ -161,17 +163,7 @@ def plan_changes(
                 writes[region].append(unversioned)
             continue
         if change.operation is Operation.DELETE:
-            tomb = tombstones.get(change.key)
-            # An echo: the delete is another region's, and what this record removed is
-            # covered by it (the labels of the content removed, not the LATEST this region
-            # would give a delete of another region's version: else the replicator's own
-            # removal of (T, O, x) by a delete (T, O, d) would go out again as a delete of
-            # every content of (T, O), a later re-insert of T in O included).
-            if (
-                tomb
-                and tomb.deleted_in != source
-                and not newer(policy, change.old_version or change.version, tomb.version)
-            ):
+            if _removed_by_the_replicator(change, tombstones.get(change.key), source, policy):
                 echoes += 1
                 continue
             op: WriteOp = DeleteVersion(change.key, change.version, source, change.sequence_number)
@@ -213,6 +205,28 @@ def plan_changes(
         for region in regions if _disguised(change, fields) else targets:
             writes[region].append(put)
     return Plan(writes, echoes, tuple(lost))
+
+
+def _removed_by_the_replicator(
+    change: Change, tomb: Tombstone | None, source: str, policy: ConflictPolicy
+) -> bool:
+    """Whether a delete record of ``source`` is the replicator's own removal there (an
+    echo): what it removed is covered by a delete ``source`` remembers (the labels of the
+    content removed, not the version this record carries: else the removal of (T, O, x)
+    by a delete (T, O, d) would go out again as a delete of every content of (T, O), or,
+    in O itself, as O's delete at this later record; either removes a later re-insert of
+    T in O)."""
+    if tomb is None or newer(policy, change.old_version or change.version, tomb.version):
+        return False
+    if tomb.deleted_in != source:
+        return True
+    # A delete of ``source`` itself: its own record (first read or replayed) is no echo,
+    # but the replicator applies it in ``source`` after its tombstone (D1 before D2, P3
+    # after P2), so a removal there at a later record of a copy of ``source``'s own
+    # version that the delete covers is the replicator's. (A delete of another region's
+    # version goes out again as the same (T, O, LATEST): harmless, so left alone.)
+    own = tomb.version.origin == source and tomb.version.seq != LATEST
+    return own and tomb.version.seq < pad_sequence(change.sequence_number)
 
 
 def _disguised(change: Change, fields: SystemAttributes) -> bool:

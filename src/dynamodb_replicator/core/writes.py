@@ -32,11 +32,13 @@ the digest of the content written (``core.policy.seal``).
     what that region writes at T after the delete survives it. No delete carries a seq
     of "", which a tombstone would read back as the earlier scheme's. The REMOVE record
     of the replicator's own D2/P3 is an echo when the labels of the content it removed
-    are covered by the remembered delete (``core.plan``; not its LATEST reading, which no
-    delete (T, O, d) covers): else it would go out as a delete of every content of
-    (T, O), a later re-insert of T in O included. A tombstone of the earlier scheme (no
-    seq) remembers a delete of (T, O) whatever its content: it reads as (T, O,
-    ``LATEST``) (``core.tombstones``).
+    are covered by the remembered delete (``core.plan``; not the version the record
+    would carry: else it would go out as a delete of every content of (T, O), or in O,
+    applying O's own delete, as O's delete at that later record; either removes a later
+    re-insert of T in O). In O that delete's own record, replayed, is no echo: only a
+    removal at a later record than the remembered delete of O's version is. A tombstone
+    of the earlier scheme (no seq) remembers a delete of (T, O) whatever its content: it
+    reads as (T, O, ``LATEST``) (``core.tombstones``).
 
 Put of version V of key K (the item plus the labels and a fresh nonce):
   P0. (batched, before the writes) read K's tombstone; if it remembers a delete of V or a
