@@ -158,3 +158,70 @@ def test_an_origin_delete_of_a_restored_copy_removes_its_earlier_rewrite_of_that
     assert tombs[k].deleted_in == EU
     regions.quiesce()
     assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eu-west-1's delete of its own relabelled copy, landed after its earlier "
+    "delete of T, is taken for an echo once that delete's tombstone is written: the "
+    "restore of its later write E of T survives everywhere",
+)
+def test_an_origin_delete_of_its_own_relabel_removes_its_earlier_rewrite_of_that_timestamp(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1's application alone: it updates the replica of T@ap-southeast-1 landing
+    on T (record u: it wins, so its copy is relabelled (T, eu-west-1, u)), deletes k (d),
+    writes E at T and regresses E (g). u is read in a batch of its own: the relabel lands
+    over the regressed item. eu-west-1 deletes what it holds (a); d is read next in a
+    batch of its own, then the rest. a is eu-west-1's delete of T after E: nothing may
+    survive."""
+    k = regions.key("k")
+    regions.put(AP, k, **{FIELDS.timestamp: n(T), "content": s("ap")})
+    regions.quiesce()
+    regions.update(EU, k, **{FIELDS.timestamp: n(T), "content": s("X")})
+    relabel = unread(regions, EU)
+    regions.delete(EU, k)
+    delete = unread(regions, EU)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    process(regions, EU, relabel, [AP, EU, US])
+    stored = regions.contents(k)[EU]
+    assert stored == {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("X")}
+    regions.delete(EU, k)
+    assert process(regions, EU, delete, [AP, EU, US]) == 0
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="as with a restored copy of the current scheme: eu-west-1's delete of a "
+    "restored copy of the earlier scheme (no seq) is taken for an echo, and the "
+    "restore of its later write E of T survives everywhere",
+)
+def test_an_origin_delete_of_a_restored_earlier_scheme_copy_removes_its_rewrite_of_t(
+    regions: StreamRegions,
+) -> None:
+    """Every region holds A, T@eu-west-1 as the earlier replicator left it (marked, no
+    seq, no nonce). eu-west-1 deletes k (d), writes E at T and regresses E (g);
+    ap-southeast-1's application regresses its copy of A, whose restore lands in
+    eu-west-1 over the regressed item; eu-west-1 deletes what it holds (a). d is read in
+    a batch of its own before the rest: nothing may survive."""
+    k = regions.key("k")
+    for store in regions.stores.values():
+        store.table(TABLE)[k] = {
+            **k.to_attributes(),
+            FIELDS.timestamp: n(T),
+            "content": s("A"),
+            FIELDS.origin: s(EU),
+            FIELDS.marker: n(T),
+        }
+    regions.delete(EU, k)
+    first = unread(regions, EU)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    restore_into_eu(regions, k)
+    regions.delete(EU, k)
+    assert process(regions, EU, first, [AP, EU, US]) == 0
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
