@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version
+from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, WriteOp
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.residency import ResidencyRule
@@ -30,13 +30,16 @@ def repair_ops(world: World, key: ItemKey, rule: ResidencyRule = RULE) -> dict[s
     return dict(ops or {})
 
 
-def settle_put(world: World, key: ItemKey, version: Version, country: str) -> None:
-    """An application's put of ``key`` in ``version``'s origin, replicated until settled."""
+def settle_put(world: World, key: ItemKey, stamp: str, origin: str, country: str) -> None:
+    """An application's put of ``key`` in ``origin``, decoded as the codec does (its
+    record's seq), replicated until settled."""
+    seq = world.seq()
+    version = Version.of(stamp, origin, pad_sequence(seq))
     written = image(key, version, country=country)
     world.stores[version.origin].write_directly(TABLE, key, written)
     world.countries[version] = country
     world.happened("put", key, version, country=country)
-    put = Change(Operation.PUT, key, world.seq(), version, written)
+    put = Change(Operation.PUT, key, seq, version, written)
     world.deliver_record(Record(version.origin, put, tuple(world.names)))
     world.run(lambda: 1)
     world.check()
@@ -55,7 +58,7 @@ def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() ->
     world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
     try:
         key = KEYS[0]
-        settle_put(world, key, Version.of("4", US1), "DE")
+        settle_put(world, key, "4", US1, "DE")
         assert world.stores[EU].item(TABLE, key) is not None
         wider = ResidencyRule("country", (("DE", frozenset({EU, US2})), ("US", frozenset({US1}))))
         ops = repair_ops(world, key, wider)
@@ -79,7 +82,7 @@ def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_s
     world = World(LastWriterWins(FIELDS), [EC1, EU, US1], lambda: NOTHING, True, wide)
     try:
         key = KEYS[0]
-        settle_put(world, key, Version.of("4", EC1), "DE")
+        settle_put(world, key, "4", EC1, "DE")
         assert world.stores[EC1].item(TABLE, key) is not None  # in the wide scope
         world.rule = RULE  # eu-central-1 leaves the DE scope
         first = repair_ops(world, key)
