@@ -54,7 +54,8 @@ def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() ->
     """us-east-1's application writes a DE item (outside its scope): it is replicated to
     eu-west-1, removed from us-east-1 and kept out of us-west-2; settled. The rule then
     adds us-west-2 to the DE scope, and repair copies the item there (diff: missing), as
-    the residency page says. It must not delete it from eu-west-1 instead."""
+    the residency page says. It must not delete it from eu-west-1 instead, and the copy
+    must land although us-west-2 remembers the delete of that very version."""
     world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
     try:
         key = KEYS[0]
@@ -64,6 +65,9 @@ def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() ->
         ops = repair_ops(world, key, wider)
         assert not isinstance(ops.get(EU), DeleteVersion), ops
         assert set(ops) == {US2}, ops
+        # The copy must land over the delete that kept this very version out of us-west-2.
+        world.writers[US2].apply(TABLE, [ops[US2]])
+        assert world.stores[US2].item(TABLE, key) is not None
     finally:
         world.close()
 
@@ -77,7 +81,8 @@ def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_s
     """DE items may live in eu-central-1 and eu-west-1; one written in eu-central-1 is in
     both. The rule then drops eu-central-1 and repair moves the item out of it, as the
     residency page says. Later the rule adds us-east-1 to the DE scope, and repair copies
-    the item there (diff: missing): it must not delete it from eu-west-1 instead."""
+    the item there (diff: missing): it must not delete it from eu-west-1 instead, and the
+    copy must land although us-east-1 remembers the delete of that very version."""
     wide = ResidencyRule("country", (("DE", frozenset({EC1, EU})), ("US", frozenset({US1}))))
     world = World(LastWriterWins(FIELDS), [EC1, EU, US1], lambda: NOTHING, True, wide)
     try:
@@ -93,5 +98,8 @@ def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_s
         again = repair_ops(world, key, later)
         assert not isinstance(again.get(EU), DeleteVersion), again
         assert set(again) == {US1}, again
+        # The copy must land over the delete that kept this very version out of us-east-1.
+        world.writers[US1].apply(TABLE, [again[US1]])
+        assert world.stores[US1].item(TABLE, key) is not None
     finally:
         world.close()
