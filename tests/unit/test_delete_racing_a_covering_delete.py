@@ -20,7 +20,8 @@ AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
     strict=True,
     reason="the planner takes the application's REMOVE for an echo of the covering delete of"
     " (T, O, x) that landed before it was planned, and drops its delete of every content of"
-    " (T, O): a later content (T, O, y) survives (fault schedule seed 3591732)",
+    " (T, O): a later content (T, O, y) survives (fault schedule seeds 3591732, 462187697,"
+    " 566497147, 566498477: all with the residency rule)",
 )
 @pytest.mark.parametrize("rule", [RULE, None], ids=["residency", "no-rule"])
 def test_an_application_delete_racing_the_origin_s_delete_removes_every_content(
