@@ -1,0 +1,105 @@
+"""Repair and residency: what ``repair`` decides for a key once replication settled, when
+some regions remember the delete that kept a version out of them (tombstones of kept-out
+versions) and others hold that very version inside its scope."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
+from dynamodb_replicator.core.plan import DeleteVersion, WriteOp
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.residency import ResidencyRule
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.ops.repair import resolve
+
+from .strategies import FIELDS
+from .world import KEYS, NOTHING, RULE, SUFFIX, TABLE, Record, World, image
+
+EC1, EU, US1, US2 = "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"
+
+
+def repair_ops(world: World, key: ItemKey, rule: ResidencyRule = RULE) -> dict[str, WriteOp]:
+    """What repair would do for ``key`` given every region's item and tombstone."""
+    items = {name: store.item(TABLE, key) for name, store in world.stores.items()}
+    tombs = {
+        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [key]).get(key)
+        for name, store in world.stores.items()
+    }
+    ops = resolve(key, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=rule)
+    return dict(ops or {})
+
+
+def settle_put(world: World, key: ItemKey, stamp: str, origin: str, country: str) -> None:
+    """An application's put of ``key`` in ``origin``, decoded as the codec does (its
+    record's seq), replicated until settled."""
+    seq = world.seq()
+    version = Version.of(stamp, origin, pad_sequence(seq))
+    written = image(key, version, country=country)
+    world.stores[version.origin].write_directly(TABLE, key, written)
+    world.countries[version] = country
+    world.happened("put", key, version, country=country)
+    put = Change(Operation.PUT, key, seq, version, written)
+    world.deliver_record(Record(version.origin, put, tuple(world.names)))
+    world.run(lambda: 1)
+    world.check()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="repair ranks the origin's removal of a write made outside its scope (a tombstone of"
+    " (T, O, LATEST)) above that version's copies in its scope and deletes them (a lost write)",
+)
+def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() -> None:
+    """us-east-1's application writes a DE item (outside its scope): it is replicated to
+    eu-west-1, removed from us-east-1 and kept out of us-west-2; settled. The rule then
+    adds us-west-2 to the DE scope, and repair copies the item there (diff: missing), as
+    the residency page says. It must not delete it from eu-west-1 instead, and the copy
+    must land although us-west-2 remembers the delete of that very version."""
+    world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
+    try:
+        key = KEYS[0]
+        settle_put(world, key, "4", US1, "DE")
+        assert world.stores[EU].item(TABLE, key) is not None
+        wider = ResidencyRule("country", (("DE", frozenset({EU, US2})), ("US", frozenset({US1}))))
+        ops = repair_ops(world, key, wider)
+        assert not isinstance(ops.get(EU), DeleteVersion), ops
+        assert set(ops) == {US2}, ops
+        # The copy must land over the delete that kept this very version out of us-west-2.
+        world.writers[US2].apply(TABLE, [ops[US2]])
+        assert world.stores[US2].item(TABLE, key) is not None
+    finally:
+        world.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the tombstone repair leaves where it moves an item out of a region that left the"
+    " rule outranks the item's copies in its scope: the next repair deletes them (lost write)",
+)
+def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_scope() -> None:
+    """DE items may live in eu-central-1 and eu-west-1; one written in eu-central-1 is in
+    both. The rule then drops eu-central-1 and repair moves the item out of it, as the
+    residency page says. Later the rule adds us-east-1 to the DE scope, and repair copies
+    the item there (diff: missing): it must not delete it from eu-west-1 instead, and the
+    copy must land although us-east-1 remembers the delete of that very version."""
+    wide = ResidencyRule("country", (("DE", frozenset({EC1, EU})), ("US", frozenset({US1}))))
+    world = World(LastWriterWins(FIELDS), [EC1, EU, US1], lambda: NOTHING, True, wide)
+    try:
+        key = KEYS[0]
+        settle_put(world, key, "4", EC1, "DE")
+        assert world.stores[EC1].item(TABLE, key) is not None  # in the wide scope
+        world.rule = RULE  # eu-central-1 leaves the DE scope
+        first = repair_ops(world, key)
+        assert set(first) == {EC1} and isinstance(first[EC1], DeleteVersion)
+        assert world.writers[EC1].apply(TABLE, [first[EC1]]).failed_sequence is None
+        world.check()  # moved: only eu-west-1 holds it
+        later = ResidencyRule("country", (("DE", frozenset({EU, US1})),))
+        again = repair_ops(world, key, later)
+        assert not isinstance(again.get(EU), DeleteVersion), again
+        assert set(again) == {US1}, again
+        # The copy must land over the delete that kept this very version out of us-east-1.
+        world.writers[US1].apply(TABLE, [again[US1]])
+        assert world.stores[US1].item(TABLE, key) is not None
+    finally:
+        world.close()
