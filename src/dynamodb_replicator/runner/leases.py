@@ -164,6 +164,13 @@ class LeaseKeeper:
             self._generation += 1
             self.claims = {}
 
+    def forget_claim(self, region: str) -> None:
+        """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
+        ``acquire`` there claims the worker id first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._generation += 1
+            self.claims = {r: until for r, until in self.claims.items() if r != region}
+
     # -- leases --------------------------------------------------------------------------
     def _expiry(self, region: str, now: float) -> float:
         """A lease taken or renewed ``now`` lasts until then: never past our claim."""

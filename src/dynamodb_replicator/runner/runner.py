@@ -33,7 +33,7 @@ from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.reachability import Reachability
 from dynamodb_replicator.runner.regions import Region
-from dynamodb_replicator.runner.reloader import Reloader, incremental
+from dynamodb_replicator.runner.reloader import Reloader, Reshape, reshape
 from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.reports import (
     Pair,
@@ -224,43 +224,64 @@ class Runner:
                     owned.worker.wake()
 
     def reload_if_changed(self) -> bool:
-        """Pick up an edited config file (runner/reloader.py): only the pairs an added region
-        or an added or removed table concerns start or stop (``_grow``); another change
+        """Pick up an edited config file (runner/reloader.py): a change of regions and
+        tables starts and stops only the pairs it concerns (``_reshape``); another change
         restarts the shard workers from their checkpoints, the leases kept."""
         changed = self.reloader.changed(self.config)
         if changed is None:
             return False
         replaceable = all(isinstance(r.replicator, Replaceable) for r in self.regions.values())
-        if replaceable and incremental(self.config, changed[0]):
-            self._grow(*changed)
+        change = reshape(self.config, changed[0])
+        if replaceable and change is not None:
+            self._reshape(*changed, change)
         else:
             self._apply_config(*changed)
         return True
 
-    def _grow(self, config: RunnerConfig, checked: Checked) -> None:
-        """Take up ``config`` without stopping the running shard workers: their pages go on
-        through the replicator they started with (closed after its last page); their next
-        pages go through one that also writes to the added regions, which they start on
-        from the positions add-region seeded. A removed table's shards are let go."""
-        added = [spec.name for spec in config.regions if spec.name not in self.regions]
-        log.info("config changed: starting only the new pairs", extra={"added": added})
-        for ref in [ref for ref in self.owned if ref.table not in config.tables]:
-            self._drop(ref, release=True)
-        for name, shards in self.shards.items():
-            self.shards[name] = {r: p for r, p in shards.items() if r.table in config.tables}
+    def _reshape(self, config: RunnerConfig, checked: Checked, change: Reshape) -> None:
+        """Take up ``config`` stopping only the shard workers it concerns (docs/concepts/
+        reload.md). Those of a removed or renamed table, and those reading a removed or
+        changed region, are dropped as a balancing hand-over drops them: no write starts
+        after the drop, the page out ends, then the lease is released (or left to expire
+        if that page outlived the deadline). The others keep their threads and pages: a
+        removed target leaves them at their next step, an added one joins them from the
+        positions add-region seeded; their next pages go through replicators of the new
+        configuration, and those they started with close after their last page."""
+        gone = {*change.removed, *change.changed}
+        log.info(
+            "config changed: starting and stopping only the pairs it concerns",
+            extra={"added": list(change.added), "removed": sorted(gone)},
+        )
+        for ref, owned in list(self.owned.items()):
+            if ref.table in change.stale_tables or owned.region in gone:
+                self._drop(ref, release=True)  # through the old stores: they hold the tokens
+        self.held.remove_targets(change.removed)
+        for name in list(self.shards):
+            kept = {
+                r: p for r, p in self.shards[name].items() if r.table not in change.stale_tables
+            }
+            self.shards[name] = kept
+            if name in gone:
+                del self.shards[name]  # discovered again through the new clients
         self.config = config
         # A shard read to its end for the old regions is not finished for an added one.
         self.finished.clear()
         self._take(checked)
         regions = self._regions(config)  # clients only: no request is made
-        for name, kept in self.regions.items():
+        for name, kept_region in self.regions.items():
+            assert isinstance(kept_region.replicator, Replaceable)
+            if name in gone:
+                kept_region.replicator.retire()  # after its last page (none: dropped)
+                continue
             fresh = regions[name].replicator
-            assert isinstance(kept.replicator, Replaceable) and isinstance(fresh, Replaceable)
-            kept.replicator.replace(fresh.current)
-            regions[name] = kept  # its stores hold the tokens of the leases we keep
+            assert isinstance(fresh, Replaceable)
+            kept_region.replicator.replace(fresh.current)
+            regions[name] = kept_region  # its stores hold the tokens of the leases we keep
         self.regions = regions
         self.keeper.stores = lease_stores(regions)
-        self.held.add_targets(added)
+        for name in change.changed:
+            self.keeper.forget_claim(name)  # claimed again through its new store
+        self.held.add_targets(change.added)
 
     def _apply_config(self, config: RunnerConfig, checked: Checked) -> None:
         log.info(
