@@ -32,8 +32,9 @@ from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
 from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.reachability import Reachability
+from dynamodb_replicator.runner.reconfigure import restart_all, take_up
 from dynamodb_replicator.runner.regions import Region
-from dynamodb_replicator.runner.reloader import Reloader, Reshape, reshape
+from dynamodb_replicator.runner.reloader import Reloader, reshape
 from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.reports import (
     Pair,
@@ -225,7 +226,7 @@ class Runner:
 
     def reload_if_changed(self) -> bool:
         """Pick up an edited config file (runner/reloader.py): a change of regions and
-        tables starts and stops only the pairs it concerns (``_reshape``); another change
+        tables starts and stops only the pairs it concerns (``take_up``); another change
         restarts the shard workers from their checkpoints, the leases kept."""
         changed = self.reloader.changed(self.config)
         if changed is None:
@@ -233,85 +234,10 @@ class Runner:
         replaceable = all(isinstance(r.replicator, Replaceable) for r in self.regions.values())
         change = reshape(self.config, changed[0])
         if replaceable and change is not None:
-            self._reshape(*changed, change)
+            take_up(self, *changed, change)
         else:
-            self._apply_config(*changed)
+            restart_all(self, *changed)
         return True
-
-    def _reshape(self, config: RunnerConfig, checked: Checked, change: Reshape) -> None:
-        """Take up ``config`` stopping only the shard workers it concerns (docs/concepts/
-        reload.md). Those of a removed or renamed table, and those reading a removed or
-        changed region, are dropped as a balancing hand-over drops them: no write starts
-        after the drop, the page out ends, then the lease is released (or left to expire
-        if that page outlived the deadline). The others keep their threads and pages: a
-        removed target leaves them at their next step, an added one joins them from the
-        positions add-region seeded; their next pages go through replicators of the new
-        configuration, and those they started with close after their last page."""
-        gone = {*change.removed, *change.changed}
-        log.info(
-            "config changed: starting and stopping only the pairs it concerns",
-            extra={"added": list(change.added), "removed": sorted(gone)},
-        )
-        for ref, owned in list(self.owned.items()):
-            if ref.table in change.stale_tables or owned.region in gone:
-                self._drop(ref, release=True)  # through the old stores: they hold the tokens
-        self.held.remove_targets(change.removed)
-        for name in list(self.shards):
-            kept = {
-                r: p for r, p in self.shards[name].items() if r.table not in change.stale_tables
-            }
-            self.shards[name] = kept
-            if name in gone:
-                del self.shards[name]  # discovered again through the new clients
-        self.config = config
-        # A shard read to its end for the old regions is not finished for an added one.
-        self.finished.clear()
-        self._take(checked)
-        regions = self._regions(config)  # clients only: no request is made
-        for name, kept_region in self.regions.items():
-            assert isinstance(kept_region.replicator, Replaceable)
-            if name in gone:
-                kept_region.replicator.retire()  # after its last page (none: dropped)
-                continue
-            fresh = regions[name].replicator
-            assert isinstance(fresh, Replaceable)
-            kept_region.replicator.replace(fresh.current)
-            regions[name] = kept_region  # its stores hold the tokens of the leases we keep
-        self.regions = regions
-        self.keeper.stores = lease_stores(regions)
-        for name in change.changed:
-            self.keeper.forget_claim(name)  # claimed again through its new store
-        self.held.add_targets(change.added)
-
-    def _apply_config(self, config: RunnerConfig, checked: Checked) -> None:
-        log.info(
-            "config changed: restarting shard workers",
-            extra={"regions": [r.name for r in config.regions]},
-        )
-        for ref in list(self.owned):
-            self._drop(ref, release=False)
-        for region in self.regions.values():
-            region.replicator.close()
-        if config.replication.conflict_log != self.config.replication.conflict_log:
-            if self.conflict_log is not None:
-                self.conflict_log.close()
-            self.conflict_log = open_conflict_log(config.replication.conflict_log)
-        old, same_table = self.regions, config.state_table == self.config.state_table
-        self.config = config
-        self._take(checked)
-        self.keeper.lease_seconds = config.lease_timeout_seconds  # new leases only
-        self.finished.clear()
-        self.shards.clear()
-        regions = self._regions(config)
-        for name, region in regions.items():
-            kept = old.get(name)
-            if same_table and kept is not None and kept.spec == region.spec:
-                # The same stores: they hold the tokens of the leases we keep.
-                regions[name] = dataclasses.replace(region, state=kept.state, leases=kept.leases)
-        self.regions = regions
-        self.keeper.stores = lease_stores(regions)
-        if not same_table:  # our claims are in the old table: claim the id there first
-            self.keeper.reset_claims()
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:

@@ -1,0 +1,101 @@
+"""Taking up an edited configuration (docs/concepts/reload.md): ``take_up`` a change of
+regions and tables, stopping only the shard workers it concerns; ``restart_all`` any other
+change, restarting every shard worker from its checkpoint, the leases kept."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+from dynamodb_replicator.observe.conflict_log import open_conflict_log
+from dynamodb_replicator.runner.balancer import lease_stores
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.preflight import Checked
+from dynamodb_replicator.runner.reloader import Reshape
+from dynamodb_replicator.runner.replaceable import Replaceable
+
+if TYPE_CHECKING:
+    from dynamodb_replicator.runner.runner import Runner
+
+__all__ = ["restart_all", "take_up"]
+
+log = logging.getLogger(__name__)
+
+
+def take_up(runner: Runner, config: RunnerConfig, checked: Checked, change: Reshape) -> None:
+    """Take up ``config`` stopping only the shard workers it concerns (docs/concepts/
+    reload.md). Those of a removed or renamed table, and those reading a removed or
+    changed region, are dropped as a balancing hand-over drops them: no write starts
+    after the drop, the page out ends, then the lease is released (or left to expire
+    if that page outlived the deadline). The others keep their threads and pages: a
+    removed target leaves them at their next step, an added one joins them from the
+    positions add-region seeded; their next pages go through replicators of the new
+    configuration, and those they started with close after their last page."""
+    gone = {*change.removed, *change.changed}
+    log.info(
+        "config changed: starting and stopping only the pairs it concerns",
+        extra={"added": list(change.added), "removed": sorted(gone)},
+    )
+    for ref, owned in list(runner.owned.items()):
+        if ref.table in change.stale_tables or owned.region in gone:
+            runner._drop(ref, release=True)  # through the old stores: they hold the tokens
+    runner.held.remove_targets(change.removed)
+    for name in list(runner.shards):
+        kept = {r: p for r, p in runner.shards[name].items() if r.table not in change.stale_tables}
+        runner.shards[name] = kept
+        if name in gone:
+            del runner.shards[name]  # discovered again through the new clients
+    runner.config = config
+    # A shard read to its end for the old regions is not finished for an added one.
+    runner.finished.clear()
+    runner._take(checked)
+    regions = runner._regions(config)  # clients only: no request is made
+    for name, kept_region in runner.regions.items():
+        assert isinstance(kept_region.replicator, Replaceable)
+        if name in gone:
+            kept_region.replicator.retire()  # after its last page (none: dropped)
+            continue
+        fresh = regions[name].replicator
+        assert isinstance(fresh, Replaceable)
+        kept_region.replicator.replace(fresh.current)
+        regions[name] = kept_region  # its stores hold the tokens of the leases we keep
+    runner.regions = regions
+    runner.keeper.stores = lease_stores(regions)
+    for name in change.changed:
+        runner.keeper.forget_claim(name)  # claimed again through its new store
+    runner.held.add_targets(change.added)
+
+
+def restart_all(runner: Runner, config: RunnerConfig, checked: Checked) -> None:
+    """Take up ``config`` restarting every shard worker from its checkpoint. The leases
+    are kept where the stores are the same (same state table, same region spec): they
+    hold the tokens, so the next round takes the shards again at once."""
+    log.info(
+        "config changed: restarting shard workers",
+        extra={"regions": [r.name for r in config.regions]},
+    )
+    for ref in list(runner.owned):
+        runner._drop(ref, release=False)
+    for region in runner.regions.values():
+        region.replicator.close()
+    if config.replication.conflict_log != runner.config.replication.conflict_log:
+        if runner.conflict_log is not None:
+            runner.conflict_log.close()
+        runner.conflict_log = open_conflict_log(config.replication.conflict_log)
+    old, same_table = runner.regions, config.state_table == runner.config.state_table
+    runner.config = config
+    runner._take(checked)
+    runner.keeper.lease_seconds = config.lease_timeout_seconds  # new leases only
+    runner.finished.clear()
+    runner.shards.clear()
+    regions = runner._regions(config)
+    for name, region in regions.items():
+        kept = old.get(name)
+        if same_table and kept is not None and kept.spec == region.spec:
+            # The same stores: they hold the tokens of the leases we keep.
+            regions[name] = dataclasses.replace(region, state=kept.state, leases=kept.leases)
+    runner.regions = regions
+    runner.keeper.stores = lease_stores(regions)
+    if not same_table:  # our claims are in the old table: claim the id there first
+        runner.keeper.reset_claims()
