@@ -27,8 +27,10 @@ from .test_runner_reload import GatedReplicator, SavingState, World, saved, worl
 from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, FakeTargets, record
 
 
-def _rewrite(path: Path, regions: Sequence[str], *, a_endpoint: str | None = None) -> None:
-    text = 'tables = ["Orders"]\n'
+def _rewrite(
+    path: Path, regions: Sequence[str], *, a_endpoint: str | None = None, extra: str = ""
+) -> None:
+    text = 'tables = ["Orders"]\n' + extra
     for name in regions:
         text += f'[[regions]]\nname = "{name}"\n'
         if name == "a" and a_endpoint:
@@ -131,6 +133,33 @@ def test_a_page_in_flight_ends_through_a_reload_that_removes_its_target(
     assert _until(lambda: set(saved(runner, "a", ref)) == set(NAMES) and first.closed)
     assert _until(lambda: before.worker.targets == ("a", "b"))
     assert first.refused == []
+
+
+def test_renaming_a_table_in_one_region_hands_over_that_tables_shards_only(
+    world: World,  # noqa: F811 (the fixture imported above)
+) -> None:
+    runner, path, made, go_on = world
+    go_on.set()
+    runner.balance()
+    assert _until(lambda: _all_saved(runner))
+    before = dict(runner.owned)
+    kept_replicator, kept_state = runner.regions["b"].replicator, runner.regions["b"].state
+
+    _rewrite(path, NAMES, extra='[table_names.Orders]\nb = "Orders-b"\n')
+    assert runner.reload_if_changed()
+    assert runner.config.replication.names.physical("Orders", "b") == "Orders-b"
+
+    assert not runner.owned  # every held shard was of Orders: all handed over
+    for name in NAMES:
+        state = made[name][0].state
+        assert isinstance(state, FakeState)
+        assert {ref for ref in state.released} == {r for r, o in before.items() if o.region == name}
+    # The new stream clients (they read b's table under its new name), the kept stores.
+    assert runner.regions["b"].streams is made["b"][1].streams
+    assert runner.regions["b"].replicator is kept_replicator
+    assert runner.regions["b"].state is kept_state
+    runner.balance()
+    assert set(runner.owned) == set(before)
 
 
 REF = ShardRef("Orders", ARN, "s1")

@@ -56,10 +56,17 @@ def take_up(runner: Runner, config: RunnerConfig, checked: Checked, change: Resh
         if name in gone:
             kept_region.replicator.retire()  # after its last page (none: dropped)
             continue
-        fresh = regions[name].replicator
-        assert isinstance(fresh, Replaceable)
-        kept_region.replicator.replace(fresh.current)
-        regions[name] = kept_region  # its stores hold the tokens of the leases we keep
+        fresh = regions[name]
+        assert isinstance(fresh.replicator, Replaceable)
+        kept_region.replicator.replace(fresh.replicator.current)
+        # The kept stores hold the tokens of the leases we keep; the stream client is the
+        # new one (it reads a renamed table under its new name).
+        regions[name] = dataclasses.replace(
+            fresh,
+            state=kept_region.state,
+            leases=kept_region.leases,
+            replicator=kept_region.replicator,
+        )
     runner.regions = regions
     runner.keeper.stores = lease_stores(regions)
     for name in change.changed:
