@@ -86,6 +86,7 @@ class LeaseKeeper:
         self._beat_lock = threading.Lock()
         self._beat_ids = 0
         self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
+        self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,7 +135,7 @@ class LeaseKeeper:
         now = self._now()
         until = now + self.lease_seconds
         with self._beat_lock:
-            generation, beat = self._generation, self._beat_ids
+            generation, beat = self._era(region), self._beat_ids
             self._beat_ids += 1
             floor = until
             for other in self._beats.values():
@@ -154,7 +155,7 @@ class LeaseKeeper:
             with self._beat_lock:
                 floor = self._beats.pop(beat).floor
         with self._beat_lock:
-            if generation == self._generation:  # not an answer from a table left behind
+            if generation == self._era(region):  # not an answer from a table left behind
                 self.claims[region] = floor
 
     def reset_claims(self) -> None:
@@ -168,8 +169,12 @@ class LeaseKeeper:
         """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
         ``acquire`` there claims the worker id first; answers still out are not recorded."""
         with self._beat_lock:
-            self._generation += 1
+            self._regional[region] = self._regional.get(region, 0) + 1
             self.claims = {r: until for r, until in self.claims.items() if r != region}
+
+    def _era(self, region: str) -> tuple[int, int]:
+        """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
+        return self._generation, self._regional.get(region, 0)
 
     # -- leases --------------------------------------------------------------------------
     def _expiry(self, region: str, now: float) -> float:
