@@ -127,7 +127,9 @@ class Held:
             daemon=True,
         )
         self.owned[ref] = Owned(worker, thread, stop, name, ref, lease)
-        log.info("shard leased", extra={"shard": str(ref), "worker": self.worker_id})
+        log.info(
+            "shard leased", extra={"shard": str(ref), "region": name, "worker": self.worker_id}
+        )
         thread.start()
 
     def drop(self, ref: ShardRef, *, release: bool) -> None:
