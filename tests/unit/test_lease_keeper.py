@@ -178,3 +178,19 @@ def test_a_claim_forgotten_by_a_reload_is_not_recorded_from_an_answer_still_out(
     assert "b" not in keeper.claims
     keeper.heartbeat("a")  # out while b's claim is forgotten again: a's answer counts
     assert keeper.claims["a"] == 1030.0
+
+
+def test_a_lease_left_to_expire_is_not_taken_again_by_its_process_before_it_expires() -> None:
+    """Whatever drops the shard (a hand-over, a reload): the store still holds the left
+    lease's token, so only the keeper can keep a second thread off it until it expires."""
+    clock = Clock()
+    keeper = LeaseKeeper("w1", "w1#1", clock, 30.0)
+    keeper.stores = {"a": MemoryStateStore(LeaseTable(clock))}
+    lease = keeper.acquire("a", A0)
+    assert lease is not None and lease.until == 1030.0
+    keeper.forget(A0)  # dropped, its page still out past the deadline
+    keeper.leave(A0, lease)
+    clock.t = 1029.9
+    assert keeper.acquire("a", A0) is None
+    clock.t = 1030.0  # expired: nothing of the old thread can land any more
+    assert keeper.acquire("a", A0) is not None

@@ -95,12 +95,6 @@ def _taken_again_before_expiry(runner: Runner, before: dict[str, Owned]) -> list
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="take_up drops a renamed table's shards and leaves the leases of pages still out "
-    "to expire, but the next round acquires them again at once through the kept store "
-    "(it holds the token): a second worker writes the shard before that expiry",
-)
 def test_a_shard_whose_page_outlived_a_table_rename_reload_is_not_leased_again_before_expiry(
     world: World,
 ) -> None:
@@ -115,12 +109,6 @@ def test_a_shard_whose_page_outlived_a_table_rename_reload_is_not_leased_again_b
     assert _taken_again_before_expiry(runner, before) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restart_all keeps the stores (they hold the tokens) and leaves the leases of "
-    "pages still out to expire, but the next round acquires them again at once: a second "
-    "worker writes the shard before that expiry",
-)
 def test_a_shard_whose_page_outlived_a_full_restart_is_not_leased_again_before_expiry(
     world: World,
 ) -> None:

@@ -185,6 +185,8 @@ class LeaseKeeper:
         """Take ``ref``'s lease in ``region``; None when another worker holds it."""
         if region not in self.stores:
             return None  # not answering now: acquired once it does
+        if self._still_left(ref):
+            return None  # its dropped thread may still write: taken again once it expires
         if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
             self.heartbeat(region)  # a region that answers again, or a claim running low
         with self._lock:
@@ -208,6 +210,13 @@ class LeaseKeeper:
         now = self._now()
         self._left = {r: held for r, held in self._left.items() if held.until > now}
         self._left[ref] = lease
+
+    def _still_left(self, ref: ShardRef) -> bool:
+        """``ref``'s lease was left to expire and has not: the store holding its token
+        would take it again at once, and a second thread would write the shard while the
+        first one's request may still land (at most one writer per shard)."""
+        left = self._left.get(ref)
+        return left is not None and left.until > self._now()
 
     def leaving(self, region: str) -> bool:
         """A lease left to expire (its thread may still write) lives in ``region``: the
