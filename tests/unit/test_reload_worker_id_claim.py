@@ -69,12 +69,6 @@ def _claim_covers_leases(runner: Runner, table: LeaseTable, region: str) -> bool
     return bool(leases) and all(until * 1000 <= claim_ms for until in leases)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="take_up forgets the claim of a changed region only; a region removed, then "
-    "added again with another endpoint keeps its old claim and takes leases in the new "
-    "table without claiming the worker id there",
-)
 def test_a_region_removed_then_added_with_another_endpoint_claims_the_id_in_its_new_table(
     world: tuple[Runner, Path, Tables],
 ) -> None:
@@ -98,12 +92,6 @@ def test_a_region_removed_then_added_with_another_endpoint_claims_the_id_in_its_
     assert _claim_covers_leases(runner, new_table, "c")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restart_all (a region's endpoint changed together with another setting) keeps "
-    "the region's claim from its old table: leases are taken in the new table without the "
-    "worker id claimed there",
-)
 def test_a_full_restart_that_moves_a_regions_table_claims_the_id_in_its_new_table(
     world: tuple[Runner, Path, Tables],
 ) -> None:

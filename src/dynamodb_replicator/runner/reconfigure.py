@@ -69,8 +69,10 @@ def take_up(runner: Runner, config: RunnerConfig, checked: Checked, change: Resh
         )
     runner.regions = regions
     runner.keeper.stores = lease_stores(regions)
-    for name in change.changed:
-        runner.keeper.forget_claim(name)  # claimed again through its new store
+    for name in (*change.changed, *change.added):
+        # Claimed again through its new store: an added region may come back with another
+        # state table than the one our old claim is in.
+        runner.keeper.forget_claim(name)
     runner.held.add_targets(change.added)
 
 
@@ -102,6 +104,8 @@ def restart_all(runner: Runner, config: RunnerConfig, checked: Checked) -> None:
         if same_table and kept is not None and kept.spec == region.spec:
             # The same stores: they hold the tokens of the leases we keep.
             regions[name] = dataclasses.replace(region, state=kept.state, leases=kept.leases)
+        else:  # another store (or a new region): claim the id in it before a lease there
+            runner.keeper.forget_claim(name)
     runner.regions = regions
     runner.keeper.stores = lease_stores(regions)
     if not same_table:  # our claims are in the old table: claim the id there first
