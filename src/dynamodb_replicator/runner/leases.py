@@ -125,13 +125,15 @@ class LeaseKeeper:
                     raise  # renewed meanwhile: the same id runs in another process
             stopping.wait(0.2)
 
-    def heartbeat(self, region: str) -> None:
-        """Renew the claim in ``region``; leases there are capped at its new expiry.
+    def heartbeat(self, region: str, store: Coordination | None = None) -> None:
+        """Renew the claim in ``region`` (through ``store``, default its store now); leases
+        there are capped at its new expiry.
 
         The tick's heartbeat and an ``acquire``'s may be out together, and the table may
         apply them in either order, whatever order they are answered in. So an answer
         records not its own expiry but the least of those of every heartbeat in flight
         with it (its *floor*): the stored claim is one of them, never less."""
+        store = self.stores[region] if store is None else store
         now = self._now()
         until = now + self.lease_seconds
         with self._beat_lock:
@@ -144,7 +146,7 @@ class LeaseKeeper:
                     other.floor = min(other.floor, until)
             self._beats[beat] = _Beat(region, until, floor)
         try:
-            self.stores[region].heartbeat(
+            store.heartbeat(
                 self.worker_id,
                 _ms(until),
                 self.unreachable,
@@ -155,7 +157,8 @@ class LeaseKeeper:
             with self._beat_lock:
                 floor = self._beats.pop(beat).floor
         with self._beat_lock:
-            if generation == self._era(region):  # not an answer from a table left behind
+            # Not an answer from a table left behind (a tick's snapshot may hold one).
+            if generation == self._era(region) and self.stores.get(region) is store:
                 self.claims[region] = floor
 
     def reset_claims(self) -> None:
@@ -238,15 +241,18 @@ class LeaseKeeper:
     def renew_all(self, regions: set[str] | None = None) -> None:
         """One tick: in each region (default: every one we hold a lease or claim in), the
         claim first, then every lease there, capped at the claim."""
-        names = set(self.stores) if regions is None else regions
-        for region in sorted(names & set(self.stores)):
+        # One snapshot a tick: a reload (or a round) may take a region out of the stores
+        # meanwhile, and the regions after it must still be renewed in this tick.
+        stores = self.stores
+        names = set(stores) if regions is None else regions
+        for region in sorted(names & set(stores)):
             try:
-                self.heartbeat(region)
+                self.heartbeat(region, stores[region])
             except ReplicatorError as exc:
                 log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
-            self._renew_region(region)
+            self._renew_region(region, stores[region])
 
-    def _renew_region(self, region: str) -> None:
+    def _renew_region(self, region: str, store: Coordination) -> None:
         for ref, lease in list(self.leases.items()):
             if lease.region != region:
                 continue
@@ -260,9 +266,9 @@ class LeaseKeeper:
                     # since the snapshot belongs to a dropped thread whose deadline must stay.
                     if self.leases.get(ref) is not lease:
                         continue
-                    kept = self.stores[region].renew(
-                        ref, self.worker_id, _ms(now), _ms(until - now)
-                    )
+                    if self.stores.get(region) is not store:
+                        continue  # taken through a store a reload put in since: next tick
+                    kept = store.renew(ref, self.worker_id, _ms(now), _ms(until - now))
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
                 continue
