@@ -79,7 +79,8 @@ def take_up(runner: Runner, config: RunnerConfig, checked: Checked, change: Resh
 def restart_all(runner: Runner, config: RunnerConfig, checked: Checked) -> None:
     """Take up ``config`` restarting every shard worker from its checkpoint. The leases
     are kept where the stores are the same (same state table, same region spec): they
-    hold the tokens, so the next round takes the shards again at once."""
+    hold the tokens, so the next round takes the shards again at once (but for one whose
+    page outlived its deadline: its lease is left to expire first)."""
     log.info(
         "config changed: restarting shard workers",
         extra={"regions": [r.name for r in config.regions]},
