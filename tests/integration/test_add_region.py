@@ -145,7 +145,7 @@ def test_join_a_region_holding_data_under_load_then_all_four_hold_the_winners(
         # no write failed for lack of time or a closed pool. (Before it, a runner catching
         # up on a loaded machine may miss its 5 s lease's deadline: not this test's subject.)
         log = (tmp_path / "runner.log").read_text()
-        reload = "config changed: starting only the new pairs"
+        reload = "config changed: starting and stopping only the pairs it concerns"
         assert reload in log, log[-3000:]
         after = log[log.index(reload) :]
         for failure in ("no time left", "cannot schedule new futures"):

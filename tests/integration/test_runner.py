@@ -265,3 +265,29 @@ def test_a_stream_disabled_and_enabled_again_is_followed(
     assert us.describe_table(TableName="Restream")["Table"]["LatestStreamArn"] != old
     us.put_item(TableName="Restream", Item={"pk": {"S": "after"}, "__timestamp": {"N": "2"}})
     replicated("after")  # found the new stream's shard
+
+
+def test_a_region_removed_from_the_config_stops_only_the_shards_read_from_it(
+    ddb_local: DynamoDBLocal, runners: list[RunnerProcess], tmp_path: Path
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    clients = make_tables(endpoint, "Shrink")
+    config = write_config(
+        tmp_path / "r.toml", ["Shrink"], dict.fromkeys(REGIONS, endpoint), lease_timeout_seconds=10
+    )
+    runner = start(runners, tmp_path, config, "shrink")
+    workload = Workload(clients, table="Shrink", keys=5, seed=5)
+    workload.run(operations=15)
+    wait_until_converged(clients, "Shrink", workload.expected(), timeout=90)
+    before = runner.events("shard leased")
+    assert {e["region"] for e in before} == set(REGIONS), runner.tail()
+
+    write_config(config, ["Shrink"], {US: endpoint, EU: endpoint}, lease_timeout_seconds=10)
+    runner.wait_for("config changed: starting and stopping only the pairs it concerns")
+    kept = {US: clients[US], EU: clients[EU]}
+    more = Workload(kept, table="Shrink", keys=5, seed=6, events=list(workload.events))
+    more.run(operations=15, start=100_000)  # later than every write before
+    wait_until_converged(kept, "Shrink", more.expected(), timeout=90)
+    # US and EU replicated on with the shard workers they had: none was leased again.
+    assert runner.events("shard leased") == before, runner.tail()
+    assert not runner.events("config changed: restarting shard workers")

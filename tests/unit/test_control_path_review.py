@@ -17,6 +17,7 @@ from dynamodb_replicator.core.streams import Page, ShardRef
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.runner.preflight import Checked
+from dynamodb_replicator.runner.reconfigure import restart_all
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
@@ -266,7 +267,7 @@ def test_a_reload_to_another_state_table_claims_the_worker_id_there_before_leasi
         runner.balance()
         assert len(runner.owned) == 6
         moved = dataclasses.replace(first, state_table="moved")
-        runner._apply_config(moved, Checked({n: SCHEMA for n in NAMES}))
+        restart_all(runner, moved, Checked({n: SCHEMA for n in NAMES}))
         clock.t = 1005.0
         runner.balance()
         new = tables["a", "moved"]

@@ -9,10 +9,10 @@ take up to one request timeout. Checked on the table's own timeline: no write of
 lands after another process acquired that shard (fencing by time), and no live lease
 outlives its worker id's claim. Replay a failing seed with ``SIM_SEED=N``.
 
-Not simulated here (yet): the shard workers' pages and checkpoints (no checkpoint passes
-an unsettled write, every record eventually applied: the write protocol's property tests
-and the soak cover those), reloads, and pauses inside a write between its deadline check
-and its request (the Guarantees assume that such a pause is part of the request time).
+The second test (tests/unit/shard_sim.py) adds shard workers that write, settle and
+checkpoint, and reloads that drop shards and change the lease duration. Not simulated:
+pauses inside a write between its deadline check and its request (the Guarantees assume
+that such a pause is part of the request time).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+
+from .shard_sim import SHARDS as SHARD_REFS
+from .shard_sim import ShardSimulation
 
 LEASE = 30.0
 REQUEST = 6.0  # the request timeout: shorter than the 7.5 s margin
@@ -204,3 +207,26 @@ def test_no_write_lands_after_its_shard_passed_on_and_no_lease_outlives_its_clai
             break
     # The simulation reached the states it is about: shards changed hands, writes landed.
     assert runs >= 1 and takeovers > runs * len(SHARDS)
+
+
+def test_shard_workers_fence_settle_and_checkpoint_through_faults_and_reloads() -> None:
+    """tests/unit/shard_sim.py: writers, checkpoints and reloads over the real LeaseKeeper
+    and state-table conditions. ``SIM_SEED=N`` replays one seed; ``SIM_DEEP_S=600`` runs
+    seeds for that long (default: a few seconds)."""
+    fixed = os.environ.get("SIM_SEED")
+    budget = float(os.environ.get("SIM_DEEP_S", BUDGET_S))
+    seeds = [int(fixed)] if fixed else range(1_000_000)
+    began, runs, takeovers, late = time.monotonic(), 0, 0, 0
+    for seed in seeds:
+        simulation = ShardSimulation(seed, STEPS)
+        simulation.run()
+        runs += 1
+        problems = simulation.violations()
+        assert not problems, f"seed {seed} (replay: SIM_SEED={seed}): {problems[:3]}"
+        takeovers += sum(e == "acquire" for _, e, _, _ in simulation.table.timeline)
+        late += simulation.resurrections_settled
+        if time.monotonic() - began > budget:
+            break
+    # It reached the states it is about: shards changed hands, and puts that landed on a
+    # deleted key were settled (the window of issue #23 was open, and closed).
+    assert runs >= 1 and takeovers > runs * len(SHARD_REFS) and late > 0

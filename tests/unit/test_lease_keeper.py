@@ -156,3 +156,41 @@ def test_a_lease_keeps_its_margin_when_a_reload_shortens_the_lease() -> None:
     assert lease is not None and lease.deadline() == 1022.5
     keeper.lease_seconds = 5.0  # a reload: new leases only
     assert lease.deadline() == 1022.5  # not moved later (a 5 s lease's margin is 1.25 s)
+
+
+def test_a_claim_forgotten_by_a_reload_is_not_recorded_from_an_answer_still_out() -> None:
+    """A reload changed region b (another endpoint): a heartbeat to b's old store answered
+    after the reload must not count as a claim in b; one to a, out at the same time, does."""
+    clock = Clock()
+    table_a, table_b = LeaseTable(clock), LeaseTable(clock)
+    keeper = LeaseKeeper("w", "w#1", clock, 30.0)
+
+    def reload_meanwhile(call: str) -> None:
+        if call == "heartbeat":
+            keeper.forget_claim("b")  # while b's heartbeat is out
+
+    keeper.stores = {
+        "a": MemoryStateStore(table_a, reload_meanwhile),
+        "b": MemoryStateStore(table_b, reload_meanwhile),
+    }
+    keeper.heartbeat("b")
+    assert table_b.workers["w"][1] == 1030_000  # the old table took it (the state tested)
+    assert "b" not in keeper.claims
+    keeper.heartbeat("a")  # out while b's claim is forgotten again: a's answer counts
+    assert keeper.claims["a"] == 1030.0
+
+
+def test_a_lease_left_to_expire_is_not_taken_again_by_its_process_before_it_expires() -> None:
+    """Whatever drops the shard (a hand-over, a reload): the store still holds the left
+    lease's token, so only the keeper can keep a second thread off it until it expires."""
+    clock = Clock()
+    keeper = LeaseKeeper("w1", "w1#1", clock, 30.0)
+    keeper.stores = {"a": MemoryStateStore(LeaseTable(clock))}
+    lease = keeper.acquire("a", A0)
+    assert lease is not None and lease.until == 1030.0
+    keeper.forget(A0)  # dropped, its page still out past the deadline
+    keeper.leave(A0, lease)
+    clock.t = 1029.9
+    assert keeper.acquire("a", A0) is None
+    clock.t = 1030.0  # expired: nothing of the old thread can land any more
+    assert keeper.acquire("a", A0) is not None

@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.core.conflicts import Conflict
-from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.model import RegionSpec, TableNames
 from dynamodb_replicator.core.ports import Deadline, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.roles import RoleSpec
 from dynamodb_replicator.core.streams import Page, ShardRef
 from dynamodb_replicator.ops.backfill import append_region
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.preflight import Checked, Checks
 from dynamodb_replicator.runner.regions import Region
-from dynamodb_replicator.runner.reloader import incremental
+from dynamodb_replicator.runner.reloader import Reshape, reshape
 from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.runner import Runner
 
@@ -165,14 +166,26 @@ def test_a_page_in_flight_finishes_through_a_reload_that_adds_a_region(
     assert isinstance(replicator, Replaceable) and replicator.current is made["b"][1].replicator
 
 
-def test_only_added_regions_and_changed_tables_reload_without_stopping_workers() -> None:
+def test_only_region_and_table_changes_reload_without_restarting_every_worker() -> None:
     d = RegionSpec("d")
     grown = dataclasses.replace(CONFIG, regions=(*CONFIG.regions, d), tables=("Orders", "Users"))
-    assert incremental(CONFIG, grown)
-    assert incremental(grown, dataclasses.replace(grown, tables=("Users",)))
-    assert not incremental(grown, CONFIG)  # a region removed: every worker restarts
-    moved = RegionSpec("a", endpoint_url="http://elsewhere:8000")
-    assert not incremental(
-        CONFIG, dataclasses.replace(CONFIG, regions=(moved, *CONFIG.regions[1:]))
+    assert reshape(CONFIG, grown) == Reshape(added=("d",))
+    assert reshape(grown, dataclasses.replace(grown, tables=("Users",))) == Reshape(
+        stale_tables=frozenset({"Orders"})
     )
-    assert not incremental(CONFIG, dataclasses.replace(CONFIG, lease_timeout_seconds=60.0))
+    assert reshape(grown, CONFIG) == Reshape(removed=("d",), stale_tables=frozenset({"Users"}))
+    moved = RegionSpec("a", endpoint_url="http://elsewhere:8000")
+    assert reshape(
+        CONFIG, dataclasses.replace(CONFIG, regions=(moved, *CONFIG.regions[1:]))
+    ) == Reshape(changed=("a",))
+    renamed = dataclasses.replace(
+        CONFIG.replication, names=TableNames((("Orders", "b", "Orders-b"),))
+    )
+    assert reshape(CONFIG, dataclasses.replace(CONFIG, replication=renamed)) == Reshape(
+        stale_tables=frozenset({"Orders"})
+    )
+    assert reshape(CONFIG, dataclasses.replace(CONFIG, lease_timeout_seconds=60.0)) is None
+    # A derived request timeout is halved once a region has a role (a credentials refresh
+    # may come first): the running workers' clients were built for the longer one.
+    role = RegionSpec("d", role=RoleSpec("arn:aws:iam::123456789012:role/r"))
+    assert reshape(CONFIG, dataclasses.replace(CONFIG, regions=(*CONFIG.regions, role))) is None

@@ -3,6 +3,7 @@ dropped, and the reports of every shard it worked on."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -10,8 +11,8 @@ from typing import Any
 
 from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.core.conflicts import Conflict
-from dynamodb_replicator.core.errors import ReplicatorError
-from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.ports import Clock, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.config import RunnerConfig
@@ -28,6 +29,13 @@ __all__ = ["Held"]
 log = logging.getLogger(__name__)
 
 Violations = Callable[[str, str, BatchResult], None]
+
+
+class RemovedTargetError(RetryableTargetError):
+    """The target's region left the configuration while a page for it was on its way."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"{target} was removed from the configuration", region=target)
 
 
 class Held:
@@ -59,6 +67,11 @@ class Held:
         for owned in list(self.owned.values()):
             owned.worker.add_targets(targets)
 
+    def remove_targets(self, targets: Collection[str]) -> None:
+        """The held shards stop replicating to ``targets``, from their next step on."""
+        for owned in list(self.owned.values()):
+            owned.worker.remove_targets(targets)
+
     def own(
         self,
         name: str,
@@ -88,7 +101,7 @@ class Held:
             )
             if result.violations:
                 on_violations(table, name, result)
-            return result
+            return unknown_targets_failed(result, targets, records)
 
         worker = ShardWorker(
             ref,
@@ -114,7 +127,9 @@ class Held:
             daemon=True,
         )
         self.owned[ref] = Owned(worker, thread, stop, name, ref, lease)
-        log.info("shard leased", extra={"shard": str(ref), "worker": self.worker_id})
+        log.info(
+            "shard leased", extra={"shard": str(ref), "region": name, "worker": self.worker_id}
+        )
         thread.start()
 
     def drop(self, ref: ShardRef, *, release: bool) -> None:
@@ -182,3 +197,19 @@ class Held:
                 log.warning(
                     "shard report not saved", extra={"region": owned.region, "reason": str(exc)}
                 )
+
+
+def unknown_targets_failed(
+    result: BatchResult, targets: Collection[str], records: Sequence[Mapping[str, Any]]
+) -> BatchResult:
+    """A target the replicator does not know (a reload removed its region while the page
+    was on its way) is reported failed at the page's first record: nothing of it was
+    written, so no position of it may be saved (the shard's thread drops it next step)."""
+    unknown = [t for t in targets if t not in result.targets]
+    if not unknown or not records:
+        return result
+    first = str(records[0]["dynamodb"]["SequenceNumber"])
+    failed = {
+        t: TargetResult(t, failed_sequence=first, error=RemovedTargetError(t)) for t in unknown
+    }
+    return dataclasses.replace(result, targets={**result.targets, **failed})

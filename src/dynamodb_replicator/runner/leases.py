@@ -86,6 +86,7 @@ class LeaseKeeper:
         self._beat_lock = threading.Lock()
         self._beat_ids = 0
         self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
+        self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -124,17 +125,19 @@ class LeaseKeeper:
                     raise  # renewed meanwhile: the same id runs in another process
             stopping.wait(0.2)
 
-    def heartbeat(self, region: str) -> None:
-        """Renew the claim in ``region``; leases there are capped at its new expiry.
+    def heartbeat(self, region: str, store: Coordination | None = None) -> None:
+        """Renew the claim in ``region`` (through ``store``, default its store now); leases
+        there are capped at its new expiry.
 
         The tick's heartbeat and an ``acquire``'s may be out together, and the table may
         apply them in either order, whatever order they are answered in. So an answer
         records not its own expiry but the least of those of every heartbeat in flight
         with it (its *floor*): the stored claim is one of them, never less."""
+        store = self.stores[region] if store is None else store
         now = self._now()
         until = now + self.lease_seconds
         with self._beat_lock:
-            generation, beat = self._generation, self._beat_ids
+            generation, beat = self._era(region), self._beat_ids
             self._beat_ids += 1
             floor = until
             for other in self._beats.values():
@@ -143,7 +146,7 @@ class LeaseKeeper:
                     other.floor = min(other.floor, until)
             self._beats[beat] = _Beat(region, until, floor)
         try:
-            self.stores[region].heartbeat(
+            store.heartbeat(
                 self.worker_id,
                 _ms(until),
                 self.unreachable,
@@ -154,7 +157,8 @@ class LeaseKeeper:
             with self._beat_lock:
                 floor = self._beats.pop(beat).floor
         with self._beat_lock:
-            if generation == self._generation:  # not an answer from a table left behind
+            # Not an answer from a table left behind (a tick's snapshot may hold one).
+            if generation == self._era(region) and self.stores.get(region) is store:
                 self.claims[region] = floor
 
     def reset_claims(self) -> None:
@@ -163,6 +167,17 @@ class LeaseKeeper:
         with self._beat_lock:
             self._generation += 1
             self.claims = {}
+
+    def forget_claim(self, region: str) -> None:
+        """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
+        ``acquire`` there claims the worker id first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._regional[region] = self._regional.get(region, 0) + 1
+            self.claims = {r: until for r, until in self.claims.items() if r != region}
+
+    def _era(self, region: str) -> tuple[int, int]:
+        """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
+        return self._generation, self._regional.get(region, 0)
 
     # -- leases --------------------------------------------------------------------------
     def _expiry(self, region: str, now: float) -> float:
@@ -173,6 +188,8 @@ class LeaseKeeper:
         """Take ``ref``'s lease in ``region``; None when another worker holds it."""
         if region not in self.stores:
             return None  # not answering now: acquired once it does
+        if self._still_left(ref):
+            return None  # its dropped thread may still write: taken again once it expires
         if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
             self.heartbeat(region)  # a region that answers again, or a claim running low
         with self._lock:
@@ -197,6 +214,13 @@ class LeaseKeeper:
         self._left = {r: held for r, held in self._left.items() if held.until > now}
         self._left[ref] = lease
 
+    def _still_left(self, ref: ShardRef) -> bool:
+        """``ref``'s lease was left to expire and has not: the store holding its token
+        would take it again at once, and a second thread would write the shard while the
+        first one's request may still land (at most one writer per shard)."""
+        left = self._left.get(ref)
+        return left is not None and left.until > self._now()
+
     def leaving(self, region: str) -> bool:
         """A lease left to expire (its thread may still write) lives in ``region``: the
         claim must outlive it (so a process under the same id cannot take the shard)."""
@@ -217,15 +241,18 @@ class LeaseKeeper:
     def renew_all(self, regions: set[str] | None = None) -> None:
         """One tick: in each region (default: every one we hold a lease or claim in), the
         claim first, then every lease there, capped at the claim."""
-        names = set(self.stores) if regions is None else regions
-        for region in sorted(names & set(self.stores)):
+        # One snapshot a tick: a reload (or a round) may take a region out of the stores
+        # meanwhile, and the regions after it must still be renewed in this tick.
+        stores = self.stores
+        names = set(stores) if regions is None else regions
+        for region in sorted(names & set(stores)):
             try:
-                self.heartbeat(region)
+                self.heartbeat(region, stores[region])
             except ReplicatorError as exc:
                 log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
-            self._renew_region(region)
+            self._renew_region(region, stores[region])
 
-    def _renew_region(self, region: str) -> None:
+    def _renew_region(self, region: str, store: Coordination) -> None:
         for ref, lease in list(self.leases.items()):
             if lease.region != region:
                 continue
@@ -239,9 +266,9 @@ class LeaseKeeper:
                     # since the snapshot belongs to a dropped thread whose deadline must stay.
                     if self.leases.get(ref) is not lease:
                         continue
-                    kept = self.stores[region].renew(
-                        ref, self.worker_id, _ms(now), _ms(until - now)
-                    )
+                    if self.stores.get(region) is not store:
+                        continue  # taken through a store a reload put in since: next tick
+                    kept = store.renew(ref, self.worker_id, _ms(now), _ms(until - now))
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
                 continue

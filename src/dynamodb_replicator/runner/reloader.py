@@ -1,9 +1,9 @@
 """Picking up an edited config file (``add-region`` appends a region to it).
 
 The new configuration is checked like at start; until it loads and passes, the runner
-keeps the one it runs with and tries again, backing off. A change that only adds regions or
-adds and removes tables (``incremental``) starts and stops only the pairs it concerns; any
-other change restarts every shard worker from its checkpoint.
+keeps the one it runs with and tries again, backing off. A change of regions and tables
+only (``reshape``) starts and stops only the pairs it concerns (docs/concepts/reload.md);
+any other change restarts every shard worker from its checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from dataclasses import dataclass
 
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
@@ -18,7 +19,7 @@ from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.runner.config import RunnerConfig, load_config
 from dynamodb_replicator.runner.preflight import Checked, Checks
 
-__all__ = ["Reloader", "incremental"]
+__all__ = ["Reloader", "Reshape", "reshape"]
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,45 @@ class Reloader:
         return None if checked is None else (config, checked)
 
 
-def incremental(old: RunnerConfig, new: RunnerConfig) -> bool:
-    """Can ``new`` be taken up without stopping the running shard workers?
+@dataclass(frozen=True, slots=True)
+class Reshape:
+    """What a reload changes that running shard workers can take up without a restart."""
 
-    Yes when it only adds regions and adds or removes tables, everything else equal: the
-    running workers' stores, leases, deadlines and writer settings stay what they were
-    built for, and a new target starts from the positions add-region seeded. A region
-    removed or changed, or any other setting changed, restarts them all (the safe way a
-    rare edit can take: from the checkpoints, the leases kept)."""
-    same = dataclasses.replace(new, regions=old.regions, tables=old.tables) == old
-    kept = all(spec in new.regions for spec in old.regions)
-    return same and kept and new.request_timeout == old.request_timeout
+    added: tuple[str, ...] = ()  # regions new in the configuration
+    removed: tuple[str, ...] = ()  # regions no longer in it
+    changed: tuple[str, ...] = ()  # regions whose endpoint or role changed
+    stale_tables: frozenset[str] = frozenset()  # tables removed, or renamed in a region
+
+
+def reshape(old: RunnerConfig, new: RunnerConfig) -> Reshape | None:
+    """The regions and tables ``new`` adds, removes or changes; None when it changes
+    anything else (every shard worker restarts from its checkpoint, the leases kept).
+
+    Only regions, tables and the tables' physical names may differ, and the request
+    timeout and lifetime must stay what the running workers' clients and leases were
+    built for (a derived timeout moves with the number of regions: then all restart)."""
+    names = dataclasses.replace(new.replication, names=old.replication.names)
+    rest = dataclasses.replace(new, regions=old.regions, tables=old.tables, replication=names)
+    if rest != old or (new.request_timeout, new.request_lifetime) != (
+        old.request_timeout,
+        old.request_lifetime,
+    ):
+        return None
+    before = {spec.name: spec for spec in old.regions}
+    after = {spec.name: spec for spec in new.regions}
+    every = sorted(before.keys() | after.keys())
+    stale = {
+        table
+        for table in old.tables
+        if table not in new.tables
+        or any(
+            old.replication.names.physical(table, r) != new.replication.names.physical(table, r)
+            for r in every
+        )
+    }
+    return Reshape(
+        added=tuple(n for n in after if n not in before),
+        removed=tuple(n for n in before if n not in after),
+        changed=tuple(n for n in before if n in after and before[n] != after[n]),
+        stale_tables=frozenset(stale),
+    )

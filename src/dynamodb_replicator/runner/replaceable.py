@@ -77,6 +77,17 @@ class Replaceable:
         if idle:
             old.close()
 
+    def retire(self) -> None:
+        """The region left the configuration: close the current replicator after its
+        last page, or at once when none is out (its shards were dropped)."""
+        with self._lock:
+            current = self.current
+            idle = self._pages.get(id(current), 0) == 0
+            if not idle:
+                self._replaced[id(current)] = current
+        if idle:
+            current.close()
+
     def close(self) -> None:
         """Close the current replicator and those replaced (the process stops)."""
         with self._lock:

@@ -32,8 +32,9 @@ from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
 from dynamodb_replicator.runner.metrics import RunnerMetrics
 from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.reachability import Reachability
+from dynamodb_replicator.runner.reconfigure import restart_all, take_up
 from dynamodb_replicator.runner.regions import Region
-from dynamodb_replicator.runner.reloader import Reloader, incremental
+from dynamodb_replicator.runner.reloader import Reloader, reshape
 from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.reports import (
     Pair,
@@ -224,73 +225,19 @@ class Runner:
                     owned.worker.wake()
 
     def reload_if_changed(self) -> bool:
-        """Pick up an edited config file (runner/reloader.py): only the pairs an added region
-        or an added or removed table concerns start or stop (``_grow``); another change
+        """Pick up an edited config file (runner/reloader.py): a change of regions and
+        tables starts and stops only the pairs it concerns (``take_up``); another change
         restarts the shard workers from their checkpoints, the leases kept."""
         changed = self.reloader.changed(self.config)
         if changed is None:
             return False
         replaceable = all(isinstance(r.replicator, Replaceable) for r in self.regions.values())
-        if replaceable and incremental(self.config, changed[0]):
-            self._grow(*changed)
+        change = reshape(self.config, changed[0])
+        if replaceable and change is not None:
+            take_up(self, *changed, change)
         else:
-            self._apply_config(*changed)
+            restart_all(self, *changed)
         return True
-
-    def _grow(self, config: RunnerConfig, checked: Checked) -> None:
-        """Take up ``config`` without stopping the running shard workers: their pages go on
-        through the replicator they started with (closed after its last page); their next
-        pages go through one that also writes to the added regions, which they start on
-        from the positions add-region seeded. A removed table's shards are let go."""
-        added = [spec.name for spec in config.regions if spec.name not in self.regions]
-        log.info("config changed: starting only the new pairs", extra={"added": added})
-        for ref in [ref for ref in self.owned if ref.table not in config.tables]:
-            self._drop(ref, release=True)
-        for name, shards in self.shards.items():
-            self.shards[name] = {r: p for r, p in shards.items() if r.table in config.tables}
-        self.config = config
-        # A shard read to its end for the old regions is not finished for an added one.
-        self.finished.clear()
-        self._take(checked)
-        regions = self._regions(config)  # clients only: no request is made
-        for name, kept in self.regions.items():
-            fresh = regions[name].replicator
-            assert isinstance(kept.replicator, Replaceable) and isinstance(fresh, Replaceable)
-            kept.replicator.replace(fresh.current)
-            regions[name] = kept  # its stores hold the tokens of the leases we keep
-        self.regions = regions
-        self.keeper.stores = lease_stores(regions)
-        self.held.add_targets(added)
-
-    def _apply_config(self, config: RunnerConfig, checked: Checked) -> None:
-        log.info(
-            "config changed: restarting shard workers",
-            extra={"regions": [r.name for r in config.regions]},
-        )
-        for ref in list(self.owned):
-            self._drop(ref, release=False)
-        for region in self.regions.values():
-            region.replicator.close()
-        if config.replication.conflict_log != self.config.replication.conflict_log:
-            if self.conflict_log is not None:
-                self.conflict_log.close()
-            self.conflict_log = open_conflict_log(config.replication.conflict_log)
-        old, same_table = self.regions, config.state_table == self.config.state_table
-        self.config = config
-        self._take(checked)
-        self.keeper.lease_seconds = config.lease_timeout_seconds  # new leases only
-        self.finished.clear()
-        self.shards.clear()
-        regions = self._regions(config)
-        for name, region in regions.items():
-            kept = old.get(name)
-            if same_table and kept is not None and kept.spec == region.spec:
-                # The same stores: they hold the tokens of the leases we keep.
-                regions[name] = dataclasses.replace(region, state=kept.state, leases=kept.leases)
-        self.regions = regions
-        self.keeper.stores = lease_stores(regions)
-        if not same_table:  # our claims are in the old table: claim the id there first
-            self.keeper.reset_claims()
 
     # -- leases and discovery ----------------------------------------------------------
     def _now_ms(self) -> int:

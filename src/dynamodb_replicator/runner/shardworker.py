@@ -102,6 +102,7 @@ class ShardWorker:
             shard, region, parking, PoisonWatch(park_after), self.stats, clock=clock
         )
         self._joining: frozenset[str] = frozenset()  # set by ``add_targets``, any thread
+        self._leaving: frozenset[str] = frozenset()  # set by ``remove_targets``, any thread
         self._joining_lock = threading.Lock()
         self._start(targets, saved)
 
@@ -124,7 +125,33 @@ class ShardWorker:
         up by the shard's own thread at its next step, so pages in flight and their
         cursors are untouched."""
         with self._joining_lock:
+            self._leaving -= frozenset(targets)  # a region removed, then added again
             self._joining |= frozenset(targets) - set(self.targets)
+
+    def remove_targets(self, targets: Iterable[str]) -> None:
+        """Stop replicating to ``targets`` (a reload removed their regions), at the next
+        step of the shard's own thread: no page starts for them after it, and no position
+        of theirs is saved after it (a page out with them settles the others' only)."""
+        with self._joining_lock:
+            self._leaving |= frozenset(targets)
+            self._joining -= self._leaving
+
+    def _take_leaving(self) -> None:
+        with self._joining_lock:
+            gone = self._leaving & set(self.targets)
+        if not gone:
+            return
+        for cursor in list(self.cursors):
+            cursor.targets -= gone
+            if cursor.targets:
+                continue
+            self.cursors.remove(cursor)
+            flight, cursor.inflight = cursor.inflight, None
+            if flight is not None:
+                self._discard(flight)  # its writes end before this returns: none run unseen
+        self.waiting -= gone
+        self.finished -= gone
+        self.targets = tuple(t for t in self.targets if t not in gone)
 
     def _take_joining(self) -> None:
         with self._joining_lock:
@@ -174,6 +201,7 @@ class ShardWorker:
     # -- end wake -----------------------------------------------------------------------
     def step(self) -> int:
         """Read and apply one page per ready cursor; the number of records read."""
+        self._take_leaving()
         self._take_joining()
         read = 0
         now = self.clock.now()
