@@ -129,10 +129,16 @@ def black_hole() -> Iterator[socket.socket]:
 
 @pytest.mark.parametrize("name", ["diff", "repair"])
 def test_an_interrupted_scan_says_so_and_exits_130_at_once(
-    name: str, ddb_local: DynamoDBLocal, tmp_path: Path, black_hole: socket.socket
+    name: str,
+    ddb_local: DynamoDBLocal,
+    config: Path,
+    tmp_path: Path,
+    black_hole: socket.socket,
 ) -> None:
     """Ctrl-C while the command waits on a region that does not answer (its read timeout
-    and retries would hold it for minutes): one line, exit 130, without waiting."""
+    and retries would hold it for minutes): one line, exit 130, without waiting. Table
+    Wide exists in us-east-1 (the ``config`` fixture), so the command gets as far as
+    eu-west-1."""
     port = black_hole.getsockname()[1]
     regions = {US: ddb_local.endpoint_url, EU: f"http://127.0.0.1:{port}"}
     hanging = write_config(tmp_path / "hang.toml", ["Wide"], regions)
@@ -146,7 +152,11 @@ def test_an_interrupted_scan_says_so_and_exits_130_at_once(
     )
     try:
         black_hole.settimeout(60)
-        connection, _ = black_hole.accept()  # the command is waiting on eu-west-1 now
+        try:
+            connection, _ = black_hole.accept()  # the command is waiting on eu-west-1 now
+        except TimeoutError:
+            running.kill()
+            pytest.fail(f"{name} never reached eu-west-1: {running.communicate()}")
         assert running.poll() is None
         stopped_in = ctrl_c(running)
         out, err = running.communicate(timeout=30)
