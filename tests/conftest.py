@@ -4,6 +4,7 @@ gets a database of its own in it (its own access key id)."""
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,13 @@ settings.register_profile("replicator", deadline=None)
 settings.load_profile("replicator")
 
 # DynamoDB Local accepts any credentials made of letters and digits.
+# Tests that send SIGINT stand for a user pressing Ctrl-C at a terminal, where the command
+# runs in the foreground with SIGINT at its default. A suite started as a background job
+# (CI may do that) inherits SIGINT ignored, and so would every command it starts: Python
+# then installs no KeyboardInterrupt. A handler of our own is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.pop("AWS_PROFILE", None)
