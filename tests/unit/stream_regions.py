@@ -5,31 +5,61 @@ write protocol, as they do on DynamoDB."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from dynamodb_replicator.core.contract import Violation
 from dynamodb_replicator.core.model import Item, ItemKey
-from dynamodb_replicator.core.plan import user_image
+from dynamodb_replicator.core.plan import PutVersion, user_image
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.ops.repair import resolve
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
 
 TABLE = "T"
 SUFFIX = ".__tombstones"
+AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
+T = 1_700_000_000_000
 
-__all__ = ["TABLE", "StreamRegions", "content"]
+__all__ = [
+    "AP",
+    "EU",
+    "SUFFIX",
+    "TABLE",
+    "US",
+    "FixedClock",
+    "StreamRegions",
+    "T",
+    "content",
+    "earlier_scheme_copy",
+    "n",
+    "repair",
+    "s",
+]
 
 
-class _Clock:
+class FixedClock:
+    """The replicator's clock (tombstone expiry only): fixed, the tests never reach it."""
+
     def now(self) -> float:
         return 1_000_000.0
+
+
+def n(value: int) -> dict[str, str]:
+    """A DynamoDB Number attribute value."""
+    return {"N": str(value)}
+
+
+def s(value: str) -> dict[str, str]:
+    """A DynamoDB String attribute value."""
+    return {"S": value}
 
 
 def content(item: Item | None) -> dict[str, Any] | None:
@@ -54,7 +84,9 @@ class StreamRegions:
             self.read[name] = 0
         options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
         writers = {
-            name: StoreWriter(WriteProtocol(store, policy, FIELDS, _Clock(), SUFFIX, 3600), options)
+            name: StoreWriter(
+                WriteProtocol(store, policy, FIELDS, FixedClock(), SUFFIX, 3600), options
+            )
             for name, store in self.stores.items()
         }
         self.replicators = {
@@ -111,3 +143,27 @@ class StreamRegions:
 
     def contents(self, key: ItemKey) -> dict[str, dict[str, Any] | None]:
         return {name: content(store.item(TABLE, key)) for name, store in self.stores.items()}
+
+
+def repair(regions: StreamRegions, k: ItemKey) -> None:
+    """``repair``'s decision (ops.repair.resolve) applied with the real write protocol,
+    as if no region remembered a delete of ``k``."""
+    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
+    tombs = {name: None for name in regions.stores}
+    policy = LastWriterWins(FIELDS)
+    ops = resolve(k, items, tombs, policy=policy, fields=FIELDS) or {}
+    for name, op in ops.items():
+        assert isinstance(op, PutVersion)
+        protocol = WriteProtocol(regions.stores[name], policy, FIELDS, FixedClock(), SUFFIX, 3600)
+        protocol.put(TABLE, op)
+
+
+def earlier_scheme_copy(
+    stores: Sequence[MemoryStore], k: ItemKey, origin: str, **rest: Any
+) -> None:
+    """``k`` as the earlier replicator left it in ``stores``: a copy of ``origin``'s
+    version, marked, with no nonce and no seq (in ``origin`` too: it restored it there)."""
+    stamp = rest[FIELDS.timestamp]
+    for store in stores:
+        copy = {**k.to_attributes(), **rest, FIELDS.origin: s(origin), FIELDS.marker: stamp}
+        store.table(TABLE)[k] = copy

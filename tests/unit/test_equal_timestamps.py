@@ -5,10 +5,8 @@ protocol and Replicator, over in-memory regions whose streams record every chang
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-import pytest
 
 from dynamodb_replicator.core.codec import decode_record
 from dynamodb_replicator.core.contract import ViolationKind
@@ -22,25 +20,19 @@ from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
-
-AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
-T = 1_700_000_000_000
-
-
-def n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-@pytest.fixture
-def regions() -> Iterator[StreamRegions]:
-    world = StreamRegions([AP, EU, US])
-    yield world
-    world.close()
+from .stream_regions import (
+    AP,
+    EU,
+    SUFFIX,
+    TABLE,
+    US,
+    FixedClock,
+    StreamRegions,
+    T,
+    earlier_scheme_copy,
+    n,
+    s,
+)
 
 
 def test_an_update_landing_on_a_replicas_timestamp_loses_to_the_larger_region(
@@ -134,17 +126,6 @@ def test_a_kept_timestamp_warns_once_in_the_region_that_wrote(regions: StreamReg
     assert [(v.kind, v.region) for v in regions.violations] == [(ViolationKind.KEPT_TIMESTAMP, EU)]
 
 
-def _earlier_scheme_copy(
-    stores: Sequence[MemoryStore], k: ItemKey, origin: str, **rest: Any
-) -> None:
-    """``k`` as the earlier replicator left it in ``stores``: a copy of ``origin``'s
-    version, marked, with no nonce and no seq (in ``origin`` too: it restored it there)."""
-    stamp = rest[FIELDS.timestamp]
-    for store in stores:
-        copy = {**k.to_attributes(), **rest, FIELDS.origin: s(origin), FIELDS.marker: stamp}
-        store.table(TABLE)[k] = copy
-
-
 def test_a_reinsert_after_deleting_an_earlier_scheme_copy_of_the_same_timestamp_survives(
     regions: StreamRegions,
 ) -> None:
@@ -153,7 +134,7 @@ def test_a_reinsert_after_deleting_an_earlier_scheme_copy_of_the_same_timestamp_
     own T as the earlier replicator restored it (no seq), deletes it and writes T again."""
     k = regions.key("k")
     stores = list(regions.stores.values())
-    _earlier_scheme_copy(stores, k, EU, **{FIELDS.timestamp: n(T), "content": n(1)})
+    earlier_scheme_copy(stores, k, EU, **{FIELDS.timestamp: n(T), "content": n(1)})
     regions.delete(EU, k)
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(2)})
     regions.quiesce()
@@ -168,7 +149,7 @@ class _Region:
         self.name = name
         self.store = MemoryStore(name)
         protocol = WriteProtocol(
-            self.store, LastWriterWins(FIELDS), FIELDS, _FixedClock(), SUFFIX, 3600
+            self.store, LastWriterWins(FIELDS), FIELDS, FixedClock(), SUFFIX, 3600
         )
         self.writer = StoreWriter(protocol, WriterOptions(1, Backoff(attempts=1, base=0.0)))
 
@@ -200,11 +181,6 @@ class _Region:
         return {name: list(ops) for name, ops in plan.writes.items()}
 
 
-class _FixedClock:
-    def now(self) -> float:
-        return 1_000_000.0
-
-
 def test_a_delete_of_an_earlier_scheme_copy_in_its_own_region_is_remembered_as_made() -> None:
     """FAULT_SCHEDULE_SEED=507311645, step by step. eu-west-1 holds T@eu-west-1 #A as
     the earlier scheme wrote it (no seq) and its application deletes it (record 100). A
@@ -217,7 +193,7 @@ def test_a_delete_of_an_earlier_scheme_copy_in_its_own_region_is_remembered_as_m
     k = ItemKey.from_attributes({"pk": s("k")})
     eu, us = _Region(EU), _Region(US)
     regions = [eu, us]
-    _earlier_scheme_copy([eu.store], k, EU, **{FIELDS.timestamp: n(T), "c": s("A")})
+    earlier_scheme_copy([eu.store], k, EU, **{FIELDS.timestamp: n(T), "c": s("A")})
     eu_delete = eu.delete(k, "100")
     image: Item = {**k.to_attributes(), FIELDS.timestamp: n(T), "c": s("B")}
     b = PutVersion(k, Version.of(str(T), EU, pad_sequence("7")), image, "7")

@@ -6,32 +6,10 @@ that region is an echo (core.plan), not that region's later delete."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from dynamodb_replicator.core.tombstones import TombstoneTable
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
-
-AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
-T = 1_700_000_000_000
-
-
-def n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-@pytest.fixture
-def regions() -> Iterator[StreamRegions]:
-    world = StreamRegions([AP, EU, US])
-    yield world
-    world.close()
+from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, n, s
 
 
 def test_the_replicators_own_removal_in_the_origin_spares_a_later_reinsert(

@@ -5,7 +5,6 @@ protocol and Replicator over in-memory regions whose streams record every change
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,25 +15,7 @@ from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
-
-AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
-T = 1_700_000_000_000
-
-
-def n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-@pytest.fixture
-def regions() -> Iterator[StreamRegions]:
-    world = StreamRegions([AP, EU, US])
-    yield world
-    world.close()
+from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, earlier_scheme_copy, n, s
 
 
 def unread(regions: StreamRegions, region: str) -> list[dict[str, Any]]:
@@ -54,6 +35,20 @@ def process(
     return result.echoes
 
 
+def a_everywhere_then_deleted_in_eu(regions: StreamRegions, k: ItemKey) -> None:
+    """eu-west-1 writes A at T, every region holds it, then eu-west-1 deletes it (unread)."""
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
+    regions.quiesce()
+    regions.delete(EU, k)
+
+
+def rewrite_and_regress_e_in_eu(regions: StreamRegions, k: ItemKey) -> None:
+    """eu-west-1 writes E at T again and then, its clock behind, regresses it to T - 2
+    (its record asks every region to restore E)."""
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
+    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+
+
 def restore_into_eu(regions: StreamRegions, k: ItemKey) -> None:
     """ap-southeast-1's application regresses its copy of A (T@eu-west-1): its replicator
     restores A everywhere, eu-west-1 included, where k is absent (deleted, not yet read)."""
@@ -71,9 +66,7 @@ def test_an_origin_delete_of_a_restored_copy_before_its_delete_is_read_deletes_e
     applied (its tombstone written) before a is read: a is taken for an echo. Nothing
     must survive, and eu-west-1's later write of T must reach every region."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
-    regions.quiesce()
-    regions.delete(EU, k)
+    a_everywhere_then_deleted_in_eu(regions, k)
     first = unread(regions, EU)
     restore_into_eu(regions, k)
     regions.delete(EU, k)
@@ -95,9 +88,7 @@ def test_a_replayed_origin_delete_after_its_copy_was_deleted_again_still_reaches
     replayed only after eu-west-1's second delete (a, an echo) was read: the replay of d
     must still remove A and the restored copies in the other regions."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
-    regions.quiesce()
-    regions.delete(EU, k)
+    a_everywhere_then_deleted_in_eu(regions, k)
     first = unread(regions, EU)
     restore_into_eu(regions, k)
     regions.delete(EU, k)
@@ -116,9 +107,7 @@ def test_a_reinsert_and_redelete_of_one_timestamp_in_the_origin_deletes_everywhe
     lands in eu-west-1 between the delete and E. The tombstone of the first delete is
     written before the rest is read: E's delete is eu-west-1's own, never an echo."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
-    regions.quiesce()
-    regions.delete(EU, k)
+    a_everywhere_then_deleted_in_eu(regions, k)
     first = unread(regions, EU)
     restore_into_eu(regions, k)
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
@@ -147,12 +136,9 @@ def test_an_origin_delete_of_a_restored_copy_removes_its_earlier_rewrite_of_that
     read in a batch of its own (its tombstone written in eu-west-1) before the rest. a is
     eu-west-1's delete of T at a, after E and its restore at g: nothing may survive."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
-    regions.quiesce()
-    regions.delete(EU, k)
+    a_everywhere_then_deleted_in_eu(regions, k)
     first = unread(regions, EU)
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
-    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    rewrite_and_regress_e_in_eu(regions, k)
     restore_into_eu(regions, k)
     regions.delete(EU, k)
     assert process(regions, EU, first, [AP, EU, US]) == 0
@@ -184,8 +170,7 @@ def test_an_origin_delete_of_its_own_relabel_removes_its_earlier_rewrite_of_that
     relabel = unread(regions, EU)
     regions.delete(EU, k)
     delete = unread(regions, EU)
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
-    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    rewrite_and_regress_e_in_eu(regions, k)
     process(regions, EU, relabel, [AP, EU, US])
     stored = regions.contents(k)[EU]
     assert stored == {"pk": s("k"), FIELDS.timestamp: n(T), "content": s("X")}
@@ -210,18 +195,11 @@ def test_an_origin_delete_of_a_restored_earlier_scheme_copy_removes_its_rewrite_
     eu-west-1 over the regressed item; eu-west-1 deletes what it holds (a). d is read in
     a batch of its own before the rest: nothing may survive."""
     k = regions.key("k")
-    for store in regions.stores.values():
-        store.table(TABLE)[k] = {
-            **k.to_attributes(),
-            FIELDS.timestamp: n(T),
-            "content": s("A"),
-            FIELDS.origin: s(EU),
-            FIELDS.marker: n(T),
-        }
+    stores = list(regions.stores.values())
+    earlier_scheme_copy(stores, k, EU, **{FIELDS.timestamp: n(T), "content": s("A")})
     regions.delete(EU, k)
     first = unread(regions, EU)
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
-    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    rewrite_and_regress_e_in_eu(regions, k)
     restore_into_eu(regions, k)
     regions.delete(EU, k)
     assert process(regions, EU, first, [AP, EU, US]) == 0
@@ -243,11 +221,8 @@ def test_a_replayed_origin_delete_stays_no_echo_after_its_batchs_earlier_delete_
     throttled, so a fails and the batch is replayed from a; by then d's tombstone is in
     eu-west-1. The replay must still deliver a: nothing may survive."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("A")})
-    regions.quiesce()
-    regions.delete(EU, k)
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": s("E")})
-    regions.update(EU, k, **{FIELDS.timestamp: n(T - 2), "content": s("late")})
+    a_everywhere_then_deleted_in_eu(regions, k)
+    rewrite_and_regress_e_in_eu(regions, k)
     restore_into_eu(regions, k)
     regions.delete(EU, k)
     records = unread(regions, EU)

@@ -6,54 +6,11 @@ xfail(strict) reproduces a defect: it fails today and passes once it is fixed.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from dynamodb_replicator.core.model import ItemKey
-from dynamodb_replicator.core.plan import PutVersion
-from dynamodb_replicator.core.policy import LastWriterWins
-from dynamodb_replicator.core.writes import WriteProtocol
-from dynamodb_replicator.ops.repair import resolve
-
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
-
-AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
-T = 1_700_000_000_000
-
-
-def n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-class _Clock:
-    def now(self) -> float:
-        return 1_000_000.0
-
-
-@pytest.fixture
-def regions() -> Iterator[StreamRegions]:
-    world = StreamRegions([AP, EU, US])
-    yield world
-    world.close()
-
-
-def _repair(regions: StreamRegions, k: ItemKey) -> None:
-    """``repair``'s decision applied with the real write protocol (no tombstones left)."""
-    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
-    tombs = {name: None for name in regions.stores}
-    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {}
-    for name, op in ops.items():
-        assert isinstance(op, PutVersion)
-        protocol = WriteProtocol(
-            regions.stores[name], LastWriterWins(FIELDS), FIELDS, _Clock(), SUFFIX, 3600
-        )
-        protocol.put(TABLE, op)
+from .stream_regions import AP, EU, US, StreamRegions, T, n, s
+from .stream_regions import repair as _repair
 
 
 def _missed_by_all(regions: StreamRegions, region: str) -> None:
