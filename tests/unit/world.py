@@ -43,7 +43,7 @@ from typing import Any
 
 from dynamodb_replicator.core.codec import decode_record
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError, UnreachableError
-from dynamodb_replicator.core.model import Change, Item, ItemKey, Version, parse_number
+from dynamodb_replicator.core.model import Change, Item, ItemKey, Tombstone, Version, parse_number
 from dynamodb_replicator.core.plan import DeleteVersion, Plan, PutVersion, WriteOp, plan_changes
 from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, newer
 from dynamodb_replicator.core.residency import ResidencyRule
@@ -138,6 +138,7 @@ class Record:
 
 
 Pending = WriteOp | Record
+Entry = tuple[str, Version, str, Country]  # (put or delete, version, content, country)
 
 
 @dataclass
@@ -155,10 +156,13 @@ class World:
     pending: list[tuple[str, Pending]] = field(default_factory=list)
     delivered: list[tuple[str, WriteOp]] = field(default_factory=list)
     # (put or delete, version, content, country) of every write
-    history: dict[ItemKey, list[tuple[str, Version, str, Country]]] = field(default_factory=dict)
+    history: dict[ItemKey, list[Entry]] = field(default_factory=dict)
     countries: dict[Version, Country] = field(default_factory=dict)  # of each drawn put
     # (region, content) of application writes made outside their scope (see the docstring)
     outside: set[tuple[str, str]] = field(default_factory=set)
+    # Application deletes not yet planned, by (region, record seq): the history entry and
+    # the delete the region remembered when the application deleted (``_raced``).
+    unplanned: dict[tuple[str, str], tuple[Entry, Tombstone | None]] = field(default_factory=dict)
     # Drawn versions' seqs are small: the world's own records come after them in any stream.
     sequence: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     nested: bool = False
@@ -238,6 +242,7 @@ class World:
             fields=FIELDS,
             tombstones=tombs,
         )
+        self._raced(record, tombs.get(record.change.key), plan.echoes)
         writes = project(plan, [record.change], rule=self.rule, source=record.source).writes
         writers = self.concurrent if concurrently else self.writers
         failed = tuple(
@@ -376,7 +381,25 @@ class World:
         if new is not None and not self.allows(region, country):
             self.outside.add((region, content))
         self.happened(kind, key, change.version, content, country)
+        if new is None:
+            tomb = TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [key]).get(key)
+            self.unplanned[(region, seq)] = (self.history[key][-1], tomb)
         self.pending.append(("", Record(region, change, tuple(self.names))))
+
+    def _raced(self, record: Record, tomb: Tombstone | None, echoes: int) -> None:
+        """The known race (docs/concepts/guarantees.md, tests/unit/test_delete_racing_a_
+        covering_delete.py): a delete or removal covering the content an application delete
+        removed landed in its region after that delete and before its record was first
+        planned. The record then equals the replicator's own removal, is taken for it and
+        deletes nothing elsewhere (as ``_removal_pending``, judged later). Only then is the
+        delete taken out of the history: a record dropped as an echo while the remembered
+        delete is the one the application's delete met still fails ``check``."""
+        entry = self.unplanned.pop((record.source, record.sequence_number), None)
+        if entry is None or not echoes:
+            return
+        happened, before = entry
+        if tomb is not None and tomb != before:
+            self.history[record.change.key].remove(happened)
 
     def _removal_pending(self, region: str, change: Change) -> bool:
         """Does ``region`` remember, for a later version kept out of it by its scope, a
