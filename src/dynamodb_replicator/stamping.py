@@ -6,6 +6,13 @@ It registers a botocore ``before-parameter-build`` handler, last, so it sees req
 the low-level form (a resource has serialized its Python values by then). Timestamps are
 epoch milliseconds, strictly increasing within the process. An explicit ``__timestamp`` is
 left alone. PartiQL statements cannot be stamped: they get a warning.
+
+Every PutItem and UpdateItem it sees also drops the replica marker (``__replicaTimestamp``):
+only the replicator writes it, and an application write that kept it and landed exactly on
+the replica's timestamp would read, to the replicator's conditions, as that replica (a
+"disguised" item; docs/concepts/guarantees.md). Unmarked, the item reads as what it is,
+content written in this region, and its stream record as an application write (the codec
+needs the marker to call a record a replica write). Same write, same write units.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ __all__ = ["Stamper", "stamp"]
 log = logging.getLogger(__name__)
 
 _SET = re.compile(r"\bSET\b", re.IGNORECASE)
+# A REMOVE clause keyword, not a placeholder such as ``:remove`` or ``#remove``.
+_REMOVE = re.compile(r"(?<![#:\w])REMOVE\b", re.IGNORECASE)
 _NAME, _VALUE = "#replicatorTimestamp", ":replicatorTimestamp"
+_MARKER = "#replicatorMarker"
 _PARTIQL = {"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"}
 
 
@@ -50,7 +60,9 @@ class Stamper:
 
     def __init__(self, clock: Clock | None = None, fields: SystemAttributes | None = None) -> None:
         self.clock = clock or SystemClock()
-        self.attribute = (fields or SystemAttributes()).timestamp
+        fields = fields or SystemAttributes()
+        self.attribute = fields.timestamp
+        self.marker = fields.marker
 
     def next(self) -> str:
         """A timestamp larger than every one given before in this process."""
@@ -77,10 +89,34 @@ class Stamper:
 
     def put(self, params: dict[str, Any]) -> None:
         item = params.get("Item")
-        if isinstance(item, dict) and self.attribute not in item:
-            item[self.attribute] = {"N": self.next()}
+        if isinstance(item, dict):
+            if self.attribute not in item:
+                item[self.attribute] = {"N": self.next()}
+            item.pop(self.marker, None)  # a copy of a replica read back: not a replica
 
     def update(self, params: dict[str, Any]) -> None:
+        self._stamp_update(params)
+        self._unmark_update(params)
+
+    def _unmark_update(self, params: dict[str, Any]) -> None:
+        """Add ``REMOVE <marker>`` (legacy form: a DELETE action), unless the request names
+        the marker itself (a path may appear in one clause only)."""
+        if "AttributeUpdates" in params:
+            params["AttributeUpdates"].setdefault(self.marker, {"Action": "DELETE"})
+            return
+        names: dict[str, str] = params.get("ExpressionAttributeNames", {})
+        expression: str = params.get("UpdateExpression", "")
+        if self.marker in names.values() or re.search(rf"\b{self.marker}\b", expression):
+            return
+        params["ExpressionAttributeNames"] = {**names, _MARKER: self.marker}
+        match = _REMOVE.search(expression)
+        if match is None:
+            params["UpdateExpression"] = f"{expression} REMOVE {_MARKER}".strip()
+        else:
+            at = match.end()
+            params["UpdateExpression"] = f"{expression[:at]} {_MARKER},{expression[at:]}"
+
+    def _stamp_update(self, params: dict[str, Any]) -> None:
         if "AttributeUpdates" in params:  # the legacy form
             updates = params["AttributeUpdates"]
             if self.attribute not in updates:

@@ -104,3 +104,37 @@ def test_every_write_is_stamped_and_replicates(
     replicated = {i["pk"]["S"]: i for i in clients[EU].scan(TableName="Stamped")["Items"]}
     assert set(replicated) == keys
     assert all(replicated[k][TS] == items[k][TS] for k in keys)
+
+
+def key(name: str) -> dict[str, Any]:
+    return {"pk": {"S": f"m-{name}"}}
+
+
+def test_a_stamped_write_drops_the_replica_marker(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any]
+) -> None:
+    """A replica (marked) updated or rewritten through a stamped client keeps no marker, in
+    every request form DynamoDB accepts: an application write is never a replica write."""
+    client = boto3.client("dynamodb", region_name=EU, endpoint_url=ddb_local.endpoint_url)
+    stamp(client, clock=Clock())
+    marked = {TS: {"N": "7"}, FIELDS.marker: {"N": "7"}, FIELDS.origin: {"S": US}}
+    for name in ("set", "remove", "legacy", "put"):
+        clients[EU].put_item(TableName="Stamped", Item={"pk": {"S": f"m-{name}"}, **marked})
+    client.update_item(
+        TableName="Stamped",
+        Key=key("set"),
+        UpdateExpression="SET #t = :t, v = :v",
+        ExpressionAttributeNames={"#t": TS},
+        ExpressionAttributeValues={":t": {"N": "7"}, ":v": {"S": "x"}},
+    )
+    client.update_item(TableName="Stamped", Key=key("remove"), UpdateExpression="REMOVE gone")
+    client.update_item(
+        TableName="Stamped",
+        Key=key("legacy"),
+        AttributeUpdates={"v": {"Value": {"S": "x"}, "Action": "PUT"}},
+    )
+    client.put_item(TableName="Stamped", Item={**key("put"), **marked})
+    for name in ("set", "remove", "legacy", "put"):
+        item = clients[EU].get_item(TableName="Stamped", Key=key(name), ConsistentRead=True)
+        assert FIELDS.marker not in item["Item"], name
+        assert item["Item"][FIELDS.origin] == {"S": US}  # the rest is the application's

@@ -5,6 +5,7 @@ write protocol, as they do on DynamoDB."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.ops.repair import resolve
+from dynamodb_replicator.stamping import Stamper
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -116,6 +118,29 @@ class StreamRegions:
         """An application UpdateItem ``SET``: the named attributes, the others kept."""
         old = self.stores[region].item(TABLE, key) or key.to_attributes()
         self.stores[region].write_directly(TABLE, key, {**old, **attributes})
+
+    def stamped_update(self, region: str, key: ItemKey, **attributes: dict[str, Any]) -> None:
+        """The same UpdateItem made through a client that ``stamp()`` hooks: the request as
+        the real Stamper rewrites it, then applied (its SET and REMOVE clauses)."""
+        names = {f"#a{i}": name for i, name in enumerate(attributes)}
+        sets = ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes)))
+        params: dict[str, Any] = {
+            "UpdateExpression": f"SET {sets}",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {f":v{i}": v for i, v in enumerate(attributes.values())},
+        }
+        Stamper(FixedClock(), FIELDS).update(params)
+        names, values = params["ExpressionAttributeNames"], params["ExpressionAttributeValues"]
+        item = dict(self.stores[region].item(TABLE, key) or key.to_attributes())
+        clauses = re.split(r"\b(SET|REMOVE)\b", params["UpdateExpression"])[1:]
+        for verb, body in zip(clauses[::2], clauses[1::2], strict=True):
+            for part in filter(None, (p.strip() for p in body.split(","))):
+                if verb == "SET":
+                    name, value = (side.strip() for side in part.split("="))
+                    item[names[name]] = values[value]
+                else:
+                    item.pop(names[part], None)
+        self.stores[region].write_directly(TABLE, key, item)
 
     def delete(self, region: str, key: ItemKey) -> None:
         self.stores[region].write_directly(TABLE, key, None)

@@ -4,9 +4,12 @@ over in-memory regions whose streams record every change. Each test marked xfail
 reproduces a defect: it fails today and passes once the defect is fixed.
 
 The three that remain are one limit (an application update that lands exactly on a
-replica's timestamp and wins is removed by a delete its conditions read as covering the
-replica): no conditional write can tell that update from the replica, so it is kept here
-as a known limit (docs/concepts/guarantees.md, "Under these assumptions", says why)."""
+replica's timestamp, keeps the replica's marker and wins is removed by a delete its
+conditions read as covering the replica): no conditional write can tell that update from
+the replica, so it is kept here as a known limit (docs/concepts/guarantees.md, "Under
+these assumptions", says why). The updates here do not go through ``stamp()``, which drops
+the marker: the same interleavings through it converge
+(test_stamped_updates_on_a_replicas_timestamp.py)."""
 
 from __future__ import annotations
 

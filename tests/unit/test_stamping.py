@@ -25,30 +25,56 @@ def stamped(operation: str, params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def test_update_expressions_get_a_set_clause() -> None:
+STAMP = "#replicatorTimestamp = :replicatorTimestamp"
+NAMES = {"#replicatorTimestamp": "__timestamp", "#replicatorMarker": "__replicaTimestamp"}
+
+
+def test_update_expressions_get_a_set_clause_and_drop_the_marker() -> None:
     with_set = stamped("UpdateItem", {"UpdateExpression": "SET a = :a REMOVE b"})
-    assert with_set["UpdateExpression"].startswith("SET #replicatorTimestamp = ")
-    assert with_set["UpdateExpression"].endswith(", a = :a REMOVE b")
+    assert with_set["UpdateExpression"] == f"SET {STAMP}, a = :a REMOVE #replicatorMarker, b"
     without = stamped("UpdateItem", {"UpdateExpression": "ADD c :one"})
-    assert (
-        without["UpdateExpression"] == "SET #replicatorTimestamp = :replicatorTimestamp ADD c :one"
-    )
-    assert without["ExpressionAttributeNames"] == {"#replicatorTimestamp": "__timestamp"}
+    assert without["UpdateExpression"] == f"SET {STAMP} ADD c :one REMOVE #replicatorMarker"
+    assert without["ExpressionAttributeNames"] == NAMES
     empty = stamped("UpdateItem", {})
-    assert empty["UpdateExpression"] == "SET #replicatorTimestamp = :replicatorTimestamp"
+    assert empty["UpdateExpression"] == f"SET {STAMP} REMOVE #replicatorMarker"
+    # A placeholder named like the keyword is no REMOVE clause.
+    placeholder = stamped("UpdateItem", {"UpdateExpression": "SET #remove = :remove"})
+    assert placeholder["UpdateExpression"].endswith("#remove = :remove REMOVE #replicatorMarker")
 
 
-def test_an_explicit_timestamp_is_left_alone() -> None:
+def test_an_explicit_timestamp_is_left_alone_and_the_marker_still_dropped() -> None:
+    """An application that stamps its own writes may land exactly on a replica's
+    timestamp: its update must not keep the replica's marker (docs/concepts/guarantees.md)."""
     by_name = {
         "UpdateExpression": "SET #t = :t",
         "ExpressionAttributeNames": {"#t": "__timestamp"},
         "ExpressionAttributeValues": {":t": {"N": "5"}},
     }
-    assert stamped("UpdateItem", dict(by_name)) == by_name
+    assert stamped("UpdateItem", dict(by_name)) == {
+        **by_name,
+        "UpdateExpression": "SET #t = :t REMOVE #replicatorMarker",
+        "ExpressionAttributeNames": {
+            "#t": "__timestamp",
+            "#replicatorMarker": "__replicaTimestamp",
+        },
+    }
     literal = {"UpdateExpression": "SET __timestamp = :t"}
-    assert stamped("UpdateItem", dict(literal)) == literal
-    item = {"Item": {"pk": {"S": "k"}, "__timestamp": {"N": "5"}}}
-    assert stamped("PutItem", item)["Item"]["__timestamp"] == {"N": "5"}
+    assert stamped("UpdateItem", dict(literal))["UpdateExpression"] == (
+        "SET __timestamp = :t REMOVE #replicatorMarker"
+    )
+    item = {"Item": {"pk": {"S": "k"}, "__timestamp": {"N": "5"}, "__replicaTimestamp": {"N": "5"}}}
+    assert stamped("PutItem", item)["Item"] == {"pk": {"S": "k"}, "__timestamp": {"N": "5"}}
+
+
+def test_a_request_that_names_the_marker_itself_is_left_to_it() -> None:
+    """A path may appear in one clause only: the stamper adds none for the marker."""
+    named = {
+        "UpdateExpression": "SET #m = :m",
+        "ExpressionAttributeNames": {"#m": "__replicaTimestamp"},
+    }
+    assert "REMOVE" not in stamped("UpdateItem", named)["UpdateExpression"]
+    legacy = stamped("UpdateItem", {"AttributeUpdates": {}})
+    assert legacy["AttributeUpdates"]["__replicaTimestamp"] == {"Action": "DELETE"}
 
 
 def test_legacy_attribute_updates_and_batches_are_stamped() -> None:
