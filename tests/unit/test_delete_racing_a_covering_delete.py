@@ -20,7 +20,8 @@ from .world import KEYS, NOTHING, RULE, TABLE, World
 _LIMIT = (
     "the planner takes the application's REMOVE for the replicator's removal of that content"
     " (a covering delete landed in its region before the record was planned): identical"
-    " records, no condition or single write within the cost model tells them apart"
+    " records; a transactional removal would tell them apart, at 4 write units per replicated"
+    " delete where the cost model allows 2 (docs/concepts/guarantees.md)"
 )
 
 

@@ -31,7 +31,9 @@ region, a write it made outside that write's scope: that delete may race the rep
 removal of the write and is then lost (the
 docs say so: a contract violation has this one gap). An application delete of content its
 region is already removing (it remembers the delete that keeps a later version out) is
-taken for that removal, as documented: it deletes nothing elsewhere (``_removal_pending``).
+taken for that removal, as documented: it deletes nothing elsewhere (``_removal_pending``);
+so is one whose covering delete lands in its region only after it, but before its record is
+planned (``_raced``).
 """
 
 from __future__ import annotations
