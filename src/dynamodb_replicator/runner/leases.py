@@ -19,22 +19,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core import defaults
-from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.claims import Claims, ms
 from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["Lease", "LeaseKeeper"]
 
 log = logging.getLogger(__name__)
-
-Unreachable = Mapping[str, tuple[float, str]]
-_CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
 
 
 @dataclass(slots=True)
@@ -51,16 +48,7 @@ class Lease:
         return self.until - self.margin
 
 
-@dataclass(slots=True)
-class _Beat:
-    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
-
-    region: str
-    until: float
-    floor: float
-
-
-class LeaseKeeper:
+class LeaseKeeper(Claims):
     """Claims the worker id, takes, renews and releases shard leases; renews on its own
     thread (``start``) until ``stop``."""
 
@@ -73,20 +61,11 @@ class LeaseKeeper:
         *,
         on_late: Callable[[ShardRef], None] = lambda _ref: None,
     ) -> None:
-        self.worker_id, self.instance, self.clock = worker_id, instance, clock
-        self.lease_seconds = lease_seconds
         self.on_late = on_late  # a renewal came after the deadline: its writes may go on
-        self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
-        self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
+        super().__init__(worker_id, instance, clock, lease_seconds)
         self.leases: dict[ShardRef, Lease] = {}
-        self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
         self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
         self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
-        self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
-        self._beat_lock = threading.Lock()
-        self._beat_ids = 0
-        self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
-        self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -94,90 +73,6 @@ class LeaseKeeper:
     def tick(self) -> float:
         """Seconds between renewals: four tries fit before the deadline (3/4 of the lease)."""
         return max(0.05, self.lease_seconds / 6)
-
-    def _now(self) -> float:
-        return self.clock.now()
-
-    # -- the worker id's claim -----------------------------------------------------------
-    def claim(self, region: str, stopping: threading.Event) -> None:
-        """Claim the worker id in ``region`` at start. A claim another process renews
-        refuses the start (the id runs twice); one left to expire (a process that died) is
-        taken over when it expires, at most one lease later."""
-        first: WorkerIdInUseError | None = None
-        failures = 0
-        while not stopping.is_set():
-            try:
-                self.heartbeat(region)
-                return
-            except RetryableTargetError:
-                failures += 1  # the keeper's store makes one attempt per call
-                if failures >= _CLAIM_ATTEMPTS:
-                    raise
-            except WorkerIdInUseError as held:
-                if first is None:
-                    first = held
-                    log.info(
-                        "worker id held by another process: waiting to see it renewed "
-                        "(refuse) or expire (take over)",
-                        extra={"worker": self.worker_id, "region": region},
-                    )
-                elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
-                    raise  # renewed meanwhile: the same id runs in another process
-            stopping.wait(0.2)
-
-    def heartbeat(self, region: str, store: Coordination | None = None) -> None:
-        """Renew the claim in ``region`` (through ``store``, default its store now); leases
-        there are capped at its new expiry.
-
-        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
-        apply them in either order, whatever order they are answered in. So an answer
-        records not its own expiry but the least of those of every heartbeat in flight
-        with it (its *floor*): the stored claim is one of them, never less."""
-        store = self.stores[region] if store is None else store
-        now = self._now()
-        until = now + self.lease_seconds
-        with self._beat_lock:
-            generation, beat = self._era(region), self._beat_ids
-            self._beat_ids += 1
-            floor = until
-            for other in self._beats.values():
-                if other.region == region:
-                    floor = min(floor, other.until)
-                    other.floor = min(other.floor, until)
-            self._beats[beat] = _Beat(region, until, floor)
-        try:
-            store.heartbeat(
-                self.worker_id,
-                _ms(until),
-                self.unreachable,
-                instance=self.instance,
-                now_ms=_ms(now),
-            )
-        finally:
-            with self._beat_lock:
-                floor = self._beats.pop(beat).floor
-        with self._beat_lock:
-            # Not an answer from a table left behind (a tick's snapshot may hold one).
-            if generation == self._era(region) and self.stores.get(region) is store:
-                self.claims[region] = floor
-
-    def reset_claims(self) -> None:
-        """Forget every claim (the state table changed): the next ``acquire`` in a region
-        claims the worker id in the new table first; answers still out are not recorded."""
-        with self._beat_lock:
-            self._generation += 1
-            self.claims = {}
-
-    def forget_claim(self, region: str) -> None:
-        """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
-        ``acquire`` there claims the worker id first; answers still out are not recorded."""
-        with self._beat_lock:
-            self._regional[region] = self._regional.get(region, 0) + 1
-            self.claims = {r: until for r, until in self.claims.items() if r != region}
-
-    def _era(self, region: str) -> tuple[int, int]:
-        """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
-        return self._generation, self._regional.get(region, 0)
 
     # -- leases --------------------------------------------------------------------------
     def _expiry(self, region: str, now: float) -> float:
@@ -196,7 +91,7 @@ class LeaseKeeper:
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
             if until <= now or not self.stores[region].acquire(
-                ref, self.worker_id, _ms(now), _ms(until - now)
+                ref, self.worker_id, ms(now), ms(until - now)
             ):
                 return None
             margin = self.lease_seconds * defaults.LEASE_MARGIN_FRACTION
@@ -268,7 +163,7 @@ class LeaseKeeper:
                         continue
                     if self.stores.get(region) is not store:
                         continue  # taken through a store a reload put in since: next tick
-                    kept = store.renew(ref, self.worker_id, _ms(now), _ms(until - now))
+                    kept = store.renew(ref, self.worker_id, ms(now), ms(until - now))
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
                 continue
@@ -306,7 +201,3 @@ class LeaseKeeper:
     def lost(self, ref: ShardRef) -> bool:
         lease = self.leases.get(ref)
         return lease is not None and lease.until == 0.0
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)

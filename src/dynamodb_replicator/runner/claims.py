@@ -1,0 +1,143 @@
+"""The worker id's claim in each region's state table (``worker|ID``), as the lease keeper
+holds it (runner/leases.py): taken at start, renewed on every tick, and the cap of every
+lease in its region (a lease never outlives the claim, so a process restarted under the
+same id never finds its predecessor's claim expired while one of its leases is live).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core.errors import RetryableTargetError
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.runner.regions import Coordination
+
+__all__ = ["Claims", "Unreachable", "ms"]
+
+log = logging.getLogger("dynamodb_replicator.runner.leases")  # one logger for the keeper
+
+Unreachable = Mapping[str, tuple[float, str]]
+_CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
+
+
+@dataclass(slots=True)
+class _Beat:
+    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
+
+    region: str
+    until: float
+    floor: float
+
+
+class Claims:
+    """The claims part of the lease keeper: ``claims`` (region -> our claim's expiry)."""
+
+    def __init__(self, worker_id: str, instance: str, clock: Clock, lease_seconds: float) -> None:
+        self.worker_id, self.instance, self.clock = worker_id, instance, clock
+        self.lease_seconds = lease_seconds
+        self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
+        self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
+        self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
+        self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
+        self._beat_lock = threading.Lock()
+        self._beat_ids = 0
+        self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
+        self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
+
+    def _now(self) -> float:
+        return self.clock.now()
+
+    # -- the worker id's claim -----------------------------------------------------------
+    def claim(self, region: str, stopping: threading.Event) -> None:
+        """Claim the worker id in ``region`` at start. A claim another process renews
+        refuses the start (the id runs twice); one left to expire (a process that died) is
+        taken over when it expires, at most one lease later."""
+        first: WorkerIdInUseError | None = None
+        failures = 0
+        while not stopping.is_set():
+            try:
+                self.heartbeat(region)
+                return
+            except RetryableTargetError:
+                failures += 1  # the keeper's store makes one attempt per call
+                if failures >= _CLAIM_ATTEMPTS:
+                    raise
+            except WorkerIdInUseError as held:
+                if first is None:
+                    first = held
+                    log.info(
+                        "worker id held by another process: waiting to see it renewed "
+                        "(refuse) or expire (take over)",
+                        extra={"worker": self.worker_id, "region": region},
+                    )
+                elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
+                    raise  # renewed meanwhile: the same id runs in another process
+            stopping.wait(0.2)
+
+    def heartbeat(self, region: str, store: Coordination | None = None) -> None:
+        """Renew the claim in ``region`` (through ``store``, default its store now); leases
+        there are capped at its new expiry.
+
+        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
+        apply them in either order, whatever order they are answered in. So an answer
+        records not its own expiry but the least of those of every heartbeat in flight
+        with it (its *floor*): the stored claim is one of them, never less."""
+        store = self.stores[region] if store is None else store
+        now = self._now()
+        until = now + self.lease_seconds
+        generation, beat = self._beat_out(region, until)
+        try:
+            store.heartbeat(
+                self.worker_id,
+                ms(until),
+                self.unreachable,
+                instance=self.instance,
+                now_ms=ms(now),
+            )
+        finally:
+            with self._beat_lock:
+                floor = self._beats.pop(beat).floor
+        with self._beat_lock:
+            # Not an answer from a table left behind (a tick's snapshot may hold one).
+            if generation == self._era(region) and self.stores.get(region) is store:
+                self.claims[region] = floor
+
+    def _beat_out(self, region: str, until: float) -> tuple[tuple[int, int], int]:
+        """Note a heartbeat to ``until`` going out: its era, and its id in ``_beats``."""
+        with self._beat_lock:
+            generation, beat = self._era(region), self._beat_ids
+            self._beat_ids += 1
+            floor = until
+            for other in self._beats.values():
+                if other.region == region:
+                    floor = min(floor, other.until)
+                    other.floor = min(other.floor, until)
+            self._beats[beat] = _Beat(region, until, floor)
+        return generation, beat
+
+    def reset_claims(self) -> None:
+        """Forget every claim (the state table changed): the next ``acquire`` in a region
+        claims the worker id in the new table first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._generation += 1
+            self.claims = {}
+
+    def forget_claim(self, region: str) -> None:
+        """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
+        ``acquire`` there claims the worker id first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._regional[region] = self._regional.get(region, 0) + 1
+            self.claims = {r: until for r, until in self.claims.items() if r != region}
+
+    def _era(self, region: str) -> tuple[int, int]:
+        """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
+        return self._generation, self._regional.get(region, 0)
+
+
+def ms(seconds: float) -> int:
+    """Epoch seconds as the state table's milliseconds."""
+    return int(seconds * 1000)
