@@ -4,9 +4,11 @@ Fencing by time (docs/concepts/guarantees.md): a shard's writes start no later t
 *deadline*, the expiry less the margin, and every request ends within the request timeout,
 shorter than the margin. So the keeper must make sure that
 
-- renewals do not wait behind the data path: they run on their own thread, every sixth of
-  the lease, through their own client (``Region.leases``), one attempt each; a failed
+- renewals do not wait behind the data path: they run on their own threads, every sixth
+  of the lease, through their own client (``Region.leases``), one attempt each; a failed
   renewal is tried again at the next tick, several ticks before the deadline comes;
+- renewals of one region do not wait behind another's: each region's run on a thread of
+  its own, so a region slow to answer delays its own renewals only;
 - a lease never outlives the worker id's claim in its region (every expiry is capped at
   the claim's), so a process restarted under the same id never sees its predecessor's claim
   expired while one of its leases is live (the state store's acquire also wants the
@@ -65,9 +67,13 @@ class LeaseKeeper(Claims):
         super().__init__(worker_id, instance, clock, lease_seconds)
         self.leases: dict[ShardRef, Lease] = {}
         self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
-        self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
+        # One lease call at a time per region (see ``forget``): a slow region's renewal or
+        # acquire holds up no other region's.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._out: dict[str, threading.Thread] = {}  # region -> its renewal still out
 
     @property
     def tick(self) -> float:
@@ -75,6 +81,10 @@ class LeaseKeeper(Claims):
         return max(0.05, self.lease_seconds / 6)
 
     # -- leases --------------------------------------------------------------------------
+    def _lock(self, region: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(region, threading.Lock())
+
     def _expiry(self, region: str, now: float) -> float:
         """A lease taken or renewed ``now`` lasts until then: never past our claim."""
         return min(now + self.lease_seconds, self.claims.get(region, now))
@@ -87,7 +97,7 @@ class LeaseKeeper(Claims):
             return None  # its dropped thread may still write: taken again once it expires
         if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
             self.heartbeat(region)  # a region that answers again, or a claim running low
-        with self._lock:
+        with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
             if until <= now or not self.stores[region].acquire(
@@ -100,7 +110,10 @@ class LeaseKeeper(Claims):
 
     def forget(self, ref: ShardRef) -> None:
         """Stop renewing ``ref``'s lease (the shard is being dropped)."""
-        with self._lock:
+        lease = self.leases.get(ref)
+        if lease is None:
+            return
+        with self._lock(lease.region):  # waits for a renewal of it still out
             self.leases.pop(ref, None)
 
     def leave(self, ref: ShardRef, lease: Lease) -> None:
@@ -141,11 +154,15 @@ class LeaseKeeper(Claims):
         stores = self.stores
         names = set(stores) if regions is None else regions
         for region in sorted(names & set(stores)):
-            try:
-                self.heartbeat(region, stores[region])
-            except ReplicatorError as exc:
-                log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
-            self._renew_region(region, stores[region])
+            self._renew_in(region, stores[region])
+
+    def _renew_in(self, region: str, store: Coordination) -> None:
+        """Renew the claim in ``region``, then its leases (capped at the claim)."""
+        try:
+            self.heartbeat(region, store)
+        except ReplicatorError as exc:
+            log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
+        self._renew_region(region, store)
 
     def _renew_region(self, region: str, store: Coordination) -> None:
         for ref, lease in list(self.leases.items()):
@@ -156,7 +173,7 @@ class LeaseKeeper(Claims):
             if until <= lease.until:
                 continue  # the claim was not renewed: the lease cannot be moved on
             try:
-                with self._lock:  # ``forget`` waits for it: no renewal after a release
+                with self._lock(region):  # ``forget`` waits for it: no renewal after a release
                     # The very Lease object, not the ref: one forgotten and taken again
                     # since the snapshot belongs to a dropped thread whose deadline must stay.
                     if self.leases.get(ref) is not lease:
@@ -183,20 +200,50 @@ class LeaseKeeper(Claims):
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop renewing; returns once no renewal is out (none lands after a release)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        for thread in list(self._out.values()):
+            thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             began = self._now()
             try:
-                self.renew_all()
+                self._tick()
             except Exception:  # a long-running thread logs, and tries again next tick
                 log.exception("lease renewal failed", extra={"worker": self.worker_id})
             # Ticks start every ``tick``, however long one takes.
             self._stop.wait(max(0.0, self.tick - (self._now() - began)))
+
+    def _tick(self) -> None:
+        """Start each region's renewal on a thread of its own, unless its last one is still
+        out: a region whose requests are slow or fail (each waits up to the request
+        timeout) delays its own renewals only, never another region's. The deadline
+        rule is the same as ``renew_all``'s: each lease's expiry is computed from a time
+        taken before its request, and capped at the claim."""
+        stores = self.stores  # one snapshot a tick (see ``renew_all``)
+        for region in sorted(stores):
+            if region in self._out:
+                continue  # still out: this region's next tick starts once it answers
+            thread = threading.Thread(
+                target=self._renew_out,
+                args=(region, stores[region]),
+                name=f"lease-renewal-{region}",
+                daemon=True,
+            )
+            self._out[region] = thread
+            thread.start()
+
+    def _renew_out(self, region: str, store: Coordination) -> None:
+        try:
+            self._renew_in(region, store)
+        except Exception:  # logged; the region's next tick tries again
+            log.exception("lease renewal failed", extra={"region": region})
+        finally:
+            self._out.pop(region, None)
 
     def lost(self, ref: ShardRef) -> bool:
         lease = self.leases.get(ref)
