@@ -114,8 +114,11 @@ class AnswerLate(MemoryStateStore):
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
     ) -> None:
-        super().heartbeat(worker, expires_ms, unreachable, instance=instance, now_ms=now_ms)
+        super().heartbeat(
+            worker, expires_ms, unreachable, instance=instance, now_ms=now_ms, replacing=replacing
+        )
         me = threading.current_thread().name
         if me in self.applied:
             self.applied[me].set()

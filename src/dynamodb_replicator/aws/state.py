@@ -276,12 +276,18 @@ class DynamoStateStore:
     def _lease_key(self, shard: ShardRef) -> dict[str, Any]:
         return {"pk": {"S": f"lease|{_lease_id(shard)}"}}
 
-    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def acquire(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
+    ) -> bool:
         """Take the lease if it is free, expired, or held by this store (its token), with a
         new token. True when we hold it; from then on only this store may save the shard's
         checkpoints. The owner's name alone is not enough: a process restarted with the
-        same worker id waits for the expiry, as its predecessor may write until then."""
+        same worker id waits for the expiry, as its predecessor may write until then;
+        unless ``inherit``: the caller took the claim over from a process proven dead and
+        waited out its requests (runner/claims.py), so any lease of ``owner`` is its own."""
         condition = "attribute_not_exists(#owner) OR #expires < :now"
+        if inherit:
+            condition += " OR #owner = :me"
         values = {":now": {"N": str(now_ms)}, ":one": {"N": "1"}}
         held = self._held.get(_lease_id(shard))
         if held is not None and held[0] == owner:
@@ -371,12 +377,14 @@ class DynamoStateStore:
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
     ) -> None:
         """Say the worker lives until ``expires_ms``, and which regions it cannot reach
         (region -> since when, epoch seconds, and why), for ``status``.
 
         With an ``instance``, the write is conditional: a live claim by another process
-        (the same worker id started twice) raises WorkerIdInUseError, nothing written."""
+        (the same worker id started twice) raises WorkerIdInUseError, nothing written;
+        a claim still held by ``replacing`` (a process proven dead) is taken over."""
         item: dict[str, Any] = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
         if unreachable:
             item["unreachable"] = {
@@ -395,11 +403,13 @@ class DynamoStateStore:
                 lambda: self.client.put_item(
                     TableName=self.table,
                     Item=item,
-                    ConditionExpression=_FREE_OR_MINE,
+                    ConditionExpression=_FREE_OR_MINE
+                    + (" OR #instance = :dead" if replacing else ""),
                     ExpressionAttributeNames={"#expires": "expires", "#instance": "instance"},
                     ExpressionAttributeValues={
                         ":now": {"N": str(now_ms)},
                         ":me": {"S": instance},
+                        **({":dead": {"S": replacing}} if replacing else {}),
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import RetryableTargetError
 from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.runner import liveness
 from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["Claims", "Unreachable", "ms"]
@@ -47,6 +49,15 @@ class Claims:
         self._beat_ids = 0
         self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
         self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
+        self.dead: Callable[[str], bool] = liveness.dead  # a claim's process is gone
+        # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
+        self.inherit_until: dict[str, float] = {}
+
+    @property
+    def margin(self) -> float:
+        """A lease's deadline comes this long before its expiry: longer than any request
+        lives (the config refuses a request timeout that breaks this)."""
+        return self.lease_seconds * defaults.LEASE_MARGIN_FRACTION
 
     def _now(self) -> float:
         return self.clock.now()
@@ -55,12 +66,13 @@ class Claims:
     def claim(self, region: str, stopping: threading.Event) -> None:
         """Claim the worker id in ``region`` at start. A claim another process renews
         refuses the start (the id runs twice); one left to expire (a process that died) is
-        taken over when it expires, at most one lease later."""
+        taken over when it expires, at most one lease later; one whose process is proven
+        dead (runner/liveness.py) is taken over a margin after that proof (``_wait_out``)."""
         first: WorkerIdInUseError | None = None
-        failures = 0
+        failures, replacing = 0, ""
         while not stopping.is_set():
             try:
-                self.heartbeat(region)
+                self.heartbeat(region, replacing=replacing)
                 return
             except RetryableTargetError:
                 failures += 1  # the keeper's store makes one attempt per call
@@ -76,9 +88,25 @@ class Claims:
                     )
                 elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
                     raise  # renewed meanwhile: the same id runs in another process
+                if not replacing and self.dead(held.holder):
+                    replacing = self._wait_out(region, held.holder, stopping)
             stopping.wait(0.2)
 
-    def heartbeat(self, region: str, store: Coordination | None = None) -> None:
+    def _wait_out(self, region: str, holder: str, stopping: threading.Event) -> str:
+        """``holder`` is dead now: every request it sent was sent before now, so it has
+        landed or failed within the request lifetime, shorter than the margin. After the
+        margin nothing of it can land any more: its claim may be taken over, and its
+        leases, however long they still run (``inherit_until``)."""
+        log.info(
+            "worker id held by a process that is dead: taken over after the margin",
+            extra={"worker": self.worker_id, "region": region, "holder": holder},
+        )
+        stopping.wait(self.margin)
+        return holder
+
+    def heartbeat(
+        self, region: str, store: Coordination | None = None, *, replacing: str = ""
+    ) -> None:
         """Renew the claim in ``region`` (through ``store``, default its store now); leases
         there are capped at its new expiry.
 
@@ -97,6 +125,7 @@ class Claims:
                 self.unreachable,
                 instance=self.instance,
                 now_ms=ms(now),
+                replacing=replacing,
             )
         finally:
             with self._beat_lock:
@@ -105,6 +134,16 @@ class Claims:
             # Not an answer from a table left behind (a tick's snapshot may hold one).
             if generation == self._era(region) and self.stores.get(region) is store:
                 self.claims[region] = floor
+                if replacing:
+                    self._inherit(region, now)
+
+    def _inherit(self, region: str, now: float) -> None:
+        """Our claim replaced a dead process's at ``now``: until it expires (``now`` plus a
+        lease, taken before the request) no other process can hold the claim, so none holds
+        a live lease of ours (each is capped at its claim) but the dead one. An acquire
+        sent a margin before that expiry lands before it (a request lives less than the
+        margin), so until then any lease of ours may be taken at once."""
+        self.inherit_until[region] = now + self.lease_seconds - self.margin
 
     def _beat_out(self, region: str, until: float) -> tuple[tuple[int, int], int]:
         """Note a heartbeat to ``until`` going out: its era, and its id in ``_beats``."""
@@ -125,6 +164,7 @@ class Claims:
         with self._beat_lock:
             self._generation += 1
             self.claims = {}
+            self.inherit_until = {}
 
     def forget_claim(self, region: str) -> None:
         """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
@@ -132,6 +172,7 @@ class Claims:
         with self._beat_lock:
             self._regional[region] = self._regional.get(region, 0) + 1
             self.claims = {r: until for r, until in self.claims.items() if r != region}
+            self.inherit_until.pop(region, None)
 
     def _era(self, region: str) -> tuple[int, int]:
         """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""

@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.streams import ShardRef
@@ -100,12 +99,12 @@ class LeaseKeeper(Claims):
         with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
+            inherit = now < self.inherit_until.get(region, 0.0)  # see ``Claims._inherit``
             if until <= now or not self.stores[region].acquire(
-                ref, self.worker_id, ms(now), ms(until - now)
+                ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
             ):
                 return None
-            margin = self.lease_seconds * defaults.LEASE_MARGIN_FRACTION
-            lease = self.leases[ref] = Lease(region, until, margin)
+            lease = self.leases[ref] = Lease(region, until, self.margin)
             return lease
 
     def forget(self, ref: ShardRef) -> None:

@@ -58,12 +58,14 @@ class MemoryStateStore:
         self.held: dict[ShardRef, tuple[str, int]] = {}
 
     # -- leases (conditions as in aws/state.py) ---------------------------------------------
-    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def acquire(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
+    ) -> bool:
         self.before("acquire")
         with self.table.lock:
             lease = self.table.leases.get(shard)
             mine = self.held.get(shard)
-            free = lease is None or lease.expires_ms < now_ms
+            free = lease is None or lease.expires_ms < now_ms or (inherit and lease.owner == owner)
             if not free and (mine is None or (lease.owner, lease.token) != mine):  # type: ignore[union-attr]
                 return False
             token = 1 if lease is None else lease.token + 1
@@ -118,11 +120,13 @@ class MemoryStateStore:
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
     ) -> None:
         self.before("heartbeat")
         with self.table.lock:
             holder, until = self.table.workers.get(worker, (instance, 0))
-            if instance and holder != instance and until >= now_ms:
+            taken_over = bool(replacing) and holder == replacing
+            if instance and holder != instance and until >= now_ms and not taken_over:
                 raise WorkerIdInUseError(
                     worker, "memory", holder=holder, expires_ms=until, now_ms=now_ms
                 )
