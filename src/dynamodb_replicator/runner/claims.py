@@ -52,6 +52,7 @@ class Claims:
         self.dead: Callable[[str], bool] = liveness.dead  # a claim's process is gone
         # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
         self.inherit_until: dict[str, float] = {}
+        self._dead_at: dict[str, float] = {}  # a claim's process -> when proven dead
 
     @property
     def margin(self) -> float:
@@ -96,12 +97,14 @@ class Claims:
         """``holder`` is dead now: every request it sent was sent before now, so it has
         landed or failed within the request lifetime, shorter than the margin. After the
         margin nothing of it can land any more: its claim may be taken over, and its
-        leases, however long they still run (``inherit_until``)."""
+        leases, however long they still run (``inherit_until``). One proof serves every
+        region: the margin is counted from the first."""
         log.info(
             "worker id held by a process that is dead: taken over after the margin",
             extra={"worker": self.worker_id, "region": region, "holder": holder},
         )
-        stopping.wait(self.margin)
+        proven = self._dead_at.setdefault(holder, self._now())
+        stopping.wait(max(0.0, proven + self.margin - self._now()))
         return holder
 
     def heartbeat(
