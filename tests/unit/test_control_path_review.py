@@ -115,9 +115,16 @@ class AnswerLate(MemoryStateStore):
         instance: str = "",
         now_ms: int = 0,
         replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
         super().heartbeat(
-            worker, expires_ms, unreachable, instance=instance, now_ms=now_ms, replacing=replacing
+            worker,
+            expires_ms,
+            unreachable,
+            instance=instance,
+            now_ms=now_ms,
+            replacing=replacing,
+            margin_ms=margin_ms,
         )
         me = threading.current_thread().name
         if me in self.applied:

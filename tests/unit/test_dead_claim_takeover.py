@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner import liveness
@@ -78,3 +79,20 @@ def test_a_claim_name_is_dead_only_when_this_machine_proves_it() -> None:
     assert not liveness.dead("garbage@a/b")
     # This pid with another start time: the pid was reused, the named process is gone.
     assert liveness.dead(f"{name}@{boot}/{namespace}/{pid}/{int(started) + 1}")
+
+
+def test_the_wait_after_the_proof_is_the_wider_margin_of_the_dead_one_and_ours() -> None:
+    """The dead process ran with a longer lease (a request timeout up to 1.5 s): its
+    requests may land until 2 s after its death, so ours (0.5 s) is not enough."""
+    clock = Clock()
+    table = LeaseTable(clock)
+    zombie = LeaseKeeper("w1", a_dead_instance(), clock, 8.0)  # margin 2 s
+    zombie.stores = {"a": MemoryStateStore(table)}
+    assert zombie.acquire("a", A0) is not None
+    assert table.margins["w1"] == 2000 and liveness.dead(zombie.instance)
+    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)  # margin 0.5 s
+    successor.stores = {"a": MemoryStateStore(table)}
+    began = time.monotonic()
+    successor.claim("a", threading.Event())
+    assert time.monotonic() - began >= 2.0
+    assert table.workers["w1"][0] == successor.instance

@@ -59,6 +59,7 @@ class FakeState:
         instance: str = "",
         now_ms: int = 0,
         replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
         self._reach()
         self.heartbeats += 1

@@ -65,7 +65,14 @@ class WorkerIdInUseError(ConfigError):
     process's instance, ``expires_ms`` when its claim ends unless renewed."""
 
     def __init__(
-        self, worker: str, region: str, *, holder: str, expires_ms: int, now_ms: int
+        self,
+        worker: str,
+        region: str,
+        *,
+        holder: str,
+        expires_ms: int,
+        now_ms: int,
+        margin_ms: int = 0,
     ) -> None:
         super().__init__(
             f"worker id {worker!r} is in use by another running process ({holder}, claim in "
@@ -73,6 +80,7 @@ class WorkerIdInUseError(ConfigError):
             "give each runner its own --worker-id"
         )
         self.holder, self.expires_ms = holder, expires_ms
+        self.margin_ms = margin_ms  # the widest lease margin the holder ever had
 
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:
@@ -378,13 +386,16 @@ class DynamoStateStore:
         instance: str = "",
         now_ms: int = 0,
         replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
         """Say the worker lives until ``expires_ms``, and which regions it cannot reach
         (region -> since when, epoch seconds, and why), for ``status``.
 
         With an ``instance``, the write is conditional: a live claim by another process
         (the same worker id started twice) raises WorkerIdInUseError, nothing written;
-        a claim still held by ``replacing`` (a process proven dead) is taken over."""
+        a claim still held by ``replacing`` (a process proven dead) is taken over.
+        ``margin_ms``: the widest lease margin this process ever had (bounds how long its
+        requests live), kept for a successor that proves it dead (runner/claims.py)."""
         item: dict[str, Any] = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
         if unreachable:
             item["unreachable"] = {
@@ -393,6 +404,8 @@ class DynamoStateStore:
                     for region, (since, reason) in unreachable.items()
                 }
             }
+        if margin_ms:
+            item["margin"] = {"N": str(margin_ms)}
         if not instance:
             self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
             return
@@ -422,6 +435,7 @@ class DynamoStateStore:
                 holder=held.get("instance", {}).get("S", "?"),
                 expires_ms=int(held.get("expires", {}).get("N", now_ms)),
                 now_ms=now_ms,
+                margin_ms=int(held.get("margin", {}).get("N", 0)),
             ) from None
 
     def live_workers(self, now_ms: int) -> list[str]:

@@ -53,6 +53,9 @@ class Claims:
         # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
         self.inherit_until: dict[str, float] = {}
         self._dead_at: dict[str, float] = {}  # a claim's process -> when proven dead
+        # The widest margin this process ever had: a reload may shorten the lease (and the
+        # request timeout) while requests sent under the old one are still out.
+        self.widest_margin = 0.0
 
     @property
     def margin(self) -> float:
@@ -90,21 +93,25 @@ class Claims:
                 elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
                     raise  # renewed meanwhile: the same id runs in another process
                 if not replacing and self.dead(held.holder):
-                    replacing = self._wait_out(region, held.holder, stopping)
+                    replacing = self._wait_out(region, held, stopping)
             stopping.wait(0.2)
 
-    def _wait_out(self, region: str, holder: str, stopping: threading.Event) -> str:
+    def _wait_out(self, region: str, held: WorkerIdInUseError, stopping: threading.Event) -> str:
         """``holder`` is dead now: every request it sent was sent before now, so it has
         landed or failed within the request lifetime, shorter than the margin. After the
         margin nothing of it can land any more: its claim may be taken over, and its
         leases, however long they still run (``inherit_until``). One proof serves every
-        region: the margin is counted from the first."""
+        region: the margin is counted from the first. The margin is the wider of ours
+        and the widest the dead one had (written into its claim): its config may have
+        had a longer lease, and so a longer request timeout, than ours."""
+        holder = held.holder
         log.info(
             "worker id held by a process that is dead: taken over after the margin",
             extra={"worker": self.worker_id, "region": region, "holder": holder},
         )
         proven = self._dead_at.setdefault(holder, self._now())
-        stopping.wait(max(0.0, proven + self.margin - self._now()))
+        margin = max(self.margin, held.margin_ms / 1000)
+        stopping.wait(max(0.0, proven + margin - self._now()))
         return holder
 
     def heartbeat(
@@ -120,6 +127,7 @@ class Claims:
         store = self.stores[region] if store is None else store
         now = self._now()
         until = now + self.lease_seconds
+        self.widest_margin = max(self.widest_margin, self.margin)
         generation, beat = self._beat_out(region, until)
         try:
             store.heartbeat(
@@ -129,6 +137,7 @@ class Claims:
                 instance=self.instance,
                 now_ms=ms(now),
                 replacing=replacing,
+                margin_ms=ms(self.widest_margin),
             )
         finally:
             with self._beat_lock:

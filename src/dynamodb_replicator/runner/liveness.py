@@ -54,13 +54,15 @@ def dead(instance: str) -> bool:
 
 
 def _place() -> str | None:
-    """This kernel's boot id and this process's pid namespace."""
+    """This kernel's boot id and this process's pid namespace; None unless ``/proc`` is
+    this pid namespace's (a ``/proc`` of another namespace would tell of other pids)."""
     try:
         boot = (_PROC / "sys/kernel/random/boot_id").read_text().strip()
         namespace = os.readlink(_PROC / "self/ns/pid")
+        own = (_PROC / "self/stat").read_text().split(" ", 1)[0]
     except OSError:
         return None
-    return f"{boot}/{namespace}"
+    return f"{boot}/{namespace}" if own == str(os.getpid()) else None
 
 
 def _started(pid: int) -> str | None:

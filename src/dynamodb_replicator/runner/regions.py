@@ -54,6 +54,7 @@ class Coordination(CheckpointStore, Protocol):
         instance: str = "",
         now_ms: int = 0,
         replacing: str = "",
+        margin_ms: int = 0,
     ) -> None: ...
 
     def live_workers(self, now_ms: int) -> list[str]: ...
