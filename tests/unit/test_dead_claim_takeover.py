@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner import liveness
@@ -27,6 +26,11 @@ def a_dead_instance() -> str:
     return done.stdout.strip()
 
 
+def passing(clock: Clock) -> None:
+    """Each request to the state table takes 0.1 s."""
+    clock.t = round(clock.t + 0.1, 3)
+
+
 def test_the_claim_and_leases_of_a_killed_process_are_taken_over_before_they_expire() -> None:
     clock = Clock()
     table = LeaseTable(clock)
@@ -39,9 +43,10 @@ def test_the_claim_and_leases_of_a_killed_process_are_taken_over_before_they_exp
     assert table.leases[A0].expires_ms > clock.t * 1000 and table.leases[A0].owner == "w1"
     assert liveness.dead(zombie.instance)
     successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
-    successor.stores = {"a": MemoryStateStore(table)}
+    successor.stores = {"a": MemoryStateStore(table, lambda _call: passing(clock))}
     successor.claim("a", threading.Event())
-    assert table.workers["w1"] == (successor.instance, 1002_500)
+    assert table.workers["w1"][0] == successor.instance
+    assert 1001.1 <= clock.t <= 1001.2  # the margin after the proof (at 1000.6), no more
     taken = successor.acquire("a", A0)
     assert taken is not None and clock.t * 1000 < 1002_000  # before the old lease ran out
 
@@ -57,13 +62,14 @@ def test_a_live_holder_of_the_worker_id_is_not_taken_over() -> None:
 
     def counted(call: str) -> None:
         tries.append(call)
-        if len(tries) >= 6:  # 1 s of tries, twice the margin: long enough to take over
+        passing(clock)
+        if len(tries) >= 8:  # 0.8 s of tries, past the margin: long enough to take over
             stopping.set()
 
     successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
     successor.stores = {"a": MemoryStateStore(table, counted)}
     successor.claim("a", stopping)
-    assert len(tries) >= 6 and table.workers["w1"][0] == live.instance
+    assert len(tries) >= 8 and table.workers["w1"][0] == live.instance
     assert "a" not in successor.claims
 
 
@@ -91,8 +97,7 @@ def test_the_wait_after_the_proof_is_the_wider_margin_of_the_dead_one_and_ours()
     assert zombie.acquire("a", A0) is not None
     assert table.margins["w1"] == 2000 and liveness.dead(zombie.instance)
     successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)  # margin 0.5 s
-    successor.stores = {"a": MemoryStateStore(table)}
-    began = time.monotonic()
+    successor.stores = {"a": MemoryStateStore(table, lambda _call: passing(clock))}
     successor.claim("a", threading.Event())
-    assert time.monotonic() - began >= 2.0
     assert table.workers["w1"][0] == successor.instance
+    assert clock.t >= 1000.1 + 2.0  # proven dead at 1000.1

@@ -71,13 +71,13 @@ class Claims:
         """Claim the worker id in ``region`` at start. A claim another process renews
         refuses the start (the id runs twice); one left to expire (a process that died) is
         taken over when it expires, at most one lease later; one whose process is proven
-        dead (runner/liveness.py) is taken over a margin after that proof (``_wait_out``)."""
+        dead (runner/liveness.py) is taken over a margin after that proof (``try_claim``)."""
         first: WorkerIdInUseError | None = None
-        failures, replacing = 0, ""
+        failures = 0
         while not stopping.is_set():
             try:
-                self.heartbeat(region, replacing=replacing)
-                return
+                if self.try_claim(region):
+                    return
             except RetryableTargetError:
                 failures += 1  # the keeper's store makes one attempt per call
                 if failures >= _CLAIM_ATTEMPTS:
@@ -92,27 +92,36 @@ class Claims:
                     )
                 elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
                     raise  # renewed meanwhile: the same id runs in another process
-                if not replacing and self.dead(held.holder):
-                    replacing = self._wait_out(region, held, stopping)
             stopping.wait(0.2)
 
-    def _wait_out(self, region: str, held: WorkerIdInUseError, stopping: threading.Event) -> str:
-        """``holder`` is dead now: every request it sent was sent before now, so it has
-        landed or failed within the request lifetime, shorter than the margin. After the
-        margin nothing of it can land any more: its claim may be taken over, and its
-        leases, however long they still run (``inherit_until``). One proof serves every
-        region: the margin is counted from the first. The margin is the wider of ours
-        and the widest the dead one had (written into its claim): its config may have
-        had a longer lease, and so a longer request timeout, than ours."""
-        holder = held.holder
-        log.info(
-            "worker id held by a process that is dead: taken over after the margin",
-            extra={"worker": self.worker_id, "region": region, "holder": holder},
-        )
-        proven = self._dead_at.setdefault(holder, self._now())
-        margin = max(self.margin, held.margin_ms / 1000)
-        stopping.wait(max(0.0, proven + margin - self._now()))
-        return holder
+    def try_claim(self, region: str) -> bool:
+        """One attempt at the claim in ``region``: True once it is ours, False while a dead
+        holder's margin runs; WorkerIdInUseError while a live holder has it.
+
+        A holder proven dead now sent every request before now, so each has landed or
+        failed within the request lifetime, shorter than the margin. After the margin
+        nothing of it can land any more: its claim may be taken over, and its leases,
+        however long they still run (``inherit_until``). One proof serves every region
+        (the margin is counted from the first). The margin is the wider of ours and the
+        widest the dead one had (written into its claim): its config may have had a
+        longer lease, and so a longer request timeout, than ours."""
+        try:
+            self.heartbeat(region)
+            return True
+        except WorkerIdInUseError as held:
+            if not self.dead(held.holder):
+                raise
+            if held.holder not in self._dead_at:
+                self._dead_at[held.holder] = self._now()
+                log.info(
+                    "worker id held by a process that is dead: taken over after the margin",
+                    extra={"worker": self.worker_id, "region": region, "holder": held.holder},
+                )
+            margin = max(self.margin, held.margin_ms / 1000)
+            if self._now() < self._dead_at[held.holder] + margin:
+                return False
+            self.heartbeat(region, replacing=held.holder)
+            return True
 
     def heartbeat(
         self, region: str, store: Coordination | None = None, *, replacing: str = ""
