@@ -135,6 +135,7 @@ class ShardSimulation:
         self.checkpoints: dict[ShardRef, int] = {}
         self.found: list[str] = []
         self.resurrections_settled = 0  # puts that landed over a newer delete, then settled
+        self.killed: set[str] = set()  # processes a successor can prove dead (liveness.py)
         for worker in IDS:
             self.start(worker)
 
@@ -156,6 +157,7 @@ class ShardSimulation:
     def start(self, worker: str) -> None:
         name = f"{worker}#{len(self.processes) + 1}"
         keeper = LeaseKeeper(worker, name, self.clock, self.rng.choice(LEASES))
+        keeper.dead = self.killed.__contains__  # a restart proves its predecessor dead
         keeper.stores = {"r": MemoryStateStore(self.table, self._request, name=name)}
         self.processes.append(Process(name, worker, keeper))
 
@@ -215,7 +217,8 @@ class ShardSimulation:
 
     def _tick(self, process: Process) -> None:
         if not process.claimed:
-            process.keeper.heartbeat("r")
+            if not process.keeper.try_claim("r"):  # a dead predecessor's margin runs
+                return
             process.claimed = True
         process.keeper.renew_all()
         for ref, held in list(process.held.items()):
@@ -276,7 +279,21 @@ class ShardSimulation:
             process.paused_until = self.clock.t + self.rng.uniform(10.0, 90.0)
         else:
             process.alive = False  # killed: its writes out still land, unsettled
+            self.killed.add(process.name)
+            self._unsent(process)
             self.start(process.worker)  # restarted with the same worker id
+
+    def _unsent(self, process: Process) -> None:
+        """A killed process sends nothing more: its writes still to start (checked against
+        the deadline, sent "at the last moment" later) never leave it. Those it sent land
+        as drawn, up to a request lifetime later."""
+        unsent = {
+            id(h.write)
+            for h in process.held.values()
+            if h.write is not None and h.write.started > self.clock.t
+        }
+        self.events = [e for e in self.events if id(e[3]) not in unsent]
+        heapq.heapify(self.events)
 
     def _reload(self, process: Process) -> None:
         """A reload: the lease duration may change (held leases keep their margin); a

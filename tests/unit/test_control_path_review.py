@@ -114,8 +114,18 @@ class AnswerLate(MemoryStateStore):
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
-        super().heartbeat(worker, expires_ms, unreachable, instance=instance, now_ms=now_ms)
+        super().heartbeat(
+            worker,
+            expires_ms,
+            unreachable,
+            instance=instance,
+            now_ms=now_ms,
+            replacing=replacing,
+            margin_ms=margin_ms,
+        )
         me = threading.current_thread().name
         if me in self.applied:
             self.applied[me].set()

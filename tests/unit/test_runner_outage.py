@@ -58,6 +58,8 @@ class FakeState:
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
         self._reach()
         self.heartbeats += 1
@@ -69,7 +71,9 @@ class FakeState:
     def forget_worker(self, worker: str, *, instance: str = "") -> None:
         self._reach()
 
-    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def acquire(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
+    ) -> bool:
         self._reach()
         self.leases[shard] = owner
         return True

@@ -65,7 +65,14 @@ class WorkerIdInUseError(ConfigError):
     process's instance, ``expires_ms`` when its claim ends unless renewed."""
 
     def __init__(
-        self, worker: str, region: str, *, holder: str, expires_ms: int, now_ms: int
+        self,
+        worker: str,
+        region: str,
+        *,
+        holder: str,
+        expires_ms: int,
+        now_ms: int,
+        margin_ms: int = 0,
     ) -> None:
         super().__init__(
             f"worker id {worker!r} is in use by another running process ({holder}, claim in "
@@ -73,6 +80,7 @@ class WorkerIdInUseError(ConfigError):
             "give each runner its own --worker-id"
         )
         self.holder, self.expires_ms = holder, expires_ms
+        self.margin_ms = margin_ms  # the widest lease margin the holder ever had
 
 
 def ensure_state_table(client: Any, name: str, region: str) -> None:
@@ -276,12 +284,18 @@ class DynamoStateStore:
     def _lease_key(self, shard: ShardRef) -> dict[str, Any]:
         return {"pk": {"S": f"lease|{_lease_id(shard)}"}}
 
-    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def acquire(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
+    ) -> bool:
         """Take the lease if it is free, expired, or held by this store (its token), with a
         new token. True when we hold it; from then on only this store may save the shard's
         checkpoints. The owner's name alone is not enough: a process restarted with the
-        same worker id waits for the expiry, as its predecessor may write until then."""
+        same worker id waits for the expiry, as its predecessor may write until then;
+        unless ``inherit``: the caller took the claim over from a process proven dead and
+        waited out its requests (runner/claims.py), so any lease of ``owner`` is its own."""
         condition = "attribute_not_exists(#owner) OR #expires < :now"
+        if inherit:
+            condition += " OR #owner = :me"
         values = {":now": {"N": str(now_ms)}, ":one": {"N": "1"}}
         held = self._held.get(_lease_id(shard))
         if held is not None and held[0] == owner:
@@ -371,12 +385,17 @@ class DynamoStateStore:
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
         """Say the worker lives until ``expires_ms``, and which regions it cannot reach
         (region -> since when, epoch seconds, and why), for ``status``.
 
         With an ``instance``, the write is conditional: a live claim by another process
-        (the same worker id started twice) raises WorkerIdInUseError, nothing written."""
+        (the same worker id started twice) raises WorkerIdInUseError, nothing written;
+        a claim still held by ``replacing`` (a process proven dead) is taken over.
+        ``margin_ms``: the widest lease margin this process ever had (bounds how long its
+        requests live), kept for a successor that proves it dead (runner/claims.py)."""
         item: dict[str, Any] = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
         if unreachable:
             item["unreachable"] = {
@@ -385,6 +404,8 @@ class DynamoStateStore:
                     for region, (since, reason) in unreachable.items()
                 }
             }
+        if margin_ms:
+            item["margin"] = {"N": str(margin_ms)}
         if not instance:
             self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
             return
@@ -395,11 +416,13 @@ class DynamoStateStore:
                 lambda: self.client.put_item(
                     TableName=self.table,
                     Item=item,
-                    ConditionExpression=_FREE_OR_MINE,
+                    ConditionExpression=_FREE_OR_MINE
+                    + (" OR #instance = :dead" if replacing else ""),
                     ExpressionAttributeNames={"#expires": "expires", "#instance": "instance"},
                     ExpressionAttributeValues={
                         ":now": {"N": str(now_ms)},
                         ":me": {"S": instance},
+                        **({":dead": {"S": replacing}} if replacing else {}),
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),
@@ -412,6 +435,7 @@ class DynamoStateStore:
                 holder=held.get("instance", {}).get("S", "?"),
                 expires_ms=int(held.get("expires", {}).get("N", now_ms)),
                 now_ms=now_ms,
+                margin_ms=int(held.get("margin", {}).get("N", 0)),
             ) from None
 
     def live_workers(self, now_ms: int) -> list[str]:

@@ -4,9 +4,11 @@ Fencing by time (docs/concepts/guarantees.md): a shard's writes start no later t
 *deadline*, the expiry less the margin, and every request ends within the request timeout,
 shorter than the margin. So the keeper must make sure that
 
-- renewals do not wait behind the data path: they run on their own thread, every sixth of
-  the lease, through their own client (``Region.leases``), one attempt each; a failed
+- renewals do not wait behind the data path: they run on their own threads, every sixth
+  of the lease, through their own client (``Region.leases``), one attempt each; a failed
   renewal is tried again at the next tick, several ticks before the deadline comes;
+- renewals of one region do not wait behind another's: each region's run on a thread of
+  its own, so a region slow to answer delays its own renewals only;
 - a lease never outlives the worker id's claim in its region (every expiry is capped at
   the claim's), so a process restarted under the same id never sees its predecessor's claim
   expired while one of its leases is live (the state store's acquire also wants the
@@ -19,22 +21,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from dynamodb_replicator.aws.state import WorkerIdInUseError
-from dynamodb_replicator.core import defaults
-from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.claims import Claims, ms
 from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["Lease", "LeaseKeeper"]
 
 log = logging.getLogger(__name__)
-
-Unreachable = Mapping[str, tuple[float, str]]
-_CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
 
 
 @dataclass(slots=True)
@@ -51,16 +49,7 @@ class Lease:
         return self.until - self.margin
 
 
-@dataclass(slots=True)
-class _Beat:
-    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
-
-    region: str
-    until: float
-    floor: float
-
-
-class LeaseKeeper:
+class LeaseKeeper(Claims):
     """Claims the worker id, takes, renews and releases shard leases; renews on its own
     thread (``start``) until ``stop``."""
 
@@ -73,113 +62,28 @@ class LeaseKeeper:
         *,
         on_late: Callable[[ShardRef], None] = lambda _ref: None,
     ) -> None:
-        self.worker_id, self.instance, self.clock = worker_id, instance, clock
-        self.lease_seconds = lease_seconds
         self.on_late = on_late  # a renewal came after the deadline: its writes may go on
-        self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
-        self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
+        super().__init__(worker_id, instance, clock, lease_seconds)
         self.leases: dict[ShardRef, Lease] = {}
-        self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
         self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
-        self._lock = threading.Lock()  # one lease call at a time (see ``forget``)
-        self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
-        self._beat_lock = threading.Lock()
-        self._beat_ids = 0
-        self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
-        self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
+        # One lease call at a time per region (see ``forget``): a slow region's renewal or
+        # acquire holds up no other region's.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._out: dict[str, threading.Thread] = {}  # region -> its renewal still out
 
     @property
     def tick(self) -> float:
         """Seconds between renewals: four tries fit before the deadline (3/4 of the lease)."""
         return max(0.05, self.lease_seconds / 6)
 
-    def _now(self) -> float:
-        return self.clock.now()
-
-    # -- the worker id's claim -----------------------------------------------------------
-    def claim(self, region: str, stopping: threading.Event) -> None:
-        """Claim the worker id in ``region`` at start. A claim another process renews
-        refuses the start (the id runs twice); one left to expire (a process that died) is
-        taken over when it expires, at most one lease later."""
-        first: WorkerIdInUseError | None = None
-        failures = 0
-        while not stopping.is_set():
-            try:
-                self.heartbeat(region)
-                return
-            except RetryableTargetError:
-                failures += 1  # the keeper's store makes one attempt per call
-                if failures >= _CLAIM_ATTEMPTS:
-                    raise
-            except WorkerIdInUseError as held:
-                if first is None:
-                    first = held
-                    log.info(
-                        "worker id held by another process: waiting to see it renewed "
-                        "(refuse) or expire (take over)",
-                        extra={"worker": self.worker_id, "region": region},
-                    )
-                elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
-                    raise  # renewed meanwhile: the same id runs in another process
-            stopping.wait(0.2)
-
-    def heartbeat(self, region: str, store: Coordination | None = None) -> None:
-        """Renew the claim in ``region`` (through ``store``, default its store now); leases
-        there are capped at its new expiry.
-
-        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
-        apply them in either order, whatever order they are answered in. So an answer
-        records not its own expiry but the least of those of every heartbeat in flight
-        with it (its *floor*): the stored claim is one of them, never less."""
-        store = self.stores[region] if store is None else store
-        now = self._now()
-        until = now + self.lease_seconds
-        with self._beat_lock:
-            generation, beat = self._era(region), self._beat_ids
-            self._beat_ids += 1
-            floor = until
-            for other in self._beats.values():
-                if other.region == region:
-                    floor = min(floor, other.until)
-                    other.floor = min(other.floor, until)
-            self._beats[beat] = _Beat(region, until, floor)
-        try:
-            store.heartbeat(
-                self.worker_id,
-                _ms(until),
-                self.unreachable,
-                instance=self.instance,
-                now_ms=_ms(now),
-            )
-        finally:
-            with self._beat_lock:
-                floor = self._beats.pop(beat).floor
-        with self._beat_lock:
-            # Not an answer from a table left behind (a tick's snapshot may hold one).
-            if generation == self._era(region) and self.stores.get(region) is store:
-                self.claims[region] = floor
-
-    def reset_claims(self) -> None:
-        """Forget every claim (the state table changed): the next ``acquire`` in a region
-        claims the worker id in the new table first; answers still out are not recorded."""
-        with self._beat_lock:
-            self._generation += 1
-            self.claims = {}
-
-    def forget_claim(self, region: str) -> None:
-        """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
-        ``acquire`` there claims the worker id first; answers still out are not recorded."""
-        with self._beat_lock:
-            self._regional[region] = self._regional.get(region, 0) + 1
-            self.claims = {r: until for r, until in self.claims.items() if r != region}
-
-    def _era(self, region: str) -> tuple[int, int]:
-        """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
-        return self._generation, self._regional.get(region, 0)
-
     # -- leases --------------------------------------------------------------------------
+    def _lock(self, region: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(region, threading.Lock())
+
     def _expiry(self, region: str, now: float) -> float:
         """A lease taken or renewed ``now`` lasts until then: never past our claim."""
         return min(now + self.lease_seconds, self.claims.get(region, now))
@@ -192,20 +96,23 @@ class LeaseKeeper:
             return None  # its dropped thread may still write: taken again once it expires
         if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
             self.heartbeat(region)  # a region that answers again, or a claim running low
-        with self._lock:
+        with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
+            inherit = now < self.inherit_until.get(region, 0.0)  # see ``Claims._inherit``
             if until <= now or not self.stores[region].acquire(
-                ref, self.worker_id, _ms(now), _ms(until - now)
+                ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
             ):
                 return None
-            margin = self.lease_seconds * defaults.LEASE_MARGIN_FRACTION
-            lease = self.leases[ref] = Lease(region, until, margin)
+            lease = self.leases[ref] = Lease(region, until, self.margin)
             return lease
 
     def forget(self, ref: ShardRef) -> None:
         """Stop renewing ``ref``'s lease (the shard is being dropped)."""
-        with self._lock:
+        lease = self.leases.get(ref)
+        if lease is None:
+            return
+        with self._lock(lease.region):  # waits for a renewal of it still out
             self.leases.pop(ref, None)
 
     def leave(self, ref: ShardRef, lease: Lease) -> None:
@@ -246,11 +153,15 @@ class LeaseKeeper:
         stores = self.stores
         names = set(stores) if regions is None else regions
         for region in sorted(names & set(stores)):
-            try:
-                self.heartbeat(region, stores[region])
-            except ReplicatorError as exc:
-                log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
-            self._renew_region(region, stores[region])
+            self._renew_in(region, stores[region])
+
+    def _renew_in(self, region: str, store: Coordination) -> None:
+        """Renew the claim in ``region``, then its leases (capped at the claim)."""
+        try:
+            self.heartbeat(region, store)
+        except ReplicatorError as exc:
+            log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
+        self._renew_region(region, store)
 
     def _renew_region(self, region: str, store: Coordination) -> None:
         for ref, lease in list(self.leases.items()):
@@ -261,14 +172,14 @@ class LeaseKeeper:
             if until <= lease.until:
                 continue  # the claim was not renewed: the lease cannot be moved on
             try:
-                with self._lock:  # ``forget`` waits for it: no renewal after a release
+                with self._lock(region):  # ``forget`` waits for it: no renewal after a release
                     # The very Lease object, not the ref: one forgotten and taken again
                     # since the snapshot belongs to a dropped thread whose deadline must stay.
                     if self.leases.get(ref) is not lease:
                         continue
                     if self.stores.get(region) is not store:
                         continue  # taken through a store a reload put in since: next tick
-                    kept = store.renew(ref, self.worker_id, _ms(now), _ms(until - now))
+                    kept = store.renew(ref, self.worker_id, ms(now), ms(until - now))
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
                 continue
@@ -288,25 +199,51 @@ class LeaseKeeper:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop renewing; returns once no renewal is out (none lands after a release)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        for thread in list(self._out.values()):
+            thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             began = self._now()
             try:
-                self.renew_all()
+                self._tick()
             except Exception:  # a long-running thread logs, and tries again next tick
                 log.exception("lease renewal failed", extra={"worker": self.worker_id})
             # Ticks start every ``tick``, however long one takes.
             self._stop.wait(max(0.0, self.tick - (self._now() - began)))
 
+    def _tick(self) -> None:
+        """Start each region's renewal on a thread of its own, unless its last one is still
+        out: a region whose requests are slow or fail (each waits up to the request
+        timeout) delays its own renewals only, never another region's. The deadline
+        rule is the same as ``renew_all``'s: each lease's expiry is computed from a time
+        taken before its request, and capped at the claim."""
+        stores = self.stores  # one snapshot a tick (see ``renew_all``)
+        for region in sorted(stores):
+            if region in self._out:
+                continue  # still out: this region's next tick starts once it answers
+            thread = threading.Thread(
+                target=self._renew_out,
+                args=(region, stores[region]),
+                name=f"lease-renewal-{region}",
+                daemon=True,
+            )
+            self._out[region] = thread
+            thread.start()
+
+    def _renew_out(self, region: str, store: Coordination) -> None:
+        try:
+            self._renew_in(region, store)
+        except Exception:  # logged; the region's next tick tries again
+            log.exception("lease renewal failed", extra={"region": region})
+        finally:
+            self._out.pop(region, None)
+
     def lost(self, ref: ShardRef) -> bool:
         lease = self.leases.get(ref)
         return lease is not None and lease.until == 0.0
-
-
-def _ms(seconds: float) -> int:
-    return int(seconds * 1000)

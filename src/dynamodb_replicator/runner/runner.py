@@ -25,6 +25,7 @@ from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, open_conflict_log
 from dynamodb_replicator.observe.contract_log import warn_violations
+from dynamodb_replicator.runner import liveness
 from dynamodb_replicator.runner.balancer import Balancer, lease_stores
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.held import Held
@@ -68,8 +69,9 @@ class Runner:
         self.config = config
         self.config_path = config_path
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        # This process's claim on the worker id: a second process with the same id refuses.
-        self.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+        # This process's claim on the worker id: a second process with the same id refuses,
+        # a successor on this machine can prove it dead (runner/liveness.py).
+        self.instance = liveness.this_instance()
         self.clock = clock or SystemClock()
         self.connect = connect
         self.checks = checks or Checks()

@@ -37,6 +37,7 @@ class LeaseTable:
     clock: Clock
     leases: dict[ShardRef, _Lease] = field(default_factory=dict)
     workers: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (instance, exp)
+    margins: dict[str, int] = field(default_factory=dict)  # id -> its claim's margin_ms
     timeline: list[tuple[float, str, ShardRef, str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -58,12 +59,14 @@ class MemoryStateStore:
         self.held: dict[ShardRef, tuple[str, int]] = {}
 
     # -- leases (conditions as in aws/state.py) ---------------------------------------------
-    def acquire(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def acquire(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
+    ) -> bool:
         self.before("acquire")
         with self.table.lock:
             lease = self.table.leases.get(shard)
             mine = self.held.get(shard)
-            free = lease is None or lease.expires_ms < now_ms
+            free = lease is None or lease.expires_ms < now_ms or (inherit and lease.owner == owner)
             if not free and (mine is None or (lease.owner, lease.token) != mine):  # type: ignore[union-attr]
                 return False
             token = 1 if lease is None else lease.token + 1
@@ -118,15 +121,25 @@ class MemoryStateStore:
         *,
         instance: str = "",
         now_ms: int = 0,
+        replacing: str = "",
+        margin_ms: int = 0,
     ) -> None:
         self.before("heartbeat")
         with self.table.lock:
             holder, until = self.table.workers.get(worker, (instance, 0))
-            if instance and holder != instance and until >= now_ms:
+            taken_over = bool(replacing) and holder == replacing
+            if instance and holder != instance and until >= now_ms and not taken_over:
+                margin = self.table.margins.get(worker, 0)
                 raise WorkerIdInUseError(
-                    worker, "memory", holder=holder, expires_ms=until, now_ms=now_ms
+                    worker,
+                    "memory",
+                    holder=holder,
+                    expires_ms=until,
+                    now_ms=now_ms,
+                    margin_ms=margin,
                 )
             self.table.workers[worker] = (instance, expires_ms)
+            self.table.margins[worker] = margin_ms
 
     def live_workers(self, now_ms: int) -> list[str]:
         self.before("live_workers")

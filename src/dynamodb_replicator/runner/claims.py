@@ -1,0 +1,205 @@
+"""The worker id's claim in each region's state table (``worker|ID``), as the lease keeper
+holds it (runner/leases.py): taken at start, renewed on every tick, and the cap of every
+lease in its region (a lease never outlives the claim, so a process restarted under the
+same id never finds its predecessor's claim expired while one of its leases is live).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.errors import RetryableTargetError
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.runner import liveness
+from dynamodb_replicator.runner.regions import Coordination
+
+__all__ = ["Claims", "Unreachable", "ms"]
+
+log = logging.getLogger("dynamodb_replicator.runner.leases")  # one logger for the keeper
+
+Unreachable = Mapping[str, tuple[float, str]]
+_CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
+
+
+@dataclass(slots=True)
+class _Beat:
+    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
+
+    region: str
+    until: float
+    floor: float
+
+
+class Claims:
+    """The claims part of the lease keeper: ``claims`` (region -> our claim's expiry)."""
+
+    def __init__(self, worker_id: str, instance: str, clock: Clock, lease_seconds: float) -> None:
+        self.worker_id, self.instance, self.clock = worker_id, instance, clock
+        self.lease_seconds = lease_seconds
+        self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
+        self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
+        self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
+        self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
+        self._beat_lock = threading.Lock()
+        self._beat_ids = 0
+        self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
+        self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
+        self.dead: Callable[[str], bool] = liveness.dead  # a claim's process is gone
+        # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
+        self.inherit_until: dict[str, float] = {}
+        self._dead_at: dict[str, float] = {}  # a claim's process -> when proven dead
+        # The widest margin this process ever had: a reload may shorten the lease (and the
+        # request timeout) while requests sent under the old one are still out.
+        self.widest_margin = 0.0
+
+    @property
+    def margin(self) -> float:
+        """A lease's deadline comes this long before its expiry: longer than any request
+        lives (the config refuses a request timeout that breaks this)."""
+        return self.lease_seconds * defaults.LEASE_MARGIN_FRACTION
+
+    def _now(self) -> float:
+        return self.clock.now()
+
+    # -- the worker id's claim -----------------------------------------------------------
+    def claim(self, region: str, stopping: threading.Event) -> None:
+        """Claim the worker id in ``region`` at start. A claim another process renews
+        refuses the start (the id runs twice); one left to expire (a process that died) is
+        taken over when it expires, at most one lease later; one whose process is proven
+        dead (runner/liveness.py) is taken over a margin after that proof (``try_claim``)."""
+        first: WorkerIdInUseError | None = None
+        failures = 0
+        while not stopping.is_set():
+            try:
+                if self.try_claim(region):
+                    return
+            except RetryableTargetError:
+                failures += 1  # the keeper's store makes one attempt per call
+                if failures >= _CLAIM_ATTEMPTS:
+                    raise
+            except WorkerIdInUseError as held:
+                if first is None:
+                    first = held
+                    log.info(
+                        "worker id held by another process: waiting to see it renewed "
+                        "(refuse) or expire (take over)",
+                        extra={"worker": self.worker_id, "region": region},
+                    )
+                elif (held.holder, held.expires_ms) != (first.holder, first.expires_ms):
+                    raise  # renewed meanwhile: the same id runs in another process
+            stopping.wait(0.2)
+
+    def try_claim(self, region: str) -> bool:
+        """One attempt at the claim in ``region``: True once it is ours, False while a dead
+        holder's margin runs; WorkerIdInUseError while a live holder has it.
+
+        A holder proven dead now sent every request before now, so each has landed or
+        failed within the request lifetime, shorter than the margin. After the margin
+        nothing of it can land any more: its claim may be taken over, and its leases,
+        however long they still run (``inherit_until``). One proof serves every region
+        (the margin is counted from the first). The margin is the wider of ours and the
+        widest the dead one had (written into its claim): its config may have had a
+        longer lease, and so a longer request timeout, than ours."""
+        try:
+            self.heartbeat(region)
+            return True
+        except WorkerIdInUseError as held:
+            if not self.dead(held.holder):
+                raise
+            if held.holder not in self._dead_at:
+                self._dead_at[held.holder] = self._now()
+                log.info(
+                    "worker id held by a process that is dead: taken over after the margin",
+                    extra={"worker": self.worker_id, "region": region, "holder": held.holder},
+                )
+            margin = max(self.margin, held.margin_ms / 1000)
+            if self._now() < self._dead_at[held.holder] + margin:
+                return False
+            self.heartbeat(region, replacing=held.holder)
+            return True
+
+    def heartbeat(
+        self, region: str, store: Coordination | None = None, *, replacing: str = ""
+    ) -> None:
+        """Renew the claim in ``region`` (through ``store``, default its store now); leases
+        there are capped at its new expiry.
+
+        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
+        apply them in either order, whatever order they are answered in. So an answer
+        records not its own expiry but the least of those of every heartbeat in flight
+        with it (its *floor*): the stored claim is one of them, never less."""
+        store = self.stores[region] if store is None else store
+        now = self._now()
+        until = now + self.lease_seconds
+        self.widest_margin = max(self.widest_margin, self.margin)
+        generation, beat = self._beat_out(region, until)
+        try:
+            store.heartbeat(
+                self.worker_id,
+                ms(until),
+                self.unreachable,
+                instance=self.instance,
+                now_ms=ms(now),
+                replacing=replacing,
+                margin_ms=ms(self.widest_margin),
+            )
+        finally:
+            with self._beat_lock:
+                floor = self._beats.pop(beat).floor
+        with self._beat_lock:
+            # Not an answer from a table left behind (a tick's snapshot may hold one).
+            if generation == self._era(region) and self.stores.get(region) is store:
+                self.claims[region] = floor
+                if replacing:
+                    self._inherit(region, now)
+
+    def _inherit(self, region: str, now: float) -> None:
+        """Our claim replaced a dead process's at ``now``: until it expires (``now`` plus a
+        lease, taken before the request) no other process can hold the claim, so none holds
+        a live lease of ours (each is capped at its claim) but the dead one. An acquire
+        sent a margin before that expiry lands before it (a request lives less than the
+        margin), so until then any lease of ours may be taken at once."""
+        self.inherit_until[region] = now + self.lease_seconds - self.margin
+
+    def _beat_out(self, region: str, until: float) -> tuple[tuple[int, int], int]:
+        """Note a heartbeat to ``until`` going out: its era, and its id in ``_beats``."""
+        with self._beat_lock:
+            generation, beat = self._era(region), self._beat_ids
+            self._beat_ids += 1
+            floor = until
+            for other in self._beats.values():
+                if other.region == region:
+                    floor = min(floor, other.until)
+                    other.floor = min(other.floor, until)
+            self._beats[beat] = _Beat(region, until, floor)
+        return generation, beat
+
+    def reset_claims(self) -> None:
+        """Forget every claim (the state table changed): the next ``acquire`` in a region
+        claims the worker id in the new table first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._generation += 1
+            self.claims = {}
+            self.inherit_until = {}
+
+    def forget_claim(self, region: str) -> None:
+        """Forget the claim in ``region`` (a reload changed its endpoint or role): the next
+        ``acquire`` there claims the worker id first; answers still out are not recorded."""
+        with self._beat_lock:
+            self._regional[region] = self._regional.get(region, 0) + 1
+            self.claims = {r: until for r, until in self.claims.items() if r != region}
+            self.inherit_until.pop(region, None)
+
+    def _era(self, region: str) -> tuple[int, int]:
+        """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
+        return self._generation, self._regional.get(region, 0)
+
+
+def ms(seconds: float) -> int:
+    """Epoch seconds as the state table's milliseconds."""
+    return int(seconds * 1000)

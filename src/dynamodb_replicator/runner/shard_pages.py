@@ -1,0 +1,200 @@
+"""How a shard worker reads and applies its pages, two in flight: while one page settles,
+the next is read and its writes start once the first one's writes are done
+(runner/pipeline.py, runner/shardworker.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import (
+    ExpiredIteratorError,
+    Page,
+    StreamSource,
+    TrimmedDataError,
+)
+from dynamodb_replicator.runner.pipeline import Flight
+from dynamodb_replicator.runner.shard_settle import Settling
+from dynamodb_replicator.runner.shard_state import Cursor, Process
+
+__all__ = ["Pages"]
+
+log = logging.getLogger("dynamodb_replicator.runner.shardworker")  # see shard_settle.py
+
+
+class Pages(Settling):
+    """The part of ShardWorker that reads and applies pages (its state is set there)."""
+
+    source: StreamSource
+    process: Process
+
+    def _page(self, cursor: Cursor) -> Page | None:
+        try:
+            if cursor.iterator is None:
+                cursor.iterator = self.source.iterator(
+                    self.shard.stream_arn, self.shard.shard_id, cursor.position
+                )
+            return self.source.read(cursor.iterator, self.size.limit)
+        except ExpiredIteratorError:
+            cursor.iterator = None  # take a new one at the same position next time
+        except TrimmedDataError as exc:
+            cursor.iterator = None
+            if cursor.position is not None:
+                log.error(
+                    "checkpoint is older than the stream retention: changes were lost for "
+                    "these targets; run `dynamodb-replicator repair` (or add-region) for them",
+                    extra={
+                        "shard": str(self.shard),
+                        "targets": sorted(cursor.targets),
+                        "reason": str(exc),
+                    },
+                )
+            cursor.position = None  # restart at TRIM_HORIZON (also DynamoDB Local's quirk)
+        except ReplicatorError as exc:
+            self._back_off(cursor, str(exc))
+        return None
+
+    def _advance(self, cursor: Cursor) -> int:
+        """Settle one page of ``cursor``; start the next one's writes while it settles."""
+        flight, cursor.inflight = cursor.inflight, None
+        read = 0
+        if flight is None:
+            flight, read = self._first_flight(cursor)
+            if flight is None:
+                return 0
+        follower: Flight | None = None
+        try:
+            ahead, ahead_failed = self._read_ahead(cursor, flight)
+            flight.wait_written()  # the next page's writes start after this page's writes
+            if ahead is not None and ahead.records:
+                follower = self._launch(cursor, ahead)
+            failed = self._complete(cursor, flight)
+        except BaseException:
+            # Nothing of either page may run on unseen: wait for both, read them again.
+            for unsettled in (flight, follower):
+                if unsettled is not None:
+                    self._discard(unsettled)
+            cursor.iterator = None  # read again from the last checkpoint
+            raise
+        if failed and follower is not None:
+            follower.finish_quietly()  # nothing of it may overlap a split cursor's retry
+        self._carry(cursor, flight, ahead, ahead_failed, follower)
+        return read + (len(ahead.records) if ahead is not None else 0)
+
+    def _first_flight(self, cursor: Cursor) -> tuple[Flight | None, int]:
+        """Read a page and start its writes; (None, 0) when there is none to apply."""
+        page = self._page(cursor)
+        if page is None:
+            return None, 0
+        if not page.records:
+            self._note_backlog()
+            cursor.iterator = page.next_iterator
+            if page.next_iterator is None:  # closed shard, read to its end
+                self._finish(cursor)
+            return None, 0
+        return self._launch(cursor, page), len(page.records)
+
+    def _launch(self, cursor: Cursor, page: Page) -> Flight:
+        """Start applying ``page`` to the cursor's targets; the cursor reads on after it."""
+        records = page.records
+        self.positions.read(
+            (str(r["dynamodb"]["SequenceNumber"]) for r in records),
+            full=len(records) >= self.size.limit,
+        )
+        self.stats.records += len(records)
+        cursor.iterator = page.next_iterator
+        targets = frozenset(cursor.targets)
+        kept = self.parker.kept(records, targets)
+        if not kept:
+            return Flight.done(page, targets, BatchResult({t: TargetResult(t) for t in targets}))
+
+        def run(written: Callable[[], None]) -> BatchResult:
+            return self.process(
+                self.shard.table, kept, targets, logged=self.once.logged, written=written
+            )
+
+        return Flight.launch(page, targets, run, f"page-{self.shard.shard_id}")
+
+    def _read_ahead(self, cursor: Cursor, flight: Flight) -> tuple[Page | None, bool]:
+        """The page after ``flight``, read while it is applied; (None, True) when the read
+        failed (the next step reads again, from the checkpoint). Only when the cursor is
+        the only one moving: cursors that move side by side must be able to merge."""
+        if flight.page.next_iterator is None or cursor.iterator is None or cursor.failures:
+            return None, False
+        if any(other.failures == 0 for other in self.cursors if other is not cursor):
+            return None, False
+        try:
+            return self.source.read(cursor.iterator, self.size.limit), False
+        except ReplicatorError:
+            return None, True
+
+    def _complete(self, cursor: Cursor, flight: Flight) -> bool:
+        """Settle ``flight``'s result; True when a target failed in it."""
+        result = flight.result()
+        # Targets that split off while it was in flight: counted here, checkpointed by their
+        # own cursor when it gets there (the replay counts only what is not counted yet).
+        for target in sorted(flight.targets - cursor.targets):
+            self._count(target, result)
+        failed = self._settle(cursor, flight.records, result)
+        self._note_backlog()
+        return failed
+
+    def _carry(
+        self,
+        cursor: Cursor,
+        flight: Flight,
+        ahead: Page | None,
+        ahead_failed: bool,
+        follower: Flight | None,
+    ) -> None:
+        """After ``flight`` settled: keep the page read ahead in flight, or finish."""
+        healthy = cursor in self.cursors and cursor.failures == 0
+        if follower is not None:
+            if healthy:
+                cursor.inflight = follower
+            else:
+                self._discard(follower)
+                cursor.iterator = None  # read the discarded page again, from the checkpoint
+            return
+        if not healthy:
+            return
+        if ahead is not None:  # an empty page
+            self._note_backlog()
+            cursor.iterator = ahead.next_iterator
+            ended = ahead.next_iterator is None
+        else:
+            ended = flight.page.next_iterator is None
+            if ahead_failed:
+                cursor.iterator = None
+        if ended:  # closed shard, read to its end
+            self._finish(cursor)
+
+    def _discard(self, flight: Flight) -> None:
+        """Let a page read ahead finish, keeping what it did in the counters (its replay
+        counts only the rest) but no checkpoint: it is read and applied again (the apply
+        rule makes that harmless)."""
+        result = flight.finish_quietly()
+        if result is not None:
+            for target in sorted(flight.targets):
+                self._count(target, result)
+            self.once.logged_all(result)
+
+    def flush(self) -> None:
+        """Settle the pages still in flight (the shard stops), so that none of their
+        writes runs on after this returns; their checkpoints are saved if the lease
+        still allows it."""
+        for cursor in list(self.cursors):
+            flight, cursor.inflight = cursor.inflight, None
+            if flight is None:
+                continue
+            try:
+                self._complete(cursor, flight)
+            except Exception as exc:
+                log.warning(
+                    "page in flight not checkpointed; it is replayed",
+                    extra={"shard": str(self.shard), "reason": str(exc)},
+                )
