@@ -12,6 +12,7 @@ import pytest
 from dynamodb_replicator.core import plan as planning
 from dynamodb_replicator.core.model import Version, pad_sequence
 from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.residency import ResidencyRule
 
 from .strategies import FIELDS
 from .stream_regions import AP, EU, US
@@ -32,16 +33,19 @@ def _any_foreign_tombstone_is_an_echo(change: Any, tomb: Any, source: str, polic
     "checking that the new tombstone covers the content removed: a stale delete of an "
     "older version landing there is enough, so a planner that ignores coverage passes",
 )
+@pytest.mark.parametrize("rule", [RULE, None], ids=["residency", "no-rule"])
 def test_the_oracle_fails_a_planner_that_drops_a_delete_not_covered_by_the_tombstone(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, rule: ResidencyRule | None
 ) -> None:
     """us-east-1 holds (7, eu, 7) for US, eu-west-1 the later (7, eu, 12) for DE. The
     application in us-east-1 deletes what it holds (a delete of every content of (7, eu));
     before its record is planned a late delete of the older (5, ap) lands there: its
     tombstone covers nothing us-east-1 held. The broken planner drops the application's
-    delete as an echo, so (7, eu, 12) survives in eu-west-1: check must fail."""
+    delete as an echo, so (7, eu, 12) survives in eu-west-1 (and, without a rule, spreads
+    everywhere): check must fail. Without the excuse it does; with the real planner the
+    scenario passes check (nothing anywhere)."""
     monkeypatch.setattr(planning, "_removed_by_the_replicator", _any_foreign_tombstone_is_an_echo)
-    world = World(LastWriterWins(FIELDS), [AP, EU, US], lambda: NOTHING, True, RULE)
+    world = World(LastWriterWins(FIELDS), [AP, EU, US], lambda: NOTHING, True, rule)
     try:
         key = KEYS[0]
         us_content = world.event("put", key, Version.of("7", EU, pad_sequence("7")), "", "US")
