@@ -25,8 +25,9 @@ STOPS_WITHIN_S = 5.0
 region, the runner) must have exited after Ctrl-C. The issue asks for one second; on the
 shared 2-core machine under load a process has taken seconds just to be scheduled. Commands
 that finish the writes in flight first (add-region, version-items) are held to the writes
-made after the signal instead: a slice's time grows with the write latency (a merge took
-5.05 s under load 15 for its one slice of 50 items), a count of writes does not."""
+made after the signal instead (one round per scan segment): a round's time grows with the
+write latency (a merge took 5.05 s under load 15 when it still finished a slice of 50
+items), a count of writes does not."""
 
 FIELDS = SystemAttributes()
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
