@@ -134,6 +134,21 @@ def test_status_before_any_runner_says_none_has_run(
     assert "ResourceNotFoundException" not in error, error
 
 
+def test_subscribe_at_a_dynamodb_only_endpoint_says_it_cannot_serve_lambda(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = tmp_path / "local.toml"
+    endpoint = ddb_local.endpoint_url
+    local.write_text(
+        'tables = ["Orders"]\n'
+        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
+    )
+    assert main(["subscribe", "--config", str(local), "--region", REGIONS[0]]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert f"both went to {endpoint}" in error and "serves only DynamoDB" in error, error
+
+
 @pytest.fixture
 def black_hole() -> Iterator[socket.socket]:
     """An endpoint that accepts connections and never answers."""
