@@ -16,6 +16,7 @@ from dynamodb_replicator.awslambda import handler as lambda_handler
 from dynamodb_replicator.awslambda.settings import replication_environment
 from dynamodb_replicator.core.codec import record_to_lambda_event_record
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
+from dynamodb_replicator.core.progress import ScanProgressStore, ScanSegment
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.streams import TrimmedDataError
 
@@ -24,8 +25,9 @@ STOPS_WITHIN_S = 5.0
 region, the runner) must have exited after Ctrl-C. The issue asks for one second; on the
 shared 2-core machine under load a process has taken seconds just to be scheduled. Commands
 that finish the writes in flight first (add-region, version-items) are held to the writes
-made after the signal instead: a slice's time grows with the write latency (a merge took
-5.05 s under load 15 for its one slice of 50 items), a count of writes does not."""
+made after the signal instead (one round per scan segment): a round's time grows with the
+write latency (a merge took 5.05 s under load 15 when it still finished a slice of 50
+items), a count of writes does not."""
 
 FIELDS = SystemAttributes()
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
@@ -42,6 +44,38 @@ def ctrl_c(process: subprocess.Popen[Any], cap: float = 60.0) -> float:
         assert time.monotonic() - signalled < cap, f"still running {cap} s after Ctrl-C"
         time.sleep(0.02)
     return time.monotonic() - signalled
+
+
+def handled_by_resume_points(
+    client: Any, table: str, progress: ScanProgressStore, scans: Sequence[ScanSegment]
+) -> set[str]:
+    """The ``pk`` values a resumable scan of ``table`` has handled by its saved progress:
+    each segment's items, in the segment's scan order, up to and including its resume key
+    (all of them once it is done). An interrupted copy must have written exactly these."""
+    handled: set[str] = set()
+    for segment in scans:
+        saved = progress.load_progress(segment)
+        if not saved.started:
+            continue
+        last = None if saved.done else dict(saved.last_key or {}).get("pk")
+        kwargs: dict[str, Any] = {
+            "TableName": table,
+            "Segment": segment.segment,
+            "TotalSegments": segment.segments,
+            "ConsistentRead": True,
+        }
+        while True:
+            page = client.scan(**kwargs)
+            for item in page["Items"]:
+                handled.add(item["pk"]["S"])
+                if item["pk"] == last:
+                    break
+            else:
+                if "LastEvaluatedKey" in page:
+                    kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                    continue
+            break
+    return handled
 
 
 def poll(check: Callable[[], T | None], what: str, timeout: float = 60.0, every: float = 0.1) -> T:

@@ -22,15 +22,18 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.defaults import STATE_TABLE
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.progress import ScanSegment
+from dynamodb_replicator.ops.backfill import FAST_ROUND
 from dynamodb_replicator.runner.config import load_config
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import RunnerProcess, write_config
-from tests.support import FIELDS, REGIONS, ctrl_c
+from tests.support import FIELDS, REGIONS, ctrl_c, handled_by_resume_points, scan
 from tests.workload import BackgroundLoad, Workload, wait_until_converged
 
 US, EU, AP = REGIONS
 NEW = "us-west-2"
 PRELOAD = 2000
+WCU = 25  # the interrupted copy's --max-wcu: a round of 25 items a second
 
 
 def live_table(endpoint: str, table: str) -> dict[str, Any]:
@@ -183,7 +186,7 @@ def test_interrupted_copy_resumes(
             "--endpoint-url",
             endpoint,
             "--max-wcu",
-            "100",
+            str(WCU),
             "--segments",
             "2",
         ],
@@ -194,22 +197,33 @@ def test_interrupted_copy_resumes(
     target = make_client("dynamodb", RegionSpec(NEW, endpoint))
     deadline = time.monotonic() + 60
     while True:  # interrupt once part of the copy is done
+        counted = time.monotonic()
         try:
             count = target.scan(TableName="Resume", Select="COUNT")["Count"]
         except target.exceptions.ResourceNotFoundException:
             count = 0
-        if count >= 300:
+        if count >= 100:
             break
         assert copy.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
-    stopped_in = ctrl_c(copy)  # 1,700 items left: 17 s of work at 100 a second
+    signalled = time.monotonic()
+    stopped_in = ctrl_c(copy)  # 1,900 items left: 76 s of work at 25 a second
     output, _ = copy.communicate(timeout=60)
     assert copy.returncode == 130, output.decode()
     partial = target.scan(TableName="Resume", Select="COUNT")["Count"]
     with capsys.disabled():  # the measured time, in the test's output
         print(f"copy stopped {stopped_in:.2f} s after SIGINT, {partial - count} items later")
-    # Each of the 2 segments ends its slice in flight and may have begun one more.
-    assert 300 <= partial <= count + 4 * 50 < PRELOAD, (count, partial)
+    # After the signal each of the 2 segments finishes its round in flight (one batch of
+    # 25) and starts no other; between the count and the signal the copy went on at the rate
+    # limit (plus its one-second burst). Stopping at a slice's end would add up to 50 more.
+    allowance = 2 * FAST_ROUND + WCU * (signalled - counted + 1)
+    assert 100 <= partial <= count + allowance < PRELOAD, (count, partial, allowance)
+    # The resume points are the last items written: nothing past them, nothing skipped.
+    state = DynamoStateStore(target, STATE_TABLE, NEW)
+    scans = [ScanSegment("Resume", US, NEW, s, 2) for s in range(2)]
+    source = make_client("dynamodb", RegionSpec(US, endpoint))
+    written = {item["pk"]["S"] for item in scan(target, "Resume")}
+    assert written == handled_by_resume_points(source, "Resume", state, scans)
     assert f"resume with: dynamodb-replicator add-region --config {config}" in output.decode()
     again = ["add-region", "--config", str(config), "--region", NEW, "--endpoint-url", endpoint]
     assert main([*again, "--segments", "2"]) == 0  # the same command again

@@ -20,17 +20,23 @@ import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
+from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.defaults import STATE_TABLE
 from dynamodb_replicator.core.model import ItemKey, RegionSpec, Version
 from dynamodb_replicator.core.plan import DeleteVersion
+from dynamodb_replicator.core.progress import ScanSegment
 from dynamodb_replicator.core.settings import ReplicationSettings
+from dynamodb_replicator.ops.backfill import CONDITIONAL_ROUND
+from dynamodb_replicator.ops.merge import MERGE_TARGET
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.runner_process import write_config
-from tests.support import FIELDS, create_table, ctrl_c, scan
+from tests.support import FIELDS, create_table, ctrl_c, handled_by_resume_points, scan
 
 US, EU = "us-east-1", "eu-west-1"
 JOINING = "us-west-2"
 TS = FIELDS.timestamp
+WCU = 40  # the interrupted merge's --max-wcu: 20 items a second to two regions
 
 
 def item(key: str, stamp: int | None, value: str) -> dict[str, Any]:
@@ -161,7 +167,7 @@ def test_an_empty_table_created_beforehand_gets_the_fast_copy(
     assert len(held(clients, "Empty")[JOINING]) == 120
 
 
-def test_an_interrupted_merge_stops_within_a_slice_and_resumes(
+def test_an_interrupted_merge_stops_between_rounds_and_resumes(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     endpoint = ddb_local.endpoint_url
@@ -171,7 +177,7 @@ def test_an_interrupted_merge_stops_within_a_slice_and_resumes(
     fill(clients[JOINING], "Big", [item(f"j{n}", 3000, "j") for n in range(1200)])
     config = write_config(tmp_path / "c.toml", ["Big"], {US: endpoint, EU: endpoint})
     executable = Path(sys.executable).parent / "dynamodb-replicator"
-    argv = add_region(config, endpoint, "--max-wcu", "150")
+    argv = add_region(config, endpoint, "--max-wcu", str(WCU))
     copy = subprocess.Popen(
         [str(executable), *argv],
         stdout=subprocess.PIPE,
@@ -180,20 +186,30 @@ def test_an_interrupted_merge_stops_within_a_slice_and_resumes(
     )
     deadline = time.monotonic() + 60
     while True:  # the merge is copying out: part of the joining table reached US
+        counted = time.monotonic()
         merged = clients[US].scan(TableName="Big", Select="COUNT")["Count"] - 10
-        if merged >= 200:
+        if merged >= 60:
             break
         assert copy.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
-    stopped_in = ctrl_c(copy)  # 1,000 items left, 2 units each: 13 s at 150 a second
+    signalled = time.monotonic()
+    stopped_in = ctrl_c(copy)  # 1,140 items left, 2 units each: 57 s at 40 a second
     output = copy.communicate(timeout=60)[0].decode()
     assert copy.returncode == 130, output
     partial = clients[US].scan(TableName="Big", Select="COUNT")["Count"] - 10
     with capsys.disabled():  # the measured time, in the test's output
         print(f"merge stopped {stopped_in:.2f} s after SIGINT, {partial - merged} items later")
-    # Each segment ends the slice in flight (50 items) and may have started one more
-    # between the count and the signal; a stop at the end of a page would go on to 1,000.
-    assert partial - merged <= 4 * 50, (merged, partial)
+    # After the signal each of the 2 segments finishes its round in flight (10 keys, to
+    # both regions at once) and starts no other; between the count and the signal the
+    # merge went on at the rate limit (2 units an item, plus the one-second burst).
+    allowance = 2 * CONDITIONAL_ROUND + WCU / 2 * (signalled - counted + 1)
+    assert partial - merged <= allowance, (merged, partial, allowance)
+    # The resume points are the last items written, in both regions: nothing skipped.
+    state = DynamoStateStore(clients[JOINING], STATE_TABLE, JOINING)
+    scans = [ScanSegment("Big", JOINING, MERGE_TARGET, s, 2) for s in range(2)]
+    handled = handled_by_resume_points(clients[JOINING], "Big", state, scans)
+    for region in (US, EU):
+        assert {k for k in held(clients, "Big")[region] if k.startswith("j")} == handled
     assert f"resume with: dynamodb-replicator add-region --config {config}" in output, output
     assert main(add_region(config, endpoint)) == 0  # the same command again
     out = capsys.readouterr().out

@@ -18,6 +18,7 @@ import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import ensure_state_table
+from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.codec import key_to_json
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal
@@ -115,6 +116,37 @@ def test_status_without_credentials_says_so_once(config: Path, tmp_path: Path) -
     assert done.returncode == 2 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith("error: ") and "no AWS credentials" in line
+
+
+def test_status_before_any_runner_says_none_has_run(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = tmp_path / "fresh.toml"
+    endpoint = ddb_local.endpoint_url
+    fresh.write_text(
+        'tables = ["Orders"]\nstate_table = "never-made"\n'
+        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
+    )
+    assert main(["status", "--config", str(fresh)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error  # one line
+    assert "no state table never-made in us-east-1: no runner has run there yet" in error, error
+    assert "ResourceNotFoundException" not in error, error
+
+
+def test_subscribe_at_a_dynamodb_only_endpoint_says_it_cannot_serve_lambda(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = tmp_path / "local.toml"
+    endpoint = ddb_local.endpoint_url
+    local.write_text(
+        'tables = ["Orders"]\n'
+        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
+    )
+    assert main(["subscribe", "--config", str(local), "--region", REGIONS[0]]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    assert f"both went to {endpoint}" in error and "serves only DynamoDB" in error, error
 
 
 @pytest.fixture

@@ -16,7 +16,9 @@ import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
+from dynamodb_replicator.aws.tables import describe_table
 from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.defaults import STATE_TABLE
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.ops.versioning import Versioner
 from dynamodb_replicator.testing.local import DynamoDBLocal
@@ -64,17 +66,22 @@ def test_every_item_gets_a_version_and_versioned_ones_keep_theirs(
     assert "no interrupted version-items run" in capsys.readouterr().err
 
 
-def test_the_timestamp_is_required_and_suggested(
+def test_the_timestamp_is_required_and_a_refused_run_writes_nothing(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    client = make_client("dynamodb", RegionSpec(US, ddb_local.endpoint_url))
-    create_table(client, "NoStamp", region=US)
+    here = "me-south-1"  # a region of its own: no state table made by another test
+    client = make_client("dynamodb", RegionSpec(here, ddb_local.endpoint_url))
+    create_table(client, "NoStamp", region=here)
     config = write_config(
-        tmp_path / "c.toml", ["NoStamp"], {US: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
+        tmp_path / "c.toml", ["NoStamp"], {here: ddb_local.endpoint_url, EU: ddb_local.endpoint_url}
     )
-    assert main(["version-items", "--config", str(config), "--region", US]) == 2
+    command = ["version-items", "--config", str(config), "--region", here]
+    assert main(command) == 2
     error = capsys.readouterr().err
     assert "--timestamp is required" in error and "for example --timestamp 1" in error
+    assert main([*command, "--timestamp", "1000", "--table", "NoStam"]) == 2
+    assert "table NoStam is not in the config (tables: NoStamp)" in capsys.readouterr().err
+    assert describe_table(client, STATE_TABLE, here) is None  # nothing made by bad input
 
 
 def scan_one(client: Any, table: str, key: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ command and option has help and examples, ``--output`` is a format, ``--profile`
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,24 @@ def test_the_demo_accepts_only_the_expected_winners_in_every_region() -> None:
     # Identical everywhere, but the tie went to the wrong region: not the demo's outcome.
     wrong = {r: region("cancelled") for r in demo.REGIONS}
     assert demo._identical(wrong) and not demo._holds(wrong, demo.EXPECTED[-1])
+
+
+def test_dynamodb_local_that_never_answers_names_the_port_and_the_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A "java" that starts and never listens: a JVM still starting on a busy machine.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    java = bin_dir / "java"
+    java.write_text("#!/bin/sh\nexec sleep 30\n")
+    java.chmod(0o755)
+    (tmp_path / "DynamoDBLocal.jar").write_bytes(b"")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DYNAMODB_LOCAL_DIR", str(tmp_path))
+    server = local.DynamoDBLocal(startup_timeout=0.5)
+    with pytest.raises(local.LocalServerError) as refused:
+        server.start()
+    message = str(refused.value)
+    assert f"did not answer on port {server.port} within 0.5 s (load average" in message
+    assert "run the command again" in message
+    assert server._process is None  # the server it started is stopped

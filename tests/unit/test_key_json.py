@@ -1,17 +1,21 @@
-"""One JSON encoding of keys (diff rows, repair input, copy resume points), and the copy's
-segment progress."""
+"""One JSON encoding of keys (diff rows, repair input, copy resume points, the text and
+JSON reports), and the copy's segment progress."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 from hypothesis import given
 from hypothesis import strategies as st
+from rich.console import Console
 
+from dynamodb_replicator.cli.diff import print_report, report_json
 from dynamodb_replicator.core.codec import key_from_json, key_to_json
 from dynamodb_replicator.core.model import AttributeValue
 from dynamodb_replicator.core.progress import SegmentProgress
+from dynamodb_replicator.ops.diff import DiffReport, RegionDiff
 
 scalars = st.one_of(
     st.text().map(lambda s: {"S": s}),
@@ -50,3 +54,16 @@ def test_segment_progress_after_a_page() -> None:
     assert middle.started and not middle.done and middle.last_key == {"pk": {"S": "k"}}
     last = SegmentProgress.after_page(None)
     assert last.started and last.done and last.last_key is None
+
+
+def test_repair_text_prints_the_json_key_after_its_json_report_was_built() -> None:
+    # repair builds its JSON document first and prints the text report after it.
+    report = DiffReport("Orders", "us-east-1", {"us-east-1": 1, "eu-west-1": 1})
+    key = key_to_json({"id": {"S": "o1"}}, ["id"])
+    report.regions["eu-west-1"] = RegionDiff()
+    report.regions["eu-west-1"].note("different", key)
+    document = report_json(report)
+    assert document["regions"]["eu-west-1"]["samples"]["different"] == [{"id": {"S": "o1"}}]
+    text = io.StringIO()
+    print_report(Console(file=text, width=200), report)
+    assert 'different: {"id": {"S": "o1"}}' in text.getvalue(), text.getvalue()

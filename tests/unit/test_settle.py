@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rich.console import Console
+
 from dynamodb_replicator.aws.positions import Mark, passed
+from dynamodb_replicator.cli.diff import print_settle
 from dynamodb_replicator.core.streams import END, ShardRef
-from dynamodb_replicator.ops.settle import Seen, settle
+from dynamodb_replicator.ops.settle import Seen, SettleReport, settle
 
 A = ("a", "1", "us-east-1")
 B = ("b", "2", "us-east-1")
@@ -119,3 +123,16 @@ def test_a_checkpoint_passes_a_mark_at_or_after_it_or_at_the_shard_end() -> None
     assert passed("100", "100") and passed("101", "100") and passed(END, "100")
     assert not passed("99", "100") and not passed(None, "100")
     assert passed("1000", "999")  # numbers, not text
+
+
+def test_the_text_claims_no_divergence_that_re_reading_cannot_prove() -> None:
+    text = io.StringIO()
+    reread = SettleReport("reread", unsettled=["k", "j"], reason="time ran out", seconds=5.0)
+    print_settle(Console(file=text, width=200), reread)
+    line = text.getvalue().splitlines()[0]
+    assert line.endswith(
+        "0 in flight (agree once replication caught up), 2 unsettled (diverged or lagging)"
+    ), line
+    text = io.StringIO()
+    print_settle(Console(file=text, width=200), SettleReport("checkpoints", diverged=["k"]))
+    assert "1 diverged" in text.getvalue() and "unsettled" not in text.getvalue()

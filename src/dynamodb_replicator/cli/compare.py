@@ -51,6 +51,15 @@ class Selection:
     tables: dict[str, list[str]]  # table -> key attribute names
 
 
+def config_tables(config: RunnerConfig, table: str | None) -> list[str]:
+    """The tables a command works on: ``--table`` (one of the config's), else every one."""
+    if table and table not in config.tables:
+        raise ConfigError(
+            f"table {table} is not in the config (tables: {', '.join(config.tables)})"
+        )
+    return [table] if table else list(config.tables)
+
+
 def select(args: argparse.Namespace) -> Selection:
     """Regions and tables to compare, checked: known regions, tables present everywhere
     with the same key schema."""
@@ -66,11 +75,7 @@ def select(args: argparse.Namespace) -> Selection:
         regions = tuple(config.region(n) for n in names)
     if len(regions) < 2:
         raise ConfigError("compare at least two regions")
-    if args.table and args.table not in config.tables:
-        raise ConfigError(
-            f"table {args.table} is not in the config (tables: {', '.join(config.tables)})"
-        )
-    tables = [args.table] if args.table else list(config.tables)
+    tables = config_tables(config, args.table)
     keys: dict[str, list[str]] = {}
     for table in tables:
         schemas: dict[str, Any] = {}

@@ -130,12 +130,26 @@ def _interrupted(argv: Sequence[str] | None) -> int:
     return EXIT_INTERRUPTED
 
 
+def _end_interrupted() -> None:
+    """A long command stopped by Ctrl-C has saved its resume point and said how to resume,
+    and its threads are done: end the process now. The interpreter's teardown (botocore's
+    and rich's modules and objects) has nothing left to write, and it took 3.5 of the 3.6 s
+    from Ctrl-C to exit on the loaded test machine: the copy itself stopped in 0.13 s."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
         code = _run(args)
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        if code == EXIT_INTERRUPTED and argv is None:
+            _end_interrupted()
         return code
     except BrokenPipeError:
         return _closed_pipe()

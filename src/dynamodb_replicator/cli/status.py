@@ -17,7 +17,7 @@ from dynamodb_replicator.aws.report_items import PREFIX, report_from_item
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.clock import SystemClock
-from dynamodb_replicator.core.errors import ConfigError, ReplicatorError
+from dynamodb_replicator.core.errors import ConfigError, NotFoundError, ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.ops.status import Lease, RegionState, render_text, summarize, to_json
@@ -72,6 +72,11 @@ def read_region(
         ).parked(list(tables))
     except ConfigError:
         raise  # no credentials, or rejected ones: nothing can be observed (exit 2)
+    except NotFoundError:  # a new setup, not a broken one: say what to do
+        return RegionState(
+            error=f"no state table {state_table} in {spec.name}: no runner has run there "
+            "yet (start one: dynamodb-replicator run --config FILE)"
+        )
     except ReplicatorError as exc:
         return RegionState(error=str(exc))
     reports = []

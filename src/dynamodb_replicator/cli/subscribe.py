@@ -12,6 +12,7 @@ from dynamodb_replicator.aws.lambda_mappings import LambdaMappings
 from dynamodb_replicator.awslambda.settings import replication_environment
 from dynamodb_replicator.cli.options import add_command, add_output, print_json
 from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.errors import ConfigError, ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.deploy.mapping import DEFAULT_NAME_PREFIX, MappingSettings, function_name
@@ -140,6 +141,28 @@ def _line(step: Step, dry_run: bool) -> str:
     return f"{step.table}: {verb} {step.action} {step.detail}{changes}".rstrip()
 
 
+def _steps(
+    args: argparse.Namespace,
+    config: RunnerConfig | None,
+    spec: RegionSpec,
+    function: str,
+    settings: MappingSettings,
+) -> list[Step]:
+    """The subscription's steps, planned or done."""
+    port = LambdaMappings(make_client("dynamodb", spec), make_client("lambda", spec), args.region)
+    return list(
+        subscribe(
+            port,
+            env=args.env,
+            function=function,
+            settings=settings,
+            excluded=lambda name: name.endswith(args.tombstone_suffix) or name == args.state_table,
+            dry_run=args.dry_run,
+            named=_configured(config, args.region, port, function),
+        )
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan or apply, print one line per step; exit 2 when a table was refused."""
     config = load_config(args.config) if args.config else None
@@ -152,17 +175,17 @@ def run(args: argparse.Namespace) -> int:
         maximum_record_age_in_seconds=args.maximum_record_age,
         on_failure=args.on_failure,
     )
-    port = LambdaMappings(make_client("dynamodb", spec), make_client("lambda", spec), args.region)
-    named = _configured(config, args.region, port, function)
-    steps = subscribe(
-        port,
-        env=args.env,
-        function=function,
-        settings=settings,
-        excluded=lambda name: name.endswith(args.tombstone_suffix) or name == args.state_table,
-        dry_run=args.dry_run,
-        named=named,
-    )
+    try:
+        steps = _steps(args, config, spec, function, settings)
+    except ReplicatorError as exc:
+        if spec.endpoint_url is None or isinstance(exc, ConfigError):
+            raise
+        # One endpoint serves both APIs here: DynamoDB Local answers Lambda calls with an
+        # InternalFailure that names neither the endpoint nor the reason.
+        raise ReplicatorError(
+            f"{exc} (DynamoDB and Lambda calls both went to {spec.endpoint_url}: it must "
+            "serve both, as moto's server does; DynamoDB Local serves only DynamoDB)"
+        ) from exc
     if args.output == "json":
         print_json(
             [

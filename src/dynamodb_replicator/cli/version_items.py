@@ -20,6 +20,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import RateLimiter
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.aws.tables import require_table
+from dynamodb_replicator.cli.compare import config_tables
 from dynamodb_replicator.cli.interrupt import Interruption
 from dynamodb_replicator.cli.options import add_command, add_output, print_json, text_console
 from dynamodb_replicator.clock import SystemClock
@@ -70,18 +71,21 @@ def _note(table: str) -> str:
     return f"version-items:{table}"
 
 
-def _timestamp(args: argparse.Namespace, state: DynamoStateStore, tables: list[str]) -> str:
-    """The run's timestamp: --timestamp, or with --resume the interrupted run's."""
-    if not args.resume:
-        if args.timestamp is None:
-            now = int(SystemClock().now() * 1000)
-            raise ConfigError(
-                "--timestamp is required: every region must give its items the same one "
-                f"(for example --timestamp {now}, then the same value in the other regions)"
-            )
-        if not args.timestamp.isdigit():
-            raise ConfigError(f"--timestamp must be epoch milliseconds, got {args.timestamp!r}")
-        return str(args.timestamp)
+def _given_timestamp(args: argparse.Namespace) -> str:
+    """A new run's timestamp: --timestamp, checked before anything is read or written."""
+    if args.timestamp is None:
+        now = int(SystemClock().now() * 1000)
+        raise ConfigError(
+            "--timestamp is required: every region must give its items the same one "
+            f"(for example --timestamp {now}, then the same value in the other regions)"
+        )
+    if not args.timestamp.isdigit():
+        raise ConfigError(f"--timestamp must be epoch milliseconds, got {args.timestamp!r}")
+    return str(args.timestamp)
+
+
+def _resumed_timestamp(args: argparse.Namespace, state: DynamoStateStore, tables: list[str]) -> str:
+    """With --resume: the interrupted run's timestamp."""
     notes = {table: state.load_note(_note(table)) or "" for table in tables}
     running = {note.split()[1] for note in notes.values() if note.startswith("running ")}
     if not running:
@@ -173,11 +177,14 @@ def run(args: argparse.Namespace) -> int:
     spec = config.region(args.region)
     if args.segments < 1:
         raise ConfigError("--segments must be at least 1")
+    tables = config_tables(config, args.table)
+    given = None if args.resume else _given_timestamp(args)
     client = make_client("dynamodb", spec, pool=args.segments + 4)
+    for table in tables:  # before the state table is made: a bad run leaves nothing behind
+        require_table(client, config.replication.names.physical(table, spec.name), spec.name)
     ensure_state_table(client, config.state_table, spec.name)
     state = DynamoStateStore(client, config.state_table, spec.name)
-    tables = [args.table] if args.table else list(config.tables)
-    timestamp = _timestamp(args, state, tables)
+    timestamp = given or _resumed_timestamp(args, state, tables)
     console = text_console(stderr=True)
     console.print(
         f"giving items without one __timestamp {timestamp}: use the same in every other "

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,10 +47,12 @@ from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
 from dynamodb_replicator.files import replace_file
 from dynamodb_replicator.ids import PROCESS_NONCES
-from dynamodb_replicator.ops.resumable import ResumableScan
+from dynamodb_replicator.ops.resumable import ResumableScan, in_rounds
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = [
+    "CONDITIONAL_ROUND",
+    "FAST_ROUND",
     "BackfillStats",
     "Backfiller",
     "append_region",
@@ -59,6 +60,14 @@ __all__ = [
     "seed_positions",
     "write_units",
 ]
+
+
+# Keys per round of conditional writes (copy in, merge out): Ctrl-C waits for one round
+# in flight per scan segment. Small enough for a quick stop, large enough that the scan
+# segments together keep the writer's keys in flight (16 or more) busy.
+CONDITIONAL_ROUND = 10
+# Items per round of the fast copy: one BatchWriteItem.
+FAST_ROUND = 25
 
 
 def append_region(path: Path, spec: RegionSpec) -> bool:
@@ -157,7 +166,7 @@ def write_units(ops: Sequence[WriteOp], *, sized: bool) -> float:
 
 
 class Backfiller:
-    """Copies one table from ``source`` into the new region, resumably, a slice at a time."""
+    """Copies one table from ``source`` into the new region, resumably, a round at a time."""
 
     def __init__(
         self,
@@ -180,13 +189,11 @@ class Backfiller:
         self.fields = config.replication.fields
         self.names = config.replication.names
         self.source_client = make_client("dynamodb", source, pool=segments + 4)
-        self._client = make_client("dynamodb", new, pool=2 * segments + 4)
+        self._client = make_client("dynamodb", new, pool=segments + 4)
         self.state = DynamoStateStore(make_client("dynamodb", new), config.state_table, new.name)
-        # Batch writes of one slice go out concurrently: two requests in flight per segment.
-        self._batches = ThreadPoolExecutor(max_workers=2 * segments)
 
     def close(self) -> None:
-        self._batches.shutdown(wait=True)
+        """Nothing left to release: every round is written before its handler returns."""
 
     def prepare(self, table: str) -> None:
         client = make_client("dynamodb", self.new)
@@ -216,9 +223,9 @@ class Backfiller:
         name = self.names.tombstones(table, self.source.name, suffix)
 
         def on_page(segment: int, items: list[dict[str, Any]], _: Any) -> None:
-            for start in range(0, len(items), 100):
+            for start in range(0, len(items), CONDITIONAL_ROUND):
                 ops: list[WriteOp] = []
-                for item in items[start : start + 100]:
+                for item in items[start : start + CONDITIONAL_ROUND]:
                     tomb = tombstone_from_item(item, key_names, self.fields)
                     ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, NO_SEQUENCE))
                 self.limiter.take(write_units(ops, sized=False))
@@ -255,43 +262,47 @@ class Backfiller:
             if op.version.seq:
                 item[self.fields.origin_seq] = {"S": op.version.seq}
             items.append(item)
-        chunks = [items[start : start + 25] for start in range(0, len(items), 25)]
         physical = self.names.physical(table, self.new.name)
-        list(
-            self._batches.map(
-                lambda chunk: write_batch(self._client, physical, chunk, region=self.new.name),
-                chunks,
-            )
-        )
+        for start in range(0, len(items), 25):
+            write_batch(self._client, physical, items[start : start + 25], region=self.new.name)
+
+    def _versions(self, items: list[dict[str, Any]], key_names: list[str]) -> list[WriteOp]:
+        """A strict put of each versioned item's version (the source's own unversioned
+        items, never replicated, are left out): where the same version is there (merged out
+        before), no rewrite."""
+        ops: list[WriteOp] = []
+        for item in items:
+            version = stored_version(item, self.source.name, self.fields)
+            if version is not None:
+                key = ItemKey.from_attributes({n: item[n] for n in key_names})
+                image = user_image(item, self.fields)
+                ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
+        return ops
 
     def copy_items(self, table: str, key_names: list[str], *, fast: bool) -> None:
         """Copy every versioned item of the source; ``fast``: unconditional batch writes (see
-        the module docstring and ``ops/join.py``), else the apply rule."""
+        the module docstring and ``ops/join.py``), else the apply rule. Each slice goes out
+        in rounds (one BatchWriteItem, or ``CONDITIONAL_ROUND`` keys), one round in flight per
+        scan segment, so Ctrl-C stops between two writes."""
 
-        def handle(items: list[dict[str, Any]]) -> int:
-            ops: list[WriteOp] = []
-            for item in items:
-                version = stored_version(item, self.source.name, self.fields)
-                if version is None:  # never replicated: the source's own unversioned item
-                    continue
-                key = ItemKey.from_attributes({n: item[n] for n in key_names})
-                image = user_image(item, self.fields)
-                # strict: where the same version is there (merged out before), no rewrite.
-                ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
-            ops, outside = self._scoped(table, ops)
+        def write(chunk: list[dict[str, Any]]) -> bool:
+            ops, outside = self._scoped(table, self._versions(chunk, key_names))
             # Sizing every item costs CPU: only when limited.
             self.limiter.take(write_units([*ops, *outside], sized=bool(self.limiter.per_second)))
             if self.stop.is_set():
-                return 0
+                return False
             stale = 0
             if ops and fast:
                 self._batch_write(table, [op for op in ops if isinstance(op, PutVersion)])
             elif ops:
                 stale = self._apply(table, ops)
-            if outside:  # before the slice counts as done: a resumed copy repeats them
+            if outside:  # before the round counts as done: a resumed copy repeats them
                 self._apply(table, list(outside))
             self.stats.add(copied_in=len(ops) - stale, stale=stale, outside=len(outside))
-            return len(items)  # written at once: batches in parallel, not one by one
+            return True
+
+        def handle(items: list[dict[str, Any]]) -> int:
+            return in_rounds(items, FAST_ROUND if fast else CONDITIONAL_ROUND, write, self.stop)
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed

@@ -122,7 +122,9 @@ class DiffReport:
                     "extra": d.extra,
                     "different": d.different,
                     "outside": d.outside,
-                    "samples": d.samples,
+                    # Copies: a caller turning the keys into objects leaves the report's
+                    # text keys as they are (repair prints them after its JSON is built).
+                    "samples": {kind: list(keys) for kind, keys in d.samples.items()},
                 }
                 for name, d in self.regions.items()
             },

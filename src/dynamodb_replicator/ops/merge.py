@@ -36,8 +36,8 @@ from dynamodb_replicator.core.scoping import evicted, withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
-from dynamodb_replicator.ops.backfill import BackfillStats, write_units
-from dynamodb_replicator.ops.resumable import ResumableScan
+from dynamodb_replicator.ops.backfill import CONDITIONAL_ROUND, BackfillStats, write_units
+from dynamodb_replicator.ops.resumable import ResumableScan, in_rounds
 from dynamodb_replicator.runner.config import RunnerConfig
 
 __all__ = ["MERGE_TARGET", "MergeOut"]
@@ -150,11 +150,12 @@ class MergeOut:
         self._regions.shutdown(wait=True)
 
     def items(self, table: str, key_names: list[str]) -> None:
-        """Merge the joining table's versioned items out (resumable)."""
+        """Merge the joining table's versioned items out (resumable), each slice in rounds
+        of ``CONDITIONAL_ROUND`` keys: Ctrl-C stops between two rounds."""
 
-        def handle(items: list[dict[str, Any]]) -> int:
+        def write(chunk: list[dict[str, Any]]) -> bool:
             ops: list[WriteOp] = []
-            for item in items:
+            for item in chunk:
                 version = stored_version(item, self.joining.name, self.fields)
                 if version is None:
                     self.stats.unversioned_item(key_to_json(item, key_names))
@@ -163,8 +164,10 @@ class MergeOut:
                 image = user_image(item, self.fields)
                 # strict: a region holding this very version has it already (no rewrite).
                 ops.append(PutVersion(key, version, image, NO_SEQUENCE, strict=True))
-            sent = not ops or (self._send(table, ops) and self._evict(table, ops))
-            return len(items) if sent else 0
+            return not ops or (self._send(table, ops) and self._evict(table, ops))
+
+        def handle(items: list[dict[str, Any]]) -> int:
+            return in_rounds(items, CONDITIONAL_ROUND, write, self.limiter.stop)
 
         resumed = self.scan(table, key_names).run(handle, self.on_items)
         self.stats.resumed_segments += resumed
@@ -178,9 +181,9 @@ class MergeOut:
             return
 
         def on_page(segment: int, items: list[dict[str, Any]], _: Any) -> None:
-            for start in range(0, len(items), 100):
+            for start in range(0, len(items), CONDITIONAL_ROUND):
                 ops: list[WriteOp] = []
-                for item in items[start : start + 100]:
+                for item in items[start : start + CONDITIONAL_ROUND]:
                     tomb = tombstone_from_item(item, key_names, self.fields)
                     ops.append(DeleteVersion(tomb.key, tomb.version, tomb.deleted_in, NO_SEQUENCE))
                 if not self._send(table, ops):

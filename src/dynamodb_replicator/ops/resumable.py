@@ -2,10 +2,11 @@
 
 The long commands (add-region's copy in and merge out, version-items) share it: each
 segment's position is saved after every page, and when ``stop`` is set (Ctrl-C, see
-``cli/interrupt.py``) the segment stops between two slices (or inside one, where its
-handler writes one item at a time and says how many it handled) and saves the key of the
-last item it handled, so a resumed run neither skips nor (beyond one slice) repeats work and
-the stop comes within one slice's writes, not a whole page's.
+``cli/interrupt.py``) the segment stops inside its slice, between two writes (its handler
+writes in rounds of a few items, ``in_rounds``, or one item at a time, and says how many it
+wrote), and saves the key of the last item written, so a resumed run skips nothing, repeats
+at most the round in flight, and the stop waits for one round's writes, not a whole slice's
+or page's.
 """
 
 from __future__ import annotations
@@ -18,12 +19,33 @@ from typing import Any
 from dynamodb_replicator.aws.scan import parallel_scan
 from dynamodb_replicator.core.progress import ScanProgressStore, ScanSegment, SegmentProgress
 
-__all__ = ["ResumableScan", "SliceHandler"]
+__all__ = ["ResumableScan", "SliceHandler", "in_rounds"]
 
 Item = dict[str, Any]
 # Handles one slice of a page: how many of its items, in order, it handled (all of them,
 # or fewer when ``stop`` was set: a handler whose writes go one at a time stops between two).
 SliceHandler = Callable[[list[Item]], int]
+
+
+# Writes one round of a slice (a few items), or returns False without writing when ``stop``
+# was set before it began (a rate-limit wait ends early on Ctrl-C).
+RoundWriter = Callable[[list[Item]], bool]
+
+
+def in_rounds(items: list[Item], size: int, write: RoundWriter, stop: threading.Event) -> int:
+    """Write ``items`` ``size`` at a time, in order, and stop between two rounds once
+    ``stop`` is set: how many items, from the first, were written. A round is written whole
+    or not at all, so the resume point (the last item of the last round written) skips
+    nothing, and Ctrl-C waits for one round in flight, not for the whole slice."""
+    done = 0
+    for start in range(0, len(items), size):
+        if stop.is_set():
+            break
+        chunk = items[start : start + size]
+        if not write(chunk):
+            break
+        done = start + len(chunk)
+    return done
 
 
 @dataclass(frozen=True, slots=True)

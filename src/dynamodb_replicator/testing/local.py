@@ -123,7 +123,13 @@ class DynamoDBLocal:
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise LocalServerError(f"DynamoDB Local did not answer within {self.startup_timeout} s")
+        load = os.getloadavg()[0]
+        # Seen on a first `make demo` at load 20 on 2 cores: the same command ran fine again.
+        raise LocalServerError(
+            f"DynamoDB Local did not answer on port {self.port} within "
+            f"{self.startup_timeout:g} s (load average {load:.1f} on {os.cpu_count()} cores): "
+            "Java starts slowly on a busy machine; run the command again when it is quieter"
+        )
 
     def stop(self) -> None:
         process, self._process = self._process, None
