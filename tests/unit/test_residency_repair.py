@@ -4,8 +4,6 @@ versions) and others hold that very version inside its scope."""
 
 from __future__ import annotations
 
-import pytest
-
 from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, WriteOp
 from dynamodb_replicator.core.policy import LastWriterWins
@@ -45,11 +43,6 @@ def settle_put(world: World, key: ItemKey, stamp: str, origin: str, country: str
     world.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair ranks the origin's removal of a write made outside its scope (a tombstone of"
-    " (T, O, LATEST)) above that version's copies in its scope and deletes them (a lost write)",
-)
 def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() -> None:
     """us-east-1's application writes a DE item (outside its scope): it is replicated to
     eu-west-1, removed from us-east-1 and kept out of us-west-2; settled. The rule then
@@ -72,11 +65,6 @@ def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() ->
         world.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tombstone repair leaves where it moves an item out of a region that left the"
-    " rule outranks the item's copies in its scope: the next repair deletes them (lost write)",
-)
 def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_scope() -> None:
     """DE items may live in eu-central-1 and eu-west-1; one written in eu-central-1 is in
     both. The rule then drops eu-central-1 and repair moves the item out of it, as the
