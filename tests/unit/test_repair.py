@@ -111,3 +111,20 @@ def test_a_delete_remembered_in_the_region_that_made_it_outranks_the_copies() ->
         fields=FIELDS,
     )
     assert ops == {"eu-west-1": DeleteVersion(KEY, tomb.version, "ap-southeast-1", "0")}
+
+
+def test_an_origins_own_delete_counts_although_a_copy_carries_its_seq() -> None:
+    """A copy repair labelled just above a known seq (6) may carry the seq of us-east-1's
+    later REMOVE record (6, when its stream numbers records one by one): that delete is
+    remembered in us-east-1 under its own name and removes the copy, though its version
+    equals a held copy's, the shape of residency's stand-ins."""
+    version = Version.of("9", "us-east-1", pad_sequence("6"))
+    tomb = Tombstone(KEY, version, "us-east-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": None, "eu-west-1": replica_item(version)},
+        {"us-east-1": tomb, "eu-west-1": None},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops == {"eu-west-1": DeleteVersion(KEY, version, "us-east-1", "0")}
