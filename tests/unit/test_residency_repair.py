@@ -4,6 +4,8 @@ versions) and others hold that very version inside its scope."""
 
 from __future__ import annotations
 
+import pytest
+
 from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, WriteOp
 from dynamodb_replicator.core.policy import LastWriterWins
@@ -88,6 +90,28 @@ def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_s
         assert set(again) == {US1}, again
         # The copy must land over the delete that kept this very version out of us-east-1.
         world.writers[US1].apply(TABLE, [again[US1]])
+        assert world.stores[US1].item(TABLE, key) is not None
+    finally:
+        world.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the removal of a write made outside its scope is remembered in its region as a"
+    " delete of (T, O, LATEST), which no copy of (T, O) outranks: P0 refuses the copy there",
+)
+def test_repair_copies_an_item_back_into_its_writing_region_when_that_joins_its_scope() -> None:
+    """us-east-1's application writes a DE item (outside its scope): replicated to
+    eu-west-1 and removed from us-east-1. The rule then adds us-east-1 to the DE scope:
+    repair must copy the item there (diff: missing), and keep it in eu-west-1."""
+    world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
+    try:
+        key = KEYS[0]
+        settle_put(world, key, "4", US1, "DE")
+        wider = ResidencyRule("country", (("DE", frozenset({EU, US1})), ("US", frozenset({US2}))))
+        ops = repair_ops(world, key, wider)
+        assert set(ops) == {US1}, ops
+        world.writers[US1].apply(TABLE, [ops[US1]])
         assert world.stores[US1].item(TABLE, key) is not None
     finally:
         world.close()
