@@ -83,13 +83,14 @@ def held_versions(items: Mapping[str, Item | None], fields: SystemAttributes) ->
 
 def stand_in(tomb: Tombstone, holder: str, held: set[Version]) -> bool:
     """May ``tomb``, remembered in ``holder``, be the projection's stand-in for a put
-    rather than a delete? Its deletes never name the region they are applied in (a
-    delete an application made is remembered in its own region under that region's
-    name), and they are either (T, O, seq) of a copy that is held (a delete made in a
-    region carries ``LATEST`` or, in the origin, its REMOVE record's seq, which labels no
-    content), or (T, O, ``LATEST``) in O itself (the removal of O's write outside its
-    scope). A real delete matching that last shape is still ranked through the tombstone
-    its own region keeps."""
+    rather than a delete? Stand-ins never name the region they are applied in as the
+    deleting one, and they are either (T, O, seq) of a copy that is held (``_kept_out``;
+    a delete an application made carries ``LATEST``, or in the origin its REMOVE record's
+    seq, which labels no content unless a label of repair's met it), or (T, O,
+    ``LATEST``) in O itself (``_own``, ``evicted``: the removal of O's write outside its
+    scope). A real delete is remembered by the region whose application made it under
+    that region's name (D1 runs there too), and that tombstone is always ranked: a real
+    delete of one of these shapes still counts through it."""
     if tomb.deleted_in == holder:
         return False
     if tomb.version.seq == LATEST:
