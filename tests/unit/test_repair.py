@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynamodb_replicator.core.model import ItemKey, Tombstone, Version
+from dynamodb_replicator.core.model import ItemKey, Tombstone, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
 from dynamodb_replicator.core.policy import LATEST, LastWriterWins
 from dynamodb_replicator.ops.repair import resolve
@@ -11,6 +11,7 @@ from .strategies import FIELDS, local_item, replica_item
 
 KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
 POLICY = LastWriterWins(FIELDS)
+LOWEST = pad_sequence("0")  # the lowest real seq (ops.repair_labels)
 
 
 def test_newest_item_goes_where_it_is_missing_or_older() -> None:
@@ -24,8 +25,9 @@ def test_newest_item_goes_where_it_is_missing_or_older() -> None:
     )
     assert ops is not None and set(ops) == {"ap-southeast-1"}
     op = ops["ap-southeast-1"]
-    # us-east-1's own item is the latest content of its version: copied labelled so.
-    assert isinstance(op, PutVersion) and op.version == Version.of("9", "us-east-1", LATEST)
+    # us-east-1's own item carries no seq and no copy of (9, us-east-1) has a real one: it
+    # is copied with the lowest real seq, which us-east-1's later writes of 9 outrank.
+    assert isinstance(op, PutVersion) and op.version == Version.of("9", "us-east-1", LOWEST)
 
 
 def test_a_remembered_delete_of_the_same_version_wins() -> None:
@@ -52,7 +54,7 @@ def test_an_item_newer_than_the_delete_survives_it() -> None:
     )
     assert ops is not None and set(ops) == {"us-east-1"}  # eu-west-1 already holds it
     op = ops["us-east-1"]
-    assert isinstance(op, PutVersion) and op.version == Version.of("6", "eu-west-1", LATEST)
+    assert isinstance(op, PutVersion) and op.version == Version.of("6", "eu-west-1", LOWEST)
     assert op.image == local_item("6")
 
 
@@ -61,3 +63,68 @@ def test_unversioned_items_alone_cannot_be_decided() -> None:
         resolve(KEY, {"a1": {"pk": {"S": "k"}}, "b1": None}, {}, policy=POLICY, fields=FIELDS)
         is None
     )
+
+
+def test_an_origins_rewrite_of_a_timestamp_it_deleted_is_labelled_above_its_delete() -> None:
+    """us-east-1 deleted its own 9 (record 5) and wrote 9 again (the rewrite's record never
+    arrived): the rewrite wins over the remembered delete, and its copy lands over it."""
+    tomb = Tombstone(KEY, Version.of("9", "us-east-1", pad_sequence("5")), "us-east-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": local_item("9"), "eu-west-1": None},
+        {"us-east-1": tomb, "eu-west-1": tomb},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops is not None and set(ops) == {"eu-west-1"}
+    op = ops["eu-west-1"]
+    assert isinstance(op, PutVersion) and op.version == Version.of(
+        "9", "us-east-1", pad_sequence("6")
+    )
+
+
+def test_an_origins_own_content_is_labelled_above_a_different_copy_of_its_version() -> None:
+    """eu-west-1 holds an earlier content of (9, us-east-1) at seq 7; us-east-1's own later
+    content must replace it, so it is labelled above 7 (P1 refuses a lower seq)."""
+    older = replica_item(Version.of("9", "us-east-1", pad_sequence("7")), extra={"S": "old"})
+    ops = resolve(
+        KEY, {"us-east-1": local_item("9"), "eu-west-1": older}, {}, policy=POLICY, fields=FIELDS
+    )
+    assert ops is not None
+    op = ops["eu-west-1"]
+    assert isinstance(op, PutVersion) and op.version == Version.of(
+        "9", "us-east-1", pad_sequence("8")
+    )
+
+
+def test_a_delete_remembered_in_the_region_that_made_it_outranks_the_copies() -> None:
+    """ap-southeast-1's application deleted us-east-1's 9: remembered there (and in
+    us-east-1, where it looks like residency's removal of a write outside its scope). The
+    delete counts, through the tombstone of the region that made it."""
+    tomb = Tombstone(KEY, Version.of("9", "us-east-1", LATEST), "ap-southeast-1")
+    copy = replica_item(Version.of("9", "us-east-1", pad_sequence("3")))
+    ops = resolve(
+        KEY,
+        {"us-east-1": None, "eu-west-1": copy, "ap-southeast-1": None},
+        {"us-east-1": tomb, "eu-west-1": None, "ap-southeast-1": tomb},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops == {"eu-west-1": DeleteVersion(KEY, tomb.version, "ap-southeast-1", "0")}
+
+
+def test_an_origins_own_delete_counts_although_a_copy_carries_its_seq() -> None:
+    """A copy repair labelled just above a known seq (6) may carry the seq of us-east-1's
+    later REMOVE record (6, when its stream numbers records one by one): that delete is
+    remembered in us-east-1 under its own name and removes the copy, though its version
+    equals a held copy's, the shape of residency's stand-ins."""
+    version = Version.of("9", "us-east-1", pad_sequence("6"))
+    tomb = Tombstone(KEY, version, "us-east-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": None, "eu-west-1": replica_item(version)},
+        {"us-east-1": tomb, "eu-west-1": None},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops == {"eu-west-1": DeleteVersion(KEY, version, "us-east-1", "0")}

@@ -18,12 +18,6 @@ def _missed_by_all(regions: StreamRegions, region: str) -> None:
     regions.read[region] = len(regions.stores[region].stream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair copies eu-west-1's own content of T as (T, eu-west-1, LATEST) "
-    "(ops.repair.resolve, own_seq=LATEST); eu-west-1's later delete is (T, eu-west-1, d) "
-    "< LATEST, so D2 spares the repaired copies: the delete is undone in every other region",
-)
 def test_a_delete_in_the_origin_after_a_repair_removes_the_repaired_copies(
     regions: StreamRegions,
 ) -> None:
@@ -42,11 +36,6 @@ def test_a_delete_in_the_origin_after_a_repair_removes_the_repaired_copies(
     assert regions.contents(k) == {AP: None, EU: None, US: None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair's copies of eu-west-1's T carry seq LATEST; eu-west-1's later write of "
-    "T, (T, eu-west-1, e), is refused by P1 everywhere else: the later write is lost there",
-)
 def test_a_later_write_of_the_same_timestamp_in_the_origin_after_a_repair_wins(
     regions: StreamRegions,
 ) -> None:

@@ -197,8 +197,10 @@ def test_repair_removes_an_item_from_the_regions_outside_its_scope() -> None:
     assert ops is not None
     assert isinstance(ops[EU2], PutVersion)
     # The delete names another region: its removal in us-east-1's stream is an echo there.
-    # Repair ranks eu-central-1's own (unmarked) content as the latest of its version.
-    assert ops[US1] == DeleteVersion(KEY, Version.of("10", EU1, LATEST), EU1, NO_SEQUENCE)
+    # eu-central-1's own (unmarked) content is labelled above every known seq of its version
+    # (the copy's is "", the earlier scheme): the lowest real one, which covers that copy.
+    lowest = pad_sequence("0")
+    assert ops[US1] == DeleteVersion(KEY, Version.of("10", EU1, lowest), EU1, NO_SEQUENCE)
     assert US2 not in ops and EU1 not in ops
 
 

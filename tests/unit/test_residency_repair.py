@@ -45,11 +45,6 @@ def settle_put(world: World, key: ItemKey, stamp: str, origin: str, country: str
     world.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair ranks the origin's removal of a write made outside its scope (a tombstone of"
-    " (T, O, LATEST)) above that version's copies in its scope and deletes them (a lost write)",
-)
 def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() -> None:
     """us-east-1's application writes a DE item (outside its scope): it is replicated to
     eu-west-1, removed from us-east-1 and kept out of us-west-2; settled. The rule then
@@ -72,11 +67,6 @@ def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() ->
         world.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tombstone repair leaves where it moves an item out of a region that left the"
-    " rule outranks the item's copies in its scope: the next repair deletes them (lost write)",
-)
 def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_scope() -> None:
     """DE items may live in eu-central-1 and eu-west-1; one written in eu-central-1 is in
     both. The rule then drops eu-central-1 and repair moves the item out of it, as the
@@ -100,6 +90,28 @@ def test_repair_after_a_region_left_the_rule_keeps_the_item_in_the_rest_of_its_s
         assert set(again) == {US1}, again
         # The copy must land over the delete that kept this very version out of us-east-1.
         world.writers[US1].apply(TABLE, [again[US1]])
+        assert world.stores[US1].item(TABLE, key) is not None
+    finally:
+        world.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the removal of a write made outside its scope is remembered in its region as a"
+    " delete of (T, O, LATEST), which no copy of (T, O) outranks: P0 refuses the copy there",
+)
+def test_repair_copies_an_item_back_into_its_writing_region_when_that_joins_its_scope() -> None:
+    """us-east-1's application writes a DE item (outside its scope): replicated to
+    eu-west-1 and removed from us-east-1. The rule then adds us-east-1 to the DE scope:
+    repair must copy the item there (diff: missing), and keep it in eu-west-1."""
+    world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
+    try:
+        key = KEYS[0]
+        settle_put(world, key, "4", US1, "DE")
+        wider = ResidencyRule("country", (("DE", frozenset({EU, US1})), ("US", frozenset({US2}))))
+        ops = repair_ops(world, key, wider)
+        assert set(ops) == {US1}, ops
+        world.writers[US1].apply(TABLE, [ops[US1]])
         assert world.stores[US1].item(TABLE, key) is not None
     finally:
         world.close()

@@ -145,24 +145,43 @@ def compare_bucket(
         region: {key: row for key, row in mine.items() if row.allowed_in(region)}
         for region, mine in rows.items()
     }
-    base = held[reference]
-    for region, mine in held.items():
-        if region == reference:
-            continue
-        diff = report.regions.setdefault(region, RegionDiff())
-        for key, row in base.items():
-            other = mine.get(key)
-            if other is None and row.allowed_in(region):
-                diff.note("missing", key)
-                differing.add(key)
-            elif other is not None and other.digest != row.digest:
-                diff.note("different", key)
-                differing.add(key)
-        for key in mine.keys() - base.keys():
-            if mine[key].allowed_in(reference):
-                diff.note("extra", key)
+    for region in held:
+        if region != reference:
+            report.regions.setdefault(region, RegionDiff())
+    for key in sorted(set().union(*(mine.keys() for mine in held.values()))):
+        base = _base(held, key, reference)
+        for region, mine in held.items():
+            if region == base:
+                continue
+            kind = _difference(held[base].get(key), mine.get(key), region, reference)
+            if kind is not None:
+                report.regions.setdefault(region, RegionDiff()).note(kind, key)
                 differing.add(key)
     return sorted(differing)
+
+
+def _base(held: Mapping[str, Mapping[str, Row]], key: str, reference: str) -> str:
+    """The region ``key`` is compared against: the reference, unless the reference lacks it
+    and a holder's row says the reference may not hold it; then the first such holder.
+    Else the regions of a scope that leaves out the reference would never be compared
+    with each other, and a copy missing or different there would go unseen."""
+    if key in held[reference]:
+        return reference
+    for region, mine in held.items():
+        row = mine.get(key)
+        if row is not None and not row.allowed_in(reference):
+            return region
+    return reference
+
+
+def _difference(base: Row | None, other: Row | None, region: str, reference: str) -> str | None:
+    """How ``region``'s row of a key differs from the base's (None: it does not). No base
+    row: the reference lacks the key and every holder says it may hold it."""
+    if other is None:
+        return "missing" if base is not None and base.allowed_in(region) else None
+    if base is None or (other.allowed_in(reference) and not base.allowed_in(reference)):
+        return "extra"  # the reference lacks an item this region's version allows there
+    return "different" if other.digest != base.digest else None
 
 
 class _Spill:

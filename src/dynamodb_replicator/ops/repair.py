@@ -14,14 +14,22 @@ from typing import Any
 from dynamodb_replicator.aws.batch import batch_get
 from dynamodb_replicator.core.codec import key_object
 from dynamodb_replicator.core.defaults import tombstone_table
-from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, TableNames, Tombstone
+from dynamodb_replicator.core.model import (
+    Item,
+    ItemKey,
+    SystemAttributes,
+    TableNames,
+    Tombstone,
+    Version,
+)
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
-from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, stored_version
+from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, is_marked, stored_version
 from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.ops.diff import digest
+from dynamodb_replicator.ops.repair_labels import held_versions, lifted, own_seq, stand_in
 
 __all__ = ["RepairReport", "Repairer", "resolve"]
 
@@ -40,26 +48,22 @@ def resolve(
 ) -> dict[str, PutVersion | DeleteVersion] | None:
     """The operation each region needs for ``key`` (regions that agree get none). With a
     residency ``rule``, a region outside the winner's scope that holds the key gets a
-    delete of the winning version instead (the item leaves it, and stays out).
+    delete of the winning version instead (the item leaves it, and stays out). Labels and
+    the tombstones that count: ``ops.repair_labels``.
 
     None when no region holds a versioned item or a tombstone: nothing can be decided.
     """
-    best_item: tuple[Any, str, Item] | None = None
-    for region, item in items.items():
-        # A region's own content is the latest of its version there (LATEST): the last
-        # write of that key in its stream, later than any copy of (T, region) elsewhere.
-        version = stored_version(item, region, fields, own_seq=LATEST)
-        if item is not None and version is not None:
-            rank = policy.order_key(version)
-            if best_item is None or rank > best_item[0]:
-                best_item = (rank, region, item)
+    best_item = _best_item(items, tombs, policy, fields)
+    held = held_versions(items, fields)
+    remembered = [(region, t) for region, t in tombs.items() if t is not None]
+    stand_ins = [t for region, t in remembered if stand_in(t, region, held)]
     best_tomb = max(
-        (t for t in tombs.values() if t is not None),
+        (t for region, t in remembered if not stand_in(t, region, held)),
         key=lambda t: policy.order_key(t.version),
         default=None,
     )
     if best_tomb is not None and (
-        best_item is None or policy.order_key(best_tomb.version) >= best_item[0]
+        best_item is None or policy.order_key(best_tomb.version) >= policy.order_key(best_item[0])
     ):
         op: PutVersion | DeleteVersion = DeleteVersion(
             key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE
@@ -67,20 +71,63 @@ def resolve(
         return {region: op for region, item in items.items() if item is not None}
     if best_item is None:
         return None
-    _, holder, winner = best_item
-    version = stored_version(winner, holder, fields, own_seq=LATEST)
-    assert version is not None
-    wanted = digest(winner, fields)
-    put = PutVersion(key, version, user_image(winner, fields), NO_SEQUENCE)
+    version, holder, winner = best_item
+    put = PutVersion(key, lifted(version, stand_ins), user_image(winner, fields), NO_SEQUENCE)
+    return _spread(
+        put, holder, wanted=digest(winner, fields), items=items, fields=fields, rule=rule
+    )
+
+
+def _best_item(
+    items: Mapping[str, Item | None],
+    tombs: Mapping[str, Tombstone | None],
+    policy: ConflictPolicy,
+    fields: SystemAttributes,
+) -> tuple[Version, str, Item] | None:
+    """The winning item, its version as repair labels it, and the region holding it."""
+    best: tuple[Version, str, Item] | None = None
+    for region, item in items.items():
+        version = stored_version(item, region, fields)
+        if item is None or version is None:
+            continue
+        if not is_marked(item, fields):
+            seq = own_seq(region, item, items, tombs, fields)
+            version = Version.of(version.raw_timestamp, region, seq)
+        if best is None or policy.order_key(version) > policy.order_key(best[0]):
+            best = (version, region, item)
+    return best
+
+
+def _spread(
+    put: PutVersion,
+    holder: str,
+    *,
+    wanted: str,
+    items: Mapping[str, Item | None],
+    fields: SystemAttributes,
+    rule: ResidencyRule | None,
+) -> dict[str, PutVersion | DeleteVersion]:
+    """``put`` where a region lacks the winner's content; with a ``rule``, a delete of it
+    where the region holds the key outside the winner's scope."""
     ops: dict[str, PutVersion | DeleteVersion] = {}
     for region, item in items.items():
         delete = None if rule is None else withheld(put, region, rule, holder)
         if delete is not None:
             if item is not None:
-                ops[region] = delete
+                ops[region] = _in_origin(delete, region)
         elif item is None or digest(item, fields) != wanted:
             ops[region] = put
     return ops
+
+
+def _in_origin(delete: DeleteVersion, region: str) -> DeleteVersion:
+    """In the version's origin the delete is of (T, O, ``LATEST``): O's own content there
+    is unmarked, which conditions read as ``LATEST`` (``core.scoping._own``), so a delete
+    of a lower seq would leave it."""
+    if delete.version.origin != region:
+        return delete
+    own = Version.of(delete.version.raw_timestamp, region, LATEST)
+    return DeleteVersion(delete.key, own, delete.deleted_in, delete.sequence_number)
 
 
 @dataclass(slots=True)

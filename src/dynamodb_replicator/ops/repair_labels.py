@@ -1,0 +1,108 @@
+"""The versions ``repair`` ranks and writes (``ops.repair``). Pure.
+
+Two things repair reads carry no true seq, and two kinds of tombstone are no delete:
+
+* Content an application wrote in region H (unmarked there) is version (T, H, e), e its
+  record's seq in H's stream, which repair cannot see. Its copies are labelled
+  (T, H, ``own_seq``): at least every seq of (T, H) known anywhere (above it where that
+  content differs, or where it is a remembered delete: both came before the content H holds,
+  the last write of the key in H's stream), and at least the lowest real seq. Every such
+  seq comes from a record H already wrote, so every later write or delete of T in H (a
+  later record) outranks the copies, and no write of T in H still on its way beats them
+  unless a later record of it follows. (Not ``LATEST``: that label would outrank H's own
+  later delete and write of T, and they would be lost everywhere else.)
+* A tombstone written by the residency projection (``core.scoping``) stands for a put
+  kept out of a region, not for a delete: ``stand_in``. Ranked as a delete it would
+  remove the very version it stands for from the regions of its scope. A put that must
+  pass one (a region that joined the scope remembers the version kept out of it) is
+  labelled just above it: ``lifted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from dynamodb_replicator.core.content import digest
+from dynamodb_replicator.core.model import Item, SystemAttributes, Tombstone, Version, pad_sequence
+from dynamodb_replicator.core.policy import LATEST, is_marked, stored_version
+
+__all__ = ["held_versions", "lifted", "own_seq", "stand_in"]
+
+# The lowest real seq (``core.scoping``): never "" (an earlier-scheme label, which a
+# tombstone would read back as a delete of every content of its timestamp and origin).
+_LOWEST = pad_sequence("0")
+
+
+def _above(seq: str) -> str:
+    """The seq just above ``seq``: at most the next record of its stream, so nothing that
+    stream writes later is outranked by it."""
+    return pad_sequence(str(int(seq) + 1))
+
+
+def _real(seq: str) -> bool:
+    return seq not in ("", LATEST)
+
+
+def _same(a: Version, b: Version) -> bool:
+    return a.timestamp == b.timestamp and a.origin == b.origin
+
+
+def own_seq(
+    region: str,
+    item: Item,
+    items: Mapping[str, Item | None],
+    tombs: Mapping[str, Tombstone | None],
+    fields: SystemAttributes,
+) -> str:
+    """The seq of ``region``'s own content ``item`` (see the module docstring)."""
+    mine = stored_version(item, region, fields)
+    assert mine is not None
+    wanted, seq = digest(item, fields), _LOWEST
+    for other, copy in items.items():
+        version = stored_version(copy, other, fields)
+        if copy is None or version is None or not is_marked(copy, fields):
+            continue
+        if _same(version, mine) and _real(version.seq):
+            seq = max(seq, version.seq if digest(copy, fields) == wanted else _above(version.seq))
+    for tomb in tombs.values():
+        if tomb is not None and _same(tomb.version, mine) and _real(tomb.version.seq):
+            seq = max(seq, _above(tomb.version.seq))
+    return seq
+
+
+def held_versions(items: Mapping[str, Item | None], fields: SystemAttributes) -> set[Version]:
+    """The labels of the replica copies held (seq "" as its stand-ins carry it)."""
+    held = set()
+    for region, item in items.items():
+        version = stored_version(item, region, fields)
+        if item is not None and version is not None and is_marked(item, fields):
+            seq = version.seq or _LOWEST
+            held.add(Version.of(version.raw_timestamp, version.origin, seq))
+    return held
+
+
+def stand_in(tomb: Tombstone, holder: str, held: set[Version]) -> bool:
+    """May ``tomb``, remembered in ``holder``, be the projection's stand-in for a put
+    rather than a delete? Stand-ins never name the region they are applied in as the
+    deleting one, and they are either (T, O, seq) of a copy that is held (``_kept_out``;
+    a delete an application made carries ``LATEST``, or in the origin its REMOVE record's
+    seq, which labels no content unless a label of repair's met it), or (T, O,
+    ``LATEST``) in O itself (``_own``, ``evicted``: the removal of O's write outside its
+    scope). A real delete is remembered by the region whose application made it under
+    that region's name (D1 runs there too), and that tombstone is always ranked: a real
+    delete of one of these shapes still counts through it."""
+    if tomb.deleted_in == holder:
+        return False
+    if tomb.version.seq == LATEST:
+        return holder == tomb.version.origin
+    return tomb.version in held
+
+
+def lifted(version: Version, stand_ins: Iterable[Tombstone]) -> Version:
+    """``version`` labelled above every stand-in of its timestamp and origin (with a real
+    seq), so the put lands where one is remembered (P0 refuses a version not above it)."""
+    seq = version.seq
+    for tomb in stand_ins:
+        if _same(tomb.version, version) and _real(tomb.version.seq) and tomb.version.seq >= seq:
+            seq = _above(tomb.version.seq)
+    return Version.of(version.raw_timestamp, version.origin, seq)
