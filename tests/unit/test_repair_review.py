@@ -325,3 +325,31 @@ def test_repair_racing_a_kept_out_write_does_not_take_its_stand_in_for_a_delete(
         assert held is not None and held["c"] == written["c"], (ops, held)
     finally:
         world.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ops.repair._spread (and diff) compare content digests only: eu-west-1's own"
+    " (T, eu-west-1) with the winner's content counts as holding the winner (T, us-east-1)"
+    " and gets no put; eu-west-1's later delete of its own, older version then removes the"
+    " item there while the winner stays elsewhere: the winner is lost in eu-west-1",
+)
+def test_repair_gives_a_region_holding_the_winners_content_under_its_own_version_the_winner(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 and us-east-1 write the same content at T (an idempotent write made in two
+    regions); both records are lost. The winner is (T, us-east-1). repair copies it to
+    ap-southeast-1 and leaves eu-west-1's own (T, eu-west-1), whose content is the same.
+    eu-west-1's application then deletes the item: a delete of (T, eu-west-1), older than
+    the winner, which must stay in every region (eu-west-1 too)."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    _missed_by_all(regions, EU)
+    _missed_by_all(regions, US)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+    regions.delete(EU, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
