@@ -353,3 +353,46 @@ def test_repair_gives_a_region_holding_the_winners_content_under_its_own_version
     regions.delete(EU, k)
     regions.quiesce()
     assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ops.repair._best_item ranks a marked item by its label only: eu-west-1's"
+    " application update of its restored copy (marker and nonce kept, seal broken:"
+    " policy.is_genuine is False) ties with the copies' (T, eu-west-1, s), the first region"
+    " read wins the tie, and its older content is put over the update: the update is lost",
+)
+def test_repair_keeps_an_origins_lost_update_of_its_restored_copy_of_the_same_timestamp(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes 1 at T, replicated; its application then writes an older timestamp
+    (a clock behind): the replicator restores the winner there, a copy of (T, eu-west-1).
+    eu-west-1's application updates that item keeping T (a later write of T in its
+    stream); the record is lost. repair must spread the update, not the copies."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.put(EU, k, **{FIELDS.timestamp: n(T - 1), "content": n(0)})  # regresses
+    regions.quiesce()
+    restored = regions.stores[EU].item(TABLE, k)
+    assert restored is not None and restored[FIELDS.origin] == s(EU)  # a copy, marked
+    regions.update(EU, k, content=n(2))
+    _missed_by_all(regions, EU)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+
+
+def test_repair_racing_an_origins_update_of_its_restored_copy_keeps_the_update(
+    regions: StreamRegions,
+) -> None:
+    """As above, the update's record in flight while repair runs."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.put(EU, k, **{FIELDS.timestamp: n(T - 1), "content": n(0)})  # regresses
+    regions.quiesce()
+    regions.update(EU, k, content=n(2))
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
