@@ -1,0 +1,398 @@
+"""Adversarial review of ``repair`` (ops.repair.resolve, ops.repair_labels) and ``diff``
+(ops.diff.compare_bucket): repair racing the application and the replicator's records in
+flight, records lost, repair run twice, equal timestamps. Through repair's decision and
+the real write protocol, then the real codec, planner and Replicator over in-memory
+regions whose streams record every change. Each test marked xfail(strict) reproduces a
+defect: it fails today and passes once it is fixed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
+from dynamodb_replicator.core.plan import WriteOp, plan_changes
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.scoping import project
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.ops.repair import resolve
+
+from .strategies import FIELDS
+from .stream_regions import SUFFIX, TABLE, StreamRegions
+from .test_residency_repair import repair_ops, settle_put
+from .world import KEYS, NOTHING, RULE, World, image
+
+AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
+US1, US2 = "us-east-1", "us-west-2"
+T = 1_700_000_000_000
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+class _Clock:
+    def now(self) -> float:
+        return 1_000_000.0
+
+
+@pytest.fixture
+def regions() -> Iterator[StreamRegions]:
+    world = StreamRegions([AP, EU, US])
+    yield world
+    world.close()
+
+
+def _decide(regions: StreamRegions, k: ItemKey) -> dict[str, WriteOp]:
+    """``repair``'s decision for ``k`` from every region's item and tombstone, as read now
+    (strongly consistent reads)."""
+    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
+    tombs = {
+        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [k]).get(k)
+        for name, store in regions.stores.items()
+    }
+    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
+
+
+def _apply(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
+    """Writes ``ops`` with each region's writer (the repair's second half)."""
+    options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
+    for name, op in ops.items():
+        protocol = WriteProtocol(
+            regions.stores[name], LastWriterWins(FIELDS), FIELDS, _Clock(), SUFFIX, 3600
+        )
+        result = StoreWriter(protocol, options).apply(TABLE, [op])
+        assert result.error is None, result
+
+
+def _repair(regions: StreamRegions, k: ItemKey) -> None:
+    _apply(regions, _decide(regions, k))
+
+
+def _missed_by_all(regions: StreamRegions, region: str) -> None:
+    """``region``'s unread records never reach anyone (they expired while it was cut off)."""
+    regions.read[region] = len(regions.stores[region].stream)
+
+
+def item(content: int, stamp: int = T) -> dict[str, Any]:
+    return {"pk": s("k"), FIELDS.timestamp: n(stamp), "content": n(content)}
+
+
+def test_repair_racing_an_origins_delete_in_flight_does_not_bring_the_item_back(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes k, replicated. eu-west-1's application deletes k; before the
+    replicator reads that record (no tombstone anywhere yet), repair reads every region and
+    copies the item back into eu-west-1. Then the delete's record is replicated: every
+    region must end without k."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.delete(EU, k)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+def test_repair_racing_another_regions_delete_in_flight_does_not_bring_the_item_back(
+    regions: StreamRegions,
+) -> None:
+    """As above, the delete made in ap-southeast-1 of eu-west-1's version."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.delete(AP, k)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+def test_repair_keeps_a_lost_update_that_kept_a_replicas_timestamp_in_a_larger_region(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes T, replicated. us-east-1's application updates the replica keeping
+    T (the marker and nonce stay): a write of T from us-east-1, which wins over eu-west-1
+    by region name. Its record is lost; repair must keep us-east-1's content."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.update(US, k, content=n(2))
+    _missed_by_all(regions, US)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+
+
+def test_repair_racing_an_update_that_kept_a_replicas_timestamp_keeps_the_update(
+    regions: StreamRegions,
+) -> None:
+    """As above, the update's record in flight (replicated after the repair)."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.update(US, k, content=n(2))
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+
+
+def test_repair_of_equal_timestamps_in_two_regions_then_their_rewrites_ends_with_the_larger(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 and us-east-1 both write T (records lost): us-east-1 wins. Repair, then
+    us-east-1 rewrites T, then eu-west-1 rewrites T: us-east-1's rewrite wins."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(2)})
+    _missed_by_all(regions, EU)
+    _missed_by_all(regions, US)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(3)})
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(4)})
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(3), EU: item(3), US: item(3)}
+
+
+def test_repair_twice_with_an_origins_lost_rewrite_between_keeps_its_later_changes(
+    regions: StreamRegions,
+) -> None:
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    _missed_by_all(regions, EU)
+    _repair(regions, k)
+    regions.quiesce()
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(2)})
+    _missed_by_all(regions, EU)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+    regions.delete(EU, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+def test_an_origins_rewrite_between_repairs_read_and_write_wins(
+    regions: StreamRegions,
+) -> None:
+    """repair reads (eu-west-1's 1 of T, record lost), eu-west-1 writes 2 of T, then
+    repair writes 1: eu-west-1's later write must win everywhere."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    _missed_by_all(regions, EU)
+    ops = _decide(regions, k)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(2)})
+    _apply(regions, ops)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+
+
+def test_an_origins_delete_between_repairs_read_and_write_wins(
+    regions: StreamRegions,
+) -> None:
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    _missed_by_all(regions, EU)
+    ops = _decide(regions, k)
+    regions.delete(EU, k)
+    _apply(regions, ops)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+def test_repair_of_an_origins_lost_reinsert_after_a_delete_keeps_it_and_its_next_delete(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1: 1 of T replicated; delete (replicated); 1 of T again (lost): the
+    re-insert wins everywhere."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.delete(EU, k)
+    regions.quiesce()
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    _missed_by_all(regions, EU)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+    regions.delete(EU, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+def _decide_among(regions: StreamRegions, k: ItemKey, names: list[str]) -> dict[str, WriteOp]:
+    """``repair --regions`` ``names``: the decision from those regions' items and tombstones."""
+    items = {name: regions.stores[name].item(TABLE, k) for name in names}
+    tombs = {
+        name: TombstoneTable(regions.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
+        for name in names
+    }
+    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ops.repair_labels.stand_in takes a tombstone (T, O, ~) remembered in the origin O"
+    " and naming another region for a residency stand-in; a real delete made in that region"
+    " has the same shape there, so when repair reads a set of regions without the deleting"
+    " one (--regions), the delete is not ranked: repair puts the missed copy back (refused"
+    " by O's tombstone) and never deletes it where it was missed: the delete stays undone",
+)
+def test_repair_of_regions_without_the_deleting_one_still_deletes(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes k, replicated. ap-southeast-1's application deletes it: the delete
+    reaches eu-west-1 (its tombstone: (T, eu-west-1, ~), deleted in ap-southeast-1) but
+    us-east-1 was cut off and missed it (no tombstone there, its copy stays). ``repair
+    --regions eu-west-1,us-east-1`` must delete us-east-1's copy, not copy it back into
+    eu-west-1."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    kept = regions.stores[US].item(TABLE, k)
+    regions.delete(AP, k)
+    regions.quiesce()
+    # us-east-1 missed the delete: its copy back, no tombstone (written directly, and
+    # marked read so these writes of the test are not replicated).
+    regions.stores[US].write_directly(TABLE, k, kept)
+    regions.stores[US].write_directly(TABLE + SUFFIX, k, None)
+    _missed_by_all(regions, US)
+    assert regions.contents(k) == {AP: None, EU: None, US: item(1)}
+    _apply(regions, _decide_among(regions, k, [EU, US]))
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a stand-in tombstone (T2, O, s) the projection left in a region outside the"
+    " scope, read by repair before the put of (T2, O, s) landed in the scope (in flight), is"
+    " no held copy's version, so ops.repair_labels.stand_in ranks it as a delete: repair"
+    " deletes the scope's older copy as (T2, O, s), and the put in flight is refused (P0):"
+    " the write is lost in every region",
+)
+def test_repair_racing_a_kept_out_write_does_not_take_its_stand_in_for_a_delete() -> None:
+    """us-east-1's application writes a DE item (allowed in eu-west-1 only) at 4: settled
+    (copy in eu-west-1, removed from us-east-1, kept out of us-west-2). It writes the item
+    again at 5: the replicator removes it from us-east-1 and keeps it out of us-west-2 (a
+    stand-in tombstone of (5, us-east-1, s) there), while its put to eu-west-1 is still in
+    flight (throttled, retried). repair runs now: it must not take us-west-2's stand-in
+    for a delete of the version on its way, or that put is refused when it lands and the
+    write of 5 is lost everywhere."""
+    world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
+    try:
+        key = KEYS[0]
+        settle_put(world, key, "4", US1, "DE")
+        seq = world.seq()
+        version = Version.of("5", US1, pad_sequence(seq))
+        old = world.stores[US1].item(TABLE, key)
+        written = image(key, version, country="DE")
+        world.stores[US1].write_directly(TABLE, key, written)
+        put = Change(Operation.PUT, key, seq, version, written, old)
+        # The record planned once for every target, as the replicator does; applied in
+        # us-east-1 and us-west-2, its put to eu-west-1 still in flight.
+        tombs = TombstoneTable(world.stores[US1], FIELDS, SUFFIX).read(TABLE, [key])
+        plan = plan_changes(
+            [put],
+            source=US1,
+            regions=(EU, US1, US2),
+            policy=world.policy,
+            fields=FIELDS,
+            tombstones=tombs,
+        )
+        writes = project(plan, [put], rule=RULE, source=US1).writes
+        for region in (US1, US2):
+            assert world.writers[region].apply(TABLE, writes[region]).failed_sequence is None
+        assert world.stores[US1].item(TABLE, key) is None
+        kept_out = TombstoneTable(world.stores[US2], FIELDS, SUFFIX).read(TABLE, [key])[key]
+        assert kept_out.version == version and kept_out.deleted_in == US1
+        assert world.stores[EU].item(TABLE, key) is not None  # the copy of 4, 5 on its way
+        ops = repair_ops(world, key)
+        for region, op in ops.items():
+            assert world.writers[region].apply(TABLE, [op]).failed_sequence is None
+        world.writers[EU].apply(TABLE, writes[EU])  # the put in flight lands
+        held = world.stores[EU].item(TABLE, key)
+        assert held is not None and held["c"] == written["c"], (ops, held)
+    finally:
+        world.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ops.repair._spread (and diff) compare content digests only: eu-west-1's own"
+    " (T, eu-west-1) with the winner's content counts as holding the winner (T, us-east-1)"
+    " and gets no put; eu-west-1's later delete of its own, older version then removes the"
+    " item there while the winner stays elsewhere: the winner is lost in eu-west-1",
+)
+def test_repair_gives_a_region_holding_the_winners_content_under_its_own_version_the_winner(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 and us-east-1 write the same content at T (an idempotent write made in two
+    regions); both records are lost. The winner is (T, us-east-1). repair copies it to
+    ap-southeast-1 and leaves eu-west-1's own (T, eu-west-1), whose content is the same.
+    eu-west-1's application then deletes the item: a delete of (T, eu-west-1), older than
+    the winner, which must stay in every region (eu-west-1 too)."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    _missed_by_all(regions, EU)
+    _missed_by_all(regions, US)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+    regions.delete(EU, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ops.repair._best_item ranks a marked item by its label only: eu-west-1's"
+    " application update of its restored copy (marker and nonce kept, seal broken:"
+    " policy.is_genuine is False) ties with the copies' (T, eu-west-1, s), the first region"
+    " read wins the tie, and its older content is put over the update: the update is lost",
+)
+def test_repair_keeps_an_origins_lost_update_of_its_restored_copy_of_the_same_timestamp(
+    regions: StreamRegions,
+) -> None:
+    """eu-west-1 writes 1 at T, replicated; its application then writes an older timestamp
+    (a clock behind): the replicator restores the winner there, a copy of (T, eu-west-1).
+    eu-west-1's application updates that item keeping T (a later write of T in its
+    stream); the record is lost. repair must spread the update, not the copies."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.put(EU, k, **{FIELDS.timestamp: n(T - 1), "content": n(0)})  # regresses
+    regions.quiesce()
+    restored = regions.stores[EU].item(TABLE, k)
+    assert restored is not None and restored[FIELDS.origin] == s(EU)  # a copy, marked
+    regions.update(EU, k, content=n(2))
+    _missed_by_all(regions, EU)
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
+
+
+def test_repair_racing_an_origins_update_of_its_restored_copy_keeps_the_update(
+    regions: StreamRegions,
+) -> None:
+    """As above, the update's record in flight while repair runs."""
+    k = regions.key("k")
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    regions.put(EU, k, **{FIELDS.timestamp: n(T - 1), "content": n(0)})  # regresses
+    regions.quiesce()
+    regions.update(EU, k, content=n(2))
+    _repair(regions, k)
+    regions.quiesce()
+    assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
