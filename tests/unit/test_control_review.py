@@ -1,0 +1,163 @@
+"""Adversarial review of the control path (#23): per-region renewals and the take-over of a
+worker id whose process is proven dead. Each strict xfail pins a defect still open."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner import liveness
+from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+
+from .test_dead_claim_takeover import a_dead_instance
+from .test_runner_outage import Clock
+
+A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
+B0 = ShardRef("Orders", "arn:b/stream/Orders", "b-0")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the wait after the proof is measured on the wall clock (SystemClock, time.time): "
+    "an NTP step forward during it cuts the margin short, so the take-over goes out 0.1 s "
+    "after the proof, while a request the dead process sent just before dying may still "
+    "land for up to its lifetime (< margin, 0.5 s); the guarantee claims (1) alone",
+)
+def test_the_take_over_waits_a_margin_of_elapsed_time_even_when_the_clock_steps() -> None:
+    clock = Clock()
+    table = LeaseTable(clock)
+    dead = LeaseKeeper("w1", a_dead_instance(), clock, 2.0)  # margin 0.5 s
+    dead.stores = {"a": MemoryStateStore(table)}
+    assert dead.acquire("a", A0) is not None
+    clock.t = 1000.5
+    sent: list[float] = []  # elapsed time when each of the successor's requests went out
+    elapsed = [0.0]
+
+    def request(_call: str) -> None:
+        sent.append(elapsed[0])
+        elapsed[0] += 0.1  # each request takes 0.1 s, on both clocks
+        clock.t = round(clock.t + 0.1, 3)
+        if len(sent) == 2:
+            clock.t += 0.5  # the wall clock steps forward (NTP), no time passes
+
+    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
+    successor.stores = {"a": MemoryStateStore(table, request)}
+    successor.claim("a", threading.Event())
+    # The state the test is about: the claim was taken over from the process proven dead.
+    assert table.workers["w1"][0] == successor.instance and len(sent) >= 2
+    proof = sent[0] + 0.1  # the first refusal answered: the holder is proven dead then
+    assert sent[-1] - proof >= successor.margin - 1e-9
+
+
+def _leader_exited(pid: int) -> bool:
+    return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+_EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine)
+_LEADER_EXITS = (
+    "import ctypes, os, sys, threading\n"
+    "from dynamodb_replicator.runner.liveness import this_instance\n"
+    "def serve():\n"
+    "    sys.stdin.read()  # runs, holding its connections, until the test lets it go\n"
+    "    os._exit(0)\n"
+    "threading.Thread(target=serve).start()\n"
+    "print(this_instance(), flush=True)\n"
+    f"ctypes.CDLL(None).syscall({_EXIT}, 0)  # exit(2): the main thread alone ends\n"
+)
+
+
+@pytest.mark.skipif(_EXIT is None, reason="exit(2)'s number is known for x86_64 and aarch64")
+@pytest.mark.xfail(
+    strict=True,
+    reason="liveness.dead reads the state of the thread-group leader only: a process whose "
+    "main thread exited while its other threads run shows 'Z' in /proc/PID/stat, and is "
+    "called dead (and its claim taken over) while it still runs code and holds connections",
+)
+def test_a_process_whose_main_thread_exited_while_others_run_is_not_dead() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LEADER_EXITS],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        instance = child.stdout.readline().strip()
+        pid = child.pid
+        for _ in range(2000):  # poll: the leader becomes a zombie within milliseconds
+            if _leader_exited(pid):
+                break
+            threading.Event().wait(0.005)
+        # The state the test is about: the leader is a zombie, the process still runs.
+        assert _leader_exited(pid) and child.poll() is None
+        assert len(list((Path("/proc") / str(pid) / "task").iterdir())) >= 2
+        assert not liveness.dead(instance)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a reload that lengthens the lease (reconfigure.restart_all sets "
+    "keeper.lease_seconds and connects clients with the longer request timeout) writes the "
+    "wider margin into the claim only at the next heartbeat, up to a tick later; the next "
+    "round re-acquires without one, so a successor with the old config that proves this "
+    "process dead meanwhile waits the old margin (0.5 s) while requests live 0.6 s",
+)
+def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_is_taken() -> None:
+    clock = Clock()
+    table = LeaseTable(clock)
+    keeper = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)  # margin 0.5 s
+    keeper.stores = {"a": MemoryStateStore(table)}
+    assert keeper.acquire("a", A0) is not None
+    assert table.margins["w1"] == 500
+    keeper.lease_seconds = 3.0  # the reload: margin 0.75 s, default request timeout 0.6 s
+    clock.t = 1000.2
+    lease = keeper.acquire("a", ShardRef("Orders", "arn:a/stream/Orders", "a-1"))
+    # The state the test is about: a lease under the new config, its writes about to start.
+    assert lease is not None and lease.margin == 0.75
+    assert table.margins["w1"] >= 750
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a region unreachable at start is claimed later by acquire's plain heartbeat, "
+    "not try_claim: the dead predecessor's claim there refuses it (WorkerIdInUseError, "
+    "logged each round) until it expires, so its shards wait the whole lease the "
+    "take-over was meant to save",
+)
+def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_too() -> None:
+    clock = Clock()
+    tables = {"a": LeaseTable(clock), "b": LeaseTable(clock)}
+    dead = LeaseKeeper("w1", a_dead_instance(), clock, 2.0)
+    dead.stores = {name: MemoryStateStore(table) for name, table in tables.items()}
+    assert dead.acquire("a", A0) is not None and dead.acquire("b", B0) is not None
+    clock.t = 1000.5
+
+    def request(_call: str) -> None:
+        clock.t = round(clock.t + 0.1, 3)
+
+    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
+    successor.stores = {"a": MemoryStateStore(tables["a"], request)}  # b does not answer
+    successor.claim("a", threading.Event())
+    assert tables["a"].workers["w1"][0] == successor.instance
+    successor.stores = {**successor.stores, "b": MemoryStateStore(tables["b"], request)}
+    # The state the test is about: b answers again, its claim still the dead one's.
+    assert tables["b"].workers["w1"] == (dead.instance, 1002_000) and clock.t < 1001.5
+    taken = None
+    while taken is None and clock.t < 1001.5:
+        try:
+            taken = successor.acquire("b", B0)
+        except WorkerIdInUseError:
+            clock.t = round(clock.t + 0.2, 3)  # the next round
+    assert taken is not None and clock.t < 1002.0
