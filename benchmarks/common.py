@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,10 +119,12 @@ def cpu_seconds(pid: int) -> float:
 class RunnerProcess:
     """``dynamodb-replicator run`` as its own process, observed through its metrics port."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, prefix: Sequence[str] = ()) -> None:
+        """``prefix``: what runs the command line instead of the console script (such as
+        ``benchmarks.cpu_profiled`` under the profiler)."""
         self.port = free_port()
-        executable = Path(sys.executable).parent / "dynamodb-replicator"
-        command = [str(executable), "run", "--config", str(config), "--log-level", "ERROR"]
+        executable = prefix or [str(Path(sys.executable).parent / "dynamodb-replicator")]
+        command = [*executable, "run", "--config", str(config), "--log-level", "ERROR"]
         self.process = subprocess.Popen(
             [*command, "--metrics-port", str(self.port), "--metrics-host", "127.0.0.1"],
             stdout=subprocess.DEVNULL,
