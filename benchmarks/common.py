@@ -31,7 +31,8 @@ PAYLOAD = "x" * 120  # ~170-byte items, as in DESIGN.md's measurements
 def fresh_server() -> Iterator[DynamoDBLocal]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    with DynamoDBLocal() as server:
+    # A shared machine under load can take minutes to start a JVM.
+    with DynamoDBLocal(startup_timeout=180) as server:
         yield server
 
 
