@@ -195,7 +195,21 @@ def report(result: dict[str, Any], name: str) -> None:
     print(json.dumps(figures))
 
 
-SETTINGS = frozenset({"machine", "bench_minutes", "samples", "samples_unknown"})
+SETTINGS = frozenset(
+    {
+        "machine",
+        "bench_minutes",
+        "samples",
+        "samples_unknown",
+        # bench_cpu's settings and the load it ran under
+        "runner_cpu_target_writes",
+        "runner_cpu_load_average",
+        "floor_load_average",
+        "floor_threads",
+        "floor_calls_per_sample",
+        "floor_samples",
+    }
+)
 
 
 def paired_ratio(
