@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ClientError, ConnectionClosedError
 
 from benchmarks.bench_runner import drain
 from benchmarks.common import REGIONS, client, create_table, fresh_server, item, report
@@ -59,7 +59,7 @@ def floors(endpoint: str, threads: int) -> dict[str, Any]:
     assert isinstance(lean, LeanClient)
     boto = client(endpoint, REGIONS[0], pool=threads + 4)
 
-    lost: list[int] = []  # calls sent again after DynamoDB Local dropped the connection
+    lost: list[int] = []  # calls sent again after DynamoDB Local dropped or failed them
 
     def putter(target: Any) -> Callable[[int], None]:
         def put(n: int) -> None:
@@ -73,12 +73,14 @@ def floors(endpoint: str, threads: int) -> dict[str, Any]:
                         ExpressionAttributeValues={":t": {"N": str(n)}},
                     )
                     return
-                except ConnectionClosedError:
-                    # The server under load closes a connection now and then: the call
-                    # goes again (its CPU is counted, the retry too), as the runner would.
-                    lost.append(n)
-                    if attempt == 2:
+                except (ConnectionClosedError, ClientError) as exc:
+                    # The server under load closes a connection, or times out on a lock
+                    # (InternalServerError), now and then: the call goes again (its CPU is
+                    # counted, the retry too), as the runner would.
+                    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                    if attempt == 2 or code not in (None, "InternalServerError"):
                         raise
+                    lost.append(n)
 
         return put
 
