@@ -60,8 +60,12 @@ class _Connection:
     def dropped(self) -> bool:
         """Whether the server closed (or wrote to) this idle connection: readable while
         no request is out means end of file, or bytes nobody asked for."""
+        # poll, not select: select fails on descriptors above 1023, and a runner with
+        # many targets holds many sockets.
+        poller = select.poll()
         try:
-            return bool(select.select([self.sock], [], [], 0)[0])
+            poller.register(self.sock, select.POLLIN)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
 
