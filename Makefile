@@ -56,7 +56,8 @@ clean:
 bench: setup
 	$(BIN)/python -m benchmarks
 
-# py-spy samples the runner during a drain: benchmarks/results/profile.txt.
+# The runner's CPU by function (yappi, each thread's CPU clock) during a drain:
+# benchmarks/results/profile.txt.
 profile: setup
 	$(BIN)/python -m benchmarks.profile_drain
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +31,8 @@ PAYLOAD = "x" * 120  # ~170-byte items, as in DESIGN.md's measurements
 def fresh_server() -> Iterator[DynamoDBLocal]:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
-    with DynamoDBLocal() as server:
+    # A shared machine under load can take minutes to start a JVM.
+    with DynamoDBLocal(startup_timeout=180) as server:
         yield server
 
 
@@ -119,10 +120,12 @@ def cpu_seconds(pid: int) -> float:
 class RunnerProcess:
     """``dynamodb-replicator run`` as its own process, observed through its metrics port."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, prefix: Sequence[str] = ()) -> None:
+        """``prefix``: what runs the command line instead of the console script (such as
+        ``benchmarks.cpu_profiled`` under the profiler)."""
         self.port = free_port()
-        executable = Path(sys.executable).parent / "dynamodb-replicator"
-        command = [str(executable), "run", "--config", str(config), "--log-level", "ERROR"]
+        executable = prefix or [str(Path(sys.executable).parent / "dynamodb-replicator")]
+        command = [*executable, "run", "--config", str(config), "--log-level", "ERROR"]
         self.process = subprocess.Popen(
             [*command, "--metrics-port", str(self.port), "--metrics-host", "127.0.0.1"],
             stdout=subprocess.DEVNULL,
@@ -192,7 +195,21 @@ def report(result: dict[str, Any], name: str) -> None:
     print(json.dumps(figures))
 
 
-SETTINGS = frozenset({"machine", "bench_minutes", "samples", "samples_unknown"})
+SETTINGS = frozenset(
+    {
+        "machine",
+        "bench_minutes",
+        "samples",
+        "samples_unknown",
+        # bench_cpu's settings and the load it ran under
+        "runner_cpu_target_writes",
+        "runner_cpu_load_average",
+        "floor_load_average",
+        "floor_threads",
+        "floor_calls_per_sample",
+        "floor_samples",
+    }
+)
 
 
 def paired_ratio(

@@ -1,18 +1,21 @@
-"""``make profile``: where the runner's time goes while it drains a backlog.
+"""``make profile``: where the runner's CPU goes while it drains a backlog.
 
-py-spy samples the runner process (its own process, as in production) for 15 s during a
-drain; the output is the functions holding the most samples, by themselves and with their
-callees, in ``benchmarks/results/profile.txt``. DynamoDB Local's CPU per target write is
-measured next to the runner's, from /proc.
+The runner runs as its own process, as in production, under yappi's CPU clock
+(``benchmarks.cpu_profiled``): each thread is timed by its own CPU time, so threads waiting
+on sockets or locks cost nothing and the profile shows what burns the process's CPU (py-spy's
+wall-clock samples showed mostly threads blocked in ``recv``). Profiling starts once the
+metrics endpoint answers (after preflight) and stops when the backlog is drained. The output,
+``benchmarks/results/profile.txt``: the functions with the most CPU by themselves and with
+their callees, and the CPU per target write of the runner (under the profiler, which about
+doubles it) and of DynamoDB Local, from /proc.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import os
-import re
-import subprocess
+import pstats
+import signal
 import sys
 import tempfile
 import time
@@ -28,36 +31,38 @@ from benchmarks.common import (
     write_config,
 )
 
-BACKLOG = int(os.environ.get("BENCH_PROFILE_BACKLOG", "8000"))
-SECONDS = 15
+BACKLOG = int(os.environ.get("BENCH_PROFILE_BACKLOG", "5000"))
 
 
-def summarize(raw: str, top: int = 25) -> str:
-    """py-spy's raw (collapsed) stacks -> the busiest functions, self and inclusive."""
-    own: collections.Counter[str] = collections.Counter()
-    inclusive: collections.Counter[str] = collections.Counter()
-    total = 0
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";")[1:]]
-        total += int(count)
-        if frames:
-            own[frames[-1]] += int(count)
-        for frame in set(frames):
-            inclusive[frame] += int(count)
-    lines = [f"{total} samples of the runner's busy threads", "", "self:"]
-    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
-    lines += ["", "inclusive:"]
-    lines += [f"{100 * n / total:5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
-    return "\n".join(lines)
+def summarize(path: Path, top: int = 30) -> str:
+    """yappi's saved statistics -> the busiest functions, self and inclusive CPU."""
+    stats = pstats.Stats(str(path))
+    rows = stats.stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in rows.values()) or 1.0
+
+    def name(func: tuple[str, int, str]) -> str:
+        file, line, function = func
+        parts = Path(file).parts
+        return f"{function} ({'/'.join(parts[-2:])}:{line})"
+
+    def table(column: int) -> list[str]:
+        ranked = sorted(rows.items(), key=lambda kv: kv[1][column], reverse=True)[:top]
+        return [
+            f"{100 * row[column] / total:5.1f}%  {row[1]:>8} calls  {name(func)}"
+            for func, row in ranked
+        ]
+
+    lines = [f"{total:.1f} CPU seconds in the runner's profiled functions", "", "self:"]
+    lines += [*table(2), "", "inclusive (a thread's share counts once per frame):"]
+    return "\n".join(lines + table(3))
 
 
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     RESULTS.mkdir(exist_ok=True)
-    raw_path = Path(tempfile.mkdtemp()) / "raw.txt"
+    stats_path = Path(tempfile.mkdtemp()) / "runner.pstats"
+    target_writes = BACKLOG * (len(REGIONS) - 1)
+    load = os.getloadavg()[0]
     with fresh_server() as server:
         fill_backlog(server.endpoint_url, "Profiled", BACKLOG)
         config = write_config(
@@ -65,34 +70,32 @@ def main() -> None:
             dict.fromkeys(REGIONS, server.endpoint_url),
             "Profiled",
         )
-        runner = RunnerProcess(config)
+        prefix = [sys.executable, "-m", "benchmarks.cpu_profiled", str(stats_path)]
+        runner = RunnerProcess(config, prefix)
         try:
             runner.wait_until_serving()  # past startup and preflight
-            time.sleep(1)
-            java = server.pid
-            before = (cpu_seconds(runner.process.pid), cpu_seconds(java))
-            done_before = runner.metric_sum("dynamodb_replicator_applied_total")
+            runner.process.send_signal(signal.SIGUSR1)  # drop startup from the profile
+            before = (cpu_seconds(runner.process.pid), cpu_seconds(server.pid))
             began = time.perf_counter()
-            spy = Path(sys.executable).parent / "py-spy"
-            command = [str(spy), "record", "--pid", str(runner.process.pid), "--format", "raw"]
-            command += ["--duration", str(SECONDS), "--rate", "100", "--nonblocking"]
-            done = subprocess.run(
-                [*command, "-o", str(raw_path)], capture_output=True, text=True, check=False
-            )
-            writes = runner.metric_sum("dynamodb_replicator_applied_total") - done_before
+            done = 0.0
+            while done < target_writes and time.perf_counter() - began < 600:
+                time.sleep(0.25)
+                done = sum(
+                    runner.metric_sum(f"dynamodb_replicator_{name}_total", source=REGIONS[0])
+                    for name in ("applied", "stale")
+                )
             elapsed = time.perf_counter() - began
-            after = (cpu_seconds(runner.process.pid), cpu_seconds(java))
+            after = (cpu_seconds(runner.process.pid), cpu_seconds(server.pid))
         finally:
             runner.stop()
-    if done.returncode != 0 or not raw_path.exists():
-        raise SystemExit(f"py-spy failed (it needs ptrace permission): {done.stderr.strip()}")
     header = (
-        f"drain of {BACKLOG} inserts into {len(REGIONS) - 1} targets, sampled for "
-        f"{elapsed:.1f} s: {writes:.0f} target writes ({writes / elapsed:.0f}/s)\n"
-        f"CPU per target write: runner {1000 * (after[0] - before[0]) / max(writes, 1):.2f} ms, "
-        f"DynamoDB Local {1000 * (after[1] - before[1]) / max(writes, 1):.2f} ms\n\n"
+        f"drain of {BACKLOG} inserts into {len(REGIONS) - 1} targets under yappi (CPU clock),"
+        f" {elapsed:.1f} s: {done:.0f} target writes ({done / elapsed:.0f}/s), load average"
+        f" {load:.1f} at the start\n"
+        f"CPU per target write: runner {1000 * (after[0] - before[0]) / max(done, 1):.2f} ms"
+        f" (profiled), DynamoDB Local {1000 * (after[1] - before[1]) / max(done, 1):.2f} ms\n\n"
     )
-    text = header + summarize(raw_path.read_text()) + "\n"
+    text = header + summarize(stats_path) + "\n"
     (RESULTS / "profile.txt").write_text(text)
     print(text)
 

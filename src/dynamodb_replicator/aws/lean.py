@@ -12,11 +12,12 @@ From botocore it keeps everything but the sending: the credentials object (refre
 assumed roles included: ``aws.clients``), the resolved endpoint, the region, the service
 model's target prefix and JSON version, and the client's config (pool size, connect and
 read timeouts: one place, ``aws.clients._config``). A request is signed by ``aws.sigv4``,
-encoded and decoded by ``aws.wire`` (orjson) in boto3's shapes, and sent by urllib3 with
-no retries of its own. Failures come out as the botocore exceptions botocore raises for
-them (``ClientError``, ``EndpointConnectionError``, ``ConnectTimeoutError``,
-``ReadTimeoutError``, ``ConnectionClosedError``, ...), so callers translate them with the
-one error table (``aws.errors``) and retry them with the one backoff (``core.retry``).
+encoded and decoded by ``aws.wire`` (orjson) in boto3's shapes, and sent by ``aws.http``
+(keep-alive HTTP/1.1 for this one request shape) with no retries of its own. Failures
+come out as the botocore exceptions botocore raises for them (``ClientError``,
+``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``,
+``ConnectionClosedError``, ...), so callers translate them with the one error table
+(``aws.errors``) and retry them with the one backoff (``core.retry``).
 
 Where a proxy is configured, or the endpoint has a path, every call goes to botocore.
 """
@@ -29,21 +30,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import botocore.httpsession
-import urllib3
 from botocore.credentials import Credentials
-from botocore.exceptions import (
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ReadTimeoutError,
-    SSLError,
-)
-from urllib3 import exceptions as u3
+from botocore.exceptions import NoCredentialsError
 
 from dynamodb_replicator.aws import wire
 from dynamodb_replicator.aws.clients import region_session, session_client
+from dynamodb_replicator.aws.http import Answer, Pool
 from dynamodb_replicator.aws.sigv4 import Signer, amz_date
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core import defaults
@@ -71,19 +63,15 @@ def lean_possible(client: Any) -> bool:
     return path in ("", "/") and not config.proxies and not urllib.request.getproxies()
 
 
-def _pool(client: Any) -> urllib3.HTTPConnectionPool:
+def _pool(client: Any) -> Pool:
     config = client.meta.config
     url = client.meta.endpoint_url
-    tls: dict[str, Any] = {}
-    if url.startswith("https:"):
-        tls["ca_certs"] = botocore.httpsession.get_cert_path(True)
-    return urllib3.connection_from_url(
+    return Pool(
         url,
         maxsize=config.max_pool_connections,
-        block=False,
-        retries=False,
-        timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
-        **tls,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        ca_certs=botocore.httpsession.get_cert_path(True) if url.startswith("https:") else None,
     )
 
 
@@ -156,26 +144,10 @@ class LeanClient:
             stamp=amz_date(self._clock.now()),
         )
 
-    def _send(self, body: bytes, headers: Mapping[str, str]) -> urllib3.BaseHTTPResponse:
-        """One attempt, with the client's connect and read timeouts; urllib3's failures as
-        botocore's (the same mapping botocore's own HTTP session makes)."""
-        url = self._url
-        try:
-            return self._pool.urlopen(
-                "POST", "/", body=body, headers=headers, redirect=False, assert_same_host=False
-            )
-        except u3.SSLError as exc:
-            raise SSLError(endpoint_url=url, error=exc) from exc
-        except u3.NewConnectionError as exc:
-            raise EndpointConnectionError(endpoint_url=url, error=exc) from exc
-        except u3.ConnectTimeoutError as exc:
-            raise ConnectTimeoutError(endpoint_url=url, error=exc) from exc
-        except u3.ReadTimeoutError as exc:
-            raise ReadTimeoutError(endpoint_url=url, error=exc) from exc
-        except u3.ProtocolError as exc:
-            raise ConnectionClosedError(endpoint_url=url, error=exc) from exc
-        except u3.HTTPError as exc:
-            raise HTTPClientError(error=exc) from exc
+    def _send(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """One attempt, with the client's connect and read timeouts; failures as botocore's
+        (``aws.http``)."""
+        return self._pool.post(body, headers)
 
 
 def make_lean_client(

@@ -222,9 +222,15 @@ def negate(operand: Condition) -> Condition:
     return Not(operand)
 
 
+def _is(op: Condition, truth: bool) -> bool:
+    # A type test, not ``op == TRUE``: dataclass equality costs two Python-level calls per
+    # operand, and conditions are built for every replicated write.
+    return isinstance(op, Const) and op.value == truth
+
+
 def all_of(*operands: Condition) -> Condition:
-    kept = [op for op in operands if op != TRUE]
-    if FALSE in kept:
+    kept = [op for op in operands if not _is(op, True)]
+    if any(_is(op, False) for op in kept):
         return FALSE
     if not kept:
         return TRUE
@@ -232,8 +238,8 @@ def all_of(*operands: Condition) -> Condition:
 
 
 def any_of(*operands: Condition) -> Condition:
-    kept = [op for op in operands if op != FALSE]
-    if TRUE in kept:
+    kept = [op for op in operands if not _is(op, False)]
+    if any(_is(op, True) for op in kept):
         return TRUE
     if not kept:
         return FALSE
@@ -252,9 +258,9 @@ class Rendered:
 
 def render(condition: Condition) -> Rendered | None:
     """Render a condition; None when it is always true (write unconditionally)."""
-    if condition == TRUE:
+    if _is(condition, True):
         return None
-    if condition == FALSE:
+    if _is(condition, False):
         raise ValueError("an always-false condition must not be sent; skip the write")
     names = _Names()
     expression = condition.to_expression(names)

@@ -1,0 +1,161 @@
+"""The lean transport's HTTP/1.1 (``aws.http``) against a raw loopback server: keep-alive
+connections reused, a connection the server dropped while idle not reused, answers with
+chunked bodies, ``Connection: close`` and a body that ends with the connection."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from botocore.exceptions import ConnectionClosedError
+
+from dynamodb_replicator.aws.http import Pool
+
+# What the server does with one connection: reads requests, writes raw answers.
+Serve = Callable[[socket.socket], None]
+
+
+def read_request(conn: socket.socket) -> bytes:
+    """One whole request (headers, then Content-Length bytes of body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head
+
+
+class RawServer:
+    """Accepts connections on loopback; each is served by ``serve`` in a thread."""
+
+    def __init__(self, serve: Serve) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self.serve = serve
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            self.serve(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def serving() -> Iterator[Callable[[Serve], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(serve: Serve) -> RawServer:
+        servers.append(RawServer(serve))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def pool(server: RawServer) -> Pool:
+    return Pool(server.url, maxsize=4, connect_timeout=1.0, read_timeout=1.0)
+
+
+ANSWER = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n\r\n{}"
+)
+
+
+def keep_alive(conn: socket.socket) -> None:
+    while read_request(conn):
+        conn.sendall(ANSWER)
+
+
+HUNG_UP = threading.Event()
+
+
+def answer_once(conn: socket.socket) -> None:
+    """Answers one request as keep-alive, then closes the connection while it is idle."""
+    if read_request(conn):
+        conn.sendall(ANSWER)
+        conn.shutdown(socket.SHUT_RDWR)
+        HUNG_UP.set()
+
+
+def test_a_connection_carries_one_request_after_another(
+    serving: Callable[[Serve], RawServer],
+) -> None:
+    server = serving(keep_alive)
+    client = pool(server)
+    answers = [client.post(b"{}", {"Host": "h"}) for _ in range(3)]
+    assert [(a.status, a.data) for a in answers] == [(200, b"{}")] * 3
+    assert server.connections == 1
+
+
+def test_a_connection_dropped_while_idle_is_not_reused(
+    serving: Callable[[Serve], RawServer],
+) -> None:
+    server = serving(answer_once)
+    client = pool(server)
+    assert client.post(b"{}", {"Host": "h"}).status == 200
+    assert HUNG_UP.wait(5), "the server did not hang up"
+    assert client.post(b"{}", {"Host": "h"}).status == 200
+    assert server.connections == 2
+
+
+def test_chunked_and_closing_answers_are_read_whole(
+    serving: Callable[[Serve], RawServer],
+) -> None:
+    answers = [
+        b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{"a\r\n5\r\n": 1}\r\n0\r\n\r\n',
+        b"HTTP/1.1 400 Bad\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nX-Amzn-RequestId: r1\r\n\r\n{}",
+    ]
+
+    def in_turn(conn: socket.socket) -> None:
+        while read_request(conn) and answers:
+            answer = answers.pop(0)
+            conn.sendall(answer)
+            if b"close" in answer or b"HTTP/1.0" in answer:
+                return
+
+    server = serving(in_turn)
+    client = pool(server)
+    chunked = client.post(b"{}", {"Host": "h"})
+    assert (chunked.status, chunked.data) == (200, b'{"a": 1}')
+    closing = client.post(b"{}", {"Host": "h"})
+    assert (closing.status, closing.data) == (400, b"{}")
+    until_close = client.post(b"{}", {"Host": "h"})
+    assert until_close.data == b"{}" and until_close.headers["X-Amzn-RequestId"] == "r1"
+    assert server.connections == 2  # the chunked answer's connection carried the second
+
+
+def test_an_answer_cut_short_is_a_closed_connection(
+    serving: Callable[[Serve], RawServer],
+) -> None:
+    def cut(conn: socket.socket) -> None:
+        if read_request(conn):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}")
+
+    client = pool(serving(cut))
+    with pytest.raises(ConnectionClosedError):
+        client.post(b"{}", {"Host": "h"})
