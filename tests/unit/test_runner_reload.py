@@ -106,12 +106,16 @@ def world(
         made.setdefault(spec.name, []).append(region)
         return region
 
+    before = set(threading.enumerate())
     runner = reloading_runner(path, Clock(), connect)
     yield runner, path, made, go_on
     go_on.set()
     runner.stopping.set()
     for owned in runner.owned.values():
         owned.stop.set()
+    for thread in threading.enumerate():  # none goes on (and logs) into the tests that follow
+        if thread.name.startswith("shard-") and thread not in before:
+            thread.join(10)
 
 
 def saved(runner: Runner, region: str, ref: ShardRef) -> dict[str, str]:
