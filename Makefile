@@ -46,8 +46,12 @@ integration: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# PYTEST_FLAGS="-n 2 --dist loadgroup": two test processes, a module at a time each (the
+# heaviest modules in one process, one after the other); see docs/development/tests.md.
+PYTEST_FLAGS ?=
+
 test: setup lint typecheck docs
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_FLAGS)
 
 clean:
 	rm -rf $(VENV) node_modules .java .mypy_cache .pytest_cache .ruff_cache site

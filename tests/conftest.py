@@ -37,12 +37,21 @@ os.environ.pop("AWS_PROFILE", None)
 INTEGRATION = Path(__file__).parent / "integration"
 
 
+# The modules that load DynamoDB Local hardest (faults with kills, add-region under load):
+# with two test processes (``make test PYTEST_FLAGS="-n 2 --dist loadgroup"``) they run one
+# after the other in one process, never at the same time.
+HEAVY = {"test_faults.py", "test_residency.py", "test_add_region.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test under tests/integration gets the ``integration`` marker (it talks to real
-    servers): ``pytest -m "not integration"`` runs the rest alone."""
+    servers): ``pytest -m "not integration"`` runs the rest alone. Each module is one
+    ``xdist_group`` (its module fixtures stay in one process), the heavy ones one together."""
     for item in items:
         if item.path.is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.integration)
+        group = "heavy" if item.path.name in HEAVY else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,20 @@ README says why that is the one gap of a write made outside its scope.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from dynamodb_replicator.core.model import Version
 from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.residency import ResidencyRule
-from tests.workload import FIELDS, Event, Workload, region_state
+from tests.workload import (
+    FIELDS,
+    Event,
+    Workload,
+    differences,
+    user_attributes,
+    wait_until_converged,
+)
 
 EU_CENTRAL, EU_WEST, US_EAST = "eu-central-1", "eu-west-1", "us-east-1"
 REGIONS = (EU_CENTRAL, EU_WEST, US_EAST)
@@ -82,7 +87,7 @@ class ResidentWorkload(Workload):
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )["Attributes"]
-            self._record(Event(key, version, False, _user(new)))
+            self._record(Event(key, version, False, user_attributes(new)))
         else:
             self._delete(region, client, key)
 
@@ -107,23 +112,11 @@ class ResidentWorkload(Workload):
             self._record(Event(key, version, True, None))
 
 
-def _user(item: dict[str, Any]) -> dict[str, Any]:
-    added = FIELDS.added()
-    return {k: v for k, v in item.items() if k not in added}
-
-
 def scoped_differences(
     clients: dict[str, Any], table: str, expected: dict[str, dict[str, Any] | None]
 ) -> list[str]:
     """What differs from the winners projected onto their scopes, per region."""
-    found = []
-    for region, client in clients.items():
-        want = {k: v for k, v in expected.items() if v is not None and RULE.allows(v, region)}
-        have = region_state(client, table)
-        for key in sorted(set(want) | set(have)):
-            if want.get(key) != have.get(key):
-                found.append(f"{region} {key}: want {want.get(key)} have {have.get(key)}")
-    return found
+    return differences(clients, table, expected, RULE.allows)
 
 
 def wait_until_scoped(
@@ -133,11 +126,4 @@ def wait_until_scoped(
     timeout: float = 90.0,
 ) -> float:
     """Poll until every region holds exactly what its scope allows; seconds it took."""
-    started = time.monotonic()
-    last: Sequence[str] = []
-    while time.monotonic() - started < timeout:
-        last = scoped_differences(clients, table, expected)
-        if not last:
-            return time.monotonic() - started
-        time.sleep(0.2)
-    raise AssertionError(f"not converged after {timeout} s: {last[:10]} ({len(last)} differences)")
+    return wait_until_converged(clients, table, expected, timeout, RULE.allows)

@@ -53,7 +53,7 @@ class Workload:
         if roll < 0.5:
             item = {**ddb_key, FIELDS.timestamp: {"N": str(stamp)}, "v": {"S": f"{region}-{stamp}"}}
             client.put_item(TableName=self.table, Item=item)
-            self._record(Event(key, Version.of(str(stamp), region), False, _user(item)))
+            self._record(Event(key, Version.of(str(stamp), region), False, user_attributes(item)))
         elif roll < 0.8:
             new = client.update_item(
                 TableName=self.table,
@@ -63,7 +63,7 @@ class Workload:
                 ExpressionAttributeValues={":t": {"N": str(stamp)}, ":u": {"N": str(stamp)}},
                 ReturnValues="ALL_NEW",
             )["Attributes"]
-            self._record(Event(key, Version.of(str(stamp), region), False, _user(new)))
+            self._record(Event(key, Version.of(str(stamp), region), False, user_attributes(new)))
         else:
             old = client.delete_item(TableName=self.table, Key=ddb_key, ReturnValues="ALL_OLD")
             version = stored_version(old.get("Attributes"), region, FIELDS)
@@ -167,7 +167,8 @@ class BackgroundLoad:
         return len(self.workload.events) / max((self.ended or time.monotonic()) - self.began, 1e-9)
 
 
-def _user(item: dict[str, Any]) -> dict[str, Any]:
+def user_attributes(item: dict[str, Any]) -> dict[str, Any]:
+    """``item`` without the replicator's own attributes."""
     added = FIELDS.added()
     return {k: v for k, v in item.items() if k not in added}
 
@@ -178,19 +179,27 @@ def region_state(client: Any, table: str) -> dict[str, dict[str, Any]]:
     while True:
         page = client.scan(**kwargs)
         for item in page["Items"]:
-            items[item["pk"]["S"]] = _user(item)
+            items[item["pk"]["S"]] = user_attributes(item)
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def differences(
-    clients: dict[str, Any], table: str, expected: dict[str, dict[str, Any] | None]
+    clients: dict[str, Any],
+    table: str,
+    expected: dict[str, dict[str, Any] | None],
+    may_hold: Callable[[dict[str, Any], str], bool] | None = None,
 ) -> list[str]:
-    """What differs from the expected winners, per region (empty: converged)."""
-    want = {k: v for k, v in expected.items() if v is not None}
+    """What differs from the expected winners, per region (empty: converged); with
+    ``may_hold(item, region)``, a region is to hold only the winners it may hold."""
     found = []
     for region, client in clients.items():
+        want = {
+            k: v
+            for k, v in expected.items()
+            if v is not None and (may_hold is None or may_hold(v, region))
+        }
         have = region_state(client, table)
         for key in sorted(set(want) | set(have)):
             if want.get(key) != have.get(key):
@@ -203,12 +212,14 @@ def wait_until_converged(
     table: str,
     expected: dict[str, dict[str, Any] | None],
     timeout: float = 90.0,
+    may_hold: Callable[[dict[str, Any], str], bool] | None = None,
 ) -> float:
-    """Poll until every region holds exactly the expected winners; seconds it took."""
+    """Poll until every region holds exactly the expected winners (those it ``may_hold``);
+    seconds it took."""
     started = time.monotonic()
     last: Sequence[str] = []
     while time.monotonic() - started < timeout:
-        last = differences(clients, table, expected)
+        last = differences(clients, table, expected, may_hold)
         if not last:
             return time.monotonic() - started
         time.sleep(0.2)

@@ -144,7 +144,9 @@ def test_unversioned_items_of_the_joining_table_are_named_and_not_copied(
         fill(clients[region], "Legacy", [item("a", 5, "a")])
     fill(clients[JOINING], "Legacy", [item(f"legacy-{n}", None, "x") for n in range(7)])
     config = write_config(tmp_path / "c.toml", ["Legacy"], {US: endpoint, EU: endpoint})
-    assert main(add_region(config, endpoint)) == 1
+    # No runner replicates this table: the legacy items that stay out differ for good, and
+    # the final diff would wait its whole default settle timeout (60 s) for them.
+    assert main(add_region(config, endpoint, "--settle-timeout", "1")) == 1
     out = capsys.readouterr().out
     assert "unversioned 7" in out and "version-items" in out, out
     assert '{"pk": {"S": "legacy-' in out  # a few keys shown, in the one key format

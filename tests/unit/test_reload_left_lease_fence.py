@@ -8,7 +8,6 @@ state table's fencing conditions (testing/memory_leases.py)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,50 +15,30 @@ from pathlib import Path
 import pytest
 
 from dynamodb_replicator.core.model import RegionSpec
-from dynamodb_replicator.runner.config import RunnerConfig
-from dynamodb_replicator.runner.preflight import Checked, Checks
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.runner.shard_thread import Owned
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
-from .test_runner_outage import CONFIG, NAMES, SCHEMA, Clock, NoParking
+from .reloading import reloading_runner, rewrite
+from .test_runner_outage import NAMES, Clock, NoParking
 from .test_runner_reload import GatedReplicator, OnePageStreams
 
 World = tuple[Runner, Path, threading.Event]
 
 
-def _write(path: Path, extra: str = "") -> None:
-    text = 'tables = ["Orders"]\n' + extra
-    text += "".join(f'[[regions]]\nname = "{n}"\n' for n in NAMES)
-    stamp = (os.stat(path).st_mtime_ns if path.exists() else 0) + 1_000_000_000
-    path.write_text(text)
-    os.utime(path, ns=(stamp, stamp))
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     path = tmp_path / "c.toml"
-    _write(path)
+    rewrite(path)
     clock, go_on = Clock(), threading.Event()
     tables = {n: LeaseTable(clock) for n in NAMES}
 
-    def connect(spec: RegionSpec, *_: object) -> Region:
+    def connect(spec: RegionSpec) -> Region:
         store = MemoryStateStore(tables[spec.name], name=spec.name)
         return Region(spec, OnePageStreams(spec.name), store, GatedReplicator(go_on), NoParking())
 
-    def check_all(config: RunnerConfig) -> Checked:
-        return Checked(dict.fromkeys((s.name for s in config.regions), SCHEMA))
-
-    runner = Runner(
-        CONFIG,
-        worker_id="w",
-        clock=clock,
-        config_path=str(path),
-        connect=connect,
-        checks=Checks(all=check_all),
-    )
-    runner.regions = runner._regions(CONFIG)
+    runner = reloading_runner(path, clock, connect)
     yield runner, path, go_on
     go_on.set()
     runner.shutdown()
@@ -101,7 +80,7 @@ def test_a_shard_whose_page_outlived_a_table_rename_reload_is_not_leased_again_b
     runner, path, _go_on = world
     before = _pages_out_past_the_deadline(runner)
 
-    _write(path, '[table_names.Orders]\nb = "Orders-b"\n')  # renamed in b: every shard stops
+    rewrite(path, extra='[table_names.Orders]\nb = "Orders-b"\n')  # renamed in b: every shard stops
     assert runner.reload_if_changed()
     assert not runner.owned and all(o.thread.is_alive() for o in before.values())
     runner.balance()
@@ -115,7 +94,7 @@ def test_a_shard_whose_page_outlived_a_full_restart_is_not_leased_again_before_e
     runner, path, _go_on = world
     before = _pages_out_past_the_deadline(runner)
 
-    _write(path, "page_limit = 500\n")  # not a reshape: every shard worker restarts
+    rewrite(path, extra="page_limit = 500\n")  # not a reshape: every shard worker restarts
     assert runner.reload_if_changed()
     assert not runner.owned and all(o.thread.is_alive() for o in before.values())
     runner.balance()

@@ -5,59 +5,35 @@ in-memory state tables, one per (region, endpoint)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dynamodb_replicator.core.model import RegionSpec
-from dynamodb_replicator.runner.config import RunnerConfig
-from dynamodb_replicator.runner.preflight import Checked, Checks
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
-from .test_runner_outage import CONFIG, NAMES, SCHEMA, Clock, FakeReplicator, FakeStreams, NoParking
+from .reloading import reloading_runner, rewrite
+from .test_runner_outage import NAMES, Clock, FakeReplicator, FakeStreams, NoParking
 
 Tables = dict[tuple[str, str | None], LeaseTable]
-
-
-def _write(path: Path, regions: Sequence[str], *, c_endpoint: str = "", extra: str = "") -> None:
-    text = 'tables = ["Orders"]\n' + extra
-    for name in regions:
-        text += f'[[regions]]\nname = "{name}"\n'
-        if name == "c" and c_endpoint:
-            text += f'endpoint_url = "{c_endpoint}"\n'
-    stamp = (os.stat(path).st_mtime_ns if path.exists() else 0) + 1_000_000_000
-    path.write_text(text)
-    os.utime(path, ns=(stamp, stamp))
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Runner, Path, Tables]]:
     path = tmp_path / "c.toml"
-    _write(path, NAMES)
+    rewrite(path)
     clock = Clock()
     tables: Tables = {}
 
-    def connect(spec: RegionSpec, *_: object) -> Region:
+    def connect(spec: RegionSpec) -> Region:
         table = tables.setdefault((spec.name, spec.endpoint_url), LeaseTable(clock))
         store = MemoryStateStore(table, name=f"{spec.name}@{spec.endpoint_url}")
         return Region(spec, FakeStreams(spec.name), store, FakeReplicator(), NoParking())
 
-    def check_all(config: RunnerConfig) -> Checked:
-        return Checked(dict.fromkeys((s.name for s in config.regions), SCHEMA))
-
-    runner = Runner(
-        CONFIG,
-        worker_id="w",
-        clock=clock,
-        config_path=str(path),
-        connect=connect,
-        checks=Checks(all=check_all),
-    )
-    runner.regions = runner._regions(CONFIG)
+    runner = reloading_runner(path, clock, connect)
     yield runner, path, tables
     runner.shutdown()
 
@@ -77,13 +53,13 @@ def test_a_region_removed_then_added_with_another_endpoint_claims_the_id_in_its_
     assert {o.region for o in runner.owned.values()} == set(NAMES)
     assert _claim_covers_leases(runner, tables[("c", None)], "c")
 
-    _write(path, ["a", "b"])  # c removed ...
+    rewrite(path, ["a", "b"])  # c removed ...
     assert runner.reload_if_changed()
     assert "c" not in {o.region for o in runner.owned.values()}
     clock = runner.clock
     assert isinstance(clock, Clock)
     clock.t += 5  # ... and added back, another state table behind it, soon after
-    _write(path, NAMES, c_endpoint="http://c-elsewhere:8000")
+    rewrite(path, endpoints={"c": "http://c-elsewhere:8000"})
     assert runner.reload_if_changed()
     runner.balance()
 
@@ -100,7 +76,7 @@ def test_a_full_restart_that_moves_a_regions_table_claims_the_id_in_its_new_tabl
     assert _claim_covers_leases(runner, tables[("c", None)], "c")
 
     # Another endpoint for c and another page limit: not a reshape, every worker restarts.
-    _write(path, NAMES, c_endpoint="http://c-elsewhere:8000", extra="page_limit = 500\n")
+    rewrite(path, endpoints={"c": "http://c-elsewhere:8000"}, extra="page_limit = 500\n")
     assert runner.reload_if_changed()
     assert runner.config.page_limit == 500 and not runner.owned
     runner.balance()

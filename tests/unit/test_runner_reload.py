@@ -21,14 +21,13 @@ from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.roles import RoleSpec
 from dynamodb_replicator.core.streams import Page, ShardRef
 from dynamodb_replicator.ops.backfill import append_region
-from dynamodb_replicator.runner.config import RunnerConfig
-from dynamodb_replicator.runner.preflight import Checked, Checks
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.reloader import Reshape, reshape
 from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.runner import Runner
 
-from .test_runner_outage import CONFIG, NAMES, SCHEMA, Clock, FakeState, FakeStreams, NoParking
+from .reloading import reloading_runner
+from .test_runner_outage import CONFIG, NAMES, Clock, FakeState, FakeStreams, NoParking
 
 SEQ = f"{1:021d}"
 World = tuple[Runner, Path, dict[str, list[Region]], threading.Event]
@@ -101,29 +100,22 @@ def world(
     made: dict[str, list[Region]] = {}
     states: dict[str, SavingState] = {}
 
-    def connect(spec: RegionSpec, *_: object) -> Region:
+    def connect(spec: RegionSpec) -> Region:
         state = states.setdefault(spec.name, SavingState(spec.name))
         region = Region(spec, OnePageStreams(spec.name), state, GatedReplicator(go_on), NoParking())
         made.setdefault(spec.name, []).append(region)
         return region
 
-    def check_all(config: RunnerConfig) -> Checked:
-        return Checked(dict.fromkeys((s.name for s in config.regions), SCHEMA))
-
-    runner = Runner(
-        CONFIG,
-        worker_id="w",
-        clock=Clock(),
-        config_path=str(path),
-        connect=connect,
-        checks=Checks(all=check_all),
-    )
-    runner.regions = runner._regions(CONFIG)
+    before = set(threading.enumerate())
+    runner = reloading_runner(path, Clock(), connect)
     yield runner, path, made, go_on
     go_on.set()
     runner.stopping.set()
     for owned in runner.owned.values():
         owned.stop.set()
+    for thread in threading.enumerate():  # none goes on (and logs) into the tests that follow
+        if thread.name.startswith("shard-") and thread not in before:
+            thread.join(10)
 
 
 def saved(runner: Runner, region: str, ref: ShardRef) -> dict[str, str]:

@@ -5,11 +5,9 @@ removed target leaves them without a position of it saved for a page not written
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from dynamodb_replicator.core.conflicts import Conflict
@@ -21,23 +19,11 @@ from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.runner.shard_thread import Owned, run_shard
 from dynamodb_replicator.runner.shardworker import ShardWorker
 
+from .reloading import rewrite
 from .test_runner_outage import NAMES, FakeState
 from .test_runner_outage import Clock as RunnerClock
 from .test_runner_reload import GatedReplicator, SavingState, World, saved, world  # noqa: F401
 from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, FakeTargets, record
-
-
-def _rewrite(
-    path: Path, regions: Sequence[str], *, a_endpoint: str | None = None, extra: str = ""
-) -> None:
-    text = 'tables = ["Orders"]\n' + extra
-    for name in regions:
-        text += f'[[regions]]\nname = "{name}"\n'
-        if name == "a" and a_endpoint:
-            text += f'endpoint_url = "{a_endpoint}"\n'
-    stamp = os.stat(path).st_mtime_ns + 1_000_000_000  # seen as edited, however coarse
-    path.write_text(text)
-    os.utime(path, ns=(stamp, stamp))
 
 
 def _until(condition: Callable[[], bool]) -> bool:
@@ -69,7 +55,7 @@ def test_removing_a_region_stops_only_its_shards_and_the_others_drop_it_as_targe
     kept = {**_held(runner, "a"), **_held(runner, "b")}
     gone = _held(runner, "c")
 
-    _rewrite(path, ["a", "b"])
+    rewrite(path, ["a", "b"])
     assert runner.reload_if_changed()
 
     state_c = made["c"][0].state
@@ -96,7 +82,7 @@ def test_changing_a_regions_endpoint_hands_over_only_the_shards_read_from_it(
     others = {**_held(runner, "b"), **_held(runner, "c")}
     moved = _held(runner, "a")
 
-    _rewrite(path, NAMES, a_endpoint="http://elsewhere:8000")
+    rewrite(path, endpoints={"a": "http://elsewhere:8000"})
     assert runner.reload_if_changed()
 
     state_a = made["a"][0].state
@@ -121,7 +107,7 @@ def test_a_page_in_flight_ends_through_a_reload_that_removes_its_target(
     assert first.entered.wait(30)  # a page of a shard of a is being written, to b and c
     ref, before = next(iter(_held(runner, "a").items()))
 
-    _rewrite(path, ["a", "b"])
+    rewrite(path, ["a", "b"])
     clock = runner.clock
     assert isinstance(clock, RunnerClock)
     clock.t = 1022.4  # near the deadline: c's held pages are waited for only briefly
@@ -145,7 +131,7 @@ def test_renaming_a_table_in_one_region_hands_over_that_tables_shards_only(
     before = dict(runner.owned)
     kept_replicator, kept_state = runner.regions["b"].replicator, runner.regions["b"].state
 
-    _rewrite(path, NAMES, extra='[table_names.Orders]\nb = "Orders-b"\n')
+    rewrite(path, extra='[table_names.Orders]\nb = "Orders-b"\n')
     assert runner.reload_if_changed()
     assert runner.config.replication.names.physical("Orders", "b") == "Orders-b"
 
