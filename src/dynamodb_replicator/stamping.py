@@ -20,17 +20,20 @@ needs the marker to call a record a replica write). Same write, same write units
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from dynamodb_replicator.clock import SystemClock
+from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import SystemAttributes, parse_number
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.update_expression import extended, free, written
 
-__all__ = ["Stamper", "stamp"]
+__all__ = ["Stamper", "replicators_client", "stamp"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class _Sequence:
 
 
 _SEQUENCE = _Sequence()
+# Clients stamped, and clients the replicator's stores use: one client is never both (the
+# replicator's puts carry the marker, which the stamper strips). Weak: no client is kept.
+_STAMPED: weakref.WeakSet[Any] = weakref.WeakSet()
+_REPLICATORS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class Stamper:
@@ -176,6 +183,19 @@ def stamp(
     share the resource's client). Returns the stamper (its ``next()`` gives timestamps for
     writes made some other way)."""
     client = target.meta.client if hasattr(target.meta, "client") else target
+    if client in _REPLICATORS:
+        raise ConfigError("stamp(): this client writes the replicator's own items; stamp another")
+    _STAMPED.add(client)
     stamper = Stamper(clock, fields)
     client.meta.events.register_last("before-parameter-build.dynamodb", stamper)
     return stamper
+
+
+def replicators_client(client: Any) -> Any:
+    """``client``, recorded as one the replicator writes with (``stamp()`` then refuses
+    it); a client already stamped is refused: its puts would lose the marker."""
+    if client in _STAMPED:
+        raise ConfigError("a stamped client cannot write the replicator's items; pass another")
+    with contextlib.suppress(TypeError):  # no weak reference to it: no boto3 client, unstamped
+        _REPLICATORS.add(client)
+    return client

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import boto3
 import pytest
 
-from dynamodb_replicator.stamping import Stamper
+from dynamodb_replicator.aws.factory import dynamo_store
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.stamping import Stamper, stamp
 
 
 class Model:
@@ -147,3 +151,22 @@ def test_partiql_writes_are_warned(caplog: pytest.LogCaptureFixture) -> None:
         logger.removeHandler(caplog.handler)
     assert params == {"Statement": "UPDATE T SET a = 1"}
     assert "PartiQL" in caplog.text
+
+
+def test_a_client_is_never_both_stamped_and_the_replicators() -> None:
+    """The replicator's puts carry the marker that ``stamp()`` strips."""
+    spec = RegionSpec("us-east-1", "http://127.0.0.1:1")
+
+    def client() -> Any:
+        return boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+
+    stamped_first = client()
+    stamp(stamped_first)
+    with pytest.raises(ConfigError, match="stamped client"):
+        dynamo_store(spec, client=stamped_first)
+    store_first = client()
+    dynamo_store(spec, client=store_first)
+    with pytest.raises(ConfigError, match="replicator's own items"):
+        stamp(store_first)
