@@ -4,8 +4,11 @@ line and no other change.
 
 It registers a botocore ``before-parameter-build`` handler, last, so it sees requests in
 the low-level form (a resource has serialized its Python values by then). Timestamps are
-epoch milliseconds, strictly increasing within the process. An explicit ``__timestamp`` is
-left alone. PartiQL statements cannot be stamped: they get a warning.
+epoch milliseconds, strictly increasing within the process. An explicit ``__timestamp`` (an
+update expression writing it; a put's Item carrying one) is left alone, except a put's that
+equals the Item's marker: a replica read back and put again. PartiQL statements cannot be
+stamped: they get a warning. The request is rewritten on copies: the caller's dicts are
+never changed.
 
 Every PutItem and UpdateItem it sees also drops the replica marker (``__replicaTimestamp``):
 only the replicator writes it, and an application write that kept it and landed exactly on
@@ -17,23 +20,23 @@ needs the marker to call a record a replica write). Same write, same write units
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import re
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from dynamodb_replicator.clock import SystemClock
-from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import SystemAttributes, parse_number
 from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.update_expression import extended, free, written
 
-__all__ = ["Stamper", "stamp"]
+__all__ = ["Stamper", "replicators_client", "stamp"]
 
 log = logging.getLogger(__name__)
 
-_SET = re.compile(r"\bSET\b", re.IGNORECASE)
-# A REMOVE clause keyword, not a placeholder such as ``:remove`` or ``#remove``.
-_REMOVE = re.compile(r"(?<![#:\w])REMOVE\b", re.IGNORECASE)
 _NAME, _VALUE = "#replicatorTimestamp", ":replicatorTimestamp"
 _MARKER = "#replicatorMarker"
 _PARTIQL = {"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"}
@@ -53,10 +56,16 @@ class _Sequence:
 
 
 _SEQUENCE = _Sequence()
+# Clients stamped, and clients the replicator's stores use: one client is never both (the
+# replicator's puts carry the marker, which the stamper strips). Weak: no client is kept.
+_STAMPED: weakref.WeakSet[Any] = weakref.WeakSet()
+_REPLICATORS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class Stamper:
-    """Adds ``__timestamp`` (epoch ms, strictly increasing) to write requests in place."""
+    """Adds ``__timestamp`` (epoch ms, strictly increasing) to write requests. It replaces
+    the request's top-level entries (botocore's own dict) and never changes the caller's
+    nested dicts: an Item put again must not carry the last put's timestamp."""
 
     def __init__(self, clock: Clock | None = None, fields: SystemAttributes | None = None) -> None:
         self.clock = clock or SystemClock()
@@ -88,66 +97,82 @@ class Stamper:
         }
 
     def put(self, params: dict[str, Any]) -> None:
+        """Stamp a PutItem (or a batch's or transaction's Put): a copy of its Item."""
         item = params.get("Item")
         if isinstance(item, dict):
-            if self.attribute not in item:
-                item[self.attribute] = {"N": self.next()}
-            item.pop(self.marker, None)  # a copy of a replica read back: not a replica
+            params["Item"] = self._item(item)
+
+    def _item(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``item`` with a timestamp and without the marker. A timestamp equal
+        to the item's marker is a replica's, read back and put again (read-modify-write),
+        not one the application chose: it gets a fresh one too (docs/concepts/data-
+        contract.md), else the put would read as (replica's timestamp, this region)."""
+        stamped = dict(item)
+        marker = stamped.pop(self.marker, None)
+        explicit = stamped.get(self.attribute)
+        if explicit is None or _same_number(explicit, marker):
+            stamped[self.attribute] = {"N": self.next()}
+        return stamped
 
     def update(self, params: dict[str, Any]) -> None:
-        self._stamp_update(params)
-        self._unmark_update(params)
-
-    def _unmark_update(self, params: dict[str, Any]) -> None:
-        """Add ``REMOVE <marker>`` (legacy form: a DELETE action), unless the request names
-        the marker itself (a path may appear in one clause only)."""
-        if "AttributeUpdates" in params:
-            params["AttributeUpdates"].setdefault(self.marker, {"Action": "DELETE"})
-            return
-        names: dict[str, str] = params.get("ExpressionAttributeNames", {})
-        expression: str = params.get("UpdateExpression", "")
-        if self.marker in names.values() or re.search(rf"\b{self.marker}\b", expression):
-            return
-        params["ExpressionAttributeNames"] = {**names, _MARKER: self.marker}
-        match = _REMOVE.search(expression)
-        if match is None:
-            params["UpdateExpression"] = f"{expression} REMOVE {_MARKER}".strip()
-        else:
-            at = match.end()
-            params["UpdateExpression"] = f"{expression[:at]} {_MARKER},{expression[at:]}"
-
-    def _stamp_update(self, params: dict[str, Any]) -> None:
+        """Stamp an UpdateItem unless its update writes the timestamp itself, and drop the
+        marker unless it writes the marker itself (a path may be written by one action
+        only). Conditions may name either: they only read."""
         if "AttributeUpdates" in params:  # the legacy form
-            updates = params["AttributeUpdates"]
-            if self.attribute not in updates:
-                updates[self.attribute] = {"Value": {"N": self.next()}, "Action": "PUT"}
+            updates = dict(params["AttributeUpdates"])
+            updates.setdefault(self.attribute, {"Value": {"N": self.next()}, "Action": "PUT"})
+            updates.setdefault(self.marker, {"Action": "DELETE"})
+            params["AttributeUpdates"] = updates
             return
-        names: dict[str, str] = params.get("ExpressionAttributeNames", {})
+        names = dict(params.get("ExpressionAttributeNames", {}))
+        values = dict(params.get("ExpressionAttributeValues", {}))
         expression: str = params.get("UpdateExpression", "")
-        if self.attribute in names.values() or re.search(rf"\b{self.attribute}\b", expression):
-            return  # the application sets it itself
-        params["ExpressionAttributeNames"] = {**names, _NAME: self.attribute}
-        params.setdefault("ExpressionAttributeValues", {})[_VALUE] = {"N": self.next()}
-        clause = f"{_NAME} = {_VALUE}"
-        match = _SET.search(expression)
-        if match is None:
-            params["UpdateExpression"] = f"SET {clause} {expression}".strip()
-        else:
-            at = match.end()
-            params["UpdateExpression"] = f"{expression[:at]} {clause},{expression[at:]}"
+        writes = written(expression, names)
+        if self.attribute not in writes:
+            name, value = free(_NAME, names), free(_VALUE, values)
+            names[name], values[value] = self.attribute, {"N": self.next()}
+            expression = extended(expression, "SET", f"{name} = {value}")
+        if self.marker not in writes:
+            name = free(_MARKER, names)
+            names[name] = self.marker
+            expression = extended(expression, "REMOVE", name)
+        params["UpdateExpression"] = expression
+        params["ExpressionAttributeNames"] = names
+        if values:  # DynamoDB refuses an empty map
+            params["ExpressionAttributeValues"] = values
 
     def batch_write(self, params: dict[str, Any]) -> None:
-        for requests in params.get("RequestItems", {}).values():
-            for request in requests:
-                if "PutRequest" in request:
-                    self.put(request["PutRequest"])
+        """Stamp a BatchWriteItem's puts (copies of its request lists)."""
+        requests = params.get("RequestItems")
+        if isinstance(requests, dict):
+            params["RequestItems"] = {
+                table: [self._entry(entry, "PutRequest") for entry in entries]
+                for table, entries in requests.items()
+            }
 
     def transact_write(self, params: dict[str, Any]) -> None:
-        for entry in params.get("TransactItems", []):
-            if "Put" in entry:
-                self.put(entry["Put"])
-            elif "Update" in entry:
-                self.update(entry["Update"])
+        """Stamp a TransactWriteItems' puts and updates (a copy of its list)."""
+        entries = params.get("TransactItems")
+        if isinstance(entries, list):
+            params["TransactItems"] = [
+                self._entry(self._entry(entry, "Put"), "Update") for entry in entries
+            ]
+
+    def _entry(self, entry: Any, kind: str) -> Any:
+        """``entry`` with a stamped copy of its ``kind`` request, if it has one."""
+        if not isinstance(entry, dict) or not isinstance(entry.get(kind), dict):
+            return entry
+        request = dict(entry[kind])
+        (self.update if kind == "Update" else self.put)(request)
+        return {**entry, kind: request}
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Two attribute values that are the same number."""
+    if not (isinstance(a, dict) and isinstance(b, dict) and "N" in a and "N" in b):
+        return False
+    x, y = parse_number(a["N"]), parse_number(b["N"])
+    return x is not None and x == y
 
 
 def stamp(
@@ -158,6 +183,19 @@ def stamp(
     share the resource's client). Returns the stamper (its ``next()`` gives timestamps for
     writes made some other way)."""
     client = target.meta.client if hasattr(target.meta, "client") else target
+    if client in _REPLICATORS:
+        raise ConfigError("stamp(): this client writes the replicator's own items; stamp another")
+    _STAMPED.add(client)
     stamper = Stamper(clock, fields)
     client.meta.events.register_last("before-parameter-build.dynamodb", stamper)
     return stamper
+
+
+def replicators_client(client: Any) -> Any:
+    """``client``, recorded as one the replicator writes with (``stamp()`` then refuses
+    it); a client already stamped is refused: its puts would lose the marker."""
+    if client in _STAMPED:
+        raise ConfigError("a stamped client cannot write the replicator's items; pass another")
+    with contextlib.suppress(TypeError):  # no weak reference to it: no boto3 client, unstamped
+        _REPLICATORS.add(client)
+    return client

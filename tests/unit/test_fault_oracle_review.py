@@ -26,13 +26,6 @@ def _any_foreign_tombstone_is_an_echo(change: Any, tomb: Any, source: str, polic
     return tomb is not None and tomb.deleted_in != source
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="World._raced excuses an echo-dropped application delete whenever the region's "
-    "tombstone changed between the delete and its planning (tomb != before), without "
-    "checking that the new tombstone covers the content removed: a stale delete of an "
-    "older version landing there is enough, so a planner that ignores coverage passes",
-)
 @pytest.mark.parametrize("rule", [RULE, None], ids=["residency", "no-rule"])
 def test_the_oracle_fails_a_planner_that_drops_a_delete_not_covered_by_the_tombstone(
     monkeypatch: pytest.MonkeyPatch, rule: ResidencyRule | None

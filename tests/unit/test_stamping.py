@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import boto3
 import pytest
 
-from dynamodb_replicator.stamping import Stamper
+from dynamodb_replicator.aws.factory import dynamo_store
+from dynamodb_replicator.core.errors import ConfigError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.stamping import Stamper, stamp
 
 
 class Model:
@@ -62,8 +66,56 @@ def test_an_explicit_timestamp_is_left_alone_and_the_marker_still_dropped() -> N
     assert stamped("UpdateItem", dict(literal))["UpdateExpression"] == (
         "SET __timestamp = :t REMOVE #replicatorMarker"
     )
-    item = {"Item": {"pk": {"S": "k"}, "__timestamp": {"N": "5"}, "__replicaTimestamp": {"N": "5"}}}
-    assert stamped("PutItem", item)["Item"] == {"pk": {"S": "k"}, "__timestamp": {"N": "5"}}
+    # A replica read back (marker 5) whose timestamp the application set anew: its choice.
+    item = {"Item": {"pk": {"S": "k"}, "__timestamp": {"N": "6"}, "__replicaTimestamp": {"N": "5"}}}
+    assert stamped("PutItem", item)["Item"] == {"pk": {"S": "k"}, "__timestamp": {"N": "6"}}
+
+
+def test_a_put_of_a_replica_read_back_gets_a_fresh_timestamp() -> None:
+    """Its ``__timestamp`` equals its marker: the replica's, not one the application chose
+    (else the put would read as that timestamp written in this region)."""
+    item = {"pk": {"S": "k"}, "__timestamp": {"N": "5"}, "__replicaTimestamp": {"N": "5.0"}}
+    put = stamped("PutItem", {"Item": item})["Item"]
+    assert set(put) == {"pk", "__timestamp"}
+    assert int(put["__timestamp"]["N"]) >= 1000  # the clock's, not the replica's 5
+
+
+def test_an_update_that_only_reads_the_timestamp_or_the_marker_is_stamped_and_unmarked() -> None:
+    """Only the paths an update writes are its own; reading one (or a condition naming
+    it) leaves the stamper's SET and REMOVE valid."""
+    names = {"#ts": "__timestamp", "#m": "__replicaTimestamp"}
+    params = stamped(
+        "UpdateItem",
+        {"UpdateExpression": "SET prev = #ts, copy = #m", "ExpressionAttributeNames": names},
+    )
+    assert params["UpdateExpression"] == (
+        f"SET {STAMP}, prev = #ts, copy = #m REMOVE #replicatorMarker"
+    )
+
+
+def test_the_callers_dicts_are_left_unchanged() -> None:
+    """botocore hands a low-level client's nested dicts to the handler uncopied."""
+    item = {"pk": {"S": "k"}}
+    values = {":v": {"S": "x"}}
+    updates: dict[str, Any] = {}
+    batch = {"T": [{"PutRequest": {"Item": item}}]}
+    transact = [{"Update": {"UpdateExpression": "SET v = :v", "ExpressionAttributeValues": values}}]
+    stamped("PutItem", {"Item": item})
+    stamped("UpdateItem", {"UpdateExpression": "SET v = :v", "ExpressionAttributeValues": values})
+    stamped("UpdateItem", {"AttributeUpdates": updates})
+    assert (
+        "__timestamp"
+        in stamped("BatchWriteItem", {"RequestItems": batch})["RequestItems"]["T"][0]["PutRequest"][
+            "Item"
+        ]
+    )
+    stamped("TransactWriteItems", {"TransactItems": transact})
+    assert (item, values, updates) == ({"pk": {"S": "k"}}, {":v": {"S": "x"}}, {})
+    assert batch == {"T": [{"PutRequest": {"Item": {"pk": {"S": "k"}}}}]}
+    assert transact[0]["Update"] == {
+        "UpdateExpression": "SET v = :v",
+        "ExpressionAttributeValues": {":v": {"S": "x"}},
+    }
 
 
 def test_a_request_that_names_the_marker_itself_is_left_to_it() -> None:
@@ -99,3 +151,22 @@ def test_partiql_writes_are_warned(caplog: pytest.LogCaptureFixture) -> None:
         logger.removeHandler(caplog.handler)
     assert params == {"Statement": "UPDATE T SET a = 1"}
     assert "PartiQL" in caplog.text
+
+
+def test_a_client_is_never_both_stamped_and_the_replicators() -> None:
+    """The replicator's puts carry the marker that ``stamp()`` strips."""
+    spec = RegionSpec("us-east-1", "http://127.0.0.1:1")
+
+    def client() -> Any:
+        return boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
+
+    stamped_first = client()
+    stamp(stamped_first)
+    with pytest.raises(ConfigError, match="stamped client"):
+        dynamo_store(spec, client=stamped_first)
+    store_first = client()
+    dynamo_store(spec, client=store_first)
+    with pytest.raises(ConfigError, match="replicator's own items"):
+        stamp(store_first)

@@ -67,25 +67,12 @@ def apply_update(regions: StreamRegions, region: str, key: ItemKey, params: dict
     regions.stores[region].write_directly("T", key, item)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Stamper._stamp_update skips stamping when __timestamp is anywhere in "
-    "ExpressionAttributeNames, including names only the ConditionExpression uses "
-    "(boto3's Attr('__timestamp').eq(x) builds #n0): the update keeps the old timestamp",
-)
 def test_an_update_conditioned_on_the_timestamp_gets_a_fresh_one() -> None:
     params = stamped("UpdateItem", optimistic(T))
     assert params["UpdateExpression"].startswith(f"SET {STAMP}")
     assert params["ExpressionAttributeValues"][":replicatorTimestamp"] == n(T + 1000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an optimistic-lock update (condition Attr('__timestamp').eq(T)) through stamp() "
-    "on a replica of T@us-east-1 in ap-southeast-1 keeps T (not stamped) and loses the "
-    "marker: it reads as (T, ap-southeast-1), loses on the region name and is reverted "
-    "everywhere: the latest write is lost",
-)
 def test_an_optimistic_lock_update_of_a_replica_survives_everywhere(
     regions: StreamRegions,
 ) -> None:
@@ -101,12 +88,6 @@ def test_an_optimistic_lock_update_of_a_replica_survives_everywhere(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Stamper._unmark_update keeps the marker when a ConditionExpression alone names "
-    "it (names.values() is checked, not the UpdateExpression's own paths): no clause "
-    "conflict exists, yet the update may keep the replica's marker",
-)
 def test_an_update_conditioned_on_the_marker_still_drops_it() -> None:
     built = ConditionExpressionBuilder().build_expression(Attr(FIELDS.marker).exists())
     params = stamped(
@@ -121,12 +102,6 @@ def test_an_update_conditioned_on_the_marker_still_drops_it() -> None:
     assert re.search(r"\bREMOVE\b", params["UpdateExpression"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_SET = \\bSET\\b matches a placeholder named #set (or :set): the stamp clause is "
-    "spliced after it, 'ADD #set #replicatorTimestamp = :replicatorTimestamp, :one', a "
-    "malformed request (the REMOVE regex got the (?<![#:\\w]) guard, SET did not)",
-)
 def test_a_placeholder_named_set_is_no_set_clause() -> None:
     params = stamped(
         "UpdateItem",
@@ -135,12 +110,6 @@ def test_a_placeholder_named_set_is_no_set_clause() -> None:
     assert params["UpdateExpression"] == f"SET {STAMP} ADD #set :one REMOVE #replicatorMarker"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an application placeholder #replicatorMarker is overwritten ({**names, _MARKER: "
-    "marker}): its SET now targets __replicaTimestamp, which the added REMOVE also names "
-    "(DynamoDB rejects overlapping paths; the application's attribute is never written)",
-)
 def test_an_application_placeholder_named_like_the_stampers_keeps_its_meaning() -> None:
     params = stamped(
         "UpdateItem",
@@ -155,13 +124,6 @@ def test_an_application_placeholder_named_like_the_stampers_keeps_its_meaning() 
     assert names.get("#replicatorMarker", "note") == "note"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read-modify-write put through stamp(): the Item read back carries the replica's "
-    "__timestamp T, taken for an explicit one and kept; stamp() drops the marker, so "
-    "ap-southeast-1's later put reads as (T, ap-southeast-1), loses on the region name to "
-    "T@us-east-1 and is reverted everywhere (boto3 resource get_item/put_item pattern)",
-)
 def test_a_read_modify_write_put_of_a_replica_survives_everywhere(
     regions: StreamRegions,
 ) -> None:
@@ -184,13 +146,6 @@ class _Unsent(Exception):
     """Raised before the request is sent: these tests need no server."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Stamper.put writes __timestamp into the caller's own Item dict (botocore passes "
-    "it uncopied to a low-level client's handlers): the same dict put again after a change "
-    "carries the first put's timestamp, taken for an explicit one and kept, so the later "
-    "write loses to any version written between the two (a lost write)",
-)
 def test_a_low_level_put_of_the_same_item_dict_again_gets_a_later_timestamp() -> None:
     client = boto3.client(
         "dynamodb", region_name=US, aws_access_key_id="x", aws_secret_access_key="x"

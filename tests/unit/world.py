@@ -400,7 +400,11 @@ class World:
         if entry is None or not echoes:
             return
         happened, before = entry
-        if tomb is not None and tomb != before:
+        removed = record.change.old_version or record.change.version
+        # The new delete must cover what the application's delete removed: a stale delete
+        # of an older version landing meanwhile is no removal of it, and excusing the
+        # record then would pass a planner that drops deletes it does not cover.
+        if tomb is not None and tomb != before and not newer(self.policy, removed, tomb.version):
             self.history[record.change.key].remove(happened)
 
     def _removal_pending(self, region: str, change: Change) -> bool:

@@ -18,6 +18,7 @@ from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.ids import PROCESS_NONCES
+from dynamodb_replicator.stamping import replicators_client
 
 __all__ = ["ClientMaker", "build_replicator", "build_writer", "dynamo_store"]
 
@@ -36,10 +37,11 @@ def dynamo_store(
 ) -> DynamoStore:
     """The store port on ``spec``'s DynamoDB, addressing the tables by their names there
     (``settings.names``). Errors are retried by the writer, so the store's batched reads
-    make one attempt per request."""
+    make one attempt per request. A client of ours only: a stamped one is refused (its
+    puts would lose the replica marker, ``stamping.replicators_client``)."""
     settings = settings or ReplicationSettings()
     timeout = settings.request_timeout_seconds
-    client = client or make("dynamodb", spec, pool=pool, timeout=timeout)
+    client = replicators_client(client or make("dynamodb", spec, pool=pool, timeout=timeout))
     tables = settings.names.in_region(spec.name, settings.tombstone_suffix)
     return DynamoStore(client, spec.name, Backoff(attempts=1), tables)
 
