@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.clock import elapsed
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import RetryableTargetError
 from dynamodb_replicator.core.ports import Clock
@@ -52,7 +53,9 @@ class Claims:
         self.dead: Callable[[str], bool] = liveness.dead  # a claim's process is gone
         # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
         self.inherit_until: dict[str, float] = {}
-        self._dead_at: dict[str, float] = {}  # a claim's process -> when proven dead
+        # A claim's process -> when proven dead, on the monotonic reading: the margin after
+        # it is a wait, which a wall clock stepped forward (NTP) would cut short.
+        self._dead_at: dict[str, float] = {}
         # The widest margin this process ever had: a reload may shorten the lease (and the
         # request timeout) while requests sent under the old one are still out.
         self.widest_margin = 0.0
@@ -112,13 +115,13 @@ class Claims:
             if not self.dead(held.holder):
                 raise
             if held.holder not in self._dead_at:
-                self._dead_at[held.holder] = self._now()
+                self._dead_at[held.holder] = elapsed(self.clock)
                 log.info(
                     "worker id held by a process that is dead: taken over after the margin",
                     extra={"worker": self.worker_id, "region": region, "holder": held.holder},
                 )
             margin = max(self.margin, held.margin_ms / 1000)
-            if self._now() < self._dead_at[held.holder] + margin:
+            if elapsed(self.clock) < self._dead_at[held.holder] + margin:
                 return False
             self.heartbeat(region, replacing=held.holder)
             return True
