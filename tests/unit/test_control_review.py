@@ -129,14 +129,10 @@ def test_a_killed_process_not_yet_reaped_is_dead() -> None:
         child.wait(timeout=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reload that lengthens the lease (reconfigure.restart_all sets "
-    "keeper.lease_seconds and connects clients with the longer request timeout) writes the "
-    "wider margin into the claim only at the next heartbeat, up to a tick later; the next "
-    "round re-acquires without one, so a successor with the old config that proves this "
-    "process dead meanwhile waits the old margin (0.5 s) while requests live 0.6 s",
-)
+# A reload that lengthens the lease (reconfigure.restart_all sets keeper.lease_seconds and
+# connects clients with the longer request timeout) must write the wider margin into the
+# claim before a lease is taken under it: else a successor with the old config that proves
+# this process dead meanwhile waits the old margin (0.5 s) while requests live 0.6 s.
 def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_is_taken() -> None:
     clock = Clock()
     table = LeaseTable(clock)

@@ -29,11 +29,14 @@ _CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is a
 
 @dataclass(slots=True)
 class _Beat:
-    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
+    """A heartbeat in flight: ``floor`` is the least expiry of those out with it, and
+    ``margin_floor`` the least margin (the table keeps whichever lands last)."""
 
     region: str
     until: float
     floor: float
+    margin: float
+    margin_floor: float
 
 
 class Claims:
@@ -45,6 +48,7 @@ class Claims:
         self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
         self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
         self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
+        self.claimed_margins: dict[str, float] = {}  # region -> the margin our claim bears
         self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
         self._beat_lock = threading.Lock()
         self._beat_ids = 0
@@ -140,7 +144,7 @@ class Claims:
         now = self._now()
         until = now + self.lease_seconds
         self.widest_margin = max(self.widest_margin, self.margin)
-        generation, beat = self._beat_out(region, until)
+        generation, beat = self._beat_out(region, until, self.widest_margin)
         try:
             store.heartbeat(
                 self.worker_id,
@@ -153,11 +157,12 @@ class Claims:
             )
         finally:
             with self._beat_lock:
-                floor = self._beats.pop(beat).floor
+                done = self._beats.pop(beat)
         with self._beat_lock:
             # Not an answer from a table left behind (a tick's snapshot may hold one).
             if generation == self._era(region) and self.stores.get(region) is store:
-                self.claims[region] = floor
+                self.claims[region] = done.floor
+                self.claimed_margins[region] = done.margin_floor
                 if replacing:
                     self._inherit(region, now)
 
@@ -169,17 +174,20 @@ class Claims:
         margin), so until then any lease of ours may be taken at once."""
         self.inherit_until[region] = now + self.lease_seconds - self.margin
 
-    def _beat_out(self, region: str, until: float) -> tuple[tuple[int, int], int]:
-        """Note a heartbeat to ``until`` going out: its era, and its id in ``_beats``."""
+    def _beat_out(self, region: str, until: float, margin: float) -> tuple[tuple[int, int], int]:
+        """Note a heartbeat to ``until`` with ``margin`` going out: its era, and its id in
+        ``_beats``."""
         with self._beat_lock:
             generation, beat = self._era(region), self._beat_ids
             self._beat_ids += 1
-            floor = until
+            floor, margin_floor = until, margin
             for other in self._beats.values():
                 if other.region == region:
                     floor = min(floor, other.until)
                     other.floor = min(other.floor, until)
-            self._beats[beat] = _Beat(region, until, floor)
+                    margin_floor = min(margin_floor, other.margin)
+                    other.margin_floor = min(other.margin_floor, margin)
+            self._beats[beat] = _Beat(region, until, floor, margin, margin_floor)
         return generation, beat
 
     def reset_claims(self) -> None:
@@ -188,6 +196,7 @@ class Claims:
         with self._beat_lock:
             self._generation += 1
             self.claims = {}
+            self.claimed_margins = {}
             self.inherit_until = {}
 
     def forget_claim(self, region: str) -> None:
@@ -197,6 +206,7 @@ class Claims:
             self._regional[region] = self._regional.get(region, 0) + 1
             self.claims = {r: until for r, until in self.claims.items() if r != region}
             self.inherit_until.pop(region, None)
+            self.claimed_margins.pop(region, None)
 
     def _era(self, region: str) -> tuple[int, int]:
         """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""
