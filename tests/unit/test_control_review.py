@@ -1,5 +1,5 @@
 """Adversarial review of the control path (#23): per-region renewals and the take-over of a
-worker id whose process is proven dead. Each strict xfail pins a defect still open."""
+worker id whose process is proven dead. Each test pins a defect it found."""
 
 from __future__ import annotations
 
@@ -148,13 +148,9 @@ def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_i
     assert table.margins["w1"] >= 750
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a region unreachable at start is claimed later by acquire's plain heartbeat, "
-    "not try_claim: the dead predecessor's claim there refuses it (WorkerIdInUseError, "
-    "logged each round) until it expires, so its shards wait the whole lease the "
-    "take-over was meant to save",
-)
+# A region unreachable at start is claimed later by acquire: through the same take-over
+# path as at start (try_claim), or the dead predecessor's claim there refuses it until it
+# expires, and its shards wait the whole lease the take-over was meant to save.
 def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_too() -> None:
     clock = Clock()
     tables = {"a": LeaseTable(clock), "b": LeaseTable(clock)}

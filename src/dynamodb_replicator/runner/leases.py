@@ -94,8 +94,10 @@ class LeaseKeeper(Claims):
             return None  # not answering now: acquired once it does
         if self._still_left(ref):
             return None  # its dropped thread may still write: taken again once it expires
-        if self._claim_due(region):
-            self.heartbeat(region)
+        # Through ``try_claim``, as at start: a region that did not answer then may still
+        # bear the claim of a predecessor proven dead, taken over after the margin.
+        if self._claim_due(region) and not self.try_claim(region):
+            return None  # the dead holder's margin runs: taken at a later round
         with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
