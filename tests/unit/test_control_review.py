@@ -4,6 +4,7 @@ worker id whose process is proven dead. Each test pins a defect it found."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -176,3 +177,13 @@ def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_t
         except WorkerIdInUseError:
             clock.t = round(clock.t + 0.2, 3)  # the next round
     assert taken is not None and clock.t < 1002.0
+
+
+def test_a_claim_named_by_another_host_is_not_dead_even_with_this_boot_and_namespace() -> None:
+    # VMs cloned from one snapshot share the boot id and the initial pid namespace: the
+    # host name the claim carries must match too before a pid there means anything.
+    gone = a_dead_instance()
+    assert liveness.dead(gone)  # the state the test is about: provably dead, on this host
+    host = socket.gethostname()
+    assert gone.startswith(f"{host}-")
+    assert not liveness.dead(f"clone-of-{host}{gone[len(host) :]}")

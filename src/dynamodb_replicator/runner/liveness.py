@@ -4,7 +4,7 @@ A claim names its process (``instance``): host, pid and a random part, then afte
 where that pid means something: the kernel's boot id, the pid namespace, the pid and the
 process's start time. A process restarted under the same worker id on the same machine
 (a supervisor, the soak) can then see its predecessor is gone instead of waiting for its
-claim to expire (runner/claims.py). Only a proof counts: another kernel or namespace, a
+claim to expire (runner/claims.py). Only a proof counts: another host, kernel or namespace, a
 ``/proc`` that does not answer, or a pid that exists but cannot be read, all say "alive".
 """
 
@@ -30,17 +30,21 @@ def this_instance() -> str:
 
 
 def dead(instance: str) -> bool:
-    """True only when ``instance`` is a process of this kernel and pid namespace that is
+    """True only when ``instance`` is a process of this host, kernel and pid namespace that is
     gone: no such pid, a pid now held by a process started at another time, or a zombie
     (killed, not yet reaped: it runs no code and holds no connection) whose every thread
     is one too (a main thread that exited alone leaves the others running)."""
-    _, at, where = instance.rpartition("@")
+    name, at, where = instance.rpartition("@")
     parts = where.split("/")
     if not at or len(parts) != 4 or not parts[2].isdigit():
         return False
     boot, namespace, pid, started = parts
     if _place() != f"{boot}/{namespace}":
         return False  # its pid means nothing here
+    if name.rsplit("-", 2)[0] != socket.gethostname():
+        # Another host: VMs cloned from one snapshot share the boot id and the initial
+        # pid namespace (docs/concepts/guarantees.md), not the host name.
+        return False
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
