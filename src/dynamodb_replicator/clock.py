@@ -8,13 +8,33 @@ CLI) and none of them should import another's folder to get the time.
 from __future__ import annotations
 
 import time
+from typing import Protocol, runtime_checkable
 
-__all__ = ["SystemClock"]
+from dynamodb_replicator.core.ports import Clock
+
+__all__ = ["SystemClock", "elapsed"]
 
 
 class SystemClock:
-    """Seconds since the epoch, from ``time.time``."""
+    """Seconds since the epoch, from ``time.time``; elapsed time from ``time.monotonic``."""
 
     def now(self) -> float:
         """The current time in epoch seconds."""
         return time.time()
+
+    def elapsed(self) -> float:
+        """Seconds from an arbitrary origin on the monotonic clock: a wait measured on it
+        is neither cut short nor stretched when the wall clock steps (NTP, an operator)."""
+        return time.monotonic()
+
+
+@runtime_checkable
+class _Steady(Protocol):
+    def elapsed(self) -> float: ...
+
+
+def elapsed(clock: Clock) -> float:
+    """``clock``'s monotonic reading, to measure a wait with (never to compare with a time
+    stored elsewhere). A clock without one is a test's fake that never steps: its ``now``
+    serves (the port stays ``now`` alone, so the many fakes need not change)."""
+    return clock.elapsed() if isinstance(clock, _Steady) else clock.now()

@@ -1,9 +1,10 @@
 """Adversarial review of the control path (#23): per-region renewals and the take-over of a
-worker id whose process is proven dead. Each strict xfail pins a defect still open."""
+worker id whose process is proven dead. Each test pins a defect it found."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -24,15 +25,23 @@ A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
 B0 = ShardRef("Orders", "arn:b/stream/Orders", "b-0")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the wait after the proof is measured on the wall clock (SystemClock, time.time): "
-    "an NTP step forward during it cuts the margin short, so the take-over goes out 0.1 s "
-    "after the proof, while a request the dead process sent just before dying may still "
-    "land for up to its lifetime (< margin, 0.5 s); the guarantee claims (1) alone",
-)
+class SteppingClock(Clock):
+    """A wall clock that may step (``stepped`` seconds so far) and a monotonic one that
+    does not, as SystemClock's ``now`` and ``elapsed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stepped = 0.0
+
+    def elapsed(self) -> float:
+        return self.t - self.stepped
+
+
+# The wait after the proof is measured on the monotonic reading (clock.elapsed): an NTP
+# step forward during it must not cut the margin short, while a request the dead process
+# sent just before dying may still land for up to its lifetime (< margin, 0.5 s).
 def test_the_take_over_waits_a_margin_of_elapsed_time_even_when_the_clock_steps() -> None:
-    clock = Clock()
+    clock = SteppingClock()
     table = LeaseTable(clock)
     dead = LeaseKeeper("w1", a_dead_instance(), clock, 2.0)  # margin 0.5 s
     dead.stores = {"a": MemoryStateStore(table)}
@@ -47,6 +56,7 @@ def test_the_take_over_waits_a_margin_of_elapsed_time_even_when_the_clock_steps(
         clock.t = round(clock.t + 0.1, 3)
         if len(sent) == 2:
             clock.t += 0.5  # the wall clock steps forward (NTP), no time passes
+            clock.stepped += 0.5
 
     successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
     successor.stores = {"a": MemoryStateStore(table, request)}
@@ -74,13 +84,10 @@ _LEADER_EXITS = (
 )
 
 
+# liveness.dead must not read the thread-group leader's state alone: a process whose main
+# thread exited while its other threads run shows 'Z' in /proc/PID/stat, yet still runs code
+# and holds connections; its claim must not be taken over.
 @pytest.mark.skipif(_EXIT is None, reason="exit(2)'s number is known for x86_64 and aarch64")
-@pytest.mark.xfail(
-    strict=True,
-    reason="liveness.dead reads the state of the thread-group leader only: a process whose "
-    "main thread exited while its other threads run shows 'Z' in /proc/PID/stat, and is "
-    "called dead (and its claim taken over) while it still runs code and holds connections",
-)
 def test_a_process_whose_main_thread_exited_while_others_run_is_not_dead() -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", _LEADER_EXITS],
@@ -106,14 +113,27 @@ def test_a_process_whose_main_thread_exited_while_others_run_is_not_dead() -> No
         child.wait(timeout=10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reload that lengthens the lease (reconfigure.restart_all sets "
-    "keeper.lease_seconds and connects clients with the longer request timeout) writes the "
-    "wider margin into the claim only at the next heartbeat, up to a tick later; the next "
-    "round re-acquires without one, so a successor with the old config that proves this "
-    "process dead meanwhile waits the old margin (0.5 s) while requests live 0.6 s",
-)
+def test_a_killed_process_not_yet_reaped_is_dead() -> None:
+    code = "from dynamodb_replicator.runner.liveness import this_instance; print(this_instance())"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        instance = child.stdout.readline().strip()
+        for _ in range(2000):  # poll, never wait(): waiting would reap it
+            if _leader_exited(child.pid):
+                break
+            threading.Event().wait(0.005)
+        # The state the test is about: a zombie, every thread of it gone, not reaped.
+        assert _leader_exited(child.pid)
+        assert liveness.dead(instance)
+    finally:
+        child.wait(timeout=10)
+
+
+# A reload that lengthens the lease (reconfigure.restart_all sets keeper.lease_seconds and
+# connects clients with the longer request timeout) must write the wider margin into the
+# claim before a lease is taken under it: else a successor with the old config that proves
+# this process dead meanwhile waits the old margin (0.5 s) while requests live 0.6 s.
 def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_is_taken() -> None:
     clock = Clock()
     table = LeaseTable(clock)
@@ -129,13 +149,9 @@ def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_i
     assert table.margins["w1"] >= 750
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a region unreachable at start is claimed later by acquire's plain heartbeat, "
-    "not try_claim: the dead predecessor's claim there refuses it (WorkerIdInUseError, "
-    "logged each round) until it expires, so its shards wait the whole lease the "
-    "take-over was meant to save",
-)
+# A region unreachable at start is claimed later by acquire: through the same take-over
+# path as at start (try_claim), or the dead predecessor's claim there refuses it until it
+# expires, and its shards wait the whole lease the take-over was meant to save.
 def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_too() -> None:
     clock = Clock()
     tables = {"a": LeaseTable(clock), "b": LeaseTable(clock)}
@@ -161,3 +177,13 @@ def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_t
         except WorkerIdInUseError:
             clock.t = round(clock.t + 0.2, 3)  # the next round
     assert taken is not None and clock.t < 1002.0
+
+
+def test_a_claim_named_by_another_host_is_not_dead_even_with_this_boot_and_namespace() -> None:
+    # VMs cloned from one snapshot share the boot id and the initial pid namespace: the
+    # host name the claim carries must match too before a pid there means anything.
+    gone = a_dead_instance()
+    assert liveness.dead(gone)  # the state the test is about: provably dead, on this host
+    host = socket.gethostname()
+    assert gone.startswith(f"{host}-")
+    assert not liveness.dead(f"clone-of-{host}{gone[len(host) :]}")

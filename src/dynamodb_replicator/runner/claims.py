@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.clock import elapsed
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import RetryableTargetError
 from dynamodb_replicator.core.ports import Clock
@@ -28,11 +29,14 @@ _CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is a
 
 @dataclass(slots=True)
 class _Beat:
-    """A heartbeat in flight: ``floor`` is the least expiry of those out with it."""
+    """A heartbeat in flight: ``floor`` is the least expiry of those out with it, and
+    ``margin_floor`` the least margin (the table keeps whichever lands last)."""
 
     region: str
     until: float
     floor: float
+    margin: float
+    margin_floor: float
 
 
 class Claims:
@@ -44,6 +48,7 @@ class Claims:
         self.stores: Mapping[str, Coordination] = {}  # region -> the leases' store
         self.unreachable: Unreachable = {}  # what the heartbeat tells ``status``
         self.claims: dict[str, float] = {}  # region -> our claim's expiry (epoch seconds)
+        self.claimed_margins: dict[str, float] = {}  # region -> the margin our claim bears
         self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
         self._beat_lock = threading.Lock()
         self._beat_ids = 0
@@ -52,7 +57,9 @@ class Claims:
         self.dead: Callable[[str], bool] = liveness.dead  # a claim's process is gone
         # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
         self.inherit_until: dict[str, float] = {}
-        self._dead_at: dict[str, float] = {}  # a claim's process -> when proven dead
+        # A claim's process -> when proven dead, on the monotonic reading: the margin after
+        # it is a wait, which a wall clock stepped forward (NTP) would cut short.
+        self._dead_at: dict[str, float] = {}
         # The widest margin this process ever had: a reload may shorten the lease (and the
         # request timeout) while requests sent under the old one are still out.
         self.widest_margin = 0.0
@@ -112,13 +119,13 @@ class Claims:
             if not self.dead(held.holder):
                 raise
             if held.holder not in self._dead_at:
-                self._dead_at[held.holder] = self._now()
+                self._dead_at[held.holder] = elapsed(self.clock)
                 log.info(
                     "worker id held by a process that is dead: taken over after the margin",
                     extra={"worker": self.worker_id, "region": region, "holder": held.holder},
                 )
             margin = max(self.margin, held.margin_ms / 1000)
-            if self._now() < self._dead_at[held.holder] + margin:
+            if elapsed(self.clock) < self._dead_at[held.holder] + margin:
                 return False
             self.heartbeat(region, replacing=held.holder)
             return True
@@ -137,7 +144,7 @@ class Claims:
         now = self._now()
         until = now + self.lease_seconds
         self.widest_margin = max(self.widest_margin, self.margin)
-        generation, beat = self._beat_out(region, until)
+        generation, beat = self._beat_out(region, until, self.widest_margin)
         try:
             store.heartbeat(
                 self.worker_id,
@@ -150,11 +157,12 @@ class Claims:
             )
         finally:
             with self._beat_lock:
-                floor = self._beats.pop(beat).floor
+                done = self._beats.pop(beat)
         with self._beat_lock:
             # Not an answer from a table left behind (a tick's snapshot may hold one).
             if generation == self._era(region) and self.stores.get(region) is store:
-                self.claims[region] = floor
+                self.claims[region] = done.floor
+                self.claimed_margins[region] = done.margin_floor
                 if replacing:
                     self._inherit(region, now)
 
@@ -166,17 +174,20 @@ class Claims:
         margin), so until then any lease of ours may be taken at once."""
         self.inherit_until[region] = now + self.lease_seconds - self.margin
 
-    def _beat_out(self, region: str, until: float) -> tuple[tuple[int, int], int]:
-        """Note a heartbeat to ``until`` going out: its era, and its id in ``_beats``."""
+    def _beat_out(self, region: str, until: float, margin: float) -> tuple[tuple[int, int], int]:
+        """Note a heartbeat to ``until`` with ``margin`` going out: its era, and its id in
+        ``_beats``."""
         with self._beat_lock:
             generation, beat = self._era(region), self._beat_ids
             self._beat_ids += 1
-            floor = until
+            floor, margin_floor = until, margin
             for other in self._beats.values():
                 if other.region == region:
                     floor = min(floor, other.until)
                     other.floor = min(other.floor, until)
-            self._beats[beat] = _Beat(region, until, floor)
+                    margin_floor = min(margin_floor, other.margin)
+                    other.margin_floor = min(other.margin_floor, margin)
+            self._beats[beat] = _Beat(region, until, floor, margin, margin_floor)
         return generation, beat
 
     def reset_claims(self) -> None:
@@ -185,6 +196,7 @@ class Claims:
         with self._beat_lock:
             self._generation += 1
             self.claims = {}
+            self.claimed_margins = {}
             self.inherit_until = {}
 
     def forget_claim(self, region: str) -> None:
@@ -194,6 +206,7 @@ class Claims:
             self._regional[region] = self._regional.get(region, 0) + 1
             self.claims = {r: until for r, until in self.claims.items() if r != region}
             self.inherit_until.pop(region, None)
+            self.claimed_margins.pop(region, None)
 
     def _era(self, region: str) -> tuple[int, int]:
         """Moved by ``reset_claims`` and ``forget_claim``: older answers are not recorded."""

@@ -94,8 +94,10 @@ class LeaseKeeper(Claims):
             return None  # not answering now: acquired once it does
         if self._still_left(ref):
             return None  # its dropped thread may still write: taken again once it expires
-        if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
-            self.heartbeat(region)  # a region that answers again, or a claim running low
+        # Through ``try_claim``, as at start: a region that did not answer then may still
+        # bear the claim of a predecessor proven dead, taken over after the margin.
+        if self._claim_due(region) and not self.try_claim(region):
+            return None  # the dead holder's margin runs: taken at a later round
         with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
@@ -106,6 +108,15 @@ class LeaseKeeper(Claims):
                 return None
             lease = self.leases[ref] = Lease(region, until, self.margin)
             return lease
+
+    def _claim_due(self, region: str) -> bool:
+        """The claim in ``region`` must be renewed before a lease is taken there: none yet
+        (a region that answers again), one running low, or one bearing a margin narrower
+        than this lease's (a reload lengthened the lease, and so may the request timeout:
+        a successor proving us dead must wait the new margin from then on)."""
+        if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
+            return True
+        return self.claimed_margins.get(region, 0.0) < self.margin
 
     def forget(self, ref: ShardRef) -> None:
         """Stop renewing ``ref``'s lease (the shard is being dropped)."""
