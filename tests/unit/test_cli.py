@@ -247,20 +247,25 @@ def test_the_demo_progress_shows_this_rounds_lag_and_pairs_between_regions_only(
     us_eu = ("Orders", "us-east-1", "eu-west-1")
     us_ap = ("Orders", "us-east-1", "ap-southeast-1")
     eu_eu = ("Orders", "eu-west-1", "eu-west-1")
-    before = {us_eu: totals(3, 0.2), us_ap: totals(3, 0.3)}  # the round's start
-    now = {us_eu: totals(3, 0.2), us_ap: totals(4, 0.05), eu_eu: totals(1, 0.1)}
+    ap_us = ("Orders", "ap-southeast-1", "us-east-1")
+    before = {us_eu: totals(3, 0.2), us_ap: totals(3, 0.3), ap_us: totals(1, 0.4)}
+    # us -> eu did nothing this round; ap -> us applied a delete, which has no lag figure
+    now = {
+        us_eu: totals(3, 0.2),
+        us_ap: totals(4, 0.05),
+        eu_eu: totals(1, 0.1),
+        ap_us: totals(2, 0.4),
+    }
     text = io.StringIO()
     Console(file=text, width=200).print(demo._progress(now, 12.0, before))
-    lines = [
-        line
-        for line in text.getvalue().splitlines()
-        if "-east-1 -> " in line or "-west-1 -> " in line
-    ]
-    assert len(lines) == 2 and "eu-west-1 -> eu-west-1" not in text.getvalue()
+    lines = [line for line in text.getvalue().splitlines() if "-1 -> " in line]
+    assert len(lines) == 3 and "eu-west-1 -> eu-west-1" not in text.getvalue()
     (quiet,) = [line for line in lines if "-> eu-west-1" in line]
     (fresh,) = [line for line in lines if "-> ap-southeast-1" in line]
     assert "200 ms" not in quiet and quiet.split()[-2] == "-"  # not round 1's figure
     assert "50 ms" in fresh
+    (kept,) = [line for line in lines if "ap-southeast-1 -> " in line]
+    assert "400 ms" not in kept and kept.split()[-2] == "-"  # a kept figure is not fresh
 
 
 def test_the_demo_tables_do_not_wrap_through_a_pipe() -> None:
@@ -280,4 +285,6 @@ def test_the_demo_tables_do_not_wrap_through_a_pipe() -> None:
     }
     with console.capture() as captured:
         demo._show(console, state, 1000)
-    assert captured.get().count("status=gift-wrapped, total=5") == 3
+    shown = captured.get()
+    assert shown.count("status=gift-wrapped, total=5") == 3
+    assert demo.EXPLANATIONS["order-4"] in shown.replace("[bold]", "")  # one unwrapped line

