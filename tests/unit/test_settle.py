@@ -11,7 +11,13 @@ from rich.console import Console
 from dynamodb_replicator.aws.positions import Mark, passed
 from dynamodb_replicator.cli.diff import print_settle
 from dynamodb_replicator.core.streams import END, ShardRef
-from dynamodb_replicator.ops.settle import QUIET_SECONDS, Seen, SettleReport, settle
+from dynamodb_replicator.ops.settle import (
+    IDLE_GRACE_SECONDS,
+    QUIET_SECONDS,
+    Seen,
+    SettleReport,
+    settle,
+)
 
 A = ("a", "1", "us-east-1")
 B = ("b", "2", "us-east-1")
@@ -180,9 +186,25 @@ def test_marks_no_runner_holds_stop_the_wait_at_once_with_the_reason() -> None:
         wait=clock.wait,
         idle=idle,
     )
-    assert report.early and report.unsettled == ["k"] and asked == [[MARK]]
+    assert report.early and report.unsettled == ["k"] and asked[0] == [MARK]
     assert report.reason == "no runner holds a lease on T's shards in us-east-1"
-    assert clock.now == 1.0  # the stream moment only, no polling to the timeout
+    # the stream moment, then a grace for a lease takeover: not polling to the timeout
+    assert clock.now == 1.0 + IDLE_GRACE_SECONDS
+
+
+def test_a_lease_taken_over_within_the_grace_keeps_the_wait_going() -> None:
+    clock = FakeClock()
+    answers = iter(["no runner holds a lease"] * 10 + [None] * 1000)
+    report = settle(
+        ["k"],
+        ScriptedReader([{"k": (A, B)}, {"k": (B, B)}]),
+        FakeTracker(lag=30),
+        timeout=60,
+        clock=clock,
+        wait=clock.wait,
+        idle=lambda behind: next(answers),
+    )
+    assert report.in_flight == 1 and not report.early
 
 
 def test_marks_a_runner_holds_are_waited_for() -> None:

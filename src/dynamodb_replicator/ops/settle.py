@@ -22,9 +22,9 @@ the wait is bounded by ``timeout``; keys still undecided then are reported as un
 (diverged or lagging), with the reason.
 
 Waiting cannot settle anything when nothing replicates, so settling stops early (the keys
-left are unsettled, with the reason) when the ``idle`` probe says no runner holds a lease on
-the shards whose marks are behind, or, re-reading, when no differing key changed for
-QUIET_SECONDS.
+left are unsettled, with the reason) when the ``idle`` probe says, for IDLE_GRACE_SECONDS in
+a row, that no runner holds a lease on the shards whose marks are behind, or, re-reading,
+when no differing key changed for QUIET_SECONDS.
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ __all__ = [
 SAMPLES = 5
 POLL_SECONDS = 0.5
 STREAM_DELAY = 1.0  # seconds from a change being readable to its stream record being readable
+# No runner held the shards this long in a row: none is taking them over (a crashed
+# runner's lease expires, then the next coordination round, at most 5 s, takes it).
+IDLE_GRACE_SECONDS = 10.0
 QUIET_SECONDS = 15.0  # re-reading: no differing key changed this long, nothing replicates
 CONFIRM = 2  # settled rounds a key must differ unchanged in before it counts as diverged
 
@@ -229,9 +232,14 @@ def _wait_for(
     """Poll until every mark is passed (returns nothing), the deadline (returns the rest),
     or ``idle`` says why nothing will pass them (returns the rest and that reason)."""
     behind = tracker.behind(marks)
+    idle_since: float | None = None
     while behind and clock() < deadline:
         stopped = idle(behind) if idle is not None else None
-        if stopped is not None:
+        if stopped is None:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = clock()
+        if stopped is not None and clock() - idle_since >= IDLE_GRACE_SECONDS:
             return behind, stopped
         wait(min(POLL_SECONDS, max(deadline - clock(), 0.0)))
         behind = tracker.behind(behind)
