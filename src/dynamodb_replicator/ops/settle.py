@@ -237,10 +237,10 @@ def _wait_for(
         stopped = idle(behind) if idle is not None else None
         if stopped is None:
             idle_since = None
-        elif idle_since is None:
-            idle_since = clock()
-        if stopped is not None and clock() - idle_since >= IDLE_GRACE_SECONDS:
-            return behind, stopped
+        else:
+            idle_since = clock() if idle_since is None else idle_since
+            if clock() - idle_since >= IDLE_GRACE_SECONDS:
+                return behind, stopped
         wait(min(POLL_SECONDS, max(deadline - clock(), 0.0)))
         behind = tracker.behind(behind)
     return behind, None
