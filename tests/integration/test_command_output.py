@@ -134,6 +134,24 @@ def test_status_before_any_runner_says_none_has_run(
     assert "ResourceNotFoundException" not in error, error
 
 
+def test_status_where_a_runner_never_ran_says_not_started_not_stuck(
+    ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = ddb_local.endpoint_url
+    half = tmp_path / "half.toml"
+    half.write_text(
+        'tables = ["Orders"]\nstate_table = "half-made"\n'
+        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
+    )
+    first = RegionSpec(REGIONS[0], endpoint)
+    ensure_state_table(make_client("dynamodb", first), "half-made", first.name)  # one region
+    assert main(["status", "--config", str(half)]) == 3
+    out = capsys.readouterr().out
+    assert "STUCK" not in out and "stuck:" not in out, out
+    assert f"not started: Orders {REGIONS[1]} -> {REGIONS[0]}: no runner has run in" in out, out
+    assert f"{REGIONS[1]}: no state table: no runner has run there yet" in out, out
+
+
 def test_subscribe_at_a_dynamodb_only_endpoint_says_it_cannot_serve_lambda(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,7 @@ command and option has help and examples, ``--output`` is a format, ``--profile`
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
@@ -11,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from dynamodb_replicator.aws.clients import make_client, use_profile
 from dynamodb_replicator.cli import demo
 from dynamodb_replicator.cli.main import build_parser, main
+from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.runner.reports import PairTotals
 from dynamodb_replicator.testing import local
 
 CONFIG = """tables = ["Orders"]
@@ -234,3 +238,53 @@ def test_dynamodb_local_that_never_answers_names_the_port_and_the_load(
     assert f"did not answer on port {server.port} within 0.5 s (load average" in message
     assert "run the command again" in message
     assert server._process is None  # the server it started is stopped
+
+
+def test_the_demo_progress_shows_this_rounds_lag_and_pairs_between_regions_only() -> None:
+    def totals(applied: int, lag: float) -> PairTotals:
+        return PairTotals(PairCounters(applied=applied), shards=1, lag_s=lag)
+
+    us_eu = ("Orders", "us-east-1", "eu-west-1")
+    us_ap = ("Orders", "us-east-1", "ap-southeast-1")
+    eu_eu = ("Orders", "eu-west-1", "eu-west-1")
+    ap_us = ("Orders", "ap-southeast-1", "us-east-1")
+    before = {us_eu: totals(3, 0.2), us_ap: totals(3, 0.3), ap_us: totals(1, 0.4)}
+    # us -> eu did nothing this round; ap -> us applied a delete, which has no lag figure
+    now = {
+        us_eu: totals(3, 0.2),
+        us_ap: totals(4, 0.05),
+        eu_eu: totals(1, 0.1),
+        ap_us: totals(2, 0.4),
+    }
+    text = io.StringIO()
+    Console(file=text, width=200).print(demo._progress(now, 12.0, before))
+    lines = [line for line in text.getvalue().splitlines() if "-1 -> " in line]
+    assert len(lines) == 3 and "eu-west-1 -> eu-west-1" not in text.getvalue()
+    (quiet,) = [line for line in lines if "-> eu-west-1" in line]
+    (fresh,) = [line for line in lines if "-> ap-southeast-1" in line]
+    assert "200 ms" not in quiet and quiet.split()[-2] == "-"  # not round 1's figure
+    assert "50 ms" in fresh
+    (kept,) = [line for line in lines if "ap-southeast-1 -> " in line]
+    assert "400 ms" not in kept and kept.split()[-2] == "-"  # a kept figure is not fresh
+
+
+def test_the_demo_tables_do_not_wrap_through_a_pipe() -> None:
+    console = demo.demo_console()  # pytest captures stdout: not a terminal
+    assert not console.is_terminal and console.width == demo.PIPE_WIDTH
+    state = {
+        region: {
+            "order-4": {
+                "pk": {"S": "order-4"},
+                "status": {"S": "gift-wrapped"},
+                "total": {"S": "5"},
+                "__timestamp": {"N": "1040"},
+                "__originRegion": {"S": "ap-southeast-1"},
+            }
+        }
+        for region in demo.REGIONS
+    }
+    with console.capture() as captured:
+        demo._show(console, state, 1000)
+    shown = captured.get()
+    assert shown.count("status=gift-wrapped, total=5") == 3
+    assert demo.EXPLANATIONS["order-4"] in shown.replace("[bold]", "")  # one unwrapped line

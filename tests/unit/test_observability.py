@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from dynamodb_replicator.aws.report_items import report_from_item, report_to_item
 from dynamodb_replicator.awslambda.emf import emf_document
+from dynamodb_replicator.cli.exits import exit_codes
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.lag import batch_ages, timestamp_seconds
@@ -216,9 +217,45 @@ def test_status_rules() -> None:
     assert silent.stuck and "no report for 40 s" in silent.reasons[0]
     finished = shard(waiting, updated=0.0, done=True, shard_id="s0")
     assert not one_pair(finished, shard(healthy)).stuck  # a finished parent counts no more
-    assert one_pair().stuck  # no runner ever reported
+    assert not one_pair().stuck and not one_pair().started  # no runner ever ran there
     unreadable = one_pair(error="could not connect")
     assert unreadable.stuck and "could not connect" in unreadable.reasons[0]
+
+
+def test_a_region_no_runner_has_run_in_is_not_started_not_stuck() -> None:
+    healthy = TargetReport("us-east-1", backlog=0, advanced_at=90.0)
+    states = {
+        "us-east-1": RegionState(absent=True, error="no state table S in us-east-1"),
+        "eu-west-1": RegionState(
+            reports=(ShardReport("T", "eu-west-1", "l", "s1", "w1", 99.0, False, (healthy,)),),
+            workers=("w1",),
+        ),
+        "ap-south-1": RegionState(),  # a state table, but no runner ever wrote to it
+    }
+    pairs = {(p.source, p.target): p for p in summarize(["T"], states, now=100.0, stuck_after=30)}
+    for source in ("us-east-1", "ap-south-1"):
+        pair = pairs[(source, "eu-west-1")]
+        assert not pair.stuck and not pair.started
+        assert pair.reasons == (
+            f"no runner has run in {source} yet: nothing is replicated from it",
+        )
+    assert pairs[("eu-west-1", "us-east-1")].started
+    text = render_text(list(pairs.values()), states, now=100.0)
+    assert "stuck: T us-east-1" not in text and "stuck: T ap-south-1" not in text
+    assert "NOT STARTED" in text
+    assert "not started: T us-east-1 -> eu-west-1: no runner has run in us-east-1 yet" in text
+    assert "us-east-1: no state table: no runner has run there yet" in text
+    assert to_json(list(pairs.values()), states, now=100.0)["not_started"] == [
+        "ap-south-1",
+        "us-east-1",
+    ]
+    # a live worker that has not reported on the table yet: that is a runner, and stuck
+    busy = {"us-east-1": RegionState(workers=("w1",)), "eu-west-1": states["eu-west-1"]}
+    (stuck,) = [
+        p for p in summarize(["T"], busy, now=100.0, stuck_after=30) if p.target == "eu-west-1"
+    ]
+    assert stuck.stuck and stuck.started
+    assert "NOT STARTED" in exit_codes("status")[3]  # documented (docs/reference/commands.md)
 
 
 def test_status_drops_an_error_the_target_advanced_past() -> None:
@@ -304,6 +341,7 @@ def test_status_json_keeps_one_flat_object_per_pair() -> None:
         "last_error": "boom",
         "last_error_age_s": 5.0,
         "stuck": False,
+        "started": True,
         "reasons": [],
         "parked_waiting": 0,
     }

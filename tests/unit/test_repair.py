@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import io
+from decimal import Decimal
+
+from rich.console import Console
+
+from dynamodb_replicator.cli.repair import print_plan
 from dynamodb_replicator.core.model import ItemKey, Tombstone, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
 from dynamodb_replicator.core.policy import LATEST, LastWriterWins
-from dynamodb_replicator.ops.repair import resolve
+from dynamodb_replicator.ops.repair import RepairReport, resolve
 
 from .strategies import FIELDS, local_item, replica_item
 
@@ -128,3 +134,22 @@ def test_an_origins_own_delete_counts_although_a_copy_carries_its_seq() -> None:
         fields=FIELDS,
     )
     assert ops == {"eu-west-1": DeleteVersion(KEY, version, "us-east-1", "0")}
+
+
+def test_keys_that_agree_when_re_read_are_counted_as_settled_and_not_written() -> None:
+    report = RepairReport()
+    key = ItemKey.from_attributes({"pk": {"S": "a"}})
+    put = PutVersion(key, Version(Decimal(5), "us-east-1"), {"pk": {"S": "a"}}, "1")
+    assert report.plan({"pk": {"S": "a"}}, {}) == {}  # agrees now: in flight at the scan
+    assert report.plan({"pk": {"S": "b"}}, {"eu-west-1": put}) == {"eu-west-1": put}
+    assert report.plan({"pk": {"S": "c"}}, None) == {}  # undecidable
+    assert (report.settled, report.puts, report.unresolved) == (1, {"eu-west-1": 1}, 1)
+    assert report.as_json()["settled"] == 1
+    text = io.StringIO()
+    print_plan(Console(file=text, width=200), report, dry_run=True)
+    lines = text.getvalue().splitlines()
+    assert lines[0] == "  repair would write: puts eu-west-1 1; deletes none"
+    assert lines[1] == (
+        "  not written: 1 keys that agreed when repair re-read them "
+        "(differences that settled: replication in flight)"
+    )

@@ -11,7 +11,13 @@ from rich.console import Console
 from dynamodb_replicator.aws.positions import Mark, passed
 from dynamodb_replicator.cli.diff import print_settle
 from dynamodb_replicator.core.streams import END, ShardRef
-from dynamodb_replicator.ops.settle import Seen, SettleReport, settle
+from dynamodb_replicator.ops.settle import (
+    IDLE_GRACE_SECONDS,
+    QUIET_SECONDS,
+    Seen,
+    SettleReport,
+    settle,
+)
 
 A = ("a", "1", "us-east-1")
 B = ("b", "2", "us-east-1")
@@ -136,3 +142,80 @@ def test_the_text_claims_no_divergence_that_re_reading_cannot_prove() -> None:
     text = io.StringIO()
     print_settle(Console(file=text, width=200), SettleReport("checkpoints", diverged=["k"]))
     assert "1 diverged" in text.getvalue() and "unsettled" not in text.getvalue()
+
+
+def test_re_reading_keys_nothing_changes_stops_early_and_says_why() -> None:
+    clock = FakeClock()
+    reader = ScriptedReader([{"k": (A, B)}])
+    report = settle(["k"], reader, None, timeout=60, clock=clock, wait=clock.wait)
+    assert report.unsettled == ["k"] and report.early and not report.clean
+    assert clock.now == QUIET_SECONDS  # not the whole 60 s
+    assert report.reason is not None and "replication is not running" in report.reason
+    assert report.as_json()["stopped_early"] is True and report.as_json()["timed_out"] is False
+    text = io.StringIO()
+    print_settle(Console(file=text, width=200), report)
+    assert "settle stopped early: 1 keys still differed and none changed in 15 s" in (
+        text.getvalue()
+    )
+
+
+def test_re_reading_keys_that_keep_changing_waits_up_to_the_timeout() -> None:
+    clock = FakeClock()
+    moving: list[dict[str, Seen]] = [
+        {"k": (A, B)},
+        {"k": (A, C)},
+    ] * 200  # new writes, never agreeing
+    report = settle(["k"], ScriptedReader(moving), None, timeout=30, clock=clock, wait=clock.wait)
+    assert report.unsettled == ["k"] and not report.early and clock.now == 30
+
+
+def test_marks_no_runner_holds_stop_the_wait_at_once_with_the_reason() -> None:
+    clock = FakeClock()
+    asked: list[Sequence[Mark]] = []
+
+    def idle(behind: Sequence[Mark]) -> str | None:
+        asked.append(behind)
+        return "no runner holds a lease on T's shards in us-east-1"
+
+    report = settle(
+        ["k"],
+        ScriptedReader([{"k": (A, B)}]),
+        FakeTracker(lag=None),
+        timeout=60,
+        clock=clock,
+        wait=clock.wait,
+        idle=idle,
+    )
+    assert report.early and report.unsettled == ["k"] and asked[0] == [MARK]
+    assert report.reason == "no runner holds a lease on T's shards in us-east-1"
+    # the stream moment, then a grace for a lease takeover: not polling to the timeout
+    assert clock.now == 1.0 + IDLE_GRACE_SECONDS
+
+
+def test_a_lease_taken_over_within_the_grace_keeps_the_wait_going() -> None:
+    clock = FakeClock()
+    answers = iter(["no runner holds a lease"] * 10 + [None] * 1000)
+    report = settle(
+        ["k"],
+        ScriptedReader([{"k": (A, B)}, {"k": (B, B)}]),
+        FakeTracker(lag=30),
+        timeout=60,
+        clock=clock,
+        wait=clock.wait,
+        idle=lambda behind: next(answers),
+    )
+    assert report.in_flight == 1 and not report.early
+
+
+def test_marks_a_runner_holds_are_waited_for() -> None:
+    clock = FakeClock()
+    report = settle(
+        ["k"],
+        ScriptedReader([{"k": (A, B)}, {"k": (B, B)}]),
+        FakeTracker(lag=2),
+        timeout=60,
+        clock=clock,
+        wait=clock.wait,
+        idle=lambda behind: None,
+    )
+    assert report.in_flight == 1 and not report.early

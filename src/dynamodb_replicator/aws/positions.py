@@ -21,6 +21,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tables import describe_table
+from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.model import RegionSpec, TableNames
 from dynamodb_replicator.core.streams import END, ShardRef, TrimmedDataError
 
@@ -123,6 +124,29 @@ class StreamPositions:
             newest = str(page.records[-1]["dynamodb"]["SequenceNumber"])
             iterator = page.next_iterator
         return newest
+
+    def unheld(self, marks: Sequence[Mark]) -> str | None:
+        """Why no runner will pass ``marks``: their source regions where no live lease on
+        the table's shards is held (None when every one has a holder)."""
+        now_ms = int(SystemClock().now() * 1000)
+        states = {source.name: source.state for source in self.sources}
+        idle = []
+        for region in sorted({mark.source for mark in marks}):
+            state = states[region]
+            assert state is not None
+            leases = state.leases()
+            if not any(
+                shard.split("|", 1)[0] == self.table and expires > now_ms
+                for shard, (_, expires) in leases.items()
+            ):
+                idle.append(region)
+        if not idle:
+            return None
+        return (
+            f"no runner holds a lease on {self.table}'s shards in {', '.join(idle)}: "
+            "replication is not running there, so waiting cannot settle these keys "
+            "(start one: dynamodb-replicator run --config FILE)"
+        )
 
     def behind(self, marks: Sequence[Mark]) -> list[Mark]:
         """The marks whose targets' checkpoints have not all passed them yet."""

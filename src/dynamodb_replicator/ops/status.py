@@ -4,6 +4,9 @@ reports and leases in each source region's state table. Pure: ``now`` is passed 
 A pair is **stuck** when records exist beyond its checkpoint (stream positions, whatever
 the other targets did) and it has not advanced for ``stuck_after`` seconds, when no runner
 has reported on a shard for that long, or when its source region's state cannot be read.
+A pair whose source region has never had a runner (no state table there, or one with no
+report, lease or live worker of any runner) is **not started**, not stuck: nothing went
+wrong yet, nothing is replicated from there either, and ``status`` says so.
 A target catching up from an older position advances, so it is not stuck. Parked records
 (core/parking.py) are named apart: they wait for ``redrive``, and ``status`` exits 1 while
 any does.
@@ -24,6 +27,7 @@ __all__ = [
     "Lease",
     "PairStatus",
     "RegionState",
+    "never_run",
     "render_text",
     "summarize",
     "to_json",
@@ -51,6 +55,7 @@ class RegionState:
     workers: tuple[str, ...] = ()
     parked: tuple[ParkedRecord, ...] = ()
     error: str | None = None
+    absent: bool = False  # no state table in this region: no runner has run there
     # (worker, region it cannot reach, since (epoch seconds), why), from live workers
     unreachable: tuple[tuple[str, str, float, str], ...] = ()
 
@@ -66,6 +71,15 @@ class PairStatus:
     stuck: bool = False
     reasons: tuple[str, ...] = field(default=())
     parked: int = 0  # parked records of this pair waiting for redrive
+    started: bool = True  # False: no runner has run in the source region yet
+
+
+def never_run(state: RegionState) -> bool:
+    """No runner has run in this region: no state table, or one without any report,
+    lease or live worker (a runner leaves all three)."""
+    if state.absent:
+        return True
+    return state.error is None and not (state.reports or state.leases or state.workers)
 
 
 def _reasons(
@@ -126,6 +140,12 @@ def summarize(
             for target in states:
                 if target == source:
                     continue
+                if never_run(state):
+                    reason = f"no runner has run in {source} yet: nothing is replicated from it"
+                    pairs.append(
+                        PairStatus(table, source, target, reasons=(reason,), started=False)
+                    )
+                    continue
                 if state.error is not None:
                     reason = f"cannot read the state in {source}: {state.error}"
                     pairs.append(PairStatus(table, source, target, stuck=True, reasons=(reason,)))
@@ -166,6 +186,7 @@ def _pair_json(pair: PairStatus, now: float) -> dict[str, Any]:
         "last_error": totals.last_error,
         "last_error_age_s": None if error_at is None else now - error_at,
         "stuck": pair.stuck,
+        "started": pair.started,
         "reasons": list(pair.reasons),
         "parked_waiting": pair.parked,
     }
@@ -190,6 +211,7 @@ def to_json(
     return {
         "at": round(now, 3),
         "stuck": any(p.stuck for p in pairs),
+        "not_started": sorted({p.source for p in pairs if not p.started}),
         "pairs": [_pair_json(p, now) for p in pairs],
         "parked": [_parked_json(p, now) for s in states.values() for p in s.parked],
         "regions": {
@@ -228,7 +250,15 @@ def render_text(
     for p in pairs:
         t = p.totals
         backlog = f"{t.backlog}{'+' if t.backlog_more else ''}" if t.shards else "-"
-        state = "STUCK" if p.stuck else "PARKED" if p.parked else "ok"
+        state = (
+            "STUCK"
+            if p.stuck
+            else "NOT STARTED"
+            if not p.started
+            else "PARKED"
+            if p.parked
+            else "ok"
+        )
         idle = t.idle and t.shards > 0
         rows.append(
             (
@@ -245,8 +275,9 @@ def render_text(
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     for p in pairs:
+        label = "stuck" if p.started else "not started"
         for reason in p.reasons:
-            lines.append(f"stuck: {p.table} {p.source} -> {p.target}: {reason}")
+            lines.append(f"{label}: {p.table} {p.source} -> {p.target}: {reason}")
         error_at = p.totals.last_error_at
         if p.totals.last_error is not None and error_at is not None:
             lines.append(
@@ -256,6 +287,9 @@ def render_text(
     lines.extend(_parked_lines(states, now))
     lines.extend(_residency_lines(pairs))
     for name, region in states.items():
+        if region.absent:
+            lines.append(f"{name}: no state table: no runner has run there yet")
+            continue
         if region.error is not None:
             lines.append(f"{name}: state unreadable")
             continue
