@@ -6,8 +6,6 @@ xfail(strict) reproduces a defect: it fails today and passes once it is fixed.""
 
 from __future__ import annotations
 
-import pytest
-
 from .strategies import FIELDS
 from .stream_regions import AP, EU, US, StreamRegions, T, n, s
 from .stream_regions import repair as _repair

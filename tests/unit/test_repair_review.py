@@ -240,14 +240,8 @@ def _decide_among(regions: StreamRegions, k: ItemKey, names: list[str]) -> dict[
     return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops.repair_labels.stand_in takes a tombstone (T, O, ~) remembered in the origin O"
-    " and naming another region for a residency stand-in; a real delete made in that region"
-    " has the same shape there, so when repair reads a set of regions without the deleting"
-    " one (--regions), the delete is not ranked: repair puts the missed copy back (refused"
-    " by O's tombstone) and never deletes it where it was missed: the delete stays undone",
-)
+# Holds: without a residency rule no tombstone is a stand-in when its deleting region is
+# not read (ops.repair_labels.stand_in), so eu-west-1's (T, eu-west-1, ~) is ranked.
 def test_repair_of_regions_without_the_deleting_one_still_deletes(
     regions: StreamRegions,
 ) -> None:
@@ -273,14 +267,8 @@ def test_repair_of_regions_without_the_deleting_one_still_deletes(
     assert regions.contents(k) == {AP: None, EU: None, US: None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stand-in tombstone (T2, O, s) the projection left in a region outside the"
-    " scope, read by repair before the put of (T2, O, s) landed in the scope (in flight), is"
-    " no held copy's version, so ops.repair_labels.stand_in ranks it as a delete: repair"
-    " deletes the scope's older copy as (T2, O, s), and the put in flight is refused (P0):"
-    " the write is lost in every region",
-)
+# Holds: us-west-2's tombstone names us-east-1, which repair reads and which remembers no
+# delete of its own of (5, us-east-1, s): a stand-in, not ranked (ops.repair_labels.stand_in).
 def test_repair_racing_a_kept_out_write_does_not_take_its_stand_in_for_a_delete() -> None:
     """us-east-1's application writes a DE item (allowed in eu-west-1 only) at 4: settled
     (copy in eu-west-1, removed from us-east-1, kept out of us-west-2). It writes the item

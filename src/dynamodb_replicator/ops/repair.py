@@ -56,9 +56,10 @@ def resolve(
     best_item = _best_item(items, tombs, policy, fields)
     held = held_versions(items, fields)
     remembered = [(region, t) for region, t in tombs.items() if t is not None]
-    stand_ins = [t for region, t in remembered if stand_in(t, region, held)]
+    kept_out = {r for r, t in remembered if stand_in(t, r, held, tombs, scoped=rule is not None)}
+    stand_ins = [t for region, t in remembered if region in kept_out]
     best_tomb = max(
-        (t for region, t in remembered if not stand_in(t, region, held)),
+        (t for region, t in remembered if region not in kept_out),
         key=lambda t: policy.order_key(t.version),
         default=None,
     )
