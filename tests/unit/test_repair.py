@@ -128,3 +128,17 @@ def test_an_origins_own_delete_counts_although_a_copy_carries_its_seq() -> None:
         fields=FIELDS,
     )
     assert ops == {"eu-west-1": DeleteVersion(KEY, version, "us-east-1", "0")}
+
+
+def test_a_key_held_nowhere_and_remembered_only_by_an_unconfirmed_delete_needs_nothing() -> None:
+    # eu-west-1 remembers a delete made in us-east-1, whose own tombstone is not written
+    # yet (the delete's record is still in flight there): not ranked, and not undecidable.
+    tomb = Tombstone(KEY, Version.of("9", "us-east-1", LATEST), "us-east-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": None, "eu-west-1": None},
+        {"eu-west-1": tomb, "us-east-1": None},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops == {}

@@ -77,7 +77,9 @@ def resolve(
         )
         return {region: op for region, item in items.items() if item is not None}
     if best_item is None:
-        return None
+        # Only tombstones that are no delete (yet: one whose own region has not written
+        # it is still in flight): nothing to write, and nothing undecidable either.
+        return {} if remembered else None
     version, holder, winner = best_item
     put = PutVersion(key, lifted(version, stand_ins), user_image(winner, fields), NO_SEQUENCE)
     return _spread(
