@@ -10,6 +10,7 @@ from dynamodb_replicator.core.model import (
     Version,
     pad_sequence,
 )
+from dynamodb_replicator.core.policy import seal
 
 FIELDS = SystemAttributes()
 REGIONS = ("ap-southeast-1", "eu-west-1", "us-east-1", "us-west-2")
@@ -82,12 +83,12 @@ def replica_item(
         FIELDS.timestamp: {"N": version.raw_timestamp},
         FIELDS.origin: {"S": version.origin},
         FIELDS.marker: {"N": version.raw_timestamp},
-        FIELDS.nonce: {"S": "n1"},
     }
     if version.seq:
         item[FIELDS.origin_seq] = {"S": version.seq}
     if extra:
         item["v"] = extra
+    item[FIELDS.nonce] = {"S": seal("n1", item, FIELDS)}  # sealed, as the writer does
     return item
 
 

@@ -153,3 +153,17 @@ def test_keys_that_agree_when_re_read_are_counted_as_settled_and_not_written() -
         "  not written: 1 keys that agreed when repair re-read them "
         "(differences that settled: replication in flight)"
     )
+
+
+def test_a_key_held_nowhere_and_remembered_only_by_an_unconfirmed_delete_needs_nothing() -> None:
+    # eu-west-1 remembers a delete made in us-east-1, whose own tombstone is not written
+    # yet (the delete's record is still in flight there): not ranked, and not undecidable.
+    tomb = Tombstone(KEY, Version.of("9", "us-east-1", LATEST), "us-east-1")
+    ops = resolve(
+        KEY,
+        {"us-east-1": None, "eu-west-1": None},
+        {"eu-west-1": tomb, "us-east-1": None},
+        policy=POLICY,
+        fields=FIELDS,
+    )
+    assert ops == {}

@@ -240,14 +240,8 @@ def _decide_among(regions: StreamRegions, k: ItemKey, names: list[str]) -> dict[
     return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops.repair_labels.stand_in takes a tombstone (T, O, ~) remembered in the origin O"
-    " and naming another region for a residency stand-in; a real delete made in that region"
-    " has the same shape there, so when repair reads a set of regions without the deleting"
-    " one (--regions), the delete is not ranked: repair puts the missed copy back (refused"
-    " by O's tombstone) and never deletes it where it was missed: the delete stays undone",
-)
+# Holds: without a residency rule no tombstone is a stand-in when its deleting region is
+# not read (ops.repair_labels.stand_in), so eu-west-1's (T, eu-west-1, ~) is ranked.
 def test_repair_of_regions_without_the_deleting_one_still_deletes(
     regions: StreamRegions,
 ) -> None:
@@ -273,14 +267,8 @@ def test_repair_of_regions_without_the_deleting_one_still_deletes(
     assert regions.contents(k) == {AP: None, EU: None, US: None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stand-in tombstone (T2, O, s) the projection left in a region outside the"
-    " scope, read by repair before the put of (T2, O, s) landed in the scope (in flight), is"
-    " no held copy's version, so ops.repair_labels.stand_in ranks it as a delete: repair"
-    " deletes the scope's older copy as (T2, O, s), and the put in flight is refused (P0):"
-    " the write is lost in every region",
-)
+# Holds: us-west-2's tombstone names us-east-1, which repair reads and which remembers no
+# delete of its own of (5, us-east-1, s): a stand-in, not ranked (ops.repair_labels.stand_in).
 def test_repair_racing_a_kept_out_write_does_not_take_its_stand_in_for_a_delete() -> None:
     """us-east-1's application writes a DE item (allowed in eu-west-1 only) at 4: settled
     (copy in eu-west-1, removed from us-east-1, kept out of us-west-2). It writes the item
@@ -327,41 +315,35 @@ def test_repair_racing_a_kept_out_write_does_not_take_its_stand_in_for_a_delete(
         world.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops.repair._spread (and diff) compare content digests only: eu-west-1's own"
-    " (T, eu-west-1) with the winner's content counts as holding the winner (T, us-east-1)"
-    " and gets no put; eu-west-1's later delete of its own, older version then removes the"
-    " item there while the winner stays elsewhere: the winner is lost in eu-west-1",
-)
+# Holds: ops.repair._holds wants the winner's timestamp and origin, not its content alone.
+# The delete is now made between repair's read and its write (as in the tests above): made
+# after the put landed it would be a delete of the winner eu-west-1 then holds, rightly
+# removing it everywhere; made before, it is of (T, eu-west-1), older than the winner.
 def test_repair_gives_a_region_holding_the_winners_content_under_its_own_version_the_winner(
     regions: StreamRegions,
 ) -> None:
     """eu-west-1 and us-east-1 write the same content at T (an idempotent write made in two
-    regions); both records are lost. The winner is (T, us-east-1). repair copies it to
-    ap-southeast-1 and leaves eu-west-1's own (T, eu-west-1), whose content is the same.
-    eu-west-1's application then deletes the item: a delete of (T, eu-west-1), older than
-    the winner, which must stay in every region (eu-west-1 too)."""
+    regions); both records are lost. The winner is (T, us-east-1): repair must put it in
+    eu-west-1 too, whose own (T, eu-west-1) has the same content. eu-west-1's application
+    deletes the item after repair read it: a delete of (T, eu-west-1), older than the
+    winner, which must stay in every region (eu-west-1 too)."""
     k = regions.key("k")
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
     regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
     _missed_by_all(regions, EU)
     _missed_by_all(regions, US)
-    _repair(regions, k)
-    regions.quiesce()
-    assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+    ops = _decide(regions, k)
+    assert set(ops) == {AP, EU}, ops
     regions.delete(EU, k)
+    _apply(regions, ops)
     regions.quiesce()
     assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
+    held = regions.stores[EU].item(TABLE, k)
+    assert held is not None and held[FIELDS.origin] == s(US)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ops.repair._best_item ranks a marked item by its label only: eu-west-1's"
-    " application update of its restored copy (marker and nonce kept, seal broken:"
-    " policy.is_genuine is False) ties with the copies' (T, eu-west-1, s), the first region"
-    " read wins the tie, and its older content is put over the update: the update is lost",
-)
+# Holds: ops.repair._best_item labels an item whose seal is broken (policy.is_genuine) as
+# its region's own content, above every known seq of its version (own_seq).
 def test_repair_keeps_an_origins_lost_update_of_its_restored_copy_of_the_same_timestamp(
     regions: StreamRegions,
 ) -> None:

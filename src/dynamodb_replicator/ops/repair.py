@@ -23,7 +23,13 @@ from dynamodb_replicator.core.model import (
     Version,
 )
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
-from dynamodb_replicator.core.policy import LATEST, ConflictPolicy, is_marked, stored_version
+from dynamodb_replicator.core.policy import (
+    LATEST,
+    ConflictPolicy,
+    as_local,
+    is_genuine,
+    stored_version,
+)
 from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
@@ -56,9 +62,10 @@ def resolve(
     best_item = _best_item(items, tombs, policy, fields)
     held = held_versions(items, fields)
     remembered = [(region, t) for region, t in tombs.items() if t is not None]
-    stand_ins = [t for region, t in remembered if stand_in(t, region, held)]
+    kept_out = {r for r, t in remembered if stand_in(t, r, held, tombs, scoped=rule is not None)}
+    stand_ins = [t for region, t in remembered if region in kept_out]
     best_tomb = max(
-        (t for region, t in remembered if not stand_in(t, region, held)),
+        (t for region, t in remembered if region not in kept_out),
         key=lambda t: policy.order_key(t.version),
         default=None,
     )
@@ -70,7 +77,9 @@ def resolve(
         )
         return {region: op for region, item in items.items() if item is not None}
     if best_item is None:
-        return None
+        # Only tombstones that are no delete (yet: one whose own region has not written
+        # it is still in flight): nothing to write, and nothing undecidable either.
+        return {} if remembered else None
     version, holder, winner = best_item
     put = PutVersion(key, lifted(version, stand_ins), user_image(winner, fields), NO_SEQUENCE)
     return _spread(
@@ -90,8 +99,10 @@ def _best_item(
         version = stored_version(item, region, fields)
         if item is None or version is None:
             continue
-        if not is_marked(item, fields):
-            seq = own_seq(region, item, items, tombs, fields)
+        if not is_genuine(item, fields):
+            # Content this region's application wrote: unmarked, or an update of a copy
+            # that kept its marker (the seal broken), a later write of T here than the copy.
+            seq = own_seq(region, as_local(item, fields), items, tombs, fields)
             version = Version.of(version.raw_timestamp, region, seq)
         if best is None or policy.order_key(version) > policy.order_key(best[0]):
             best = (version, region, item)
@@ -115,9 +126,23 @@ def _spread(
         if delete is not None:
             if item is not None:
                 ops[region] = _in_origin(delete, region)
-        elif item is None or digest(item, fields) != wanted:
+        elif not _holds(put, wanted, item, region, fields):
             ops[region] = put
     return ops
+
+
+def _holds(
+    put: PutVersion, wanted: str, item: Item | None, region: str, fields: SystemAttributes
+) -> bool:
+    """Does ``region`` hold the winner: its content (digest ``wanted``) under its timestamp
+    and origin? The same content under another version (its own write of that content,
+    say) is not the winner: a later delete of that version there would remove it."""
+    if item is None or digest(item, fields) != wanted:
+        return False
+    truthful = item if is_genuine(item, fields) else as_local(item, fields)
+    held = stored_version(truthful, region, fields)
+    winner = put.version
+    return held is not None and (held.timestamp, held.origin) == (winner.timestamp, winner.origin)
 
 
 def _in_origin(delete: DeleteVersion, region: str) -> DeleteVersion:

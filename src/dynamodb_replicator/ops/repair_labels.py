@@ -12,10 +12,11 @@ Two things repair reads carry no true seq, and two kinds of tombstone are no del
   unless a later record of it follows. (Not ``LATEST``: that label would outrank H's own
   later delete and write of T, and they would be lost everywhere else.)
 * A tombstone written by the residency projection (``core.scoping``) stands for a put
-  kept out of a region, not for a delete: ``stand_in``. Ranked as a delete it would
-  remove the very version it stands for from the regions of its scope. A put that must
-  pass one (a region that joined the scope remembers the version kept out of it) is
-  labelled just above it: ``lifted``.
+  kept out of a region, not for a delete: ``stand_in`` (told by the region it names,
+  when repair reads that one, else by its shape where a rule is configured). Ranked as a
+  delete it would remove the very version it stands for from the regions of its scope.
+  A put that must pass one (a region that joined the scope remembers the version kept
+  out of it) is labelled just above it: ``lifted``.
 """
 
 from __future__ import annotations
@@ -81,18 +82,41 @@ def held_versions(items: Mapping[str, Item | None], fields: SystemAttributes) ->
     return held
 
 
-def stand_in(tomb: Tombstone, holder: str, held: set[Version]) -> bool:
+def stand_in(
+    tomb: Tombstone,
+    holder: str,
+    held: set[Version],
+    tombs: Mapping[str, Tombstone | None],
+    *,
+    scoped: bool,
+) -> bool:
     """May ``tomb``, remembered in ``holder``, be the projection's stand-in for a put
-    rather than a delete? Stand-ins never name the region they are applied in as the
-    deleting one, and they are either (T, O, seq) of a copy that is held (``_kept_out``;
-    a delete an application made carries ``LATEST``, or in the origin its REMOVE record's
-    seq, which labels no content unless a label of repair's met it), or (T, O,
-    ``LATEST``) in O itself (``_own``, ``evicted``: the removal of O's write outside its
-    scope). A real delete is remembered by the region whose application made it under
-    that region's name (D1 runs there too), and that tombstone is always ranked: a real
-    delete of one of these shapes still counts through it."""
-    if tomb.deleted_in == holder:
+    rather than a delete? A real delete is remembered by the region whose application
+    made it under that region's own name (D1 runs there too; co-deleters all end naming
+    the largest of them), and that tombstone is always ranked. Stand-ins never name the
+    region they are applied in, and the region they name (the put's source, or the
+    smallest of its scope) remembers no delete of its own of that version. So a tombstone
+    naming another region that repair read counts only if that region's own tombstone
+    confirms it (a real delete whose D1 has not run there yet is still in flight: its
+    record reaches every region after repair). One naming a region repair did not read
+    (``--regions``) is told by its shape alone, and only where a residency rule is
+    configured (``scoped``): without one the projection writes no stand-ins, and a delete
+    made in an unread region has the shape of one (``_shaped``)."""
+    named = tomb.deleted_in
+    if named == holder:
         return False
+    if named in tombs:
+        own = tombs[named]
+        # D1 writes the very version of the delete in every region, the deleting one too.
+        return own is None or own.deleted_in != named or own.version != tomb.version
+    return scoped and _shaped(tomb, holder, held)
+
+
+def _shaped(tomb: Tombstone, holder: str, held: set[Version]) -> bool:
+    """The stand-ins' shapes: (T, O, seq) of a copy that is held (``_kept_out``; a delete
+    an application made carries ``LATEST``, or in the origin its REMOVE record's seq,
+    which labels no content unless a label of repair's met it), or (T, O, ``LATEST``) in
+    O itself (``_own``, ``evicted``: the removal of O's write outside its scope)."""
     if tomb.version.seq == LATEST:
         return holder == tomb.version.origin
     return tomb.version in held
