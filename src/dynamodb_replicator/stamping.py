@@ -6,9 +6,11 @@ It registers a botocore ``before-parameter-build`` handler, last, so it sees req
 the low-level form (a resource has serialized its Python values by then). Timestamps are
 epoch milliseconds, strictly increasing within the process. An explicit ``__timestamp`` (an
 update expression writing it; a put's Item carrying one) is left alone, except a put's that
-equals the Item's marker: a replica read back and put again. PartiQL statements cannot be
-stamped: they get a warning. The request is rewritten on copies: the caller's dicts are
-never changed.
+equals the Item's marker: a replica read back and put again. An update removing it is
+refused (ConfigError). An UpdateItem with any legacy parameter (AttributeUpdates, Expected,
+ConditionalOperator) is stamped through AttributeUpdates: DynamoDB refuses a mix of forms.
+PartiQL statements cannot be stamped: they get a warning. The request is rewritten on
+copies: the caller's dicts are never changed.
 
 Every PutItem and UpdateItem it sees also drops the replica marker (``__replicaTimestamp``):
 only the replicator writes it, and an application write that kept it and landed exactly on
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 _NAME, _VALUE = "#replicatorTimestamp", ":replicatorTimestamp"
 _MARKER = "#replicatorMarker"
 _PARTIQL = {"ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction"}
+_LEGACY = {"AttributeUpdates", "Expected", "ConditionalOperator"}
 
 
 class _Sequence:
@@ -117,16 +120,32 @@ class Stamper:
     def update(self, params: dict[str, Any]) -> None:
         """Stamp an UpdateItem unless its update writes the timestamp itself, and drop the
         marker unless it writes the marker itself (a path may be written by one action
-        only). Conditions may name either: they only read."""
-        if "AttributeUpdates" in params:  # the legacy form
-            updates = dict(params["AttributeUpdates"])
-            updates.setdefault(self.attribute, {"Value": {"N": self.next()}, "Action": "PUT"})
-            updates.setdefault(self.marker, {"Action": "DELETE"})
-            params["AttributeUpdates"] = updates
-            return
+        only). Conditions may name either: they only read. An update that removes the
+        timestamp is refused (ConfigError): it would leave the item without one."""
+        # Expected and ConditionalOperator are legacy parameters too: DynamoDB refuses
+        # them beside an UpdateExpression, so such a request is stamped the legacy way.
+        if _LEGACY & params.keys():
+            self._legacy_update(params)
+        else:
+            self._expression_update(params)
+
+    def _legacy_update(self, params: dict[str, Any]) -> None:
+        """Stamp an UpdateItem in the legacy form (AttributeUpdates)."""
+        updates = dict(params.get("AttributeUpdates", {}))
+        action = updates.get(self.attribute)
+        if isinstance(action, dict) and action.get("Action") == "DELETE":
+            self._refuse_removal()
+        updates.setdefault(self.attribute, {"Value": {"N": self.next()}, "Action": "PUT"})
+        updates.setdefault(self.marker, {"Action": "DELETE"})
+        params["AttributeUpdates"] = updates
+
+    def _expression_update(self, params: dict[str, Any]) -> None:
+        """Stamp an UpdateItem in the expression form (UpdateExpression)."""
         names = dict(params.get("ExpressionAttributeNames", {}))
         values = dict(params.get("ExpressionAttributeValues", {}))
         expression: str = params.get("UpdateExpression", "")
+        if self.attribute in written(expression, names, {"REMOVE"}):
+            self._refuse_removal()
         writes = written(expression, names)
         if self.attribute not in writes:
             name, value = free(_NAME, names), free(_VALUE, values)
@@ -140,6 +159,15 @@ class Stamper:
         params["ExpressionAttributeNames"] = names
         if values:  # DynamoDB refuses an empty map
             params["ExpressionAttributeValues"] = values
+
+    def _refuse_removal(self) -> None:
+        """Refused, not rewritten into a fresh stamp: the caller asked for the opposite of
+        a timestamp, and quietly changing a write's meaning hides the bug that asked. Sent,
+        the item would have no timestamp and be parked, never replicated."""
+        raise ConfigError(
+            f"stamp(): an UpdateItem removes {self.attribute}; an item must keep one "
+            f"(set it or leave it to the stamper)"
+        )
 
     def batch_write(self, params: dict[str, Any]) -> None:
         """Stamp a BatchWriteItem's puts (copies of its request lists)."""

@@ -118,7 +118,7 @@ def test_a_stamped_write_drops_the_replica_marker(
     client = boto3.client("dynamodb", region_name=EU, endpoint_url=ddb_local.endpoint_url)
     stamp(client, clock=Clock())
     marked = {TS: {"N": "7"}, FIELDS.marker: {"N": "7"}, FIELDS.origin: {"S": US}}
-    for name in ("set", "remove", "legacy", "put", "read"):
+    for name in ("set", "remove", "legacy", "conditional", "put", "read"):
         clients[EU].put_item(TableName="Stamped", Item={"pk": {"S": f"m-{name}"}, **marked})
     client.update_item(
         TableName="Stamped",
@@ -133,6 +133,11 @@ def test_a_stamped_write_drops_the_replica_marker(
         Key=key("legacy"),
         AttributeUpdates={"v": {"Value": {"S": "x"}, "Action": "PUT"}},
     )
+    # Legacy conditional, no AttributeUpdates: stamped in the legacy form, or DynamoDB
+    # refuses the request (no mixing expression and non-expression parameters).
+    client.update_item(
+        TableName="Stamped", Key=key("conditional"), Expected={TS: {"Value": {"N": "7"}}}
+    )
     client.put_item(TableName="Stamped", Item={**key("put"), **marked})
     # Optimistic locking: the condition and the update read the timestamp and the marker,
     # and the stamper still writes the one and removes the other (reads are no conflict).
@@ -144,10 +149,14 @@ def test_a_stamped_write_drops_the_replica_marker(
         ExpressionAttributeNames={"#t": TS, "#m": FIELDS.marker},
         ExpressionAttributeValues={":seen": {"N": "7"}},
     )
-    for name in ("set", "remove", "legacy", "put", "read"):
+    for name in ("set", "remove", "legacy", "conditional", "put", "read"):
         item = clients[EU].get_item(TableName="Stamped", Key=key(name), ConsistentRead=True)
         assert FIELDS.marker not in item["Item"], name
         assert item["Item"][FIELDS.origin] == {"S": US}  # the rest is the application's
     read = clients[EU].get_item(TableName="Stamped", Key=key("read"), ConsistentRead=True)["Item"]
     assert (read["priorStamp"], read["heldMarker"]) == ({"N": "7"}, {"N": "7"})
     assert int(read[TS]["N"]) > 7  # stamped, though the condition named the timestamp
+    conditional = clients[EU].get_item(
+        TableName="Stamped", Key=key("conditional"), ConsistentRead=True
+    )["Item"]
+    assert int(conditional[TS]["N"]) > 7

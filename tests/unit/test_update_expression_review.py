@@ -2,7 +2,8 @@
 stamper's rewriting of UpdateItem requests: expressions DynamoDB accepts, generated from its
 grammar in any case, spacing and clause order, must split into the clauses and targets they
 were built from, and every stamped update must leave the item with a fresh timestamp and
-without the marker unless it writes them. Each defect found is a strict xfail."""
+without the marker unless it writes them, and an update removing the timestamp is refused.
+Each defect found was a strict xfail until fixed."""
 
 from __future__ import annotations
 
@@ -149,6 +150,10 @@ def test_a_stamped_update_sets_the_timestamp_and_removes_the_marker_unless_it_wr
     names = {"#set": "set", "#SET": "SET", "#Remove": "r", "#add": "ADD", "#delete": "d"}
     names |= {"#t": "t", "#__timestamp": TS, "#replicatorMarker": MARKER}
     names = {k: v for k, v in names.items() if re.search(rf"{k}\b", text)}
+    if TS in dict((v, [names.get(f, f) for f in fs]) for v, fs in expected).get("REMOVE", []):
+        with pytest.raises(ConfigError, match="removes"):  # it would leave no timestamp
+            stamped({"UpdateExpression": text, "ExpressionAttributeNames": names})
+        return
     params = stamped({"UpdateExpression": text, "ExpressionAttributeNames": names})
     out_names = params["ExpressionAttributeNames"]
     result = {
@@ -168,29 +173,21 @@ def test_a_stamped_update_sets_the_timestamp_and_removes_the_marker_unless_it_wr
 # --- defects ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a legacy conditional UpdateItem (Expected, no AttributeUpdates) gets an "
-    "UpdateExpression: DynamoDB refuses the mix of expression and non-expression parameters, "
-    "so a write that worked unstamped fails once stamped (DynamoDB Local: "
-    "ValidationException 'Can not use both expression and non-expression parameters'; "
-    "also with ConditionalOperator)",
+@pytest.mark.parametrize(
+    "legacy",
+    [{"Expected": {"x": {"Exists": False}}}, {"ConditionalOperator": "AND"}],
+    ids=["Expected", "ConditionalOperator"],
 )
-def test_a_legacy_conditional_update_without_attribute_updates_stays_legacy() -> None:
-    params = stamped({"Key": {"pk": {"S": "k"}}, "Expected": {"x": {"Exists": False}}})
+def test_a_legacy_conditional_update_without_attribute_updates_stays_legacy(
+    legacy: dict[str, Any],
+) -> None:
+    params = stamped({"Key": {"pk": {"S": "k"}}, **legacy})
     assert "UpdateExpression" not in params
     updates = params["AttributeUpdates"]
     assert updates[TS]["Action"] == "PUT"
     assert updates[MARKER] == {"Action": "DELETE"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an update that REMOVEs __timestamp counts as writing it: it is not stamped and "
-    "leaves the item with no timestamp at all (parked under missing_timestamp=fail, never "
-    "replicated; seen on DynamoDB Local through a stamped client); it should be stamped "
-    "or refused with a clear error",
-)
 def test_an_update_removing_the_timestamp_still_leaves_one_or_is_refused() -> None:
     params: dict[str, Any] = {
         "UpdateExpression": "SET v = :v REMOVE #t",
@@ -208,11 +205,6 @@ def test_an_update_removing_the_timestamp_still_leaves_one_or_is_refused() -> No
     assert TS in sets.get("SET", []) and TS not in sets.get("REMOVE", [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the legacy form too: AttributeUpdates deleting __timestamp is kept (setdefault) "
-    "and the item is left with no timestamp",
-)
 def test_a_legacy_update_deleting_the_timestamp_still_leaves_one_or_is_refused() -> None:
     params: dict[str, Any] = {
         "AttributeUpdates": {TS: {"Action": "DELETE"}, "v": {"Action": "DELETE"}}

@@ -46,10 +46,16 @@ def clauses(expression: str) -> tuple[Clause, ...]:
     return tuple(Clause(verb, body, tuple(targets)) for verb, body, targets in found)
 
 
-def written(expression: str, names: Mapping[str, str]) -> frozenset[str]:
-    """The top-level attributes ``expression``'s actions write (placeholders resolved)."""
+def written(
+    expression: str, names: Mapping[str, str], verbs: Collection[str] = VERBS
+) -> frozenset[str]:
+    """The top-level attributes ``expression``'s actions write (placeholders resolved), in
+    its ``verbs`` clauses (all four unless told)."""
     return frozenset(
-        names.get(target, target) for clause in clauses(expression) for target in clause.targets
+        names.get(target, target)
+        for clause in clauses(expression)
+        if clause.verb in verbs
+        for target in clause.targets
     )
 
 
