@@ -46,9 +46,9 @@ integration: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# PYTEST_FLAGS="-n 2 --dist loadgroup": two test processes, a module at a time each (the
-# heaviest modules in one process, one after the other); see docs/development/tests.md.
-PYTEST_FLAGS ?=
+# Two test processes, a module at a time each (the heaviest modules in one process, one
+# after the other); PYTEST_FLAGS= runs them in one. See docs/development/tests.md.
+PYTEST_FLAGS ?= -n 2 --dist loadgroup
 
 test: setup lint typecheck docs
 	$(BIN)/pytest -q $(PYTEST_FLAGS)

@@ -52,10 +52,12 @@ def sts(moto: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
 
 
 def assumed(moto: MotoServer, session_name: str) -> list[dict[str, Any]]:
-    """The AssumeRole calls moto recorded for a session name."""
+    """The AssumeRole calls moto recorded for a session name (none yet: a freshly reset
+    moto lists no STS data at all)."""
     with urllib.request.urlopen(f"{moto.endpoint_url}/moto-api/data.json") as response:
         data = json.load(response)
-    return [r for r in data["sts"]["AssumedRole"] if r["session_name"] == session_name]
+    calls = data.get("sts", {}).get("AssumedRole", [])
+    return [r for r in calls if r["session_name"] == session_name]
 
 
 def in_other_account(moto: MotoServer, session_name: str) -> RegionSpec:
