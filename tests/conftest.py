@@ -3,6 +3,7 @@ gets a database of its own in it (its own access key id)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -52,6 +53,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         group = "heavy" if item.path.name in HEAVY else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.fixture(autouse=True)
+def _cli_log_handlers_removed() -> Iterator[None]:
+    """A test that runs the CLI in this process leaves the root logger writing to that test's
+    captured stderr (observe/logs.configure), closed once the test ends: a later test's
+    runner thread logging before its own CLI call then prints "--- Logging error ---" into
+    that test's output. The CLI's handlers go with the test that installed them (pytest's
+    own capture handlers are subclasses, and stay)."""
+    yield
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if type(handler) is logging.StreamHandler:
+            root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from dynamodb_replicator.aws.errors import translated
+from dynamodb_replicator.core.errors import NotFoundError
 from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 
@@ -101,7 +102,23 @@ class DynamoParkingLot:
         self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
 
     def parked(self, tables: Sequence[str] | None = None) -> list[ParkedRecord]:
-        """Every parked record (of ``tables``), oldest first; unreadable items are skipped."""
+        """Every parked record (of ``tables``), oldest first; unreadable items are skipped.
+        A region without the state table has none: no runner has run there, so nothing was
+        parked (a Lambda-only deployment replays its batches from its failure store)."""
+        try:
+            items = self._items()
+        except NotFoundError:
+            return []
+        found = []
+        for item in items:
+            try:
+                found.append(parked_from_item(item))
+            except (KeyError, ValueError, TypeError, zlib.error):
+                log.warning("unreadable parked record skipped", extra={"pk": item["pk"]["S"]})
+        chosen = [p for p in found if tables is None or p.table in tables]
+        return sorted(chosen, key=lambda p: (p.parked_at, p.table, int(p.sequence)))
+
+    def _items(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
@@ -113,16 +130,8 @@ class DynamoParkingLot:
             page = self._call("Scan", lambda k=dict(kwargs): self.client.scan(**k))  # type: ignore[misc]
             items.extend(page["Items"])
             if "LastEvaluatedKey" not in page:
-                break
+                return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        found = []
-        for item in items:
-            try:
-                found.append(parked_from_item(item))
-            except (KeyError, ValueError, TypeError, zlib.error):
-                log.warning("unreadable parked record skipped", extra={"pk": item["pk"]["S"]})
-        chosen = [p for p in found if tables is None or p.table in tables]
-        return sorted(chosen, key=lambda p: (p.parked_at, p.table, int(p.sequence)))
 
     def remove(self, parked: ParkedRecord) -> None:
         key = {"pk": _pk(parked)}
