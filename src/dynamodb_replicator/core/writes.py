@@ -134,7 +134,8 @@ keeps their marker is taken for an echo); a delete made in another region of a v
 (T, O) also removes a later content of (T, O) written in the same millisecond in O; a
 disguised item that wins (labels R, true version (T, S, x) > R) is removed in S by a delete
 of R, or by S's own earlier delete of T, applied there before its record is (conditions read
-R), and that removal then goes out as S's delete (tests/unit/test_equal_versions_review.py).
+R), and that removal then goes out as S's delete
+(tests/unit/test_updates_on_a_replicas_timestamp.py).
 No condition can close it: the disguised item differs from the replica only in content,
 which conditions cannot hash (the seal) nor bound ("no other attribute"); a read first
 leaves a window before the delete, and after a lost answer the removed content survives
