@@ -12,7 +12,7 @@ from typing import Any
 
 from dynamodb_replicator.core.contract import Violation
 from dynamodb_replicator.core.model import Item, ItemKey
-from dynamodb_replicator.core.plan import PutVersion, user_image
+from dynamodb_replicator.core.plan import WriteOp, user_image
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.core.retry import Backoff
@@ -39,11 +39,16 @@ __all__ = [
     "FixedClock",
     "StreamRegions",
     "T",
+    "apply_ops",
     "content",
+    "decide",
+    "delete_settled",
     "earlier_scheme_copy",
+    "missed_by_all",
     "n",
     "repair",
     "s",
+    "written",
 ]
 
 
@@ -170,17 +175,52 @@ class StreamRegions:
         return {name: content(store.item(TABLE, key)) for name, store in self.stores.items()}
 
 
-def repair(regions: StreamRegions, k: ItemKey) -> None:
-    """``repair``'s decision (ops.repair.resolve) applied with the real write protocol,
-    as if no region remembered a delete of ``k``."""
-    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
-    tombs = {name: None for name in regions.stores}
-    policy = LastWriterWins(FIELDS)
-    ops = resolve(k, items, tombs, policy=policy, fields=FIELDS) or {}
+def missed_by_all(regions: StreamRegions, region: str) -> None:
+    """``region``'s unread records never reach anyone (they expired while it was cut off)."""
+    regions.read[region] = len(regions.stores[region].stream)
+
+
+def written(content: int, stamp: int = T) -> dict[str, Any]:
+    """What the application sees of key ``k`` written at ``stamp`` with ``content``."""
+    return {"pk": s("k"), FIELDS.timestamp: n(stamp), "content": n(content)}
+
+
+def decide(
+    regions: StreamRegions, k: ItemKey, names: Sequence[str] | None = None
+) -> dict[str, WriteOp]:
+    """``repair``'s decision for ``k`` (ops.repair.resolve) from the items and tombstones of
+    ``names`` (``repair --regions``; every region by default), as read now (strongly
+    consistent reads)."""
+    names = regions.names if names is None else names
+    items = {name: regions.stores[name].item(TABLE, k) for name in names}
+    tombs = {
+        name: TombstoneTable(regions.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
+        for name in names
+    }
+    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
+
+
+def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
+    """Writes ``ops`` with each region's writer (the repair's second half)."""
+    options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
     for name, op in ops.items():
-        assert isinstance(op, PutVersion)
-        protocol = WriteProtocol(regions.stores[name], policy, FIELDS, FixedClock(), SUFFIX, 3600)
-        protocol.put(TABLE, op)
+        protocol = WriteProtocol(
+            regions.stores[name], LastWriterWins(FIELDS), FIELDS, FixedClock(), SUFFIX, 3600
+        )
+        result = StoreWriter(protocol, options).apply(TABLE, [op])
+        assert result.error is None, result
+
+
+def repair(regions: StreamRegions, k: ItemKey) -> None:
+    """``repair`` of ``k`` over every region: its decision applied with the real writer."""
+    apply_ops(regions, decide(regions, k))
+
+
+def delete_settled(regions: StreamRegions, region: str, k: ItemKey) -> None:
+    """``region``'s application deletes ``k``, replication settles: no region holds it."""
+    regions.delete(region, k)
+    regions.quiesce()
+    assert regions.contents(k) == dict.fromkeys(regions.names)
 
 
 def earlier_scheme_copy(

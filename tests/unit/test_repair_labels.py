@@ -11,27 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynamodb_replicator.core.model import ItemKey
-from dynamodb_replicator.core.policy import LastWriterWins
-from dynamodb_replicator.core.retry import Backoff
-from dynamodb_replicator.core.tombstones import TombstoneTable
-from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
-from dynamodb_replicator.core.writes import WriteProtocol
-from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
-
-AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
-T = 1_700_000_000_000
+from .stream_regions import AP, EU, US, StreamRegions, T, missed_by_all
+from .stream_regions import repair as _repair
 
 # One step in eu-west-1: write content n (0..3) or delete (None), its record then either
 # replicated or lost (expired before anyone read it).
 STEP = st.tuples(st.one_of(st.none(), st.integers(0, 3)), st.booleans())
-
-
-class _Clock:
-    def now(self) -> float:
-        return 1_000_000.0
 
 
 def _act(regions: StreamRegions, k: ItemKey, content: int | None) -> None:
@@ -39,24 +26,6 @@ def _act(regions: StreamRegions, k: ItemKey, content: int | None) -> None:
         regions.delete(EU, k)
     else:
         regions.put(EU, k, **{FIELDS.timestamp: {"N": str(T)}, "content": {"N": str(content)}})
-
-
-def _repair(regions: StreamRegions, k: ItemKey) -> None:
-    """``repair``'s decision for ``k``, from every region's item and tombstone, applied
-    with each region's writer."""
-    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
-    tombs = {
-        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [k]).get(k)
-        for name, store in regions.stores.items()
-    }
-    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {}
-    options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
-    for name, op in ops.items():
-        protocol = WriteProtocol(
-            regions.stores[name], LastWriterWins(FIELDS), FIELDS, _Clock(), SUFFIX, 3600
-        )
-        result = StoreWriter(protocol, options).apply(TABLE, [op])
-        assert result.error is None, result
 
 
 @settings(max_examples=100, deadline=None)
@@ -78,7 +47,7 @@ def test_the_origins_later_write_or_delete_of_a_timestamp_outranks_what_repair_c
             if delivered:
                 regions.quiesce()
             else:
-                regions.read[EU] = len(regions.stores[EU].stream)
+                missed_by_all(regions, EU)
         held = regions.contents(k)[EU]  # the origin's latest change: the winner
         _repair(regions, k)
         regions.quiesce()

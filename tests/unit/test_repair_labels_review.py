@@ -7,13 +7,9 @@ a defect of repair's earlier LATEST labels and pins its fix."""
 from __future__ import annotations
 
 from .strategies import FIELDS
-from .stream_regions import AP, EU, US, StreamRegions, T, n, s
+from .stream_regions import AP, EU, US, StreamRegions, T, delete_settled, n, written
+from .stream_regions import missed_by_all as _missed_by_all
 from .stream_regions import repair as _repair
-
-
-def _missed_by_all(regions: StreamRegions, region: str) -> None:
-    """``region``'s unread records never reach anyone (they expired while it was cut off)."""
-    regions.read[region] = len(regions.stores[region].stream)
 
 
 def test_a_delete_in_the_origin_after_a_repair_removes_the_repaired_copies(
@@ -27,11 +23,8 @@ def test_a_delete_in_the_origin_after_a_repair_removes_the_repaired_copies(
     _missed_by_all(regions, EU)
     _repair(regions, k)
     regions.quiesce()
-    item = {"pk": s("k"), FIELDS.timestamp: n(T), "content": n(1)}
-    assert regions.contents(k) == {AP: item, EU: item, US: item}
-    regions.delete(EU, k)
-    regions.quiesce()
-    assert regions.contents(k) == {AP: None, EU: None, US: None}
+    assert regions.contents(k) == {AP: written(1), EU: written(1), US: written(1)}
+    delete_settled(regions, EU, k)
 
 
 def test_a_later_write_of_the_same_timestamp_in_the_origin_after_a_repair_wins(
@@ -46,5 +39,4 @@ def test_a_later_write_of_the_same_timestamp_in_the_origin_after_a_repair_wins(
     regions.quiesce()
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(2)})
     regions.quiesce()
-    winner = {"pk": s("k"), FIELDS.timestamp: n(T), "content": n(2)}
-    assert regions.contents(k) == {AP: winner, EU: winner, US: winner}
+    assert regions.contents(k) == {AP: written(2), EU: written(2), US: written(2)}

@@ -7,84 +7,23 @@ found; each now pins its fix."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
-import pytest
-
-from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
-from dynamodb_replicator.core.plan import WriteOp, plan_changes
+from dynamodb_replicator.core.model import Change, Operation, Version, pad_sequence
+from dynamodb_replicator.core.plan import plan_changes
 from dynamodb_replicator.core.policy import LastWriterWins
-from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.scoping import project
 from dynamodb_replicator.core.tombstones import TombstoneTable
-from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
-from dynamodb_replicator.core.writes import WriteProtocol
-from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
+from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, delete_settled, n, s
+from .stream_regions import apply_ops as _apply
+from .stream_regions import decide as _decide
+from .stream_regions import missed_by_all as _missed_by_all
+from .stream_regions import repair as _repair
+from .stream_regions import written as item
 from .test_residency_repair import repair_ops, settle_put
 from .world import KEYS, NOTHING, RULE, World, image
 
-AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
 US1, US2 = "us-east-1", "us-west-2"
-T = 1_700_000_000_000
-
-
-def n(value: int) -> dict[str, str]:
-    return {"N": str(value)}
-
-
-def s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-class _Clock:
-    def now(self) -> float:
-        return 1_000_000.0
-
-
-@pytest.fixture
-def regions() -> Iterator[StreamRegions]:
-    world = StreamRegions([AP, EU, US])
-    yield world
-    world.close()
-
-
-def _decide(regions: StreamRegions, k: ItemKey) -> dict[str, WriteOp]:
-    """``repair``'s decision for ``k`` from every region's item and tombstone, as read now
-    (strongly consistent reads)."""
-    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
-    tombs = {
-        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [k]).get(k)
-        for name, store in regions.stores.items()
-    }
-    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
-
-
-def _apply(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
-    """Writes ``ops`` with each region's writer (the repair's second half)."""
-    options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
-    for name, op in ops.items():
-        protocol = WriteProtocol(
-            regions.stores[name], LastWriterWins(FIELDS), FIELDS, _Clock(), SUFFIX, 3600
-        )
-        result = StoreWriter(protocol, options).apply(TABLE, [op])
-        assert result.error is None, result
-
-
-def _repair(regions: StreamRegions, k: ItemKey) -> None:
-    _apply(regions, _decide(regions, k))
-
-
-def _missed_by_all(regions: StreamRegions, region: str) -> None:
-    """``region``'s unread records never reach anyone (they expired while it was cut off)."""
-    regions.read[region] = len(regions.stores[region].stream)
-
-
-def item(content: int, stamp: int = T) -> dict[str, Any]:
-    return {"pk": s("k"), FIELDS.timestamp: n(stamp), "content": n(content)}
 
 
 def test_repair_racing_an_origins_delete_in_flight_does_not_bring_the_item_back(
@@ -177,9 +116,7 @@ def test_repair_twice_with_an_origins_lost_rewrite_between_keeps_its_later_chang
     _repair(regions, k)
     regions.quiesce()
     assert regions.contents(k) == {AP: item(2), EU: item(2), US: item(2)}
-    regions.delete(EU, k)
-    regions.quiesce()
-    assert regions.contents(k) == {AP: None, EU: None, US: None}
+    delete_settled(regions, EU, k)
 
 
 def test_an_origins_rewrite_between_repairs_read_and_write_wins(
@@ -225,19 +162,7 @@ def test_repair_of_an_origins_lost_reinsert_after_a_delete_keeps_it_and_its_next
     _repair(regions, k)
     regions.quiesce()
     assert regions.contents(k) == {AP: item(1), EU: item(1), US: item(1)}
-    regions.delete(EU, k)
-    regions.quiesce()
-    assert regions.contents(k) == {AP: None, EU: None, US: None}
-
-
-def _decide_among(regions: StreamRegions, k: ItemKey, names: list[str]) -> dict[str, WriteOp]:
-    """``repair --regions`` ``names``: the decision from those regions' items and tombstones."""
-    items = {name: regions.stores[name].item(TABLE, k) for name in names}
-    tombs = {
-        name: TombstoneTable(regions.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
-        for name in names
-    }
-    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
+    delete_settled(regions, EU, k)
 
 
 # Holds: without a residency rule no tombstone is a stand-in when its deleting region is
@@ -262,7 +187,7 @@ def test_repair_of_regions_without_the_deleting_one_still_deletes(
     regions.stores[US].write_directly(TABLE + SUFFIX, k, None)
     _missed_by_all(regions, US)
     assert regions.contents(k) == {AP: None, EU: None, US: item(1)}
-    _apply(regions, _decide_among(regions, k, [EU, US]))
+    _apply(regions, _decide(regions, k, [EU, US]))
     regions.quiesce()
     assert regions.contents(k) == {AP: None, EU: None, US: None}
 
