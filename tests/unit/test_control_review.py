@@ -18,10 +18,16 @@ from dynamodb_replicator.runner import liveness
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
-from .test_dead_claim_takeover import a_dead_instance
+from .test_dead_claim_takeover import (
+    A0,
+    PRINTS_ITS_INSTANCE,
+    a_dead_instance,
+    a_successor,
+    holding,
+    passing,
+)
 from .test_runner_outage import Clock
 
-A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
 B0 = ShardRef("Orders", "arn:b/stream/Orders", "b-0")
 
 
@@ -43,9 +49,7 @@ class SteppingClock(Clock):
 def test_the_take_over_waits_a_margin_of_elapsed_time_even_when_the_clock_steps() -> None:
     clock = SteppingClock()
     table = LeaseTable(clock)
-    dead = LeaseKeeper("w1", a_dead_instance(), clock, 2.0)  # margin 0.5 s
-    dead.stores = {"a": MemoryStateStore(table)}
-    assert dead.acquire("a", A0) is not None
+    holding(a_dead_instance(), clock, table)  # margin 0.5 s
     clock.t = 1000.5
     sent: list[float] = []  # elapsed time when each of the successor's requests went out
     elapsed = [0.0]
@@ -53,13 +57,12 @@ def test_the_take_over_waits_a_margin_of_elapsed_time_even_when_the_clock_steps(
     def request(_call: str) -> None:
         sent.append(elapsed[0])
         elapsed[0] += 0.1  # each request takes 0.1 s, on both clocks
-        clock.t = round(clock.t + 0.1, 3)
+        passing(clock)
         if len(sent) == 2:
             clock.t += 0.5  # the wall clock steps forward (NTP), no time passes
             clock.stepped += 0.5
 
-    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
-    successor.stores = {"a": MemoryStateStore(table, request)}
+    successor = a_successor(clock, table, request)
     successor.claim("a", threading.Event())
     # The state the test is about: the claim was taken over from the process proven dead.
     assert table.workers["w1"][0] == successor.instance and len(sent) >= 2
@@ -69,6 +72,14 @@ def test_the_take_over_waits_a_margin_of_elapsed_time_even_when_the_clock_steps(
 
 def _leader_exited(pid: int) -> bool:
     return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _poll_leader_exit(pid: int) -> None:
+    """Until ``pid``'s main thread has exited (within milliseconds), 10 s at most."""
+    for _ in range(2000):
+        if _leader_exited(pid):
+            return
+        threading.Event().wait(0.005)
 
 
 _EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine)
@@ -99,10 +110,7 @@ def test_a_process_whose_main_thread_exited_while_others_run_is_not_dead() -> No
         assert child.stdout is not None and child.stdin is not None
         instance = child.stdout.readline().strip()
         pid = child.pid
-        for _ in range(2000):  # poll: the leader becomes a zombie within milliseconds
-            if _leader_exited(pid):
-                break
-            threading.Event().wait(0.005)
+        _poll_leader_exit(pid)
         # The state the test is about: the leader is a zombie, the process still runs.
         assert _leader_exited(pid) and child.poll() is None
         assert len(list((Path("/proc") / str(pid) / "task").iterdir())) >= 2
@@ -114,15 +122,13 @@ def test_a_process_whose_main_thread_exited_while_others_run_is_not_dead() -> No
 
 
 def test_a_killed_process_not_yet_reaped_is_dead() -> None:
-    code = "from dynamodb_replicator.runner.liveness import this_instance; print(this_instance())"
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", PRINTS_ITS_INSTANCE], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout is not None
         instance = child.stdout.readline().strip()
-        for _ in range(2000):  # poll, never wait(): waiting would reap it
-            if _leader_exited(child.pid):
-                break
-            threading.Event().wait(0.005)
+        _poll_leader_exit(child.pid)  # poll, never wait(): waiting would reap it
         # The state the test is about: a zombie, every thread of it gone, not reaped.
         assert _leader_exited(child.pid)
         assert liveness.dead(instance)
@@ -137,9 +143,7 @@ def test_a_killed_process_not_yet_reaped_is_dead() -> None:
 def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_is_taken() -> None:
     clock = Clock()
     table = LeaseTable(clock)
-    keeper = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)  # margin 0.5 s
-    keeper.stores = {"a": MemoryStateStore(table)}
-    assert keeper.acquire("a", A0) is not None
+    keeper = holding(liveness.this_instance(), clock, table)  # margin 0.5 s
     assert table.margins["w1"] == 500
     keeper.lease_seconds = 3.0  # the reload: margin 0.75 s, default request timeout 0.6 s
     clock.t = 1000.2
@@ -161,10 +165,9 @@ def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_t
     clock.t = 1000.5
 
     def request(_call: str) -> None:
-        clock.t = round(clock.t + 0.1, 3)
+        passing(clock)
 
-    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
-    successor.stores = {"a": MemoryStateStore(tables["a"], request)}  # b does not answer
+    successor = a_successor(clock, tables["a"], request)  # b does not answer
     successor.claim("a", threading.Event())
     assert tables["a"].workers["w1"][0] == successor.instance
     successor.stores = {**successor.stores, "b": MemoryStateStore(tables["b"], request)}

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner import liveness
@@ -19,10 +20,17 @@ from .test_runner_outage import Clock
 A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
 
 
+# A child process's code that prints its claim name and exits.
+PRINTS_ITS_INSTANCE = (
+    "from dynamodb_replicator.runner.liveness import this_instance; print(this_instance())"
+)
+
+
 def a_dead_instance() -> str:
     """The claim name of a process that ran on this machine and is gone (reaped)."""
-    code = "from dynamodb_replicator.runner.liveness import this_instance; print(this_instance())"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PRINTS_ITS_INSTANCE], capture_output=True, check=True, text=True
+    )
     return done.stdout.strip()
 
 
@@ -31,19 +39,32 @@ def passing(clock: Clock) -> None:
     clock.t = round(clock.t + 0.1, 3)
 
 
+def holding(instance: str, clock: Clock, table: LeaseTable, lease: float = 2.0) -> LeaseKeeper:
+    """Worker id w1 claimed by ``instance`` in region a, holding A0's lease there."""
+    keeper = LeaseKeeper("w1", instance, clock, lease)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    assert keeper.acquire("a", A0) is not None
+    return keeper
+
+
+def a_successor(clock: Clock, table: LeaseTable, request: Callable[[str], None]) -> LeaseKeeper:
+    """This process starting as w1 in region a (lease 2 s, margin 0.5 s); ``request`` is
+    called at each of its requests to the state table."""
+    keeper = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
+    keeper.stores = {"a": MemoryStateStore(table, request)}
+    return keeper
+
+
 def test_the_claim_and_leases_of_a_killed_process_are_taken_over_before_they_expire() -> None:
     clock = Clock()
     table = LeaseTable(clock)
-    zombie = LeaseKeeper("w1", a_dead_instance(), clock, 2.0)  # margin 0.5 s
-    zombie.stores = {"a": MemoryStateStore(table)}
-    assert zombie.acquire("a", A0) is not None
+    zombie = holding(a_dead_instance(), clock, table)  # margin 0.5 s
     clock.t = 1000.5
     # The state this test is about: the claim and the lease live, their process gone.
     assert table.workers["w1"] == (zombie.instance, 1002_000)
     assert table.leases[A0].expires_ms > clock.t * 1000 and table.leases[A0].owner == "w1"
     assert liveness.dead(zombie.instance)
-    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
-    successor.stores = {"a": MemoryStateStore(table, lambda _call: passing(clock))}
+    successor = a_successor(clock, table, lambda _call: passing(clock))
     successor.claim("a", threading.Event())
     assert table.workers["w1"][0] == successor.instance
     assert 1001.1 <= clock.t <= 1001.2  # the margin after the proof (at 1000.6), no more
@@ -54,9 +75,7 @@ def test_the_claim_and_leases_of_a_killed_process_are_taken_over_before_they_exp
 def test_a_live_holder_of_the_worker_id_is_not_taken_over() -> None:
     clock = Clock()
     table = LeaseTable(clock)
-    live = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)  # this very process
-    live.stores = {"a": MemoryStateStore(table)}
-    assert live.acquire("a", A0) is not None
+    live = holding(liveness.this_instance(), clock, table)  # this very process
     tries: list[str] = []
     stopping = threading.Event()
 
@@ -66,8 +85,7 @@ def test_a_live_holder_of_the_worker_id_is_not_taken_over() -> None:
         if len(tries) >= 8:  # 0.8 s of tries, past the margin: long enough to take over
             stopping.set()
 
-    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
-    successor.stores = {"a": MemoryStateStore(table, counted)}
+    successor = a_successor(clock, table, counted)
     successor.claim("a", stopping)
     assert len(tries) >= 8 and table.workers["w1"][0] == live.instance
     assert "a" not in successor.claims
@@ -92,12 +110,9 @@ def test_the_wait_after_the_proof_is_the_wider_margin_of_the_dead_one_and_ours()
     requests may land until 2 s after its death, so ours (0.5 s) is not enough."""
     clock = Clock()
     table = LeaseTable(clock)
-    zombie = LeaseKeeper("w1", a_dead_instance(), clock, 8.0)  # margin 2 s
-    zombie.stores = {"a": MemoryStateStore(table)}
-    assert zombie.acquire("a", A0) is not None
+    zombie = holding(a_dead_instance(), clock, table, 8.0)  # margin 2 s
     assert table.margins["w1"] == 2000 and liveness.dead(zombie.instance)
-    successor = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)  # margin 0.5 s
-    successor.stores = {"a": MemoryStateStore(table, lambda _call: passing(clock))}
+    successor = a_successor(clock, table, lambda _call: passing(clock))  # margin 0.5 s
     successor.claim("a", threading.Event())
     assert table.workers["w1"][0] == successor.instance
     assert clock.t >= 1000.1 + 2.0  # proven dead at 1000.1

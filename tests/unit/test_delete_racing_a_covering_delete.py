@@ -7,6 +7,9 @@ They assert the outcome directly: ``World.check`` models the limit (``World._rac
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from dynamodb_replicator.core.model import Version, pad_sequence
@@ -30,6 +33,36 @@ def _nothing_anywhere(world: World) -> None:
     assert held == {name: None for name in world.names}
 
 
+@contextmanager
+def three_regions(rule: ResidencyRule | None) -> Iterator[World]:
+    """ap-southeast-1, eu-west-1 and us-east-1 under last writer wins and ``rule``."""
+    world = World(LastWriterWins(FIELDS), [AP, EU, US], lambda: NOTHING, True, rule)
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+def race_a_delete_with_the_applications(world: World, origin: str, racing: Version) -> None:
+    """``origin`` wrote two contents of timestamp 7: (7, origin, 7) for US, held by
+    us-east-1, and the later (7, origin, 12) for DE, held by eu-west-1. The application in
+    us-east-1 deletes what it holds (a delete of every content of (7, origin)); before its
+    record is planned, ap-southeast-1's delete of ``racing`` lands in us-east-1. Then the
+    rest, in flight after the application's record, is delivered until none is left."""
+    key = KEYS[0]
+    us_content = world.event("put", key, Version.of("7", origin, pad_sequence("7")), "", "US")
+    de_content = world.event("put", key, Version.of("7", origin, pad_sequence("12")), "", "DE")
+    world.deliver(US, [us_content])
+    world.deliver(EU, [de_content])
+    world.application(US, key, delete=True)  # its record waits in world.pending
+    assert world.stores[US].item(TABLE, key) is None
+    delete = world.event("delete", key, racing, AP)
+    world.deliver(US, [delete])
+    for op in (us_content, de_content, delete):
+        world.pending.extend(world.spread(op))
+    world.run(lambda: 1)
+
+
 @pytest.mark.xfail(strict=True, reason=_LIMIT + " (seeds 3591732, 462187697, 566497147, 566498477)")
 @pytest.mark.parametrize("rule", [RULE, None], ids=["residency", "no-rule"])
 def test_an_application_delete_racing_the_origin_s_delete_removes_every_content(
@@ -40,24 +73,9 @@ def test_an_application_delete_racing_the_origin_s_delete_removes_every_content(
     us-east-1 deletes what it holds (a delete of every content of (7, ap)); before its
     record is planned, ap-southeast-1's own delete of (7, ap, 7) lands in us-east-1. Once
     settled no region may hold the key."""
-    world = World(LastWriterWins(FIELDS), [AP, EU, US], lambda: NOTHING, True, rule)
-    try:
-        key = KEYS[0]
-        us_content = world.event("put", key, Version.of("7", AP, pad_sequence("7")), "", "US")
-        de_content = world.event("put", key, Version.of("7", AP, pad_sequence("12")), "", "DE")
-        world.deliver(US, [us_content])
-        world.deliver(EU, [de_content])
-        world.application(US, key, delete=True)  # its record waits in world.pending
-        assert world.stores[US].item(TABLE, key) is None
-        origin_delete = world.event("delete", key, Version.of("7", AP, pad_sequence("7")), AP)
-        world.deliver(US, [origin_delete])
-        # Everything else still in flight, after the application's record.
-        for op in (us_content, de_content, origin_delete):
-            world.pending.extend(world.spread(op))
-        world.run(lambda: 1)
+    with three_regions(rule) as world:
+        race_a_delete_with_the_applications(world, AP, Version.of("7", AP, pad_sequence("7")))
         _nothing_anywhere(world)
-    finally:
-        world.close()
 
 
 @pytest.mark.xfail(strict=True, reason=_LIMIT + " (seeds 14626505, 153757571)")
@@ -67,8 +85,7 @@ def test_an_application_delete_racing_a_scope_removal_of_a_later_content_removes
     application in ap-southeast-1 deletes its copy of (8, eu, 7) (a delete of every content
     of (8, eu)) just before that removal lands there. Once settled no region may hold the
     key: eu-west-1's (8, eu, 12) is deleted too."""
-    world = World(LastWriterWins(FIELDS), [AP, EU, US], lambda: NOTHING, True, RULE)
-    try:
+    with three_regions(RULE) as world:
         key = KEYS[0]
         everywhere = world.event("put", key, Version.of("8", EU, pad_sequence("7")), "")
         for name in world.names:
@@ -80,5 +97,3 @@ def test_an_application_delete_racing_a_scope_removal_of_a_later_content_removes
         world.pending.extend((name, op) for name, op in spread if name != AP)
         world.run(lambda: 1)
         _nothing_anywhere(world)
-    finally:
-        world.close()

@@ -11,12 +11,11 @@ import pytest
 
 from dynamodb_replicator.core import plan as planning
 from dynamodb_replicator.core.model import Version, pad_sequence
-from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.residency import ResidencyRule
 
-from .strategies import FIELDS
-from .stream_regions import AP, EU, US
-from .world import KEYS, NOTHING, RULE, TABLE, World
+from .stream_regions import AP, EU
+from .test_delete_racing_a_covering_delete import race_a_delete_with_the_applications, three_regions
+from .world import KEYS, RULE, TABLE
 
 
 def _any_foreign_tombstone_is_an_echo(change: Any, tomb: Any, source: str, policy: Any) -> bool:
@@ -38,21 +37,8 @@ def test_the_oracle_fails_a_planner_that_drops_a_delete_not_covered_by_the_tombs
     everywhere): check must fail. Without the excuse it does; with the real planner the
     scenario passes check (nothing anywhere)."""
     monkeypatch.setattr(planning, "_removed_by_the_replicator", _any_foreign_tombstone_is_an_echo)
-    world = World(LastWriterWins(FIELDS), [AP, EU, US], lambda: NOTHING, True, rule)
-    try:
-        key = KEYS[0]
-        us_content = world.event("put", key, Version.of("7", EU, pad_sequence("7")), "", "US")
-        de_content = world.event("put", key, Version.of("7", EU, pad_sequence("12")), "", "DE")
-        world.deliver(US, [us_content])
-        world.deliver(EU, [de_content])
-        world.application(US, key, delete=True)  # its record waits in world.pending
-        stale = world.event("delete", key, Version.of("5", AP, pad_sequence("3")), AP)
-        world.deliver(US, [stale])
-        for op in (us_content, de_content, stale):
-            world.pending.extend(world.spread(op))
-        world.run(lambda: 1)
-        assert world.stores[EU].item(TABLE, key) is not None  # the broken planner's work
+    with three_regions(rule) as world:
+        race_a_delete_with_the_applications(world, EU, Version.of("5", AP, pad_sequence("3")))
+        assert world.stores[EU].item(TABLE, KEYS[0]) is not None  # the broken planner's work
         with pytest.raises(AssertionError):
             world.check()
-    finally:
-        world.close()
