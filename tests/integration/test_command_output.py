@@ -118,18 +118,24 @@ def test_status_without_credentials_says_so_once(config: Path, tmp_path: Path) -
     assert line.startswith("error: ") and "no AWS credentials" in line
 
 
+def _orders_everywhere(path: Path, ddb_local: DynamoDBLocal, **options: object) -> Path:
+    """A config of table Orders in every region, all at DynamoDB Local."""
+    return write_config(path, ["Orders"], dict.fromkeys(REGIONS, ddb_local.endpoint_url), **options)
+
+
+def _one_line_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The command fails (exit 2) with one line on stderr: that line."""
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1, error
+    return error
+
+
 def test_status_before_any_runner_says_none_has_run(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fresh = tmp_path / "fresh.toml"
-    endpoint = ddb_local.endpoint_url
-    fresh.write_text(
-        'tables = ["Orders"]\nstate_table = "never-made"\n'
-        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
-    )
-    assert main(["status", "--config", str(fresh)]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1, error  # one line
+    fresh = _orders_everywhere(tmp_path / "fresh.toml", ddb_local, state_table="never-made")
+    error = _one_line_error(["status", "--config", str(fresh)], capsys)
     assert "no state table never-made in us-east-1: no runner has run there yet" in error, error
     assert "ResourceNotFoundException" not in error, error
 
@@ -138,11 +144,7 @@ def test_status_where_a_runner_never_ran_says_not_started_not_stuck(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     endpoint = ddb_local.endpoint_url
-    half = tmp_path / "half.toml"
-    half.write_text(
-        'tables = ["Orders"]\nstate_table = "half-made"\n'
-        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
-    )
+    half = _orders_everywhere(tmp_path / "half.toml", ddb_local, state_table="half-made")
     first = RegionSpec(REGIONS[0], endpoint)
     ensure_state_table(make_client("dynamodb", first), "half-made", first.name)  # one region
     assert main(["status", "--config", str(half)]) == 3
@@ -155,15 +157,9 @@ def test_status_where_a_runner_never_ran_says_not_started_not_stuck(
 def test_subscribe_at_a_dynamodb_only_endpoint_says_it_cannot_serve_lambda(
     ddb_local: DynamoDBLocal, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    local = tmp_path / "local.toml"
+    local = _orders_everywhere(tmp_path / "local.toml", ddb_local)
     endpoint = ddb_local.endpoint_url
-    local.write_text(
-        'tables = ["Orders"]\n'
-        + "".join(f'[[regions]]\nname = "{r}"\nendpoint_url = "{endpoint}"\n' for r in REGIONS)
-    )
-    assert main(["subscribe", "--config", str(local), "--region", REGIONS[0]]) == 2
-    error = capsys.readouterr().err
-    assert error.count("\n") == 1, error
+    error = _one_line_error(["subscribe", "--config", str(local), "--region", REGIONS[0]], capsys)
     assert f"both went to {endpoint}" in error and "serves only DynamoDB" in error, error
 
 
