@@ -8,11 +8,8 @@ CLI) and none of them should import another's folder to get the time.
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
 
-from dynamodb_replicator.core.ports import Clock
-
-__all__ = ["SystemClock", "elapsed"]
+__all__ = ["SystemClock"]
 
 
 class SystemClock:
@@ -26,15 +23,3 @@ class SystemClock:
         """Seconds from an arbitrary origin on the monotonic clock: a wait measured on it
         is neither cut short nor stretched when the wall clock steps (NTP, an operator)."""
         return time.monotonic()
-
-
-@runtime_checkable
-class _Steady(Protocol):
-    def elapsed(self) -> float: ...
-
-
-def elapsed(clock: Clock) -> float:
-    """``clock``'s monotonic reading, to measure a wait with (never to compare with a time
-    stored elsewhere). A clock without one is a test's fake that never steps: its ``now``
-    serves (the port stays ``now`` alone, so the many fakes need not change)."""
-    return clock.elapsed() if isinstance(clock, _Steady) else clock.now()

@@ -27,6 +27,7 @@ from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.runner import config
 from dynamodb_replicator.runner.metrics import RunnerMetrics
+from dynamodb_replicator.testing.clock import ManualClock
 
 __all__ = [
     "Command",
@@ -156,7 +157,7 @@ def runner_metrics() -> list[MetricInfo]:
     metrics = RunnerMetrics(
         lambda: [],
         worker="--worker-id",
-        clock=_Clock(),
+        clock=ManualClock(0.0),  # the metrics are read only for their names
         parked=lambda: {("T", "s"): 1},
         reachable=lambda: {"r": True},
     )
@@ -168,13 +169,6 @@ def runner_metrics() -> list[MetricInfo]:
         labels = _labels(metric, {})
         found.append(MetricInfo(metric.name + suffix, metric.type, labels, metric.documentation))
     return found
-
-
-class _Clock:
-    """A fixed clock: the metrics are read only for their names."""
-
-    def now(self) -> float:
-        return 0.0
 
 
 def lambda_metrics() -> list[MetricInfo]:

@@ -13,18 +13,14 @@ import pytest
 from dynamodb_replicator import stamp
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import FIELDS, StreamPump, create_table
 
 US, EU = "us-east-1", "eu-west-1"
 TS = FIELDS.timestamp
-
-
-class Clock:
-    """Stands still: the stamper must still give strictly increasing timestamps."""
-
-    def now(self) -> float:
-        return 1_700_000_000.0
+# The stamper's clock stands still: it must still give strictly increasing timestamps.
+STILL = 1_700_000_000.0
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +35,11 @@ def test_every_write_is_stamped_and_replicates(
     ddb_local: DynamoDBLocal, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client = boto3.client("dynamodb", region_name=US, endpoint_url=ddb_local.endpoint_url)
-    stamp(client, clock=Clock())
+    stamp(client, clock=ManualClock(STILL))
     table = boto3.resource("dynamodb", region_name=US, endpoint_url=ddb_local.endpoint_url).Table(
         "Stamped"
     )
-    stamp(table, clock=Clock())
+    stamp(table, clock=ManualClock(STILL))
 
     client.put_item(TableName="Stamped", Item={"pk": {"S": "put"}})
     client.put_item(TableName="Stamped", Item={"pk": {"S": "update"}, "n": {"N": "1"}})
@@ -116,7 +112,7 @@ def test_a_stamped_write_drops_the_replica_marker(
     """A replica (marked) updated or rewritten through a stamped client keeps no marker, in
     every request form DynamoDB accepts: an application write is never a replica write."""
     client = boto3.client("dynamodb", region_name=EU, endpoint_url=ddb_local.endpoint_url)
-    stamp(client, clock=Clock())
+    stamp(client, clock=ManualClock(STILL))
     marked = {TS: {"N": "7"}, FIELDS.marker: {"N": "7"}, FIELDS.origin: {"S": US}}
     for name in ("set", "remove", "legacy", "conditional", "put", "read"):
         clients[EU].put_item(TableName="Stamped", Item={"pk": {"S": f"m-{name}"}, **marked})

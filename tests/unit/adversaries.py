@@ -11,6 +11,7 @@ from dynamodb_replicator.core.policy import LastWriterWins, stored_version
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -22,14 +23,9 @@ HERE, A, B, X = "eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1"
 POLICY = LastWriterWins(FIELDS)
 
 
-class Clock:
-    def now(self) -> float:
-        return 100.0
-
-
 def protocol(store: MemoryStore, *, prefetch: bool = True) -> WriteProtocol:
     """The protocol; ``prefetch=False`` skips P0 so late puts land and must be settled."""
-    return WriteProtocol(store, POLICY, FIELDS, Clock(), SUFFIX, 3600, prefetch=prefetch)
+    return WriteProtocol(store, POLICY, FIELDS, ManualClock(100.0), SUFFIX, 3600, prefetch=prefetch)
 
 
 def writer(

@@ -12,8 +12,9 @@ from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.preflight import Checked, Checks
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 
-from .test_runner_outage import CONFIG, NAMES, SCHEMA, Clock
+from .test_runner_outage import CONFIG, NAMES, SCHEMA
 
 
 def rewrite(
@@ -36,7 +37,9 @@ def rewrite(
     os.utime(path, ns=(stamp, stamp))
 
 
-def reloading_runner(path: Path, clock: Clock, connect: Callable[[RegionSpec], Region]) -> Runner:
+def reloading_runner(
+    path: Path, clock: ManualClock, connect: Callable[[RegionSpec], Region]
+) -> Runner:
     """The Runner as worker ``w`` on the test config, reloading from ``path``; its start-up
     checks find every configured region's table with the test schema."""
 

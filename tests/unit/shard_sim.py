@@ -31,6 +31,7 @@ from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.streams import LeaseLostError, ShardRef
 from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 REQUEST = 6.0  # the request lifetime: shorter than every lease's margin (7 s and more)
@@ -39,14 +40,6 @@ SHARDS = tuple(ShardRef("T", "arn:r/stream/T", f"s-{n}") for n in range(2))
 RECORDS = 30  # per shard
 IDS = ("w1", "w2")
 TARGET = "t"
-
-
-class SimClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
 
 
 @dataclass(frozen=True)
@@ -124,7 +117,7 @@ class ShardSimulation:
         self.rng = random.Random(seed)
         self.steps = steps
         self.faults = True
-        self.clock = SimClock()
+        self.clock = ManualClock()
         self.table = LeaseTable(self.clock)
         self.target = Target()
         self.records = {s: self._records(i, s) for i, s in enumerate(SHARDS)}

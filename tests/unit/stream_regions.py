@@ -21,6 +21,7 @@ from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.ops.repair import resolve
 from dynamodb_replicator.stamping import Stamper
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -29,6 +30,8 @@ TABLE = "T"
 SUFFIX = ".__tombstones"
 AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
 T = 1_700_000_000_000
+# The replicator's clock (tombstone expiry only): fixed, the tests never reach it.
+NOW = 1_000_000.0
 
 __all__ = [
     "AP",
@@ -36,7 +39,6 @@ __all__ = [
     "SUFFIX",
     "TABLE",
     "US",
-    "FixedClock",
     "StreamRegions",
     "T",
     "apply_ops",
@@ -50,13 +52,6 @@ __all__ = [
     "s",
     "written",
 ]
-
-
-class FixedClock:
-    """The replicator's clock (tombstone expiry only): fixed, the tests never reach it."""
-
-    def now(self) -> float:
-        return 1_000_000.0
 
 
 def n(value: int) -> dict[str, str]:
@@ -92,7 +87,7 @@ class StreamRegions:
         options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
         writers = {
             name: StoreWriter(
-                WriteProtocol(store, policy, FIELDS, FixedClock(), SUFFIX, 3600), options
+                WriteProtocol(store, policy, FIELDS, ManualClock(NOW), SUFFIX, 3600), options
             )
             for name, store in self.stores.items()
         }
@@ -134,7 +129,7 @@ class StreamRegions:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {f":v{i}": v for i, v in enumerate(attributes.values())},
         }
-        Stamper(FixedClock(), FIELDS).update(params)
+        Stamper(ManualClock(NOW), FIELDS).update(params)
         names, values = params["ExpressionAttributeNames"], params["ExpressionAttributeValues"]
         item = dict(self.stores[region].item(TABLE, key) or key.to_attributes())
         clauses = re.split(r"\b(SET|REMOVE)\b", params["UpdateExpression"])[1:]
@@ -205,7 +200,7 @@ def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
     options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=2, base=0.0))
     for name, op in ops.items():
         protocol = WriteProtocol(
-            regions.stores[name], LastWriterWins(FIELDS), FIELDS, FixedClock(), SUFFIX, 3600
+            regions.stores[name], LastWriterWins(FIELDS), FIELDS, ManualClock(NOW), SUFFIX, 3600
         )
         result = StoreWriter(protocol, options).apply(TABLE, [op])
         assert result.error is None, result

@@ -16,10 +16,11 @@ from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from . import adversaries
-from .adversaries import HERE, KEY, TABLE, A, B, Clock, X, delete, held, put, v
+from .adversaries import HERE, KEY, TABLE, A, B, X, delete, held, put, v
 from .strategies import FIELDS
 
 
@@ -170,7 +171,9 @@ def test_a_late_put_to_the_deleting_region_is_stale_without_a_write() -> None:
     no write, so no take-back appears in that region's stream to be sent out again."""
     store = MemoryStore(HERE)
     w = StoreWriter(
-        WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, Clock(), ".__tombstones", 3600),
+        WriteProtocol(
+            store, LastWriterWins(FIELDS), FIELDS, ManualClock(100.0), ".__tombstones", 3600
+        ),
         WriterOptions(backoff=Backoff(base=0.0)),
     )
     w.apply(TABLE, [delete(v("5", HERE), HERE, "1")])

@@ -21,24 +21,17 @@ from dynamodb_replicator.core.streams import END, ShardRef
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
-from .test_shardworker import ARN, TARGETS, Clock, FakeStream, record
+from .test_shardworker import ARN, TARGETS, FakeStream, record
 from .test_writes import HERE, KEY, TABLE, THERE, put
 
 DEADLINE = 200.0
 
 
-class MovingClock:
-    def __init__(self) -> None:
-        self.at = 100.0
-
-    def now(self) -> float:
-        return self.at
-
-
-def _writer(store: MemoryStore, clock: MovingClock) -> StoreWriter:
+def _writer(store: MemoryStore, clock: ManualClock) -> StoreWriter:
     protocol = WriteProtocol(
         store, LastWriterWins(FIELDS), FIELDS, clock, ".__tombstones", 60, True
     )
@@ -56,14 +49,14 @@ def test_adv_no_write_of_an_update_starts_after_the_deadline() -> None:
     """The runner's lease argument needs: no write starts after ``deadline``. An update whose
     P1u answers late (slow response) and finds the item absent goes on with P0 and P1 inside
     the same ``_retrying`` call, whose deadline check ran only before P1u."""
-    clock = MovingClock()
+    clock = ManualClock(100.0)
     store = MemoryStore(HERE)
     started: list[tuple[str, float]] = []
 
     def before(_s: MemoryStore, call: str) -> None:
-        started.append((call, clock.at))
+        started.append((call, clock.t))
         if call == f"put {TABLE}" and len(started) == 1:
-            clock.at = DEADLINE + 20  # the P1u round trip was slow: past the deadline now
+            clock.t = DEADLINE + 20  # the P1u round trip was slow: past the deadline now
 
     store.before_call = before
     w = _writer(store, clock)
@@ -81,7 +74,7 @@ def test_adv_zombie_update_past_its_lease_resurrects_a_delete() -> None:
     read finds no tombstone (it runs before N's delete), then Z's P1 lands on the absent key
     after D2: V=5 is back, and Z's settling (P2) never starts (deadline). Nobody replays V
     again: the delete D=7 >= V is undone for good in this region."""
-    clock = MovingClock()
+    clock = ManualClock(100.0)
     store = MemoryStore(HERE)
     new_holder = _writer(store, clock)
     calls: list[str] = []
@@ -89,7 +82,7 @@ def test_adv_zombie_update_past_its_lease_resurrects_a_delete() -> None:
     def before(_s: MemoryStore, call: str) -> None:
         calls.append(call)
         if call == f"put {TABLE}" and len(calls) == 1:
-            clock.at = DEADLINE + 20  # slow answer; the lease has passed to N meanwhile
+            clock.t = DEADLINE + 20  # slow answer; the lease has passed to N meanwhile
         if len(calls) == 3 and call == f"put {TABLE}":
             # Z's P0 read is done (calls[1]); before Z's P1: N replays the put and the
             # delete that follows it in the stream, and checkpoints past them.
@@ -210,7 +203,7 @@ def run_shard(seed: int) -> tuple[int, int]:
     stream = FakeStream({"s1": [record(i) for i in range(1, total + 1)]}, closed={"s1"})
     targets = RandomTargets(rng)
     checkpoints = CheckedCheckpoints(targets, total)
-    clock = Clock()
+    clock = ManualClock()
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
         source=stream,
@@ -225,7 +218,7 @@ def run_shard(seed: int) -> tuple[int, int]:
     for _ in range(400):
         if w.done:
             break
-        clock.at += rng.choice([0.0, 0.05, 60.0])
+        clock.t += rng.choice([0.0, 0.05, 60.0])
         before, ended = len(w.cursors), len(w.finished)
         w.step()
         if rng.random() < 0.1:
@@ -289,7 +282,7 @@ def test_adv_partial_failure_of_a_retrying_cursor_skips_the_page_read_ahead() ->
     script = Scripted({(1, a): 1, (1, b): 1, (1, c): 2, (2, a): 2})
     stream = FakeStream({"s1": [record(i) for i in range(1, 5)]})
     checkpoints = _Checkpoints(script)
-    clock = Clock()
+    clock = ManualClock()
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
         source=stream,
@@ -301,7 +294,7 @@ def test_adv_partial_failure_of_a_retrying_cursor_skips_the_page_read_ahead() ->
         page_limit=1,
     )
     for _ in range(20):
-        clock.at += 60
+        clock.t += 60
         w.step()
     w.flush()
     assert checkpoints.violations == []

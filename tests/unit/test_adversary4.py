@@ -20,10 +20,11 @@ from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
-from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, record
+from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 from .test_writes import HERE, TABLE, THERE, writer
 
 WAIT = 10.0  # seconds: only a hang reaches it
@@ -141,7 +142,7 @@ def test_adv_a_discarded_page_read_ahead_is_counted_once_as_what_it_did() -> Non
     total = 3
     stream = FakeStream({"s1": [record(i) for i in range(1, total + 1)]}, closed={"s1"})
     process = Idempotent()
-    clock = Clock()
+    clock = ManualClock()
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
         source=stream,
@@ -155,7 +156,7 @@ def test_adv_a_discarded_page_read_ahead_is_counted_once_as_what_it_did() -> Non
     for _ in range(20):
         if w.done:
             break
-        clock.at += 60
+        clock.t += 60
         w.step()
     w.flush()
     assert w.done

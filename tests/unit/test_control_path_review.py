@@ -20,13 +20,13 @@ from dynamodb_replicator.runner.preflight import Checked
 from dynamodb_replicator.runner.reconfigure import restart_all
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .test_runner_outage import (
     CONFIG,
     NAMES,
     SCHEMA,
-    Clock,
     FakeReplicator,
     FakeStreams,
     NoParking,
@@ -37,12 +37,12 @@ ROLE = "arn:aws:iam::111122223333:role/replicator"
 A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
 
 
-class HookedClock:
+class HookedClock(ManualClock):
     """A stepped clock; ``hook`` runs once, at the next reading (a moment when the reading
     thread holds no lock: the other threads' steps are run there)."""
 
     def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
+        super().__init__(t)
         self.hook: Callable[[], None] | None = None
 
     def now(self) -> float:
@@ -226,7 +226,7 @@ def test_a_shutdown_with_a_page_out_past_the_deadline_keeps_the_claim_while_the_
     lease is left to expire (not released), as the Guarantees say. But the worker's claim
     is removed at once: the lease now outlives its worker id's claim (a process restarted
     with the same id claims the id at once; only the lease's own expiry keeps it off)."""
-    clock = Clock()
+    clock = ManualClock()
     tables = {n: LeaseTable(clock) for n in NAMES}
     go_on = threading.Event()
     replicator = FakeReplicator(go_on=go_on)
@@ -263,7 +263,7 @@ def test_a_reload_to_another_state_table_claims_the_worker_id_there_before_leasi
     again in the new table (the old ones are left to expire), but the keeper still has
     the old table's claim, fresh enough that ``acquire`` does not heartbeat: the new
     table holds live leases of a worker id nobody claimed there."""
-    clock = Clock()
+    clock = ManualClock()
     tables = {(n, t): LeaseTable(clock) for n in NAMES for t in ("state", "moved")}
 
     def region(name: str, config: RunnerConfig) -> Region:

@@ -26,6 +26,7 @@ from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .shard_sim import SHARDS as SHARD_REFS
@@ -37,14 +38,6 @@ SHARDS = tuple(ShardRef("T", "arn:r/stream/T", f"s-{n}") for n in range(4))
 IDS = ("w1", "w2")
 STEPS = 400
 BUDGET_S = 4.0  # seeds are run until this much time went by (at least one)
-
-
-class SimClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
 
 
 @dataclass
@@ -69,7 +62,7 @@ class Write:
 class Simulation:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
-        self.clock = SimClock()
+        self.clock = ManualClock()
         self.table = LeaseTable(self.clock)
         self.processes: list[Process] = []
         self.in_flight: list[Write] = []

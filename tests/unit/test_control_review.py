@@ -16,6 +16,7 @@ from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner import liveness
 from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .test_dead_claim_takeover import (
@@ -26,12 +27,11 @@ from .test_dead_claim_takeover import (
     holding,
     passing,
 )
-from .test_runner_outage import Clock
 
 B0 = ShardRef("Orders", "arn:b/stream/Orders", "b-0")
 
 
-class SteppingClock(Clock):
+class SteppingClock(ManualClock):
     """A wall clock that may step (``stepped`` seconds so far) and a monotonic one that
     does not, as SystemClock's ``now`` and ``elapsed``."""
 
@@ -141,7 +141,7 @@ def test_a_killed_process_not_yet_reaped_is_dead() -> None:
 # claim before a lease is taken under it: else a successor with the old config that proves
 # this process dead meanwhile waits the old margin (0.5 s) while requests live 0.6 s.
 def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_is_taken() -> None:
-    clock = Clock()
+    clock = ManualClock()
     table = LeaseTable(clock)
     keeper = holding(liveness.this_instance(), clock, table)  # margin 0.5 s
     assert table.margins["w1"] == 500
@@ -157,7 +157,7 @@ def test_a_lease_lengthened_by_a_reload_is_in_the_claims_margin_before_a_lease_i
 # path as at start (try_claim), or the dead predecessor's claim there refuses it until it
 # expires, and its shards wait the whole lease the take-over was meant to save.
 def test_a_region_unreachable_at_start_is_taken_over_from_the_dead_predecessor_too() -> None:
-    clock = Clock()
+    clock = ManualClock()
     tables = {"a": LeaseTable(clock), "b": LeaseTable(clock)}
     dead = LeaseKeeper("w1", a_dead_instance(), clock, 2.0)
     dead.stores = {name: MemoryStateStore(table) for name, table in tables.items()}

@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner import liveness
 from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
-
-from .test_runner_outage import Clock
 
 A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
 
@@ -34,12 +33,14 @@ def a_dead_instance() -> str:
     return done.stdout.strip()
 
 
-def passing(clock: Clock) -> None:
+def passing(clock: ManualClock) -> None:
     """Each request to the state table takes 0.1 s."""
     clock.t = round(clock.t + 0.1, 3)
 
 
-def holding(instance: str, clock: Clock, table: LeaseTable, lease: float = 2.0) -> LeaseKeeper:
+def holding(
+    instance: str, clock: ManualClock, table: LeaseTable, lease: float = 2.0
+) -> LeaseKeeper:
     """Worker id w1 claimed by ``instance`` in region a, holding A0's lease there."""
     keeper = LeaseKeeper("w1", instance, clock, lease)
     keeper.stores = {"a": MemoryStateStore(table)}
@@ -47,7 +48,9 @@ def holding(instance: str, clock: Clock, table: LeaseTable, lease: float = 2.0) 
     return keeper
 
 
-def a_successor(clock: Clock, table: LeaseTable, request: Callable[[str], None]) -> LeaseKeeper:
+def a_successor(
+    clock: ManualClock, table: LeaseTable, request: Callable[[str], None]
+) -> LeaseKeeper:
     """This process starting as w1 in region a (lease 2 s, margin 0.5 s); ``request`` is
     called at each of its requests to the state table."""
     keeper = LeaseKeeper("w1", liveness.this_instance(), clock, 2.0)
@@ -56,7 +59,7 @@ def a_successor(clock: Clock, table: LeaseTable, request: Callable[[str], None])
 
 
 def test_the_claim_and_leases_of_a_killed_process_are_taken_over_before_they_expire() -> None:
-    clock = Clock()
+    clock = ManualClock()
     table = LeaseTable(clock)
     zombie = holding(a_dead_instance(), clock, table)  # margin 0.5 s
     clock.t = 1000.5
@@ -73,7 +76,7 @@ def test_the_claim_and_leases_of_a_killed_process_are_taken_over_before_they_exp
 
 
 def test_a_live_holder_of_the_worker_id_is_not_taken_over() -> None:
-    clock = Clock()
+    clock = ManualClock()
     table = LeaseTable(clock)
     live = holding(liveness.this_instance(), clock, table)  # this very process
     tries: list[str] = []
@@ -108,7 +111,7 @@ def test_a_claim_name_is_dead_only_when_this_machine_proves_it() -> None:
 def test_the_wait_after_the_proof_is_the_wider_margin_of_the_dead_one_and_ours() -> None:
     """The dead process ran with a longer lease (a request timeout up to 1.5 s): its
     requests may land until 2 s after its death, so ours (0.5 s) is not enough."""
-    clock = Clock()
+    clock = ManualClock()
     table = LeaseTable(clock)
     zombie = holding(a_dead_instance(), clock, table, 8.0)  # margin 2 s
     assert table.margins["w1"] == 2000 and liveness.dead(zombie.instance)

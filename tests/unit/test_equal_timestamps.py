@@ -17,22 +17,11 @@ from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
-from .stream_regions import (
-    AP,
-    EU,
-    SUFFIX,
-    TABLE,
-    US,
-    FixedClock,
-    StreamRegions,
-    T,
-    earlier_scheme_copy,
-    n,
-    s,
-)
+from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, earlier_scheme_copy, n, s
 
 
 def test_an_update_landing_on_a_replicas_timestamp_loses_to_the_larger_region(
@@ -149,7 +138,7 @@ class _Region:
         self.name = name
         self.store = MemoryStore(name)
         protocol = WriteProtocol(
-            self.store, LastWriterWins(FIELDS), FIELDS, FixedClock(), SUFFIX, 3600
+            self.store, LastWriterWins(FIELDS), FIELDS, ManualClock(1_000_000.0), SUFFIX, 3600
         )
         self.writer = StoreWriter(protocol, WriterOptions(1, Backoff(attempts=1, base=0.0)))
 

@@ -16,6 +16,7 @@ from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.runner.config import parse_config
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -23,14 +24,6 @@ from .strategies import FIELDS
 TABLE = "T"
 KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
 HERE, THERE = "eu-west-1", "us-east-1"
-
-
-class SteppedClock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
 
 
 def _config(**options: Any) -> dict[str, Any]:
@@ -64,7 +57,7 @@ def test_a_put_that_landed_after_the_deadline_is_still_settled() -> None:
     key and answers after the deadline. Its writer must still settle it (P2/P3), or the
     delete stays undone: the new holder settled its own replay before the put landed."""
     store = MemoryStore(HERE)
-    clock = SteppedClock(222.4)
+    clock = ManualClock(222.4)
     deleting = WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, clock, ".__tombstones", 60)
 
     def meanwhile(_store: MemoryStore, call: str) -> None:

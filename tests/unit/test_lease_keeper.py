@@ -15,9 +15,10 @@ from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
-from .test_runner_outage import CONFIG, Clock, FakeReplicator, FakeStreams, NoParking
+from .test_runner_outage import CONFIG, FakeReplicator, FakeStreams, NoParking
 
 A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
 
@@ -27,7 +28,7 @@ def test_a_lease_renewed_late_in_a_slow_round_does_not_outlive_the_claim() -> No
     a-0 answers after 9 s, so a-1 is renewed at 1019. Z is then cut off. A successor with
     the same id takes the claim once it expired and acquires a-1: Z's last write must have
     started a full margin before that, so that it landed (or failed) by then."""
-    clock = Clock()
+    clock = ManualClock()
     table = LeaseTable(clock)
 
     def slow_renewal_of_a0(call: str) -> None:
@@ -54,7 +55,7 @@ def test_a_lease_renewed_late_in_a_slow_round_does_not_outlive_the_claim() -> No
 
 
 def test_the_same_id_does_not_take_a_live_lease_even_with_the_claim() -> None:
-    clock = Clock()
+    clock = ManualClock()
     table = LeaseTable(clock)
     zombie = LeaseKeeper("w1", "z", clock, 30.0)
     zombie.stores = {"a": MemoryStateStore(table)}
@@ -69,7 +70,7 @@ def test_the_same_id_does_not_take_a_live_lease_even_with_the_claim() -> None:
 
 
 def test_a_failed_renewal_is_tried_again_at_the_next_tick_before_the_deadline() -> None:
-    clock = Clock()
+    clock = ManualClock()
     failures = [UnreachableError("timeout", region="a")]
 
     def flaky(call: str) -> None:
@@ -135,7 +136,7 @@ def test_leases_are_renewed_while_a_coordination_round_is_stuck() -> None:
 
 
 def test_the_start_up_claim_tries_a_failed_request_again() -> None:
-    clock = Clock()
+    clock = ManualClock()
     failures = [UnreachableError("timeout", region="a") for _ in range(2)]
 
     def flaky(call: str) -> None:
@@ -149,7 +150,7 @@ def test_the_start_up_claim_tries_a_failed_request_again() -> None:
 
 
 def test_a_lease_keeps_its_margin_when_a_reload_shortens_the_lease() -> None:
-    clock = Clock()
+    clock = ManualClock()
     keeper = LeaseKeeper("w", "i", clock, 30.0)
     keeper.stores = {"a": MemoryStateStore(LeaseTable(clock))}
     lease = keeper.acquire("a", A0)
@@ -161,7 +162,7 @@ def test_a_lease_keeps_its_margin_when_a_reload_shortens_the_lease() -> None:
 def test_a_claim_forgotten_by_a_reload_is_not_recorded_from_an_answer_still_out() -> None:
     """A reload changed region b (another endpoint): a heartbeat to b's old store answered
     after the reload must not count as a claim in b; one to a, out at the same time, does."""
-    clock = Clock()
+    clock = ManualClock()
     table_a, table_b = LeaseTable(clock), LeaseTable(clock)
     keeper = LeaseKeeper("w", "w#1", clock, 30.0)
 
@@ -183,7 +184,7 @@ def test_a_claim_forgotten_by_a_reload_is_not_recorded_from_an_answer_still_out(
 def test_a_lease_left_to_expire_is_not_taken_again_by_its_process_before_it_expires() -> None:
     """Whatever drops the shard (a hand-over, a reload): the store still holds the left
     lease's token, so only the keeper can keep a second thread off it until it expires."""
-    clock = Clock()
+    clock = ManualClock()
     keeper = LeaseKeeper("w1", "w1#1", clock, 30.0)
     keeper.stores = {"a": MemoryStateStore(LeaseTable(clock))}
     lease = keeper.acquire("a", A0)

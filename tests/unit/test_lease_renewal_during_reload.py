@@ -9,13 +9,12 @@ import contextlib
 
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
-
-from .test_runner_outage import Clock
 
 
 def test_a_region_taken_out_of_the_stores_mid_tick_does_not_stop_the_others_renewals() -> None:
-    clock = Clock()
+    clock = ManualClock()
     keeper = LeaseKeeper("w", "w#1", clock, 30.0)
 
     def reload_meanwhile(call: str) -> None:
@@ -42,7 +41,7 @@ def test_a_lease_taken_through_a_new_store_mid_tick_is_not_renewed_through_the_o
     (c-1 claims the id again: the claim ran low). The tick's snapshot holds c's old store,
     where the leases are not: renewing c-0 there would find it lost and drop the shard, and
     its answer must not count as the claim in c. c-0 is renewed at the next tick instead."""
-    clock = Clock()
+    clock = ManualClock()
     keeper = LeaseKeeper("w", "w#1", clock, 30.0)
     c0, c1 = (ShardRef("Orders", "arn:c/stream/Orders", f"c-{n}") for n in range(2))
     moved = MemoryStateStore(LeaseTable(clock))

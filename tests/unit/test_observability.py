@@ -29,6 +29,7 @@ from dynamodb_replicator.ops.status import (
     to_json,
 )
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport, add_counters
+from dynamodb_replicator.testing.clock import ManualClock
 
 from .strategies import FIELDS
 
@@ -49,14 +50,6 @@ def test_overwriting_a_version_the_source_never_saw_is_a_conflict() -> None:
     assert not overwrote_concurrent(POLICY, v("2"), v("9"), replaced=v("3"))
     assert not overwrote_concurrent(POLICY, None, v("9"), replaced=None)
     assert not overwrote_concurrent(POLICY, v("9"), v("9"), replaced=None)  # a replay
-
-
-class FixedClock:
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def now(self) -> float:
-        return self.at
 
 
 def conflict(**items: object) -> Conflict:
@@ -87,7 +80,9 @@ def test_conflict_record_has_key_and_versions_but_values_only_on_request() -> No
 def test_conflict_log_samples_each_conflict_independently() -> None:
     out = io.StringIO()
     draws = iter([0.1, 0.9, 0.2, 0.7])
-    log = JsonLinesConflictLog(out, sample_rate=0.5, rng=lambda: next(draws), clock=FixedClock(7.0))
+    log = JsonLinesConflictLog(
+        out, sample_rate=0.5, rng=lambda: next(draws), clock=ManualClock(7.0)
+    )
     log.record("T", "us-east-1", [conflict()] * 4)
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and all(json.loads(line)["at"] == 7.0 for line in lines)

@@ -14,8 +14,9 @@ from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.page_size import PageSize
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 
-from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, record
+from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 
 WINDOW = 5.0  # seconds a page has before its deadline (renewals stalled)
 REF = ShardRef("Orders", ARN, "s1")
@@ -63,7 +64,7 @@ def steps_until(done: Callable[[], bool], step: Callable[[], None], most: int = 
 
 def test_a_shard_moves_forward_when_a_full_page_never_fits_the_lease_window() -> None:
     stream = FakeStream({"s1": [record(n) for n in range(1, 101)]})
-    checkpoints, store, clock = FakeCheckpoints(), SlowStore(), Clock()
+    checkpoints, store, clock = FakeCheckpoints(), SlowStore(), ManualClock()
     # 100 records: 10 s of reads before the first write, twice the window.
     w = ShardWorker(
         REF,
@@ -77,7 +78,7 @@ def test_a_shard_moves_forward_when_a_full_page_never_fits_the_lease_window() ->
     )
 
     def step() -> None:
-        clock.at += 60  # past any backoff
+        clock.t += 60  # past any backoff
         w.step()
 
     def caught_up(last: int) -> Callable[[], bool]:

@@ -21,10 +21,11 @@ from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.core.streams import Page, ShardRef
 from dynamodb_replicator.runner.pipeline import Flight
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .fakes import FixedTombstones, RecordingWriter
-from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, record
+from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 from .test_writes import HERE, TABLE, TOMBS, put, writer
 
 WAIT = 10.0  # seconds: only a hang reaches it
@@ -95,7 +96,7 @@ def worker(journal: Journal, stream: FakeStream, checkpoints: FakeCheckpoints) -
         process=journal,
         targets=TARGETS,
         parent=None,
-        clock=Clock(),
+        clock=ManualClock(),
         page_limit=3,
     )
 
@@ -155,7 +156,7 @@ def test_a_failure_lets_the_page_read_ahead_finish_before_anything_retries() -> 
     ap = [c for c in w.cursors if "ap-southeast-1" in c.targets]
     assert len(ap) == 1 and ap[0].position is None and ap[0].inflight is None
     for _ in range(10):
-        w.clock.at += 60  # type: ignore[attr-defined]
+        w.clock.t += 60  # type: ignore[attr-defined]
         w.step()
     assert saved(checkpoints) == {f"{9:021d}"}
     assert len(w.cursors) == 1

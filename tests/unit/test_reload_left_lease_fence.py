@@ -18,10 +18,11 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.runner.shard_thread import Owned
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .reloading import reloading_runner, rewrite
-from .test_runner_outage import NAMES, Clock, NoParking
+from .test_runner_outage import NAMES, NoParking
 from .test_runner_reload import GatedReplicator, OnePageStreams
 
 World = tuple[Runner, Path, threading.Event]
@@ -31,7 +32,7 @@ World = tuple[Runner, Path, threading.Event]
 def world(tmp_path: Path) -> Iterator[World]:
     path = tmp_path / "c.toml"
     rewrite(path)
-    clock, go_on = Clock(), threading.Event()
+    clock, go_on = ManualClock(), threading.Event()
     tables = {n: LeaseTable(clock) for n in NAMES}
 
     def connect(spec: RegionSpec) -> Region:
@@ -55,7 +56,7 @@ def _pages_out_past_the_deadline(runner: Runner) -> dict[str, Owned]:
     held = {str(ref): o for ref, o in runner.owned.items() if o.region == "a"}
     deadline = min(o.lease.deadline() for o in held.values())
     clock = runner.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     clock.t = deadline + 0.1  # the pages are still out: their leases are left to expire
     return held
 

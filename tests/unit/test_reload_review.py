@@ -15,9 +15,10 @@ from dynamodb_replicator.core.streams import END, ShardRef
 from dynamodb_replicator.ops.backfill import append_region
 from dynamodb_replicator.runner.shard_thread import run_shard
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 
-from .test_runner_reload import SEQ, SavingState, World, world  # noqa: F401 (the fixture)
-from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, FakeTargets, record
+from .test_runner_reload import SEQ, SavingState, World, world  # noqa: F401 (the fixture
+from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, FakeTargets, record
 
 NEW = "d"
 REF = ShardRef("Orders", ARN, "s1")
@@ -27,7 +28,7 @@ def test_a_region_added_during_a_closed_shards_last_page_is_replicated_to_its_en
     stream = FakeStream({"s1": [record(n) for n in range(1, 7)]}, closed={"s1"})
     # add-region seeded the new target where the source region stood: after record 2.
     checkpoints = FakeCheckpoints({REF: {t: f"{2:021d}" for t in [*TARGETS, NEW]}})
-    applied, clock = FakeTargets(), Clock()
+    applied, clock = FakeTargets(), ManualClock()
     workers: list[ShardWorker] = []
 
     def added_mid_page(

@@ -13,10 +13,11 @@ import pytest
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .reloading import reloading_runner, rewrite
-from .test_runner_outage import NAMES, Clock, FakeReplicator, FakeStreams, NoParking
+from .test_runner_outage import NAMES, FakeReplicator, FakeStreams, NoParking
 
 Tables = dict[tuple[str, str | None], LeaseTable]
 
@@ -25,7 +26,7 @@ Tables = dict[tuple[str, str | None], LeaseTable]
 def world(tmp_path: Path) -> Iterator[tuple[Runner, Path, Tables]]:
     path = tmp_path / "c.toml"
     rewrite(path)
-    clock = Clock()
+    clock = ManualClock()
     tables: Tables = {}
 
     def connect(spec: RegionSpec) -> Region:
@@ -57,7 +58,7 @@ def test_a_region_removed_then_added_with_another_endpoint_claims_the_id_in_its_
     assert runner.reload_if_changed()
     assert "c" not in {o.region for o in runner.owned.values()}
     clock = runner.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     clock.t += 5  # ... and added back, another state table behind it, soon after
     rewrite(path, endpoints={"c": "http://c-elsewhere:8000"})
     assert runner.reload_if_changed()

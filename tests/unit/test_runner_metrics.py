@@ -23,17 +23,10 @@ from dynamodb_replicator.runner.reports import (
     TargetReport,
     pair_totals,
 )
+from dynamodb_replicator.testing.clock import ManualClock
 
 US, EU = "us-east-1", "eu-west-1"
 PAIR = {"table": "T", "source": US, "target": EU}
-
-
-class FixedClock:
-    def __init__(self, at: float) -> None:
-        self.at = at
-
-    def now(self) -> float:
-        return self.at
 
 
 def report(shard: str, *targets: TargetReport, updated: float = 100.0) -> ShardReport:
@@ -101,7 +94,7 @@ def test_metrics_count_every_report_and_gauge_the_held_shards() -> None:
     )
     retired = report("s0", TargetReport(EU, PairCounters(applied=2, won=2), lag_s=9.0))
     metrics = RunnerMetrics(
-        lambda: [(held, True), (retired, False)], worker="w1", clock=FixedClock(100.0)
+        lambda: [(held, True), (retired, False)], worker="w1", clock=ManualClock(100.0)
     )
     found = samples(metrics)
 
@@ -122,7 +115,7 @@ def test_metrics_count_every_report_and_gauge_the_held_shards() -> None:
 
 
 def test_lag_histogram_counts_each_batch_in_its_bucket() -> None:
-    metrics = RunnerMetrics(list, worker="w1", clock=FixedClock(0.0))
+    metrics = RunnerMetrics(list, worker="w1", clock=ManualClock(0.0))
     tell = metrics.lag_observer("T", US)
     tell(EU, 0.3)
     tell(EU, 7.0)
@@ -140,7 +133,7 @@ def test_lag_histogram_counts_each_batch_in_its_bucket() -> None:
 
 
 def test_metrics_server_serves_the_registry_at_metrics_only() -> None:
-    metrics = RunnerMetrics(list, worker="w1", clock=FixedClock(0.0))
+    metrics = RunnerMetrics(list, worker="w1", clock=ManualClock(0.0))
     metrics.lag_observer("T", US)(EU, 0.1)
     server = MetricsServer("127.0.0.1", 0, metrics.registry).start()
     try:

@@ -24,18 +24,11 @@ from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 
 NAMES = ("a", "b", "c")
 CONFIG = RunnerConfig(tables=("Orders",), regions=tuple(RegionSpec(n) for n in NAMES))
 SCHEMA: Schemas = {"Orders": (("pk", "HASH", "S"),)}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> float:
-        return self.t
 
 
 @dataclass
@@ -173,7 +166,9 @@ def state(runner: Runner, name: str) -> FakeState:
 
 @pytest.fixture
 def runner() -> Iterator[Runner]:
-    runner = Runner(CONFIG, worker_id="w", clock=Clock(), connect=lambda s, *_: fake_region(s.name))
+    runner = Runner(
+        CONFIG, worker_id="w", clock=ManualClock(), connect=lambda s, *_: fake_region(s.name)
+    )
     runner.regions = {n: fake_region(n) for n in NAMES}
     yield runner
     runner.stopping.set()
@@ -212,7 +207,7 @@ def test_a_failed_discovery_does_not_shrink_the_set_of_shards(runner: Runner) ->
 
 def test_pages_go_only_to_reachable_targets_with_the_lease_deadline(runner: Runner) -> None:
     clock = runner.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     runner.balance()  # leases until 1000 + 30 s
     runner.reach.failed("a", "connection refused")
     ref = next(ref for ref, o in runner.owned.items() if o.region == "b")
@@ -274,7 +269,7 @@ def test_an_unreachable_region_at_start_is_reported_and_checked_again(runner: Ru
     runner.start()
     runner.regions = {n: fake_region(n) for n in NAMES}
     clock = runner.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     assert runner.reach.down()["a"].reason == "cannot reach a (AWS): refused"
     assert scrape(runner) == {"a": 0.0, "b": 1.0, "c": 1.0}
     runner.balance()
@@ -327,7 +322,7 @@ def test_a_failed_reload_is_tried_again_until_the_file_loads(
     assert not reloading.reload_if_changed()  # the check failed: the old config runs
     assert [s.name for s in reloading.config.regions] == list(NAMES)
     clock = runner.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     clock.t += 60  # the file is unchanged; the reload is tried again all the same
     assert reloading.reload_if_changed()
     assert [s.name for s in reloading.config.regions] == [*NAMES, "d"]

@@ -25,9 +25,10 @@ from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.reloader import Reshape, reshape
 from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 
 from .reloading import reloading_runner
-from .test_runner_outage import CONFIG, NAMES, Clock, FakeState, FakeStreams, NoParking
+from .test_runner_outage import CONFIG, NAMES, FakeState, FakeStreams, NoParking
 
 SEQ = f"{1:021d}"
 World = tuple[Runner, Path, dict[str, list[Region]], threading.Event]
@@ -107,7 +108,7 @@ def world(
         return region
 
     before = set(threading.enumerate())
-    runner = reloading_runner(path, Clock(), connect)
+    runner = reloading_runner(path, ManualClock(), connect)
     yield runner, path, made, go_on
     go_on.set()
     runner.stopping.set()
@@ -136,7 +137,7 @@ def test_a_page_in_flight_finishes_through_a_reload_that_adds_a_region(
     before = runner.owned[ref]
     assert before.thread.is_alive() and not saved(runner, "b", ref)
     clock = runner.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     # Near the lease's deadline: a reload that stops the workers waits for them briefly.
     clock.t = 1022.4
     append_region(path, RegionSpec("d"))  # add-region's edit

@@ -18,12 +18,12 @@ from dynamodb_replicator.runner.held import unknown_targets_failed
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.runner.shard_thread import Owned, run_shard
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 
 from .reloading import rewrite
 from .test_runner_outage import NAMES, FakeState
-from .test_runner_outage import Clock as RunnerClock
 from .test_runner_reload import GatedReplicator, SavingState, World, saved, world  # noqa: F401
-from .test_shardworker import ARN, TARGETS, Clock, FakeCheckpoints, FakeStream, FakeTargets, record
+from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, FakeTargets, record
 
 
 def _until(condition: Callable[[], bool]) -> bool:
@@ -109,7 +109,7 @@ def test_a_page_in_flight_ends_through_a_reload_that_removes_its_target(
 
     rewrite(path, ["a", "b"])
     clock = runner.clock
-    assert isinstance(clock, RunnerClock)
+    assert isinstance(clock, ManualClock)
     clock.t = 1022.4  # near the deadline: c's held pages are waited for only briefly
     assert runner.reload_if_changed()
     assert runner.owned.get(ref) is before and before.thread.is_alive()
@@ -156,7 +156,7 @@ def test_a_target_removed_under_a_page_is_neither_written_nor_checkpointed() -> 
     goes through a replicator that no longer knows the target."""
     stream = FakeStream({"s1": [record(n) for n in range(1, 7)]}, closed={"s1"})
     checkpoints = FakeCheckpoints({})
-    applied, clock = FakeTargets(), Clock()
+    applied, clock = FakeTargets(), ManualClock()
     gone = TARGETS[-1]
     workers: list[ShardWorker] = []
 

@@ -23,6 +23,7 @@ from dynamodb_replicator.core.streams import (
     TrimmedDataError,
 )
 from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.testing.clock import ManualClock
 
 ARN = "arn:aws:dynamodb:eu-west-1:1:table/Orders/stream/label"
 TARGETS = ["eu-west-1", "us-east-1", "ap-southeast-1"]
@@ -104,19 +105,11 @@ class FakeTargets:
         return BatchResult(results)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.at = 1000.0
-
-    def now(self) -> float:
-        return self.at
-
-
 def worker(
     stream: FakeStream,
     checkpoints: FakeCheckpoints,
     targets: FakeTargets,
-    clock: Clock,
+    clock: ManualClock,
     shard: str = "s1",
     parent: str | None = None,
     limit: int = 3,
@@ -133,15 +126,15 @@ def worker(
     )
 
 
-def run_until_idle(w: ShardWorker, clock: Clock, steps: int = 50) -> None:
+def run_until_idle(w: ShardWorker, clock: ManualClock, steps: int = 50) -> None:
     for _ in range(steps):
-        clock.at += 60  # past any backoff
+        clock.t += 60  # past any backoff
         w.step()
 
 
 def test_reads_every_record_once_and_checkpoints_each_target() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     w = worker(stream, checkpoints, targets, clock)
     run_until_idle(w, clock)
     for target in TARGETS:
@@ -152,7 +145,7 @@ def test_reads_every_record_once_and_checkpoints_each_target() -> None:
 
 def test_a_down_target_holds_back_only_itself_and_catches_up() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
-    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints, clock = FakeCheckpoints(), ManualClock()
     targets = FakeTargets(down={"ap-southeast-1": 3})
     w = worker(stream, checkpoints, targets, clock)
     run_until_idle(w, clock)
@@ -169,7 +162,7 @@ def test_a_down_target_holds_back_only_itself_and_catches_up() -> None:
 
 def test_a_failing_target_waits_for_its_backoff() -> None:
     stream = FakeStream({"s1": [record(1)]})
-    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints, clock = FakeCheckpoints(), ManualClock()
     targets = FakeTargets(down={"ap-southeast-1": 1})
     w = worker(stream, checkpoints, targets, clock)
     w.step()
@@ -180,7 +173,7 @@ def test_a_failing_target_waits_for_its_backoff() -> None:
 
 def test_child_shard_starts_per_target_after_the_parent_is_finished() -> None:
     stream = FakeStream({"parent": [record(1), record(2)], "child": [record(3)]}, closed={"parent"})
-    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints, clock = FakeCheckpoints(), ManualClock()
     targets = FakeTargets(down={"ap-southeast-1": 2})
     child = worker(stream, checkpoints, targets, clock, shard="child", parent="parent")
     child.check_parent()
@@ -204,7 +197,7 @@ def test_child_shard_starts_per_target_after_the_parent_is_finished() -> None:
 
 def test_expired_iterator_resumes_at_the_same_position() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     w = worker(stream, checkpoints, targets, clock)
     w.step()
     stream.expire_next = 1
@@ -217,7 +210,7 @@ def test_expired_iterator_resumes_at_the_same_position() -> None:
 
 def test_trimmed_position_restarts_at_trim_horizon() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 4)]})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     stream.trim_next = 1
     w = worker(stream, checkpoints, targets, clock)
     run_until_idle(w, clock)
@@ -228,7 +221,7 @@ def test_expired_checkpoint_says_what_was_lost_and_what_to_run(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     stream = FakeStream({"s1": [record(i) for i in range(5, 8)]})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     checkpoints.saved[ShardRef("Orders", ARN, "s1")] = dict.fromkeys(TARGETS, f"{2:021d}")
     stream.trim_next = 1  # the checkpoint is older than the stream's retention
     w = worker(stream, checkpoints, targets, clock)
@@ -244,7 +237,7 @@ def test_expired_checkpoint_says_what_was_lost_and_what_to_run(
 
 def test_restart_resumes_after_the_checkpoint() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
-    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints, clock = FakeCheckpoints(), ManualClock()
     checkpoints.saved[ShardRef("Orders", ARN, "s1")] = {
         "eu-west-1": f"{5:021d}",
         "us-east-1": f"{5:021d}",
@@ -261,7 +254,7 @@ def test_restart_resumes_after_the_checkpoint() -> None:
 
 def test_finished_shard_is_done_for_every_target() -> None:
     stream = FakeStream({"s1": [record(1)]}, closed={"s1"})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     w = worker(stream, checkpoints, targets, clock)
     run_until_idle(w, clock)
     assert w.done and w.finished == set(TARGETS)
@@ -270,10 +263,10 @@ def test_finished_shard_is_done_for_every_target() -> None:
 
 def test_backlog_counts_the_records_a_down_target_has_not_accepted() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
-    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints, clock = FakeCheckpoints(), ManualClock()
     targets = FakeTargets(down={"ap-southeast-1": 3})
     w = worker(stream, checkpoints, targets, clock)
-    started = clock.at
+    started = clock.t
     run_until_idle(w, clock)
     assert w.stats.backlog == {"eu-west-1": 0, "us-east-1": 0, "ap-southeast-1": 5}  # 3..7
     assert w.stats.advanced_at["ap-southeast-1"] == started + 60  # it accepted 1 and 2 once
@@ -291,7 +284,7 @@ def test_backlog_counts_the_records_a_down_target_has_not_accepted() -> None:
 
 def test_a_full_page_at_the_front_says_more_records_wait() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     w = worker(stream, checkpoints, targets, clock, limit=3)
     w.step()
     assert all(w.stats.backlog_more.values())  # 3 of 7 read: the page was full
@@ -301,7 +294,7 @@ def test_a_full_page_at_the_front_says_more_records_wait() -> None:
 
 def test_a_failing_target_backs_off_doubling_up_to_the_cap() -> None:
     stream = FakeStream({"s1": [record(1)]})
-    checkpoints, clock = FakeCheckpoints(), Clock()
+    checkpoints, clock = FakeCheckpoints(), ManualClock()
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
         source=stream,
@@ -316,8 +309,8 @@ def test_a_failing_target_backs_off_doubling_up_to_the_cap() -> None:
     for _ in range(5):
         w.step()
         (paused,) = [c for c in w.cursors if "ap-southeast-1" in c.targets]
-        delays.append(round(paused.retry_at - clock.at, 6))
-        clock.at = paused.retry_at
+        delays.append(round(paused.retry_at - clock.t, 6))
+        clock.t = paused.retry_at
     assert delays == [0.2, 0.4, 0.8, 1.0, 1.0]
 
 
@@ -334,8 +327,8 @@ def test_each_accepted_page_tells_its_lag_per_target() -> None:
         for i, ms in ((1, 1_700_000_000_000), (2, 1_700_000_004_000))
     ]
     stream = FakeStream({"s1": written})
-    clock = Clock()
-    clock.at = 1_700_000_010.0
+    clock = ManualClock()
+    clock.t = 1_700_000_010.0
     told: list[tuple[str, float]] = []
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
@@ -393,7 +386,7 @@ class FakeLot:
 
 
 def poisoned(
-    process: Any, clock: Clock, lot: FakeLot | None = None, park_after: float = 300.0
+    process: Any, clock: ManualClock, lot: FakeLot | None = None, park_after: float = 300.0
 ) -> tuple[ShardWorker, FakeCheckpoints]:
     stream = FakeStream({"s1": [record(i) for i in range(1, 6)]})
     checkpoints = FakeCheckpoints()
@@ -414,17 +407,17 @@ def poisoned(
 
 
 def test_a_record_every_target_waits_on_is_backlog_for_each() -> None:
-    clock = Clock()
+    clock = ManualClock()
     w, _ = poisoned(Poison(bad=3), clock)
     run_until_idle(w, clock, steps=5)
     # Before: every cursor had read as far as the others, so the backlog read 0.
     assert w.stats.backlog == dict.fromkeys(TARGETS, 3)  # 3, 4 and 5 lie beyond 2
-    assert all(w.stats.advanced_at[t] < clock.at - 200 for t in TARGETS)
+    assert all(w.stats.advanced_at[t] < clock.t - 200 for t in TARGETS)
 
 
 def test_a_target_seeded_at_an_older_position_is_the_only_one_behind() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 70)]})
-    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), Clock()
+    checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     ref = ShardRef("Orders", ARN, "s1")
     checkpoints.saved[ref] = {"eu-west-1": f"{69:021d}", "us-east-1": f"{69:021d}"}
     checkpoints.saved[ref]["ap-southeast-1"] = f"{10:021d}"  # add-region's seed
@@ -433,13 +426,13 @@ def test_a_target_seeded_at_an_older_position_is_the_only_one_behind() -> None:
     # Before: the new target's reads made the others look 20 records behind.
     assert w.stats.backlog["eu-west-1"] == w.stats.backlog["us-east-1"] == 0
     assert w.stats.backlog["ap-southeast-1"] >= 1  # catching up, advancing
-    assert w.stats.advanced_at["ap-southeast-1"] == clock.at
+    assert w.stats.advanced_at["ap-southeast-1"] == clock.t
     run_until_idle(w, clock)
     assert w.stats.backlog == dict.fromkeys(TARGETS, 0)
 
 
 def test_a_replayed_page_counts_each_record_once() -> None:
-    process, clock = Poison(bad=3), Clock()
+    process, clock = Poison(bad=3), ManualClock()
     w, _ = poisoned(process, clock)
     run_until_idle(w, clock, steps=4)
     assert process.calls >= 4  # the page was replayed
@@ -450,7 +443,7 @@ def test_a_replayed_page_counts_each_record_once() -> None:
 def test_a_poison_record_is_parked_and_the_shard_moves_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    lot, clock = FakeLot(), Clock()
+    lot, clock = FakeLot(), ManualClock()
     w, checkpoints = poisoned(Poison(bad=3), clock, lot, park_after=100.0)
     w.step()
     assert not lot.parked_records  # not before park_after
@@ -490,7 +483,7 @@ def test_a_second_version_of_a_parked_key_parks_at_once() -> None:
     keyed = [record(i) for i in range(1, 6)]
     for i, r in enumerate(keyed, start=1):
         r["dynamodb"]["Keys"] = {"pk": {"S": "big" if i in (3, 4) else f"k{i}"}}
-    lot, clock = FakeLot(), Clock()
+    lot, clock = FakeLot(), ManualClock()
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
         source=FakeStream({"s1": keyed}),
@@ -505,7 +498,7 @@ def test_a_second_version_of_a_parked_key_parks_at_once() -> None:
         region="eu-west-1",
     )
     for _ in range(60):
-        clock.at += 5
+        clock.t += 5
         w.step()
     first, second = lot.parked_records
     assert (first.sequence, second.sequence) == (f"{3:021d}", f"{4:021d}")
@@ -515,7 +508,7 @@ def test_a_second_version_of_a_parked_key_parks_at_once() -> None:
 
 def test_a_region_that_is_down_is_waited_for_never_parked() -> None:
     stream = FakeStream({"s1": [record(i) for i in range(1, 4)]})
-    lot, clock, checkpoints = FakeLot(), Clock(), FakeCheckpoints()
+    lot, clock, checkpoints = FakeLot(), ManualClock(), FakeCheckpoints()
     w = ShardWorker(
         ShardRef("Orders", ARN, "s1"),
         source=stream,
@@ -539,7 +532,7 @@ def test_a_parked_keys_next_version_parks_at_once_after_a_restart() -> None:
     keyed = [record(i) for i in range(1, 6)]
     for i, r in enumerate(keyed, start=1):
         r["dynamodb"]["Keys"] = {"pk": {"S": "big" if i in (3, 4) else f"k{i}"}}
-    lot, clock, checkpoints = FakeLot(), Clock(), FakeCheckpoints()
+    lot, clock, checkpoints = FakeLot(), ManualClock(), FakeCheckpoints()
 
     def started() -> ShardWorker:
         return ShardWorker(
@@ -558,13 +551,13 @@ def test_a_parked_keys_next_version_parks_at_once_after_a_restart() -> None:
 
     first = started()
     while not lot.parked_records:
-        clock.at += 5
+        clock.t += 5
         first.step()
     assert lot.parked_records[0].kind == "MissingTimestampError"
     assert len(lot.parked_records) == 1  # record 3; record 4 is for the restarted worker
-    restarted, at = started(), clock.at
+    restarted, at = started(), clock.t
     for _ in range(5):
-        clock.at += 5
+        clock.t += 5
         restarted.step()
     assert {p.sequence for p in lot.parked_records} >= {f"{3:021d}", f"{4:021d}"}
     assert all(p.parked_at - at < 100.0 for p in lot.parked_records[1:])  # no wait again

@@ -12,6 +12,7 @@ from dynamodb_replicator.aws.factory import dynamo_store
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.stamping import Stamper, stamp
+from dynamodb_replicator.testing.clock import ManualClock
 
 
 class Model:
@@ -19,13 +20,8 @@ class Model:
         self.name = name
 
 
-class Clock:
-    def now(self) -> float:
-        return 1.0
-
-
 def stamped(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-    Stamper(Clock())(params, Model(operation))
+    Stamper(ManualClock(1.0))(params, Model(operation))
     return params
 
 

@@ -13,6 +13,7 @@ from boto3.dynamodb.conditions import Attr, ConditionExpressionBuilder
 
 from dynamodb_replicator.core.model import ItemKey
 from dynamodb_replicator.stamping import Stamper, stamp
+from dynamodb_replicator.testing.clock import ManualClock
 
 from .strategies import FIELDS
 from .stream_regions import AP, EU, US, StreamRegions, T, n, s
@@ -25,15 +26,12 @@ class Model:
         self.name = name
 
 
-class After:
-    """A clock one second after every timestamp the scenarios use."""
-
-    def now(self) -> float:
-        return T / 1000 + 1
+# A clock one second after every timestamp the scenarios use.
+AFTER = T / 1000 + 1
 
 
 def stamped(operation: str, params: dict[str, Any]) -> dict[str, Any]:
-    Stamper(After(), FIELDS)(params, Model(operation))
+    Stamper(ManualClock(AFTER), FIELDS)(params, Model(operation))
     return params
 
 
@@ -150,7 +148,7 @@ def test_a_low_level_put_of_the_same_item_dict_again_gets_a_later_timestamp() ->
     client = boto3.client(
         "dynamodb", region_name=US, aws_access_key_id="x", aws_secret_access_key="x"
     )
-    stamp(client, clock=After(), fields=FIELDS)
+    stamp(client, clock=ManualClock(AFTER), fields=FIELDS)
     sent: list[int] = []
 
     def unsent(params: dict[str, Any], **_: Any) -> None:

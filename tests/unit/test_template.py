@@ -27,6 +27,7 @@ from dynamodb_replicator.deploy.template import (
     to_yaml,
 )
 from dynamodb_replicator.runner.config import parse_config
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -329,12 +330,10 @@ def protocol_calls() -> set[tuple[str, str]]:
     insert, an update, a delete, a late put after a delete (settled) and a delete in the
     region whose application deleted the item."""
 
-    class Clock:
-        def now(self) -> float:
-            return 100.0
-
     store = MemoryStore("eu-west-1")
-    protocol = WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, Clock(), ".__tombstones", 60)
+    protocol = WriteProtocol(
+        store, LastWriterWins(FIELDS), FIELDS, ManualClock(100.0), ".__tombstones", 60
+    )
     writer = StoreWriter(protocol, WriterOptions(max_in_flight=2, backoff=Backoff(base=0.0)))
     key = ItemKey.from_attributes({"pk": {"S": "k"}})
 

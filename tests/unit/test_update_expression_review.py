@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.update_expression import clauses, extended
 from dynamodb_replicator.stamping import Stamper
+from dynamodb_replicator.testing.clock import ManualClock
 
 from .strategies import FIELDS
 
@@ -29,13 +30,8 @@ class Model:
         self.name = name
 
 
-class Clock:
-    def now(self) -> float:
-        return 1_700_000_000.0
-
-
 def stamped(params: dict[str, Any]) -> dict[str, Any]:
-    Stamper(Clock(), FIELDS)(params, Model("UpdateItem"))
+    Stamper(ManualClock(1_700_000_000.0), FIELDS)(params, Model("UpdateItem"))
     return params
 
 

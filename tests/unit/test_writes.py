@@ -15,6 +15,7 @@ from dynamodb_replicator.core.policy import LastWriterWins, stored_version
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import Outcome, WriteProtocol
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -24,14 +25,9 @@ KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
 HERE, THERE = "eu-west-1", "us-east-1"
 
 
-class Clock:
-    def now(self) -> float:
-        return 100.0
-
-
 def protocol(store: MemoryStore, *, prefetch: bool = True) -> WriteProtocol:
     policy = LastWriterWins(FIELDS)
-    return WriteProtocol(store, policy, FIELDS, Clock(), ".__tombstones", 60, prefetch)
+    return WriteProtocol(store, policy, FIELDS, ManualClock(100.0), ".__tombstones", 60, prefetch)
 
 
 def writer(store: MemoryStore, *, prefetch: bool = True) -> StoreWriter:

@@ -54,6 +54,7 @@ from dynamodb_replicator.core.scoping import project
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
@@ -78,13 +79,10 @@ COUNTRIES = ("DE", "US", None)
 __all__ = ["ACTIONS", "COUNTRIES", "KEYS", "NOTHING", "RULE", "World"]
 
 
-class FixedClock:
-    def now(self) -> float:
-        return 1_000_000.0
-
-
 def _writer(store: MemoryStore, policy: ConflictPolicy, prefetch: bool) -> StoreWriter:
-    protocol = WriteProtocol(store, policy, FIELDS, FixedClock(), SUFFIX, 3600, prefetch)
+    protocol = WriteProtocol(
+        store, policy, FIELDS, ManualClock(1_000_000.0), SUFFIX, 3600, prefetch
+    )
     options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=4, base=0.0))
     return StoreWriter(protocol, options)
 

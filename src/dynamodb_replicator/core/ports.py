@@ -99,6 +99,12 @@ class Clock(Protocol):
         """Seconds since the epoch."""
         ...
 
+    def elapsed(self) -> float:
+        """Seconds from an arbitrary origin on a monotonic clock, to measure a wait with
+        (never to compare with a time stored elsewhere): a wall clock's step (NTP, an
+        operator) neither cuts it short nor stretches it."""
+        ...
+
 
 class ConflictLog(Protocol):
     """Receives the conflicts of each batch of ``source``'s stream for ``table``."""

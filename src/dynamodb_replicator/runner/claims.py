@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from dynamodb_replicator.aws.state import WorkerIdInUseError
-from dynamodb_replicator.clock import elapsed
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import RetryableTargetError
 from dynamodb_replicator.core.ports import Clock
@@ -119,13 +118,13 @@ class Claims:
             if not self.dead(held.holder):
                 raise
             if held.holder not in self._dead_at:
-                self._dead_at[held.holder] = elapsed(self.clock)
+                self._dead_at[held.holder] = self.clock.elapsed()
                 log.info(
                     "worker id held by a process that is dead: taken over after the margin",
                     extra={"worker": self.worker_id, "region": region, "holder": held.holder},
                 )
             margin = max(self.margin, held.margin_ms / 1000)
-            if elapsed(self.clock) < self._dead_at[held.holder] + margin:
+            if self.clock.elapsed() < self._dead_at[held.holder] + margin:
                 return False
             self.heartbeat(region, replacing=held.holder)
             return True
