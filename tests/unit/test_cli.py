@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from dynamodb_replicator.aws.clients import make_client, use_profile
-from dynamodb_replicator.cli import demo
+from dynamodb_replicator.cli import demo_scenario, demo_view
 from dynamodb_replicator.cli.main import build_parser, main
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
@@ -205,18 +205,21 @@ def test_demo_without_dynamodb_local_says_how_to_get_it(
 
 def test_the_demo_accepts_only_the_expected_winners_in_every_region() -> None:
     def region(order_2: str) -> dict[str, Any]:
-        items = {**demo.EXPECTED[-1], "order-2": {"status": order_2}}
+        items = {**demo_scenario.EXPECTED[-1], "order-2": {"status": order_2}}
         return {
             key: {"pk": {"S": key}, "__timestamp": {"N": "1"}}
             | {name: {"S": value} for name, value in attributes.items()}
             for key, attributes in items.items()
         }
 
-    right = {r: region("placed") for r in demo.REGIONS}
-    assert demo._holds(right, demo.EXPECTED[-1])
+    expected = demo_scenario.EXPECTED[-1]
+    right = {r: region("placed") for r in demo_scenario.REGIONS}
+    assert demo_scenario.holds(right, expected)
     # Identical everywhere, but the tie went to the wrong region: not the demo's outcome.
-    wrong = {r: region("cancelled") for r in demo.REGIONS}
-    assert demo._identical(wrong) and not demo._holds(wrong, demo.EXPECTED[-1])
+    wrong = {r: region("cancelled") for r in demo_scenario.REGIONS}
+    assert demo_scenario.identical(wrong) and not demo_scenario.holds(
+        wrong, demo_scenario.EXPECTED[-1]
+    )
 
 
 def test_dynamodb_local_that_never_answers_names_the_port_and_the_load(
@@ -257,7 +260,7 @@ def test_the_demo_progress_shows_this_rounds_lag_and_pairs_between_regions_only(
         ap_us: totals(2, 0.4),
     }
     text = io.StringIO()
-    Console(file=text, width=200).print(demo._progress(now, 12.0, before))
+    Console(file=text, width=200).print(demo_view.progress(now, 12.0, before))
     lines = [line for line in text.getvalue().splitlines() if "-1 -> " in line]
     assert len(lines) == 3 and "eu-west-1 -> eu-west-1" not in text.getvalue()
     (quiet,) = [line for line in lines if "-> eu-west-1" in line]
@@ -269,8 +272,8 @@ def test_the_demo_progress_shows_this_rounds_lag_and_pairs_between_regions_only(
 
 
 def test_the_demo_tables_do_not_wrap_through_a_pipe() -> None:
-    console = demo.demo_console()  # pytest captures stdout: not a terminal
-    assert not console.is_terminal and console.width == demo.PIPE_WIDTH
+    console = demo_view.demo_console()  # pytest captures stdout: not a terminal
+    assert not console.is_terminal and console.width == demo_view.PIPE_WIDTH
     state = {
         region: {
             "order-4": {
@@ -281,10 +284,12 @@ def test_the_demo_tables_do_not_wrap_through_a_pipe() -> None:
                 "__originRegion": {"S": "ap-southeast-1"},
             }
         }
-        for region in demo.REGIONS
+        for region in demo_scenario.REGIONS
     }
     with console.capture() as captured:
-        demo._show(console, state, 1000)
+        demo_view.show(console, state, 1000)
     shown = captured.get()
     assert shown.count("status=gift-wrapped, total=5") == 3
-    assert demo.EXPLANATIONS["order-4"] in shown.replace("[bold]", "")  # one unwrapped line
+    assert demo_scenario.EXPLANATIONS["order-4"] in shown.replace(
+        "[bold]", ""
+    )  # one unwrapped line

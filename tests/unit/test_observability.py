@@ -24,10 +24,9 @@ from dynamodb_replicator.ops.redrive import newest_per_key
 from dynamodb_replicator.ops.status import (
     PairStatus,
     RegionState,
-    render_text,
     summarize,
-    to_json,
 )
+from dynamodb_replicator.ops.status_report import render_text, to_json
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport, add_counters
 from dynamodb_replicator.testing.clock import ManualClock
 

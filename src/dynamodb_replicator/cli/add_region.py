@@ -23,7 +23,7 @@ from dynamodb_replicator.cli.options import add_command, add_output, print_json,
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.roles import RoleSpec, parse_role
-from dynamodb_replicator.ops.backfill import (
+from dynamodb_replicator.ops.new_region import (
     append_region,
     check_new_region,
     seed_positions,

@@ -24,10 +24,9 @@ from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.ops.status import (
     Lease,
     RegionState,
-    render_text,
     summarize,
-    to_json,
 )
+from dynamodb_replicator.ops.status_report import render_text, to_json
 from dynamodb_replicator.runner.config import load_config
 
 __all__ = ["read_region", "register"]

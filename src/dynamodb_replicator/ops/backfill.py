@@ -19,6 +19,9 @@
    stale (an item changed or deleted in any region after the scan read it), because its
    writes are conditional. Per-segment resume points make the copy resumable after Ctrl-C
    or a crash.
+
+Steps 2 and 4, and the check of the chosen source, are ops/new_region.py (re-exported here
+for the modules and tests that import them from this one).
 """
 
 from __future__ import annotations
@@ -27,26 +30,23 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from dynamodb_replicator.aws.batch import write_batch
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.scan import RateLimiter, parallel_scan
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
-from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
-from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
 from dynamodb_replicator.core.policy import seal, stored_version
 from dynamodb_replicator.core.progress import ScanSegment
 from dynamodb_replicator.core.scoping import withheld
-from dynamodb_replicator.core.streams import NO_SEQUENCE, ShardRef
+from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.core.writer import StoreWriter
-from dynamodb_replicator.files import replace_file
 from dynamodb_replicator.ids import PROCESS_NONCES
+from dynamodb_replicator.ops.new_region import append_region, check_new_region, seed_positions
 from dynamodb_replicator.ops.resumable import ResumableScan, in_rounds
 from dynamodb_replicator.runner.config import RunnerConfig
 
@@ -68,51 +68,6 @@ __all__ = [
 CONDITIONAL_ROUND = 10
 # Items per round of the fast copy: one BatchWriteItem.
 FAST_ROUND = 25
-
-
-def append_region(path: Path, spec: RegionSpec) -> bool:
-    """Add ``spec`` to the config file (text appended, comments kept); False if present."""
-    text = path.read_text()
-    if f'name = "{spec.name}"' in text:
-        return False
-    block = f'\n[[regions]]\nname = "{spec.name}"\n'
-    if spec.endpoint_url:
-        block += f'endpoint_url = "{spec.endpoint_url}"\n'
-    if spec.role is not None:
-        # JSON strings are TOML basic strings for these characters (no control characters).
-        block += f"role_arn = {json.dumps(spec.role.role_arn)}\n"
-        block += f"session_name = {json.dumps(spec.role.session_name)}\n"
-        if spec.role.external_id is not None:
-            block += f"external_id = {json.dumps(spec.role.external_id)}\n"
-    replace_file(path, text.rstrip("\n") + "\n" + block)
-    return True
-
-
-def seed_positions(config: RunnerConfig, source: str, new: str, log: Callable[[str], None]) -> int:
-    """Start the new target, in every region's state table, at the source's position.
-
-    Returns how many shard positions were seeded. Existing positions of the new target are
-    kept (a resumed run). A shard the source has no position for starts at TRIM_HORIZON.
-    """
-    seeded = 0
-    for spec in config.regions:
-        client = make_client("dynamodb", spec)
-        ensure_state_table(client, config.state_table, spec.name)
-        state = DynamoStateStore(client, config.state_table, spec.name)
-        streams = StreamClient(
-            spec.name, client, make_client("dynamodbstreams", spec), config.replication.names
-        )
-        for table in config.tables:
-            for arn in streams.stream_arns(table):
-                for shard in streams.shards(arn):
-                    ref = ShardRef(table, arn, shard.shard_id)
-                    positions = state.load(ref)
-                    if new in positions or source not in positions:
-                        continue
-                    state.seed(ref, {new: positions[source]})
-                    seeded += 1
-        log(f"{spec.name}: replication into {new} will start where {source} stands")
-    return seeded
 
 
 @dataclass(slots=True)
@@ -323,16 +278,3 @@ class Backfiller:
             else:
                 outside.append(delete)
         return kept, outside
-
-
-def check_new_region(
-    config: RunnerConfig, name: str, source: str | None
-) -> tuple[RegionSpec, bool]:
-    """The source region spec, and whether ``name`` is already configured (a resumed run)."""
-    known = {spec.name for spec in config.regions}
-    chosen = source or config.regions[0].name
-    if chosen not in known:
-        raise ConfigError(f"--from {chosen}: not a configured region ({sorted(known)})")
-    if chosen == name:
-        raise ConfigError("--from must be another region than the one being added")
-    return config.region(chosen), name in known
