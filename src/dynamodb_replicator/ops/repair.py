@@ -28,6 +28,7 @@ from dynamodb_replicator.core.policy import (
     ConflictPolicy,
     as_local,
     is_genuine,
+    labelled_version,
     stored_version,
 )
 from dynamodb_replicator.core.residency import ResidencyRule
@@ -139,8 +140,7 @@ def _holds(
     say) is not the winner: a later delete of that version there would remove it."""
     if item is None or digest(item, fields) != wanted:
         return False
-    truthful = item if is_genuine(item, fields) else as_local(item, fields)
-    held = stored_version(truthful, region, fields)
+    held = labelled_version(item, region, fields)
     winner = put.version
     return held is not None and (held.timestamp, held.origin) == (winner.timestamp, winner.origin)
 
