@@ -46,7 +46,9 @@ EXIT_CODES: Mapping[str, Mapping[int, str]] = {
     },
     "repair": {
         0: "every difference was repaired (or, with `--dry-run`, planned)",
-        1: "keys without a usable `__timestamp` remain undecided",
+        1: "keys remain undecided: without a usable `__timestamp`, or (`--regions` with a "
+        "residency rule) remembered deleted by a region not repaired that may have been "
+        "a stand-in",
     },
     "add-region": {
         0: "the region was copied and verified: nothing diverged",
