@@ -262,3 +262,41 @@ def test_repair_names_undecidable_keys_and_exits_1(
     assert main(["repair", "--config", path, "--output", "json", "--force"]) == 1
     (report,) = json.loads(capsys.readouterr().out)
     assert report["repair"]["undecidable"] == [{"pk": {"S": "no-version"}}]
+
+
+def test_the_same_content_under_two_versions_is_a_difference_repair_fixes(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """us-east-1 and eu-west-1 each hold their own write of the same content at the same
+    timestamp (an idempotent write sent to both; the records lost), ap-southeast-1 a copy of
+    us-east-1's. diff reports eu-west-1's as a version difference (exit 1); repair gives it
+    the winner (2, us-east-1), and diff then finds the regions identical."""
+    for region, client in clients.items():
+        create_table(client, "Versions", region=region)
+    clients[US].put_item(TableName="Versions", Item=item("twice", "2", "same"))
+    clients[EU].put_item(TableName="Versions", Item=item("twice", "2", "same"))
+    clients[AP].put_item(TableName="Versions", Item=item("twice", "2", "same", US))
+    regions = dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+    path = str(write_config(tmp_path / "v.toml", ["Versions"], regions))
+    assert main(["diff", "--config", path, "--no-settle", "--output", "json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    eu, ap = report["regions"][EU], report["regions"][AP]
+    assert (eu["missing"], eu["extra"], eu["different"], eu["version"]) == (0, 0, 0, 1)
+    assert eu["samples"]["version"] == [{"pk": {"S": "twice"}}]
+    assert ap["version"] == 0 and report["verdict"] == "different"
+    assert main(["diff", "--config", path, "--no-settle"]) == 1
+    text = capsys.readouterr().out
+    assert "1 same content under another version" in text
+    assert 'version: {"pk": {"S": "twice"}}' in text
+    assert main(["repair", "--config", path, "--force", "--output", "json"]) == 0
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["puts"] == {EU: 1}
+    held = clients[EU].get_item(
+        TableName="Versions", Key={"pk": {"S": "twice"}}, ConsistentRead=True
+    )
+    assert held["Item"][FIELDS.origin] == {"S": US}
+    assert main(["diff", "--config", path, "--no-settle"]) == 0
+    assert "identical in every region" in capsys.readouterr().out

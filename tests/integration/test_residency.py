@@ -17,11 +17,14 @@ import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.cli.main import main
+from dynamodb_replicator.core.defaults import STATE_TABLE
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.residency import Residency
+from dynamodb_replicator.ops.settle_reads import settle_table
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.integration.test_faults import KILLS, run_with_faults
 from tests.resident_workload import (
+    EU_CENTRAL,
     EU_WEST,
     REGIONS,
     RULE,
@@ -212,3 +215,32 @@ def test_add_region_merges_a_joining_table_out_only_to_each_item_s_scope(
     assert sorted(i["pk"]["S"] for i in scan(joining, "Join")) == ["FR"]
     code, (report,) = residency_check(config, capsys)
     assert code == 0, report
+
+
+def test_the_settle_wait_counts_keys_held_exactly_in_their_scope_as_agreeing(
+    ddb_local: DynamoDBLocal,
+) -> None:
+    """A DE item held alike in both EU regions and a US item held in us-east-1 only (the
+    reference eu-central-1 is outside its scope): the settle wait, re-reading them on
+    DynamoDB Local, finds them agreeing at once, not differing until the wait ends."""
+    clients = tables(ddb_local.endpoint_url, "ResidentSettle")
+    stamp = {"N": "5"}
+    de = {"pk": {"S": "de"}, FIELDS.timestamp: stamp, "country": {"S": "DE"}}
+    clients[EU_WEST].put_item(TableName="ResidentSettle", Item=de)
+    copy = {**de, FIELDS.origin: {"S": EU_WEST}, FIELDS.marker: stamp}
+    clients[EU_CENTRAL].put_item(TableName="ResidentSettle", Item=copy)
+    us = {"pk": {"S": "us"}, FIELDS.timestamp: stamp, "country": {"S": "US"}}
+    clients[US_EAST].put_item(TableName="ResidentSettle", Item=us)
+    report = settle_table(
+        "ResidentSettle",
+        ['{"pk": {"S": "de"}}', '{"pk": {"S": "us"}}'],
+        regions=[RegionSpec(r, ddb_local.endpoint_url) for r in REGIONS],
+        sources=[RegionSpec(r, ddb_local.endpoint_url) for r in REGIONS],
+        key_names=["pk"],
+        fields=FIELDS,
+        state_table=STATE_TABLE,
+        timeout=5,
+        rule=RULE,
+    )
+    assert report.in_flight == 2 and report.clean, report
+    assert report.seconds < 5  # decided at the first read, not at the bound

@@ -11,7 +11,8 @@ from dynamodb_replicator.cli.repair import print_plan
 from dynamodb_replicator.core.model import ItemKey, Tombstone, Version, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
 from dynamodb_replicator.core.policy import LATEST, LastWriterWins
-from dynamodb_replicator.ops.repair import RepairReport, resolve
+from dynamodb_replicator.ops.repair import resolve
+from dynamodb_replicator.ops.repairer import RepairReport
 
 from .strategies import FIELDS, local_item, replica_item
 
@@ -167,3 +168,13 @@ def test_a_key_held_nowhere_and_remembered_only_by_an_unconfirmed_delete_needs_n
         fields=FIELDS,
     )
     assert ops == {}
+
+
+def test_keys_undecided_for_a_region_not_read_name_that_region() -> None:
+    report = RepairReport()
+    report.plan({"pk": {"S": "a"}}, None, ["ap-southeast-1"])
+    report.plan({"pk": {"S": "b"}}, None)
+    assert report.unresolved == 2 and report.as_json()["read_with"] == ["ap-southeast-1"]
+    text = io.StringIO()
+    print_plan(Console(file=text, width=300), report, dry_run=True)
+    assert "repair with ap-southeast-1 in --regions decides them" in text.getvalue()

@@ -11,6 +11,7 @@ from rich.console import Console
 from dynamodb_replicator.aws.positions import Mark, passed
 from dynamodb_replicator.cli.diff import print_settle
 from dynamodb_replicator.core.streams import END, ShardRef
+from dynamodb_replicator.ops.diff import Row
 from dynamodb_replicator.ops.settle import (
     IDLE_GRACE_SECONDS,
     QUIET_SECONDS,
@@ -19,9 +20,16 @@ from dynamodb_replicator.ops.settle import (
     settle,
 )
 
-A = ("a", "1", "us-east-1")
-B = ("b", "2", "us-east-1")
-C = ("c", "3", "eu-west-1")
+A = Row("k", "a", "1", "us-east-1")
+B = Row("k", "b", "2", "us-east-1")
+C = Row("k", "c", "3", "eu-west-1")
+
+
+def seen(first: Row | None, second: Row | None) -> Seen:
+    """One key as the two regions hold it."""
+    return (("us-east-1", first), ("eu-west-1", second))
+
+
 SHARD = ShardRef("T", "arn:aws:dynamodb:us-east-1:1:table/T/stream/s1", "shard-1")
 MARK = Mark("us-east-1", SHARD, "100", ("eu-west-1",))
 
@@ -72,7 +80,7 @@ class FakeTracker:
 
 def test_a_key_that_agrees_after_the_checkpoints_pass_was_in_flight() -> None:
     clock = FakeClock()
-    reader = ScriptedReader([{"k": (A, B)}, {"k": (B, B)}])
+    reader = ScriptedReader([{"k": seen(A, B)}, {"k": seen(B, B)}])
     report = settle(["k"], reader, FakeTracker(lag=2), timeout=60, clock=clock, wait=clock.wait)
     assert (report.in_flight, report.diverged, report.unsettled) == (1, [], [])
     assert report.clean and report.method == "checkpoints"
@@ -82,7 +90,9 @@ def test_a_key_that_agrees_after_the_checkpoints_pass_was_in_flight() -> None:
 
 def test_a_key_unchanged_after_two_rounds_of_passed_checkpoints_diverged() -> None:
     clock = FakeClock()
-    reader = ScriptedReader([{"k": (A, B), "j": (A, None)}, {"k": (A, B), "j": (A, A)}])
+    reader = ScriptedReader(
+        [{"k": seen(A, B), "j": seen(A, None)}, {"k": seen(A, B), "j": seen(A, A)}]
+    )
     tracker = FakeTracker(lag=0)
     report = settle(["k", "j"], reader, tracker, timeout=60, clock=clock, wait=clock.wait)
     assert report.diverged == ["k"] and report.in_flight == 1 and not report.clean
@@ -92,7 +102,7 @@ def test_a_key_unchanged_after_two_rounds_of_passed_checkpoints_diverged() -> No
 
 def test_a_key_changed_by_new_writes_goes_another_round() -> None:
     clock = FakeClock()
-    reader = ScriptedReader([{"k": (A, B)}, {"k": (B, C)}, {"k": (C, C)}])
+    reader = ScriptedReader([{"k": seen(A, B)}, {"k": seen(B, C)}, {"k": seen(C, C)}])
     tracker = FakeTracker(lag=0)
     report = settle(["k"], reader, tracker, timeout=60, clock=clock, wait=clock.wait)
     assert (report.in_flight, report.diverged) == (1, [])
@@ -101,13 +111,13 @@ def test_a_key_changed_by_new_writes_goes_another_round() -> None:
 
 def test_keys_agreeing_at_once_need_no_wait() -> None:
     tracker = FakeTracker(lag=None)
-    report = settle(["k"], ScriptedReader([{"k": (A, A)}]), tracker, timeout=60)
+    report = settle(["k"], ScriptedReader([{"k": seen(A, A)}]), tracker, timeout=60)
     assert report.in_flight == 1 and tracker.marks == 0
 
 
 def test_checkpoints_that_never_pass_time_out_with_the_reason() -> None:
     clock = FakeClock()
-    reader = ScriptedReader([{"k": (A, B)}])
+    reader = ScriptedReader([{"k": seen(A, B)}])
     report = settle(["k"], reader, FakeTracker(lag=None), timeout=5, clock=clock, wait=clock.wait)
     assert report.unsettled == ["k"] and report.diverged == [] and not report.clean
     assert report.reason is not None and "us-east-1 -> eu-west-1" in report.reason
@@ -118,7 +128,9 @@ def test_checkpoints_that_never_pass_time_out_with_the_reason() -> None:
 
 def test_without_checkpoints_keys_are_read_until_they_agree_or_time_runs_out() -> None:
     clock = FakeClock()
-    reader = ScriptedReader([{"k": (A, B), "j": (A, B)}, {"k": (B, B), "j": (A, B)}])
+    reader = ScriptedReader(
+        [{"k": seen(A, B), "j": seen(A, B)}, {"k": seen(B, B), "j": seen(A, B)}]
+    )
     report = settle(["k", "j"], reader, None, timeout=3, clock=clock, wait=clock.wait)
     assert report.method == "reread"
     assert report.in_flight == 1 and report.unsettled == ["j"] and report.diverged == []
@@ -146,7 +158,7 @@ def test_the_text_claims_no_divergence_that_re_reading_cannot_prove() -> None:
 
 def test_re_reading_keys_nothing_changes_stops_early_and_says_why() -> None:
     clock = FakeClock()
-    reader = ScriptedReader([{"k": (A, B)}])
+    reader = ScriptedReader([{"k": seen(A, B)}])
     report = settle(["k"], reader, None, timeout=60, clock=clock, wait=clock.wait)
     assert report.unsettled == ["k"] and report.early and not report.clean
     assert clock.now == QUIET_SECONDS  # not the whole 60 s
@@ -162,8 +174,8 @@ def test_re_reading_keys_nothing_changes_stops_early_and_says_why() -> None:
 def test_re_reading_keys_that_keep_changing_waits_up_to_the_timeout() -> None:
     clock = FakeClock()
     moving: list[dict[str, Seen]] = [
-        {"k": (A, B)},
-        {"k": (A, C)},
+        {"k": seen(A, B)},
+        {"k": seen(A, C)},
     ] * 200  # new writes, never agreeing
     report = settle(["k"], ScriptedReader(moving), None, timeout=30, clock=clock, wait=clock.wait)
     assert report.unsettled == ["k"] and not report.early and clock.now == 30
@@ -179,7 +191,7 @@ def test_marks_no_runner_holds_stop_the_wait_at_once_with_the_reason() -> None:
 
     report = settle(
         ["k"],
-        ScriptedReader([{"k": (A, B)}]),
+        ScriptedReader([{"k": seen(A, B)}]),
         FakeTracker(lag=None),
         timeout=60,
         clock=clock,
@@ -197,7 +209,7 @@ def test_a_lease_taken_over_within_the_grace_keeps_the_wait_going() -> None:
     answers = iter(["no runner holds a lease"] * 10 + [None] * 1000)
     report = settle(
         ["k"],
-        ScriptedReader([{"k": (A, B)}, {"k": (B, B)}]),
+        ScriptedReader([{"k": seen(A, B)}, {"k": seen(B, B)}]),
         FakeTracker(lag=30),
         timeout=60,
         clock=clock,
@@ -211,7 +223,7 @@ def test_marks_a_runner_holds_are_waited_for() -> None:
     clock = FakeClock()
     report = settle(
         ["k"],
-        ScriptedReader([{"k": (A, B)}, {"k": (B, B)}]),
+        ScriptedReader([{"k": seen(A, B)}, {"k": seen(B, B)}]),
         FakeTracker(lag=2),
         timeout=60,
         clock=clock,

@@ -18,7 +18,8 @@ from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
 from dynamodb_replicator.ops.residency import ResidencyReport, check_residency
-from dynamodb_replicator.ops.settle import SettleReport, settle_table
+from dynamodb_replicator.ops.settle import SettleReport
+from dynamodb_replicator.ops.settle_reads import settle_table
 
 __all__ = [
     "add_settle_options",
@@ -97,12 +98,14 @@ def print_report(console: Console, report: DiffReport) -> None:
         console.print(f"  identical in every region (reference {report.reference})")
         return
     for region, diff in report.regions.items():
-        if not (diff.missing or diff.extra or diff.different or diff.outside):
+        if diff.identical:
             console.print(f"  {region}: identical to {report.reference}")
             continue
         console.print(
             f"  {region} vs {report.reference}: {diff.missing} missing, "
-            f"{diff.extra} extra, {diff.different} different, {diff.outside} outside its scope"
+            f"{diff.extra} extra, {diff.different} different, "
+            f"{diff.version} same content under another version, "
+            f"{diff.outside} outside its scope"
         )
         for kind, keys in diff.samples.items():
             for key in keys:
@@ -147,6 +150,7 @@ def settled_diff(
     differing: list[str] = []
     config = selection.config
     fields = config.replication.fields
+    rule = config.replication.residency.rule(table)
     report = scan_and_compare(
         table,
         selection.regions,
@@ -156,7 +160,7 @@ def settled_diff(
         on_bucket=differing.extend,
         on_progress=on_progress,
         names=config.replication.names,
-        rule=config.replication.residency.rule(table),
+        rule=rule,
     )
     if differing and timeout is not None:
         report.settle = settle_table(
@@ -169,6 +173,7 @@ def settled_diff(
             state_table=config.state_table,
             timeout=timeout,
             names=config.replication.names,
+            rule=rule,
         )
     return report
 

@@ -3,7 +3,8 @@ each command's epilog) and the docs' command reference is rendered from them.
 
 The convention (``main``): 0 all is well; 1 the command found what it looks for (regions
 differ, a pair is stuck, keys left undecided); 2 it could not do its work (a bad argument
-or configuration, a region that refused or could not be reached); 130 interrupted.
+or configuration, a region that refused or could not be reached); 3 ``status`` only: no
+runner has run in some region yet; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ EXIT_CODES: Mapping[str, Mapping[int, str]] = {
     },
     "diff": {
         0: "nothing diverged (identical, or every difference was in flight)",
-        1: "keys diverged or stayed unsettled",
+        1: "keys diverged (in content, or the same content under another version) or "
+        "stayed unsettled, or an item sits outside its residency scope",
     },
     "repair": {
         0: "every difference was repaired (or, with `--dry-run`, planned)",
-        1: "keys without a usable `__timestamp` remain undecided",
+        1: "keys remain undecided: without a usable `__timestamp`, or (`--regions` with a "
+        "residency rule) remembered deleted by a region not repaired that may have been "
+        "a stand-in",
     },
     "add-region": {
         0: "the region was copied and verified: nothing diverged",

@@ -1,7 +1,9 @@
 """``dynamodb-replicator repair``: write each differing key's winner where it lags.
 
 Exit 0 when every differing key was repaired (or would be, with ``--dry-run``), 1 when keys
-are left that no region holds a version of (undecidable: they are named), 2 on an error.
+are left undecidable (no region holds a version of them, or, with ``--regions`` and a
+residency rule, a tombstone naming a region not read may be a delete or a stand-in: they
+are named), 2 on an error.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import key_from_json
 from dynamodb_replicator.ops.diff import scan_and_compare
 from dynamodb_replicator.ops.freshness import check_fresh
-from dynamodb_replicator.ops.repair import Repairer, RepairReport
+from dynamodb_replicator.ops.repairer import Repairer, RepairReport
 
 __all__ = ["print_plan", "register"]
 
@@ -69,10 +71,15 @@ def print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
             highlight=False,
         )
     if plan.unresolved:
-        console.print(
-            f"  [yellow]undecidable keys: {plan.unresolved}[/yellow] (no region holds a "
-            "version of them: items without __timestamp?); fix them by hand:"
+        why = (
+            "no region holds a version of them: items without __timestamp?); fix them by hand:"
+            if not plan.read_with
+            else "a tombstone names a region not repaired, and may be a delete or a "
+            "residency stand-in; repair with "
+            + ", ".join(sorted(plan.read_with))
+            + " in --regions decides them, or they have no usable __timestamp):"
         )
+        console.print(f"  [yellow]undecidable keys: {plan.unresolved}[/yellow] ({why}")
         for key in plan.undecidable:
             console.print(f"    {json.dumps(key)}", markup=False, highlight=False)
         if plan.unresolved > len(plan.undecidable):

@@ -46,6 +46,7 @@ __all__ = [
     "is_genuine",
     "is_marked",
     "is_replica_write",
+    "labelled_version",
     "newer",
     "seal",
     "stored_is_unversioned",
@@ -139,6 +140,17 @@ def stored_version(
         return Version.of(stamp["N"], holder, own_seq)
     seq = item.get(fields.origin_seq, {}).get("S", "")
     return Version.of(stamp["N"], str(item[fields.origin]["S"]), str(seq))
+
+
+def labelled_version(item: Item | None, holder: str, fields: SystemAttributes) -> Version | None:
+    """The version of ``item`` in ``holder`` as diff and repair compare it (seq aside):
+    replica content as the replicator sealed it, under its origin; anything else (content
+    the holder's application wrote, or its update of a copy that kept the marker) as the
+    holder's own. None when unversioned."""
+    if item is None:
+        return None
+    truthful = item if is_genuine(item, fields) else as_local(item, fields)
+    return stored_version(truthful, holder, fields)
 
 
 def newer(policy: ConflictPolicy, a: Version | None, b: Version | None) -> bool:

@@ -5,6 +5,11 @@ without the replicator's bookkeeping attributes, version) written to a bucket fi
 a hash of the key. Buckets are then compared one at a time, so memory holds one bucket of
 rows, never the table. ``repair`` reuses the same pass and acts on each bucket's differences.
 
+Regions agree on a key holding the same content under the same version (timestamp and
+origin, ``core.policy.labelled_version``; not ``__originSeq``, which the origin's own item
+lacks): the same content under two versions is a ``version`` difference, since the next
+write or delete of the key is conditioned on versions (docs: diff and repair).
+
 With a residency rule (``core.residency``) each row carries its item's scope: an item held
 in a region outside its scope is a difference of its own kind (``outside``), and a region
 outside an item's scope is not expected to hold it (neither missing nor extra there).
@@ -26,7 +31,7 @@ from dynamodb_replicator.aws.scan import parallel_scan
 from dynamodb_replicator.core.codec import key_to_json
 from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
-from dynamodb_replicator.core.policy import stored_version
+from dynamodb_replicator.core.policy import labelled_version
 from dynamodb_replicator.core.residency import ResidencyRule
 
 if TYPE_CHECKING:
@@ -37,14 +42,20 @@ __all__ = [
     "Row",
     "compare_bucket",
     "digest",
+    "key_differs",
+    "rows_of",
     "scan_and_compare",
 ]
 
 SAMPLES = 5
+KINDS = ("missing", "extra", "different", "version", "outside")
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
+    """One item as a region holds it: key text, content digest, version (raw timestamp and
+    origin as ``labelled_version`` gives them; None: unversioned) and residency scope."""
+
     key: str
     digest: str
     timestamp: str | None
@@ -60,10 +71,13 @@ class RegionDiff:
     missing: int = 0
     extra: int = 0
     different: int = 0
+    version: int = 0  # the same content under another version (timestamp, origin)
     outside: int = 0  # items held here outside their residency scope
-    samples: dict[str, list[str]] = field(
-        default_factory=lambda: {"missing": [], "extra": [], "different": [], "outside": []}
-    )
+    samples: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    @property
+    def identical(self) -> bool:
+        return not any(getattr(self, kind) for kind in KINDS)
 
     def note(self, kind: str, key: str) -> None:
         setattr(self, kind, getattr(self, kind) + 1)
@@ -84,9 +98,7 @@ class DiffReport:
     @property
     def identical(self) -> bool:
         """Identical as scanned."""
-        return all(
-            not (d.missing or d.extra or d.different or d.outside) for d in self.regions.values()
-        )
+        return all(d.identical for d in self.regions.values())
 
     @property
     def verdict(self) -> str:
@@ -118,10 +130,7 @@ class DiffReport:
             "items": self.items,
             "regions": {
                 name: {
-                    "missing": d.missing,
-                    "extra": d.extra,
-                    "different": d.different,
-                    "outside": d.outside,
+                    **{kind: getattr(d, kind) for kind in KINDS},
                     # Copies: a caller turning the keys into objects leaves the report's
                     # text keys as they are (repair prints them after its JSON is built).
                     "samples": {kind: list(keys) for kind, keys in d.samples.items()},
@@ -181,7 +190,17 @@ def _difference(base: Row | None, other: Row | None, region: str, reference: str
         return "missing" if base is not None and base.allowed_in(region) else None
     if base is None or (other.allowed_in(reference) and not base.allowed_in(reference)):
         return "extra"  # the reference lacks an item this region's version allows there
-    return "different" if other.digest != base.digest else None
+    if other.digest != base.digest:
+        return "different"
+    return "version" if (other.timestamp, other.origin) != (base.timestamp, base.origin) else None
+
+
+def key_differs(seen: Sequence[tuple[str, Row | None]]) -> bool:
+    """Does one key, as each region holds it (region, row; the first region is the
+    reference), differ anywhere, as ``compare_bucket`` judges it?"""
+    reference = seen[0][0]
+    rows = {region: {} if row is None else {row.key: row} for region, row in seen}
+    return bool(compare_bucket(rows, reference, DiffReport("", reference)))
 
 
 class _Spill:
@@ -216,16 +235,17 @@ class _Spill:
             }
 
 
-def _rows(
-    items: list[dict[str, Any]],
+def rows_of(
+    items: Sequence[Mapping[str, Any]],
     region: str,
     key_names: Sequence[str],
     fields: SystemAttributes,
     rule: ResidencyRule | None = None,
 ) -> list[Row]:
+    """The rows of ``items`` as ``region`` holds them."""
     rows = []
     for item in items:
-        version = stored_version(item, region, fields)
+        version = labelled_version(item, region, fields)
         allowed = None if rule is None else rule.allowed(item)
         rows.append(
             Row(
@@ -267,7 +287,7 @@ def scan_and_compare(
             def on_page(
                 segment: int, items: list[dict[str, Any]], _: Any, region: str = spec.name
             ) -> None:
-                spill.add(region, _rows(items, region, key_names, fields, rule))
+                spill.add(region, rows_of(items, region, key_names, fields, rule))
                 with lock:
                     report.items[region] += len(items)
                 if on_progress is not None:

@@ -1,4 +1,5 @@
-"""Repair: write each differing key's winning version to the regions that lag.
+"""Repair's decision: each differing key's winning version, and the writes that give it to
+the regions that lag (pure; ``ops.repairer`` reads the regions and writes).
 
 The winner is chosen among every region's item *and* remembered delete (tombstone) by the
 conflict policy; a delete wins over a put of the same version. The writes go through the
@@ -8,39 +9,30 @@ replicator's conditional writer, so a repair racing live traffic never overwrite
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.core.codec import key_object
-from dynamodb_replicator.core.defaults import tombstone_table
-from dynamodb_replicator.core.model import (
-    Item,
-    ItemKey,
-    SystemAttributes,
-    TableNames,
-    Tombstone,
-    Version,
-)
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp, user_image
+from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, user_image
 from dynamodb_replicator.core.policy import (
     LATEST,
     ConflictPolicy,
     as_local,
     is_genuine,
+    labelled_version,
     stored_version,
 )
 from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.scoping import withheld
 from dynamodb_replicator.core.streams import NO_SEQUENCE
-from dynamodb_replicator.core.tombstones import tombstone_from_item
 from dynamodb_replicator.ops.diff import digest
-from dynamodb_replicator.ops.repair_labels import held_versions, lifted, own_seq, stand_in
+from dynamodb_replicator.ops.repair_labels import (
+    held_versions,
+    lifted,
+    own_seq,
+    stand_in,
+    unsure,
+)
 
-__all__ = ["RepairReport", "Repairer", "resolve"]
-
-SAMPLES = 5
-UNDECIDABLE_LISTED = 100
+__all__ = ["resolve", "unread_deleters"]
 
 
 def resolve(
@@ -57,12 +49,44 @@ def resolve(
     delete of the winning version instead (the item leaves it, and stays out). Labels and
     the tombstones that count: ``ops.repair_labels``.
 
-    None when no region holds a versioned item or a tombstone: nothing can be decided.
+    None when nothing can be decided: no region holds a versioned item or a tombstone, or
+    a tombstone naming a region not read may be a delete or a stand-in (``unsure``) and
+    the two readings decide the key differently (``unread_deleters`` names the region).
     """
-    best_item = _best_item(items, tombs, policy, fields)
     held = held_versions(items, fields)
     remembered = [(region, t) for region, t in tombs.items() if t is not None]
-    kept_out = {r for r, t in remembered if stand_in(t, r, held, tombs, scoped=rule is not None)}
+    scoped = rule is not None
+    kept_out = {r for r, t in remembered if stand_in(t, r, held, tombs, scoped=scoped)}
+    doubtful = {r for r, t in remembered if unsure(t, r, held, tombs, scoped=scoped)}
+    # Each doubtful tombstone read both ways: a decision that depends on it is no decision.
+    readings = [kept_out | doubtful, kept_out - doubtful] if doubtful else [kept_out]
+    decided = [
+        _decide(key, items, remembered, out, policy=policy, fields=fields, rule=rule)
+        for out in readings
+    ]
+    return decided[0] if all(d == decided[0] for d in decided) else None
+
+
+def unread_deleters(tombs: Mapping[str, Tombstone | None]) -> list[str]:
+    """The regions ``tombs`` name as deleting that were not read (``tombs`` has the
+    regions read): where ``resolve`` found a tombstone it cannot tell, the regions to add
+    to ``--regions``."""
+    return sorted({t.deleted_in for t in tombs.values() if t and t.deleted_in not in tombs})
+
+
+def _decide(
+    key: ItemKey,
+    items: Mapping[str, Item | None],
+    remembered: Sequence[tuple[str, Tombstone]],
+    kept_out: set[str],
+    *,
+    policy: ConflictPolicy,
+    fields: SystemAttributes,
+    rule: ResidencyRule | None,
+) -> dict[str, PutVersion | DeleteVersion] | None:
+    """``resolve`` with the tombstones remembered in ``kept_out`` taken for stand-ins."""
+    tombs = dict(remembered)
+    best_item = _best_item(items, tombs, policy, fields)
     stand_ins = [t for region, t in remembered if region in kept_out]
     best_tomb = max(
         (t for region, t in remembered if region not in kept_out),
@@ -139,8 +163,7 @@ def _holds(
     say) is not the winner: a later delete of that version there would remove it."""
     if item is None or digest(item, fields) != wanted:
         return False
-    truthful = item if is_genuine(item, fields) else as_local(item, fields)
-    held = stored_version(truthful, region, fields)
+    held = labelled_version(item, region, fields)
     winner = put.version
     return held is not None and (held.timestamp, held.origin) == (winner.timestamp, winner.origin)
 
@@ -153,122 +176,3 @@ def _in_origin(delete: DeleteVersion, region: str) -> DeleteVersion:
         return delete
     own = Version.of(delete.version.raw_timestamp, region, LATEST)
     return DeleteVersion(delete.key, own, delete.deleted_in, delete.sequence_number)
-
-
-@dataclass(slots=True)
-class RepairReport:
-    puts: dict[str, int] = field(default_factory=dict)
-    deletes: dict[str, int] = field(default_factory=dict)
-    stale: dict[str, int] = field(default_factory=dict)
-    unresolved: int = 0
-    settled: int = 0  # differed when scanned, agreed when re-read (in flight): not written
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    undecidable: list[dict[str, Any]] = field(default_factory=list)  # the first keys, JSON
-
-    def note(self, region: str, op: PutVersion | DeleteVersion) -> None:
-        counts = self.puts if isinstance(op, PutVersion) else self.deletes
-        counts[region] = counts.get(region, 0) + 1
-        if len(self.samples) < SAMPLES:
-            self.samples.append(
-                {
-                    "region": region,
-                    "action": "put" if isinstance(op, PutVersion) else "delete",
-                    "key": key_object(op.key.to_attributes()),
-                    "version": {
-                        "timestamp": op.version.raw_timestamp or str(op.version.timestamp),
-                        "origin": op.version.origin,
-                    },
-                }
-            )
-
-    def plan(
-        self, key: Item, ops: Mapping[str, PutVersion | DeleteVersion] | None
-    ) -> Mapping[str, PutVersion | DeleteVersion]:
-        """Count ``resolve``'s answer for ``key`` and return the operations to write."""
-        if ops is None:
-            self.note_undecidable(key)
-            return {}
-        if not ops:  # every region agrees now: replication caught up since the scan
-            self.settled += 1
-        for region, op in ops.items():
-            self.note(region, op)
-        return ops
-
-    def note_undecidable(self, key: Item) -> None:
-        self.unresolved += 1
-        if len(self.undecidable) < UNDECIDABLE_LISTED:
-            self.undecidable.append(key_object(key))
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "puts": self.puts,
-            "deletes": self.deletes,
-            "stale": self.stale,
-            "unresolved": self.unresolved,
-            "settled": self.settled,
-            "undecidable": self.undecidable,
-            "samples": self.samples,
-        }
-
-
-class Repairer:
-    """Applies ``resolve`` to batches of differing keys, reading every region's items and
-    tombstones with strongly consistent batch reads."""
-
-    def __init__(
-        self,
-        table: str,
-        clients: Mapping[str, Any],
-        writers: Mapping[str, Any],
-        *,
-        policy: ConflictPolicy,
-        fields: SystemAttributes,
-        tombstone_suffix: str,
-        dry_run: bool,
-        names: TableNames | None = None,
-        rule: ResidencyRule | None = None,
-    ) -> None:
-        self.table, self.clients, self.writers = table, clients, writers
-        self.names = names or TableNames()
-        self.policy, self.fields = policy, fields
-        self.tombstone_suffix, self.dry_run = tombstone_suffix, dry_run
-        self.report = RepairReport()
-        self.rule = rule
-
-    def __call__(self, keys: Sequence[dict[str, Any]]) -> None:
-        names = list(self.clients)
-        items: dict[str, dict[ItemKey, Item]] = {}
-        tombs: dict[str, dict[ItemKey, Tombstone]] = {}
-        for region, client in self.clients.items():
-            physical = self.names.physical(self.table, region)
-            found = batch_get(client, physical, keys, region=region)
-            items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
-            remembered = batch_get(
-                client, tombstone_table(physical, self.tombstone_suffix), keys, region=region
-            )
-            key_names = list(keys[0])
-            tombs[region] = {
-                tomb.key: tomb
-                for tomb in (tombstone_from_item(t, key_names, self.fields) for t in remembered)
-            }
-        plans: dict[str, list[WriteOp]] = {name: [] for name in names}
-        for raw in keys:
-            key = ItemKey.from_attributes(raw)
-            ops = resolve(
-                key,
-                {r: items[r].get(key) for r in names},
-                {r: tombs[r].get(key) for r in names},
-                policy=self.policy,
-                fields=self.fields,
-                rule=self.rule,
-            )
-            for region, op in self.report.plan(raw, ops).items():
-                plans[region].append(op)
-        if self.dry_run:
-            return
-        for region, planned in plans.items():
-            if planned:
-                result = self.writers[region].apply(self.table, planned)
-                self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
-                if result.error is not None:
-                    raise result.error

@@ -16,7 +16,9 @@ Two things repair reads carry no true seq, and two kinds of tombstone are no del
   when repair reads that one, else by its shape where a rule is configured). Ranked as a
   delete it would remove the very version it stands for from the regions of its scope.
   A put that must pass one (a region that joined the scope remembers the version kept
-  out of it) is labelled just above it: ``lifted``.
+  out of it) is labelled just above it: ``lifted``. Where the region it names was not
+  read (``--regions``), some shapes fit a delete as well as a stand-in (``unsure``):
+  repair then decides only what both readings decide alike.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import Item, SystemAttributes, Tombstone, Version, pad_sequence
 from dynamodb_replicator.core.policy import LATEST, is_marked, stored_version
 
-__all__ = ["held_versions", "lifted", "own_seq", "stand_in"]
+__all__ = ["held_versions", "lifted", "own_seq", "stand_in", "unsure"]
 
 # The lowest real seq (``core.scoping``): never "" (an earlier-scheme label, which a
 # tombstone would read back as a delete of every content of its timestamp and origin).
@@ -110,6 +112,32 @@ def stand_in(
         # D1 writes the very version of the delete in every region, the deleting one too.
         return own is None or own.deleted_in != named or own.version != tomb.version
     return scoped and _shaped(tomb, holder, held)
+
+
+def unsure(
+    tomb: Tombstone,
+    holder: str,
+    held: set[Version],
+    tombs: Mapping[str, Tombstone | None],
+    *,
+    scoped: bool,
+) -> bool:
+    """Is ``tomb``, remembered in ``holder`` and naming a region not read, of a shape a
+    delete and a stand-in share? (T, O, ``LATEST``) in O is the stand-in that removed O's
+    write outside its scope, and also any other region's delete of (T, O) as O remembers
+    it; (T, O, s) of a copy no region read holds is a stand-in for a put still in flight
+    (or lost), and also O's own delete of (T, O) (its REMOVE record's seq). ``stand_in``
+    guesses the first a stand-in and the second a delete; a wrong guess loses the delete,
+    or deletes the version the put in flight brings (it refuses that put). Certain: a
+    delete of (T, O, ``LATEST``) anywhere but O, of an earlier-scheme seq "" (stand-ins
+    never carry it), and a stand-in of a copy held (``_shaped``)."""
+    named = tomb.deleted_in
+    if not scoped or named == holder or named in tombs:
+        return False
+    seq = tomb.version.seq
+    if seq == LATEST:
+        return holder == tomb.version.origin
+    return _real(seq) and tomb.version not in held
 
 
 def _shaped(tomb: Tombstone, holder: str, held: set[Version]) -> bool:

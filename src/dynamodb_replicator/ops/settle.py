@@ -34,22 +34,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.aws.clients import make_client
-from dynamodb_replicator.aws.positions import Mark, StreamPositions
-from dynamodb_replicator.core.codec import key_from_json, key_to_json
-from dynamodb_replicator.core.model import RegionSpec, SystemAttributes, TableNames
-from dynamodb_replicator.core.policy import stored_version
-from dynamodb_replicator.ops.diff import digest
+from dynamodb_replicator.aws.positions import Mark
+from dynamodb_replicator.ops.diff import Row, key_differs
 
 __all__ = [
     "KeyReader",
-    "RegionReader",
     "Seen",
     "SettleReport",
     "Tracker",
+    "agrees",
     "settle",
-    "settle_table",
 ]
 
 SAMPLES = 5
@@ -61,8 +55,9 @@ IDLE_GRACE_SECONDS = 10.0
 QUIET_SECONDS = 15.0  # re-reading: no differing key changed this long, nothing replicates
 CONFIRM = 2  # settled rounds a key must differ unchanged in before it counts as diverged
 
-Seen = tuple[tuple[str, str | None, str | None] | None, ...]
-"""One key in every region, in region order: (content digest, timestamp, origin) or None."""
+Seen = tuple[tuple[str, Row | None], ...]
+"""One key in every region, in region order (the first is diff's reference): the region and
+its row of the key (``ops.diff.Row``: content digest, version, residency scope) or None."""
 
 
 class KeyReader(Protocol):
@@ -80,8 +75,9 @@ class Tracker(Protocol):
 
 
 def agrees(seen: Seen) -> bool:
-    """Same content (or absent) in every region; versions may differ in origin bookkeeping."""
-    return len({None if s is None else s[0] for s in seen}) == 1
+    """No difference as ``diff`` counts one: the same content under the same version in
+    every region its residency scope allows, and nothing outside it."""
+    return not key_differs(seen)
 
 
 @dataclass(slots=True)
@@ -244,66 +240,3 @@ def _wait_for(
         wait(min(POLL_SECONDS, max(deadline - clock(), 0.0)))
         behind = tracker.behind(behind)
     return behind, None
-
-
-class RegionReader:
-    """Reads keys in every region with strongly consistent batch reads."""
-
-    def __init__(
-        self,
-        table: str,
-        regions: Sequence[RegionSpec],
-        key_names: Sequence[str],
-        fields: SystemAttributes,
-        names: TableNames | None = None,
-    ) -> None:
-        self.table, self.key_names, self.fields = table, list(key_names), fields
-        self.clients = {spec.name: make_client("dynamodb", spec) for spec in regions}
-        self.names = names or TableNames()
-
-    def read(self, keys: Sequence[str]) -> dict[str, Seen]:
-        raw = [key_from_json(k) for k in keys]
-        found: dict[str, list[tuple[str, str | None, str | None] | None]] = {k: [] for k in keys}
-        for region, client in self.clients.items():
-            items = {
-                key_to_json(i, self.key_names): i
-                for i in batch_get(
-                    client, self.names.physical(self.table, region), raw, region=region
-                )
-            }
-            for key in keys:
-                item = items.get(key)
-                version = stored_version(item, region, self.fields)
-                found[key].append(
-                    None
-                    if item is None
-                    else (
-                        digest(item, self.fields),
-                        version.raw_timestamp if version else None,
-                        version.origin if version else None,
-                    )
-                )
-        return {key: tuple(seen) for key, seen in found.items()}
-
-
-def settle_table(
-    table: str,
-    keys: Sequence[str],
-    *,
-    regions: Sequence[RegionSpec],
-    sources: Sequence[RegionSpec],
-    key_names: Sequence[str],
-    fields: SystemAttributes,
-    state_table: str,
-    timeout: float,
-    names: TableNames | None = None,
-) -> SettleReport:
-    """Settle ``table``'s differing ``keys`` among ``regions``, with the checkpoints of the
-    runner replicating from ``sources`` when there are any; ``names``: the table's names
-    per region."""
-    reader = RegionReader(table, regions, key_names, fields, names)
-    targets = [r.name for r in regions]
-    positions = StreamPositions(table, state_table, sources, targets, names)
-    if not positions.tracked():
-        return settle(keys, reader, None, timeout=timeout)
-    return settle(keys, reader, positions, timeout=timeout, idle=positions.unheld)

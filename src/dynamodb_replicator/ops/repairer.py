@@ -1,0 +1,153 @@
+"""Repair at work: reads each batch of differing keys in every region (items and
+tombstones, strongly consistent), decides each key (``ops.repair.resolve``), counts the
+decisions and writes them with the replicator's conditional writer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dynamodb_replicator.aws.batch import batch_get
+from dynamodb_replicator.core.codec import key_object
+from dynamodb_replicator.core.defaults import tombstone_table
+from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, TableNames, Tombstone
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
+from dynamodb_replicator.core.policy import ConflictPolicy
+from dynamodb_replicator.core.residency import ResidencyRule
+from dynamodb_replicator.core.tombstones import tombstone_from_item
+from dynamodb_replicator.ops.repair import resolve, unread_deleters
+
+__all__ = ["RepairReport", "Repairer"]
+
+SAMPLES = 5
+UNDECIDABLE_LISTED = 100
+
+
+@dataclass(slots=True)
+class RepairReport:
+    puts: dict[str, int] = field(default_factory=dict)
+    deletes: dict[str, int] = field(default_factory=dict)
+    stale: dict[str, int] = field(default_factory=dict)
+    unresolved: int = 0
+    settled: int = 0  # differed when scanned, agreed when re-read (in flight): not written
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    undecidable: list[dict[str, Any]] = field(default_factory=list)  # the first keys, JSON
+    # Regions not read that tombstones of undecided keys name (``unread_deleters``).
+    read_with: set[str] = field(default_factory=set)
+
+    def note(self, region: str, op: PutVersion | DeleteVersion) -> None:
+        counts = self.puts if isinstance(op, PutVersion) else self.deletes
+        counts[region] = counts.get(region, 0) + 1
+        if len(self.samples) < SAMPLES:
+            self.samples.append(
+                {
+                    "region": region,
+                    "action": "put" if isinstance(op, PutVersion) else "delete",
+                    "key": key_object(op.key.to_attributes()),
+                    "version": {
+                        "timestamp": op.version.raw_timestamp or str(op.version.timestamp),
+                        "origin": op.version.origin,
+                    },
+                }
+            )
+
+    def plan(
+        self,
+        key: Item,
+        ops: Mapping[str, PutVersion | DeleteVersion] | None,
+        unread: Sequence[str] = (),
+    ) -> Mapping[str, PutVersion | DeleteVersion]:
+        """Count ``resolve``'s answer for ``key`` and return the operations to write;
+        ``unread``: the regions its tombstones name that were not read."""
+        if ops is None:
+            self.note_undecidable(key)
+            self.read_with.update(unread)
+            return {}
+        if not ops:  # every region agrees now: replication caught up since the scan
+            self.settled += 1
+        for region, op in ops.items():
+            self.note(region, op)
+        return ops
+
+    def note_undecidable(self, key: Item) -> None:
+        self.unresolved += 1
+        if len(self.undecidable) < UNDECIDABLE_LISTED:
+            self.undecidable.append(key_object(key))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "puts": self.puts,
+            "deletes": self.deletes,
+            "stale": self.stale,
+            "unresolved": self.unresolved,
+            "settled": self.settled,
+            "undecidable": self.undecidable,
+            "read_with": sorted(self.read_with),
+            "samples": self.samples,
+        }
+
+
+class Repairer:
+    """Applies ``resolve`` to batches of differing keys, reading every region's items and
+    tombstones with strongly consistent batch reads."""
+
+    def __init__(
+        self,
+        table: str,
+        clients: Mapping[str, Any],
+        writers: Mapping[str, Any],
+        *,
+        policy: ConflictPolicy,
+        fields: SystemAttributes,
+        tombstone_suffix: str,
+        dry_run: bool,
+        names: TableNames | None = None,
+        rule: ResidencyRule | None = None,
+    ) -> None:
+        self.table, self.clients, self.writers = table, clients, writers
+        self.names = names or TableNames()
+        self.policy, self.fields = policy, fields
+        self.tombstone_suffix, self.dry_run = tombstone_suffix, dry_run
+        self.report = RepairReport()
+        self.rule = rule
+
+    def __call__(self, keys: Sequence[dict[str, Any]]) -> None:
+        names = list(self.clients)
+        items: dict[str, dict[ItemKey, Item]] = {}
+        tombs: dict[str, dict[ItemKey, Tombstone]] = {}
+        for region, client in self.clients.items():
+            physical = self.names.physical(self.table, region)
+            found = batch_get(client, physical, keys, region=region)
+            items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
+            remembered = batch_get(
+                client, tombstone_table(physical, self.tombstone_suffix), keys, region=region
+            )
+            key_names = list(keys[0])
+            tombs[region] = {
+                tomb.key: tomb
+                for tomb in (tombstone_from_item(t, key_names, self.fields) for t in remembered)
+            }
+        plans: dict[str, list[WriteOp]] = {name: [] for name in names}
+        for raw in keys:
+            key = ItemKey.from_attributes(raw)
+            key_tombs = {r: tombs[r].get(key) for r in names}
+            ops = resolve(
+                key,
+                {r: items[r].get(key) for r in names},
+                key_tombs,
+                policy=self.policy,
+                fields=self.fields,
+                rule=self.rule,
+            )
+            unread = unread_deleters(key_tombs) if ops is None else []
+            for region, op in self.report.plan(raw, ops, unread).items():
+                plans[region].append(op)
+        if self.dry_run:
+            return
+        for region, planned in plans.items():
+            if planned:
+                result = self.writers[region].apply(self.table, planned)
+                self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
+                if result.error is not None:
+                    raise result.error
