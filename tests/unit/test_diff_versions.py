@@ -17,7 +17,8 @@ from dynamodb_replicator.ops.settle import agrees
 
 from .strategies import FIELDS
 from .stream_regions import AP, EU, TABLE, US, StreamRegions, T, n, repair, s
-from .test_repair_review import _decide, _missed_by_all
+from .stream_regions import decide as _decide
+from .stream_regions import missed_by_all as _missed_by_all
 
 US2 = "us-west-2"
 

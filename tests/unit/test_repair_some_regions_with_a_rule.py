@@ -19,8 +19,10 @@ from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions
-from .test_repair_review import _apply, _missed_by_all, item, n
+from .stream_regions import SUFFIX, TABLE, StreamRegions, n
+from .stream_regions import apply_ops as _apply
+from .stream_regions import missed_by_all as _missed_by_all
+from .stream_regions import written as item
 from .test_residency_repair import settle_put
 from .world import KEYS, NOTHING, RULE, World, image
 
