@@ -79,5 +79,6 @@ def test_a_delete_both_readings_make_alike_is_repaired_not_left_undecided(
     assert fewer is not None and isinstance(fewer[SA], DeleteVersion)
     ops = decide_among(regions, k, [AP, EU, SA], RULE)
     assert ops is not None, "left undecidable"
-    assert set(ops) == {SA} and isinstance(ops[SA], DeleteVersion)
-    assert ops[SA].version == eu.version
+    delete = ops[SA]
+    assert set(ops) == {SA} and isinstance(delete, DeleteVersion)
+    assert delete.version == eu.version

@@ -86,3 +86,38 @@ def test_repair_fixes_a_version_difference_held_under_a_replicas_outranking_labe
     _apply(regions, dict(ops))
     after = diff(regions)
     assert after.identical, after.as_json()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="eu-west-1's delete (T, eu-west-1, d) is refused in ap-southeast-1, whose "
+    "updated copy the conditions read as (T, us-east-1, u); repair ranks the delete above "
+    "ap-southeast-1's own (T, ap-southeast-1) and writes it, refused again: the delete "
+    "never lands there (repair exits 0, diff exits 1)",
+)
+def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
+    regions: StreamRegions,
+) -> None:
+    """The same two regions holding content 2 (see above); eu-west-1's application then
+    deletes k. The delete outranks ap-southeast-1's (T, ap-southeast-1) as diff and
+    repair read it; after replication and repair, k must be gone everywhere."""
+    k = regions.key("k")
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1), "country": s("XX")})
+    regions.quiesce()
+    regions.update(AP, k, content=n(2))
+    _missed_by_all(regions, AP)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(2), "country": s("XX")})
+    _missed_by_all(regions, EU)
+    regions.delete(EU, k)
+    regions.quiesce()
+    assert regions.stores[EU].item(TABLE, k) is None
+    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
+    tombs = {
+        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [k]).get(k)
+        for name, store in regions.stores.items()
+    }
+    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=RULE)
+    assert ops is not None and set(ops) == {AP}  # repair decides: delete it there
+    _apply(regions, dict(ops))
+    regions.quiesce()
+    assert regions.contents(k) == {AP: None, EU: None, US: None}
