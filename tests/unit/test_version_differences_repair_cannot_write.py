@@ -121,3 +121,41 @@ def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
     _apply(regions, dict(ops))
     regions.quiesce()
     assert regions.contents(k) == {AP: None, EU: None, US: None}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the conditions take an item whose marker equals its __timestamp for a replica "
+    "whatever its __originRegion (none here: every origin comparison is false, so it is "
+    "never older at T); labelled_version needs an origin (is_marked) and reads it as the "
+    "holder's own: the restore and repair's put are refused, the version difference stays",
+)
+def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin() -> None:
+    """us-east-1 writes k at T, replicated. ap-southeast-1's application puts the same
+    content at T carrying the replica marker but no ``__originRegion`` (an item copied
+    with some of the replicator's attributes): its record loses to (T, us-east-1) and the
+    restore is refused, so diff reports ap-southeast-1's (T, ap-southeast-1) against (T,
+    us-east-1) in the others (``version``). Repair's put of (T, us-east-1) must land."""
+    world = StreamRegions([AP, EU, US])
+    try:
+        k = world.key("k")
+        world.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+        world.quiesce()
+        world.put(AP, k, **{FIELDS.timestamp: n(T), FIELDS.marker: n(T), "content": n(1)})
+        world.quiesce()
+        rows = {
+            name: {r.key: r for r in rows_of(list(st.table(TABLE).values()), name, ["pk"], FIELDS)}
+            for name, st in world.stores.items()
+        }
+        before = DiffReport(TABLE, AP)
+        compare_bucket(rows, AP, before)
+        assert before.regions[US].version == 1 and before.regions[US].different == 0
+        items = {name: store.item(TABLE, k) for name, store in world.stores.items()}
+        tombs = {name: None for name in world.stores}
+        ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS)
+        assert ops is not None and set(ops) == {AP}
+        _apply(world, dict(ops))
+        held = world.stores[AP].item(TABLE, k)
+        assert held is not None and held.get(FIELDS.origin) == s(US)
+    finally:
+        world.close()
