@@ -1,10 +1,13 @@
 """A ``version`` difference ``diff`` reports must be one ``repair`` can fix: repair's put of
 the winner goes through the write protocol's conditions, which read a stored item's labels
-(marker, ``__originRegion``, ``__originSeq``), not its seal. A copy whose application
-updated it keeping the replica marker (no ``stamp()``) is, for diff and repair
-(``core.policy.labelled_version``), its holder's own write; for the conditions it is still
-the replica it updated. When those labels outrank the winner, the put is refused (stale)
-every time: repair exits 0, diff keeps exiting 1."""
+(marker, ``__originRegion``, ``__originSeq``), neither its seal nor whether it names an
+origin. ``core.policy.labelled_version`` (diff and repair) reads two kinds of item
+otherwise: a copy its application updated keeping the replica marker (no ``stamp()``) is
+the holder's own write there, while the conditions still read the replica it updated; and
+an item carrying the marker without ``__originRegion`` is the holder's own there, while
+the conditions take it for a replica that no version of its timestamp outranks. When
+those labels outrank the winner, the put (or delete) is refused (stale) every time:
+repair exits 0, diff keeps exiting 1."""
 
 from __future__ import annotations
 
