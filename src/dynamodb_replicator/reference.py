@@ -159,6 +159,7 @@ def runner_metrics() -> list[MetricInfo]:
         clock=_Clock(),
         parked=lambda: {("T", "s"): 1},
         reachable=lambda: {"r": True},
+        retries=lambda: {"r": 1},
     )
     metrics.lag_observer("T", "s")("t", 0.1)
     metrics.count_violations("T", "s", ["kept-timestamp"])
