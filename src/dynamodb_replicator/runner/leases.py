@@ -101,7 +101,7 @@ class LeaseKeeper(Claims):
         with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
             until = self._expiry(region, now)
-            inherit = now < self.inherit_until.get(region, 0.0)  # see ``Claims._inherit``
+            inherit = self.inheriting(region)
             if until <= now or not self.stores[region].acquire(
                 ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
             ):
