@@ -105,6 +105,8 @@ def test_one_throttled_discovery_leaves_the_region_worked(
     assert scrape(runner, "dynamodb_replicator_discovery_retries_total") == {"b": 1.0}
     assert runner.reach.is_up("b")
     assert scrape(runner, "dynamodb_replicator_region_reachable")["b"] == 1.0
+    runner.balance()  # the next round's heartbeats tell ``status`` the regions it cannot reach
+    assert runner.keeper.unreachable == {}
     assert not [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(held(runner, "b")) == 2 and len(runner.owned) == 6
     # Its leases are renewed, and pages from the other regions are written into it.
@@ -145,6 +147,8 @@ def test_a_region_that_cannot_be_connected_to_after_the_retries_is_unreachable(
     assert not runner.reach.is_up("b")
     assert scrape(runner, "dynamodb_replicator_region_reachable")["b"] == 0.0
     assert runner.reach.down()["b"].reason == "connection refused"
+    runner.balance()
+    assert list(runner.keeper.unreachable) == ["b"]  # what ``status`` is told
 
 
 def test_a_dropped_connection_once_is_retried_not_an_outage(runner: Runner) -> None:
