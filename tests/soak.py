@@ -1,4 +1,5 @@
-"""The long fault-injection run: ``make soak`` (SOAK_MINUTES, default 15; FAULT_SEED).
+"""The long fault-injection run: ``make soak`` (SOAK_MINUTES, default 15; FAULT_SEED;
+SOAK_PAUSE, each writer's pause between writes, default 0.05 s).
 
 Writers load three regions for the whole duration while every runner call goes through
 the fault-injecting proxy and the runner is killed with SIGKILL about every 20 seconds;
@@ -25,6 +26,8 @@ def main() -> int:
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "soak")
     minutes = float(os.environ.get("SOAK_MINUTES", "15"))
     seed = int(os.environ.get("FAULT_SEED", "1"))
+    # ~50 writes/s in all by default: DynamoDB Local slows as its streams grow.
+    pause = float(os.environ.get("SOAK_PAUSE", "0.05"))
     directory = Path(tempfile.mkdtemp(prefix="soak-"))
     try:
         with DynamoDBLocal() as server:
@@ -35,7 +38,7 @@ def main() -> int:
                 seed=seed,
                 load_seconds=minutes * 60,
                 kills=max(1, int(minutes * 3)),
-                pause=0.05,  # ~50 writes/s in all: DynamoDB Local slows as its streams grow
+                pause=pause,
                 converge_timeout=900,
             )
     except BaseException:

@@ -160,6 +160,7 @@ def runner_metrics() -> list[MetricInfo]:
         clock=ManualClock(0.0),  # the metrics are read only for their names
         parked=lambda: {("T", "s"): 1},
         reachable=lambda: {"r": True},
+        retries=lambda: {"r": 1},
     )
     metrics.lag_observer("T", "s")("t", 0.1)
     metrics.count_violations("T", "s", ["kept-timestamp"])

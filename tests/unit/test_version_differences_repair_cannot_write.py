@@ -23,7 +23,8 @@ from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
 from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, n, s
-from .test_repair_review import _apply, _missed_by_all
+from .stream_regions import apply_ops as _apply
+from .stream_regions import missed_by_all as _missed_by_all
 
 # Items of country XX live in ap-southeast-1 and eu-west-1, not in us-east-1.
 RULE = ResidencyRule("country", (("XX", frozenset({AP, EU})),))

@@ -7,20 +7,23 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
-from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.errors import ReplicatorError, UnreachableError
 from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.retry import call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.held import Held
 from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
-from dynamodb_replicator.runner.reachability import Reachability
+from dynamodb_replicator.runner.reachability import TRANSIENT, Reachability
 from dynamodb_replicator.runner.regions import Coordination, Region
 
 __all__ = ["Balancer", "lease_stores"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Own = Callable[[str, Region, ShardRef, ShardRef | None, Lease], None]
 Regions = Mapping[str, Region]
 
@@ -67,17 +70,27 @@ class Balancer:
         self._count_parked(config, regions)
 
     def _attempt(self, name: str, action: Callable[[], None]) -> None:
+        """Run ``action`` (its requests retried by ``_retried``); only a region that still
+        cannot be connected to is marked down. One that answers busy keeps its pairs going
+        and the shards found before (a failed discovery shrinks nothing)."""
         try:
             action()
-        except RetryableTargetError as exc:
+        except UnreachableError as exc:
             self.reach.failed(name, str(exc))  # checked again by check_down
         except ReplicatorError as exc:
             log.warning(
-                "region unavailable for coordination", extra={"region": name, "reason": str(exc)}
+                "region unavailable for coordination (it answers: not marked unreachable)",
+                extra={"region": name, "reason": str(exc)},
             )
 
+    def _retried(self, name: str, call: Callable[[], T]) -> T:
+        """``call`` with the quick retries of ``TRANSIENT``, each counted for ``name``."""
+        return call_with_retries(
+            call, TRANSIENT, on_retry=lambda _exc, _attempt: self.reach.retried(name)
+        )
+
     def _look(self, config: RunnerConfig, name: str, region: Region, workers: list[int]) -> None:
-        self.shards[name] = self._discover(config, region)
+        self.shards[name] = self._discover(config, name, region)
         workers.append(len(region.state.live_workers(int(self.clock.now() * 1000))))
 
     def _share(
@@ -106,12 +119,14 @@ class Balancer:
         while len(held) > share:  # another worker joined: hand shards over
             self.held.drop(held.pop(), release=True)
 
-    def _discover(self, config: RunnerConfig, region: Region) -> dict[ShardRef, ShardRef | None]:
+    def _discover(
+        self, config: RunnerConfig, name: str, region: Region
+    ) -> dict[ShardRef, ShardRef | None]:
         """Unfinished shards of every table's streams in the region -> their parent shard."""
         found: dict[ShardRef, ShardRef | None] = {}
         for table in config.tables:
-            for arn in region.streams.stream_arns(table):
-                shards = region.streams.shards(arn)
+            for arn in self._retried(name, functools.partial(region.streams.stream_arns, table)):
+                shards = self._retried(name, functools.partial(region.streams.shards, arn))
                 ids = {shard.shard_id for shard in shards}
                 for shard in shards:
                     ref = ShardRef(table, arn, shard.shard_id)

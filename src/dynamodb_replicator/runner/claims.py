@@ -26,6 +26,15 @@ Unreachable = Mapping[str, tuple[float, str]]
 _CLAIM_ATTEMPTS = 8  # at start, a region that answers but fails this often is an error
 
 
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """When the window to take our own leases at once ends (``Claims.inheriting``): on the
+    wall clock and on the monotonic reading."""
+
+    wall: float
+    steady: float
+
+
 @dataclass(slots=True)
 class _Beat:
     """A heartbeat in flight: ``floor`` is the least expiry of those out with it, and
@@ -55,7 +64,7 @@ class Claims:
         self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
         self.dead: Callable[[str], bool] = liveness.dead  # a claim's process is gone
         # region -> until when ``acquire`` may take the dead predecessor's leases (``claim``)
-        self.inherit_until: dict[str, float] = {}
+        self.inherit_until: dict[str, _Window] = {}
         # A claim's process -> when proven dead, on the monotonic reading: the margin after
         # it is a wait, which a wall clock stepped forward (NTP) would cut short.
         self._dead_at: dict[str, float] = {}
@@ -140,7 +149,7 @@ class Claims:
         records not its own expiry but the least of those of every heartbeat in flight
         with it (its *floor*): the stored claim is one of them, never less."""
         store = self.stores[region] if store is None else store
-        now = self._now()
+        now, sent = self._now(), self.clock.elapsed()
         until = now + self.lease_seconds
         self.widest_margin = max(self.widest_margin, self.margin)
         generation, beat = self._beat_out(region, until, self.widest_margin)
@@ -163,15 +172,29 @@ class Claims:
                 self.claims[region] = done.floor
                 self.claimed_margins[region] = done.margin_floor
                 if replacing:
-                    self._inherit(region, now)
+                    self._inherit(region, now, sent)
 
-    def _inherit(self, region: str, now: float) -> None:
-        """Our claim replaced a dead process's at ``now``: until it expires (``now`` plus a
-        lease, taken before the request) no other process can hold the claim, so none holds
-        a live lease of ours (each is capped at its claim) but the dead one. An acquire
-        sent a margin before that expiry lands before it (a request lives less than the
-        margin), so until then any lease of ours may be taken at once."""
-        self.inherit_until[region] = now + self.lease_seconds - self.margin
+    def _inherit(self, region: str, now: float, sent: float) -> None:
+        """Our claim replaced a dead process's at ``now`` (``sent`` on the monotonic
+        reading): until it expires (``now`` plus a lease, taken before the request) no other
+        process can hold the claim, so none holds a live lease of ours (each is capped at
+        its claim) but the dead one. An acquire sent a margin before that expiry lands
+        before it (a request lives less than the margin), so until then any lease of ours
+        may be taken at once (``inheriting``)."""
+        ends = self.lease_seconds - self.margin
+        self.inherit_until[region] = _Window(now + ends, sent + ends)
+
+    def inheriting(self, region: str) -> bool:
+        """Whether an acquire sent now in ``region`` may take a lease of ours at once.
+
+        The window ends at the earlier of two readings: the wall clock's, as the other
+        processes judge the stored expiry; and the monotonic one's, a lease less the
+        margin after the request, so that a wall clock stepped back (NTP) does not
+        stretch it while the claim runs out for the others."""
+        window = self.inherit_until.get(region)
+        if window is None:
+            return False
+        return self._now() < window.wall and self.clock.elapsed() < window.steady
 
     def _beat_out(self, region: str, until: float, margin: float) -> tuple[tuple[int, int], int]:
         """Note a heartbeat to ``until`` with ``margin`` going out: its era, and its id in

@@ -143,10 +143,17 @@ def _gauges(pairs: dict[Pair, PairTotals]) -> Iterable[Metric]:
 
 class ReachabilityCollector(Collector):
     """``region_reachable``: 1 for each configured region the runner reaches, 0 for those it
-    cannot (their pairs wait, and the region is checked again in the background)."""
+    cannot (their pairs wait, and the region is checked again in the background);
+    ``discovery_retries_total``: the coordination requests retried in each region (a busy
+    answer is retried, and does not make the region unreachable)."""
 
-    def __init__(self, reachable: Callable[[], Mapping[str, bool]]) -> None:
+    def __init__(
+        self,
+        reachable: Callable[[], Mapping[str, bool]],
+        retries: Callable[[], Mapping[str, int]] = dict,
+    ) -> None:
         self.reachable = reachable
+        self.retries = retries
 
     def collect(self) -> Iterable[Metric]:
         family = GaugeMetricFamily(
@@ -157,6 +164,15 @@ class ReachabilityCollector(Collector):
         for region, up in self.reachable().items():
             family.add_metric((region,), 1.0 if up else 0.0)
         yield family
+        retried = CounterMetricFamily(
+            f"{PREFIX}_discovery_retries",
+            "stream discovery requests retried after a throttle, an HTTP 5xx or a dropped "
+            "connection; the region stays reachable unless it still cannot be connected to",
+            labels=("region",),
+        )
+        for region, count in sorted(self.retries().items()):
+            retried.add_metric((region,), count)
+        yield retried
 
 
 class RunnerMetrics:
@@ -170,11 +186,12 @@ class RunnerMetrics:
         clock: Clock,
         parked: Parked | None = None,
         reachable: Callable[[], Mapping[str, bool]] | None = None,
+        retries: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(ReportCollector(reports, worker=worker, clock=clock, parked=parked))
         if reachable is not None:
-            self.registry.register(ReachabilityCollector(reachable))
+            self.registry.register(ReachabilityCollector(reachable, retries))
         self.lag = Histogram(
             f"{PREFIX}_batch_lag_seconds",
             "lag (clock as lag_seconds) of each batch of changes a target applied",

@@ -32,6 +32,7 @@ from dynamodb_replicator.core.errors import (
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.reachability import TRANSIENT
 
 __all__ = ["Checked", "Checks", "Schemas", "check_region", "key_schema", "preflight"]
 
@@ -171,7 +172,7 @@ def preflight(config: RunnerConfig) -> Checked:
     """
     # Transient errors (throttling, a dropped connection) are retried a little; what
     # persists is an outage, checked again later on the runner's schedule.
-    backoff = Backoff(attempts=4, base=0.05, cap=0.5)
+    backoff = TRANSIENT
     schemas: dict[str, Schemas] = {}
     unreachable: dict[str, str] = {}
     problems: list[str] = []

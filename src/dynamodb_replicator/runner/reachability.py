@@ -1,10 +1,14 @@
 """Which configured regions the runner can reach, and when to try the others again.
 
-A region is *down* from the first time it could not be reached (a retryable error that
-outlasted its retries, or a timeout) until a check of it succeeds. The runner then neither
-reads that region's streams nor writes into it; the other pairs go on. A down region is
-checked again on the one Backoff's schedule (``ceiling`` of the number of failed checks), so
-an outage of hours costs one check every ``cap`` seconds.
+A region is *down* from the first time it could not be reached (no connection, or timeouts,
+still after the quick retries of ``TRANSIENT``) until a check of it succeeds. The runner then
+neither reads that region's streams nor writes into it; the other pairs go on. A down region
+is checked again on the one Backoff's schedule (``ceiling`` of the number of failed checks),
+so an outage of hours costs one check every ``cap`` seconds.
+
+A region that answers, if only with a throttle or an HTTP 5xx, is not down: marking it so
+would stop every pair from and into it, and its lease renewals, for one busy answer. Its
+requests are retried (``retried`` counts them) and its pairs go on.
 """
 
 from __future__ import annotations
@@ -17,9 +21,14 @@ from dataclasses import dataclass, replace
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.retry import Backoff
 
-__all__ = ["Down", "Reachability"]
+__all__ = ["TRANSIENT", "Down", "Reachability"]
 
 log = logging.getLogger(__name__)
+
+TRANSIENT = Backoff(attempts=4, base=0.05, cap=0.5)
+"""The quick retries that tell a transient error (a throttle, an HTTP 5xx, a dropped
+connection, one answer too slow) from an outage: what still cannot connect after them is one.
+Under half a second of waiting in all, so a coordination round is not held up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,7 @@ class Reachability:
         self.clock = clock
         self.backoff = backoff or Backoff(base=0.5, cap=10.0)
         self._down: dict[str, Down] = {}
+        self._retries: dict[str, int] = {}  # region -> requests retried (``retried``)
         self._lock = threading.Lock()
 
     def failed(self, region: str, reason: str) -> None:
@@ -57,6 +67,17 @@ class Reachability:
                 "in the background",
                 extra={"region": region, "reason": reason},
             )
+
+    def retried(self, region: str) -> None:
+        """A request to ``region`` failed transiently and is tried again: counted (the
+        metrics' ``discovery_retries_total``), and the region stays up."""
+        with self._lock:
+            self._retries[region] = self._retries.get(region, 0) + 1
+
+    def retries(self) -> dict[str, int]:
+        """region -> requests retried since this process started."""
+        with self._lock:
+            return dict(self._retries)
 
     def reached(self, region: str) -> bool:
         """``region`` answered; True when it was down until now."""

@@ -98,6 +98,7 @@ class Runner:
             clock=self.clock,
             parked=lambda: self.balancer.parked,
             reachable=lambda: self.reach.states(spec.name for spec in self.config.regions),
+            retries=self.reach.retries,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
