@@ -82,10 +82,11 @@ def is_marked(item: Item, fields: SystemAttributes) -> bool:
     return a is not None and a == b and "S" in item.get(fields.origin, {})
 
 
-def seal(nonce: str, item: Item, fields: SystemAttributes) -> str:
+def seal(nonce: str, item: Item, fields: SystemAttributes, *, digested: str = "") -> str:
     """The nonce attribute of a replica write of ``item``: the fresh ``nonce`` and the
-    digest of the content it wrote."""
-    return f"{nonce}/{digest(item, fields)[:16]}"  # 64 bits tell an update from the copy
+    digest of the content it wrote (``digested``: ``digest(item, fields)``, computed before)."""
+    content = digested or digest(item, fields)
+    return f"{nonce}/{content[:16]}"  # 64 bits tell an update from the copy
 
 
 def is_genuine(item: Item, fields: SystemAttributes) -> bool:
