@@ -3,6 +3,7 @@ concurrently up to the limit, and it returns or raises only once every call of i
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ def _poll(condition: Callable[[], bool]) -> None:
 def test_results_come_in_the_order_of_the_calls() -> None:
     pool = Workers(3)
     try:
-        assert pool.run_all([lambda n=n: n * n for n in range(20)]) == [n * n for n in range(20)]
+        calls = [functools.partial(pow, n, 2) for n in range(20)]
+        assert pool.run_all(calls) == [n * n for n in range(20)]
         assert pool.run_all([]) == []
     finally:
         pool.close()
