@@ -4,8 +4,9 @@
 A writer hands its pool every key chain of a page at once and waits for all of them. With
 ``ThreadPoolExecutor`` each chain cost a ``Future`` (a lock, a condition variable), the
 executor's thread accounting on every ``submit``, and a waiter installed on every future by
-``wait``: about a sixth of the runner's CPU per target write (``make profile``). Here a
-batch is one countdown and one event; a task is a tuple on a ``SimpleQueue`` (C code).
+``wait``: about a sixth of the runner's CPU in a profile of the hot-shard benchmark at
+250 ms, where a page wakes a thousand threads per target. Here a batch is one countdown and
+one event; a task is a tuple on a ``SimpleQueue`` (C code).
 
 The store port blocks (one call, one round trip), so each call in flight still holds a
 thread: depth is at most ``limit``, as before.
