@@ -29,7 +29,15 @@ from typing import Any
 from botocore.exceptions import ClientError, ConnectionClosedError
 
 from benchmarks.bench_runner import drain
-from benchmarks.common import REGIONS, client, create_table, fresh_server, item, report
+from benchmarks.common import (
+    REGIONS,
+    client,
+    conditional_put,
+    create_table,
+    fresh_server,
+    item,
+    report,
+)
 from dynamodb_replicator.aws.lean import LeanClient, make_lean_client
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
@@ -65,13 +73,7 @@ def floors(endpoint: str, threads: int) -> dict[str, Any]:
         def put(n: int) -> None:
             for attempt in range(3):
                 try:
-                    target.put_item(
-                        TableName=table,
-                        Item=item(f"floor-{n % 1000}", n),
-                        ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
-                        ExpressionAttributeNames={"#ts": "__timestamp"},
-                        ExpressionAttributeValues={":t": {"N": str(n)}},
-                    )
+                    conditional_put(target, table, item(f"floor-{n % 1000}", n))
                     return
                 except (ConnectionClosedError, ClientError) as exc:
                     # The server under load closes a connection, or times out on a lock

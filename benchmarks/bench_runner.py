@@ -25,6 +25,7 @@ from benchmarks.common import (
     REGIONS,
     RunnerProcess,
     client,
+    conditional_put,
     conditional_put_ceiling,
     create_table,
     fresh_server,
@@ -157,13 +158,7 @@ def naive_drain(endpoint: str, backlog: int, table: str = "Naive") -> dict[str, 
             for record in page.records:
                 image = record["dynamodb"]["NewImage"]
                 for target in targets:
-                    target.put_item(
-                        TableName=table,
-                        Item=image,
-                        ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
-                        ExpressionAttributeNames={"#ts": "__timestamp"},
-                        ExpressionAttributeValues={":t": image["__timestamp"]},
-                    )
+                    conditional_put(target, table, image)
                     writes += 1
             iterator = page.next_iterator if page.records else None
     return {

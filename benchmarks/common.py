@@ -82,18 +82,24 @@ def _best(count: int, work: Callable[[str, int], None]) -> tuple[float, int]:
     return best, best_threads
 
 
+def conditional_put(target: Any, table: str, image: Mapping[str, Any]) -> None:
+    """The baselines' one call: PutItem of ``image`` where the stored item is older (by
+    ``__timestamp``), through ``target`` (a boto3 or lean client)."""
+    target.put_item(
+        TableName=table,
+        Item=image,
+        ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
+        ExpressionAttributeNames={"#ts": "__timestamp"},
+        ExpressionAttributeValues={":t": image["__timestamp"]},
+    )
+
+
 def conditional_put_ceiling(endpoint: str, table: str, count: int = 4000) -> tuple[float, int]:
     """Best raw conditional PutItem rate from this client, over a few thread counts."""
     c = client(endpoint, REGIONS[0], pool=80)
 
     def put(prefix: str, n: int) -> None:
-        c.put_item(
-            TableName=table,
-            Item=item(f"{prefix}{n}", n),
-            ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
-            ExpressionAttributeNames={"#ts": "__timestamp"},
-            ExpressionAttributeValues={":t": {"N": str(n)}},
-        )
+        conditional_put(c, table, item(f"{prefix}{n}", n))
 
     return _best(count, put)
 

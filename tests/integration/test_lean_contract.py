@@ -143,6 +143,67 @@ def test_batch_get_answers_as_boto3(clients: tuple[Any, LeanClient, Any, LeanCli
     assert [item["l"] for item in answer["Responses"][TABLE]] == [ITEM["l"]]
 
 
+def test_get_and_update_answer_as_boto3(clients: tuple[Any, LeanClient, Any, LeanClient]) -> None:
+    """The state table's calls: a consistent GetItem, and a conditional UpdateItem (a
+    checkpoint save, a lease renewal) with the values it returns."""
+    boto, lean, _, _ = clients
+    key = {"pk": ITEM["pk"]}
+
+    def present() -> None:
+        boto.put_item(TableName=TABLE, Item=ITEM)
+
+    def absent() -> None:
+        boto.delete_item(TableName=TABLE, Key=key)
+
+    get = dict(TableName=TABLE, Key=key, ConsistentRead=True)
+    assert same_call(boto, lean, "get_item", present, **get)["Item"]["m"] == ITEM["m"]
+    assert same_call(boto, lean, "get_item", absent, **get) == {}
+    update = dict(
+        TableName=TABLE,
+        Key=key,
+        UpdateExpression="SET #p = :p, #b = :b",
+        ConditionExpression="attribute_not_exists(#ts) OR #ts < :t",
+        ExpressionAttributeNames={"#p": "positions", "#b": "blob", "#ts": "__timestamp"},
+        ExpressionAttributeValues={
+            ":p": {"M": {"eu-west-1": {"S": "000123"}}},
+            ":b": {"B": b"\x00\x01"},
+            ":t": {"N": "1800000000000"},
+        },
+    )
+    for returned in ("ALL_NEW", "UPDATED_OLD", "NONE"):
+        answer = same_call(boto, lean, "update_item", present, ReturnValues=returned, **update)
+        if returned == "ALL_NEW":
+            assert answer["Attributes"]["blob"] == {"B": b"\x00\x01"}
+    assert same_call(boto, lean, "update_item", absent, **update) == {}
+
+
+def test_a_failed_update_condition_is_boto3s_error(
+    clients: tuple[Any, LeanClient, Any, LeanClient],
+) -> None:
+    boto, lean, _, _ = clients
+    boto.put_item(TableName=TABLE, Item=ITEM)
+    params = dict(
+        TableName=TABLE,
+        Key={"pk": ITEM["pk"]},
+        UpdateExpression="SET #o = :o",
+        ConditionExpression="#o = :other",
+        ExpressionAttributeNames={"#o": "owner"},
+        ExpressionAttributeValues={":o": {"S": "me"}, ":other": {"S": "someone else"}},
+        ReturnValuesOnConditionCheckFailure="ALL_OLD",
+    )
+    errors = []
+    for client in (boto, lean):
+        with pytest.raises(ClientError) as raised:
+            client.update_item(**params)
+        errors.append(raised.value)
+    expected, found = (dict(e.response) for e in errors)
+    assert found["Error"] == expected["Error"]
+    assert found["Item"] == expected["Item"] and found["Item"]["b"]["B"] == ITEM["b"]["B"]
+    assert str(errors[1]) == str(errors[0])
+    translated = translate(errors[1], REGION, "UpdateItem")
+    assert isinstance(translated, ConditionFailedError) and translated.item == expected["Item"]
+
+
 def test_a_failed_condition_is_boto3s_error(
     clients: tuple[Any, LeanClient, Any, LeanClient],
 ) -> None:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import wait as real_wait
 from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core import writer as writer_module
+from dynamodb_replicator.core import workers as workers_module
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import Item, ItemKey, Version
@@ -66,14 +65,16 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes(
 
     store.before_call = before
     # The state to reach before the slow put may end: apply waits for all its chains
-    # (it called ``wait`` on them), or apply ended (the defect: while a put still writes).
+    # (its batch of chains is waited for), or apply ended (the defect: while a put still
+    # writes).
     waiting_for_all = threading.Event()
+    real_wait = workers_module._Batch.wait
 
-    def waits(*args: Any, **kwargs: Any) -> Any:
+    def waits(batch: Any) -> None:
         waiting_for_all.set()
-        return real_wait(*args, **kwargs)
+        real_wait(batch)
 
-    monkeypatch.setattr(writer_module, "wait", waits)
+    monkeypatch.setattr(workers_module._Batch, "wait", waits)
     w = writer(store)
     ended = threading.Event()
     overlapped: list[bool] = []

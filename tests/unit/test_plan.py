@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dynamodb_replicator.core.conflicts import ConflictOutcome
+from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import (
     Change,
+    Item,
     ItemKey,
     Operation,
+    SystemAttributes,
     Tombstone,
     Version,
     pad_sequence,
@@ -169,3 +172,17 @@ def test_a_delete_of_an_unversioned_item_goes_to_the_other_regions() -> None:
     assert result.writes[SOURCE] == []
     for region in ("ap-southeast-1", "us-east-1"):
         assert result.writes[region] == [DeleteUnversioned(KEY, "4")]
+
+
+def test_a_puts_content_digest_is_the_digest_of_its_image_under_each_field_names() -> None:
+    """The digest a put's seal carries is computed once per op for every target region,
+    and kept apart per SystemAttributes (they decide which attributes it skips)."""
+    other = SystemAttributes(origin="__from")
+    image: Item = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "5"}, "__from": {"S": "x"}}
+    key = ItemKey.from_attributes({"pk": {"S": "k"}})
+    op = PutVersion(key, Version.of("5", "us-east-1"), image, "1")
+    assert op.digest(FIELDS) == digest(image, FIELDS)
+    assert op.digest(other) == digest(image, other) != op.digest(FIELDS)
+    assert op.digest(FIELDS) == digest(image, FIELDS)  # the kept one
+    twin = PutVersion(key, Version.of("5", "us-east-1"), image, "1")
+    assert op == twin  # the kept digests are not compared

@@ -4,7 +4,7 @@ A botocore call costs about 0.9 ms of CPU on the benchmark machine (event hooks,
 walking, parsing by model, a generic signer), twice the runner's budget per replicated
 write. ``LeanClient`` wraps a botocore client and sends its hot calls itself:
 
-    DynamoDB          PutItem, DeleteItem, BatchGetItem
+    DynamoDB          PutItem, DeleteItem, BatchGetItem; GetItem, UpdateItem (state table)
     DynamoDB Streams  GetRecords
     anything else     the wrapped botocore client, unchanged
 
@@ -49,6 +49,9 @@ HOT_CALLS: Mapping[str, Mapping[str, str]] = {
         "put_item": "PutItem",
         "delete_item": "DeleteItem",
         "batch_get_item": "BatchGetItem",
+        # The state table's per-page and per-second calls (checkpoints, heartbeats, leases).
+        "get_item": "GetItem",
+        "update_item": "UpdateItem",
     },
     "dynamodbstreams": {"get_records": "GetRecords"},
 }

@@ -93,6 +93,8 @@ _record = _fields(dynamodb=_fields(Keys=_item, NewImage=_item, OldImage=_item))
 _BINARY_WALKS: Mapping[str, Walk] = {
     "PutItem": _fields(Attributes=_item, ItemCollectionMetrics=_collection_metrics),
     "DeleteItem": _fields(Attributes=_item, ItemCollectionMetrics=_collection_metrics),
+    "UpdateItem": _fields(Attributes=_item, ItemCollectionMetrics=_collection_metrics),
+    "GetItem": _fields(Item=_item),
     "BatchGetItem": _fields(Responses=_each(_items), UnprocessedKeys=_each(_fields(Keys=_items))),
     "GetRecords": _fields(Records=_listed(_record)),
     "error": _fields(Item=_item),

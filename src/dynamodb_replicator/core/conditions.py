@@ -229,18 +229,27 @@ def _is(op: Condition, truth: bool) -> bool:
 
 
 def all_of(*operands: Condition) -> Condition:
-    kept = [op for op in operands if not _is(op, True)]
-    if any(_is(op, False) for op in kept):
-        return FALSE
+    # One plain loop (no comprehension, no generator): a put builds a dozen of these.
+    kept: list[Condition] = []
+    for op in operands:
+        if isinstance(op, Const):
+            if not op.value:
+                return FALSE
+        else:
+            kept.append(op)
     if not kept:
         return TRUE
     return kept[0] if len(kept) == 1 else And(tuple(kept))
 
 
 def any_of(*operands: Condition) -> Condition:
-    kept = [op for op in operands if not _is(op, False)]
-    if any(_is(op, True) for op in kept):
-        return TRUE
+    kept: list[Condition] = []
+    for op in operands:
+        if isinstance(op, Const):
+            if op.value:
+                return TRUE
+        else:
+            kept.append(op)
     if not kept:
         return FALSE
     return kept[0] if len(kept) == 1 else Or(tuple(kept))

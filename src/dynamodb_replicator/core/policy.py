@@ -19,6 +19,7 @@ older than every versioned one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -83,10 +84,11 @@ def is_marked(item: Item, fields: SystemAttributes) -> bool:
     return a is not None and a == b and "S" in item.get(fields.origin, {})
 
 
-def seal(nonce: str, item: Item, fields: SystemAttributes) -> str:
+def seal(nonce: str, item: Item, fields: SystemAttributes, *, digested: str = "") -> str:
     """The nonce attribute of a replica write of ``item``: the fresh ``nonce`` and the
-    digest of the content it wrote."""
-    return f"{nonce}/{digest(item, fields)[:16]}"  # 64 bits tell an update from the copy
+    digest of the content it wrote (``digested``: ``digest(item, fields)``, computed before)."""
+    content = digested or digest(item, fields)
+    return f"{nonce}/{content[:16]}"  # 64 bits tell an update from the copy
 
 
 def is_genuine(item: Item, fields: SystemAttributes) -> bool:
@@ -173,57 +175,78 @@ def would_apply(
 def stored_is_unversioned(fields: SystemAttributes, key_attribute: str) -> Condition:
     """True when an item is stored (``key_attribute`` is one of its key attributes) and has
     no usable ``__timestamp``."""
-    return all_of(Exists(Path(key_attribute)), _StoredItem(fields).unversioned())
+    return all_of(Exists(Path(key_attribute)), _stored(fields).unversioned())
 
 
 def _compare_strings(a: str, operator: str, b: str) -> bool:
     return {"<": a < b, "<=": a <= b, "=": a == b}[operator]
 
 
-@dataclass(frozen=True, slots=True)
 class _StoredItem:
-    """Condition building blocks that read the stored item's version."""
+    """Condition building blocks that read the stored item's version. The parts that do
+    not depend on the incoming version are built once per SystemAttributes (``_stored``):
+    a put builds its condition for every target region."""
 
-    fields: SystemAttributes
+    __slots__ = (
+        "_marked",
+        "_missing_seq",
+        "_origin",
+        "_seq",
+        "_stamp",
+        "_unmarked",
+        "_unversioned",
+        "fields",
+    )
+
+    def __init__(self, fields: SystemAttributes) -> None:
+        self.fields = fields
+        self._stamp = Path(fields.timestamp)
+        self._origin = Path(fields.origin)
+        self._seq = Path(fields.origin_seq)
+        self._marked = Compare(Path(fields.marker), "=", self._stamp)
+        self._unmarked = negate(self._marked)
+        self._unversioned = negate(AttributeType(self._stamp, "N"))
+        self._missing_seq = negate(Exists(self._seq))
 
     def unversioned(self) -> Condition:
-        return negate(AttributeType(Path(self.fields.timestamp), "N"))
+        return self._unversioned
 
     def timestamp(self, operator: str, incoming: Version) -> Condition:
-        return Compare(Path(self.fields.timestamp), operator, Value({"N": incoming.raw_timestamp}))
+        return Compare(self._stamp, operator, Value({"N": incoming.raw_timestamp}))
 
     def marked(self) -> Condition:
-        return Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp))
+        return self._marked
 
     def origin(self, operator: str, region: str, holder: str) -> Condition:
-        marked = self.marked()
         return any_of(
-            all_of(marked, Compare(Path(self.fields.origin), operator, Value({"S": region}))),
-            all_of(negate(marked), Const(_compare_strings(holder, operator, region))),
+            all_of(self._marked, Compare(self._origin, operator, Value({"S": region}))),
+            all_of(self._unmarked, Const(_compare_strings(holder, operator, region))),
         )
 
     def seq(self, operator: str, incoming: str) -> Condition:
         """The stored replica content's ``__originSeq`` (missing: "") against ``incoming``."""
-        missing = negate(Exists(Path(self.fields.origin_seq)))
         if not incoming:
-            return missing if operator == "<=" else Const(False)
-        stored = Compare(Path(self.fields.origin_seq), operator, Value({"S": incoming}))
-        return any_of(missing, stored)
+            return self._missing_seq if operator == "<=" else Const(False)
+        stored = Compare(self._seq, operator, Value({"S": incoming}))
+        return any_of(self._missing_seq, stored)
 
     def origin_then_seq(self, operator: str, incoming: Version, holder: str) -> Condition:
         """(origin, seq) of the stored item ``operator`` (incoming's); ``operator`` is "<"
         or "<=". Content the application wrote in ``holder`` has seq ``LATEST``."""
-        marked = self.marked()
         region = Value({"S": incoming.origin})
-        origin = Path(self.fields.origin)
         in_order = any_of(
-            Compare(origin, "<", region),
-            all_of(Compare(origin, "=", region), self.seq(operator, incoming.seq)),
+            Compare(self._origin, "<", region),
+            all_of(Compare(self._origin, "=", region), self.seq(operator, incoming.seq)),
         )
         own = (holder, LATEST) < (incoming.origin, incoming.seq) or (
             operator == "<=" and (holder, LATEST) == (incoming.origin, incoming.seq)
         )
-        return any_of(all_of(marked, in_order), all_of(negate(marked), Const(own)))
+        return any_of(all_of(self._marked, in_order), all_of(self._unmarked, Const(own)))
+
+
+@functools.lru_cache(maxsize=16)
+def _stored(fields: SystemAttributes) -> _StoredItem:
+    return _StoredItem(fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +259,7 @@ class LastWriterWins:
         return (version.timestamp, version.origin, version.seq)
 
     def stored_is_older(self, incoming: Version, holder: str, *, strict: bool) -> Condition:
-        stored = _StoredItem(self.fields)
+        stored = _stored(self.fields)
         return any_of(
             stored.unversioned(),
             stored.timestamp("<", incoming),
@@ -262,7 +285,7 @@ class PreferredRegion:
         return (version.origin == self.region, version.timestamp, version.origin, version.seq)
 
     def stored_is_older(self, incoming: Version, holder: str, *, strict: bool) -> Condition:
-        stored = _StoredItem(self.fields)
+        stored = _stored(self.fields)
         stored_preferred = stored.origin("=", self.region, holder)
         by_time = LastWriterWins(self.fields).stored_is_older(incoming, holder, strict=strict)
         if incoming.origin == self.region:

@@ -14,7 +14,6 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -26,6 +25,7 @@ from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
+from dynamodb_replicator.core.workers import Workers
 from dynamodb_replicator.core.writes import Outcome, TakenBack, WriteProtocol, Written
 
 __all__ = ["StoreWriter", "WriterOptions"]
@@ -94,14 +94,14 @@ class StoreWriter:
     def __init__(self, protocol: WriteProtocol, options: WriterOptions | None = None) -> None:
         self.protocol = protocol
         self.options = options or WriterOptions()
-        self._pool = ThreadPoolExecutor(max_workers=self.options.max_in_flight)
+        self._pool = Workers(self.options.max_in_flight, name=f"writer-{protocol.region}")
 
     @property
     def region(self) -> str:
         return self.protocol.region
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.close()
 
     def apply(
         self,
@@ -120,15 +120,16 @@ class StoreWriter:
         groups: dict[ItemKey, list[WriteOp]] = {}
         for op in ops:
             groups.setdefault(op.key, []).append(op)
-        futures = [
-            self._pool.submit(self._apply_chain, table, chain, known, deadline)
-            for chain in groups.values()
-        ]
         # Every chain ends before this returns or raises (an unexpected error in one of
-        # them included): no write of this batch runs on unseen, unsettled.
-        wait(futures)
-        for future in futures:
-            total.add(future.result())
+        # them included, ``Workers.run_all``): no write of this batch runs on unseen,
+        # unsettled.
+        for tally in self._pool.run_all(
+            [
+                functools.partial(self._apply_chain, table, chain, known, deadline)
+                for chain in groups.values()
+            ]
+        ):
+            total.add(tally)
         if written is not None:
             written()
         # Settling is held to no deadline: its reads and the deletes they decide are safe
@@ -182,7 +183,7 @@ class StoreWriter:
                 return {}, own
 
         known: dict[ItemKey, Tombstone] = {}
-        for found, own in self._pool.map(read, chunks):
+        for found, own in self._pool.run_all([functools.partial(read, c) for c in chunks]):
             known.update(found)
             tally.retried += own.retried
         return known
@@ -253,7 +254,8 @@ class StoreWriter:
             [op for group in groups[i : i + READ_BATCH] for op in group]
             for i in range(0, len(groups), READ_BATCH)
         ]
-        for outcome in self._pool.map(functools.partial(self._settle_chunk, table), chunks):
+        settles = [functools.partial(self._settle_chunk, table, chunk) for chunk in chunks]
+        for outcome in self._pool.run_all(settles):
             total.add(outcome)
         for back in total.taken:
             if back.op.sequence_number in total.applied_puts:

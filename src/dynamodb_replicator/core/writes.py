@@ -288,7 +288,8 @@ class WriteProtocol:
         item = dict(op.image)
         item[self.fields.origin] = {"S": op.version.origin}
         item[self.fields.marker] = {"N": op.version.raw_timestamp}
-        item[self.fields.nonce] = {"S": seal(self.nonces.nonce(), op.image, self.fields)}
+        sealed = seal(self.nonces.nonce(), op.image, self.fields, digested=op.digest(self.fields))
+        item[self.fields.nonce] = {"S": sealed}
         if op.version.seq:
             item[self.fields.origin_seq] = {"S": op.version.seq}
         return item

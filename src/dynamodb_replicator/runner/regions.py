@@ -117,7 +117,9 @@ class Region:
         client = functools.partial(make_client, region=spec, timeout=timeout)
         lean = functools.partial(make_lean_client, region=spec, timeout=timeout)
         settings = dataclasses.replace(config.replication, request_timeout_seconds=timeout)
-        state = DynamoStateStore(client("dynamodb"), config.state_table, spec.name, stop=stopping)
+        # Checkpoints (one per page) and heartbeats on the lean transport (``aws.lean``);
+        # scans of the state table go to botocore through the same client.
+        state = DynamoStateStore(lean("dynamodb"), config.state_table, spec.name, stop=stopping)
         return cls(
             spec,
             StreamClient(
