@@ -4,7 +4,6 @@ after the fixes of 2bb9dea and 8891d12; each test failed before its fix."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,9 @@ from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 from .test_writes import HERE, TABLE, THERE, writer
 
 WAIT = 10.0  # seconds: only a hang reaches it
+# How long a defect gets to show itself where a test asserts that something does NOT
+# happen (apply ending early): the correct writer never ends within it.
+WINDOW = 0.5
 
 
 def _insert(name: str, seq: str) -> PutVersion:
@@ -64,17 +66,18 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes(
         still_writing.clear()
 
     store.before_call = before
-    # The state to reach before the slow put may end: apply waits for all its chains
-    # (its batch of chains is waited for), or apply ended (the defect: while a put still
-    # writes).
-    waiting_for_all = threading.Event()
-    real_wait = workers_module._Batch.wait
+    # The state to reach before the slow put may end: the failing chain ended (the pool
+    # recorded its error) while the other one still writes. Only the batch of the two
+    # chains counts: apply's tombstone read and settling are batches of one call here.
+    chain_failed = threading.Event()
+    real_finish = workers_module._Batch.finish
 
-    def waits(batch: Any) -> None:
-        waiting_for_all.set()
-        real_wait(batch)
+    def finish(batch: Any, index: int, result: Any, error: BaseException | None) -> None:
+        real_finish(batch, index, result, error)
+        if error is not None and len(batch.results) == 2:
+            chain_failed.set()
 
-    monkeypatch.setattr(workers_module._Batch, "wait", waits)
+    monkeypatch.setattr(workers_module._Batch, "finish", finish)
     w = writer(store)
     ended = threading.Event()
     overlapped: list[bool] = []
@@ -90,10 +93,10 @@ def test_adv_apply_does_not_end_while_a_chain_of_it_still_writes(
 
     threading.Thread(target=run, daemon=True).start()
     assert second.wait(WAIT)
-    deadline = time.monotonic() + WAIT
-    while not (waiting_for_all.is_set() or ended.is_set()):
-        assert time.monotonic() < deadline, "apply neither ended nor waited for its chains"
-        time.sleep(0.001)
+    assert chain_failed.wait(WAIT)  # one chain raised; the other key's put still writes
+    assert still_writing.is_set()
+    # The defect ends apply at once from here; the correct writer waits for the slow put.
+    assert not ended.wait(WINDOW), "apply ended while another key's put was still being written"
     release.set()
     assert ended.wait(WAIT)
     w.close()
