@@ -52,12 +52,6 @@ class _HeldAfterTaking(queue.SimpleQueue[Any]):
         return task
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_all counts a thread idle until it re-takes the pool's lock: a batch queued "
-    "while an idle thread has already taken another batch's task starts no thread, and "
-    "waits behind that task with the pool under its limit",
-)
 def test_a_batch_gets_a_thread_while_the_pool_is_under_its_limit() -> None:
     """Page N's settling read and page N+1's writes reach one writer's pool at the same
     moment (``runner.pipeline``). With one idle thread and a limit of two, the thread takes
@@ -77,8 +71,7 @@ def test_a_batch_gets_a_thread_while_the_pool_is_under_its_limit() -> None:
         write_started.set()
 
     try:
-        pool.run_all([lambda: None])  # one thread, idle again once back in the queue
-        _poll(lambda: pool._idle == 1)
+        pool.run_all([lambda: None])  # one thread started: the pool is under its limit
         tasks.hold.clear()
         tasks.taken.clear()
         settles = threading.Thread(target=pool.run_all, args=([settling_read],), daemon=True)
@@ -98,11 +91,6 @@ def test_a_batch_gets_a_thread_while_the_pool_is_under_its_limit() -> None:
         pool.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_all queues every call before starting threads: when a thread cannot start "
-    "it raises with its calls left in the queue, and the pool's next batch runs them",
-)
 def test_a_batch_that_raised_leaves_no_call_to_run_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -132,11 +120,6 @@ def test_a_batch_that_raised_leaves_no_call_to_run_later(
         pool.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each thread holds the pool (its bound _work): a pool never closed is never "
-    "collected, and its idle threads wait on its queue for the life of the process",
-)
 def test_the_threads_of_a_pool_nobody_closed_end_once_it_is_dropped() -> None:
     """A writer dropped without ``close`` (a Lambda replicator evicted from its cache, a
     tool that failed between building its writers and closing them) must not keep up to

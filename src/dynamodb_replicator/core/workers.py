@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -68,8 +69,10 @@ class Workers:
         )
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
         self._closed = False
+        # The threads hold the queue, not the pool: a pool nobody closed ends its threads
+        # once it is dropped (as ThreadPoolExecutor's did).
+        weakref.finalize(self, _stop, self._tasks, self._threads)
 
     def run_all(self, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Run every call of ``calls`` on the pool, concurrently; their results in order.
@@ -81,47 +84,56 @@ class Workers:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the pool is closed")
-            for index, call in enumerate(calls):
-                self._tasks.put((batch, index, call))
-            # Idle threads take tasks; start more while the tasks outnumber them. A stale
-            # idle count only starts fewer threads now: every task is still run, by the
-            # threads there are, and the next batch starts the ones missing.
-            wanted = min(self._limit, len(self._threads) + max(0, len(calls) - self._idle))
+            # Threads first, tasks after: a thread that cannot start raises before any call
+            # of this batch is queued, so none is left to run beside a retry of it. Threads
+            # are not counted idle: an idle count lags behind the threads taking tasks, and
+            # a batch queued behind another's slow call must still get a thread while the
+            # pool is under its limit.
+            wanted = min(self._limit, len(self._threads) + len(calls))
             while len(self._threads) < wanted:
                 thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                    target=_work,
+                    args=(self._tasks,),
+                    name=f"{self._name}-{len(self._threads)}",
+                    daemon=True,
                 )
                 thread.start()
                 self._threads.append(thread)
+            for index, call in enumerate(calls):
+                self._tasks.put((batch, index, call))
         batch.wait()
         if batch.errors:
             raise batch.errors[min(batch.errors)]
         return batch.results  # type: ignore[return-value]  # every index was set
-
-    def _work(self) -> None:
-        tasks = self._tasks
-        while True:
-            with self._lock:
-                self._idle += 1
-            task = tasks.get()
-            with self._lock:
-                self._idle -= 1
-            if task is _STOP:
-                return
-            batch, index, call = task
-            try:
-                result = call()
-            except BaseException as exc:  # handed to the caller of run_all
-                batch.finish(index, None, exc)
-            else:
-                batch.finish(index, result, None)
 
     def close(self) -> None:
         """End every thread once the tasks queued before this are done."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
-        for _ in threads:
-            self._tasks.put(_STOP)
+        _stop(self._tasks, threads)
         for thread in threads:
             thread.join()
+
+
+_Tasks = queue.SimpleQueue[tuple[_Batch[Any], int, Callable[[], Any]] | None]
+
+
+def _work(tasks: _Tasks) -> None:
+    while True:
+        task = tasks.get()
+        if task is _STOP:
+            return
+        batch, index, call = task
+        try:
+            result = call()
+        except BaseException as exc:  # handed to the caller of run_all
+            batch.finish(index, None, exc)
+        else:
+            batch.finish(index, result, None)
+
+
+def _stop(tasks: _Tasks, threads: list[threading.Thread]) -> None:
+    """One stop task per thread: each ends once the tasks queued before it are done."""
+    for _ in list(threads):
+        tasks.put(_STOP)
