@@ -1,23 +1,28 @@
-"""A claim heartbeat sent again at once in the same tick (``leases.RETRY``) while its first
-attempt, whose connection dropped, is still on its way to the table: the table keeps
-whichever lands last (a plain conditional put, no order on the expiry), so the first
-attempt may overwrite the retry's longer expiry. The real lease keeper over the in-memory
-state table; the interleaving is forced through the store, within the timing assumptions
+"""A claim heartbeat or a lease renewal sent again at once in the same tick
+(``leases.RETRY``) while its first attempt, whose connection dropped, is still on its way
+to the table: the table keeps whichever lands last (a plain write of the expiry, no order
+on it), so the first attempt may overwrite the retry's longer expiry while the keeper
+believes the retry's. The real lease keeper over the in-memory state table; each
+interleaving forced through the store, within the timing assumptions
 (docs/concepts/guarantees.md: a request lands within the request timeout of its send)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
 from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
-A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
+A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
 REQUEST_TIMEOUT = 5.0  # the default for the 30 s lease (margin 7.5 s)
 
 
@@ -79,3 +84,85 @@ def test_a_heartbeat_landing_after_its_same_tick_retry_leaves_no_lease_past_the_
     lease_ms = table.leases[A0].expires_ms
     assert lease_ms > 1030_000  # renewed
     assert lease_ms <= claim_ms, f"lease until {lease_ms} outlives the claim until {claim_ms}"
+
+
+class ThrottledThenCrossing(MemoryStateStore):
+    """A region that throttles the keeper's heartbeats (``throttled``). Once ``armed``, the
+    next renewal is slow: while it is out, the round thread's acquire renews the claim
+    (``during``); then its connection drops (UnreachableError), but the table still holds
+    it and applies it right after the next renewal, the same-tick retry."""
+
+    def __init__(self, table: LeaseTable, clock: ManualClock) -> None:
+        super().__init__(table)
+        self.clock = clock
+        self.throttled = False
+        self.armed = False
+        self.during: Callable[[], None] = lambda: None
+        self.held_back: tuple[ShardRef, str, int, int] | None = None
+        self.sent_at = 0.0
+
+    def heartbeat(self, worker: str, expires_ms: int, *args: Any, **kwargs: Any) -> None:
+        if self.throttled and threading.current_thread().name != "round":
+            raise ThrottledError("PutItem: ThrottlingException", region="a")
+        super().heartbeat(worker, expires_ms, *args, **kwargs)
+
+    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+        if self.armed:
+            self.armed = False
+            self.held_back, self.sent_at = (shard, owner, now_ms, duration_ms), self.clock.now()
+            self.clock.t += 1.0
+            self.during()
+            raise UnreachableError("connection dropped", region="a")
+        kept = super().renew(shard, owner, now_ms, duration_ms)
+        if self.held_back is not None:
+            late, self.held_back = self.held_back, None
+            assert self.clock.now() < self.sent_at + REQUEST_TIMEOUT  # within the assumptions
+            super().renew(*late)
+        return kept
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the same-tick renewal retry computes its expiry anew from a claim the round "
+    "thread moved meanwhile; its first attempt, landing after it, leaves the table's expiry "
+    "short of the keeper's, and the lease's deadline falls after another worker may take it",
+)
+def test_a_renewal_landing_after_its_same_tick_retry_leaves_no_deadline_past_the_table() -> None:
+    clock = ManualClock(1000.0)
+    table = LeaseTable(clock)
+    store = ThrottledThenCrossing(table, clock)
+    keeper = LeaseKeeper("w1", "p", clock, 30.0)
+    keeper.stores = {"a": store}
+    assert keeper.acquire("a", A0) is not None  # claim and lease until 1030
+    clock.t = 1010.0
+    keeper.heartbeat("a")  # the 1010 tick renewed the claim (1040), its lease renewals failed
+    store.throttled = True  # from here the region throttles the keeper's heartbeats
+    round_thread: list[threading.Thread] = []
+
+    def round_renews_the_claim() -> None:  # the round finds the claim running low
+        thread = threading.Thread(target=keeper.acquire, args=("a", A1), name="round")
+        thread.start()
+        round_thread.append(thread)
+        for _ in range(1000):
+            if keeper.claims["a"] > 1040.0:
+                return
+            time.sleep(0.01)  # polls the other thread's progress; no wait for time
+
+    store.during = round_renews_the_claim
+    clock.t = 1025.0  # a tick: the heartbeat is throttled, a-0's renewal (to 1040) is slow
+    store.armed = True
+    keeper.renew_all()
+    round_thread[0].join(10)
+    # The state this test is about: the retry renewed a-0 to the claim the round moved on
+    # (1056), and the first attempt (to 1040) landed after it.
+    assert store.held_back is None and keeper.leases[A0].until == pytest.approx(1056.0)
+    assert table.leases[A0].expires_ms == 1040_000
+    clock.t = 1035.0
+    keeper.renew_all()  # throttled: a-0's lease is not moved (the claim was not)
+    clock.t = 1040.01  # past the table's expiry: another worker takes a-0
+    other = MemoryStateStore(table)
+    assert other.acquire(A0, "w2", ms(clock.now()), 30_000)
+    deadline = keeper.leases[A0].deadline()
+    assert deadline <= clock.now(), (
+        f"w1 starts writes of a-0 until {deadline:.2f}; w2 took it at {clock.now():.2f}"
+    )
