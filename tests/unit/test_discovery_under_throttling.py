@@ -192,3 +192,20 @@ def test_a_dropped_connection_once_on_the_rounds_worker_count_is_not_an_outage(
     # met a dropped connection, and b answers every other request.
     assert not flaky.errors
     assert runner.reach.is_up("b")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Balancer._retried does not pass the runner's stopping event to "
+    "call_with_retries: after SIGTERM a region whose discovery times out is still tried "
+    "four times, each up to the request timeout (20 s with the default 5 s)",
+)
+def test_a_stopping_runner_cuts_discovery_retries_short(runner: Runner) -> None:
+    runner.balance()
+    streams(runner, "b").errors = [UnreachableError("read timeout")] * 4
+    runner.stop_soon()  # SIGTERM: waiting retries give up now
+    assert runner.stopping.is_set()
+    runner.balance()  # the round that was under way
+    # The state this test is about: b's discovery failed while the runner was stopping.
+    assert len(streams(runner, "b").errors) < 4
+    assert len(streams(runner, "b").errors) == 3, "retried after the stop"
