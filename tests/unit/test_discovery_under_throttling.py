@@ -158,3 +158,54 @@ def test_a_dropped_connection_once_is_retried_not_an_outage(runner: Runner) -> N
     streams(runner, "b").errors = [UnreachableError("connection closed")] * 3
     runner.balance()
     assert runner.reach.is_up("b") and not streams(runner, "b").errors
+
+
+@dataclass
+class FlakyWorkers(CountingState):
+    """A state table whose reading of the live workers answers with ``errors`` first."""
+
+    errors: list[TargetError] = field(default_factory=list)
+
+    def live_workers(self, now_ms: int) -> list[str]:
+        if self.errors:
+            raise self.errors.pop(0)
+        return super().live_workers(now_ms)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Balancer._look reads live_workers without _retried: one dropped connection "
+    "there marks the region unreachable (and a throttle drops its worker count)",
+)
+def test_a_dropped_connection_once_on_the_rounds_worker_count_is_not_an_outage(
+    runner: Runner,
+) -> None:
+    runner.balance()
+    assert len(held(runner, "b")) == 2
+    flaky = FlakyWorkers("b")
+    runner.regions["b"] = Region(
+        CONFIG.region("b"), FlakyStreams("b"), flaky, FakeReplicator(), NoParking()
+    )
+    flaky.errors = [UnreachableError("connection closed")]
+    runner.balance()
+    # The state this test is about: the round's one request to count b's live workers
+    # met a dropped connection, and b answers every other request.
+    assert not flaky.errors
+    assert runner.reach.is_up("b")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Balancer._retried does not pass the runner's stopping event to "
+    "call_with_retries: after SIGTERM a region whose discovery times out is still tried "
+    "four times, each up to the request timeout (20 s with the default 5 s)",
+)
+def test_a_stopping_runner_cuts_discovery_retries_short(runner: Runner) -> None:
+    runner.balance()
+    streams(runner, "b").errors = [UnreachableError("read timeout")] * 4
+    runner.stop_soon()  # SIGTERM: waiting retries give up now
+    assert runner.stopping.is_set()
+    runner.balance()  # the round that was under way
+    # The state this test is about: b's discovery failed while the runner was stopping.
+    assert len(streams(runner, "b").errors) < 4
+    assert len(streams(runner, "b").errors) == 3, "retried after the stop"
