@@ -2,7 +2,8 @@
 
 The joining region's newer versions survive and reach the other regions, its older ones are
 replaced, what it alone holds is copied out, a delete other regions remember stays deleted,
-unversioned items are named (not copied), and an interrupted merge resumes.
+unversioned items are named (not copied), and an interrupted merge resumes. The configured
+regions hold what replication leaves: US's writes and EU's replicas of them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.aws.state import DynamoStateStore
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.defaults import STATE_TABLE
-from dynamodb_replicator.core.model import ItemKey, RegionSpec, Version
-from dynamodb_replicator.core.plan import DeleteVersion
+from dynamodb_replicator.core.model import ItemKey, RegionSpec, Version, pad_sequence
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.progress import ScanSegment
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.ops.backfill import CONDITIONAL_ROUND
@@ -52,9 +53,31 @@ def fill(client: Any, table: str, items: list[dict[str, Any]]) -> None:
         client.batch_write_item(RequestItems={table: chunk})
 
 
+def replicated(endpoint: str, clients: dict[str, Any], table: str, items: list[Any]) -> None:
+    """``items`` as replication leaves them: written by US's application, and copied into EU
+    by the replicator's own writer (the replica of US's version: origin, marker, nonce).
+    Not the application's writes in both regions: those are two versions of one content,
+    (T, us-east-1) and (T, eu-west-1), which diff reports (``version``)."""
+    fill(clients[US], table, items)
+    writer = build_writer(RegionSpec(EU, endpoint), ReplicationSettings())
+    puts: list[WriteOp] = [
+        PutVersion(
+            ItemKey.from_attributes({"pk": i["pk"]}),
+            Version.of(i[TS]["N"], US, pad_sequence(str(n + 1))),
+            i,
+            str(n + 1),
+        )
+        for n, i in enumerate(items)
+    ]
+    try:
+        assert writer.apply(table, puts).error is None
+    finally:
+        writer.close()
+
+
 def regions(endpoint: str, table: str) -> dict[str, Any]:
-    """US and EU configured (same items, as replicated), the joining region's table
-    created like theirs, with a stream, empty."""
+    """US and EU configured, the joining region's table created like theirs, with a
+    stream, empty."""
     clients = {r: make_client("dynamodb", RegionSpec(r, endpoint)) for r in (US, EU, JOINING)}
     for region, client in clients.items():
         create_table(client, table, region=region)
@@ -90,9 +113,9 @@ def test_the_newer_version_in_the_joining_table_survives_and_reaches_every_regio
     endpoint = ddb_local.endpoint_url
     clients = regions(endpoint, "Joined")
     common = [item(f"c{n}", 500, "common") for n in range(50)]
+    ours = [item("shared", 1000, "old"), item("older", 1000, "newer-elsewhere")]
+    replicated(endpoint, clients, "Joined", common + ours)
     for region in (US, EU):
-        ours = [item("shared", 1000, "old"), item("older", 1000, "newer-elsewhere")]
-        fill(clients[region], "Joined", common + ours)
         # A delete both configured regions remember (their tombstones), of version 900.
         writer = build_writer(RegionSpec(region, endpoint), ReplicationSettings())
         gone = DeleteVersion(
@@ -140,8 +163,7 @@ def test_unversioned_items_of_the_joining_table_are_named_and_not_copied(
 ) -> None:
     endpoint = ddb_local.endpoint_url
     clients = regions(endpoint, "Legacy")
-    for region in (US, EU):
-        fill(clients[region], "Legacy", [item("a", 5, "a")])
+    replicated(endpoint, clients, "Legacy", [item("a", 5, "a")])
     fill(clients[JOINING], "Legacy", [item(f"legacy-{n}", None, "x") for n in range(7)])
     config = write_config(tmp_path / "c.toml", ["Legacy"], {US: endpoint, EU: endpoint})
     # No runner replicates this table: the legacy items that stay out differ for good, and
@@ -158,8 +180,7 @@ def test_an_empty_table_created_beforehand_gets_the_fast_copy(
 ) -> None:
     endpoint = ddb_local.endpoint_url
     clients = regions(endpoint, "Empty")
-    for region in (US, EU):
-        fill(clients[region], "Empty", [item(f"e{n}", 7, "e") for n in range(120)])
+    replicated(endpoint, clients, "Empty", [item(f"e{n}", 7, "e") for n in range(120)])
     config = write_config(tmp_path / "c.toml", ["Empty"], {US: endpoint, EU: endpoint})
     assert main(add_region(config, endpoint)) == 0
     out = capsys.readouterr().out
@@ -174,8 +195,7 @@ def test_an_interrupted_merge_stops_between_rounds_and_resumes(
 ) -> None:
     endpoint = ddb_local.endpoint_url
     clients = regions(endpoint, "Big")
-    for region in (US, EU):
-        fill(clients[region], "Big", [item(f"b{n}", 5, "b") for n in range(10)])
+    replicated(endpoint, clients, "Big", [item(f"b{n}", 5, "b") for n in range(10)])
     fill(clients[JOINING], "Big", [item(f"j{n}", 3000, "j") for n in range(1200)])
     config = write_config(tmp_path / "c.toml", ["Big"], {US: endpoint, EU: endpoint})
     executable = Path(sys.executable).parent / "dynamodb-replicator"

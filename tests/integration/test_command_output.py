@@ -247,6 +247,10 @@ def test_narrow_terminal_width_wraps_no_line(ddb_local: DynamoDBLocal, tmp_path:
             f"Narrow in {region}: 1 versioned with __timestamp 5000, 0 already versioned, "
             "0 changed meanwhile (left as they are)"
         ]
+    # Each region's item is now its own version, (5000, region): repair gives both the
+    # winner's, so add-region's final diff finds one version (docs: existing system).
+    repaired = command("repair", "--config", str(config), "--force", COLUMNS="40")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     new = REGIONS[2]
     added = command(
         "add-region", "--config", str(config), "--region", new, "--endpoint-url", endpoint,

@@ -223,6 +223,18 @@ def test_tombstone_tables_versioning_and_add_region_use_each_regions_name(
         }
         assert stamps == {"1000"}
 
+    # Versioned in each region, each item is that region's own write of (1000, region): two
+    # versions of one content, which the conditions order (a delete of eu-west-1's would
+    # leave us-east-1's), so diff reports them until repair gives both the winner's.
+    assert main(["diff", "--config", str(path), "--output", "json"]) == 1
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["regions"][EU]["version"] == 5 and report["regions"][EU]["different"] == 0
+    assert main(["repair", "--config", str(path), "--force", "--output", "json"]) == 0
+    capsys.readouterr()
+    assert main(["diff", "--config", str(path), "--output", "json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "identical"
+
     # A new region gets the table under its logical name (the config cannot name a region
     # it does not list yet), copied from the source's table of another name.
     new = "ap-southeast-1"
