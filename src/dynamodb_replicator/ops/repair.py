@@ -64,7 +64,22 @@ def resolve(
         _decide(key, items, remembered, out, policy=policy, fields=fields, rule=rule)
         for out in readings
     ]
-    return decided[0] if all(d == decided[0] for d in decided) else None
+    first = _written(decided[0])
+    return decided[0] if all(_written(d) == first for d in decided) else None
+
+
+def _written(ops: Mapping[str, PutVersion | DeleteVersion] | None) -> object:
+    """What a decision writes, for telling whether two readings agree: each region's kind
+    of write and version (and a put's content). A delete's ``deleted_in`` is left out: it
+    only names which deleter's tombstone decided it (co-deleters' tombstones name
+    different regions until each hears of the other), and D1 keeps the larger name
+    wherever both meet, so either is the same delete."""
+    if ops is None:
+        return None
+    return {
+        region: op if isinstance(op, PutVersion) else ("delete", op.key, op.version)
+        for region, op in ops.items()
+    }
 
 
 def unread_deleters(tombs: Mapping[str, Tombstone | None]) -> list[str]:
