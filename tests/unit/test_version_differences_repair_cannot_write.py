@@ -51,12 +51,6 @@ def diff(world: StreamRegions) -> DiffReport:
     return report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair's put of the winner (T, eu-west-1) is refused in ap-southeast-1: the "
-    "conditions read its updated copy as (T, us-east-1, u), which outranks it; diff keeps "
-    "reporting the version difference (repair exits 0, diff 1, forever)",
-)
 def test_repair_fixes_a_version_difference_held_under_a_replicas_outranking_labels(
     regions: StreamRegions,
 ) -> None:

@@ -9,6 +9,7 @@ replicator's conditional writer, so a repair racing live traffic never overwrite
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, user_image
@@ -17,6 +18,7 @@ from dynamodb_replicator.core.policy import (
     ConflictPolicy,
     as_local,
     is_genuine,
+    is_marked,
     labelled_version,
     stored_version,
 )
@@ -166,8 +168,21 @@ def _spread(
             if item is not None:
                 ops[region] = _in_origin(delete, region)
         elif not _holds(put, wanted, item, region, fields):
-            ops[region] = put
+            ops[region] = _over(put, item, fields)
     return ops
+
+
+def _over(put: PutVersion, item: Item | None, fields: SystemAttributes) -> PutVersion:
+    """``put`` for a region holding ``item``. An application update that kept a copy's
+    marker and nonce (the seal broken) is that region's own content, as repair ranked it,
+    but the conditions read the copy's labels, which may outrank the winner: the put then
+    supersedes its nonce (P1 replaces an item still carrying it that, read as the holder's
+    own, is older; only that region's application content carries it: nonces never
+    repeat), as the restore of a losing disguised update does (``core.writes``)."""
+    if item is None or not is_marked(item, fields) or is_genuine(item, fields):
+        return put
+    nonce = item.get(fields.nonce, {}).get("S")
+    return put if nonce is None else replace(put, supersedes=str(nonce))
 
 
 def _holds(
