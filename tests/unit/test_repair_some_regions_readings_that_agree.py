@@ -17,7 +17,7 @@ from dynamodb_replicator.core.tombstones import TombstoneTable
 
 from .strategies import FIELDS
 from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, n
-from .test_repair_review import _missed_by_all
+from .stream_regions import missed_by_all as _missed_by_all
 from .test_repair_some_regions_with_a_rule import decide_among
 from .world import RULE
 

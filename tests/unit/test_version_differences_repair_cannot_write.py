@@ -23,7 +23,8 @@ from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
 from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, n, s
-from .test_repair_review import _apply, _missed_by_all
+from .stream_regions import apply_ops as _apply
+from .stream_regions import missed_by_all as _missed_by_all
 
 # Items of country XX live in ap-southeast-1 and eu-west-1, not in us-east-1.
 RULE = ResidencyRule("country", (("XX", frozenset({AP, EU})),))
@@ -120,19 +121,13 @@ def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
     assert regions.contents(k) == {AP: None, EU: None, US: None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the conditions take an item whose marker equals its __timestamp for a replica "
-    "whatever its __originRegion (none here: every origin comparison is false, so it is "
-    "never older at T); labelled_version needs an origin (is_marked) and reads it as the "
-    "holder's own: the restore and repair's put are refused, the version difference stays",
-)
-def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin() -> None:
+def test_the_restore_replaces_an_item_marked_without_an_origin() -> None:
     """us-east-1 writes k at T, replicated. ap-southeast-1's application puts the same
     content at T carrying the replica marker but no ``__originRegion`` (an item copied
-    with some of the replicator's attributes): its record loses to (T, us-east-1) and the
-    restore is refused, so diff reports ap-southeast-1's (T, ap-southeast-1) against (T,
-    us-east-1) in the others (``version``). Repair's put of (T, us-east-1) must land."""
+    with some of the replicator's attributes): its record, (T, ap-southeast-1), loses to
+    (T, us-east-1), and the restore must land: the conditions read that item as the
+    holder's own, as the stream, diff and repair do, not as a replica no version of T
+    outranks. No version difference is left."""
     world = StreamRegions([AP, EU, US])
     try:
         k = world.key("k")
@@ -140,12 +135,25 @@ def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin()
         world.quiesce()
         world.put(AP, k, **{FIELDS.timestamp: n(T), FIELDS.marker: n(T), "content": n(1)})
         world.quiesce()
-        rows = {
-            name: {r.key: r for r in rows_of(list(st.table(TABLE).values()), name, ["pk"], FIELDS)}
-            for name, st in world.stores.items()
-        }
-        before = DiffReport(TABLE, AP)
-        compare_bucket(rows, AP, before)
+        held = world.stores[AP].item(TABLE, k)
+        assert held is not None and held.get(FIELDS.origin) == s(US)
+        assert _diff_without_rule(world).identical
+    finally:
+        world.close()
+
+
+def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin() -> None:
+    """The same item planted in ap-southeast-1 with no record (a restore from a backup,
+    say): diff reports ap-southeast-1's (T, ap-southeast-1) against (T, us-east-1) in the
+    others (``version``). Repair's put of (T, us-east-1) must land."""
+    world = StreamRegions([AP, EU, US])
+    try:
+        k = world.key("k")
+        world.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+        world.quiesce()
+        marked = {"pk": s("k"), FIELDS.timestamp: n(T), FIELDS.marker: n(T), "content": n(1)}
+        world.stores[AP].write_directly(TABLE, k, marked)
+        before = _diff_without_rule(world)
         assert before.regions[US].version == 1 and before.regions[US].different == 0
         items = {name: store.item(TABLE, k) for name, store in world.stores.items()}
         tombs = {name: None for name in world.stores}
@@ -154,5 +162,16 @@ def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin()
         _apply(world, dict(ops))
         held = world.stores[AP].item(TABLE, k)
         assert held is not None and held.get(FIELDS.origin) == s(US)
+        assert _diff_without_rule(world).identical
     finally:
         world.close()
+
+
+def _diff_without_rule(world: StreamRegions) -> DiffReport:
+    rows = {
+        name: {r.key: r for r in rows_of(list(st.table(TABLE).values()), name, ["pk"], FIELDS)}
+        for name, st in world.stores.items()
+    }
+    report = DiffReport(TABLE, AP)
+    compare_bucket(rows, AP, report)
+    return report

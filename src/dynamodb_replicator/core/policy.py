@@ -193,7 +193,16 @@ class _StoredItem:
         return Compare(Path(self.fields.timestamp), operator, Value({"N": incoming.raw_timestamp}))
 
     def marked(self) -> Condition:
-        return Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp))
+        """``is_marked``: the marker equals ``__timestamp`` *and* an origin (a string) is
+        stored. Without the origin test an item an application wrote with the marker but no
+        ``__originRegion`` would read as replica content no version of its timestamp
+        outranks (every origin comparison false), while the stream, diff and repair read
+        it as the holder's own: restores and repair's puts refused forever. Every item the
+        replicator writes (copies, tombstones) carries an origin: for them nothing changes."""
+        return all_of(
+            Compare(Path(self.fields.marker), "=", Path(self.fields.timestamp)),
+            AttributeType(Path(self.fields.origin), "S"),
+        )
 
     def origin(self, operator: str, region: str, holder: str) -> Condition:
         marked = self.marked()
