@@ -15,7 +15,7 @@ from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.defaults import STATE_TABLE, TOMBSTONE_TTL_SECONDS
-from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.model import RegionSpec, pad_sequence
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport
 from dynamodb_replicator.testing.local import DynamoDBLocal
@@ -302,12 +302,6 @@ def test_the_same_content_under_two_versions_is_a_difference_repair_fixes(
     assert "identical in every region" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the conditions read an item whose marker equals its __timestamp as a replica "
-    "even without __originRegion (never older at its timestamp); diff and repair read it as "
-    "the holder's own: repair's put is refused (exit 0) and diff still exits 1",
-)
 def test_repair_exits_0_only_when_diff_then_finds_the_version_difference_gone(
     ddb_local: DynamoDBLocal,
     clients: dict[str, Any],
@@ -333,3 +327,49 @@ def test_repair_exits_0_only_when_diff_then_finds_the_version_difference_gone(
     (repaired,) = json.loads(capsys.readouterr().out)
     assert repaired["repair"]["puts"] == {AP: 1}
     assert main(["diff", "--config", path, "--no-settle"]) == 0, capsys.readouterr().out
+
+
+def test_repair_exits_1_naming_a_key_whose_needed_delete_the_conditions_refuse(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ap-southeast-1 holds a copy of (2, us-east-1) its application updated keeping the
+    marker and nonce (the seal broken: its own content, as repair ranks it); eu-west-1
+    deleted (2, eu-west-1) and every other region remembers it. Repair's delete outranks
+    ap-southeast-1's own content, but D2's conditions read the copy's labels (2,
+    us-east-1), which outrank the delete: refused every time (a known limit). Repair must
+    not exit 0: it names the key as refused and exits 1; diff still exits 1."""
+    for region, client in clients.items():
+        create_table(client, "Refused", region=region)
+    disguised = {
+        **item("k", "2", "updated", US),
+        FIELDS.origin_seq: {"S": pad_sequence("5")},
+        FIELDS.nonce: {"S": "n1/0000000000000000"},  # the seal of other content
+    }
+    clients[AP].put_item(TableName="Refused", Item=disguised)
+    tomb = {
+        "pk": {"S": "k"},
+        FIELDS.timestamp: {"N": "2"},
+        FIELDS.origin: {"S": EU},
+        FIELDS.marker: {"N": "2"},
+        FIELDS.origin_seq: {"S": pad_sequence("7")},
+        FIELDS.deleted_in: {"S": EU},
+        FIELDS.expires_at: {"N": "9999999999"},
+    }
+    for region in (EU, US):
+        clients[region].put_item(TableName="Refused.__tombstones", Item=tomb)
+    regions = dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+    path = str(write_config(tmp_path / "r.toml", ["Refused"], regions))
+    assert main(["diff", "--config", path, "--no-settle"]) == 1
+    capsys.readouterr()
+    assert main(["repair", "--config", path, "--force", "--output", "json"]) == 1
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["deletes"] == {AP: 1} and repaired["repair"]["stale"][AP] == 1
+    assert repaired["repair"]["refused"] == 1
+    assert repaired["repair"]["refused_keys"] == [{"pk": {"S": "k"}}]
+    assert main(["repair", "--config", path, "--force"]) == 1
+    text = capsys.readouterr().out
+    assert "refused keys: 1" in text and '{"pk": {"S": "k"}}' in text
+    assert main(["diff", "--config", path, "--no-settle"]) == 1

@@ -3,7 +3,8 @@
 Exit 0 when every differing key was repaired (or would be, with ``--dry-run``), 1 when keys
 are left undecidable (no region holds a version of them, or, with ``--regions`` and a
 residency rule, a tombstone naming a region not read may be a delete or a stand-in: they
-are named), 2 on an error.
+are named) or a write repair needed was refused (re-read after a stale write, the key
+still needs that very write: it still differs; the keys are named), 2 on an error.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def register(commands: Any) -> None:
     parser = add_command(
         commands,
         "repair",
-        help="make lagging regions hold each key's winner (exit 1 when keys stay undecided)",
+        help="make lagging regions hold each key's winner (exit 1: keys undecided or refused)",
         examples=[
             "--config replicator.toml --dry-run",
             "--config replicator.toml --table Orders",
@@ -70,6 +71,16 @@ def print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
             markup=False,
             highlight=False,
         )
+    if plan.refused:
+        console.print(
+            f"  [red]refused keys: {plan.refused}[/red] (a write repair needs was refused as "
+            "stale: the conditions read the stored item's labels, which outrank the winner; "
+            "these keys still differ, see docs/operating/diff-repair.md):"
+        )
+        for key in plan.refused_keys:
+            console.print(f"    {json.dumps(key)}", markup=False, highlight=False)
+        if plan.refused > len(plan.refused_keys):
+            console.print(f"    ... and {plan.refused - len(plan.refused_keys)} more")
     if plan.unresolved:
         why = (
             "no region holds a version of them: items without __timestamp?); fix them by hand:"
@@ -144,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for table, keys in selection.tables.items():
             report, plan = _repair_table(args, selection, table, keys, writers)
-            unresolved += plan.unresolved
+            unresolved += plan.unresolved + plan.refused
             output.append(
                 {
                     "table": table,
