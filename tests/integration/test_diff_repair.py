@@ -16,9 +16,12 @@ from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.defaults import STATE_TABLE, TOMBSTONE_TTL_SECONDS
 from dynamodb_replicator.core.model import RegionSpec, pad_sequence
+from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport
 from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.resident_workload import EU_CENTRAL, EU_WEST, RULE_TOML
+from tests.resident_workload import REGIONS as RESIDENT
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import FIELDS, REGIONS, create_table
 from tests.workload import BackgroundLoad, Workload, wait_until_converged
@@ -373,3 +376,47 @@ def test_repair_exits_1_naming_a_key_whose_needed_delete_the_conditions_refuse(
     text = capsys.readouterr().out
     assert "refused keys: 1" in text and '{"pk": {"S": "k"}}' in text
     assert main(["diff", "--config", path, "--no-settle"]) == 1
+
+
+def test_a_key_undecided_for_a_region_removed_from_the_config_says_what_decides_it(
+    ddb_local: DynamoDBLocal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With a residency rule, eu-central-1 remembers (2, eu-central-1, ~) naming
+    ap-southeast-1, a region since removed from the config (its write removed outside its
+    scope, or ap-southeast-1's delete of it: either), and eu-west-1 holds a copy of (2,
+    eu-central-1): a full repair leaves k undecidable. ``--regions`` rejects a region not
+    in the config, so the message must not ask for it there: it says to re-add it, or to
+    repair again once the tombstones naming it expire."""
+    removed = AP
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in RESIDENT}
+    for region, client in clients.items():
+        create_table(client, "Removed", region=region)
+    copy = {**item("k", "2", "v", EU_CENTRAL), FIELDS.origin_seq: {"S": pad_sequence("5")}}
+    clients[EU_WEST].put_item(TableName="Removed", Item=copy)
+    tomb = {
+        "pk": {"S": "k"},
+        FIELDS.timestamp: {"N": "2"},
+        FIELDS.origin: {"S": EU_CENTRAL},
+        FIELDS.marker: {"N": "2"},
+        FIELDS.origin_seq: {"S": LATEST},
+        FIELDS.deleted_in: {"S": removed},
+        FIELDS.expires_at: {"N": "9999999999"},
+    }
+    clients[EU_CENTRAL].put_item(TableName="Removed.__tombstones", Item=tomb)
+    path = write_config(
+        tmp_path / "removed.toml", ["Removed"], dict.fromkeys(RESIDENT, ddb_local.endpoint_url)
+    )
+    path.write_text(path.read_text() + RULE_TOML.format(table="Removed"))
+    assert main(["repair", "--config", str(path), "--force", "--output", "json"]) == 1
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["undecidable"] == [{"pk": {"S": "k"}}]
+    assert repaired["repair"]["read_with"] == [removed]
+    assert main(["repair", "--config", str(path), "--force"]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"repair with {removed} in --regions" not in text
+    assert f"{removed} not in the config (removed?): re-add it" in text
+    assert "once the tombstones naming it expire" in text
+    regions = f"{EU_CENTRAL},{removed}"
+    assert main(["repair", "--config", str(path), "--force", "--regions", regions]) == 2

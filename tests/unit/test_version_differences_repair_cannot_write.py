@@ -1,13 +1,13 @@
-"""A ``version`` difference ``diff`` reports must be one ``repair`` can fix: repair's put of
-the winner goes through the write protocol's conditions, which read a stored item's labels
-(marker, ``__originRegion``, ``__originSeq``), neither its seal nor whether it names an
-origin. ``core.policy.labelled_version`` (diff and repair) reads two kinds of item
-otherwise: a copy its application updated keeping the replica marker (no ``stamp()``) is
-the holder's own write there, while the conditions still read the replica it updated; and
-an item carrying the marker without ``__originRegion`` is the holder's own there, while
-the conditions take it for a replica that no version of its timestamp outranks. When
-those labels outrank the winner, the put (or delete) is refused (stale) every time:
-repair exits 0, diff keeps exiting 1."""
+"""A ``version`` difference ``diff`` reports must be one ``repair`` can fix: repair's writes
+go through the write protocol's conditions, which read a stored item's labels (marker,
+``__originRegion``, ``__originSeq``), not its seal. ``core.policy.labelled_version``
+(diff and repair) reads a copy its application updated keeping the replica marker (no
+``stamp()``) as the holder's own write, while the conditions still read the replica it
+updated: repair's put of the winner supersedes the copy's nonce (P1 replaces it, read as
+the holder's own); its delete cannot (D2 has no such clause: pinned below, and repair
+names the key refused and exits 1). An item carrying the marker without
+``__originRegion`` is the holder's own to the conditions too (``marked`` needs an origin,
+as ``is_marked`` does): the restore and repair's put replace it."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_repair_fixes_a_version_difference_held_under_a_replicas_outranking_labe
     reason="eu-west-1's delete (T, eu-west-1, d) is refused in ap-southeast-1, whose "
     "updated copy the conditions read as (T, us-east-1, u); repair ranks the delete above "
     "ap-southeast-1's own (T, ap-southeast-1) and writes it, refused again: the delete "
-    "never lands there (repair exits 0, diff exits 1)",
+    "never lands there (repair names the key refused and exits 1; diff exits 1)",
 )
 def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
     regions: StreamRegions,
