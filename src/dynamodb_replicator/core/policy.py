@@ -8,7 +8,8 @@ A policy gives two views of one total order on versions:
   DynamoDB decides atomically.
 
 The stored item's version is derived from its attributes: ``__timestamp`` and, when the
-replica marker matches that timestamp (replica content), ``__originRegion`` and
+replica marker matches that timestamp and an origin is stored (replica content, as
+``is_marked`` and the conditions' ``marked`` both read it), ``__originRegion`` and
 ``__originSeq`` (missing: "", the lowest; items of the earlier scheme). Otherwise the item
 is content an application wrote in ``holder`` itself, and for a write of ``holder``'s own
 version with the same timestamp it counts as the latest in stream order (``LATEST``):

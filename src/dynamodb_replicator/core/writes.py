@@ -19,7 +19,8 @@ the digest of the content written (``core.policy.seal``).
   * OldImage: replica content iff marked and the seal matches its content
     (``is_genuine``); an application update that kept or hit the marker changed the
     content, so it reads as content of the stream's region.
-  * Stored item, as conditions read it: marked -> its labels; unmarked -> content written
+  * Stored item, as conditions read it: marked (marker = ``__timestamp``, and an origin
+    stored, as ``is_marked`` reads it) -> its labels; unmarked -> content written
     in the holder H, seq ``LATEST`` (above all): a copy of a version of H arriving in H
     was written before the item H holds now, the last write of that key in H's stream.
     Conditions cannot check the seal, so an item whose application update hit the marker
