@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dynamodb_replicator.core.plan import DeleteVersion
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.residency import Residency, ResidencyRule
 from dynamodb_replicator.core.tombstones import TombstoneTable
@@ -167,3 +168,35 @@ def _diff_without_rule(world: StreamRegions) -> DiffReport:
     report = DiffReport(TABLE, AP)
     compare_bucket(rows, AP, report)
     return report
+
+
+def test_repair_removes_an_updated_copy_left_outside_the_winners_scope(
+    regions: StreamRegions,
+) -> None:
+    """us-east-1 writes an XX item at T (copied to ap-southeast-1 and eu-west-1, removed
+    from us-east-1). ap-southeast-1's application updates its copy keeping the marker
+    (labels (T, us-east-1, u)); eu-west-1's application puts content 3 of country YY at
+    T, whose scope leaves out ap-southeast-1; both records are lost. The winner (T,
+    eu-west-1) outranks ap-southeast-1's own content, so repair deletes it there (outside
+    the winner's scope): the delete must land, though the kept labels outrank it."""
+    yy = ResidencyRule("country", (*RULE.scopes, ("YY", frozenset({EU, US}))))
+    for replicator in regions.replicators.values():
+        replicator.residency = Residency(((TABLE, yy),))
+    k = regions.key("k")
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1), "country": s("XX")})
+    regions.quiesce()
+    regions.update(AP, k, content=n(2))
+    _missed_by_all(regions, AP)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(3), "country": s("YY")})
+    _missed_by_all(regions, EU)
+    held = regions.stores[AP].item(TABLE, k)
+    assert held is not None and held[FIELDS.origin] == s(US) and held["content"] == n(2)
+    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
+    tombs = {
+        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [k]).get(k)
+        for name, store in regions.stores.items()
+    }
+    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=yy)
+    assert ops is not None and isinstance(ops[AP], DeleteVersion)
+    _apply(regions, dict(ops))
+    assert regions.stores[AP].item(TABLE, k) is None

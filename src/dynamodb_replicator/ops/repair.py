@@ -171,7 +171,7 @@ def _spread(
         delete = None if rule is None else withheld(put, region, rule, holder)
         if delete is not None:
             if item is not None:
-                ops[region] = _in_origin(delete, region)
+                ops[region] = _over(_in_origin(delete, region), item, fields)
         elif not _holds(put, wanted, item, region, fields):
             ops[region] = _over(put, item, fields)
     return ops
