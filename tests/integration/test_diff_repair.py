@@ -15,10 +15,13 @@ from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.aws.state import DynamoStateStore, ensure_state_table
 from dynamodb_replicator.cli.main import main
 from dynamodb_replicator.core.defaults import STATE_TABLE, TOMBSTONE_TTL_SECONDS
-from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.model import RegionSpec, pad_sequence
+from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.reports import ShardReport, TargetReport
 from dynamodb_replicator.testing.local import DynamoDBLocal
+from tests.resident_workload import EU_CENTRAL, EU_WEST, RULE_TOML
+from tests.resident_workload import REGIONS as RESIDENT
 from tests.runner_process import RunnerProcess, write_config
 from tests.support import FIELDS, REGIONS, create_table
 from tests.workload import BackgroundLoad, Workload, wait_until_converged
@@ -302,12 +305,6 @@ def test_the_same_content_under_two_versions_is_a_difference_repair_fixes(
     assert "identical in every region" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the conditions read an item whose marker equals its __timestamp as a replica "
-    "even without __originRegion (never older at its timestamp); diff and repair read it as "
-    "the holder's own: repair's put is refused (exit 0) and diff still exits 1",
-)
 def test_repair_exits_0_only_when_diff_then_finds_the_version_difference_gone(
     ddb_local: DynamoDBLocal,
     clients: dict[str, Any],
@@ -333,3 +330,123 @@ def test_repair_exits_0_only_when_diff_then_finds_the_version_difference_gone(
     (repaired,) = json.loads(capsys.readouterr().out)
     assert repaired["repair"]["puts"] == {AP: 1}
     assert main(["diff", "--config", path, "--no-settle"]) == 0, capsys.readouterr().out
+
+
+def deleted_elsewhere_over_a_copy(
+    clients: dict[str, Any], table: str, nonce: dict[str, str]
+) -> None:
+    """ap-southeast-1 holds a copy of (2, us-east-1) with other content (its application
+    updated it keeping the marker) carrying ``nonce``; eu-west-1 deleted (2, eu-west-1),
+    and eu-west-1 and us-east-1 remember it."""
+    for region, client in clients.items():
+        create_table(client, table, region=region)
+    disguised = {
+        **item("k", "2", "updated", US),
+        FIELDS.origin_seq: {"S": pad_sequence("5")},
+        FIELDS.nonce: nonce,
+    }
+    clients[AP].put_item(TableName=table, Item=disguised)
+    tomb = {
+        "pk": {"S": "k"},
+        FIELDS.timestamp: {"N": "2"},
+        FIELDS.origin: {"S": EU},
+        FIELDS.marker: {"N": "2"},
+        FIELDS.origin_seq: {"S": pad_sequence("7")},
+        FIELDS.deleted_in: {"S": EU},
+        FIELDS.expires_at: {"N": "9999999999"},
+    }
+    for region in (EU, US):
+        clients[region].put_item(TableName=f"{table}.__tombstones", Item=tomb)
+
+
+def test_repair_exits_1_naming_a_key_whose_needed_delete_the_conditions_refuse(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """ap-southeast-1 holds a copy of (2, us-east-1) with other content and a
+    ``__replicaNonce`` that is no string (written behind the replicator's back): not
+    sealed, so its own content as diff and repair read it, and no nonce repair can
+    supersede. eu-west-1 deleted (2, eu-west-1), and every other region remembers it.
+    Repair's delete outranks ap-southeast-1's own content, but D2's conditions read the
+    copy's labels (2, us-east-1), which outrank it: refused every time. Repair must not
+    exit 0: it names the key as refused and exits 1; diff still exits 1."""
+    deleted_elsewhere_over_a_copy(clients, "Refused", {"N": "1"})
+    regions = dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+    path = str(write_config(tmp_path / "r.toml", ["Refused"], regions))
+    assert main(["diff", "--config", path, "--no-settle"]) == 1
+    capsys.readouterr()
+    assert main(["repair", "--config", path, "--force", "--output", "json"]) == 1
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["deletes"] == {AP: 1} and repaired["repair"]["stale"][AP] == 1
+    assert repaired["repair"]["refused"] == 1
+    assert repaired["repair"]["refused_keys"] == [{"pk": {"S": "k"}}]
+    assert main(["repair", "--config", path, "--force"]) == 1
+    text = capsys.readouterr().out
+    assert "refused keys: 1" in text and '{"pk": {"S": "k"}}' in text
+    assert main(["diff", "--config", path, "--no-settle"]) == 1
+
+
+def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same, with the copy's nonce as the replicator wrote it (the seal no longer
+    matches the updated content): repair's delete supersedes that nonce, D2 removes the
+    copy read as ap-southeast-1's own content, repair exits 0 and diff finds nothing."""
+    deleted_elsewhere_over_a_copy(clients, "Disguised", {"S": "n1/0000000000000000"})
+    regions = dict.fromkeys(REGIONS, ddb_local.endpoint_url)
+    path = str(write_config(tmp_path / "d.toml", ["Disguised"], regions))
+    assert main(["diff", "--config", path, "--no-settle"]) == 1
+    capsys.readouterr()
+    assert main(["repair", "--config", path, "--force", "--output", "json"]) == 0
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["deletes"] == {AP: 1} and repaired["repair"]["refused"] == 0
+    assert main(["diff", "--config", path, "--no-settle"]) == 0
+
+
+def test_a_key_undecided_for_a_region_removed_from_the_config_says_what_decides_it(
+    ddb_local: DynamoDBLocal,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With a residency rule, eu-central-1 remembers (2, eu-central-1, ~) naming
+    ap-southeast-1, a region since removed from the config (its write removed outside its
+    scope, or ap-southeast-1's delete of it: either), and eu-west-1 holds a copy of (2,
+    eu-central-1): a full repair leaves k undecidable. ``--regions`` rejects a region not
+    in the config, so the message must not ask for it there: it says to re-add it, or to
+    repair again once the tombstones naming it expire."""
+    removed = AP
+    clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in RESIDENT}
+    for region, client in clients.items():
+        create_table(client, "Removed", region=region)
+    copy = {**item("k", "2", "v", EU_CENTRAL), FIELDS.origin_seq: {"S": pad_sequence("5")}}
+    clients[EU_WEST].put_item(TableName="Removed", Item=copy)
+    tomb = {
+        "pk": {"S": "k"},
+        FIELDS.timestamp: {"N": "2"},
+        FIELDS.origin: {"S": EU_CENTRAL},
+        FIELDS.marker: {"N": "2"},
+        FIELDS.origin_seq: {"S": LATEST},
+        FIELDS.deleted_in: {"S": removed},
+        FIELDS.expires_at: {"N": "9999999999"},
+    }
+    clients[EU_CENTRAL].put_item(TableName="Removed.__tombstones", Item=tomb)
+    path = write_config(
+        tmp_path / "removed.toml", ["Removed"], dict.fromkeys(RESIDENT, ddb_local.endpoint_url)
+    )
+    path.write_text(path.read_text() + RULE_TOML.format(table="Removed"))
+    assert main(["repair", "--config", str(path), "--force", "--output", "json"]) == 1
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["undecidable"] == [{"pk": {"S": "k"}}]
+    assert repaired["repair"]["read_with"] == [removed]
+    assert main(["repair", "--config", str(path), "--force"]) == 1
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"repair with {removed} in --regions" not in text
+    assert f"{removed} not in the config (removed?): re-add it" in text
+    assert "once the tombstones naming it expire" in text
+    regions = f"{EU_CENTRAL},{removed}"
+    assert main(["repair", "--config", str(path), "--force", "--regions", regions]) == 2

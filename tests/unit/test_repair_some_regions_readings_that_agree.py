@@ -31,13 +31,6 @@ def regions() -> Iterator[StreamRegions]:
     world.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="both readings delete (T, ap-southeast-1, ~) from sa-east-1, but the delete "
-    "reading takes ap-southeast-1's tombstone (naming us-east-1) and the other eu-west-1's "
-    "(naming eu-west-1): the DeleteVersions differ in deleted_in only, and resolve "
-    "returns None (undecidable), though --regions eu-west-1,sa-east-1 decides it",
-)
 def test_a_delete_both_readings_make_alike_is_repaired_not_left_undecided(
     regions: StreamRegions,
 ) -> None:

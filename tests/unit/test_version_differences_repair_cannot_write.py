@@ -1,13 +1,12 @@
-"""A ``version`` difference ``diff`` reports must be one ``repair`` can fix: repair's put of
-the winner goes through the write protocol's conditions, which read a stored item's labels
-(marker, ``__originRegion``, ``__originSeq``), neither its seal nor whether it names an
-origin. ``core.policy.labelled_version`` (diff and repair) reads two kinds of item
-otherwise: a copy its application updated keeping the replica marker (no ``stamp()``) is
-the holder's own write there, while the conditions still read the replica it updated; and
-an item carrying the marker without ``__originRegion`` is the holder's own there, while
-the conditions take it for a replica that no version of its timestamp outranks. When
-those labels outrank the winner, the put (or delete) is refused (stale) every time:
-repair exits 0, diff keeps exiting 1."""
+"""A ``version`` difference ``diff`` reports must be one ``repair`` can fix: repair's writes
+go through the write protocol's conditions, which read a stored item's labels (marker,
+``__originRegion``, ``__originSeq``), not its seal. ``core.policy.labelled_version``
+(diff and repair) reads a copy its application updated keeping the replica marker (no
+``stamp()``) as the holder's own write, while the conditions still read the replica it
+updated: repair's put or delete supersedes the copy's nonce (P1 or D2 also takes an item
+carrying it that, read as the holder's own, is older). An item carrying the marker
+without ``__originRegion`` is the holder's own to the conditions too (``marked`` needs an
+origin, as ``is_marked`` does): the restore and repair's put replace it."""
 
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from dynamodb_replicator.core.plan import DeleteVersion
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.residency import Residency, ResidencyRule
 from dynamodb_replicator.core.tombstones import TombstoneTable
@@ -52,12 +52,6 @@ def diff(world: StreamRegions) -> DiffReport:
     return report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair's put of the winner (T, eu-west-1) is refused in ap-southeast-1: the "
-    "conditions read its updated copy as (T, us-east-1, u), which outranks it; diff keeps "
-    "reporting the version difference (repair exits 0, diff 1, forever)",
-)
 def test_repair_fixes_a_version_difference_held_under_a_replicas_outranking_labels(
     regions: StreamRegions,
 ) -> None:
@@ -92,13 +86,6 @@ def test_repair_fixes_a_version_difference_held_under_a_replicas_outranking_labe
     assert after.identical, after.as_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eu-west-1's delete (T, eu-west-1, d) is refused in ap-southeast-1, whose "
-    "updated copy the conditions read as (T, us-east-1, u); repair ranks the delete above "
-    "ap-southeast-1's own (T, ap-southeast-1) and writes it, refused again: the delete "
-    "never lands there (repair exits 0, diff exits 1)",
-)
 def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
     regions: StreamRegions,
 ) -> None:
@@ -127,19 +114,13 @@ def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
     assert regions.contents(k) == {AP: None, EU: None, US: None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the conditions take an item whose marker equals its __timestamp for a replica "
-    "whatever its __originRegion (none here: every origin comparison is false, so it is "
-    "never older at T); labelled_version needs an origin (is_marked) and reads it as the "
-    "holder's own: the restore and repair's put are refused, the version difference stays",
-)
-def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin() -> None:
+def test_the_restore_replaces_an_item_marked_without_an_origin() -> None:
     """us-east-1 writes k at T, replicated. ap-southeast-1's application puts the same
     content at T carrying the replica marker but no ``__originRegion`` (an item copied
-    with some of the replicator's attributes): its record loses to (T, us-east-1) and the
-    restore is refused, so diff reports ap-southeast-1's (T, ap-southeast-1) against (T,
-    us-east-1) in the others (``version``). Repair's put of (T, us-east-1) must land."""
+    with some of the replicator's attributes): its record, (T, ap-southeast-1), loses to
+    (T, us-east-1), and the restore must land: the conditions read that item as the
+    holder's own, as the stream, diff and repair do, not as a replica no version of T
+    outranks. No version difference is left."""
     world = StreamRegions([AP, EU, US])
     try:
         k = world.key("k")
@@ -147,12 +128,25 @@ def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin()
         world.quiesce()
         world.put(AP, k, **{FIELDS.timestamp: n(T), FIELDS.marker: n(T), "content": n(1)})
         world.quiesce()
-        rows = {
-            name: {r.key: r for r in rows_of(list(st.table(TABLE).values()), name, ["pk"], FIELDS)}
-            for name, st in world.stores.items()
-        }
-        before = DiffReport(TABLE, AP)
-        compare_bucket(rows, AP, before)
+        held = world.stores[AP].item(TABLE, k)
+        assert held is not None and held.get(FIELDS.origin) == s(US)
+        assert _diff_without_rule(world).identical
+    finally:
+        world.close()
+
+
+def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin() -> None:
+    """The same item planted in ap-southeast-1 with no record (a restore from a backup,
+    say): diff reports ap-southeast-1's (T, ap-southeast-1) against (T, us-east-1) in the
+    others (``version``). Repair's put of (T, us-east-1) must land."""
+    world = StreamRegions([AP, EU, US])
+    try:
+        k = world.key("k")
+        world.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+        world.quiesce()
+        marked = {"pk": s("k"), FIELDS.timestamp: n(T), FIELDS.marker: n(T), "content": n(1)}
+        world.stores[AP].write_directly(TABLE, k, marked)
+        before = _diff_without_rule(world)
         assert before.regions[US].version == 1 and before.regions[US].different == 0
         items = {name: store.item(TABLE, k) for name, store in world.stores.items()}
         tombs = {name: None for name in world.stores}
@@ -161,5 +155,48 @@ def test_repair_fixes_a_version_difference_on_an_item_marked_without_an_origin()
         _apply(world, dict(ops))
         held = world.stores[AP].item(TABLE, k)
         assert held is not None and held.get(FIELDS.origin) == s(US)
+        assert _diff_without_rule(world).identical
     finally:
         world.close()
+
+
+def _diff_without_rule(world: StreamRegions) -> DiffReport:
+    rows = {
+        name: {r.key: r for r in rows_of(list(st.table(TABLE).values()), name, ["pk"], FIELDS)}
+        for name, st in world.stores.items()
+    }
+    report = DiffReport(TABLE, AP)
+    compare_bucket(rows, AP, report)
+    return report
+
+
+def test_repair_removes_an_updated_copy_left_outside_the_winners_scope(
+    regions: StreamRegions,
+) -> None:
+    """us-east-1 writes an XX item at T (copied to ap-southeast-1 and eu-west-1, removed
+    from us-east-1). ap-southeast-1's application updates its copy keeping the marker
+    (labels (T, us-east-1, u)); eu-west-1's application puts content 3 of country YY at
+    T, whose scope leaves out ap-southeast-1; both records are lost. The winner (T,
+    eu-west-1) outranks ap-southeast-1's own content, so repair deletes it there (outside
+    the winner's scope): the delete must land, though the kept labels outrank it."""
+    yy = ResidencyRule("country", (*RULE.scopes, ("YY", frozenset({EU, US}))))
+    for replicator in regions.replicators.values():
+        replicator.residency = Residency(((TABLE, yy),))
+    k = regions.key("k")
+    regions.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1), "country": s("XX")})
+    regions.quiesce()
+    regions.update(AP, k, content=n(2))
+    _missed_by_all(regions, AP)
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(3), "country": s("YY")})
+    _missed_by_all(regions, EU)
+    held = regions.stores[AP].item(TABLE, k)
+    assert held is not None and held[FIELDS.origin] == s(US) and held["content"] == n(2)
+    items = {name: store.item(TABLE, k) for name, store in regions.stores.items()}
+    tombs = {
+        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [k]).get(k)
+        for name, store in regions.stores.items()
+    }
+    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=yy)
+    assert ops is not None and isinstance(ops[AP], DeleteVersion)
+    _apply(regions, dict(ops))
+    assert regions.stores[AP].item(TABLE, k) is None

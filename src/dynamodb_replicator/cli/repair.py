@@ -3,13 +3,15 @@
 Exit 0 when every differing key was repaired (or would be, with ``--dry-run``), 1 when keys
 are left undecidable (no region holds a version of them, or, with ``--regions`` and a
 residency rule, a tombstone naming a region not read may be a delete or a stand-in: they
-are named), 2 on an error.
+are named) or a write repair needed was refused (re-read after a stale write, the key
+still needs that very write: it still differs; the keys are named), 2 on an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Collection
 from typing import Any
 
 from rich.console import Console
@@ -34,7 +36,7 @@ def register(commands: Any) -> None:
     parser = add_command(
         commands,
         "repair",
-        help="make lagging regions hold each key's winner (exit 1 when keys stay undecided)",
+        help="make lagging regions hold each key's winner (exit 1: keys undecided or refused)",
         examples=[
             "--config replicator.toml --dry-run",
             "--config replicator.toml --table Orders",
@@ -52,7 +54,14 @@ def register(commands: Any) -> None:
     )
 
 
-def print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
+def print_plan(
+    console: Console,
+    plan: RepairReport,
+    dry_run: bool,
+    configured: Collection[str] | None = None,
+) -> None:
+    """The repair's counts, samples, refused and undecidable keys. ``configured``: the
+    config's regions (None: every region named may be added to ``--regions``)."""
     verb = "would write" if dry_run else "wrote"
     puts = ", ".join(f"{r} {n}" for r, n in plan.puts.items()) or "none"
     deletes = ", ".join(f"{r} {n}" for r, n in plan.deletes.items()) or "none"
@@ -70,20 +79,44 @@ def print_plan(console: Console, plan: RepairReport, dry_run: bool) -> None:
             markup=False,
             highlight=False,
         )
-    if plan.unresolved:
-        why = (
-            "no region holds a version of them: items without __timestamp?); fix them by hand:"
-            if not plan.read_with
-            else "a tombstone names a region not repaired, and may be a delete or a "
-            "residency stand-in; repair with "
-            + ", ".join(sorted(plan.read_with))
-            + " in --regions decides them, or they have no usable __timestamp):"
+    if plan.refused:
+        console.print(
+            f"  [red]refused keys: {plan.refused}[/red] (a write repair needs was refused as "
+            "stale: the conditions read the stored item's labels, which outrank the winner; "
+            "these keys still differ, see docs/operating/diff-repair.md):"
         )
+        for key in plan.refused_keys:
+            console.print(f"    {json.dumps(key)}", markup=False, highlight=False)
+        if plan.refused > len(plan.refused_keys):
+            console.print(f"    ... and {plan.refused - len(plan.refused_keys)} more")
+    if plan.unresolved:
+        why = _undecidable_why(plan.read_with, configured)
         console.print(f"  [yellow]undecidable keys: {plan.unresolved}[/yellow] ({why}")
         for key in plan.undecidable:
             console.print(f"    {json.dumps(key)}", markup=False, highlight=False)
         if plan.unresolved > len(plan.undecidable):
             console.print(f"    ... and {plan.unresolved - len(plan.undecidable)} more")
+
+
+def _undecidable_why(read_with: Collection[str], configured: Collection[str] | None) -> str:
+    """Why keys are undecidable, and what decides them: a region not read may be added
+    to ``--regions``; one no longer in the config cannot (``--regions`` rejects it)."""
+    if not read_with:
+        return "no region holds a version of them: items without __timestamp?); fix them by hand:"
+    addable = sorted(r for r in read_with if configured is None or r in configured)
+    removed = sorted(r for r in read_with if configured is not None and r not in configured)
+    ways = []
+    if addable:
+        ways.append(f"repair with {', '.join(addable)} in --regions decides them")
+    if removed:
+        ways.append(
+            f"{', '.join(removed)} not in the config (removed?): re-add it and repair with it, "
+            "or repair again once the tombstones naming it expire (tombstone_ttl_seconds)"
+        )
+    return (
+        "a tombstone names a region not repaired, and may be a delete or a residency "
+        f"stand-in; {'; '.join(ways)}, or they have no usable __timestamp):"
+    )
 
 
 def _repair_table(
@@ -144,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for table, keys in selection.tables.items():
             report, plan = _repair_table(args, selection, table, keys, writers)
-            unresolved += plan.unresolved
+            unresolved += plan.unresolved + plan.refused
             output.append(
                 {
                     "table": table,
@@ -155,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
             )
             if args.output != "json":
                 print_report(console, report)
-                print_plan(console, plan, args.dry_run)
+                configured = [spec.name for spec in selection.config.regions]
+                print_plan(console, plan, args.dry_run, configured)
     finally:
         for writer in writers.values():
             writer.close()

@@ -8,7 +8,8 @@ A policy gives two views of one total order on versions:
   DynamoDB decides atomically.
 
 The stored item's version is derived from its attributes: ``__timestamp`` and, when the
-replica marker matches that timestamp (replica content), ``__originRegion`` and
+replica marker matches that timestamp and an origin is stored (replica content, as
+``is_marked`` and the conditions' ``marked`` both read it), ``__originRegion`` and
 ``__originSeq`` (missing: "", the lowest; items of the earlier scheme). Otherwise the item
 is content an application wrote in ``holder`` itself, and for a write of ``holder``'s own
 version with the same timestamp it counts as the latest in stream order (``LATEST``):
@@ -203,7 +204,9 @@ class _StoredItem:
         self._stamp = Path(fields.timestamp)
         self._origin = Path(fields.origin)
         self._seq = Path(fields.origin_seq)
-        self._marked = Compare(Path(fields.marker), "=", self._stamp)
+        self._marked = all_of(
+            Compare(Path(fields.marker), "=", self._stamp), AttributeType(self._origin, "S")
+        )
         self._unmarked = negate(self._marked)
         self._unversioned = negate(AttributeType(self._stamp, "N"))
         self._missing_seq = negate(Exists(self._seq))
@@ -215,6 +218,12 @@ class _StoredItem:
         return Compare(self._stamp, operator, Value({"N": incoming.raw_timestamp}))
 
     def marked(self) -> Condition:
+        """``is_marked``: the marker equals ``__timestamp`` *and* an origin (a string) is
+        stored. Without the origin test an item an application wrote with the marker but no
+        ``__originRegion`` would read as replica content no version of its timestamp
+        outranks (every origin comparison false), while the stream, diff and repair read
+        it as the holder's own: restores and repair's puts refused forever. Every item the
+        replicator writes (copies, tombstones) carries an origin: for them nothing changes."""
         return self._marked
 
     def origin(self, operator: str, region: str, holder: str) -> Condition:

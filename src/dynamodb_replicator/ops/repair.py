@@ -9,6 +9,8 @@ replicator's conditional writer, so a repair racing live traffic never overwrite
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TypeVar
 
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, user_image
@@ -17,6 +19,7 @@ from dynamodb_replicator.core.policy import (
     ConflictPolicy,
     as_local,
     is_genuine,
+    is_marked,
     labelled_version,
     stored_version,
 )
@@ -33,6 +36,8 @@ from dynamodb_replicator.ops.repair_labels import (
 )
 
 __all__ = ["resolve", "unread_deleters"]
+
+_Op = TypeVar("_Op", PutVersion, DeleteVersion)
 
 
 def resolve(
@@ -64,7 +69,22 @@ def resolve(
         _decide(key, items, remembered, out, policy=policy, fields=fields, rule=rule)
         for out in readings
     ]
-    return decided[0] if all(d == decided[0] for d in decided) else None
+    first = _written(decided[0])
+    return decided[0] if all(_written(d) == first for d in decided) else None
+
+
+def _written(ops: Mapping[str, PutVersion | DeleteVersion] | None) -> object:
+    """What a decision writes, for telling whether two readings agree: each region's kind
+    of write and version (and a put's content). A delete's ``deleted_in`` is left out: it
+    only names which deleter's tombstone decided it (co-deleters' tombstones name
+    different regions until each hears of the other), and D1 keeps the larger name
+    wherever both meet, so either is the same delete."""
+    if ops is None:
+        return None
+    return {
+        region: op if isinstance(op, PutVersion) else ("delete", op.key, op.version)
+        for region, op in ops.items()
+    }
 
 
 def unread_deleters(tombs: Mapping[str, Tombstone | None]) -> list[str]:
@@ -96,10 +116,12 @@ def _decide(
     if best_tomb is not None and (
         best_item is None or policy.order_key(best_tomb.version) >= policy.order_key(best_item[0])
     ):
-        op: PutVersion | DeleteVersion = DeleteVersion(
-            key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE
-        )
-        return {region: op for region, item in items.items() if item is not None}
+        delete = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE)
+        return {
+            region: _over(delete, item, fields)
+            for region, item in items.items()
+            if item is not None
+        }
     if best_item is None:
         # Only tombstones that are no delete (yet: one whose own region has not written
         # it is still in flight): nothing to write, and nothing undecidable either.
@@ -149,10 +171,24 @@ def _spread(
         delete = None if rule is None else withheld(put, region, rule, holder)
         if delete is not None:
             if item is not None:
-                ops[region] = _in_origin(delete, region)
+                ops[region] = _over(_in_origin(delete, region), item, fields)
         elif not _holds(put, wanted, item, region, fields):
-            ops[region] = put
+            ops[region] = _over(put, item, fields)
     return ops
+
+
+def _over(op: _Op, item: Item | None, fields: SystemAttributes) -> _Op:
+    """``op`` for a region holding ``item``. An application update that kept a copy's
+    marker and nonce (the seal broken) is that region's own content, as repair ranked it,
+    but the conditions read the copy's labels, which may outrank the winner: the put or
+    delete then supersedes its nonce (P1 or D2 also takes an item still carrying it that,
+    read as the holder's own, is older; only that region's application content carries
+    it: nonces never repeat), as the restore of a losing disguised update does
+    (``core.writes``)."""
+    if item is None or not is_marked(item, fields) or is_genuine(item, fields):
+        return op
+    nonce = item.get(fields.nonce, {}).get("S")
+    return op if nonce is None else replace(op, supersedes=str(nonce))
 
 
 def _holds(

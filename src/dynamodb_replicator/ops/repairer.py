@@ -29,6 +29,9 @@ class RepairReport:
     puts: dict[str, int] = field(default_factory=dict)
     deletes: dict[str, int] = field(default_factory=dict)
     stale: dict[str, int] = field(default_factory=dict)
+    # Keys written whose write the conditions refused though the decision still needs it.
+    refused: int = 0
+    refused_keys: list[dict[str, Any]] = field(default_factory=list)  # the first, JSON
     unresolved: int = 0
     settled: int = 0  # differed when scanned, agreed when re-read (in flight): not written
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -70,6 +73,11 @@ class RepairReport:
             self.note(region, op)
         return ops
 
+    def note_refused(self, key: Item) -> None:
+        self.refused += 1
+        if len(self.refused_keys) < UNDECIDABLE_LISTED:
+            self.refused_keys.append(key_object(key))
+
     def note_undecidable(self, key: Item) -> None:
         self.unresolved += 1
         if len(self.undecidable) < UNDECIDABLE_LISTED:
@@ -80,6 +88,8 @@ class RepairReport:
             "puts": self.puts,
             "deletes": self.deletes,
             "stale": self.stale,
+            "refused": self.refused,
+            "refused_keys": self.refused_keys,
             "unresolved": self.unresolved,
             "settled": self.settled,
             "undecidable": self.undecidable,
@@ -114,40 +124,84 @@ class Repairer:
 
     def __call__(self, keys: Sequence[dict[str, Any]]) -> None:
         names = list(self.clients)
+        items, tombs = self._read(keys)
+        plans: dict[str, list[WriteOp]] = {name: [] for name in names}
+        decided: dict[ItemKey, tuple[dict[str, Any], Mapping[str, PutVersion | DeleteVersion]]] = {}
+        for raw in keys:
+            key = ItemKey.from_attributes(raw)
+            key_tombs = {r: tombs[r].get(key) for r in names}
+            ops = self._resolve(key, items, tombs)
+            unread = unread_deleters(key_tombs) if ops is None else []
+            planned = self.report.plan(raw, ops, unread)
+            if planned:
+                decided[key] = (raw, planned)
+            for region, op in planned.items():
+                plans[region].append(op)
+        if self.dry_run:
+            return
+        stale = False
+        for region, planned_ops in plans.items():
+            if planned_ops:
+                result = self.writers[region].apply(self.table, planned_ops)
+                self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
+                stale = stale or result.stale > 0
+                if result.error is not None:
+                    raise result.error
+        if stale:
+            self._check_refused(decided)
+
+    def _check_refused(
+        self,
+        decided: Mapping[ItemKey, tuple[dict[str, Any], Mapping[str, PutVersion | DeleteVersion]]],
+    ) -> None:
+        """Some writes were refused as stale: most found a newer version (live traffic, or
+        replication got there first). Re-read the keys written: a key whose decision still
+        asks a region for the very write it was sent was refused by the conditions though
+        repair needs it, and stays different (``RepairReport.refused``)."""
+        items, tombs = self._read([raw for raw, _ in decided.values()])
+        for key, (raw, sent) in decided.items():
+            again = self._resolve(key, items, tombs) or {}
+            if any(_same_write(again.get(region), op) for region, op in sent.items()):
+                self.report.note_refused(raw)
+
+    def _resolve(
+        self,
+        key: ItemKey,
+        items: Mapping[str, Mapping[ItemKey, Item]],
+        tombs: Mapping[str, Mapping[ItemKey, Tombstone]],
+    ) -> dict[str, PutVersion | DeleteVersion] | None:
+        return resolve(
+            key,
+            {r: items[r].get(key) for r in self.clients},
+            {r: tombs[r].get(key) for r in self.clients},
+            policy=self.policy,
+            fields=self.fields,
+            rule=self.rule,
+        )
+
+    def _read(
+        self, keys: Sequence[dict[str, Any]]
+    ) -> tuple[dict[str, dict[ItemKey, Item]], dict[str, dict[ItemKey, Tombstone]]]:
+        """Every region's items and tombstones of ``keys`` (strongly consistent)."""
         items: dict[str, dict[ItemKey, Item]] = {}
         tombs: dict[str, dict[ItemKey, Tombstone]] = {}
+        key_names = list(keys[0])
         for region, client in self.clients.items():
             physical = self.names.physical(self.table, region)
             found = batch_get(client, physical, keys, region=region)
-            items[region] = {ItemKey.from_attributes({n: i[n] for n in keys[0]}): i for i in found}
+            items[region] = {
+                ItemKey.from_attributes({n: i[n] for n in key_names}): i for i in found
+            }
             remembered = batch_get(
                 client, tombstone_table(physical, self.tombstone_suffix), keys, region=region
             )
-            key_names = list(keys[0])
             tombs[region] = {
                 tomb.key: tomb
                 for tomb in (tombstone_from_item(t, key_names, self.fields) for t in remembered)
             }
-        plans: dict[str, list[WriteOp]] = {name: [] for name in names}
-        for raw in keys:
-            key = ItemKey.from_attributes(raw)
-            key_tombs = {r: tombs[r].get(key) for r in names}
-            ops = resolve(
-                key,
-                {r: items[r].get(key) for r in names},
-                key_tombs,
-                policy=self.policy,
-                fields=self.fields,
-                rule=self.rule,
-            )
-            unread = unread_deleters(key_tombs) if ops is None else []
-            for region, op in self.report.plan(raw, ops, unread).items():
-                plans[region].append(op)
-        if self.dry_run:
-            return
-        for region, planned in plans.items():
-            if planned:
-                result = self.writers[region].apply(self.table, planned)
-                self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
-                if result.error is not None:
-                    raise result.error
+        return items, tombs
+
+
+def _same_write(again: PutVersion | DeleteVersion | None, sent: PutVersion | DeleteVersion) -> bool:
+    """Would ``again`` write what ``sent`` wrote (kind and version)?"""
+    return type(again) is type(sent) and again is not None and again.version == sent.version

@@ -1,0 +1,69 @@
+"""Repair's delete supersedes the nonce of a copy its region's application updated keeping
+the marker (D2 also removes an item carrying that nonce that, read as the holder's own, is
+not newer: ``core.writes``). Between repair's read and its write, that application may
+write the replica's content back (the same nonce and marker): the item is then genuine
+replica content again, and D2 still removes it. Its REMOVE record reads its OldImage by
+the seal, as the replica (T, O, o), which the remembered delete does not cover: it goes
+out as that region's delete of (T, O, ``LATEST``) and removes O's own write, which no
+one deleted, from every region."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynamodb_replicator.core.plan import DeleteVersion
+
+from .strategies import FIELDS
+from .stream_regions import (
+    AP,
+    EU,
+    TABLE,
+    US,
+    StreamRegions,
+    T,
+    apply_ops,
+    decide,
+    missed_by_all,
+    n,
+    s,
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="repair's delete superseding a nonce removes a write-back of the genuine replica; "
+    "its REMOVE escapes as a delete of the origin's version (review of h-fixdiff)",
+)
+def test_a_repair_delete_racing_a_write_back_of_the_replica_keeps_the_origins_write() -> None:
+    """us-east-1 writes k at T (content 1), replicated. ap-southeast-1's application updates
+    its copy to content 2 keeping the marker, eu-west-1's puts content 3 at T; both records
+    are lost; eu-west-1 then deletes k (T, eu-west-1, s): ap-southeast-1 refuses it (the kept
+    labels (T, us-east-1) outrank it), us-east-1 keeps its write. ``repair --regions
+    ap-southeast-1,eu-west-1`` decides the delete in ap-southeast-1, superseding the copy's
+    nonce. Before it writes, ap-southeast-1's application writes content 1 back (nonce and
+    marker kept). After the repair and replication, us-east-1 must still hold its own write:
+    nobody deleted (T, us-east-1), which outranks every other version of k."""
+    world = StreamRegions([AP, EU, US])
+    try:
+        k = world.key("k")
+        world.put(US, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+        world.quiesce()
+        world.update(AP, k, content=n(2))
+        missed_by_all(world, AP)
+        world.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(3)})
+        missed_by_all(world, EU)
+        world.delete(EU, k)
+        world.quiesce()
+        assert world.contents(k)[EU] is None and world.contents(k)[US] is not None
+        ops = decide(world, k, [AP, EU])
+        delete = ops[AP]
+        assert set(ops) == {AP} and isinstance(delete, DeleteVersion)
+        assert delete.supersedes is not None
+        world.update(AP, k, content=n(1))  # the write-back: the genuine replica again
+        held = world.stores[AP].item(TABLE, k)
+        assert held is not None and held[FIELDS.nonce] == {"S": delete.supersedes}
+        apply_ops(world, ops)
+        world.quiesce()
+        assert world.contents(k)[US] == {"pk": s("k"), FIELDS.timestamp: n(T), "content": n(1)}
+    finally:
+        world.close()
