@@ -115,10 +115,6 @@ class DeleteVersion:
     version: Version
     deleted_in: str
     sequence_number: str
-    # Repair only (replication never sets it): the nonce of an application update that kept
-    # a copy's marker; D2 also removes an item still carrying it that, read as the
-    # holder's own content, is not newer than ``version`` (core.writes).
-    supersedes: str | None = None
 
 
 WriteOp = PutVersion | DeleteVersion | DeleteUnversioned

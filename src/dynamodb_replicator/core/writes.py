@@ -69,11 +69,7 @@ Delete of version D of key K:
   D1. put the tombstone of D unless a newer delete is remembered (for the same version, the
       region names of the deletes decide: the larger one is kept, in every region);
   D2. delete K where the stored item is not newer than D. In the region whose application
-      deleted the item, D2 is skipped when a read after D1 shows K absent or newer. A
-      repair's delete (never replication's) may supersede a nonce as a restore does: D2
-      then also removes an item carrying it that, read as the holder's own, is not newer
-      (an application update that kept a copy's marker: ``ops.repair``). It only removes
-      more, so nothing below depends on it.
+      deleted the item, D2 is skipped when a read after D1 shows K absent or newer.
 
 Why no delete is ever undone (no resurrection). Take a delete D1/D2 and a put P1 of V <= D
 of the same key in the same region; every read is strongly consistent, tombstones only grow.
@@ -314,7 +310,7 @@ class WriteProtocol:
         """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
         expires = int(self.clock.now()) + self.tombstone_ttl_seconds
         tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
-        not_newer = self._removes(op)
+        not_newer = self._not_newer(op.version)
         # A failed condition: a newer delete is remembered already, or the same version
         # deleted in a region whose name is not smaller; nothing to record.
         self.store.put(tombstone_table(table, self.tombstone_suffix), tomb, self._remember(op))
@@ -369,16 +365,6 @@ class WriteProtocol:
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
-
-    def _removes(self, op: DeleteVersion) -> Condition:
-        """D2's condition: the stored item is not newer than the deleted version; or it
-        carries the nonce ``op`` supersedes (a repair's delete only), so it is this
-        region's application content, and read as such it is not newer."""
-        not_newer = self._not_newer(op.version)
-        if op.supersedes is None:
-            return not_newer
-        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": op.supersedes}))
-        return any_of(not_newer, all_of(same_nonce, _unmarked(not_newer, self.fields)))
 
     def _not_newer(self, deleted: Version) -> Condition:
         """D2's and P3's condition: the stored item is not newer than ``deleted``."""
