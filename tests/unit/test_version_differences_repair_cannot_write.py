@@ -178,6 +178,13 @@ def _diff_without_rule(world: StreamRegions) -> DiffReport:
     return report
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the delete outside the winner's scope is refused in ap-southeast-1, whose updated "
+    "copy the conditions read as (T, us-east-1, u): superseding the copy's nonce would land it, "
+    "but that clause also removed an application write-back racing repair (see "
+    "test_repair_delete_racing_a_write_back.py), so it is not built",
+)
 def test_repair_removes_an_updated_copy_left_outside_the_winners_scope(
     regions: StreamRegions,
 ) -> None:

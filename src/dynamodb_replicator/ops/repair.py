@@ -166,7 +166,7 @@ def _spread(
         delete = None if rule is None else withheld(put, region, rule, holder)
         if delete is not None:
             if item is not None:
-                ops[region] = _over(_in_origin(delete, region), item, fields)
+                ops[region] = _in_origin(delete, region)
         elif not _holds(put, wanted, item, region, fields):
             ops[region] = _over(put, item, fields)
     return ops
