@@ -135,10 +135,9 @@ class AnswerLate(MemoryStateStore):
 def test_two_heartbeats_answered_out_of_order_leave_no_lease_past_the_claim() -> None:
     """The keeper's tick heartbeats at 1000 (claim until 1030); its request is slow to
     reach the table. At 1006 the round thread's acquire finds the claim running low and
-    heartbeats too (until 1036): applied first, answered last. The table keeps 1030, the
-    keeper believes 1036 and caps a-0's new lease there: the lease outlives the claim (a
-    successor with the same id claims the id at 1030.1; only the lease's own expiry then
-    keeps it off a-0)."""
+    heartbeats too (until 1036): applied first, answered last. a-0's new lease must not
+    outlive the claim the table keeps (else a successor with the same id claims the id
+    while the lease runs; only the lease's own expiry then keeps it off a-0)."""
     clock = HookedClock(990.0)
     table = LeaseTable(clock)
     round_applied = threading.Event()
@@ -169,7 +168,8 @@ def test_two_heartbeats_answered_out_of_order_leave_no_lease_past_the_claim() ->
     acquire.join(10)
     assert taken and taken[0] is not None  # the state the test is about: a-0 leased
     claim_ms = table.workers["w1"][1]
-    assert claim_ms == 1030_000  # the slow tick's heartbeat was applied last
+    # The slow tick's heartbeat (until 1030) was applied last, and did not shorten the claim.
+    assert claim_ms == 1036_000
     lease_ms = table.leases[A0].expires_ms
     assert lease_ms <= claim_ms, f"lease until {lease_ms} outlives the claim until {claim_ms}"
 

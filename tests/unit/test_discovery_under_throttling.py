@@ -172,11 +172,6 @@ class FlakyWorkers(CountingState):
         return super().live_workers(now_ms)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Balancer._look reads live_workers without _retried: one dropped connection "
-    "there marks the region unreachable (and a throttle drops its worker count)",
-)
 def test_a_dropped_connection_once_on_the_rounds_worker_count_is_not_an_outage(
     runner: Runner,
 ) -> None:
@@ -194,12 +189,6 @@ def test_a_dropped_connection_once_on_the_rounds_worker_count_is_not_an_outage(
     assert runner.reach.is_up("b")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Balancer._retried does not pass the runner's stopping event to "
-    "call_with_retries: after SIGTERM a region whose discovery times out is still tried "
-    "four times, each up to the request timeout (20 s with the default 5 s)",
-)
 def test_a_stopping_runner_cuts_discovery_retries_short(runner: Runner) -> None:
     runner.balance()
     streams(runner, "b").errors = [UnreachableError("read timeout")] * 4

@@ -1,8 +1,9 @@
 """A claim heartbeat or a lease renewal sent again at once in the same tick
 (``leases.RETRY``) while its first attempt, whose connection dropped, is still on its way
-to the table: the table keeps whichever lands last (a plain write of the expiry, no order
-on it), so the first attempt may overwrite the retry's longer expiry while the keeper
-believes the retry's. The real lease keeper over the in-memory state table; each
+to the table, and lands after the retry: the table keeps the larger expiry (renewals and
+heartbeats only ever raise it), so the keeper's deadlines stay within what the table holds;
+and a renewal landing after a release is refused (the release moves the token). The real
+lease keeper over the in-memory state table; each
 interleaving forced through the store, within the timing assumptions
 (docs/concepts/guarantees.md: a request lands within the request timeout of its send)."""
 
@@ -12,8 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import pytest
 
 from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
 from dynamodb_replicator.core.streams import ShardRef
@@ -59,12 +58,6 @@ class DroppedThenLanding(MemoryStateStore):
             super().heartbeat(worker, expires, unreachable, **rest)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a heartbeat whose connection dropped is forgotten (its _Beat popped) though it "
-    "may still land; the same-tick retry's answer then records its own expiry as the claim, "
-    "and the leases are capped there, past the claim the table keeps",
-)
 def test_a_heartbeat_landing_after_its_same_tick_retry_leaves_no_lease_past_the_claim() -> None:
     clock = ManualClock(1000.0)
     table = LeaseTable(clock)
@@ -123,12 +116,6 @@ class ThrottledThenCrossing(MemoryStateStore):
         return kept
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same-tick renewal retry computes its expiry anew from a claim the round "
-    "thread moved meanwhile; its first attempt, landing after it, leaves the table's expiry "
-    "short of the keeper's, and the lease's deadline falls after another worker may take it",
-)
 def test_a_renewal_landing_after_its_same_tick_retry_leaves_no_deadline_past_the_table() -> None:
     clock = ManualClock(1000.0)
     table = LeaseTable(clock)
@@ -203,11 +190,6 @@ class DroppedRenewals(MemoryStateStore):
         sent.renew(shard, token[0], expires_ms - 30_000, 30_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release and renew carry the same condition (owner and token): a renewal sent "
-    "before the release and landing after it gives the dropped lease back its expiry",
-)
 def test_a_renewal_landing_after_the_release_does_not_move_the_dropped_lease() -> None:
     clock = ManualClock(1000.0)
     table = LeaseTable(clock)

@@ -56,8 +56,12 @@ def _order(position: str) -> str:
     return "~" if position == END else position.zfill(48)
 
 
-# A worker id is free when unclaimed, expired, or claimed by this process already.
-_FREE_OR_MINE = "attribute_not_exists(pk) OR #expires < :now OR #instance = :me"
+# A worker id is free when unclaimed, expired, or claimed by this process already: then only
+# raised (a heartbeat landing after a later one must not shorten the claim, nor its margin).
+_FREE_OR_MINE = (
+    "attribute_not_exists(pk) OR #expires < :now OR (#instance = :me AND #expires <= :exp"
+    " AND (attribute_not_exists(#margin) OR #margin <= :margin))"
+)
 
 
 class WorkerIdInUseError(ConfigError):
@@ -301,31 +305,42 @@ class DynamoStateStore:
         if held is not None and held[0] == owner:
             condition += " OR (#owner = :me AND #token = :token)"
             values[":token"] = {"N": held[1]}
-        answer = self._lease_update(
+        applied, item = self._lease_update(
             shard, owner, now_ms + duration_ms, condition, values=values, add=" ADD #token :one"
         )
-        if answer is None:
+        if not applied:
             return False
-        self._held[_lease_id(shard)] = (owner, answer["Attributes"]["token"]["N"])
+        self._held[_lease_id(shard)] = (owner, item["token"]["N"])
         return True
 
     def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
-        """Extend the lease this store acquired; False when it passed to someone else."""
+        """Extend the lease this store acquired; False when it passed to someone else.
+
+        The stored expiry is only ever raised: a renewal whose connection dropped may still
+        land after a later one (its same-tick retry), and must not shorten the lease under
+        the deadline the later one set. So an expiry already at or past ours refuses the
+        write, and that is a renewal (the lease is ours until then), not a lost lease."""
         held = self._held.get(_lease_id(shard))
         if held is None or held[0] != owner:
             return False
         values = {":token": {"N": held[1]}}
-        condition = "#owner = :me AND #token = :token"
-        if self._lease_update(shard, owner, now_ms + duration_ms, condition, values=values) is None:
-            self._held.pop(_lease_id(shard), None)
-            return False
-        return True
+        condition = "#owner = :me AND #token = :token AND #expires < :exp"
+        applied, item = self._lease_update(
+            shard, owner, now_ms + duration_ms, condition, values=values
+        )
+        if applied or (_attr(item, "owner", "S"), _attr(item, "token", "N")) == held:
+            return True
+        self._held.pop(_lease_id(shard), None)
+        return False
 
     def release(self, shard: ShardRef, owner: str) -> None:
+        """Hand the lease back: it expires now, and its token moves on, so that a renewal
+        sent before and landing after the release is refused (not given its expiry back)."""
         held = self._held.pop(_lease_id(shard), None)
         if held is not None and held[0] == owner:
-            values = {":token": {"N": held[1]}}
-            self._lease_update(shard, owner, 0, "#owner = :me AND #token = :token", values=values)
+            values = {":token": {"N": held[1]}, ":one": {"N": "1"}}
+            condition = "#owner = :me AND #token = :token"
+            self._lease_update(shard, owner, 0, condition, values=values, add=" ADD #token :one")
 
     def _lease_update(
         self,
@@ -336,8 +351,9 @@ class DynamoStateStore:
         *,
         values: Mapping[str, Any],
         add: str = "",
-    ) -> dict[str, Any] | None:
-        """The conditional update of a lease; None when its condition was false."""
+    ) -> tuple[bool, Mapping[str, Any]]:
+        """The conditional update of a lease: (applied, the item) - the attributes written
+        when it was, else the item as stored (empty when there is none)."""
         names = {"#owner": "owner", "#expires": "expires"}
         if "#token" in condition or add:
             names["#token"] = "token"
@@ -356,11 +372,12 @@ class DynamoStateStore:
                         **values,
                     },
                     ReturnValues="UPDATED_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ),
             )
-        except ConditionFailedError:
-            return None  # someone else holds it
-        return answer
+        except ConditionFailedError as exc:
+            return False, exc.item or {}
+        return True, answer.get("Attributes", {})
 
     def checkpoint_items(self, table: str) -> list[dict[str, Any]]:
         """The items holding ``table``'s checkpoints (``pos#TARGET`` attributes): the lease
@@ -418,10 +435,16 @@ class DynamoStateStore:
                     Item=item,
                     ConditionExpression=_FREE_OR_MINE
                     + (" OR #instance = :dead" if replacing else ""),
-                    ExpressionAttributeNames={"#expires": "expires", "#instance": "instance"},
+                    ExpressionAttributeNames={
+                        "#expires": "expires",
+                        "#instance": "instance",
+                        "#margin": "margin",
+                    },
                     ExpressionAttributeValues={
                         ":now": {"N": str(now_ms)},
                         ":me": {"S": instance},
+                        ":exp": {"N": str(expires_ms)},
+                        ":margin": {"N": str(margin_ms)},
                         **({":dead": {"S": replacing}} if replacing else {}),
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -429,6 +452,13 @@ class DynamoStateStore:
             )
         except ConditionFailedError as exc:
             held = exc.item or {}
+            if _attr(held, "instance", "S") == instance:
+                # Our own claim, with a larger expiry or margin than this heartbeat's (a
+                # later one landed first): it stands, each raised to ours where lower.
+                for name, value in (("expires", expires_ms), ("margin", margin_ms)):
+                    if int(_attr(held, name, "N") or 0) < value:
+                        self._raise_claim(worker, instance, name, value)
+                return
             raise WorkerIdInUseError(
                 worker,
                 self.region,
@@ -437,6 +467,22 @@ class DynamoStateStore:
                 now_ms=now_ms,
                 margin_ms=int(held.get("margin", {}).get("N", 0)),
             ) from None
+
+    def _raise_claim(self, worker: str, instance: str, name: str, value: int) -> None:
+        """Raise one attribute of our claim to ``value`` (a lower one only: each of these
+        may land late too)."""
+        with contextlib.suppress(ConditionFailedError):  # raised meanwhile, or not ours
+            self._call(
+                "UpdateItem",
+                lambda: self.client.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": f"worker|{worker}"}},
+                    UpdateExpression="SET #a = :v",
+                    ConditionExpression="#instance = :me AND (attribute_not_exists(#a) OR #a < :v)",
+                    ExpressionAttributeNames={"#a": name, "#instance": "instance"},
+                    ExpressionAttributeValues={":me": {"S": instance}, ":v": {"N": str(value)}},
+                ),
+            )
 
     def live_workers(self, now_ms: int) -> list[str]:
         return sorted(self.unreachable_from(now_ms))
@@ -495,6 +541,12 @@ class DynamoStateStore:
 
 def _lease_id(shard: ShardRef) -> str:
     return f"{shard.table}|{shard.stream_label}|{shard.shard_id}"
+
+
+def _attr(item: Mapping[str, Any], name: str, kind: str) -> str | None:
+    """An attribute's value as stored (its DynamoDB type ``kind``), None when absent."""
+    value: str | None = item.get(name, {}).get(kind)
+    return value
 
 
 def _positions(item: Mapping[str, Any]) -> dict[str, str]:

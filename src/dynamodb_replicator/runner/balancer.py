@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -36,8 +37,16 @@ def lease_stores(regions: Regions) -> dict[str, Coordination]:
 class Balancer:
     """One coordination round at a time (``round``), on the runner's thread."""
 
-    def __init__(self, held: Held, keeper: LeaseKeeper, reach: Reachability, clock: Clock) -> None:
+    def __init__(
+        self,
+        held: Held,
+        keeper: LeaseKeeper,
+        reach: Reachability,
+        clock: Clock,
+        stopping: threading.Event | None = None,
+    ) -> None:
         self.held, self.keeper, self.reach, self.clock = held, keeper, reach, clock
+        self.stopping = stopping  # set on shutdown: a request that failed is not tried again
         # The shards each region's last successful discovery found: a failed discovery
         # does not shrink the set the fair share is taken of.
         self.shards: dict[str, dict[ShardRef, ShardRef | None]] = {}
@@ -84,14 +93,20 @@ class Balancer:
             )
 
     def _retried(self, name: str, call: Callable[[], T]) -> T:
-        """``call`` with the quick retries of ``TRANSIENT``, each counted for ``name``."""
+        """``call`` with the quick retries of ``TRANSIENT``, each counted for ``name``; none
+        once the runner is stopping (a region that times out would hold the stop for up to
+        four request timeouts)."""
         return call_with_retries(
-            call, TRANSIENT, on_retry=lambda _exc, _attempt: self.reach.retried(name)
+            call,
+            TRANSIENT,
+            on_retry=lambda _exc, _attempt: self.reach.retried(name),
+            stop=self.stopping,
         )
 
     def _look(self, config: RunnerConfig, name: str, region: Region, workers: list[int]) -> None:
         self.shards[name] = self._discover(config, name, region)
-        workers.append(len(region.state.live_workers(int(self.clock.now() * 1000))))
+        now_ms = int(self.clock.now() * 1000)
+        workers.append(len(self._retried(name, lambda: region.state.live_workers(now_ms))))
 
     def _share(
         self,

@@ -90,7 +90,7 @@ class Runner:
         self.held = Held(self.worker_id, self.clock, self.reach, self.keeper, lambda: self.regions)
         self.keeper.on_late = self.held.wake
         self.owned, self.finished = self.held.owned, self.held.finished
-        self.balancer = Balancer(self.held, self.keeper, self.reach, self.clock)
+        self.balancer = Balancer(self.held, self.keeper, self.reach, self.clock, self.stopping)
         self.shards = self.balancer.shards
         self.metrics = RunnerMetrics(
             self.reports,

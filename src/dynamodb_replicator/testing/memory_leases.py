@@ -83,7 +83,8 @@ class MemoryStateStore:
             if lease is None or (lease.owner, lease.token) != self.held.get(shard):
                 self.held.pop(shard, None)
                 return False
-            lease.expires_ms = now_ms + duration_ms
+            # Only ever raised: a renewal landing after a later one keeps the later expiry.
+            lease.expires_ms = max(lease.expires_ms, now_ms + duration_ms)
             return True
 
     def release(self, shard: ShardRef, owner: str) -> None:
@@ -92,6 +93,7 @@ class MemoryStateStore:
             lease = self.table.leases.get(shard)
             if lease is not None and (lease.owner, lease.token) == self.held.pop(shard, None):
                 lease.expires_ms = 0
+                lease.token += 1  # a renewal sent before and landing after is refused
 
     # -- checkpoints ---------------------------------------------------------------------
     def load(self, shard: ShardRef) -> dict[str, str]:
@@ -138,6 +140,12 @@ class MemoryStateStore:
                     now_ms=now_ms,
                     margin_ms=margin,
                 )
+            if instance and holder == instance and until >= now_ms:
+                # Our own live claim: its expiry and margin are only ever raised (a
+                # heartbeat landing after a later one keeps the later one's).
+                self.table.workers[worker] = (instance, max(until, expires_ms))
+                self.table.margins[worker] = max(self.table.margins.get(worker, 0), margin_ms)
+                return
             self.table.workers[worker] = (instance, expires_ms)
             self.table.margins[worker] = margin_ms
 

@@ -1,0 +1,101 @@
+"""Lease and claim expiries on DynamoDB Local only ever rise: a renewal or heartbeat whose
+connection dropped may still land after one sent later (its same-tick retry), and must not
+shorten what the later one set, which the keeper's deadlines rely on; a release moves the
+lease's token, so a renewal sent before it and landing after it is refused.
+
+A late landing is a request sent with the values and condition of an earlier one, through
+a store holding the token held then. The conditions are the server's, so tested on one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.state import DynamoStateStore, WorkerIdInUseError, ensure_state_table
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.testing.local import DynamoDBLocal
+
+REGION = "eu-west-1"
+TABLE = "expiry-order-state"
+STREAM = "arn:aws:dynamodb:eu-west-1:1:table/Orders/stream/L"
+LEASE_MS = 10_000
+
+
+@pytest.fixture(scope="module")
+def client(ddb_local: DynamoDBLocal) -> Iterator[Any]:
+    client = make_client("dynamodb", RegionSpec(REGION, ddb_local.endpoint_url))
+    ensure_state_table(client, TABLE, REGION)
+    yield client
+
+
+@pytest.fixture
+def shard(request: pytest.FixtureRequest) -> ShardRef:
+    return ShardRef("Orders", STREAM, request.node.name)
+
+
+def store(client: Any, held: dict[str, tuple[str, str]] | None = None) -> DynamoStateStore:
+    return DynamoStateStore(client, TABLE, REGION, held=held)
+
+
+def stored_lease(holder: DynamoStateStore, shard: ShardRef) -> tuple[str, int]:
+    (lease,) = (v for k, v in holder.leases().items() if k.endswith(f"|{shard.shard_id}"))
+    return lease
+
+
+def stored_claim(holder: DynamoStateStore, worker: str) -> tuple[int, int]:
+    (item,) = (i for i in holder.scan("worker|") if i["pk"]["S"] == f"worker|{worker}")
+    return int(item["expires"]["N"]), int(item["margin"]["N"])
+
+
+def test_a_renewal_landing_after_a_later_one_keeps_the_later_expiry(
+    client: Any, shard: ShardRef
+) -> None:
+    holder = store(client)
+    assert holder.acquire(shard, "w1", 0, LEASE_MS)
+    assert holder.renew(shard, "w1", 5_000, LEASE_MS)  # the retry, landed first: until 15 s
+    assert stored_lease(holder, shard) == ("w1", 15_000)
+    # The first attempt (sent at 2 s, until 12 s) lands now: the lease stays ours, the
+    # stored expiry stays the later one's, and the lease is still held.
+    assert holder.renew(shard, "w1", 2_000, LEASE_MS)
+    assert stored_lease(holder, shard) == ("w1", 15_000)
+    assert holder.renew(shard, "w1", 6_000, LEASE_MS)
+    assert stored_lease(holder, shard) == ("w1", 16_000)
+    assert not store(client).acquire(shard, "w2", 15_500, LEASE_MS)
+
+
+def test_a_renewal_landing_after_the_release_is_refused(client: Any, shard: ShardRef) -> None:
+    held: dict[str, tuple[str, str]] = {}
+    holder = store(client, held)
+    assert holder.acquire(shard, "w1", 0, LEASE_MS)
+    sent = store(client, dict(held))  # the token the renewal carries
+    holder.release(shard, "w1")
+    assert stored_lease(holder, shard) == ("w1", 0)  # handed back
+    assert not sent.renew(shard, "w1", 1_000, LEASE_MS)  # the renewal lands: refused
+    assert stored_lease(holder, shard) == ("w1", 0)
+    assert store(client).acquire(shard, "w2", 1_500, LEASE_MS)
+
+
+def test_a_heartbeat_landing_after_a_later_one_keeps_the_claim_and_its_margin(
+    client: Any, shard: ShardRef
+) -> None:
+    worker = f"w-{shard.shard_id}"
+    holder = store(client)
+    holder.heartbeat(worker, 20_000, instance="i1", now_ms=10_000, margin_ms=5_000)
+    # An earlier heartbeat (until 15 s) lands after it: no WorkerIdInUseError, nothing lowered.
+    holder.heartbeat(worker, 15_000, instance="i1", now_ms=5_000, margin_ms=5_000)
+    assert stored_claim(holder, worker) == (20_000, 5_000)
+    # A lower expiry with a wider margin (the wall clock stepped back after a reload that
+    # lengthened the lease): the margin is raised, the expiry kept.
+    holder.heartbeat(worker, 18_000, instance="i1", now_ms=8_000, margin_ms=9_000)
+    assert stored_claim(holder, worker) == (20_000, 9_000)
+    # A higher expiry with a narrower margin (sent before that one): the expiry is raised,
+    # the margin kept.
+    holder.heartbeat(worker, 25_000, instance="i1", now_ms=8_000, margin_ms=5_000)
+    assert stored_claim(holder, worker) == (25_000, 9_000)
+    with pytest.raises(WorkerIdInUseError) as held:
+        store(client).heartbeat(worker, 30_000, instance="i2", now_ms=21_000)
+    assert (held.value.holder, held.value.expires_ms, held.value.margin_ms) == ("i1", 25_000, 9_000)
