@@ -1,17 +1,15 @@
-"""``repair`` counts a key as refused (exit 1) when, after a write of its batch came back
-stale, the key's re-read decision still asks a region for the very write it was sent
-(kind and version). Two ways that count misses: the re-read covers every key of the batch,
-so a key whose write landed and was then undone by the region's application before the
-replicator remembered it reads as refused; and a refused delete's D1 still lands, and with
-a residency rule the re-read takes its tombstone for a stand-in, lifts the winner above it
-and asks for a delete of another version: the refusal goes uncounted, repair exits 0."""
+"""``repair`` counts a key as refused (exit 1) when a region's writer reports that key's
+write stale and the key's re-read decision still asks that region for the same write (the
+same kind, timestamp and origin; a put: the same content). Only those keys are re-read, so
+a key whose write landed and was then undone by the region's application before the
+replicator remembered it is not named; and the seq is not compared, so a refused delete
+whose D1 landed (its tombstone, read as a stand-in, lifts the winner's label above it)
+is still counted."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-
-import pytest
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
@@ -53,11 +51,6 @@ def _item(key: str, stamp: int, value: str) -> dict[str, Any]:
     return {"pk": {"S": key}, FIELDS.timestamp: {"N": str(stamp)}, "v": {"S": value}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="repair re-checks every key of a batch with a stale write: a landed write undone "
-    "by live traffic reads as refused (review of h-fixdiff)",
-)
 def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal) -> None:
     """ap-southeast-1 holds k1 (10) and k2 (20), its own writes; eu-west-1 never got k1 and
     holds k2 at 5. Repair puts both into eu-west-1: around its writes eu-west-1's
@@ -94,12 +87,6 @@ def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal
     assert report.refused == 0, report.as_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the refused delete's D1 leaves a tombstone that the re-read takes for a stand-in: "
-    "the winner is lifted above it, the delete's version moves, the refusal goes uncounted "
-    "(review of h-fixdiff)",
-)
 def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_refused(
     ddb_local: DynamoDBLocal,
 ) -> None:

@@ -44,6 +44,9 @@ class TargetResult:
     ``conflicts`` lists the stale changes and those that overwrote a concurrent version.
     ``settled`` names the SequenceNumbers counted in ``applied`` and ``stale`` (so a caller
     that replays a batch can count each record once; empty when the writer does not say).
+    ``stale_keys`` names the keys of the operations counted in ``stale`` (settling's
+    take-backs included), so a caller whose operations carry no stream sequence number
+    (repair) can tell which key's write was refused; empty when the writer does not say.
     """
 
     region: str
@@ -55,6 +58,7 @@ class TargetResult:
     retried: int = 0
     conflicts: tuple[Conflict, ...] = ()
     settled: Mapping[str, bool] = field(default_factory=dict, compare=False)  # seq -> applied?
+    stale_keys: frozenset[ItemKey] = field(default_factory=frozenset, compare=False)
 
     def lost_and_won(self) -> tuple[int, int]:
         """How many of ``conflicts`` lost, and how many won over a concurrent version."""

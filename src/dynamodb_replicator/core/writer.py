@@ -65,6 +65,9 @@ class _Tally:
     taken: list[TakenBack] = field(default_factory=list)
     # Every sequence counted in applied or stale: True when applied.
     settled: dict[str, bool] = field(default_factory=dict)
+    # The keys of the operations counted in stale (repair's operations share one sequence);
+    # None until there is one: no list per key on the common path.
+    stale_keys: list[ItemKey] | None = None
 
     def fail(self, sequence: str, error: ReplicatorError) -> None:
         """Record an operation that gave up; the lowest failed sequence is kept."""
@@ -80,8 +83,16 @@ class _Tally:
         self.applied_puts |= other.applied_puts
         self.taken.extend(other.taken)
         self.settled.update(other.settled)
+        if other.stale_keys:
+            self.note_stale(*other.stale_keys)
         if other.failed is not None and other.error is not None:
             self._lowest(other.failed, other.error)
+
+    def note_stale(self, *keys: ItemKey) -> None:
+        """Name the keys of writes counted in stale."""
+        if self.stale_keys is None:
+            self.stale_keys = []
+        self.stale_keys.extend(keys)
 
     def _lowest(self, sequence: str, error: ReplicatorError) -> None:
         if self.failed is None or int(sequence) < int(self.failed):
@@ -147,6 +158,7 @@ class StoreWriter:
             # Stale writes meeting their own region's later writes are no conflicts.
             conflicts=tuple(c for c in total.conflicts if met_another_write(c)),
             settled=dict(total.settled),
+            stale_keys=frozenset(total.stale_keys or ()),
         )
 
     def _retrying(self, call: Callable[[], T], tally: _Tally, deadline: Deadline) -> T:
@@ -217,6 +229,7 @@ class StoreWriter:
                 tally.applied += 1
             else:
                 tally.stale += 1
+                tally.note_stale(op.key)
             tally.settled[op.sequence_number] = applied
             if written.conflict is not None:
                 tally.conflicts.append(written.conflict)
@@ -262,6 +275,7 @@ class StoreWriter:
                 total.applied -= 1
                 total.stale += 1
                 total.settled[back.op.sequence_number] = False
+                total.note_stale(back.op.key)
             total.conflicts.append(back.conflict)
 
     def _settle_chunk(self, table: str, puts: list[PutVersion]) -> _Tally:

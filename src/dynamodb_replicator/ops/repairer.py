@@ -139,29 +139,40 @@ class Repairer:
                 plans[region].append(op)
         if self.dry_run:
             return
-        stale = False
+        stale: dict[str, frozenset[ItemKey]] = {}
         for region, planned_ops in plans.items():
             if planned_ops:
                 result = self.writers[region].apply(self.table, planned_ops)
                 self.report.stale[region] = self.report.stale.get(region, 0) + result.stale
-                stale = stale or result.stale > 0
+                if result.stale:
+                    # A writer that does not say which keys: all of them are checked.
+                    stale[region] = result.stale_keys or frozenset(op.key for op in planned_ops)
                 if result.error is not None:
                     raise result.error
         if stale:
-            self._check_refused(decided)
+            self._check_refused(decided, stale)
 
     def _check_refused(
         self,
         decided: Mapping[ItemKey, tuple[dict[str, Any], Mapping[str, PutVersion | DeleteVersion]]],
+        stale: Mapping[str, frozenset[ItemKey]],
     ) -> None:
-        """Some writes were refused as stale: most found a newer version (live traffic, or
-        replication got there first). Re-read the keys written: a key whose decision still
-        asks a region for the very write it was sent was refused by the conditions though
-        repair needs it, and stays different (``RepairReport.refused``)."""
-        items, tombs = self._read([raw for raw, _ in decided.values()])
-        for key, (raw, sent) in decided.items():
+        """The writes in ``stale`` (region -> keys) were refused: most found a newer
+        version (live traffic, or replication got there first). Re-read those keys: one
+        whose decision still asks a region that refused its write for that write (the same
+        kind and target) was refused by the conditions though repair needs it, and stays
+        different (``RepairReport.refused``). Keys whose writes all landed are not re-read:
+        live traffic may have changed them since, which is no refusal."""
+        rechecked = {k: decided[k] for k in decided if any(k in keys for keys in stale.values())}
+        if not rechecked:
+            return
+        items, tombs = self._read([raw for raw, _ in rechecked.values()])
+        for key, (raw, sent) in rechecked.items():
             again = self._resolve(key, items, tombs) or {}
-            if any(_same_write(again.get(region), op) for region, op in sent.items()):
+            if any(
+                key in stale.get(region, ()) and _same_write(again.get(region), op, self.fields)
+                for region, op in sent.items()
+            ):
                 self.report.note_refused(raw)
 
     def _resolve(
@@ -202,6 +213,24 @@ class Repairer:
         return items, tombs
 
 
-def _same_write(again: PutVersion | DeleteVersion | None, sent: PutVersion | DeleteVersion) -> bool:
-    """Would ``again`` write what ``sent`` wrote (kind and version)?"""
-    return type(again) is type(sent) and again is not None and again.version == sent.version
+def _same_write(
+    again: PutVersion | DeleteVersion | None,
+    sent: PutVersion | DeleteVersion,
+    fields: SystemAttributes,
+) -> bool:
+    """Does ``again`` ask for the write ``sent`` was: the same kind, of the same timestamp
+    and origin (a put: of the same content)? Not the seq of its label: the refused write
+    itself can move it (a delete's D1 lands when its D2 is refused, and the re-read takes
+    that tombstone, naming the winner's region, for a stand-in and labels the winner
+    above it), while a newer version that got there first changes the timestamp, the
+    origin or the content."""
+    if again is None or type(again) is not type(sent):
+        return False
+    if (again.version.timestamp, again.version.origin) != (
+        sent.version.timestamp,
+        sent.version.origin,
+    ):
+        return False
+    if isinstance(again, PutVersion) and isinstance(sent, PutVersion):
+        return again.digest(fields) == sent.digest(fields)
+    return True
