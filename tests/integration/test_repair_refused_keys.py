@@ -51,6 +51,26 @@ def _item(key: str, stamp: int, value: str) -> dict[str, Any]:
     return {"pk": {"S": key}, FIELDS.timestamp: {"N": str(stamp)}, "v": {"S": value}}
 
 
+def _repairer(
+    table: str,
+    clients: dict[str, Any],
+    writers: dict[str, Any],
+    settings: ReplicationSettings,
+    rule: ResidencyRule | None = None,
+) -> Repairer:
+    """A repair that writes (no dry run), with the replication settings' rule and names."""
+    return Repairer(
+        table,
+        clients,
+        writers,
+        policy=settings.policy,
+        fields=settings.fields,
+        tombstone_suffix=settings.tombstone_suffix,
+        dry_run=False,
+        rule=rule,
+    )
+
+
 def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal) -> None:
     """ap-southeast-1 holds k1 (10) and k2 (20), its own writes; eu-west-1 never got k1 and
     holds k2 at 5. Repair puts both into eu-west-1: around its writes eu-west-1's
@@ -67,15 +87,7 @@ def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal
         r: build_writer(RegionSpec(r, ddb_local.endpoint_url), settings) for r in (AP, EU)
     }
     writers[EU] = _LiveRegion(writers[EU], clients[EU])
-    repairer = Repairer(
-        TABLE,
-        clients,
-        writers,
-        policy=settings.policy,
-        fields=settings.fields,
-        tombstone_suffix=settings.tombstone_suffix,
-        dry_run=False,
-    )
+    repairer = _repairer(TABLE, clients, writers, settings)
     try:
         repairer([{"pk": {"S": "k1"}}, {"pk": {"S": "k2"}}])
     finally:
@@ -119,16 +131,7 @@ def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_ref
     own = {"pk": {"S": "k"}, FIELDS.timestamp: stamp, "country": {"S": "YY"}, "v": {"S": "eu"}}
     clients[EU].put_item(TableName=table, Item=own)
     writers = {r: build_writer(RegionSpec(r, ddb_local.endpoint_url), settings) for r in regions}
-    repairer = Repairer(
-        table,
-        clients,
-        writers,
-        policy=settings.policy,
-        fields=settings.fields,
-        tombstone_suffix=settings.tombstone_suffix,
-        dry_run=False,
-        rule=rule,
-    )
+    repairer = _repairer(table, clients, writers, settings, rule)
     try:
         repairer([{"pk": {"S": "k"}}])
     finally:
