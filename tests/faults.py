@@ -6,6 +6,12 @@ throttling error (ProvisionedThroughputExceededException or ThrottlingException)
 dropped connection, either before the request reaches the server or after it was applied
 (the client never learns that its write happened). ``seed`` makes a run replayable in the
 kinds and rates of faults (thread scheduling still orders them).
+
+A client that goes away leaves the proxy a reset or a broken pipe to meet: after a drop of
+its own, a client that timed out (a slow answer), a runner killed. Those are expected:
+counted in ``disconnects``, never printed. Any other error a request meets (DynamoDB Local
+refusing or cutting the proxy's own connection included) is printed with its traceback the
+first time its kind is met, and counted in ``unexpected``.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import http.client
 import json
 import random
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from dynamodb_replicator.testing.local import free_port
 
@@ -34,6 +43,38 @@ class FaultRates:
     drop_after: float = 0.02
 
 
+# What the client's going away raises where the proxy reads from or writes to it.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class UpstreamError(Exception):
+    """The proxy's own exchange with DynamoDB Local failed: never the client's doing (a
+    reset there must not be counted as a client's)."""
+
+
+class _Server(ThreadingHTTPServer):
+    """Hands each error a request met to ``met`` instead of printing it."""
+
+    def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], proxy: FaultProxy) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self.proxy = proxy
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        error = sys.exc_info()[1]
+        if error is not None:
+            self.proxy.met(error)
+
+
+def kind_of(error: BaseException) -> str:
+    """The error's type and where its root cause was raised: what "once" is counted by."""
+    root = error
+    while root.__cause__ is not None:
+        root = root.__cause__
+    frames = traceback.extract_tb(root.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(root).__name__}{where}"
+
+
 class FaultProxy:
     def __init__(self, upstream_port: int, *, seed: int, rates: FaultRates | None = None) -> None:
         self.upstream_port = upstream_port
@@ -41,10 +82,11 @@ class FaultProxy:
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.disconnects: Counter[str] = Counter()  # clients gone, by error type
+        self.unexpected: Counter[str] = Counter()  # any other error, by ``kind_of``
         self.enabled = True
         self.port = free_port()
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(self.port, self._handler(), self)
 
     @property
     def endpoint_url(self) -> str:
@@ -71,6 +113,21 @@ class FaultProxy:
             self.counts["none"] += 1
             return "none"
 
+    def met(self, error: BaseException) -> None:
+        """Count an error a request met; print an unexpected one the first time its kind
+        is met."""
+        if isinstance(error, CLIENT_GONE):
+            with self.lock:
+                self.disconnects[type(error).__name__] += 1
+            return
+        kind = kind_of(error)
+        with self.lock:
+            self.unexpected[kind] += 1
+            first = self.unexpected[kind] == 1
+        if first:
+            print(f"fault proxy: unexpected {kind} (counted from now on):", file=sys.stderr)
+            traceback.print_exception(error, file=sys.stderr)
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
@@ -96,12 +153,6 @@ class FaultProxy:
                     self.connection.shutdown(socket.SHUT_RDWR)
 
             def do_POST(self) -> None:
-                try:
-                    self._forward()
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # the client gave up: nothing to answer
-
-            def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fault = proxy.draw()
                 target = self.headers.get("X-Amz-Target", "")
@@ -118,12 +169,7 @@ class FaultProxy:
                     return self._answer(400, kind, "injected")
                 elif fault == "drop_before":
                     return self._drop()
-                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                upstream.request("POST", self.path, body=body, headers=headers)
-                response = upstream.getresponse()
-                payload = response.read()
-                upstream.close()
+                response, payload = self._exchange(body)
                 if fault == "drop_after":  # applied upstream, but the client never hears it
                     return self._drop()
                 if fault == "slow":
@@ -135,5 +181,18 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _exchange(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
+                """The request sent on to DynamoDB Local: its response and body."""
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                try:
+                    upstream.request("POST", self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    return response, response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    raise UpstreamError(f"DynamoDB Local at port {proxy.upstream_port}") from exc
+                finally:
+                    upstream.close()
 
         return Handler

@@ -109,6 +109,10 @@ def run_with_faults(
             "runners_that_took_leases": sum(bool(r.events("shard leased")) for r in runners),
             "converge_seconds": round(seconds, 1),
             "faults": dict(proxy.counts),
+            # Met by the proxy, not injected: clients gone (counted, not printed), and any
+            # other error (printed once a kind as well).
+            "client_disconnects": dict(proxy.disconnects),
+            "proxy_errors": dict(proxy.unexpected),
         }
     finally:
         stop.set()
