@@ -13,12 +13,12 @@ from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
+from dynamodb_replicator.cli.repair import build_repairer
 from dynamodb_replicator.core.model import RegionSpec, pad_sequence
 from dynamodb_replicator.core.plan import WriteOp
-from dynamodb_replicator.core.residency import ResidencyRule
+from dynamodb_replicator.core.residency import Residency, ResidencyRule
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.writer import StoreWriter
-from dynamodb_replicator.ops.repairer import Repairer
 from dynamodb_replicator.testing.local import DynamoDBLocal
 from tests.support import FIELDS, REGIONS, create_table
 
@@ -51,26 +51,6 @@ def _item(key: str, stamp: int, value: str) -> dict[str, Any]:
     return {"pk": {"S": key}, FIELDS.timestamp: {"N": str(stamp)}, "v": {"S": value}}
 
 
-def _repairer(
-    table: str,
-    clients: dict[str, Any],
-    writers: dict[str, Any],
-    settings: ReplicationSettings,
-    rule: ResidencyRule | None = None,
-) -> Repairer:
-    """A repair that writes (no dry run), with the replication settings' rule and names."""
-    return Repairer(
-        table,
-        clients,
-        writers,
-        policy=settings.policy,
-        fields=settings.fields,
-        tombstone_suffix=settings.tombstone_suffix,
-        dry_run=False,
-        rule=rule,
-    )
-
-
 def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal) -> None:
     """ap-southeast-1 holds k1 (10) and k2 (20), its own writes; eu-west-1 never got k1 and
     holds k2 at 5. Repair puts both into eu-west-1: around its writes eu-west-1's
@@ -87,7 +67,7 @@ def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal
         r: build_writer(RegionSpec(r, ddb_local.endpoint_url), settings) for r in (AP, EU)
     }
     writers[EU] = _LiveRegion(writers[EU], clients[EU])
-    repairer = _repairer(TABLE, clients, writers, settings)
+    repairer = build_repairer(TABLE, clients, writers, settings, dry_run=False)
     try:
         repairer([{"pk": {"S": "k1"}}, {"pk": {"S": "k2"}}])
     finally:
@@ -111,7 +91,7 @@ def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_ref
     the delete: refused every time (D1 lands). Repair must name the key refused."""
     table = "ScopeRefused"
     rule = ResidencyRule("country", (("XX", frozenset({AP, EU})), ("YY", frozenset({EU}))))
-    settings = ReplicationSettings()
+    settings = ReplicationSettings(residency=Residency(((table, rule),)))
     regions = (AP, EU, US)
     clients = {r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in regions}
     for region, client in clients.items():
@@ -131,7 +111,7 @@ def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_ref
     own = {"pk": {"S": "k"}, FIELDS.timestamp: stamp, "country": {"S": "YY"}, "v": {"S": "eu"}}
     clients[EU].put_item(TableName=table, Item=own)
     writers = {r: build_writer(RegionSpec(r, ddb_local.endpoint_url), settings) for r in regions}
-    repairer = _repairer(table, clients, writers, settings, rule)
+    repairer = build_repairer(table, clients, writers, settings, dry_run=False)
     try:
         repairer([{"pk": {"S": "k"}}])
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -24,11 +24,12 @@ from dynamodb_replicator.cli.options import add_command, print_json, text_consol
 from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import key_from_json
+from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.ops.diff import scan_and_compare
 from dynamodb_replicator.ops.freshness import check_fresh
 from dynamodb_replicator.ops.repairer import Repairer, RepairReport
 
-__all__ = ["print_plan", "register"]
+__all__ = ["build_repairer", "print_plan", "register"]
 
 
 def register(commands: Any) -> None:
@@ -119,22 +120,36 @@ def _undecidable_why(read_with: Collection[str], configured: Collection[str] | N
     )
 
 
-def _repair_table(
-    args: argparse.Namespace, selection: Selection, table: str, keys: list[str], writers: Any
-) -> tuple[Any, RepairReport]:
-    settings = selection.config.replication
-    clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
-    repairer = Repairer(
+def build_repairer(
+    table: str,
+    clients: Mapping[str, Any],
+    writers: Mapping[str, Any],
+    settings: ReplicationSettings,
+    *,
+    dry_run: bool,
+) -> Repairer:
+    """The repair of ``table`` the replication settings describe: their conflict policy,
+    system attributes, tombstone suffix, physical table names and the table's residency
+    rule. ``clients`` read each region, ``writers`` write it."""
+    return Repairer(
         table,
         clients,
         writers,
         policy=settings.policy,
         fields=settings.fields,
         tombstone_suffix=settings.tombstone_suffix,
-        dry_run=args.dry_run,
+        dry_run=dry_run,
         names=settings.names,
         rule=settings.residency.rule(table),
     )
+
+
+def _repair_table(
+    args: argparse.Namespace, selection: Selection, table: str, keys: list[str], writers: Any
+) -> tuple[Any, RepairReport]:
+    settings = selection.config.replication
+    clients = {spec.name: make_client("dynamodb", spec) for spec in selection.regions}
+    repairer = build_repairer(table, clients, writers, settings, dry_run=args.dry_run)
 
     def repair_bucket(found: list[str]) -> None:
         repairer([key_from_json(k) for k in found])
