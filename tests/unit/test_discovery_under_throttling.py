@@ -23,12 +23,13 @@ from dynamodb_replicator.testing.clock import ManualClock
 
 from .test_runner_outage import (
     CONFIG,
-    NAMES,
     FakeReplicator,
     FakeState,
     FakeStreams,
     NoParking,
     record,
+    runner_over,
+    scrape,
 )
 
 
@@ -65,29 +66,13 @@ def region(name: str) -> Region:
 
 @pytest.fixture
 def runner() -> Iterator[Runner]:
-    runner = Runner(
-        CONFIG, worker_id="w", clock=ManualClock(), connect=lambda s, *_: region(s.name)
-    )
-    runner.regions = {n: region(n) for n in NAMES}
-    yield runner
-    runner.stopping.set()
-    for owned in runner.owned.values():
-        owned.stop.set()
+    yield from runner_over(region)
 
 
 def streams(runner: Runner, name: str) -> FlakyStreams:
     found = runner.regions[name].streams
     assert isinstance(found, FlakyStreams)
     return found
-
-
-def scrape(runner: Runner, metric: str) -> dict[str, float]:
-    return {
-        sample.labels["region"]: sample.value
-        for family in runner.metrics.registry.collect()
-        for sample in family.samples
-        if sample.name == metric
-    }
 
 
 def held(runner: Runner, name: str) -> list[ShardRef]:

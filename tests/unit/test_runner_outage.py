@@ -164,16 +164,22 @@ def state(runner: Runner, name: str) -> FakeState:
     return found
 
 
-@pytest.fixture
-def runner() -> Iterator[Runner]:
+def runner_over(region: Callable[[str], Region]) -> Iterator[Runner]:
+    """A runner (worker ``w``, a manual clock) over NAMES, each region, and each one it
+    connects to again, made by ``region``; its shard threads told to stop after the test."""
     runner = Runner(
-        CONFIG, worker_id="w", clock=ManualClock(), connect=lambda s, *_: fake_region(s.name)
+        CONFIG, worker_id="w", clock=ManualClock(), connect=lambda s, *_: region(s.name)
     )
-    runner.regions = {n: fake_region(n) for n in NAMES}
+    runner.regions = {n: region(n) for n in NAMES}
     yield runner
     runner.stopping.set()
     for owned in runner.owned.values():
         owned.stop.set()
+
+
+@pytest.fixture
+def runner() -> Iterator[Runner]:
+    yield from runner_over(fake_region)
 
 
 def held(runner: Runner, region: str) -> set[str]:
@@ -287,12 +293,15 @@ def test_an_unreachable_region_at_start_is_reported_and_checked_again(runner: Ru
     assert scrape(runner)["a"] == 1.0
 
 
-def scrape(runner: Runner) -> dict[str, float]:
+def scrape(
+    runner: Runner, metric: str = "dynamodb_replicator_region_reachable"
+) -> dict[str, float]:
+    """The runner's samples named ``metric`` (a counter's with ``_total``), by region."""
     return {
         sample.labels["region"]: sample.value
-        for metric in runner.metrics.registry.collect()
-        if metric.name == "dynamodb_replicator_region_reachable"
-        for sample in metric.samples
+        for family in runner.metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == metric
     }
 
 
