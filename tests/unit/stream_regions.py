@@ -6,7 +6,7 @@ write protocol, as they do on DynamoDB."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ from dynamodb_replicator.core.model import Item, ItemKey
 from dynamodb_replicator.core.plan import WriteOp, user_image
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
@@ -44,11 +45,13 @@ __all__ = [
     "apply_ops",
     "content",
     "decide",
+    "delete_missed_by",
     "delete_settled",
     "earlier_scheme_copy",
     "missed_by_all",
     "n",
     "repair",
+    "resolve_among",
     "s",
     "written",
 ]
@@ -180,19 +183,28 @@ def written(content: int, stamp: int = T) -> dict[str, Any]:
     return {"pk": s("k"), FIELDS.timestamp: n(stamp), "content": n(content)}
 
 
+def resolve_among(
+    stores: Mapping[str, MemoryStore],
+    k: ItemKey,
+    names: Sequence[str],
+    rule: ResidencyRule | None = None,
+) -> dict[str, WriteOp] | None:
+    """``repair``'s decision for ``k`` (ops.repair.resolve) from the items and tombstones of
+    ``names`` (``repair --regions``) as read now (strongly consistent reads), under
+    ``rule``: None when the key is left undecided."""
+    items = {name: stores[name].item(TABLE, k) for name in names}
+    tombs = {
+        name: TombstoneTable(stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k) for name in names
+    }
+    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=rule)
+    return None if ops is None else dict(ops)
+
+
 def decide(
     regions: StreamRegions, k: ItemKey, names: Sequence[str] | None = None
 ) -> dict[str, WriteOp]:
-    """``repair``'s decision for ``k`` (ops.repair.resolve) from the items and tombstones of
-    ``names`` (``repair --regions``; every region by default), as read now (strongly
-    consistent reads)."""
-    names = regions.names if names is None else names
-    items = {name: regions.stores[name].item(TABLE, k) for name in names}
-    tombs = {
-        name: TombstoneTable(regions.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
-        for name in names
-    }
-    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
+    """``repair``'s writes for ``k`` from ``names`` (every region by default), no rule."""
+    return resolve_among(regions.stores, k, regions.names if names is None else names) or {}
 
 
 def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
@@ -209,6 +221,23 @@ def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
 def repair(regions: StreamRegions, k: ItemKey) -> None:
     """``repair`` of ``k`` over every region: its decision applied with the real writer."""
     apply_ops(regions, decide(regions, k))
+
+
+def delete_missed_by(regions: StreamRegions, k: ItemKey, deleter: str, missed: str) -> None:
+    """eu-west-1 writes ``k`` (content 1 at T), replicated. ``deleter``'s application
+    deletes it, and the delete reaches every region but ``missed``, which was cut off: its
+    copy back and no tombstone (written directly, and marked read so these writes of the
+    test are not replicated)."""
+    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
+    regions.quiesce()
+    kept = regions.stores[missed].item(TABLE, k)
+    regions.delete(deleter, k)
+    regions.quiesce()
+    regions.stores[missed].write_directly(TABLE, k, kept)
+    regions.stores[missed].write_directly(TABLE + SUFFIX, k, None)
+    missed_by_all(regions, missed)
+    held = {name: written(1) if name == missed else None for name in regions.names}
+    assert regions.contents(k) == held
 
 
 def delete_settled(regions: StreamRegions, region: str, k: ItemKey) -> None:

@@ -7,21 +7,28 @@ found; each now pins its fix."""
 
 from __future__ import annotations
 
-from dynamodb_replicator.core.model import Change, Operation, Version, pad_sequence
-from dynamodb_replicator.core.plan import plan_changes
 from dynamodb_replicator.core.policy import LastWriterWins
-from dynamodb_replicator.core.scoping import project
-from dynamodb_replicator.core.tombstones import TombstoneTable
 
 from .strategies import FIELDS
-from .stream_regions import AP, EU, SUFFIX, TABLE, US, StreamRegions, T, delete_settled, n, s
+from .stream_regions import (
+    AP,
+    EU,
+    TABLE,
+    US,
+    StreamRegions,
+    T,
+    delete_missed_by,
+    delete_settled,
+    n,
+    s,
+)
 from .stream_regions import apply_ops as _apply
 from .stream_regions import decide as _decide
 from .stream_regions import missed_by_all as _missed_by_all
 from .stream_regions import repair as _repair
 from .stream_regions import written as item
-from .test_residency_repair import repair_ops, settle_put
-from .world import KEYS, NOTHING, RULE, World, image
+from .test_residency_repair import kept_out_put_in_flight, repair_ops
+from .world import KEYS, NOTHING, RULE, World
 
 US1, US2 = "us-east-1", "us-west-2"
 
@@ -176,17 +183,7 @@ def test_repair_of_regions_without_the_deleting_one_still_deletes(
     --regions eu-west-1,us-east-1`` must delete us-east-1's copy, not copy it back into
     eu-west-1."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
-    regions.quiesce()
-    kept = regions.stores[US].item(TABLE, k)
-    regions.delete(AP, k)
-    regions.quiesce()
-    # us-east-1 missed the delete: its copy back, no tombstone (written directly, and
-    # marked read so these writes of the test are not replicated).
-    regions.stores[US].write_directly(TABLE, k, kept)
-    regions.stores[US].write_directly(TABLE + SUFFIX, k, None)
-    _missed_by_all(regions, US)
-    assert regions.contents(k) == {AP: None, EU: None, US: item(1)}
+    delete_missed_by(regions, k, AP, missed=US)
     _apply(regions, _decide(regions, k, [EU, US]))
     regions.quiesce()
     assert regions.contents(k) == {AP: None, EU: None, US: None}
@@ -205,35 +202,11 @@ def test_repair_racing_a_kept_out_write_does_not_take_its_stand_in_for_a_delete(
     world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
     try:
         key = KEYS[0]
-        settle_put(world, key, "4", US1, "DE")
-        seq = world.seq()
-        version = Version.of("5", US1, pad_sequence(seq))
-        old = world.stores[US1].item(TABLE, key)
-        written = image(key, version, country="DE")
-        world.stores[US1].write_directly(TABLE, key, written)
-        put = Change(Operation.PUT, key, seq, version, written, old)
-        # The record planned once for every target, as the replicator does; applied in
-        # us-east-1 and us-west-2, its put to eu-west-1 still in flight.
-        tombs = TombstoneTable(world.stores[US1], FIELDS, SUFFIX).read(TABLE, [key])
-        plan = plan_changes(
-            [put],
-            source=US1,
-            regions=(EU, US1, US2),
-            policy=world.policy,
-            fields=FIELDS,
-            tombstones=tombs,
-        )
-        writes = project(plan, [put], rule=RULE, source=US1).writes
-        for region in (US1, US2):
-            assert world.writers[region].apply(TABLE, writes[region]).failed_sequence is None
-        assert world.stores[US1].item(TABLE, key) is None
-        kept_out = TombstoneTable(world.stores[US2], FIELDS, SUFFIX).read(TABLE, [key])[key]
-        assert kept_out.version == version and kept_out.deleted_in == US1
-        assert world.stores[EU].item(TABLE, key) is not None  # the copy of 4, 5 on its way
+        written, in_flight = kept_out_put_in_flight(world, key)
         ops = repair_ops(world, key)
         for region, op in ops.items():
             assert world.writers[region].apply(TABLE, [op]).failed_sequence is None
-        world.writers[EU].apply(TABLE, writes[EU])  # the put in flight lands
+        world.writers[EU].apply(TABLE, in_flight)  # the put in flight lands
         held = world.stores[EU].item(TABLE, key)
         assert held is not None and held["c"] == written["c"], (ops, held)
     finally:

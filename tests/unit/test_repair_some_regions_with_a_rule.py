@@ -10,21 +10,16 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
-from dynamodb_replicator.core.plan import WriteOp, plan_changes
+from dynamodb_replicator.core.model import ItemKey
+from dynamodb_replicator.core.plan import WriteOp
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.residency import ResidencyRule
-from dynamodb_replicator.core.scoping import project
-from dynamodb_replicator.core.tombstones import TombstoneTable
-from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
-from .stream_regions import SUFFIX, TABLE, StreamRegions, n
+from .stream_regions import TABLE, StreamRegions, delete_missed_by, resolve_among
 from .stream_regions import apply_ops as _apply
-from .stream_regions import missed_by_all as _missed_by_all
-from .stream_regions import written as item
-from .test_residency_repair import settle_put
-from .world import KEYS, NOTHING, RULE, World, image
+from .test_residency_repair import kept_out_put_in_flight, settle_put
+from .world import KEYS, NOTHING, RULE, World
 
 AP, EU, US = "ap-southeast-1", "eu-west-1", "us-east-1"
 US1, US2 = "us-east-1", "us-west-2"
@@ -42,13 +37,7 @@ def decide_among(
     stores: StreamRegions | World, k: ItemKey, names: Sequence[str], rule: ResidencyRule
 ) -> dict[str, WriteOp] | None:
     """``repair --regions`` ``names`` with ``rule``: None when the key is undecided."""
-    items = {name: stores.stores[name].item(TABLE, k) for name in names}
-    tombs = {
-        name: TombstoneTable(stores.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
-        for name in names
-    }
-    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=rule)
-    return None if ops is None else dict(ops)
+    return resolve_among(stores.stores, k, names, rule)
 
 
 def test_a_delete_made_in_an_unread_region_is_not_taken_for_a_stand_in(
@@ -62,15 +51,7 @@ def test_a_delete_made_in_an_unread_region_is_not_taken_for_a_stand_in(
     not copy the item back (towards eu-west-1, as if nothing was deleted) but leave the key
     undecided; read with ap-southeast-1, the delete is ranked and removes the copy."""
     k = regions.key("k")
-    regions.put(EU, k, **{FIELDS.timestamp: n(T), "content": n(1)})
-    regions.quiesce()
-    kept = regions.stores[US].item(TABLE, k)
-    regions.delete(AP, k)
-    regions.quiesce()
-    regions.stores[US].write_directly(TABLE, k, kept)  # us-east-1 missed the delete
-    regions.stores[US].write_directly(TABLE + SUFFIX, k, None)
-    _missed_by_all(regions, US)
-    assert regions.contents(k) == {AP: None, EU: None, US: item(1)}
+    delete_missed_by(regions, k, AP, missed=US)
     assert decide_among(regions, k, [EU, US], RULE) is None
     everywhere = decide_among(regions, k, [AP, EU, US], RULE)
     assert everywhere is not None and set(everywhere) == {US}
@@ -90,29 +71,9 @@ def test_a_stand_in_for_a_put_in_flight_from_an_unread_region_is_not_taken_for_a
     world = World(LastWriterWins(FIELDS), [EU, US1, US2], lambda: NOTHING, True, RULE)
     try:
         key = KEYS[0]
-        settle_put(world, key, "4", US1, "DE")
-        seq = world.seq()
-        version = Version.of("5", US1, pad_sequence(seq))
-        old = world.stores[US1].item(TABLE, key)
-        written = image(key, version, country="DE")
-        world.stores[US1].write_directly(TABLE, key, written)
-        put = Change(Operation.PUT, key, seq, version, written, old)
-        tombs = TombstoneTable(world.stores[US1], FIELDS, SUFFIX).read(TABLE, [key])
-        plan = plan_changes(
-            [put],
-            source=US1,
-            regions=(EU, US1, US2),
-            policy=world.policy,
-            fields=FIELDS,
-            tombstones=tombs,
-        )
-        writes = project(plan, [put], rule=RULE, source=US1).writes
-        for region in (US1, US2):
-            assert world.writers[region].apply(TABLE, writes[region]).failed_sequence is None
-        kept_out = TombstoneTable(world.stores[US2], FIELDS, SUFFIX).read(TABLE, [key])[key]
-        assert kept_out.version == version and kept_out.deleted_in == US1
+        written, in_flight = kept_out_put_in_flight(world, key)
         assert decide_among(world, key, [EU, US2], RULE) is None
-        world.writers[EU].apply(TABLE, writes[EU])  # the put in flight lands
+        world.writers[EU].apply(TABLE, in_flight)  # the put in flight lands
         held = world.stores[EU].item(TABLE, key)
         assert held is not None and held["c"] == written["c"]
     finally:

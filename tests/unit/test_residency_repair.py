@@ -4,16 +4,19 @@ versions) and others hold that very version inside its scope."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
-from dynamodb_replicator.core.model import Change, ItemKey, Operation, Version, pad_sequence
-from dynamodb_replicator.core.plan import DeleteVersion, WriteOp
+from dynamodb_replicator.core.model import Change, Item, ItemKey, Operation, Version, pad_sequence
+from dynamodb_replicator.core.plan import DeleteVersion, WriteOp, plan_changes
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.residency import ResidencyRule
+from dynamodb_replicator.core.scoping import project
 from dynamodb_replicator.core.tombstones import TombstoneTable
-from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
+from .stream_regions import resolve_among
 from .world import KEYS, NOTHING, RULE, SUFFIX, TABLE, Record, World, image
 
 EC1, EU, US1, US2 = "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"
@@ -21,13 +24,7 @@ EC1, EU, US1, US2 = "eu-central-1", "eu-west-1", "us-east-1", "us-west-2"
 
 def repair_ops(world: World, key: ItemKey, rule: ResidencyRule = RULE) -> dict[str, WriteOp]:
     """What repair would do for ``key`` given every region's item and tombstone."""
-    items = {name: store.item(TABLE, key) for name, store in world.stores.items()}
-    tombs = {
-        name: TombstoneTable(store, FIELDS, SUFFIX).read(TABLE, [key]).get(key)
-        for name, store in world.stores.items()
-    }
-    ops = resolve(key, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=rule)
-    return dict(ops or {})
+    return resolve_among(world.stores, key, list(world.stores), rule) or {}
 
 
 def settle_put(world: World, key: ItemKey, stamp: str, origin: str, country: str) -> None:
@@ -43,6 +40,38 @@ def settle_put(world: World, key: ItemKey, stamp: str, origin: str, country: str
     world.deliver_record(Record(version.origin, put, tuple(world.names)))
     world.run(lambda: 1)
     world.check()
+
+
+def kept_out_put_in_flight(world: World, key: ItemKey) -> tuple[Item, Sequence[WriteOp]]:
+    """us-east-1's application writes a DE item (eu-west-1 only) at 4: settled (copy in
+    eu-west-1, removed from us-east-1, kept out of us-west-2). It writes it again at 5: the
+    record planned once for every target, as the replicator does, applied in us-east-1
+    (removed) and us-west-2 (kept out: a stand-in of (5, us-east-1, s) naming us-east-1),
+    its put to eu-west-1 still in flight. Returns the item written at 5 and that put."""
+    settle_put(world, key, "4", US1, "DE")
+    seq = world.seq()
+    version = Version.of("5", US1, pad_sequence(seq))
+    old = world.stores[US1].item(TABLE, key)
+    written = image(key, version, country="DE")
+    world.stores[US1].write_directly(TABLE, key, written)
+    put = Change(Operation.PUT, key, seq, version, written, old)
+    tombs = TombstoneTable(world.stores[US1], FIELDS, SUFFIX).read(TABLE, [key])
+    plan = plan_changes(
+        [put],
+        source=US1,
+        regions=(EU, US1, US2),
+        policy=world.policy,
+        fields=FIELDS,
+        tombstones=tombs,
+    )
+    writes = project(plan, [put], rule=RULE, source=US1).writes
+    for region in (US1, US2):
+        assert world.writers[region].apply(TABLE, writes[region]).failed_sequence is None
+    assert world.stores[US1].item(TABLE, key) is None
+    kept_out = TombstoneTable(world.stores[US2], FIELDS, SUFFIX).read(TABLE, [key])[key]
+    assert kept_out.version == version and kept_out.deleted_in == US1
+    assert world.stores[EU].item(TABLE, key) is not None  # the copy of 4, 5 on its way
+    return written, writes[EU]
 
 
 def test_repair_into_a_region_joining_a_scope_keeps_a_write_made_outside_it() -> None:
