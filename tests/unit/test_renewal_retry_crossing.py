@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
 from dynamodb_replicator.core.streams import ShardRef
@@ -23,6 +23,23 @@ from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateSto
 
 A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
 REQUEST_TIMEOUT = 5.0  # the default for the 30 s lease (margin 7.5 s)
+
+
+S = TypeVar("S", bound=MemoryStateStore)
+
+
+def keeper_holding_a0(
+    store_type: Callable[[LeaseTable, ManualClock], S],
+) -> tuple[ManualClock, LeaseTable, S, LeaseKeeper]:
+    """At 1000 s, w1's keeper (30 s leases) over region a's store, made by ``store_type``,
+    holds its claim and a-0 until 1030."""
+    clock = ManualClock(1000.0)
+    table = LeaseTable(clock)
+    store = store_type(table, clock)
+    keeper = LeaseKeeper("w1", "p", clock, 30.0)
+    keeper.stores = {"a": store}
+    assert keeper.acquire("a", A0) is not None
+    return clock, table, store, keeper
 
 
 class DroppedThenLanding(MemoryStateStore):
@@ -59,12 +76,7 @@ class DroppedThenLanding(MemoryStateStore):
 
 
 def test_a_heartbeat_landing_after_its_same_tick_retry_leaves_no_lease_past_the_claim() -> None:
-    clock = ManualClock(1000.0)
-    table = LeaseTable(clock)
-    store = DroppedThenLanding(table, clock)
-    keeper = LeaseKeeper("w1", "p", clock, 30.0)
-    keeper.stores = {"a": store}
-    assert keeper.acquire("a", A0) is not None
+    clock, table, store, keeper = keeper_holding_a0(DroppedThenLanding)
     assert table.workers["w1"][1] == 1030_000 and table.leases[A0].expires_ms == 1030_000
     clock.t = 1005.0  # the next tick
     store.armed = True
@@ -112,17 +124,12 @@ class ThrottledThenCrossing(MemoryStateStore):
             late, self.held_back = self.held_back, None
             assert self.clock.now() < self.sent_at + REQUEST_TIMEOUT  # within the assumptions
             super().renew(*late)
-        self.renewed.append(late[2])
+            self.renewed.append(late[2])
         return kept
 
 
 def test_a_renewal_landing_after_its_same_tick_retry_leaves_no_deadline_past_the_table() -> None:
-    clock = ManualClock(1000.0)
-    table = LeaseTable(clock)
-    store = ThrottledThenCrossing(table, clock)
-    keeper = LeaseKeeper("w1", "p", clock, 30.0)
-    keeper.stores = {"a": store}
-    assert keeper.acquire("a", A0) is not None  # claim and lease until 1030
+    clock, table, store, keeper = keeper_holding_a0(ThrottledThenCrossing)
     clock.t = 1010.0
     keeper.heartbeat("a")  # the 1010 tick renewed the claim (1040), its lease renewals failed
     store.throttled = True  # from here the region throttles the keeper's heartbeats
@@ -191,12 +198,7 @@ class DroppedRenewals(MemoryStateStore):
 
 
 def test_a_renewal_landing_after_the_release_does_not_move_the_dropped_lease() -> None:
-    clock = ManualClock(1000.0)
-    table = LeaseTable(clock)
-    store = DroppedRenewals(table, clock)
-    keeper = LeaseKeeper("w1", "p", clock, 30.0)
-    keeper.stores = {"a": store}
-    assert keeper.acquire("a", A0) is not None  # until 1030
+    clock, table, store, keeper = keeper_holding_a0(DroppedRenewals)
     clock.t = 1005.0
     store.armed = 2
     keeper.renew_all()  # the claim is renewed (1035); a-0's renewal is out, its retry failed
