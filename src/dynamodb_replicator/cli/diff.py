@@ -16,7 +16,8 @@ from dynamodb_replicator.cli.compare import Selection, add_options, select
 from dynamodb_replicator.cli.options import add_command, key_object, print_json, text_console
 from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.core.errors import ConfigError
-from dynamodb_replicator.ops.diff import DiffReport, scan_and_compare
+from dynamodb_replicator.ops.diff import DiffReport
+from dynamodb_replicator.ops.diff_scan import scan_and_compare
 from dynamodb_replicator.ops.residency import ResidencyReport, check_residency
 from dynamodb_replicator.ops.settle import SettleReport
 from dynamodb_replicator.ops.settle_reads import settle_table

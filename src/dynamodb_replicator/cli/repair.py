@@ -25,7 +25,7 @@ from dynamodb_replicator.cli.progress import ScanProgress
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.codec import key_from_json
 from dynamodb_replicator.core.settings import ReplicationSettings
-from dynamodb_replicator.ops.diff import scan_and_compare
+from dynamodb_replicator.ops.diff_scan import scan_and_compare
 from dynamodb_replicator.ops.freshness import check_fresh
 from dynamodb_replicator.ops.repairer import Repairer, RepairReport
 
