@@ -101,6 +101,7 @@ class Balancer:
             TRANSIENT,
             on_retry=lambda _exc, _attempt: self.reach.retried(name),
             stop=self.stopping,
+            clock=self.clock,
         )
 
     def _look(self, config: RunnerConfig, name: str, region: Region, workers: list[int]) -> None:

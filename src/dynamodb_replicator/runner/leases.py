@@ -179,7 +179,9 @@ class LeaseKeeper(Claims):
     def _renew_in(self, region: str, store: Coordination) -> None:
         """Renew the claim in ``region``, then its leases (capped at the claim)."""
         try:
-            call_with_retries(lambda: self.heartbeat(region, store), RETRY, stop=self._stop)
+            call_with_retries(
+                lambda: self.heartbeat(region, store), RETRY, stop=self._stop, clock=self.clock
+            )
         except ReplicatorError as exc:
             log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
         self._renew_region(region, store)
@@ -190,7 +192,7 @@ class LeaseKeeper(Claims):
                 continue
             try:
                 one = functools.partial(self._renew_one, region, store, ref, lease)
-                renewed = call_with_retries(one, RETRY, stop=self._stop)
+                renewed = call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
                 continue
