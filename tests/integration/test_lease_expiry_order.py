@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.state import DynamoStateStore, WorkerIdInUseError, ensure_state_table
+from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.testing.local import DynamoDBLocal
 
@@ -77,6 +80,53 @@ def test_a_renewal_landing_after_the_release_is_refused(client: Any, shard: Shar
     assert not sent.renew(shard, "w1", 1_000, LEASE_MS)  # the renewal lands: refused
     assert stored_lease(holder, shard) == ("w1", 0)
     assert store(client).acquire(shard, "w2", 1_500, LEASE_MS)
+
+
+class DropsOnce:
+    """The client, but its next UpdateItem (once ``armed``) fails with a dropped
+    connection before it reaches the table."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.armed = client, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            raise EndpointConnectionError(endpoint_url="http://state-table")
+        return self.client.update_item(**kwargs)
+
+
+def test_a_release_whose_request_failed_is_sent_again_with_the_same_token(
+    client: Any, shard: ShardRef
+) -> None:
+    dropping = DropsOnce(client)
+    holder = DynamoStateStore(dropping, TABLE, REGION, Backoff(attempts=1))  # the keeper's
+    assert holder.acquire(shard, "w1", 0, LEASE_MS)
+    dropping.armed = True
+    with pytest.raises(UnreachableError):
+        holder.release(shard, "w1")
+    # The state this test is about: the release never reached the table.
+    assert not dropping.armed and stored_lease(holder, shard) == ("w1", LEASE_MS)
+    holder.release(shard, "w1")  # the retry
+    assert stored_lease(holder, shard) == ("w1", 0)
+    assert store(client).acquire(shard, "w2", 1_000, LEASE_MS)
+
+
+def test_a_release_landing_after_the_lease_passed_on_is_refused(
+    client: Any, shard: ShardRef
+) -> None:
+    held: dict[str, tuple[str, str]] = {}
+    holder = store(client, held)
+    assert holder.acquire(shard, "w1", 0, LEASE_MS)
+    sent = store(client, dict(held))  # the first attempt, as sent: its token
+    holder.release(shard, "w1")  # the retry landed first
+    assert store(client).acquire(shard, "w2", 1_000, LEASE_MS)
+    sent.release(shard, "w1")  # the first attempt lands: refused
+    assert stored_lease(holder, shard) == ("w2", 11_000)
+    assert not store(client).acquire(shard, "w3", 2_000, LEASE_MS)
 
 
 def test_a_heartbeat_landing_after_a_later_one_keeps_the_claim_and_its_margin(

@@ -335,12 +335,18 @@ class DynamoStateStore:
 
     def release(self, shard: ShardRef, owner: str) -> None:
         """Hand the lease back: it expires now, and its token moves on, so that a renewal
-        sent before and landing after the release is refused (not given its expiry back)."""
-        held = self._held.pop(_lease_id(shard), None)
-        if held is not None and held[0] == owner:
-            values = {":token": {"N": held[1]}, ":one": {"N": "1"}}
-            condition = "#owner = :me AND #token = :token"
-            self._lease_update(shard, owner, 0, condition, values=values, add=" ADD #token :one")
+        sent before and landing after the release is refused (not given its expiry back).
+        The token is forgotten once the table answered (applied or refused), not when the
+        request failed: a retry then sends the same condition, and of two attempts that
+        both land, the second finds the token moved and is refused."""
+        held = self._held.get(_lease_id(shard))
+        if held is None or held[0] != owner:
+            return
+        values = {":token": {"N": held[1]}, ":one": {"N": "1"}}
+        condition = "#owner = :me AND #token = :token"
+        self._lease_update(shard, owner, 0, condition, values=values, add=" ADD #token :one")
+        if self._held.get(_lease_id(shard)) == held:
+            self._held.pop(_lease_id(shard), None)
 
     def _lease_update(
         self,

@@ -32,6 +32,7 @@ from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.claims import Claims, ms
+from dynamodb_replicator.runner.reachability import TRANSIENT
 from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["RETRY", "Lease", "LeaseKeeper"]
@@ -157,14 +158,15 @@ class LeaseKeeper(Claims):
 
     def release(self, ref: ShardRef, region: str) -> None:
         """Hand ``ref``'s lease back (its page in flight is over): another worker may take
-        it at once."""
+        it at once. A request that failed is sent again with the round's quick retries
+        (``TRANSIENT``), a stop or not: a shutdown is when releases matter most. The store
+        keeps the token until the table answered, so a retry carries the same condition;
+        whichever attempt lands first moves the token, and one landing after it (or after
+        another worker's acquire) is refused. Raises the last error."""
         store = self.stores.get(region)
         if store is None:
             return  # not answering: the lease runs out on its own
-        try:
-            store.release(ref, self.worker_id)
-        except ReplicatorError as exc:
-            log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+        call_with_retries(lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock)
 
     def renew_all(self, regions: set[str] | None = None) -> None:
         """One tick: in each region (default: every one we hold a lease or claim in), the

@@ -88,7 +88,7 @@ class MemoryStateStore:
             return True
 
     def release(self, shard: ShardRef, owner: str) -> None:
-        self.before("release")
+        self.before("release")  # a failed request: the token is kept, for a retry
         with self.table.lock:
             lease = self.table.leases.get(shard)
             if lease is not None and (lease.owner, lease.token) == self.held.pop(shard, None):
