@@ -64,11 +64,13 @@ class ThrottledOnce(MemoryStateStore):
 
     armed = False
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
         if self.armed:
             self.armed = False
             raise ThrottledError("UpdateItem: ThrottlingException", region="a")
-        return super().renew(shard, owner, now_ms, duration_ms)
+        return super().renew(shard, owner, now_ms, duration_ms, order=order)
 
 
 def test_the_keepers_same_tick_renewal_retry_waits_on_its_clock() -> None:

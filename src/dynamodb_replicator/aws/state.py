@@ -1,17 +1,21 @@
 """The runner's state table, one per source region: checkpoints, leases, live workers.
 
 Items (hash key ``pk``, a string):
-  ``lease|TABLE|STREAM|SHARD``  ``owner``, ``expires`` (epoch ms) and ``token`` (a counter
-                                that every acquire increments): who reads the shard; and
+  ``lease|TABLE|STREAM|SHARD``  ``owner``, ``expires`` (epoch ms), ``token`` (a counter
+                                that every acquire increments) and ``order`` (the holder's
+                                count of the renewal applied last, removed by an acquire):
+                                who reads the shard; and
                                 the shard's checkpoints, one attribute ``pos#TARGET`` per
                                 target region (the last SequenceNumber that target accepted,
                                 or ``END``) with ``ord#TARGET``, the same position in a form
                                 that sorts as text (``END`` after every number)
   ``cp|TABLE|STREAM|SHARD``     checkpoints (``pos#TARGET``) written by earlier versions;
                                 read under the lease item's own, never written any more
-  ``worker|ID``                 ``expires``, ``instance``, ``unreachable``: a live worker, for
-                                sharing shards fairly; claimed conditionally by one process
-                                (``instance``); the regions it cannot reach, for ``status``
+  ``worker|ID``                 ``expires``, ``instance``, ``unreachable``, ``margin``,
+                                ``order``: a live worker, for sharing shards fairly; claimed
+                                conditionally by one process (``instance``), its heartbeats
+                                in the order it sent them (``order``); the regions it
+                                cannot reach, for ``status``
   ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
   ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
                                 a copy's progress (core/progress.py), attribute
@@ -56,11 +60,12 @@ def _order(position: str) -> str:
     return "~" if position == END else position.zfill(48)
 
 
-# A worker id is free when unclaimed, expired, or claimed by this process already: then only
-# raised (a heartbeat landing after a later one must not shorten the claim, nor its margin).
+# A worker id is free when unclaimed, expired, or claimed by this process already: then in
+# the order the process sent its heartbeats (one landing after a later one is refused, and
+# the later one's expiry, margin and unreachable regions stand).
 _FREE_OR_MINE = (
-    "attribute_not_exists(pk) OR #expires < :now OR (#instance = :me AND #expires <= :exp"
-    " AND (attribute_not_exists(#margin) OR #margin <= :margin))"
+    "attribute_not_exists(pk) OR #expires < :now"
+    " OR (#instance = :me AND (attribute_not_exists(#order) OR #order < :order))"
 )
 
 
@@ -305,33 +310,46 @@ class DynamoStateStore:
         if held is not None and held[0] == owner:
             condition += " OR (#owner = :me AND #token = :token)"
             values[":token"] = {"N": held[1]}
+        # A new token starts a new count of renewals (``renew``): the last one's is removed.
+        update = " ADD #token :one REMOVE #order"
         applied, item = self._lease_update(
-            shard, owner, now_ms + duration_ms, condition, values=values, add=" ADD #token :one"
+            shard, owner, now_ms + duration_ms, condition, values=values, update=update
         )
         if not applied:
             return False
         self._held[_lease_id(shard)] = (owner, item["token"]["N"])
         return True
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
-        """Extend the lease this store acquired; False when it passed to someone else.
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
+        """Move the expiry of the lease this store acquired; False when it passed to
+        someone else.
 
-        The stored expiry is only ever raised: a renewal whose connection dropped may still
-        land after a later one (its same-tick retry), and must not shorten the lease under
-        the deadline the later one set. So an expiry already at or past ours refuses the
-        write, and that is a renewal (the lease is ours until then), not a lost lease."""
+        Renewals are ordered by ``order`` (the holder counts the requests it sends), not by
+        their expiries: a renewal whose connection dropped may still land after a later one
+        (its same-tick retry), and is refused then, so the later one's expiry stands. A
+        later one may lower the expiry: one sent while the wall clock ran ahead does not
+        pin the lease (runner/leases.py lowers its deadline before it sends such a one).
+        A refusal while the lease is still ours is this very request landed already (a
+        transport's own retry): a renewal, as long as what is stored reaches ours."""
         held = self._held.get(_lease_id(shard))
         if held is None or held[0] != owner:
             return False
-        values = {":token": {"N": held[1]}}
-        condition = "#owner = :me AND #token = :token AND #expires < :exp"
-        applied, item = self._lease_update(
-            shard, owner, now_ms + duration_ms, condition, values=values
+        values = {":token": {"N": held[1]}, ":order": {"N": str(order)}}
+        condition = (
+            "#owner = :me AND #token = :token AND (attribute_not_exists(#order) OR #order < :order)"
         )
-        if applied or (_attr(item, "owner", "S"), _attr(item, "token", "N")) == held:
+        expires_ms = now_ms + duration_ms
+        applied, item = self._lease_update(
+            shard, owner, expires_ms, condition, values=values, update=", #order = :order"
+        )
+        if applied:
             return True
-        self._held.pop(_lease_id(shard), None)
-        return False
+        if (_attr(item, "owner", "S"), _attr(item, "token", "N")) != held:
+            self._held.pop(_lease_id(shard), None)
+            return False
+        return int(_attr(item, "expires", "N") or 0) >= expires_ms
 
     def release(self, shard: ShardRef, owner: str) -> None:
         """Hand the lease back: it expires now, and its token moves on, so that a renewal
@@ -344,7 +362,7 @@ class DynamoStateStore:
             return
         values = {":token": {"N": held[1]}, ":one": {"N": "1"}}
         condition = "#owner = :me AND #token = :token"
-        self._lease_update(shard, owner, 0, condition, values=values, add=" ADD #token :one")
+        self._lease_update(shard, owner, 0, condition, values=values, update=" ADD #token :one")
         if self._held.get(_lease_id(shard)) == held:
             self._held.pop(_lease_id(shard), None)
 
@@ -356,20 +374,23 @@ class DynamoStateStore:
         condition: str,
         *,
         values: Mapping[str, Any],
-        add: str = "",
+        update: str = "",
     ) -> tuple[bool, Mapping[str, Any]]:
-        """The conditional update of a lease: (applied, the item) - the attributes written
-        when it was, else the item as stored (empty when there is none)."""
+        """The conditional update of a lease (owner and expiry set, then ``update``):
+        (applied, the item) - the attributes written when it was, else the item as stored
+        (empty when there is none)."""
         names = {"#owner": "owner", "#expires": "expires"}
-        if "#token" in condition or add:
+        if "#token" in condition or "#token" in update:
             names["#token"] = "token"
+        if "#order" in condition or "#order" in update:
+            names["#order"] = "order"
         try:
             answer: dict[str, Any] = self._call(
                 "lease",
                 lambda: self.client.update_item(
                     TableName=self.table,
                     Key=self._lease_key(shard),
-                    UpdateExpression="SET #owner = :me, #expires = :exp" + add,
+                    UpdateExpression="SET #owner = :me, #expires = :exp" + update,
                     ConditionExpression=condition,
                     ExpressionAttributeNames=names,
                     ExpressionAttributeValues={
@@ -410,15 +431,19 @@ class DynamoStateStore:
         now_ms: int = 0,
         replacing: str = "",
         margin_ms: int = 0,
+        order: int,
     ) -> None:
         """Say the worker lives until ``expires_ms``, and which regions it cannot reach
         (region -> since when, epoch seconds, and why), for ``status``.
 
         With an ``instance``, the write is conditional: a live claim by another process
         (the same worker id started twice) raises WorkerIdInUseError, nothing written;
-        a claim still held by ``replacing`` (a process proven dead) is taken over.
-        ``margin_ms``: the widest lease margin this process ever had (bounds how long its
-        requests live), kept for a successor that proves it dead (runner/claims.py)."""
+        a claim still held by ``replacing`` (a process proven dead) is taken over. Our own
+        claim takes the heartbeats in the order the process sent them (``order``, its
+        count): one landing after a later one is refused, nothing written, and a later one
+        may lower the expiry (runner/claims.py). ``margin_ms``: the widest lease margin
+        this process ever had (bounds how long its requests live), kept for a successor
+        that proves it dead (runner/claims.py)."""
         item: dict[str, Any] = {"pk": {"S": f"worker|{worker}"}, "expires": {"N": str(expires_ms)}}
         if unreachable:
             item["unreachable"] = {
@@ -433,6 +458,7 @@ class DynamoStateStore:
             self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
             return
         item["instance"] = {"S": instance}
+        item["order"] = {"N": str(order)}
         try:
             self._call(
                 "PutItem",
@@ -444,13 +470,12 @@ class DynamoStateStore:
                     ExpressionAttributeNames={
                         "#expires": "expires",
                         "#instance": "instance",
-                        "#margin": "margin",
+                        "#order": "order",
                     },
                     ExpressionAttributeValues={
                         ":now": {"N": str(now_ms)},
                         ":me": {"S": instance},
-                        ":exp": {"N": str(expires_ms)},
-                        ":margin": {"N": str(margin_ms)},
+                        ":order": {"N": str(order)},
                         **({":dead": {"S": replacing}} if replacing else {}),
                     },
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -459,12 +484,7 @@ class DynamoStateStore:
         except ConditionFailedError as exc:
             held = exc.item or {}
             if _attr(held, "instance", "S") == instance:
-                # Our own claim, with a larger expiry or margin than this heartbeat's (a
-                # later one landed first): it stands, each raised to ours where lower.
-                for name, value in (("expires", expires_ms), ("margin", margin_ms)):
-                    if int(_attr(held, name, "N") or 0) < value:
-                        self._raise_claim(worker, instance, name, value)
-                return
+                return  # ours, written by a heartbeat we sent later (or this one, landed)
             raise WorkerIdInUseError(
                 worker,
                 self.region,
@@ -473,22 +493,6 @@ class DynamoStateStore:
                 now_ms=now_ms,
                 margin_ms=int(held.get("margin", {}).get("N", 0)),
             ) from None
-
-    def _raise_claim(self, worker: str, instance: str, name: str, value: int) -> None:
-        """Raise one attribute of our claim to ``value`` (a lower one only: each of these
-        may land late too)."""
-        with contextlib.suppress(ConditionFailedError):  # raised meanwhile, or not ours
-            self._call(
-                "UpdateItem",
-                lambda: self.client.update_item(
-                    TableName=self.table,
-                    Key={"pk": {"S": f"worker|{worker}"}},
-                    UpdateExpression="SET #a = :v",
-                    ConditionExpression="#instance = :me AND (attribute_not_exists(#a) OR #a < :v)",
-                    ExpressionAttributeNames={"#a": name, "#instance": "instance"},
-                    ExpressionAttributeValues={":me": {"S": instance}, ":v": {"N": str(value)}},
-                ),
-            )
 
     def live_workers(self, now_ms: int) -> list[str]:
         return sorted(self.unreachable_from(now_ms))

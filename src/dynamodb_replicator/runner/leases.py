@@ -12,9 +12,14 @@ shorter than the margin. So the keeper must make sure that
 - renewals of one region do not wait behind another's: each region's run on a thread of
   its own, so a region slow to answer delays its own renewals only;
 - a lease never outlives the worker id's claim in its region (every expiry is capped at
-  the claim's), so a process restarted under the same id never sees its predecessor's claim
-  expired while one of its leases is live (the state store's acquire also wants the
-  expiry passed or the lease's token: aws/state.py);
+  the claim's, and the claim is never lowered below a lease the table may hold), so a
+  process restarted under the same id never sees its predecessor's claim expired while one
+  of its leases is live (the state store's acquire also wants the expiry passed or the
+  lease's token: aws/state.py);
+- the table applies renewals in the order sent (``order``), so one landing late is refused,
+  and a later one may lower the expiry: after the wall clock stepped back, a lease further
+  ahead than a lease from now is brought down, its deadline lowered before the request is
+  sent (the keeper never believes in more lease than the table may hold);
 - a lease keeps the margin it was taken with: a reload that changes the lease duration
   does not move a running shard's deadline.
 """
@@ -54,6 +59,10 @@ class Lease:
     region: str
     until: float
     margin: float  # fixed when taken: a reload does not move this lease's deadline
+    # The latest expiry the table may hold for it: the last renewal answered's, or one
+    # sent since (it may still land). The claim is kept at least this (``_lease_top``).
+    ceiling: float = 0.0
+    span: float = 0.0  # the lease duration when taken (a reload does not change it)
 
     def deadline(self) -> float:
         """No write of the shard starts after this (epoch seconds)."""
@@ -77,6 +86,9 @@ class LeaseKeeper(Claims):
         super().__init__(worker_id, instance, clock, lease_seconds)
         self.leases: dict[ShardRef, Lease] = {}
         self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
+        # Leases no longer held (or an acquire whose answer was lost) that the table may
+        # still hold live for us, until released or past their ceiling (``_lease_top``).
+        self._gone: dict[ShardRef, Lease] = {}
         # One lease call at a time per region (see ``forget``): a slow region's renewal or
         # acquire holds up no other region's.
         self._locks: dict[str, threading.Lock] = {}
@@ -111,14 +123,29 @@ class LeaseKeeper(Claims):
             return None  # the dead holder's margin runs: taken at a later round
         with self._lock(region):
             now = self._now()  # taken before the call: the lease lasts at least this
-            until = self._expiry(region, now)
             inherit = self.inheriting(region)
-            if until <= now or not self.stores[region].acquire(
+            with self._beat_lock:
+                until = self._expiry(region, now)
+                if until <= now:
+                    return None
+                # Once sent, it may land: kept under the claim until it is answered.
+                before = self._gone.get(ref)
+                top = until if before is None else max(until, before.ceiling)
+                self._gone[ref] = Lease(region, until, self.margin, top, self.lease_seconds)
+            taken = self.stores[region].acquire(
                 ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
-            ):
+            )
+            with self._beat_lock:
+                if taken:  # what the table held of it before is replaced
+                    self._gone.pop(ref, None)
+                    lease = Lease(region, until, self.margin, until, self.lease_seconds)
+                    self.leases[ref] = lease
+                    return lease
+                if before is None:  # refused: the table holds what it held
+                    self._gone.pop(ref, None)
+                else:
+                    self._gone[ref] = before
                 return None
-            lease = self.leases[ref] = Lease(region, until, self.margin)
-            return lease
 
     def _claim_due(self, region: str) -> bool:
         """The claim in ``region`` must be renewed before a lease is taken there: none yet
@@ -134,8 +161,9 @@ class LeaseKeeper(Claims):
         lease = self.leases.get(ref)
         if lease is None:
             return
-        with self._lock(lease.region):  # waits for a renewal of it still out
+        with self._lock(lease.region), self._beat_lock:  # waits for a renewal still out
             self.leases.pop(ref, None)
+            self._gone[ref] = lease  # in the table until released or expired
 
     def leave(self, ref: ShardRef, lease: Lease) -> None:
         """``lease`` is left to expire, its thread still in a request (``leaving``)."""
@@ -167,6 +195,17 @@ class LeaseKeeper(Claims):
         if store is None:
             return  # not answering: the lease runs out on its own
         call_with_retries(lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock)
+        with self._beat_lock:
+            gone = self._gone.get(ref)
+            if gone is not None and gone.region == region:
+                del self._gone[ref]
+
+    def _lease_top(self, region: str, now: float) -> float:
+        """The latest expiry a lease of ours may have in ``region``'s table, live at
+        ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``."""
+        self._gone = {ref: lease for ref, lease in self._gone.items() if lease.ceiling > now}
+        ours = (*self.leases.values(), *self._gone.values())
+        return max((lease.ceiling for lease in ours if lease.region == region), default=0.0)
 
     def renew_all(self, regions: set[str] | None = None) -> None:
         """One tick: in each region (default: every one we hold a lease or claim in), the
@@ -206,7 +245,8 @@ class LeaseKeeper(Claims):
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
                 continue
             late = self._now() > lease.deadline()
-            lease.until = until
+            with self._beat_lock:  # stored: one sent before it lands refused
+                lease.until = lease.ceiling = until
             if late:  # its writes failed for want of time: let them go on at once
                 self.on_late(ref)
 
@@ -216,9 +256,6 @@ class LeaseKeeper(Claims):
         """One renewal request of ``lease``: (still ours, its new expiry); None when it is
         not to be renewed now."""
         now = self._now()
-        until = self._expiry(region, now)
-        if until <= lease.until:
-            return None  # the claim was not renewed: the lease cannot be moved on
         with self._lock(region):  # ``forget`` waits for it: no renewal after a release
             # The very Lease object, not the ref: one forgotten and taken again since the
             # snapshot belongs to a dropped thread whose deadline must stay.
@@ -226,7 +263,24 @@ class LeaseKeeper(Claims):
                 return None
             if self.stores.get(region) is not store:
                 return None  # taken through a store a reload put in since: next tick
-            return store.renew(ref, self.worker_id, ms(now), ms(until - now)), until
+            with self._beat_lock:
+                until = self._expiry(region, now)
+                span = max(self.lease_seconds, lease.span)
+                if lease.until > now + span:
+                    # Ahead of any lease taken now: the wall clock stepped back since.
+                    # Brought down to one such lease (still past every write started by
+                    # now: a span is longer than the margin), so that a holder dying now
+                    # does not keep the shard from the others for the whole step.
+                    until = min(now + span, self.claims.get(region, now))
+                elif until <= lease.until:
+                    return None  # the claim was not renewed: the lease cannot be moved on
+                if until <= now:
+                    return None
+                # No write starts past what the table may hold once this lands.
+                lease.until = min(lease.until, until)
+                lease.ceiling = max(lease.ceiling, until)
+                order = self._order()
+            return store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order), until
 
     # -- the renewal thread ----------------------------------------------------------------
     def start(self) -> None:
