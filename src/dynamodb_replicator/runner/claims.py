@@ -195,7 +195,7 @@ class Claims:
 
     def _lease_top(self, region: str, now: float) -> float:
         """The latest expiry a lease of ours may have in ``region``'s table, live at ``now``
-        (0: none); the keeper's (runner/leases.py). Called under ``_beat_lock``."""
+        (0: none): runner/holdings.py. Called under ``_beat_lock``."""
         return 0.0
 
     def _inherit(self, region: str, now: float, sent: float) -> None:
