@@ -143,30 +143,16 @@ def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> t
     until, margin = t + rng.choice((10_000, 20_000)), rng.choice((2_500, 5_000))
     # A process replaces another one only (never its own instance).
     replacing = rng.choice(("", "", *(i for i in ("i0", "i1", "i2") if i != pair.instance)))
-    instance = pair.instance
+    beat: dict[str, Any] = {
+        "instance": pair.instance,
+        "now_ms": t,
+        "margin_ms": margin,
+        "replacing": replacing,
+        "order": order,
+    }
     return (
-        answer(
-            lambda: ddb.heartbeat(
-                worker,
-                until,
-                instance=instance,
-                now_ms=t,
-                margin_ms=margin,
-                replacing=replacing,
-                order=order,
-            )
-        ),
-        answer(
-            lambda: mem.heartbeat(
-                worker,
-                until,
-                instance=instance,
-                now_ms=t,
-                margin_ms=margin,
-                replacing=replacing,
-                order=order,
-            )
-        ),
+        answer(lambda: ddb.heartbeat(worker, until, **beat)),
+        answer(lambda: mem.heartbeat(worker, until, **beat)),
     )
 
 

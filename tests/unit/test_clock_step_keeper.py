@@ -58,6 +58,20 @@ def test_a_clock_stepped_forward_and_back_pins_neither_the_lease_nor_the_claim()
     assert table.workers["w1"][0] == "elsewhere"
 
 
+def stepped_and_back(store: MemoryStateStore) -> LeaseKeeper:
+    """A keeper through ``store`` that took a-0 at 1000, renewed it (and its claim) under a
+    wall clock an hour ahead, and whose clock is back at 1005."""
+    clock = store.table.clock
+    assert isinstance(clock, ManualClock)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": store}
+    assert keeper.acquire("a", A0) is not None
+    clock.t += STEP
+    keeper.renew_all()
+    clock.t = 1005.0
+    return keeper
+
+
 class Unanswered(MemoryStateStore):
     """A state table whose renewals (once ``dropping``) lose their connection, the table
     applying each as sent."""
@@ -78,15 +92,9 @@ def test_a_lowering_renewal_whose_answer_was_lost_leaves_no_deadline_past_the_ta
     when the answer is lost (the table applied it), the keeper's lease still ends no later
     than the table's, and the claim is not lowered below the lease until an answer says
     where the lease stands."""
-    clock = ManualClock(1000.0)
-    table = LeaseTable(clock)
+    table = LeaseTable(ManualClock(1000.0))
     store = Unanswered(table)
-    keeper = LeaseKeeper("w1", "p", clock, LEASE)
-    keeper.stores = {"a": store}
-    assert keeper.acquire("a", A0) is not None
-    clock.t += STEP
-    keeper.renew_all()
-    clock.t = 1005.0
+    keeper = stepped_and_back(store)
     store.dropping = True
     keeper.renew_all()  # the renewal (and its retry) applied, their answers lost
     lease, claim = stored(table)
@@ -118,12 +126,7 @@ def test_a_claim_is_not_lowered_below_a_lease_the_table_still_holds() -> None:
     clock = ManualClock(1000.0)
     table = LeaseTable(clock)
     store = Refusing(table)
-    keeper = LeaseKeeper("w1", "p", clock, LEASE)
-    keeper.stores = {"a": store}
-    assert keeper.acquire("a", A0) is not None
-    clock.t += STEP
-    keeper.renew_all()
-    clock.t = 1005.0
+    keeper = stepped_and_back(store)
     store.refusing = True
     for _ in range(3):
         keeper.renew_all()
