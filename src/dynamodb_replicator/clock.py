@@ -7,6 +7,7 @@ CLI) and none of them should import another's folder to get the time.
 
 from __future__ import annotations
 
+import threading
 import time
 
 __all__ = ["SystemClock"]
@@ -23,3 +24,10 @@ class SystemClock:
         """Seconds from an arbitrary origin on the monotonic clock: a wait measured on it
         is neither cut short nor stretched when the wall clock steps (NTP, an operator)."""
         return time.monotonic()
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Sleep ``seconds`` (cut short by ``stop``); True when ``stop`` is set."""
+        if stop is None:
+            time.sleep(seconds)
+            return False
+        return stop.wait(seconds)

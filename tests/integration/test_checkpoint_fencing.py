@@ -51,7 +51,7 @@ def test_a_worker_that_lost_its_lease_cannot_save(client: Any, shard: ShardRef) 
     assert second.acquire(shard, "second", 20_000, LEASE_MS)  # expired: taken over
     with pytest.raises(LeaseLostError):
         first.save(shard, {"us": seq(9)})  # the zombie is refused
-    assert not first.renew(shard, "first", 21_000, LEASE_MS)
+    assert not first.renew(shard, "first", 21_000, LEASE_MS, order=1)
     second.save(shard, {"us": seq(7)})
     assert second.load(shard) == {"us": seq(7)}
 
@@ -64,7 +64,7 @@ def test_a_restarted_worker_fences_its_predecessor_of_the_same_id(
     # The same id in a new process does not hold the old one's token: it waits for the
     # expiry like any other worker, since the old process may still be writing until then.
     assert not new.acquire(shard, "w1", 1_000, LEASE_MS)
-    assert old.renew(shard, "w1", 2_000, LEASE_MS)  # the old process keeps its lease
+    assert old.renew(shard, "w1", 2_000, LEASE_MS, order=1)  # the old process keeps its lease
     assert not new.acquire(shard, "w1", LEASE_MS + 1_000, LEASE_MS)  # renewed: still live
     assert old.acquire(shard, "w1", 3_000, LEASE_MS)  # the holder itself: its token
     assert new.acquire(shard, "w1", 3_000 + LEASE_MS + 1, LEASE_MS)  # expired: a new token

@@ -1,16 +1,16 @@
 """Lease and claim expiries on DynamoDB Local after one renewal sent while the wall clock
 was stepped forward (a VM resumed with a stale-ahead clock, an NTP step later undone).
 
-The state table only ever raises an expiry (aws/state.py: a renewal or heartbeat landing
-after a later one must not shorten it). So the expiry written under the stepped clock
-stays, however the clock is set back: the renewals after it are refused (and read as
-renewed). Should the process then die, its shards are held, and its worker id refused to a
-restart on another machine, for as long as the step was, not one lease past its last
-renewal as before. A later-sent renewal could be told from an earlier one by an order of
-its own (a counter per lease or claim) rather than by its expiry."""
+The state table applies a lease's renewals and a claim's heartbeats in the order their
+holder sent them (aws/state.py), not by their expiries: the renewals sent after the clock
+came back store their own, lower expiries. Should the process then die, its shards are
+free, and its worker id to a restart on another machine, one lease after its last
+renewal, not after the whole step. Were the expiry only ever raised (the rule before),
+the one sent under the stepped clock would stay, and every later one be refused."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,44 +40,47 @@ def store(client: Any) -> DynamoStateStore:
     return DynamoStateStore(client, TABLE, REGION)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="renewals only ever raise the stored expiry: one sent under a wall clock stepped "
-    "forward pins the lease that far ahead, and a holder that dies after the clock came back "
-    "keeps its shard from every other worker until then",
-)
 def test_a_lease_renewed_under_a_clock_stepped_forward_is_free_a_lease_after_its_holder_died(
     client: Any,
 ) -> None:
     shard = ShardRef("Orders", STREAM, "stepped-lease")
     holder = store(client)
     assert holder.acquire(shard, "w1", 0, LEASE_MS)
-    assert holder.renew(shard, "w1", STEP_MS, LEASE_MS)  # the clock an hour ahead
+    assert holder.renew(shard, "w1", STEP_MS, LEASE_MS, order=1)  # the clock an hour ahead
     # The clock is set back; the holder renews twice more, then dies (no release).
-    assert holder.renew(shard, "w1", 2_000, LEASE_MS)
-    assert holder.renew(shard, "w1", 4_000, LEASE_MS)  # its last renewal: until 14 s
+    assert holder.renew(shard, "w1", 2_000, LEASE_MS, order=2)
+    assert holder.renew(shard, "w1", 4_000, LEASE_MS, order=3)  # its last renewal: until 14 s
     # The state the test is about: the holder believes its lease ends at 14 s.
     ((owner, _),) = (v for k, v in holder.leases().items() if k.endswith("|stepped-lease"))
     assert owner == "w1"
     assert store(client).acquire(shard, "w2", 4_000 + 2 * LEASE_MS, LEASE_MS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="claim heartbeats only ever raise the stored expiry: one sent under a wall clock "
-    "stepped forward pins the claim that far ahead, and a restart of a dead process on "
-    "another machine (not provably dead) is refused the worker id until then",
-)
 def test_a_claim_renewed_under_a_clock_stepped_forward_is_free_a_lease_after_its_holder_died(
     client: Any,
 ) -> None:
     holder = store(client)
-    holder.heartbeat("w-step", LEASE_MS, instance="i1", now_ms=0, margin_ms=2_500)
-    holder.heartbeat("w-step", STEP_MS + LEASE_MS, instance="i1", now_ms=STEP_MS, margin_ms=2_500)
-    holder.heartbeat("w-step", 4_000 + LEASE_MS, instance="i1", now_ms=4_000, margin_ms=2_500)
+    beat = functools.partial(holder.heartbeat, "w-step", instance="i1", margin_ms=2_500)
+    beat(LEASE_MS, now_ms=0, order=1)
+    beat(STEP_MS + LEASE_MS, now_ms=STEP_MS, order=2)  # the clock an hour ahead
+    beat(4_000 + LEASE_MS, now_ms=4_000, order=3)  # set back: its last heartbeat
     # i1 dies; i2 starts on another machine a lease after i1's last heartbeat's expiry.
     restart = store(client)
     try:
-        restart.heartbeat("w-step", 40_000, instance="i2", now_ms=4_000 + 2 * LEASE_MS)
+        restart.heartbeat("w-step", 40_000, instance="i2", now_ms=4_000 + 2 * LEASE_MS, order=1)
     except WorkerIdInUseError as held:
         pytest.fail(f"claim still held by {held.holder} until {held.expires_ms} ms")
+
+
+def test_a_heartbeat_sent_after_the_clock_came_back_tells_status_what_it_cannot_reach(
+    client: Any,
+) -> None:
+    """The ``unreachable`` field ``status`` reads is the last heartbeat's sent, also when its
+    expiry is lower than the one before (a clock stepped back; a reload that shortened
+    the lease): were such a heartbeat refused, status would go on naming what the process
+    could reach at the step (or naming nothing) for as long as the step was."""
+    holder = store(client)
+    beat = functools.partial(holder.heartbeat, "w-told", instance="i1", margin_ms=2_500)
+    beat(STEP_MS + LEASE_MS, {}, now_ms=STEP_MS, order=1)  # the clock an hour ahead
+    beat(4_000 + LEASE_MS, {"us-east-1": (4.0, "timed out")}, now_ms=4_000, order=2)
+    assert holder.unreachable_from(4_000)["w-told"] == {"us-east-1": (4.0, "timed out")}

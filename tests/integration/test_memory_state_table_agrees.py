@@ -3,16 +3,18 @@ simulation runs on, answers as aws/state.py does on DynamoDB Local: random seque
 acquires (inherited too), renewals, releases, checkpoint saves and claim heartbeats
 (replacing a holder too) by three processes, two of them under one worker id, with
 requests sent earlier landing late (a renewal, heartbeat, acquire or release carrying
-the token and time it was sent with). After every call the two give the same answer and
-hold the same leases (owner, expiry, token, checkpoint) and claims (instance, expiry,
-margin). ``AGREE_RUNS`` sets how many sequences (default 20)."""
+the token, time and order it was sent with). After every call the two give the same
+answer and hold the same leases (owner, expiry, token, checkpoint, renewal order) and
+claims (instance, expiry, margin, heartbeat order). ``AGREE_RUNS`` sets how many sequences
+(default 20)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -39,13 +41,20 @@ def client(ddb_local: DynamoDBLocal) -> Iterator[Any]:
 
 @dataclass
 class Pair:
-    """One process's store on each table (or a request sent earlier: its held tokens)."""
+    """One process's store on each table (or a request sent earlier: its held tokens, and
+    its ``order`` in the process's count of the requests it sent)."""
 
     worker: str
     instance: str
     ddb: DynamoStateStore
     mem: MemoryStateStore
     sent_ms: int = 0
+    orders: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    order: int = 0
+
+    def next_order(self) -> int:
+        """This request's order: the one it was sent with, else the process's next."""
+        return self.order or next(self.orders)
 
 
 def answer(call: Callable[[], Any]) -> Any:
@@ -65,6 +74,7 @@ def stored(ddb: DynamoStateStore, table: LeaseTable) -> tuple[Any, Any]:
             int(item["expires"]["N"]),
             int(item["token"]["N"]),
             int(item["pos#t"]["S"]) if "pos#t" in item else None,
+            int(item.get("order", {}).get("N", 0)),
         )
         for item in ddb.scan("lease|")
     }
@@ -73,6 +83,7 @@ def stored(ddb: DynamoStateStore, table: LeaseTable) -> tuple[Any, Any]:
             item["instance"]["S"],
             int(item["expires"]["N"]),
             int(item.get("margin", {}).get("N", 0)),
+            int(item["order"]["N"]),
         )
         for item in ddb.scan("worker|")
     }
@@ -82,22 +93,25 @@ def stored(ddb: DynamoStateStore, table: LeaseTable) -> tuple[Any, Any]:
             lease.expires_ms,
             lease.token,
             int(lease.positions["t"]) if "t" in lease.positions else None,
+            lease.order,
         )
         for shard, lease in table.leases.items()
     }
     memory_claims = {
-        worker: (instance, until, table.margins.get(worker, 0))
+        worker: (instance, until, table.margins.get(worker, 0), table.orders[worker])
         for worker, (instance, until) in table.workers.items()
     }
     return (leases, claims), (memory_leases, memory_claims)
 
 
 def sent(client: Any, name: str, table: LeaseTable, pair: Pair, now_ms: int) -> Pair:
-    """A copy of ``pair`` holding its tokens of now: a request sent now, landing later."""
+    """A copy of ``pair`` holding its tokens of now and an order taken now: a request
+    sent now, landing later."""
     mem = MemoryStateStore(table)
     mem.held.update(pair.mem.held)
     ddb = DynamoStateStore(client, name, REGION, held=dict(pair.ddb._held))
-    return Pair(pair.worker, pair.instance, ddb, mem, now_ms)
+    order = pair.order or next(pair.orders)
+    return Pair(pair.worker, pair.instance, ddb, mem, now_ms, pair.orders, order)
 
 
 def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> tuple[Any, Any]:
@@ -110,11 +124,12 @@ def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> t
             answer(lambda: ddb.acquire(shard, worker, t, 10_000, inherit=inherit)),
             answer(lambda: mem.acquire(shard, worker, t, 10_000, inherit=inherit)),
         )
+    order = pair.next_order()
     if op == "renew":
         span = rng.choice((5_000, 10_000, 20_000))
         return (
-            answer(lambda: ddb.renew(shard, worker, t, span)),
-            answer(lambda: mem.renew(shard, worker, t, span)),
+            answer(lambda: ddb.renew(shard, worker, t, span, order=order)),
+            answer(lambda: mem.renew(shard, worker, t, span, order=order)),
         )
     if op == "release":
         return answer(lambda: ddb.release(shard, worker)), answer(
@@ -128,18 +143,16 @@ def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> t
     until, margin = t + rng.choice((10_000, 20_000)), rng.choice((2_500, 5_000))
     # A process replaces another one only (never its own instance).
     replacing = rng.choice(("", "", *(i for i in ("i0", "i1", "i2") if i != pair.instance)))
-    instance = pair.instance
+    beat: dict[str, Any] = {
+        "instance": pair.instance,
+        "now_ms": t,
+        "margin_ms": margin,
+        "replacing": replacing,
+        "order": order,
+    }
     return (
-        answer(
-            lambda: ddb.heartbeat(
-                worker, until, instance=instance, now_ms=t, margin_ms=margin, replacing=replacing
-            )
-        ),
-        answer(
-            lambda: mem.heartbeat(
-                worker, until, instance=instance, now_ms=t, margin_ms=margin, replacing=replacing
-            )
-        ),
+        answer(lambda: ddb.heartbeat(worker, until, **beat)),
+        answer(lambda: mem.heartbeat(worker, until, **beat)),
     )
 
 

@@ -116,6 +116,7 @@ class AnswerLate(MemoryStateStore):
         now_ms: int = 0,
         replacing: str = "",
         margin_ms: int = 0,
+        order: int,
     ) -> None:
         super().heartbeat(
             worker,
@@ -125,6 +126,7 @@ class AnswerLate(MemoryStateStore):
             now_ms=now_ms,
             replacing=replacing,
             margin_ms=margin_ms,
+            order=order,
         )
         me = threading.current_thread().name
         if me in self.applied:

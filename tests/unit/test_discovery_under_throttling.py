@@ -49,9 +49,11 @@ class FlakyStreams(FakeStreams):
 class CountingState(FakeState):
     renewals: list[ShardRef] = field(default_factory=list)
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
         self.renewals.append(shard)
-        return super().renew(shard, owner, now_ms, duration_ms)
+        return super().renew(shard, owner, now_ms, duration_ms, order=order)
 
 
 def region(name: str) -> Region:

@@ -103,7 +103,7 @@ class ThrottledThenCrossing(MemoryStateStore):
         self.armed = False
         self.during: Callable[[], None] = lambda: None
         self.renewed: list[int] = []  # the sent time of each renewal the table applied
-        self.held_back: tuple[ShardRef, str, int, int] | None = None
+        self.held_back: tuple[ShardRef, str, int, int, int] | None = None
         self.sent_at = 0.0
 
     def heartbeat(self, worker: str, expires_ms: int, *args: Any, **kwargs: Any) -> None:
@@ -111,20 +111,23 @@ class ThrottledThenCrossing(MemoryStateStore):
             raise ThrottledError("PutItem: ThrottlingException", region="a")
         super().heartbeat(worker, expires_ms, *args, **kwargs)
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
         if self.armed:
             self.armed = False
-            self.held_back, self.sent_at = (shard, owner, now_ms, duration_ms), self.clock.now()
+            self.held_back = (shard, owner, now_ms, duration_ms, order)
+            self.sent_at = self.clock.now()
             self.clock.t += 1.0
             self.during()
             raise UnreachableError("connection dropped", region="a")
-        kept = super().renew(shard, owner, now_ms, duration_ms)
+        kept = super().renew(shard, owner, now_ms, duration_ms, order=order)
         self.renewed.append(now_ms)
         if self.held_back is not None:
-            late, self.held_back = self.held_back, None
+            (shard, owner, now_ms, duration_ms, order), self.held_back = self.held_back, None
             assert self.clock.now() < self.sent_at + REQUEST_TIMEOUT  # within the assumptions
-            super().renew(*late)
-            self.renewed.append(late[2])
+            super().renew(shard, owner, now_ms, duration_ms, order=order)  # as sent
+            self.renewed.append(now_ms)
         return kept
 
 
@@ -170,13 +173,15 @@ class DroppedRenewals(MemoryStateStore):
         super().__init__(table)
         self.clock = clock
         self.armed = 0
-        self.held_back: tuple[ShardRef, tuple[str, int], int] | None = None
+        self.held_back: tuple[ShardRef, tuple[str, int], int, int] | None = None
         self.sent_at = 0.0
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
         if self.armed == 2:
-            token = self.held[shard]  # the condition sent: owner and token (aws/state.py)
-            self.held_back = (shard, token, now_ms + duration_ms)
+            token = self.held[shard]  # the condition sent: owner, token, order (aws/state.py)
+            self.held_back = (shard, token, now_ms + duration_ms, order)
             self.sent_at = self.clock.now()
             self.clock.t += 0.5
             self.armed = 1
@@ -184,17 +189,17 @@ class DroppedRenewals(MemoryStateStore):
         if self.armed == 1:
             self.armed = 0
             raise ThrottledError("UpdateItem: ThrottlingException", region="a")
-        return super().renew(shard, owner, now_ms, duration_ms)
+        return super().renew(shard, owner, now_ms, duration_ms, order=order)
 
     def land(self) -> None:
         """The held renewal reaches the table: its condition is evaluated there, now."""
         assert self.held_back is not None
         assert self.clock.now() < self.sent_at + REQUEST_TIMEOUT  # within the assumptions
-        shard, token, expires_ms = self.held_back
+        shard, token, expires_ms, order = self.held_back
         self.held_back = None
         sent = MemoryStateStore(self.table)  # the condition sent: the token held then
         sent.held[shard] = token
-        sent.renew(shard, token[0], expires_ms - 30_000, 30_000)
+        sent.renew(shard, token[0], expires_ms - 30_000, 30_000, order=order)
 
 
 def test_a_renewal_landing_after_the_release_does_not_move_the_dropped_lease() -> None:

@@ -53,6 +53,7 @@ class FakeState:
         now_ms: int = 0,
         replacing: str = "",
         margin_ms: int = 0,
+        order: int,
     ) -> None:
         self._reach()
         self.heartbeats += 1
@@ -71,7 +72,9 @@ class FakeState:
         self.leases[shard] = owner
         return True
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
         self._reach()
         return self.leases.get(shard) == owner
 

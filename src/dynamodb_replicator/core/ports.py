@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -107,6 +108,12 @@ class Clock(Protocol):
         """Seconds from an arbitrary origin on a monotonic clock, to measure a wait with
         (never to compare with a time stored elsewhere): a wall clock's step (NTP, an
         operator) neither cuts it short nor stretches it."""
+        ...
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Let ``seconds`` go by on this clock, or less once ``stop`` is set: True when it
+        is set (shutting down). Every wait of a retry goes through here, so that a test's
+        clock decides how long it takes (one clock)."""
         ...
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.ports import Clock
 
 __all__ = ["Backoff", "call_with_retries"]
 
@@ -47,11 +48,13 @@ def call_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     on_retry: Callable[[ReplicatorError, int], None] | None = None,
     stop: threading.Event | None = None,
+    clock: Clock | None = None,
 ) -> T:
     """Run ``call``; retry retryable ReplicatorErrors with backoff, re-raise the last one.
 
     When ``stop`` is set (shutting down), the last error is raised at once instead of
-    waiting for the next attempt.
+    waiting for the next attempt. With a ``clock`` (the ``Clock`` port) every wait goes by
+    on it, ``stop`` included; else on the real clock (``sleep``, or ``stop``'s own wait).
     """
     attempt = 0
     while True:
@@ -63,7 +66,11 @@ def call_with_retries(
                 raise
             if on_retry is not None:
                 on_retry(exc, attempt)
-            if stop is None:
-                sleep(backoff.delay(attempt - 1))
-            elif stop.wait(backoff.delay(attempt - 1)):
+            delay = backoff.delay(attempt - 1)
+            if clock is not None:
+                if clock.wait(delay, stop):
+                    raise
+            elif stop is None:
+                sleep(delay)
+            elif stop.wait(delay):
                 raise

@@ -80,11 +80,20 @@ class Balancer:
 
     def _attempt(self, name: str, action: Callable[[], None]) -> None:
         """Run ``action`` (its requests retried by ``_retried``); only a region that still
-        cannot be connected to is marked down. One that answers busy keeps its pairs going
-        and the shards found before (a failed discovery shrinks nothing)."""
+        cannot be connected to after the retries is marked down (so not while stopping,
+        when they are cut short). One that answers busy keeps its pairs going and the
+        shards found before (a failed discovery shrinks nothing)."""
         try:
             action()
         except UnreachableError as exc:
+            if self.stopping is not None and self.stopping.is_set():
+                # Tried once (retries stop at once now): no proof of an outage, and the
+                # shutdown is still to release the region's leases (it retries those).
+                log.info(
+                    "region not reached while stopping (not marked unreachable)",
+                    extra={"region": name, "reason": str(exc)},
+                )
+                return
             self.reach.failed(name, str(exc))  # checked again by check_down
         except ReplicatorError as exc:
             log.warning(
@@ -101,6 +110,7 @@ class Balancer:
             TRANSIENT,
             on_retry=lambda _exc, _attempt: self.reach.retried(name),
             stop=self.stopping,
+            clock=self.clock,
         )
 
     def _look(self, config: RunnerConfig, name: str, region: Region, workers: list[int]) -> None:

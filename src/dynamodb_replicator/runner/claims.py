@@ -6,6 +6,7 @@ same id never finds its predecessor's claim expired while one of its leases is l
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -59,6 +60,7 @@ class Claims:
         self.claimed_margins: dict[str, float] = {}  # region -> the margin our claim bears
         self._beats: dict[int, _Beat] = {}  # heartbeats in flight (see ``heartbeat``)
         self._beat_lock = threading.Lock()
+        self._sent = itertools.count(1)  # ``_order``
         self._beat_ids = 0
         self._generation = 0  # ``reset_claims`` moves it: older answers are not recorded
         self._regional: dict[str, int] = {}  # the same, per region (``forget_claim``)
@@ -144,24 +146,36 @@ class Claims:
         """Renew the claim in ``region`` (through ``store``, default its store now); leases
         there are capped at its new expiry.
 
-        The tick's heartbeat and an ``acquire``'s may be out together, and the table may
-        apply them in either order, whatever order they are answered in. So an answer
-        records not its own expiry but the least of those of every heartbeat in flight
-        with it (its *floor*): the stored claim is one of them, never less."""
+        The table takes our heartbeats in the order we sent them (``order``): one landing
+        after a later one is refused. A later one may so lower the stored claim (a wall
+        clock stepped back, or a reload that shortened the lease), and then its expiry
+        becomes our claim before it is sent. It never goes below a lease of ours the table
+        may hold live (``_lease_top``): a lease never outlives the claim as stored.
+
+        The tick's heartbeat and an ``acquire``'s may be out together, and either may land
+        last. So an answer records not its own expiry but the least of those of every
+        heartbeat in flight with it (its *floor*): the stored claim is one of them (or of
+        a heartbeat sent after them, whose expiry we took before sending it)."""
         store = self.stores[region] if store is None else store
         now, sent = self._now(), self.clock.elapsed()
-        until = now + self.lease_seconds
         self.widest_margin = max(self.widest_margin, self.margin)
-        generation, beat = self._beat_out(region, until, self.widest_margin)
+        with self._beat_lock:
+            until = max(now + self.lease_seconds, self._lease_top(region, now))
+            generation, beat = self._beat_out(region, until, self.widest_margin)
+            if region in self.claims:
+                self.claims[region] = min(self.claims[region], until)
+            # Read with the order: the later sent, the fresher its unreachable regions.
+            order, unreachable = self._order(), self.unreachable
         try:
             store.heartbeat(
                 self.worker_id,
                 ms(until),
-                self.unreachable,
+                unreachable,
                 instance=self.instance,
                 now_ms=ms(now),
                 replacing=replacing,
                 margin_ms=ms(self.widest_margin),
+                order=order,
             )
         finally:
             with self._beat_lock:
@@ -173,6 +187,16 @@ class Claims:
                 self.claimed_margins[region] = done.margin_floor
                 if replacing:
                     self._inherit(region, now, sent)
+
+    def _order(self) -> int:
+        """The next number of this process's count of the heartbeats and renewals it
+        sends (the state table applies each claim's and lease's in this order)."""
+        return next(self._sent)
+
+    def _lease_top(self, region: str, now: float) -> float:
+        """The latest expiry a lease of ours may have in ``region``'s table, live at ``now``
+        (0: none): runner/holdings.py. Called under ``_beat_lock``."""
+        return 0.0
 
     def _inherit(self, region: str, now: float, sent: float) -> None:
         """Our claim replaced a dead process's at ``now`` (``sent`` on the monotonic
@@ -198,18 +222,17 @@ class Claims:
 
     def _beat_out(self, region: str, until: float, margin: float) -> tuple[tuple[int, int], int]:
         """Note a heartbeat to ``until`` with ``margin`` going out: its era, and its id in
-        ``_beats``."""
-        with self._beat_lock:
-            generation, beat = self._era(region), self._beat_ids
-            self._beat_ids += 1
-            floor, margin_floor = until, margin
-            for other in self._beats.values():
-                if other.region == region:
-                    floor = min(floor, other.until)
-                    other.floor = min(other.floor, until)
-                    margin_floor = min(margin_floor, other.margin)
-                    other.margin_floor = min(other.margin_floor, margin)
-            self._beats[beat] = _Beat(region, until, floor, margin, margin_floor)
+        ``_beats``. Called under ``_beat_lock``."""
+        generation, beat = self._era(region), self._beat_ids
+        self._beat_ids += 1
+        floor, margin_floor = until, margin
+        for other in self._beats.values():
+            if other.region == region:
+                floor = min(floor, other.until)
+                other.floor = min(other.floor, until)
+                margin_floor = min(margin_floor, other.margin)
+                other.margin_floor = min(other.margin_floor, margin)
+        self._beats[beat] = _Beat(region, until, floor, margin, margin_floor)
         return generation, beat
 
     def reset_claims(self) -> None:

@@ -11,7 +11,11 @@ from typing import Any
 
 from dynamodb_replicator.aws.report_items import report_to_item
 from dynamodb_replicator.core.conflicts import Conflict
-from dynamodb_replicator.core.errors import ReplicatorError, RetryableTargetError
+from dynamodb_replicator.core.errors import (
+    ReplicatorError,
+    RetryableTargetError,
+    UnreachableError,
+)
 from dynamodb_replicator.core.ports import Clock, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import ShardRef
@@ -153,7 +157,14 @@ class Held:
             # own, later than that request could land.
             log.warning("lease left to expire", extra={"shard": str(ref), "worker": self.worker_id})
             return
-        self.keeper.release(ref, owned.region)
+        try:
+            self.keeper.release(ref, owned.region)
+        except UnreachableError as exc:
+            # Still not connected after the retries: an outage (the region's other leases
+            # then run out on their own, and a stopping runner does not wait on each).
+            self.reach.failed(owned.region, str(exc))
+        except ReplicatorError as exc:
+            log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
 
     def reap(self) -> None:
         """Forget the shards whose thread ended (finished, lease lost, or crashed)."""

@@ -12,9 +12,14 @@ shorter than the margin. So the keeper must make sure that
 - renewals of one region do not wait behind another's: each region's run on a thread of
   its own, so a region slow to answer delays its own renewals only;
 - a lease never outlives the worker id's claim in its region (every expiry is capped at
-  the claim's), so a process restarted under the same id never sees its predecessor's claim
-  expired while one of its leases is live (the state store's acquire also wants the
-  expiry passed or the lease's token: aws/state.py);
+  the claim's, and the claim is never lowered below a lease the table may hold), so a
+  process restarted under the same id never sees its predecessor's claim expired while one
+  of its leases is live (the state store's acquire also wants the expiry passed or the
+  lease's token: aws/state.py);
+- the table applies renewals in the order sent (``order``), so one landing late is refused,
+  and a later one may lower the expiry: after the wall clock stepped back, a lease further
+  ahead than a lease from now is brought down, its deadline lowered before the request is
+  sent (the keeper never believes in more lease than the table may hold);
 - a lease keeps the margin it was taken with: a reload that changes the lease duration
   does not move a running shard's deadline.
 """
@@ -25,13 +30,13 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
-from dynamodb_replicator.runner.claims import Claims, ms
+from dynamodb_replicator.runner.claims import ms
+from dynamodb_replicator.runner.holdings import Holdings, Lease
 from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["RETRY", "Lease", "LeaseKeeper"]
@@ -45,21 +50,7 @@ fifty, not once in five. Once only: a region that times out holds its own thread
 requests per renewal, and the next tick tries again anyway."""
 
 
-@dataclass(slots=True)
-class Lease:
-    """A shard lease this process holds. ``until`` (epoch seconds) is moved by the keeper's
-    thread and read by the shard's: one float assignment, seen whole."""
-
-    region: str
-    until: float
-    margin: float  # fixed when taken: a reload does not move this lease's deadline
-
-    def deadline(self) -> float:
-        """No write of the shard starts after this (epoch seconds)."""
-        return self.until - self.margin
-
-
-class LeaseKeeper(Claims):
+class LeaseKeeper(Holdings):
     """Claims the worker id, takes, renews and releases shard leases; renews on its own
     thread (``start``) until ``stop``."""
 
@@ -74,12 +65,6 @@ class LeaseKeeper(Claims):
     ) -> None:
         self.on_late = on_late  # a renewal came after the deadline: its writes may go on
         super().__init__(worker_id, instance, clock, lease_seconds)
-        self.leases: dict[ShardRef, Lease] = {}
-        self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
-        # One lease call at a time per region (see ``forget``): a slow region's renewal or
-        # acquire holds up no other region's.
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._out: dict[str, threading.Thread] = {}  # region -> its renewal still out
@@ -89,83 +74,7 @@ class LeaseKeeper(Claims):
         """Seconds between renewals: four tries fit before the deadline (3/4 of the lease)."""
         return max(0.05, self.lease_seconds / 6)
 
-    # -- leases --------------------------------------------------------------------------
-    def _lock(self, region: str) -> threading.Lock:
-        with self._locks_lock:
-            return self._locks.setdefault(region, threading.Lock())
-
-    def _expiry(self, region: str, now: float) -> float:
-        """A lease taken or renewed ``now`` lasts until then: never past our claim."""
-        return min(now + self.lease_seconds, self.claims.get(region, now))
-
-    def acquire(self, region: str, ref: ShardRef) -> Lease | None:
-        """Take ``ref``'s lease in ``region``; None when another worker holds it."""
-        if region not in self.stores:
-            return None  # not answering now: acquired once it does
-        if self._still_left(ref):
-            return None  # its dropped thread may still write: taken again once it expires
-        # Through ``try_claim``, as at start: a region that did not answer then may still
-        # bear the claim of a predecessor proven dead, taken over after the margin.
-        if self._claim_due(region) and not self.try_claim(region):
-            return None  # the dead holder's margin runs: taken at a later round
-        with self._lock(region):
-            now = self._now()  # taken before the call: the lease lasts at least this
-            until = self._expiry(region, now)
-            inherit = self.inheriting(region)
-            if until <= now or not self.stores[region].acquire(
-                ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
-            ):
-                return None
-            lease = self.leases[ref] = Lease(region, until, self.margin)
-            return lease
-
-    def _claim_due(self, region: str) -> bool:
-        """The claim in ``region`` must be renewed before a lease is taken there: none yet
-        (a region that answers again), one running low, or one bearing a margin narrower
-        than this lease's (a reload lengthened the lease, and so may the request timeout:
-        a successor proving us dead must wait the new margin from then on)."""
-        if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
-            return True
-        return self.claimed_margins.get(region, 0.0) < self.margin
-
-    def forget(self, ref: ShardRef) -> None:
-        """Stop renewing ``ref``'s lease (the shard is being dropped)."""
-        lease = self.leases.get(ref)
-        if lease is None:
-            return
-        with self._lock(lease.region):  # waits for a renewal of it still out
-            self.leases.pop(ref, None)
-
-    def leave(self, ref: ShardRef, lease: Lease) -> None:
-        """``lease`` is left to expire, its thread still in a request (``leaving``)."""
-        now = self._now()
-        self._left = {r: held for r, held in self._left.items() if held.until > now}
-        self._left[ref] = lease
-
-    def _still_left(self, ref: ShardRef) -> bool:
-        """``ref``'s lease was left to expire and has not: the store holding its token
-        would take it again at once, and a second thread would write the shard while the
-        first one's request may still land (at most one writer per shard)."""
-        left = self._left.get(ref)
-        return left is not None and left.until > self._now()
-
-    def leaving(self, region: str) -> bool:
-        """A lease left to expire (its thread may still write) lives in ``region``: the
-        claim must outlive it (so a process under the same id cannot take the shard)."""
-        now = self._now()
-        return any(held.region == region and held.until > now for held in self._left.values())
-
-    def release(self, ref: ShardRef, region: str) -> None:
-        """Hand ``ref``'s lease back (its page in flight is over): another worker may take
-        it at once."""
-        store = self.stores.get(region)
-        if store is None:
-            return  # not answering: the lease runs out on its own
-        try:
-            store.release(ref, self.worker_id)
-        except ReplicatorError as exc:
-            log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
-
+    # -- renewals ------------------------------------------------------------------------
     def renew_all(self, regions: set[str] | None = None) -> None:
         """One tick: in each region (default: every one we hold a lease or claim in), the
         claim first, then every lease there, capped at the claim."""
@@ -179,7 +88,9 @@ class LeaseKeeper(Claims):
     def _renew_in(self, region: str, store: Coordination) -> None:
         """Renew the claim in ``region``, then its leases (capped at the claim)."""
         try:
-            call_with_retries(lambda: self.heartbeat(region, store), RETRY, stop=self._stop)
+            call_with_retries(
+                lambda: self.heartbeat(region, store), RETRY, stop=self._stop, clock=self.clock
+            )
         except ReplicatorError as exc:
             log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
         self._renew_region(region, store)
@@ -190,7 +101,7 @@ class LeaseKeeper(Claims):
                 continue
             try:
                 one = functools.partial(self._renew_one, region, store, ref, lease)
-                renewed = call_with_retries(one, RETRY, stop=self._stop)
+                renewed = call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not renewed", extra={"shard": str(ref), "reason": str(exc)})
                 continue
@@ -202,7 +113,8 @@ class LeaseKeeper(Claims):
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
                 continue
             late = self._now() > lease.deadline()
-            lease.until = until
+            with self._beat_lock:  # stored: one sent before it lands refused
+                lease.until = lease.ceiling = until
             if late:  # its writes failed for want of time: let them go on at once
                 self.on_late(ref)
 
@@ -212,9 +124,6 @@ class LeaseKeeper(Claims):
         """One renewal request of ``lease``: (still ours, its new expiry); None when it is
         not to be renewed now."""
         now = self._now()
-        until = self._expiry(region, now)
-        if until <= lease.until:
-            return None  # the claim was not renewed: the lease cannot be moved on
         with self._lock(region):  # ``forget`` waits for it: no renewal after a release
             # The very Lease object, not the ref: one forgotten and taken again since the
             # snapshot belongs to a dropped thread whose deadline must stay.
@@ -222,7 +131,24 @@ class LeaseKeeper(Claims):
                 return None
             if self.stores.get(region) is not store:
                 return None  # taken through a store a reload put in since: next tick
-            return store.renew(ref, self.worker_id, ms(now), ms(until - now)), until
+            with self._beat_lock:
+                until = self._expiry(region, now)
+                span = max(self.lease_seconds, lease.span)
+                if lease.until > now + span:
+                    # Ahead of any lease taken now: the wall clock stepped back since.
+                    # Brought down to one such lease (still past every write started by
+                    # now: a span is longer than the margin), so that a holder dying now
+                    # does not keep the shard from the others for the whole step.
+                    until = min(now + span, self.claims.get(region, now))
+                elif until <= lease.until:
+                    return None  # the claim was not renewed: the lease cannot be moved on
+                if until <= now:
+                    return None
+                # No write starts past what the table may hold once this lands.
+                lease.until = min(lease.until, until)
+                lease.ceiling = max(lease.ceiling, until)
+                order = self._order()
+            return store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order), until
 
     # -- the renewal thread ----------------------------------------------------------------
     def start(self) -> None:
@@ -275,7 +201,3 @@ class LeaseKeeper(Claims):
             log.exception("lease renewal failed", extra={"region": region})
         finally:
             self._out.pop(region, None)
-
-    def lost(self, ref: ShardRef) -> bool:
-        lease = self.leases.get(ref)
-        return lease is not None and lease.until == 0.0

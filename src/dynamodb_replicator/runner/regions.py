@@ -43,7 +43,11 @@ class Streams(StreamSource, Protocol):
 
 
 class Coordination(CheckpointStore, Protocol):
-    """A region's state table as the runner uses it: leases, live workers, reports."""
+    """A region's state table as the runner uses it: leases, live workers, reports.
+
+    ``order`` (renewals and heartbeats): the request's place in the count of those the
+    process sent; the table applies a lease's renewals and a claim's heartbeats in that
+    order (one landing after a later one is refused), not by their expiries."""
 
     def heartbeat(
         self,
@@ -55,6 +59,7 @@ class Coordination(CheckpointStore, Protocol):
         now_ms: int = 0,
         replacing: str = "",
         margin_ms: int = 0,
+        order: int,
     ) -> None: ...
 
     def live_workers(self, now_ms: int) -> list[str]: ...
@@ -65,7 +70,9 @@ class Coordination(CheckpointStore, Protocol):
         self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
     ) -> bool: ...
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool: ...
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool: ...
 
     def release(self, shard: ShardRef, owner: str) -> None: ...
 

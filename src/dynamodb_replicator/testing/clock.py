@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 __all__ = ["ManualClock"]
 
 
@@ -19,3 +21,9 @@ class ManualClock:
     def elapsed(self) -> float:
         """The same reading as ``now``: this clock never steps."""
         return self.now()
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """No time goes by, real or simulated (only the test moves ``t``): a retry's wait
+        costs a simulation nothing, and its outcome does not hang on a random delay.
+        True when ``stop`` is set."""
+        return stop is not None and stop.is_set()

@@ -27,6 +27,7 @@ class _Lease:
     expires_ms: int
     token: int
     positions: dict[str, str] = field(default_factory=dict)
+    order: int = 0  # of the renewal applied last (an acquire starts again from none)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class LeaseTable:
     leases: dict[ShardRef, _Lease] = field(default_factory=dict)
     workers: dict[str, tuple[str, int]] = field(default_factory=dict)  # id -> (instance, exp)
     margins: dict[str, int] = field(default_factory=dict)  # id -> its claim's margin_ms
+    orders: dict[str, int] = field(default_factory=dict)  # id -> its heartbeat applied last
     timeline: list[tuple[float, str, ShardRef, str]] = field(default_factory=list)
     lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -76,19 +78,24 @@ class MemoryStateStore:
             self.table.note("acquire", shard, self.name or owner)
             return True
 
-    def renew(self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int) -> bool:
+    def renew(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
+    ) -> bool:
         self.before("renew")
         with self.table.lock:
             lease = self.table.leases.get(shard)
             if lease is None or (lease.owner, lease.token) != self.held.get(shard):
                 self.held.pop(shard, None)
                 return False
-            # Only ever raised: a renewal landing after a later one keeps the later expiry.
-            lease.expires_ms = max(lease.expires_ms, now_ms + duration_ms)
+            # In the order sent: a renewal landing after a later one is refused, and
+            # the later one's expiry stands, lower or not.
+            if order <= lease.order:
+                return lease.expires_ms >= now_ms + duration_ms
+            lease.expires_ms, lease.order = now_ms + duration_ms, order
             return True
 
     def release(self, shard: ShardRef, owner: str) -> None:
-        self.before("release")
+        self.before("release")  # a failed request: the token is kept, for a retry
         with self.table.lock:
             lease = self.table.leases.get(shard)
             if lease is not None and (lease.owner, lease.token) == self.held.pop(shard, None):
@@ -125,6 +132,7 @@ class MemoryStateStore:
         now_ms: int = 0,
         replacing: str = "",
         margin_ms: int = 0,
+        order: int,
     ) -> None:
         self.before("heartbeat")
         with self.table.lock:
@@ -140,14 +148,12 @@ class MemoryStateStore:
                     now_ms=now_ms,
                     margin_ms=margin,
                 )
-            if instance and holder == instance and until >= now_ms:
-                # Our own live claim: its expiry and margin are only ever raised (a
-                # heartbeat landing after a later one keeps the later one's).
-                self.table.workers[worker] = (instance, max(until, expires_ms))
-                self.table.margins[worker] = max(self.table.margins.get(worker, 0), margin_ms)
-                return
+            mine = instance and holder == instance and until >= now_ms
+            if mine and order <= self.table.orders.get(worker, 0):
+                return  # our own live claim, written by a heartbeat we sent later
             self.table.workers[worker] = (instance, expires_ms)
             self.table.margins[worker] = margin_ms
+            self.table.orders[worker] = order
 
     def live_workers(self, now_ms: int) -> list[str]:
         self.before("live_workers")

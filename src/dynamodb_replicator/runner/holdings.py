@@ -1,0 +1,159 @@
+"""The shard leases this process holds, or may still hold in the state tables: taking one
+(``acquire``), dropping one (``forget``, ``leave``), handing one back (``release``), and the
+latest expiry the table may hold for each (``_lease_top``), under which the worker id's
+claim is never lowered (runner/claims.py). Renewing them: runner/leases.py."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.retry import call_with_retries
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.claims import Claims, ms
+from dynamodb_replicator.runner.reachability import TRANSIENT
+
+__all__ = ["Holdings", "Lease"]
+
+
+@dataclass(slots=True)
+class Lease:
+    """A shard lease this process holds. ``until`` (epoch seconds) is moved by the keeper's
+    thread and read by the shard's: one float assignment, seen whole."""
+
+    region: str
+    until: float
+    margin: float  # fixed when taken: a reload does not move this lease's deadline
+    # The latest expiry the table may hold for it: the last renewal answered's, or one
+    # sent since (it may still land). The claim is kept at least this (``_lease_top``).
+    ceiling: float = 0.0
+    span: float = 0.0  # the lease duration when taken (a reload does not change it)
+
+    def deadline(self) -> float:
+        """No write of the shard starts after this (epoch seconds)."""
+        return self.until - self.margin
+
+
+class Holdings(Claims):
+    """The claims part (``Claims``) and the leases: ``leases`` (shard -> Lease) held now."""
+
+    def __init__(self, worker_id: str, instance: str, clock: Clock, lease_seconds: float) -> None:
+        super().__init__(worker_id, instance, clock, lease_seconds)
+        self.leases: dict[ShardRef, Lease] = {}
+        self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
+        # Leases no longer held (or an acquire whose answer was lost) that the table may
+        # still hold live for us, until released or past their ceiling (``_lease_top``).
+        self._gone: dict[ShardRef, Lease] = {}
+        # One lease call at a time per region (see ``forget``): a slow region's renewal or
+        # acquire holds up no other region's.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def _lock(self, region: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._locks.setdefault(region, threading.Lock())
+
+    def _expiry(self, region: str, now: float) -> float:
+        """A lease taken or renewed ``now`` lasts until then: never past our claim."""
+        return min(now + self.lease_seconds, self.claims.get(region, now))
+
+    def acquire(self, region: str, ref: ShardRef) -> Lease | None:
+        """Take ``ref``'s lease in ``region``; None when another worker holds it."""
+        if region not in self.stores:
+            return None  # not answering now: acquired once it does
+        if self._still_left(ref):
+            return None  # its dropped thread may still write: taken again once it expires
+        # Through ``try_claim``, as at start: a region that did not answer then may still
+        # bear the claim of a predecessor proven dead, taken over after the margin.
+        if self._claim_due(region) and not self.try_claim(region):
+            return None  # the dead holder's margin runs: taken at a later round
+        with self._lock(region):
+            now = self._now()  # taken before the call: the lease lasts at least this
+            inherit = self.inheriting(region)
+            with self._beat_lock:
+                until = self._expiry(region, now)
+                if until <= now:
+                    return None
+                # Once sent, it may land: kept under the claim until it is answered.
+                before = self._gone.get(ref)
+                top = until if before is None else max(until, before.ceiling)
+                self._gone[ref] = Lease(region, until, self.margin, top, self.lease_seconds)
+            taken = self.stores[region].acquire(
+                ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
+            )
+            with self._beat_lock:
+                if taken:  # what the table held of it before is replaced
+                    self._gone.pop(ref, None)
+                    lease = Lease(region, until, self.margin, until, self.lease_seconds)
+                    self.leases[ref] = lease
+                    return lease
+                if before is None:  # refused: the table holds what it held
+                    self._gone.pop(ref, None)
+                else:
+                    self._gone[ref] = before
+                return None
+
+    def _claim_due(self, region: str) -> bool:
+        """The claim in ``region`` must be renewed before a lease is taken there: none yet
+        (a region that answers again), one running low, or one bearing a margin narrower
+        than this lease's (a reload lengthened the lease, and so may the request timeout:
+        a successor proving us dead must wait the new margin from then on)."""
+        if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
+            return True
+        return self.claimed_margins.get(region, 0.0) < self.margin
+
+    def forget(self, ref: ShardRef) -> None:
+        """Stop renewing ``ref``'s lease (the shard is being dropped)."""
+        lease = self.leases.get(ref)
+        if lease is None:
+            return
+        with self._lock(lease.region), self._beat_lock:  # waits for a renewal still out
+            self.leases.pop(ref, None)
+            self._gone[ref] = lease  # in the table until released or expired
+
+    def leave(self, ref: ShardRef, lease: Lease) -> None:
+        """``lease`` is left to expire, its thread still in a request (``leaving``)."""
+        now = self._now()
+        self._left = {r: held for r, held in self._left.items() if held.until > now}
+        self._left[ref] = lease
+
+    def _still_left(self, ref: ShardRef) -> bool:
+        """``ref``'s lease was left to expire and has not: the store holding its token
+        would take it again at once, and a second thread would write the shard while the
+        first one's request may still land (at most one writer per shard)."""
+        left = self._left.get(ref)
+        return left is not None and left.until > self._now()
+
+    def leaving(self, region: str) -> bool:
+        """A lease left to expire (its thread may still write) lives in ``region``: the
+        claim must outlive it (so a process under the same id cannot take the shard)."""
+        now = self._now()
+        return any(held.region == region and held.until > now for held in self._left.values())
+
+    def release(self, ref: ShardRef, region: str) -> None:
+        """Hand ``ref``'s lease back (its page in flight is over): another worker may take
+        it at once. A request that failed is sent again with the round's quick retries
+        (``TRANSIENT``), a stop or not: a shutdown is when releases matter most. The store
+        keeps the token until the table answered, so a retry carries the same condition;
+        whichever attempt lands first moves the token, and one landing after it (or after
+        another worker's acquire) is refused. Raises the last error."""
+        store = self.stores.get(region)
+        if store is None:
+            return  # not answering: the lease runs out on its own
+        call_with_retries(lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock)
+        with self._beat_lock:
+            gone = self._gone.get(ref)
+            if gone is not None and gone.region == region:
+                del self._gone[ref]
+
+    def _lease_top(self, region: str, now: float) -> float:
+        """The latest expiry a lease of ours may have in ``region``'s table, live at
+        ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``."""
+        self._gone = {ref: lease for ref, lease in self._gone.items() if lease.ceiling > now}
+        ours = (*self.leases.values(), *self._gone.values())
+        return max((lease.ceiling for lease in ours if lease.region == region), default=0.0)
+
+    def lost(self, ref: ShardRef) -> bool:
+        lease = self.leases.get(ref)
+        return lease is not None and lease.until == 0.0
