@@ -15,6 +15,7 @@ from dynamodb_replicator.core.model import Item, ItemKey
 from dynamodb_replicator.core.plan import WriteOp, user_image
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
@@ -181,18 +182,22 @@ def written(content: int, stamp: int = T) -> dict[str, Any]:
 
 
 def decide(
-    regions: StreamRegions, k: ItemKey, names: Sequence[str] | None = None
+    regions: StreamRegions,
+    k: ItemKey,
+    names: Sequence[str] | None = None,
+    rule: ResidencyRule | None = None,
 ) -> dict[str, WriteOp]:
     """``repair``'s decision for ``k`` (ops.repair.resolve) from the items and tombstones of
     ``names`` (``repair --regions``; every region by default), as read now (strongly
-    consistent reads)."""
+    consistent reads), with the residency ``rule`` if any."""
     names = regions.names if names is None else names
     items = {name: regions.stores[name].item(TABLE, k) for name in names}
     tombs = {
         name: TombstoneTable(regions.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
         for name in names
     }
-    return dict(resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS) or {})
+    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=rule)
+    return dict(ops or {})
 
 
 def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
@@ -206,9 +211,9 @@ def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
         assert result.error is None, result
 
 
-def repair(regions: StreamRegions, k: ItemKey) -> None:
+def repair(regions: StreamRegions, k: ItemKey, rule: ResidencyRule | None = None) -> None:
     """``repair`` of ``k`` over every region: its decision applied with the real writer."""
-    apply_ops(regions, decide(regions, k))
+    apply_ops(regions, decide(regions, k, rule=rule))
 
 
 def delete_settled(regions: StreamRegions, region: str, k: ItemKey) -> None:

@@ -1,14 +1,14 @@
 """A delete repair sends outside the winner's scope that the region refuses (its item's
-kept labels outrank it) is sent again by every run, one seq higher: its D1 tombstone, read
-as a stand-in, lifts the winner's label above it (``ops.repair_labels.own_seq``). That
-label is not only the refused delete's: it is also the label of repair's put of the winner
-to a region of the scope that lacks it. After one more run than the first, that copy
-outranks the origin's next record, so the origin's own delete of the item is refused
-there, and the next repair takes the copy for the winner and puts it back everywhere."""
+kept labels outrank it) is sent again by every run. Its tombstone, read as a stand-in, once
+lifted the winner's label one seq above it (``ops.repair_labels.own_seq`` read it as a
+delete, ``lifted`` passed it though no put goes there), so each run wrote it one seq
+higher. That label is also the label of repair's put of the winner into a region of the
+scope that lacks it: after one more run than the first, that copy outranked the origin's
+next record, the origin's own delete of the item was refused there, and the next repair
+took the copy for the winner and put it back everywhere. Now a stand-in bounds the label
+from below by its own seq and is passed only where a put goes: runs write the same label."""
 
 from __future__ import annotations
-
-import pytest
 
 from dynamodb_replicator.core.model import ItemKey, pad_sequence
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
@@ -104,13 +104,6 @@ def test_the_origins_delete_holds_after_one_repair() -> None:
         regions.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each repair run lifts the winner's label above the refused delete's tombstone; "
-    "its put into a region of the scope then carries a label above the origin's next "
-    "record, which refuses the origin's delete there and repair puts the item back "
-    "(review of h-refused)",
-)
 def test_the_origins_delete_holds_after_a_repair_over_a_refused_delete_ran_twice() -> None:
     regions = _origin_delete_after_repairs(1)
     try:

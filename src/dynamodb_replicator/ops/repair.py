@@ -62,8 +62,10 @@ def resolve(
     doubtful = {r for r, t in remembered if unsure(t, r, held, tombs, scoped=scoped)}
     # Each doubtful tombstone read both ways: a decision that depends on it is no decision.
     readings = [kept_out | doubtful, kept_out - doubtful] if doubtful else [kept_out]
+    # Read alike in every reading, so the winner's label is too (``own_seq``).
+    certain = kept_out - doubtful
     decided = [
-        _decide(key, items, remembered, out, policy=policy, fields=fields, rule=rule)
+        _decide(key, items, remembered, out, certain, policy=policy, fields=fields, rule=rule)
         for out in readings
     ]
     first = _written(decided[0])
@@ -96,15 +98,16 @@ def _decide(
     items: Mapping[str, Item | None],
     remembered: Sequence[tuple[str, Tombstone]],
     kept_out: set[str],
+    certain: set[str],
     *,
     policy: ConflictPolicy,
     fields: SystemAttributes,
     rule: ResidencyRule | None,
 ) -> dict[str, PutVersion | DeleteVersion] | None:
-    """``resolve`` with the tombstones remembered in ``kept_out`` taken for stand-ins."""
+    """``resolve`` with the tombstones remembered in ``kept_out`` taken for stand-ins
+    (those in ``certain`` are in every reading)."""
     tombs = dict(remembered)
-    best_item = _best_item(items, tombs, policy, fields)
-    stand_ins = [t for region, t in remembered if region in kept_out]
+    best_item = _best_item(items, tombs, certain, policy, fields)
     best_tomb = max(
         (t for region, t in remembered if region not in kept_out),
         key=lambda t: policy.order_key(t.version),
@@ -122,7 +125,13 @@ def _decide(
         # it is still in flight): nothing to write, and nothing undecidable either.
         return {} if remembered else None
     version, holder, winner = best_item
-    put = PutVersion(key, lifted(version, stand_ins), user_image(winner, fields), NO_SEQUENCE)
+    image = user_image(winner, fields)
+    # Only a put must pass a stand-in: outside the winner's scope a delete goes instead.
+    scope = None if rule is None else rule.allowed(image)
+    passed = [
+        t for r, t in remembered if r in kept_out and (scope is None or r in scope)
+    ]
+    put = PutVersion(key, lifted(version, passed), image, NO_SEQUENCE)
     return _spread(
         put, holder, wanted=digest(winner, fields), items=items, fields=fields, rule=rule
     )
@@ -131,10 +140,12 @@ def _decide(
 def _best_item(
     items: Mapping[str, Item | None],
     tombs: Mapping[str, Tombstone | None],
+    kept_out: set[str],
     policy: ConflictPolicy,
     fields: SystemAttributes,
 ) -> tuple[Version, str, Item] | None:
-    """The winning item, its version as repair labels it, and the region holding it."""
+    """The winning item, its version as repair labels it, and the region holding it
+    (``kept_out``: regions whose tombstone is a stand-in in every reading)."""
     best: tuple[Version, str, Item] | None = None
     for region, item in items.items():
         version = stored_version(item, region, fields)
@@ -143,7 +154,7 @@ def _best_item(
         if not is_genuine(item, fields):
             # Content this region's application wrote: unmarked, or an update of a copy
             # that kept its marker (the seal broken), a later write of T here than the copy.
-            seq = own_seq(region, as_local(item, fields), items, tombs, fields)
+            seq = own_seq(region, as_local(item, fields), items, tombs, fields, kept_out=kept_out)
             version = Version.of(version.raw_timestamp, region, seq)
         if best is None or policy.order_key(version) > policy.order_key(best[0]):
             best = (version, region, item)
