@@ -128,9 +128,7 @@ def _decide(
     image = user_image(winner, fields)
     # Only a put must pass a stand-in: outside the winner's scope a delete goes instead.
     scope = None if rule is None else rule.allowed(image)
-    passed = [
-        t for r, t in remembered if r in kept_out and (scope is None or r in scope)
-    ]
+    passed = [t for r, t in remembered if r in kept_out and (scope is None or r in scope)]
     put = PutVersion(key, lifted(version, passed), image, NO_SEQUENCE)
     return _spread(
         put, holder, wanted=digest(winner, fields), items=items, fields=fields, rule=rule

@@ -48,10 +48,16 @@ __all__ = ["held_versions", "lifted", "own_seq", "stand_in", "unsure"]
 _LOWEST = pad_sequence("0")
 
 
+# The mark of a label just above a stand-in's (``lifted``): that seq, then this mark. A
+# label sorts above every label it extends and, whatever marks it carries, below the seq
+# of every later record of the stream (the 40 digits decide first).
+_LIFT = "+"
+
+
 def _above(seq: str) -> str:
-    """The seq just above ``seq``: at most the next record of its stream, so nothing that
-    stream writes later is outranked by it."""
-    return pad_sequence(str(int(seq) + 1))
+    """The seq of the next record after ``seq`` at the earliest (marks dropped): nothing
+    that stream writes later is outranked by it."""
+    return pad_sequence(str(int(seq.rstrip(_LIFT)) + 1))
 
 
 def _real(seq: str) -> bool:
@@ -170,9 +176,12 @@ def _shaped(tomb: Tombstone, holder: str, held: set[Version]) -> bool:
 def lifted(version: Version, stand_ins: Iterable[Tombstone]) -> Version:
     """``version`` labelled above every stand-in of its timestamp and origin (with a real
     seq), so the put lands where one is remembered (P0 refuses a version not above it).
-    ``stand_ins``: those of the regions the put goes to (the winner's scope) only."""
+    ``stand_ins``: those of the regions the put goes to (the winner's scope) only. Just
+    above, by a mark (``_LIFT``), not the next seq: a stand-in may carry a label lifted
+    before (a delete of repair's outside a scope a rule change then widened), and a label
+    one seq above it could reach the origin's next record and refuse its delete of T."""
     seq = version.seq
     for tomb in stand_ins:
         if _same(tomb.version, version) and _real(tomb.version.seq) and tomb.version.seq >= seq:
-            seq = _above(tomb.version.seq)
+            seq = tomb.version.seq + _LIFT
     return Version.of(version.raw_timestamp, version.origin, seq)
