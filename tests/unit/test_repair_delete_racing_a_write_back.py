@@ -1,11 +1,14 @@
-"""Repair's delete over a copy its region's application updated keeping the marker does
-not supersede that copy's nonce. Between repair's read and its write, that application may
+"""Repair's delete over a copy its region's application updated keeping the marker
+supersedes that copy's nonce. Between repair's read and its write, that application may
 write the replica's content back (the same nonce and marker): the item is then genuine
-replica content again. A delete that superseded the nonce removed it, and its REMOVE record,
-read by the seal as the replica (T, O, o), went out as that region's delete of
-(T, O, ``LATEST``) and removed O's own write, which no one deleted, from every region (found
-by review; the clause was withdrawn, so such a delete stays refused: see
-``test_version_differences_repair_cannot_write.py``)."""
+replica content again. A first delete that removed such an item as it was (found by
+review, withdrawn) wrote a REMOVE record that, read by the seal as the replica
+(T, O, o), went out as that region's delete of (T, O, ``LATEST``) and removed O's own
+write, which no one deleted, from every region. The delete now relabels the item as the
+region's own content first (a replica write: its record an echo, or where it replaced the
+genuine write-back, a restore of (T, O, o) everywhere) and removes that, whose REMOVE is
+the replicator's own (``core.writes``, D2s; every call interleaved with the application:
+``test_repair_delete_over_a_disguised_copy.py``)."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, user_image
@@ -35,6 +36,8 @@ from dynamodb_replicator.ops.repair_labels import (
 )
 
 __all__ = ["resolve", "unread_deleters"]
+
+_Op = TypeVar("_Op", PutVersion, DeleteVersion)
 
 
 def resolve(
@@ -116,10 +119,10 @@ def _decide(
     if best_tomb is not None and (
         best_item is None or policy.order_key(best_tomb.version) >= policy.order_key(best_item[0])
     ):
-        op: PutVersion | DeleteVersion = DeleteVersion(
-            key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE
-        )
-        return {region: op for region, item in items.items() if item is not None}
+        op = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE)
+        return {
+            region: _over(op, item, fields) for region, item in items.items() if item is not None
+        }
     if best_item is None:
         # Only tombstones that are no delete (yet: one whose own region has not written
         # it is still in flight): nothing to write, and nothing undecidable either.
@@ -175,23 +178,27 @@ def _spread(
         delete = None if rule is None else withheld(put, region, rule, holder)
         if delete is not None:
             if item is not None:
-                ops[region] = _in_origin(delete, region)
+                ops[region] = _over(_in_origin(delete, region), item, fields)
         elif not _holds(put, wanted, item, region, fields):
             ops[region] = _over(put, item, fields)
     return ops
 
 
-def _over(put: PutVersion, item: Item | None, fields: SystemAttributes) -> PutVersion:
-    """``put`` for a region holding ``item``. An application update that kept a copy's
+def _over(op: _Op, item: Item | None, fields: SystemAttributes) -> _Op:
+    """``op`` for a region holding ``item``. An application update that kept a copy's
     marker and nonce (the seal broken) is that region's own content, as repair ranked it,
-    but the conditions read the copy's labels, which may outrank the winner: the put then
-    supersedes its nonce (P1 replaces an item still carrying it that, read as the holder's
-    own, is older; only that region's application content carries it: nonces never
-    repeat), as the restore of a losing disguised update does (``core.writes``)."""
+    but the conditions read the copy's labels, which may outrank the winner: the write
+    then supersedes its nonce (only that region's application content carries it: nonces
+    never repeat). A put replaces an item still carrying it that, read as the holder's
+    own, is older (P1), as the restore of a losing disguised update does; a delete
+    relabels such an item that is not newer as the holder's own, then removes it (D2s,
+    ``core.writes``: removed as it was, a write-back of the replica's content racing
+    repair would read as that replica in the REMOVE record, and go out as a delete of
+    the replica's version)."""
     if item is None or not is_marked(item, fields) or is_genuine(item, fields):
-        return put
+        return op
     nonce = item.get(fields.nonce, {}).get("S")
-    return put if nonce is None else replace(put, supersedes=str(nonce))
+    return op if nonce is None else replace(op, supersedes=str(nonce))
 
 
 def _holds(
