@@ -3,8 +3,8 @@ write stale and the key's re-read decision still asks that region for the same w
 same kind, timestamp and origin; a put: the same content). Only those keys are re-read, so
 a key whose write landed and was then undone by the region's application before the
 replicator remembered it is not named; and the seq is not compared, so a refused delete
-whose D1 landed (its tombstone, read as a stand-in, lifts the winner's label above it)
-is still counted."""
+whose D1 landed is still counted. A delete over a copy its region's application updated
+keeping the marker (its nonce a string) is no refusal: it lands (D2s)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.factory import build_writer
 from dynamodb_replicator.core.model import RegionSpec, pad_sequence
 from dynamodb_replicator.core.plan import WriteOp
+from dynamodb_replicator.core.policy import seal
 from dynamodb_replicator.core.residency import ResidencyRule
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.writer import StoreWriter
@@ -99,17 +100,15 @@ def test_repair_names_no_key_refused_whose_write_landed(ddb_local: DynamoDBLocal
     assert report.refused == 0, report.as_json()
 
 
-def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_refused(
-    ddb_local: DynamoDBLocal,
-) -> None:
+def _outside_the_scope(
+    ddb_local: DynamoDBLocal, table: str, nonce: dict[str, str]
+) -> tuple[Repairer, dict[str, Any]]:
     """Country XX lives in ap-southeast-1 and eu-west-1, YY in eu-west-1 only.
-    ap-southeast-1 holds a copy of (T, us-east-1) of country XX with other content and a
-    ``__replicaNonce`` that is no string (written behind the replicator's back): its own
-    content as repair reads it, and no nonce repair can supersede. eu-west-1 holds its own
-    write of T, country YY: the winner, whose scope leaves out ap-southeast-1, so repair
-    deletes k there; D2's conditions read the copy's labels (T, us-east-1), which outrank
-    the delete: refused every time (D1 lands). Repair must name the key refused."""
-    table = "ScopeRefused"
+    ap-southeast-1 holds a copy of (T, us-east-1) of country XX whose content its
+    application updated keeping the marker and ``nonce``: its own content as repair reads
+    it. eu-west-1 holds its own write of T, country YY: the winner, whose scope leaves out
+    ap-southeast-1, so repair deletes k there; D2's conditions read the copy's labels
+    (T, us-east-1), which outrank the delete. Repair has run."""
     rule = ResidencyRule("country", (("XX", frozenset({AP, EU})), ("YY", frozenset({EU}))))
     settings = ReplicationSettings()
     regions = (AP, EU, US)
@@ -125,7 +124,7 @@ def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_ref
         FIELDS.origin: {"S": US},
         FIELDS.marker: stamp,
         FIELDS.origin_seq: {"S": pad_sequence("1")},
-        FIELDS.nonce: {"N": "7"},
+        FIELDS.nonce: nonce,
     }
     clients[AP].put_item(TableName=table, Item=copy)
     own = {"pk": {"S": "k"}, FIELDS.timestamp: stamp, "country": {"S": "YY"}, "v": {"S": "eu"}}
@@ -137,9 +136,38 @@ def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_ref
     finally:
         for writer in writers.values():
             writer.close()
+    return repairer, clients
+
+
+def test_repair_lands_its_delete_outside_the_winners_scope_over_a_copy_updated_keeping_its_marker(
+    ddb_local: DynamoDBLocal,
+) -> None:
+    """The copy's nonce is the replica write's (sealed for the content it wrote): repair's
+    delete supersedes it, relabels the copy as ap-southeast-1's own and removes it."""
+    written = {"pk": {"S": "k"}, "country": {"S": "XX"}, "v": {"S": "replicated"}}
+    nonce = {"S": seal("n1", {**written, FIELDS.timestamp: {"N": "1700000000000"}}, FIELDS)}
+    repairer, clients = _outside_the_scope(ddb_local, "ScopeSuperseded", nonce)
+    report = repairer.report
+    assert report.deletes == {AP: 1}, report.as_json()  # the delete sent
+    held = clients[AP].get_item(
+        TableName="ScopeSuperseded", Key={"pk": {"S": "k"}}, ConsistentRead=True
+    )
+    assert "Item" not in held, held
+    assert report.stale.get(AP, 0) == 0 and report.refused == 0, report.as_json()
+
+
+def test_repair_names_a_key_whose_needed_delete_outside_the_winners_scope_is_refused(
+    ddb_local: DynamoDBLocal,
+) -> None:
+    """The copy's ``__replicaNonce`` is no string (written behind the replicator's back):
+    no nonce repair can supersede, so the delete is refused every time (D1 lands). Repair
+    must name the key refused."""
+    repairer, clients = _outside_the_scope(ddb_local, "ScopeRefused", {"N": "7"})
     report = repairer.report
     # The state the test is named after: the delete sent, refused, the copy still there.
     assert report.deletes == {AP: 1} and report.stale == {AP: 1}, report.as_json()
-    held = clients[AP].get_item(TableName=table, Key={"pk": {"S": "k"}}, ConsistentRead=True)
+    held = clients[AP].get_item(
+        TableName="ScopeRefused", Key={"pk": {"S": "k"}}, ConsistentRead=True
+    )
     assert held.get("Item", {}).get("v") == {"S": "updated"}
     assert report.refused == 1, report.as_json()
