@@ -70,6 +70,19 @@ Delete of version D of key K:
       region names of the deletes decide: the larger one is kept, in every region);
   D2. delete K where the stored item is not newer than D. In the region whose application
       deleted the item, D2 is skipped when a read after D1 shows K absent or newer.
+  D2s. (repair's deletes only, ``supersedes``: the nonce of a replica write this region's
+      application updated keeping the marker, whose kept labels may outrank D) where D2
+      found K newer: put the item D2 found, relabelled as this region's own version of its
+      timestamp (seq ``LATEST``, as conditions read own content), where the stored item
+      still carries that nonce and, read as this region's own, is not newer than D; then
+      D2 again. Only this region's application content carries that nonce (nonces never
+      repeat), so only such content is replaced, by content the same application wrote,
+      and it is removed under labels the stream reads as covered by the tombstone: the
+      REMOVE is an echo. Removed as it was, a write-back of the replica's content (genuine
+      again) racing repair would read as the replica in the REMOVE record and go out as a
+      delete of the replica's version; relabelled, its record reads as a replica write
+      going backwards, which restores that version (``core.plan``). It never creates an
+      item (the nonce must be stored), so it undoes no delete.
 
 Why no delete is ever undone (no resurrection). Take a delete D1/D2 and a put P1 of V <= D
 of the same key in the same region; every read is strongly consistent, tombstones only grow.
@@ -290,8 +303,13 @@ class WriteProtocol:
         older = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
         if op.supersedes is None:
             return older
-        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": op.supersedes}))
-        return any_of(older, all_of(same_nonce, _unmarked(older, self.fields)))
+        return any_of(older, self._superseded(op.supersedes, older))
+
+    def _superseded(self, nonce: str, condition: Condition) -> Condition:
+        """The stored item carries ``nonce`` (this region's application content, an update
+        of that replica write) and, read as this region's own content, ``condition``."""
+        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": nonce}))
+        return all_of(same_nonce, _unmarked(condition, self.fields))
 
     def _item(self, op: PutVersion) -> Item:
         item = dict(op.image)
@@ -343,13 +361,8 @@ class WriteProtocol:
         if op.supersedes is None or held is None:
             return refused
         not_newer = self._not_newer(op.version)
-        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": op.supersedes}))
-        relabelled = self.store.put(
-            table,
-            self._as_own(op.key, held),
-            all_of(same_nonce, _unmarked(not_newer, self.fields)),
-        )
-        if not relabelled.applied:
+        relabel = self._superseded(op.supersedes, not_newer)
+        if not self.store.put(table, self._as_own(op.key, held), relabel).applied:
             return refused
         removed = self.store.delete(table, op.key, not_newer)
         return Written(Outcome.APPLIED) if removed.applied else refused
