@@ -6,7 +6,7 @@ go through the write protocol's conditions, which read a stored item's labels (m
 updated: repair's put of the winner supersedes the copy's nonce (P1 replaces it, read as
 the holder's own), and so does its delete (D2s relabels it as the holder's own, then
 removes it; the race that withdrew a delete removing it as it was is
-``test_repair_delete_over_a_disguised_copy.py``). An item carrying the marker without
+``test_repair_delete_racing_a_write_back.py``). An item carrying the marker without
 ``__originRegion`` is the holder's own to the conditions too (``marked`` needs an origin,
 as ``is_marked`` does): the restore and repair's put replace it."""
 
