@@ -30,7 +30,10 @@ one seq higher and label the winner above it the next time: after a few runs a c
 repair puts into a region of the scope would outrank the origin's next records of T, and
 refuse its delete there (``tests/unit/test_repair_rising_tombstone.py``). Read as a lower
 bound, and passed only where a put goes, a stand-in of repair's own label yields that same
-label again: repeated runs write the same versions.
+label again: repeated runs write the same versions. And a stand-in is passed by a mark
+after its seq (``_LIFT``), not by the next seq: a rule change can bring a region whose
+stand-in carries a label lifted before into the scope, and marks never reach the next
+record (``tests/unit/test_repair_repeated_runs.py``).
 """
 
 from __future__ import annotations
