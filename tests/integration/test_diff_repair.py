@@ -332,26 +332,27 @@ def test_repair_exits_0_only_when_diff_then_finds_the_version_difference_gone(
     assert main(["diff", "--config", path, "--no-settle"]) == 0, capsys.readouterr().out
 
 
-def test_repair_exits_1_naming_a_key_whose_needed_delete_the_conditions_refuse(
+def _updated_copy_under_a_delete(
     ddb_local: DynamoDBLocal,
     clients: dict[str, Any],
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+    table: str,
+    nonce: dict[str, str],
+) -> str:
     """ap-southeast-1 holds a copy of (2, us-east-1) its application updated keeping the
-    marker and nonce (the seal broken: its own content, as repair ranks it); eu-west-1
-    deleted (2, eu-west-1) and every other region remembers it. Repair's delete outranks
-    ap-southeast-1's own content, but D2's conditions read the copy's labels (2,
-    us-east-1), which outrank the delete: refused every time (a known limit). Repair must
-    not exit 0: it names the key as refused and exits 1; diff still exits 1."""
+    marker and ``nonce`` (its own content, as repair ranks it); eu-west-1 deleted
+    (2, eu-west-1) and every other region remembers it. Repair's delete outranks
+    ap-southeast-1's own content, but D2's conditions read the copy's labels
+    (2, us-east-1), which outrank the delete. Diff exits 1; the config's path (``table``
+    alone)."""
     for region, client in clients.items():
-        create_table(client, "Refused", region=region)
+        create_table(client, table, region=region)
     disguised = {
         **item("k", "2", "updated", US),
         FIELDS.origin_seq: {"S": pad_sequence("5")},
-        FIELDS.nonce: {"S": "n1/0000000000000000"},  # the seal of other content
+        FIELDS.nonce: nonce,
     }
-    clients[AP].put_item(TableName="Refused", Item=disguised)
+    clients[AP].put_item(TableName=table, Item=disguised)
     tomb = {
         "pk": {"S": "k"},
         FIELDS.timestamp: {"N": "2"},
@@ -362,9 +363,50 @@ def test_repair_exits_1_naming_a_key_whose_needed_delete_the_conditions_refuse(
         FIELDS.expires_at: {"N": "9999999999"},
     }
     for region in (EU, US):
-        clients[region].put_item(TableName="Refused.__tombstones", Item=tomb)
+        clients[region].put_item(TableName=f"{table}.__tombstones", Item=tomb)
     regions = dict.fromkeys(REGIONS, ddb_local.endpoint_url)
-    path = str(write_config(tmp_path / "r.toml", ["Refused"], regions))
+    path = str(write_config(tmp_path / "r.toml", [table], regions))
+    assert main(["diff", "--config", path, "--no-settle"]) == 1
+    return path
+
+
+def test_repair_lands_its_delete_over_a_copy_updated_keeping_its_marker(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The copy kept the replica write's nonce (sealed for other content): repair's
+    delete supersedes it (relabelled as ap-southeast-1's own, then removed). Exit 0, and
+    diff finds nothing left."""
+    nonce = {"S": "n1/0000000000000000"}  # the seal of other content
+    path = _updated_copy_under_a_delete(ddb_local, clients, tmp_path, "Superseded", nonce)
+    capsys.readouterr()
+    assert main(["repair", "--config", path, "--force", "--output", "json"]) == 0
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["deletes"] == {AP: 1} and repaired["repair"]["refused"] == 0
+    assert main(["diff", "--config", path, "--no-settle"]) == 0
+
+
+def test_repair_exits_1_naming_a_key_whose_needed_delete_the_conditions_refuse(
+    ddb_local: DynamoDBLocal,
+    clients: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The copy's nonce is no string (written behind the replicator's back): no nonce to
+    supersede, the delete is refused every time (a known limit). Repair must not exit 0:
+    it names the key as refused and exits 1; diff still exits 1."""
+    path = _updated_copy_under_a_delete(ddb_local, clients, tmp_path, "Refused", {"N": "7"})
+    capsys.readouterr()
+    assert main(["repair", "--config", path, "--force", "--output", "json"]) == 1
+    (repaired,) = json.loads(capsys.readouterr().out)
+    assert repaired["repair"]["deletes"] == {AP: 1} and repaired["repair"]["stale"][AP] == 1
+    assert repaired["repair"]["refused"] == 1
+    assert repaired["repair"]["refused_keys"] == [{"pk": {"S": "k"}}]
+    assert main(["repair", "--config", path, "--force"]) == 1
+    text = capsys.readouterr().out
+    assert "refused keys: 1" in text and '{"pk": {"S": "k"}}' in text
     assert main(["diff", "--config", path, "--no-settle"]) == 1
     capsys.readouterr()
     assert main(["repair", "--config", path, "--force", "--output", "json"]) == 1

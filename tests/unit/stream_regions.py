@@ -201,10 +201,15 @@ def resolve_among(
 
 
 def decide(
-    regions: StreamRegions, k: ItemKey, names: Sequence[str] | None = None
+    regions: StreamRegions,
+    k: ItemKey,
+    names: Sequence[str] | None = None,
+    rule: ResidencyRule | None = None,
 ) -> dict[str, WriteOp]:
-    """``repair``'s writes for ``k`` from ``names`` (every region by default), no rule."""
-    return resolve_among(regions.stores, k, regions.names if names is None else names) or {}
+    """``repair``'s writes for ``k`` from ``names`` (every region by default), with the
+    residency ``rule`` if any."""
+    names = regions.names if names is None else names
+    return resolve_among(regions.stores, k, names, rule) or {}
 
 
 def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
@@ -218,9 +223,9 @@ def apply_ops(regions: StreamRegions, ops: dict[str, WriteOp]) -> None:
         assert result.error is None, result
 
 
-def repair(regions: StreamRegions, k: ItemKey) -> None:
+def repair(regions: StreamRegions, k: ItemKey, rule: ResidencyRule | None = None) -> None:
     """``repair`` of ``k`` over every region: its decision applied with the real writer."""
-    apply_ops(regions, decide(regions, k))
+    apply_ops(regions, decide(regions, k, rule=rule))
 
 
 def delete_missed_by(regions: StreamRegions, k: ItemKey, deleter: str, missed: str) -> None:

@@ -1,8 +1,8 @@
 """Which re-read decision counts a refused repair write as still needed: the same kind of
 write of the same timestamp and origin (a put: of the same content), whatever seq labels
-it (``ops.repairer._same_write``). The refused write can move the seq itself: a delete's
-D1 lands when its D2 is refused, and its tombstone, read as a stand-in, lifts the winner's
-label above it."""
+it (``ops.repairer._same_write``). The re-read may label the same write otherwise: a
+delete's D1 lands when its D2 is refused, and a tombstone whose reading as a stand-in
+depends on a region not read is ranked above it."""
 
 from __future__ import annotations
 

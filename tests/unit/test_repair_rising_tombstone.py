@@ -1,32 +1,29 @@
 """A delete repair sends outside the winner's scope that the region refuses (its item's
-kept labels outrank it) is sent again by every run, one seq higher: its D1 tombstone, read
-as a stand-in, lifts the winner's label above it (``ops.repair_labels.own_seq``). That
-label is not only the refused delete's: it is also the label of repair's put of the winner
-to a region of the scope that lacks it. After one more run than the first, that copy
-outranks the origin's next record, so the origin's own delete of the item is refused
-there, and the next repair takes the copy for the winner and puts it back everywhere."""
+kept labels outrank it) is sent again by every run. Its tombstone, read as a stand-in, once
+lifted the winner's label one seq above it (``ops.repair_labels.own_seq`` read it as a
+delete, ``lifted`` passed it though no put goes there), so each run wrote it one seq
+higher. That label is also the label of repair's put of the winner into a region of the
+scope that lacks it: after one more run than the first, that copy outranked the origin's
+next record, the origin's own delete of the item was refused there, and the next repair
+took the copy for the winner and put it back everywhere. Now a stand-in bounds the label
+from below by its own seq and is passed only where a put goes: runs write the same label."""
 
 from __future__ import annotations
 
-import pytest
-
-from dynamodb_replicator.core.model import ItemKey, pad_sequence
-from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
-from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.model import pad_sequence
+from dynamodb_replicator.core.plan import DeleteVersion, PutVersion
 from dynamodb_replicator.core.residency import Residency, ResidencyRule
-from dynamodb_replicator.core.tombstones import TombstoneTable
-from dynamodb_replicator.ops.repair import resolve
 
 from .strategies import FIELDS
 from .stream_regions import (
     AP,
     EU,
-    SUFFIX,
     TABLE,
     US,
     StreamRegions,
     T,
     apply_ops,
+    decide,
     missed_by_all,
     n,
     s,
@@ -36,27 +33,11 @@ from .stream_regions import (
 RULE = ResidencyRule("country", (("XX", frozenset({AP, EU})), ("YY", frozenset({EU, US}))))
 
 
-def _decide(regions: StreamRegions, k: ItemKey) -> dict[str, WriteOp]:
-    """``repair`` (every region, with the rule): its decision for ``k`` as read now."""
-    items = {name: regions.stores[name].item(TABLE, k) for name in regions.names}
-    tombs = {
-        name: TombstoneTable(regions.stores[name], FIELDS, SUFFIX).read(TABLE, [k]).get(k)
-        for name in regions.names
-    }
-    ops = resolve(k, items, tombs, policy=LastWriterWins(FIELDS), fields=FIELDS, rule=RULE)
-    assert ops is not None
-    return dict(ops)
-
-
-def _origin_delete_after_repairs(runs_before: int) -> StreamRegions:
+def _refused_outside_the_scope() -> StreamRegions:
     """ap-southeast-1 holds a copy of (T, us-east-1) of country XX whose ``__replicaNonce``
     is no string (behind the replicator's back: the refused-delete state). eu-west-1 writes
     k at T, country YY: replicated to us-east-1, kept out of ap-southeast-1 (a stand-in;
-    the item there refuses the delete). ``runs_before`` repairs run (each refuses the
-    delete in ap-southeast-1 again, one seq higher). Then us-east-1's application writes an
-    older k (T - 1) over its copy, and one more repair runs before that record is read
-    (replication in flight): it puts eu-west-1's winner back into us-east-1. Replication
-    settles; eu-west-1's application deletes k; replication settles."""
+    the item there refuses the delete)."""
     regions = StreamRegions([AP, EU, US])
     for replicator in regions.replicators.values():
         replicator.residency = Residency(((TABLE, RULE),))
@@ -78,12 +59,24 @@ def _origin_delete_after_repairs(runs_before: int) -> StreamRegions:
     missed_by_all(regions, AP)
     regions.put(EU, k, **{FIELDS.timestamp: n(T), "country": s("YY"), "content": n(1)})
     regions.quiesce()
+    return regions
+
+
+def _origin_delete_after_repairs(runs_before: int) -> StreamRegions:
+    """The refused delete outside the scope (``_refused_outside_the_scope``);
+    ``runs_before`` repairs run (each refuses the delete in ap-southeast-1 again). Then
+    us-east-1's application writes an older k (T - 1) over its copy, and one more repair
+    runs before that record is read (replication in flight): it puts eu-west-1's winner
+    back into us-east-1. Replication settles; eu-west-1's application deletes k;
+    replication settles."""
+    regions = _refused_outside_the_scope()
+    k = regions.key("k")
     for _ in range(runs_before):
-        ops = _decide(regions, k)
+        ops = decide(regions, k, rule=RULE)
         assert set(ops) == {AP} and isinstance(ops[AP], DeleteVersion)  # refused every run
         apply_ops(regions, ops)
     regions.put(US, k, **{FIELDS.timestamp: n(T - 1), "country": s("YY"), "content": n(0)})
-    ops = _decide(regions, k)
+    ops = decide(regions, k, rule=RULE)
     assert isinstance(ops[US], PutVersion)  # the winner back into us-east-1
     apply_ops(regions, ops)
     regions.quiesce()
@@ -94,7 +87,7 @@ def _origin_delete_after_repairs(runs_before: int) -> StreamRegions:
 
 
 def test_the_origins_delete_holds_after_one_repair() -> None:
-    """The control: with no run before, the copy's label ties with eu-west-1's next
+    """The control: with no run before, the copy's label is below eu-west-1's next
     record, and its delete removes the copy in us-east-1."""
     regions = _origin_delete_after_repairs(0)
     try:
@@ -104,21 +97,35 @@ def test_the_origins_delete_holds_after_one_repair() -> None:
         regions.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each repair run lifts the winner's label above the refused delete's tombstone; "
-    "its put into a region of the scope then carries a label above the origin's next "
-    "record, which refuses the origin's delete there and repair puts the item back "
-    "(review of h-refused)",
-)
 def test_the_origins_delete_holds_after_a_repair_over_a_refused_delete_ran_twice() -> None:
+    """One run before: the copy repair puts into us-east-1 is labelled as after no run,
+    so eu-west-1's delete removes it, and a further repair leaves k deleted."""
     regions = _origin_delete_after_repairs(1)
     try:
         k = regions.key("k")
         assert regions.contents(k)[EU] is None
         assert regions.contents(k)[US] is None, "us-east-1 refused eu-west-1's delete"
-        apply_ops(regions, _decide(regions, k))
+        apply_ops(regions, decide(regions, k, rule=RULE))
         regions.quiesce()
         assert regions.contents(k)[EU] is None, "repair put the deleted item back"
+    finally:
+        regions.close()
+
+
+def test_runs_over_a_refused_delete_send_the_same_delete() -> None:
+    """Three runs over the refused delete in ap-southeast-1 (outside the winner's scope)
+    send it with one label: its tombstone is no delete, and no put goes there, so it
+    lifts nothing."""
+    regions = _refused_outside_the_scope()
+    try:
+        k = regions.key("k")
+        sent = []
+        for _ in range(3):
+            ops = decide(regions, k, rule=RULE)
+            delete = ops[AP]
+            assert set(ops) == {AP} and isinstance(delete, DeleteVersion)  # refused
+            sent.append(delete.version)
+            apply_ops(regions, ops)
+        assert sent[0].seq == sent[1].seq == sent[2].seq, sent
     finally:
         regions.close()

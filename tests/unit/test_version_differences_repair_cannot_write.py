@@ -4,8 +4,9 @@ go through the write protocol's conditions, which read a stored item's labels (m
 (diff and repair) reads a copy its application updated keeping the replica marker (no
 ``stamp()``) as the holder's own write, while the conditions still read the replica it
 updated: repair's put of the winner supersedes the copy's nonce (P1 replaces it, read as
-the holder's own); its delete cannot (D2 has no such clause: pinned below, and repair
-names the key refused and exits 1). An item carrying the marker without
+the holder's own), and so does its delete (D2s relabels it as the holder's own, then
+removes it; the race that withdrew a delete removing it as it was is
+``test_repair_delete_racing_a_write_back.py``). An item carrying the marker without
 ``__originRegion`` is the holder's own to the conditions too (``marked`` needs an origin,
 as ``is_marked`` does): the restore and repair's put replace it."""
 
@@ -87,13 +88,6 @@ def test_repair_fixes_a_version_difference_held_under_a_replicas_outranking_labe
     assert after.identical, after.as_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eu-west-1's delete (T, eu-west-1, d) is refused in ap-southeast-1, whose "
-    "updated copy the conditions read as (T, us-east-1, u); repair ranks the delete above "
-    "ap-southeast-1's own (T, ap-southeast-1) and writes it, refused again: the delete "
-    "never lands there (repair names the key refused and exits 1; diff exits 1)",
-)
 def test_repair_lands_a_delete_over_a_copy_updated_keeping_its_marker(
     regions: StreamRegions,
 ) -> None:
@@ -178,13 +172,6 @@ def _diff_without_rule(world: StreamRegions) -> DiffReport:
     return report
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the delete outside the winner's scope is refused in ap-southeast-1, whose updated "
-    "copy the conditions read as (T, us-east-1, u): superseding the copy's nonce would land it, "
-    "but that clause also removed an application write-back racing repair (see "
-    "test_repair_delete_racing_a_write_back.py), so it is not built",
-)
 def test_repair_removes_an_updated_copy_left_outside_the_winners_scope(
     regions: StreamRegions,
 ) -> None:

@@ -115,6 +115,11 @@ class DeleteVersion:
     version: Version
     deleted_in: str
     sequence_number: str
+    # Repair's only: the nonce of a replica write the target region's application updated
+    # keeping its marker (its kept labels may outrank ``version``). Where the stored item
+    # still carries it and, read as that region's own content, is not newer than
+    # ``version``, it is relabelled so and then removed (core.writes, D2s).
+    supersedes: str | None = None
 
 
 WriteOp = PutVersion | DeleteVersion | DeleteUnversioned

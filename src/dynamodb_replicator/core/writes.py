@@ -70,6 +70,19 @@ Delete of version D of key K:
       region names of the deletes decide: the larger one is kept, in every region);
   D2. delete K where the stored item is not newer than D. In the region whose application
       deleted the item, D2 is skipped when a read after D1 shows K absent or newer.
+  D2s. (repair's deletes only, ``supersedes``: the nonce of a replica write this region's
+      application updated keeping the marker, whose kept labels may outrank D) where D2
+      found K newer: put the item D2 found, relabelled as this region's own version of its
+      timestamp (seq ``LATEST``, as conditions read own content), where the stored item
+      still carries that nonce and, read as this region's own, is not newer than D; then
+      D2 again. Only this region's application content carries that nonce (nonces never
+      repeat), so only such content is replaced, by content the same application wrote,
+      and it is removed under labels the stream reads as covered by the tombstone: the
+      REMOVE is an echo. Removed as it was, a write-back of the replica's content (genuine
+      again) racing repair would read as the replica in the REMOVE record and go out as a
+      delete of the replica's version; relabelled, its record reads as a replica write
+      going backwards, which restores that version (``core.plan``). It never creates an
+      item (the nonce must be stored), so it undoes no delete.
 
 Why no delete is ever undone (no resurrection). Take a delete D1/D2 and a put P1 of V <= D
 of the same key in the same region; every read is strongly consistent, tombstones only grow.
@@ -166,8 +179,15 @@ from dynamodb_replicator.core.conditions import (
 from dynamodb_replicator.core.conflicts import Conflict, ConflictOutcome, overwrote_concurrent
 from dynamodb_replicator.core.defaults import tombstone_table
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
-from dynamodb_replicator.core.plan import DeleteUnversioned, DeleteVersion, PutVersion, WriteOp
+from dynamodb_replicator.core.plan import (
+    DeleteUnversioned,
+    DeleteVersion,
+    PutVersion,
+    WriteOp,
+    user_image,
+)
 from dynamodb_replicator.core.policy import (
+    LATEST,
     ConflictPolicy,
     seal,
     stored_is_unversioned,
@@ -176,6 +196,7 @@ from dynamodb_replicator.core.policy import (
 )
 from dynamodb_replicator.core.ports import Clock, CountingNonces, NonceSource
 from dynamodb_replicator.core.store import Store, StoreResult
+from dynamodb_replicator.core.streams import NO_SEQUENCE
 from dynamodb_replicator.core.tombstones import TombstoneTable, tombstone_item
 
 __all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
@@ -282,8 +303,13 @@ class WriteProtocol:
         older = self.policy.stored_is_older(op.version, self.region, strict=op.strict)
         if op.supersedes is None:
             return older
-        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": op.supersedes}))
-        return any_of(older, all_of(same_nonce, _unmarked(older, self.fields)))
+        return any_of(older, self._superseded(op.supersedes, older))
+
+    def _superseded(self, nonce: str, condition: Condition) -> Condition:
+        """The stored item carries ``nonce`` (this region's application content, an update
+        of that replica write) and, read as this region's own content, ``condition``."""
+        same_nonce = Compare(Path(self.fields.nonce), "=", Value({"S": nonce}))
+        return all_of(same_nonce, _unmarked(condition, self.fields))
 
     def _item(self, op: PutVersion) -> Item:
         item = dict(op.image)
@@ -307,7 +333,8 @@ class WriteProtocol:
         return Written(Outcome.APPLIED, conflict)
 
     def delete(self, table: str, op: DeleteVersion) -> Written:
-        """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do)."""
+        """D1 and D2 (D2 skipped in the deleting region when a read shows nothing to do),
+        and D2s where D2 was refused and ``op`` supersedes a nonce."""
         expires = int(self.clock.now()) + self.tombstone_ttl_seconds
         tomb = tombstone_item(op.key, op.version, op.deleted_in, expires, self.fields)
         not_newer = self._not_newer(op.version)
@@ -319,11 +346,34 @@ class WriteProtocol:
             if current is None:
                 return Written(Outcome.APPLIED)
             if not not_newer.evaluate(current):
-                return Written(Outcome.STALE, self._delete_conflict(op, current))
+                return self._superseding(table, op, current)
         result = self.store.delete(table, op.key, not_newer)
         if result.applied:
             return Written(Outcome.APPLIED)
-        return Written(Outcome.STALE, self._delete_conflict(op, result.item))
+        return self._superseding(table, op, result.item)
+
+    def _superseding(self, table: str, op: DeleteVersion, held: Item | None) -> Written:
+        """D2s, after D2 found ``held`` newer than ``op``'s version: where the stored item
+        still carries the nonce ``op`` supersedes and, read as this region's own content,
+        is not newer, relabel it as that (a replica write: its record is an echo), then
+        remove it; else the delete is stale."""
+        refused = Written(Outcome.STALE, self._delete_conflict(op, held))
+        if op.supersedes is None or held is None:
+            return refused
+        not_newer = self._not_newer(op.version)
+        relabel = self._superseded(op.supersedes, not_newer)
+        if not self.store.put(table, self._as_own(op.key, held), relabel).applied:
+            return refused
+        removed = self.store.delete(table, op.key, not_newer)
+        return Written(Outcome.APPLIED) if removed.applied else refused
+
+    def _as_own(self, key: ItemKey, held: Item) -> Item:
+        """``held`` (versioned: D2 refused it) as a replica write of this region's own
+        version of its timestamp, labelled as the conditions read this region's own
+        content (seq ``LATEST``), so every write orders it as it ordered that content."""
+        image = user_image(held, self.fields)
+        own = Version.of(str(image[self.fields.timestamp]["N"]), self.region, LATEST)
+        return self._item(PutVersion(key, own, image, NO_SEQUENCE))
 
     def delete_unversioned(self, table: str, op: DeleteUnversioned) -> Written:
         """Remove the item where it has no version either (1 write, no tombstone)."""

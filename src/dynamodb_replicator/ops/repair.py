@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from dynamodb_replicator.core.model import Item, ItemKey, SystemAttributes, Tombstone, Version
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, user_image
@@ -35,6 +36,8 @@ from dynamodb_replicator.ops.repair_labels import (
 )
 
 __all__ = ["resolve", "unread_deleters"]
+
+_Op = TypeVar("_Op", PutVersion, DeleteVersion)
 
 
 def resolve(
@@ -62,8 +65,10 @@ def resolve(
     doubtful = {r for r, t in remembered if unsure(t, r, held, tombs, scoped=scoped)}
     # Each doubtful tombstone read both ways: a decision that depends on it is no decision.
     readings = [kept_out | doubtful, kept_out - doubtful] if doubtful else [kept_out]
+    # Read alike in every reading, so the winner's label is too (``own_seq``).
+    certain = kept_out - doubtful
     decided = [
-        _decide(key, items, remembered, out, policy=policy, fields=fields, rule=rule)
+        _decide(key, items, remembered, out, certain, policy=policy, fields=fields, rule=rule)
         for out in readings
     ]
     first = _written(decided[0])
@@ -96,15 +101,16 @@ def _decide(
     items: Mapping[str, Item | None],
     remembered: Sequence[tuple[str, Tombstone]],
     kept_out: set[str],
+    certain: set[str],
     *,
     policy: ConflictPolicy,
     fields: SystemAttributes,
     rule: ResidencyRule | None,
 ) -> dict[str, PutVersion | DeleteVersion] | None:
-    """``resolve`` with the tombstones remembered in ``kept_out`` taken for stand-ins."""
+    """``resolve`` with the tombstones remembered in ``kept_out`` taken for stand-ins
+    (those in ``certain`` are in every reading)."""
     tombs = dict(remembered)
-    best_item = _best_item(items, tombs, policy, fields)
-    stand_ins = [t for region, t in remembered if region in kept_out]
+    best_item = _best_item(items, tombs, certain, policy, fields)
     best_tomb = max(
         (t for region, t in remembered if region not in kept_out),
         key=lambda t: policy.order_key(t.version),
@@ -113,16 +119,20 @@ def _decide(
     if best_tomb is not None and (
         best_item is None or policy.order_key(best_tomb.version) >= policy.order_key(best_item[0])
     ):
-        op: PutVersion | DeleteVersion = DeleteVersion(
-            key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE
-        )
-        return {region: op for region, item in items.items() if item is not None}
+        op = DeleteVersion(key, best_tomb.version, best_tomb.deleted_in, NO_SEQUENCE)
+        return {
+            region: _over(op, item, fields) for region, item in items.items() if item is not None
+        }
     if best_item is None:
         # Only tombstones that are no delete (yet: one whose own region has not written
         # it is still in flight): nothing to write, and nothing undecidable either.
         return {} if remembered else None
     version, holder, winner = best_item
-    put = PutVersion(key, lifted(version, stand_ins), user_image(winner, fields), NO_SEQUENCE)
+    image = user_image(winner, fields)
+    # Only a put must pass a stand-in: outside the winner's scope a delete goes instead.
+    scope = None if rule is None else rule.allowed(image)
+    passed = [t for r, t in remembered if r in kept_out and (scope is None or r in scope)]
+    put = PutVersion(key, lifted(version, passed), image, NO_SEQUENCE)
     return _spread(
         put, holder, wanted=digest(winner, fields), items=items, fields=fields, rule=rule
     )
@@ -131,10 +141,12 @@ def _decide(
 def _best_item(
     items: Mapping[str, Item | None],
     tombs: Mapping[str, Tombstone | None],
+    kept_out: set[str],
     policy: ConflictPolicy,
     fields: SystemAttributes,
 ) -> tuple[Version, str, Item] | None:
-    """The winning item, its version as repair labels it, and the region holding it."""
+    """The winning item, its version as repair labels it, and the region holding it
+    (``kept_out``: regions whose tombstone is a stand-in in every reading)."""
     best: tuple[Version, str, Item] | None = None
     for region, item in items.items():
         version = stored_version(item, region, fields)
@@ -143,7 +155,7 @@ def _best_item(
         if not is_genuine(item, fields):
             # Content this region's application wrote: unmarked, or an update of a copy
             # that kept its marker (the seal broken), a later write of T here than the copy.
-            seq = own_seq(region, as_local(item, fields), items, tombs, fields)
+            seq = own_seq(region, as_local(item, fields), items, tombs, fields, kept_out=kept_out)
             version = Version.of(version.raw_timestamp, region, seq)
         if best is None or policy.order_key(version) > policy.order_key(best[0]):
             best = (version, region, item)
@@ -166,23 +178,27 @@ def _spread(
         delete = None if rule is None else withheld(put, region, rule, holder)
         if delete is not None:
             if item is not None:
-                ops[region] = _in_origin(delete, region)
+                ops[region] = _over(_in_origin(delete, region), item, fields)
         elif not _holds(put, wanted, item, region, fields):
             ops[region] = _over(put, item, fields)
     return ops
 
 
-def _over(put: PutVersion, item: Item | None, fields: SystemAttributes) -> PutVersion:
-    """``put`` for a region holding ``item``. An application update that kept a copy's
+def _over(op: _Op, item: Item | None, fields: SystemAttributes) -> _Op:
+    """``op`` for a region holding ``item``. An application update that kept a copy's
     marker and nonce (the seal broken) is that region's own content, as repair ranked it,
-    but the conditions read the copy's labels, which may outrank the winner: the put then
-    supersedes its nonce (P1 replaces an item still carrying it that, read as the holder's
-    own, is older; only that region's application content carries it: nonces never
-    repeat), as the restore of a losing disguised update does (``core.writes``)."""
+    but the conditions read the copy's labels, which may outrank the winner: the write
+    then supersedes its nonce (only that region's application content carries it: nonces
+    never repeat). A put replaces an item still carrying it that, read as the holder's
+    own, is older (P1), as the restore of a losing disguised update does; a delete
+    relabels such an item that is not newer as the holder's own, then removes it (D2s,
+    ``core.writes``: removed as it was, a write-back of the replica's content racing
+    repair would read as that replica in the REMOVE record, and go out as a delete of
+    the replica's version)."""
     if item is None or not is_marked(item, fields) or is_genuine(item, fields):
-        return put
+        return op
     nonce = item.get(fields.nonce, {}).get("S")
-    return put if nonce is None else replace(put, supersedes=str(nonce))
+    return op if nonce is None else replace(op, supersedes=str(nonce))
 
 
 def _holds(

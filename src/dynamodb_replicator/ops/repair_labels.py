@@ -10,20 +10,35 @@ Two things repair reads carry no true seq, and two kinds of tombstone are no del
   seq comes from a record H already wrote, so every later write or delete of T in H (a
   later record) outranks the copies, and no write of T in H still on its way beats them
   unless a later record of it follows. (Not ``LATEST``: that label would outrank H's own
-  later delete and write of T, and they would be lost everywhere else.)
+  later delete and write of T, and they would be lost everywhere else.) A stand-in (below)
+  of (T, H, s) is no delete: it stands for a put of s, so it bounds the seq from below by
+  s itself, not one above it.
 * A tombstone written by the residency projection (``core.scoping``) stands for a put
   kept out of a region, not for a delete: ``stand_in`` (told by the region it names,
   when repair reads that one, else by its shape where a rule is configured). Ranked as a
   delete it would remove the very version it stands for from the regions of its scope.
-  A put that must pass one (a region that joined the scope remembers the version kept
-  out of it) is labelled just above it: ``lifted``. Where the region it names was not
-  read (``--regions``), some shapes fit a delete as well as a stand-in (``unsure``):
-  repair then decides only what both readings decide alike.
+  A put that must pass one (a region of the winner's scope that remembers the version
+  kept out of it: it joined the scope) is labelled just above it: ``lifted``. Where the
+  region it names was not read (``--regions``), some shapes fit a delete as well as a
+  stand-in (``unsure``): repair then decides only what both readings decide alike.
+
+Why neither rule counts more than that: repair writes stand-ins too (its delete of the
+winner outside the winner's scope), labelled as it labels the winner. Were a stand-in read
+as a delete by ``own_seq``, or passed by ``lifted`` where no put goes (outside the scope),
+every run of repair over such a delete that the region refuses would write its tombstone
+one seq higher and label the winner above it the next time: after a few runs a copy
+repair puts into a region of the scope would outrank the origin's next records of T, and
+refuse its delete there (``tests/unit/test_repair_rising_tombstone.py``). Read as a lower
+bound, and passed only where a put goes, a stand-in of repair's own label yields that same
+label again: repeated runs write the same versions. And a stand-in is passed by a mark
+after its seq (``_LIFT``), not by the next seq: a rule change can bring a region whose
+stand-in carries a label lifted before into the scope, and marks never reach the next
+record (``tests/unit/test_repair_repeated_runs.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from dynamodb_replicator.core.content import digest
 from dynamodb_replicator.core.model import Item, SystemAttributes, Tombstone, Version, pad_sequence
@@ -36,10 +51,16 @@ __all__ = ["held_versions", "lifted", "own_seq", "stand_in", "unsure"]
 _LOWEST = pad_sequence("0")
 
 
+# The mark of a label just above a stand-in's (``lifted``): that seq, then this mark. A
+# label sorts above every label it extends and, whatever marks it carries, below the seq
+# of every later record of the stream (the 40 digits decide first).
+_LIFT = "+"
+
+
 def _above(seq: str) -> str:
-    """The seq just above ``seq``: at most the next record of its stream, so nothing that
-    stream writes later is outranked by it."""
-    return pad_sequence(str(int(seq) + 1))
+    """The seq of the next record after ``seq`` at the earliest (marks dropped): nothing
+    that stream writes later is outranked by it."""
+    return pad_sequence(str(int(seq.rstrip(_LIFT)) + 1))
 
 
 def _real(seq: str) -> bool:
@@ -56,8 +77,11 @@ def own_seq(
     items: Mapping[str, Item | None],
     tombs: Mapping[str, Tombstone | None],
     fields: SystemAttributes,
+    *,
+    kept_out: Collection[str] = (),
 ) -> str:
-    """The seq of ``region``'s own content ``item`` (see the module docstring)."""
+    """The seq of ``region``'s own content ``item`` (see the module docstring); the
+    tombstones remembered in ``kept_out`` are stand-ins (in every reading of them)."""
     mine = stored_version(item, region, fields)
     assert mine is not None
     wanted, seq = digest(item, fields), _LOWEST
@@ -67,9 +91,11 @@ def own_seq(
             continue
         if _same(version, mine) and _real(version.seq):
             seq = max(seq, version.seq if digest(copy, fields) == wanted else _above(version.seq))
-    for tomb in tombs.values():
+    for holder, tomb in tombs.items():
         if tomb is not None and _same(tomb.version, mine) and _real(tomb.version.seq):
-            seq = max(seq, _above(tomb.version.seq))
+            # A delete came before the content; a put a stand-in kept out may be it.
+            known = tomb.version.seq if holder in kept_out else _above(tomb.version.seq)
+            seq = max(seq, known)
     return seq
 
 
@@ -152,9 +178,13 @@ def _shaped(tomb: Tombstone, holder: str, held: set[Version]) -> bool:
 
 def lifted(version: Version, stand_ins: Iterable[Tombstone]) -> Version:
     """``version`` labelled above every stand-in of its timestamp and origin (with a real
-    seq), so the put lands where one is remembered (P0 refuses a version not above it)."""
+    seq), so the put lands where one is remembered (P0 refuses a version not above it).
+    ``stand_ins``: those of the regions the put goes to (the winner's scope) only. Just
+    above, by a mark (``_LIFT``), not the next seq: a stand-in may carry a label lifted
+    before (a delete of repair's outside a scope a rule change then widened), and a label
+    one seq above it could reach the origin's next record and refuse its delete of T."""
     seq = version.seq
     for tomb in stand_ins:
         if _same(tomb.version, version) and _real(tomb.version.seq) and tomb.version.seq >= seq:
-            seq = _above(tomb.version.seq)
+            seq = tomb.version.seq + _LIFT
     return Version.of(version.raw_timestamp, version.origin, seq)

@@ -219,11 +219,12 @@ def _same_write(
     fields: SystemAttributes,
 ) -> bool:
     """Does ``again`` ask for the write ``sent`` was: the same kind, of the same timestamp
-    and origin (a put: of the same content)? Not the seq of its label: the refused write
-    itself can move it (a delete's D1 lands when its D2 is refused, and the re-read takes
-    that tombstone, naming the winner's region, for a stand-in and labels the winner
-    above it), while a newer version that got there first changes the timestamp, the
-    origin or the content."""
+    and origin (a put: of the same content)? Not the seq of its label: it only
+    orders contents of one timestamp and origin, and the re-read may label the same write
+    otherwise (its delete's D1 landed when D2 was refused, and a tombstone whose stand-in
+    reading depends on a region not read is ranked above; a copy of the same content
+    landed meanwhile with another label), while a newer version that got there first
+    changes the timestamp, the origin or the content."""
     if again is None or type(again) is not type(sent):
         return False
     if (again.version.timestamp, again.version.origin) != (
