@@ -11,12 +11,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from dynamodb_replicator.core.model import RegionSpec
-
 import pytest
 
 from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
+from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.runner.leases import LeaseKeeper
@@ -71,9 +70,10 @@ class DroppedHeartbeat(MemoryStateStore):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the claim condition frees an expired claim to any heartbeat, its order not asked: a dropped attempt sent under a clock ahead lands after its lowering retry and pins the id for the step",
+    reason="an expired claim is free to any heartbeat, its order not asked: a late one "
+    "from a clock ahead lands after its lowering retry and pins the id for the step",
 )
-def test_a_heartbeat_sent_while_the_clock_ran_ahead_landing_after_its_retry_does_not_pin_the_worker_id() -> (
+def test_a_heartbeat_from_a_clock_ahead_landing_after_its_retry_does_not_pin_the_worker_id() -> (
     None
 ):
     """Interleaving: w1 (no shard leased: more workers than shards) renews its claim with
@@ -121,7 +121,7 @@ def test_a_heartbeat_sent_while_the_clock_ran_ahead_landing_after_its_retry_does
 
 @pytest.mark.xfail(
     strict=True,
-    reason="attribute_not_exists(pk) lets a late heartbeat recreate the claim forget_worker removed",
+    reason="attribute_not_exists(pk) lets a late heartbeat recreate a removed claim",
 )
 def test_a_heartbeat_landing_after_a_clean_stop_removed_the_claim_does_not_bring_it_back() -> None:
     """Interleaving: the last tick's heartbeat loses its connection (still on its way), its
@@ -171,7 +171,7 @@ class ThrottledReleases(MemoryStateStore):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="shutdown keeps the claim only for leases left to expire (leaving), not for leases whose release failed",
+    reason="shutdown keeps the claim for leases left to expire, not for failed releases",
 )
 def test_a_shutdown_whose_releases_were_throttled_keeps_the_claim_while_the_leases_live() -> None:
     """Interleaving: the runner stops while region b answers its releases throttled (the
