@@ -8,7 +8,7 @@ timeout of its send (docs/concepts/guarantees.md, "Timing and clocks")."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -40,7 +40,7 @@ class DroppedHeartbeat(MemoryStateStore):
         super().__init__(table)
         self.clock = clock
         self.armed = False
-        self.on_drop = lambda: None
+        self.on_drop: Callable[[], None] = lambda: None
         self.held_back: tuple[str, int, Mapping[str, Any] | None, dict[str, Any]] | None = None
         self.sent_at = 0.0  # on the monotonic reading (a stepped wall clock says nothing)
         self.steady = 0.0  # real seconds gone by since the test began
