@@ -51,6 +51,7 @@ def main() -> int:
                 rate=None if pause is not None else rate,
                 converge_timeout=900,
                 observe=True,
+                lean_writers=True,
             )
     except BaseException:
         # The runners' logs say why (late renewals, deadline misses): kept for reading.

@@ -46,12 +46,14 @@ def run_with_faults(
     converged: Callable[..., float] = wait_until_converged,
     rates: FaultRates | None = None,
     observe: bool = False,
+    lean_writers: bool = False,
 ) -> dict[str, object]:
     """Load all regions for ``load_seconds`` while the runner (behind the fault proxy) is
     killed ``kills`` times; then wait until every region holds the expected winners
     (``converged``: what every region must hold; ``config_extra``: appended to the
     runner's config). Each region's writer pauses ``pause`` s between writes, or with
-    ``rate``, the writers make that many writes/s in all. ``rates``: the fault mix.
+    ``rate``, the writers make that many writes/s in all (``lean_writers``: on the lean
+    transport). ``rates``: the fault mix.
     ``observe``: the summary also says where the recovery time went (tests/soak_report.py:
     the backlog when the load stopped, the drain rate after it, the runners' logs)."""
     rng = random.Random(seed)
@@ -70,11 +72,11 @@ def run_with_faults(
     config.write_text(config.read_text() + config_extra)
     runners = Successors(config, tmp_path, metrics=observe)
     runners.start()
-    # The writers on the runner's lean transport: a quarter of boto3's CPU per write, so
-    # that they reach the rate asked for on a busy 2-core machine.
-    writers = {
-        r: make_lean_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in regions
-    }
+    # With ``lean_writers``, the writers on the runner's lean transport: a quarter of
+    # boto3's CPU per write, so that they reach the rate asked for on a busy 2-core machine
+    # (its errors are botocore's generic ClientError: the plain Workload catches none).
+    make = make_lean_client if lean_writers else make_client
+    writers = {r: make("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in regions}
     workload = workload_type(writers, table=table, keys=25, seed=seed)
     stop = threading.Event()
     threads = [
