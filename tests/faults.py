@@ -55,6 +55,12 @@ class UpstreamError(Exception):
 class _Server(ThreadingHTTPServer):
     """Hands each error a request met to ``met`` instead of printing it."""
 
+    daemon_threads = True
+    # Connections a runner opens at once wait for their accept (socketserver's default
+    # queue of 5 dropped the rest: connect timeouts that no fault injected), as a real
+    # endpoint takes them.
+    request_queue_size = 1024
+
     def __init__(self, port: int, handler: type[BaseHTTPRequestHandler], proxy: FaultProxy) -> None:
         super().__init__(("127.0.0.1", port), handler)
         self.proxy = proxy
@@ -84,6 +90,7 @@ class FaultProxy:
         self.counts: Counter[str] = Counter()
         self.disconnects: Counter[str] = Counter()  # clients gone, by error type
         self.unexpected: Counter[str] = Counter()  # any other error, by ``kind_of``
+        self.operations: Counter[tuple[str, str]] = Counter()  # (fault, operation)
         self.enabled = True
         self.port = free_port()
         self.server = _Server(self.port, self._handler(), self)
@@ -100,18 +107,29 @@ class FaultProxy:
         self.server.shutdown()
         self.server.server_close()
 
-    def draw(self) -> str:
+    def draw(self, operation: str = "") -> str:
+        """The fault the next request (of ``operation``, as X-Amz-Target names it) meets."""
         with self.lock:
             if not self.enabled:
                 return "none"
             roll = self.random.random()
+            fault = "none"
             for name, rate in vars(self.rates).items():
                 if roll < rate:
-                    self.counts[name] += 1
-                    return name
+                    fault = name
+                    break
                 roll -= rate
-            self.counts["none"] += 1
-            return "none"
+            self.counts[fault] += 1
+            self.operations[(fault, operation.rpartition(".")[2])] += 1
+            return fault
+
+    def by_operation(self) -> dict[str, dict[str, int]]:
+        """Requests per operation, by the fault each met ("none": forwarded as it was)."""
+        with self.lock:
+            found: dict[str, dict[str, int]] = {}
+            for (fault, operation), count in sorted(self.operations.items()):
+                found.setdefault(operation, {})[fault] = count
+            return found
 
     def met(self, error: BaseException) -> None:
         """Count an error a request met; print an unexpected one the first time its kind
@@ -133,6 +151,10 @@ class FaultProxy:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # An answer goes out as written: headers and body are two writes, and with
+            # Nagle's algorithm the body waited for the client's delayed ACK of the headers
+            # (40 ms on every request, far beyond the delays the fault mix injects).
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -147,6 +169,38 @@ class FaultProxy:
                 self.end_headers()
                 self.wfile.write(body)
 
+            upstream: http.client.HTTPConnection | None = None
+
+            def _exchange(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
+                """The request sent on to DynamoDB Local over this connection's own kept-alive
+                connection there (a new one per request cost each a TCP handshake on both
+                sides). Sent again on a new one only when a kept one turned out closed by
+                DynamoDB Local: that one never reached it."""
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                while True:
+                    reused = self.upstream is not None
+                    if self.upstream is None:
+                        self.upstream = http.client.HTTPConnection(
+                            "127.0.0.1", proxy.upstream_port, timeout=30
+                        )
+                    try:
+                        self.upstream.request("POST", self.path, body=body, headers=headers)
+                        response = self.upstream.getresponse()
+                        return response, response.read()
+                    except (OSError, http.client.HTTPException) as exc:
+                        self.upstream.close()
+                        self.upstream = None
+                        stale = isinstance(exc, http.client.RemoteDisconnected | BrokenPipeError)
+                        if not (reused and stale):
+                            raise UpstreamError(
+                                f"DynamoDB Local at port {proxy.upstream_port}"
+                            ) from exc
+
+            def finish(self) -> None:
+                super().finish()
+                if self.upstream is not None:
+                    self.upstream.close()
+
             def _drop(self) -> None:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
@@ -154,8 +208,8 @@ class FaultProxy:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                fault = proxy.draw()
                 target = self.headers.get("X-Amz-Target", "")
+                fault = proxy.draw(target)
                 if fault == "delay":
                     time.sleep(proxy.random.random() * 0.2)
                 elif fault == "server_error":
@@ -181,18 +235,5 @@ class FaultProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-
-            def _exchange(self, body: bytes) -> tuple[http.client.HTTPResponse, bytes]:
-                """The request sent on to DynamoDB Local: its response and body."""
-                upstream = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                try:
-                    upstream.request("POST", self.path, body=body, headers=headers)
-                    response = upstream.getresponse()
-                    return response, response.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    raise UpstreamError(f"DynamoDB Local at port {proxy.upstream_port}") from exc
-                finally:
-                    upstream.close()
 
         return Handler

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal
-from tests.faults import FaultProxy
-from tests.runner_process import RunnerProcess, unique_worker_id, write_config
+from tests.faults import FaultProxy, FaultRates
+from tests.runner_process import write_config
+from tests.soak_report import Drain, Successors, log_digest
 from tests.support import REGIONS, create_table
 from tests.workload import Workload, wait_until_converged
 
@@ -36,18 +38,26 @@ def run_with_faults(
     load_seconds: float = LOAD_SECONDS,
     kills: int = KILLS,
     pause: float = 0.01,
+    rate: float | None = None,
     converge_timeout: float = 150,
     regions: Sequence[str] = REGIONS,
     workload_type: type[Workload] = Workload,
     config_extra: str = "",
     converged: Callable[..., float] = wait_until_converged,
+    rates: FaultRates | None = None,
+    observe: bool = False,
+    lean_writers: bool = False,
 ) -> dict[str, object]:
     """Load all regions for ``load_seconds`` while the runner (behind the fault proxy) is
     killed ``kills`` times; then wait until every region holds the expected winners
     (``converged``: what every region must hold; ``config_extra``: appended to the
-    runner's config)."""
+    runner's config). Each region's writer pauses ``pause`` s between writes, or with
+    ``rate``, the writers make that many writes/s in all (``lean_writers``: on the lean
+    transport). ``rates``: the fault mix.
+    ``observe``: the summary also says where the recovery time went (tests/soak_report.py:
+    the backlog when the load stopped, the drain rate after it, the runners' logs)."""
     rng = random.Random(seed)
-    proxy = FaultProxy(ddb_local.port, seed=seed).start()
+    proxy = FaultProxy(ddb_local.port, seed=seed, rates=rates).start()
     clients: dict[str, Any] = {
         r: make_client("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in regions
     }
@@ -60,21 +70,19 @@ def run_with_faults(
         lease_timeout_seconds=5,
     )
     config.write_text(config.read_text() + config_extra)
-    worker = unique_worker_id("faults")
-
-    def start() -> RunnerProcess:
-        # The same worker id after each kill, as a supervisor restarts a process: it takes
-        # over its claim and leases once they expire. A log of its own for each runner.
-        runner = RunnerProcess(config, tmp_path / f"runner-{len(runners)}.log", worker)
-        runners.append(runner.start())
-        return runner
-
-    runners: list[RunnerProcess] = []
-    start()
-    workload = workload_type(clients, table=table, keys=25, seed=seed)
+    runners = Successors(config, tmp_path, metrics=observe)
+    runners.start()
+    # With ``lean_writers``, the writers on the runner's lean transport: a quarter of
+    # boto3's CPU per write, so that they reach the rate asked for on a busy 2-core machine
+    # (its errors are botocore's generic ClientError: the plain Workload catches none).
+    make = make_lean_client if lean_writers else make_client
+    writers = {r: make("dynamodb", RegionSpec(r, ddb_local.endpoint_url)) for r in regions}
+    workload = workload_type(writers, table=table, keys=25, seed=seed)
     stop = threading.Event()
     threads = [
         threading.Thread(target=workload.run_region, args=(r, 0, 1_000, pause, stop))
+        if rate is None
+        else threading.Thread(target=workload.run_paced, args=(r, rate / len(regions), stop))
         for r in regions
     ]
     try:
@@ -82,31 +90,33 @@ def run_with_faults(
             thread.start()
         began = time.monotonic()
         for _ in range(kills):  # SIGKILL at random moments of a runner at work
-            leases = runners[-1].wait_for_leases(3, timeout=120)
+            leases = runners.last.wait_for_leases(3, timeout=120)
             kill_at = time.monotonic() + rng.uniform(0.5, max(1.0, load_seconds / kills - 5))
             while time.monotonic() < kill_at:  # writes go on; the runner replicates them
-                assert runners[-1].alive(), runners[-1].tail()
+                assert runners.last.alive(), runners.last.tail()
                 time.sleep(0.1)
-            assert leases and runners[-1].alive()  # it holds its shards when it dies
-            runners[-1].kill()
-            start()
-        runners[-1].wait_for_leases(3, timeout=120)
+            assert leases and runners.last.alive()  # it holds its shards when it dies
+            runners.kill()
+            runners.start()
+        runners.last.wait_for_leases(3, timeout=120)
         stop.wait(max(0.0, load_seconds - (time.monotonic() - began)))
         stop.set()
         for thread in threads:
             thread.join()
+        loaded = time.monotonic() - began
+        watch = Drain(runners, table, ddb_local.endpoint_url, regions) if observe else None
         try:
             seconds = converged(clients, table, workload.expected(), timeout=converge_timeout)
         except AssertionError:
-            print(runners[-1].tail())
+            print(runners.last.tail())
             raise
-        return {
+        summary: dict[str, object] = {
             "seed": seed,
             "load_seconds": load_seconds,
             "operations": len(workload.events),
             "deletes": sum(e.delete for e in workload.events),
             "kills": kills,
-            "runners_that_took_leases": sum(bool(r.events("shard leased")) for r in runners),
+            "runners_that_took_leases": sum(bool(r.events("shard leased")) for r in runners.all),
             "converge_seconds": round(seconds, 1),
             "faults": dict(proxy.counts),
             # Met by the proxy, not injected: clients gone (counted, not printed), and any
@@ -114,10 +124,18 @@ def run_with_faults(
             "client_disconnects": dict(proxy.disconnects),
             "proxy_errors": dict(proxy.unexpected),
         }
+        if watch is not None:
+            summary |= {
+                "load_phase_seconds": round(loaded, 1),
+                "writes_per_s": round(len(workload.events) / loaded, 1),
+                **watch.report(seconds),
+                "faults_by_operation": proxy.by_operation(),
+                **log_digest([r.log for r in runners.all], runners.killed_at),
+            }
+        return summary
     finally:
         stop.set()
-        for runner in runners:
-            runner.close()
+        runners.close()
         proxy.stop()
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
+from datetime import datetime
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +23,7 @@ from dynamodb_replicator.core.model import ItemKey, Version
 from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.observe.conflict_log import JsonLinesConflictLog, conflict_record
+from dynamodb_replicator.observe.logs import JsonFormatter
 from dynamodb_replicator.ops.redrive import newest_per_key
 from dynamodb_replicator.ops.status import (
     PairStatus,
@@ -381,3 +385,12 @@ def test_redrive_takes_the_newest_parked_record_of_each_key() -> None:
     chosen = newest_per_key([old, other, new, keyless])
     # numeric order, not text order: 100000 is newer than 99999
     assert chosen == [(new, (old,)), (other, ()), (keyless, ())]
+
+
+def test_json_log_lines_carry_their_time_to_the_millisecond() -> None:
+    record = logging.LogRecord("runner", logging.INFO, __file__, 1, "runner started", None, None)
+    record.created = 1_796_217_293.6437  # 2026-12-02T13:14:53.6437Z
+    line = json.loads(JsonFormatter().format(record))
+    assert line["time"] == "2026-12-02T13:14:53.643Z"
+    parsed = datetime.fromisoformat(line["time"].replace("Z", "+00:00"))
+    assert parsed.timestamp() == pytest.approx(record.created, abs=0.001)

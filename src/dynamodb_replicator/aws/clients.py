@@ -165,10 +165,12 @@ def make_client(
     pool: int = 32,
     profile: str | None = None,
     timeout: float = defaults.TOOL_REQUEST_TIMEOUT_SECONDS,
+    session: boto3.session.Session | None = None,
 ) -> Any:
     """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
     ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region
     with a role, the profile's credentials only assume it; the client signs as the role.
-    ``timeout``: the longest one request stays out (connect and read)."""
-    session = region_session(region, profile, timeout)
+    ``timeout``: the longest one request stays out (connect and read). ``session``: the
+    region's session to make it with (``region_session``); default, a session of its own."""
+    session = session or region_session(region, profile, timeout)
     return session_client(session, service, region, pool=pool, timeout=timeout)

@@ -160,11 +160,12 @@ def make_lean_client(
     pool: int = 32,
     profile: str | None = None,
     timeout: float = defaults.TOOL_REQUEST_TIMEOUT_SECONDS,
+    session: Any = None,
 ) -> Any:
     """``make_client``'s client, its hot calls on the lean transport where it can carry
     them (``lean_possible``); the same session's credentials sign both transports, and both
-    take their timeouts from the same ``timeout``."""
-    session = region_session(region, profile, timeout)
+    take their timeouts from the same ``timeout``. ``session``: as ``make_client``'s."""
+    session = session or region_session(region, profile, timeout)
     client = session_client(session, service, region, pool=pool, timeout=timeout)
     if service not in HOT_CALLS or not lean_possible(client):
         return client

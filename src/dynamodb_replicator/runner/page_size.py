@@ -9,11 +9,14 @@ to one record, which always starts: its deadline check comes before its only wri
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core import defaults
 
 __all__ = ["PageSize"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -32,6 +35,7 @@ class PageSize:
         """A page settled; ``late``: one of its writes found no time left to start."""
         if late:
             self.limit, self._in_time = max(1, self.limit // 2), 0
+            log.info("page size halved: a page ran out of time", extra={"limit": self.limit})
             return
         self._in_time += 1
         if self._in_time >= self.calm and self.limit < self.most:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
-from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.clients import make_client, region_session
 from dynamodb_replicator.aws.factory import build_replicator
 from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.aws.parked import DynamoParkingLot
@@ -121,8 +121,9 @@ class Region:
         """The region's clients (no request is made), each request bounded by the config's
         request timeout (shorter than the lease margin: fencing by time)."""
         timeout = config.request_timeout
-        client = functools.partial(make_client, region=spec, timeout=timeout)
-        lean = functools.partial(make_lean_client, region=spec, timeout=timeout)
+        shared = SharedSessions(timeout)
+        client = functools.partial(shared.make, make_client, region=spec, timeout=timeout)
+        lean = functools.partial(shared.make, make_lean_client, region=spec, timeout=timeout)
         settings = dataclasses.replace(config.replication, request_timeout_seconds=timeout)
         # Checkpoints (one per page) and heartbeats on the lean transport (``aws.lean``);
         # scans of the state table go to botocore through the same client.
@@ -142,12 +143,34 @@ class Region:
                 settings,
                 stop=stopping,
                 conflict_log=conflict_log,
-                make=make_lean_client,
+                make=functools.partial(shared.make, make_lean_client),
             ),
             DynamoParkingLot(client("dynamodb"), config.state_table, spec.name),
             # One attempt per renewal: the keeper tries again at its next tick.
             state.sibling(client("dynamodb", pool=2), Backoff(attempts=1)),
         )
+
+
+class SharedSessions:
+    """One session per region for the clients of one ``Region.connect`` (nine of them, to
+    three regions): making a session costs about as much CPU as the client (botocore
+    registers its thousands of event handlers anew), and a restarted runner starts under
+    load. Sessions are not thread-safe, the clients they make are: these are made on the
+    connecting thread only. A region with a role shares its refreshing credentials too."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout  # of a role's STS request, as the clients' own
+        self.sessions: dict[str, Any] = {}
+
+    def make(
+        self, maker: Callable[..., Any], service: str, region: RegionSpec, **kwargs: Any
+    ) -> Any:
+        """``maker(service, region, **kwargs)`` (``make_client`` or ``make_lean_client``),
+        with the region's shared session."""
+        session = self.sessions.get(region.name)
+        if session is None:
+            session = self.sessions[region.name] = region_session(region, timeout=self.timeout)
+        return maker(service, region, session=session, **kwargs)
 
 
 def apply_page(

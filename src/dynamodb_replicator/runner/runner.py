@@ -107,10 +107,13 @@ class Runner:
 
         Raises ConfigError for what needs fixing; unreachable regions are reported and
         checked again in the background (``check_down``) while the others replicate."""
+        began = self.clock.elapsed()
         checked = self.checks.all(self.config)
         self.conflict_log = open_conflict_log(self.config.replication.conflict_log)
         self._take(checked)
+        was_checked = self.clock.elapsed()
         regions = self._regions(self.config)
+        connected = self.clock.elapsed()
         try:
             self._claim_worker_id(regions)
         except ReplicatorError:
@@ -127,6 +130,12 @@ class Runner:
                 "regions": list(self.regions),
                 "unreachable": sorted(checked.unreachable),
                 "tables": list(self.config.tables),
+                # Where a slow start went: the checks, making the clients, the worker id's
+                # claim (a predecessor's claim is waited for until it expires or its
+                # process is proven dead and the margin passed).
+                "checks_s": round(was_checked - began, 3),
+                "clients_s": round(connected - was_checked, 3),
+                "claim_s": round(self.clock.elapsed() - connected, 3),
             },
         )
 
