@@ -1,11 +1,12 @@
 """The in-memory state table (testing/memory_leases.py), which every control-plane
 simulation runs on, answers as aws/state.py does on DynamoDB Local: random sequences of
 acquires (inherited too), renewals, releases, checkpoint saves, claim heartbeats
-(replacing a holder too) and claims given back (``forget_worker``) by three processes, two of them under one worker id, with
-requests sent earlier landing late (a renewal, heartbeat, acquire or release carrying
-the token, time and order it was sent with). After every call the two give the same
-answer and hold the same leases (owner, expiry, token, checkpoint, renewal order) and
-claims (instance, expiry, margin, heartbeat order). ``AGREE_RUNS`` sets how many sequences
+(replacing a holder too) and claims given back (``forget_worker``) by three processes,
+two of them under one worker id, with requests sent earlier landing late (a renewal,
+heartbeat, acquire or release carrying the token, time and order it was sent with).
+After every call the two give the same answer, hold the same leases (owner, expiry,
+token, checkpoint, renewal order) and claims (instance, expiry, margin, heartbeat order),
+and count the same live workers. ``AGREE_RUNS`` sets how many sequences
 (default 20)."""
 
 from __future__ import annotations
