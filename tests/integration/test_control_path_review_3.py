@@ -18,11 +18,6 @@ from .test_lease_expiry_order import client, shard, store  # noqa: F401 (fixture
 STEP_MS = 3_600_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an expired claim is free to any heartbeat, its order not asked: a late one "
-    "from a clock ahead lands after its lowering retry and pins the id for the step",
-)
 def test_a_heartbeat_sent_under_a_clock_ahead_landing_after_a_lowering_one_is_refused(
     client: Any,  # noqa: F811
     shard: ShardRef,  # noqa: F811
@@ -41,9 +36,6 @@ def test_a_heartbeat_sent_under_a_clock_ahead_landing_after_a_lowering_one_is_re
         pytest.fail(f"the worker id is pinned until {held.expires_ms} ms (now 40001)")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="attribute_not_exists(pk) lets a late heartbeat recreate a removed claim"
-)
 def test_a_heartbeat_landing_after_the_claim_was_removed_is_refused(
     client: Any,  # noqa: F811
     shard: ShardRef,  # noqa: F811
@@ -51,7 +43,8 @@ def test_a_heartbeat_landing_after_the_claim_was_removed_is_refused(
     worker = f"w-{shard.shard_id}"
     holder = store(client)
     holder.heartbeat(worker, 35_000, instance="i1", now_ms=5_000, order=2)  # the retry
-    holder.forget_worker(worker, instance="i1")  # a clean stop
+    holder.forget_worker(worker, instance="i1", order=3)  # a clean stop
+    assert worker not in holder.live_workers(5_000), "given back"
     holder.heartbeat(worker, 35_000, instance="i1", now_ms=5_000, order=1)  # lands late
     try:
         store(client).heartbeat(worker, 36_000, instance="i2", now_ms=6_000, order=1)

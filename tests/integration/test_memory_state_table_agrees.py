@@ -1,11 +1,12 @@
 """The in-memory state table (testing/memory_leases.py), which every control-plane
 simulation runs on, answers as aws/state.py does on DynamoDB Local: random sequences of
-acquires (inherited too), renewals, releases, checkpoint saves and claim heartbeats
-(replacing a holder too) by three processes, two of them under one worker id, with
-requests sent earlier landing late (a renewal, heartbeat, acquire or release carrying
-the token, time and order it was sent with). After every call the two give the same
-answer and hold the same leases (owner, expiry, token, checkpoint, renewal order) and
-claims (instance, expiry, margin, heartbeat order). ``AGREE_RUNS`` sets how many sequences
+acquires (inherited too), renewals, releases, checkpoint saves, claim heartbeats
+(replacing a holder too) and claims given back (``forget_worker``) by three processes,
+two of them under one worker id, with requests sent earlier landing late (a renewal,
+heartbeat, acquire or release carrying the token, time and order it was sent with).
+After every call the two give the same answer, hold the same leases (owner, expiry,
+token, checkpoint, renewal order) and claims (instance, expiry, margin, heartbeat order),
+and count the same live workers. ``AGREE_RUNS`` sets how many sequences
 (default 20)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,10 +116,13 @@ def sent(client: Any, name: str, table: LeaseTable, pair: Pair, now_ms: int) -> 
     return Pair(pair.worker, pair.instance, ddb, mem, now_ms, pair.orders, order)
 
 
-def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> tuple[Any, Any]:
-    """One random call on both tables: (DynamoDB Local's answer, the memory table's)."""
+def step(
+    rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int, seen: Counter[str]
+) -> tuple[Any, Any]:
+    """One random call on both tables: (DynamoDB Local's answer, the memory table's);
+    ``seen`` counts the claim cases the conditions tell apart."""
     ddb, mem, worker = pair.ddb, pair.mem, pair.worker
-    op = rng.choice(("acquire", "renew", "renew", "release", "save", "heartbeat"))
+    op = rng.choice(("acquire", "renew", "renew", "release", "save", "heartbeat", "forget"))
     if op == "acquire":
         inherit = rng.random() < 0.2
         return (
@@ -125,6 +130,18 @@ def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> t
             answer(lambda: mem.acquire(shard, worker, t, 10_000, inherit=inherit)),
         )
     order = pair.next_order()
+    claimed = mem.table.workers.get(worker)
+    if claimed is not None and claimed[0] == pair.instance:
+        late = order <= mem.table.orders[worker]
+        if op == "heartbeat" and late:  # ours, refused by its order, whatever the expiry
+            seen["late on our expired claim" if claimed[1] < t else "late on our claim"] += 1
+        if op == "heartbeat" and claimed[1] == 0:
+            seen["on our released claim"] += 1
+    if op == "forget":
+        return (
+            answer(lambda: ddb.forget_worker(worker, instance=pair.instance, order=order)),
+            answer(lambda: mem.forget_worker(worker, instance=pair.instance, order=order)),
+        )
     if op == "renew":
         span = rng.choice((5_000, 10_000, 20_000))
         return (
@@ -157,7 +174,7 @@ def step(rng: random.Random, pair: Pair, shard: ShardRef, t: int, seq: int) -> t
 
 
 def test_the_memory_state_table_answers_and_stores_as_dynamodb_local_does(client: Any) -> None:
-    late = 0
+    late, seen = 0, Counter[str]()
     for run in range(RUNS):
         rng = random.Random(run)
         name = f"agree-{run}"
@@ -182,10 +199,15 @@ def test_the_memory_state_table_answers_and_stores_as_dynamodb_local_does(client
                 t = now - rng.choice((0, 0, 2_000, 6_000))
                 if rng.random() < 0.15:
                     out.append(sent(client, name, table, pair, t))
-            ours, memory = step(rng, pair, shard, t, n + 1)
+            ours, memory = step(rng, pair, shard, t, n + 1, seen)
             done.append((pair.instance, shard.shard_id, t, ours))
             assert ours == memory, f"run {run} call {n}: {ours} != {memory} after {done}"
             on_ddb, in_memory = stored(pair.ddb, table)
             assert on_ddb == in_memory, f"run {run} call {n}: {on_ddb} != {in_memory} after {done}"
+            live = (pair.ddb.live_workers(t), pair.mem.live_workers(t))
+            assert live[0] == live[1], f"run {run} call {n}: live workers {live} after {done}"
     # The state the test is about: requests landed late, on both tables alike.
     assert late > RUNS
+    # Our own claim met a heartbeat of ours sent before a later one, also once expired (the
+    # clause that refuses it whatever the expiry), and one after we gave the claim back.
+    assert seen["late on our expired claim"] and seen["on our released claim"], seen

@@ -64,10 +64,11 @@ def test_a_worker_id_runs_in_one_process_only(
         thread.join(timeout=30)
     assert not thread.is_alive()
     # Stopped cleanly, the first process gave the id back in every region (its claim is
-    # gone, not left to expire), so the next start has nothing to wait for.
+    # released, expiry 0, not left to expire), so the next start has nothing to wait for.
     for region in (US, EU):
         claim = clients[region].get_item(TableName="rails-state", Key={"pk": {"S": "worker|dup"}})
-        assert "Item" not in claim, f"{region} still holds the claim: {claim['Item']}"
+        assert claim["Item"]["expires"] == {"N": "0"}, f"{region} still holds: {claim['Item']}"
+        assert claim["Item"]["instance"] == {"S": first.instance}
     again = Runner(config, worker_id="dup")
     again.start()
     for region in (US, EU):

@@ -62,7 +62,7 @@ class FakeState:
         self._reach()
         return ["w"]
 
-    def forget_worker(self, worker: str, *, instance: str = "") -> None:
+    def forget_worker(self, worker: str, *, instance: str, order: int) -> None:
         self._reach()
 
     def acquire(

@@ -15,7 +15,8 @@ Items (hash key ``pk``, a string):
                                 ``order``: a live worker, for sharing shards fairly; claimed
                                 conditionally by one process (``instance``), its heartbeats
                                 in the order it sent them (``order``); the regions it
-                                cannot reach, for ``status``
+                                cannot reach, for ``status``; given back at a clean stop
+                                as a released item (``expires`` 0), never deleted
   ``stats|TABLE|STREAM|SHARD``  the holder's latest shard report (see aws/report_items.py)
   ``cp|backfill:TABLE|SOURCE|SEGMENT-of-SEGMENTS``
                                 a copy's progress (core/progress.py), attribute

@@ -12,12 +12,16 @@ from dynamodb_replicator.core.errors import ConditionFailedError, ConfigError
 
 __all__ = ["WorkerIdInUseError", "WorkerItems"]
 
-# A worker id is free when unclaimed, expired, or claimed by this process already: then in
-# the order the process sent its heartbeats (one landing after a later one is refused, and
-# the later one's expiry, margin and unreachable regions stand).
+# Our own claim takes our heartbeats in the order we sent them, expired or released or
+# not: one landing after a later one (or after ``forget_worker``'s marker) is refused, and
+# the later one's expiry, margin and unreachable regions stand. Only another process's
+# claim is free once expired: a late heartbeat of ours must not raise what a later one
+# lowered, nor bring back a claim given back.
+_MINE_IN_ORDER = "(#instance = :me AND (attribute_not_exists(#order) OR #order < :order))"
 _FREE_OR_MINE = (
-    "attribute_not_exists(pk) OR #expires < :now"
-    " OR (#instance = :me AND (attribute_not_exists(#order) OR #order < :order))"
+    "attribute_not_exists(pk)"
+    " OR ((attribute_not_exists(#instance) OR #instance <> :me) AND #expires < :now)"
+    f" OR {_MINE_IN_ORDER}"
 )
 
 
@@ -136,20 +140,30 @@ class WorkerItems(StateTable):
             }
         return found
 
-    def forget_worker(self, worker: str, *, instance: str = "") -> None:
-        """Remove ``worker|ID`` (with an ``instance``: only this process's claim)."""
-        key = {"pk": {"S": f"worker|{worker}"}}
-        if not instance:
-            self._call("DeleteItem", lambda: self.client.delete_item(TableName=self.table, Key=key))
-            return
-        with contextlib.suppress(ConditionFailedError):  # another process's claim stays
+    def forget_worker(self, worker: str, *, instance: str, order: int) -> None:
+        """Give this process's claim on ``worker`` back (a clean stop): it becomes a
+        *released* marker (``expires`` 0, our ``instance``, ``order`` after every heartbeat
+        we sent), read as no live worker and free to any other process at once. Not
+        removed: a heartbeat of ours still on its way would find no item and bring the
+        claim back; over the marker it is refused by its order. Another process's claim,
+        or a later heartbeat of ours, stays."""
+        item = {
+            "pk": {"S": f"worker|{worker}"},
+            "expires": {"N": "0"},
+            "instance": {"S": instance},
+            "order": {"N": str(order)},
+        }
+        with contextlib.suppress(ConditionFailedError):
             self._call(
-                "DeleteItem",
-                lambda: self.client.delete_item(
+                "PutItem",
+                lambda: self.client.put_item(
                     TableName=self.table,
-                    Key=key,
-                    ConditionExpression="attribute_not_exists(pk) OR #instance = :me",
-                    ExpressionAttributeNames={"#instance": "instance"},
-                    ExpressionAttributeValues={":me": {"S": instance}},
+                    Item=item,
+                    ConditionExpression=f"attribute_not_exists(pk) OR {_MINE_IN_ORDER}",
+                    ExpressionAttributeNames={"#instance": "instance", "#order": "order"},
+                    ExpressionAttributeValues={
+                        ":me": {"S": instance},
+                        ":order": {"N": str(order)},
+                    },
                 ),
             )

@@ -193,6 +193,11 @@ class Claims:
         sends (the state table applies each claim's and lease's in this order)."""
         return next(self._sent)
 
+    def order_after_sent(self) -> int:
+        """A place in the count after every heartbeat sent so far: a claim given back with
+        it (``forget_worker``) refuses each of them still on its way."""
+        return self._order()
+
     def _lease_top(self, region: str, now: float) -> float:
         """The latest expiry a lease of ours may have in ``region``'s table, live at ``now``
         (0: none): runner/holdings.py. Called under ``_beat_lock``."""

@@ -131,6 +131,14 @@ class Holdings(Claims):
         now = self._now()
         return any(held.region == region and held.until > now for held in self._left.values())
 
+    def holds_leases(self, region: str) -> bool:
+        """A lease of ours may still live in ``region``'s table: held, or dropped but not
+        released (a release that failed, an acquire whose answer was lost), up to its
+        ceiling. The claim there must not be given back while one may."""
+        now = self._now()
+        with self._beat_lock:
+            return self._lease_top(region, now) > now
+
     def release(self, ref: ShardRef, region: str) -> None:
         """Hand ``ref``'s lease back (its page in flight is over): another worker may take
         it at once. A request that failed is sent again with the round's quick retries

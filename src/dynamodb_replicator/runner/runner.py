@@ -203,9 +203,13 @@ class Runner:
         self.keeper.stop()
         for name, region in self.regions.items():
             try:
-                # A lease left to expire keeps the claim: it runs out on its own after it.
-                if self.reach.is_up(name) and not self.keeper.leaving(name):
-                    region.state.forget_worker(self.worker_id, instance=self.instance)
+                # A lease left to expire, or one whose release failed, keeps the claim: it
+                # runs out on its own after them (a lease never outlives the claim).
+                keep = self.keeper.leaving(name) or self.keeper.holds_leases(name)
+                if self.reach.is_up(name) and not keep:
+                    region.state.forget_worker(
+                        self.worker_id, instance=self.instance, order=self.keeper.order_after_sent()
+                    )
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()

@@ -136,9 +136,11 @@ class MemoryStateStore:
     ) -> None:
         self.before("heartbeat")
         with self.table.lock:
-            holder, until = self.table.workers.get(worker, (instance, 0))
+            claimed = worker in self.table.workers
+            holder, until = self.table.workers.get(worker, ("", 0))
+            mine = claimed and holder == instance
             taken_over = bool(replacing) and holder == replacing
-            if instance and holder != instance and until >= now_ms and not taken_over:
+            if instance and claimed and not mine and until >= now_ms and not taken_over:
                 margin = self.table.margins.get(worker, 0)
                 raise WorkerIdInUseError(
                     worker,
@@ -148,9 +150,8 @@ class MemoryStateStore:
                     now_ms=now_ms,
                     margin_ms=margin,
                 )
-            mine = instance and holder == instance and until >= now_ms
-            if mine and order <= self.table.orders.get(worker, 0):
-                return  # our own live claim, written by a heartbeat we sent later
+            if instance and mine and order <= self.table.orders.get(worker, 0):
+                return  # our own claim (expired or released too), written by a later one
             self.table.workers[worker] = (instance, expires_ms)
             self.table.margins[worker] = margin_ms
             self.table.orders[worker] = order
@@ -160,11 +161,14 @@ class MemoryStateStore:
         with self.table.lock:
             return sorted(w for w, (_, until) in self.table.workers.items() if until >= now_ms)
 
-    def forget_worker(self, worker: str, *, instance: str = "") -> None:
+    def forget_worker(self, worker: str, *, instance: str, order: int) -> None:
         self.before("forget_worker")
         with self.table.lock:
-            if self.table.workers.get(worker, (instance, 0))[0] == instance:
-                self.table.workers.pop(worker, None)
+            holder = self.table.workers.get(worker, (instance, 0))[0]
+            if holder == instance and order > self.table.orders.get(worker, 0):
+                self.table.workers[worker] = (instance, 0)  # released (aws/state_workers.py)
+                self.table.margins[worker] = 0
+                self.table.orders[worker] = order
 
     def put(self, item: Mapping[str, Any]) -> None:
         self.before("put")
