@@ -1,7 +1,8 @@
 """Adversarial review of the worker id's claim given back at a clean stop (a released
 item, ``expires`` 0, instead of a delete; our own claim taking our heartbeats in order,
-expired or not; ``Runner.shutdown`` keeping the claim while ``holds_leases``): the defects
-found, each pinned as a strict expected failure. The real runner and lease keeper over the
+expired or not; ``Runner.shutdown`` keeping the claim while ``holds_leases``): the two
+defects it found, fixed (the keeper forgets a claim it gave back; a finished shard's lease is
+released when its thread is reaped). The real runner and lease keeper over the
 in-memory state table, whose conditions are aws/state_workers.py's."""
 
 from __future__ import annotations
@@ -43,11 +44,6 @@ def _live_leases(table: LeaseTable, now: float) -> dict[object, int]:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shutdown gives the claim back but the keeper keeps it in ``claims``: a Runner "
-    "run again leases under a claim the table holds released",
-)
 def test_a_runner_reused_after_a_clean_stop_takes_no_lease_under_its_released_claim() -> None:
     """Interleaving: the runner balances (claim in every region until 1030, leases taken),
     stops cleanly at 1005: every lease released, the claim given back (the released item,
@@ -84,11 +80,6 @@ class ClosedStreams(FakeStreams):
         return Page([], None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a finished shard's lease is dropped unreleased (reap: release=False), so "
-    "holds_leases keeps the claim at a clean stop: a restart elsewhere waits up to a lease",
-)
 def test_a_runner_stopped_cleanly_after_its_shards_finished_restarts_elsewhere_at_once() -> None:
     """Interleaving: the runner holds shards that close and are read to their end; the next
     round reaps their finished threads (``drop(release=False)``: the lease stays in the

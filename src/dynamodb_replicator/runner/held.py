@@ -173,7 +173,9 @@ class Held:
                 if owned.worker.done:
                     self.finished.add(ref)
                     self.publish([owned])  # status stops counting a finished shard
-                self.drop(ref, release=False)
+                # A finished shard's last checkpoint is saved and no page is out: its lease
+                # goes back now, so a clean stop need not keep the worker id claimed for it.
+                self.drop(ref, release=owned.worker.done)
 
     # -- progress ----------------------------------------------------------------------
     def report(self, owned: Owned, now: float) -> ShardReport:

@@ -210,6 +210,8 @@ class Runner:
                     region.state.forget_worker(
                         self.worker_id, instance=self.instance, order=self.keeper.order_after_sent()
                     )
+                    # The table now says "given back": a later round must claim again first.
+                    self.keeper.forget_claim(name)
             except ReplicatorError as exc:
                 log.warning("could not deregister worker", extra={"reason": str(exc)})
             region.replicator.close()
