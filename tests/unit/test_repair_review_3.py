@@ -5,6 +5,8 @@ it is fixed (the reason names the interleaving)."""
 
 from __future__ import annotations
 
+import pytest
+
 from dynamodb_replicator.core.plan import DeleteVersion
 from dynamodb_replicator.core.tombstones import TombstoneTable
 
@@ -23,8 +25,6 @@ from .stream_regions import (
     n,
     written,
 )
-
-import pytest
 
 
 def _tomb_origin(regions: StreamRegions, region: str) -> str | None:
