@@ -21,12 +21,14 @@ from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateSto
 from .test_runner_outage import CONFIG, NAMES, FakeReplicator, FakeStreams, NoParking
 
 
-def _runner(clock: ManualClock) -> tuple[Runner, dict[str, LeaseTable]]:
+def _runner(
+    clock: ManualClock, streams: type[FakeStreams] = FakeStreams
+) -> tuple[Runner, dict[str, LeaseTable]]:
     tables = {n: LeaseTable(clock) for n in NAMES}
     regions = {
         n: Region(
             RegionSpec(n),
-            FakeStreams(n),
+            streams(n),
             MemoryStateStore(tables[n]),
             FakeReplicator(),
             NoParking(),
@@ -90,19 +92,7 @@ def test_a_runner_stopped_cleanly_after_its_shards_finished_restarts_elsewhere_a
     pod) at 1005.5 meets a live claim instead. (Shards close every few hours on DynamoDB
     Streams: a stop within a lease of one finishing is common.)"""
     clock = ManualClock(1000.0)
-    tables = {n: LeaseTable(clock) for n in NAMES}
-    regions = {
-        n: Region(
-            RegionSpec(n),
-            ClosedStreams(n),
-            MemoryStateStore(tables[n]),
-            FakeReplicator(),
-            NoParking(),
-        )
-        for n in NAMES
-    }
-    runner = Runner(CONFIG, worker_id="w", clock=clock, connect=lambda s, *_: regions[s.name])
-    runner.regions = regions
+    runner, tables = _runner(clock, ClosedStreams)
     runner.balance()
     assert runner.owned, "shards taken"
     clock.t = 1005.0

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from dynamodb_replicator.aws.errors import translated
+from dynamodb_replicator.aws.scan import scan_prefix
 from dynamodb_replicator.core.errors import NotFoundError
 from dynamodb_replicator.core.parking import ParkedRecord
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
@@ -119,19 +120,7 @@ class DynamoParkingLot:
         return sorted(chosen, key=lambda p: (p.parked_at, p.table, int(p.sequence)))
 
     def _items(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "ConsistentRead": True,
-            "FilterExpression": "begins_with(pk, :prefix)",
-            "ExpressionAttributeValues": {":prefix": {"S": PREFIX}},
-        }
-        while True:
-            page = self._call("Scan", lambda k=dict(kwargs): self.client.scan(**k))  # type: ignore[misc]
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return scan_prefix(self._call, self.client, self.table, PREFIX)
 
     def remove(self, parked: ParkedRecord) -> None:
         key = {"pk": _pk(parked)}

@@ -95,3 +95,26 @@ def parallel_scan(
         futures = [pool.submit(scan_segment, s) for s in range(segments) if s not in skip]
         for future in futures:
             future.result()
+
+
+def scan_prefix(
+    call: Callable[[str, Callable[[], dict[str, Any]]], dict[str, Any]],
+    client: Any,
+    table: str,
+    prefix: str,
+) -> list[dict[str, Any]]:
+    """Every item of ``table`` whose ``pk`` starts with ``prefix`` (strongly consistent),
+    each page read through ``call`` (the caller's translated, retried request)."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "ConsistentRead": True,
+        "FilterExpression": "begins_with(pk, :prefix)",
+        "ExpressionAttributeValues": {":prefix": {"S": prefix}},
+    }
+    while True:
+        page = call("Scan", lambda k=dict(kwargs): client.scan(**k))  # type: ignore[misc]
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from dynamodb_replicator.aws.errors import translated
+from dynamodb_replicator.aws.scan import scan_prefix
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 
@@ -65,19 +66,7 @@ class StateTable:
 
     def scan(self, prefix: str) -> list[dict[str, Any]]:
         """Every item whose key starts with ``prefix`` (strongly consistent)."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "ConsistentRead": True,
-            "FilterExpression": "begins_with(pk, :prefix)",
-            "ExpressionAttributeValues": {":prefix": {"S": prefix}},
-        }
-        while True:
-            page = self._call("Scan", lambda k=dict(kwargs): self.client.scan(**k))  # type: ignore[misc]
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return scan_prefix(self._call, self.client, self.table, prefix)
 
 
 def lease_id(shard: ShardRef) -> str:
