@@ -6,10 +6,14 @@ send (docs/concepts/guarantees.md, "Timing and clocks")."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
+from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core.errors import ThrottledError
 from dynamodb_replicator.core.streams import ShardRef
@@ -99,3 +103,115 @@ def test_a_dropped_lease_stored_under_a_clock_ahead_is_free_a_lease_after_the_cl
         )
     except WorkerIdInUseError as held:
         pytest.fail(f"the worker id is pinned {held.expires_ms / 1000 - clock.t:.0f} s")
+
+
+CONNECT, READ = 0.2, 0.2  # a request timeout of 0.4 s, split as aws/clients.py splits it
+
+
+def _silent_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A port whose accept queue is full: a connect to it times out (its SYN is dropped),
+    as one to an address without a route does (an AAAA record on an IPv4-only network)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(server.getsockname())
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    return server, fillers
+
+
+@pytest.fixture
+def arrivals() -> Iterator[tuple[int, list[float]]]:
+    """A server that takes one request and notes when the whole of it arrived (when
+    DynamoDB would apply it), on the monotonic clock; its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    server.settimeout(5.0)
+    seen: list[float] = []
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(
+                    line.split(b":")[1]
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+            )
+            while len(body) < length:
+                body += conn.recv(65536)
+            seen.append(time.monotonic())
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], seen
+    server.close()
+    thread.join(5.0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="create_connection gives each address of the endpoint the whole connect timeout: "
+    "a write can reach the table later than the request timeout after its deadline check",
+)
+def test_a_write_reaches_the_table_within_the_request_timeout_when_the_endpoint_has_dead_addresses(
+    monkeypatch: pytest.MonkeyPatch, arrivals: tuple[int, list[float]]
+) -> None:
+    """Fencing by time rests on "every request to DynamoDB ends within
+    request_timeout_seconds (botocore's connect and read timeouts, one attempt)": a write
+    whose deadline check passed reaches the table within one request timeout, shorter than
+    the margin. The lean transport's connect (``socket.create_connection``, as urllib3's
+    under botocore) tries each address the endpoint's name resolves to, each for the
+    whole connect timeout: with a name that resolves to addresses that do not answer
+    first (an IPv6 address without a route, a dead load-balancer node), the request is
+    sent after several connect timeouts and still has the whole read timeout to reach the
+    server. Interleaving (lease 30 s, margin 7.5 s, ``request_timeout_seconds = 7``,
+    accepted: connect 0.7 s, read 6.3 s): the deadline check passes at expiry - 7.5 s;
+    two dead addresses cost 1.4 s, the body goes out by 6.3 s later: the put lands 0.2 s
+    after the lease expired, when another worker may have taken the shard and settled
+    the record. Here: three silent addresses, then the server; the time the request
+    arrives is measured from the call (a lower bound: each silent address costs at least
+    its timeout)."""
+    port, seen = arrivals
+    silent = [_silent_listener() for _ in range(3)]
+    addresses = [s.getsockname() for s, _ in silent] + [("127.0.0.1", port)]
+
+    def resolve(host: object, port_: object, *args: object, **kwargs: object) -> list[object]:
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)
+            for address in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    pool = Pool("http://dynamodb.test:80", maxsize=1, connect_timeout=CONNECT, read_timeout=READ)
+    began = time.monotonic()
+    try:
+        pool.post(b"{}", {"Host": "dynamodb.test"})
+    except Exception:  # noqa: BLE001 - a transport that gives up in time sends nothing
+        pass
+    finally:
+        pool.close()
+        for server, fillers in silent:
+            for filler in fillers:
+                filler.close()
+            server.close()
+    # The state this test is about: the endpoint's first addresses did not answer.
+    assert time.monotonic() - began >= 3 * CONNECT or not seen
+    late = [arrived - began for arrived in seen if arrived - began > CONNECT + READ]
+    assert not late, f"the write reached the table {late[0]:.2f} s after its call began"
