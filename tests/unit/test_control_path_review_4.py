@@ -9,18 +9,28 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.state import WorkerIdInUseError
-from dynamodb_replicator.core.errors import ThrottledError
-from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.ports import Deadline, TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import Page, Shard, ShardRef
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.runner.regions import Region
+from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+
+from .test_runner_outage import CONFIG, NAMES, NoParking, record
 
 LEASE = 30.0
 STEP = 3600.0  # the wall clock an hour ahead, then set back (NTP)
@@ -215,3 +225,121 @@ def test_a_write_reaches_the_table_within_the_request_timeout_when_the_endpoint_
     assert time.monotonic() - began >= 3 * CONNECT or not seen
     late = [arrived - began for arrived in seen if arrived - began > CONNECT + READ]
     assert not late, f"the write reached the table {late[0]:.2f} s after its call began"
+
+
+REQUEST_TIMEOUT = 5.0  # the default for the 30 s lease (margin 7.5 s)
+
+
+@dataclass
+class OneRecordStreams:
+    """Region ``region``'s stream: one shard, whose first read returns one record."""
+
+    region: str
+    read_once: bool = False
+
+    def stream_arns(self, table: str) -> list[str]:
+        return [f"arn:{self.region}/stream/{table}"]
+
+    def shards(self, arn: str) -> list[Shard]:
+        return [Shard(f"{self.region}-0", None, "1", None)]
+
+    def iterator(self, arn: str, shard_id: str, after: str | None) -> str:
+        return "it"
+
+    def read(self, iterator: str, limit: int = 1000) -> Page:
+        if self.region != "a" or self.read_once:
+            return Page([], iterator)
+        self.read_once = True
+        return Page([record(5)], iterator)
+
+
+@dataclass
+class DroppedWrites:
+    """Region a's replicator: each write's connection drops after the request went out
+    (the writer sees UnreachableError and reports the target failed at the record); the
+    table may still apply it up to a request timeout after its send (the timing
+    assumptions, and the fault model of test_control_plane_late_landings.py)."""
+
+    clock: ManualClock
+    sent: list[float] = field(default_factory=list)
+    entered: threading.Event = field(default_factory=threading.Event)
+
+    def process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
+        deadline: Deadline = None,
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        first = str(records[0]["dynamodb"]["SequenceNumber"])
+        self.sent.append(self.clock.t)
+        self.entered.set()
+        dropped = UnreachableError("connection dropped after the request was sent", region="b")
+        return BatchResult(
+            {r: TargetResult(r, failed_sequence=first, error=dropped) for r in regions or ()},
+            records=len(records),
+        )
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a page whose write failed with its request possibly still on its way counts as "
+    "ended: the lease is released at once and another worker takes the shard before it lands",
+)
+def test_a_write_whose_connection_dropped_does_not_land_after_the_released_shard_was_taken() -> None:
+    """Interleaving: worker w's shard a-0 writes record 5 to b; the connection drops after
+    the request went out (the table may still apply it up to a request timeout after its
+    send: assumption (1) bounds when a write lands, not what its client saw). The page
+    fails for b, ends, and w hands the shard over (a balancing hand-over, a reload, a
+    clean stop: ``Held.drop``): the page ended, so the lease is released at once, and w2
+    takes the shard. The put lands a second later, after w2's acquire: the write of issue
+    #23 again (w2 replays record 5, settles it and moves on, a delete of it follows, and
+    the late put brings the item back with nobody left to settle it). Nothing in the
+    shard worker or the writer remembers a failed request that may still land, so the
+    release cannot wait for it."""
+    clock = ManualClock(1000.0)
+    tables = {n: LeaseTable(clock) for n in NAMES}
+    replicator = DroppedWrites(clock)
+    regions = {
+        n: Region(
+            RegionSpec(n),
+            OneRecordStreams(n),
+            MemoryStateStore(tables[n], name="w"),
+            replicator,
+            NoParking(),
+        )
+        for n in NAMES
+    }
+    runner = Runner(CONFIG, worker_id="w", clock=clock, connect=lambda s, *_: regions[s.name])
+    runner.regions = regions
+    try:
+        runner.balance()
+        ref = next(r for r, o in runner.owned.items() if o.region == "a")
+        owned = runner.owned[ref]
+        assert replicator.entered.wait(10.0)
+        clock.t += 0.1
+        runner._drop(ref, release=True)
+    finally:
+        runner.stopping.set()
+        for kept in runner.owned.values():
+            kept.stop.set()
+    # The state this test is about: the page ended with the write failed, the lease was
+    # released (the page was over), and the put sent is still within its request timeout.
+    assert not owned.thread.is_alive()
+    assert tables["a"].leases[ref].expires_ms == 0
+    assert clock.t < replicator.sent[0] + REQUEST_TIMEOUT
+    other = MemoryStateStore(tables["a"], name="w2")
+    taken = other.acquire(ref, "w2", ms(clock.t), ms(LEASE))
+    clock.t = replicator.sent[0] + 1.0  # the dropped put lands, within its request timeout
+    tables["a"].note("write", ref, "w")
+    events = [(event, who) for _, event, shard, who in tables["a"].timeline if shard == ref]
+    taken_at = events.index(("acquire", "w2")) if taken else len(events)
+    late = [event for event in events[taken_at:] if event == ("write", "w")]
+    assert not late, f"w's put landed after w2 acquired the shard: {events}"
