@@ -17,11 +17,13 @@ import pytest
 
 from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.state import WorkerIdInUseError
+from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
-from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.model import Item, RegionSpec
 from dynamodb_replicator.core.ports import Deadline, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.store import StoreResult
 from dynamodb_replicator.core.streams import Page, Shard, ShardRef
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.runner.leases import LeaseKeeper
@@ -29,8 +31,10 @@ from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .test_runner_outage import CONFIG, NAMES, NoParking, record
+from .test_writes import HERE, KEY, TABLE, delete, put, writer
 
 LEASE = 30.0
 STEP = 3600.0  # the wall clock an hour ahead, then set back (NTP)
@@ -343,3 +347,60 @@ def test_a_write_whose_connection_dropped_does_not_land_after_the_released_shard
     taken_at = events.index(("acquire", "w2")) if taken else len(events)
     late = [event for event in events[taken_at:] if event == ("write", "w")]
     assert not late, f"w's put landed after w2 acquired the shard: {events}"
+
+
+class FirstPutHeldBack(MemoryStore):
+    """A target whose first put loses its connection after the request went out (the
+    writer sees UnreachableError); the table applies it when ``land`` is called, with the
+    condition it was sent with."""
+
+    def __init__(self, region: str) -> None:
+        super().__init__(region)
+        self.held_back: tuple[str, Item, Condition] | None = None
+        self.dropped = False
+
+    def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
+        if table == TABLE and not self.dropped:
+            self.dropped = True
+            self.held_back = (table, item, condition)
+            raise UnreachableError("connection dropped after the request was sent", region=HERE)
+        return super().put(table, item, condition)
+
+    def land(self) -> StoreResult:
+        assert self.held_back is not None
+        table, item, condition = self.held_back
+        self.held_back = None
+        return super().put(table, item, condition)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a put whose connection dropped is retried and settled before it may land: "
+    "it lands after a later delete and nobody settles it",
+)
+def test_a_put_whose_connection_dropped_does_not_bring_back_a_later_delete() -> None:
+    """Interleaving, one worker, no hand-over: the put of version 4 (record 1) loses its
+    connection after the request went out; the writer retries it at once (applied), its
+    settling read finds nothing to take back, the page's checkpoint passes record 1. The
+    next page deletes version 4 (record 2): tombstone written, item deleted. Then the
+    first attempt lands, within its request timeout of its send (those steps take
+    milliseconds): its condition, built before the delete, passes on the absent key, and
+    the item is back in this region for good. The Guarantees: "A write applied whose
+    answer was lost still settles when it is retried or replayed", and no checkpoint
+    passes an unsettled write; here the retry's settling read came before the first
+    attempt landed."""
+    store = FirstPutHeldBack(HERE)
+    w = writer(store, prefetch=False)
+    try:
+        first = w.apply(TABLE, [put("4", seq="1")])
+        # The state this test is about: the put counts as done (its checkpoint may pass
+        # record 1) while its first attempt is still on its way.
+        assert store.dropped and store.held_back is not None
+        assert first.failed_sequence is None and first.applied == 1
+        second = w.apply(TABLE, [delete("4", seq="2")])
+        assert second.failed_sequence is None
+        assert store.item(TABLE, KEY) is None
+        store.land()
+    finally:
+        w.close()
+    assert store.item(TABLE, KEY) is None, "the delete of version 4 was undone"
