@@ -34,23 +34,13 @@ from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
+from .test_control_path_review_3 import ThrottledReleases
 from .test_runner_outage import CONFIG, NAMES, NoParking, record
 from .test_writes import HERE, KEY, TABLE, delete, put, writer
 
 LEASE = 30.0
 STEP = 3600.0  # the wall clock an hour ahead, then set back (NTP)
 SHARD = ShardRef("T", "arn:a/stream/T", "s-0")
-
-
-class ThrottledReleases(MemoryStateStore):
-    """A region that answers every release throttled once ``throttling`` (the rest as usual)."""
-
-    throttling = False
-
-    def release(self, shard: ShardRef, owner: str) -> None:
-        if self.throttling:
-            raise ThrottledError("UpdateItem: ThrottlingException", region="a")
-        super().release(shard, owner)
 
 
 def _ahead_then_set_back(*, left: bool) -> tuple[ManualClock, LeaseTable, LeaseKeeper]:
