@@ -1,8 +1,9 @@
 """Adversarial review 4 of the whole control path (issue #23): the defects found, each
 pinned as a strict expected failure. The real lease keeper (and Runner where it matters)
 over the in-memory state table (testing/memory_leases.py, the conditions of
-aws/state_*.py) and a ManualClock; every request lands within the request timeout of its
-send (docs/concepts/guarantees.md, "Timing and clocks")."""
+aws/state_*.py) and a ManualClock; the real writer over the in-memory store; the lean
+transport's connect over loopback sockets. Every request lands within the request timeout
+of its send (docs/concepts/guarantees.md, "Timing and clocks"), whatever its client saw."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def _ahead_then_set_back(*, left: bool) -> tuple[ManualClock, LeaseTable, LeaseK
     hand-over, a reload) with its lease stored an hour ahead: ``left`` - its page is still
     out at the deadline, so the lease is left to expire (held.py: ``forget`` then
     ``leave``); else its release is throttled on every quick retry ("lease not released",
-    ``_gone``). NTP then sets the clock back, and the keeper ticks on for two ticks."""
+    ``_gone``). NTP then sets the clock back, and the keeper ticks three more times."""
     clock = ManualClock(1000.0 + STEP)
     table = LeaseTable(clock)
     store = ThrottledReleases(table)
