@@ -169,11 +169,6 @@ def arrivals() -> Iterator[tuple[int, list[float]]]:
     thread.join(5.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="create_connection gives each address of the endpoint the whole connect timeout: "
-    "a write can reach the table later than the request timeout after its deadline check",
-)
 def test_a_write_reaches_the_table_within_the_request_timeout_when_the_endpoint_has_dead_addresses(
     monkeypatch: pytest.MonkeyPatch, arrivals: tuple[int, list[float]]
 ) -> None:

@@ -13,18 +13,29 @@ connecting times out -> ``ConnectTimeoutError``; cannot connect -> ``EndpointCon
 no answer in the read timeout -> ``ReadTimeoutError``; the connection lost before a whole
 answer -> ``ConnectionClosedError``; TLS -> ``SSLError``. Nothing is retried here: retries
 are the one backoff's (``core.retry``).
+
+A request has one send-by instant (by default the connect timeout after ``post`` was
+called; ``aws.lean`` counts it from the call's start, before signing): the name's
+resolution, the connects to its addresses (each gets only what is left, not a connect
+timeout of its own), the TLS handshake (as a whole, not per read) and a reused
+connection's check all come out of it, and past it nothing is sent: the connection is
+closed and the call raises ``ConnectTimeoutError``. The send and the answer then have the
+read timeout. So a request reaches the server within connect + read timeout of the
+instant its budget started, or never (fencing by time: docs/concepts/guarantees.md).
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import select
 import socket
 import ssl
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from botocore.exceptions import (
     ConnectionClosedError,
@@ -107,13 +118,28 @@ class Pool:
         while self._idle:
             self._idle.pop().close()
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
-        """``POST /`` with ``headers`` (Host included) and ``body``: one attempt."""
+    def send_by(self) -> float:
+        """The instant (``time.monotonic``) a request whose budget starts now must go out
+        by: the connect timeout from now."""
+        return time.monotonic() + self._connect_timeout
+
+    def post(
+        self, body: bytes, headers: Mapping[str, str], *, send_by: float | None = None
+    ) -> Answer:
+        """``POST /`` with ``headers`` (Host included) and ``body``: one attempt, sent by
+        ``send_by`` (default: ``self.send_by()``) or not at all (``ConnectTimeoutError``)."""
+        if send_by is None:
+            send_by = self.send_by()
         lines = ["POST / HTTP/1.1"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
         request = "\r\n".join(lines).encode("latin-1") + body
-        connection = self._checkout()
+        connection = self._checkout(send_by)
+        # The last moment to give up with nothing sent: whatever came before (credentials,
+        # name resolution, connects, TLS) took the budget, the request does not go out.
+        if time.monotonic() >= send_by:
+            connection.close()
+            raise ConnectTimeoutError(endpoint_url=self.url, error="the send-by instant passed")
         try:
             connection.sock.sendall(request)
             answer, reusable = _read_answer(connection.reader)
@@ -132,19 +158,21 @@ class Pool:
             connection.close()
         return answer
 
-    def _checkout(self) -> _Connection:
+    def _checkout(self, send_by: float) -> _Connection:
         while True:
             try:
                 connection = self._idle.pop()
             except IndexError:
-                return self._connect()
+                return self._connect(send_by)
             if not connection.dropped():
                 return connection
             connection.close()
 
-    def _connect(self) -> _Connection:
+    def _connect(self, send_by: float) -> _Connection:
+        host, port = self._address
         try:
-            sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+            found = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            sock = _first_to_answer(found, send_by)
         except TimeoutError as exc:
             raise ConnectTimeoutError(endpoint_url=self.url, error=exc) from exc
         except OSError as exc:
@@ -154,7 +182,13 @@ class Pool:
             # default too).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
-                sock = self._tls.wrap_socket(sock, server_hostname=self._address[0])
+                sock = self._tls.wrap_socket(
+                    sock, server_hostname=host, do_handshake_on_connect=False
+                )
+                _handshake(sock, send_by)
+        except TimeoutError as exc:
+            sock.close()
+            raise ConnectTimeoutError(endpoint_url=self.url, error=exc) from exc
         except ssl.SSLError as exc:
             sock.close()
             raise SSLError(endpoint_url=self.url, error=exc) from exc
@@ -163,6 +197,53 @@ class Pool:
             raise EndpointConnectionError(endpoint_url=self.url, error=exc) from exc
         sock.settimeout(self._read_timeout)
         return _Connection(sock)
+
+
+def _left(send_by: float) -> float:
+    """What is left of the budget; TimeoutError when nothing is."""
+    left = send_by - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the send-by instant passed")
+    return left
+
+
+def _first_to_answer(found: Sequence[tuple[Any, ...]], send_by: float) -> socket.socket:
+    """A socket connected to the first of the addresses ``found`` that answers, each tried
+    with what is left of the budget (``socket.create_connection`` gives each the whole
+    timeout: three dead addresses would take three). The last failure, as
+    ``create_connection`` raises it; TimeoutError once the budget is gone."""
+    failure: OSError = OSError("the name resolved to no address")
+    for family, kind, proto, _, address in found:
+        left = _left(send_by)
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure
+
+
+def _handshake(sock: ssl.SSLSocket, send_by: float) -> None:
+    """The TLS handshake within what is left of the budget, as a whole: a blocking
+    handshake's timeout is per read or write, and a server that trickles its bytes would
+    stretch it without end."""
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            wanted = select.POLLIN
+        except ssl.SSLWantWriteError:
+            wanted = select.POLLOUT
+        poller = select.poll()
+        poller.register(sock, wanted)
+        if not poller.poll(math.ceil(_left(send_by) * 1000)):
+            raise TimeoutError("TLS handshake")
 
 
 def _line(reader: BinaryIO) -> bytes:

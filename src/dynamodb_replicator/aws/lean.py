@@ -13,7 +13,9 @@ assumed roles included: ``aws.clients``), the resolved endpoint, the region, the
 model's target prefix and JSON version, and the client's config (pool size, connect and
 read timeouts: one place, ``aws.clients._config``). A request is signed by ``aws.sigv4``,
 encoded and decoded by ``aws.wire`` (orjson) in boto3's shapes, and sent by ``aws.http``
-(keep-alive HTTP/1.1 for this one request shape) with no retries of its own. Failures
+(keep-alive HTTP/1.1 for this one request shape) with no retries of its own, within the
+connect timeout of the call's start (signing, a credentials refresh, name resolution,
+connects and TLS all count) or not at all. Failures
 come out as the botocore exceptions botocore raises for them (``ClientError``,
 ``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``,
 ``ConnectionClosedError``, ...), so callers translate them with the one error table
@@ -35,7 +37,7 @@ from botocore.exceptions import NoCredentialsError
 
 from dynamodb_replicator.aws import wire
 from dynamodb_replicator.aws.clients import region_session, session_client
-from dynamodb_replicator.aws.http import Answer, Pool
+from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.sigv4 import Signer, amz_date
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core import defaults
@@ -118,7 +120,10 @@ class LeanClient:
         self.client.close()
 
     def call(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Send ``operation`` with boto3's keyword arguments ``params``; boto3's answer."""
+        """Send ``operation`` with boto3's keyword arguments ``params``; boto3's answer.
+        The request goes out within the connect timeout of this call's start, or not at
+        all (``aws.http``): a credentials refresh before signing takes from that budget."""
+        send_by = self._pool.send_by()
         body = wire.encode(params)
         headers = {
             "Content-Type": self._content_type,
@@ -126,7 +131,7 @@ class LeanClient:
         }
         headers.update(self._signature(headers, body))
         headers["Host"] = self._signer.host
-        response = self._send(body, headers)
+        response = self._pool.post(body, headers, send_by=send_by)
         if response.status >= 300:
             raise wire.client_error(operation, response.status, response.data, response.headers)
         found = wire.decode(operation, response.data)
@@ -146,11 +151,6 @@ class LeanClient:
             token=frozen.token,
             stamp=amz_date(self._clock.now()),
         )
-
-    def _send(self, body: bytes, headers: Mapping[str, str]) -> Answer:
-        """One attempt, with the client's connect and read timeouts; failures as botocore's
-        (``aws.http``)."""
-        return self._pool.post(body, headers)
 
 
 def make_lean_client(
