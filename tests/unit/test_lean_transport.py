@@ -91,8 +91,12 @@ def endpoint() -> Iterator[Endpoint]:
     server.close()
 
 
-def lean(endpoint: Endpoint, credentials: Credentials | None = None) -> LeanClient:
-    config = Config(connect_timeout=0.5, read_timeout=0.3, retries={"total_max_attempts": 1})
+def lean(
+    endpoint: Endpoint, credentials: Credentials | None = None, *, connect_timeout: float = 0.5
+) -> LeanClient:
+    config = Config(
+        connect_timeout=connect_timeout, read_timeout=0.3, retries={"total_max_attempts": 1}
+    )
     client = boto3.session.Session().client(
         "dynamodb",
         region_name="eu-west-1",

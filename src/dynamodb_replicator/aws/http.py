@@ -27,7 +27,6 @@ instant its budget started, or never (fencing by time: docs/concepts/guarantees.
 from __future__ import annotations
 
 import collections
-import math
 import select
 import socket
 import ssl
@@ -182,10 +181,10 @@ class Pool:
             # default too).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
-                sock = self._tls.wrap_socket(
-                    sock, server_hostname=host, do_handshake_on_connect=False
-                )
-                _handshake(sock, send_by)
+                # CPython bounds the handshake as a whole by the socket's timeout (one
+                # deadline across its reads and writes): the budget's rest.
+                sock.settimeout(_left(send_by))
+                sock = self._tls.wrap_socket(sock, server_hostname=host)
         except TimeoutError as exc:
             sock.close()
             raise ConnectTimeoutError(endpoint_url=self.url, error=exc) from exc
@@ -225,25 +224,6 @@ def _first_to_answer(found: Sequence[tuple[Any, ...]], send_by: float) -> socket
             continue
         return sock
     raise failure
-
-
-def _handshake(sock: ssl.SSLSocket, send_by: float) -> None:
-    """The TLS handshake within what is left of the budget, as a whole: a blocking
-    handshake's timeout is per read or write, and a server that trickles its bytes would
-    stretch it without end."""
-    sock.setblocking(False)
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            wanted = select.POLLIN
-        except ssl.SSLWantWriteError:
-            wanted = select.POLLOUT
-        poller = select.poll()
-        poller.register(sock, wanted)
-        if not poller.poll(math.ceil(_left(send_by) * 1000)):
-            raise TimeoutError("TLS handshake")
 
 
 def _line(reader: BinaryIO) -> bytes:
