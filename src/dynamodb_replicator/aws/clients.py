@@ -53,8 +53,11 @@ def _shared_loader() -> botocore.loaders.Loader:
 
 def _config(pool: int, timeout: float) -> Config:
     """One attempt per call (retries are ours, each checked against the caller's deadline),
-    and ``timeout`` for connect and read together: no request stays out longer (the lease
-    margin is longer still, see runner/config.py)."""
+    and ``timeout`` split into connect and read timeouts. The lean transport keeps a call's
+    request within their sum of its start (``aws.http``: one send-by instant); botocore's
+    urllib3 does not: each address the name resolves to, the TLS handshake and the send get
+    the connect timeout each, the resolution and a credentials refresh none
+    (docs/concepts/guarantees.md, "Timing and clocks")."""
     connect = timeout * defaults.REQUEST_CONNECT_SHARE
     return Config(
         retries={"total_max_attempts": 1, "mode": "standard"},
@@ -170,7 +173,7 @@ def make_client(
     """A low-level client; retries are ours (``retry.py``), so botocore makes one attempt.
     ``profile``: an AWS named profile (default: the one ``use_profile`` set). For a region
     with a role, the profile's credentials only assume it; the client signs as the role.
-    ``timeout``: the longest one request stays out (connect and read). ``session``: the
+    ``timeout``: connect and read timeouts together (``_config``). ``session``: the
     region's session to make it with (``region_session``); default, a session of its own."""
     session = session or region_session(region, profile, timeout)
     return session_client(session, service, region, pool=pool, timeout=timeout)
