@@ -15,11 +15,11 @@ read timeouts: one place, ``aws.clients._config``). A request is signed by ``aws
 encoded and decoded by ``aws.wire`` (orjson) in boto3's shapes, and sent by ``aws.http``
 (keep-alive HTTP/1.1 for this one request shape) with no retries of its own, within the
 connect timeout of the call's start (signing, a credentials refresh, name resolution,
-connects and TLS all count) or not at all. Failures
-come out as the botocore exceptions botocore raises for them (``ClientError``,
-``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``,
-``ConnectionClosedError``, ...), so callers translate them with the one error table
-(``aws.errors``) and retry them with the one backoff (``core.retry``).
+connects and TLS all count) or not at all. Failures come out as the botocore exceptions
+botocore raises for them (``ClientError``, ``EndpointConnectionError``,
+``ConnectTimeoutError``, ``ReadTimeoutError``, ``ConnectionClosedError``, ...), so callers
+translate them with the one error table (``aws.errors``) and retry them with the one
+backoff (``core.retry``).
 
 Where a proxy is configured, or the endpoint has a path, every call goes to botocore.
 """
