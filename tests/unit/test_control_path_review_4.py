@@ -238,7 +238,7 @@ class Landings:
     on its way it lands every held-back request whose time came."""
 
     base: ManualClock
-    due: list[tuple[float, Callable[[], None]]] = field(default_factory=list)
+    due: list[tuple[float, Callable[[], object]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -251,7 +251,7 @@ class Landings:
         self.until(self.base.t + seconds)
         return stop is not None and stop.is_set()
 
-    def later(self, when: float, land: Callable[[], None]) -> None:
+    def later(self, when: float, land: Callable[[], object]) -> None:
         """Land a request at ``when``."""
         with self.lock:
             self.due.append((when, land))
