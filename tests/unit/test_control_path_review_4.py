@@ -306,7 +306,7 @@ class FirstPutHeldBack(MemoryStore):
             self.landed(result)
 
 
-def _insert(seq: int, timestamp: str = "4") -> dict[str, Any]:
+def insert_record(seq: int, timestamp: str = "4") -> dict[str, Any]:
     """Region a's stream record of an application insert of key k (the runner's form)."""
     image = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": timestamp}}
     return {
@@ -341,10 +341,12 @@ class OneRecordStreams:
         if self.region != "a" or self.read_once:
             return Page([], iterator)
         self.read_once = True
-        return Page([_insert(5)], iterator)
+        return Page([insert_record(5)], iterator)
 
 
-def _replicator(source: str, stores: Mapping[str, MemoryStore], clock: Landings) -> Replicator:
+def memory_replicator(
+    source: str, stores: Mapping[str, MemoryStore], clock: Landings
+) -> Replicator:
     """The real Replicator and StoreWriters of ``source``'s stream over ``stores``, each
     write's requests bounded by ``REQUEST_TIMEOUT``."""
     options = WriterOptions(backoff=Backoff(base=0.0), request_lifetime=REQUEST_TIMEOUT)
@@ -382,7 +384,7 @@ def test_a_dropped_write_does_not_land_after_the_released_shard_was_taken() -> N
 
     b = FirstPutHeldBack("b", landings, table="Orders", landed=landed)
     stores: dict[str, MemoryStore] = {"a": MemoryStore("a"), "b": b, "c": MemoryStore("c")}
-    replicators = {n: _replicator(n, stores, landings) for n in NAMES}
+    replicators = {n: memory_replicator(n, stores, landings) for n in NAMES}
     regions = {
         n: Region(
             RegionSpec(n),

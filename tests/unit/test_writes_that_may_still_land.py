@@ -7,6 +7,7 @@ ManualClock (time goes by only while the writer waits, and due requests land the
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Collection, Mapping
 
 import pytest
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from dynamodb_replicator.aws.errors import translate
 from dynamodb_replicator.aws.factory import build_writer
+from dynamodb_replicator.awslambda.handler import process_event
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.errors import (
@@ -42,7 +44,13 @@ from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
-from .test_control_path_review_4 import Landings
+from . import test_control_path_review_4 as review_4
+from .test_control_path_review_4 import (
+    FirstPutHeldBack,
+    Landings,
+    insert_record,
+    memory_replicator,
+)
 from .test_writes import HERE, TABLE, delete, protocol, put
 
 LIFETIME = 5.0
@@ -258,3 +266,32 @@ def test_the_writer_waits_the_settings_request_lifetime(role: bool) -> None:
         assert w.options.request_lifetime == expected == (4.0 if role else 2.0)
     finally:
         w.close()
+
+
+def test_a_lambda_invocation_does_not_return_while_a_write_of_its_batch_may_still_land() -> None:
+    """The handler returns once every write of the batch ended (``_process_in_time``); a
+    put to b whose connection dropped after the send ends only once it can no longer land
+    (here it lands a second after its send, within its lifetime), so Lambda's retry of the
+    batch, or the next batch's delete, comes after it."""
+    clock = ManualClock(1000.0)
+    landings = Landings(clock)
+    b = FirstPutHeldBack("b", landings, table="Orders")
+    stores: dict[str, MemoryStore] = {"a": MemoryStore("a"), "b": b}
+    replicator = memory_replicator("a", stores, landings)
+    record = insert_record(5)
+    record["eventSourceARN"] = "arn:aws:dynamodb:a:1:table/Orders/stream/1"
+    try:
+        answer = process_event(
+            {"Records": [record]},
+            replicator,
+            metrics_namespace=None,
+            deadline=time.time() + 600,
+            request_timeout=review_4.REQUEST_TIMEOUT,
+        )
+    finally:
+        replicator.close()
+    # The state this test is about: b's first put was dropped after it was sent.
+    assert b.dropped and b.sent is not None
+    assert answer == {"batchItemFailures": []}
+    assert b.held_back is None, "the invocation returned while its dropped put was still out"
+    assert clock.t >= b.sent + review_4.REQUEST_TIMEOUT
