@@ -86,9 +86,11 @@ class Faulty(MemoryStore):
         faults: dict[int, str] | None = None,
         lands_after: dict[int, float] | None = None,
         takes: float = 0.0,
+        get_fails: int = 0,
     ) -> None:
         super().__init__(HERE)
         self.takes = takes  # every request answered takes this long (simulated)
+        self.get_fails = get_fails  # the first reads of the item table whose answer is lost
         self.landings = Landings(ManualClock())
         self.faults = faults or {}
         self.lands_after = lands_after or {}
@@ -120,6 +122,9 @@ class Faulty(MemoryStore):
 
     def get(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Item]:
         self.starts.append((self.landings.now(), "get"))
+        if table == TABLE and self.get_fails > 0:
+            self.get_fails -= 1
+            raise _dropped()
         return super().get(table, keys)
 
 
@@ -295,3 +300,20 @@ def test_a_lambda_invocation_does_not_return_while_a_write_of_its_batch_may_stil
     assert answer == {"batchItemFailures": []}
     assert b.held_back is None, "the invocation returned while its dropped put was still out"
     assert clock.t >= b.sent + review_4.REQUEST_TIMEOUT
+
+
+def test_a_delete_whose_read_after_its_tombstone_lost_its_answer_is_retried_at_once() -> None:
+    """In the deleting region a delete reads the item after D1; when that read's answer is
+    lost, nothing of the delete is out (D1 answered, a read lands nothing): its retry goes
+    out at once."""
+    store = Faulty(get_fails=1)
+    w = _writer(store)
+    began = store.landings.now()
+    try:
+        result = w.apply(TABLE, [delete("4", deleted_in=HERE)])
+    finally:
+        w.close()
+    # The state this test is about: D1 answered, then the read after it failed.
+    assert [call for _, call in store.starts][:3] == ["put", "get", "put"]
+    assert result.failed_sequence is None and result.retried == 1
+    assert store.landings.now() == began, "a failed read was waited out"

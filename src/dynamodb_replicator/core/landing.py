@@ -8,7 +8,8 @@ settling read, checkpoint or lease hand-over comes before the first attempt's la
 to land (core/writer.py). A write call of the protocol may make several requests (a
 delete: D1, a read, D2); only the last one started can still be out when it raises (each
 earlier one answered), so the wait counts from when that one started: ``SendTimes`` notes
-it per thread, on the monotonic reading of the protocol's clock.
+it per thread, on the monotonic reading of the protocol's clock, and forgets it when the
+last request is a read (a failed read lands nothing).
 """
 
 from __future__ import annotations
@@ -26,14 +27,15 @@ __all__ = ["SendTimes", "TimedStore", "outlive"]
 
 
 class SendTimes(threading.local):
-    """When this thread's last store request started (``Clock.elapsed``; None: none yet)."""
+    """When this thread's last store request, a write, started (``Clock.elapsed``; None:
+    none yet, or the last one was a read)."""
 
     last: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TimedStore:
-    """``store``, noting in ``sends`` when each request of the calling thread starts."""
+    """``store``, noting in ``sends`` when each write of the calling thread starts."""
 
     store: Store
     clock: Clock
@@ -52,7 +54,8 @@ class TimedStore:
         return self.store.delete(table, key, condition)
 
     def get(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Item]:
-        self.sends.last = self.clock.elapsed()
+        # A read lands nothing, and the writes before it answered: none of them is out.
+        self.sends.last = None
         return self.store.get(table, keys)
 
 

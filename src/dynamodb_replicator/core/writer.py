@@ -201,7 +201,7 @@ class StoreWriter:
     def _outlive(self, exc: Exception) -> None:
         """Wait until the request that failed with ``exc`` can no longer land."""
         sent = self._sends.last
-        if sent is None:  # it failed before any request started: nothing is out
+        if sent is None:  # no write started, or a read failed after they answered
             return
         waited = outlive(self.protocol.clock, sent, self.options.request_lifetime)
         log.info(
