@@ -8,10 +8,11 @@ of its send (docs/concepts/guarantees.md, "Timing and clocks"), whatever its cli
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,13 +21,17 @@ import pytest
 from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.state import WorkerIdInUseError
 from dynamodb_replicator.core.conditions import Condition
-from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
 from dynamodb_replicator.core.model import Item, RegionSpec
-from dynamodb_replicator.core.ports import Deadline, TargetResult
-from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.ports import TargetWriter
+from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.store import StoreResult
 from dynamodb_replicator.core.streams import Page, Shard, ShardRef
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.runner.regions import Region
@@ -35,9 +40,10 @@ from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
+from .strategies import FIELDS
 from .test_control_path_review_3 import ThrottledReleases
-from .test_runner_outage import CONFIG, NAMES, NoParking, record
-from .test_writes import HERE, KEY, TABLE, delete, put, writer
+from .test_runner_outage import CONFIG, NAMES, NoParking
+from .test_writes import HERE, KEY, TABLE, delete, protocol, put
 
 LEASE = 30.0
 STEP = 3600.0  # the wall clock an hour ahead, then set back (NTP)
@@ -217,6 +223,97 @@ def test_a_write_reaches_the_table_within_the_request_timeout_when_the_endpoint_
 
 
 REQUEST_TIMEOUT = 5.0  # the default for the 30 s lease (margin 7.5 s)
+LANDS_AFTER = 1.0  # a dropped put lands this long after its send: within its request timeout
+
+
+@dataclass
+class Landings:
+    """The write protocol's clock over ``base`` (the test's ManualClock): time goes by only
+    while a writer waits on it (the simulated waiter's time passes) or the test moves it;
+    on its way it lands every held-back request whose time came."""
+
+    base: ManualClock
+    due: list[tuple[float, Callable[[], object]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> float:
+        return self.base.t
+
+    def elapsed(self) -> float:
+        return self.base.t
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        self.until(self.base.t + seconds)
+        return stop is not None and stop.is_set()
+
+    def later(self, when: float, land: Callable[[], object]) -> None:
+        """Land a request at ``when``."""
+        with self.lock:
+            self.due.append((when, land))
+
+    def until(self, t: float) -> None:
+        """Move the clock to ``t`` (never back), landing what is due by then."""
+        with self.lock:
+            self.base.t = max(self.base.t, t)
+            ready = [land for when, land in self.due if when <= self.base.t]
+            self.due = [(when, land) for when, land in self.due if when > self.base.t]
+        for land in ready:
+            land()
+
+
+class FirstPutHeldBack(MemoryStore):
+    """A target whose first put of ``TABLE`` loses its connection after the request went
+    out (the writer sees UnreachableError); the table applies it, with the condition it was
+    sent with, ``LANDS_AFTER`` its send (by the clock ``landings``), or when ``land`` is
+    called, whichever comes first. ``landed`` is called with the outcome."""
+
+    def __init__(
+        self,
+        region: str,
+        landings: Landings,
+        table: str = TABLE,
+        landed: Callable[[StoreResult], None] | None = None,
+    ) -> None:
+        super().__init__(region)
+        self.landings = landings
+        self.dropped_table = table
+        self.landed = landed
+        self.held_back: tuple[str, Item, Condition] | None = None
+        self.dropped = False
+        self.sent: float | None = None
+        self.hold = threading.Lock()
+
+    def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
+        if table == self.dropped_table and not self.dropped:
+            self.dropped, self.sent = True, self.landings.now()
+            self.held_back = (table, item, condition)
+            self.landings.later(self.sent + LANDS_AFTER, self.land)
+            raise UnreachableError("connection dropped after the request was sent", region=HERE)
+        return super().put(table, item, condition)
+
+    def land(self) -> None:
+        with self.hold:
+            held, self.held_back = self.held_back, None
+        if held is None:
+            return  # landed already
+        result = super().put(*held)
+        if self.landed is not None:
+            self.landed(result)
+
+
+def insert_record(seq: int, timestamp: str = "4") -> dict[str, Any]:
+    """Region a's stream record of an application insert of key k (the runner's form)."""
+    image = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": timestamp}}
+    return {
+        "eventName": "INSERT",
+        "eventSourceARN": "arn:a/stream/Orders",
+        "dynamodb": {
+            "Keys": {"pk": {"S": "k"}},
+            "NewImage": image,
+            "SequenceNumber": f"{seq:021d}",
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
 
 
 @dataclass
@@ -239,69 +336,56 @@ class OneRecordStreams:
         if self.region != "a" or self.read_once:
             return Page([], iterator)
         self.read_once = True
-        return Page([record(5)], iterator)
+        return Page([insert_record(5)], iterator)
 
 
-@dataclass
-class DroppedWrites:
-    """Region a's replicator: each write's connection drops after the request went out
-    (the writer sees UnreachableError and reports the target failed at the record); the
-    table may still apply it up to a request timeout after its send (the timing
-    assumptions, and the fault model of test_control_plane_late_landings.py)."""
-
-    clock: ManualClock
-    sent: list[float] = field(default_factory=list)
-    entered: threading.Event = field(default_factory=threading.Event)
-
-    def process(
-        self,
-        table: str,
-        records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
-    ) -> BatchResult:
-        first = str(records[0]["dynamodb"]["SequenceNumber"])
-        self.sent.append(self.clock.t)
-        self.entered.set()
-        dropped = UnreachableError("connection dropped after the request was sent", region="b")
-        return BatchResult(
-            {r: TargetResult(r, failed_sequence=first, error=dropped) for r in regions or ()},
-            records=len(records),
+def memory_replicator(
+    source: str, stores: Mapping[str, MemoryStore], clock: Landings
+) -> Replicator:
+    """The real Replicator and StoreWriters of ``source``'s stream over ``stores``, each
+    write's requests bounded by ``REQUEST_TIMEOUT``."""
+    options = WriterOptions(backoff=Backoff(base=0.0), request_lifetime=REQUEST_TIMEOUT)
+    policy = LastWriterWins(FIELDS)
+    writers: dict[str, TargetWriter] = {
+        name: StoreWriter(
+            WriteProtocol(store, policy, FIELDS, clock, ".__tombstones", 3600, prefetch=False),
+            options,
         )
+        for name, store in stores.items()
+    }
+    reader = TombstoneTable(stores[source], FIELDS, ".__tombstones")
+    return Replicator(
+        source=source, writers=writers, tombstones=reader, policy=policy, fields=FIELDS
+    )
 
-    def close(self) -> None:
-        pass
 
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a page whose write failed with its request possibly still on its way counts as "
-    "ended: the lease is released at once and another worker takes the shard before it lands",
-)
 def test_a_dropped_write_does_not_land_after_the_released_shard_was_taken() -> None:
-    """Interleaving: worker w's shard a-0 writes record 5 to b; the connection drops after
-    the request went out (the table may still apply it up to a request timeout after its
-    send: assumption (1) bounds when a write lands, not what its client saw). The page
-    fails for b, ends, and w hands the shard over (a balancing hand-over, a reload, a
-    clean stop: ``Held.drop``): the page ended, so the lease is released at once, and w2
-    takes the shard. The put lands a second later, after w2's acquire: the write of issue
-    #23 again (w2 replays record 5, settles it and moves on, a delete of it follows, and
-    the late put brings the item back with nobody left to settle it). Nothing in the
-    shard worker or the writer remembers a failed request that may still land, so the
-    release cannot wait for it."""
+    """Interleaving: worker w's shard a-0 writes record 5 (an insert) to b through the real
+    Replicator and StoreWriter; the connection drops after b's put went out (the table
+    applies it ``LANDS_AFTER`` its send: assumption (1) bounds when a write lands, not what
+    its client saw). w hands the shard over (a balancing hand-over, a reload, a clean
+    stop: ``Held.drop``) once the page ended: the lease is released at once and w2 takes the
+    shard, then the dropped put would land: the write of issue #23 again (w2 replays record
+    5, settles it and moves on, a delete of it follows, and the late put brings the item
+    back with nobody left to settle it). The writer waits a put that may still land out
+    (its request's start plus the request lifetime) before it retries it or ends the page,
+    so the put lands before the hand-over."""
     clock = ManualClock(1000.0)
     tables = {n: LeaseTable(clock) for n in NAMES}
-    replicator = DroppedWrites(clock)
+    landings = Landings(clock)
+
+    def landed(_result: StoreResult) -> None:
+        tables["a"].note("write", ref, "w")
+
+    b = FirstPutHeldBack("b", landings, table="Orders", landed=landed)
+    stores: dict[str, MemoryStore] = {"a": MemoryStore("a"), "b": b, "c": MemoryStore("c")}
+    replicators = {n: memory_replicator(n, stores, landings) for n in NAMES}
     regions = {
         n: Region(
             RegionSpec(n),
             OneRecordStreams(n),
             MemoryStateStore(tables[n], name="w"),
-            replicator,
+            replicators[n],
             NoParking(),
         )
         for n in NAMES
@@ -312,77 +396,64 @@ def test_a_dropped_write_does_not_land_after_the_released_shard_was_taken() -> N
         runner.balance()
         ref = next(r for r, o in runner.owned.items() if o.region == "a")
         owned = runner.owned[ref]
-        assert replicator.entered.wait(10.0)
+        assert _poll(lambda: b.dropped)
+        assert _poll(lambda: stores["b"].item("Orders", KEY) is not None)  # put, or retried
         clock.t += 0.1
         runner._drop(ref, release=True)
     finally:
         runner.stopping.set()
         for kept in runner.owned.values():
             kept.stop.set()
-    # The state this test is about: the shard was handed over, its page ended with the
-    # write failed, and the put sent is still within its request timeout.
+        for replicator in replicators.values():
+            replicator.close()
+    # The state this test is about: the shard was handed over, its page ended, and b's
+    # first put was dropped after it was sent.
     assert ref not in runner.owned and not owned.thread.is_alive()
-    assert clock.t < replicator.sent[0] + REQUEST_TIMEOUT
+    assert b.sent is not None
     other = MemoryStateStore(tables["a"], name="w2")
     taken = other.acquire(ref, "w2", ms(clock.t), ms(LEASE))
-    clock.t = replicator.sent[0] + 1.0  # the dropped put lands, within its request timeout
-    tables["a"].note("write", ref, "w")
+    landings.until(b.sent + LANDS_AFTER)  # the dropped put lands, within its request timeout
     events = [(event, who) for _, event, shard, who in tables["a"].timeline if shard == ref]
     taken_at = events.index(("acquire", "w2")) if taken else len(events)
     late = [event for event in events[taken_at:] if event == ("write", "w")]
     assert not late, f"w's put landed after w2 acquired the shard: {events}"
 
 
-class FirstPutHeldBack(MemoryStore):
-    """A target whose first put loses its connection after the request went out (the
-    writer sees UnreachableError); the table applies it when ``land`` is called, with the
-    condition it was sent with."""
-
-    def __init__(self, region: str) -> None:
-        super().__init__(region)
-        self.held_back: tuple[str, Item, Condition] | None = None
-        self.dropped = False
-
-    def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
-        if table == TABLE and not self.dropped:
-            self.dropped = True
-            self.held_back = (table, item, condition)
-            raise UnreachableError("connection dropped after the request was sent", region=HERE)
-        return super().put(table, item, condition)
-
-    def land(self) -> StoreResult:
-        assert self.held_back is not None
-        table, item, condition = self.held_back
-        self.held_back = None
-        return super().put(table, item, condition)
+def _poll(done: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Poll ``done`` until it holds or ``seconds`` (real time) went by."""
+    end = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.001)
+    return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a put whose connection dropped is retried and settled before it may land: "
-    "it lands after a later delete and nobody settles it",
-)
 def test_a_put_whose_connection_dropped_does_not_bring_back_a_later_delete() -> None:
     """Interleaving, one worker, no hand-over: the put of version 4 (record 1) loses its
-    connection after the request went out; the writer retries it at once (applied), its
-    settling read finds nothing to take back, the page's checkpoint passes record 1. The
-    next page deletes version 4 (record 2): tombstone written, item deleted. Then the
-    first attempt lands, within its request timeout of its send (those steps take
-    milliseconds): its condition, built before the delete, passes on the absent key, and
-    the item is back in this region for good. The Guarantees: "A write applied whose
+    connection after the request went out; were it retried at once (applied) and settled,
+    the page's checkpoint would pass record 1, the next page would delete version 4
+    (tombstone written, item deleted), and then the first attempt would land within its
+    request timeout of its send: its condition, built before the delete, passes on the
+    absent key, and the item is back in this region for good. The writer waits the
+    first attempt out (its send plus the request lifetime) before it retries it, so the
+    retry's settling read comes after it landed. The Guarantees: "A write applied whose
     answer was lost still settles when it is retried or replayed", and no checkpoint
-    passes an unsettled write; here the retry's settling read came before the first
-    attempt landed."""
-    store = FirstPutHeldBack(HERE)
-    w = writer(store, prefetch=False)
+    passes an unsettled write."""
+    landings = Landings(ManualClock(100.0))
+    store = FirstPutHeldBack(HERE, landings)
+    options = WriterOptions(
+        max_in_flight=2, backoff=Backoff(base=0.0), request_lifetime=REQUEST_TIMEOUT
+    )
+    w = StoreWriter(dataclasses.replace(protocol(store, prefetch=False), clock=landings), options)
     try:
         first = w.apply(TABLE, [put("4", seq="1")])
-        # The state this test is about: the first attempt is still on its way.
-        assert store.dropped and store.held_back is not None
+        # The state this test is about: the first attempt was dropped after it was sent.
+        assert store.dropped and store.sent is not None
         second = w.apply(TABLE, [delete("4", seq="2")])
         assert second.failed_sequence is None
         assert store.item(TABLE, KEY) is None
-        store.land()
+        landings.until(store.sent + LANDS_AFTER)  # the first attempt lands by now at last
     finally:
         w.close()
     # A checkpoint may pass record 1 only if nothing of it can land unsettled any more.

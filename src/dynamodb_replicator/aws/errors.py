@@ -26,7 +26,8 @@ comes out as (``core.errors``, ``core.streams``)::
     ├── AccessDenied(Exception), Unauthorized…  ->  AccessDeniedError
     ├── ValidationException                     ->  ItemRejectedError
     └── any other code                          ->  ServerError if HTTP 5xx, else TargetError
-    EndpointConnectionError, timeouts           ->  UnreachableError
+    EndpointConnectionError, ConnectTimeoutError -> UnreachableError(request_sent=False)
+    ReadTimeoutError, ConnectionClosedError     ->  UnreachableError (it may still land)
     NoCredentialsError                          ->  ConfigError
     any other BotoCoreError                     ->  UnreachableError
 
@@ -179,6 +180,8 @@ _UNREACHABLE = (
     ConnectionClosedError,
 )
 
+_NOT_SENT = (EndpointConnectionError, ConnectTimeoutError)
+
 
 def _client_error(where: str, region: str, exc: ClientError) -> ReplicatorError:
     rule = TABLE.get(error_code(exc))
@@ -208,7 +211,12 @@ def translate(exc: Exception, region: str, action: str) -> ReplicatorError:
     if isinstance(exc, ClientError):
         return _client_error(where, region, exc)
     if isinstance(exc, _UNREACHABLE):
-        return UnreachableError(f"{where}: endpoint unreachable: {exc}", region=region)
+        # No connection was made: the request never left (the lean transport raises these
+        # same classes on its connect failures, aws/http.py). Every other failure may have
+        # come after the send, so the write may still land (``core.errors.may_still_land``).
+        sent = not isinstance(exc, _NOT_SENT)
+        text = f"{where}: endpoint unreachable: {exc}"
+        return UnreachableError(text, region=region, request_sent=sent)
     if isinstance(exc, NoCredentialsError):
         return ConfigError(f"{where}: no AWS credentials found (environment, profile or role)")
     if isinstance(exc, BotoCoreError):

@@ -9,6 +9,7 @@ from typing import Any
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.store import DynamoStore
 from dynamodb_replicator.clock import SystemClock
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Clock, ConflictLog
 from dynamodb_replicator.core.replicator import Replicator
@@ -56,7 +57,9 @@ def build_writer(
     make: ClientMaker = make_client,
 ) -> StoreWriter:
     """A writer into ``spec`` with ``max_in_flight`` writes at once (default: the
-    settings' ``max_workers``)."""
+    settings' ``max_workers``). A write whose answer was lost is waited out for the
+    request lifetime (the settings' request timeout, twice when ``spec`` has a role: the
+    STS call a credentials refresh makes inside the call), from when it started."""
     depth = max_in_flight or settings.max_workers
     protocol = WriteProtocol(
         dynamo_store(spec, pool=depth + 4, settings=settings, make=make),
@@ -67,7 +70,10 @@ def build_writer(
         settings.tombstone_ttl_seconds,
         nonces=PROCESS_NONCES,
     )
-    return StoreWriter(protocol, WriterOptions(max_in_flight=depth, stop=stop))
+    timeout = settings.request_timeout_seconds
+    lifetime = defaults.request_lifetime(timeout, any_role=spec.role is not None)
+    options = WriterOptions(max_in_flight=depth, stop=stop, request_lifetime=lifetime)
+    return StoreWriter(protocol, options)
 
 
 def build_replicator(

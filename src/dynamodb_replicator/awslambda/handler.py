@@ -7,9 +7,11 @@ the lowest failed SequenceNumber: Lambda resumes the shard from there); ``handle
 both to the environment.
 
 The invocation's deadline is kept: no write starts after ``remaining time - margin -
-request timeout``, and the handler returns only once every write it started has answered or
-timed out (each request ends within the request timeout: aws/clients.py), so none lands
-after the invocation ended and Lambda retried the batch. Settling reads (and the deletes
+request timeout``, and the handler returns only once every write it started has answered,
+timed out (each request ends within the request timeout: aws/clients.py), or, its answer
+lost, can no longer land (the writer waits that out, until the request lifetime after the
+request started: core/landing.py), so none lands after the invocation ended and Lambda
+retried the batch. Settling reads (and the deletes
 they decide) may go on after that: they are safe at any time. A batch not finished by then
 is named by its first record, so Lambda retries it instead of timing the invocation out.
 """
@@ -89,9 +91,11 @@ def _process_in_time(
 
     worker = threading.Thread(target=run, name="replicate-batch", daemon=True)
     worker.start()
-    # No write starts after the deadline and each ends within the request timeout: this
-    # wait ends by ``deadline + request_timeout``. It has no limit of its own on purpose:
-    # returning while a write is out would let it land after Lambda's retry settled.
+    # No write starts after the deadline and each ends within the request timeout (a write
+    # whose answer was lost is waited out as long, from its request's start: it ends when a
+    # request that timed out would have): this wait ends by ``deadline + request_timeout``.
+    # It has no limit of its own on purpose: returning while a write is out, or may still
+    # land, would let it land after Lambda's retry settled.
     writes_ended.wait()
     worker.join(max(0.0, deadline + request_timeout - SystemClock().now()))
     if failed:

@@ -11,7 +11,7 @@
     ├── TargetError                 a region did not accept a request
     │   ├── RetryableTargetError    .retryable = True
     │   │   ├── ThrottledError      throttling / provisioned throughput exceeded
-    │   │   ├── UnreachableError    connection refused, timeouts, DNS
+    │   │   ├── UnreachableError    connection refused, timeouts, DNS; .request_sent
     │   │   └── ServerError         HTTP 5xx, transaction conflicts
     │   ├── ConditionFailedError    a write's condition was false; .item: the item it met
     │   ├── TransactionCanceledError  a transaction's condition was false; .reasons
@@ -27,6 +27,7 @@
 The outcome types (condition failed, not found, in use, iterator expired, data trimmed)
 are normal answers some callers expect and catch; uncaught, they are plain failures.
 Foreign (botocore) errors are translated into this tree once, in ``aws.errors``.
+``may_still_land`` says which failures of a write leave it possibly applied later.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "ThrottledError",
     "TransactionCanceledError",
     "UnreachableError",
+    "may_still_land",
 ]
 
 
@@ -117,7 +119,13 @@ class ThrottledError(RetryableTargetError):
 
 
 class UnreachableError(RetryableTargetError):
-    """The target's endpoint could not be reached in time."""
+    """The target's endpoint could not be reached in time. ``request_sent`` is False only
+    when the request surely never left (connection refused, connect timeout, DNS failure,
+    a transport that refused to send); else its answer was lost and it may still apply."""
+
+    def __init__(self, message: str, *, region: str = "", request_sent: bool = True) -> None:
+        super().__init__(message, region=region)
+        self.request_sent = request_sent
 
 
 class ServerError(RetryableTargetError):
@@ -174,3 +182,18 @@ class AccessDeniedError(TargetError):
 class ItemRejectedError(TargetError):
     """The region refused the request for what it holds (ValidationException: an item too
     large, an invalid attribute): the same record fails the same way on every retry."""
+
+
+def may_still_land(exc: BaseException) -> bool:
+    """Did a write that raised ``exc`` perhaps go out, so that the table may still apply it
+    up to a request lifetime after it was sent (docs/concepts/guarantees.md, "Timing and
+    clocks")? True for a lost answer (``UnreachableError`` with ``request_sent``, a read
+    timeout, a dropped connection), a server error (HTTP 5xx: the write may have been
+    applied, or may be yet) and anything not in this tree (a bug between send and
+    answer); False for answers that say the write was not applied (throttled, condition
+    false, refused) and for a write that never started (``DeadlineError``)."""
+    if isinstance(exc, UnreachableError):
+        return exc.request_sent
+    if isinstance(exc, ServerError):
+        return True
+    return not isinstance(exc, ReplicatorError)

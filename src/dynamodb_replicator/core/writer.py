@@ -5,11 +5,14 @@ up to ``max_in_flight`` at once, so a long round trip to the region is covered b
 A batch takes three phases: one batched tombstone read for its puts (P0), the per-key
 chains (P1, D1/D2), one batched settling read for its puts (P2/P3). Until settling
 succeeded, the puts count as failed: nothing is checkpointed past a put that might still
-undo a delete.
+undo a delete. A write whose request may still land (its answer lost: ``may_still_land``)
+is waited out before it is retried or reported failed (``core.landing``): a chain, hence a
+batch, never ends while one of its attempts may still land.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -20,7 +23,8 @@ from typing import TypeVar
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.codec import key_object
 from dynamodb_replicator.core.conflicts import Conflict, met_another_write
-from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError
+from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError, may_still_land
+from dynamodb_replicator.core.landing import SendTimes, TimedStore, outlive
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
@@ -47,6 +51,10 @@ class WriterOptions:
     # Set when the process shuts down: writes waiting for a retry give up at once (they
     # are reported as failed, so nothing is checkpointed past them).
     stop: threading.Event | None = field(default=None, compare=False)
+    # The longest a request may still land after it started (``defaults.request_lifetime``:
+    # the request timeout, twice with a role). A write whose answer was lost is waited out
+    # this long from its start; ``aws.factory.build_writer`` sets it from the settings.
+    request_lifetime: float = defaults.REQUEST_TIMEOUT_SECONDS
 
 
 @dataclass(slots=True)
@@ -105,6 +113,10 @@ class StoreWriter:
     def __init__(self, protocol: WriteProtocol, options: WriterOptions | None = None) -> None:
         self.protocol = protocol
         self.options = options or WriterOptions()
+        # The protocol the chains call: the same, its store noting when each request starts.
+        self._sends = SendTimes()
+        timed = TimedStore(protocol.store, protocol.clock, self._sends)
+        self._calls = dataclasses.replace(protocol, store=timed)
         self._pool = Workers(self.options.max_in_flight, name=f"writer-{protocol.region}")
 
     @property
@@ -161,7 +173,12 @@ class StoreWriter:
             stale_keys=frozenset(total.stale_keys or ()),
         )
 
-    def _retrying(self, call: Callable[[], T], tally: _Tally, deadline: Deadline) -> T:
+    def _retrying(
+        self, call: Callable[[], T], tally: _Tally, deadline: Deadline, *, writes: bool = False
+    ) -> T:
+        """``call`` with retries, none started after ``deadline``. A call that ``writes``
+        and fails in a way that may still land is waited out first (``core.landing``)."""
+
         def count_retry(_error: ReplicatorError, _attempt: int) -> None:
             tally.retried += 1
 
@@ -169,10 +186,27 @@ class StoreWriter:
             limit = deadline_at(deadline)
             if limit is not None and self.protocol.clock.now() >= limit:
                 raise DeadlineError("no time left to start this write; it is left for a retry")
-            return call()
+            self._sends.last = None
+            try:
+                return call()
+            except Exception as exc:
+                if writes and may_still_land(exc):
+                    self._outlive(exc)
+                raise
 
         return call_with_retries(
             in_time, self.options.backoff, on_retry=count_retry, stop=self.options.stop
+        )
+
+    def _outlive(self, exc: Exception) -> None:
+        """Wait until the request that failed with ``exc`` can no longer land."""
+        sent = self._sends.last
+        if sent is None:  # no write started, or a read failed after they answered
+            return
+        waited = outlive(self.protocol.clock, sent, self.options.request_lifetime)
+        log.info(
+            "write may still land: waited it out",
+            extra={"region": self.region, "reason": str(exc), "waited": round(waited, 3)},
         )
 
     def _prefetch(
@@ -184,7 +218,7 @@ class StoreWriter:
 
         def read(chunk: list[ItemKey]) -> tuple[Mapping[ItemKey, Tombstone], _Tally]:
             own = _Tally()
-            call = functools.partial(self.protocol.tombstones, table, chunk)
+            call = functools.partial(self._calls.tombstones, table, chunk)
             try:
                 return self._retrying(call, own, deadline), own
             except ReplicatorError as exc:
@@ -211,14 +245,14 @@ class StoreWriter:
         for op in ops:
             call: Callable[[], Written]
             if isinstance(op, DeleteVersion):
-                call = functools.partial(self.protocol.delete, table, op)
+                call = functools.partial(self._calls.delete, table, op)
             elif not isinstance(op, PutVersion):
-                call = functools.partial(self.protocol.delete_unversioned, table, op)
+                call = functools.partial(self._calls.delete_unversioned, table, op)
             try:
                 if isinstance(op, PutVersion):
                     written = self._put(table, op, known.get(op.key), tally, deadline)
                 else:
-                    written = self._retrying(call, tally, deadline)
+                    written = self._retrying(call, tally, deadline, writes=True)
             except ReplicatorError as exc:
                 self._log_failure(table, op, exc)
                 # Later writes of this key wait for the retry: per-key order is kept.
@@ -248,14 +282,14 @@ class StoreWriter:
         """A put: P1u first for an update, else (or when it found no item) P0 and P1. Each
         store call is checked against ``deadline`` on its own."""
         if known is None and self.protocol.tries_present_first(op):
-            present = functools.partial(self.protocol.put_present, table, op)
-            written = self._retrying(present, tally, deadline)
+            present = functools.partial(self._calls.put_present, table, op)
+            written = self._retrying(present, tally, deadline, writes=True)
             if written is not None:
                 return written
-            read = functools.partial(self.protocol.tombstones, table, [op.key])
+            read = functools.partial(self._calls.tombstones, table, [op.key])
             known = self._retrying(read, tally, deadline).get(op.key)
-        put = functools.partial(self.protocol.put, table, op, known)
-        return self._retrying(put, tally, deadline)
+        put = functools.partial(self._calls.put, table, op, known)
+        return self._retrying(put, tally, deadline, writes=True)
 
     def _settle(self, table: str, puts: list[PutVersion], total: _Tally) -> None:
         """P2/P3 for every put, the batched reads of different keys in parallel."""
@@ -281,7 +315,12 @@ class StoreWriter:
     def _settle_chunk(self, table: str, puts: list[PutVersion]) -> _Tally:
         own = _Tally()
         try:
-            settle = functools.partial(self.protocol.settle, table, puts)
+            # Not waited out when it fails: settling's one write, P3, removes only an item
+            # not newer than a delete the tombstone remembers, its condition evaluated when
+            # it lands. Landing late it removes what that delete covers anyway (a put of an
+            # older version, landed late), never a newer version: nothing it can undo. And
+            # a failed settling fails its puts, so they are replayed and settled again.
+            settle = functools.partial(self._calls.settle, table, puts)
             own.taken = self._retrying(settle, own, None)
         except ReplicatorError as exc:
             first = min(puts, key=lambda op: int(op.sequence_number))

@@ -1,0 +1,73 @@
+"""A failed write that may still land: when its request went out, and the wait that outlives it.
+
+A write whose answer never came (a dropped connection, a read timeout, HTTP 5xx:
+``core.errors.may_still_land``) may still be applied up to the request lifetime after its
+request was sent (docs/concepts/guarantees.md, "Timing and clocks", assumption (1)). The
+writer waits that out before it retries the write or reports it failed, so that no retry,
+settling read, checkpoint or lease hand-over comes before the first attempt's last chance
+to land (core/writer.py). A write call of the protocol may make several requests (a
+delete: D1, a read, D2); only the last one started can still be out when it raises (each
+earlier one answered), so the wait counts from when that one started: ``SendTimes`` notes
+it per thread, on the monotonic reading of the protocol's clock, and forgets it when the
+last request is a read (a failed read lands nothing).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from dynamodb_replicator.core.conditions import Condition
+from dynamodb_replicator.core.model import Item, ItemKey
+from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.store import Store, StoreResult
+
+__all__ = ["SendTimes", "TimedStore", "outlive"]
+
+
+class SendTimes(threading.local):
+    """When this thread's last store request, a write, started (``Clock.elapsed``; None:
+    none yet, or the last one was a read)."""
+
+    last: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedStore:
+    """``store``, noting in ``sends`` when each write of the calling thread starts."""
+
+    store: Store
+    clock: Clock
+    sends: SendTimes = field(default_factory=SendTimes)
+
+    @property
+    def region(self) -> str:
+        return self.store.region
+
+    def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
+        self.sends.last = self.clock.elapsed()
+        return self.store.put(table, item, condition)
+
+    def delete(self, table: str, key: ItemKey, condition: Condition) -> StoreResult:
+        self.sends.last = self.clock.elapsed()
+        return self.store.delete(table, key, condition)
+
+    def get(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Item]:
+        # A read lands nothing, and the writes before it answered: none of them is out.
+        self.sends.last = None
+        return self.store.get(table, keys)
+
+
+def outlive(clock: Clock, sent: float, lifetime: float) -> float:
+    """Wait until ``lifetime`` after ``sent`` (``Clock.elapsed``) on ``clock``; the seconds
+    waited. Neither a stop nor a deadline cuts it short: returning earlier would let the
+    caller's next step (a retry, settling, a checkpoint, a lease released, a Lambda
+    invocation ended) come before the request's last chance to land. It ends within one
+    lifetime of the request's start, which the lease margin and the Lambda's deadline
+    already keep room for."""
+    left = sent + lifetime - clock.elapsed()
+    if left <= 0:
+        return 0.0
+    clock.wait(left, None)
+    return left
