@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -167,3 +171,53 @@ def test_the_handler_keeps_the_invocation_deadline(
     assert lambda_handler.handler(event, Context(30.0)) == {"batchItemFailures": []}
     keys = {i["pk"]["S"] for i in clients[AP].scan(TableName="Orders")["Items"]}
     assert {f"deadline{n}" for n in range(40)} <= keys
+
+
+# The Lambda zip carries no native wheels: orjson is absent there. The handler's writes
+# still go through the lean transport (its send-by instant bounds when they land).
+_WITHOUT_ORJSON = """
+import json, sys
+sys.modules["orjson"] = None  # an import of it fails, as in the Lambda zip
+from dynamodb_replicator.aws import lean
+made = []
+init = lean.LeanClient.__init__
+def counting(self, *args, **kwargs):
+    made.append(1)
+    init(self, *args, **kwargs)
+lean.LeanClient.__init__ = counting
+from dynamodb_replicator.awslambda import handler
+event = json.loads(sys.stdin.read())
+print(json.dumps({"response": handler.handler(event, None), "lean_clients": len(made),
+                  "orjson": sys.modules.get("orjson") is not None}))
+"""
+
+
+def test_the_handler_writes_through_the_lean_transport_without_orjson(
+    ddb_local: DynamoDBLocal, clients: dict[str, Any]
+) -> None:
+    clients[US].put_item(TableName="Orders", Item=item("no-orjson", "7"))
+    pump = StreamPump(ddb_local.endpoint_url, "Orders", REGIONS)
+    ((arn, records),) = pump.read(US)
+    event = {
+        "Records": [
+            record_to_lambda_event_record(r, event_source_arn=arn, aws_region=US) for r in records
+        ]
+    }
+    env = {**os.environ, **handler_env(ddb_local.endpoint_url, US, REGIONS)}
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_ORJSON],
+        input=json.dumps(event, default=str),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["orjson"] is False, "orjson was importable: the test ran the fast codec"
+    assert found["response"] == {"batchItemFailures": []}
+    assert found["lean_clients"] >= len(REGIONS) - 1, "the writes went through botocore"
+    key = {"pk": {"S": "no-orjson"}}
+    for region in (EU, AP):
+        assert clients[region].get_item(TableName="Orders", Key=key)["Item"]["pk"] == key["pk"]

@@ -9,21 +9,27 @@ is equal to what boto3 returns (``tests/integration/test_lean_contract.py``):
   aware ``datetime`` in Python.
 
 Decoding a page walks its items only when the raw answer names a Binary type at all, so a
-page without binaries costs one ``orjson.loads``. Error answers become botocore's
-``ClientError`` with the response dict botocore would build, so they go through the one
-error table (``aws.errors``) unchanged.
+page without binaries costs one ``orjson.loads``. Without orjson (the Lambda zip carries no
+native wheels) the standard library's ``json`` does the same work, slower. Error answers
+become botocore's ``ClientError`` with the response dict botocore would build, so they go
+through the one error table (``aws.errors``) unchanged.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
 from botocore.exceptions import ClientError
+
+try:
+    import orjson
+except ImportError:  # the Lambda zip: no native wheels
+    orjson = None  # type: ignore[assignment]
 
 __all__ = ["client_error", "decode", "encode"]
 
@@ -43,9 +49,28 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} to DynamoDB")
 
 
+Codec = tuple[Callable[[Any], bytes], Callable[[bytes], Any]]
+
+
+def json_codec(*, fast: bool = True) -> Codec:
+    """(dumps, loads): orjson's where it is installed and ``fast``, else the standard
+    library's (compact, the same JSON text up to key spacing and escapes). Both raise
+    ``ValueError`` (orjson's decode error is one) on a body that is no JSON."""
+    if fast and orjson is not None:
+        return lambda params: orjson.dumps(params, default=_default), orjson.loads
+
+    def dumps(params: Any) -> bytes:
+        return json.dumps(params, default=_default, separators=(",", ":")).encode()
+
+    return dumps, json.loads
+
+
+_dumps, _loads = json_codec()
+
+
 def encode(params: Mapping[str, Any]) -> bytes:
     """A request's parameters (boto3's keyword arguments) as the JSON body."""
-    return orjson.dumps(params, default=_default)
+    return _dumps(params)
 
 
 def _value(value: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +137,7 @@ def _created(record: dict[str, Any]) -> None:
 
 def decode(operation: str, raw: bytes) -> dict[str, Any]:
     """A successful answer of ``operation`` in boto3's shape (no ResponseMetadata)."""
-    found: dict[str, Any] = orjson.loads(raw) if raw else {}
+    found: dict[str, Any] = _loads(raw) if raw else {}
     if _MAY_HOLD_BINARY.search(raw):
         found = _BINARY_WALKS[operation](found)
     if operation == "GetRecords":
@@ -123,8 +148,8 @@ def decode(operation: str, raw: bytes) -> dict[str, Any]:
 
 def _error_body(raw: bytes) -> dict[str, Any]:
     try:
-        found = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
+        found = _loads(raw) if raw else {}
+    except ValueError:
         return {"message": raw.decode("utf-8", "replace")}
     return found if isinstance(found, dict) else {}
 

@@ -8,7 +8,8 @@ both to the environment.
 
 The invocation's deadline is kept: no write starts after ``remaining time - margin -
 request timeout``, and the handler returns only once every write it started has answered,
-timed out (each request ends within the request timeout: aws/clients.py), or, its answer
+timed out (each reaches DynamoDB within the request timeout of its start: the lean
+transport's send-by instant, aws/http.py), or, its answer
 lost, can no longer land (the writer waits that out, until the request lifetime after the
 request started: core/landing.py), so none lands after the invocation ended and Lambda
 retried the batch. Settling reads (and the deletes
@@ -27,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from dynamodb_replicator.aws.factory import build_replicator
+from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.awslambda.emf import batch_emf
 from dynamodb_replicator.awslambda.settings import LambdaSettings, settings_from_env
 from dynamodb_replicator.clock import SystemClock
@@ -183,7 +185,11 @@ def _replicator(environment: tuple[tuple[str, str], ...]) -> tuple[Replicator, L
         for name in settings.regions
     ]
     conflicts = open_conflict_log(settings.replication.conflict_log)
-    replicator = build_replicator(specs[0], specs, settings.replication, conflict_log=conflicts)
+    # The lean transport's send-by instant bounds when a write can reach DynamoDB after
+    # the deadline check (docs/concepts/guarantees.md, Timing and clocks); botocore's does not.
+    replicator = build_replicator(
+        specs[0], specs, settings.replication, conflict_log=conflicts, make=make_lean_client
+    )
     return replicator, settings
 
 
