@@ -77,11 +77,6 @@ def _ahead_then_set_back(*, left: bool) -> tuple[ManualClock, LeaseTable, LeaseK
 
 
 @pytest.mark.parametrize("left", [True, False], ids=["left_to_expire", "release_throttled"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dropped lease stored under a clock ahead is never lowered: it and the claim "
-    "stay pinned for the whole step",
-)
 def test_a_dropped_lease_stored_under_a_clock_ahead_is_free_a_lease_after_the_clock_came_back(
     left: bool,
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.retry import call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
@@ -29,10 +30,24 @@ class Lease:
     # sent since (it may still land). The claim is kept at least this (``_lease_top``).
     ceiling: float = 0.0
     span: float = 0.0  # the lease duration when taken (a reload does not change it)
+    # No longer held (``forget``), its token still kept by the store: the keeper's ticks
+    # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
+    dropped: bool = False
+    unreleased: bool = False  # its release failed: sent again on the keeper's ticks
 
     def deadline(self) -> float:
         """No write of the shard starts after this (epoch seconds)."""
         return self.until - self.margin
+
+
+@dataclass(slots=True)
+class _Left:
+    """A lease left to expire (``leave``) and when its thread's last write lands at the
+    latest on the monotonic reading (``steady``): a wall clock stepped forward ends the
+    lease early by its own reading, not the requests its thread still has out."""
+
+    lease: Lease
+    steady: float
 
 
 class Holdings(Claims):
@@ -41,7 +56,7 @@ class Holdings(Claims):
     def __init__(self, worker_id: str, instance: str, clock: Clock, lease_seconds: float) -> None:
         super().__init__(worker_id, instance, clock, lease_seconds)
         self.leases: dict[ShardRef, Lease] = {}
-        self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
+        self._left: dict[ShardRef, _Left] = {}  # left to expire, thread out (``leaving``)
         # Leases no longer held (or an acquire whose answer was lost) that the table may
         # still hold live for us, until released or past their ceiling (``_lease_top``).
         self._gone: dict[ShardRef, Lease] = {}
@@ -110,26 +125,40 @@ class Holdings(Claims):
             return
         with self._lock(lease.region), self._beat_lock:  # waits for a renewal still out
             self.leases.pop(ref, None)
+            lease.dropped = True
             self._gone[ref] = lease  # in the table until released or expired
 
     def leave(self, ref: ShardRef, lease: Lease) -> None:
         """``lease`` is left to expire, its thread still in a request (``leaving``)."""
-        now = self._now()
-        self._left = {r: held for r, held in self._left.items() if held.until > now}
-        self._left[ref] = lease
+        self._left = {r: left for r, left in self._left.items() if self._running(left)}
+        steady = self.clock.elapsed() + max(0.0, lease.until - self._now())
+        self._left[ref] = _Left(lease, steady)
+
+    def _running(self, left: _Left) -> bool:
+        """``left``'s thread may still start a write, or one it started may still land.
+
+        Its writes start before its deadline by the wall clock, and land within a request
+        (less than the margin) after: by ``until`` on the wall clock as long as it does not
+        step, and by ``steady`` on the monotonic reading (moved on when the keeper lowers
+        ``until``). Either may end first: a wall clock stepped forward ends the first
+        early; one stepped back lets the thread start writes past ``steady`` until the
+        keeper's next tick lowers ``until`` (and ``steady`` with it). So both must end."""
+        return left.lease.until > self._now() or self.clock.elapsed() < left.steady
 
     def _still_left(self, ref: ShardRef) -> bool:
-        """``ref``'s lease was left to expire and has not: the store holding its token
-        would take it again at once, and a second thread would write the shard while the
-        first one's request may still land (at most one writer per shard)."""
+        """``ref``'s lease was left to expire and its thread may still write: the store
+        holding its token would take it again at once, and a second thread would write
+        the shard while the first one's request may still land (at most one writer per
+        shard)."""
         left = self._left.get(ref)
-        return left is not None and left.until > self._now()
+        return left is not None and self._running(left)
 
     def leaving(self, region: str) -> bool:
         """A lease left to expire (its thread may still write) lives in ``region``: the
         claim must outlive it (so a process under the same id cannot take the shard)."""
-        now = self._now()
-        return any(held.region == region and held.until > now for held in self._left.values())
+        return any(
+            left.lease.region == region and self._running(left) for left in self._left.values()
+        )
 
     def holds_leases(self, region: str) -> bool:
         """A lease of ours may still live in ``region``'s table: held, or dropped but not
@@ -149,7 +178,20 @@ class Holdings(Claims):
         store = self.stores.get(region)
         if store is None:
             return  # not answering: the lease runs out on its own
-        call_with_retries(lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock)
+        try:
+            call_with_retries(
+                lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock
+            )
+        except ReplicatorError:
+            with self._beat_lock:  # the keeper's ticks send it again (``_settle_dropped``)
+                gone = self._gone.get(ref)
+                if gone is not None and gone.region == region and gone.dropped:
+                    gone.unreleased = True
+            raise
+        self._released(ref, region)
+
+    def _released(self, ref: ShardRef, region: str) -> None:
+        """The table answered ``ref``'s release in ``region``: nothing of it is ours there."""
         with self._beat_lock:
             gone = self._gone.get(ref)
             if gone is not None and gone.region == region:

@@ -94,6 +94,7 @@ class LeaseKeeper(Holdings):
         except ReplicatorError as exc:
             log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
         self._renew_region(region, store)
+        self._settle_dropped(region, store)
 
     def _renew_region(self, region: str, store: Coordination) -> None:
         for ref, lease in list(self.leases.items()):
@@ -149,6 +150,77 @@ class LeaseKeeper(Holdings):
                 lease.ceiling = max(lease.ceiling, until)
                 order = self._order()
             return store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order), until
+
+    # -- dropped leases ----------------------------------------------------------------------
+    def _settle_dropped(self, region: str, store: Coordination) -> None:
+        """Each tick, the leases dropped in ``region`` that the table may still hold (left
+        to expire, or their release failed): a failed release is sent again, and one
+        stored further ahead than a lease from now (the wall clock stepped back since) is
+        brought down to that, as a held one is (``_renew_one``): the claim then comes
+        down with it (``_lease_top``), and a process dying after it frees the shard and
+        its worker id a lease after its last tick. Until the table has answered, or the
+        stored expiry has passed (``_lease_top`` drops it then)."""
+        with self._beat_lock:
+            dropped = [
+                (ref, lease)
+                for ref, lease in self._gone.items()
+                if lease.dropped and lease.region == region
+            ]
+        for ref, lease in dropped:
+            if lease.unreleased and not self._still_left(ref):
+                again = functools.partial(self._release_dropped, region, store, ref, lease)
+                try:
+                    call_with_retries(again, RETRY, stop=self._stop, clock=self.clock)
+                    continue
+                except ReplicatorError as exc:  # brought down meanwhile, and tried again
+                    log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+            try:
+                one = functools.partial(self._lower_dropped, region, store, ref, lease)
+                call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
+            except ReplicatorError as exc:  # tried again at the next tick
+                log.warning("lease not lowered", extra={"shard": str(ref), "reason": str(exc)})
+
+    def _mine(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> bool:
+        """``lease`` is still the dropped one the table may hold through ``store``."""
+        return self._gone.get(ref) is lease and self.stores.get(region) is store
+
+    def _release_dropped(
+        self, region: str, store: Coordination, ref: ShardRef, lease: Lease
+    ) -> None:
+        with self._lock(region):  # ``acquire`` may take it again meanwhile: not that one
+            if self._mine(region, store, ref, lease):
+                store.release(ref, self.worker_id)
+                self._released(ref, region)
+
+    def _lower_dropped(
+        self, region: str, store: Coordination, ref: ShardRef, lease: Lease
+    ) -> None:
+        """One lowering request of the dropped ``lease``, if it may be stored further ahead
+        than a lease from now. Its thread, if still out (left to expire), checks ``until``
+        before each write: it is lowered before the request is sent, so that every write
+        it starts from then on lands before the lowered expiry, and every one started
+        before lands within a request of now (less than the margin). A wall clock stepped
+        forward never lowers it: the expiry is then nearer than a lease from now."""
+        now = self._now()
+        with self._lock(region):
+            span = max(self.lease_seconds, lease.span)
+            with self._beat_lock:
+                if not self._mine(region, store, ref, lease) or lease.ceiling <= now + span:
+                    return
+                until = now + span
+                lease.until = min(lease.until, until)
+                left = self._left.get(ref)
+                if left is not None and left.lease is lease:  # its writes land by then
+                    left.steady = max(left.steady, self.clock.elapsed() + span)
+                order = self._order()
+            kept = store.renew(ref, self.worker_id, ms(now), ms(span), order=order)
+            with self._beat_lock:
+                if not kept:  # the token moved on: released, or someone else's now
+                    lease.until = 0.0
+                    if self._gone.get(ref) is lease:
+                        del self._gone[ref]
+                elif self._gone.get(ref) is lease:  # stored: the claim may come down to it
+                    lease.ceiling = until
 
     # -- the renewal thread ----------------------------------------------------------------
     def start(self) -> None:
