@@ -29,6 +29,9 @@ class Lease:
     # The latest expiry the table may hold for it: the last renewal answered's, or one
     # sent since (it may still land). The claim is kept at least this (``_lease_top``).
     ceiling: float = 0.0
+    # When ``ceiling`` has passed on the monotonic reading (a request's reading plus the
+    # lease it sent): a wall clock stepped forward does not end it early (``_lease_top``).
+    passes: float = 0.0
     span: float = 0.0  # the lease duration when taken (a reload does not change it)
     # No longer held (``forget``), its token still kept by the store: the keeper's ticks
     # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
@@ -38,6 +41,12 @@ class Lease:
     def deadline(self) -> float:
         """No write of the shard starts after this (epoch seconds)."""
         return self.until - self.margin
+
+    def may_store(self, until: float, now: float, steady: float) -> None:
+        """A request sent at ``now`` (``steady`` on the monotonic reading) may store
+        ``until``: the table may hold it until it has passed on both readings."""
+        self.ceiling = max(self.ceiling, until)
+        self.passes = max(self.passes, steady + until - now)
 
 
 @dataclass(slots=True)
@@ -84,7 +93,7 @@ class Holdings(Claims):
         if self._claim_due(region) and not self.try_claim(region):
             return None  # the dead holder's margin runs: taken at a later round
         with self._lock(region):
-            now = self._now()  # taken before the call: the lease lasts at least this
+            now, steady = self._now(), self.clock.elapsed()  # the lease lasts at least this
             inherit = self.inheriting(region)
             with self._beat_lock:
                 until = self._expiry(region, now)
@@ -92,15 +101,19 @@ class Holdings(Claims):
                     return None
                 # Once sent, it may land: kept under the claim until it is answered.
                 before = self._gone.get(ref)
-                top = until if before is None else max(until, before.ceiling)
-                self._gone[ref] = Lease(region, until, self.margin, top, self.lease_seconds)
+                sent = Lease(region, until, self.margin, span=self.lease_seconds)
+                if before is not None:
+                    sent.ceiling, sent.passes = before.ceiling, before.passes
+                sent.may_store(until, now, steady)
+                self._gone[ref] = sent
             taken = self.stores[region].acquire(
                 ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
             )
             with self._beat_lock:
                 if taken:  # what the table held of it before is replaced
                     self._gone.pop(ref, None)
-                    lease = Lease(region, until, self.margin, until, self.lease_seconds)
+                    lease = Lease(region, until, self.margin, span=self.lease_seconds)
+                    lease.may_store(until, now, steady)
                     self.leases[ref] = lease
                     return lease
                 if before is None:  # refused: the table holds what it held
@@ -164,9 +177,14 @@ class Holdings(Claims):
         """A lease of ours may still live in ``region``'s table: held, or dropped but not
         released (a release that failed, an acquire whose answer was lost), up to its
         ceiling. The claim there must not be given back while one may."""
-        now = self._now()
+        now, steady = self._now(), self.clock.elapsed()
         with self._beat_lock:
-            return self._lease_top(region, now) > now
+            self._lease_top(region, now)  # drops the gone ones past on both readings
+            ours = (*self.leases.values(), *self._gone.values())
+            return any(
+                lease.region == region and (lease.ceiling > now or lease.passes > steady)
+                for lease in ours
+            )
 
     def release(self, ref: ShardRef, region: str) -> None:
         """Hand ``ref``'s lease back (its page in flight is over): another worker may take
@@ -199,8 +217,16 @@ class Holdings(Claims):
 
     def _lease_top(self, region: str, now: float) -> float:
         """The latest expiry a lease of ours may have in ``region``'s table, live at
-        ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``."""
-        self._gone = {ref: lease for ref, lease in self._gone.items() if lease.ceiling > now}
+        ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``.
+        A gone one is kept until its ceiling has passed on the wall clock and on the
+        monotonic reading: a wall clock stepped forward past it, then back, finds it
+        still stored, and the claim must not come below it then."""
+        steady = self.clock.elapsed()
+        self._gone = {
+            ref: lease
+            for ref, lease in self._gone.items()
+            if lease.ceiling > now or lease.passes > steady
+        }
         ours = (*self.leases.values(), *self._gone.values())
         return max((lease.ceiling for lease in ours if lease.region == region), default=0.0)
 

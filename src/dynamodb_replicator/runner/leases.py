@@ -124,7 +124,7 @@ class LeaseKeeper(Holdings):
     ) -> tuple[bool, float] | None:
         """One renewal request of ``lease``: (still ours, its new expiry); None when it is
         not to be renewed now."""
-        now = self._now()
+        now, steady = self._now(), self.clock.elapsed()
         with self._lock(region):  # ``forget`` waits for it: no renewal after a release
             # The very Lease object, not the ref: one forgotten and taken again since the
             # snapshot belongs to a dropped thread whose deadline must stay.
@@ -147,7 +147,7 @@ class LeaseKeeper(Holdings):
                     return None
                 # No write starts past what the table may hold once this lands.
                 lease.until = min(lease.until, until)
-                lease.ceiling = max(lease.ceiling, until)
+                lease.may_store(until, now, steady)
                 order = self._order()
             return store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order), until
 
@@ -201,7 +201,7 @@ class LeaseKeeper(Holdings):
         it starts from then on lands before the lowered expiry, and every one started
         before lands within a request of now (less than the margin). A wall clock stepped
         forward never lowers it: the expiry is then nearer than a lease from now."""
-        now = self._now()
+        now, steady = self._now(), self.clock.elapsed()
         with self._lock(region):
             span = max(self.lease_seconds, lease.span)
             with self._beat_lock:
@@ -211,7 +211,8 @@ class LeaseKeeper(Holdings):
                 lease.until = min(lease.until, until)
                 left = self._left.get(ref)
                 if left is not None and left.lease is lease:  # its writes land by then
-                    left.steady = max(left.steady, self.clock.elapsed() + span)
+                    left.steady = max(left.steady, steady + span)
+                lease.may_store(until, now, steady)  # lower: ``ceiling`` stays till answered
                 order = self._order()
             kept = store.renew(ref, self.worker_id, ms(now), ms(span), order=order)
             with self._beat_lock:
