@@ -147,3 +147,34 @@ def test_a_left_lease_is_not_taken_again_by_its_process_after_its_clock_stepped_
     assert keeper.acquire("a", SHARD) is None, "a second writer while the first may write"
     true.t = lease.until + 0.001
     assert keeper.acquire("a", SHARD) is not None
+
+
+def test_a_dropped_lease_stays_under_the_claim_through_a_clock_stepped_forward_and_back() -> (
+    None
+):
+    """Interleaving (found by test_control_plane_dropped_steps.py): w1 drops SHARD (left
+    to expire: stored until 1030); its wall clock jumps an hour forward for a tick, past
+    that expiry by its own reading, and NTP sets it back two seconds behind the true time.
+    The table still holds the lease until 1030; the claim must not come below it (a
+    process under the same id would find the claim free while the lease is live)."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    keeper.forget(SHARD)
+    keeper.leave(SHARD, lease)
+    true.t += 1.0
+    clock.offset = STEP
+    keeper.renew_all()  # by its reading the lease passed an hour ago
+    clock.offset = -2.0  # within the assumptions: less than the margin less a request
+    for _ in range(3):
+        true.t += 0.1
+        keeper.renew_all()
+        claim, stored = table.workers["w1"][1], table.leases[SHARD].expires_ms
+        # The state this test is about: the lease is still live in the table.
+        assert stored > ms(true.t)
+        assert claim >= stored, f"the claim until {claim} is below the lease until {stored}"
