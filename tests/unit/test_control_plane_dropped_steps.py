@@ -17,6 +17,7 @@ one seed."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError
@@ -98,15 +99,14 @@ class DroppingSimulation(SteppingSimulation):
             for write in out:  # the left page's: its taking the shard again counts
                 write.process = f"{process.name}/left"
             return
-        try:
+        with contextlib.suppress(ReplicatorError):  # "lease not released": sent again
             process.keeper.release(ref, "r")
-        except ReplicatorError:
-            pass  # "lease not released": the keeper's ticks send it again
 
     def _tick(self, process: Process) -> None:
         keeper = process.keeper
-        gone = dict(keeper._gone)  # noqa: SLF001 - what the ticks are to settle
-        before = {ref: self.table.leases[ref].expires_ms for ref in gone if ref in self.table.leases}
+        gone = dict(keeper._gone)  # what the ticks are to settle
+        leases = self.table.leases
+        before = {ref: leases[ref].expires_ms for ref in gone if ref in leases}
         super()._tick(process)
         for ref, lease in gone.items():
             stored = self.table.leases.get(ref)

@@ -118,9 +118,7 @@ def test_a_failed_release_is_sent_again_at_a_later_tick() -> None:
     assert table.workers["w1"][1] <= ms(clock.now() + LEASE)
 
 
-def test_a_left_lease_is_not_taken_again_by_its_process_after_its_clock_stepped_forward() -> (
-    None
-):
+def test_a_left_lease_is_not_taken_again_by_its_process_after_its_clock_stepped_forward() -> None:
     """Interleaving: w1 holds SHARD (wall clock right), drops it with its page still out
     at the deadline (left to expire); NTP steps w1's wall clock an hour forward. By that
     clock the lease expired, but the page's last write may land up to a request after the
@@ -149,9 +147,7 @@ def test_a_left_lease_is_not_taken_again_by_its_process_after_its_clock_stepped_
     assert keeper.acquire("a", SHARD) is not None
 
 
-def test_a_dropped_lease_stays_under_the_claim_through_a_clock_stepped_forward_and_back() -> (
-    None
-):
+def test_a_dropped_lease_stays_under_the_claim_through_a_clock_stepped_forward_and_back() -> None:
     """Interleaving (found by test_control_plane_dropped_steps.py): w1 drops SHARD (left
     to expire: stored until 1030); its wall clock jumps an hour forward for a tick, past
     that expiry by its own reading, and NTP sets it back two seconds behind the true time.

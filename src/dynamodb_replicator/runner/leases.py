@@ -192,9 +192,7 @@ class LeaseKeeper(Holdings):
                 store.release(ref, self.worker_id)
                 self._released(ref, region)
 
-    def _lower_dropped(
-        self, region: str, store: Coordination, ref: ShardRef, lease: Lease
-    ) -> None:
+    def _lower_dropped(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> None:
         """One lowering request of the dropped ``lease``, if it may be stored further ahead
         than a lease from now. Its thread, if still out (left to expire), checks ``until``
         before each write: it is lowered before the request is sent, so that every write
