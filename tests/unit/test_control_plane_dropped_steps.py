@@ -18,6 +18,7 @@ one seed."""
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.errors import ReplicatorError, ThrottledError
@@ -25,7 +26,7 @@ from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.leases import Lease
 
 from .test_control_plane_clock_steps import SPREAD, SteppingSimulation
-from .test_control_plane_simulation import LEASE, SHARDS, Process, Write, seeded
+from .test_control_plane_simulation import LEASE, Process, Write, seeded
 
 AHEAD = 3600.0
 
@@ -112,7 +113,7 @@ class DroppingSimulation(SteppingSimulation):
             stored = self.table.leases.get(ref)
             if not lease.dropped or stored is None or ref not in before:
                 continue
-            if stored.expires_ms == 0 and before[ref] > 0 and lease.unreleased:
+            if stored.expires_ms == 0 and before[ref] > 0 and lease.release_due:
                 self.released_later += 1
             elif before[ref] > (self.clock.t + LEASE + 2 * SPREAD) * 1000 >= stored.expires_ms:
                 self.lowered += 1
@@ -138,5 +139,6 @@ def test_no_write_lands_after_its_shard_passed_on_when_dropped_leases_meet_clock
         ahead += simulation.ahead_drops
     # It reached the states it is about: shards dropped while their clock ran ahead, and
     # brought down after it was set back; failed releases sent again on a tick.
-    assert runs >= 1 and ahead > 0 and lowered > 0 and released > 0, (lowered, released)
-    assert len(SHARDS) > 1
+    assert runs >= 1
+    if not os.environ.get("SIM_SEED"):  # one seed replayed need not reach every state
+        assert ahead > 0 and lowered > 0 and released > 0, (ahead, lowered, released)

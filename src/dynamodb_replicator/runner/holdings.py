@@ -14,6 +14,7 @@ from dynamodb_replicator.core.retry import call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.claims import Claims, ms
 from dynamodb_replicator.runner.reachability import TRANSIENT
+from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["Holdings", "Lease"]
 
@@ -36,7 +37,12 @@ class Lease:
     # No longer held (``forget``), its token still kept by the store: the keeper's ticks
     # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
     dropped: bool = False
-    unreleased: bool = False  # its release failed: sent again on the keeper's ticks
+    # To be released once no write of it may land: left to expire (``leave``), or its
+    # release failed. The keeper's ticks send it (and keep it under the claim till then).
+    release_due: bool = False
+    # The store it was taken through: the one holding its token (a reload that changes
+    # the region puts in another, which does not know it).
+    store: Coordination | None = None
 
     def deadline(self) -> float:
         """No write of the shard starts after this (epoch seconds)."""
@@ -94,25 +100,23 @@ class Holdings(Claims):
             return None  # the dead holder's margin runs: taken at a later round
         with self._lock(region):
             now, steady = self._now(), self.clock.elapsed()  # the lease lasts at least this
-            inherit = self.inheriting(region)
+            inherit, store = self.inheriting(region), self.stores[region]
             with self._beat_lock:
                 until = self._expiry(region, now)
                 if until <= now:
                     return None
                 # Once sent, it may land: kept under the claim until it is answered.
                 before = self._gone.get(ref)
-                sent = Lease(region, until, self.margin, span=self.lease_seconds)
+                sent = Lease(region, until, self.margin, span=self.lease_seconds, store=store)
                 if before is not None:
                     sent.ceiling, sent.passes = before.ceiling, before.passes
                 sent.may_store(until, now, steady)
                 self._gone[ref] = sent
-            taken = self.stores[region].acquire(
-                ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
-            )
+            taken = store.acquire(ref, self.worker_id, ms(now), ms(until - now), inherit=inherit)
             with self._beat_lock:
                 if taken:  # what the table held of it before is replaced
                     self._gone.pop(ref, None)
-                    lease = Lease(region, until, self.margin, span=self.lease_seconds)
+                    lease = Lease(region, until, self.margin, span=self.lease_seconds, store=store)
                     lease.may_store(until, now, steady)
                     self.leases[ref] = lease
                     return lease
@@ -146,6 +150,9 @@ class Holdings(Claims):
         self._left = {r: left for r, left in self._left.items() if self._running(left)}
         steady = self.clock.elapsed() + max(0.0, lease.until - self._now())
         self._left[ref] = _Left(lease, steady)
+        with self._beat_lock:
+            if self._gone.get(ref) is lease:  # released by the keeper once it has run out
+                lease.release_due = True
 
     def _running(self, left: _Left) -> bool:
         """``left``'s thread may still start a write, or one it started may still land.
@@ -204,15 +211,16 @@ class Holdings(Claims):
             with self._beat_lock:  # the keeper's ticks send it again (``_settle_dropped``)
                 gone = self._gone.get(ref)
                 if gone is not None and gone.region == region and gone.dropped:
-                    gone.unreleased = True
+                    gone.release_due = True
             raise
-        self._released(ref, region)
+        self._released(ref, region, store)
 
-    def _released(self, ref: ShardRef, region: str) -> None:
-        """The table answered ``ref``'s release in ``region``: nothing of it is ours there."""
+    def _released(self, ref: ShardRef, region: str, store: Coordination) -> None:
+        """``store`` answered ``ref``'s release in ``region``: nothing of it is ours there,
+        unless it was taken through another store (which holds its token)."""
         with self._beat_lock:
             gone = self._gone.get(ref)
-            if gone is not None and gone.region == region:
+            if gone is not None and gone.region == region and gone.store in (None, store):
                 del self._gone[ref]
 
     def _lease_top(self, region: str, now: float) -> float:
@@ -220,12 +228,16 @@ class Holdings(Claims):
         ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``.
         A gone one is kept until its ceiling has passed on the wall clock and on the
         monotonic reading: a wall clock stepped forward past it, then back, finds it
-        still stored, and the claim must not come below it then."""
+        still stored, and the claim must not come below it then. One to be released is
+        kept until it is (while its store is the region's): stored under a clock that ran
+        ahead, it may outlive both readings in the table by the whole step."""
         steady = self.clock.elapsed()
         self._gone = {
             ref: lease
             for ref, lease in self._gone.items()
-            if lease.ceiling > now or lease.passes > steady
+            if lease.ceiling > now
+            or lease.passes > steady
+            or (lease.release_due and self.stores.get(lease.region) is lease.store)
         }
         ours = (*self.leases.values(), *self._gone.values())
         return max((lease.ceiling for lease in ours if lease.region == region), default=0.0)

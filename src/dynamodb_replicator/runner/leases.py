@@ -154,12 +154,13 @@ class LeaseKeeper(Holdings):
     # -- dropped leases ----------------------------------------------------------------------
     def _settle_dropped(self, region: str, store: Coordination) -> None:
         """Each tick, the leases dropped in ``region`` that the table may still hold (left
-        to expire, or their release failed): a failed release is sent again, and one
-        stored further ahead than a lease from now (the wall clock stepped back since) is
-        brought down to that, as a held one is (``_renew_one``): the claim then comes
-        down with it (``_lease_top``), and a process dying after it frees the shard and
-        its worker id a lease after its last tick. Until the table has answered, or the
-        stored expiry has passed (``_lease_top`` drops it then)."""
+        to expire, or their release failed): one whose writes can no longer land
+        (``_still_left``) is released (again), and one stored further ahead than a lease
+        from now (the wall clock stepped back since) is brought down to that, as a held
+        one is (``_renew_one``): the claim then comes down with it (``_lease_top``), and
+        a process dying after it frees the shard and its worker id a lease after its last
+        tick. Until the table has answered, or the stored expiry has passed on both
+        clocks with nothing to release (``_lease_top`` drops it then)."""
         with self._beat_lock:
             dropped = [
                 (ref, lease)
@@ -167,7 +168,7 @@ class LeaseKeeper(Holdings):
                 if lease.dropped and lease.region == region
             ]
         for ref, lease in dropped:
-            if lease.unreleased and not self._still_left(ref):
+            if lease.release_due and not self._still_left(ref):
                 again = functools.partial(self._release_dropped, region, store, ref, lease)
                 try:
                     call_with_retries(again, RETRY, stop=self._stop, clock=self.clock)
@@ -181,16 +182,22 @@ class LeaseKeeper(Holdings):
                 log.warning("lease not lowered", extra={"shard": str(ref), "reason": str(exc)})
 
     def _mine(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> bool:
-        """``lease`` is still the dropped one the table may hold through ``store``."""
-        return self._gone.get(ref) is lease and self.stores.get(region) is store
+        """``lease`` is still the dropped one the table may hold, taken through ``store``
+        (the one that knows its token), still the region's: one a reload put in since
+        would answer for another token (the lease then runs out on its own)."""
+        current = self.stores.get(region) is store and lease.store is store
+        return self._gone.get(ref) is lease and current
 
     def _release_dropped(
         self, region: str, store: Coordination, ref: ShardRef, lease: Lease
     ) -> None:
         with self._lock(region):  # ``acquire`` may take it again meanwhile: not that one
             if self._mine(region, store, ref, lease):
+                # Its thread, if still alive, starts no write any more: a wall clock set
+                # back would otherwise bring its deadline back ahead of now.
+                lease.until = 0.0
                 store.release(ref, self.worker_id)
-                self._released(ref, region)
+                self._released(ref, region, store)
 
     def _lower_dropped(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> None:
         """One lowering request of the dropped ``lease``, if it may be stored further ahead
