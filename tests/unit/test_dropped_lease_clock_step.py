@@ -174,3 +174,39 @@ def test_a_dropped_lease_stays_under_the_claim_through_a_clock_stepped_forward_a
         # The state this test is about: the lease is still live in the table.
         assert stored > ms(true.t)
         assert claim >= stored, f"the claim until {claim} is below the lease until {stored}"
+
+
+def test_a_left_lease_that_ran_out_while_the_clock_ran_ahead_is_released_and_its_thread_stopped() -> (
+    None
+):
+    """Interleaving (found by test_control_plane_dropped_steps.py): w1's clock runs an
+    hour ahead; it renews SHARD (stored an hour ahead) and drops it, its page still out
+    (left to expire). It stays ahead for longer than a lease: by both its readings the
+    lease ran out, while the table holds it for the hour. Then NTP sets the clock back.
+    The lease must not stay stored above the claim, nor pin the shard for the hour, and
+    the left thread must not find its deadline ahead of the wall clock again."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    clock.offset = STEP
+    keeper.renew_all()
+    keeper.forget(SHARD)
+    true.t = lease.deadline() - STEP  # Held.drop waited for the page until the deadline
+    keeper.leave(SHARD, lease)
+    while true.t < 1000.0 + 2 * LEASE:  # it ticks on, still ahead
+        true.t += keeper.tick
+        keeper.renew_all()
+    # The state this test is about: by both of w1's readings the lease ran out (its
+    # wall clock, still ahead, is past the expiry it stored; a lease went by since).
+    assert clock.now() > lease.ceiling > true.t + LEASE and true.t > lease.passes
+    clock.offset = 0.0
+    keeper.renew_all()
+    stored, claim = table.leases[SHARD].expires_ms, table.workers["w1"][1]
+    assert stored <= claim, "the lease is stored above the claim"
+    assert stored <= ms(true.t + LEASE), "the shard is pinned for the step"
+    assert lease.deadline() < clock.now(), "the left thread may write again"
