@@ -176,7 +176,7 @@ def test_a_dropped_lease_stays_under_the_claim_through_a_clock_stepped_forward_a
         assert claim >= stored, f"the claim until {claim} is below the lease until {stored}"
 
 
-def test_a_left_lease_that_ran_out_while_the_clock_ran_ahead_is_released_and_its_thread_stopped() -> (
+def test_a_left_lease_run_out_while_the_clock_ran_ahead_is_released_and_its_thread_stopped() -> (
     None
 ):
     """Interleaving (found by test_control_plane_dropped_steps.py): w1's clock runs an

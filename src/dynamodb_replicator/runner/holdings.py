@@ -55,23 +55,13 @@ class Lease:
         self.passes = max(self.passes, steady + until - now)
 
 
-@dataclass(slots=True)
-class _Left:
-    """A lease left to expire (``leave``) and when its thread's last write lands at the
-    latest on the monotonic reading (``steady``): a wall clock stepped forward ends the
-    lease early by its own reading, not the requests its thread still has out."""
-
-    lease: Lease
-    steady: float
-
-
 class Holdings(Claims):
     """The claims part (``Claims``) and the leases: ``leases`` (shard -> Lease) held now."""
 
     def __init__(self, worker_id: str, instance: str, clock: Clock, lease_seconds: float) -> None:
         super().__init__(worker_id, instance, clock, lease_seconds)
         self.leases: dict[ShardRef, Lease] = {}
-        self._left: dict[ShardRef, _Left] = {}  # left to expire, thread out (``leaving``)
+        self._left: dict[ShardRef, Lease] = {}  # left to expire, thread out (``leaving``)
         # Leases no longer held (or an acquire whose answer was lost) that the table may
         # still hold live for us, until released or past their ceiling (``_lease_top``).
         self._gone: dict[ShardRef, Lease] = {}
@@ -146,24 +136,26 @@ class Holdings(Claims):
             self._gone[ref] = lease  # in the table until released or expired
 
     def leave(self, ref: ShardRef, lease: Lease) -> None:
-        """``lease`` is left to expire, its thread still in a request (``leaving``)."""
-        self._left = {r: left for r, left in self._left.items() if self._running(left)}
-        steady = self.clock.elapsed() + max(0.0, lease.until - self._now())
-        self._left[ref] = _Left(lease, steady)
+        """``lease`` is left to expire, its thread still in a request (``leaving``); the
+        keeper releases it once it has run out (``release_due``)."""
+        self._left = {r: held for r, held in self._left.items() if self._running(held)}
+        self._left[ref] = lease
         with self._beat_lock:
-            if self._gone.get(ref) is lease:  # released by the keeper once it has run out
+            if self._gone.get(ref) is lease:
                 lease.release_due = True
 
-    def _running(self, left: _Left) -> bool:
-        """``left``'s thread may still start a write, or one it started may still land.
+    def _running(self, lease: Lease) -> bool:
+        """The thread of ``lease``, left to expire, may still start a write, or one it
+        started may still land.
 
         Its writes start before its deadline by the wall clock, and land within a request
-        (less than the margin) after: by ``until`` on the wall clock as long as it does not
-        step, and by ``steady`` on the monotonic reading (moved on when the keeper lowers
-        ``until``). Either may end first: a wall clock stepped forward ends the first
-        early; one stepped back lets the thread start writes past ``steady`` until the
-        keeper's next tick lowers ``until`` (and ``steady`` with it). So both must end."""
-        return left.lease.until > self._now() or self.clock.elapsed() < left.steady
+        (less than the margin) after: by ``until`` on the wall clock as long as that does
+        not step, and by ``passes`` on the monotonic reading (a lease after the last
+        renewal or lowering sent). Either may end first: a wall clock stepped forward
+        ends the first early; one stepped back lets the thread start writes past
+        ``passes`` until the keeper's next tick lowers ``until`` (and moves ``passes``
+        with it). So both must have ended."""
+        return lease.until > self._now() or self.clock.elapsed() < lease.passes
 
     def _still_left(self, ref: ShardRef) -> bool:
         """``ref``'s lease was left to expire and its thread may still write: the store
@@ -176,9 +168,7 @@ class Holdings(Claims):
     def leaving(self, region: str) -> bool:
         """A lease left to expire (its thread may still write) lives in ``region``: the
         claim must outlive it (so a process under the same id cannot take the shard)."""
-        return any(
-            left.lease.region == region and self._running(left) for left in self._left.values()
-        )
+        return any(held.region == region and self._running(held) for held in self._left.values())
 
     def holds_leases(self, region: str) -> bool:
         """A lease of ours may still live in ``region``'s table: held, or dropped but not

@@ -214,9 +214,7 @@ class LeaseKeeper(Holdings):
                     return
                 until = now + span
                 lease.until = min(lease.until, until)
-                left = self._left.get(ref)
-                if left is not None and left.lease is lease:  # its writes land by then
-                    left.steady = max(left.steady, steady + span)
+                # Moves ``passes`` on too: its writes from now on land by then.
                 lease.may_store(until, now, steady)  # lower: ``ceiling`` stays till answered
                 order = self._order()
             kept = store.renew(ref, self.worker_id, ms(now), ms(span), order=order)
