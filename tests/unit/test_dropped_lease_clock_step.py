@@ -210,3 +210,33 @@ def test_a_left_lease_run_out_while_the_clock_ran_ahead_is_released_and_its_thre
     assert stored <= claim, "the lease is stored above the claim"
     assert stored <= ms(true.t + LEASE), "the shard is pinned for the step"
     assert lease.deadline() < clock.now(), "the left thread may write again"
+
+
+def test_a_lease_left_after_a_step_forward_is_not_released_while_its_writes_may_land() -> None:
+    """Interleaving (found by test_control_plane_dropped_steps.py, seed 55): w1 holds
+    SHARD (until 1030), a write of its page is out; the wall clock jumps an hour forward
+    and the shard is dropped: by the wall clock the deadline passed, so ``Held.drop`` does
+    not wait and leaves it to expire. The write still lands up to a request later on the
+    true time: the lease must be neither released nor taken again by w1 before the
+    expiry it was renewed to has passed on the monotonic reading."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    true.t = lease.deadline() - 1.0  # a write starts, lands by deadline - 1 + REQUEST
+    clock.offset = STEP
+    keeper.forget(SHARD)
+    keeper.leave(SHARD, lease)
+    # The state this test is about: by w1's wall clock the lease ran out an hour ago.
+    assert clock.now() > lease.until
+    true.t += 0.1
+    keeper.renew_all()
+    assert table.leases[SHARD].expires_ms == ms(lease.until), "released, a write still out"
+    assert keeper.acquire("a", SHARD) is None, "taken again, a write still out"
+    true.t = lease.until + 0.001
+    keeper.renew_all()
+    assert table.leases[SHARD].expires_ms == 0, "released once run out by both clocks"
