@@ -75,7 +75,7 @@ class SteppingSimulation(Simulation):
     def _write(self, process: Process) -> None:
         clock = self.clocks[process.name]
         for shard, lease in list(process.keeper.leases.items()):
-            if clock.now() > lease.deadline() or shard not in process.terms:
+            if clock.now() > lease.fence(clock) or shard not in process.terms:
                 continue  # the shard thread asks the deadline, on its own clock
             lands = self._lands(clock, lease)
             self.in_flight.append(Write(lands, shard, process.name, process.terms[shard]))
@@ -86,7 +86,8 @@ class SteppingSimulation(Simulation):
         further than a lease ahead (stored while the clock ran ahead, not lowered yet:
         test_control_plane_dropped_steps.py) starts it now: the thread checks it again
         at each write, and by the next tick it is lowered."""
-        last = lease.deadline() if lease.deadline() <= clock.now() + LEASE else clock.now()
+        fence = lease.fence(clock)  # as held.py asks it
+        last = fence if fence <= clock.now() + LEASE else clock.now()
         started = last if self.rng.random() < 0.5 else clock.now()
         return started - clock.offset + REQUEST * self.rng.uniform(0.8, 1.0)
 

@@ -240,3 +240,20 @@ def test_a_lease_left_after_a_step_forward_is_not_released_while_its_writes_may_
     true.t = lease.until + 0.001
     keeper.renew_all()
     assert table.leases[SHARD].expires_ms == 0, "released once run out by both clocks"
+
+
+def test_a_lease_fences_its_writes_by_the_monotonic_reading_after_a_step_back() -> None:
+    """Its thread asks ``Lease.fence`` before each write (held.py): after a step back the
+    deadline by the wall clock is an hour off until the keeper lowers it, but no write
+    starts later than the margin before the lease runs out on the monotonic reading."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(LeaseTable(true))}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    clock.offset = -STEP
+    # The state this test is about: by the wall clock the deadline is an hour away.
+    assert lease.deadline() > clock.now() + STEP
+    assert lease.fence(clock) == pytest.approx(clock.now() + LEASE - lease.margin)

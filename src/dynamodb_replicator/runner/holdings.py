@@ -48,6 +48,14 @@ class Lease:
         """No write of the shard starts after this (epoch seconds)."""
         return self.until - self.margin
 
+    def fence(self, clock: Clock) -> float:
+        """No write of the shard starts after this, on ``clock``'s wall reading: the
+        deadline, or sooner when the monotonic reading has the lease run out first (the
+        wall clock stepped back since it was renewed, and it is not lowered yet). So a
+        write started before it lands before ``until`` on the wall clock and before
+        ``passes`` on the monotonic reading, whichever way the wall clock steps."""
+        return min(self.until, clock.now() + self.passes - clock.elapsed()) - self.margin
+
     def may_store(self, until: float, now: float, steady: float) -> None:
         """A request sent at ``now`` (``steady`` on the monotonic reading) may store
         ``until``: the table may hold it until it has passed on both readings."""
@@ -146,16 +154,10 @@ class Holdings(Claims):
 
     def _running(self, lease: Lease) -> bool:
         """The thread of ``lease``, left to expire, may still start a write, or one it
-        started may still land.
-
-        Its writes start before its deadline by the wall clock, and land within a request
-        (less than the margin) after: by ``until`` on the wall clock as long as that does
-        not step, and by ``passes`` on the monotonic reading (a lease after the last
-        renewal or lowering sent). Either may end first: a wall clock stepped forward
-        ends the first early; one stepped back lets the thread start writes past
-        ``passes`` until the keeper's next tick lowers ``until`` (and moves ``passes``
-        with it). So both must have ended."""
-        return lease.until > self._now() or self.clock.elapsed() < lease.passes
+        started may still land: its writes start before its fence (``Lease.fence``) and
+        land within a request (less than the margin), so before ``passes`` on the
+        monotonic reading, whatever the wall clock did (a lowering moves it on)."""
+        return self.clock.elapsed() < lease.passes
 
     def _still_left(self, ref: ShardRef) -> bool:
         """``ref``'s lease was left to expire and its thread may still write: the store

@@ -113,7 +113,7 @@ class LeaseKeeper(Holdings):
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
                 continue
-            late = self._now() > lease.deadline()
+            late = self._now() > lease.fence(self.clock)
             with self._beat_lock:  # stored: one sent before it lands refused
                 lease.until = lease.ceiling = until
             if late:  # its writes failed for want of time: let them go on at once
