@@ -1,5 +1,5 @@
 """Adversarial review 4 of the whole control path (issue #23): the defects found, each
-pinned as a strict expected failure. The real lease keeper (and Runner where it matters)
+pinned as a strict expected failure until fixed. The real lease keeper (and Runner where it matters)
 over the in-memory state table (testing/memory_leases.py, the conditions of
 aws/state_*.py) and a ManualClock; the real writer over the in-memory store; the lean
 transport's connect over loopback sockets. Every request lands within the request timeout
@@ -83,11 +83,6 @@ def _ahead_then_set_back(*, left: bool) -> tuple[ManualClock, LeaseTable, LeaseK
 
 
 @pytest.mark.parametrize("left", [True, False], ids=["left_to_expire", "release_throttled"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dropped lease stored under a clock ahead is never lowered: it and the claim "
-    "stay pinned for the whole step",
-)
 def test_a_dropped_lease_stored_under_a_clock_ahead_is_free_a_lease_after_the_clock_came_back(
     left: bool,
 ) -> None:
@@ -96,12 +91,12 @@ def test_a_dropped_lease_stored_under_a_clock_ahead_is_free_a_lease_after_the_cl
     or its release was throttled four times. NTP sets the clock back; the keeper ticks
     twice more and w1 dies. The guarantees (Timing and clocks): once the clock is set back
     "what it stored that far ahead comes down ... A process that dies after that frees its
-    shards, and its worker id, a lease after its last tick, not after the whole step". The
-    keeper lowers only the leases it still renews (``_renew_region`` walks ``leases``); a
-    dropped one is no longer renewed, so it stays an hour ahead, and the claim with it
-    (never below a lease the table may hold): nobody takes the shard, nor the worker id,
-    for an hour. w1 itself would not take it again either (``_still_left`` on its own
-    stepped clock)."""
+    shards, and its worker id, a lease after its last tick, not after the whole step".
+    Found: the keeper lowered only the leases it still renewed (``_renew_region`` walks
+    ``leases``), so a dropped one stayed an hour ahead, and the claim with it (never below
+    a lease the table may hold): nobody took the shard, nor the worker id, for an hour; w1
+    itself would not take it again either (``_still_left`` on its own stepped clock).
+    Fixed: each tick brings the dropped ones down too (``_settle_dropped``)."""
     clock, table, _keeper = _ahead_then_set_back(left=left)
     last_tick = clock.t
     clock.t = last_tick + LEASE + 0.001  # w1 died at its last tick; a lease later

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 
-from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import MemoryStateStore
 
@@ -75,11 +75,21 @@ class SteppingSimulation(Simulation):
     def _write(self, process: Process) -> None:
         clock = self.clocks[process.name]
         for shard, lease in list(process.keeper.leases.items()):
-            if clock.now() > lease.deadline() or shard not in process.terms:
+            if clock.now() > lease.fence(clock) or shard not in process.terms:
                 continue  # the shard thread asks the deadline, on its own clock
-            started = lease.deadline() if self.rng.random() < 0.5 else clock.now()
-            lands = started - clock.offset + REQUEST * self.rng.uniform(0.8, 1.0)
+            lands = self._lands(clock, lease)
             self.in_flight.append(Write(lands, shard, process.name, process.terms[shard]))
+
+    def _lands(self, clock: SteppedClock, lease: Lease) -> float:
+        """When a write of ``lease`` checked now lands, on the true time: it starts now or
+        at the deadline (at the last moment), and takes up to a request. A deadline
+        further than a lease ahead (stored while the clock ran ahead, not lowered yet:
+        test_control_plane_dropped_steps.py) starts it now: the thread checks it again
+        at each write, and by the next tick it is lowered."""
+        fence = lease.fence(clock)  # as held.py asks it
+        last = fence if fence <= clock.now() + LEASE else clock.now()
+        started = last if self.rng.random() < 0.5 else clock.now()
+        return started - clock.offset + REQUEST * self.rng.uniform(0.8, 1.0)
 
 
 def test_no_write_lands_after_its_shard_passed_on_when_clocks_step_both_ways() -> None:

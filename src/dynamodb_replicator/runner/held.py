@@ -89,7 +89,10 @@ class Held:
         on_violations: Violations,
     ) -> None:
         """Start the thread of a shard just leased in region ``name``."""
-        reach = self.reach
+        reach, clock = self.reach, self.clock
+
+        def fence() -> float:
+            return lease.fence(clock)
 
         def process(
             table: str,
@@ -99,10 +102,8 @@ class Held:
             written: Callable[[], None] | None = None,
         ) -> BatchResult:
             page = (table, records)
-            # The deadline is asked before each write: a renewal during the page moves it on.
-            result = apply_page(
-                region, reach, page, targets, lease.deadline, logged=logged, written=written
-            )
+            # The fence is asked before each write: a renewal during the page moves it on.
+            result = apply_page(region, reach, page, targets, fence, logged=logged, written=written)
             if result.violations:
                 on_violations(table, name, result)
             return unknown_targets_failed(result, targets, records)
@@ -142,7 +143,7 @@ class Held:
         owned.stop.set()
         self.keeper.forget(ref)
         # The page in flight starts no write after the deadline: wait for it until then.
-        owned.thread.join(timeout=max(0.0, owned.lease.deadline() - self.clock.now()))
+        owned.thread.join(timeout=max(0.0, owned.lease.fence(self.clock) - self.clock.now()))
         report = self.report(owned, self.clock.now())
         earlier = self.retired.get((report.table, report.source))
         self.retired[(report.table, report.source)] = (

@@ -8,11 +8,13 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.retry import call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.claims import Claims, ms
 from dynamodb_replicator.runner.reachability import TRANSIENT
+from dynamodb_replicator.runner.regions import Coordination
 
 __all__ = ["Holdings", "Lease"]
 
@@ -28,11 +30,37 @@ class Lease:
     # The latest expiry the table may hold for it: the last renewal answered's, or one
     # sent since (it may still land). The claim is kept at least this (``_lease_top``).
     ceiling: float = 0.0
+    # When ``ceiling`` has passed on the monotonic reading (a request's reading plus the
+    # lease it sent): a wall clock stepped forward does not end it early (``_lease_top``).
+    passes: float = 0.0
     span: float = 0.0  # the lease duration when taken (a reload does not change it)
+    # No longer held (``forget``), its token still kept by the store: the keeper's ticks
+    # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
+    dropped: bool = False
+    # To be released once no write of it may land: left to expire (``leave``), or its
+    # release failed. The keeper's ticks send it (and keep it under the claim till then).
+    release_due: bool = False
+    # The store it was taken through: the one holding its token (a reload that changes
+    # the region puts in another, which does not know it).
+    store: Coordination | None = None
 
     def deadline(self) -> float:
         """No write of the shard starts after this (epoch seconds)."""
         return self.until - self.margin
+
+    def fence(self, clock: Clock) -> float:
+        """No write of the shard starts after this, on ``clock``'s wall reading: the
+        deadline, or sooner when the monotonic reading has the lease run out first (the
+        wall clock stepped back since it was renewed, and it is not lowered yet). So a
+        write started before it lands before ``until`` on the wall clock and before
+        ``passes`` on the monotonic reading, whichever way the wall clock steps."""
+        return min(self.until, clock.now() + self.passes - clock.elapsed()) - self.margin
+
+    def may_store(self, until: float, now: float, steady: float) -> None:
+        """A request sent at ``now`` (``steady`` on the monotonic reading) may store
+        ``until``: the table may hold it until it has passed on both readings."""
+        self.ceiling = max(self.ceiling, until)
+        self.passes = max(self.passes, steady + until - now)
 
 
 class Holdings(Claims):
@@ -69,23 +97,25 @@ class Holdings(Claims):
         if self._claim_due(region) and not self.try_claim(region):
             return None  # the dead holder's margin runs: taken at a later round
         with self._lock(region):
-            now = self._now()  # taken before the call: the lease lasts at least this
-            inherit = self.inheriting(region)
+            now, steady = self._now(), self.clock.elapsed()  # the lease lasts at least this
+            inherit, store = self.inheriting(region), self.stores[region]
             with self._beat_lock:
                 until = self._expiry(region, now)
                 if until <= now:
                     return None
                 # Once sent, it may land: kept under the claim until it is answered.
                 before = self._gone.get(ref)
-                top = until if before is None else max(until, before.ceiling)
-                self._gone[ref] = Lease(region, until, self.margin, top, self.lease_seconds)
-            taken = self.stores[region].acquire(
-                ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
-            )
+                sent = Lease(region, until, self.margin, span=self.lease_seconds, store=store)
+                if before is not None:
+                    sent.ceiling, sent.passes = before.ceiling, before.passes
+                sent.may_store(until, now, steady)
+                self._gone[ref] = sent
+            taken = store.acquire(ref, self.worker_id, ms(now), ms(until - now), inherit=inherit)
             with self._beat_lock:
                 if taken:  # what the table held of it before is replaced
                     self._gone.pop(ref, None)
-                    lease = Lease(region, until, self.margin, until, self.lease_seconds)
+                    lease = Lease(region, until, self.margin, span=self.lease_seconds, store=store)
+                    lease.may_store(until, now, steady)
                     self.leases[ref] = lease
                     return lease
                 if before is None:  # refused: the table holds what it held
@@ -110,34 +140,50 @@ class Holdings(Claims):
             return
         with self._lock(lease.region), self._beat_lock:  # waits for a renewal still out
             self.leases.pop(ref, None)
+            lease.dropped = True
             self._gone[ref] = lease  # in the table until released or expired
 
     def leave(self, ref: ShardRef, lease: Lease) -> None:
-        """``lease`` is left to expire, its thread still in a request (``leaving``)."""
-        now = self._now()
-        self._left = {r: held for r, held in self._left.items() if held.until > now}
+        """``lease`` is left to expire, its thread still in a request (``leaving``); the
+        keeper releases it once it has run out (``release_due``)."""
+        self._left = {r: held for r, held in self._left.items() if self._running(held)}
         self._left[ref] = lease
+        with self._beat_lock:
+            if self._gone.get(ref) is lease:
+                lease.release_due = True
+
+    def _running(self, lease: Lease) -> bool:
+        """The thread of ``lease``, left to expire, may still start a write, or one it
+        started may still land: its writes start before its fence (``Lease.fence``) and
+        land within a request (less than the margin), so before ``passes`` on the
+        monotonic reading, whatever the wall clock did (a lowering moves it on)."""
+        return self.clock.elapsed() < lease.passes
 
     def _still_left(self, ref: ShardRef) -> bool:
-        """``ref``'s lease was left to expire and has not: the store holding its token
-        would take it again at once, and a second thread would write the shard while the
-        first one's request may still land (at most one writer per shard)."""
+        """``ref``'s lease was left to expire and its thread may still write: the store
+        holding its token would take it again at once, and a second thread would write
+        the shard while the first one's request may still land (at most one writer per
+        shard)."""
         left = self._left.get(ref)
-        return left is not None and left.until > self._now()
+        return left is not None and self._running(left)
 
     def leaving(self, region: str) -> bool:
         """A lease left to expire (its thread may still write) lives in ``region``: the
         claim must outlive it (so a process under the same id cannot take the shard)."""
-        now = self._now()
-        return any(held.region == region and held.until > now for held in self._left.values())
+        return any(held.region == region and self._running(held) for held in self._left.values())
 
     def holds_leases(self, region: str) -> bool:
         """A lease of ours may still live in ``region``'s table: held, or dropped but not
         released (a release that failed, an acquire whose answer was lost), up to its
         ceiling. The claim there must not be given back while one may."""
-        now = self._now()
+        now, steady = self._now(), self.clock.elapsed()
         with self._beat_lock:
-            return self._lease_top(region, now) > now
+            self._lease_top(region, now)  # drops the gone ones past on both readings
+            ours = (*self.leases.values(), *self._gone.values())
+            return any(
+                lease.region == region and (lease.ceiling > now or lease.passes > steady)
+                for lease in ours
+            )
 
     def release(self, ref: ShardRef, region: str) -> None:
         """Hand ``ref``'s lease back (its page in flight is over): another worker may take
@@ -149,16 +195,42 @@ class Holdings(Claims):
         store = self.stores.get(region)
         if store is None:
             return  # not answering: the lease runs out on its own
-        call_with_retries(lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock)
+        try:
+            call_with_retries(
+                lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock
+            )
+        except ReplicatorError:
+            with self._beat_lock:  # the keeper's ticks send it again (``_settle_dropped``)
+                gone = self._gone.get(ref)
+                if gone is not None and gone.region == region and gone.dropped:
+                    gone.release_due = True
+            raise
+        self._released(ref, region, store)
+
+    def _released(self, ref: ShardRef, region: str, store: Coordination) -> None:
+        """``store`` answered ``ref``'s release in ``region``: nothing of it is ours there,
+        unless it was taken through another store (which holds its token)."""
         with self._beat_lock:
             gone = self._gone.get(ref)
-            if gone is not None and gone.region == region:
+            if gone is not None and gone.region == region and gone.store in (None, store):
                 del self._gone[ref]
 
     def _lease_top(self, region: str, now: float) -> float:
         """The latest expiry a lease of ours may have in ``region``'s table, live at
-        ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``."""
-        self._gone = {ref: lease for ref, lease in self._gone.items() if lease.ceiling > now}
+        ``now``: held, or gone but not released (0: none). Called under ``_beat_lock``.
+        A gone one is kept until its ceiling has passed on the wall clock and on the
+        monotonic reading: a wall clock stepped forward past it, then back, finds it
+        still stored, and the claim must not come below it then. One to be released is
+        kept until it is (while its store is the region's): stored under a clock that ran
+        ahead, it may outlive both readings in the table by the whole step."""
+        steady = self.clock.elapsed()
+        self._gone = {
+            ref: lease
+            for ref, lease in self._gone.items()
+            if lease.ceiling > now
+            or lease.passes > steady
+            or (lease.release_due and self.stores.get(lease.region) is lease.store)
+        }
         ours = (*self.leases.values(), *self._gone.values())
         return max((lease.ceiling for lease in ours if lease.region == region), default=0.0)
 

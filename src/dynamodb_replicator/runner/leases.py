@@ -94,6 +94,7 @@ class LeaseKeeper(Holdings):
         except ReplicatorError as exc:
             log.warning("claim not renewed", extra={"region": region, "reason": str(exc)})
         self._renew_region(region, store)
+        self._settle_dropped(region, store)
 
     def _renew_region(self, region: str, store: Coordination) -> None:
         for ref, lease in list(self.leases.items()):
@@ -112,7 +113,7 @@ class LeaseKeeper(Holdings):
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
                 continue
-            late = self._now() > lease.deadline()
+            late = self._now() > lease.fence(self.clock)
             with self._beat_lock:  # stored: one sent before it lands refused
                 lease.until = lease.ceiling = until
             if late:  # its writes failed for want of time: let them go on at once
@@ -123,7 +124,7 @@ class LeaseKeeper(Holdings):
     ) -> tuple[bool, float] | None:
         """One renewal request of ``lease``: (still ours, its new expiry); None when it is
         not to be renewed now."""
-        now = self._now()
+        now, steady = self._now(), self.clock.elapsed()
         with self._lock(region):  # ``forget`` waits for it: no renewal after a release
             # The very Lease object, not the ref: one forgotten and taken again since the
             # snapshot belongs to a dropped thread whose deadline must stay.
@@ -146,9 +147,84 @@ class LeaseKeeper(Holdings):
                     return None
                 # No write starts past what the table may hold once this lands.
                 lease.until = min(lease.until, until)
-                lease.ceiling = max(lease.ceiling, until)
+                lease.may_store(until, now, steady)
                 order = self._order()
             return store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order), until
+
+    # -- dropped leases ----------------------------------------------------------------------
+    def _settle_dropped(self, region: str, store: Coordination) -> None:
+        """Each tick, the leases dropped in ``region`` that the table may still hold (left
+        to expire, or their release failed): one whose writes can no longer land
+        (``_still_left``) is released (again), and one stored further ahead than a lease
+        from now (the wall clock stepped back since) is brought down to that, as a held
+        one is (``_renew_one``): the claim then comes down with it (``_lease_top``), and
+        a process dying after it frees the shard and its worker id a lease after its last
+        tick. Until the table has answered, or the stored expiry has passed on both
+        clocks with nothing to release (``_lease_top`` drops it then)."""
+        with self._beat_lock:
+            dropped = [
+                (ref, lease)
+                for ref, lease in self._gone.items()
+                if lease.dropped and lease.region == region
+            ]
+        for ref, lease in dropped:
+            if lease.release_due and not self._still_left(ref):
+                again = functools.partial(self._release_dropped, region, store, ref, lease)
+                try:
+                    call_with_retries(again, RETRY, stop=self._stop, clock=self.clock)
+                    continue
+                except ReplicatorError as exc:  # brought down meanwhile, and tried again
+                    log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+            try:
+                one = functools.partial(self._lower_dropped, region, store, ref, lease)
+                call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
+            except ReplicatorError as exc:  # tried again at the next tick
+                log.warning("lease not lowered", extra={"shard": str(ref), "reason": str(exc)})
+
+    def _mine(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> bool:
+        """``lease`` is still the dropped one the table may hold, taken through ``store``
+        (the one that knows its token), still the region's: one a reload put in since
+        would answer for another token (the lease then runs out on its own)."""
+        current = self.stores.get(region) is store and lease.store is store
+        return self._gone.get(ref) is lease and current
+
+    def _release_dropped(
+        self, region: str, store: Coordination, ref: ShardRef, lease: Lease
+    ) -> None:
+        with self._lock(region):  # ``acquire`` may take it again meanwhile: not that one
+            if self._mine(region, store, ref, lease):
+                # Its thread, if still alive, starts no write any more: a wall clock set
+                # back would otherwise bring its deadline back ahead of now.
+                lease.until = 0.0
+                store.release(ref, self.worker_id)
+                self._released(ref, region, store)
+
+    def _lower_dropped(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> None:
+        """One lowering request of the dropped ``lease``, if it may be stored further ahead
+        than a lease from now. Its thread, if still out (left to expire), checks ``until``
+        before each write: it is lowered before the request is sent, so that every write
+        it starts from then on lands before the lowered expiry, and every one started
+        before lands within a request of now (less than the margin). A wall clock stepped
+        forward never lowers it: the expiry is then nearer than a lease from now."""
+        now, steady = self._now(), self.clock.elapsed()
+        with self._lock(region):
+            span = max(self.lease_seconds, lease.span)
+            with self._beat_lock:
+                if not self._mine(region, store, ref, lease) or lease.ceiling <= now + span:
+                    return
+                until = now + span
+                lease.until = min(lease.until, until)
+                # Moves ``passes`` on too: its writes from now on land by then.
+                lease.may_store(until, now, steady)  # lower: ``ceiling`` stays till answered
+                order = self._order()
+            kept = store.renew(ref, self.worker_id, ms(now), ms(span), order=order)
+            with self._beat_lock:
+                if not kept:  # the token moved on: released, or someone else's now
+                    lease.until = 0.0
+                    if self._gone.get(ref) is lease:
+                        del self._gone[ref]
+                elif self._gone.get(ref) is lease:  # stored: the claim may come down to it
+                    lease.ceiling = until
 
     # -- the renewal thread ----------------------------------------------------------------
     def start(self) -> None:
