@@ -7,13 +7,27 @@ ManualClock (time goes by only while the writer waits or a request "takes" its t
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from dynamodb_replicator.aws.factory import build_writer
+from dynamodb_replicator.aws.lean import LeanClient
 from dynamodb_replicator.awslambda.handler import deadline_of
+from dynamodb_replicator.core import defaults
+from dynamodb_replicator.core.conditions import Condition
+from dynamodb_replicator.core.model import Item, RegionSpec
 from dynamodb_replicator.core.plan import WriteOp
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.settings import ReplicationSettings
+from dynamodb_replicator.core.store import StoreResult
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.testing.clock import ManualClock
+from dynamodb_replicator.testing.memory_store import MemoryStore
 
-from .test_writes import TABLE, delete, put
-from .test_writes_that_may_still_land import LIFETIME, Faulty, _writer
+from .test_control_path_review_4 import Landings
+from .test_writes import KEY, TABLE, delete, protocol, put
+from .test_writes_that_may_still_land import LIFETIME, Faulty, _dropped, _writer
 
 
 @pytest.mark.xfail(
@@ -65,3 +79,102 @@ class _Remaining:
 
     def get_remaining_time_in_millis(self) -> int:
         return int(self.seconds * 1000)
+
+
+# The CLI's writers (repair, join-copy and backfill, redrive) are built by ``build_writer``
+# with its default client maker: botocore, which has no send-by instant (guarantees,
+# "Timing and clocks": each address gets the whole connect timeout, TLS another, the name's
+# resolution and a credentials refresh no bound). They run beside the runner, without a
+# lease: a put of theirs that went out late and lost its answer is waited out from its
+# call's start, and may land after that wait, after its own settling.
+CONNECT = LIFETIME * defaults.REQUEST_CONNECT_SHARE
+READ = LIFETIME - CONNECT
+BOTOCORE_SENT_LATE = 3.0  # botocore: the resolution and two addresses' connects first
+
+
+def _cli_writer_sends_by() -> float:
+    """The latest a request of a writer built as the CLI builds it goes out after its
+    call's start: the connect timeout on the lean transport (its send-by instant); on
+    botocore no bound (modelled by ``BOTOCORE_SENT_LATE``)."""
+    w = build_writer(RegionSpec("us-east-1", "http://localhost:1"), ReplicationSettings())
+    try:
+        lean = isinstance(getattr(w.protocol.store, "client", None), LeanClient)
+    finally:
+        w.close()
+    return CONNECT if lean else BOTOCORE_SENT_LATE
+
+
+class SentLate(MemoryStore):
+    """The first put of ``TABLE`` goes out ``late`` after its call started, loses its
+    answer at once (the connection dropped after the send) and is applied a read timeout
+    after it went out."""
+
+    def __init__(self, landings: Landings, late: float) -> None:
+        super().__init__("eu-west-1")
+        self.landings = landings
+        self.late = late
+        self.sent: float | None = None
+
+    def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
+        if table == TABLE and self.sent is None:
+            self.sent = self.landings.now() + self.late
+            self.landings.until(self.sent)
+            land = lambda: MemoryStore.put(self, table, item, condition)  # noqa: E731
+            self.landings.later(self.sent + READ, land)
+            raise _dropped()
+        return super().put(table, item, condition)
+
+
+def _memory_writer(store: MemoryStore, landings: Landings) -> StoreWriter:
+    options = WriterOptions(backoff=Backoff(attempts=3, base=0.0), request_lifetime=LIFETIME)
+    proto = protocol(store, prefetch=False)
+    return StoreWriter(dataclasses.replace(proto, clock=landings), options)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the CLI's writers (repair, join-copy, redrive) go through botocore: no send-by "
+    "instant, so a put whose answer was lost may land after the wait, after its settling",
+)
+def test_a_repair_put_sent_late_whose_answer_was_lost_cannot_land_after_a_later_delete() -> None:
+    """A repair put of version 4 goes out as late as the transport of the writers the CLI
+    builds lets it (botocore: 3 s after its call started, after the resolution and two
+    addresses; the lean transport: by the connect timeout) and loses its answer; its writer
+    waits a lifetime from the call's start, retries (applied) and settles (no tombstone).
+    The runner then replicates a delete of version 5: D1, D2 remove the item. The first
+    attempt, applied a read timeout after it went out, then lands on the absent item: the
+    delete is undone, and no writer settles it (the repair's settling came before)."""
+    landings = Landings(ManualClock())
+    late = _cli_writer_sends_by()
+    store = SentLate(landings, late)
+    repair, runner = _memory_writer(store, landings), _memory_writer(store, landings)
+    try:
+        began = landings.now()
+        assert repair.apply(TABLE, [put("4")]).applied == 1
+        assert runner.apply(TABLE, [delete("5")]).applied == 1
+        # The state this test is about: the first attempt went out as late as the CLI's
+        # transport lets it, its wait ended, then the delete removed the item.
+        assert store.sent == began + late
+        assert store.get(TABLE, [KEY]) == {}
+        landings.until(store.sent + READ)
+    finally:
+        repair.close()
+        runner.close()
+    assert store.get(TABLE, [KEY]) == {}, "the repair's first put landed after the delete"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="build_writer's default client maker is botocore's (make_client): the CLI's "
+    "writers have no send-by instant",
+)
+def test_the_writers_the_cli_builds_send_by_a_send_by_instant() -> None:
+    """``cli.repair`` and ``cli.join_copy`` build their writers with ``build_writer(spec,
+    settings)``; the send-by instant is the lean transport's (``aws.http``)."""
+    spec = RegionSpec("us-east-1", "http://localhost:1")
+    w = build_writer(spec, ReplicationSettings())
+    try:
+        store = w.protocol.store
+        assert isinstance(getattr(store, "client", None), LeanClient)
+    finally:
+        w.close()
