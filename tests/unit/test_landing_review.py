@@ -56,7 +56,8 @@ def test_a_lambda_batch_whose_delete_began_before_the_deadline_ends_before_the_i
         store.settling = True
         ended.append(store.landings.now())
 
-    ops: list[WriteOp] = [put(t, seq=t) for t in ("1", "2", "3")] + [delete("4", seq="4")]
+    ops: list[WriteOp] = [put(t, seq=t) for t in ("1", "2", "3")]
+    ops.append(delete("4", seq="4"))
     try:
         w.apply(TABLE, ops, deadline=op_deadline, written=written)
     finally:
