@@ -3,7 +3,9 @@ core/landing.py, core/writer.py; the Lambda's deadline: awslambda/handler.py).
 
 The real writer over review 4's doubles: ``Faulty`` (test_writes_that_may_still_land), a
 memory store whose numbered writes lose their answer and land later, on ``Landings`` over a
-ManualClock (time goes by only while the writer waits or a request "takes" its time)."""
+ManualClock (time goes by only while the writer waits or a request "takes" its time);
+``SentLate``, a put that goes out late (a transport without a send-by instant) and lands
+after it; ``SettlingDropped``, a settling P3 that lands during settling's retry."""
 
 from __future__ import annotations
 
