@@ -11,18 +11,28 @@ import threading
 import pytest
 
 from dynamodb_replicator.core.errors import ThrottledError
+from dynamodb_replicator.core.model import ItemKey, Version
+from dynamodb_replicator.core.plan import PutVersion
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+from dynamodb_replicator.testing.memory_store import MemoryStore
 
+from .strategies import FIELDS
 from .test_control_plane_clock_steps import SteppedClock
 
 LEASE = 30.0
 STEP = 3600.0
 REQUEST = 5.0  # the request timeout for the 30 s lease (margin 7.5 s)
 SHARD = ShardRef("T", "arn:a/stream/T", "s-0")
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+HERE, THERE = "eu-west-1", "us-east-1"
 
 
 class Throttling:
@@ -76,3 +86,52 @@ def test_renewals_refused_then_a_step_back_do_not_let_writes_outlive_the_stored_
     assert table.leases[SHARD].expires_ms / 1000 == stored
     assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(true.t), ms(LEASE))
     assert clock.now() >= lease.fence(clock), "w1's page still starts writes after w2 acquired"
+
+
+@pytest.mark.xfail(strict=True, reason="the writer compares the fence with a second reading")
+def test_a_step_back_between_the_fence_and_the_writers_reading_starts_no_late_write() -> None:
+    """Interleaving: w1 acquired SHARD at t0 (clocks right), no renewal since; at t0+29
+    (the deadline t0+22.5 passed on both readings, the table's lease runs out at t0+30)
+    its page asks the writer to put one item (the prefetch read is refused in time).
+    ``StoreWriter._retrying`` reads the fence (``Lease.fence``: one wall reading, one
+    monotonic) and then, in a second call, the wall clock to compare it with. NTP sets
+    the wall clock back an hour between the two readings: the fence computed on the
+    first is compared with the second, an hour earlier, and the put starts, landing up
+    to t0+34, after w2 may have acquired. The monotonic term exists for exactly this
+    step. Fix: one reading per check (the Deadline port answers "may a write start now"
+    or the seconds left from one reading, or the writer hands its reading to the fence).
+    """
+    true = ManualClock(1000.0)
+    t0 = true.t
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    true.t = t0 + 29.0
+    assert clock.now() >= lease.fence(clock)  # no write may start: the state reached
+
+    calls: list[str] = []
+    checks: list[float] = []
+
+    def fence() -> float:
+        limit = lease.fence(clock)
+        checks.append(limit)
+        if len(checks) == 2:  # the put's check (the first: the prefetch read's, refused)
+            clock.offset = -STEP  # NTP steps the wall clock back right after this reading
+        return limit
+
+    store = MemoryStore(HERE)
+    store.before_call = lambda _store, call: calls.append(call)
+    protocol = WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, clock, ".__tombstones", 60)
+    writer = StoreWriter(protocol, WriterOptions(max_in_flight=1, backoff=Backoff(attempts=1)))
+    image = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "5"}}
+    try:
+        writer.apply("T", [PutVersion(KEY, Version.of("5", THERE), image, "3")], deadline=fence)
+    finally:
+        writer.close()
+    assert table.leases[SHARD].expires_ms == ms(t0 + LEASE)  # runs out a second later
+    assert len(checks) >= 2 and clock.offset == -STEP  # the step came between the readings
+    assert [c for c in calls if "put" in c] == [], "a put started past the fence"
