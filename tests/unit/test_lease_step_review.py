@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import ItemKey, Version
 from dynamodb_replicator.core.plan import PutVersion
 from dynamodb_replicator.core.policy import LastWriterWins
@@ -99,3 +100,65 @@ def test_a_set_back_between_the_fence_and_the_writers_reading_starts_no_late_wri
     assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(true.t), ms(LEASE))
     # The state is reached: w2 holds the shard within a request of the put's start.
     assert [c for c in calls if "put" in c] == [], "a put started past the fence"
+
+
+class RenewalsTimingOut:
+    """A region whose renewals time out unsent (once ``on``); the rest answered."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self, call: str) -> None:
+        if self.on and call == "renew":
+            raise UnreachableError("UpdateItem: connect timeout", region="a", request_sent=False)
+
+
+@pytest.mark.xfail(strict=True, reason="_lease_top prunes a dropped lease stored ahead")
+def test_a_flapping_clock_does_not_bring_the_claim_below_a_dropped_lease_stored_ahead() -> None:
+    """Interleaving (NTP flapping between a bad source and a good one): w1's wall clock
+    steps an hour ahead; the tick renews SHARD there (stored an hour ahead). The shard's
+    thread crashes and is reaped: dropped without a release (``Held.reap`` passes
+    ``release=False`` for a shard not done), so not ``release_due``. The clock is set back;
+    the tick's lowering (``_lower_dropped``) times out. The clock steps two hours ahead
+    for a while: no lowering (the stored expiry is nearer than a lease from that now),
+    and once ``passes`` has gone by, ``_lease_top`` drops the lease (its ceiling has
+    passed on the wall reading, two hours ahead, and on the monotonic one). Set back
+    again, the next heartbeat lowers the stored claim to a lease from now, under the
+    lease the table still holds an hour ahead, and nothing ever lowers or releases that
+    lease: the claim no longer covers it, and the shard stays pinned for the hour
+    (guarantees: "a lease never outlives its worker id's claim"; "what it stored that
+    far ahead comes down"). Fix: keep a dropped lease whose store is still the region's
+    until the table answered a release or a lowering of it (as for ``release_due``), or
+    make every dropped lease ``release_due`` once its thread has ended."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    timing_out = RenewalsTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out)}
+    keeper.claim("a", threading.Event())
+    assert keeper.acquire("a", SHARD) is not None
+    clock.offset = STEP
+    true.t += keeper.tick
+    keeper.renew_all()
+    stored = table.leases[SHARD].expires_ms
+    assert stored == ms(true.t + STEP + LEASE)  # stored an hour ahead
+    keeper.forget(SHARD)  # reaped: dropped, no release
+    timing_out.on = True
+    clock.offset = 0.0
+    true.t += keeper.tick
+    keeper.renew_all()  # the lowering times out
+    clock.offset = 2 * STEP
+    for _ in range(8):  # longer than a lease
+        true.t += keeper.tick
+        keeper.renew_all()
+    clock.offset = 0.0
+    for _ in range(2):
+        true.t += keeper.tick
+        keeper.renew_all()
+    # The state this test is about: the clock is right again, the lease still stored an
+    # hour ahead under w1's id (live), nothing of it left in the keeper.
+    assert table.leases[SHARD].expires_ms == stored > ms(true.t + STEP - 10 * keeper.tick)
+    assert table.leases[SHARD].owner == "w1"
+    claim = table.workers["w1"][1]
+    assert claim >= stored, "the claim was lowered under a live lease of ours"
