@@ -1,0 +1,164 @@
+"""Adversarial review of the dropped-lease settling and the monotonic fence (merge 5c5b64c).
+
+Each test is an interleaving that breaks a guarantee of docs/concepts/guarantees.md
+("Timing and clocks"), run on the real keeper over the in-memory state table, a process
+clock whose wall reading steps while its monotonic one does not."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.model import ItemKey, Version
+from dynamodb_replicator.core.plan import PutVersion
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.runner.claims import ms
+from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.testing.clock import ManualClock
+from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .strategies import FIELDS
+from .test_control_plane_clock_steps import SteppedClock
+
+LEASE = 30.0
+STEP = 3600.0
+REQUEST = 5.0  # the request timeout for the 30 s lease (margin 7.5 s)
+SHARD = ShardRef("T", "arn:a/stream/T", "s-0")
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+HERE, THERE = "eu-west-1", "us-east-1"
+
+
+@pytest.mark.xfail(strict=True, reason="the writer compares the fence with a second reading")
+def test_a_set_back_between_the_fence_and_the_writers_reading_starts_no_late_write() -> None:
+    """Interleaving (the guarantees' own scenario: a clock run ahead, then set back):
+    w1 holds SHARD; its wall clock steps an hour ahead and the tick at t0+10 renews it
+    there (stored an hour ahead; ``passes`` t0+40). It drops the shard with its page still
+    out: left to expire, to be released once run out by the monotonic clock (t0+40). At
+    t0+36 the page asks the writer to put one item: past the monotonic fence (t0+32.5),
+    so no write may start. ``StoreWriter._retrying`` reads the fence (``Lease.fence``,
+    one wall and one monotonic reading, still an hour ahead) and then, in a second call,
+    the wall clock to compare it with; NTP sets it back between the two. The fence's
+    monotonic term, computed in the ahead frame, is compared in the right one: stretched
+    by the hour, it lets the put start at t0+36 (landing up to t0+41). At t0+40 the tick
+    releases the lease and w2 acquires; the put lands after. Fix: one reading per check
+    (the Deadline port answers "may a write start now", or the seconds left, from one
+    reading; or the writer hands its reading to the fence)."""
+    true = ManualClock(1000.0)
+    t0 = true.t
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    true.t += keeper.tick
+    keeper.renew_all()
+    clock.offset = STEP
+    true.t += keeper.tick
+    keeper.renew_all()
+    assert table.leases[SHARD].expires_ms == ms(t0 + 10 + STEP + LEASE)  # stored ahead
+    keeper.forget(SHARD)
+    keeper.leave(SHARD, lease)  # its page still out at the deadline
+    while true.t + keeper.tick < t0 + 36:
+        true.t += keeper.tick
+        keeper.renew_all()
+    assert table.leases[SHARD].expires_ms > ms(t0 + STEP)  # not released, not lowered
+    true.t = t0 + 36.0
+    assert clock.now() >= lease.fence(clock)  # past the fence: no write may start
+
+    calls: list[str] = []
+    checks: list[float] = []
+
+    def fence() -> float:
+        limit = lease.fence(clock)
+        checks.append(limit)
+        if len(checks) == 2:  # the put's check (the first: the prefetch read's, refused)
+            clock.offset = 0.0  # NTP sets the wall clock back right after this reading
+        return limit
+
+    store = MemoryStore(HERE)
+    store.before_call = lambda _store, call: calls.append(call)
+    protocol = WriteProtocol(store, LastWriterWins(FIELDS), FIELDS, clock, ".__tombstones", 60)
+    writer = StoreWriter(protocol, WriterOptions(max_in_flight=1, backoff=Backoff(attempts=1)))
+    image = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "5"}}
+    try:
+        writer.apply("T", [PutVersion(KEY, Version.of("5", THERE), image, "3")], deadline=fence)
+    finally:
+        writer.close()
+    assert len(checks) >= 2 and clock.offset == 0.0  # the set-back came between them
+    true.t = t0 + 40.0
+    keeper.renew_all()  # run out by the monotonic clock: released
+    assert table.leases[SHARD].expires_ms == 0
+    assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(true.t), ms(LEASE))
+    # The state is reached: w2 holds the shard within a request of the put's start.
+    assert [c for c in calls if "put" in c] == [], "a put started past the fence"
+
+
+class RenewalsTimingOut:
+    """A region whose renewals time out unsent (once ``on``); the rest answered."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self, call: str) -> None:
+        if self.on and call == "renew":
+            raise UnreachableError("UpdateItem: connect timeout", region="a", request_sent=False)
+
+
+@pytest.mark.xfail(strict=True, reason="_lease_top prunes a dropped lease stored ahead")
+def test_a_flapping_clock_does_not_bring_the_claim_below_a_dropped_lease_stored_ahead() -> None:
+    """Interleaving (NTP flapping between a bad source and a good one): w1's wall clock
+    steps an hour ahead; the tick renews SHARD there (stored an hour ahead). The shard's
+    thread crashes and is reaped: dropped without a release (``Held.reap`` passes
+    ``release=False`` for a shard not done), so not ``release_due``. The clock is set back;
+    the tick's lowering (``_lower_dropped``) times out. The clock steps two hours ahead
+    for a while: no lowering (the stored expiry is nearer than a lease from that now),
+    and once ``passes`` has gone by, ``_lease_top`` drops the lease (its ceiling has
+    passed on the wall reading, two hours ahead, and on the monotonic one). Set back
+    again, the next heartbeat lowers the stored claim to a lease from now, under the
+    lease the table still holds an hour ahead, and nothing ever lowers or releases that
+    lease: the claim no longer covers it, and the shard stays pinned for the hour
+    (guarantees: "a lease never outlives its worker id's claim"; "what it stored that
+    far ahead comes down"). Fix: keep a dropped lease whose store is still the region's
+    until the table answered a release or a lowering of it (as for ``release_due``), or
+    make every dropped lease ``release_due`` once its thread has ended."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    timing_out = RenewalsTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out)}
+    keeper.claim("a", threading.Event())
+    assert keeper.acquire("a", SHARD) is not None
+    clock.offset = STEP
+    true.t += keeper.tick
+    keeper.renew_all()
+    stored = table.leases[SHARD].expires_ms
+    assert stored == ms(true.t + STEP + LEASE)  # stored an hour ahead
+    keeper.forget(SHARD)  # reaped: dropped, no release
+    timing_out.on = True
+    clock.offset = 0.0
+    true.t += keeper.tick
+    keeper.renew_all()  # the lowering times out
+    clock.offset = 2 * STEP
+    for _ in range(8):  # longer than a lease
+        true.t += keeper.tick
+        keeper.renew_all()
+    clock.offset = 0.0
+    for _ in range(2):
+        true.t += keeper.tick
+        keeper.renew_all()
+    # The state this test is about: the clock is right again, the lease still stored an
+    # hour ahead under w1's id (live), nothing of it left in the keeper.
+    assert table.leases[SHARD].expires_ms == stored > ms(true.t + STEP - 10 * keeper.tick)
+    assert table.leases[SHARD].owner == "w1"
+    claim = table.workers["w1"][1]
+    assert claim >= stored, "the claim was lowered under a live lease of ours"
