@@ -187,12 +187,15 @@ class StoreWriter:
             if limit is not None and self.protocol.clock.now() >= limit:
                 raise DeadlineError("no time left to start this write; it is left for a retry")
             self._sends.last = None
+            self._sends.deadline = deadline
             try:
                 return call()
             except Exception as exc:
                 if writes and may_still_land(exc):
                     self._outlive(exc)
                 raise
+            finally:
+                self._sends.deadline = None
 
         return call_with_retries(
             in_time, self.options.backoff, on_retry=count_retry, stop=self.options.stop
