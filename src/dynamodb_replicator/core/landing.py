@@ -2,10 +2,13 @@
 
 A write whose answer never came (a dropped connection, a read timeout, HTTP 5xx:
 ``core.errors.may_still_land``) may still be applied up to the request lifetime after its
-request was sent (docs/concepts/guarantees.md, "Timing and clocks", assumption (1)). The
-writer waits that out before it retries the write or reports it failed, so that no retry,
-settling read, checkpoint or lease hand-over comes before the first attempt's last chance
-to land (core/writer.py). A write call of the protocol may make several requests (a
+request was sent (docs/concepts/guarantees.md, "Timing and clocks", assumption (1)). Its
+retry may go out at once: landing late, the first attempt meets its own version (or a
+later write of the key) and is refused, or lands on a key a later write of the batch
+deleted, which settling then finds (P2/P3 read the tombstone). So the writer waits that
+out once per batch, before settling: no settling read, checkpoint, lease hand-over or
+Lambda return comes before the last chance of any of the batch's writes to land
+(core/writer.py). A write call of the protocol may make several requests (a
 delete: D1, a read, D2); only the last one started can still be out when it raises (each
 earlier one answered), so the wait counts from when that one started: ``SendTimes`` notes
 it per thread, on the monotonic reading of the protocol's clock, and forgets it when the
