@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dynamodb_replicator.aws.clients import make_client
+from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.aws.store import DynamoStore
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core import defaults
@@ -23,8 +23,9 @@ from dynamodb_replicator.stamping import replicators_client
 
 __all__ = ["ClientMaker", "build_replicator", "build_writer", "dynamo_store"]
 
-# (service, region, pool=...) -> a client: ``make_client``, or ``aws.lean.make_lean_client``
-# where the caller (the runner) has the lean transport's dependencies.
+# (service, region, pool=...) -> a client: ``aws.lean.make_lean_client`` by default (its
+# send-by instant bounds when a write can land: docs/concepts/guarantees.md, Timing and
+# clocks), or ``aws.clients.make_client`` (botocore for every call).
 ClientMaker = Callable[..., Any]
 
 
@@ -34,7 +35,7 @@ def dynamo_store(
     pool: int = 32,
     client: Any = None,
     settings: ReplicationSettings | None = None,
-    make: ClientMaker = make_client,
+    make: ClientMaker = make_lean_client,
 ) -> DynamoStore:
     """The store port on ``spec``'s DynamoDB, addressing the tables by their names there
     (``settings.names``). Errors are retried by the writer, so the store's batched reads
@@ -54,7 +55,7 @@ def build_writer(
     max_in_flight: int | None = None,
     stop: threading.Event | None = None,
     clock: Clock | None = None,
-    make: ClientMaker = make_client,
+    make: ClientMaker = make_lean_client,
 ) -> StoreWriter:
     """A writer into ``spec`` with ``max_in_flight`` writes at once (default: the
     settings' ``max_workers``). A write whose answer was lost is waited out for the
@@ -83,7 +84,7 @@ def build_replicator(
     *,
     stop: threading.Event | None = None,
     conflict_log: ConflictLog | None = None,
-    make: ClientMaker = make_client,
+    make: ClientMaker = make_lean_client,
 ) -> Replicator:
     """A Replicator for ``source``'s stream writing to ``regions`` (the source included);
     ``stop`` cuts retries short when the process shuts down; conflicts go to

@@ -98,8 +98,9 @@ class MissingTimestampError(RecordError):
 
 
 class DeadlineError(ReplicatorError):
-    """The caller's deadline came before the write could start; nothing was written by
-    this attempt, and the record is left for a later one."""
+    """The caller's deadline came before a write request could start: that request was not
+    sent (a protocol step's earlier writes may have been; the replay finishes the step, as
+    after a crash there), and the record is left for a later attempt."""
 
 
 class TargetError(ReplicatorError):

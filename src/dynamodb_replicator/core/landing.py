@@ -2,10 +2,13 @@
 
 A write whose answer never came (a dropped connection, a read timeout, HTTP 5xx:
 ``core.errors.may_still_land``) may still be applied up to the request lifetime after its
-request was sent (docs/concepts/guarantees.md, "Timing and clocks", assumption (1)). The
-writer waits that out before it retries the write or reports it failed, so that no retry,
-settling read, checkpoint or lease hand-over comes before the first attempt's last chance
-to land (core/writer.py). A write call of the protocol may make several requests (a
+request was sent (docs/concepts/guarantees.md, "Timing and clocks", assumption (1)). Its
+retry may go out at once: landing late, the first attempt meets its own version (or a
+later write of the key) and is refused, or lands on a key a later write of the batch
+deleted, which settling then finds (P2/P3 read the tombstone). So the writer waits that
+out once per batch, before settling: no settling read, checkpoint, lease hand-over or
+Lambda return comes before the last chance of any of the batch's writes to land
+(core/writer.py). A write call of the protocol may make several requests (a
 delete: D1, a read, D2); only the last one started can still be out when it raises (each
 earlier one answered), so the wait counts from when that one started: ``SendTimes`` notes
 it per thread, on the monotonic reading of the protocol's clock, and forgets it when the
@@ -19,8 +22,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from dynamodb_replicator.core.conditions import Condition
+from dynamodb_replicator.core.errors import DeadlineError
 from dynamodb_replicator.core.model import Item, ItemKey
-from dynamodb_replicator.core.ports import Clock
+from dynamodb_replicator.core.ports import Clock, Deadline, deadline_at
 from dynamodb_replicator.core.store import Store, StoreResult
 
 __all__ = ["SendTimes", "TimedStore", "outlive"]
@@ -28,9 +32,11 @@ __all__ = ["SendTimes", "TimedStore", "outlive"]
 
 class SendTimes(threading.local):
     """When this thread's last store request, a write, started (``Clock.elapsed``; None:
-    none yet, or the last one was a read)."""
+    none yet, or the last one was a read); and the deadline of the call it runs in (None:
+    none), which every write request of that call is held to, not only its first."""
 
     last: float | None = None
+    deadline: Deadline = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +52,22 @@ class TimedStore:
         return self.store.region
 
     def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
-        self.sends.last = self.clock.elapsed()
+        self._starting_write()
         return self.store.put(table, item, condition)
 
     def delete(self, table: str, key: ItemKey, condition: Condition) -> StoreResult:
-        self.sends.last = self.clock.elapsed()
+        self._starting_write()
         return self.store.delete(table, key, condition)
+
+    def _starting_write(self) -> None:
+        # A protocol call may write several times (a delete: D1, then D2 after a read);
+        # each write is checked, so none starts after the deadline and each ends (its
+        # wait included) within a lifetime of it. Stopping between them is what a crash
+        # there does: the protocol is safe at every step, and the replay finishes it.
+        limit = deadline_at(self.sends.deadline)
+        if limit is not None and self.clock.now() >= limit:
+            raise DeadlineError("no time left to start this write; it is left for a retry")
+        self.sends.last = self.clock.elapsed()
 
     def get(self, table: str, keys: Collection[ItemKey]) -> Mapping[ItemKey, Item]:
         # A read lands nothing, and the writes before it answered: none of them is out.

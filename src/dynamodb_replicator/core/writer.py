@@ -76,6 +76,15 @@ class _Tally:
     # The keys of the operations counted in stale (repair's operations share one sequence);
     # None until there is one: no list per key on the common path.
     stale_keys: list[ItemKey] | None = None
+    # Until when (``Clock.elapsed``) a write whose answer was lost may still land; None:
+    # none was lost. The batch settles only after it (``StoreWriter.apply``).
+    landing_until: float | None = None
+    landing_reason: str = ""
+
+    def may_land(self, until: float, reason: str) -> None:
+        """A write whose answer was lost may still land until ``until``."""
+        if self.landing_until is None or until > self.landing_until:
+            self.landing_until, self.landing_reason = until, reason
 
     def fail(self, sequence: str, error: ReplicatorError) -> None:
         """Record an operation that gave up; the lowest failed sequence is kept."""
@@ -95,6 +104,8 @@ class _Tally:
             self.note_stale(*other.stale_keys)
         if other.failed is not None and other.error is not None:
             self._lowest(other.failed, other.error)
+        if other.landing_until is not None:
+            self.may_land(other.landing_until, other.landing_reason)
 
     def note_stale(self, *keys: ItemKey) -> None:
         """Name the keys of writes counted in stale."""
@@ -146,13 +157,20 @@ class StoreWriter:
         # Every chain ends before this returns or raises (an unexpected error in one of
         # them included, ``Workers.run_all``): no write of this batch runs on unseen,
         # unsettled.
-        for tally in self._pool.run_all(
-            [
-                functools.partial(self._apply_chain, table, chain, known, deadline)
-                for chain in groups.values()
-            ]
-        ):
-            total.add(tally)
+        try:
+            for tally in self._pool.run_all(
+                [
+                    functools.partial(self._apply_chain, table, chain, known, deadline)
+                    for chain in groups.values()
+                ]
+            ):
+                total.add(tally)
+        except BaseException:
+            # The chains' notes went with the error; every request of theirs started
+            # before now, so none lands after a lifetime from now.
+            outlive(self.protocol.clock, self.protocol.clock.elapsed(), self._lifetime)
+            raise
+        self._outlive(total)
         if written is not None:
             written()
         # Settling is held to no deadline: its reads and the deletes they decide are safe
@@ -187,26 +205,42 @@ class StoreWriter:
             if limit is not None and self.protocol.clock.now() >= limit:
                 raise DeadlineError("no time left to start this write; it is left for a retry")
             self._sends.last = None
+            self._sends.deadline = deadline
             try:
                 return call()
             except Exception as exc:
-                if writes and may_still_land(exc):
-                    self._outlive(exc)
+                sent = self._sends.last
+                # None: no write started, or a read failed after the writes answered.
+                if writes and sent is not None and may_still_land(exc):
+                    tally.may_land(sent + self._lifetime, str(exc))
                 raise
+            finally:
+                self._sends.deadline = None
 
         return call_with_retries(
             in_time, self.options.backoff, on_retry=count_retry, stop=self.options.stop
         )
 
-    def _outlive(self, exc: Exception) -> None:
-        """Wait until the request that failed with ``exc`` can no longer land."""
-        sent = self._sends.last
-        if sent is None:  # no write started, or a read failed after they answered
+    @property
+    def _lifetime(self) -> float:
+        return self.options.request_lifetime
+
+    def _outlive(self, total: _Tally) -> None:
+        """Wait until no write of the batch whose answer was lost can land any more: its
+        retry may have gone out at once (a late first attempt then meets its own version,
+        or a later write of the key, and is refused), but settling, whose reads decide
+        what a late landing left, and the batch's end (a checkpoint, a lease released, a
+        Lambda invocation returning) come only after it."""
+        if total.landing_until is None:
             return
-        waited = outlive(self.protocol.clock, sent, self.options.request_lifetime)
+        waited = outlive(self.protocol.clock, total.landing_until, 0.0)
         log.info(
-            "write may still land: waited it out",
-            extra={"region": self.region, "reason": str(exc), "waited": round(waited, 3)},
+            "a write whose answer was lost may still land: waited it out before settling",
+            extra={
+                "region": self.region,
+                "reason": total.landing_reason,
+                "waited": round(waited, 3),
+            },
         )
 
     def _prefetch(

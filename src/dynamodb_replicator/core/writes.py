@@ -403,18 +403,27 @@ class WriteProtocol:
                 result = self.store.delete(
                     table, key, all_of(Exists(Path(key.names()[0])), not_newer)
                 )
-                removed = stored_version(result.item, self.region, self.fields)
-                gone = [op for op in mine if result.applied and op.version == removed]
+                if result.applied:
+                    removed = stored_version(result.item, self.region, self.fields)
+                    gone = [op for op in mine if op.version == removed]
+                else:
+                    # Refused, it names what it met: nothing when the item went between
+                    # the read and this delete (our own earlier P3 landing late, a
+                    # delete): then as when the read found none.
+                    gone = [] if result.item is not None else [self._latest(mine)]
             elif item is None:
                 # Already removed (by a delete, another writer's settling, or our own P3
                 # whose answer was lost): the latest of our puts is what was undone.
-                gone = [max(mine, key=lambda op: self.policy.order_key(op.version))]
+                gone = [self._latest(mine)]
             else:
                 gone = []
             taken.extend(
                 TakenBack(op, self._conflict(op, tomb.version, deleted=True)) for op in gone
             )
         return taken
+
+    def _latest(self, puts: list[PutVersion]) -> PutVersion:
+        return max(puts, key=lambda op: self.policy.order_key(op.version))
 
     def _not_newer(self, deleted: Version) -> Condition:
         """D2's and P3's condition: the stored item is not newer than ``deleted``."""
