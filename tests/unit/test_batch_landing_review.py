@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamodb_replicator.core.conditions import Condition
+from dynamodb_replicator.core.conditions import Condition, Const
 from dynamodb_replicator.core.model import Item, ItemKey, Version
-from dynamodb_replicator.core.plan import WriteOp
+from dynamodb_replicator.core.plan import DeleteVersion, WriteOp
+from dynamodb_replicator.core.policy import LATEST
 from dynamodb_replicator.core.store import StoreResult
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
@@ -145,7 +146,8 @@ def test_a_late_put_landing_after_another_writers_delete_is_settled_by_its_batch
         store.settling = True
         landed.append(store.item(TABLE, KEY) is not None)
 
-    store.landings.later(deleted_at, lambda: other.delete(TABLE, delete("6")))
+    began = store.landings.now()
+    store.landings.later(began + deleted_at, lambda: other.delete(TABLE, delete("6")))
     w = _writer(store)
     try:
         result = w.apply(TABLE, [put("5")], written=written)
@@ -158,19 +160,19 @@ def test_a_late_put_landing_after_another_writers_delete_is_settled_by_its_batch
 
 
 def test_a_late_put_on_a_key_whose_delete_the_deadline_cut_after_its_tombstone_is_settled() -> None:
-    """Put 5 loses its answer (it lands 4 s after its send; every request takes a second)
+    """Put 5 loses its answer (it lands 4.5 s after its send; each request takes a second)
     and is retried at once; delete 6 of the same batch writes its tombstone (D1), then the
     deadline refuses its D2. The batch waits for the late landing, and settling removes
     put 5 (the tombstone remembers 6) although D2 never ran; the replay finishes the
     delete."""
-    store = Faulty(faults={0: "dropped"}, lands_after={0: 4.0}, takes=1.0)
+    store = Faulty(faults={0: "dropped"}, lands_after={0: 4.5}, takes=1.0)
     began = store.landings.now()
     w = _writer(store)
     ops: list[WriteOp] = [put("5", seq="1"), delete("6", seq="2")]
     try:
         first = w.apply(TABLE, ops, deadline=began + 2.5, written=_settling(store))
         cut = [call for _, call in store.starts]
-        present = store.item(TABLE, KEY)
+        present, out = store.item(TABLE, KEY), len(store.landings.due)
         _, replay = _apply(w, store, ops)
     finally:
         w.close()
@@ -178,7 +180,39 @@ def test_a_late_put_on_a_key_whose_delete_the_deadline_cut_after_its_tombstone_i
     # failure names the delete.
     assert cut[:3] == ["put", "put", "put"] and "delete" not in cut[:4]
     assert first.failed_sequence == "2"
+    assert out == 0, "the batch returned before its late put 5 landed"
     assert present is None, "settling left the late put 5 over delete 6's tombstone"
     assert replay.failed_sequence is None
     assert store.item(TABLE, KEY) is None
     assert store.landings.now() >= began + LIFETIME
+
+
+def test_a_late_put_landing_after_the_applications_delete_here_is_removed_by_that_delete() -> None:
+    """Put 5 (from another region) loses its answer and is retried at once; this region's
+    application deletes the item (no tombstone yet: its stream record is not replicated
+    yet); the late first attempt lands on the absent key. Settling finds no tombstone and
+    leaves it; the application's REMOVE, replicated here (a delete of (5, origin, LATEST)
+    in the deleting region), reads the item after D1 and removes it (D2 is skipped only
+    when the item is absent or newer)."""
+    store = Faulty(faults={0: "dropped"}, lands_after={0: 4.0})
+    began = store.landings.now()
+    deleted: list[bool] = []
+
+    def application_delete() -> None:
+        deleted.append(MemoryStore.delete(store, TABLE, KEY, Const(True)).applied)
+
+    store.landings.later(began + 2.0, application_delete)
+    w = _writer(store)
+    try:
+        _, result = _apply(w, store, [put("5")])
+        resurrected = store.item(TABLE, KEY)
+        removal = DeleteVersion(KEY, Version.of("5", THERE, LATEST), HERE, "3")
+        _, replicated = _apply(w, store, [removal])
+    finally:
+        w.close()
+    # The state this test is about: the late first attempt landed after the application's
+    # delete, and its batch's settling left it (no tombstone to read yet).
+    assert deleted == [True] and result.failed_sequence is None
+    assert resurrected is not None
+    assert replicated.failed_sequence is None
+    assert store.item(TABLE, KEY) is None
