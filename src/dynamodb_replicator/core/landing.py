@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.errors import DeadlineError
 from dynamodb_replicator.core.model import Item, ItemKey
-from dynamodb_replicator.core.ports import Clock, Deadline, deadline_at
+from dynamodb_replicator.core.ports import Clock, Deadline, deadline_passed
 from dynamodb_replicator.core.store import Store, StoreResult
 
 __all__ = ["SendTimes", "TimedStore", "outlive"]
@@ -64,8 +64,7 @@ class TimedStore:
         # each write is checked, so none starts after the deadline and each ends (its
         # wait included) within a lifetime of it. Stopping between them is what a crash
         # there does: the protocol is safe at every step, and the replay finishes it.
-        limit = deadline_at(self.sends.deadline)
-        if limit is not None and self.clock.now() >= limit:
+        if deadline_passed(self.sends.deadline, self.clock):
             raise DeadlineError("no time left to start this write; it is left for a retry")
         self.sends.last = self.clock.elapsed()
 

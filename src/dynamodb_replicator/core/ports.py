@@ -23,6 +23,7 @@ __all__ = [
     "TargetWriter",
     "TombstoneReader",
     "deadline_at",
+    "deadline_passed",
 ]
 
 # No write starts after it (epoch seconds), or None. A callable is asked before each write:
@@ -33,6 +34,21 @@ Deadline = float | Callable[[], float] | None
 def deadline_at(deadline: Deadline) -> float | None:
     """The deadline as it stands now."""
     return deadline() if callable(deadline) else deadline
+
+
+def deadline_passed(deadline: Deadline, clock: Clock) -> bool:
+    """Whether no write may start now. A deadline that reads the wall clock itself (a
+    lease's fence turns its monotonic bound into wall time) is read before and after the
+    clock, and the clock is compared with the smaller: a wall-clock step landing between
+    two of the three readings leaves the other pair in one frame, so it cannot stretch the
+    deadline (a step either way then only refuses sooner)."""
+    if deadline is None:
+        return False
+    if not callable(deadline):
+        return clock.now() >= deadline
+    before = deadline()
+    now = clock.now()
+    return now >= min(before, deadline())
 
 
 @dataclass(frozen=True, slots=True)

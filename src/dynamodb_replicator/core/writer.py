@@ -27,7 +27,7 @@ from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError, may_
 from dynamodb_replicator.core.landing import SendTimes, TimedStore, outlive
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
-from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
+from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_passed
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.workers import Workers
 from dynamodb_replicator.core.writes import Outcome, TakenBack, WriteProtocol, Written
@@ -201,8 +201,7 @@ class StoreWriter:
             tally.retried += 1
 
         def in_time() -> T:
-            limit = deadline_at(deadline)
-            if limit is not None and self.protocol.clock.now() >= limit:
+            if deadline_passed(deadline, self.protocol.clock):
                 raise DeadlineError("no time left to start this write; it is left for a retry")
             self._sends.last = None
             self._sends.deadline = deadline
