@@ -33,6 +33,20 @@ REQUEST = 5.0  # the request timeout for the 30 s lease (margin 7.5 s)
 SHARD = ShardRef("T", "arn:a/stream/T", "s-0")
 
 
+def _holding() -> tuple[ManualClock, SteppedClock, LeaseTable, LeaseKeeper, Lease]:
+    """w1 holds SHARD in region a, its wall clock right (a ``SteppedClock`` over the true
+    time, offset 0): the true clock, w1's, the table, w1's keeper and the lease."""
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, 0.0)
+    table = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table)}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    return true, clock, table, keeper, lease
+
+
 def _dropped_ahead(
     *, left: bool
 ) -> tuple[ManualClock, SteppedClock, LeaseTable, ThrottledReleases, LeaseKeeper, Lease]:
@@ -125,14 +139,7 @@ def test_a_left_lease_is_not_taken_again_by_its_process_after_its_clock_stepped_
     deadline, on the true time: w1 must not start a second thread on the shard until
     then (its token would take the lease again at once). Nor does a tick lower the lease:
     a step forward puts the stored expiry nearer than a lease from now."""
-    true = ManualClock(1000.0)
-    clock = SteppedClock(true, 0.0)
-    table = LeaseTable(true)
-    keeper = LeaseKeeper("w1", "p", clock, LEASE)
-    keeper.stores = {"a": MemoryStateStore(table)}
-    keeper.claim("a", threading.Event())
-    lease = keeper.acquire("a", SHARD)
-    assert lease is not None
+    true, clock, table, keeper, lease = _holding()
     keeper.forget(SHARD)
     true.t = lease.deadline()  # Held.drop waited for the page until the deadline
     keeper.leave(SHARD, lease)
@@ -153,14 +160,7 @@ def test_a_dropped_lease_stays_under_the_claim_through_a_clock_stepped_forward_a
     that expiry by its own reading, and NTP sets it back two seconds behind the true time.
     The table still holds the lease until 1030; the claim must not come below it (a
     process under the same id would find the claim free while the lease is live)."""
-    true = ManualClock(1000.0)
-    clock = SteppedClock(true, 0.0)
-    table = LeaseTable(true)
-    keeper = LeaseKeeper("w1", "p", clock, LEASE)
-    keeper.stores = {"a": MemoryStateStore(table)}
-    keeper.claim("a", threading.Event())
-    lease = keeper.acquire("a", SHARD)
-    assert lease is not None
+    true, clock, table, keeper, lease = _holding()
     keeper.forget(SHARD)
     keeper.leave(SHARD, lease)
     true.t += 1.0
@@ -185,14 +185,7 @@ def test_a_left_lease_run_out_while_the_clock_ran_ahead_is_released_and_its_thre
     lease ran out, while the table holds it for the hour. Then NTP sets the clock back.
     The lease must not stay stored above the claim, nor pin the shard for the hour, and
     the left thread must not find its deadline ahead of the wall clock again."""
-    true = ManualClock(1000.0)
-    clock = SteppedClock(true, 0.0)
-    table = LeaseTable(true)
-    keeper = LeaseKeeper("w1", "p", clock, LEASE)
-    keeper.stores = {"a": MemoryStateStore(table)}
-    keeper.claim("a", threading.Event())
-    lease = keeper.acquire("a", SHARD)
-    assert lease is not None
+    true, clock, table, keeper, lease = _holding()
     clock.offset = STEP
     keeper.renew_all()
     keeper.forget(SHARD)
@@ -219,14 +212,7 @@ def test_a_lease_left_after_a_step_forward_is_not_released_while_its_writes_may_
     not wait and leaves it to expire. The write still lands up to a request later on the
     true time: the lease must be neither released nor taken again by w1 before the
     expiry it was renewed to has passed on the monotonic reading."""
-    true = ManualClock(1000.0)
-    clock = SteppedClock(true, 0.0)
-    table = LeaseTable(true)
-    keeper = LeaseKeeper("w1", "p", clock, LEASE)
-    keeper.stores = {"a": MemoryStateStore(table)}
-    keeper.claim("a", threading.Event())
-    lease = keeper.acquire("a", SHARD)
-    assert lease is not None
+    true, clock, table, keeper, lease = _holding()
     true.t = lease.deadline() - 1.0  # a write starts, lands by deadline - 1 + REQUEST
     clock.offset = STEP
     keeper.forget(SHARD)
