@@ -4,14 +4,16 @@ chunked bodies, ``Connection: close`` and a body that ends with the connection."
 
 from __future__ import annotations
 
+import io
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from botocore.exceptions import ConnectionClosedError
 
-from dynamodb_replicator.aws.http import Pool
+from dynamodb_replicator.aws.http import Pool, _read_answer
 
 # What the server does with one connection: reads requests, writes raw answers.
 Serve = Callable[[socket.socket], None]
@@ -159,3 +161,70 @@ def test_an_answer_cut_short_is_a_closed_connection(
     client = pool(serving(cut))
     with pytest.raises(ConnectionClosedError):
         client.post(b"{}", {"Host": "h"})
+
+
+HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Crc32: 1\r\n"
+    b"x-amz-crc32: 2\r\nContent-Length: 2\r\n\r\n"
+)
+
+
+class Trickle(io.RawIOBase):
+    """A socket's bytes as they arrive: at most ``piece`` bytes per read."""
+
+    def __init__(self, data: bytes, piece: int) -> None:
+        self.data, self.piece = data, piece
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        taken, self.data = self.data[: self.piece], self.data[self.piece :]
+        buffer[: len(taken)] = taken
+        return len(taken)
+
+
+def test_an_answer_head_in_pieces_reads_as_the_same_answer_in_one() -> None:
+    """A head that arrives in pieces (read line by line) and a head in one piece (taken
+    from the buffer at once) give the same status, headers, body and keep-alive; what
+    follows the answer stays in the reader."""
+    answers = []
+    for piece in (30, 1, len(HEAD) + 100):
+        reader = io.BufferedReader(Trickle(HEAD + b"{}NEXT", piece))
+        if piece == 30:
+            assert b"\r\n\r\n" not in reader.peek(1)  # the state: the head is not all there
+        answer, reusable = _read_answer(reader)
+        answers.append((answer.status, dict(answer.headers), answer.data, reusable))
+        assert reader.read() == b"NEXT"
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[2] == (
+        200,
+        {
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Crc32": "1",
+            "x-amz-crc32": "2",
+            "Content-Length": "2",
+        },
+        b"{}",
+        True,
+    )
+
+
+def test_header_lines_ended_by_lf_alone_are_read(
+    serving: Callable[[Serve], RawServer],
+) -> None:
+    """Lines ended by LF alone (no CR) end where the line reader ends them, as before the
+    head was taken from the buffer at once."""
+
+    def bare_lf(conn: socket.socket) -> None:
+        while read_request(conn):
+            conn.sendall(b"HTTP/1.1 200 OK\nContent-Length: 2\nX-A: b\r\n\r\n{}")
+
+    client = pool(serving(bare_lf))
+    for _ in range(2):  # and the connection stays usable
+        answer = client.post(b"{}", {"Host": "h"})
+        assert (answer.status, dict(answer.headers), answer.data) == (
+            200,
+            {"Content-Length": "2", "X-A": "b"},
+            b"{}",
+        )

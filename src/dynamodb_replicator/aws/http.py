@@ -32,7 +32,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -66,16 +66,17 @@ class _Connection:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader: BinaryIO = sock.makefile("rb")
+        # poll, not select: select fails on descriptors above 1023, and a runner with
+        # many targets holds many sockets. One poller per connection, registered once:
+        # the check runs before every request that reuses it.
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
 
     def dropped(self) -> bool:
         """Whether the server closed (or wrote to) this idle connection: readable while
         no request is out means end of file, or bytes nobody asked for."""
-        # poll, not select: select fails on descriptors above 1023, and a runner with
-        # many targets holds many sockets.
-        poller = select.poll()
         try:
-            poller.register(self.sock, select.POLLIN)
-            return bool(poller.poll(0))
+            return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True
 
@@ -234,19 +235,45 @@ def _line(reader: BinaryIO) -> bytes:
     return line
 
 
+def _buffered_head(reader: BinaryIO) -> list[str] | None:
+    """The answer's status line and header lines, taken off ``reader`` in one go when they
+    are all in its buffer (a DynamoDB answer's head comes in one segment), each line
+    ended by CRLF; None (nothing taken) otherwise: then they are read line by line."""
+    buffered = reader.peek(_MAX_LINE)  # type: ignore[attr-defined]  # a BufferedReader
+    end = buffered.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buffered[:end]
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return None  # a line ended by LF alone: the line reader's way
+    reader.read(end + 4)  # from the buffer: no system call
+    return head.decode("latin-1").split("\r\n")
+
+
+def _lines(reader: BinaryIO) -> Iterator[str]:
+    """Header lines read one at a time, up to the empty line that ends them."""
+    while (line := _line(reader)) not in (b"\r\n", b"\n"):
+        yield line.decode("latin-1")
+
+
 def _read_answer(reader: BinaryIO) -> tuple[Answer, bool]:
     """The answer on ``reader``, and whether its connection can carry another request."""
-    status_line = _line(reader)
+    head = _buffered_head(reader)
+    lines: Iterable[str]
+    if head is None:
+        status_line, lines = _line(reader), _lines(reader)
+    else:
+        status_line, lines = head[0].encode("latin-1"), head[1:]
     version, _, rest = status_line.partition(b" ")
     if not version.startswith(b"HTTP/1."):
         raise ValueError(f"not an HTTP answer: {status_line[:40]!r}")
     status = int(rest[:3])
     headers: dict[str, str] = {}
     lowered: dict[str, str] = {}
-    while (line := _line(reader)) not in (b"\r\n", b"\n"):
-        name, colon, value = line.decode("latin-1").partition(":")
+    for line in lines:
+        name, colon, value = line.partition(":")
         if not colon:
-            raise ValueError(f"not a header: {line[:40]!r}")
+            raise ValueError(f"not a header: {line.encode('latin-1')[:40]!r}")
         name, value = name.strip(), value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
         lowered[name.lower()] = headers[name]

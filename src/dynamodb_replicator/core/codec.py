@@ -158,18 +158,26 @@ def key_from_json(text: str) -> dict[str, AttributeValue]:
 def _image(raw: Any, *, from_json: bool, what: str) -> Item | None:
     if raw is None:
         return None
-    if not isinstance(raw, Mapping):
+    if not isinstance(raw, (dict, Mapping)):
         raise MalformedRecordError(f"{what} is not a map")
     if from_json:
         return {name: attribute_from_json(v) for name, v in raw.items()}
-    return {name: _repaired(v) for name, v in raw.items()}
+    # Almost every attribute is a plain dict of one scalar type: kept as it is, no call.
+    # The rest (maps, lists, a typeless empty map, anything malformed) go to ``_repaired``.
+    image = dict(raw)
+    for name, value in raw.items():
+        if value.__class__ is not dict or len(value) != 1 or "M" in value or "L" in value:
+            image[name] = _repaired(value)
+    return image
 
 
 def sequence_number_of(record: Any) -> str:
     """The record's SequenceNumber; without it a record cannot even be reported as failed."""
-    if isinstance(record, Mapping):
+    # ``dict`` first (an exact type match, in C): a Mapping check alone is a Python-level
+    # ABC call, and this runs three times per record.
+    if isinstance(record, (dict, Mapping)):
         body = record.get("dynamodb")
-        if isinstance(body, Mapping):
+        if isinstance(body, (dict, Mapping)):
             sequence = body.get("SequenceNumber")
             if isinstance(sequence, str) and sequence.isdigit():
                 return sequence

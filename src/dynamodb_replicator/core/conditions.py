@@ -41,13 +41,15 @@ _OPERATORS = {"=", "<>", "<", "<=", ">", ">="}
 class _Names:
     names: dict[str, str] = field(default_factory=dict)
     values: dict[str, AttributeValue] = field(default_factory=dict)
+    # attribute -> its placeholder: a put's condition names its four attributes a dozen
+    # times, and a scan of ``names`` per mention was a tenth of rendering it.
+    placeholders: dict[str, str] = field(default_factory=dict)
 
     def name(self, attribute: str) -> str:
-        for placeholder, existing in self.names.items():
-            if existing == attribute:
-                return placeholder
-        placeholder = f"#n{len(self.names)}"
-        self.names[placeholder] = attribute
+        placeholder = self.placeholders.get(attribute)
+        if placeholder is None:
+            placeholder = self.placeholders[attribute] = f"#n{len(self.names)}"
+            self.names[placeholder] = attribute
         return placeholder
 
     def value(self, value: AttributeValue) -> str:
@@ -199,7 +201,8 @@ class And:
     operands: tuple[Condition, ...]
 
     def to_expression(self, names: _Names) -> str:
-        return " AND ".join(f"({op.to_expression(names)})" for op in self.operands)
+        # A list, not a generator: ``join`` makes one of a generator anyway.
+        return " AND ".join([f"({op.to_expression(names)})" for op in self.operands])
 
     def evaluate(self, item: Item | None) -> bool:
         return all(op.evaluate(item) for op in self.operands)
@@ -210,7 +213,7 @@ class Or:
     operands: tuple[Condition, ...]
 
     def to_expression(self, names: _Names) -> str:
-        return " OR ".join(f"({op.to_expression(names)})" for op in self.operands)
+        return " OR ".join([f"({op.to_expression(names)})" for op in self.operands])
 
     def evaluate(self, item: Item | None) -> bool:
         return any(op.evaluate(item) for op in self.operands)
