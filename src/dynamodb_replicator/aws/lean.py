@@ -112,7 +112,14 @@ class LeanClient:
         operation = self.hot.get(name)
         if operation is None:
             return getattr(self.client, name)
-        return lambda **params: self.call(operation, params)
+
+        def hot_call(**params: Any) -> dict[str, Any]:
+            return self.call(operation, params)
+
+        # Kept on the instance: the next lookup of a hot call finds it without this method
+        # (called once per write otherwise).
+        self.__dict__[name] = hot_call
+        return hot_call
 
     def close(self) -> None:
         """Close the pooled connections (of both transports)."""

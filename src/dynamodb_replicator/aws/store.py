@@ -6,8 +6,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from dynamodb_replicator.aws.batch import batch_get
-from dynamodb_replicator.aws.errors import translated
+from dynamodb_replicator.aws.errors import translate
 from dynamodb_replicator.aws.expressions import condition_kwargs
 from dynamodb_replicator.core.conditions import Condition, render
 from dynamodb_replicator.core.errors import ConditionFailedError
@@ -40,19 +42,21 @@ class DynamoStore:
         return self.name
 
     def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
+        physical = self._physical(table)
         return self._conditional(
-            f"PutItem on {self._physical(table)}",
+            "PutItem",
             self.client.put_item,
-            TableName=self._physical(table),
+            TableName=physical,
             Item=dict(item),
             **_condition_kwargs(condition),
         )
 
     def delete(self, table: str, key: ItemKey, condition: Condition) -> StoreResult:
+        physical = self._physical(table)
         return self._conditional(
-            f"DeleteItem on {self._physical(table)}",
+            "DeleteItem",
             self.client.delete_item,
-            TableName=self._physical(table),
+            TableName=physical,
             Key=key.to_attributes(),
             **_condition_kwargs(condition),
         )
@@ -74,12 +78,18 @@ class DynamoStore:
     def _physical(self, table: str) -> str:
         return self.tables.get(table, table)
 
-    def _conditional(self, action: str, call: Any, **kwargs: Any) -> StoreResult:
+    def _conditional(self, operation: str, call: Any, **kwargs: Any) -> StoreResult:
+        # ``translate`` itself, not the ``translated`` block: a context manager is a
+        # generator per write, and the action's text is only needed for an error.
         try:
-            with translated(self.name, action):
-                response = call(
-                    ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs
-                )
-        except ConditionFailedError as failed:
+            response = call(
+                ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs
+            )
+        except (ClientError, BotoCoreError) as exc:
+            error = translate(exc, self.name, f"{operation} on {kwargs['TableName']}")
+            if isinstance(error, ConditionFailedError):
+                return StoreResult(False, error.item or None)
+            raise error from exc
+        except ConditionFailedError as failed:  # a client that raises it already translated
             return StoreResult(False, failed.item or None)
         return StoreResult(True, response.get("Attributes") or None)

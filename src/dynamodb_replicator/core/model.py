@@ -80,6 +80,9 @@ class ItemKey:
     """The primary key of an item, hashable, in a canonical attribute order."""
 
     parts: tuple[tuple[str, str, str | bytes], ...]
+    # ``str(self)``, once asked: a writer orders every page's keys by it, and one key goes
+    # to every target region's writer.
+    _text: str | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def from_attributes(cls, keys: Mapping[str, AttributeValue]) -> ItemKey:
@@ -98,9 +101,13 @@ class ItemKey:
     def __str__(self) -> str:
         """The one key text (``codec.key_to_json``), wherever a key is printed."""
         # codec imports this module: the one encoding is imported where it is used.
-        from dynamodb_replicator.core.codec import key_to_json  # noqa: PLC0415
+        text = self._text
+        if text is None:
+            from dynamodb_replicator.core.codec import key_to_json  # noqa: PLC0415
 
-        return key_to_json(self.to_attributes())
+            text = key_to_json(self.to_attributes())
+            object.__setattr__(self, "_text", text)  # the same text, whoever sets it
+        return text
 
 
 @dataclass(frozen=True, slots=True)
