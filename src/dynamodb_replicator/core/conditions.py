@@ -57,6 +57,14 @@ class _Names:
         self.values[placeholder] = value
         return placeholder
 
+    def operand(self, operand: Operand) -> str:
+        """A comparison's operand: ``Path.to_expression`` or ``Value.to_expression``, in
+        one call instead of two (a put's condition has a dozen comparisons)."""
+        if operand.__class__ is Path:
+            placeholder = self.placeholders.get(operand.name)
+            return placeholder or self.name(operand.name)
+        return operand.to_expression(self)
+
 
 class Condition(Protocol):
     def to_expression(self, names: _Names) -> str: ...
@@ -117,7 +125,7 @@ class Compare:
             raise ValueError(f"unknown comparison operator {self.operator!r}")
 
     def to_expression(self, names: _Names) -> str:
-        return f"{self.left.to_expression(names)} {self.operator} {self.right.to_expression(names)}"
+        return f"{names.operand(self.left)} {self.operator} {names.operand(self.right)}"
 
     def evaluate(self, item: Item | None) -> bool:
         left, right = self.left.resolve(item), self.right.resolve(item)
