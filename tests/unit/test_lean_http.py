@@ -4,6 +4,7 @@ chunked bodies, ``Connection: close`` and a body that ends with the connection."
 
 from __future__ import annotations
 
+import hashlib
 import io
 import socket
 import threading
@@ -228,3 +229,34 @@ def test_header_lines_ended_by_lf_alone_are_read(
             {"Content-Length": "2", "X-A": "b"},
             b"{}",
         )
+
+
+def test_a_request_larger_than_the_socket_takes_at_once_arrives_whole(
+    serving: Callable[[Serve], RawServer],
+) -> None:
+    """A request that does not fit the socket's buffer (the first write takes part of it)
+    is sent on, whole and once: the server answers with what it got, then takes another."""
+
+    def echo_length(conn: socket.socket) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, data = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(data) < length:
+                data += conn.recv(1 << 20)
+            body, data = data[:length], data[length:]
+            digest = hashlib.sha256(body).hexdigest().encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + digest)
+
+    server = serving(echo_length)
+    client = Pool(server.url, maxsize=4, connect_timeout=1.0, read_timeout=10.0)
+    big = bytes(range(256)) * (16 << 12)  # 16 MiB: more than a socket's send buffer
+    assert client.post(big, {"Host": "h"}).data == hashlib.sha256(big).hexdigest().encode()
+    small = b'{"a": 1}'
+    assert client.post(small, {"Host": "h"}).data == hashlib.sha256(small).hexdigest().encode()
+    assert server.connections == 1
