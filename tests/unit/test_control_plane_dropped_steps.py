@@ -122,7 +122,8 @@ class DroppingSimulation(SteppingSimulation):
         super()._write(process)
         clock = self.clocks[process.name]
         for ref, left in list(self.drops[process.name].left.items()):
-            if clock.now() > left.lease.fence(clock):
+            now = clock.now()
+            if now > left.lease.fence(clock, now):
                 continue  # the left page's writes stop at its deadline, as they ask it
             lands = self._lands(clock, left.lease)
             # Another writer than the process's own: its taking the shard again counts.

@@ -91,8 +91,8 @@ class Held:
         """Start the thread of a shard just leased in region ``name``."""
         reach, clock = self.reach, self.clock
 
-        def fence() -> float:
-            return lease.fence(clock)
+        def fence(now: float) -> float:
+            return lease.fence(clock, now)
 
         def process(
             table: str,
@@ -143,7 +143,8 @@ class Held:
         owned.stop.set()
         self.keeper.forget(ref)
         # The page in flight starts no write after the deadline: wait for it until then.
-        owned.thread.join(timeout=max(0.0, owned.lease.fence(self.clock) - self.clock.now()))
+        now = self.clock.now()
+        owned.thread.join(timeout=max(0.0, owned.lease.fence(self.clock, now) - now))
         report = self.report(owned, self.clock.now())
         earlier = self.retired.get((report.table, report.source))
         self.retired[(report.table, report.source)] = (

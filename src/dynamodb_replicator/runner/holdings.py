@@ -48,13 +48,17 @@ class Lease:
         """No write of the shard starts after this (epoch seconds)."""
         return self.until - self.margin
 
-    def fence(self, clock: Clock) -> float:
-        """No write of the shard starts after this, on ``clock``'s wall reading: the
-        deadline, or sooner when the monotonic reading has the lease run out first (the
-        wall clock stepped back since it was renewed, and it is not lowered yet). So a
+    def fence(self, clock: Clock, now: float) -> float:
+        """No write of the shard starts after this, in the frame of ``now`` (the caller's
+        one wall reading of ``clock``): the deadline, or sooner when the monotonic reading
+        has the lease run out first (the wall clock stepped back since it was renewed, and
+        it is not lowered yet). The monotonic bound is turned into wall time against
+        ``now`` itself, never a reading of its own: compared with ``now``, it is the
+        monotonic reading's own test, whatever the wall clock did before or since. So a
         write started before it lands before ``until`` on the wall clock and before
         ``passes`` on the monotonic reading, whichever way the wall clock steps."""
-        return min(self.until, clock.now() + self.passes - clock.elapsed()) - self.margin
+        # Read after ``now``: a later monotonic reading only brings the fence nearer.
+        return min(self.until, now + self.passes - clock.elapsed()) - self.margin
 
     def may_store(self, until: float, now: float, steady: float) -> None:
         """A request sent at ``now`` (``steady`` on the monotonic reading) may store

@@ -113,7 +113,8 @@ class LeaseKeeper(Holdings):
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
                 continue
-            late = self._now() > lease.fence(self.clock)
+            now = self._now()
+            late = now > lease.fence(self.clock, now)
             with self._beat_lock:  # stored: one sent before it lands refused
                 lease.until = lease.ceiling = until
             if late:  # its writes failed for want of time: let them go on at once
