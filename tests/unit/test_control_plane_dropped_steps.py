@@ -100,6 +100,7 @@ class DroppingSimulation(SteppingSimulation):
             for write in out:  # the left page's: its taking the shard again counts
                 write.process = f"{process.name}/left"
             return
+        process.keeper.ended(ref, lease)  # its page over, as Held.drop says
         with contextlib.suppress(ReplicatorError):  # "lease not released": sent again
             process.keeper.release(ref, "r")
 

@@ -152,6 +152,15 @@ class Holdings(Claims):
         keeper releases it once it has run out (``release_due``)."""
         self._left = {r: held for r, held in self._left.items() if self._running(held)}
         self._left[ref] = lease
+        self.ended(ref, lease)
+
+    def ended(self, ref: ShardRef, lease: Lease) -> None:
+        """``lease``, dropped (``forget``), is to be handed back by the keeper's ticks once
+        no write of it may land (at once when its thread has ended; once run out when it
+        was left to expire): until the table answers a release, the claim is kept above
+        it (``_lease_top``). Every dropped lease comes here, released by its holder or
+        not: one the table may hold ahead of the clock (stored while the wall clock ran
+        ahead) is then never forgotten while it pins the shard."""
         with self._beat_lock:
             if self._gone.get(ref) is lease:
                 lease.release_due = True
