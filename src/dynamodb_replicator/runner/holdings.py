@@ -37,8 +37,9 @@ class Lease:
     # No longer held (``forget``), its token still kept by the store: the keeper's ticks
     # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
     dropped: bool = False
-    # To be released once no write of it may land: left to expire (``leave``), or its
-    # release failed. The keeper's ticks send it (and keep it under the claim till then).
+    # To be released once no write of it may land: its thread ended (``ended``), it was
+    # left to expire (``leave``), or its release failed. The keeper's ticks send it (and
+    # keep it under the claim till the table answers).
     release_due: bool = False
     # The store it was taken through: the one holding its token (a reload that changes
     # the region puts in another, which does not know it).
