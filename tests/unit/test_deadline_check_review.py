@@ -247,3 +247,38 @@ def test_lambdas_deadline_refuses_a_write_past_the_invocations_end_after_a_set_b
     clock = ScriptedClock(t0 + 59.0, offset=-60.0)
     assert clock.t > deadline  # reached: past the deadline on the monotonic reading
     assert deadline_passed(deadline, clock)
+
+
+@dataclass
+class Readings:
+    """A clock whose wall and monotonic readings are given as they are (no sum)."""
+
+    wall: float
+    steady: float
+
+    def now(self) -> float:
+        return self.wall
+
+    def elapsed(self) -> float:
+        return self.steady
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        return False
+
+
+def test_the_monotonic_fence_is_exact_against_an_epoch_sized_wall_reading() -> None:
+    """The fence's monotonic part, added to a wall reading of today's size (where a float
+    is about 0.2 us coarse), lets no write start once the monotonic fence is reached (the
+    wall deadline far off: renewed an hour ahead), and refuses none a microsecond before
+    it. Mutation: summing ``now + passes - elapsed`` left to right (the wall-sized sum
+    rounded first) says "not passed" exactly at the fence, at these readings."""
+    wall, passes = 1_613_047_235.5476644, 918_992.5709849596  # found by a random search
+    lease = Lease("eu-west-1", until=wall + STEP, margin=MARGIN, span=LEASE, passes=passes)
+    fence_at = passes - MARGIN
+    for steady, passed in ((fence_at, True), (fence_at + 1e-9, True), (fence_at - 1e-6, False)):
+        clock = Readings(wall, steady)
+
+        def fence(now: float, clock: Readings = clock) -> float:
+            return lease.fence(clock, now)
+
+        assert deadline_passed(fence, clock) is passed, steady

@@ -58,8 +58,11 @@ class Lease:
         monotonic reading's own test, whatever the wall clock did before or since. So a
         write started before it lands before ``until`` on the wall clock and before
         ``passes`` on the monotonic reading, whichever way the wall clock steps."""
-        # Read after ``now``: a later monotonic reading only brings the fence nearer.
-        return min(self.until, now + self.passes - clock.elapsed()) - self.margin
+        # Read after ``now``: a later monotonic reading only brings the fence nearer. The
+        # monotonic part is summed first (small numbers), so that, added to ``now``, it
+        # rounds to ``now`` or below once it is not positive: the comparison stays exact.
+        left = self.passes - clock.elapsed() - self.margin
+        return min(self.until - self.margin, now + left)
 
     def may_store(self, until: float, now: float, steady: float) -> None:
         """A request sent at ``now`` (``steady`` on the monotonic reading) may store
