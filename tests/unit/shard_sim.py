@@ -87,7 +87,9 @@ class Write:
     term: float  # when the writer's lease was acquired (the store's time)
     started: float
     lands: float
+    lease: Lease | None = None  # the writer's: its deadline is asked when the write starts
     read: bool = False  # the tombstone read is done (the write has started)
+    refused: bool = False  # its lease was lowered under its start since it was drawn
     skipped: bool = False  # it found a newer delete: no put
     answered: bool = False
 
@@ -242,7 +244,7 @@ class ShardSimulation:
             started = held.lease.deadline() if late else self.clock.t
             rec = self.records[shard][held.next_seq - 1]
             lands = started + REQUEST * self.rng.uniform(0.5 if self.faults else 0.0, 1.0)
-            held.write = Write(rec, process.name, held.term, started, lands)
+            held.write = Write(rec, process.name, held.term, started, lands, held.lease)
             for when, kind in ((started, "start"), (lands, "land")):
                 self.n += 1
                 heapq.heappush(self.events, (when, self.n, kind, held.write))
@@ -252,6 +254,11 @@ class ShardSimulation:
         for shard, held in list(process.held.items()):
             write = held.write
             if write is None or not write.answered:
+                continue
+            if write.refused:  # left for a retry, as a DeadlineError is
+                held.write = None
+                if held.dropping:
+                    self._release(process, shard, held)
                 continue
             before = self.target.items.get(write.rec.key)
             self.target.settle(write.rec.key)
@@ -307,6 +314,7 @@ class ShardSimulation:
 
     def _release(self, process: Process, ref: ShardRef, held: Held) -> None:
         del process.held[ref]
+        process.keeper.ended(ref, held.lease)  # no write out, as Held.drop says
         if self.clock.t <= held.lease.deadline() and held.lease.until != 0.0:
             # Else left to expire; so too when the release (retried) fails, as Held.drop.
             with contextlib.suppress(ReplicatorError):
@@ -322,6 +330,8 @@ class ShardSimulation:
             _, _, kind, write = heapq.heappop(self.events)
             rec = write.rec
             if kind == "start":
+                if self._lowered_under(write):
+                    continue
                 write.skipped = self.target.tombs.get(rec.key, -1) >= rec.ts
                 write.read = True
                 continue
@@ -335,6 +345,20 @@ class ShardSimulation:
             elif not write.skipped:
                 self.target.put(rec.key, rec.ts)
             write.answered = True
+
+    def _lowered_under(self, write: Write) -> bool:
+        """The write was drawn to start at its lease's deadline, and the keeper lowered
+        the lease since (a dropped lease brought down to a lease from its lowering, which
+        is past every start drawn before it): the writer asks the deadline when it
+        starts, so it never does. A lease found lost (``until`` 0) is not taken as one:
+        when the writer learnt it is not modelled, so its write still starts."""
+        lease = write.lease
+        if lease is None or lease.until == 0.0 or write.started <= lease.deadline():
+            return False
+        write.refused = write.answered = True
+        self.events = [e for e in self.events if e[3] is not write]
+        heapq.heapify(self.events)
+        return True
 
     def _fenced(self, write: Write) -> None:
         for at, event, shard, who in self.table.timeline:

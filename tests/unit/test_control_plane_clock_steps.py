@@ -75,7 +75,8 @@ class SteppingSimulation(Simulation):
     def _write(self, process: Process) -> None:
         clock = self.clocks[process.name]
         for shard, lease in list(process.keeper.leases.items()):
-            if clock.now() > lease.fence(clock) or shard not in process.terms:
+            now = clock.now()
+            if now > lease.fence(clock, now) or shard not in process.terms:
                 continue  # the shard thread asks the deadline, on its own clock
             lands = self._lands(clock, lease)
             self.in_flight.append(Write(lands, shard, process.name, process.terms[shard]))
@@ -86,9 +87,10 @@ class SteppingSimulation(Simulation):
         further than a lease ahead (stored while the clock ran ahead, not lowered yet:
         test_control_plane_dropped_steps.py) starts it now: the thread checks it again
         at each write, and by the next tick it is lowered."""
-        fence = lease.fence(clock)  # as held.py asks it
-        last = fence if fence <= clock.now() + LEASE else clock.now()
-        started = last if self.rng.random() < 0.5 else clock.now()
+        now = clock.now()
+        fence = lease.fence(clock, now)  # as held.py asks it
+        last = fence if fence <= now + LEASE else now
+        started = last if self.rng.random() < 0.5 else now
         return started - clock.offset + REQUEST * self.rng.uniform(0.8, 1.0)
 
 

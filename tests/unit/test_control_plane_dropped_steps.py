@@ -100,6 +100,7 @@ class DroppingSimulation(SteppingSimulation):
             for write in out:  # the left page's: its taking the shard again counts
                 write.process = f"{process.name}/left"
             return
+        process.keeper.ended(ref, lease)  # its page over, as Held.drop says
         with contextlib.suppress(ReplicatorError):  # "lease not released": sent again
             process.keeper.release(ref, "r")
 
@@ -122,7 +123,8 @@ class DroppingSimulation(SteppingSimulation):
         super()._write(process)
         clock = self.clocks[process.name]
         for ref, left in list(self.drops[process.name].left.items()):
-            if clock.now() > left.lease.fence(clock):
+            now = clock.now()
+            if now > left.lease.fence(clock, now):
                 continue  # the left page's writes stop at its deadline, as they ask it
             lands = self._lands(clock, left.lease)
             # Another writer than the process's own: its taking the shard again counts.

@@ -50,12 +50,10 @@ def test_a_set_back_between_the_fence_and_the_writers_reading_starts_no_late_wri
     the wall clock to compare it with; NTP sets it back between the two. The fence's
     monotonic term, computed in the ahead frame, is compared in the right one: stretched
     by the hour, it lets the put start at t0+36 (landing up to t0+41). At t0+40 the tick
-    releases the lease and w2 acquires; the put lands after. Fix: one reading per check
-    (the Deadline port answers "may a write start now", or the seconds left, from one
-    reading; or the writer hands its reading to the fence). The set-back comes after each
-    of the fence's readings in turn (the writer's check and the store's before each
-    request both read it); the check (``core.ports.deadline_passed``) reads the fence
-    before and after the clock, so one pair stays in one frame."""
+    releases the lease and w2 acquires; the put lands after. Fixed: one reading per check
+    (``core.ports.deadline_passed`` hands its wall reading to the fence). The set-back
+    comes after each of the fence's computations in turn (the writer's check and the
+    store's before each request both ask it)."""
     true = ManualClock(1000.0)
     t0 = true.t
     clock = SteppedClock(true, 0.0)
@@ -78,13 +76,14 @@ def test_a_set_back_between_the_fence_and_the_writers_reading_starts_no_late_wri
         keeper.renew_all()
     assert table.leases[SHARD].expires_ms > ms(t0 + STEP)  # not released, not lowered
     true.t = t0 + 36.0
-    assert clock.now() >= lease.fence(clock)  # past the fence: no write may start
+    now = clock.now()
+    assert now >= lease.fence(clock, now)  # past the fence: no write may start
 
     calls: list[str] = []
     checks: list[float] = []
 
-    def fence() -> float:
-        limit = lease.fence(clock)
+    def fence(now: float) -> float:
+        limit = lease.fence(clock, now)
         checks.append(limit)
         if len(checks) == after_reading:
             clock.offset = 0.0  # NTP sets the wall clock back right after this reading
@@ -110,52 +109,53 @@ def test_a_set_back_between_the_fence_and_the_writers_reading_starts_no_late_wri
     assert [c for c in calls if "put" in c] == [], "a put started past the fence"
 
 
-class RenewalsTimingOut:
-    """A region whose renewals time out unsent (once ``on``); the rest answered."""
+class LeaseWritesTimingOut:
+    """A region whose lease renewals and releases time out unsent (once ``on``); the
+    claim's heartbeats and the rest answered."""
 
     def __init__(self) -> None:
         self.on = False
 
     def __call__(self, call: str) -> None:
-        if self.on and call == "renew":
-            raise UnreachableError("UpdateItem: connect timeout", region="a", request_sent=False)
+        if self.on and call in ("renew", "release"):
+            raise UnreachableError(f"{call}: connect timeout", region="a", request_sent=False)
 
 
-@pytest.mark.xfail(strict=True, reason="_lease_top prunes a dropped lease stored ahead")
 def test_a_flapping_clock_does_not_bring_the_claim_below_a_dropped_lease_stored_ahead() -> None:
     """Interleaving (NTP flapping between a bad source and a good one): w1's wall clock
     steps an hour ahead; the tick renews SHARD there (stored an hour ahead). The shard's
     thread crashes and is reaped: dropped without a release (``Held.reap`` passes
-    ``release=False`` for a shard not done), so not ``release_due``. The clock is set back;
-    the tick's lowering (``_lower_dropped``) times out. The clock steps two hours ahead
-    for a while: no lowering (the stored expiry is nearer than a lease from that now),
-    and once ``passes`` has gone by, ``_lease_top`` drops the lease (its ceiling has
-    passed on the wall reading, two hours ahead, and on the monotonic one). Set back
-    again, the next heartbeat lowers the stored claim to a lease from now, under the
-    lease the table still holds an hour ahead, and nothing ever lowers or releases that
-    lease: the claim no longer covers it, and the shard stays pinned for the hour
-    (guarantees: "a lease never outlives its worker id's claim"; "what it stored that
-    far ahead comes down"). Fix: keep a dropped lease whose store is still the region's
-    until the table answered a release or a lowering of it (as for ``release_due``), or
-    make every dropped lease ``release_due`` once its thread has ended."""
+    ``release=False`` for a shard not done), its thread ended (``Held.drop`` then says
+    so: ``ended``). The region's lease requests time out from then on. The clock is set
+    back; the tick's release and lowering time out. The clock steps two hours ahead for
+    longer than a lease (no lowering: the stored expiry is nearer than a lease from that
+    now), so that ``passes`` and the wall ceiling both go by, and is set back again.
+    Before the fix ``_lease_top`` then forgot the lease, the next heartbeat lowered the
+    stored claim under the lease the table still held an hour ahead, and nothing ever
+    lowered or released that lease: the shard stayed pinned for the hour. Now every
+    dropped lease whose thread ended is due for release: kept under the claim until the
+    table answers one, and released once the region does. Mutation: ``Holdings.ended``
+    not marking ``release_due`` fails it (the claim is lowered under the lease)."""
     true = ManualClock(1000.0)
     clock = SteppedClock(true, 0.0)
     table = LeaseTable(true)
-    timing_out = RenewalsTimingOut()
+    timing_out = LeaseWritesTimingOut()
     keeper = LeaseKeeper("w1", "p", clock, LEASE)
     keeper.stores = {"a": MemoryStateStore(table, timing_out)}
     keeper.claim("a", threading.Event())
-    assert keeper.acquire("a", SHARD) is not None
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
     clock.offset = STEP
     true.t += keeper.tick
     keeper.renew_all()
     stored = table.leases[SHARD].expires_ms
     assert stored == ms(true.t + STEP + LEASE)  # stored an hour ahead
-    keeper.forget(SHARD)  # reaped: dropped, no release
     timing_out.on = True
+    keeper.forget(SHARD)  # reaped: dropped, no release ...
+    keeper.ended(SHARD, lease)  # ... its thread over (Held.drop)
     clock.offset = 0.0
     true.t += keeper.tick
-    keeper.renew_all()  # the lowering times out
+    keeper.renew_all()  # the release and the lowering time out
     clock.offset = 2 * STEP
     for _ in range(8):  # longer than a lease
         true.t += keeper.tick
@@ -164,30 +164,35 @@ def test_a_flapping_clock_does_not_bring_the_claim_below_a_dropped_lease_stored_
     for _ in range(2):
         true.t += keeper.tick
         keeper.renew_all()
-    # The state this test is about: the clock is right again, the lease still stored an
-    # hour ahead under w1's id (live), nothing of it left in the keeper.
+    # The state this test is about: the clock is right again after going past the lease's
+    # ceiling on both readings, the lease still stored an hour ahead under w1's id (live).
     assert table.leases[SHARD].expires_ms == stored > ms(true.t + STEP - 10 * keeper.tick)
     assert table.leases[SHARD].owner == "w1"
     claim = table.workers["w1"][1]
     assert claim >= stored, "the claim was lowered under a live lease of ours"
+    assert keeper.holds_leases("a")
+    timing_out.on = False
+    true.t += keeper.tick
+    keeper.renew_all()  # the region answers: the lease goes back, the shard is free
+    assert table.leases[SHARD].expires_ms == 0
+    assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(true.t), ms(LEASE))
 
 
-@pytest.mark.parametrize("after_reading", [1, 2])
-def test_a_deadline_check_is_not_stretched_by_a_set_back_between_its_readings(
-    after_reading: int,
-) -> None:
+def test_a_deadline_check_is_not_stretched_by_a_set_back_after_its_reading() -> None:
     """``deadline_passed`` on its own (the writer's and the store's checks each use it): a
-    fence read in a frame an hour ahead, the clock then set back before the comparison,
-    must still count as passed. Mutation: comparing with the first reading only fails it."""
+    fence computed against the check's reading, an hour ahead, the clock then set back
+    before the comparison, must still count as passed: the check compares the fence with
+    that same reading, never with a second one. Mutation: reading the clock again for
+    the comparison fails it."""
     true = ManualClock(1000.0)
     clock = SteppedClock(true, STEP)
     readings: list[float] = []
 
-    def fence() -> float:
-        limit = clock.now() - 1.0  # passed by a second, in whichever frame it is read
+    def fence(now: float) -> float:
+        limit = now - 1.0  # passed by a second, in the frame it is given
         readings.append(limit)
-        if len(readings) == after_reading:
-            clock.offset = 0.0  # NTP sets the wall clock back right after this reading
+        clock.offset = 0.0  # NTP sets the wall clock back right after the reading
         return limit
 
     assert deadline_passed(fence, clock)
+    assert readings == [1000.0 + STEP - 1.0]  # reached: computed once, in the ahead frame

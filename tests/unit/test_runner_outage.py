@@ -115,7 +115,7 @@ class FakeStreams:
 
 @dataclass
 class FakeReplicator:
-    calls: list[tuple[list[str], float | None]] = field(default_factory=list)
+    calls: list[tuple[list[str], Deadline]] = field(default_factory=list)
     deadlines: list[Deadline] = field(default_factory=list)  # as given, asked again later
     entered: threading.Event = field(default_factory=threading.Event)
     go_on: threading.Event | None = None
@@ -131,7 +131,7 @@ class FakeReplicator:
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
     ) -> BatchResult:
-        self.calls.append((sorted(regions or ()), deadline_at(deadline)))
+        self.calls.append((sorted(regions or ()), deadline))
         self.deadlines.append(deadline)
         self.entered.set()
         if self.go_on is not None:
@@ -224,15 +224,16 @@ def test_pages_go_only_to_reachable_targets_with_the_lease_deadline(runner: Runn
     replicator = runner.regions["b"].replicator
     assert isinstance(replicator, FakeReplicator)
     # 30 s lease, a quarter of it as margin: no write starts after 1022.5.
-    assert replicator.calls == [(["c"], 1022.5)]
+    assert [(r, deadline_at(d, clock.now())) for r, d in replicator.calls] == [(["c"], 1022.5)]
     assert result.failed_sequence("a") == f"{5:021d}" and result.failed_sequence("c") is None
     clock.t = 1010.0
     runner.reach.reached("a")
     runner.keeper.renew_all()  # the keeper's tick: the deadline moves with the lease
     # Also for a page that was already being written: its writer asks before each write.
-    assert deadline_at(replicator.deadlines[0]) == 1032.5
+    assert deadline_at(replicator.deadlines[0], clock.now()) == 1032.5
     runner.owned[ref].worker.process("Orders", [record(6)], ["a"])
-    assert replicator.calls[-1] == (["a"], 1032.5)
+    regions, deadline = replicator.calls[-1]
+    assert (regions, deadline_at(deadline, clock.now())) == (["a"], 1032.5)
 
 
 def test_a_dropped_shard_keeps_its_lease_while_a_page_is_in_flight_past_the_deadline(

@@ -26,29 +26,31 @@ __all__ = [
     "deadline_passed",
 ]
 
-# No write starts after it (epoch seconds), or None. A callable is asked before each write:
-# the runner's lease deadline moves on when the lease is renewed during a page.
-Deadline = float | Callable[[], float] | None
+# No write starts after it (epoch seconds), or None. A callable is asked before each write,
+# given the check's one wall reading (``deadline_passed``): the runner's lease deadline moves
+# on when the lease is renewed during a page, and its monotonic bound is turned into wall
+# time against that very reading (``Lease.fence``), so no second wall reading exists for a
+# clock step to land between.
+Deadline = float | Callable[[float], float] | None
 
 
-def deadline_at(deadline: Deadline) -> float | None:
-    """The deadline as it stands now."""
-    return deadline() if callable(deadline) else deadline
+def deadline_at(deadline: Deadline, now: float) -> float | None:
+    """The deadline as it stands at ``now``, a wall reading of the clock it is checked on."""
+    return deadline(now) if callable(deadline) else deadline
 
 
 def deadline_passed(deadline: Deadline, clock: Clock) -> bool:
-    """Whether no write may start now. A deadline that reads the wall clock itself (a
-    lease's fence turns its monotonic bound into wall time) is read before and after the
-    clock, and the clock is compared with the smaller: a wall-clock step landing between
-    two of the three readings leaves the other pair in one frame, so it cannot stretch the
-    deadline (a step either way then only refuses sooner)."""
+    """Whether no write may start now: one wall reading of ``clock``, compared with the
+    deadline as it stands at that reading. A callable deadline computes its monotonic bound
+    against the same reading (``Lease.fence``: the comparison then reduces to the monotonic
+    reading alone), so wall-clock steps, however many and wherever they land, cannot
+    stretch it past that bound: only the wall part (the lease's stored expiry, which the
+    keeper lowers after a set-back) moves with them."""
     if deadline is None:
         return False
-    if not callable(deadline):
-        return clock.now() >= deadline
-    before = deadline()
     now = clock.now()
-    return now >= min(before, deadline())
+    limit = deadline_at(deadline, now)
+    return limit is not None and now >= limit
 
 
 @dataclass(frozen=True, slots=True)

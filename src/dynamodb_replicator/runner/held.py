@@ -91,8 +91,8 @@ class Held:
         """Start the thread of a shard just leased in region ``name``."""
         reach, clock = self.reach, self.clock
 
-        def fence() -> float:
-            return lease.fence(clock)
+        def fence(now: float) -> float:
+            return lease.fence(clock, now)
 
         def process(
             table: str,
@@ -143,7 +143,8 @@ class Held:
         owned.stop.set()
         self.keeper.forget(ref)
         # The page in flight starts no write after the deadline: wait for it until then.
-        owned.thread.join(timeout=max(0.0, owned.lease.fence(self.clock) - self.clock.now()))
+        now = self.clock.now()
+        owned.thread.join(timeout=max(0.0, owned.lease.fence(self.clock, now) - now))
         report = self.report(owned, self.clock.now())
         earlier = self.retired.get((report.table, report.source))
         self.retired[(report.table, report.source)] = (
@@ -151,8 +152,14 @@ class Held:
         )
         if owned.thread.is_alive():  # its claim must outlive the lease (Runner.shutdown)
             self.keeper.leave(ref, owned.lease)
+        else:
+            # Its pages are settled (``run_shard`` flushes them; a page's writer returns
+            # only once every write it started answered or was waited out): nothing of it
+            # can land any more. The keeper's ticks release it if we do not, so a lease
+            # stored ahead of the clock never pins the shard (a crash, a lost lease).
+            self.keeper.ended(ref, owned.lease)
         if not release or not self.reach.is_up(owned.region):
-            return  # (a lease in an unreachable region runs out on its own)
+            return  # (the keeper's ticks release it, or it runs out on its own)
         if owned.thread.is_alive():
             # A request started before the deadline is still out: the lease runs out on its
             # own, later than that request could land.

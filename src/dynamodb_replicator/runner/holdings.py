@@ -37,8 +37,9 @@ class Lease:
     # No longer held (``forget``), its token still kept by the store: the keeper's ticks
     # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
     dropped: bool = False
-    # To be released once no write of it may land: left to expire (``leave``), or its
-    # release failed. The keeper's ticks send it (and keep it under the claim till then).
+    # To be released once no write of it may land: its thread ended (``ended``), it was
+    # left to expire (``leave``), or its release failed. The keeper's ticks send it (and
+    # keep it under the claim till the table answers).
     release_due: bool = False
     # The store it was taken through: the one holding its token (a reload that changes
     # the region puts in another, which does not know it).
@@ -48,13 +49,20 @@ class Lease:
         """No write of the shard starts after this (epoch seconds)."""
         return self.until - self.margin
 
-    def fence(self, clock: Clock) -> float:
-        """No write of the shard starts after this, on ``clock``'s wall reading: the
-        deadline, or sooner when the monotonic reading has the lease run out first (the
-        wall clock stepped back since it was renewed, and it is not lowered yet). So a
+    def fence(self, clock: Clock, now: float) -> float:
+        """No write of the shard starts after this, in the frame of ``now`` (the caller's
+        one wall reading of ``clock``): the deadline, or sooner when the monotonic reading
+        has the lease run out first (the wall clock stepped back since it was renewed, and
+        it is not lowered yet). The monotonic bound is turned into wall time against
+        ``now`` itself, never a reading of its own: compared with ``now``, it is the
+        monotonic reading's own test, whatever the wall clock did before or since. So a
         write started before it lands before ``until`` on the wall clock and before
         ``passes`` on the monotonic reading, whichever way the wall clock steps."""
-        return min(self.until, clock.now() + self.passes - clock.elapsed()) - self.margin
+        # Read after ``now``: a later monotonic reading only brings the fence nearer. The
+        # monotonic part is summed first (small numbers), so that, added to ``now``, it
+        # rounds to ``now`` or below once it is not positive: the comparison stays exact.
+        left = self.passes - clock.elapsed() - self.margin
+        return min(self.until - self.margin, now + left)
 
     def may_store(self, until: float, now: float, steady: float) -> None:
         """A request sent at ``now`` (``steady`` on the monotonic reading) may store
@@ -148,6 +156,15 @@ class Holdings(Claims):
         keeper releases it once it has run out (``release_due``)."""
         self._left = {r: held for r, held in self._left.items() if self._running(held)}
         self._left[ref] = lease
+        self.ended(ref, lease)
+
+    def ended(self, ref: ShardRef, lease: Lease) -> None:
+        """``lease``, dropped (``forget``), is to be handed back by the keeper's ticks once
+        no write of it may land (at once when its thread has ended; once run out when it
+        was left to expire): until the table answers a release, the claim is kept above
+        it (``_lease_top``). Every dropped lease comes here, released by its holder or
+        not: one the table may hold ahead of the clock (stored while the wall clock ran
+        ahead) is then never forgotten while it pins the shard."""
         with self._beat_lock:
             if self._gone.get(ref) is lease:
                 lease.release_due = True

@@ -113,7 +113,8 @@ class LeaseKeeper(Holdings):
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
                 continue
-            late = self._now() > lease.fence(self.clock)
+            now = self._now()
+            late = now > lease.fence(self.clock, now)
             with self._beat_lock:  # stored: one sent before it lands refused
                 lease.until = lease.ceiling = until
             if late:  # its writes failed for want of time: let them go on at once
@@ -153,11 +154,12 @@ class LeaseKeeper(Holdings):
 
     # -- dropped leases ----------------------------------------------------------------------
     def _settle_dropped(self, region: str, store: Coordination) -> None:
-        """Each tick, the leases dropped in ``region`` that the table may still hold (left
-        to expire, or their release failed): one whose writes can no longer land
-        (``_still_left``) is released (again), and one stored further ahead than a lease
-        from now (the wall clock stepped back since) is brought down to that, as a held
-        one is (``_renew_one``): the claim then comes down with it (``_lease_top``), and
+        """Each tick, the leases dropped in ``region`` that the table may still hold: one
+        due for release (its thread ended, it was left to expire, or its release failed)
+        whose writes can no longer land (``_still_left``) is released (again), and one
+        stored further ahead than a lease from now (the wall clock stepped back since) is
+        brought down to that, as a held one is (``_renew_one``): the claim then comes
+        down with it (``_lease_top``), and
         a process dying after it frees the shard and its worker id a lease after its last
         tick. Until the table has answered, or the stored expiry has passed on both
         clocks with nothing to release (``_lease_top`` drops it then)."""
