@@ -35,6 +35,7 @@ from dynamodb_replicator.aws.lean import LeanClient
 from dynamodb_replicator.aws.store import DynamoStore
 from dynamodb_replicator.core.conditions import TRUE
 from dynamodb_replicator.core.errors import may_still_land
+from dynamodb_replicator.core.model import ItemKey
 from tests.support import poll
 
 from .test_lean_http import ANSWER, RawServer, Serve, Trickle, keep_alive, read_request
@@ -425,3 +426,154 @@ def test_a_head_larger_than_the_buffer_is_read_line_by_line() -> None:
     assert b"\r\n\r\n" not in reader.peek(1)  # the state: the head is not all in the buffer
     found, reusable = _read_answer(reader)
     assert (found.headers["X-Big"], found.data, reusable) == (big, b"{}", True)
+
+
+# --- what held: the store's translation, the poller, threads ------------------------------
+
+
+def error_answer(status: int, kind: str) -> bytes:
+    return answer(status, json.dumps({"__type": kind, "message": "m"}).encode())
+
+
+OUTCOMES: dict[str, Serve] = {
+    "throttled": lambda conn: conn.sendall(
+        error_answer(400, "com.amazonaws.dynamodb.v20120810#ThrottlingException")
+    ),
+    "over-capacity": lambda conn: conn.sendall(
+        error_answer(400, "ProvisionedThroughputExceededException")
+    ),
+    "server-error": lambda conn: conn.sendall(error_answer(500, "InternalServerError")),
+    "bare-503": lambda conn: conn.sendall(answer(503, b"")),
+    "condition-failed": lambda conn: conn.sendall(answer(400, CONDITION_FAILED)),
+    "rejected": lambda conn: conn.sendall(error_answer(400, "ValidationException")),
+    "applied": lambda conn: conn.sendall(answer(200, b'{"Attributes": {"pk": {"S": "o"}}}')),
+    "hung-up": reset,
+}
+
+
+def outcome(write: Callable[[], Any]) -> tuple[str, Any]:
+    """What a store call came to: its result's fields, or its error's type and whether
+    the write may still land."""
+    try:
+        result = write()
+    except Exception as exc:  # any error is an outcome to compare
+        return type(exc).__name__, may_still_land(exc)
+    return "result", (result.applied, result.item)
+
+
+@pytest.mark.parametrize("name", OUTCOMES)
+def test_the_store_translates_the_lean_transports_failures_as_botocores(
+    serving: Serving, name: str
+) -> None:
+    """Each answer (a throttle, a 5xx with and without a code, a false condition, a
+    rejection, success, a reset after the request) comes out of ``DynamoStore.put`` and
+    ``delete`` the same over the lean transport as over botocore's: the same error type,
+    the same "may still land", the same result."""
+    serve = OUTCOMES[name]
+
+    def each_request(conn: socket.socket) -> None:
+        while read_request(conn):
+            serve(conn)
+
+    server = serving(quiet(each_request))
+    found = {}
+    for transport, store in stores(server.url).items():
+        found[transport] = [
+            outcome(lambda s=store: s.put("T", {"pk": {"S": "k"}}, TRUE)),
+            outcome(lambda s=store: s.delete("T", ItemKey((("pk", "S", "k"),)), TRUE)),
+        ]
+    assert found["lean"] == found["botocore"]
+    assert found["lean"][0] == EXPECTED[name]  # and it is the outcome the table gives
+
+
+EXPECTED = {
+    "throttled": ("ThrottledError", False),
+    "over-capacity": ("ThrottledError", False),
+    "server-error": ("ServerError", True),
+    "bare-503": ("ServerError", True),
+    "condition-failed": ("result", (False, {"pk": {"S": "k"}, "v": {"N": "9"}})),
+    "rejected": ("ItemRejectedError", False),
+    "applied": ("result", (True, {"pk": {"S": "o"}})),
+    "hung-up": ("UnreachableError", True),
+}
+
+
+def test_a_closed_port_is_never_sent_by_either_transport() -> None:
+    """Nothing listening: both transports say unreachable, and "never sent" (the write
+    path retries it at once)."""
+    with socket.socket() as unused:  # a port bound, never listened on, then released
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    found = {
+        t: outcome(lambda s=s: s.put("T", {"pk": {"S": "k"}}, TRUE)) for t, s in stores(url).items()
+    }
+    assert found == {"botocore": ("UnreachableError", False), "lean": ("UnreachableError", False)}
+
+
+def test_a_dropped_connection_is_closed_at_checkout_and_its_successor_kept(
+    serving: Serving,
+) -> None:
+    """A connection the server dropped while idle is closed at checkout (its socket, so
+    its descriptor, released: whatever socket takes that number next is polled by its own
+    connection's poller, and the closed one is never polled again) and a new connection
+    carries the request, then is kept and reused."""
+    hung_up = threading.Event()
+
+    def answer_then_hang_up_once(conn: socket.socket) -> None:
+        first = not hung_up.is_set()
+        while read_request(conn):
+            conn.sendall(ANSWER)
+            if first:
+                conn.shutdown(socket.SHUT_RDWR)
+                hung_up.set()
+                return
+
+    server = serving(quiet(answer_then_hang_up_once))
+    client = Pool(server.url, maxsize=4, connect_timeout=1.0, read_timeout=1.0)
+    assert client.post(b"{}", {"Host": "h"}).status == 200
+    assert hung_up.wait(5)
+    (old,) = client._idle
+    assert client.post(b"{}", {"Host": "h"}).status == 200
+    (new,) = client._idle
+    assert new is not old and old.sock.fileno() == -1  # the state: the old one closed
+    assert not new.dropped()
+    assert client.post(b"{}", {"Host": "h"}).status == 200 and server.connections == 2
+
+
+def test_threads_sharing_a_pool_each_get_their_own_answer(serving: Serving) -> None:
+    """Eight threads post at once through one pool (fewer kept connections than threads):
+    every answer is the one to its own request (the server echoes the body)."""
+
+    def echo(conn: socket.socket) -> None:
+        data = b""
+        while True:
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            body, data = rest[:length], rest[length:]
+            conn.sendall(answer(200, body))
+
+    client = Pool(serving(quiet(echo)).url, maxsize=3, connect_timeout=1.0, read_timeout=5.0)
+    wrong: list[tuple[bytes, bytes]] = []
+    done: list[int] = []
+
+    def worker(n: int) -> None:
+        for i in range(40):
+            body = b'{"t": %d, "i": %d}' % (n, i)
+            got = client.post(body, {"Host": "h"}).data
+            if got != body:
+                wrong.append((body, got))
+        done.append(n)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(done) == list(range(8)) and not wrong
