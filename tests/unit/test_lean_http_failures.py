@@ -10,6 +10,7 @@ and botocore's own client, on the same server, is the reference."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -435,6 +436,8 @@ def error_answer(status: int, kind: str) -> bytes:
     return answer(status, json.dumps({"__type": kind, "message": "m"}).encode())
 
 
+KEY = ItemKey((("pk", "S", "k"),))
+
 OUTCOMES: dict[str, Serve] = {
     "throttled": lambda conn: conn.sendall(
         error_answer(400, "com.amazonaws.dynamodb.v20120810#ThrottlingException")
@@ -476,12 +479,13 @@ def test_the_store_translates_the_lean_transports_failures_as_botocores(
             serve(conn)
 
     server = serving(quiet(each_request))
-    found = {}
-    for transport, store in stores(server.url).items():
-        found[transport] = [
-            outcome(lambda s=store: s.put("T", {"pk": {"S": "k"}}, TRUE)),
-            outcome(lambda s=store: s.delete("T", ItemKey((("pk", "S", "k"),)), TRUE)),
+    found = {
+        transport: [
+            outcome(functools.partial(store.put, "T", {"pk": {"S": "k"}}, TRUE)),
+            outcome(functools.partial(store.delete, "T", KEY, TRUE)),
         ]
+        for transport, store in stores(server.url).items()
+    }
     assert found["lean"] == found["botocore"]
     assert found["lean"][0] == EXPECTED[name]  # and it is the outcome the table gives
 
@@ -505,7 +509,8 @@ def test_a_closed_port_is_never_sent_by_either_transport() -> None:
         unused.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{unused.getsockname()[1]}"
     found = {
-        t: outcome(lambda s=s: s.put("T", {"pk": {"S": "k"}}, TRUE)) for t, s in stores(url).items()
+        t: outcome(functools.partial(s.put, "T", {"pk": {"S": "k"}}, TRUE))
+        for t, s in stores(url).items()
     }
     assert found == {"botocore": ("UnreachableError", False), "lean": ("UnreachableError", False)}
 
