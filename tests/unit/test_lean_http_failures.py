@@ -217,6 +217,41 @@ def test_a_connection_header_listing_close_is_not_reused() -> None:
     assert not reusable
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="Pool.post raises ConnectionClosedError on EPIPE/ECONNRESET while sending, "
+    "without reading the answer the server already sent (urllib3 reads it)",
+)
+def test_an_answer_sent_before_the_request_was_read_is_the_answer(serving: Serving) -> None:
+    """A server that refuses a request from its head (here: too large, a 400
+    ValidationException), answers at once and closes without reading the body makes the
+    rest of the send fail (EPIPE or ECONNRESET). botocore (urllib3) then reads the answer
+    already received: the item is rejected, never landed, not retried. The lean
+    transport raises a closed connection instead: "may still land", retried (and waited
+    out by the write path) as if unreachable, for a write the server refused."""
+    refused = answer(
+        400,
+        json.dumps({"__type": "ValidationException", "message": "Item too large"}).encode(),
+    ).replace(b"Content-Length", b"Connection: close\r\nContent-Length")
+    heads = []
+
+    def refuse_from_the_head(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        heads.append(data)
+        conn.sendall(refused)  # and close, the body unread
+
+    server = serving(quiet(refuse_from_the_head))
+    item = {"pk": {"S": "k"}, "v": {"S": "x" * (16 << 20)}}  # more than the socket buffers
+    found = {
+        t: outcome(functools.partial(s.put, "T", item, TRUE)) for t, s in stores(server.url).items()
+    }
+    assert len(heads) == 2  # the state: each transport's request reached the server
+    assert found["botocore"] == ("ItemRejectedError", False)
+    assert found["lean"] == ("ItemRejectedError", False)
+
+
 # --- what held: writing a request ---------------------------------------------------------
 
 
