@@ -175,7 +175,8 @@ def test_an_item_keys_cached_text_changes_nothing_else(
     assert str(key) == text and key._text == text  # the state: cached
     assert str(key) == text and twin._text is None
     assert key == twin and hash(key) == hash(twin) and {key: 1}[twin] == 1
-    for clone in (pickle.loads(pickle.dumps(key)), copy.copy(key), copy.deepcopy(key)):
+    pickled = [pickle.loads(pickle.dumps(key, p)) for p in range(pickle.HIGHEST_PROTOCOL + 1)]
+    for clone in (*pickled, copy.copy(key), copy.deepcopy(key)):
         assert clone == key and str(clone) == text
     replaced = dataclasses.replace(key, parts=ItemKey.from_attributes(other).parts)
     assert str(replaced) == key_to_json(other)

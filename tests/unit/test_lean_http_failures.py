@@ -433,9 +433,10 @@ def test_an_answer_reads_the_same_whole_in_the_buffer_or_in_pieces(
     piece: int,
 ) -> None:
     """Any head (lines ended by CRLF or LF alone, any header names), a Content-Length or
-    chunked body, and the bytes of a next answer after it: read with the head all in the
-    buffer (taken at once) or arriving in pieces (line by line), the same answer comes
-    out, and the next answer's bytes stay in the reader."""
+    chunked body (a chunk extension, a trailer; chunked winning over a Content-Length),
+    and the bytes of a next answer after it: read with the head all in the buffer (taken
+    at once) or arriving in pieces (line by line), the same answer comes out, and the
+    next answer's bytes stay in the reader."""
     lines = [b"HTTP/1.1 200 OK\r\n"]
     for name, value, bare in headers:
         if name.lower() in ("content-length", "transfer-encoding", "connection"):
@@ -443,7 +444,9 @@ def test_an_answer_reads_the_same_whole_in_the_buffer_or_in_pieces(
         lines.append(f"{name}: {value}".encode() + (b"\n" if bare else b"\r\n"))
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\nContent-Length: 999\r\n")
-        framed = (b"%x\r\n" % len(body) + body + b"\r\n" if body else b"") + b"0\r\n\r\n"
+        trailer = b"X-Trailer: t\r\n" if bare_blank_line else b""
+        framed = b"%x;ext=1\r\n" % len(body) + body + b"\r\n" if body else b""
+        framed += b"0\r\n" + trailer + b"\r\n"
     else:
         lines.append(b"Content-Length: %d\r\n" % len(body))
         framed = body
