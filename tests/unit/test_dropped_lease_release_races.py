@@ -1,0 +1,201 @@
+"""Adversarial review of the dropped-lease release (merge b413221: ``Holdings.ended`` marks
+a dropped lease due for release once its shard thread has ended, ``Held.drop`` calls it,
+and the keeper's next tick hands it back).
+
+The premise under attack: once the shard's thread has ended, nothing of it is in flight
+(``run_shard`` flushes its pages; a page's writer returns only once every write it
+started answered or was waited out), so the lease may go back at once. Each test is an
+interleaving on the real keeper and ``Held`` over the in-memory state table and a manual
+clock, asserting the standing invariant it threatens (docs/concepts/guarantees.md,
+"Timing and clocks"): no write of a shard lands after another worker acquired it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.core.model import ItemKey
+from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.retry import Backoff
+from dynamodb_replicator.core.streams import Page, Shard, ShardRef
+from dynamodb_replicator.core.tombstones import TombstoneTable
+from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.runner.claims import ms
+from dynamodb_replicator.runner.held import Held
+from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.runner.reachability import Reachability
+from dynamodb_replicator.runner.regions import Region
+from dynamodb_replicator.testing.clock import ManualClock
+from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+from dynamodb_replicator.testing.memory_store import MemoryStore
+
+from .strategies import FIELDS
+from .test_runner_outage import CONFIG, NoParking
+
+LEASE = 30.0
+TABLE = "T"
+SUFFIX = ".__tombstones"
+SHARD = ShardRef(TABLE, "arn:a/stream/T", "s-0")
+KEY = ItemKey.from_attributes({"pk": {"S": "k"}})
+
+
+@dataclass
+class OnePage:
+    """Region a's stream: one shard, one page of ``records``, then nothing new."""
+
+    records: list[dict[str, Any]]
+    served: bool = False
+
+    def stream_arns(self, table: str) -> list[str]:
+        return [SHARD.stream_arn]
+
+    def shards(self, arn: str) -> list[Shard]:
+        return [Shard(SHARD.shard_id, None, "1", None)]
+
+    def iterator(self, arn: str, shard_id: str, after: str | None) -> str:
+        return "it"
+
+    def read(self, iterator: str, limit: int = 1000) -> Page:
+        if self.served:
+            return Page([], iterator)
+        self.served = True
+        return Page(self.records, iterator)
+
+
+class NoSecondThread(ThreadPoolExecutor):
+    """The replicator's pool on a machine out of threads: the first one starts, the next
+    one the pool needs cannot (``RuntimeError: can't start new thread``). As in CPython,
+    the task is queued before the thread is started, so the task whose ``submit`` raised
+    still runs, on the thread that did start."""
+
+    def __init__(self, max_workers: int) -> None:
+        super().__init__(max_workers=max_workers)
+        self.starts = 0
+
+    def _adjust_thread_count(self) -> None:
+        self.starts += 1
+        if self.starts > 1:
+            raise RuntimeError("can't start new thread")
+        super()._adjust_thread_count()  # type: ignore[misc]
+
+
+@dataclass
+class Landings:
+    """What happened, in order: w2's acquire, and each put landing in region b."""
+
+    events: list[str] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
+    put_out: threading.Event = field(default_factory=threading.Event)
+
+    def before(self, _store: MemoryStore, call: str) -> None:
+        if call.startswith("put"):
+            self.put_out.set()  # started (its deadline checked): on its way to the table
+            assert self.hold.wait(30), "the test never let the put land"
+
+    def after(self, _store: MemoryStore, call: str) -> None:
+        if call.startswith("put"):
+            self.events.append("put landed in b")
+
+
+def a_record() -> dict[str, Any]:
+    """An application's put in region a, as its stream carries it."""
+    source = MemoryStore("a", streams=True)
+    source.write_directly(TABLE, KEY, {"pk": {"S": "k"}, FIELDS.timestamp: {"N": "5"}})
+    return source.stream[0]
+
+
+@pytest.fixture
+def table() -> Iterator[LeaseTable]:
+    yield LeaseTable(ManualClock(1000.0))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a batch orphaned by a failed submit lands after the prompt release",
+)
+def test_a_region_write_orphaned_by_a_crashed_page_lands_after_the_next_holder_acquired(
+    table: LeaseTable,
+) -> None:
+    """Interleaving: w1 holds SHARD (source a, targets a and b). Its page's
+    ``Replicator._process`` submits region a's batch, and the submit of region b's needs a
+    second pool thread that the machine cannot start: ``submit`` raises after queuing the
+    task (CPython queues, then starts the thread). The page fails, the shard thread logs
+    "shard worker crashed", flushes nothing (no page in flight on its cursor) and ends.
+    Region b's batch still runs, on the pool's one thread, nobody waiting for it: its put
+    passes its deadline check and is on its way. ``Held.reap`` drops the shard
+    (``release=False``) and, the thread having ended, calls ``Holdings.ended``: the
+    keeper's next tick releases the lease at once, and w2 acquires it. Then the put lands
+    in b: a write of SHARD after another worker acquired it. Before b413221 the reaped
+    lease was left to run out (past every write started before its deadline).
+
+    Suggested fix: ``Replicator._process`` must wait for every future it submitted before
+    raising (submit inside a try; on an error, wait for those already queued, and the
+    one whose submit raised: CPython queued it), or use ``core.workers.Workers``, which
+    starts its threads before queuing any task."""
+    clock = table.clock
+    assert isinstance(clock, ManualClock)
+    w1 = MemoryStateStore(table, name="w1")
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": w1}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+
+    landings = Landings()
+    stores = {"a": MemoryStore("a"), "b": MemoryStore("b")}
+    stores["b"].before_call, stores["b"].after_apply = landings.before, landings.after
+    policy = LastWriterWins(FIELDS)
+    options = WriterOptions(max_in_flight=1, backoff=Backoff(attempts=1))
+    writers = {
+        name: StoreWriter(WriteProtocol(store, policy, FIELDS, clock, SUFFIX, 3600), options)
+        for name, store in stores.items()
+    }
+    replicator = Replicator(
+        source="a",
+        writers=writers,
+        tombstones=TombstoneTable(stores["a"], FIELDS, SUFFIX),
+        policy=policy,
+        fields=FIELDS,
+    )
+    replicator._pool = NoSecondThread(max_workers=4)
+    region = Region(CONFIG.region("a"), OnePage([a_record()]), w1, replicator, NoParking())  # type: ignore[arg-type]
+    regions = {"a": region, "b": region}
+    held = Held("w1", clock, Reachability(clock), keeper, lambda: regions)
+    try:
+        held.own(
+            "a",
+            region,
+            SHARD,
+            None,
+            lease,
+            config=CONFIG,
+            on_lag=lambda *_: None,
+            on_violations=lambda *_: None,
+        )
+        owned = held.owned[SHARD]
+        assert landings.put_out.wait(30), "region b's put never started"
+        owned.thread.join(30)
+        # The state this test is about: the shard thread has ended (crashed, not done)
+        # while region b's put, started by its page, is still on its way.
+        assert not owned.thread.is_alive() and not owned.worker.done
+        assert "put landed in b" not in landings.events
+        held.reap()  # dropped without a release; its thread ended: due for release
+        assert SHARD not in held.owned
+        keeper.renew_all()  # the keeper's next tick
+        assert table.leases[SHARD].expires_ms == 0  # released
+        assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(clock.t), ms(LEASE))
+        landings.events.append("w2 acquired")
+    finally:
+        landings.hold.set()
+        replicator._pool.shutdown(wait=True)  # the orphaned batch ends
+        replicator.close()
+    assert landings.events.index("put landed in b") < landings.events.index("w2 acquired"), (
+        "a write of the shard landed after another worker acquired it"
+    )
