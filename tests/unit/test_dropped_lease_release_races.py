@@ -21,6 +21,7 @@ import pytest
 
 from dynamodb_replicator.core.model import ItemKey
 from dynamodb_replicator.core.policy import LastWriterWins
+from dynamodb_replicator.core.ports import deadline_passed
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import Page, Shard, ShardRef
@@ -37,6 +38,8 @@ from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateSto
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .strategies import FIELDS
+from .test_control_plane_clock_steps import SteppedClock
+from .test_lease_step_review import LeaseWritesTimingOut
 from .test_runner_outage import CONFIG, NoParking
 
 LEASE = 30.0
@@ -83,7 +86,7 @@ class NoSecondThread(ThreadPoolExecutor):
         self.starts += 1
         if self.starts > 1:
             raise RuntimeError("can't start new thread")
-        super()._adjust_thread_count()  # type: ignore[misc]
+        super()._adjust_thread_count()
 
 
 @dataclass
@@ -165,7 +168,7 @@ def test_a_region_write_orphaned_by_a_crashed_page_lands_after_the_next_holder_a
         fields=FIELDS,
     )
     replicator._pool = NoSecondThread(max_workers=4)
-    region = Region(CONFIG.region("a"), OnePage([a_record()]), w1, replicator, NoParking())  # type: ignore[arg-type]
+    region = Region(CONFIG.region("a"), OnePage([a_record()]), w1, replicator, NoParking())
     regions = {"a": region, "b": region}
     held = Held("w1", clock, Reachability(clock), keeper, lambda: regions)
     try:
@@ -198,4 +201,54 @@ def test_a_region_write_orphaned_by_a_crashed_page_lands_after_the_next_holder_a
         replicator.close()
     assert landings.events.index("put landed in b") < landings.events.index("w2 acquired"), (
         "a write of the shard landed after another worker acquired it"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: the monotonic fence counts from the last renewal sent, not applied",
+)
+def test_a_clock_set_back_after_unanswered_renewals_lets_a_write_start_after_the_lease_passed_on(
+    table: LeaseTable,
+) -> None:
+    """Interleaving (attack 3: the fence read against renewals not answered): w1 holds
+    SHARD, renewed at t0 (stored t0+30, correct clock). From then on its lease renewals
+    time out unsent (the claim's heartbeats are answered). Each tick's ``_renew_one``
+    raises ``passes`` before sending (``may_store``: what the table *may* hold), and the
+    fence's monotonic term is ``passes`` less the margin. At t0+5 a renewal is lost; NTP
+    then sets the wall clock back an hour (the process now runs behind). The tick at
+    t0+10 finds the lease "an hour ahead" and lowers ``until`` to a lease from its own
+    (behind) now, sending a lowering that is lost too: ``until`` and ``passes`` both say
+    t0+40 in true time, the table still says t0+30. At t0+31 w2 acquires the expired
+    lease; w1's deadline check still lets a write start (fence t0+32.5). Without the
+    set-back the wall term (t0+22.5) stops it. The fence's monotonic bound must count
+    from the last renewal the table *answered* (a lower bound of what it holds), not the
+    last one sent; ``passes`` stays right for ``_running`` and the claim (an upper bound).
+    Outside assumption (2) (a clock behind by more than the margin), but the fence and
+    guarantees.md claim the monotonic bound holds "whichever way the wall clock steps"."""
+    true = table.clock
+    assert isinstance(true, ManualClock)
+    t0 = true.t
+    clock = SteppedClock(true, 0.0)
+    timing_out = LeaseWritesTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out, name="w1")}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    timing_out.on = True
+    true.t += keeper.tick
+    keeper.renew_all()  # the renewal times out: not stored
+    clock.offset = -3600.0  # NTP sets the wall clock back an hour
+    while true.t + keeper.tick < t0 + 30:
+        true.t += keeper.tick
+        keeper.renew_all()  # the lowering, then renewals: all time out
+    assert table.leases[SHARD].expires_ms == ms(t0 + LEASE)  # still the acquire's expiry
+    true.t = t0 + 31.0
+    assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(true.t), ms(LEASE))
+    # The state this test is about: another worker holds SHARD, and w1's lease object is
+    # still held (its renewals got no answer: not lost).
+    assert table.leases[SHARD].owner == "w2" and SHARD in keeper.leases
+    assert deadline_passed(lambda now: lease.fence(clock, now), clock), (
+        "w1 may start a write of SHARD after w2 acquired it"
     )
