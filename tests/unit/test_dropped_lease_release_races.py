@@ -252,3 +252,69 @@ def test_a_clock_set_back_after_unanswered_renewals_lets_a_write_start_after_the
     assert deadline_passed(lambda now: lease.fence(clock, now), clock), (
         "w1 may start a write of SHARD after w2 acquired it"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a region marked down forgets its release-due lease (_lease_top)",
+)
+def test_a_region_down_while_the_clock_flaps_does_not_bring_the_claim_below_a_dropped_lease(
+    table: LeaseTable,
+) -> None:
+    """Interleaving (attack 4; review 6 case 2 with an outage instead of timeouts): w1
+    holds SHARD in region a and has a claim in region b. Its wall clock steps an hour
+    ahead and the tick renews SHARD there (stored an hour ahead). The shard's thread
+    crashes and is reaped: dropped, ``ended`` marks it due for release. Region a is then
+    marked unreachable: the balancer's round puts only the regions that answer into
+    ``keeper.stores`` (``lease_stores(self._up(regions))``), so no tick releases it. The
+    clock is set back, then steps two hours ahead for longer than a lease, and back.
+    Region b's heartbeats run ``_lease_top``, which filters every region's dropped
+    leases: a release-due one is kept only while ``stores.get(region) is lease.store``,
+    and region a has no store now, so it is forgotten once past its ceiling and
+    ``passes``. Region a answers again: its first heartbeat lowers w1's claim to a lease
+    from now, under the lease the table still holds an hour ahead, and nothing releases
+    or lowers that lease (the shard is pinned for the hour, its claim below it: a process
+    restarted under w1's id could take the claim while the lease is live). Suggested fix:
+    keep a release-due lease in ``_gone`` while its region is out of ``stores`` (compare
+    with ``lease.store`` only when the region has a store), or key the keeper's stores
+    by region for settling whether the region answers or not."""
+    true = table.clock
+    assert isinstance(true, ManualClock)
+    clock = SteppedClock(true, 0.0)
+    other = LeaseTable(true)
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    stores = {"a": MemoryStateStore(table, name="w1"), "b": MemoryStateStore(other, name="w1")}
+    keeper.stores = dict(stores)
+    keeper.claim("a", threading.Event())
+    keeper.claim("b", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    clock.offset = 3600.0
+    true.t += keeper.tick
+    keeper.renew_all()
+    stored = table.leases[SHARD].expires_ms
+    assert stored == ms(true.t + 3600.0 + LEASE)  # stored an hour ahead
+    keeper.forget(SHARD)  # reaped: dropped, no release ...
+    keeper.ended(SHARD, lease)  # ... its thread over (Held.drop)
+    keeper.stores = {"b": stores["b"]}  # region a unreachable: out of the round's stores
+    clock.offset = 0.0
+    true.t += keeper.tick
+    keeper.renew_all()
+    clock.offset = 7200.0
+    for _ in range(8):  # longer than a lease
+        true.t += keeper.tick
+        keeper.renew_all()
+    clock.offset = 0.0
+    true.t += keeper.tick
+    keeper.renew_all()
+    keeper.stores = dict(stores)  # region a answers again
+    for _ in range(2):
+        true.t += keeper.tick
+        keeper.renew_all()
+    # The state this test is about: the clock is right, region a answers, and the table
+    # still holds the dropped lease an hour ahead under w1's id.
+    assert table.leases[SHARD].owner == "w1"
+    if table.leases[SHARD].expires_ms == 0:
+        return  # released: the shard is free, nothing pinned
+    assert table.leases[SHARD].expires_ms == stored > ms(true.t + 3000.0)
+    assert table.workers["w1"][1] >= stored, "the claim was lowered under a live lease of ours"
