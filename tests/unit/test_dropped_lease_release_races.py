@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import ItemKey
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.ports import deadline_passed
@@ -318,3 +319,80 @@ def test_a_region_down_while_the_clock_flaps_does_not_bring_the_claim_below_a_dr
         return  # released: the shard is free, nothing pinned
     assert table.leases[SHARD].expires_ms == stored > ms(true.t + 3000.0)
     assert table.workers["w1"][1] >= stored, "the claim was lowered under a live lease of ours"
+
+
+class LeaseCallsTimingOut:
+    """A region whose lease acquires, renewals and releases time out unsent (once
+    ``on``); the claim's heartbeats answered."""
+
+    def __init__(self) -> None:
+        self.on = False
+
+    def __call__(self, call: str) -> None:
+        if self.on and call in ("acquire", "renew", "release"):
+            raise UnreachableError(f"{call}: connect timeout", region="a", request_sent=False)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review: a failed acquire of a release-due shard forgets the release (acquire)",
+)
+def test_a_failed_acquire_of_a_dropped_shard_keeps_its_lease_due_for_release(
+    table: LeaseTable,
+) -> None:
+    """Interleaving (attack 2/4): review 6 case 2's flapping clock, with the round that
+    reaps the crashed shard trying to take it again (``Balancer.round`` reaps, then
+    ``_share`` acquires the readable shards it does not hold: the crashed one is one).
+    w1's wall clock runs an hour ahead; SHARD is renewed there (stored an hour ahead).
+    Its thread crashes; the reap drops it and ``ended`` marks it due for release. The
+    region's lease calls time out from now on: the acquire that follows raises. But
+    ``acquire`` put its own ``sent`` Lease in ``_gone[ref]`` before the request (not
+    dropped, not due for release) and restores ``before`` only when the table answered:
+    on an exception the dropped, release-due lease is replaced by ``sent``. The ticks
+    then neither release nor lower it (``_settle_dropped`` takes only dropped ones), and
+    ``_lease_top`` forgets ``sent`` once past both clocks while the clock runs two hours
+    ahead: set back, the heartbeat brings the claim under the lease still stored an hour
+    ahead, and nothing ever releases it. Suggested fix: on an exception from
+    ``store.acquire``, keep ``before``'s ``dropped``/``release_due`` in what stays in
+    ``_gone`` (the table holds one or the other: both are ours, with the same token
+    store), e.g. copy them to ``sent``, or restore ``before`` with ``sent``'s bounds."""
+    true = table.clock
+    assert isinstance(true, ManualClock)
+    clock = SteppedClock(true, 0.0)
+    timing_out = LeaseCallsTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out, name="w1")}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None
+    clock.offset = 3600.0
+    true.t += keeper.tick
+    keeper.renew_all()
+    stored = table.leases[SHARD].expires_ms
+    assert stored == ms(true.t + 3600.0 + LEASE)  # stored an hour ahead
+    timing_out.on = True
+    keeper.forget(SHARD)  # reaped: dropped, no release ...
+    keeper.ended(SHARD, lease)  # ... its thread over (Held.drop)
+    with pytest.raises(UnreachableError):
+        keeper.acquire("a", SHARD)  # the same round takes it again: times out
+    clock.offset = 0.0
+    true.t += keeper.tick
+    keeper.renew_all()
+    clock.offset = 7200.0
+    for _ in range(8):  # longer than a lease
+        true.t += keeper.tick
+        keeper.renew_all()
+    clock.offset = 0.0
+    for _ in range(2):
+        true.t += keeper.tick
+        keeper.renew_all()
+    # The state this test is about: the clock is right again, the lease still stored an
+    # hour ahead under w1's id.
+    assert table.leases[SHARD].expires_ms == stored > ms(true.t + 3000.0)
+    assert table.leases[SHARD].owner == "w1"
+    claim = table.workers["w1"][1]
+    timing_out.on = False
+    true.t += keeper.tick
+    keeper.renew_all()  # the region answers again
+    assert claim >= stored, "the claim was lowered under a live lease of ours"
+    assert table.leases[SHARD].expires_ms == 0, "the dropped lease is never released"
