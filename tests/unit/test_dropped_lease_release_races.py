@@ -396,3 +396,38 @@ def test_a_failed_acquire_of_a_dropped_shard_keeps_its_lease_due_for_release(
     keeper.renew_all()  # the region answers again
     assert claim >= stored, "the claim was lowered under a live lease of ours"
     assert table.leases[SHARD].expires_ms == 0, "the dropped lease is never released"
+
+
+def test_a_tick_after_a_failed_release_and_a_new_acquire_leaves_the_new_lease_held(
+    table: LeaseTable,
+) -> None:
+    """What held (attack 2): ``Held.drop``'s release times out (the lease stays due for
+    release), the next round acquires the shard again through the same store (a new
+    token), then the keeper's tick settles the dropped leases: the old one is no longer
+    ``_gone[ref]`` (``_mine``), so the tick sends no release, and the new lease stays ours
+    and is renewed. The store releases whatever token it holds for the shard, so the
+    only guard is the keeper's bookkeeping. Mutation: ``acquire`` keeping the old dropped
+    lease in ``_gone`` once the new one is taken releases the new lease (the table's
+    token moves on under a live holder)."""
+    clock = table.clock
+    assert isinstance(clock, ManualClock)
+    timing_out = LeaseCallsTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out, name="w1")}
+    keeper.claim("a", threading.Event())
+    old = keeper.acquire("a", SHARD)
+    assert old is not None
+    keeper.forget(SHARD)
+    keeper.ended(SHARD, old)
+    timing_out.on = True
+    with pytest.raises(UnreachableError):
+        keeper.release(SHARD, "a")  # Held.drop's release: times out
+    timing_out.on = False
+    assert old.release_due and keeper._gone.get(SHARD) is old  # due, still ours
+    new = keeper.acquire("a", SHARD)
+    assert new is not None and new is not old
+    token = table.leases[SHARD].token
+    clock.t += keeper.tick
+    keeper.renew_all()
+    assert table.leases[SHARD].owner == "w1" and table.leases[SHARD].token == token
+    assert table.leases[SHARD].expires_ms == ms(clock.t + LEASE)  # renewed, not released
