@@ -84,8 +84,13 @@ def is_marked(item: Item, fields: SystemAttributes) -> bool:
     marker, stamp = item.get(fields.marker), item.get(fields.timestamp)
     if marker is None or stamp is None or "N" not in marker or "N" not in stamp:
         return False
-    a, b = parse_number(marker["N"]), parse_number(stamp["N"])
-    return a is not None and a == b and "S" in item.get(fields.origin, {})
+    raw = marker["N"]
+    if raw == stamp["N"]:  # as the replicator writes it: one number to parse, not two
+        same = parse_number(raw) is not None
+    else:  # the same number spelled otherwise ("5", "5.0") is as good
+        a = parse_number(raw)
+        same = a is not None and a == parse_number(stamp["N"])
+    return same and "S" in item.get(fields.origin, {})
 
 
 def seal(nonce: str, item: Item, fields: SystemAttributes, *, digested: str = "") -> str:
@@ -140,12 +145,17 @@ def stored_version(
     if item is None:
         return None
     stamp = item.get(fields.timestamp)
-    if stamp is None or "N" not in stamp or parse_number(stamp["N"]) is None:
+    if stamp is None or "N" not in stamp:
         return None
+    raw = stamp["N"]
+    value = parse_number(raw)
+    if value is None:
+        return None
+    # ``Version`` itself, not ``Version.of``: the number is parsed already.
     if not is_marked(item, fields):
-        return Version.of(stamp["N"], holder, own_seq)
+        return Version(value, holder, raw, own_seq)
     seq = item.get(fields.origin_seq, {}).get("S", "")
-    return Version.of(stamp["N"], str(item[fields.origin]["S"]), str(seq))
+    return Version(value, str(item[fields.origin]["S"]), raw, str(seq))
 
 
 def labelled_version(item: Item | None, holder: str, fields: SystemAttributes) -> Version | None:
