@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynamodb_replicator.core.conditions import render
+from dynamodb_replicator.core.conditions import Bound, render
 from dynamodb_replicator.core.model import AttributeValue, Version
 from dynamodb_replicator.core.policy import (
     LATEST,
@@ -45,6 +45,36 @@ def test_condition_agrees_with_pure_order(
     expected = would_apply(policy, incoming, stored, strict=strict)
     assert condition.evaluate(item) is expected
     assert render(condition) is not None  # never a constant: always a real condition
+
+
+@given(versions(), regions, st.booleans())
+def test_a_bound_condition_renders_what_its_tree_renders(
+    incoming: Version, holder: str, strict: bool
+) -> None:
+    """Last-writer-wins' condition is a template rendered once and bound per write: on the
+    wire it must be the tree with the write's values in place, text, names and values in
+    the same order."""
+    condition = LastWriterWins(FIELDS).stored_is_older(incoming, holder, strict=strict)
+    assert isinstance(condition, Bound)
+    bound, tree = render(condition), render(condition.tree())
+    assert bound is not None and tree is not None
+    assert bound.expression == tree.expression
+    assert list(bound.names.items()) == list(tree.names.items())
+    assert list(bound.values.items()) == list(tree.values.items())
+    assert {"N": incoming.raw_timestamp} in bound.values.values()
+
+
+def test_writes_of_one_kind_share_one_rendering() -> None:
+    policy = LastWriterWins(FIELDS)
+    a = policy.stored_is_older(Version.of("5", "us-east-1", "01"), "eu-west-1", strict=False)
+    b = policy.stored_is_older(Version.of("9", "us-west-2", "07"), "eu-west-1", strict=False)
+    assert isinstance(a, Bound) and isinstance(b, Bound)
+    assert a.template is b.template
+    rendered = render(b)
+    assert rendered is not None
+    values = list(rendered.values.values())
+    assert {"N": "9"} in values and {"S": "us-west-2"} in values and {"S": "07"} in values
+    assert {"N": "5"} not in values and {"S": "01"} not in values
 
 
 def test_larger_timestamp_wins() -> None:

@@ -74,7 +74,9 @@ class Signer:
         if token:
             added["X-Amz-Security-Token"] = token
         signed = {name.lower(): " ".join(value.split()) for name, value in headers.items()}
-        signed.update((name.lower(), value) for name, value in added.items())
+        signed["x-amz-date"] = stamp
+        if token:
+            signed["x-amz-security-token"] = token
         signed["host"] = self.host
         names = sorted(signed)
         canonical = "\n".join(
@@ -92,9 +94,10 @@ class Signer:
         to_sign = "\n".join(
             [_ALGORITHM, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
         )
-        signature = hmac.new(
-            self._signing_key(secret_key, day), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
+        # ``hmac.digest``: OpenSSL's one-shot HMAC, no HMAC object per request.
+        signature = hmac.digest(
+            self._signing_key(secret_key, day), to_sign.encode(), "sha256"
+        ).hex()
         added["Authorization"] = (
             f"{_ALGORITHM} Credential={access_key}/{scope}, "
             f"SignedHeaders={';'.join(names)}, Signature={signature}"

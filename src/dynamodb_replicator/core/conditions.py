@@ -4,6 +4,11 @@ Each node renders to DynamoDB's ``ConditionExpression`` syntax and also evaluate
 an item in plain Python, with DynamoDB's semantics (a comparison with a missing attribute
 or between different types is false). The conflict policy builds one tree per write; the
 same tree drives the real conditional write and the pure tests, so the two cannot drift.
+
+A ``Template`` is a tree whose values are left open (``Slot``), rendered once; ``Bound``
+fills in one write's values. Its rendering is the tree's with those values in place, the
+same text, names and values in the same order, for the cost of a dict of values: the
+conflict policy's condition differs between writes of one kind only in its values.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ __all__ = [
     "TRUE",
     "And",
     "AttributeType",
+    "Bound",
     "Compare",
     "Condition",
     "Const",
@@ -27,6 +33,8 @@ __all__ = [
     "Or",
     "Path",
     "Rendered",
+    "Slot",
+    "Template",
     "Value",
     "all_of",
     "any_of",
@@ -44,6 +52,8 @@ class _Names:
     # attribute -> its placeholder: a put's condition names its four attributes a dozen
     # times, and a scan of ``names`` per mention was a tenth of rendering it.
     placeholders: dict[str, str] = field(default_factory=dict)
+    # value placeholder -> its Slot's index, while a Template renders
+    open: dict[str, int] = field(default_factory=dict)
 
     def name(self, attribute: str) -> str:
         placeholder = self.placeholders.get(attribute)
@@ -98,7 +108,23 @@ class Value:
         return names.value(self.value)
 
 
-Operand = Path | Value
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A value of a ``Template`` left open: the ``index`` of its value in ``Bound.values``.
+    Only a template holds one; ``Bound`` puts the value in its place before evaluating."""
+
+    index: int
+
+    def resolve(self, item: Item | None) -> AttributeValue | None:
+        raise TypeError("an open slot has no value: bind its template first")
+
+    def to_expression(self, names: _Names) -> str:
+        placeholder = names.value({})  # the write's value goes here (Template.bind)
+        names.open[placeholder] = self.index
+        return placeholder
+
+
+Operand = Path | Value | Slot
 
 
 def _comparable(value: AttributeValue) -> tuple[str, Any] | None:
@@ -276,8 +302,75 @@ class Rendered:
     values: Mapping[str, AttributeValue]
 
 
+class Template:
+    """A condition with open values (``Slot``), rendered once; ``bind`` fills them in."""
+
+    __slots__ = ("_expression", "_names", "_open", "_values", "condition")
+
+    def __init__(self, condition: Condition) -> None:
+        if isinstance(condition, Const):
+            raise ValueError("a constant condition needs no template")
+        self.condition = condition
+        names = _Names()
+        self._expression = condition.to_expression(names)
+        self._names = names.names
+        self._values = names.values
+        self._open = tuple(names.open.items())
+
+    def bind(self, *values: AttributeValue) -> Bound:
+        """This condition with ``values`` in its slots (by index)."""
+        return Bound(self, values)
+
+    def rendered(self, values: tuple[AttributeValue, ...]) -> Rendered:
+        """What ``render`` makes of the tree with ``values`` in its slots: the same text,
+        names and values. The names are the template's own: read them, never change them
+        (``condition_kwargs`` copies them into a request)."""
+        filled = dict(self._values)  # insertion order: as rendering the tree lists them
+        for placeholder, index in self._open:
+            filled[placeholder] = values[index]
+        return Rendered(self._expression, self._names, filled)
+
+
+def _filled(condition: Condition, values: tuple[AttributeValue, ...]) -> Condition:
+    """``condition`` with ``values`` in its slots (the same tree otherwise)."""
+    if isinstance(condition, Compare):
+        left, right = condition.left, condition.right
+        return Compare(
+            Value(values[left.index]) if isinstance(left, Slot) else left,
+            condition.operator,
+            Value(values[right.index]) if isinstance(right, Slot) else right,
+        )
+    if isinstance(condition, Not):
+        return Not(_filled(condition.operand, values))
+    if isinstance(condition, And):
+        return And(tuple(_filled(op, values) for op in condition.operands))
+    if isinstance(condition, Or):
+        return Or(tuple(_filled(op, values) for op in condition.operands))
+    return condition  # no slot inside: Exists, AttributeType, Const
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A ``Template`` with one write's values: a condition like the tree it stands for."""
+
+    template: Template
+    values: tuple[AttributeValue, ...]
+
+    def tree(self) -> Condition:
+        """The condition tree itself, values in place."""
+        return _filled(self.template.condition, self.values)
+
+    def to_expression(self, names: _Names) -> str:
+        return self.tree().to_expression(names)
+
+    def evaluate(self, item: Item | None) -> bool:
+        return self.tree().evaluate(item)
+
+
 def render(condition: Condition) -> Rendered | None:
     """Render a condition; None when it is always true (write unconditionally)."""
+    if condition.__class__ is Bound:  # the class, not isinstance: a test per write
+        return condition.template.rendered(condition.values)
     if _is(condition, True):
         return None
     if _is(condition, False):

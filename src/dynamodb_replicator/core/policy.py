@@ -31,7 +31,10 @@ from dynamodb_replicator.core.conditions import (
     Condition,
     Const,
     Exists,
+    Operand,
     Path,
+    Slot,
+    Template,
     Value,
     all_of,
     any_of,
@@ -81,8 +84,13 @@ def is_marked(item: Item, fields: SystemAttributes) -> bool:
     marker, stamp = item.get(fields.marker), item.get(fields.timestamp)
     if marker is None or stamp is None or "N" not in marker or "N" not in stamp:
         return False
-    a, b = parse_number(marker["N"]), parse_number(stamp["N"])
-    return a is not None and a == b and "S" in item.get(fields.origin, {})
+    raw = marker["N"]
+    if raw == stamp["N"]:  # as the replicator writes it: one number to parse, not two
+        same = parse_number(raw) is not None
+    else:  # the same number spelled otherwise ("5", "5.0") is as good
+        a = parse_number(raw)
+        same = a is not None and a == parse_number(stamp["N"])
+    return same and "S" in item.get(fields.origin, {})
 
 
 def seal(nonce: str, item: Item, fields: SystemAttributes, *, digested: str = "") -> str:
@@ -137,12 +145,17 @@ def stored_version(
     if item is None:
         return None
     stamp = item.get(fields.timestamp)
-    if stamp is None or "N" not in stamp or parse_number(stamp["N"]) is None:
+    if stamp is None or "N" not in stamp:
         return None
+    raw = stamp["N"]
+    value = parse_number(raw)
+    if value is None:
+        return None
+    # ``Version`` itself, not ``Version.of``: the number is parsed already.
     if not is_marked(item, fields):
-        return Version.of(stamp["N"], holder, own_seq)
+        return Version(value, holder, raw, own_seq)
     seq = item.get(fields.origin_seq, {}).get("S", "")
-    return Version.of(stamp["N"], str(item[fields.origin]["S"]), str(seq))
+    return Version(value, str(item[fields.origin]["S"]), raw, str(seq))
 
 
 def labelled_version(item: Item | None, holder: str, fields: SystemAttributes) -> Version | None:
@@ -185,8 +198,9 @@ def _compare_strings(a: str, operator: str, b: str) -> bool:
 
 class _StoredItem:
     """Condition building blocks that read the stored item's version. The parts that do
-    not depend on the incoming version are built once per SystemAttributes (``_stored``):
-    a put builds its condition for every target region."""
+    not depend on the incoming version are built once per SystemAttributes (``_stored``),
+    and so is last-writer-wins' condition of each kind (``older``): every write of a kind
+    differs from another only in its values, so it is rendered once, bound per write."""
 
     __slots__ = (
         "_marked",
@@ -194,6 +208,7 @@ class _StoredItem:
         "_origin",
         "_seq",
         "_stamp",
+        "_templates",
         "_unmarked",
         "_unversioned",
         "fields",
@@ -210,12 +225,12 @@ class _StoredItem:
         self._unmarked = negate(self._marked)
         self._unversioned = negate(AttributeType(self._stamp, "N"))
         self._missing_seq = negate(Exists(self._seq))
+        # (strict, has a seq, own content is older) -> last-writer-wins' condition; written
+        # by whichever thread asks first (two equal templates: either serves)
+        self._templates: dict[tuple[bool, bool, bool], Template] = {}
 
     def unversioned(self) -> Condition:
         return self._unversioned
-
-    def timestamp(self, operator: str, incoming: Version) -> Condition:
-        return Compare(self._stamp, operator, Value({"N": incoming.raw_timestamp}))
 
     def marked(self) -> Condition:
         """``is_marked``: the marker equals ``__timestamp`` *and* an origin (a string) is
@@ -232,25 +247,49 @@ class _StoredItem:
             all_of(self._unmarked, Const(_compare_strings(holder, operator, region))),
         )
 
-    def seq(self, operator: str, incoming: str) -> Condition:
-        """The stored replica content's ``__originSeq`` (missing: "") against ``incoming``."""
-        if not incoming:
+    def seq(self, operator: str, incoming: Operand | None) -> Condition:
+        """The stored replica content's ``__originSeq`` (missing: "") against ``incoming``
+        (None: the incoming seq is "")."""
+        if incoming is None:
             return self._missing_seq if operator == "<=" else Const(False)
-        stored = Compare(self._seq, operator, Value({"S": incoming}))
-        return any_of(self._missing_seq, stored)
+        return any_of(self._missing_seq, Compare(self._seq, operator, incoming))
 
-    def origin_then_seq(self, operator: str, incoming: Version, holder: str) -> Condition:
-        """(origin, seq) of the stored item ``operator`` (incoming's); ``operator`` is "<"
-        or "<=". Content the application wrote in ``holder`` has seq ``LATEST``."""
-        region = Value({"S": incoming.origin})
+    def origin_then_seq(
+        self, operator: str, region: Operand, seq: Operand | None, own: bool
+    ) -> Condition:
+        """(origin, seq) of the stored item ``operator`` (``region``, ``seq``); ``operator``
+        is "<" or "<=". ``own``: does content the application wrote in the holder (seq
+        ``LATEST``) compare so (``_own_is_older``)?"""
         in_order = any_of(
             Compare(self._origin, "<", region),
-            all_of(Compare(self._origin, "=", region), self.seq(operator, incoming.seq)),
-        )
-        own = (holder, LATEST) < (incoming.origin, incoming.seq) or (
-            operator == "<=" and (holder, LATEST) == (incoming.origin, incoming.seq)
+            all_of(Compare(self._origin, "=", region), self.seq(operator, seq)),
         )
         return any_of(all_of(self._marked, in_order), all_of(self._unmarked, Const(own)))
+
+    def older(self, strict: bool, has_seq: bool, own: bool) -> Template:
+        """Last-writer-wins' ``stored_is_older`` with the incoming version's values open:
+        slot 0 its ``__timestamp`` (N), 1 its origin (S), 2 its seq (S, when it has one)."""
+        key = (strict, has_seq, own)
+        template = self._templates.get(key)
+        if template is None:
+            stamp = Slot(0)
+            order = self.origin_then_seq(
+                "<" if strict else "<=", Slot(1), Slot(2) if has_seq else None, own
+            )
+            condition = any_of(
+                self._unversioned,
+                Compare(self._stamp, "<", stamp),
+                all_of(Compare(self._stamp, "=", stamp), order),
+            )
+            template = self._templates[key] = Template(condition)
+        return template
+
+
+def _own_is_older(holder: str, incoming: Version, strict: bool) -> bool:
+    """Does content the application wrote in ``holder`` (origin ``holder``, seq ``LATEST``)
+    give way to ``incoming`` of the same timestamp?"""
+    own, other = (holder, LATEST), (incoming.origin, incoming.seq)
+    return own < other or (not strict and own == other)
 
 
 @functools.lru_cache(maxsize=16)
@@ -268,15 +307,11 @@ class LastWriterWins:
         return (version.timestamp, version.origin, version.seq)
 
     def stored_is_older(self, incoming: Version, holder: str, *, strict: bool) -> Condition:
-        stored = _stored(self.fields)
-        return any_of(
-            stored.unversioned(),
-            stored.timestamp("<", incoming),
-            all_of(
-                stored.timestamp("=", incoming),
-                stored.origin_then_seq("<" if strict else "<=", incoming, holder),
-            ),
-        )
+        seq = incoming.seq
+        own = _own_is_older(holder, incoming, strict)
+        template = _stored(self.fields).older(strict, bool(seq), own)
+        stamp, origin = {"N": incoming.raw_timestamp}, {"S": incoming.origin}
+        return template.bind(stamp, origin, {"S": seq}) if seq else template.bind(stamp, origin)
 
 
 @dataclass(frozen=True, slots=True)

@@ -164,6 +164,7 @@ from enum import Enum
 
 from dynamodb_replicator.core.conditions import (
     And,
+    Bound,
     Compare,
     Condition,
     Const,
@@ -205,6 +206,8 @@ __all__ = ["Outcome", "TakenBack", "WriteProtocol", "Written"]
 def _unmarked(condition: Condition, fields: SystemAttributes) -> Condition:
     """``condition`` read as if the stored item carried no marker: the policy's view of
     content the application wrote in the holder (the marker test becomes false)."""
+    if isinstance(condition, Bound):  # the policy's condition bound to its values
+        condition = condition.tree()
     marked = Compare(Path(fields.marker), "=", Path(fields.timestamp))
     if condition == marked:
         return Const(False)
