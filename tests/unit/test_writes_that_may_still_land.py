@@ -357,3 +357,34 @@ def test_a_delete_whose_read_after_its_tombstone_lost_its_answer_is_retried_at_o
     assert [call for _, call in store.starts][:3] == ["put", "get", "put"]
     assert result.failed_sequence is None and result.retried == 1
     assert store.landings.now() == began, "a failed read was waited out"
+
+
+def test_the_next_page_writes_while_a_lost_answer_is_waited_out_and_settling_finds_its_landing() -> None:
+    """The runner starts a page's writes on the page before it saying ``written``
+    (runner/pipeline.py). That comes once the writes are done, not after a lost answer's
+    lifetime: page 1's put (P1) loses its answer, its retry applies at once, and
+    page 2's delete runs then. The lost put lands a lifetime after its start on the deleted
+    key; page 1's settling, which does wait for that, finds it and removes it."""
+    store = Faulty(faults={0: "dropped"})  # write 0: P1 (an insert: no P1u first)
+    w = _writer(store)
+    began = store.landings.now()
+    at_written: list[float] = []
+    deleted: list[TargetResult] = []
+
+    def written() -> None:  # the runner's next page: a delete of the key
+        at_written.append(store.landings.now())
+        store.settling = True  # no fault for page 2 or settling
+        deleted.append(w.apply(TABLE, [delete("5", seq="2")]))
+
+    try:
+        result = w.apply(TABLE, [put("4", seq="1")], written=written)
+    finally:
+        w.close()
+    _, sent = store.ambiguous[0]
+    # The state this test is about: page 2 ran while page 1's lost put could still land.
+    assert at_written == [began] and began < sent + LIFETIME
+    assert deleted[0].applied == 1 and deleted[0].failed_sequence is None
+    settling = [t for t, call in store.starts if call == "get"][-1]
+    assert settling >= sent + LIFETIME  # page 1's settling came after the lost put's chance
+    assert result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None  # the late put was removed: the delete holds

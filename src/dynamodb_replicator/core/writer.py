@@ -6,8 +6,9 @@ A batch takes three phases: one batched tombstone read for its puts (P0), the pe
 chains (P1, D1/D2), one batched settling read for its puts (P2/P3). Until settling
 succeeded, the puts count as failed: nothing is checkpointed past a put that might still
 undo a delete. A write whose request may still land (its answer lost: ``may_still_land``)
-is waited out before it is retried or reported failed (``core.landing``): a chain, hence a
-batch, never ends while one of its attempts may still land.
+is retried at once and waited out once per batch, before settling (``core.landing``): a
+batch never ends while one of its attempts may still land. The wait does not hold the next
+page's writes (``written`` comes before it): only settling and what follows the batch.
 """
 
 from __future__ import annotations
@@ -170,9 +171,15 @@ class StoreWriter:
             # before now, so none lands after a lifetime from now.
             outlive(self.protocol.clock, self.protocol.clock.elapsed(), self._lifetime)
             raise
-        self._outlive(total)
+        # The writes are done (each answered, gave up, or was retried after a lost
+        # answer): the next page's writes may start while a lost answer is waited out.
+        # They are what the chain's own later writes are to a late landing (refused by its
+        # version, or found by this batch's settling, which comes after the wait), and
+        # nothing passes this page before its settling: its checkpoint, a lease hand-over
+        # and a Lambda return all wait for this call to return.
         if written is not None:
             written()
+        self._outlive(total)
         # Settling is held to no deadline: its reads and the deletes they decide are safe
         # at any time, and a put that landed late (its answer after the deadline) must still
         # be settled by its writer: the lease's next holder may have settled before it.
