@@ -190,8 +190,9 @@ def test_no_later_request_of_a_key_starts_before_an_ambiguous_write_of_it_may_la
     refusal (throttled, connection refused: it never lands); a write may take a second.
     After an ambiguous failure
     started at s, neither its batch's settling (whose reads decide what a late landing
-    left) nor any request of a later page starts before s + the lifetime, and the batch
-    does not return before then either. (Its retry, and the chain's next writes, may: a
+    left) nor any request of a page applied after the batch returned starts before s +
+    the lifetime, and the batch does not return before then either (the runner's next
+    page starts earlier, on ``written``: ``test_the_next_page_writes_while_...``). (Its retry, and the chain's next writes, may: a
     late first attempt then meets its own version or a later one and is refused, or lands
     on a key a later write of the batch deleted, which settling then finds.)"""
     store = Faulty(faults=faults, lands_after=lands, takes=takes)
