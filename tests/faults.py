@@ -34,7 +34,6 @@ from pathlib import Path
 from dynamodb_replicator.testing.local import free_port
 from tests.runner_process import write_config
 
-
 DELAY_MAX_SECONDS = 0.2  # a delay fault waits up to this long before forwarding
 SLOW_SECONDS = 1.5  # a slow answer comes this long after the server's
 
@@ -254,7 +253,9 @@ class FaultProxy:
         return Handler
 
 
-def fault_config(path: Path, tables: Sequence[str], endpoint_url: str, regions: Sequence[str]) -> Path:
+def fault_config(
+    path: Path, tables: Sequence[str], endpoint_url: str, regions: Sequence[str]
+) -> Path:
     """The runner's config for a fault run: every region through the proxy at
     ``endpoint_url``, the fault runs' lease and request timeout."""
     return write_config(

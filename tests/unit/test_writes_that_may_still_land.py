@@ -192,9 +192,10 @@ def test_no_later_request_of_a_key_starts_before_an_ambiguous_write_of_it_may_la
     started at s, neither its batch's settling (whose reads decide what a late landing
     left) nor any request of a page applied after the batch returned starts before s +
     the lifetime, and the batch does not return before then either (the runner's next
-    page starts earlier, on ``written``: ``test_the_next_page_writes_while_...``). (Its retry, and the chain's next writes, may: a
-    late first attempt then meets its own version or a later one and is refused, or lands
-    on a key a later write of the batch deleted, which settling then finds.)"""
+    page starts earlier, on ``written``: ``test_the_next_page_writes_while_...``). (Its
+    retry, and the chain's next writes, may: a late first attempt then meets its own
+    version or a later one and is refused, or lands on a key a later write of the batch
+    deleted, which settling then finds.)"""
     store = Faulty(faults=faults, lands_after=lands, takes=takes)
     w = _writer(store)
     returned: list[tuple[int, float]] = []  # (requests started by then, clock) per batch
@@ -360,7 +361,7 @@ def test_a_delete_whose_read_after_its_tombstone_lost_its_answer_is_retried_at_o
     assert store.landings.now() == began, "a failed read was waited out"
 
 
-def test_the_next_page_writes_while_a_lost_answer_is_waited_out_and_settling_finds_its_landing() -> None:
+def test_the_next_page_writes_while_a_lost_answer_is_waited_and_settling_finds_it() -> None:
     """The runner starts a page's writes on the page before it saying ``written``
     (runner/pipeline.py). That comes once the writes are done, not after a lost answer's
     lifetime: page 1's put (P1) loses its answer, its retry applies at once, and
