@@ -7,6 +7,7 @@ ManualClock (time goes by only while the writer waits, and due requests land the
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynamodb_replicator.aws.errors import translate
-from dynamodb_replicator.aws.factory import build_writer
+from dynamodb_replicator.aws.factory import build_replicator, build_writer
 from dynamodb_replicator.awslambda.handler import process_event
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.conditions import Condition
@@ -37,11 +38,14 @@ from dynamodb_replicator.core.errors import (
 from dynamodb_replicator.core.model import Item, ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import WriteOp
 from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.roles import RoleSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.store import StoreResult
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
@@ -129,9 +133,12 @@ class Faulty(MemoryStore):
         return super().get(table, keys)
 
 
-def _writer(store: Faulty, *, prefetch: bool = False) -> StoreWriter:
+def _writer(store: Faulty, *, prefetch: bool = False, early: bool = False) -> StoreWriter:
     options = WriterOptions(
-        max_in_flight=2, backoff=Backoff(attempts=3, base=0.0), request_lifetime=LIFETIME
+        max_in_flight=2,
+        backoff=Backoff(attempts=3, base=0.0),
+        request_lifetime=LIFETIME,
+        written_before_wait=early,
     )
     proto = dataclasses.replace(protocol(store, prefetch=prefetch), clock=store.landings)
     return StoreWriter(proto, options)
@@ -368,7 +375,7 @@ def test_the_next_page_writes_while_a_lost_answer_is_waited_and_settling_finds_i
     page 2's delete runs then. The lost put lands a lifetime after its start on the deleted
     key; page 1's settling, which does wait for that, finds it and removes it."""
     store = Faulty(faults={0: "dropped"})  # write 0: P1 (an insert: no P1u first)
-    w = _writer(store)
+    w = _writer(store, early=True)  # as the runner builds it
     began = store.landings.now()
     at_written: list[float] = []
     deleted: list[TargetResult] = []
@@ -390,3 +397,42 @@ def test_the_next_page_writes_while_a_lost_answer_is_waited_and_settling_finds_i
     assert settling >= sent + LIFETIME  # page 1's settling came after the lost put's chance
     assert result.failed_sequence is None
     assert store.item(TABLE, KEY) is None  # the late put was removed: the delete holds
+
+
+def test_outside_the_runner_written_comes_only_after_a_lost_answer_is_waited_out() -> None:
+    """The Lambda handler waits for ``written`` without a limit, then for settling only
+    until its deadline plus a lifetime: its writers (and the CLI's) say ``written`` after
+    the wait, so it never returns while a write of its batch may still land."""
+    store = Faulty(faults={0: "dropped"})
+    w = _writer(store)
+    at_written: list[float] = []
+    try:
+        result = w.apply(TABLE, [put("4")], written=lambda: at_written.append(store.landings.now()))
+    finally:
+        w.close()
+    _, sent = store.ambiguous[0]  # the state this test is about: the put's answer was lost
+    assert result.failed_sequence is None
+    assert at_written == [sent + LIFETIME]
+
+
+def test_only_the_runner_writes_the_next_page_while_a_lost_answer_is_waited_out() -> None:
+    """The runner's writers say ``written`` before the wait (its pipeline starts the next
+    page's writes then); the Lambda's (and the CLI's, ``build_replicator``'s default) after
+    it, as the test above needs."""
+    regions = (
+        RegionSpec("us-east-1", "http://127.0.0.1:1"),
+        RegionSpec(HERE, "http://127.0.0.1:1"),
+    )
+    config = RunnerConfig(tables=("Soak",), regions=regions)
+    runner = Region.connect(regions[0], config, threading.Event(), None).replicator
+    lambda_ = build_replicator(regions[0], regions, config.replication)
+    try:
+        assert isinstance(runner, Replicator)
+        for replicator, early in ((runner, True), (lambda_, False)):
+            writers = list(replicator.writers.values())
+            assert len(writers) == 2
+            for w in writers:
+                assert isinstance(w, StoreWriter) and w.options.written_before_wait is early
+    finally:
+        runner.close()
+        lambda_.close()
