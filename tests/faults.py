@@ -26,17 +26,31 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from dynamodb_replicator.testing.local import free_port
+from tests.runner_process import write_config
+
+DELAY_MAX_SECONDS = 0.2  # a delay fault waits up to this long before forwarding
+SLOW_SECONDS = 1.5  # a slow answer comes this long after the server's
+
+LEASE_SECONDS = 5.0
+"""The fault runs' lease: short, so that a killed runner's shards move on quickly."""
+
+REQUEST_TIMEOUT_SECONDS = 0.5
+"""The fault runs' request timeout: longer than an injected delay and than a busy DynamoDB
+Local's answers, shorter than a slow answer, which it is there to cut. Derived from the
+lease (80% of its margin) it was 1.0 s: every slow answer held its key's chain, and so its
+page, a second, and every lost answer was waited out a second."""
 
 
 @dataclass(frozen=True)
 class FaultRates:
-    delay: float = 0.05  # 0-200 ms before forwarding
-    slow: float = 0.01  # 1.5 s before answering
+    delay: float = 0.05  # 0-DELAY_MAX_SECONDS before forwarding
+    slow: float = 0.01  # SLOW_SECONDS before answering
     server_error: float = 0.03
     throttle: float = 0.03
     drop_before: float = 0.02
@@ -211,7 +225,7 @@ class FaultProxy:
                 target = self.headers.get("X-Amz-Target", "")
                 fault = proxy.draw(target)
                 if fault == "delay":
-                    time.sleep(proxy.random.random() * 0.2)
+                    time.sleep(proxy.random.random() * DELAY_MAX_SECONDS)
                 elif fault == "server_error":
                     return self._answer(500, "InternalServerError", "injected")
                 elif fault == "throttle":
@@ -227,7 +241,7 @@ class FaultProxy:
                 if fault == "drop_after":  # applied upstream, but the client never hears it
                     return self._drop()
                 if fault == "slow":
-                    time.sleep(1.5)
+                    time.sleep(SLOW_SECONDS)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in ("content-length", "connection", "transfer-encoding"):
@@ -237,3 +251,17 @@ class FaultProxy:
                 self.wfile.write(payload)
 
         return Handler
+
+
+def fault_config(
+    path: Path, tables: Sequence[str], endpoint_url: str, regions: Sequence[str]
+) -> Path:
+    """The runner's config for a fault run: every region through the proxy at
+    ``endpoint_url``, the fault runs' lease and request timeout."""
+    return write_config(
+        path,
+        tables,
+        dict.fromkeys(regions, endpoint_url),
+        lease_timeout_seconds=LEASE_SECONDS,
+        request_timeout_seconds=REQUEST_TIMEOUT_SECONDS,
+    )

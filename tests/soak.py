@@ -1,7 +1,7 @@
 """The long fault-injection run: ``make soak`` (SOAK_MINUTES, default 15; FAULT_SEED;
 SOAK_RATE, the writes per second of the three writers in all, default 200; SOAK_PAUSE,
 when set, each writer pauses that long between writes instead, as fast as the server
-answers with 0).
+answers with 0; SOAK_KEEP, when set, keeps the runners' logs of a run that converged).
 
 Writers load three regions for the whole duration while every runner call goes through
 the fault-injecting proxy and the runner is killed with SIGKILL about every 20 seconds;
@@ -57,7 +57,10 @@ def main() -> int:
         # The runners' logs say why (late renewals, deadline misses): kept for reading.
         print(f"soak failed: runner logs kept in {directory}", file=sys.stderr)
         raise
-    shutil.rmtree(directory, ignore_errors=True)
+    if os.environ.get("SOAK_KEEP"):
+        print(f"runner logs kept in {directory}", file=sys.stderr)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)
     load = summary.get("load_average")
     if isinstance(load, dict):
         load["at_start"] = [round(v, 1) for v in load_at_start]

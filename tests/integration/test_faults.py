@@ -18,8 +18,7 @@ from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.testing.local import DynamoDBLocal
-from tests.faults import FaultProxy, FaultRates
-from tests.runner_process import write_config
+from tests.faults import FaultProxy, FaultRates, fault_config
 from tests.soak_report import Drain, Successors, log_digest
 from tests.support import REGIONS, create_table
 from tests.workload import Workload, wait_until_converged
@@ -63,12 +62,7 @@ def run_with_faults(
     }
     for region, client in clients.items():
         create_table(client, table, region=region)
-    config = write_config(
-        tmp_path / "faults.toml",
-        [table],
-        dict.fromkeys(regions, proxy.endpoint_url),
-        lease_timeout_seconds=5,
-    )
+    config = fault_config(tmp_path / "faults.toml", [table], proxy.endpoint_url, regions)
     config.write_text(config.read_text() + config_extra)
     runners = Successors(config, tmp_path, metrics=observe)
     runners.start()

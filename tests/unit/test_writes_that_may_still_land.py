@@ -7,6 +7,7 @@ ManualClock (time goes by only while the writer waits, and due requests land the
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynamodb_replicator.aws.errors import translate
-from dynamodb_replicator.aws.factory import build_writer
+from dynamodb_replicator.aws.factory import build_replicator, build_writer
 from dynamodb_replicator.awslambda.handler import process_event
 from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.conditions import Condition
@@ -37,11 +38,14 @@ from dynamodb_replicator.core.errors import (
 from dynamodb_replicator.core.model import Item, ItemKey, RegionSpec
 from dynamodb_replicator.core.plan import WriteOp
 from dynamodb_replicator.core.ports import TargetResult
+from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.roles import RoleSpec
 from dynamodb_replicator.core.settings import ReplicationSettings
 from dynamodb_replicator.core.store import StoreResult
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
+from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
@@ -129,9 +133,12 @@ class Faulty(MemoryStore):
         return super().get(table, keys)
 
 
-def _writer(store: Faulty, *, prefetch: bool = False) -> StoreWriter:
+def _writer(store: Faulty, *, prefetch: bool = False, early: bool = False) -> StoreWriter:
     options = WriterOptions(
-        max_in_flight=2, backoff=Backoff(attempts=3, base=0.0), request_lifetime=LIFETIME
+        max_in_flight=2,
+        backoff=Backoff(attempts=3, base=0.0),
+        request_lifetime=LIFETIME,
+        written_before_wait=early,
     )
     proto = dataclasses.replace(protocol(store, prefetch=prefetch), clock=store.landings)
     return StoreWriter(proto, options)
@@ -190,10 +197,12 @@ def test_no_later_request_of_a_key_starts_before_an_ambiguous_write_of_it_may_la
     refusal (throttled, connection refused: it never lands); a write may take a second.
     After an ambiguous failure
     started at s, neither its batch's settling (whose reads decide what a late landing
-    left) nor any request of a later page starts before s + the lifetime, and the batch
-    does not return before then either. (Its retry, and the chain's next writes, may: a
-    late first attempt then meets its own version or a later one and is refused, or lands
-    on a key a later write of the batch deleted, which settling then finds.)"""
+    left) nor any request of a page applied after the batch returned starts before s +
+    the lifetime, and the batch does not return before then either (the runner's next
+    page starts earlier, on ``written``: ``test_the_next_page_writes_while_...``). (Its
+    retry, and the chain's next writes, may: a late first attempt then meets its own
+    version or a later one and is refused, or lands on a key a later write of the batch
+    deleted, which settling then finds.)"""
     store = Faulty(faults=faults, lands_after=lands, takes=takes)
     w = _writer(store)
     returned: list[tuple[int, float]] = []  # (requests started by then, clock) per batch
@@ -357,3 +366,73 @@ def test_a_delete_whose_read_after_its_tombstone_lost_its_answer_is_retried_at_o
     assert [call for _, call in store.starts][:3] == ["put", "get", "put"]
     assert result.failed_sequence is None and result.retried == 1
     assert store.landings.now() == began, "a failed read was waited out"
+
+
+def test_the_next_page_writes_while_a_lost_answer_is_waited_and_settling_finds_it() -> None:
+    """The runner starts a page's writes on the page before it saying ``written``
+    (runner/pipeline.py). That comes once the writes are done, not after a lost answer's
+    lifetime: page 1's put (P1) loses its answer, its retry applies at once, and
+    page 2's delete runs then. The lost put lands a lifetime after its start on the deleted
+    key; page 1's settling, which does wait for that, finds it and removes it."""
+    store = Faulty(faults={0: "dropped"})  # write 0: P1 (an insert: no P1u first)
+    w = _writer(store, early=True)  # as the runner builds it
+    began = store.landings.now()
+    at_written: list[float] = []
+    deleted: list[TargetResult] = []
+
+    def written() -> None:  # the runner's next page: a delete of the key
+        at_written.append(store.landings.now())
+        store.settling = True  # no fault for page 2 or settling
+        deleted.append(w.apply(TABLE, [delete("5", seq="2")]))
+
+    try:
+        result = w.apply(TABLE, [put("4", seq="1")], written=written)
+    finally:
+        w.close()
+    _, sent = store.ambiguous[0]
+    # The state this test is about: page 2 ran while page 1's lost put could still land.
+    assert at_written == [began] and began < sent + LIFETIME
+    assert deleted[0].applied == 1 and deleted[0].failed_sequence is None
+    settling = [t for t, call in store.starts if call == "get"][-1]
+    assert settling >= sent + LIFETIME  # page 1's settling came after the lost put's chance
+    assert result.failed_sequence is None
+    assert store.item(TABLE, KEY) is None  # the late put was removed: the delete holds
+
+
+def test_outside_the_runner_written_comes_only_after_a_lost_answer_is_waited_out() -> None:
+    """The Lambda handler waits for ``written`` without a limit, then for settling only
+    until its deadline plus a lifetime: its writers (and the CLI's) say ``written`` after
+    the wait, so it never returns while a write of its batch may still land."""
+    store = Faulty(faults={0: "dropped"})
+    w = _writer(store)
+    at_written: list[float] = []
+    try:
+        result = w.apply(TABLE, [put("4")], written=lambda: at_written.append(store.landings.now()))
+    finally:
+        w.close()
+    _, sent = store.ambiguous[0]  # the state this test is about: the put's answer was lost
+    assert result.failed_sequence is None
+    assert at_written == [sent + LIFETIME]
+
+
+def test_only_the_runner_writes_the_next_page_while_a_lost_answer_is_waited_out() -> None:
+    """The runner's writers say ``written`` before the wait (its pipeline starts the next
+    page's writes then); the Lambda's (and the CLI's, ``build_replicator``'s default) after
+    it, as the test above needs."""
+    regions = (
+        RegionSpec("us-east-1", "http://127.0.0.1:1"),
+        RegionSpec(HERE, "http://127.0.0.1:1"),
+    )
+    config = RunnerConfig(tables=("Soak",), regions=regions)
+    runner = Region.connect(regions[0], config, threading.Event(), None).replicator
+    lambda_ = build_replicator(regions[0], regions, config.replication)
+    try:
+        assert isinstance(runner, Replicator)
+        for replicator, early in ((runner, True), (lambda_, False)):
+            writers = list(replicator.writers.values())
+            assert len(writers) == 2
+            for w in writers:
+                assert isinstance(w, StoreWriter) and w.options.written_before_wait is early
+    finally:
+        runner.close()
+        lambda_.close()

@@ -56,6 +56,7 @@ def build_writer(
     stop: threading.Event | None = None,
     clock: Clock | None = None,
     make: ClientMaker = make_lean_client,
+    written_before_wait: bool = False,
 ) -> StoreWriter:
     """A writer into ``spec`` with ``max_in_flight`` writes at once (default: the
     settings' ``max_workers``). A write whose answer was lost is waited out for the
@@ -73,7 +74,12 @@ def build_writer(
     )
     timeout = settings.request_timeout_seconds
     lifetime = defaults.request_lifetime(timeout, any_role=spec.role is not None)
-    options = WriterOptions(max_in_flight=depth, stop=stop, request_lifetime=lifetime)
+    options = WriterOptions(
+        max_in_flight=depth,
+        stop=stop,
+        request_lifetime=lifetime,
+        written_before_wait=written_before_wait,
+    )
     return StoreWriter(protocol, options)
 
 
@@ -85,15 +91,24 @@ def build_replicator(
     stop: threading.Event | None = None,
     conflict_log: ConflictLog | None = None,
     make: ClientMaker = make_lean_client,
+    written_before_wait: bool = False,
 ) -> Replicator:
     """A Replicator for ``source``'s stream writing to ``regions`` (the source included);
     ``stop`` cuts retries short when the process shuts down; conflicts go to
-    ``conflict_log`` (the caller owns it); its clients are made by ``make``."""
+    ``conflict_log`` (the caller owns it); its clients are made by ``make``;
+    ``written_before_wait``: ``WriterOptions`` (the runner's pipeline)."""
     specs = {spec.name: spec for spec in regions}
     specs.setdefault(source.name, source)
     clock = SystemClock()
     writers = {
-        name: build_writer(spec, settings, stop=stop, clock=clock, make=make)
+        name: build_writer(
+            spec,
+            settings,
+            stop=stop,
+            clock=clock,
+            make=make,
+            written_before_wait=written_before_wait,
+        )
         for name, spec in specs.items()
     }
     reader = TombstoneTable(

@@ -103,9 +103,11 @@ class TargetWriter(Protocol):
         writer's clock): those are reported as failed, to be replayed later.
 
         ``written`` is called once, as soon as every write of ``ops`` is done (landed,
-        stale or given up) and only their settling reads are left, so that a caller can
-        start the next batch's writes while this one settles (it may not be called when
-        ``apply`` raises)."""
+        stale or given up) and only their settling is left, so that a caller can start the
+        next batch's writes while this one settles (it may not be called when ``apply``
+        raises). A write whose answer was lost is done once it was waited out, or, for the
+        runner's writers (``WriterOptions.written_before_wait``), once its retry answered:
+        its first attempt may still land then, and settling waits for that."""
         ...
 
     def close(self) -> None: ...

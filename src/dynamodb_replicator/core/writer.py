@@ -6,8 +6,10 @@ A batch takes three phases: one batched tombstone read for its puts (P0), the pe
 chains (P1, D1/D2), one batched settling read for its puts (P2/P3). Until settling
 succeeded, the puts count as failed: nothing is checkpointed past a put that might still
 undo a delete. A write whose request may still land (its answer lost: ``may_still_land``)
-is waited out before it is retried or reported failed (``core.landing``): a chain, hence a
-batch, never ends while one of its attempts may still land.
+is retried at once and waited out once per batch, before settling (``core.landing``): a
+batch never ends while one of its attempts may still land. In the runner the wait does not
+hold the next page's writes (``WriterOptions.written_before_wait``): only settling and what
+follows the batch.
 """
 
 from __future__ import annotations
@@ -55,6 +57,11 @@ class WriterOptions:
     # the request timeout, twice with a role). A write whose answer was lost is waited out
     # this long from its start; ``aws.factory.build_writer`` sets it from the settings.
     request_lifetime: float = defaults.REQUEST_TIMEOUT_SECONDS
+    # The runner's pipeline: ``written`` comes once the writes answered, before a lost
+    # answer is waited out, so the next page's writes start then (its settling still
+    # waits). False (the Lambda, the CLI): after the wait, so that a caller waiting for
+    # ``written`` without a limit (the Lambda handler) also waits out every lost answer.
+    written_before_wait: bool = False
 
 
 @dataclass(slots=True)
@@ -170,8 +177,17 @@ class StoreWriter:
             # before now, so none lands after a lifetime from now.
             outlive(self.protocol.clock, self.protocol.clock.elapsed(), self._lifetime)
             raise
+        # The writes are done (each answered, gave up, or was retried after a lost
+        # answer): with ``written_before_wait`` the next page's writes may start while a
+        # lost answer is waited out. They are what the chain's own later writes are to a
+        # late landing (refused by its version, or found by this batch's settling, which
+        # comes after the wait), and nothing passes this page before its settling: its
+        # checkpoint and a lease hand-over wait for this call to return.
+        early = self.options.written_before_wait
+        if written is not None and early:
+            written()
         self._outlive(total)
-        if written is not None:
+        if written is not None and not early:
             written()
         # Settling is held to no deadline: its reads and the deletes they decide are safe
         # at any time, and a put that landed late (its answer after the deadline) must still

@@ -5,7 +5,8 @@ A page goes through two phases (``Replicator.process``): its writes, then its se
 The shard worker keeps at most two pages of a cursor in flight, and starts a page's writes
 only once the writes of the page before it are done (``wait_written``), so writes of one
 key stay in stream order and a page's source-region tombstones are written before the next
-page reads them; only a page's settling overlaps the next page's writes. Its result is
+page reads them; only a page's settling (with the wait for a lost answer's last chance to
+land, core/landing.py) overlaps the next page's writes. Its result is
 settled (counted, checkpointed) strictly in stream order, by the shard worker's thread.
 """
 

@@ -144,6 +144,8 @@ class Region:
                 stop=stopping,
                 conflict_log=conflict_log,
                 make=functools.partial(shared.make, make_lean_client),
+                # The next page's writes do not wait out a lost answer of this one.
+                written_before_wait=True,
             ),
             DynamoParkingLot(client("dynamodb"), config.state_table, spec.name),
             # One attempt per renewal: the keeper tries again at its next tick.
