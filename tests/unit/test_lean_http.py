@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ConnectionClosedError
 
-from dynamodb_replicator.aws.http import Pool, _read_answer
+from dynamodb_replicator.aws.http import Pool
+from dynamodb_replicator.aws.http_answers import read_answer as _read_answer
 
 # What the server does with one connection: reads requests, writes raw answers.
 Serve = Callable[[socket.socket], None]

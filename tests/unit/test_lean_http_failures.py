@@ -3,9 +3,10 @@ writes a request (``os.write``, then ``sendall``), reads an answer's head (from 
 buffer at once, or line by line) and reuses a connection (its own poller), and how the
 store translates what comes out. The worst outcome is a write misclassified: reported
 applied (or refused) when the server said otherwise, or "never sent" when some of it may
-have reached the server (docs/concepts/write-path.md). Defects are strict xfails; the rest
-pins what held. A raw loopback server (``test_lean_http.RawServer``) plays the endpoint,
-and botocore's own client, on the same server, is the reference."""
+have reached the server (docs/concepts/write-path.md). The defects it found are fixed (the
+tests under "defects" failed before); the rest pins what held. A raw loopback server
+(``test_lean_http.RawServer``) plays the endpoint, and botocore's own client, on the same
+server, is the reference."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from hypothesis import strategies as st
 
 from dynamodb_replicator.aws import http
 from dynamodb_replicator.aws.errors import translate
-from dynamodb_replicator.aws.http import Pool, _read_answer
+from dynamodb_replicator.aws.http import Pool
+from dynamodb_replicator.aws.http_answers import read_answer as _read_answer
 from dynamodb_replicator.aws.lean import LeanClient
 from dynamodb_replicator.aws.store import DynamoStore
 from dynamodb_replicator.core.conditions import TRUE
@@ -110,14 +112,9 @@ def put(store: DynamoStore) -> tuple[bool, Any]:
     return result.applied, result.item
 
 
-# --- defects ----------------------------------------------------------------------------
+# --- defects (fixed) --------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aws.http takes an interim 1xx answer for the answer: a put whose condition "
-    "failed is reported applied, and the real answer is read by the next request",
-)
 def test_an_interim_100_continue_is_skipped_as_botocore_skips_it(serving: Serving) -> None:
     """HTTP/1.1 lets a server send ``100 Continue`` before the answer, asked or not
     (RFC 9110 15.2: a client must parse 1xx answers it did not expect); http.client, so
@@ -136,46 +133,47 @@ def test_an_interim_100_continue_is_skipped_as_botocore_skips_it(serving: Servin
     assert found["lean"] == [refused, refused]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bytes left in the connection's reader after an answer are not seen by "
-    "_Connection.dropped (it polls the socket only) and are read as the next answer",
-)
 def test_bytes_after_an_answer_are_never_the_next_requests_answer(serving: Serving) -> None:
     """A server (or a middlebox) that sends more than the answer it owes (here a second,
     stale answer in the same segment) leaves those bytes in the reader's buffer, where
-    ``dropped`` (a poll of the socket) cannot see them; the next request on the connection
-    then takes them as its answer. botocore reads each answer through a fresh buffer and
-    gets the second put's own answer (a refusal). The lean transport reports that put
-    applied, with the stale answer's item."""
-    puts = {"count": 0}
+    ``dropped`` (a poll of the socket) cannot see them; were the connection kept, the next
+    request on it would take them as its answer (the second put reported applied, with
+    the stale answer's item). The lean transport closes such a connection instead of
+    keeping it, so the second put, on a new connection, gets its own answer (a refusal),
+    as botocore does (it reads each answer through a fresh buffer on the same connection).
+    Each transport has a server of its own, whose first put (on whichever connection)
+    gets the applied answer and the stale one, and every later put a refusal."""
 
-    def stale_bytes_after_the_first_answer(conn: socket.socket) -> None:
-        count = 0
-        while read_request(conn):
-            count += 1
-            puts["count"] += 1
-            if count == 1:
-                applied = answer(200, b"{}")
-                conn.sendall(applied + answer(200, b'{"Attributes": {"pk": {"S": "x"}}}'))
-            else:
-                conn.sendall(answer(400, CONDITION_FAILED))
+    def server_of_its_own() -> tuple[RawServer, list[int]]:
+        puts: list[int] = []
 
-    server = serving(quiet(stale_bytes_after_the_first_answer))
-    found = {name: [put(store), put(store)] for name, store in stores(server.url).items()}
-    # The state: both stores sent both puts (the lean one's second got the stale answer,
-    # so it may return before the server has read it).
-    poll(lambda: puts["count"] == 4, "four puts at the server", timeout=5)
+        def stale_bytes_after_the_first_answer(conn: socket.socket) -> None:
+            while read_request(conn):
+                puts.append(len(puts))
+                if len(puts) == 1:
+                    applied = answer(200, b"{}")
+                    conn.sendall(applied + answer(200, b'{"Attributes": {"pk": {"S": "x"}}}'))
+                else:
+                    conn.sendall(answer(400, CONDITION_FAILED))
+
+        return serving(quiet(stale_bytes_after_the_first_answer)), puts
+
+    found = {}
+    for name in ("botocore", "lean"):
+        server, puts = server_of_its_own()
+        store = stores(server.url)[name]
+        found[name] = [put(store), put(store)]
+        # The state: both puts reached this server (the first answer's stale bytes were
+        # sent with it).
+        poll(lambda puts=puts: len(puts) == 2, f"{name}'s two puts at the server", timeout=5)
+        # botocore discards the stale bytes and keeps the connection; the lean transport
+        # closes it.
+        assert server.connections == (1 if name == "botocore" else 2)
     expected = [(True, None), (False, {"pk": {"S": "k"}, "v": {"N": "9"}})]
     assert found["botocore"] == expected
     assert found["lean"] == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an OverflowError (not a ValueError) from reader.read escapes Pool.post: not a "
-    "botocore exception, and the connection is left open",
-)
 @pytest.mark.parametrize(
     "head",
     [
@@ -200,11 +198,6 @@ def test_an_absurd_body_length_is_a_closed_connection(serving: Serving, head: by
         client.post(b"{}", {"Host": "h"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aws.http compares the Connection header to 'close' whole; http.client (so "
-    "botocore) closes when 'close' is one of its options",
-)
 def test_a_connection_header_listing_close_is_not_reused() -> None:
     """``Connection`` is a list of options (RFC 9110 7.6.1): ``keep-alive, close`` (or two
     Connection headers, joined) means the server closes. Kept, the connection carries the
@@ -217,11 +210,6 @@ def test_a_connection_header_listing_close_is_not_reused() -> None:
     assert not reusable
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Pool.post raises ConnectionClosedError on EPIPE/ECONNRESET while sending, "
-    "without reading the answer the server already sent (urllib3 reads it)",
-)
 def test_an_answer_sent_before_the_request_was_read_is_the_answer(serving: Serving) -> None:
     """A server that refuses a request from its head (here: too large, a 400
     ValidationException), answers at once and closes without reading the body makes the

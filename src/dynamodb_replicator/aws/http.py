@@ -5,7 +5,8 @@ urllib3 and ``http.client`` cost about 0.3 ms of CPU per call on the benchmark m
 answer's headers parsed by the ``email`` package, each request header validated and
 encoded on its own, a pool checked out through a queue): most of what the lean transport
 spent per write. Here a request is one ``sendall`` of bytes built at once, and an answer is
-its status line, its headers split on ``:`` and ``Content-Length`` (or chunked) bytes.
+its status line, its headers split on ``:`` and ``Content-Length`` (or chunked) bytes
+(``aws.http_answers``).
 
 Failures come out as botocore's exceptions, the same mapping botocore's own HTTP session
 makes for urllib3's (``aws.lean``), so the one error table translates them:
@@ -27,15 +28,15 @@ instant its budget started, or never (fencing by time: docs/concepts/guarantees.
 from __future__ import annotations
 
 import collections
+import io
 import os
 import select
 import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from botocore.exceptions import (
     ConnectionClosedError,
@@ -45,20 +46,27 @@ from botocore.exceptions import (
     SSLError,
 )
 
+from dynamodb_replicator.aws.http_answers import Answer, read_answer
+
 __all__ = ["Answer", "Pool"]
 
-# A status line or header line longer than this is no DynamoDB answer.
-_MAX_LINE = 65536
 
+class _Counted(socket.SocketIO):
+    """A socket's reading end that counts the bytes it delivered: its ``tell``, so that
+    the buffered reader's ``tell`` (that count less what it holds unread) works."""
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer: status, headers (a repeated header's values joined by ", ", as
-    urllib3 does), body."""
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock, "rb")
+        self.delivered = 0
 
-    status: int
-    headers: Mapping[str, str]
-    data: bytes
+    def readinto(self, b: Any) -> int | None:
+        n = super().readinto(b)
+        if n:
+            self.delivered += n
+        return n
+
+    def tell(self) -> int:
+        return self.delivered
 
 
 class _Connection:
@@ -66,7 +74,8 @@ class _Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.reader: BinaryIO = sock.makefile("rb")
+        self._raw = _Counted(sock)
+        self.reader = io.BufferedReader(self._raw)
         # A plain socket with a timeout is non-blocking underneath, and its ``sendall``
         # polls for room before every send: a system call (and a hand-over of the GIL)
         # per request for nothing, as a request fits in an idle connection's buffer. TLS
@@ -99,6 +108,11 @@ class _Connection:
             return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True
+
+    def unread(self) -> bool:
+        """Whether the reader holds bytes no answer took (a server sending more than the
+        answer it owed): the next request would take them for its answer."""
+        return self._raw.delivered != self.reader.tell()
 
     def close(self) -> None:
         self.reader.close()
@@ -161,8 +175,7 @@ class Pool:
             connection.close()
             raise ConnectTimeoutError(endpoint_url=self.url, error="the send-by instant passed")
         try:
-            connection.send(request)
-            answer, reusable = _read_answer(connection.reader)
+            answer, reusable = _exchange(connection, request)
         except TimeoutError as exc:
             connection.close()
             raise ReadTimeoutError(endpoint_url=self.url, error=exc) from exc
@@ -172,6 +185,7 @@ class Pool:
         except (OSError, ValueError) as exc:
             connection.close()
             raise ConnectionClosedError(endpoint_url=self.url, error=exc) from exc
+        reusable = reusable and not connection.unread()
         if reusable and not self._closed and len(self._idle) < self._maxsize:
             self._idle.append(connection)
         else:
@@ -219,6 +233,21 @@ class Pool:
         return _Connection(sock)
 
 
+def _exchange(connection: _Connection, request: bytes) -> tuple[Answer, bool]:
+    """``request`` sent on ``connection``, and the answer read (whether the connection
+    can carry another). A server may answer (a refusal) and close before it read the
+    whole request, so that the send fails: its answer, when one came, is then read, as
+    urllib3 reads it; otherwise the send's error (a closed connection: may still land)."""
+    try:
+        connection.send(request)
+    except ConnectionError:
+        if not connection.dropped():  # nothing to read: no answer came
+            raise
+        answer, _ = read_answer(connection.reader)
+        return answer, False
+    return read_answer(connection.reader)
+
+
 def _left(send_by: float) -> float:
     """What is left of the budget; TimeoutError when nothing is."""
     left = send_by - time.monotonic()
@@ -245,84 +274,3 @@ def _first_to_answer(found: Sequence[tuple[Any, ...]], send_by: float) -> socket
             continue
         return sock
     raise failure
-
-
-def _line(reader: BinaryIO) -> bytes:
-    line = reader.readline(_MAX_LINE + 1)
-    if not line.endswith(b"\n"):
-        # b"": the server closed the connection (before or in the middle of a line).
-        raise ValueError("connection closed before a whole answer" if not line else "line")
-    return line
-
-
-def _buffered_head(reader: BinaryIO) -> list[str] | None:
-    """The answer's status line and header lines, taken off ``reader`` in one go when they
-    are all in its buffer (a DynamoDB answer's head comes in one segment), each line
-    ended by CRLF; None (nothing taken) otherwise: then they are read line by line."""
-    buffered = reader.peek(_MAX_LINE)  # type: ignore[attr-defined]  # a BufferedReader
-    end = buffered.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    head = buffered[:end]
-    if head.count(b"\n") != head.count(b"\r\n"):
-        return None  # a line ended by LF alone: the line reader's way
-    reader.read(end + 4)  # from the buffer: no system call
-    lines: list[str] = head.decode("latin-1").split("\r\n")
-    return lines
-
-
-def _lines(reader: BinaryIO) -> Iterator[str]:
-    """Header lines read one at a time, up to the empty line that ends them."""
-    while (line := _line(reader)) not in (b"\r\n", b"\n"):
-        yield line.decode("latin-1")
-
-
-def _read_answer(reader: BinaryIO) -> tuple[Answer, bool]:
-    """The answer on ``reader``, and whether its connection can carry another request."""
-    head = _buffered_head(reader)
-    lines: Iterable[str]
-    if head is None:
-        status_line, lines = _line(reader), _lines(reader)
-    else:
-        status_line, lines = head[0].encode("latin-1"), head[1:]
-    version, _, rest = status_line.partition(b" ")
-    if not version.startswith(b"HTTP/1."):
-        raise ValueError(f"not an HTTP answer: {status_line[:40]!r}")
-    status = int(rest[:3])
-    headers: dict[str, str] = {}
-    lowered: dict[str, str] = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
-        if not colon:
-            raise ValueError(f"not a header: {line.encode('latin-1')[:40]!r}")
-        name, value = name.strip(), value.strip()
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        lowered[name.lower()] = headers[name]
-    reusable = lowered.get("connection", "").lower() != "close" and version == b"HTTP/1.1"
-    if "chunked" in lowered.get("transfer-encoding", "").lower():
-        data = _chunked(reader)
-    elif "content-length" in lowered:
-        length = int(lowered["content-length"])
-        data = reader.read(length)
-        if len(data) != length:
-            raise ValueError("connection closed in the middle of an answer")
-    elif status in (204, 304) or 100 <= status < 200:
-        data = b""
-    else:  # the body ends where the connection does
-        data, reusable = reader.read(), False
-    return Answer(status, headers, data), reusable
-
-
-def _chunked(reader: BinaryIO) -> bytes:
-    parts: list[bytes] = []
-    while True:
-        size = int(_line(reader).split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while _line(reader) not in (b"\r\n", b"\n"):  # trailers
-                pass
-            return b"".join(parts)
-        chunk = reader.read(size)
-        if len(chunk) != size:
-            raise ValueError("connection closed in the middle of an answer")
-        parts.append(chunk)
-        _line(reader)
