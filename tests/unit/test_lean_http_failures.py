@@ -86,8 +86,10 @@ def answer(status: int, body: bytes) -> bytes:
     ) + body
 
 
-def botocore_client(url: str) -> Any:
-    config = Config(connect_timeout=0.5, read_timeout=0.5, retries={"total_max_attempts": 1})
+def botocore_client(url: str, timeout: float = 0.5) -> Any:
+    config = Config(
+        connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
+    )
     return boto3.session.Session().client(
         "dynamodb",
         region_name="eu-west-1",
@@ -98,11 +100,12 @@ def botocore_client(url: str) -> Any:
     )
 
 
-def stores(url: str) -> dict[str, DynamoStore]:
-    """The same store over botocore's own transport and over the lean one."""
-    lean = LeanClient(botocore_client(url), Credentials("AKID", "secret", "token"))
+def stores(url: str, timeout: float = 0.5) -> dict[str, DynamoStore]:
+    """The same store over botocore's own transport and over the lean one, both with
+    ``timeout`` as connect and read timeout."""
+    lean = LeanClient(botocore_client(url, timeout), Credentials("AKID", "secret", "token"))
     return {
-        "botocore": DynamoStore(botocore_client(url), "eu-west-1"),
+        "botocore": DynamoStore(botocore_client(url, timeout), "eu-west-1"),
         "lean": DynamoStore(lean, "eu-west-1"),
     }
 
@@ -232,8 +235,12 @@ def test_an_answer_sent_before_the_request_was_read_is_the_answer(serving: Servi
 
     server = serving(quiet(refuse_from_the_head))
     item = {"pk": {"S": "k"}, "v": {"S": "x" * (16 << 20)}}  # more than the socket buffers
+    # Encoding and signing 16 MiB count against the lean call's send-by instant (its
+    # connect timeout from the call's start): on a loaded machine they took more than
+    # 0.5 s, and the request was (rightly) never sent. The timeouts fit the body.
     found = {
-        t: outcome(functools.partial(s.put, "T", item, TRUE)) for t, s in stores(server.url).items()
+        t: outcome(functools.partial(s.put, "T", item, TRUE))
+        for t, s in stores(server.url, timeout=5.0).items()
     }
     assert len(heads) == 2  # the state: each transport's request reached the server
     assert found["botocore"] == ("ItemRejectedError", False)
