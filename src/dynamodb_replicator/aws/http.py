@@ -15,6 +15,15 @@ no answer in the read timeout -> ``ReadTimeoutError``; the connection lost befor
 answer -> ``ConnectionClosedError``; TLS -> ``SSLError``. Nothing is retried here: retries
 are the one backoff's (``core.retry``).
 
+A connection carries another request only if its answer allows it (HTTP/1.1, no ``close``
+among its ``Connection`` options, a body of known length) and left nothing unread behind
+it: bytes past an answer (a server sending more than it owed) would be taken for the next
+request's answer, so such a connection is closed. A server may answer a request from its
+head (a refusal) and close before reading the rest, so that the send fails: the answer
+that came is then read, as urllib3 reads it; with none to read, the failure is a closed
+connection (it may still land). An error before the first byte went out is the only
+"never sent".
+
 A request has one send-by instant (by default the connect timeout after ``post`` was
 called; ``aws.lean`` counts it from the call's start, before signing): the name's
 resolution, the connects to its addresses (each gets only what is left, not a connect
