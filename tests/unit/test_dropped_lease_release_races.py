@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.fanout import AbandonedBatchError, Handover
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.ports import deadline_passed
@@ -469,3 +470,67 @@ def test_a_full_restart_keeps_the_leases_through_the_keepers_next_tick(tmp_path:
         assert not released, f"{len(released)} of {len(held)} leases given up by a restart"
     finally:
         runner.shutdown()
+
+
+def test_the_leases_a_restart_kept_and_the_next_round_did_not_take_are_handed_back(
+    tmp_path: Path,
+) -> None:
+    """What the restart's keep costs: a lease it kept that the round after it does not take
+    again (a fair share that shrank, a region marked down) is due for release from the end
+    of that round (``Held.settle_kept``, the round's last step), as a crashed shard's is:
+    none is left to pin its shard. Mutation: ``settle_kept`` not marking them due leaves
+    them held in the table."""
+    path = tmp_path / "c.toml"
+    rewrite(path)
+    clock = ManualClock()
+    tables: dict[str, LeaseTable] = {}
+
+    def connect(spec: RegionSpec) -> Region:
+        table = tables.setdefault(spec.name, LeaseTable(clock))
+        store = MemoryStateStore(table, name=spec.name)
+        return Region(spec, FakeStreams(spec.name), store, FakeReplicator(), NoParking())
+
+    runner = reloading_runner(path, clock, connect)
+    try:
+        runner.balance()
+        held = {ref: o.region for ref, o in runner.owned.items()}
+        rewrite(path, extra="page_limit = 500\n")
+        assert runner.reload_if_changed()
+        assert held and not runner.owned and set(runner.held.kept) == set(held)
+        runner.held.settle_kept()  # the round's end, none taken again
+        runner.keeper.renew_all()
+        assert all(tables[r].leases[ref].expires_ms == 0 for ref, r in held.items())
+    finally:
+        runner.shutdown()
+
+
+def test_a_release_clears_the_deadline_before_it_is_sent(table: LeaseTable) -> None:
+    """``Holdings.release`` (``Held.drop``'s) clears the dropped lease's deadline first, as
+    the keeper's ``_release_dropped`` does: no write of it starts once a release may land,
+    answered or not. Mutation: not clearing it leaves the deadline a lease ahead."""
+    clock = table.clock
+    assert isinstance(clock, ManualClock)
+    timing_out = LeaseCallsTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out, name="w1")}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None and lease.deadline() > clock.t
+    keeper.forget(SHARD)
+    timing_out.on = True
+    with pytest.raises(UnreachableError):
+        keeper.release(SHARD, "a")  # times out, unsent: the table still holds it
+    assert table.leases[SHARD].expires_ms > ms(clock.t)
+    assert deadline_passed(lambda now: lease.fence(clock, now), clock)
+
+
+def test_a_region_batch_not_started_when_its_page_gave_up_never_starts() -> None:
+    """``Handover``: a batch the pool takes after its page gave up (``abandon``) does
+    nothing, so a page that raised leaves no write of it to start later."""
+    calls: list[str] = []
+    handover = Handover()
+    late = handover.wrap(lambda: calls.append("wrote"))
+    handover.abandon()
+    with pytest.raises(AbandonedBatchError):
+        late()
+    assert calls == []
