@@ -55,9 +55,10 @@ class ScriptedClock:
 
 def renewed_at(t: float, offset: float) -> Lease:
     """A lease renewed (answered) at true time ``t`` on a wall clock ``offset`` ahead:
-    ``until`` in that wall frame, ``passes`` on the monotonic reading."""
+    ``until`` in that wall frame, ``passes`` and ``held_until`` on the monotonic reading."""
     lease = Lease("eu-west-1", until=t + offset + LEASE, margin=MARGIN, span=LEASE)
     lease.may_store(lease.until, t + offset, t)
+    lease.stored(lease.until, t + offset, t)
     return lease
 
 
@@ -161,6 +162,7 @@ def test_a_renewal_answered_around_the_reading_moves_the_fence_only_once_stored(
         if renewed:
             again = renewed_at(t0 + late, 0.0)
             lease.may_store(again.until, t0 + late, t0 + late)
+            lease.stored(again.until, t0 + late, t0 + late)
             lease.until = lease.ceiling = again.until
 
     clock = ScriptedClock(t0 + late, hooks={} if inside else {BEFORE: renew})
@@ -270,10 +272,10 @@ def test_the_monotonic_fence_is_exact_against_an_epoch_sized_wall_reading() -> N
     """The fence's monotonic part, added to a wall reading of today's size (where a float
     is about 0.2 us coarse), lets no write start once the monotonic fence is reached (the
     wall deadline far off: renewed an hour ahead), and refuses none a microsecond before
-    it. Mutation: summing ``now + passes - elapsed`` left to right (the wall-sized sum
+    it. Mutation: summing ``now + held_until - elapsed`` left to right (the wall-sized sum
     rounded first) says "not passed" exactly at the fence, at these readings."""
     wall, passes = 1_613_047_235.5476644, 918_992.5709849596  # found by a random search
-    lease = Lease("eu-west-1", until=wall + STEP, margin=MARGIN, span=LEASE, passes=passes)
+    lease = Lease("eu-west-1", until=wall + STEP, margin=MARGIN, span=LEASE, held_until=passes)
     fence_at = passes - MARGIN
     for steady, passed in ((fence_at, True), (fence_at + 1e-9, True), (fence_at - 1e-6, False)):
         clock = Readings(wall, steady)

@@ -11,6 +11,7 @@ clock, asserting the standing invariant it threatens (docs/concepts/guarantees.m
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.core.errors import UnreachableError
+from dynamodb_replicator.core.fanout import AbandonedBatchError, Handover
 from dynamodb_replicator.core.model import ItemKey, RegionSpec
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.ports import deadline_passed
@@ -38,6 +40,7 @@ from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 from dynamodb_replicator.testing.memory_store import MemoryStore
+from tests.support import poll
 
 from .reloading import reloading_runner, rewrite
 from .strategies import FIELDS
@@ -79,15 +82,18 @@ class NoSecondThread(ThreadPoolExecutor):
     """The replicator's pool on a machine out of threads: the first one starts, the next
     one the pool needs cannot (``RuntimeError: can't start new thread``). As in CPython,
     the task is queued before the thread is started, so the task whose ``submit`` raised
-    still runs, on the thread that did start."""
+    still runs, on the thread that did start: here it has started (``started`` set by
+    its first write) before ``submit`` raises."""
 
-    def __init__(self, max_workers: int) -> None:
+    def __init__(self, max_workers: int, started: threading.Event) -> None:
         super().__init__(max_workers=max_workers)
         self.starts = 0
+        self.started = started
 
     def _adjust_thread_count(self) -> None:
         self.starts += 1
         if self.starts > 1:
+            assert self.started.wait(30), "the pool's one thread never took the queued task"
             raise RuntimeError("can't start new thread")
         super()._adjust_thread_count()
 
@@ -122,29 +128,22 @@ def table() -> Iterator[LeaseTable]:
     yield LeaseTable(ManualClock(1000.0))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a batch orphaned by a failed submit lands after the prompt release",
-)
-def test_a_region_write_orphaned_by_a_crashed_page_lands_after_the_next_holder_acquired(
-    table: LeaseTable,
+def test_a_region_write_orphaned_by_a_crashed_page_lands_before_the_next_holder_acquires(
+    table: LeaseTable, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Interleaving: w1 holds SHARD (source a, targets a and b). Its page's
-    ``Replicator._process`` submits region a's batch, and the submit of region b's needs a
-    second pool thread that the machine cannot start: ``submit`` raises after queuing the
-    task (CPython queues, then starts the thread). The page fails, the shard thread logs
-    "shard worker crashed", flushes nothing (no page in flight on its cursor) and ends.
-    Region b's batch still runs, on the pool's one thread, nobody waiting for it: its put
-    passes its deadline check and is on its way. ``Held.reap`` drops the shard
-    (``release=False``) and, the thread having ended, calls ``Holdings.ended``: the
-    keeper's next tick releases the lease at once, and w2 acquires it. Then the put lands
-    in b: a write of SHARD after another worker acquired it. Before b413221 the reaped
-    lease was left to run out (past every write started before its deadline).
-
-    Suggested fix: ``Replicator._process`` must wait for every future it submitted before
-    raising (submit inside a try; on an error, wait for those already queued, and the
-    one whose submit raised: CPython queued it), or use ``core.workers.Workers``, which
-    starts its threads before queuing any task."""
+    """Interleaving (review of b413221): w1 holds SHARD (source a, targets a and b). Its
+    page's ``Replicator._process`` submits region a's batch, and the submit of region b's
+    needs a second pool thread that the machine cannot start: ``submit`` raises after
+    queuing the task (CPython queues, then starts the thread), and the pool's one thread
+    has taken it: region b's put passed its deadline check and is on its way. Were the
+    page to raise at once, the shard thread would end ("shard worker crashed"), the reap
+    (``release=False``) call ``Holdings.ended``, the keeper's next tick release the lease
+    and w2 acquire it, and then the put land in b: a write of SHARD after another worker
+    acquired it. So the page gives up only once every batch it handed over has ended
+    (``core.fanout.Handover``; one not yet started never starts). Mutation: main's
+    ``_process`` before the fix (the submits in one comprehension, no ``Handover``) fails
+    the ordering below, the put landing after w2's acquire."""
+    caplog.set_level(logging.ERROR, logger="dynamodb_replicator.core.replicator")
     clock = table.clock
     assert isinstance(clock, ManualClock)
     w1 = MemoryStateStore(table, name="w1")
@@ -170,10 +169,22 @@ def test_a_region_write_orphaned_by_a_crashed_page_lands_after_the_next_holder_a
         policy=policy,
         fields=FIELDS,
     )
-    replicator._pool = NoSecondThread(max_workers=4)
+    replicator._pool = NoSecondThread(max_workers=4, started=landings.put_out)
     region = Region(CONFIG.region("a"), OnePage([a_record()]), w1, replicator, NoParking())
     regions = {"a": region, "b": region}
     held = Held("w1", clock, Reachability(clock), keeper, lambda: regions)
+
+    def w2_takes_it_if_released() -> None:
+        held.reap()  # a shard whose thread ended: dropped, due for release
+        keeper.renew_all()  # the keeper's next tick
+        if table.leases[SHARD].expires_ms == 0 and "w2 acquired" not in landings.events:
+            assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(clock.t), ms(LEASE))
+            landings.events.append("w2 acquired")
+
+    def gave_up() -> bool:
+        messages = [r.getMessage() for r in caplog.records]
+        return "region batch not handed over: waiting for those started" in messages
+
     try:
         held.own(
             "a",
@@ -187,31 +198,25 @@ def test_a_region_write_orphaned_by_a_crashed_page_lands_after_the_next_holder_a
         )
         owned = held.owned[SHARD]
         assert landings.put_out.wait(30), "region b's put never started"
-        owned.thread.join(30)
-        # The state this test is about: the shard thread has ended (crashed, not done)
-        # while region b's put, started by its page, is still on its way.
-        assert not owned.thread.is_alive() and not owned.worker.done
+        # The state this test is about: region b's put on its way, its submit failed, and
+        # the page has either ended its shard's thread or is waiting for the put.
+        poll(lambda: gave_up() or not owned.thread.is_alive(), "the page to give up")
         assert "put landed in b" not in landings.events
-        held.reap()  # dropped without a release; its thread ended: due for release
-        assert SHARD not in held.owned
-        keeper.renew_all()  # the keeper's next tick
-        assert table.leases[SHARD].expires_ms == 0  # released
-        assert MemoryStateStore(table, name="w2").acquire(SHARD, "w2", ms(clock.t), ms(LEASE))
-        landings.events.append("w2 acquired")
+        w2_takes_it_if_released()  # the reap and the tick, the put still out
+        landings.hold.set()
+        owned.thread.join(30)
+        assert not owned.thread.is_alive() and not owned.worker.done  # crashed, not done
+        w2_takes_it_if_released()
+        assert SHARD not in held.owned and "w2 acquired" in landings.events
     finally:
         landings.hold.set()
-        replicator._pool.shutdown(wait=True)  # the orphaned batch ends
         replicator.close()
     assert landings.events.index("put landed in b") < landings.events.index("w2 acquired"), (
         "a write of the shard landed after another worker acquired it"
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: the monotonic fence counts from the last renewal sent, not applied",
-)
-def test_a_clock_set_back_after_unanswered_renewals_lets_a_write_start_after_the_lease_passed_on(
+def test_a_clock_set_back_after_unanswered_renewals_starts_no_write_after_the_answered_lease(
     table: LeaseTable,
 ) -> None:
     """Interleaving (attack 3: the fence read against renewals not answered): w1 holds
@@ -257,10 +262,6 @@ def test_a_clock_set_back_after_unanswered_renewals_lets_a_write_start_after_the
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a region marked down forgets its release-due lease (_lease_top)",
-)
 def test_a_region_down_while_the_clock_flaps_does_not_bring_the_claim_below_a_dropped_lease(
     table: LeaseTable,
 ) -> None:
@@ -335,10 +336,6 @@ class LeaseCallsTimingOut:
             raise UnreachableError(f"{call}: connect timeout", region="a", request_sent=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a failed acquire of a release-due shard forgets the release (acquire)",
-)
 def test_a_failed_acquire_of_a_dropped_shard_keeps_its_lease_due_for_release(
     table: LeaseTable,
 ) -> None:
@@ -435,10 +432,6 @@ def test_a_tick_after_a_failed_release_and_a_new_acquire_leaves_the_new_lease_he
     assert table.leases[SHARD].expires_ms == ms(clock.t + LEASE)  # renewed, not released
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review: a full restart's drops are due for release: the leases are not kept",
-)
 def test_a_full_restart_keeps_the_leases_through_the_keepers_next_tick(tmp_path: Path) -> None:
     """Interleaving (a behaviour the docs state, not a safety one): a reload that is not a
     reshape restarts every shard worker "from its checkpoint, the leases kept"
@@ -477,3 +470,67 @@ def test_a_full_restart_keeps_the_leases_through_the_keepers_next_tick(tmp_path:
         assert not released, f"{len(released)} of {len(held)} leases given up by a restart"
     finally:
         runner.shutdown()
+
+
+def test_the_leases_a_restart_kept_and_the_next_round_did_not_take_are_handed_back(
+    tmp_path: Path,
+) -> None:
+    """What the restart's keep costs: a lease it kept that the round after it does not take
+    again (a fair share that shrank, a region marked down) is due for release from the end
+    of that round (``Held.settle_kept``, the round's last step), as a crashed shard's is:
+    none is left to pin its shard. Mutation: ``settle_kept`` not marking them due leaves
+    them held in the table."""
+    path = tmp_path / "c.toml"
+    rewrite(path)
+    clock = ManualClock()
+    tables: dict[str, LeaseTable] = {}
+
+    def connect(spec: RegionSpec) -> Region:
+        table = tables.setdefault(spec.name, LeaseTable(clock))
+        store = MemoryStateStore(table, name=spec.name)
+        return Region(spec, FakeStreams(spec.name), store, FakeReplicator(), NoParking())
+
+    runner = reloading_runner(path, clock, connect)
+    try:
+        runner.balance()
+        held = {ref: o.region for ref, o in runner.owned.items()}
+        rewrite(path, extra="page_limit = 500\n")
+        assert runner.reload_if_changed()
+        assert held and not runner.owned and set(runner.held.kept) == set(held)
+        runner.held.settle_kept()  # the round's end, none taken again
+        runner.keeper.renew_all()
+        assert all(tables[r].leases[ref].expires_ms == 0 for ref, r in held.items())
+    finally:
+        runner.shutdown()
+
+
+def test_a_release_clears_the_deadline_before_it_is_sent(table: LeaseTable) -> None:
+    """``Holdings.release`` (``Held.drop``'s) clears the dropped lease's deadline first, as
+    the keeper's ``_release_dropped`` does: no write of it starts once a release may land,
+    answered or not. Mutation: not clearing it leaves the deadline a lease ahead."""
+    clock = table.clock
+    assert isinstance(clock, ManualClock)
+    timing_out = LeaseCallsTimingOut()
+    keeper = LeaseKeeper("w1", "p", clock, LEASE)
+    keeper.stores = {"a": MemoryStateStore(table, timing_out, name="w1")}
+    keeper.claim("a", threading.Event())
+    lease = keeper.acquire("a", SHARD)
+    assert lease is not None and lease.deadline() > clock.t
+    keeper.forget(SHARD)
+    timing_out.on = True
+    with pytest.raises(UnreachableError):
+        keeper.release(SHARD, "a")  # times out, unsent: the table still holds it
+    assert table.leases[SHARD].expires_ms > ms(clock.t)
+    assert deadline_passed(lambda now: lease.fence(clock, now), clock)
+
+
+def test_a_region_batch_not_started_when_its_page_gave_up_never_starts() -> None:
+    """``Handover``: a batch the pool takes after its page gave up (``abandon``) does
+    nothing, so a page that raised leaves no write of it to start later."""
+    calls: list[str] = []
+    handover = Handover()
+    late = handover.wrap(lambda: calls.append("wrote"))
+    handover.abandon()
+    with pytest.raises(AbandonedBatchError):
+        late()
+    assert calls == []

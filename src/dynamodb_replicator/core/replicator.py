@@ -6,10 +6,10 @@ says, per region, how far the batch got, so the caller can resume from the lowes
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -18,6 +18,7 @@ from dynamodb_replicator.core.codec import decode_record, record_key, sequence_n
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.contract import Violation, find_violations
 from dynamodb_replicator.core.errors import MissingTimestampError, RecordError, ReplicatorError
+from dynamodb_replicator.core.fanout import Handover, WrittenGate
 from dynamodb_replicator.core.model import Change, Operation, SystemAttributes
 from dynamodb_replicator.core.plan import plan_changes
 from dynamodb_replicator.core.policy import ConflictPolicy
@@ -186,7 +187,7 @@ class Replicator:
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
         """
-        gate = _WrittenGate(written)
+        gate = WrittenGate(written)
         try:
             return self._process(
                 table,
@@ -209,7 +210,7 @@ class Replicator:
         regions: Collection[str] | None,
         deadline: Deadline,
         logged: Callable[[Conflict], bool] | None,
-        gate: _WrittenGate,
+        gate: WrittenGate,
     ) -> BatchResult:
         chosen = [r for r in self.writers if regions is None or r in regions]
         changes, failures, skipped = self._decode(records, from_json)
@@ -235,16 +236,27 @@ class Replicator:
         )
         scoped = project(plan, changes, rule=self.residency.rule(table), source=self.source)
         gate.expect(len(chosen))
-        futures = {
-            region: self._pool.submit(
-                self.writers[region].apply,
-                table,
-                scoped.writes[region],
-                deadline=deadline,
-                written=gate.arrival(),
+        handover = Handover()
+        futures: dict[str, Future[TargetResult]] = {}
+        try:
+            for region in chosen:
+                apply = functools.partial(
+                    self.writers[region].apply,
+                    table,
+                    scoped.writes[region],
+                    deadline=deadline,
+                    written=gate.arrival(),
+                )
+                futures[region] = self._pool.submit(handover.wrap(apply))
+        except BaseException as exc:
+            # The pool may have queued the batch it failed to hand over (and those before
+            # it): none may write on once this raised, the shard's lease handed back.
+            log.error(
+                "region batch not handed over: waiting for those started",
+                extra={"region": self.source, "reason": str(exc)},
             )
-            for region in chosen
-        }
+            handover.abandon()
+            raise
         # Every region's batch ends before this returns or raises: none writes on unseen.
         wait(futures.values())
         results = {region: future.result() for region, future in futures.items()}
@@ -265,41 +277,3 @@ class Replicator:
         if conflicts and self.conflict_log is not None:
             self.conflict_log.record(table, self.source, conflicts)
         return result
-
-
-class _WrittenGate:
-    """Calls ``written`` once: when every expected region said its writes are done, or
-    when ``open`` is called (the batch is over), whichever comes first."""
-
-    def __init__(self, written: Callable[[], None] | None) -> None:
-        self._written = written
-        self._left = 0
-        self._lock = threading.Lock()
-
-    def expect(self, regions: int) -> None:
-        with self._lock:
-            self._left = regions
-        if regions == 0:
-            self.open()
-
-    def arrival(self) -> Callable[[], None]:
-        """A one-shot callback for one region's writer."""
-        arrived = threading.Event()
-
-        def arrive() -> None:
-            with self._lock:
-                if arrived.is_set():
-                    return
-                arrived.set()
-                self._left -= 1
-                last = self._left == 0
-            if last:
-                self.open()
-
-        return arrive
-
-    def open(self) -> None:
-        with self._lock:
-            written, self._written = self._written, None
-        if written is not None:
-            written()

@@ -75,6 +75,7 @@ class Balancer:
                         readable[ref] = (name, parent)
         self.held.reap()
         self._share(regions, readable, math.ceil(len(readable) / max(workers)), own)
+        self.held.settle_kept()  # a restart's leases not taken again: handed back
         self.held.publish()
         self._count_parked(config, regions)
 

@@ -60,6 +60,9 @@ class Held:
         # Counters of shards this process no longer holds, summed per (table, source): the
         # metrics' counters never go down, and the memory stays bounded.
         self.retired: dict[tuple[str, str], ShardReport] = {}
+        # Dropped by a restart that keeps their leases (``drop(keep=True)``), their threads
+        # ended: due for release only if the next round does not take them again.
+        self.kept: dict[ShardRef, Lease] = {}
 
     def wake(self, ref: ShardRef) -> None:
         owned = self.owned.get(ref)
@@ -137,8 +140,9 @@ class Held:
         )
         thread.start()
 
-    def drop(self, ref: ShardRef, *, release: bool) -> None:
-        """Stop a shard's thread; release its lease only once its page in flight is done."""
+    def drop(self, ref: ShardRef, *, release: bool, keep: bool = False) -> None:
+        """Stop a shard's thread; release its lease only once its page in flight is done.
+        ``keep``: a restart keeps the lease for the next round (``settle_kept``)."""
         owned = self.owned.pop(ref)
         owned.stop.set()
         self.keeper.forget(ref)
@@ -152,6 +156,8 @@ class Held:
         )
         if owned.thread.is_alive():  # its claim must outlive the lease (Runner.shutdown)
             self.keeper.leave(ref, owned.lease)
+        elif keep and not release:
+            self.kept[ref] = owned.lease  # not due yet: the next round takes it again
         else:
             # Its pages are settled (``run_shard`` flushes them; a page's writer returns
             # only once every write it started answered or was waited out): nothing of it
@@ -184,6 +190,14 @@ class Held:
                 # A finished shard's last checkpoint is saved and no page is out: its lease
                 # goes back now, so a clean stop need not keep the worker id claimed for it.
                 self.drop(ref, release=owned.worker.done)
+
+    def settle_kept(self) -> None:
+        """After the round that follows a restart: the kept leases it did not take again
+        (``keeper.ended`` ignores one taken since) are due for release, so none of them
+        pins its shard (stored while the wall clock ran ahead)."""
+        kept, self.kept = self.kept, {}
+        for ref, lease in kept.items():
+            self.keeper.ended(ref, lease)
 
     # -- progress ----------------------------------------------------------------------
     def report(self, owned: Owned, now: float) -> ShardReport:

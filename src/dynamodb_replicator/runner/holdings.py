@@ -33,6 +33,10 @@ class Lease:
     # When ``ceiling`` has passed on the monotonic reading (a request's reading plus the
     # lease it sent): a wall clock stepped forward does not end it early (``_lease_top``).
     passes: float = 0.0
+    # When the expiry the table last *answered* (acquire, renewal, lowering) passes on
+    # the monotonic reading: the fence's bound. Unlike ``passes`` it never counts a
+    # request still unanswered (a lower bound of what the table holds, not an upper one).
+    held_until: float = 0.0
     span: float = 0.0  # the lease duration when taken (a reload does not change it)
     # No longer held (``forget``), its token still kept by the store: the keeper's ticks
     # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
@@ -57,11 +61,12 @@ class Lease:
         ``now`` itself, never a reading of its own: compared with ``now``, it is the
         monotonic reading's own test, whatever the wall clock did before or since. So a
         write started before it lands before ``until`` on the wall clock and before
-        ``passes`` on the monotonic reading, whichever way the wall clock steps."""
+        ``held_until`` on the monotonic reading (what the table answered it holds, not
+        what a renewal still unanswered may store), whichever way the wall clock steps."""
         # Read after ``now``: a later monotonic reading only brings the fence nearer. The
         # monotonic part is summed first (small numbers), so that, added to ``now``, it
         # rounds to ``now`` or below once it is not positive: the comparison stays exact.
-        left = self.passes - clock.elapsed() - self.margin
+        left = self.held_until - clock.elapsed() - self.margin
         return min(self.until - self.margin, now + left)
 
     def may_store(self, until: float, now: float, steady: float) -> None:
@@ -69,6 +74,12 @@ class Lease:
         ``until``: the table may hold it until it has passed on both readings."""
         self.ceiling = max(self.ceiling, until)
         self.passes = max(self.passes, steady + until - now)
+
+    def stored(self, until: float, now: float, steady: float) -> None:
+        """The table answered a request sent at ``now`` (``steady``) storing ``until``: it
+        holds that lease until then by the monotonic reading (answers come in the order
+        sent, so a later one never ends sooner on that reading)."""
+        self.held_until = max(self.held_until, steady + until - now)
 
 
 class Holdings(Claims):
@@ -118,12 +129,24 @@ class Holdings(Claims):
                     sent.ceiling, sent.passes = before.ceiling, before.passes
                 sent.may_store(until, now, steady)
                 self._gone[ref] = sent
-            taken = store.acquire(ref, self.worker_id, ms(now), ms(until - now), inherit=inherit)
+            try:
+                taken = store.acquire(
+                    ref, self.worker_id, ms(now), ms(until - now), inherit=inherit
+                )
+            except BaseException:
+                with self._beat_lock:
+                    if self._gone.get(ref) is sent and before and before.store is store:
+                        # No answer: the table holds ``before`` or ``sent``, both ours
+                        # through this store: a drop's due release is kept (else nothing
+                        # would ever send it).
+                        sent.dropped, sent.release_due = before.dropped, before.release_due
+                raise
             with self._beat_lock:
                 if taken:  # what the table held of it before is replaced
                     self._gone.pop(ref, None)
                     lease = Lease(region, until, self.margin, span=self.lease_seconds, store=store)
                     lease.may_store(until, now, steady)
+                    lease.stored(until, now, steady)
                     self.leases[ref] = lease
                     return lease
                 if before is None:  # refused: the table holds what it held
@@ -212,6 +235,11 @@ class Holdings(Claims):
         store = self.stores.get(region)
         if store is None:
             return  # not answering: the lease runs out on its own
+        with self._beat_lock:
+            gone = self._gone.get(ref)
+            if gone is not None and gone.region == region:
+                # No write of it starts once a release may land (as ``_release_dropped``).
+                gone.until = 0.0
         try:
             call_with_retries(
                 lambda: store.release(ref, self.worker_id), TRANSIENT, clock=self.clock
@@ -238,15 +266,17 @@ class Holdings(Claims):
         A gone one is kept until its ceiling has passed on the wall clock and on the
         monotonic reading: a wall clock stepped forward past it, then back, finds it
         still stored, and the claim must not come below it then. One to be released is
-        kept until it is (while its store is the region's): stored under a clock that ran
-        ahead, it may outlive both readings in the table by the whole step."""
+        kept until it is (while its store is the region's, or the region has none: marked
+        down, it is out of ``stores`` until it answers again, the same store with it):
+        stored under a clock that ran ahead, it may outlive both readings in the table by
+        the whole step."""
         steady = self.clock.elapsed()
         self._gone = {
             ref: lease
             for ref, lease in self._gone.items()
             if lease.ceiling > now
             or lease.passes > steady
-            or (lease.release_due and self.stores.get(lease.region) is lease.store)
+            or (lease.release_due and self.stores.get(lease.region, lease.store) is lease.store)
         }
         ours = (*self.leases.values(), *self._gone.values())
         return max((lease.ceiling for lease in ours if lease.region == region), default=0.0)

@@ -108,7 +108,7 @@ class LeaseKeeper(Holdings):
                 continue
             if renewed is None:
                 continue
-            kept, until = renewed
+            kept, until, sent, steady = renewed
             if not kept:
                 log.warning("lease lost", extra={"shard": str(ref), "worker": self.worker_id})
                 lease.until = 0.0  # no write starts any more; the coordinator drops it
@@ -117,14 +117,15 @@ class LeaseKeeper(Holdings):
             late = now > lease.fence(self.clock, now)
             with self._beat_lock:  # stored: one sent before it lands refused
                 lease.until = lease.ceiling = until
+                lease.stored(until, sent, steady)  # the fence moves on with answers only
             if late:  # its writes failed for want of time: let them go on at once
                 self.on_late(ref)
 
     def _renew_one(
         self, region: str, store: Coordination, ref: ShardRef, lease: Lease
-    ) -> tuple[bool, float] | None:
-        """One renewal request of ``lease``: (still ours, its new expiry); None when it is
-        not to be renewed now."""
+    ) -> tuple[bool, float, float, float] | None:
+        """One renewal request of ``lease``: (still ours, its new expiry, the wall and the
+        monotonic reading it was sent at); None when it is not to be renewed now."""
         now, steady = self._now(), self.clock.elapsed()
         with self._lock(region):  # ``forget`` waits for it: no renewal after a release
             # The very Lease object, not the ref: one forgotten and taken again since the
@@ -150,7 +151,8 @@ class LeaseKeeper(Holdings):
                 lease.until = min(lease.until, until)
                 lease.may_store(until, now, steady)
                 order = self._order()
-            return store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order), until
+            kept = store.renew(ref, self.worker_id, ms(now), ms(until - now), order=order)
+            return kept, until, now, steady
 
     # -- dropped leases ----------------------------------------------------------------------
     def _settle_dropped(self, region: str, store: Coordination) -> None:
@@ -227,6 +229,7 @@ class LeaseKeeper(Holdings):
                         del self._gone[ref]
                 elif self._gone.get(ref) is lease:  # stored: the claim may come down to it
                     lease.ceiling = until
+                    lease.stored(until, now, steady)
 
     # -- the renewal thread ----------------------------------------------------------------
     def start(self) -> None:

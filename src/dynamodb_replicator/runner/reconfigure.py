@@ -86,7 +86,7 @@ def restart_all(runner: Runner, config: RunnerConfig, checked: Checked) -> None:
         extra={"regions": [r.name for r in config.regions]},
     )
     for ref in list(runner.owned):
-        runner._drop(ref, release=False)
+        runner._drop(ref, release=False, keep=True)  # not due for release (``settle_kept``)
     for region in runner.regions.values():
         region.replicator.close()
     if config.replication.conflict_log != runner.config.replication.conflict_log:

@@ -279,8 +279,8 @@ class Runner:
             on_violations=self._note_violations,
         )
 
-    def _drop(self, ref: ShardRef, *, release: bool) -> None:
-        self.held.drop(ref, release=release)
+    def _drop(self, ref: ShardRef, *, release: bool, keep: bool = False) -> None:
+        self.held.drop(ref, release=release, keep=keep)
 
     def reports(self) -> list[tuple[ShardReport, bool]]:
         """A report of every shard this process worked on; True for those it holds now."""
