@@ -18,8 +18,9 @@ from dynamodb_replicator.core.conditions import TRUE
 from dynamodb_replicator.core.model import Item, Version
 from dynamodb_replicator.core.plan import WriteOp
 from dynamodb_replicator.core.ports import TargetResult
-from dynamodb_replicator.core.replicator import Replicator
+from dynamodb_replicator.core.replicator import BatchResult, Replicator
 from dynamodb_replicator.core.writer import StoreWriter
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from . import test_control_path_review_4 as review_4
@@ -236,3 +237,46 @@ def test_a_written_callback_that_raises_does_not_skip_the_wait_for_a_lost_answer
         w.close()
     _, sent = store.ambiguous[0]  # the state this test is about: the put's answer was lost
     assert ended >= sent + LIFETIME, "apply ended while its lost put could still land"
+
+
+def test_through_the_replicator_a_lost_put_landing_beside_the_next_pages_delete_is_removed() -> (
+    None
+):
+    """The real Replicator of region a with the runner's writers, the next page started on
+    the page's ``written`` (its gate over regions a, b, c): page 1's insert reaches b with
+    its answer lost (it lands a second after its send), page 2's delete of the key runs
+    whole before that, then the put lands on the deleted key. Page 1's settling in b comes
+    after it and removes it: every region ends without the key."""
+    clock = ManualClock(1000.0)
+    landings = review_4.Landings(clock)
+    b = review_4.FirstPutHeldBack("b", landings, table="Orders")
+    stores: dict[str, MemoryStore] = {"a": MemoryStore("a"), "b": b, "c": MemoryStore("c")}
+    replicator = _early_memory_replicator("a", stores, landings)
+    insert = review_4.insert_record(5)
+    remove = {
+        **insert,
+        "eventName": "REMOVE",
+        "dynamodb": {
+            "Keys": {"pk": {"S": "k"}},
+            "OldImage": insert["dynamodb"]["NewImage"],
+            "SequenceNumber": f"{6:021d}",
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    second: list[BatchResult] = []
+    pending: list[bool] = []
+
+    def written() -> None:
+        second.append(replicator.process("Orders", [remove], from_json=False))
+        pending.append(b.held_back is not None)
+
+    try:
+        first = replicator.process("Orders", [insert], from_json=False, written=written)
+    finally:
+        replicator.close()
+    # The state this test is about: page 2 ended while page 1's put to b was still out.
+    assert b.dropped and pending == [True]
+    assert first.failed_sequence() is None and second[0].failed_sequence() is None
+    assert b.held_back is None  # it landed before page 1 returned
+    for name, store in stores.items():
+        assert store.item("Orders", KEY) is None, name
