@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import threading
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -119,13 +118,6 @@ def test_the_first_uses_of_a_fresh_cache_from_many_threads_send_the_reference() 
     assert not failures
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Template.rendered returns the template's own names dict to every write: a "
-    "caller that changes it (the docstring forbids it, nothing enforces it) changes every "
-    "later write's condition. Fix: keep it read-only (types.MappingProxyType, once per "
-    "template, no cost per write).",
-)
 def test_a_caller_changing_one_writes_names_does_not_change_the_next_writes() -> None:
     """``Rendered.names`` is a Mapping; a caller that merges its own placeholders into it
     (as an UpdateItem building its expression on top of a condition would) must not reach

@@ -8,6 +8,7 @@ that land late (``Faulty``: review 4's ``Landings`` over a ManualClock)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping
 
 import pytest
@@ -214,14 +215,6 @@ def test_a_hand_over_with_the_runners_writers_still_waits_out_a_lost_answer(
     review_4.test_a_dropped_write_does_not_land_after_the_released_shard_was_taken()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="latent: with written_before_wait the writer calls ``written`` before waiting out "
-    "a lost answer, outside any try: a ``written`` that raises skips the wait and settling, "
-    "and apply raises while the first attempt may still land (the runner's caller, a "
-    "threading.Event's set through _WrittenGate, does not raise today). Fix: call it in a "
-    "try/finally that still waits (core/writer.py, StoreWriter.apply).",
-)
 def test_a_written_callback_that_raises_does_not_skip_the_wait_for_a_lost_answer() -> None:
     store = Faulty(faults={0: "dropped"})
     w = _writer(store, early=True)
@@ -265,10 +258,21 @@ def test_through_the_replicator_a_lost_put_landing_beside_the_next_pages_delete_
     }
     second: list[BatchResult] = []
     pending: list[bool] = []
+    page_2_ended = threading.Event()
+    land = b.land
+
+    def land_after_page_2() -> None:
+        # Region b's writer waits its lost put out as soon as it said written, maybe
+        # before region c did and page 2 started: the put lands only once page 2 ended.
+        assert page_2_ended.wait(10), "page 2 never ended"
+        land()
+
+    b.land = land_after_page_2  # type: ignore[method-assign]
 
     def written() -> None:
         second.append(replicator.process("Orders", [remove], from_json=False))
         pending.append(b.held_back is not None)
+        page_2_ended.set()
 
     try:
         first = replicator.process("Orders", [insert], from_json=False, written=written)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from dynamodb_replicator.core.model import AttributeValue, Item, parse_number
@@ -313,7 +314,8 @@ class Template:
         self.condition = condition
         names = _Names()
         self._expression = condition.to_expression(names)
-        self._names = names.names
+        # Read-only: every write of this kind is handed the same mapping.
+        self._names: Mapping[str, str] = MappingProxyType(names.names)
         self._values = names.values
         self._open = tuple(names.open.items())
 
@@ -323,7 +325,7 @@ class Template:
 
     def rendered(self, values: tuple[AttributeValue, ...]) -> Rendered:
         """What ``render`` makes of the tree with ``values`` in its slots: the same text,
-        names and values. The names are the template's own: read them, never change them
+        names and values. The names are the template's own, read-only
         (``condition_kwargs`` copies them into a request)."""
         filled = dict(self._values)  # insertion order: as rendering the tree lists them
         for placeholder, index in self._open:

@@ -185,7 +185,13 @@ class StoreWriter:
         # checkpoint and a lease hand-over wait for this call to return.
         early = self.options.written_before_wait
         if written is not None and early:
-            written()
+            try:
+                written()
+            except BaseException:
+                # The caller may replay this page at once: its first attempts must not
+                # land after the replay's settling, so the wait still comes first.
+                self._outlive(total)
+                raise
         self._outlive(total)
         if written is not None and not early:
             written()
