@@ -24,7 +24,7 @@ from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.http_answers import read_answer
 from dynamodb_replicator.core.conditions import TRUE
 
-from .test_lean_http import RawServer, Serve, read_request
+from .test_lean_http import RawServer, Serve, read_request, serving  # noqa: F401
 from .test_lean_http_failures import outcome, quiet, stores
 from .test_lean_send_by import certificate  # noqa: F401 (a fixture)
 
@@ -43,26 +43,14 @@ def answer_of_size(size: int, tag: bytes) -> bytes:
     return answer(tag.ljust(body_length, b" "))
 
 
-class TLSServer:
-    """Accepts TLS connections on loopback; each is served by ``serve`` in a thread."""
+class TLSServer(RawServer):
+    """``RawServer`` speaking TLS (the certificate's) on each connection it accepts."""
 
     def __init__(self, cert: Path, key: Path, serve: Serve) -> None:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(cert, key)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        self.serve = serve
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+        super().__init__(serve)
+        self.url = self.url.replace("http://", "https://")
 
     def _one(self, conn: socket.socket) -> None:
         try:
@@ -70,9 +58,6 @@ class TLSServer:
                 self.serve(tls)
         except OSError:
             pass  # the client's close (part of these tests)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.fixture
@@ -83,19 +68,6 @@ def tls_serving(
 
     def start(serve: Serve) -> TLSServer:
         servers.append(TLSServer(*certificate, serve))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-@pytest.fixture
-def serving() -> Iterator[Callable[[Serve], RawServer]]:
-    servers: list[RawServer] = []
-
-    def start(serve: Serve) -> RawServer:
-        servers.append(RawServer(serve))
         return servers[-1]
 
     yield start
@@ -189,7 +161,8 @@ def test_sixteen_interim_answers_are_read_past() -> None:
 )
 @pytest.mark.parametrize("status", [b"099", b"-1 ", b"+99", b"2_0", b"20 "])
 def test_a_status_that_is_not_three_digits_is_never_a_success(
-    serving: Callable[[Serve], RawServer], status: bytes
+    serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
+    status: bytes,
 ) -> None:
     """A status line whose code is not three digits from 100 to 999 is no answer:
     ``http.client`` raises BadStatusLine, so botocore reports a closed connection (may
@@ -215,7 +188,7 @@ def test_a_status_that_is_not_three_digits_is_never_a_success(
 
 
 def test_plain_bytes_past_an_answer_at_the_buffer_edge_close_the_connection(
-    serving: Callable[[Serve], RawServer],
+    serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
 ) -> None:
     """The plain-TCP twin of the TLS defect: the answer fills the reader's buffer exactly
     and the stale bytes stay in the kernel, where ``dropped`` sees them at checkout."""
@@ -257,7 +230,8 @@ def test_chunked_answer_with_interims_extensions_and_trailers_reads_whole() -> N
 
 @pytest.mark.parametrize("after", [False, True], ids=["reset-before-answer", "after-answer"])
 def test_a_reset_around_the_answer_is_the_answer_or_a_closed_connection(
-    serving: Callable[[Serve], RawServer], after: bool
+    serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
+    after: bool,
 ) -> None:
     """A reset right after the whole answer: the answer is read, the connection is not
     reused for the next request (a new one carries it). A reset before any answer byte:
@@ -387,3 +361,39 @@ def test_a_request_given_up_on_does_not_go_on_arriving_after_the_failure() -> No
     # The state: the request was larger than all the server could hold when it gave up.
     assert held and len(body) > 2 * held[0]
     assert received and received[0] < len(body)
+
+
+def test_a_connection_answered_early_and_kept_carries_the_next_request_in_step(
+    serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
+) -> None:
+    """A server that answers a request from its head (a keep-alive 400) before reading
+    its body, then reads the body and serves the next request on the same connection:
+    the client's send completed, so the connection is kept, and the next request gets
+    its own answer, not the first one's."""
+    heads: list[bytes] = []
+
+    def early_then_in_step(conn: socket.socket) -> None:
+        while True:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            heads.append(head)
+            if len(heads) == 1:
+                conn.sendall(answer(b'{"early": 1}', 400))
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += conn.recv(65536)
+            if len(heads) > 1:
+                conn.sendall(answer(b'{"next": %d}' % len(heads)))
+
+    server = serving(quiet(early_then_in_step))
+    client = Pool(server.url, maxsize=4, connect_timeout=2.0, read_timeout=2.0)
+    first = client.post(b"y" * 4096, {"Host": "h"})
+    assert (first.status, first.data) == (400, b'{"early": 1}')
+    second = client.post(b"{}", {"Host": "h"})
+    assert (second.status, second.data) == (200, b'{"next": 2}')
+    assert len(heads) == 2 and server.connections == 1
