@@ -80,11 +80,6 @@ def tls_serving(
 # --- defects ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="TLS: bytes past an answer held decrypted in the SSL object (sock.pending()) are "
-    "seen neither by dropped() (poll) nor by unread() (the buffered reader's count)",
-)
 def test_tls_bytes_past_an_answer_are_never_the_next_requests_answer(
     tls_serving: Callable[[Serve], TLSServer],
     certificate: tuple[Path, Path],  # noqa: F811
@@ -123,11 +118,6 @@ def test_tls_bytes_past_an_answer_are_never_the_next_requests_answer(
     assert (second.status, second.data) == (400, b'{"second": 1}')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_chunked reads the line after a chunk's data without checking it is empty: "
-    "data past the chunk size is dropped silently",
-)
 def test_a_chunk_longer_than_its_size_is_a_malformed_answer() -> None:
     """A chunk must be followed by CRLF. Here the size says 2 but 20 bytes follow: the
     lean reader takes ``{}`` as the whole body and throws the rest away with the line
@@ -142,10 +132,6 @@ def test_a_chunk_longer_than_its_size_is_a_malformed_answer() -> None:
         read_answer(io.BufferedReader(io.BytesIO(data)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="range(_MAX_INTERIM) reads at most 15 interim heads before the final one, not 16",
-)
 def test_sixteen_interim_answers_are_read_past() -> None:
     """``_MAX_INTERIM`` (16) is documented as the interim answers read past before one is
     final; the loop reads 16 heads in all, so 16 interim ones fail the answer (a closed
@@ -156,11 +142,6 @@ def test_sixteen_interim_answers_are_read_past() -> None:
     assert got.status == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_head takes int(rest[:3]) as the status: signs, underscores, spaces and "
-    "values below 100 pass, and lean.py reads any status under 300 as success",
-)
 @pytest.mark.parametrize("status", [b"099", b"-1 ", b"+99", b"2_0", b"20 "])
 def test_a_status_that_is_not_three_digits_is_never_a_success(
     serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
@@ -265,11 +246,6 @@ def test_a_reset_around_the_answer_is_the_answer_or_a_closed_connection(
     assert again.data == b'{"one": 1}' and server.connections == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="over TLS the failed send raises ssl.SSLEOFError (not a ConnectionError): "
-    "_exchange does not read the early answer; post raises SSLError (may still land)",
-)
 def test_tls_an_answer_sent_before_the_request_was_read_is_the_answer(
     tls_serving: Callable[[Serve], TLSServer],
     certificate: tuple[Path, Path],  # noqa: F811
@@ -306,11 +282,6 @@ def test_tls_an_answer_sent_before_the_request_was_read_is_the_answer(
     assert got.status == 400 and not client._idle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a connection given up on is closed gracefully: the kernel keeps sending the "
-    "request's unsent tail after post raised, so it can land after the fence",
-)
 def test_a_request_given_up_on_does_not_go_on_arriving_after_the_failure() -> None:
     """The fence (aws/http.py: a request reaches the server within connect + read timeout
     of its budget's start, or never) needs a request the client gave up on to stop
@@ -401,11 +372,6 @@ def test_a_connection_answered_early_and_kept_carries_the_next_request_in_step(
     assert len(heads) == 2 and server.connections == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="post reads _closed, then len(_idle), then appends: a close() between the "
-    "check and the append leaves the connection open in the closed pool",
-)
 def test_a_connection_coming_back_while_the_pool_closes_is_closed(
     serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
 ) -> None:

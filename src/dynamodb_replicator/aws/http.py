@@ -42,6 +42,7 @@ import os
 import select
 import socket
 import ssl
+import struct
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -58,6 +59,9 @@ from botocore.exceptions import (
 from dynamodb_replicator.aws.http_answers import Answer, read_answer
 
 __all__ = ["Answer", "Pool"]
+
+# SO_LINGER on, for 0 seconds: close() resets the connection.
+_RESET = struct.pack("ii", 1, 0)
 
 
 class _Counted(socket.SocketIO):
@@ -96,6 +100,16 @@ class _Connection:
         # the check runs before every request that reuses it.
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
+        # Bytes OpenSSL read and decrypted past the answer (in the same record) sit in the
+        # SSL object: neither the socket's poll nor the reader's count sees them.
+        self._pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
+
+    def pending(self) -> bool:
+        """Whether TLS holds decrypted bytes no read took yet (never, on plain TCP)."""
+        try:
+            return self._pending is not None and self._pending() > 0
+        except (OSError, ValueError):
+            return True
 
     def send(self, data: bytes) -> None:
         """All of ``data``: written at once where the socket takes it, the rest (or all,
@@ -112,7 +126,10 @@ class _Connection:
 
     def dropped(self) -> bool:
         """Whether the server closed (or wrote to) this idle connection: readable while
-        no request is out means end of file, or bytes nobody asked for."""
+        no request is out means end of file, or bytes nobody asked for (in the kernel, or
+        already in TLS's hands)."""
+        if self.pending():
+            return True
         try:
             return bool(self._poller.poll(0))
         except (OSError, ValueError):
@@ -120,12 +137,23 @@ class _Connection:
 
     def unread(self) -> bool:
         """Whether the reader holds bytes no answer took (a server sending more than the
-        answer it owed): the next request would take them for its answer."""
-        return self._raw.delivered != self.reader.tell()
+        answer it owed), or TLS holds some: the next request would take them for its
+        answer."""
+        return self._raw.delivered != self.reader.tell() or self.pending()
 
     def close(self) -> None:
         self.reader.close()
         self.sock.close()
+
+    def abort(self) -> None:
+        """Close with a reset (SO_LINGER 0): what the kernel still queued of a request given
+        up on is discarded, not delivered after the failure (a graceful close goes on
+        sending it for as long as TCP retries), and the server sees it incomplete."""
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        except OSError:
+            pass  # closed already: nothing queued to discard
+        self.close()
 
 
 class Pool:
@@ -158,8 +186,14 @@ class Pool:
     def close(self) -> None:
         """Close the idle connections; those in use close when they come back."""
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                return
 
     def send_by(self) -> float:
         """The instant (``time.monotonic``) a request whose budget starts now must go out
@@ -183,20 +217,24 @@ class Pool:
         if time.monotonic() >= send_by:
             connection.close()
             raise ConnectTimeoutError(endpoint_url=self.url, error="the send-by instant passed")
+        # From here the request may have gone out, in part: a failure resets the connection
+        # (abort), so that none of it arrives after the call gave up on it.
         try:
             answer, reusable = _exchange(connection, request)
         except TimeoutError as exc:
-            connection.close()
+            connection.abort()
             raise ReadTimeoutError(endpoint_url=self.url, error=exc) from exc
         except ssl.SSLError as exc:
-            connection.close()
+            connection.abort()
             raise SSLError(endpoint_url=self.url, error=exc) from exc
         except (OSError, ValueError) as exc:
-            connection.close()
+            connection.abort()
             raise ConnectionClosedError(endpoint_url=self.url, error=exc) from exc
         reusable = reusable and not connection.unread()
         if reusable and not self._closed and len(self._idle) < self._maxsize:
             self._idle.append(connection)
+            if self._closed:  # closed between the check and the append: close it too
+                self._drain()
         else:
             connection.close()
         return answer
@@ -249,7 +287,9 @@ def _exchange(connection: _Connection, request: bytes) -> tuple[Answer, bool]:
     urllib3 reads it; otherwise the send's error (a closed connection: may still land)."""
     try:
         connection.send(request)
-    except ConnectionError:
+    except (ConnectionError, ssl.SSLEOFError):
+        # Over TLS (after the handshake) the peer's close shows in the send as SSLEOFError
+        # rather than a ConnectionError: the same failure, the same answer to look for.
         if not connection.dropped():  # nothing to read: no answer came
             raise
         answer, _ = read_answer(connection.reader)

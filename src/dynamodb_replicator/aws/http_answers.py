@@ -38,7 +38,7 @@ def read_answer(reader: BinaryIO) -> tuple[Answer, bool]:
     """The final answer on ``reader`` (interim 1xx answers read past), and whether its
     connection can carry another request as far as the answer says (``Connection``, the
     version, how its body ends)."""
-    for _ in range(_MAX_INTERIM):
+    for _ in range(_MAX_INTERIM + 1):  # the interim answers, then the final one
         version, status, headers, lowered = _head(reader)
         if status == 101:
             raise ValueError("switching protocols, which no request asked for")
@@ -70,7 +70,7 @@ def _head(reader: BinaryIO) -> tuple[bytes, int, dict[str, str], dict[str, str]]
     version, _, rest = status_line.partition(b" ")
     if not version.startswith(b"HTTP/1."):
         raise ValueError(f"not an HTTP answer: {status_line[:40]!r}")
-    status = int(rest[:3])
+    status = _status(rest)
     headers: dict[str, str] = {}
     lowered: dict[str, str] = {}
     for line in lines:
@@ -81,6 +81,17 @@ def _head(reader: BinaryIO) -> tuple[bytes, int, dict[str, str], dict[str, str]]
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
         lowered[name.lower()] = headers[name]
     return version, status, headers, lowered
+
+
+def _status(rest: bytes) -> int:
+    """The status code opening ``rest`` (the status line past its version): three ASCII
+    digits, 100 to 999, ended by a space or the line's end, as ``http.client`` requires
+    (``int`` alone takes a sign, an underscore, spaces: ``-1 `` would read as a success)."""
+    code, end = rest[:3], rest[3:4]
+    # bytes.isdigit is ASCII digits only.
+    if not code.isdigit() or code.startswith(b"0") or end not in (b"", b" ", b"\r", b"\n"):
+        raise ValueError(f"not a status: {rest[:40]!r}")
+    return int(code)
 
 
 def _line(reader: BinaryIO) -> bytes:
@@ -142,4 +153,7 @@ def _chunked(reader: BinaryIO) -> bytes:
         if total > _MAX_BODY:
             raise ValueError(f"a length no answer has: {total}")
         parts.append(_exactly(reader, size))
-        _line(reader)
+        # A chunk's data ends at its size: anything but the line end there is data past
+        # it (a malformed answer), not to be thrown away with the line.
+        if _line(reader) != b"\r\n":
+            raise ValueError("a chunk longer than its size")
