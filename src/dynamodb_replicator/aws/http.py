@@ -17,12 +17,15 @@ are the one backoff's (``core.retry``).
 
 A connection carries another request only if its answer allows it (HTTP/1.1, no ``close``
 among its ``Connection`` options, a body of known length) and left nothing unread behind
-it: bytes past an answer (a server sending more than it owed) would be taken for the next
+it: bytes past an answer (a server sending more than it owed, whether in the reader's
+buffer, the kernel or, over TLS, decrypted inside OpenSSL) would be taken for the next
 request's answer, so such a connection is closed. A server may answer a request from its
-head (a refusal) and close before reading the rest, so that the send fails: the answer
-that came is then read, as urllib3 reads it; with none to read, the failure is a closed
-connection (it may still land). An error before the first byte went out is the only
-"never sent".
+head (a refusal) and close before reading the rest, so that the send fails (over TLS as
+``ssl.SSLEOFError``): the answer that came is then read, as urllib3 reads it; with none to
+read, the failure is a closed connection (it may still land). An error before the first
+byte went out is the only "never sent"; every failure after it resets the connection
+(``SO_LINGER`` 0), so that what the kernel still held of the request is discarded rather
+than delivered after the call gave up on it.
 
 A request has one send-by instant (by default the connect timeout after ``post`` was
 called; ``aws.lean`` counts it from the call's start, before signing): the name's
@@ -37,6 +40,7 @@ instant its budget started, or never (fencing by time: docs/concepts/guarantees.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import select
@@ -149,10 +153,8 @@ class _Connection:
         """Close with a reset (SO_LINGER 0): what the kernel still queued of a request given
         up on is discarded, not delivered after the failure (a graceful close goes on
         sending it for as long as TCP retries), and the server sees it incomplete."""
-        try:
+        with contextlib.suppress(OSError):  # closed already: nothing queued to discard
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
-        except OSError:
-            pass  # closed already: nothing queued to discard
         self.close()
 
 
