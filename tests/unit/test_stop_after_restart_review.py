@@ -1,0 +1,116 @@
+"""Adversarial review of the stop that hands back a restart's kept leases (h-fixctl2,
+feedd63): ``Runner.shutdown`` marks ``Held.kept`` due (``settle_kept`` ->
+``Holdings.ended_kept``) and sends the due releases once per answering region
+(``LeaseKeeper.settle_now``) before ``keeper.stop`` and ``holds_leases``. Each test is an
+interleaving on the real Runner / keeper over in-memory state tables and a manual clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dynamodb_replicator.core.errors import ThrottledError
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.claims import ms
+from dynamodb_replicator.testing.memory_leases import MemoryStateStore
+
+from .reloading import rewrite
+from .test_control_path_review_9 import SHARD_A0, restarting
+
+
+def _store(runner: object, region: str) -> MemoryStateStore:
+    store = runner.keeper.stores[region]  # type: ignore[attr-defined]
+    assert isinstance(store, MemoryStateStore)
+    return store
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settle_now sends a release the drop already tried four times twice more: six "
+    "requests per shard at the stop, not the documented four (runner.md)",
+)
+def test_a_stop_sends_a_throttled_release_no_more_often_than_the_docs_say(
+    tmp_path: Path,
+) -> None:
+    """docs/operating/runner.md: "a release that fails is retried, up to four requests".
+    The drop's release (``TRANSIENT``, four attempts) fails and marks it due; the new
+    ``settle_now`` then sends it again (``RETRY``, two more) before the stop ends: six
+    requests per shard (measured), so a stop against a region that answers busy takes half
+    as long again as before feedd63, per shard held there (each request up to the request
+    timeout), and the same page of docs also says "sent once more" (one call, two
+    requests). Liveness and docs only: the claim is kept above the leases (holds_leases).
+    Fix either side: skip in ``settle_now`` a release the drop just tried, or document six."""
+    runner, _path, tables, _clock = restarting(tmp_path)
+    runner.balance()
+    held = {ref for ref, o in runner.owned.items() if o.region == "a"}
+    assert held
+    sent: list[str] = []
+    store = _store(runner, "a")
+
+    def throttle_releases(call: str) -> None:
+        if call == "release":
+            sent.append(call)
+            raise ThrottledError("release throttled", region="a")
+
+    store.before = throttle_releases
+    runner.stop_soon()
+    runner.shutdown()
+    # The state this test is about: every release of region a failed at the stop.
+    assert all(tables["a"].leases[ref].owner == "w" for ref in held)
+    per_shard = len(sent) / len(held)
+    assert per_shard <= 4, f"{per_shard} release requests per shard at the stop"
+
+
+def test_a_stop_after_a_restart_does_not_release_a_kept_shard_another_worker_took_since(
+    tmp_path: Path,
+) -> None:
+    """Held: the kept leases ran out (the round after the restart never came) and w2
+    acquired one; ``ended_kept`` marks ours due and ``settle_now`` sends its release,
+    which the table refuses (the token moved on): w2 keeps the shard."""
+    runner, path, tables, clock = restarting(tmp_path)
+    runner.balance()
+    rewrite(path, extra="page_limit = 500\n")
+    assert runner.reload_if_changed()
+    assert SHARD_A0 in runner.held.kept
+    clock.t += runner.config.lease_timeout_seconds * 3
+    other = MemoryStateStore(tables["a"], name="w2")
+    assert other.acquire(SHARD_A0, "w2", ms(clock.now()), ms(30.0))
+    runner.stop_soon()
+    runner.shutdown()
+    lease = tables["a"].leases[SHARD_A0]
+    assert lease.owner == "w2" and lease.expires_ms > ms(clock.now())
+
+
+def test_a_stop_hands_back_a_kept_lease_whose_reacquire_landed_but_its_answer_was_lost(
+    tmp_path: Path,
+) -> None:
+    """Held: the round after the restart re-acquires a kept shard, the table stores it
+    (a new token, ours) but the answer is lost; ``ended_kept`` marks the failed acquire's
+    Lease due (same store, dropped) and the stop releases it through the new token."""
+    runner, path, tables, clock = restarting(tmp_path)
+    runner.balance()
+    rewrite(path, extra="page_limit = 500\n")
+    assert runner.reload_if_changed()
+    for table in tables.values():  # another worker joined: a share of 3 of the 6 each
+        table.workers["w2"] = ("other", ms(clock.t + 3600))
+    store = _store(runner, "a")
+    real = store.acquire
+    lost: list[ShardRef] = []
+
+    def answer_lost(shard: ShardRef, *args: object, **kwargs: object) -> bool:
+        taken = real(shard, *args, **kwargs)  # type: ignore[arg-type]
+        if shard == SHARD_A0 and not lost:
+            lost.append(shard)
+            raise ThrottledError("answer lost", region="a")
+        return taken
+
+    store.acquire = answer_lost  # type: ignore[method-assign]
+    runner.balance()
+    store.acquire = real  # type: ignore[method-assign]
+    assert lost == [SHARD_A0] and SHARD_A0 not in runner.owned
+    assert tables["a"].leases[SHARD_A0].owner == "w"  # stored under the new token
+    runner.stop_soon()
+    runner.shutdown()
+    assert tables["a"].leases[SHARD_A0].expires_ms <= ms(clock.now())
+    assert tables["a"].workers["w"][1] <= ms(clock.now())
