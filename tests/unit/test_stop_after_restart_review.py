@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from dynamodb_replicator.core.errors import ThrottledError
-from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
+from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.testing.memory_leases import MemoryStateStore
 
 from .reloading import rewrite
 from .test_control_path_review_9 import SHARD_A0, restarting
+from .test_runner_outage import FakeStreams
 
 
 def _store(runner: object, region: str) -> MemoryStateStore:
@@ -114,3 +115,44 @@ def test_a_stop_hands_back_a_kept_lease_whose_reacquire_landed_but_its_answer_wa
     runner.shutdown()
     assert tables["a"].leases[SHARD_A0].expires_ms <= ms(clock.now())
     assert tables["a"].workers["w"][1] <= ms(clock.now())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settle_now waits on a region that cannot be connected to once per kept lease "
+    "(two requests each), not once: the stop grows with the shards kept there",
+)
+def test_a_stop_right_after_a_restart_waits_on_a_region_that_cannot_be_connected_to_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/operating/runner.md: at the stop "a region that answers none of them keeps its
+    other leases until they expire, and is waited on once" (``Held.drop`` marks it down
+    after one release's retries, so the other owned drops skip it). After a full restart
+    nothing is owned: every lease is in ``Held.kept``, and ``settle_now`` sends each kept
+    lease's release (``RETRY``, two requests) to the region that times out, catching the
+    ``UnreachableError`` per lease and going on to the next, never marking it down. Eight
+    kept leases: sixteen requests, each up to the connect timeout (before feedd63: none).
+    Liveness only (the claim is kept above them). Fix: ``settle_now`` stops at a region's
+    first ``UnreachableError`` (or marks it down, as ``drop`` does)."""
+
+    def eight(self: FakeStreams, arn: str) -> list[Shard]:
+        return [Shard(f"{self.region}-{n}", None, "1", None) for n in range(8)]
+
+    monkeypatch.setattr(FakeStreams, "shards", eight)
+    runner, path, tables, _clock = restarting(tmp_path)
+    runner.balance()
+    rewrite(path, extra="page_limit = 500\n")
+    assert runner.reload_if_changed()
+    kept = [ref for ref in runner.held.kept if ref.stream_arn.startswith("arn:a/")]
+    sent: list[str] = []
+
+    def times_out(call: str) -> None:
+        sent.append(call)
+        raise UnreachableError("a does not answer", region="a")
+
+    _store(runner, "a").before = times_out
+    runner.stop_soon()
+    runner.shutdown()
+    # The state this test is about: many leases kept in a, none of them handed back.
+    assert len(kept) >= 4 and all(tables["a"].leases[ref].owner == "w" for ref in kept)
+    assert len(sent) <= 4, f"{len(sent)} requests to the unreachable region at the stop"
