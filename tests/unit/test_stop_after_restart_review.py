@@ -6,6 +6,7 @@ interleaving on the real Runner / keeper over in-memory state tables and a manua
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from dynamodb_replicator.core.errors import ThrottledError, UnreachableError
 from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.runner.claims import ms
 from dynamodb_replicator.testing.memory_leases import MemoryStateStore
+from tests.support import poll
 
 from .reloading import rewrite
 from .test_control_path_review_9 import SHARD_A0, restarting
@@ -189,3 +191,47 @@ def test_a_stop_right_after_a_restart_that_gave_a_region_another_store_hands_its
     live = [ref for ref in held if tables["a"].leases[ref].expires_ms > ms(clock.now())]
     assert not live, f"{len(live)} of {len(held)} kept leases of a still held after the stop"
     assert tables["a"].workers["w"][1] <= ms(clock.now()), "worker id still claimed in a"
+
+
+def test_a_stop_racing_a_keeper_tick_over_the_kept_leases_releases_each_once_and_gives_the_id_back(
+    tmp_path: Path,
+) -> None:
+    """Held: the keeper's tick is inside the release of a due kept lease (region a's lease
+    lock held) when the stop starts: its ``settle_now`` on a waits for the lock (or comes
+    after the tick), finds the lease released (``_mine`` false) and goes on, whichever
+    order the two take the leases after it in; every kept lease goes back once, the
+    claim is given back, and the stop ends once the tick does (``keeper.stop`` joins)."""
+    runner, path, tables, clock = restarting(tmp_path)
+    runner.balance()
+    held = [ref for ref, o in runner.owned.items() if o.region == "a"]
+    rewrite(path, extra="page_limit = 500\n")
+    assert runner.reload_if_changed()
+    runner.held.settle_kept()  # the round after the restart took none again
+    store = _store(runner, "a")
+    entered, go_on = threading.Event(), threading.Event()
+    releases: list[str] = []
+
+    def hold_the_tick(call: str) -> None:
+        if call != "release":
+            return
+        releases.append(threading.current_thread().name)
+        if threading.current_thread().name == "tick":
+            entered.set()
+            assert go_on.wait(30)
+
+    store.before = hold_the_tick
+    tick = threading.Thread(target=runner.keeper.renew_all, kwargs={"regions": {"a"}}, name="tick")
+    tick.start()
+    poll(entered.is_set, "the tick inside a release")
+    # The state this test is about: a kept lease's release out on the tick's thread.
+    assert releases == ["tick"] and runner.keeper._lock("a").locked()
+    runner.stop_soon()
+    stopper = threading.Thread(target=runner.shutdown, name="stopper")
+    stopper.start()
+    go_on.set()
+    tick.join(30)
+    stopper.join(30)
+    assert not tick.is_alive() and not stopper.is_alive()
+    assert all(tables["a"].leases[ref].expires_ms == 0 for ref in held)
+    assert len(releases) == len(held), f"releases sent: {releases}"
+    assert tables["a"].workers["w"][1] <= ms(clock.now())
