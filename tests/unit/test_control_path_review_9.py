@@ -1,8 +1,8 @@
 """Adversarial review 9 of the whole control path (issue #23), on main 3a78c23: the
 Handover of a page's region batches, leases fenced by answered expiries (``held_until``),
 ``restart_all``'s kept leases (``Held.settle_kept``). Each test is an interleaving on the
-real Runner / keeper over in-memory state tables and a manual clock; a strict xfail pins a
-reproduced defect (docs/concepts/guarantees.md, docs/operating/runner.md)."""
+real Runner / keeper over in-memory state tables and a manual clock; each pinned a
+reproduced defect, since fixed (docs/concepts/guarantees.md, docs/operating/runner.md)."""
 
 from __future__ import annotations
 
@@ -42,12 +42,6 @@ def restarting(tmp_path: Path) -> tuple[Runner, Path, dict[str, LeaseTable], Man
     return runner, path, tables, clock
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a clean stop right after a full restart neither releases the kept leases nor "
-    "gives the worker id back (Runner.shutdown drops only owned shards; Held.kept waits "
-    "for a round that never comes)",
-)
 @pytest.mark.parametrize("round_ended", [False, True], ids=["before-round", "after-round"])
 def test_a_clean_stop_right_after_a_full_restart_hands_back_the_kept_leases_and_the_id(
     tmp_path: Path, round_ended: bool
@@ -63,10 +57,10 @@ def test_a_clean_stop_right_after_a_full_restart_hands_back_the_kept_leases_and_
     restart under it waits too), while docs/operating/runner.md says one stopped cleanly
     hands its shards back and "restarts at once (its claim is given back)", the only
     exception a release that failed at the stop. (Same before 3a78c23 with ``ended``:
-    a due release waits for a keeper tick that shutdown never runs.) Suggested fix: in
-    ``Runner.shutdown``, after the owned drops, mark ``held.kept`` due (``settle_kept``)
-    and send the due releases once per answering region (the keeper's
-    ``_settle_dropped``) before ``keeper.stop``/``holds_leases``."""
+    a due release waits for a keeper tick that shutdown never runs.) Fixed:
+    ``Runner.shutdown``, after the owned drops, marks ``held.kept`` due (``settle_kept``)
+    and sends the due releases once per answering region (``keeper.settle_now``) before
+    ``keeper.stop``/``holds_leases``."""
     runner, path, tables, clock = restarting(tmp_path)
     runner.balance()
     held = {ref: o.region for ref, o in runner.owned.items()}
@@ -85,12 +79,6 @@ def test_a_clean_stop_right_after_a_full_restart_hands_back_the_kept_leases_and_
     assert not claimed, f"worker id still claimed in {claimed} after a clean stop"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a kept lease whose acquire in the round after the restart got no answer is "
-    "never marked due (settle_kept marks the kept Lease object, acquire put another in "
-    "its place)",
-)
 def test_a_kept_lease_whose_reacquire_failed_and_that_the_round_left_is_handed_back(
     tmp_path: Path,
 ) -> None:
@@ -104,10 +92,9 @@ def test_a_kept_lease_whose_reacquire_failed_and_that_the_round_left_is_handed_b
     it (the share is full). It stays ours in the table until it runs out, while the
     round's other leftovers are handed back at the next tick, contrary to "the next round
     takes them again, and hands back those it does not" (docs/operating/runner.md).
-    Liveness only (a lease later; lowered if stored ahead). Suggested fix: make
-    ``settle_kept`` mark due whatever dropped lease of that ref ``_gone`` holds through the
-    kept lease's store (or let ``acquire``'s failure path carry a ``kept`` mark that
-    ``settle_kept`` matches on)."""
+    Liveness only (a lease later; lowered if stored ahead). Fixed: ``settle_kept``
+    marks due whatever dropped lease of that ref ``_gone`` holds through the kept lease's
+    store (``keeper.ended_kept``)."""
     runner, path, tables, clock = restarting(tmp_path)
     runner.balance()
     held = {ref: o.region for ref, o in runner.owned.items()}

@@ -101,3 +101,25 @@ def test_a_shard_whose_page_outlived_a_full_restart_is_not_leased_again_before_e
     runner.balance()
 
     assert _taken_again_before_expiry(runner, before) == []
+
+
+def test_a_clean_stop_right_after_a_full_restart_does_not_release_a_lease_whose_page_is_out(
+    world: World,
+) -> None:
+    """The stop hands back a restart's kept leases itself (``Runner.shutdown``), but not
+    one left to expire: its page may still land until the lease runs out."""
+    runner, path, _go_on = world
+    before = _pages_out_past_the_deadline(runner)
+    rewrite(path, extra="page_limit = 500\n")  # not a reshape: every shard worker restarts
+    assert runner.reload_if_changed()
+    # The state this test is about: no shard held, every old page still out.
+    assert not runner.owned and all(o.thread.is_alive() for o in before.values())
+    store = runner.regions["a"].state
+    assert isinstance(store, MemoryStateStore)
+
+    runner.shutdown()
+
+    assert all(o.thread.is_alive() for o in before.values())  # still out after the stop
+    now = runner.clock.now()
+    released = [r for r, o in before.items() if store.table.leases[o.ref].expires_ms <= now * 1000]
+    assert released == [], "a lease released while its page may still land"

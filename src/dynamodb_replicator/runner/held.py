@@ -193,11 +193,11 @@ class Held:
 
     def settle_kept(self) -> None:
         """After the round that follows a restart: the kept leases it did not take again
-        (``keeper.ended`` ignores one taken since) are due for release, so none of them
-        pins its shard (stored while the wall clock ran ahead)."""
+        (``keeper.ended_kept`` ignores one taken since) are due for release, so none of
+        them pins its shard (stored while the wall clock ran ahead)."""
         kept, self.kept = self.kept, {}
         for ref, lease in kept.items():
-            self.keeper.ended(ref, lease)
+            self.keeper.ended_kept(ref, lease)
 
     # -- progress ----------------------------------------------------------------------
     def report(self, owned: Owned, now: float) -> ShardReport:

@@ -192,6 +192,16 @@ class Holdings(Claims):
             if self._gone.get(ref) is lease:
                 lease.release_due = True
 
+    def ended_kept(self, ref: ShardRef, lease: Lease) -> None:
+        """``ended`` for a lease a restart kept (its thread ended) that the round after it
+        did not take again: a failed acquire of it put another dropped Lease, one with no
+        thread, in its place in ``_gone`` (``acquire``); through the same store, that one
+        is due too (the table holds one of the two, both ours under its token)."""
+        with self._beat_lock:
+            gone = self._gone.get(ref)
+            if gone is lease or (gone is not None and gone.dropped and gone.store is lease.store):
+                gone.release_due = True
+
     def _running(self, lease: Lease) -> bool:
         """The thread of ``lease``, left to expire, may still start a write, or one it
         started may still land: its writes start before its fence (``Lease.fence``) and

@@ -85,6 +85,14 @@ class LeaseKeeper(Holdings):
         for region in sorted(names & set(stores)):
             self._renew_in(region, stores[region])
 
+    def settle_now(self, regions: set[str]) -> None:
+        """Send the due releases (and lowerings) of the dropped leases in ``regions`` once,
+        as a tick does (``_settle_dropped``): a stopping runner hands them back itself
+        before the ticks end. One that fails is left to run out (the claim kept above it)."""
+        stores = self.stores
+        for region in sorted(regions & set(stores)):
+            self._settle_dropped(region, stores[region])
+
     def _renew_in(self, region: str, store: Coordination) -> None:
         """Renew the claim in ``region``, then its leases (capped at the claim)."""
         try:

@@ -200,6 +200,9 @@ class Runner:
         self.publish()
         for ref in list(self.owned):
             self._drop(ref, release=True)
+        # A restart's kept leases, and the releases due, go back before the ticks end.
+        self.held.settle_kept()
+        self.keeper.settle_now({name for name in self.regions if self.reach.is_up(name)})
         self.keeper.stop()
         for name, region in self.regions.items():
             try:
