@@ -231,12 +231,16 @@ def test_a_tls_handshake_that_trickles_past_the_connect_timeout_sends_nothing(
     read; the whole handshake would take seconds) does not get the request. The same
     server, not trickling, answers."""
     authority = str(certificate[0])
+    # The budget is a second, not CONNECT: a loaded machine (load 25) took longer than
+    # 0.2 s to reach the server's first handshake byte or finish a quick handshake; the
+    # trickled handshake (one byte per 10 ms: its certificate alone) takes seconds.
+    budget = 1.0
     quick = tls(0.0)
-    pool = Pool(quick.url, maxsize=1, connect_timeout=CONNECT, read_timeout=1.0, ca_certs=authority)
+    pool = Pool(quick.url, maxsize=1, connect_timeout=budget, read_timeout=1.0, ca_certs=authority)
     assert pool.post(b"{}", {"Host": "127.0.0.1"}).status == 200
     pool.close()
     slow = tls(0.01)
-    pool = Pool(slow.url, maxsize=1, connect_timeout=CONNECT, read_timeout=1.0, ca_certs=authority)
+    pool = Pool(slow.url, maxsize=1, connect_timeout=budget, read_timeout=1.0, ca_certs=authority)
     try:
         with pytest.raises(ConnectTimeoutError):
             pool.post(b"{}", {"Host": "127.0.0.1"})

@@ -31,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.errors import ReplicatorError, UnreachableError
 from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.streams import ShardRef
@@ -187,11 +187,15 @@ class LeaseKeeper(Holdings):
                     continue
                 except ReplicatorError as exc:  # brought down meanwhile, and tried again
                     log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
+                    if isinstance(exc, UnreachableError):
+                        return  # the region's other leases would wait out the same timeout
             try:
                 one = functools.partial(self._lower_dropped, region, store, ref, lease)
                 call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not lowered", extra={"shard": str(ref), "reason": str(exc)})
+                if isinstance(exc, UnreachableError):
+                    return
 
     def _mine(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> bool:
         """``lease`` is still the dropped one the table may hold, taken through ``store``
