@@ -122,11 +122,11 @@ def test_a_stop_right_after_a_restart_waits_on_a_region_that_cannot_be_connected
     other leases until they expire, and is waited on once" (``Held.drop`` marks it down
     after one release's retries, so the other owned drops skip it). After a full restart
     nothing is owned: every lease is in ``Held.kept``, and ``settle_now`` sends each kept
-    lease's release (``RETRY``, two requests) to the region that times out, catching the
+    lease's release (``RETRY``, two requests) to the region it cannot connect to, catching the
     ``UnreachableError`` per lease and going on to the next, never marking it down. Eight
     kept leases: sixteen requests, each up to the connect timeout (before feedd63: none).
     Liveness only (the claim is kept above them). Fixed: ``_settle_dropped`` stops at a
-    region's first ``UnreachableError``."""
+    region's first ``UnreachableError`` of a request that never went out."""
 
     def eight(self: FakeStreams, arn: str) -> list[Shard]:
         return [Shard(f"{self.region}-{n}", None, "1", None) for n in range(8)]
@@ -141,7 +141,7 @@ def test_a_stop_right_after_a_restart_waits_on_a_region_that_cannot_be_connected
 
     def times_out(call: str) -> None:
         sent.append(call)
-        raise UnreachableError("a does not answer", region="a")
+        raise UnreachableError("a does not answer", region="a", request_sent=False)
 
     _store(runner, "a").before = times_out
     runner.stop_soon()

@@ -91,12 +91,6 @@ def _dropped_an_hour_ahead(
     return keeper, clock, store
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="03a01a7: a dropped lease whose release keeps timing out after it was sent ends "
-    "every tick's settling of its region, so the region's later dropped leases are never "
-    "released (nor lowered) while the region answers them",
-)
 @pytest.mark.parametrize("left", [False, True], ids=["ended", "left-to-expire"])
 def test_a_release_that_keeps_timing_out_does_not_keep_the_regions_other_dropped_leases(
     table: LeaseTable, left: bool
@@ -122,11 +116,6 @@ def test_a_release_that_keeps_timing_out_does_not_keep_the_regions_other_dropped
     assert table.leases[OTHER].expires_ms <= top, "OTHER still stored an hour ahead"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="03a01a7: the stop's settle_now ends at the first release that timed out after "
-    "it was sent; the region's other due leases are not sent and stay stored an hour ahead",
-)
 def test_a_stop_whose_first_release_times_out_still_hands_back_the_regions_other_leases(
     table: LeaseTable,
 ) -> None:

@@ -187,14 +187,14 @@ class LeaseKeeper(Holdings):
                     continue
                 except ReplicatorError as exc:  # brought down meanwhile, and tried again
                     log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
-                    if isinstance(exc, UnreachableError):
+                    if _not_connected(exc):
                         return  # the region's other leases would wait out the same timeout
             try:
                 one = functools.partial(self._lower_dropped, region, store, ref, lease)
                 call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not lowered", extra={"shard": str(ref), "reason": str(exc)})
-                if isinstance(exc, UnreachableError):
+                if _not_connected(exc):
                     return
 
     def _mine(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> bool:
@@ -294,3 +294,10 @@ class LeaseKeeper(Holdings):
             log.exception("lease renewal failed", extra={"region": region})
         finally:
             self._out.pop(region, None)
+
+
+def _not_connected(exc: ReplicatorError) -> bool:
+    """The region could not be connected to: its other leases' requests would wait out the
+    same timeout. A request that went out and lost its answer says nothing of the next one
+    (a lease whose release keeps timing out must not hold back the region's others)."""
+    return isinstance(exc, UnreachableError) and not exc.request_sent
