@@ -23,7 +23,7 @@ import pytest
 
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.fanout import AbandonedBatchError, Handover
-from dynamodb_replicator.core.model import ItemKey, RegionSpec
+from dynamodb_replicator.core.model import ItemKey
 from dynamodb_replicator.core.policy import LastWriterWins
 from dynamodb_replicator.core.ports import deadline_passed
 from dynamodb_replicator.core.replicator import Replicator
@@ -42,11 +42,12 @@ from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateSto
 from dynamodb_replicator.testing.memory_store import MemoryStore
 from tests.support import poll
 
-from .reloading import reloading_runner, rewrite
+from .reloading import rewrite
 from .strategies import FIELDS
+from .test_control_path_review_9 import restarting
 from .test_control_plane_clock_steps import SteppedClock
 from .test_lease_step_review import LeaseWritesTimingOut
-from .test_runner_outage import CONFIG, FakeReplicator, FakeStreams, NoParking
+from .test_runner_outage import CONFIG, NoParking
 
 LEASE = 30.0
 TABLE = "T"
@@ -444,17 +445,7 @@ def test_a_full_restart_keeps_the_leases_through_the_keepers_next_tick(tmp_path:
     ``restart_all`` (and ``Held.drop`` with ``release=False`` for a restart) keep the
     dropped leases undue while the same store is kept, or have ``acquire`` through the
     token race the tick; else say in the docs that the leases may be handed over."""
-    path = tmp_path / "c.toml"
-    rewrite(path)
-    clock = ManualClock()
-    tables: dict[str, LeaseTable] = {}
-
-    def connect(spec: RegionSpec) -> Region:
-        table = tables.setdefault(spec.name, LeaseTable(clock))
-        store = MemoryStateStore(table, name=spec.name)
-        return Region(spec, FakeStreams(spec.name), store, FakeReplicator(), NoParking())
-
-    runner = reloading_runner(path, clock, connect)
+    runner, path, tables, clock = restarting(tmp_path)
     try:
         runner.balance()
         held = {ref: o.region for ref, o in runner.owned.items()}
@@ -480,17 +471,7 @@ def test_the_leases_a_restart_kept_and_the_next_round_did_not_take_are_handed_ba
     of that round (``Held.settle_kept``, the round's last step), as a crashed shard's is:
     none is left to pin its shard. Mutation: ``settle_kept`` not marking them due leaves
     them held in the table."""
-    path = tmp_path / "c.toml"
-    rewrite(path)
-    clock = ManualClock()
-    tables: dict[str, LeaseTable] = {}
-
-    def connect(spec: RegionSpec) -> Region:
-        table = tables.setdefault(spec.name, LeaseTable(clock))
-        store = MemoryStateStore(table, name=spec.name)
-        return Region(spec, FakeStreams(spec.name), store, FakeReplicator(), NoParking())
-
-    runner = reloading_runner(path, clock, connect)
+    runner, path, tables, _clock = restarting(tmp_path)
     try:
         runner.balance()
         held = {ref: o.region for ref, o in runner.owned.items()}
