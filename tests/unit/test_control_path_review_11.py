@@ -19,7 +19,7 @@ first join):
 - (low-medium; bounded, not "within a few seconds") ``Runner.shutdown`` drops its shards
   one at a time (``Held.drop``: stop event, then join until the page ends or its fence).
   While it waits for the first shard's page, the shards whose stop event is not set yet
-  read and apply page after page (8 to 11 each in the test), and each of those is waited
+  read and apply page after page (several each in the test), and each of those is waited
   for in turn: a stop takes the sum of the shards' page times (up to one fence each, 22.5
   s by default) instead of the longest one (docs/operating/runner.md: "stops within a few
   seconds"). A stop that outlives the orchestrator's grace period ends in SIGKILL: the
@@ -39,16 +39,21 @@ Held (no defect reproduced), each pinned by a passing test below:
   first record (``RemovedTargetError``), no position of it is saved past what it applied,
   and it catches up from its checkpoint;
 - the page-size rule as documented: a page whose lowest failed record is a throttle (the
-  later ones missed the deadline) is not halved, one whose lowest is a DeadlineError is.
+  later ones missed the deadline) is not halved, one whose lowest is a DeadlineError is;
+- a renewal sent before a wall-clock step (forward, or back from a clock an hour ahead)
+  and answered after it, then a reload that shortens the lease (the shard dropped, kept,
+  taken again through the same store) and the holder's death: the other worker takes the
+  shard only after every write the new lease's fence let start has landed, and no lease
+  lives past its claim (a lease believed 5 s longer than stored fails it).
 
 Tried, reasoned, not pinned (no interleaving found): the Lambda handler returning with its
 settling still out and the batch retried meanwhile (settling's P3 removes only what a
 remembered delete covers); ``restart_all`` closing a replicator whose left page is
 between its decode and its hand-over (the submit raises, ``Handover.abandon`` waits for
 nothing started; a batch queued before the shutdown runs past the fence and starts no
-write); a renewal answered across a wall-clock step and a reload that shortens the lease
-(the answer is booked on the monotonic reading it was sent at; ``span`` keeps the old
-lease's length). The control-plane simulations ran on fresh seeds (2000000+) without a
+write); a retried or bisected Lambda batch (the handler returns only once every write
+answered or was waited out; a raise comes after ``Handover.abandon`` waited). The
+control-plane simulations ran on fresh seeds (2000000+) without a
 violation (counts in the report of h-rctl6).
 """
 
@@ -82,6 +87,7 @@ from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .reloading import reloading_runner, rewrite
+from .test_control_plane_clock_steps import SteppedClock
 from .test_runner_outage import NAMES, FakeStreams, NoParking
 from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 
@@ -543,3 +549,75 @@ def test_a_stop_starts_no_page_beyond_each_shards_read_ahead_while_it_waits_for_
             runner.shutdown()
     assert not stopping.is_alive()
     assert max(pages.after_stop.values(), default=0) <= 1, pages.after_stop
+
+
+# -- a clock step between a renewal's send and its answer, and a reload -------------------
+@pytest.mark.parametrize(("before", "after"), [(0.0, 20.0), (20.0, 0.0), (3600.0, 0.0)])
+def test_a_step_between_a_renewals_send_and_answer_then_a_shorter_lease_lands_no_late_write(
+    before: float, after: float
+) -> None:
+    """Interleaving: w1 (wall clock ``before`` ahead of the true time) holds A0 (30 s
+    lease); a tick sends its renewal, and before the answer NTP steps the clock to
+    ``after`` (ahead, or back to the true time). Then a reload shortens the lease to 10 s
+    (``restart_all``: the shard dropped, kept, and taken again through the same store,
+    its request timeout now 2 s). w1 ticks three more times and dies; w2 (true clock)
+    ticks and tries A0 every second. Checked on the table's timeline: w2 takes A0 only
+    after every write the new lease's fence let w1 start has landed; no lease lives
+    past its worker id's claim."""
+    request = 2.0  # the shortened lease's request timeout (80% of its 2.5 s margin)
+    true = ManualClock(1000.0)
+    clock = SteppedClock(true, before)
+    table = LeaseTable(true)
+    steps: list[Callable[[], None]] = []
+
+    def before_call(call: str) -> None:
+        if call == "renew" and steps:
+            steps.pop()()
+
+    w1 = LeaseKeeper("w1", "p1", clock, LEASE)
+    w1.stores = {"a": MemoryStateStore(table, before_call, name="w1")}
+    w1.claim("a", threading.Event())
+    first = w1.acquire("a", A0)
+    assert first is not None
+    true.t += w1.tick
+
+    def step() -> None:
+        clock.offset = after
+
+    steps.append(step)
+    w1.renew_all()
+    # The state the test is about: the renewal was answered after the step.
+    assert not steps and clock.offset == after
+    w1.forget(A0)  # the reload: dropped with its thread ended, kept for the next round
+    w1.lease_seconds = 10.0
+    held = w1.acquire("a", A0)  # the round after the restart takes it again at once
+    assert held is not None and held.span == 10.0
+    w1.ended_kept(A0, first)
+    w2 = LeaseKeeper("w2", "p2", true, 10.0)
+    w2.stores = {"a": MemoryStateStore(table, name="w2")}
+    w2.claim("a", threading.Event())
+    may_land_until, taken_at = 0.0, None
+    for second in range(120):
+        now = clock.now()
+        fence = held.fence(clock, now)  # the new thread's (the old one ended)
+        if fence > now:  # a write may start until then, landing a request later
+            may_land_until = max(may_land_until, fence - clock.offset + request)
+        _check_claim(table, true)
+        if w2.acquire("a", A0) is not None:
+            taken_at = true.t
+            break
+        true.t += 1.0
+        if second < 3:  # then w1 dies: its lease runs out, w2 takes the shard
+            w1.renew_all()
+        w2.renew_all()
+    # The state the test is about: w2 took the shard w1 held after the step and reload.
+    assert taken_at is not None, "w2 never took the shard"
+    assert taken_at >= may_land_until, (taken_at, may_land_until)
+
+
+def _check_claim(table: LeaseTable, true: ManualClock) -> None:
+    now_ms = true.t * 1000
+    for shard, stored in table.leases.items():
+        _, claim = table.workers.get(stored.owner, ("", 0))
+        if stored.expires_ms > now_ms:
+            assert claim >= stored.expires_ms, f"{shard.shard_id}'s lease outlives its claim"
