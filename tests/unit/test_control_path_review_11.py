@@ -40,6 +40,9 @@ Held (no defect reproduced), each pinned by a passing test below:
   and it catches up from its checkpoint;
 - the page-size rule as documented: a page whose lowest failed record is a throttle (the
   later ones missed the deadline) is not halved, one whose lowest is a DeadlineError is;
+- a split page (a target missed the deadline mid-page) is checkpointed for that target
+  after the last record it applied, and its re-read after an expired iterator resumes
+  there, at the halved size (saving the missed record too fails it);
 - a renewal sent before a wall-clock step (forward, or back from a clock an hour ahead)
   and answered after it, then a reload that shortens the lease (the shard dropped, kept,
   taken again through the same store) and the holder's death: the other worker takes the
@@ -621,3 +624,60 @@ def _check_claim(table: LeaseTable, true: ManualClock) -> None:
         _, claim = table.workers.get(stored.owner, ("", 0))
         if stored.expires_ms > now_ms:
             assert claim >= stored.expires_ms, f"{shard.shard_id}'s lease outlives its claim"
+
+
+def test_a_split_page_re_read_after_its_iterator_expired_resumes_after_its_checkpoint() -> None:
+    """Interleaving: page 1-10; SLOW misses the deadline at record 5 (1-4 applied), the
+    others apply it all. SLOW's checkpoint is saved at 4 and it splits off at 4, halving
+    the size; its first read after the backoff finds the iterator expired; the next takes a
+    new one after 4 and applies 5-10 in pages of the halved size."""
+    applied: dict[str, set[int]] = {}
+    misses = [5]
+
+    def process(
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        targets: Collection[str],
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        results = {}
+        miss = misses.pop() if misses else None
+        for target in targets:
+            failed = None
+            for r in records:
+                n = int(r["dynamodb"]["SequenceNumber"])
+                if target == SLOW and miss is not None and n >= miss:
+                    failed = seq(n)
+                    break
+                applied.setdefault(target, set()).add(n)
+            error = DeadlineError("no time left to start this write") if failed else None
+            results[target] = TargetResult(target, failed_sequence=failed, error=error)
+        return BatchResult(results)
+
+    stream = FakeStream({"s1": [record(n) for n in range(1, 11)]})
+    checkpoints, clock = _CheckedCheckpoints(applied=applied), ManualClock()
+    worker = ShardWorker(
+        REF,
+        source=stream,
+        checkpoints=checkpoints,
+        process=process,
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        page_limit=10,
+    )
+    worker.step()
+    # The state the test is about: SLOW split off at 4, saved there, the size halved.
+    assert checkpoints.saved[REF][SLOW] == seq(4)
+    assert any(c.targets == {SLOW} and c.position == seq(4) for c in worker.cursors)
+    assert worker.size.limit == 5
+    stream.expire_next = 1
+    for _ in range(10):
+        clock.t += 60  # past any backoff
+        worker.step()
+    assert stream.expire_next == 0, "the split cursor's read never met the expired iterator"
+    assert ("s1", seq(4)) in stream.iterators_taken
+    assert checkpoints.saved[REF] == dict.fromkeys(TARGETS, seq(10))
+    assert applied[SLOW] == set(range(1, 11))
+    assert not checkpoints.problems, checkpoints.problems
