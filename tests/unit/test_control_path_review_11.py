@@ -85,18 +85,18 @@ from dynamodb_replicator.runner import liveness
 from dynamodb_replicator.runner.held import RemovedTargetError, unknown_targets_failed
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.runner.regions import Region
-from dynamodb_replicator.runner.shardworker import ShardWorker
+from dynamodb_replicator.runner.shardworker import Process, ShardWorker
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .reloading import reloading_runner, rewrite
 from .test_control_plane_clock_steps import SteppedClock
+from .test_page_size import SlowStore
 from .test_runner_outage import NAMES, FakeStreams, NoParking
 from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 
 REF = ShardRef("Orders", ARN, "s1")
 SLOW = "ap-southeast-1"
-WINDOW = 5.0  # seconds a page has before its deadline (as in test_page_size.py)
 LEASE = 30.0
 A0 = ShardRef("Orders", "arn:a/stream/Orders", "a-0")
 
@@ -105,17 +105,34 @@ def seq(n: int) -> str:
     return f"{n:021d}"
 
 
+def _worker(
+    stream: FakeStream,
+    checkpoints: FakeCheckpoints,
+    process: Process,
+    clock: ManualClock,
+    page_limit: int,
+) -> ShardWorker:
+    """A worker of shard REF to TARGETS."""
+    return ShardWorker(
+        REF,
+        source=stream,
+        checkpoints=checkpoints,
+        process=process,
+        targets=TARGETS,
+        parent=None,
+        clock=clock,
+        page_limit=page_limit,
+    )
+
+
 @dataclass
 class SlowFor:
-    """test_page_size.py's SlowStore for one target: the tombstone reads of all the page's
-    keys (``read_s`` a record) come before its first write, one write a record
-    (``write_s``); a write whose turn comes at or after ``WINDOW`` is not started
-    (DeadlineError), nor the rest. The other targets apply every page at once."""
+    """test_page_size.py's SlowStore for the ``slow`` target alone (the tombstone reads of
+    the page's keys, ``read_s`` a record, before its first write; no write started at or
+    after its 5 s window); the other targets apply every page at once."""
 
     slow: str
-    read_s: float = 0.4  # a page of more than 12 records gets no write started
-    write_s: float = 0.05
-    applied: dict[str, list[int]] = field(default_factory=dict)
+    store: SlowStore = field(default_factory=lambda: SlowStore(read_s=0.4))  # 12 records fit
 
     def __call__(
         self,
@@ -125,19 +142,9 @@ class SlowFor:
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
     ) -> BatchResult:
-        results = {}
-        for target in targets:
-            slow = target == self.slow
-            elapsed, failed = (self.read_s * len(records) if slow else 0.0), None
-            for r in records:
-                if slow and elapsed >= WINDOW:
-                    failed = str(r["dynamodb"]["SequenceNumber"])
-                    break
-                elapsed += self.write_s
-                self.applied.setdefault(target, []).append(int(r["dynamodb"]["SequenceNumber"]))
-            error = DeadlineError("no time left to start this write") if failed else None
-            results[target] = TargetResult(target, failed_sequence=failed, error=error)
-        return BatchResult(results)
+        slow = self.store(table, records, [t for t in targets if t == self.slow])
+        fast = {t: TargetResult(t) for t in targets if t != self.slow}
+        return BatchResult({**slow.targets, **fast})
 
 
 # -- page splitting -------------------------------------------------------------------------
@@ -164,16 +171,7 @@ def test_a_split_cursor_gets_a_page_size_it_can_finish_while_other_targets_read_
     though a page of 6 or 12 records moves it every time."""
     stream = FakeStream({"s1": [record(n) for n in range(1, 101)]})
     checkpoints, targets, clock = FakeCheckpoints(), SlowFor(SLOW), ManualClock()
-    worker = ShardWorker(
-        REF,
-        source=stream,
-        checkpoints=checkpoints,
-        process=targets,
-        targets=TARGETS,
-        parent=None,
-        clock=clock,
-        page_limit=100,
-    )
+    worker = _worker(stream, checkpoints, targets, clock, 100)
     worker.step()
     # The state the test is about: SLOW missed at its lowest record and split off, the
     # others applied the page.
@@ -219,16 +217,7 @@ def test_a_page_is_halved_only_when_its_lowest_failure_missed_the_deadline(
 
     stream = FakeStream({"s1": [record(n) for n in range(1, 11)]})
     checkpoints, clock = FakeCheckpoints(), ManualClock()
-    worker = ShardWorker(
-        REF,
-        source=stream,
-        checkpoints=checkpoints,
-        process=process,
-        targets=TARGETS,
-        parent=None,
-        clock=clock,
-        page_limit=10,
-    )
+    worker = _worker(stream, checkpoints, process, clock, 10)
     worker.step()
     # The state the test is about: SLOW failed at record 1, split off, nothing saved of it.
     assert any(c.targets == {SLOW} and c.position is None for c in worker.cursors)
@@ -300,18 +289,7 @@ def test_a_target_removed_and_added_back_during_a_page_saves_nothing_it_did_not_
     reloads.writers.discard(SLOW)  # the replicator the first page takes
     checkpoints = _CheckedCheckpoints(applied=reloads.applied)
     stream = FakeStream({"s1": [record(n) for n in range(1, 11)]})
-    worker.append(
-        ShardWorker(
-            REF,
-            source=stream,
-            checkpoints=checkpoints,
-            process=reloads,
-            targets=TARGETS,
-            parent=None,
-            clock=clock,
-            page_limit=10,
-        )
-    )
+    worker.append(_worker(stream, checkpoints, reloads, clock, 10))
     worker[0].step()
     # The state the test is about: SLOW failed the page as removed, still a target.
     assert SLOW in worker[0].targets and SLOW not in reloads.applied
@@ -657,16 +635,7 @@ def test_a_split_page_re_read_after_its_iterator_expired_resumes_after_its_check
 
     stream = FakeStream({"s1": [record(n) for n in range(1, 11)]})
     checkpoints, clock = _CheckedCheckpoints(applied=applied), ManualClock()
-    worker = ShardWorker(
-        REF,
-        source=stream,
-        checkpoints=checkpoints,
-        process=process,
-        targets=TARGETS,
-        parent=None,
-        clock=clock,
-        page_limit=10,
-    )
+    worker = _worker(stream, checkpoints, process, clock, 10)
     worker.step()
     # The state the test is about: SLOW split off at 4, saved there, the size halved.
     assert checkpoints.saved[REF][SLOW] == seq(4)
