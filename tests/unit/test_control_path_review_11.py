@@ -56,8 +56,9 @@ between its decode and its hand-over (the submit raises, ``Handover.abandon`` wa
 nothing started; a batch queued before the shutdown runs past the fence and starts no
 write); a retried or bisected Lambda batch (the handler returns only once every write
 answered or was waited out; a raise comes after ``Handover.abandon`` waited). The
-control-plane simulations ran on fresh seeds (2000000+) without a
-violation (counts in the report of h-rctl6).
+control-plane simulations ran on fresh seeds from 2000000 without a violation:
+shard_sim.py 33194 seeds, the base simulation 50592, clock steps 46416, dropped leases
+under steps 44343, late landings 27538 (each module's ``run`` and ``violations``, seed by seed).
 """
 
 from __future__ import annotations
