@@ -1,8 +1,8 @@
 """Review 11 of the control path (tests only, on main de0fb10): what reviews 1-10 did not try.
 
-Reproduced (strict expected failures until fixed; each flips to passing under a quick
-mutation that fixes it: a page size per cursor; every shard's stop event set before the
-first join):
+Reproduced, and fixed since (each test failed before its fix: a page size per cursor,
+``runner/shard_state.py``; every dropped shard's stop event set before the first join,
+``Held.stop``):
 
 - (low; liveness, no write lost or resurrected) A shard's page size is one ``PageSize``
   for all of its cursors. A target whose pages miss the deadline at its lowest record
