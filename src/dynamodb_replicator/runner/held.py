@@ -141,10 +141,12 @@ class Held:
         thread.start()
 
     def stop(self, refs: Iterable[ShardRef]) -> None:
-        """Tell the threads of ``refs`` to end after their page: before any of them is
-        dropped, so none starts another page while the others' are waited for."""
+        """Tell the threads of ``refs`` to end after their page, and stop renewing their
+        leases: before any of them is dropped, so that while the first is waited for none
+        starts another page and no fence moves on (each page ends by the fence it had)."""
         for ref in refs:
             self.owned[ref].stop.set()
+            self.keeper.forget(ref)
 
     def drop(self, ref: ShardRef, *, release: bool, keep: bool = False) -> None:
         """Stop a shard's thread; release its lease only once its page in flight is done.
