@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from dynamodb_replicator.aws.report_items import report_to_item
@@ -139,6 +139,14 @@ class Held:
             "shard leased", extra={"shard": str(ref), "region": name, "worker": self.worker_id}
         )
         thread.start()
+
+    def stop(self, refs: Iterable[ShardRef]) -> None:
+        """Tell the threads of ``refs`` to end after their page, and stop renewing their
+        leases: before any of them is dropped, so that while the first is waited for none
+        starts another page and no fence moves on (each page ends by the fence it had)."""
+        for ref in refs:
+            self.owned[ref].stop.set()
+            self.keeper.forget(ref)
 
     def drop(self, ref: ShardRef, *, release: bool, keep: bool = False) -> None:
         """Stop a shard's thread; release its lease only once its page in flight is done.

@@ -37,9 +37,14 @@ def take_up(runner: Runner, config: RunnerConfig, checked: Checked, change: Resh
         "config changed: starting and stopping only the pairs it concerns",
         extra={"added": list(change.added), "removed": sorted(gone)},
     )
-    for ref, owned in list(runner.owned.items()):
-        if ref.table in change.stale_tables or owned.region in gone:
-            runner._drop(ref, release=True)  # through the old stores: they hold the tokens
+    dropped = [
+        ref
+        for ref, owned in runner.owned.items()
+        if ref.table in change.stale_tables or owned.region in gone
+    ]
+    runner.held.stop(dropped)
+    for ref in dropped:
+        runner._drop(ref, release=True)  # through the old stores: they hold the tokens
     runner.held.remove_targets(change.removed)
     for name in list(runner.shards):
         kept = {r: p for r, p in runner.shards[name].items() if r.table not in change.stale_tables}
@@ -85,6 +90,7 @@ def restart_all(runner: Runner, config: RunnerConfig, checked: Checked) -> None:
         "config changed: restarting shard workers",
         extra={"regions": [r.name for r in config.regions]},
     )
+    runner.held.stop(list(runner.owned))
     for ref in list(runner.owned):
         runner._drop(ref, release=False, keep=True)  # not due for release (``settle_kept``)
     for region in runner.regions.values():

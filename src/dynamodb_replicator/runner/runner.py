@@ -198,6 +198,7 @@ class Runner:
     def shutdown(self) -> None:
         self.stopping.set()  # writes waiting to retry give up: stop within seconds
         self.publish()
+        self.held.stop(list(self.owned))
         for ref in list(self.owned):
             self._drop(ref, release=True)
         # A restart's kept leases, and the releases due, go back before the ticks end.

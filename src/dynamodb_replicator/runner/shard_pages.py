@@ -38,7 +38,7 @@ class Pages(Settling):
                 cursor.iterator = self.source.iterator(
                     self.shard.stream_arn, self.shard.shard_id, cursor.position
                 )
-            return self.source.read(cursor.iterator, self.size.limit)
+            return self.source.read(cursor.iterator, cursor.size.limit)
         except ExpiredIteratorError:
             cursor.iterator = None  # take a new one at the same position next time
         except TrimmedDataError as exc:
@@ -103,7 +103,7 @@ class Pages(Settling):
         records = page.records
         self.positions.read(
             (str(r["dynamodb"]["SequenceNumber"]) for r in records),
-            full=len(records) >= self.size.limit,
+            full=len(records) >= cursor.size.limit,
         )
         self.stats.records += len(records)
         cursor.iterator = page.next_iterator
@@ -128,7 +128,7 @@ class Pages(Settling):
         if any(other.failures == 0 for other in self.cursors if other is not cursor):
             return None, False
         try:
-            return self.source.read(cursor.iterator, self.size.limit), False
+            return self.source.read(cursor.iterator, cursor.size.limit), False
         except ReplicatorError:
             return None, True
 

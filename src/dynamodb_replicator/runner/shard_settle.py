@@ -18,7 +18,6 @@ from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.retry import Backoff
 from dynamodb_replicator.core.streams import END, CheckpointStore, ShardRef
 from dynamodb_replicator.runner.count_once import CountOnce
-from dynamodb_replicator.runner.page_size import PageSize
 from dynamodb_replicator.runner.parker import Parker
 from dynamodb_replicator.runner.positions import ShardPositions
 from dynamodb_replicator.runner.shard_state import Cursor, LagObserver, ShardStats, error_at
@@ -37,7 +36,6 @@ class Settling:
     checkpoints: CheckpointStore
     clock: Clock
     fields: SystemAttributes
-    size: PageSize
     backoff: Backoff
     on_lag: LagObserver | None
     stats: ShardStats
@@ -66,7 +64,7 @@ class Settling:
                 continue
             failures[target] = (failed, error_at(result, target, failed))
         self.once.logged_all(result)
-        self.size.settled(late=any(isinstance(e, DeadlineError) for _, e in failures.values()))
+        cursor.size.settled(late=any(isinstance(e, DeadlineError) for _, e in failures.values()))
         failed_targets = self._failed_positions(cursor, records, failures, positions, now)
         self.checkpoints.save(self.shard, positions)
         for target, position in positions.items():
@@ -126,7 +124,7 @@ class Settling:
         if not cursor.targets:
             self.cursors.remove(cursor)
         for target, position in failed_targets.items():
-            split = Cursor({target}, position)
+            split = Cursor({target}, position, cursor.size.split())
             self.cursors.append(split)
             self._back_off(split, self.stats.last_error[target])
 

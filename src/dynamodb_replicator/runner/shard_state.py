@@ -11,6 +11,7 @@ from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.runner.page_size import PageSize
 from dynamodb_replicator.runner.pipeline import Flight
 
 __all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "error_at"]
@@ -39,6 +40,9 @@ LagObserver = Callable[[str, float], None]
 class Cursor:
     targets: set[str]
     position: str | None  # last SequenceNumber handled; None: from TRIM_HORIZON
+    # Its own: a split cursor's misses must not be undone by the pages of the cursors
+    # that keep up (a size shared by all would double back before its next retry).
+    size: PageSize
     iterator: str | None = None
     retry_at: float = 0.0
     failures: int = 0

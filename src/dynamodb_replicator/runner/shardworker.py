@@ -75,7 +75,7 @@ class ShardWorker(Pages):
         self.process = process
         self.parent = parent
         self.clock = clock
-        self.size = PageSize(page_limit)  # smaller after a page ran out of time
+        self.page_limit = page_limit  # each cursor's page: smaller after one ran out of time
         # One cursor waits alone (no herd to spread): it waits the ceiling, without jitter.
         self.backoff = Backoff(base=0.1, cap=retry_cap)
         self.on_lag = on_lag
@@ -167,7 +167,7 @@ class ShardWorker(Pages):
             if cursor.position == position and cursor.failures == 0 and cursor.inflight is None:
                 cursor.targets.add(target)
                 return
-        self.cursors.append(Cursor({target}, position))
+        self.cursors.append(Cursor({target}, position, PageSize(self.page_limit)))
 
     def check_parent(self) -> None:
         """Let targets whose parent shard is finished start on this one."""
@@ -213,5 +213,7 @@ class ShardWorker(Pages):
             keep.targets |= drop.targets
             keep.failures = min(keep.failures, drop.failures)
             keep.retry_at = min(keep.retry_at, drop.retry_at)
+            if drop.size.limit < keep.size.limit:  # the smaller one: a target in it missed
+                keep.size = drop.size
             self.cursors.remove(drop)
             by_position[cursor.position] = keep
