@@ -202,13 +202,13 @@ def _reference_version(item: dict[str, Any], holder: str, own_seq: str) -> Versi
 
 
 stamp_spellings = st.sampled_from(["5", "5.0", "05", "1e3", "1000", "x", "NaN"])
-markers = st.one_of(
+markers: st.SearchStrategy[Any] = st.one_of(
     st.none(),
     stamp_spellings.map(lambda n: {"N": n}),
     stamp_spellings.map(lambda n: {"S": n}),
     st.just({}),
 )
-origins = st.one_of(
+origins: st.SearchStrategy[Any] = st.one_of(
     st.none(), st.just({"S": "us-east-1"}), st.just({"N": "1"}), st.just({}), st.just("xS")
 )
 
