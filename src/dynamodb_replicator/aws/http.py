@@ -33,8 +33,12 @@ resolution, the connects to its addresses (each gets only what is left, not a co
 timeout of its own), the TLS handshake (as a whole, not per read) and a reused
 connection's check all come out of it, and past it nothing is sent: the connection is
 closed and the call raises ``ConnectTimeoutError``. The send and the answer then have the
-read timeout. So a request reaches the server within connect + read timeout of the
-instant its budget started, or never (fencing by time: docs/concepts/guarantees.md).
+read timeout: the send as a whole, the answer per read. A plain connection is a blocking
+socket whose reads and writes the kernel times out (SO_RCVTIMEO, SO_SNDTIMEO), so that
+reading an answer is one system call, not a poll and a read each handing the GIL over; a
+TLS connection keeps the socket's own timeout. So a request reaches the server within
+connect + read timeout of the instant its budget started, or never (fencing by time:
+docs/concepts/guarantees.md).
 """
 
 from __future__ import annotations
