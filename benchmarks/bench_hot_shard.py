@@ -356,10 +356,7 @@ def _watch(
     targets = len(REGIONS) - 1
     while True:
         time.sleep(0.25)
-        done = sum(
-            runner.metric_sum(f"dynamodb_replicator_{name}_total", source=REGIONS[0])
-            for name in ("applied", "stale")
-        )
+        done = runner.replicated(REGIONS[0])
         now, made = time.perf_counter(), sorted(stamps)
         behind = int(done) // targets
         if behind < len(made):

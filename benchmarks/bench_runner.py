@@ -117,10 +117,7 @@ def drain(
         cpu = runner.cpu_seconds()
         while done < target_writes:
             time.sleep(0.25)
-            done = sum(
-                runner.metric_sum(f"dynamodb_replicator_{name}_total", source=REGIONS[0])
-                for name in ("applied", "stale")
-            )
+            done = runner.replicated(REGIONS[0])
             samples.append((round(time.perf_counter() - began, 2), done))
             if time.perf_counter() - began > 900:
                 raise RuntimeError(f"drain did not finish: {samples[-1]}")

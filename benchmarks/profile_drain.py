@@ -80,10 +80,7 @@ def main() -> None:
             done = 0.0
             while done < target_writes and time.perf_counter() - began < 600:
                 time.sleep(0.25)
-                done = sum(
-                    runner.metric_sum(f"dynamodb_replicator_{name}_total", source=REGIONS[0])
-                    for name in ("applied", "stale")
-                )
+                done = runner.replicated(REGIONS[0])
             elapsed = time.perf_counter() - began
             after = (cpu_seconds(runner.process.pid), cpu_seconds(server.pid))
         finally:

@@ -4,6 +4,7 @@ command and option has help and examples, ``--output`` is a format, ``--profile`
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import subprocess
@@ -17,6 +18,7 @@ from rich.console import Console
 from dynamodb_replicator.aws.clients import make_client, use_profile
 from dynamodb_replicator.cli import demo_scenario, demo_view
 from dynamodb_replicator.cli.main import build_parser, main
+from dynamodb_replicator.cli.run import YOUNG_COLLECTION_THRESHOLD, tune_collector
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -293,3 +295,16 @@ def test_the_demo_tables_do_not_wrap_through_a_pipe() -> None:
     assert demo_scenario.EXPLANATIONS["order-4"] in shown.replace(
         "[bold]", ""
     )  # one unwrapped line
+
+
+def test_the_runs_collector_freezes_startups_objects_and_collects_young_ones_less_often() -> None:
+    """``run`` tunes the garbage collector once the runner started: what exists then is
+    frozen out of later scans, and young collections wait for 20,000 allocations."""
+    before = gc.get_threshold()
+    try:
+        tune_collector()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_COLLECTION_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

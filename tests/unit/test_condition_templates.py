@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,8 +28,12 @@ from dynamodb_replicator.core.conditions import (
     negate,
     render,
 )
-from dynamodb_replicator.core.model import AttributeValue, SystemAttributes, Version
+from dynamodb_replicator.core.model import AttributeValue, Item, ItemKey, SystemAttributes, Version
+from dynamodb_replicator.core.plan import PutVersion
 from dynamodb_replicator.core.policy import LATEST, LastWriterWins
+from dynamodb_replicator.core.store import StoreResult
+from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.testing.clock import ManualClock
 
 from .strategies import FIELDS, regions, stored_items, versions
 
@@ -135,3 +140,49 @@ def test_a_caller_changing_one_writes_names_does_not_change_the_next_writes() ->
     finally:
         if isinstance(first.names, dict):
             first.names.update(before)  # mend the shared template for the other tests
+
+
+@dataclass
+class _Recording:
+    """A store that records the condition of each put and refuses it (nothing stored)."""
+
+    region: str
+    conditions: list[Condition] = field(default_factory=list)
+
+    def put(self, table: str, item: Item, condition: Condition) -> StoreResult:
+        self.conditions.append(condition)
+        return StoreResult(False, None)
+
+
+@settings(max_examples=200, deadline=None)
+@given(writes=WRITES, items=st.lists(stored_items(), min_size=1, max_size=6))
+def test_an_updates_present_only_put_sends_the_tree_of_exists_and_the_rule(
+    writes: list[tuple[Version, str, bool]], items: list[dict[str, AttributeValue] | None]
+) -> None:
+    """P1u's condition (``WriteProtocol.put_present``, its template made once per kind of
+    write) renders as ``all_of(Exists(key), rule)`` with the rule's reference tree: the same
+    text, names and values in order; and it agrees with that tree on items."""
+    for incoming, holder, strict in writes:
+        store = _Recording(holder)
+        protocol = WriteProtocol(
+            store,  # type: ignore[arg-type]  # only put is called
+            LastWriterWins(FIELDS),
+            FIELDS,
+            ManualClock(),
+            "_tombstones",
+            3600,
+        )
+        op = PutVersion(
+            ItemKey.from_attributes({"pk": {"S": "k"}}),
+            incoming,
+            {"pk": {"S": "k"}, FIELDS.timestamp: {"N": incoming.raw_timestamp}},
+            "1",
+            replaces=Version.of("1", holder),
+            strict=strict,
+        )
+        assert protocol.put_present("T", op) is None  # the state: the put was sent, refused
+        (sent,) = store.conditions
+        reference = all_of(Exists(Path("pk")), _reference(FIELDS, incoming, holder, strict))
+        assert _wire(render(sent)) == _wire(render(reference))
+        for item in items:
+            assert sent.evaluate(item) is reference.evaluate(item)

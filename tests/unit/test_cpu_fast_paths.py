@@ -31,7 +31,10 @@ from dynamodb_replicator.core.conditions import (
     Value,
     render,
 )
-from dynamodb_replicator.core.model import ItemKey
+from dynamodb_replicator.core.model import ItemKey, Version, parse_number
+from dynamodb_replicator.core.policy import is_marked, stored_version
+
+from .strategies import FIELDS
 
 scalars = st.one_of(
     st.builds(lambda s: {"S": s}, st.text(max_size=5)),
@@ -181,3 +184,51 @@ def test_an_item_keys_cached_text_changes_nothing_else(
     replaced = dataclasses.replace(key, parts=ItemKey.from_attributes(other).parts)
     assert str(replaced) == key_to_json(other)
     assert (replaced == key) == (key_to_json(other) == text)
+
+
+def _reference_version(item: dict[str, Any], holder: str, own_seq: str) -> Version | None:
+    """``stored_version`` as it read an item before its marker shortcut: ``is_marked``
+    on every item."""
+    stamp = item.get(FIELDS.timestamp)
+    if stamp is None or "N" not in stamp:
+        return None
+    value = parse_number(stamp["N"])
+    if value is None:
+        return None
+    if not is_marked(item, FIELDS):
+        return Version(value, holder, stamp["N"], own_seq)
+    seq = item.get(FIELDS.origin_seq, {}).get("S", "")
+    return Version(value, str(item[FIELDS.origin]["S"]), stamp["N"], str(seq))
+
+
+stamp_spellings = st.sampled_from(["5", "5.0", "05", "1e3", "1000", "x", "NaN"])
+markers: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    stamp_spellings.map(lambda n: {"N": n}),
+    stamp_spellings.map(lambda n: {"S": n}),
+    st.just({}),
+)
+origins: st.SearchStrategy[Any] = st.one_of(
+    st.none(), st.just({"S": "us-east-1"}), st.just({"N": "1"}), st.just({}), st.just("xS")
+)
+
+
+@given(stamp_spellings, markers, origins, st.sampled_from(["", "0007"]), st.booleans())
+def test_a_stored_items_version_reads_as_is_marked_says_whatever_its_marker_and_origin(
+    stamp: str, marker: Any, origin: Any, seq: str, own: bool
+) -> None:
+    """``stored_version`` takes an item whose marker is spelled as its ``__timestamp`` for
+    marked without parsing the number again: for any marker (absent, another spelling,
+    not a Number, empty) and origin (absent, not a string, not even an AttributeValue),
+    it reads every item as ``is_marked`` on it says (or fails as it failed)."""
+    item: dict[str, Any] = {"pk": {"S": "k"}, FIELDS.timestamp: {"N": stamp}}
+    if marker is not None:
+        item[FIELDS.marker] = marker
+    if origin is not None:
+        item[FIELDS.origin] = origin
+    if seq:
+        item[FIELDS.origin_seq] = {"S": seq}
+    own_seq = "~" if own else ""
+    got = outcome(lambda: {"v": stored_version(item, "eu-west-1", FIELDS, own_seq=own_seq)})
+    want = outcome(lambda: {"v": _reference_version(item, "eu-west-1", own_seq)})
+    assert got == want

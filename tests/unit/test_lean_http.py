@@ -4,15 +4,17 @@ chunked bodies, ``Connection: close`` and a body that ends with the connection."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from botocore.exceptions import ConnectionClosedError
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
 from dynamodb_replicator.aws.http import Pool
 from dynamodb_replicator.aws.http_answers import read_answer as _read_answer
@@ -261,3 +263,38 @@ def test_a_request_larger_than_the_socket_takes_at_once_arrives_whole(
     small = b'{"a": 1}'
     assert client.post(small, {"Host": "h"}).data == hashlib.sha256(small).hexdigest().encode()
     assert server.connections == 1
+
+
+@pytest.mark.parametrize("answered_before", [0, 1, 2])
+def test_an_answer_that_never_comes_is_a_read_timeout_on_a_fresh_or_kept_connection(
+    serving: Callable[[Serve], RawServer], answered_before: int
+) -> None:
+    """A server that reads the request and stays silent: the call raises
+    ``ReadTimeoutError`` (a write that may still land), within about the read timeout,
+    whether its connection is new or kept from requests answered before (a plain
+    connection's reads are timed out by the kernel: SO_RCVTIMEO, not the socket's own
+    timeout; an expired one must not read as a closed connection)."""
+    silent = threading.Event()
+
+    def answers_then_silence(conn: socket.socket) -> None:
+        for _ in range(answered_before):
+            if not read_request(conn):
+                return
+            conn.sendall(ANSWER)
+        if read_request(conn):
+            silent.set()
+            with contextlib.suppress(ConnectionResetError):
+                conn.recv(1)  # until the client gives up (its reset)
+
+    client = Pool(
+        serving(answers_then_silence).url, maxsize=4, connect_timeout=1.0, read_timeout=0.3
+    )
+    for _ in range(answered_before):
+        assert client.post(b"{}", {"Host": "h"}).data == b"{}"
+    began = time.monotonic()
+    with pytest.raises(ReadTimeoutError):
+        client.post(b"{}", {"Host": "h"})
+    waited = time.monotonic() - began
+    assert silent.is_set()  # the state: the request arrived and was never answered
+    assert 0.25 <= waited < 3.0
+    assert not client._idle  # a connection that timed out is not kept

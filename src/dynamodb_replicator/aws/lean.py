@@ -107,6 +107,8 @@ class LeanClient:
         self._content_type = f"application/x-amz-json-{model.metadata['jsonVersion']}"
         self._signer = Signer(model.signing_name, meta.region_name, _host(self._url))
         self._pool = _pool(client)
+        # (whole second, its X-Amz-Date): formatted once a second, not once a request
+        self._stamp: tuple[int, str] = (-1, "")
 
     def __getattr__(self, name: str) -> Any:
         operation = self.hot.get(name)
@@ -150,13 +152,17 @@ class LeanClient:
             raise NoCredentialsError()
         # Refreshes (and assumes the role) when due; AssumeRoleFailed surfaces from here.
         frozen = self._credentials.get_frozen_credentials()
+        now = self._clock.now()
+        stamp = self._stamp
+        if stamp[0] != int(now):
+            stamp = self._stamp = (int(now), amz_date(now))  # replaced whole: thread-safe
         return self._signer.sign(
             headers,
             body,
             access_key=frozen.access_key,
             secret_key=frozen.secret_key,
             token=frozen.token,
-            stamp=amz_date(self._clock.now()),
+            stamp=stamp[1],
         )
 
 

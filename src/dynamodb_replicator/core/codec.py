@@ -260,8 +260,8 @@ def decode_record(
     new = _image(body.get("NewImage"), from_json=from_json, what="NewImage")
     old = _image(body.get("OldImage"), from_json=from_json, what="OldImage")
     operation = _OPERATIONS[name]
-    needed = {"INSERT": (new,), "MODIFY": (new, old), "REMOVE": (old,)}[name]
-    if any(image is None for image in needed):
+    # The images each event needs (no table of tuples built per record).
+    if (old if name == "REMOVE" else new) is None or (name == "MODIFY" and old is None):
         raise StreamViewTypeError(
             f"record {sequence}: {name} without the images it needs; the stream must be "
             "NEW_AND_OLD_IMAGES"

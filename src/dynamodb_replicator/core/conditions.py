@@ -306,7 +306,7 @@ class Rendered:
 class Template:
     """A condition with open values (``Slot``), rendered once; ``bind`` fills them in."""
 
-    __slots__ = ("_expression", "_names", "_open", "_values", "condition")
+    __slots__ = ("_after", "_expression", "_names", "_open", "_values", "condition")
 
     def __init__(self, condition: Condition) -> None:
         if isinstance(condition, Const):
@@ -318,10 +318,22 @@ class Template:
         self._names: Mapping[str, str] = MappingProxyType(names.names)
         self._values = names.values
         self._open = tuple(names.open.items())
+        # first -> ``after(first)``; written by whichever thread asks first (two equal
+        # templates: either serves)
+        self._after: dict[Condition, Template] = {}
 
     def bind(self, *values: AttributeValue) -> Bound:
         """This condition with ``values`` in its slots (by index)."""
         return Bound(self, values)
+
+    def after(self, first: Condition) -> Template:
+        """The template of ``all_of(first, this condition)`` (``first`` without a slot),
+        made once per ``first``: bound to the same values, it is that condition with this
+        one bound, rendered the same (an update's P1u, ``core.writes``)."""
+        found = self._after.get(first)
+        if found is None:
+            found = self._after[first] = Template(all_of(first, self.condition))
+        return found
 
     def rendered(self, values: tuple[AttributeValue, ...]) -> Rendered:
         """What ``render`` makes of the tree with ``values`` in its slots: the same text,

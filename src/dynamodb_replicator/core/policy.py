@@ -152,7 +152,14 @@ def stored_version(
     if value is None:
         return None
     # ``Version`` itself, not ``Version.of``: the number is parsed already.
-    if not is_marked(item, fields):
+    marker = item.get(fields.marker)
+    if marker.__class__ is dict and marker.get("N") == raw:
+        # ``is_marked`` as the replicator writes it (the marker is ``raw``, parsed above)
+        # without parsing the number again.
+        marked = "S" in item.get(fields.origin, {})
+    else:
+        marked = is_marked(item, fields)
+    if not marked:
         return Version(value, holder, raw, own_seq)
     seq = item.get(fields.origin_seq, {}).get("S", "")
     return Version(value, str(item[fields.origin]["S"]), raw, str(seq))

@@ -293,7 +293,13 @@ class WriteProtocol:
         """P1u: P1 where the item is present. None when it is absent (deleted here, or its
         insert not arrived yet): the caller goes on with P0 (``tombstones``) and ``put``,
         each a call of its own, so that no write starts after the caller's deadline."""
-        condition = all_of(Exists(Path(op.key.names()[0])), self._apply_rule(op))
+        present = Exists(Path(op.key.names()[0]))
+        rule = self._apply_rule(op)
+        condition: Condition
+        if isinstance(rule, Bound):  # the policy's template: the Exists before it, made once
+            condition = rule.template.after(present).bind(*rule.values)
+        else:
+            condition = all_of(present, rule)
         result = self.store.put(table, self._item(op), condition)
         if result.applied or result.item is not None:
             return self._put_outcome(op, result)
