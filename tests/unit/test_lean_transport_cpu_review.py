@@ -3,7 +3,10 @@
 deadline, SigV4's cached pad states, canonical headers and X-Amz-Date, and P1u's template.
 
 Each test pins one guarantee of docs/concepts/guarantees.md ("Timing and clocks") or the
-signature/condition equivalences; a strict xfail is a reproduced defect.
+signature/condition equivalences. One defect was reproduced and is fixed by going back to
+sockets with a timeout (main de0fb10's ``aws/http.py``): with SO_RCVTIMEO every signal gave
+an interrupted read its whole timeout again
+(``test_a_stalled_answer_times_out_within_the_read_timeout_while_signals_arrive``).
 """
 
 from __future__ import annotations
@@ -41,11 +44,6 @@ from .test_sigv4 import HEADERS, botocore_headers
 # --- aws.http: blocking sockets timed out by the kernel ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="EINTR restarts SO_RCVTIMEO: CPython retries an interrupted recv on a blocking "
-    "socket with no deadline, so each signal gives the read its whole timeout again",
-)
 def test_a_stalled_answer_times_out_within_the_read_timeout_while_signals_arrive(
     serving: Callable[[Serve], RawServer],  # noqa: F811 (the imported fixture)
 ) -> None:

@@ -33,12 +33,8 @@ resolution, the connects to its addresses (each gets only what is left, not a co
 timeout of its own), the TLS handshake (as a whole, not per read) and a reused
 connection's check all come out of it, and past it nothing is sent: the connection is
 closed and the call raises ``ConnectTimeoutError``. The send and the answer then have the
-read timeout: the send as a whole, the answer per read. A plain connection is a blocking
-socket whose reads and writes the kernel times out (SO_RCVTIMEO, SO_SNDTIMEO), so that
-reading an answer is one system call, not a poll and a read each handing the GIL over; a
-TLS connection keeps the socket's own timeout. So a request reaches the server within
-connect + read timeout of the instant its budget started, or never (fencing by time:
-docs/concepts/guarantees.md).
+read timeout. So a request reaches the server within connect + read timeout of the
+instant its budget started, or never (fencing by time: docs/concepts/guarantees.md).
 """
 
 from __future__ import annotations
@@ -72,13 +68,6 @@ __all__ = ["Answer", "Pool"]
 _RESET = struct.pack("ii", 1, 0)
 
 
-def _timeval(seconds: float) -> bytes:
-    """``seconds`` as the ``struct timeval`` SO_RCVTIMEO and SO_SNDTIMEO take (never 0,
-    which would mean no timeout)."""
-    whole = int(seconds)
-    return struct.pack("ll", whole, max(int((seconds - whole) * 1e6), 0 if whole else 1))
-
-
 class _Counted(socket.SocketIO):
     """A socket's reading end that counts the bytes it delivered: its ``tell``, so that
     the buffered reader's ``tell`` (that count less what it holds unread) works."""
@@ -89,11 +78,8 @@ class _Counted(socket.SocketIO):
 
     def readinto(self, b: Any) -> int | None:
         n = super().readinto(b)
-        if n is None:
-            # A blocking socket's SO_RCVTIMEO ran out (``SocketIO`` reads its EAGAIN as
-            # "no data yet"): the read timeout, as a socket timeout raises it.
-            raise TimeoutError("timed out")
-        self.delivered += n
+        if n:
+            self.delivered += n
         return n
 
     def tell(self) -> int:
@@ -101,22 +87,17 @@ class _Counted(socket.SocketIO):
 
 
 class _Connection:
-    """One socket and its buffered reader; used by one thread at a time. ``timeout``: the
-    read timeout, when the socket is a plain one in blocking mode whose reads the kernel
-    times out (SO_RCVTIMEO, ``Pool._connect``); None when the socket's own timeout does."""
+    """One socket and its buffered reader; used by one thread at a time."""
 
-    def __init__(self, sock: socket.socket, timeout: float | None = None) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._raw = _Counted(sock)
         self.reader = io.BufferedReader(self._raw)
-        self._timeout = timeout
         # A plain socket with a timeout is non-blocking underneath, and its ``sendall``
         # polls for room before every send: a system call (and a hand-over of the GIL)
         # per request for nothing, as a request fits in an idle connection's buffer. TLS
         # sockets try the write first already.
-        plain = not isinstance(sock, ssl.SSLSocket) and (
-            timeout is not None or bool(sock.gettimeout())
-        )
+        plain = not isinstance(sock, ssl.SSLSocket) and bool(sock.gettimeout())
         self._fd = sock.fileno() if plain else -1
         # poll, not select: select fails on descriptors above 1023, and a runner with
         # many targets holds many sockets. One poller per connection, registered once:
@@ -135,31 +116,17 @@ class _Connection:
             return True
 
     def send(self, data: bytes) -> None:
-        """All of ``data``, within the read timeout: written at once where the socket
-        takes it, the rest (or all, on TLS) by ``sendall`` within the socket's timeout
-        (a blocking socket's: what is left of the read timeout, as one deadline)."""
-        if self._fd < 0:
-            self.sock.sendall(data)
-            return
-        began = time.monotonic()
-        try:
-            # On a blocking socket SO_SNDTIMEO bounds this write: it returns what it took.
-            sent = os.write(self._fd, data)
-        except BlockingIOError:
-            sent = 0
-        if sent == len(data):
-            return
-        data = data[sent:]
-        if self._timeout is None:
-            self.sock.sendall(data)
-            return
-        # The rest within what is left of the read timeout, as one deadline (as
-        # ``sendall`` holds a timeout socket to one), not a timeout per write.
-        self.sock.settimeout(_left(began + self._timeout))
-        try:
-            self.sock.sendall(data)
-        finally:
-            self.sock.settimeout(None)
+        """All of ``data``: written at once where the socket takes it, the rest (or all,
+        on TLS) by ``sendall`` within the socket's timeout."""
+        if self._fd >= 0:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        self.sock.sendall(data)
 
     def dropped(self) -> bool:
         """Whether the server closed (or wrote to) this idle connection: readable while
@@ -311,14 +278,6 @@ class Pool:
         except OSError as exc:
             sock.close()
             raise EndpointConnectionError(endpoint_url=self.url, error=exc) from exc
-        if self._tls is None and self._read_timeout:
-            # Blocking, its reads and writes timed out by the kernel: a socket with a
-            # timeout polls before every read, a second system call (and hand-over of the
-            # GIL) per answer. TLS keeps the socket's timeout: its reads retry on their own.
-            sock.settimeout(None)
-            for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
-                sock.setsockopt(socket.SOL_SOCKET, option, _timeval(self._read_timeout))
-            return _Connection(sock, self._read_timeout)
         sock.settimeout(self._read_timeout)
         return _Connection(sock)
 
