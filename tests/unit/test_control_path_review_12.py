@@ -1,0 +1,161 @@
+"""Review 12 of the control path (tests only, on h-fix11 cebe472): review 11's two fixes
+attacked, and what reviews 1-11 did not try.
+
+Pinned here (passing; each fails when its ``held.stop(...)`` line is removed):
+
+- a reload that restarts every shard worker (``restart_all``) and one that drops the
+  shards of a removed region (``take_up``) tell every dropped shard to stop before the
+  first is waited for: while the first's page is waited for, no other dropped shard
+  starts a page beyond the one it had read ahead; the shards a reload keeps run on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.ports import Deadline, TargetResult
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.runner.regions import Region
+from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
+from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+
+from .reloading import reloading_runner, rewrite
+from .test_control_path_review_11 import _EndlessStreams, _poll
+from .test_runner_outage import NAMES, NoParking
+
+
+# -- a reload's stop before its first join -------------------------------------------------
+@dataclass
+class _ShardGates:
+    """Every page is held until the test lets it go, but those that start after ``going``
+    is set on a shard in ``free``: those are counted per shard and go at once."""
+
+    going: threading.Event = field(default_factory=threading.Event)
+    free: set[str] = field(default_factory=set)  # shard ids
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    gates: dict[str, threading.Event] = field(default_factory=dict)  # page thread -> gate
+    after: dict[str, int] = field(default_factory=dict)  # shard id -> pages after ``going``
+    opened: bool = False  # ``release()`` with no shard kept: no page is held any more
+
+    def process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
+        deadline: Deadline = None,
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        shard = threading.current_thread().name.removeprefix("page-")  # shard_pages.py
+        if self.going.is_set() and shard in self.free:
+            with self.lock:
+                self.after[shard] = self.after.get(shard, 0) + 1
+        else:
+            gate = threading.Event()
+            with self.lock:
+                self.gates[shard] = gate
+                if self.opened:
+                    gate.set()
+            gate.wait(30)
+        return BatchResult({r: TargetResult(r, applied=len(records)) for r in regions or ()})
+
+    def release(self, keep: str = "") -> None:
+        with self.lock:
+            self.opened = not keep
+            for shard, gate in self.gates.items():
+                if shard != keep:
+                    gate.set()
+
+    def close(self) -> None:
+        return None
+
+
+def _reload_waits_for_one_page_at_most(
+    tmp_path: Path, edit: Callable[[Path], None], dropped_region: Callable[[str], bool]
+) -> tuple[Runner, list[str]]:
+    """Six shards in three regions, each with a page being written; ``edit`` the config
+    and reload in a thread. The first dropped shard's page is held; the other dropped
+    shards' pages go at once. Returns once each of those ended or started a second page
+    after the reload began (the reload then let go); the shard ids dropped."""
+    path = tmp_path / "c.toml"
+    rewrite(path)
+    clock = ManualClock()
+    tables = {n: LeaseTable(clock) for n in NAMES}
+    pages = _ShardGates()
+
+    def connect(spec: RegionSpec) -> Region:
+        store = MemoryStateStore(tables[spec.name], name=spec.name)
+        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
+
+    runner = reloading_runner(path, clock, connect)
+    reloading = threading.Thread(target=runner.reload_if_changed, name="reload")
+    try:
+        runner.balance()
+        owned = list(runner.owned.values())
+        assert len(owned) == 2 * len(NAMES)
+        _poll(lambda: len(pages.gates) == len(owned), "every shard's page being written")
+        dropped = [o for o in owned if dropped_region(o.region)]
+        first, others = dropped[0], dropped[1:]
+        assert others
+        pages.free = {o.ref.shard_id for o in others}
+        edit(path)
+        pages.going.set()
+        reloading.start()
+        _poll(first.stop.is_set, "the reload dropping the first shard")
+        # The state the test is about: the reload waits for the first dropped shard's page.
+        assert first.thread.is_alive() and reloading.is_alive()
+        pages.release(keep=first.ref.shard_id)
+        _poll(
+            lambda: all(
+                not o.thread.is_alive() or pages.after.get(o.ref.shard_id, 0) > 1 for o in others
+            ),
+            "each other dropped shard ended or started a second page after the reload began",
+        )
+    finally:
+        pages.free = set()
+        pages.release()
+        if reloading.is_alive():
+            reloading.join(60)
+        elif not reloading.ident:
+            runner.shutdown()
+    assert not reloading.is_alive()
+    assert max(pages.after.values(), default=0) <= 1, pages.after
+    return runner, [o.ref.shard_id for o in dropped]
+
+
+def test_a_restart_reload_stops_every_shard_before_it_waits_for_the_first(
+    tmp_path: Path,
+) -> None:
+    runner, dropped = _reload_waits_for_one_page_at_most(
+        tmp_path, lambda p: rewrite(p, extra="page_limit = 500\n"), lambda _: True
+    )
+    try:
+        # It was restart_all: every shard dropped, its lease kept for the next round.
+        assert len(dropped) == 6 and not runner.owned and len(runner.held.kept) == 6
+        assert runner.config.page_limit == 500
+    finally:
+        runner.shutdown()
+
+
+def test_a_reload_removing_a_region_stops_its_shards_before_it_waits_for_the_first(
+    tmp_path: Path,
+) -> None:
+    runner, dropped = _reload_waits_for_one_page_at_most(
+        tmp_path, lambda p: rewrite(p, ["a", "b"]), lambda region: region == "c"
+    )
+    try:
+        # It was take_up: only c's shards dropped, the others run on in their threads.
+        assert len(dropped) == 2 and {o.region for o in runner.owned.values()} == {"a", "b"}
+        assert all(o.thread.is_alive() for o in runner.owned.values())
+        assert set(runner.regions) == {"a", "b"}
+    finally:
+        runner.shutdown()
