@@ -22,6 +22,10 @@ Pinned here (passing; each fails when its ``held.stop(...)`` line is removed):
   shards of a removed region (``take_up``) tell every dropped shard to stop before the
   first is waited for: while the first's page is waited for, no other dropped shard
   starts a page beyond the one it had read ahead; the shards a reload keeps run on.
+- a shard told to stop while the stop waits for another one's page starts the page it
+  read ahead, settles and checkpoints both (``flush``) under its lease, still renewed
+  (not dropped yet), and its lease is released at its drop (fails with ``flush``
+  discarding its page instead of settling it).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class _ShardGates:
     lock: threading.Lock = field(default_factory=threading.Lock)
     gates: dict[str, threading.Event] = field(default_factory=dict)  # page thread -> gate
     after: dict[str, int] = field(default_factory=dict)  # shard id -> pages after ``going``
+    pages: dict[str, int] = field(default_factory=dict)  # shard id -> pages started
     opened: bool = False  # ``release()`` with no shard kept: no page is held any more
 
     def process(
@@ -78,6 +83,8 @@ class _ShardGates:
         written: Callable[[], None] | None = None,
     ) -> BatchResult:
         shard = threading.current_thread().name.removeprefix("page-")  # shard_pages.py
+        with self.lock:
+            self.pages[shard] = self.pages.get(shard, 0) + 1
         if self.going.is_set() and shard in self.free:
             with self.lock:
                 self.after[shard] = self.after.get(shard, 0) + 1
@@ -181,6 +188,53 @@ def test_a_reload_removing_a_region_stops_its_shards_before_it_waits_for_the_fir
         assert set(runner.regions) == {"a", "b"}
     finally:
         runner.shutdown()
+
+
+def test_shards_told_to_stop_while_another_is_waited_for_checkpoint_every_page_they_started(
+    tmp_path: Path,
+) -> None:
+    """Interleaving: six shards, each with a page being written (the page after it read
+    ahead); the stop sets every stop event and waits for the first shard's page, held.
+    The others' pages end meanwhile: each starts the page it read ahead, settles both
+    (``flush``) and ends, its lease still the keeper's (not dropped yet). Then the first
+    is let go. Every shard's checkpoint is its last page started, for every target, and
+    every lease is handed back (released, not left to expire)."""
+    path = tmp_path / "c.toml"
+    rewrite(path)
+    clock = ManualClock()
+    tables = {n: LeaseTable(clock) for n in NAMES}
+    pages = _ShardGates()
+
+    def connect(spec: RegionSpec) -> Region:
+        store = MemoryStateStore(tables[spec.name], name=spec.name)
+        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
+
+    runner = reloading_runner(path, clock, connect)
+    stopping = threading.Thread(target=runner.shutdown, name="stop")
+    runner.balance()
+    owned = list(runner.owned.values())
+    try:
+        _poll(lambda: len(pages.gates) == len(owned), "every shard's page being written")
+        first, others = owned[0], owned[1:]
+        pages.free = {o.ref.shard_id for o in others}
+        pages.going.set()
+        stopping.start()
+        _poll(first.stop.is_set, "the stop dropping the first shard")
+        pages.release(keep=first.ref.shard_id)
+        _poll(lambda: not any(o.thread.is_alive() for o in others), "the others ended")
+        # The state the test is about: they ended while the stop waits for the first.
+        assert first.thread.is_alive() and stopping.is_alive()
+        assert all(o.ref in runner.keeper.leases for o in others)  # still renewed
+        assert all(pages.pages[o.ref.shard_id] == 2 for o in others)  # read ahead, applied
+    finally:
+        pages.release()
+        stopping.join(60)
+    assert not stopping.is_alive()
+    for o in owned:
+        stored = tables[o.region].leases[o.ref]
+        last = f"{pages.pages[o.ref.shard_id]:021d}"
+        assert stored.positions == dict.fromkeys(NAMES, last), o.ref
+        assert stored.expires_ms == 0, f"{o.ref.shard_id} not handed back"
 
 
 # -- a stop whose pages run to their fence ---------------------------------------------------
