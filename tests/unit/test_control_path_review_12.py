@@ -198,8 +198,7 @@ def test_shards_told_to_stop_while_another_is_waited_for_checkpoint_every_page_t
     ahead); the stop sets every stop event and waits for the first shard's page, held.
     The others' pages end meanwhile: each starts the page it read ahead, settles both
     (``flush``) and ends, its lease not released yet (its drop comes later). Then the
-    first
-    is let go. Every shard's checkpoint is its last page started, for every target, and
+    first is let go. Every shard's checkpoint is its last page started, for every target, and
     every lease is handed back (released, not left to expire)."""
     path = tmp_path / "c.toml"
     rewrite(path)
