@@ -109,6 +109,21 @@ class _ShardGates:
         return None
 
 
+def _six_shards(
+    path: Path, clock: ManualClock, pages: _ShardGates | _PagesToTheFence
+) -> tuple[Runner, dict[str, LeaseTable]]:
+    """The Runner on a config at ``path`` over NAMES, two endless shards a region, each
+    region's state in a LeaseTable of its own, every page applied by ``pages``."""
+    rewrite(path)
+    tables = {n: LeaseTable(clock) for n in NAMES}
+
+    def connect(spec: RegionSpec) -> Region:
+        store = MemoryStateStore(tables[spec.name], name=spec.name)
+        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
+
+    return reloading_runner(path, clock, connect), tables
+
+
 def _reload_waits_for_one_page_at_most(
     tmp_path: Path, edit: Callable[[Path], None], dropped_region: Callable[[str], bool]
 ) -> tuple[Runner, list[str]]:
@@ -116,17 +131,8 @@ def _reload_waits_for_one_page_at_most(
     and reload in a thread. The first dropped shard's page is held; the other dropped
     shards' pages go at once. Returns once each of those ended or started a second page
     after the reload began (the reload then let go); the shard ids dropped."""
-    path = tmp_path / "c.toml"
-    rewrite(path)
-    clock = ManualClock()
-    tables = {n: LeaseTable(clock) for n in NAMES}
-    pages = _ShardGates()
-
-    def connect(spec: RegionSpec) -> Region:
-        store = MemoryStateStore(tables[spec.name], name=spec.name)
-        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
-
-    runner = reloading_runner(path, clock, connect)
+    path, clock, pages = tmp_path / "c.toml", ManualClock(), _ShardGates()
+    runner, _ = _six_shards(path, clock, pages)
     reloading = threading.Thread(target=runner.reload_if_changed, name="reload")
     try:
         runner.balance()
@@ -200,17 +206,8 @@ def test_shards_told_to_stop_while_another_is_waited_for_checkpoint_every_page_t
     (``flush``) and ends, its lease not released yet (its drop comes later). Then the
     first is let go. Every shard's checkpoint is its last page started, for every target, and
     every lease is handed back (released, not left to expire)."""
-    path = tmp_path / "c.toml"
-    rewrite(path)
-    clock = ManualClock()
-    tables = {n: LeaseTable(clock) for n in NAMES}
-    pages = _ShardGates()
-
-    def connect(spec: RegionSpec) -> Region:
-        store = MemoryStateStore(tables[spec.name], name=spec.name)
-        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
-
-    runner = reloading_runner(path, clock, connect)
+    path, clock, pages = tmp_path / "c.toml", ManualClock(), _ShardGates()
+    runner, tables = _six_shards(path, clock, pages)
     stopping = threading.Thread(target=runner.shutdown, name="stop")
     runner.balance()
     owned = list(runner.owned.values())
@@ -306,17 +303,9 @@ def test_a_stop_ends_every_page_by_the_fence_it_had_when_the_stop_began(
     period ends in SIGKILL, its leases not handed back (the shards wait a lease).
     ``how``: the stop, a reload that restarts every shard (``restart_all``), one that
     removes region c (``take_up``: c's two shards dropped, the others run on)."""
-    path = tmp_path / "c.toml"
-    rewrite(path)
-    clock = ManualClock()
-    tables = {n: LeaseTable(clock) for n in NAMES}
+    path, clock = tmp_path / "c.toml", ManualClock()
     pages = _PagesToTheFence(clock)
-
-    def connect(spec: RegionSpec) -> Region:
-        store = MemoryStateStore(tables[spec.name], name=spec.name)
-        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
-
-    runner = reloading_runner(path, clock, connect)
+    runner, _ = _six_shards(path, clock, pages)
     act = runner.shutdown if how == "stop" else runner.reload_if_changed
     stopping = threading.Thread(target=act, name=how)
     began = clock.now()
