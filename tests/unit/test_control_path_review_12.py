@@ -51,6 +51,7 @@ from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
+from .cursor_fuzz import CursorFuzz
 from .reloading import reloading_runner, rewrite
 from .shard_sim_steps import SteppingShardSimulation
 from .test_control_path_review_11 import _EndlessStreams, _poll
@@ -364,3 +365,26 @@ def test_shard_workers_fence_and_checkpoint_through_clock_steps_and_lease_change
             break
     # It reached the states it is about: clocks stepped back, reloads changed the lease.
     assert runs >= 1 and back > runs and changes > runs
+
+
+# -- a cursor's page size through splits, merges and reloads -------------------------------
+def test_cursors_split_merge_and_halve_without_passing_an_unapplied_record() -> None:
+    """tests/unit/cursor_fuzz.py: one ShardWorker whose targets miss the deadline at a
+    slowness that changes, throttle, leave and come back (reloads), over expired
+    iterators and bursts. No checkpoint passes a record its target did not apply or
+    moves back, and once calm every target catches up. ``SIM_SEED=N`` replays a seed."""
+    fixed = os.environ.get("SIM_SEED")
+    seeds = [int(fixed)] if fixed else range(1_000_000)
+    began, runs, halved, split = time.monotonic(), 0, 0, 0
+    for seed in seeds:
+        fuzz = CursorFuzz(seed)
+        fuzz.run()
+        runs += 1
+        problems = fuzz.violations()
+        assert not problems, f"seed {seed} (replay: SIM_SEED={seed}): {problems[:3]}"
+        halved += fuzz.halved
+        split += fuzz.split
+        if time.monotonic() - began > BUDGET_S:
+            break
+    # It reached the states it is about: halved page sizes, cursors apart.
+    assert runs >= 1 and halved > runs and split > runs
