@@ -32,14 +32,14 @@ Pinned here (passing), and what held:
 - tests/unit/shard_sim_steps.py (new): shard_sim.py's writers, settling, checkpoints and
   reloads with every process's wall clock stepping both ways within the assumptions
   while reloads switch the lease between 28, 30 and 40 s: no violation on seeds
-  3000000-3000798 and 3001000-3026451 (26251 runs; a fence 5 s late is caught within 40 seeds);
+  3000000-3000798 and 3001000-3026451 (26251 runs; a fence 5 s late is caught within
+  40 seeds);
 - tests/unit/cursor_fuzz.py (new): per-cursor page sizes through splits, merges, a
   target removed and added back, expired iterators, throttles and changing slowness: no
   checkpoint passes an unapplied record or moves back, every target catches up once
-  calm, on its
-  test's seeds and 341 seeds (3000100-3000440) of an earlier scratch version whose
-  throttles were not replayable (a checkpoint that includes the failed record is caught at
-  the first seed).
+  calm, on its test's seeds and 341 seeds (3000100-3000440) of an earlier scratch
+  version whose throttles were not replayable (a checkpoint that includes the failed
+  record is caught at the first seed).
 
 Fresh seeds of the earlier simulations, none violated: shard_sim.py 3000000-3009479
 (9480), clock steps 3000000-3027590 (27591).
