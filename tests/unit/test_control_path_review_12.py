@@ -1,7 +1,8 @@
 """Review 12 of the control path (tests only, on h-fix11 cebe472): review 11's two fixes
 attacked, and what reviews 1-11 did not try.
 
-Reproduced (strict xfail):
+Reproduced, and fixed since by ``keeper.forget`` in ``Held.stop`` (the test failed before it,
+three cases of three):
 
 - (low-medium; bounded, nothing lost or landed late) ``Held.stop`` sets every dropped
   shard's stop event before the first join, but their leases stay the keeper's until each
@@ -305,11 +306,6 @@ class _PagesToTheFence:
         return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a shard told to stop keeps its lease renewed until "
-    "its drop: the stop waits for one fence per shard, one after the other",
-)
 @pytest.mark.parametrize("how", ["stop", "restart", "remove"])
 def test_a_stop_ends_every_page_by_the_fence_it_had_when_the_stop_began(
     tmp_path: Path, how: str
@@ -360,7 +356,10 @@ def test_a_stop_ends_every_page_by_the_fence_it_had_when_the_stop_began(
         if how != "stop":
             runner.shutdown()
     # The state the test is about: it ended, every dropped shard's page cut at its fence.
-    assert not stopping.is_alive() and set(fences) <= set(pages.cut)
+    # A shard whose fence had passed when its turn came is left to expire (its join does
+    # not wait): its page records its cut a moment later, on its own thread.
+    assert not stopping.is_alive()
+    _poll(lambda: set(fences) <= set(pages.cut), "every dropped shard's page cut")
     assert len(fences) == (2 if how == "remove" else 6)
     late = {s: round(pages.cut[s] - fences[s], 1) for s in fences if pages.cut[s] > fences[s]}
     assert not late, f"pages written on past their fence at the stop (s): {late}"
