@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.streams import ShardRef
 from dynamodb_replicator.runner.regions import Region
@@ -61,6 +62,14 @@ class _GatedStore(MemoryStateStore):
     def __init__(self, table: LeaseTable, held: _HeldRenewal, *, name: str) -> None:
         super().__init__(table, name=name)
         self.gate = held
+        self.refuse: set[ShardRef] = set()  # their acquires fail (no answer)
+
+    def acquire(
+        self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, inherit: bool = False
+    ) -> bool:
+        if shard in self.refuse:
+            raise UnreachableError("no answer", region=self.name, request_sent=True)
+        return super().acquire(shard, owner, now_ms, duration_ms, inherit=inherit)
 
     def renew(
         self, shard: ShardRef, owner: str, now_ms: int, duration_ms: int, *, order: int
@@ -202,3 +211,43 @@ def test_a_restart_takes_every_kept_lease_again_in_the_next_round(tmp_path: Path
         runner.shutdown()
     for ref, o in before.items():
         assert tables[o.region].leases[ref].expires_ms == 0, f"{ref} not handed back"
+
+
+def test_a_kept_lease_the_next_round_fails_to_take_is_released_by_the_next_tick(
+    tmp_path: Path,
+) -> None:
+    """(Fails when ``ended_kept`` marks only the kept Lease itself due.) A restart
+    (``restart_all``) forgets and keeps every lease; in the next round the
+    acquire of one of them (a-0) gets no answer (``acquire`` puts a Lease with no thread
+    in the kept one's place): ``settle_kept`` makes it due all the same, the keeper's next
+    tick releases it in its table (nothing pins the shard), nothing of it stays in the
+    keeper's dropped leases, and the round after takes it again."""
+    path, clock, held = tmp_path / "c.toml", ManualClock(), _HeldRenewal()
+    pages = _ShardGates()
+    pages.release()
+    runner, tables = _six_gated(path, clock, pages, held)
+    try:
+        runner.balance()
+        owned = {o.ref: o for o in runner.owned.values()}
+        assert len(owned) == 2 * len(NAMES)
+        ref = next(r for r, o in owned.items() if o.region == "a")
+        rewrite(path, extra="page_limit = 500\n")
+        assert runner.reload_if_changed()
+        assert not runner.owned and ref in runner.held.kept
+        store = runner.keeper.stores["a"]
+        assert isinstance(store, _GatedStore)
+        store.refuse.add(ref)
+        runner.balance()
+        # The state the test is about: the round took every kept lease again but a-0's.
+        assert set(runner.owned) == set(owned) - {ref} and not runner.held.kept
+        assert tables["a"].leases[ref].expires_ms > 0
+        runner.keeper.renew_all()
+        assert tables["a"].leases[ref].expires_ms == 0, "a-0's kept lease not handed back"
+        assert ref not in runner.keeper._gone
+        store.refuse.clear()
+        runner.balance()
+        assert set(runner.owned) == set(owned)
+    finally:
+        runner.shutdown()
+    for r, o in owned.items():
+        assert tables[o.region].leases[r].expires_ms == 0, f"{r} not handed back"
