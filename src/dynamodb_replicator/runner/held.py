@@ -140,6 +140,13 @@ class Held:
         )
         thread.start()
 
+    def drop_all(self, refs: Iterable[ShardRef], *, release: bool, keep: bool = False) -> None:
+        """``drop`` each of ``refs``, every one told to stop first (``stop``)."""
+        dropped = list(refs)
+        self.stop(dropped)
+        for ref in dropped:
+            self.drop(ref, release=release, keep=keep)
+
     def stop(self, refs: Iterable[ShardRef]) -> None:
         """Tell the threads of ``refs`` to end after their page, and stop renewing their
         leases: before any of them is dropped, so that while the first is waited for none

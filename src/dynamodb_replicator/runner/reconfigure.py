@@ -42,9 +42,7 @@ def take_up(runner: Runner, config: RunnerConfig, checked: Checked, change: Resh
         for ref, owned in runner.owned.items()
         if ref.table in change.stale_tables or owned.region in gone
     ]
-    runner.held.stop(dropped)
-    for ref in dropped:
-        runner._drop(ref, release=True)  # through the old stores: they hold the tokens
+    runner.held.drop_all(dropped, release=True)  # through the old stores: they hold the tokens
     runner.held.remove_targets(change.removed)
     for name in list(runner.shards):
         kept = {r: p for r, p in runner.shards[name].items() if r.table not in change.stale_tables}
@@ -90,9 +88,8 @@ def restart_all(runner: Runner, config: RunnerConfig, checked: Checked) -> None:
         "config changed: restarting shard workers",
         extra={"regions": [r.name for r in config.regions]},
     )
-    runner.held.stop(list(runner.owned))
-    for ref in list(runner.owned):
-        runner._drop(ref, release=False, keep=True)  # not due for release (``settle_kept``)
+    # Not due for release: the next round takes them again (``settle_kept``).
+    runner.held.drop_all(runner.owned, release=False, keep=True)
     for region in runner.regions.values():
         region.replicator.close()
     if config.replication.conflict_log != runner.config.replication.conflict_log:

@@ -198,9 +198,7 @@ class Runner:
     def shutdown(self) -> None:
         self.stopping.set()  # writes waiting to retry give up: stop within seconds
         self.publish()
-        self.held.stop(list(self.owned))
-        for ref in list(self.owned):
-            self._drop(ref, release=True)
+        self.held.drop_all(self.owned, release=True)
         # A restart's kept leases, and the releases due, go back before the ticks end.
         self.held.settle_kept()
         self.keeper.settle_now({name for name in self.regions if self.reach.is_up(name)})
