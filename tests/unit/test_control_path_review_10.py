@@ -6,8 +6,8 @@ page's ``Handover`` abandoned while one region's batch runs waits for it, and a 
 batch queued behind it never starts, whichever region a reload added to the writers since;
 a renewal answered before its lease was dropped (and released, and taken again) but used
 after moves nothing of the new lease, and one used after the lease was left to expire
-keeps the release back (``passes``, set when it was sent) for as long as the left
-thread's fence, moved on by it, lets that thread write.
+keeps the release back (``passes``, set when it was sent) until the renewed expiry has
+passed, while the left thread's fence stays where it was when dropped.
 The control-plane simulations ran on fresh seeds (900000+) without a violation.
 """
 
@@ -137,11 +137,16 @@ class _LateAnswerKeeper(LeaseKeeper):
 
     meanwhile: Callable[[], None] = staticmethod(lambda: None)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.answers: list[tuple[bool, float, float, float]] = []
+
     def _renew_one(
         self, region: str, store: Coordination, ref: ShardRef, lease: Lease
     ) -> tuple[bool, float, float, float] | None:
         renewed = super()._renew_one(region, store, ref, lease)
         if renewed is not None:
+            self.answers.append(renewed)
             meanwhile, self.meanwhile = self.meanwhile, lambda: None
             meanwhile()
         return renewed
@@ -179,7 +184,11 @@ def test_a_renewal_answered_before_a_drop_and_reacquire_moves_no_fence_of_the_ne
     assert keeper.leases[SHARD] is second
     # The new lease's fence is what its own acquire was answered, nothing the old
     # renewal's answer stored into ``first`` after it was dropped.
-    assert first.until > before, "the old renewal was not answered as kept"
+    kept, until, _sent, _steady = keeper.answers[-1]
+    assert kept and until > before, "the old renewal was not answered as kept"
+    # The dropped lease's fence stays where it was (Held.stop: a page is cut at the fence
+    # it had when the stop began); its release set it to 0.
+    assert first.until <= before
     assert (second.until, second.held_until, second.ceiling) == answered[0]
     now = clock.now()
     assert second.fence(clock, now) == second.until - second.margin
@@ -217,11 +226,19 @@ def test_a_left_lease_whose_renewal_answer_comes_late_is_not_released_under_its_
     keeper.renew_all()
     assert tried, "the drop did not come between the renewal's answer and its use"
     assert tried[0] is None, "another worker took the shard while its left thread may write"
-    fence = first.fence(clock, clock.now())
-    assert fence > clock.now(), "the left thread's fence did not move on with the answer"
-    # The table keeps it from others at least as long as the left thread may start a write.
-    while first.fence(clock, clock.now()) > clock.now():
-        assert other.acquire("a", SHARD) is None, "taken while the left thread may still write"
+    kept, until, _sent, _steady = keeper.answers[-1]
+    assert kept, "the late renewal was not answered as kept"
+    # The answer used after the drop moves no fence of the left thread: it writes no
+    # further than the fence it had when dropped (already past).
+    assert first.fence(clock, clock.now()) < clock.now(), "the late answer moved the fence"
+    # The table holds the renewed lease: the shard is not taken before it has passed, and
+    # is taken (released by the keeper's ticks, or run out) soon after: nothing pins it.
+    taken = None
+    while taken is None and clock.now() < until + LEASE:
+        if clock.now() < until:
+            assert other.acquire("a", SHARD) is None, "taken before the renewed lease passed"
         clock.t += 1.0
         keeper.renew_all()
         other.renew_all()
+        taken = other.acquire("a", SHARD) if clock.now() >= until else None
+    assert taken is not None, "the left lease pinned its shard past its renewed expiry"

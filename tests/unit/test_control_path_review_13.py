@@ -62,8 +62,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-
 from dynamodb_replicator.core.errors import UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.streams import ShardRef
@@ -127,10 +125,6 @@ def _six_gated(
     return reloading_runner(path, clock, connect), tables
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a renewal answered after Held.stop still moves the dropped shard's fence",
-)
 def test_a_renewal_answered_after_the_stop_began_does_not_move_a_dropped_shards_fence(
     tmp_path: Path,
 ) -> None:

@@ -150,10 +150,15 @@ class Held:
     def stop(self, refs: Iterable[ShardRef]) -> None:
         """Tell the threads of ``refs`` to end after their page, and stop renewing their
         leases: before any of them is dropped, so that while the first is waited for none
-        starts another page and no fence moves on (each page ends by the fence it had)."""
-        for ref in refs:
-            self.owned[ref].stop.set()
-            self.keeper.forget(ref)
+        starts another page and no fence moves on (each page ends by the fence it had).
+        Every fence is fixed before the first ``forget``, which waits for its region's
+        renewal in flight: no other lease of the region is renewed meanwhile."""
+        stopped = [self.owned[ref] for ref in refs]
+        for owned in stopped:
+            owned.stop.set()
+        self.keeper.fix_fences([owned.lease for owned in stopped])
+        for owned in stopped:
+            self.keeper.forget(owned.ref)
 
     def drop(self, ref: ShardRef, *, release: bool, keep: bool = False) -> None:
         """Stop a shard's thread; release its lease only once its page in flight is done.

@@ -41,6 +41,10 @@ class Lease:
     # No longer held (``forget``), its token still kept by the store: the keeper's ticks
     # bring it down after a wall clock stepped back (runner/leases.py, ``_settle_dropped``).
     dropped: bool = False
+    # Its shard was told to stop (``Held.stop``): no renewal is sent for it any more, and
+    # one answered since moves only what the table may hold, never its fence (each page
+    # is cut at the fence it had when the stop began).
+    stopping: bool = False
     # To be released once no write of it may land: its thread ended (``ended``), it was
     # left to expire (``leave``), or its release failed. The keeper's ticks send it (and
     # keep it under the claim till the table answers).
@@ -163,6 +167,14 @@ class Holdings(Claims):
         if self.claims.get(region, 0.0) <= self._now() + self.lease_seconds / 2:
             return True
         return self.claimed_margins.get(region, 0.0) < self.margin
+
+    def fix_fences(self, leases: list[Lease]) -> None:
+        """``leases``' shards are told to stop: their fences stay where they are now, before
+        any of them is forgotten (``forget`` waits for the region's renewal in flight; the
+        others must not be renewed meanwhile)."""
+        with self._beat_lock:
+            for lease in leases:
+                lease.stopping = True
 
     def forget(self, ref: ShardRef) -> None:
         """Stop renewing ``ref``'s lease (the shard is being dropped)."""

@@ -124,9 +124,14 @@ class LeaseKeeper(Holdings):
             now = self._now()
             late = now > lease.fence(self.clock, now)
             with self._beat_lock:  # stored: one sent before it lands refused
-                lease.until = lease.ceiling = until
-                lease.stored(until, sent, steady)  # the fence moves on with answers only
-            if late:  # its writes failed for want of time: let them go on at once
+                lease.ceiling = until
+                # Told to stop (or dropped) while this renewal was out: the table holds it,
+                # but the shard's page is cut at the fence it had then.
+                moves = not (lease.stopping or lease.dropped)
+                if moves:
+                    lease.until = until
+                    lease.stored(until, sent, steady)  # the fence moves on with answers only
+            if late and moves:  # its writes failed for want of time: let them go on at once
                 self.on_late(ref)
 
     def _renew_one(
@@ -143,6 +148,8 @@ class LeaseKeeper(Holdings):
             if self.stores.get(region) is not store:
                 return None  # taken through a store a reload put in since: next tick
             with self._beat_lock:
+                if lease.stopping:
+                    return None  # its shard is being dropped (``Held.stop``)
                 until = self._expiry(region, now)
                 span = max(self.lease_seconds, lease.span)
                 if lease.until > now + span:
