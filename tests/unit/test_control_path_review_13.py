@@ -2,7 +2,7 @@
 ``keeper.forget`` (review 12's fix) attacked, then the whole path against
 docs/concepts/guarantees.md (Timing and clocks) and docs/operating/runner.md.
 
-Reproduced (strict xfail below; nothing lost, resurrected or landed late):
+Reproduced (a strict xfail until fixed on main 31435e1; nothing lost, resurrected or landed late):
 
 - (very low; bounded by one renewal tick, 5 s by default, for the shards of one region)
   A renewal tick out when a stop or reload begins still moves the fences of the shards it
@@ -19,6 +19,10 @@ Reproduced (strict xfail below; nothing lost, resurrected or landed late):
   one, makes it pass (5 runs of 5); without the marking in ``Held.stop`` (marked in
   ``forget`` only) a-1 is still late in 2 runs of 3
   (``test_a_renewal_answered_after_the_stop_began_does_not_move_a_dropped_shards_fence``).
+  Fixed so: ``Held.stop`` fixes every fence (``keeper.fix_fences``, ``Lease.stopping``)
+  before the first ``forget``; no renewal is sent for a stopping lease; an answer on a
+  stopping or dropped lease raises only its ``ceiling``. Removing the ``fix_fences`` call,
+  or letting the answer move ``until`` again, fails the test (4 of 4 and 2 of 2 runs).
 
 Pinned here (passing):
 
