@@ -90,6 +90,7 @@ from dynamodb_replicator.runner.shardworker import Process, ShardWorker
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
+from .fakes import PageReplicator
 from .reloading import reloading_runner, rewrite
 from .test_control_plane_clock_steps import SteppedClock
 from .test_page_size import SlowStore
@@ -422,7 +423,7 @@ class _EndlessStreams(FakeStreams):
 
 
 @dataclass
-class _HeldPages:
+class _HeldPages(PageReplicator):
     """Every page that starts before the stop is held until the test lets it go; every
     page that starts after it (``stopping`` set) is counted per shard and goes at once."""
 
@@ -431,16 +432,11 @@ class _HeldPages:
     gates: dict[str, threading.Event] = field(default_factory=dict)  # page thread -> gate
     after_stop: dict[str, int] = field(default_factory=dict)
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         name = threading.current_thread().name  # page-SHARD (runner/shard_pages.py)
         if self.stopping.is_set():
@@ -458,9 +454,6 @@ class _HeldPages:
             for name, gate in self.gates.items():
                 if name != keep:
                     gate.set()
-
-    def close(self) -> None:
-        return None
 
 
 def _poll(done: Callable[[], bool], what: str) -> None:

@@ -67,7 +67,6 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import DeadlineError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
@@ -78,6 +77,7 @@ from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .cursor_fuzz import CursorFuzz
+from .fakes import PageReplicator
 from .reloading import reloading_runner, rewrite
 from .shard_sim_steps import SteppingShardSimulation
 from .test_control_path_review_11 import _EndlessStreams, _poll
@@ -87,7 +87,7 @@ from .test_runner_outage import NAMES, NoParking
 
 # -- a reload's stop before its first join -------------------------------------------------
 @dataclass
-class _ShardGates:
+class _ShardGates(PageReplicator):
     """Every page is held until the test lets it go, but those that start after ``going``
     is set on a shard in ``free``: those are counted per shard and go at once."""
 
@@ -99,16 +99,11 @@ class _ShardGates:
     pages: dict[str, int] = field(default_factory=dict)  # shard id -> pages started
     opened: bool = False  # ``release()`` with no shard kept: no page is held any more
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         shard = threading.current_thread().name.removeprefix("page-")  # shard_pages.py
         with self.lock:
@@ -131,9 +126,6 @@ class _ShardGates:
             for shard, gate in self.gates.items():
                 if shard != keep:
                     gate.set()
-
-    def close(self) -> None:
-        return None
 
 
 def _six_shards(
@@ -263,7 +255,7 @@ def test_shards_told_to_stop_while_another_is_waited_for_checkpoint_every_page_t
 
 # -- a stop whose pages run to their fence ---------------------------------------------------
 @dataclass
-class _PagesToTheFence:
+class _PagesToTheFence(PageReplicator):
     """Each page writes for as long as its fence lets it (a slow target, a long page): it
     returns once the fence has passed on ``clock``, its records failed with DeadlineError.
     ``cut``: the fence each shard's last page ended at (shard id -> wall time)."""
@@ -273,16 +265,11 @@ class _PagesToTheFence:
     entered: set[str] = field(default_factory=set)
     cut: dict[str, float] = field(default_factory=dict)
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         shard = threading.current_thread().name.removeprefix("page-")
         with self.lock:
@@ -301,9 +288,6 @@ class _PagesToTheFence:
         return BatchResult(
             {r: TargetResult(r, failed_sequence=first, error=late) for r in regions or ()}
         )
-
-    def close(self) -> None:
-        return None
 
 
 @pytest.mark.parametrize("how", ["stop", "restart", "remove"])

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import ConfigError, TargetError, UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.parking import ParkedRecord
@@ -25,6 +24,8 @@ from dynamodb_replicator.runner.preflight import Checked, Checks, Schemas
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
+
+from .fakes import PageReplicator
 
 NAMES = ("a", "b", "c")
 CONFIG = RunnerConfig(tables=("Orders",), regions=tuple(RegionSpec(n) for n in NAMES))
@@ -114,22 +115,17 @@ class FakeStreams:
 
 
 @dataclass
-class FakeReplicator:
+class FakeReplicator(PageReplicator):
     calls: list[tuple[list[str], Deadline]] = field(default_factory=list)
     deadlines: list[Deadline] = field(default_factory=list)  # as given, asked again later
     entered: threading.Event = field(default_factory=threading.Event)
     go_on: threading.Event | None = None
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         self.calls.append((sorted(regions or ()), deadline))
         self.deadlines.append(deadline)
@@ -137,9 +133,6 @@ class FakeReplicator:
         if self.go_on is not None:
             self.go_on.wait()
         return BatchResult({r: TargetResult(r, applied=len(records)) for r in regions or ()})
-
-    def close(self) -> None:
-        pass
 
 
 class NoParking:

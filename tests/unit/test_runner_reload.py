@@ -7,14 +7,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.model import RegionSpec, TableNames
 from dynamodb_replicator.core.ports import Deadline, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
@@ -27,6 +26,7 @@ from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
 
+from .fakes import PageReplicator
 from .reloading import reloading_runner
 from .test_runner_outage import CONFIG, NAMES, FakeState, FakeStreams, NoParking
 
@@ -59,7 +59,7 @@ class SavingState(FakeState):
 
 
 @dataclass
-class GatedReplicator:
+class GatedReplicator(PageReplicator):
     """Holds every page until ``go_on``; refuses a page once closed, like a shut pool."""
 
     go_on: threading.Event
@@ -67,16 +67,11 @@ class GatedReplicator:
     closed: bool = False
     refused: list[str] = field(default_factory=list)
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         self.entered.set()
         self.go_on.wait()
