@@ -1,0 +1,157 @@
+"""Review 14 of the control path (tests only, on main 71f1305): review 13's fix
+(``Lease.stopping``: ``Held.stop`` fixes every fence before the first ``forget``; no renewal
+is sent for a stopping lease; an answer on a stopping or dropped one raises only its
+``ceiling``) attacked, then the whole path against docs/concepts/guarantees.md (Timing and
+clocks) and docs/operating/runner.md.
+
+DEFECTS (filled in below).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dynamodb_replicator.core.conflicts import Conflict
+from dynamodb_replicator.core.errors import DeadlineError
+from dynamodb_replicator.core.model import RegionSpec
+from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
+from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.runner.regions import Region
+from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
+
+from .reloading import reloading_runner, rewrite
+from .test_control_path_review_11 import _EndlessStreams, _poll
+from .test_control_review import SteppingClock
+from .test_runner_outage import NAMES, NoParking
+
+
+@dataclass
+class _PagesToTheSteadyFence:
+    """Each page writes for as long as its fence lets it (a slow target, a long page), as
+    review 12's ``_PagesToTheFence``, but ``cut`` is on the monotonic reading: the fence
+    each shard's last page ended at, as ``clock.elapsed()`` (shard id -> seconds), so
+    that fences compare across a wall-clock step."""
+
+    clock: SteppingClock
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    entered: set[str] = field(default_factory=set)
+    cut: dict[str, float] = field(default_factory=dict)
+
+    def process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
+        deadline: Deadline = None,
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        shard = threading.current_thread().name.removeprefix("page-")  # shard_pages.py
+        with self.lock:
+            self.entered.add(shard)
+        while True:
+            with self.lock:  # one reading of both clocks (the test steps them together)
+                now, steady = self.clock.now(), self.clock.elapsed()
+            fence = deadline_at(deadline, now)
+            assert fence is not None
+            if fence <= now:
+                break
+            threading.Event().wait(0.002)
+        with self.lock:
+            self.cut[shard] = steady + fence - now
+        first = str(records[0]["dynamodb"]["SequenceNumber"])
+        late = DeadlineError("no time left to start a write")
+        return BatchResult(
+            {r: TargetResult(r, failed_sequence=first, error=late) for r in regions or ()}
+        )
+
+    def close(self) -> None:
+        return None
+
+
+def _six_stepping(
+    path: Path, clock: SteppingClock, pages: _PagesToTheSteadyFence
+) -> tuple[Runner, dict[str, LeaseTable]]:
+    """The Runner over NAMES, two endless shards a region, every page by ``pages``."""
+    rewrite(path)
+    tables = {n: LeaseTable(clock) for n in NAMES}
+
+    def connect(spec: RegionSpec) -> Region:
+        store = MemoryStateStore(tables[spec.name], name=spec.name)
+        return Region(spec, _EndlessStreams(spec.name), store, pages, NoParking())
+
+    return reloading_runner(path, clock, connect), tables
+
+
+def _steady_fence(clock: SteppingClock, fence: Callable[[float], float]) -> float:
+    now = clock.now()
+    return clock.elapsed() + fence(now) - now
+
+
+@pytest.mark.xfail(strict=True, reason="review 14, defect 1: a lowering moves a dropped fence")
+def test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence(
+    tmp_path: Path,
+) -> None:
+    """Interleaving (the real Runner, Held and keeper over in-memory state tables; six
+    shards, each page writing for as long as its fence lets it): the leases are taken at
+    1000 (until 1030, fence 1022.5 on both readings). 1 s later the stop begins:
+    ``Held.stop`` fixes every fence and forgets every lease, and waits for the first
+    shard's page. 10 s later NTP sets the wall clock back 60 s (it had run ahead: what the
+    table holds is 60 s further than a lease from now). The keeper's next tick lowers each
+    dropped lease to a lease from now (``_settle_dropped``, ``_lower_dropped``): its
+    ``until`` comes down, but the answer's ``stored`` moves ``held_until`` (the fence's
+    monotonic bound) from the last renewal's sending (1000 + 30) to the lowering's (1011 +
+    30): every fence moves on 11 s, and every page writes on 11 s past the fence it had
+    when the stop began (guarantees.md: "each cut at the fence it had when the stop
+    began"; "a renewal never moves a dropped shard's lease"; holdings.py ``stopping``:
+    "never its fence"). Nothing lands late: the table holds the lowered lease (a lease
+    from the lowering), and each write starts a margin before it."""
+    path, clock = tmp_path / "c.toml", SteppingClock()
+    pages = _PagesToTheSteadyFence(clock)
+    runner, tables = _six_stepping(path, clock, pages)
+    stopping = threading.Thread(target=runner.shutdown, name="stop")
+    try:
+        runner.balance()
+        owned = {o.ref: o for o in runner.owned.values()}
+        assert len(owned) == 2 * len(NAMES)
+        _poll(lambda: len(pages.entered) == len(owned), "every shard's page being written")
+        clock.t += 1.0
+        fences = {
+            o.ref.shard_id: _steady_fence(clock, lambda now, o=o: o.lease.fence(clock, now))
+            for o in owned.values()
+        }
+        stopping.start()
+        _poll(
+            lambda: all(o.lease.dropped for o in owned.values()),
+            "the stop forgetting every lease (its first drop waits for a page)",
+        )
+        with pages.lock:
+            clock.t += 10.0
+        with pages.lock:  # NTP sets the wall clock back 60 s: the monotonic one goes on
+            clock.t -= 60.0
+            clock.stepped -= 60.0
+        # The state the test is about: the stop began, every page is still out.
+        assert stopping.is_alive() and not pages.cut
+        runner.keeper.renew_all()  # the keeper's next tick
+        began = clock.elapsed()
+        while stopping.is_alive() and clock.elapsed() < began + 600:
+            with pages.lock:
+                clock.t += 0.5
+            threading.Event().wait(0.002)
+    finally:
+        with pages.lock:
+            clock.t += 600
+        stopping.join(60)
+    assert not stopping.is_alive()
+    _poll(lambda: set(fences) <= set(pages.cut), "every shard's page cut")
+    late = {s: round(pages.cut[s] - fences[s], 1) for s in fences if pages.cut[s] > fences[s] + 1e-6}
+    assert not late, f"pages written on past their fence at the stop (s): {late}"
