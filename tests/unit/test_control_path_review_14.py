@@ -22,8 +22,11 @@ from dynamodb_replicator.core.errors import DeadlineError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
 from dynamodb_replicator.core.replicator import BatchResult
+from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
+from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
 from .reloading import reloading_runner, rewrite
@@ -155,3 +158,71 @@ def test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence(
     _poll(lambda: set(fences) <= set(pages.cut), "every shard's page cut")
     late = {s: round(pages.cut[s] - fences[s], 1) for s in fences if pages.cut[s] > fences[s] + 1e-6}
     assert not late, f"pages written on past their fence at the stop (s): {late}"
+
+
+# -- review 13's fix, at the keeper (passing) -----------------------------------------------
+A0, A1 = (ShardRef("Orders", "arn:a/stream/Orders", f"a-{n}") for n in range(2))
+
+
+def _keeper_holding_a0_a1(
+    before: Callable[[str], None] = lambda _call: None,
+) -> tuple[ManualClock, LeaseTable, LeaseKeeper, list[ShardRef]]:
+    """At 1000 s, w1's keeper (30 s leases) holds its claim, a-0 and a-1 until 1030 in
+    region a; ``before`` runs before each request of its store; the shards it calls
+    ``on_late`` for are listed."""
+    clock = ManualClock(1000.0)
+    table = LeaseTable(clock)
+    late: list[ShardRef] = []
+    keeper = LeaseKeeper("w1", "p", clock, 30.0, on_late=late.append)
+    keeper.stores = {"a": MemoryStateStore(table, lambda call: before(call), name="a")}
+    assert keeper.acquire("a", A0) is not None and keeper.acquire("a", A1) is not None
+    return clock, table, keeper, late
+
+
+def test_a_stopping_lease_is_not_renewed_while_the_others_and_the_claim_are() -> None:
+    """(Fails when ``_renew_one`` renews a stopping lease.) ``Held.stop`` has fixed a-0's
+    fence (``fix_fences``) and not forgotten it yet: a tick renews the claim and a-1, and
+    sends nothing for a-0: its expiry in the table and its fence stay where they were."""
+    clock, table, keeper, late = _keeper_holding_a0_a1()
+    a0, a1 = keeper.leases[A0], keeper.leases[A1]
+    clock.t += 5.0
+    fence = a0.fence(clock, clock.now())
+    keeper.fix_fences([a0])
+    assert keeper.leases[A0] is a0 and a0.stopping and not a1.stopping  # the state
+    keeper.renew_all()
+    assert table.leases[A0].expires_ms == 1030_000, "a renewal was sent for a stopping lease"
+    assert table.leases[A1].expires_ms == 1035_000 and a1.until == 1035.0
+    assert table.workers["w1"][1] >= 1035_000
+    assert a0.until == 1030.0 and a0.fence(clock, clock.now()) == fence and not late
+
+
+def test_a_renewal_answered_on_a_stopping_lease_raises_its_ceiling_only_and_wakes_no_page() -> (
+    None
+):
+    """(Fails when the answer moves ``until`` again.) a-0's fence (1022.5) has passed and
+    its renewal is out (a page failed for want of time waits for it: ``on_late``) when the
+    stop fixes its fence (``fix_fences`` runs while the request is in the table). The
+    renewal is kept (the table holds 1053): a-0's ``until`` and fence stay, ``on_late`` is
+    not called (its thread is told to stop: no step waits for a wake), its ``ceiling`` is
+    what the table holds, and the claim stays above it after its ``forget``."""
+    stop: list[LeaseKeeper] = []
+
+    def fix_a0(call: str) -> None:
+        if call == "renew" and stop:
+            keeper = stop.pop()
+            keeper.fix_fences([keeper.leases[A0]])
+
+    clock, table, keeper, late = _keeper_holding_a0_a1(fix_a0)
+    a0, a1 = keeper.leases[A0], keeper.leases[A1]
+    clock.t += 23.0  # past a-0's fence (1022.5), before its expiry (1030)
+    assert a0.fence(clock, clock.now()) < clock.now()
+    stop.append(keeper)
+    keeper.renew_all()
+    assert not stop and a0.stopping  # the state: fixed while its renewal was out
+    assert table.leases[A0].expires_ms == 1053_000  # sent before the stop: kept
+    assert a0.until == 1030.0 and a0.fence(clock, clock.now()) < clock.now()
+    assert a0.ceiling == 1053.0 and late == [A1], late
+    keeper.forget(A0)
+    clock.t += 5.0
+    keeper.renew_all()
+    assert table.workers["w1"][1] >= 1053_000, "the claim came below a-0's stored lease"
