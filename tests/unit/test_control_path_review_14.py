@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from dynamodb_replicator.core.conflicts import Conflict
-from dynamodb_replicator.core.errors import DeadlineError
+from dynamodb_replicator.core.errors import DeadlineError, UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
 from dynamodb_replicator.core.replicator import BatchResult
-from dynamodb_replicator.core.streams import ShardRef
+from dynamodb_replicator.core.streams import Shard, ShardRef
 from dynamodb_replicator.runner.leases import LeaseKeeper
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
@@ -226,3 +226,129 @@ def test_a_renewal_answered_on_a_stopping_lease_raises_its_ceiling_only_and_wake
     clock.t += 5.0
     keeper.renew_all()
     assert table.workers["w1"][1] >= 1053_000, "the claim came below a-0's stored lease"
+
+
+# -- a stop against a region that answers nothing, with a tick out -------------------------
+@dataclass
+class _Shards(_EndlessStreams):
+    """``count[region]`` endless shards in each region (review 11's ``_EndlessStreams``)."""
+
+    count: dict[str, int] = field(default_factory=dict)
+
+    def shards(self, arn: str) -> list[Shard]:
+        n = self.count.get(self.region, 0)
+        return [Shard(f"{self.region}-{i}", None, "1", None) for i in range(n)]
+
+
+@dataclass
+class _HoldC0:
+    """Every page is applied at once, but c-0's, which is held until ``go`` is set."""
+
+    go: threading.Event = field(default_factory=threading.Event)
+    held: threading.Event = field(default_factory=threading.Event)
+
+    def process(
+        self,
+        table: str,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        from_json: bool,
+        regions: Collection[str] | None = None,
+        deadline: Deadline = None,
+        logged: Callable[[Conflict], bool] | None = None,
+        written: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        if threading.current_thread().name == "page-c-0":
+            self.held.set()
+            self.go.wait(30)
+        return BatchResult({r: TargetResult(r, applied=len(records)) for r in regions or ()})
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class _Unanswering:
+    """Region b's state table once ``down``: every request is sent and its answer never
+    comes (each costs the request timeout: a read timeout). The first release the
+    keeper's tick sends (``lease-renewal-b``) waits until ``go`` is set; ``after_stop``
+    counts the releases sent once the keeper is stopping (``stopping``)."""
+
+    stopping: Callable[[], bool] = lambda: False
+    down: bool = False
+    out: threading.Event = field(default_factory=threading.Event)
+    go: threading.Event = field(default_factory=threading.Event)
+    after_stop: int = 0
+
+    def __call__(self, call: str) -> None:
+        if not self.down:
+            return
+        ticking = threading.current_thread().name == "lease-renewal-b"
+        if call == "release" and ticking and not self.out.is_set():
+            self.out.set()
+            self.go.wait(30)
+        if call == "release" and self.stopping():
+            self.after_stop += 1
+        raise UnreachableError(f"{call} in b: read timed out", region="b", request_sent=True)
+
+
+@pytest.mark.xfail(strict=True, reason="review 14, defect 2: a stop waits on b once per lease")
+def test_a_stop_waits_on_a_region_that_answers_nothing_once_even_with_a_tick_out(
+    tmp_path: Path,
+) -> None:
+    """Interleaving (the real Runner, Held and keeper over in-memory state tables): six
+    shards in region b, one in c. b's table stops answering (every request is sent and
+    times out: a read timeout, ``request_sent``) and the runner is stopped. The stop drops
+    b-0 (its release tried four times, then b counted unreachable: the docs' one wait) and
+    b-1..b-5 (left to run out, due for release), then waits for c-0's page. Meanwhile
+    the keeper's tick for b (every 5 s; the stop ends the ticks only at ``keeper.stop``)
+    sends the due releases of b's six leases one by one: a failure after the send says
+    nothing of the next one (``_not_connected``), so none ends the round. The stop's
+    ``keeper.stop`` waits for that tick to end: with the tick's first release still out
+    when it begins, it waits for one more request per lease of b (six request timeouts,
+    30 s by default; 60 with both attempts) instead of none (docs/operating/runner.md: "a
+    region that answers none of them keeps its other leases until they expire, and is
+    waited on once"). A stop longer than the orchestrator's grace period ends in SIGKILL;
+    the leases run out (nothing is lost)."""
+    path, clock = tmp_path / "c.toml", ManualClock()
+    rewrite(path)
+    tables = {n: LeaseTable(clock) for n in NAMES}
+    pages, b = _HoldC0(), _Unanswering()
+
+    def connect(spec: RegionSpec) -> Region:
+        hook = b if spec.name == "b" else (lambda _call: None)
+        store = MemoryStateStore(tables[spec.name], hook, name=spec.name)
+        streams = _Shards(spec.name, count={"b": 6, "c": 1})
+        return Region(spec, streams, store, pages, NoParking())
+
+    runner = reloading_runner(path, clock, connect)
+    b.stopping = runner.keeper._stop.is_set
+    stopping = threading.Thread(target=runner.shutdown, name="stop")
+    tick: threading.Thread | None = None
+    try:
+        runner.balance()
+        assert sorted(r.shard_id for r in runner.owned) == [*(f"b-{i}" for i in range(6)), "c-0"]
+        _poll(pages.held.is_set, "c-0's page being written")
+        b.down = True
+        runner.stop_soon()
+        stopping.start()
+        _poll(lambda: not runner.owned, "the stop dropping b's shards and waiting for c-0's")
+        # The state the test is about: b counted unreachable, its six leases due.
+        assert not runner.reach.is_up("b") and stopping.is_alive()
+        gone = [lease for lease in runner.keeper._gone.values() if lease.region == "b"]
+        assert len(gone) == 6 and all(lease.release_due for lease in gone)
+        runner.keeper._tick()  # the keeper's tick, 5 s on
+        tick = runner.keeper._out["b"]
+        _poll(b.out.is_set, "the tick's first release of a b lease out")
+        pages.go.set()
+        _poll(runner.keeper._stop.is_set, "the stop at keeper.stop, the tick still out")
+        b.go.set()
+        stopping.join(30)
+        assert not stopping.is_alive()
+    finally:
+        pages.go.set()
+        b.go.set()
+        stopping.join(30)
+        if tick is not None:
+            tick.join(30)
+    assert b.after_stop <= 1, f"keeper.stop waited for {b.after_stop} requests to b"
