@@ -23,7 +23,7 @@ from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import Shard, ShardRef
-from dynamodb_replicator.runner.leases import LeaseKeeper
+from dynamodb_replicator.runner.leases import Lease, LeaseKeeper
 from dynamodb_replicator.runner.regions import Region
 from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
@@ -95,9 +95,10 @@ def _six_stepping(
     return reloading_runner(path, clock, connect), tables
 
 
-def _steady_fence(clock: SteppingClock, fence: Callable[[float], float]) -> float:
+def _steady_fence(clock: SteppingClock, lease: Lease) -> float:
+    """``lease``'s fence now, on the monotonic reading."""
     now = clock.now()
-    return clock.elapsed() + fence(now) - now
+    return clock.elapsed() + lease.fence(clock, now) - now
 
 
 @pytest.mark.xfail(strict=True, reason="review 14, defect 1: a lowering moves a dropped fence")
@@ -120,7 +121,7 @@ def test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence(
     from the lowering), and each write starts a margin before it."""
     path, clock = tmp_path / "c.toml", SteppingClock()
     pages = _PagesToTheSteadyFence(clock)
-    runner, tables = _six_stepping(path, clock, pages)
+    runner, _tables = _six_stepping(path, clock, pages)
     stopping = threading.Thread(target=runner.shutdown, name="stop")
     try:
         runner.balance()
@@ -128,10 +129,7 @@ def test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence(
         assert len(owned) == 2 * len(NAMES)
         _poll(lambda: len(pages.entered) == len(owned), "every shard's page being written")
         clock.t += 1.0
-        fences = {
-            o.ref.shard_id: _steady_fence(clock, lambda now, o=o: o.lease.fence(clock, now))
-            for o in owned.values()
-        }
+        fences = {o.ref.shard_id: _steady_fence(clock, o.lease) for o in owned.values()}
         stopping.start()
         _poll(
             lambda: all(o.lease.dropped for o in owned.values()),
@@ -156,7 +154,7 @@ def test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence(
         stopping.join(60)
     assert not stopping.is_alive()
     _poll(lambda: set(fences) <= set(pages.cut), "every shard's page cut")
-    late = {s: round(pages.cut[s] - fences[s], 1) for s in fences if pages.cut[s] > fences[s] + 1e-6}
+    late = {s: round(pages.cut[s] - f, 1) for s, f in fences.items() if pages.cut[s] > f + 1e-6}
     assert not late, f"pages written on past their fence at the stop (s): {late}"
 
 
@@ -174,7 +172,7 @@ def _keeper_holding_a0_a1(
     table = LeaseTable(clock)
     late: list[ShardRef] = []
     keeper = LeaseKeeper("w1", "p", clock, 30.0, on_late=late.append)
-    keeper.stores = {"a": MemoryStateStore(table, lambda call: before(call), name="a")}
+    keeper.stores = {"a": MemoryStateStore(table, before, name="a")}
     assert keeper.acquire("a", A0) is not None and keeper.acquire("a", A1) is not None
     return clock, table, keeper, late
 
@@ -196,9 +194,7 @@ def test_a_stopping_lease_is_not_renewed_while_the_others_and_the_claim_are() ->
     assert a0.until == 1030.0 and a0.fence(clock, clock.now()) == fence and not late
 
 
-def test_a_renewal_answered_on_a_stopping_lease_raises_its_ceiling_only_and_wakes_no_page() -> (
-    None
-):
+def test_a_renewal_answered_on_a_stopping_lease_raises_its_ceiling_only_and_wakes_no_page() -> None:
     """(Fails when the answer moves ``until`` again.) a-0's fence (1022.5) has passed and
     its renewal is out (a page failed for want of time waits for it: ``on_late``) when the
     stop fixes its fence (``fix_fences`` runs while the request is in the table). The
@@ -213,7 +209,7 @@ def test_a_renewal_answered_on_a_stopping_lease_raises_its_ceiling_only_and_wake
             keeper.fix_fences([keeper.leases[A0]])
 
     clock, table, keeper, late = _keeper_holding_a0_a1(fix_a0)
-    a0, a1 = keeper.leases[A0], keeper.leases[A1]
+    a0 = keeper.leases[A0]
     clock.t += 23.0  # past a-0's fence (1022.5), before its expiry (1030)
     assert a0.fence(clock, clock.now()) < clock.now()
     stop.append(keeper)
