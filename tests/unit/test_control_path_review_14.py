@@ -1,10 +1,87 @@
-"""Review 14 of the control path (tests only, on main 71f1305): review 13's fix
-(``Lease.stopping``: ``Held.stop`` fixes every fence before the first ``forget``; no renewal
-is sent for a stopping lease; an answer on a stopping or dropped one raises only its
-``ceiling``) attacked, then the whole path against docs/concepts/guarantees.md (Timing and
-clocks) and docs/operating/runner.md.
+"""Review 14 of the control path (tests only, on main 71f1305, review 13's fix 31435e1
+and its docs): ``Lease.stopping`` (``Held.stop`` fixes every fence before the first
+``forget``; no renewal is sent for a stopping lease; an answer on a stopping or dropped one
+raises only its ``ceiling``) attacked, then the whole path against
+docs/concepts/guarantees.md (Timing and clocks) and docs/operating/runner.md.
 
-DEFECTS (filled in below).
+Reproduced (strict xfails; nothing lost, resurrected or landed late in either):
+
+1. (very low; bounded by one fence, a tick's worth within the timing assumptions) A
+   lowering moves a dropped shard's fence on. After a wall clock set back, the keeper's
+   tick lowers every dropped lease the table holds further ahead than a lease from now
+   (``_lower_dropped``), and its answer calls ``lease.stored``: ``held_until``, the
+   fence's monotonic bound, goes from a lease after the last renewal *sent before the
+   stop* to a lease after the lowering. The thread of a shard being dropped (its page
+   out, or left to expire) writes on past the fence it had when the stop began, by the
+   time between that renewal and the lowering: 11 s in the test (a clock 60 s ahead set
+   back 10 s into the stop), 1.9 s with a 2 s step back within the assumptions. Against
+   guarantees.md ("each cut at the fence it had when the stop began"; "a renewal never
+   moves a dropped shard's lease"), runner.md (the same), and holdings.py's ``stopping``
+   ("never its fence"). The table holds the lowered lease, so every write still lands
+   before it; a page past its join is left to expire instead of released (the shard
+   waits a lease). The same holds (reasoned) for a hand-over or a lost lease left to
+   expire. Fix shape tried: ``_lower_dropped`` not calling ``stored`` (the fence keeps its
+   bound, the claim and ``passes`` still move): passes, 3 runs of 3, and the clock-step,
+   dropped-step, simulation, renewal-crossing, lease-step, deadline-check and review
+   1/10/13 tests still pass
+   (``test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence``).
+2. (low; liveness, bounded by a request timeout per due lease) A stop waits on a region
+   that answers nothing once per lease when a keeper tick is out. ``Held.drop`` marks the
+   region unreachable after the first release fails, and leaves the rest due; but the
+   keeper's ticks go on until ``keeper.stop``, and a tick's ``_settle_dropped`` sends the
+   release of every due lease of that region, one request each: a failure after the
+   send (a read timeout) does not end the round (``_not_connected``), nor does the stop.
+   ``keeper.stop`` joins that tick: with six leases in the region it waited for six more
+   requests (30 s by default; up to two attempts each before ``keeper.stop``) instead of
+   none (runner.md: "a region that answers none of them ... is waited on once"). Fix shape
+   tried: ``_settle_dropped`` returning at a failed release once ``_stop`` is set: passes,
+   3 of 3, and test_stopping_runner_releases.py, test_stop_after_restart_review.py,
+   test_lease_keeper.py, test_ended_shard_release.py still pass
+   (``test_a_stop_waits_on_a_region_that_answers_nothing_once_even_with_a_tick_out``).
+
+Pinned here (passing), and what held:
+
+- no renewal is sent for a stopping lease, not yet forgotten, while the claim and the
+  region's other leases are renewed in the same tick; its expiry and fence stay (fails
+  without the ``stopping`` check in ``_renew_one``);
+- a renewal out when the stop fixed the fence, answered after, with the fence already
+  passed (a page failed for want of time): the table holds it, ``ceiling`` is raised to
+  it, ``until`` and the fence stay, ``on_late`` is not called for it (while the region's
+  other late lease is woken), and after its ``forget`` the claim stays above it (fails
+  with the answer moving ``until`` again).
+
+Tried, reasoned, not pinned (no defect found):
+
+- a renewal sent before ``fix_fences`` and answered after ``forget``: ``forget`` waits for
+  ``_renew_one`` (the region's lock), so the answer comes before the drop's release or a
+  later acquire (same coordinator thread, the lock again); stored after a release, it
+  sets the ``ceiling`` of a Lease no longer kept; one whose answer was lost may land
+  later: before the release (released after it) or after it (refused by the token), with
+  ``ceiling`` and ``passes`` raised when it was sent (the claim and ``_still_left`` cover
+  it); the same tick's retry finds the lease stopping or forgotten and sends nothing;
+- a stopping lease never stays in ``keeper.leases``: ``Held.stop`` forgets every lease it
+  marks, with nothing that raises in between; a restart's kept lease (stopping, dropped)
+  taken again by the next round is replaced by a new Lease (not stopping, renewed; review
+  13 pins it), and one not taken again is made due by ``settle_kept``;
+- ``on_late`` only clears a cursor's backoff for its next step, and a stopping shard
+  takes no next step (``run_shard`` flushes the pages in flight, which wait for no
+  renewal): no page waits for a wake; a drop's join is bounded by the fence;
+- a single ``Held.drop`` (hand-over, lost lease, reap) sets the stop event before
+  ``forget``: a renewal answered in between moves the fence by up to a tick, after the
+  drop began; its join then reads the moved fence (or the thread is left to expire,
+  released after ``passes``). Not claimed by the docs (the claim is for a stop or reload);
+- ``forget`` waiting on the region's lock behind a tick's requests: bounded by the
+  tick's requests; a reload dropping every shard of a region finds them all stopping
+  (no renewal is sent), one keeping some waits at most for their renewals;
+- the claim is never below a lease the table may hold through the fix (``ceiling`` is
+  raised before each send, set to the answer after; an answer on a released Lease
+  changes nothing kept).
+
+The control-plane simulations ran on fresh seeds from 5000000, none violated (each
+module's ``run`` and ``violations``, seed by seed, at most 55 s a run): shard_sim.py 4792
+(5000000-5004791), shard_sim_steps.py 4188 (5000000-5004187), the base simulation 5504,
+clock steps 5419, dropped leases under steps 6201, late landings 4690. None of them checks
+where a dropped page is cut (defect 1 is a timing claim, not a safety one).
 """
 
 from __future__ import annotations
