@@ -4,7 +4,8 @@ and its docs): ``Lease.stopping`` (``Held.stop`` fixes every fence before the fi
 raises only its ``ceiling``) attacked, then the whole path against
 docs/concepts/guarantees.md (Timing and clocks) and docs/operating/runner.md.
 
-Reproduced (strict xfails; nothing lost, resurrected or landed late in either):
+Reproduced (strict xfails until fixed on main, each as its fix shape below: removing a fix
+fails its test again; nothing lost, resurrected or landed late in either):
 
 1. (very low; bounded by one fence, a tick's worth within the timing assumptions) A
    lowering moves a dropped shard's fence on. After a wall clock set back, the keeper's
@@ -178,7 +179,6 @@ def _steady_fence(clock: SteppingClock, lease: Lease) -> float:
     return clock.elapsed() + lease.fence(clock, now) - now
 
 
-@pytest.mark.xfail(strict=True, reason="review 14, defect 1: a lowering moves a dropped fence")
 @pytest.mark.parametrize(("after", "back"), [(10.0, 60.0), (0.9, 2.0)], ids=["ahead", "within"])
 def test_a_lowering_after_a_clock_set_back_does_not_move_a_dropped_shards_fence(
     tmp_path: Path, after: float, back: float
@@ -368,7 +368,6 @@ class _Unanswering:
         raise UnreachableError(f"{call} in b: read timed out", region="b", request_sent=True)
 
 
-@pytest.mark.xfail(strict=True, reason="review 14, defect 2: a stop waits on b once per lease")
 def test_a_stop_waits_on_a_region_that_answers_nothing_once_even_with_a_tick_out(
     tmp_path: Path,
 ) -> None:

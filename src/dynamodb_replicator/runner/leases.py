@@ -194,15 +194,22 @@ class LeaseKeeper(Holdings):
                     continue
                 except ReplicatorError as exc:  # brought down meanwhile, and tried again
                     log.warning("lease not released", extra={"shard": str(ref), "reason": str(exc)})
-                    if _not_connected(exc):
-                        return  # the region's other leases would wait out the same timeout
+                    if self._give_up(exc):
+                        return
             try:
                 one = functools.partial(self._lower_dropped, region, store, ref, lease)
                 call_with_retries(one, RETRY, stop=self._stop, clock=self.clock)
             except ReplicatorError as exc:  # tried again at the next tick
                 log.warning("lease not lowered", extra={"shard": str(ref), "reason": str(exc)})
-                if _not_connected(exc):
+                if self._give_up(exc):
                     return
+
+    def _give_up(self, exc: ReplicatorError) -> bool:
+        """A failed request ends the region's round of dropped leases: the region could not
+        be connected to (the others would wait out the same timeout), or the keeper is
+        stopping (a stop waits on a region that answers nothing once, not once per lease;
+        those leases run out on their own, the claim kept above them)."""
+        return _not_connected(exc) or self._stop.is_set()
 
     def _mine(self, region: str, store: Coordination, ref: ShardRef, lease: Lease) -> bool:
         """``lease`` is still the dropped one the table may hold, taken through ``store``
@@ -247,8 +254,9 @@ class LeaseKeeper(Holdings):
                     if self._gone.get(ref) is lease:
                         del self._gone[ref]
                 elif self._gone.get(ref) is lease:  # stored: the claim may come down to it
+                    # Not ``stored``: the dropped thread's fence keeps its bound (a page
+                    # is cut at the fence it had when dropped, whatever the clock did).
                     lease.ceiling = until
-                    lease.stored(until, now, steady)
 
     # -- the renewal thread ----------------------------------------------------------------
     def start(self) -> None:
