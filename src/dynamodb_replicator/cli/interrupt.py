@@ -17,8 +17,10 @@ import os
 import signal
 import sys
 import threading
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import IO
+
+from dynamodb_replicator.cli.signals import Signals
 
 __all__ = ["EXIT_INTERRUPTED", "Interruption"]
 
@@ -26,30 +28,31 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
 
 
 class Interruption:
-    """Installs the two-step Ctrl-C handler while the ``with`` block runs."""
+    """Takes the two-step Ctrl-C (and SIGTERM) while the ``with`` block runs."""
 
     def __init__(self, *, resume: str, stream: IO[str] | None = None) -> None:
         self.resume = resume
         self.stream = stream or sys.stderr
         self.stop = threading.Event()
-        self._previous: dict[int, object] = {}
+        self._signals = Signals((signal.SIGINT, signal.SIGTERM), self._on_signal)
 
     def _say(self, text: str) -> None:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+    def _on_signal(self, number: int) -> None:
+        # On the signals' thread (cli/signals.py), one signal at a time.
         if self.stop.is_set():
             # The second signal: no waiting for the slices in flight (they are redone on
             # resume). os._exit skips the thread joins a normal exit would wait for.
             self._say(f"stopped at once; resume with: {self.resume}")
             os._exit(EXIT_INTERRUPTED)
-        self.stop.set()
+        # Said before the stop is set: the work ends (and ``report`` speaks) only after it.
         self._say("stopping: saving the resume point (Ctrl-C again to stop at once)")
+        self.stop.set()
 
     def __enter__(self) -> Interruption:
-        for number in (signal.SIGINT, signal.SIGTERM):
-            self._previous[number] = signal.signal(number, self._on_signal)
+        self._signals.__enter__()
         return self
 
     def __exit__(
@@ -58,8 +61,7 @@ class Interruption:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)  # type: ignore[arg-type]
+        self._signals.__exit__(exc_type, exc, traceback)
 
     def report(self) -> int:
         """Say how to resume; the exit status of an interrupted command."""

@@ -7,10 +7,10 @@ import gc
 import logging
 import signal
 import threading
-from types import FrameType
 from typing import Any
 
 from dynamodb_replicator.cli.options import add_command
+from dynamodb_replicator.cli.signals import Signals
 from dynamodb_replicator.observe.logs import configure
 from dynamodb_replicator.runner.config import load_config
 from dynamodb_replicator.runner.metrics_server import MetricsServer
@@ -98,22 +98,21 @@ def run(args: argparse.Namespace) -> int:
     runner = Runner(config, worker_id=args.worker_id, config_path=args.config)
     stop = threading.Event()
 
-    def on_signal(number: int, frame: FrameType | None) -> None:
+    def on_signal(number: int) -> None:  # on the signals' thread (cli/signals.py)
         log.info("stopping", extra={"signal": signal.Signals(number).name})
         runner.stop_soon()
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    runner.start()  # config errors surface here, before anything is replicated
-    tune_collector()
-    server = None
-    if args.metrics_port is not None:
-        registry = runner.metrics.registry
-        server = MetricsServer(args.metrics_host, args.metrics_port, registry).start()
-    try:
-        runner.run(stop)
-    finally:
-        if server is not None:
-            server.close()
+    with Signals((signal.SIGTERM, signal.SIGINT), on_signal):
+        runner.start()  # config errors surface here, before anything is replicated
+        tune_collector()
+        server = None
+        if args.metrics_port is not None:
+            registry = runner.metrics.registry
+            server = MetricsServer(args.metrics_host, args.metrics_port, registry).start()
+        try:
+            runner.run(stop)
+        finally:
+            if server is not None:
+                server.close()
     return 0
