@@ -47,7 +47,6 @@ import select
 import socket
 import ssl
 import struct
-import sys
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -67,13 +66,6 @@ __all__ = ["Answer", "Pool"]
 
 # SO_LINGER on, for 0 seconds: close() resets the connection.
 _RESET = struct.pack("ii", 1, 0)
-
-# Linux's struct tcp_info up to tcpi_bytes_received (kernel 4.1 and later): tcpi_state at
-# byte 0, the bytes received in order (FIN counted as one) at byte 128. Elsewhere (other
-# systems lay the struct out otherwise) the idle check is a poll.
-_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform == "linux" else None
-_INFO = struct.Struct("=B127xQ")
-_ESTABLISHED = 1
 
 
 class _Counted(socket.SocketIO):
@@ -112,11 +104,6 @@ class _Connection:
         # the check runs before every request that reuses it.
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
-        # A poll hands the GIL over (and, with other threads waiting for it, waits to get it
-        # back): once per write. getsockopt keeps it, so plain TCP on Linux asks TCP_INFO
-        # first (``_settled``); over TLS the kernel's byte count says nothing about what
-        # OpenSSL read, and the poll decides.
-        self._tcp = _TCP_INFO is not None and not isinstance(sock, ssl.SSLSocket)
         # Bytes OpenSSL read and decrypted past the answer (in the same record) sit in the
         # SSL object: neither the socket's poll nor the reader's count sees them.
         self._pending = sock.pending if isinstance(sock, ssl.SSLSocket) else None
@@ -147,26 +134,10 @@ class _Connection:
         already in TLS's hands)."""
         if self.pending():
             return True
-        if self._tcp and self._settled():
-            return False
         try:
             return bool(self._poller.poll(0))
         except (OSError, ValueError):
             return True
-
-    def _settled(self) -> bool:
-        """Plain TCP on Linux: the connection still established and every byte the kernel
-        took in delivered to the reader, so a poll would find nothing to read (no end of
-        file, no reset, no bytes). False on any doubt, and the poll decides."""
-        assert _TCP_INFO is not None
-        try:
-            info = self.sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _INFO.size)
-        except OSError:
-            return False
-        if len(info) < _INFO.size:  # a kernel before 4.1: no byte count
-            return False
-        state, received = _INFO.unpack_from(info)
-        return bool(state == _ESTABLISHED and received == self._raw.delivered)
 
     def unread(self) -> bool:
         """Whether the reader holds bytes no answer took (a server sending more than the
