@@ -85,7 +85,7 @@ class Parker:
         self, records: Sequence[Mapping[str, Any]], targets: Collection[str]
     ) -> list[Mapping[str, Any]]:
         """``records`` without those parked for every one of ``targets``."""
-        if targets and not all(self.skip.get(t) for t in targets):
+        if not all(self.skip.get(t) for t in targets):
             return list(records)  # a target with nothing parked keeps every record
         return [
             r for r in records if not all(_sequence(r) in self.skip.get(t, ()) for t in targets)
