@@ -134,8 +134,9 @@ class Replicator:
         changes: list[Change] = []
         failures: list[RecordFailure] = []
         skipped = 0
+        # A record's sequence number is read by decode_record; here only for a record that
+        # failed (a record without one raises MalformedRecordError from here, as before).
         for record in records:
-            sequence = sequence_number_of(record)
             try:
                 changes.append(
                     decode_record(
@@ -143,6 +144,7 @@ class Replicator:
                     )
                 )
             except MissingTimestampError as exc:
+                sequence = sequence_number_of(record)
                 if self.missing_timestamp is MissingTimestamp.SKIP:
                     skipped += 1
                     where = self._where(record, sequence, from_json)
@@ -150,7 +152,9 @@ class Replicator:
                 else:
                     failures.append(RecordFailure(sequence, exc))
             except RecordError as exc:
-                failures.append(RecordFailure(sequence, exc))
+                failures.append(RecordFailure(sequence_number_of(record), exc))
+        if not failures:
+            return changes, failures, skipped
         by_sequence = {sequence_number_of(record): record for record in records}
         for failure in failures:
             failed = by_sequence.get(failure.sequence_number)

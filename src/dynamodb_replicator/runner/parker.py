@@ -85,6 +85,8 @@ class Parker:
         self, records: Sequence[Mapping[str, Any]], targets: Collection[str]
     ) -> list[Mapping[str, Any]]:
         """``records`` without those parked for every one of ``targets``."""
+        if not all(self.skip.get(t) for t in targets):
+            return list(records)  # a target with nothing parked keeps every record
         return [
             r for r in records if not all(_sequence(r) in self.skip.get(t, ()) for t in targets)
         ]
@@ -100,7 +102,7 @@ class Parker:
 
     def check(self, records: Sequence[Mapping[str, Any]], failures: Failures) -> set[str]:
         """Park the records whose failures are due; the targets that moved on."""
-        if self.lot is None:
+        if self.lot is None or not failures:
             return set()
         now = self.clock.now()
         due: dict[str, set[str]] = {}
