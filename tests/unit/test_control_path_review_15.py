@@ -5,7 +5,9 @@ handed to ``on_signal`` on a thread of their own, used by ``run`` and ``Interrup
 attacked, then the whole path against docs/concepts/guarantees.md (Timing and clocks) and
 docs/operating/runner.md.
 
-Reproduced (a strict xfail until fixed on main; nothing lost or resurrected):
+Reproduced (a strict xfail until fixed on main: ``_deliver`` goes on after a raising
+``on_signal``, and ``Interruption`` sets ``stop`` in a ``finally``; without the first the
+test fails again; nothing lost or resurrected):
 
 - (low; a regression of d5be7af, liveness) A SIGTERM or Ctrl-C whose "stopping" line
   cannot be written never stops a long command, and every later signal is ignored.
@@ -107,7 +109,6 @@ class _ClosedStream(io.StringIO):
         raise BrokenPipeError(32, "Broken pipe")
 
 
-@pytest.mark.xfail(strict=True, reason="review 15 defect 1: the stop is set after the line")
 def test_a_signal_whose_stopping_line_cannot_be_written_still_stops_the_work() -> None:
     """Interleaving: a long command runs under ``Interruption`` with a stderr that fails;
     SIGTERM comes; the signals' thread calls ``_on_signal``, whose "stopping" line raises

@@ -45,11 +45,16 @@ class Interruption:
         if self.stop.is_set():
             # The second signal: no waiting for the slices in flight (they are redone on
             # resume). os._exit skips the thread joins a normal exit would wait for.
-            self._say(f"stopped at once; resume with: {self.resume}")
-            os._exit(EXIT_INTERRUPTED)
-        # Said before the stop is set: the work ends (and ``report`` speaks) only after it.
-        self._say("stopping: saving the resume point (Ctrl-C again to stop at once)")
-        self.stop.set()
+            try:
+                self._say(f"stopped at once; resume with: {self.resume}")
+            finally:
+                os._exit(EXIT_INTERRUPTED)
+        # Said before the stop is set: the work ends (and ``report`` speaks) only after it;
+        # set even when the line cannot be written (a closed stream).
+        try:
+            self._say("stopping: saving the resume point (Ctrl-C again to stop at once)")
+        finally:
+            self.stop.set()
 
     def __enter__(self) -> Interruption:
         self._signals.__enter__()

@@ -11,6 +11,7 @@ writes the signal's number to a pipe (no lock), and a thread of its own reads it
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -18,6 +19,8 @@ from collections.abc import Callable, Iterable
 from types import FrameType, TracebackType
 
 __all__ = ["Signals"]
+
+log = logging.getLogger(__name__)
 
 
 class Signals:
@@ -36,7 +39,10 @@ class Signals:
 
     def _deliver(self) -> None:
         while data := os.read(self._read, 1):
-            self.on_signal(data[0])
+            try:
+                self.on_signal(data[0])
+            except Exception:  # the signals after it are still delivered
+                log.exception("signal not handled", extra={"signal": data[0]})
 
     def __enter__(self) -> Signals:
         self._read, self._write = os.pipe()
