@@ -3,7 +3,10 @@
 attacked first, then the whole path against docs/concepts/guarantees.md (Timing and
 clocks) and docs/operating/runner.md.
 
-Reproduced (strict xfails; nothing lost, resurrected or landed late in either):
+Reproduced (strict xfails until fixed on main: a signal's line is written on a thread of its own,
+waited 1 s at most (`SAY_WITHIN_SECONDS`), and `Signals.__enter__` undoes itself when an
+install raises; reverting either fix fails its test again; nothing lost, resurrected or
+landed late in either):
 
 1. (low; liveness, a pre-existing defect that the signals' thread keeps) While a long
    command's stderr blocks (a pipe nobody reads: ``cmd 2>&1 | less`` with the pager
@@ -133,7 +136,6 @@ with Interruption(resume="tool --resume", stream=Stderr(open(write_end, "wb"))):
 """
 
 
-@pytest.mark.xfail(strict=True, raises=subprocess.TimeoutExpired, reason="defect 1: not fixed")
 def test_a_second_ctrl_c_stops_at_once_while_the_first_ones_line_cannot_be_written() -> None:
     """Interleaving: a long command under ``Interruption`` with a stderr that blocks; the
     first Ctrl-C reaches ``_on_signal`` on the signals' thread, whose "stopping" line
@@ -182,7 +184,6 @@ def _enter_an_uncatchable_signal() -> Signals:
     return signals
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="defect 2: not fixed")
 @pytest.mark.parametrize(
     "enter",
     [_enter_off_the_main_thread, _enter_an_uncatchable_signal],

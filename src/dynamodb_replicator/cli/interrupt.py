@@ -13,6 +13,7 @@ then ``if interruption.stop.is_set(): return interruption.report()``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -25,6 +26,10 @@ from dynamodb_replicator.cli.signals import Signals
 __all__ = ["EXIT_INTERRUPTED", "Interruption"]
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+# How long a signal waits for its line to be written before it acts anyway: a stream nobody
+# reads (``cmd 2>&1 | less`` scrolled back, a terminal paused by Ctrl-S) must not hold a
+# Ctrl-C back.
+SAY_WITHIN_SECONDS = 1.0
 
 
 class Interruption:
@@ -41,20 +46,29 @@ class Interruption:
         self.stream.flush()
 
     def _on_signal(self, number: int) -> None:
-        # On the signals' thread (cli/signals.py), one signal at a time.
+        # On the signals' thread (cli/signals.py), one signal at a time; it never blocks on
+        # the stream (one nobody reads, a terminal paused), so a second signal always ends it.
         if self.stop.is_set():
             # The second signal: no waiting for the slices in flight (they are redone on
             # resume). os._exit skips the thread joins a normal exit would wait for.
-            try:
-                self._say(f"stopped at once; resume with: {self.resume}")
-            finally:
-                os._exit(EXIT_INTERRUPTED)
-        # Said before the stop is set: the work ends (and ``report`` speaks) only after it;
-        # set even when the line cannot be written (a closed stream).
-        try:
-            self._say("stopping: saving the resume point (Ctrl-C again to stop at once)")
-        finally:
-            self.stop.set()
+            self._say_within(f"stopped at once; resume with: {self.resume}")
+            os._exit(EXIT_INTERRUPTED)
+        # Said before the stop is set: the work ends (and ``report`` speaks) only after it,
+        # its line queued behind this one on the stream even when this one is still waiting.
+        self._say_within("stopping: saving the resume point (Ctrl-C again to stop at once)")
+        self.stop.set()
+
+    def _say_within(self, text: str) -> None:
+        """``_say`` on a thread of its own, waited for ``SAY_WITHIN_SECONDS`` at most; a
+        line that cannot be written (a closed stream) is left out."""
+
+        def say() -> None:
+            with contextlib.suppress(OSError, ValueError):  # stderr gone: the status tells
+                self._say(text)
+
+        thread = threading.Thread(target=say, name="interruption-say", daemon=True)
+        thread.start()
+        thread.join(SAY_WITHIN_SECONDS)
 
     def __enter__(self) -> Interruption:
         self._signals.__enter__()

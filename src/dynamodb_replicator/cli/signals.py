@@ -48,8 +48,12 @@ class Signals:
         self._read, self._write = os.pipe()
         self._thread = threading.Thread(target=self._deliver, name="signals", daemon=True)
         self._thread.start()
-        for number in self.numbers:
-            self._previous[number] = signal.signal(number, self._handler)
+        try:
+            for number in self.numbers:
+                self._previous[number] = signal.signal(number, self._handler)
+        except BaseException:  # off the main thread, or a signal that cannot be caught
+            self.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(
