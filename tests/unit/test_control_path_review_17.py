@@ -4,8 +4,9 @@ signal's line written on a daemon thread, waited ``SAY_WITHIN_SECONDS`` at most;
 cli/signals.py and its users, then the whole path against docs/concepts/guarantees.md
 (Timing and clocks) and docs/operating/runner.md.
 
-Reproduced (strict xfails until fixed on main; nothing lost, resurrected or landed late in
-any). Fix shapes tried for 1 and 3 (src edits, reverted): ``_on_signal``'s line in a
+Reproduced (strict xfails; 1 and 3 fixed on main as their fix shapes below, each test failing
+again with its fix reverted; 2 still a strict xfail; nothing lost, resurrected or landed
+late in any). Fix shapes tried for 1 and 3 (src edits, reverted): ``_on_signal``'s line in a
 ``try`` with ``stop.set()`` / ``os._exit`` in its ``finally`` (review 15's shape, kept
 around ``_say_within``), and ``Signals.__enter__``'s thread started inside the ``try``
 (``_thread`` set once started): both tests pass, and test_interrupt.py and reviews 15
@@ -236,11 +237,6 @@ def _not_handled(caplog: pytest.LogCaptureFixture) -> bool:
     return any(r.getMessage() == "signal not handled" for r in caplog.records)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_on_signal sets stop only after _say_within, which raises when its thread "
-    "cannot be started: the Ctrl-C is logged as not handled and the work goes on",
-)
 def test_a_ctrl_c_whose_line_thread_cannot_be_started_still_stops_the_work(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -266,11 +262,6 @@ def test_a_ctrl_c_whose_line_thread_cannot_be_started_still_stops_the_work(
         assert interruption.stop.is_set(), "a Ctrl-C taken did not stop the work"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Signals.__enter__ opens its pipe outside the try that undoes it: a thread "
-    "that cannot be started leaves both ends open",
-)
 def test_a_signals_thread_that_cannot_be_started_leaves_no_pipe_behind(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

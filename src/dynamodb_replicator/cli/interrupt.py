@@ -51,12 +51,17 @@ class Interruption:
         if self.stop.is_set():
             # The second signal: no waiting for the slices in flight (they are redone on
             # resume). os._exit skips the thread joins a normal exit would wait for.
-            self._say_within(f"stopped at once; resume with: {self.resume}")
-            os._exit(EXIT_INTERRUPTED)
+            try:
+                self._say_within(f"stopped at once; resume with: {self.resume}")
+            finally:
+                os._exit(EXIT_INTERRUPTED)
         # Said before the stop is set: the work ends (and ``report`` speaks) only after it,
-        # its line queued behind this one on the stream even when this one is still waiting.
-        self._say_within("stopping: saving the resume point (Ctrl-C again to stop at once)")
-        self.stop.set()
+        # its line queued behind this one on the stream even when this one is still waiting;
+        # set even when the line's thread cannot be started.
+        try:
+            self._say_within("stopping: saving the resume point (Ctrl-C again to stop at once)")
+        finally:
+            self.stop.set()
 
     def _say_within(self, text: str) -> None:
         """``_say`` on a thread of its own, waited for ``SAY_WITHIN_SECONDS`` at most; a

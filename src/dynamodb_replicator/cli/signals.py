@@ -46,12 +46,13 @@ class Signals:
 
     def __enter__(self) -> Signals:
         self._read, self._write = os.pipe()
-        self._thread = threading.Thread(target=self._deliver, name="signals", daemon=True)
-        self._thread.start()
         try:
+            thread = threading.Thread(target=self._deliver, name="signals", daemon=True)
+            thread.start()
+            self._thread = thread
             for number in self.numbers:
                 self._previous[number] = signal.signal(number, self._handler)
-        except BaseException:  # off the main thread, or a signal that cannot be caught
+        except BaseException:  # no thread to be had, off the main thread, an uncatchable signal
             self.__exit__(None, None, None)
             raise
         return self
