@@ -38,6 +38,11 @@ What held (tried, reasoned, not pinned again):
 - SIGINT during ``run``'s claim wait: ``claim`` returns on ``stopping``, ``shutdown``'s
   ``forget_worker`` is conditional on our instance (the predecessor's claim stays):
   review 16's pin holds.
+- The rest of 36bb376..8bd5fec read for equivalence: ``Parker.kept``'s and
+  ``Parker.check``'s early returns give what the loops gave (empty ``targets`` still
+  drops every record, as before; no failures, no target moved); ``Replicator``'s
+  sequence number read only for a failed record still raises MalformedRecordError for a
+  record without one; ``Held.stop`` sets every stop, fixes every fence, then forgets.
 - The control-plane simulations on fresh seeds from 9000000, none violated (each module's
   simulation and ``violations`` seed by seed, one at a time, 30-38 s a run): shard_sim.py
   3067 (9000000-9003066), shard_sim_steps.py 1855 (9000000-9001854), the base simulation
