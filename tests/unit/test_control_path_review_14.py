@@ -95,7 +95,6 @@ from typing import Any
 
 import pytest
 
-from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import DeadlineError, UnreachableError
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_at
@@ -107,6 +106,7 @@ from dynamodb_replicator.runner.runner import Runner
 from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_leases import LeaseTable, MemoryStateStore
 
+from .fakes import PageReplicator
 from .reloading import reloading_runner, rewrite
 from .test_control_path_review_11 import _EndlessStreams, _poll
 from .test_control_review import SteppingClock
@@ -114,7 +114,7 @@ from .test_runner_outage import NAMES, NoParking
 
 
 @dataclass
-class _PagesToTheSteadyFence:
+class _PagesToTheSteadyFence(PageReplicator):
     """Each page writes for as long as its fence lets it (a slow target, a long page), as
     review 12's ``_PagesToTheFence``, but ``cut`` is on the monotonic reading: the fence
     each shard's last page ended at, as ``clock.elapsed()`` (shard id -> seconds), so
@@ -125,16 +125,11 @@ class _PagesToTheSteadyFence:
     entered: set[str] = field(default_factory=set)
     cut: dict[str, float] = field(default_factory=dict)
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         shard = threading.current_thread().name.removeprefix("page-")  # shard_pages.py
         with self.lock:
@@ -154,9 +149,6 @@ class _PagesToTheSteadyFence:
         return BatchResult(
             {r: TargetResult(r, failed_sequence=first, error=late) for r in regions or ()}
         )
-
-    def close(self) -> None:
-        return None
 
 
 def _six_stepping(
@@ -317,30 +309,22 @@ class _Shards(_EndlessStreams):
 
 
 @dataclass
-class _HoldC0:
+class _HoldC0(PageReplicator):
     """Every page is applied at once, but c-0's, which is held until ``go`` is set."""
 
     go: threading.Event = field(default_factory=threading.Event)
     held: threading.Event = field(default_factory=threading.Event)
 
-    def process(
+    def page(
         self,
-        table: str,
         records: Sequence[Mapping[str, Any]],
-        *,
-        from_json: bool,
-        regions: Collection[str] | None = None,
-        deadline: Deadline = None,
-        logged: Callable[[Conflict], bool] | None = None,
-        written: Callable[[], None] | None = None,
+        regions: Collection[str] | None,
+        deadline: Deadline,
     ) -> BatchResult:
         if threading.current_thread().name == "page-c-0":
             self.held.set()
             self.go.wait(30)
-        return BatchResult({r: TargetResult(r, applied=len(records)) for r in regions or ()})
-
-    def close(self) -> None:
-        return None
+        return super().page(records, regions, deadline)
 
 
 @dataclass
