@@ -49,6 +49,7 @@ from benchmarks.common import (
 )
 from benchmarks.delay_proxy import DelayProxy
 from dynamodb_replicator.aws.lean import make_lean_client
+from dynamodb_replicator.cli.run import tune_interpreter
 from dynamodb_replicator.clock import SystemClock
 from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.model import Item, ItemKey, RegionSpec
@@ -202,7 +203,9 @@ def _quantiles(values: Sequence[float]) -> tuple[float, float]:
 
 
 def memory_run(delay_ms: int) -> dict[str, Any]:
-    """The runner's parts over the in-memory store, ``delay_ms`` added per target call."""
+    """The runner's parts over the in-memory store, ``delay_ms`` added per target call;
+    the interpreter tuned as ``run`` tunes it."""
+    tune_interpreter()
     settings = ReplicationSettings()
     stores = {
         r: DelayedStore(MemoryStore(r), 0.0 if r == REGIONS[0] else delay_ms / 1000)

@@ -18,7 +18,12 @@ from rich.console import Console
 from dynamodb_replicator.aws.clients import make_client, use_profile
 from dynamodb_replicator.cli import demo_scenario, demo_view
 from dynamodb_replicator.cli.main import build_parser, main
-from dynamodb_replicator.cli.run import YOUNG_COLLECTION_THRESHOLD, tune_collector
+from dynamodb_replicator.cli.run import (
+    SWITCH_INTERVAL_SECONDS,
+    YOUNG_COLLECTION_THRESHOLD,
+    tune_collector,
+    tune_interpreter,
+)
 from dynamodb_replicator.core.counters import PairCounters
 from dynamodb_replicator.core.errors import ConfigError
 from dynamodb_replicator.core.model import RegionSpec
@@ -308,3 +313,17 @@ def test_the_runs_collector_freezes_startups_objects_and_collects_young_ones_les
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_runs_threads_hold_the_gil_for_the_longer_switch_interval() -> None:
+    """``run`` lets a thread hold the GIL for ``SWITCH_INTERVAL_SECONDS`` before a waiting
+    one takes it (the hot-shard benchmark's threads convoyed at CPython's 5 ms)."""
+    before, threshold = sys.getswitchinterval(), gc.get_threshold()
+    try:
+        tune_interpreter()
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_SECONDS)
+        assert SWITCH_INTERVAL_SECONDS > before
+    finally:
+        sys.setswitchinterval(before)
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -299,7 +299,7 @@ def test_a_ctrl_c_during_the_worker_ids_claim_wait_stops_run_and_leaves_the_clai
     monkeypatch.setattr(run_command, "Runner", runner)
     monkeypatch.setattr(run_command, "load_config", lambda _path: CONFIG)
     monkeypatch.setattr(run_command, "configure", lambda *_a, **_kw: None)
-    monkeypatch.setattr(run_command, "tune_collector", lambda: None)
+    monkeypatch.setattr(run_command, "tune_interpreter", lambda: None)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     args = argparse.Namespace(
         log_level="INFO",

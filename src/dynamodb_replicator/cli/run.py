@@ -6,6 +6,7 @@ import argparse
 import gc
 import logging
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -76,6 +77,22 @@ def register(commands: Any) -> None:
 YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
+# How long a thread holds the GIL before one that waits for it may take it (CPython's
+# default: 5 ms). The runner's threads each make a short burst of Python work between two
+# waits on a socket; at CPython's default, a hot shard at 250 ms per call (hundreds of
+# threads waking at once) spent most of its CPU handing the GIL back and forth in the
+# kernel: 0.67 ms of CPU per target write, 22 s of system time in 30 s, and it fell behind;
+# at 20 ms, 0.20 ms per target write, and it kept up (docs/benchmarks.md).
+SWITCH_INTERVAL_SECONDS = 0.02
+
+
+def tune_interpreter() -> None:
+    """The interpreter for a long-running replicator: the collector (``tune_collector``)
+    and the GIL's switch interval (``SWITCH_INTERVAL_SECONDS``)."""
+    tune_collector()
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+
+
 def tune_collector() -> None:
     """The garbage collector for a long-running replicator (``perf``: about a tenth of
     the runner's CPU in a drain went to it; docs/benchmarks.md). What startup made
@@ -105,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
 
     with Signals((signal.SIGTERM, signal.SIGINT), on_signal):
         runner.start()  # config errors surface here, before anything is replicated
-        tune_collector()
+        tune_interpreter()
         server = None
         if args.metrics_port is not None:
             registry = runner.metrics.registry
