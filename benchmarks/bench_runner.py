@@ -37,11 +37,13 @@ from benchmarks.common import (
 from dynamodb_replicator.aws.clients import make_client
 from dynamodb_replicator.aws.streams import StreamClient
 from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
+from dynamodb_replicator.cli.run import tune_interpreter
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.plan import PutVersion, WriteOp
 from dynamodb_replicator.core.ports import Deadline, TargetResult, TargetWriter
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.runner.config import RunnerConfig
+from dynamodb_replicator.runner.replaceable import Replaceable
 from dynamodb_replicator.runner.runner import Runner
 
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "20000"))
@@ -69,6 +71,7 @@ def start_runner(
     specs = tuple(RegionSpec(r, url) for r, url in endpoints.items())
     runner = Runner(RunnerConfig(tables=(table,), regions=specs), worker_id=f"bench-{table}")
     runner.start()
+    tune_interpreter()  # as ``run`` does once the runner started
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
     thread.start()
@@ -222,7 +225,9 @@ def lag(
     runner, stop, thread = start_runner(endpoint, table, targets_via)
     latencies: list[float] = []
     settled: list[float] = []
-    replicator = runner.regions[REGIONS[0]].replicator
+    replaceable = runner.regions[REGIONS[0]].replicator
+    assert isinstance(replaceable, Replaceable)  # the runner's: a reload may replace it
+    replicator = replaceable.current
     assert isinstance(replicator, Replicator)
     for target in REGIONS[1:]:
         replicator.writers[target] = VisibilityRecorder(

@@ -33,6 +33,8 @@ class Flight:
     def __init__(self, page: Page, targets: Collection[str]) -> None:
         self.page = page
         self.targets = frozenset(targets)  # those it was applied to
+        # Was more of the shard there when the page was read (set by the shard worker)?
+        self.behind = False
         self._written = threading.Event()
         self._result: Future[BatchResult] = Future()
 

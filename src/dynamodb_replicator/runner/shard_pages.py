@@ -1,7 +1,8 @@
 """How a shard worker reads and applies its pages, two in flight: while one page settles,
 the next is read and its writes start once the first one's writes are done
-(runner/pipeline.py, runner/shardworker.py). Behind, the next page is read while the first
-one writes; caught up, once its writes are done (fresher records, less lag).
+(runner/pipeline.py, runner/shardworker.py). Behind (``Pages._behind``), the next page is
+read while the first one writes; caught up, once its writes are done (fresher records, less
+lag).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from dynamodb_replicator.core.errors import ReplicatorError
+from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.ports import TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import (
@@ -25,6 +27,12 @@ from dynamodb_replicator.runner.shard_state import Cursor, Process
 __all__ = ["Pages"]
 
 log = logging.getLogger("dynamodb_replicator.runner.shardworker")  # see shard_settle.py
+
+# A page short of its limit whose last record is at least this old (by its stream record's
+# ApproximateCreationDateTime, whole seconds on AWS) was cut short by GetRecords' 1 MB in a
+# backlog, not read at the shard's end. DynamoDB Local truncates that time to the minute:
+# there, short pages count as behind for up to a minute (read ahead, as when behind).
+BEHIND_SECONDS = 2.0
 
 
 class Pages(Settling):
@@ -69,10 +77,10 @@ class Pages(Settling):
                 return 0
         follower: Flight | None = None
         try:
-            # Behind (a full page): the next one is full too, read while this one writes.
-            # Caught up: read once its writes are done, so the next page holds what arrived
+            # Behind: the next page is there already, read while this one writes. Caught
+            # up: read once its writes are done, so the next page holds what arrived
             # meanwhile and no record waits a whole page for the one after it.
-            behind = len(flight.records) >= cursor.size.limit
+            behind = flight.behind
             ahead, ahead_failed = self._read_ahead(cursor, flight) if behind else (None, False)
             flight.wait_written()  # the next page's writes start after this page's writes
             if not behind:
@@ -117,14 +125,28 @@ class Pages(Settling):
         targets = frozenset(cursor.targets)
         kept = self.parker.kept(records, targets)
         if not kept:
-            return Flight.done(page, targets, BatchResult({t: TargetResult(t) for t in targets}))
+            done = BatchResult({t: TargetResult(t) for t in targets})
+            flight = Flight.done(page, targets, done)
+            flight.behind = self._behind(page, cursor.size.limit)
+            return flight
 
         def run(written: Callable[[], None]) -> BatchResult:
             return self.process(
                 self.shard.table, kept, targets, logged=self.once.logged, written=written
             )
 
-        return Flight.launch(page, targets, run, f"page-{self.shard.shard_id}")
+        flight = Flight.launch(page, targets, run, f"page-{self.shard.shard_id}")
+        flight.behind = self._behind(page, cursor.size.limit)
+        return flight
+
+    def _behind(self, page: Page, limit: int) -> bool:
+        """Is more of the shard there already after ``page`` (read with ``limit``)? A page
+        full to its limit, or one cut short by GetRecords' 1 MB in a backlog: its last
+        record older than ``BEHIND_SECONDS`` (a caught-up shard's records are younger)."""
+        if len(page.records) >= limit:
+            return True
+        age = batch_ages(page.records, self.clock.now(), self.fields).stream
+        return age is not None and age >= BEHIND_SECONDS
 
     def _read_ahead(self, cursor: Cursor, flight: Flight) -> tuple[Page | None, bool]:
         """The page after ``flight``, read while it is applied; (None, True) when the read
