@@ -24,6 +24,8 @@ from typing import Any
 
 from benchmarks.common import client, create_table, flatten, fresh_server, paired_ratio, report
 from dynamodb_replicator.aws.scan import parallel_scan
+from dynamodb_replicator.core.model import SystemAttributes
+from dynamodb_replicator.core.policy import seal
 
 ITEMS = int(os.environ.get("BENCH_ITEMS", "50000"))
 DIFF_ITEMS = int(os.environ.get("BENCH_DIFF_ITEMS", "200000"))
@@ -40,12 +42,28 @@ def payload(n: int) -> dict[str, Any]:
     }
 
 
-def batch_write(endpoint: str, region: str, table: str, count: int, threads: int) -> float:
+def replica(item: dict[str, Any], origin: str) -> dict[str, Any]:
+    """``item`` (written in ``origin``) as the replicator copies it into another region:
+    the same version, labelled with its origin (``core.writes``)."""
+    fields = SystemAttributes()
+    return {
+        **item,
+        fields.origin: {"S": origin},
+        fields.marker: {"N": item[fields.timestamp]["N"]},
+        fields.nonce: {"S": seal("bench", item, fields)},
+    }
+
+
+def batch_write(
+    endpoint: str, region: str, table: str, count: int, threads: int, *, origin: str = ""
+) -> float:
+    """``count`` items into ``region``: written there, or replicas of ``origin``'s."""
     c = client(endpoint, region, pool=threads + 2)
 
     def chunk(start: int) -> None:
+        items = (payload(n) for n in range(start, min(count, start + 25)))
         requests = [
-            {"PutRequest": {"Item": payload(n)}} for n in range(start, min(count, start + 25))
+            {"PutRequest": {"Item": replica(item, origin) if origin else item}} for item in items
         ]
         while requests:
             left = c.batch_write_item(RequestItems={table: requests}).get("UnprocessedItems", {})
@@ -126,9 +144,9 @@ def measure() -> dict[str, Any]:
             batch_write(endpoint, SOURCE, "Raw8", ITEMS, 8),
         )
         result["ceiling_batch_write_per_s"] = round(raw, 1)
-        for region in (SOURCE, OTHER):
+        for region in (SOURCE, OTHER):  # one version in both: OTHER holds replicas
             create_table(endpoint, region, "Copy")
-            batch_write(endpoint, region, "Copy", ITEMS, 8)
+            batch_write(endpoint, region, "Copy", ITEMS, 8, origin=SOURCE * (region == OTHER))
         cfg = config(tmp / "copy.toml", endpoint, [SOURCE, OTHER], "Copy")
 
         def diff_rate() -> float:
@@ -182,7 +200,7 @@ def measure() -> dict[str, Any]:
         endpoint = server.endpoint_url
         for region in (SOURCE, OTHER):
             create_table(endpoint, region, "Big", stream=False)
-            batch_write(endpoint, region, "Big", DIFF_ITEMS, 8)
+            batch_write(endpoint, region, "Big", DIFF_ITEMS, 8, origin=SOURCE * (region == OTHER))
         cfg = config(tmp / "big.toml", endpoint, [SOURCE, OTHER], "Big")
         seconds, peak_kb, output = run_cli(["diff", "--config", str(cfg)])
         identical(output, f"diff of {DIFF_ITEMS} items")

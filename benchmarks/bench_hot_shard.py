@@ -20,6 +20,11 @@ Two sides of the same question:
   about 1,000 conditional writes/s on this machine, all three tables together: at 1,000
   source writes/s plus 2,000 target writes/s it is the bottleneck, and its CPU is printed.
 
+The writes are inserts of new keys (each needs a batched tombstone read before its put: two
+round trips on the way to a target); one more in-memory run at 250 ms updates 5,000 items
+every region holds (one round trip: a put where the item is present), the steady state of
+most tables.
+
 "Kept up": every write reached both targets within 2 s after the last one was made, and
 the targets were written at no less than 95% of twice the source rate achieved.
 """
@@ -69,6 +74,7 @@ __all__ = ["DELAYS", "measure"]
 RATE = int(os.environ.get("BENCH_HOT_RATE", "1000"))  # source writes per second
 SECONDS = int(os.environ.get("BENCH_HOT_SECONDS", "60"))
 DELAYS = (0, 100, 250)  # ms added to every call to a target
+UPDATE_KEYS = 5_000  # the updates' run: items every region holds, updated in turn
 # Writes in flight per target. On the in-memory store: a page's writes wait for its batched
 # tombstone read, then go out at once: a page of up to 1,000 records in one round trip.
 DEPTH = int(os.environ.get("BENCH_HOT_DEPTH", "1000"))
@@ -123,22 +129,22 @@ class MemoryShard:
         self.records: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
-    def append(self, key: str, stamp: int) -> None:
+    def append(self, key: str, stamp: int, old_stamp: int | None = None) -> None:
+        """An insert of ``key`` at ``stamp``; an update when it replaced ``old_stamp``."""
         with self._lock:
             sequence = f"{len(self.records) + 1:021d}"
             image = item(key, stamp)
-            self.records.append(
-                {
-                    "eventName": "INSERT",
-                    "dynamodb": {
-                        "ApproximateCreationDateTime": datetime.datetime.now(datetime.UTC),
-                        "Keys": {"pk": image["pk"]},
-                        "NewImage": image,
-                        "SequenceNumber": sequence,
-                        "StreamViewType": "NEW_AND_OLD_IMAGES",
-                    },
-                }
-            )
+            body: dict[str, Any] = {
+                "ApproximateCreationDateTime": datetime.datetime.now(datetime.UTC),
+                "Keys": {"pk": image["pk"]},
+                "NewImage": image,
+                "SequenceNumber": sequence,
+                "StreamViewType": "NEW_AND_OLD_IMAGES",
+            }
+            if old_stamp is not None:
+                body["OldImage"] = item(key, old_stamp)
+            kind = "INSERT" if old_stamp is None else "MODIFY"
+            self.records.append({"eventName": kind, "dynamodb": body})
 
     def iterator(self, arn: str, shard_id: str, after: str | None) -> str:
         return str(int(after or 0))
@@ -188,13 +194,24 @@ def _replicator(
     )
 
 
-def _produce(shard: MemoryShard, stop: threading.Event, cpu: list[float]) -> int:
-    """Append RATE records/s for SECONDS (10 ms ticks); how many."""
+def _produce(
+    shard: MemoryShard, stop: threading.Event, cpu: list[float], stamps: dict[str, int] | None
+) -> int:
+    """Append RATE records/s for SECONDS (10 ms ticks): inserts of new keys, or with
+    ``stamps`` (each existing key's last ``__timestamp``) updates of those keys in turn;
+    how many."""
     began, made = time.perf_counter(), 0
+    keys = sorted(stamps) if stamps else []
     while made < RATE * SECONDS and not stop.is_set():
         due = int((time.perf_counter() - began) * RATE)
         for n in range(made, min(due, RATE * SECONDS)):
-            shard.append(f"hot-{n}", int(time.time() * 1000))
+            now = int(time.time() * 1000)
+            if stamps:
+                key = keys[n % len(keys)]
+                shard.append(key, now, stamps[key])
+                stamps[key] = now
+            else:
+                shard.append(f"hot-{n}", now)
         made = max(made, min(due, RATE * SECONDS))
         time.sleep(0.01)
     cpu.append(time.thread_time())
@@ -208,15 +225,26 @@ def _quantiles(values: Sequence[float]) -> tuple[float, float]:
     return cuts[49], cuts[98]
 
 
-def memory_run(delay_ms: int) -> dict[str, Any]:
+def memory_run(delay_ms: int, *, updates: bool = False) -> dict[str, Any]:
     """The runner's parts over the in-memory store, ``delay_ms`` added per target call;
-    the interpreter tuned as ``run`` tunes it."""
+    the interpreter tuned as ``run`` tunes it. Inserts of new keys (each a batched
+    tombstone read, then its put), or with ``updates`` updates of UPDATE_KEYS items every
+    region holds (each one put where the item is present)."""
     tune_interpreter()
     settings = ReplicationSettings()
     stores = {
         r: DelayedStore(MemoryStore(r), 0.0 if r == REGIONS[0] else delay_ms / 1000)
         for r in REGIONS
     }
+    stamps: dict[str, int] | None = None
+    if updates:
+        first = int(time.time() * 1000) - 60_000
+        stamps = {f"hot-{n}": first for n in range(UPDATE_KEYS)}
+        for key, stamp in stamps.items():
+            for store in stores.values():
+                store.inner.write_directly(
+                    TABLE, ItemKey.from_attributes({"pk": {"S": key}}), item(key, stamp)
+                )
     latencies: list[float] = []
     replicator = _replicator(stores, latencies, settings)
     shard = MemoryShard()
@@ -243,7 +271,9 @@ def memory_run(delay_ms: int) -> dict[str, Any]:
         clock=SystemClock(),
     )
     stop, producer_cpu = threading.Event(), [0.0]
-    producer = threading.Thread(target=_produce, args=(shard, stop, producer_cpu), daemon=True)
+    producer = threading.Thread(
+        target=_produce, args=(shard, stop, producer_cpu, stamps), daemon=True
+    )
     cpu_before, began = time.process_time(), time.perf_counter()
     producer.start()
     total = RATE * SECONDS * (len(REGIONS) - 1)
@@ -269,6 +299,7 @@ def memory_run(delay_ms: int) -> dict[str, Any]:
         behind_s=finished_at - last_write,
         total=total,
     )
+    figures["writes"] = "updates" if updates else "inserts"
     # The same writes timed when their page's writer said it was written (after the
     # page's last write): what the DynamoDB Local run can observe.
     p50, p99 = _quantiles(latencies)
@@ -391,6 +422,8 @@ def measure() -> dict[str, Any]:
     for delay in DELAYS:
         memory[delay] = memory_run(delay)
         print("memory", memory[delay], flush=True)  # a long benchmark: show progress
+    updated = memory_run(DELAYS[-1], updates=True)
+    print("memory", updated, flush=True)
     for delay in DELAYS:
         local[delay] = local_run(delay)
         print("dynamodb_local", local[delay], flush=True)
@@ -403,6 +436,9 @@ def measure() -> dict[str, Any]:
         "hot_shard_keeps_up_at_250ms": worst["kept_up"],
         "hot_shard_lag_p99_ms_at_250ms": worst["lag_p99_ms"],
         "hot_shard_lag_samples_at_250ms": worst["target_writes"],
+        "hot_shard_updates_keeps_up_at_250ms": updated["kept_up"],
+        "hot_shard_updates_lag_p99_ms_at_250ms": updated["lag_p99_ms"],
+        "hot_shard_memory_updates_at_250ms": updated,
         "hot_shard_memory": list(memory.values()),
         "hot_shard_dynamodb_local": list(local.values()),
     }
