@@ -4,9 +4,9 @@
 
 An application writes 300 inserts, then 300 updates, then 300 deletes of the same keys in
 the first of three regions. After each phase, the real replicator (``build_replicator``,
-run in this process) replicates the phase's stream records. A botocore event hook on its
-clients asks DynamoDB for ``ReturnConsumedCapacity=TOTAL`` on every call and sums what
-comes back, per region; the production code knows nothing of it.
+run in this process, with botocore's clients) replicates the phase's stream records. A
+botocore event hook on its clients asks DynamoDB for ``ReturnConsumedCapacity=TOTAL`` on
+every call and sums what comes back, per region; the production code knows nothing of it.
 
 Two things DynamoDB Local does not report, counted here the way AWS charges them:
 a conditional write whose condition fails (AWS charges 1 write unit for a small item;
@@ -161,7 +161,10 @@ def measure() -> dict[str, Any]:
         for region in REGIONS:
             create_table(endpoint, region, TABLE)
         specs = [RegionSpec(r, endpoint) for r in REGIONS]
-        replicator = build_replicator(specs[0], specs, ReplicationSettings())
+        # Botocore's clients, not the lean transport the runner writes with: the meter's
+        # event hook sees botocore's calls only, and the lean transport sends the same
+        # requests (tests/integration/test_lean_contract.py), so the units are the same.
+        replicator = build_replicator(specs[0], specs, ReplicationSettings(), make=make_client)
         meter = CapacityMeter()
         attach_to_replicator(meter, replicator)
         app, tail = client(endpoint, REGIONS[0]), StreamTail(endpoint, TABLE)
@@ -192,6 +195,9 @@ def measure() -> dict[str, Any]:
                 raise RuntimeError(f"items left after the deletes: {left}")
         replicator.close()
     result = _summary(phases, source)
+    if not any(result[f"units_per_{name}"] for name in phases):
+        # Every change was replicated (checked above): a meter that saw no unit saw no call.
+        raise RuntimeError("the capacity meter counted no write: its hook saw no call")
     # Units are counted exactly; each figure is a mean over this many replicated changes.
     kinds = {key: 3 if "per_change" in key else 2 if "or_update" in key else 1 for key in result}
     result["_samples"] = {key: CHANGES * n for key, n in kinds.items()}
