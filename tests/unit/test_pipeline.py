@@ -26,6 +26,7 @@ from dynamodb_replicator.testing.clock import ManualClock
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
 from .fakes import FixedTombstones, RecordingWriter
+from .test_pipeline_read_ahead import LoggedStream
 from .test_shardworker import ARN, TARGETS, FakeCheckpoints, FakeStream, record
 from .test_writes import HERE, TABLE, TOMBS, put, writer
 
@@ -259,28 +260,17 @@ def test_an_unexpected_error_waits_for_the_page_in_flight() -> None:
     assert cursor.inflight is None and cursor.iterator is None and saved(checkpoints) == set()
 
 
-@dataclass
-class CountingStream(FakeStream):
-    """A FakeStream that counts its page reads."""
-
-    reads: int = 0
-
-    def read(self, iterator: str, limit: int = 1000) -> Page:
-        self.reads += 1
-        return super().read(iterator, limit)
-
-
 def test_caught_up_the_next_page_is_read_once_the_writes_are_done() -> None:
     """A page short of the limit (the worker caught up): what arrives while its writes
     run goes out in the very next page, not a page later."""
-    stream = CountingStream({"s1": [record(1), record(2)]})
+    stream = LoggedStream({"s1": [record(1), record(2)]})
     checkpoints, go = FakeCheckpoints(), threading.Event()
     journal = Journal(before_written={1: go})
     w = worker(journal, stream, checkpoints)
     stepping = threading.Thread(target=w.step)
     stepping.start()
     journal.wait_for("start 1")
-    assert stream.reads == 1  # page 1 only: nothing read while its writes run
+    assert len(stream.reads) == 1  # page 1 only: nothing read while its writes run
     stream.shards["s1"].extend([record(3), record(4)])
     go.set()
     stepping.join(WAIT)
@@ -294,7 +284,7 @@ def test_caught_up_the_next_page_is_read_once_the_writes_are_done() -> None:
 
 def test_behind_the_next_page_is_read_while_the_writes_run() -> None:
     """A full page (a backlog): the next one is read while its writes run."""
-    stream = CountingStream({"s1": [record(i) for i in range(1, 7)]})
+    stream = LoggedStream({"s1": [record(i) for i in range(1, 7)]})
     checkpoints, go = FakeCheckpoints(), threading.Event()
     journal = Journal(before_written={1: go})
     w = worker(journal, stream, checkpoints)
@@ -302,9 +292,9 @@ def test_behind_the_next_page_is_read_while_the_writes_run() -> None:
     stepping.start()
     journal.wait_for("start 1")
     began = time.monotonic()
-    while stream.reads < 2 and time.monotonic() - began < WAIT:
+    while len(stream.reads) < 2 and time.monotonic() - began < WAIT:
         time.sleep(0.001)  # polls for the read ahead, bounded by WAIT
-    assert stream.reads == 2 and "written 1" not in journal.events
+    assert len(stream.reads) == 2 and "written 1" not in journal.events
     go.set()
     stepping.join(WAIT)
     assert journal.events.index("written 1") < journal.events.index("start 4")

@@ -373,9 +373,11 @@ def test_review_a_short_page_of_parked_records_only_reads_on_after_it() -> None:
     done = []
     real = Flight.done.__func__  # type: ignore[attr-defined]
 
-    def noted(cls: type[Flight], page: Page, targets: Any, result: BatchResult) -> Flight:
+    def noted(
+        cls: type[Flight], /, page: Page, targets: Any, result: BatchResult, **kw: Any
+    ) -> Flight:
         done.append([seq(r) for r in page.records])
-        flight: Flight = real(cls, page, targets, result)
+        flight: Flight = real(cls, page, targets, result, **kw)
         return flight
 
     Flight.done = classmethod(noted)  # type: ignore[method-assign,assignment]

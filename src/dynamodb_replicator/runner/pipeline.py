@@ -30,11 +30,10 @@ Run = Callable[[Callable[[], None]], BatchResult]
 class Flight:
     """One page being applied: its records, whether its writes are done, its result."""
 
-    def __init__(self, page: Page, targets: Collection[str]) -> None:
+    def __init__(self, page: Page, targets: Collection[str], *, behind: bool = False) -> None:
         self.page = page
         self.targets = frozenset(targets)  # those it was applied to
-        # Was more of the shard there when the page was read (set by the shard worker)?
-        self.behind = False
+        self.behind = behind  # was more of the shard there already when it was read?
         self._written = threading.Event()
         self._result: Future[BatchResult] = Future()
 
@@ -43,16 +42,20 @@ class Flight:
         return self.page.records
 
     @classmethod
-    def launch(cls, page: Page, targets: Collection[str], run: Run, name: str) -> Flight:
+    def launch(
+        cls, page: Page, targets: Collection[str], run: Run, name: str, *, behind: bool = False
+    ) -> Flight:
         """Start applying ``page`` in a new thread."""
-        flight = cls(page, targets)
+        flight = cls(page, targets, behind=behind)
         threading.Thread(target=flight._run, args=(run,), name=name, daemon=True).start()
         return flight
 
     @classmethod
-    def done(cls, page: Page, targets: Collection[str], result: BatchResult) -> Flight:
+    def done(
+        cls, page: Page, targets: Collection[str], result: BatchResult, *, behind: bool = False
+    ) -> Flight:
         """A page with nothing to apply (every record parked): already settled."""
-        flight = cls(page, targets)
+        flight = cls(page, targets, behind=behind)
         flight._written.set()
         flight._result.set_result(result)
         return flight

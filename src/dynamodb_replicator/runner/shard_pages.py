@@ -1,8 +1,8 @@
 """How a shard worker reads and applies its pages, two in flight: while one page settles,
 the next is read and its writes start once the first one's writes are done
-(runner/pipeline.py, runner/shardworker.py). Behind (``Pages._behind``), the next page is
-read while the first one writes; caught up, once its writes are done (fresher records, less
-lag).
+(runner/pipeline.py, runner/shardworker.py). Behind (``Flight.behind``, set when a page is
+read), the next page is read while the first one writes; caught up, once its writes are
+done (fresher records, less lag).
 """
 
 from __future__ import annotations
@@ -116,35 +116,28 @@ class Pages(Settling):
     def _launch(self, cursor: Cursor, page: Page) -> Flight:
         """Start applying ``page`` to the cursor's targets; the cursor reads on after it."""
         records = page.records
-        self.positions.read(
-            (str(r["dynamodb"]["SequenceNumber"]) for r in records),
-            full=len(records) >= cursor.size.limit,
-        )
+        full = len(records) >= cursor.size.limit
+        self.positions.read((str(r["dynamodb"]["SequenceNumber"]) for r in records), full=full)
+        behind = full or self._cut_short(page)
         self.stats.records += len(records)
         cursor.iterator = page.next_iterator
         targets = frozenset(cursor.targets)
         kept = self.parker.kept(records, targets)
         if not kept:
             done = BatchResult({t: TargetResult(t) for t in targets})
-            flight = Flight.done(page, targets, done)
-            flight.behind = self._behind(page, cursor.size.limit)
-            return flight
+            return Flight.done(page, targets, done, behind=behind)
 
         def run(written: Callable[[], None]) -> BatchResult:
             return self.process(
                 self.shard.table, kept, targets, logged=self.once.logged, written=written
             )
 
-        flight = Flight.launch(page, targets, run, f"page-{self.shard.shard_id}")
-        flight.behind = self._behind(page, cursor.size.limit)
-        return flight
+        name = f"page-{self.shard.shard_id}"
+        return Flight.launch(page, targets, run, name, behind=behind)
 
-    def _behind(self, page: Page, limit: int) -> bool:
-        """Is more of the shard there already after ``page`` (read with ``limit``)? A page
-        full to its limit, or one cut short by GetRecords' 1 MB in a backlog: its last
-        record older than ``BEHIND_SECONDS`` (a caught-up shard's records are younger)."""
-        if len(page.records) >= limit:
-            return True
+    def _cut_short(self, page: Page) -> bool:
+        """Was ``page``, short of its limit, cut by GetRecords' 1 MB in a backlog? Its last
+        record is older than ``BEHIND_SECONDS`` (a caught-up shard's records are younger)."""
         age = batch_ages(page.records, self.clock.now(), self.fields).stream
         return age is not None and age >= BEHIND_SECONDS
 
