@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ConnectionClosedError
+
 from dynamodb_replicator.core.model import SystemAttributes, Version
 from dynamodb_replicator.core.policy import LastWriterWins, stored_version
 
@@ -219,8 +221,14 @@ def wait_until_converged(
     started = time.monotonic()
     last: Sequence[str] = []
     while time.monotonic() - started < timeout:
-        last = differences(clients, table, expected, may_hold)
-        if not last:
-            return time.monotonic() - started
+        try:
+            last = differences(clients, table, expected, may_hold)
+        except ConnectionClosedError as exc:
+            # DynamoDB Local may close a kept-alive connection (its clients make one
+            # attempt, retries being the replicator's): this poll saw nothing, poll again.
+            last = [f"the poll's scan failed: {exc}"]
+        else:
+            if not last:
+                return time.monotonic() - started
         time.sleep(0.2)
     raise AssertionError(f"not converged after {timeout} s: {last[:10]} ({len(last)} differences)")
