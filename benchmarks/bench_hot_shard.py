@@ -255,9 +255,17 @@ def memory_run(delay_ms: int, *, updates: bool = False) -> dict[str, Any]:
         targets: Collection[str],
         logged: Any = None,
         written: Any = None,
+        *,
+        ready: Any = None,
     ) -> BatchResult:
         return replicator.process(
-            table, records, from_json=False, regions=targets, logged=logged, written=written
+            table,
+            records,
+            from_json=False,
+            regions=targets,
+            logged=logged,
+            written=written,
+            ready=ready,
         )
 
     ref = ShardRef(TABLE, "arn:memory/stream/hot", "shard-0")

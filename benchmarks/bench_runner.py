@@ -193,6 +193,7 @@ class VisibilityRecorder:
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> TargetResult:
         stamps = [float(op.version.timestamp) for op in ops if isinstance(op, PutVersion)]
         seen = [False]
@@ -205,7 +206,7 @@ class VisibilityRecorder:
             if written is not None:
                 written()
 
-        result = self.inner.apply(table, ops, deadline=deadline, written=visible)
+        result = self.inner.apply(table, ops, deadline=deadline, written=visible, ready=ready)
         visible()  # a writer that did not say so: its writes are done by now
         if self.settled is not None:
             now_ms = time.time() * 1000

@@ -78,7 +78,11 @@ class CursorFuzz:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         results = {}
         for target in sorted(targets):  # one order of draws, whatever the hash seed
             with self.lock:

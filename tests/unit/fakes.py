@@ -37,7 +37,10 @@ class RecordingWriter:
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> TargetResult:
+        if ready is not None:
+            ready()
         applied, failed = 0, None
         for op in ops:
             if self.fail_from is not None and int(op.sequence_number) >= int(self.fail_from):
@@ -72,7 +75,10 @@ class PageReplicator:
         deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         return self.page(records, regions, deadline)
 
     def page(

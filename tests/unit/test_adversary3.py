@@ -124,7 +124,11 @@ class RandomTargets:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
         with self.lock:
             for t in targets:
@@ -254,7 +258,11 @@ class Scripted:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         results = {}
         for t in targets:
             failed = None

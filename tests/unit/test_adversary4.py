@@ -121,7 +121,11 @@ class Idempotent:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
         fail = not self.failed_once and int(seqs[0]) == 1
         self.failed_once |= fail

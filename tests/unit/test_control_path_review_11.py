@@ -143,7 +143,11 @@ class SlowFor:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         slow = self.store(table, records, [t for t in targets if t == self.slow])
         fast = {t: TargetResult(t) for t in targets if t != self.slow}
         return BatchResult({**slow.targets, **fast})
@@ -200,7 +204,11 @@ def test_a_page_is_halved_only_when_its_lowest_failure_missed_the_deadline(
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         first = str(records[0]["dynamodb"]["SequenceNumber"])
         error = lowest(f"record {first}: {lowest.__name__}")
         return BatchResult(
@@ -241,7 +249,11 @@ class _Reloads:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         writers = set(self.writers)
         during, self.during = self.during, lambda: None
         during()
@@ -603,7 +615,11 @@ def test_a_split_page_re_read_after_its_iterator_expired_resumes_after_its_check
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         results = {}
         miss = misses.pop() if misses else None
         for target in targets:

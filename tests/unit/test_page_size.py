@@ -39,7 +39,11 @@ class SlowStore:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         results = {}
         for target in targets:
             elapsed, failed = self.read_s * len(records), None

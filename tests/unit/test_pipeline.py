@@ -46,6 +46,7 @@ class Journal:
     held: dict[int, threading.Event] = field(default_factory=dict)
     fail_once: dict[int, str] = field(default_factory=dict)  # page -> target failing once
     before_written: dict[int, threading.Event] = field(default_factory=dict)
+    before_ready: dict[int, threading.Event] = field(default_factory=dict)  # its reads
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Condition = field(init=False)
 
@@ -68,9 +69,17 @@ class Journal:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
         page = first(records)
         self.note(f"start {page}")
+        reads = self.before_ready.get(page)
+        if reads is not None:
+            assert reads.wait(WAIT)
+        if ready is not None:
+            ready()
+        self.note(f"writes {page}")
         gate = self.before_written.get(page)
         if gate is not None:
             assert gate.wait(WAIT)
@@ -143,6 +152,7 @@ def test_a_page_is_written_only_after_the_writes_before_it() -> None:
         journal.changed.wait_for(lambda: "start 4" in journal.events, 0.5)
     go.set()
     stepping.join(WAIT)
+    journal.wait_for("start 4")
     assert journal.events.index("written 1") < journal.events.index("start 4")
 
 
@@ -175,20 +185,22 @@ def test_flush_settles_the_page_in_flight() -> None:
     assert all(c.inflight is None for c in w.cursors)
 
 
-def test_a_read_ahead_that_fails_reads_again_from_the_checkpoint() -> None:
-    stream = FakeStream({"s1": [record(i) for i in range(1, 10)]})
+def test_a_read_ahead_that_fails_reads_again_after_the_last_page_read() -> None:
+    stream = FakeStream({"s1": [record(i) for i in range(1, 13)]})
     checkpoints = FakeCheckpoints()
     w = worker(Journal(), stream, checkpoints)
-    w.step()  # settles 1-3, 4-6 in flight
-    stream.expire_next = 1  # the read ahead of 7-9 fails
+    w.step()  # settles 1-3, 4-6 and 7-9 in flight
+    stream.expire_next = 1  # the read ahead of 10-12 fails
     w.step()  # settles 4-6
     assert saved(checkpoints) == {f"{6:021d}"}
     (cursor,) = w.cursors
-    assert cursor.inflight is None and cursor.iterator is None
-    w.step()
-    w.step()
-    assert saved(checkpoints) == {f"{9:021d}"}
-    assert stream.iterators_taken[-1] == ("s1", f"{6:021d}")
+    assert cursor.inflight is not None and first(cursor.inflight.records) == 7
+    assert cursor.queued is None and cursor.iterator is None
+    w.step()  # a new iterator after 9 (the page in flight), 10-12 read; 7-9 settle
+    assert stream.iterators_taken[-1] == ("s1", f"{9:021d}")
+    for _ in range(3):
+        w.step()
+    assert saved(checkpoints) == {f"{12:021d}"}
 
 
 def test_the_writer_says_written_between_its_writes_and_its_settling_reads() -> None:
@@ -260,18 +272,24 @@ def test_an_unexpected_error_waits_for_the_page_in_flight() -> None:
     assert cursor.inflight is None and cursor.iterator is None and saved(checkpoints) == set()
 
 
-def test_caught_up_the_next_page_is_read_once_the_writes_are_done() -> None:
-    """A page short of the limit (the worker caught up): what arrives while its writes
-    run goes out in the very next page, not a page later."""
+def test_caught_up_the_next_page_is_read_once_the_writes_may_start() -> None:
+    """A page short of the limit (the worker caught up): what arrives while its reads
+    run goes out in the very next page, read as its writes start."""
     stream = LoggedStream({"s1": [record(1), record(2)]})
-    checkpoints, go = FakeCheckpoints(), threading.Event()
-    journal = Journal(before_written={1: go})
+    checkpoints, reads_done, go = FakeCheckpoints(), threading.Event(), threading.Event()
+    journal = Journal(before_ready={1: reads_done}, before_written={1: go})
     w = worker(journal, stream, checkpoints)
     stepping = threading.Thread(target=w.step)
     stepping.start()
     journal.wait_for("start 1")
-    assert len(stream.reads) == 1  # page 1 only: nothing read while its writes run
+    assert len(stream.reads) == 1  # page 1 only: nothing read while its reads run
     stream.shards["s1"].extend([record(3), record(4)])
+    reads_done.set()
+    journal.wait_for("writes 1")
+    began = time.monotonic()
+    while len(stream.reads) < 2 and time.monotonic() - began < WAIT:
+        time.sleep(0.001)  # polls for the read ahead, bounded by WAIT
+    assert len(stream.reads) == 2 and "written 1" not in journal.events
     go.set()
     stepping.join(WAIT)
     assert not stepping.is_alive()
@@ -279,7 +297,8 @@ def test_caught_up_the_next_page_is_read_once_the_writes_are_done() -> None:
     assert cursor.inflight is not None and [
         int(r["dynamodb"]["SequenceNumber"]) for r in cursor.inflight.records
     ] == [3, 4]
-    assert journal.events.index("written 1") < journal.events.index("start 3")
+    journal.wait_for("writes 3")
+    assert journal.events.index("written 1") < journal.events.index("writes 3")
 
 
 def test_behind_the_next_page_is_read_while_the_writes_run() -> None:
@@ -294,7 +313,8 @@ def test_behind_the_next_page_is_read_while_the_writes_run() -> None:
     began = time.monotonic()
     while len(stream.reads) < 2 and time.monotonic() - began < WAIT:
         time.sleep(0.001)  # polls for the read ahead, bounded by WAIT
-    assert len(stream.reads) == 2 and "written 1" not in journal.events
+    assert len(stream.reads) >= 2 and "written 1" not in journal.events
     go.set()
     stepping.join(WAIT)
+    journal.wait_for("start 4")
     assert journal.events.index("written 1") < journal.events.index("start 4")

@@ -48,9 +48,12 @@ class LoggedStream(FakeStream):
     running at the time; ``cap`` caps a page below the limit (GetRecords' 1 MB)."""
 
     cap: int | None = None
+    keys: int | None = None  # records of ``keys`` keys in turn (None: records without keys)
     reads: list[str] = field(default_factory=list)
     writing: set[int] = field(default_factory=set)  # first sequence of pages writing
     read_while_writing: list[int] = field(default_factory=list)
+    reading: set[int] = field(default_factory=set)  # ... of pages in their reads (P0)
+    read_while_reading: list[int] = field(default_factory=list)
     on_read: Callable[[str], None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -59,6 +62,8 @@ class LoggedStream(FakeStream):
             self.reads.append(iterator)
             if self.writing:
                 self.read_while_writing.extend(sorted(self.writing))
+            if self.reading:
+                self.read_while_reading.extend(sorted(self.reading))
         if self.on_read is not None:
             self.on_read(iterator)
         with self.lock:
@@ -66,14 +71,21 @@ class LoggedStream(FakeStream):
 
     def append(self, n: int) -> None:
         with self.lock:
-            self.shards["s1"].append(record(n))
+            self.shards["s1"].append(self.record(n))
+
+    def record(self, n: int) -> dict[str, Any]:
+        r = record(n)
+        if self.keys is not None:
+            r["dynamodb"]["Keys"] = {"pk": {"S": f"k{n % self.keys}"}}
+        return r
 
 
 class Checking:
     """A checkpoint store and a Process: records applied per target (in order of their
     writes), each checkpoint checked against them, pages' writes checked never to
-    overlap. A Process hook ``during`` runs while a page writes; ``fail`` decides a
-    target's failure at a record."""
+    overlap. A Process hook ``during`` runs while a page writes, ``reads`` before (while
+    its reads would run, before ``ready``); ``fail`` decides a target's failure at a
+    record."""
 
     def __init__(self, stream: LoggedStream) -> None:
         self.stream = stream
@@ -83,7 +95,10 @@ class Checking:
         self.found: list[str] = []
         self.writing: dict[str, int] = dict.fromkeys(TARGETS, 0)
         self.during: Callable[[Sequence[Mapping[str, Any]]], None] | None = None
+        self.reads: Callable[[Sequence[Mapping[str, Any]]], None] | None = None
         self.fail: Callable[[str, int], ReplicatorError | None] | None = None
+        # Pages from ready to written: (page, its keys, its targets), by a token.
+        self.keys_writing: dict[object, tuple[int, set[str], set[str]]] = {}
 
     # the checkpoint store
     def load(self, shard: ShardRef) -> dict[str, str]:
@@ -115,9 +130,26 @@ class Checking:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
         page = seq(records[0])
+        keys = {str(r["dynamodb"].get("Keys")) for r in records}
+        token = object()
         with self.lock:
+            for other, theirs, where in self.keys_writing.values():
+                if where & set(targets) and (keys & theirs or "None" in keys | theirs):
+                    self.found.append(f"page {page}'s reads overlap page {other}'s writes")
+        if self.reads is not None:
+            with self.stream.lock:
+                self.stream.reading.add(page)
+            self.reads(records)
+            with self.stream.lock:
+                self.stream.reading.discard(page)
+        if ready is not None:
+            ready()
+        with self.lock:
+            self.keys_writing[token] = (page, keys, set(targets))
             for target in targets:
                 self.writing[target] += 1
                 if self.writing[target] > 1:
@@ -143,6 +175,7 @@ class Checking:
         with self.lock:
             for target in targets:
                 self.writing[target] -= 1
+            del self.keys_writing[token]
         if written is not None:
             written()
         return BatchResult(results)
@@ -155,9 +188,15 @@ class Checking:
 
 
 def make(
-    n: int, *, limit: int = 3, cap: int | None = None, targets: Sequence[str] = TARGETS
+    n: int,
+    *,
+    limit: int = 3,
+    cap: int | None = None,
+    targets: Sequence[str] = TARGETS,
+    keys: int | None = None,
 ) -> tuple[ShardWorker, LoggedStream, Checking]:
-    stream = LoggedStream({"s1": [record(i) for i in range(1, n + 1)]}, cap=cap)
+    stream = LoggedStream({"s1": []}, cap=cap, keys=keys)
+    stream.shards["s1"] = [stream.record(i) for i in range(1, n + 1)]
     checking = Checking(stream)
     w = ShardWorker(
         REF,
@@ -327,7 +366,11 @@ class PoisonAt(Checking):
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         if self.during is not None:
             self.during(records)
         seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
@@ -418,12 +461,19 @@ def test_review_flush_after_a_caught_up_step_settles_the_page_read_after_the_wri
 
 # -- the page size changing between a page's read and the comparison -----------------
 def held_read(
-    w: ShardWorker, stream: LoggedStream, checking: Checking, page: int, before: int = 0
+    w: ShardWorker,
+    stream: LoggedStream,
+    checking: Checking,
+    page: int,
+    before: int = 0,
+    *,
+    reads: bool = False,
 ) -> bool:
-    """Page ``page``'s writes held: ``before`` steps, then one more on a thread of its own;
-    whether a read ran while they were held."""
+    """Page ``page``'s writes held (with ``reads``: its reads): ``before`` steps, then one
+    more on a thread of its own; whether a read ran while they were held."""
     hold, seen = threading.Event(), threading.Event()
-    earlier = checking.during
+    earlier = checking.reads if reads else checking.during
+    ran = stream.read_while_reading if reads else stream.read_while_writing
 
     def during(records: Sequence[Mapping[str, Any]]) -> None:
         if earlier is not None:
@@ -432,7 +482,10 @@ def held_read(
             seen.set()
             hold.wait(WAIT)
 
-    checking.during = during
+    if reads:
+        checking.reads = during
+    else:
+        checking.during = during
     stepping = threading.Thread(target=w.step)
     try:
         for _ in range(before):
@@ -442,14 +495,17 @@ def held_read(
         stepping.start()
         assert seen.wait(WAIT)
         began = time.monotonic()
-        while page not in stream.read_while_writing and time.monotonic() - began < 1.0:
+        while page not in ran and time.monotonic() - began < 1.0:
             time.sleep(0.005)  # bounded wait for a read ahead
-        return page in stream.read_while_writing
+        return page in ran
     finally:
         hold.set()
         if stepping.is_alive():
             stepping.join(WAIT)
-        checking.during = earlier
+        if reads:
+            checking.reads = earlier
+        else:
+            checking.during = earlier
 
 
 def test_review_a_halved_limit_never_judges_a_follower_still_writing() -> None:
@@ -496,23 +552,29 @@ def test_review_a_backlog_of_byte_capped_pages_is_read_ahead() -> None:
     w, stream, checking = make(12, limit=5, cap=3)  # every page 3 records: capped, not caught up
     for r in stream.shards["s1"]:
         r["dynamodb"]["ApproximateCreationDateTime"] = w.clock.now() - 10
-    assert held_read(w, stream, checking, 1)
+    assert held_read(w, stream, checking, 1, reads=True)
 
 
-def test_review_short_pages_of_fresh_records_are_read_after_the_writes() -> None:
+def test_review_short_pages_of_fresh_records_are_read_once_the_writes_may_start() -> None:
     """Short pages whose records are younger than ``BEHIND_SECONDS``: the shard is caught
-    up, and the next page is read only once the writes are done."""
+    up, and the next page is read only once the page's reads are done (as its writes
+    start), not while they run."""
     w, stream, checking = make(12, limit=5, cap=3)
     for r in stream.shards["s1"]:
         r["dynamodb"]["ApproximateCreationDateTime"] = w.clock.now() + 60 - 1  # as read
-    assert not held_read(w, stream, checking, 1)
+    assert not held_read(w, stream, checking, 1, reads=True)
+    w, stream, checking = make(12, limit=5, cap=3)
+    for r in stream.shards["s1"]:
+        r["dynamodb"]["ApproximateCreationDateTime"] = w.clock.now() + 60 - 1
+    assert held_read(w, stream, checking, 1)
 
 
 # -- a seeded concurrent fuzz ----------------------------------------------------------
 def fuzz(seed: int) -> list[str]:
     rng = random.Random(seed)
     limit = rng.choice([1, 2, 3, 5, 8])
-    w, stream, checking = make(rng.randint(1, 10), limit=limit, cap=rng.choice([None, None, 2]))
+    cap, keys = rng.choice([None, None, 2]), rng.choice([None, 2, 7, 1000])
+    w, stream, checking = make(rng.randint(1, 10), limit=limit, cap=cap, keys=keys)
     lock = threading.Lock()
     state = {"n": len(stream.shards["s1"]), "removed": False}
     throttle = dict.fromkeys(TARGETS, 0.0)

@@ -37,7 +37,11 @@ def test_a_region_added_during_a_closed_shards_last_page_is_replicated_to_its_en
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         workers[0].add_targets([NEW])  # the coordinator's reload, while this last page is out
         return applied(table, records, targets, logged=logged, written=written)
 

@@ -166,7 +166,11 @@ def test_a_target_removed_under_a_page_is_neither_written_nor_checkpointed() -> 
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         workers[0].remove_targets([gone])  # the coordinator's reload, while this page is out
         known = [t for t in targets if t != gone]  # the new replicator's regions
         result = applied(table, records, known, logged=logged, written=written)

@@ -90,7 +90,11 @@ class FakeTargets:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         results = {}
         for target in targets:
             failed = None
@@ -203,9 +207,9 @@ def test_expired_iterator_resumes_at_the_same_position() -> None:
     stream.expire_next = 1
     run_until_idle(w, clock)
     assert targets.applied["us-east-1"] == list(range(1, 8))  # none lost, none twice
-    # The first step settled 1-3 and left 4-6 in flight; the read after them expired: the
-    # new iterator starts after the last settled record, once 4-6 settled.
-    assert stream.iterators_taken == [("s1", None), ("s1", f"{6:021d}")]
+    # The first step settled 1-3 and left 4-6 and 7 in flight; the read after them
+    # expired: the new iterator starts after the last record read (7), still in flight.
+    assert stream.iterators_taken == [("s1", None), ("s1", f"{7:021d}")]
 
 
 def test_trimmed_position_restarts_at_trim_horizon() -> None:
@@ -283,11 +287,11 @@ def test_backlog_counts_the_records_a_down_target_has_not_accepted() -> None:
 
 
 def test_a_full_page_at_the_front_says_more_records_wait() -> None:
-    stream = FakeStream({"s1": [record(i) for i in range(1, 8)]})
+    stream = FakeStream({"s1": [record(i) for i in range(1, 12)]})
     checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     w = worker(stream, checkpoints, targets, clock, limit=3)
     w.step()
-    assert all(w.stats.backlog_more.values())  # 3 of 7 read: the page was full
+    assert all(w.stats.backlog_more.values())  # 9 of 11 read: the last page was full
     run_until_idle(w, clock)
     assert not any(w.stats.backlog_more.values())
 
@@ -360,7 +364,11 @@ class Poison:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         self.calls += 1
         seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
         bad = [s for s in seqs if int(s) == self.bad and not self.fixed]
@@ -469,7 +477,11 @@ class TwoBadVersions:
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
+        if ready is not None:
+            ready()
         seqs = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
         bad = [s for s in seqs if int(s) in (3, 4)]
         failures = tuple(RecordFailure(s, MissingTimestampError("no __timestamp")) for s in bad)

@@ -98,9 +98,15 @@ class TargetWriter(Protocol):
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> TargetResult:
         """Apply ``ops``; none is started after ``deadline`` (epoch seconds of the
         writer's clock): those are reported as failed, to be replayed later.
+
+        ``ready`` is called once the reads that decide the writes are done (P0), before
+        the first write, which waits until it returns (the runner holds a page's writes
+        until the page before it wrote); when it raises, nothing is written and ``apply``
+        raises it.
 
         ``written`` is called once, as soon as every write of ``ops`` is done (landed,
         stale or given up) and only their settling is left, so that a caller can start the

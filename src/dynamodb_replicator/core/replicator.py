@@ -37,6 +37,13 @@ __all__ = ["BatchResult", "MissingTimestamp", "RecordFailure", "Replicator"]
 log = logging.getLogger(__name__)
 
 
+# A region's batch may wait in its thread (``ready``) for the writes of the page before
+# it, whose own batches must still find a thread: the pool never queues a batch. Threads
+# are reused; as many run at once as the shards' pages in flight (three a shard,
+# runner/pipeline.py) times their regions.
+BATCH_THREADS = 4096
+
+
 class MissingTimestamp(Enum):
     """What to do with a record whose item has no usable ``__timestamp``."""
 
@@ -118,9 +125,7 @@ class Replicator:
         self.missing_timestamp = missing_timestamp
         self.conflict_log = conflict_log
         self.residency = residency or Residency()
-        # Two batches per region at once: a shard worker starts a page's writes while the
-        # page before it settles (runner/pipeline.py).
-        self._pool = ThreadPoolExecutor(max_workers=max(2, 2 * len(writers)))
+        self._pool = ThreadPoolExecutor(max_workers=BATCH_THREADS)
 
     def close(self) -> None:
         """Stop the worker threads of this replicator and of its writers."""
@@ -179,6 +184,7 @@ class Replicator:
         deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
         """Replicate ``records`` (one shard's, in order) of ``table`` in the source region
         to ``regions`` (default: every region with a writer). No write starts after
@@ -186,7 +192,9 @@ class Replicator:
         ``logged`` tells the conflicts an earlier attempt of these records logged already
         (a replayed page logs each conflict once). ``written`` is called once, when every
         region's writes are done and only their settling reads are left (at the latest
-        when this returns or raises).
+        when this returns or raises). ``ready`` is called by each region's writer once
+        its reads are done, before its first write, which waits until it returns
+        (``TargetWriter.apply``).
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
@@ -201,6 +209,7 @@ class Replicator:
                 deadline=deadline,
                 logged=logged,
                 gate=gate,
+                ready=ready,
             )
         finally:
             gate.open()
@@ -215,6 +224,7 @@ class Replicator:
         deadline: Deadline,
         logged: Callable[[Conflict], bool] | None,
         gate: WrittenGate,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
         chosen = [r for r in self.writers if regions is None or r in regions]
         changes, failures, skipped = self._decode(records, from_json)
@@ -250,6 +260,7 @@ class Replicator:
                     scoped.writes[region],
                     deadline=deadline,
                     written=gate.arrival(),
+                    ready=ready,
                 )
                 futures[region] = self._pool.submit(handover.wrap(apply))
         except BaseException as exc:

@@ -151,13 +151,17 @@ class StoreWriter:
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> TargetResult:
         """Apply ``ops``: per key in order, keys concurrently. No write (nor the read that
         decides one) starts after ``deadline`` (seconds since the epoch on the protocol's
-        clock); settling runs whatever the deadline. ``written`` is called between the
+        clock); settling runs whatever the deadline. ``ready`` is called after the
+        batched tombstone read and before the first write, ``written`` between the
         writes and their settling reads (``TargetWriter.apply``)."""
         total = _Tally()
         known = self._prefetch(table, ops, total, deadline)
+        if ready is not None:
+            ready()  # nothing of this batch was written yet: raising leaves nothing behind
         groups: dict[ItemKey, list[WriteOp]] = {}
         for op in ops:
             groups.setdefault(op.key, []).append(op)

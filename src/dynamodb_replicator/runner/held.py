@@ -103,14 +103,20 @@ class Held:
             targets: Collection[str],
             logged: Callable[[Conflict], bool] | None = None,
             written: Callable[[], None] | None = None,
+            *,
+            ready: Callable[[], None] | None = None,
         ) -> BatchResult:
             page = (table, records)
-            # The fence is asked before each write: a renewal during the page moves it on.
-            result = apply_page(region, reach, page, targets, fence, logged=logged, written=written)
+            # The fence is asked before each write: a renewal during the page moves it on
+            # (also after ``ready`` held the writes for the page before).
+            result = apply_page(
+                region, reach, page, targets, fence, logged=logged, written=written, ready=ready
+            )
             if result.violations:
                 on_violations(table, name, result)
             return unknown_targets_failed(result, targets, records)
 
+        stop = threading.Event()
         worker = ShardWorker(
             ref,
             source=region.streams,
@@ -125,8 +131,8 @@ class Held:
             parking=region.parking,
             park_after=config.park_after_seconds,
             region=name,
+            stop=stop,
         )
-        stop = threading.Event()
         idle = config.idle_poll_max_ms / 1000
         thread = threading.Thread(
             target=run_shard,

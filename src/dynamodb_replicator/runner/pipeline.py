@@ -1,53 +1,114 @@
 """A page in flight: applied in a thread of its own, so that the shard worker can read the
-next page and start its writes while this one settles.
+next pages while this one writes and settles.
 
-A page goes through two phases (``Replicator.process``): its writes, then its settling reads.
-The shard worker keeps at most two pages of a cursor in flight, and starts a page's writes
-only once the writes of the page before it are done (``wait_written``), so writes of one
-key stay in stream order and a page's source-region tombstones are written before the next
-page reads them; only a page's settling (with the wait for a lost answer's last chance to
-land, core/landing.py) overlaps the next page's writes. Its result is
-settled (counted, checkpointed) strictly in stream order, by the shard worker's thread.
+A page goes through three phases (``Replicator.process``): the reads that decide its writes
+(the source region's tombstones, the plan, each target's tombstone read P0), its writes,
+then its settling reads. The shard worker keeps up to three pages of a cursor in flight:
+one settling, one writing, one reading. A page's writes start only once the writes of
+every page before it are done (``wait_written``), so writes of one key stay in stream
+order. A page's reads overlap the writes before it only when it shares no key with a
+page still writing (``early``): those writes touch only their own keys, so for its keys
+the reads see what they would see after them; a page that shares a key waits with its
+reads too, so that they see its source-region tombstones and its writes. Only a page's
+settling (with the wait for a lost answer's last chance to land, core/landing.py)
+overlaps the next page's writes whatever its keys. Its result is settled (counted,
+checkpointed) strictly in stream order, by the shard worker's thread.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from dynamodb_replicator.core.model import ItemKey
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import Page
 
-__all__ = ["Flight", "Run"]
+__all__ = ["Flight", "Run", "StoppedPageError", "page_keys"]
 
-# Applies the page's kept records to some targets; calls its argument when the writes are
-# done (``Process`` with ``written``).
-Run = Callable[[Callable[[], None]], BatchResult]
+# Applies the page's kept records to some targets; calls its first argument when the
+# writes are done, and has each region call its second before its first write (which
+# waits until it returns: ``Process`` with ``written`` and ``ready``).
+Run = Callable[[Callable[[], None], Callable[[], None]], BatchResult]
+
+
+class StoppedPageError(RuntimeError):
+    """The shard stopped before this page's writes started: none starts (the page is
+    replayed from the checkpoint by whoever holds the shard next)."""
+
+
+def page_keys(records: Iterable[Mapping[str, Any]]) -> frozenset[ItemKey] | None:
+    """The item keys of ``records``; None when one has no readable key (such a page is
+    taken to share every key)."""
+    keys: set[ItemKey] = set()
+    try:
+        for record in records:
+            keys.add(ItemKey.from_attributes(record["dynamodb"]["Keys"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return frozenset(keys)
 
 
 class Flight:
     """One page being applied: its records, whether its writes are done, its result."""
 
-    def __init__(self, page: Page, targets: Collection[str], *, behind: bool = False) -> None:
+    def __init__(
+        self,
+        page: Page,
+        targets: Collection[str],
+        *,
+        behind: bool = False,
+        after: Sequence[Flight] = (),
+        keys: frozenset[ItemKey] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.page = page
         self.targets = frozenset(targets)  # those it was applied to
         self.behind = behind  # was more of the shard there already when it was read?
-        self._written = threading.Event()
+        self.keys = keys  # the page's item keys (None: unknown, shares every key)
+        # The pages before it still in flight: their events only (a flight holding the
+        # flights before it would hold every page of the shard).
+        self._written: threading.Event = threading.Event()
+        self._before = tuple(f._written for f in after)
+        self._stop = stop  # the shard's: once set, no write of this page starts
+        self._prepared = threading.Event()  # a region's reads are done, or the page ended
         self._result: Future[BatchResult] = Future()
 
     @property
     def records(self) -> Sequence[Mapping[str, Any]]:
         return self.page.records
 
+    def shares_keys(self, others: Iterable[Flight]) -> bool:
+        """Does this page write a key that one of ``others`` still writing writes too?"""
+        for other in others:
+            if other._written.is_set():
+                continue  # only settling left: the next page's writes may overlap it
+            if self.keys is None or other.keys is None or self.keys & other.keys:
+                return True
+        return False
+
     @classmethod
     def launch(
-        cls, page: Page, targets: Collection[str], run: Run, name: str, *, behind: bool = False
+        cls,
+        page: Page,
+        targets: Collection[str],
+        run: Run,
+        name: str,
+        *,
+        behind: bool = False,
+        after: Sequence[Flight] = (),
+        stop: threading.Event | None = None,
     ) -> Flight:
-        """Start applying ``page`` in a new thread."""
-        flight = cls(page, targets, behind=behind)
-        threading.Thread(target=flight._run, args=(run,), name=name, daemon=True).start()
+        """Start applying ``page`` in a new thread, its writes after those of ``after``
+        (the pages before it still in flight); its reads before them too when it shares
+        no key with one of them still writing. Once ``stop`` is set, its writes that
+        have not started never start (``StoppedPageError``)."""
+        keys = page_keys(page.records)
+        flight = cls(page, targets, behind=behind, after=after, keys=keys, stop=stop)
+        early = not flight.shares_keys(after)
+        threading.Thread(target=flight._run, args=(run, early), name=name, daemon=True).start()
         return flight
 
     @classmethod
@@ -56,23 +117,52 @@ class Flight:
     ) -> Flight:
         """A page with nothing to apply (every record parked): already settled."""
         flight = cls(page, targets, behind=behind)
+        flight._prepared.set()
         flight._written.set()
         flight._result.set_result(result)
         return flight
 
-    def _run(self, run: Run) -> None:
+    def _run(self, run: Run, early: bool) -> None:
         try:
-            result = run(self._written.set)
+            if not early:
+                self._hold()
+            result = run(self._written.set, self._ready)
         except BaseException as exc:  # handed to the shard worker's thread by result()
             self._result.set_exception(exc)
         else:
             self._result.set_result(result)
         finally:
+            self._prepared.set()
             self._written.set()
+
+    def _hold(self) -> None:
+        self._wait_before()
+        if self._stop is not None and self._stop.is_set():
+            raise StoppedPageError("the shard stopped before this page's writes started")
+
+    def _ready(self) -> None:
+        """A region's reads are done: its writes start once the pages before are written."""
+        self._prepared.set()
+        self._hold()
+
+    def wait_ready(self) -> None:
+        """Until its writes may start: its reads done in a region (or it ended) and the
+        pages before it written."""
+        self._prepared.wait()
+        self._wait_before()
+
+    def _wait_before(self) -> None:
+        for before in self._before:
+            before.wait()
 
     def wait_written(self) -> None:
         """Until the page's writes are done (landed, stale or given up)."""
         self._written.wait()
+
+    @property
+    def stopped(self) -> bool:
+        """Did the page end because the shard stopped before its writes started?"""
+        return self._result.done() and isinstance(self._result.exception(), StoppedPageError)
 
     def result(self) -> BatchResult:
         """The page's outcome, once settled; raises what applying it raised."""

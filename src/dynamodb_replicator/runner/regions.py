@@ -92,6 +92,7 @@ class Replicating(Protocol):
         deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult: ...
 
     def close(self) -> None: ...
@@ -184,9 +185,11 @@ def apply_page(
     *,
     logged: Callable[[Conflict], bool] | None = None,
     written: Callable[[], None] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> BatchResult:
     """Apply one page of ``region``'s stream (table, records) to the reachable ``targets``;
-    the down ones fail at the first record, untried. ``written``: see ``Replicator.process``."""
+    the down ones fail at the first record, untried. ``written`` and ``ready``: see
+    ``Replicator.process``."""
     table, records = page
     up = [t for t in targets if reach.is_up(t)]
     if not up:
@@ -202,6 +205,7 @@ def apply_page(
             deadline=deadline,
             logged=logged,
             written=written,
+            ready=ready,
         )
     down = [t for t in targets if t not in up]
     if not down or not records:

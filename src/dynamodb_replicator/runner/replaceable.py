@@ -40,6 +40,7 @@ class Replaceable:
         deadline: Deadline = None,
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult:
         """``Replicator.process`` on the replicator current when the page starts."""
         with self._lock:
@@ -54,6 +55,7 @@ class Replaceable:
                 deadline=deadline,
                 logged=logged,
                 written=written,
+                ready=ready,
             )
         finally:
             self._page_ended(replicator)

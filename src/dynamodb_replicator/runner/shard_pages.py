@@ -1,14 +1,15 @@
-"""How a shard worker reads and applies its pages, two in flight: while one page settles,
-the next is read and its writes start once the first one's writes are done
-(runner/pipeline.py, runner/shardworker.py). Behind (``Flight.behind``, set when a page is
-read), the next page is read while the first one writes; caught up, once its writes are
-done (fresher records, less lag).
+"""How a shard worker reads and applies its pages, up to three in flight: while one page
+settles, the next writes and the one after it is read, its writes held until those before
+it are done (runner/pipeline.py, runner/shardworker.py). Behind (``Flight.behind``, set
+when a page is read), the next page is read at once; caught up, once the last page's writes
+may start (fresher records, less lag).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
@@ -20,7 +21,7 @@ from dynamodb_replicator.core.streams import (
     StreamSource,
     TrimmedDataError,
 )
-from dynamodb_replicator.runner.pipeline import Flight
+from dynamodb_replicator.runner.pipeline import Flight, StoppedPageError
 from dynamodb_replicator.runner.shard_settle import Settling
 from dynamodb_replicator.runner.shard_state import Cursor, Process
 
@@ -34,12 +35,17 @@ log = logging.getLogger("dynamodb_replicator.runner.shardworker")  # see shard_s
 # there, short pages count as behind for up to a minute (read ahead, as when behind).
 BEHIND_SECONDS = 2.0
 
+# Pages of a cursor in flight while the oldest settles: one settling, one writing, one
+# reading (its tombstone reads overlap the writes before it).
+IN_FLIGHT = 3
+
 
 class Pages(Settling):
     """The part of ShardWorker that reads and applies pages (its state is set there)."""
 
     source: StreamSource
     process: Process
+    stop: threading.Event | None
 
     def _page(self, cursor: Cursor) -> Page | None:
         try:
@@ -68,37 +74,54 @@ class Pages(Settling):
         return None
 
     def _advance(self, cursor: Cursor) -> int:
-        """Settle one page of ``cursor``; start the next one's writes while it settles."""
+        """Settle the oldest page of ``cursor`` in flight, once the pages after it are
+        read and started (up to ``IN_FLIGHT`` in all), their writes after those of the
+        pages before them."""
         flight, cursor.inflight = cursor.inflight, None
+        queued, cursor.queued = cursor.queued, None
         read = 0
         if flight is None:
             flight, read = self._first_flight(cursor)
             if flight is None:
                 return 0
-        follower: Flight | None = None
+        flights = [f for f in (flight, queued) if f is not None]
+        ahead: Page | None = None
+        ahead_failed = False
         try:
-            # Behind: the next page is there already, read while this one writes. Caught
-            # up: read once its writes are done, so the next page holds what arrived
-            # meanwhile and no record waits a whole page for the one after it.
-            behind = flight.behind
-            ahead, ahead_failed = self._read_ahead(cursor, flight) if behind else (None, False)
-            flight.wait_written()  # the next page's writes start after this page's writes
-            if not behind:
-                ahead, ahead_failed = self._read_ahead(cursor, flight)
-            if ahead is not None and ahead.records:
-                follower = self._launch(cursor, ahead)
+            while len(flights) < IN_FLIGHT and not self._stopping():
+                # Behind: the next page is there already, read it at once. Caught up:
+                # read it once the last page's writes may start (its reads done, the
+                # pages before it written), so that it holds what arrived meanwhile and
+                # its reads overlap those writes.
+                if not flights[-1].behind:
+                    flights[-1].wait_ready()
+                ahead, ahead_failed = self._read_ahead(cursor, flights[-1])
+                if ahead is None or not ahead.records:
+                    break
+                read += len(ahead.records)
+                flights.append(self._launch(cursor, ahead, after=list(flights)))
             failed = self._complete(cursor, flight)
+        except StoppedPageError:
+            # The shard stopped before its writes started: none of these pages writes on.
+            for unsettled in flights:
+                self._discard(unsettled)
+            cursor.iterator = None  # read again from the last checkpoint (if it resumes)
+            return read
         except BaseException:
-            # Nothing of either page may run on unseen: wait for both, read them again.
-            for unsettled in (flight, follower):
-                if unsettled is not None:
-                    self._discard(unsettled)
+            # Nothing of any page may run on unseen: wait for them all, read them again.
+            for unsettled in flights:
+                self._discard(unsettled)
             cursor.iterator = None  # read again from the last checkpoint
             raise
-        if failed and follower is not None:
-            follower.finish_quietly()  # nothing of it may overlap a split cursor's retry
-        self._carry(cursor, flight, ahead, ahead_failed, follower)
-        return read + (len(ahead.records) if ahead is not None else 0)
+        rest = flights[1:]
+        if failed:
+            for later in rest:
+                later.finish_quietly()  # nothing of them may overlap a split cursor's retry
+        self._carry(cursor, flight, rest, ahead, ahead_failed)
+        return read
+
+    def _stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
 
     def _first_flight(self, cursor: Cursor) -> tuple[Flight | None, int]:
         """Read a page and start its writes; (None, 0) when there is none to apply."""
@@ -113,8 +136,10 @@ class Pages(Settling):
             return None, 0
         return self._launch(cursor, page), len(page.records)
 
-    def _launch(self, cursor: Cursor, page: Page) -> Flight:
-        """Start applying ``page`` to the cursor's targets; the cursor reads on after it."""
+    def _launch(self, cursor: Cursor, page: Page, after: Sequence[Flight] = ()) -> Flight:
+        """Start applying ``page`` to the cursor's targets, its writes after those of
+        ``after`` (the cursor's pages before it still in flight); the cursor reads on
+        after it."""
         records = page.records
         full = len(records) >= cursor.size.limit
         self.positions.read((str(r["dynamodb"]["SequenceNumber"]) for r in records), full=full)
@@ -127,13 +152,18 @@ class Pages(Settling):
             done = BatchResult({t: TargetResult(t) for t in targets})
             return Flight.done(page, targets, done, behind=behind)
 
-        def run(written: Callable[[], None]) -> BatchResult:
+        def run(written: Callable[[], None], ready: Callable[[], None]) -> BatchResult:
             return self.process(
-                self.shard.table, kept, targets, logged=self.once.logged, written=written
+                self.shard.table,
+                kept,
+                targets,
+                logged=self.once.logged,
+                written=written,
+                ready=ready,
             )
 
         name = f"page-{self.shard.shard_id}"
-        return Flight.launch(page, targets, run, name, behind=behind)
+        return Flight.launch(page, targets, run, name, behind=behind, after=after, stop=self.stop)
 
     def _cut_short(self, page: Page) -> bool:
         """Was ``page``, short of its limit, cut by GetRecords' 1 MB in a backlog? Its last
@@ -142,14 +172,21 @@ class Pages(Settling):
         return age is not None and age >= BEHIND_SECONDS
 
     def _read_ahead(self, cursor: Cursor, flight: Flight) -> tuple[Page | None, bool]:
-        """The page after ``flight``, read while it is applied; (None, True) when the read
-        failed (the next step reads again, from the checkpoint). Only when the cursor is
-        the only one moving: cursors that move side by side must be able to merge."""
-        if flight.page.next_iterator is None or cursor.iterator is None or cursor.failures:
+        """The page after ``flight`` (the cursor's last in flight), read while it is
+        applied; (None, True) when the read failed (the next step reads again: after the
+        last page in flight, from a new iterator, or from the checkpoint once none is).
+        Only when the cursor is the only one moving: cursors that move side by side must
+        be able to merge."""
+        if flight.page.next_iterator is None or cursor.failures:
             return None, False
         if any(other.failures == 0 for other in self.cursors if other is not cursor):
             return None, False
         try:
+            if cursor.iterator is None:  # the read after it failed: after its last record
+                last = str(flight.records[-1]["dynamodb"]["SequenceNumber"])
+                cursor.iterator = self.source.iterator(
+                    self.shard.stream_arn, self.shard.shard_id, last
+                )
             return self.source.read(cursor.iterator, cursor.size.limit), False
         except ReplicatorError:
             return None, True
@@ -169,18 +206,25 @@ class Pages(Settling):
         self,
         cursor: Cursor,
         flight: Flight,
+        rest: Sequence[Flight],
         ahead: Page | None,
         ahead_failed: bool,
-        follower: Flight | None,
     ) -> None:
-        """After ``flight`` settled: keep the page read ahead in flight, or finish."""
+        """After ``flight`` settled: keep the pages after it in flight (``rest``, in
+        order), or finish."""
         healthy = cursor in self.cursors and cursor.failures == 0
-        if follower is not None:
+        if rest:
             if healthy:
-                cursor.inflight = follower
-            else:
-                self._discard(follower)
-                cursor.iterator = None  # read the discarded page again, from the checkpoint
+                cursor.inflight = rest[0]
+                cursor.queued = rest[1] if len(rest) > 1 else None
+                if ahead_failed:
+                    cursor.iterator = None  # a new one after them, at the next read
+                # An empty read after them: the next read is from the same iterator (the
+                # shard's end is found once they settled).
+                return
+            for later in rest:
+                self._discard(later)
+            cursor.iterator = None  # read the discarded pages again, from the checkpoint
             return
         if not healthy:
             return
@@ -208,15 +252,25 @@ class Pages(Settling):
     def flush(self) -> None:
         """Settle the pages still in flight (the shard stops), so that none of their
         writes runs on after this returns; their checkpoints are saved if the lease
-        still allows it."""
+        still allows it. A page after one that failed is only waited for (replayed)."""
         for cursor in list(self.cursors):
-            flight, cursor.inflight = cursor.inflight, None
-            if flight is None:
-                continue
-            try:
-                self._complete(cursor, flight)
-            except Exception as exc:
-                log.warning(
-                    "page in flight not checkpointed; it is replayed",
-                    extra={"shard": str(self.shard), "reason": str(exc)},
-                )
+            flights = [f for f in (cursor.inflight, cursor.queued) if f is not None]
+            cursor.inflight = cursor.queued = None
+            settled = True
+            for flight in flights:
+                if not settled or cursor not in self.cursors or cursor.failures:
+                    self._discard(flight)
+                    cursor.iterator = None  # read it again, from the checkpoint
+                    continue
+                try:
+                    settled = not self._complete(cursor, flight)
+                except StoppedPageError:
+                    settled = False  # its writes never started: replayed, nothing to say
+                    cursor.iterator = None
+                except Exception as exc:
+                    settled = False
+                    cursor.iterator = None
+                    log.warning(
+                        "page in flight not checkpointed; it is replayed",
+                        extra={"shard": str(self.shard), "reason": str(exc)},
+                    )

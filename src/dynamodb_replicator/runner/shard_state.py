@@ -20,7 +20,8 @@ __all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "error_at"]
 class Process(Protocol):
     """Apply records of a table to some targets (``Replicator.process``); ``logged`` tells
     the conflicts an earlier attempt logged already; ``written`` is called once the writes
-    are done and only their settling is left."""
+    are done and only their settling is left; ``ready`` by each target region before its
+    first write, which waits until it returns."""
 
     def __call__(
         self,
@@ -29,6 +30,8 @@ class Process(Protocol):
         targets: Collection[str],
         logged: Callable[[Conflict], bool] | None = None,
         written: Callable[[], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> BatchResult: ...
 
 
@@ -47,6 +50,9 @@ class Cursor:
     retry_at: float = 0.0
     failures: int = 0
     inflight: Flight | None = None  # a page past ``position`` whose writes were started
+    # The page after ``inflight``, its writes held until those of ``inflight`` are done
+    # (set only with ``inflight``).
+    queued: Flight | None = None
 
 
 @dataclass(slots=True)

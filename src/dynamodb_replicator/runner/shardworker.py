@@ -66,8 +66,12 @@ class ShardWorker(Pages):
         parking: ParkingLot | None = None,
         park_after: float = defaults.PARK_AFTER_SECONDS,
         region: str = "",
+        stop: threading.Event | None = None,
     ) -> None:
         self.fields = fields or SystemAttributes()
+        # Set when the shard stops (runner/shard_thread.py): no page read ahead starts
+        # its writes after it.
+        self.stop = stop
         self.targets = tuple(targets)
         self.shard = shard
         self.source = source
@@ -134,9 +138,11 @@ class ShardWorker(Pages):
             if cursor.targets:
                 continue
             self.cursors.remove(cursor)
-            flight, cursor.inflight = cursor.inflight, None
-            if flight is not None:
-                self._discard(flight)  # its writes end before this returns: none run unseen
+            flights = (cursor.inflight, cursor.queued)
+            cursor.inflight = cursor.queued = None
+            for flight in flights:
+                if flight is not None:
+                    self._discard(flight)  # its writes end before this returns: none unseen
         self.waiting -= gone
         self.finished -= gone
         self.targets = tuple(t for t in self.targets if t not in gone)
