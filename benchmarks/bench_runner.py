@@ -40,7 +40,7 @@ from dynamodb_replicator.aws.tombstones import ensure_tombstone_table
 from dynamodb_replicator.cli.run import tune_interpreter
 from dynamodb_replicator.core.model import RegionSpec
 from dynamodb_replicator.core.plan import PutVersion, WriteOp
-from dynamodb_replicator.core.ports import Deadline, TargetResult, TargetWriter
+from dynamodb_replicator.core.ports import Deadline, Prefetched, TargetResult, TargetWriter
 from dynamodb_replicator.core.replicator import Replicator
 from dynamodb_replicator.runner.config import RunnerConfig
 from dynamodb_replicator.runner.replaceable import Replaceable
@@ -179,6 +179,11 @@ class VisibilityRecorder:
     ) -> None:
         self.inner, self.sink, self.settled = inner, sink, settled
 
+    def prefetch(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
+    ) -> Prefetched:
+        return self.inner.prefetch(table, ops, deadline=deadline)
+
     @property
     def region(self) -> str:
         return self.inner.region
@@ -193,7 +198,7 @@ class VisibilityRecorder:
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
-        ready: Callable[[], None] | None = None,
+        prefetched: Prefetched | None = None,
     ) -> TargetResult:
         stamps = [float(op.version.timestamp) for op in ops if isinstance(op, PutVersion)]
         seen = [False]
@@ -206,7 +211,9 @@ class VisibilityRecorder:
             if written is not None:
                 written()
 
-        result = self.inner.apply(table, ops, deadline=deadline, written=visible, ready=ready)
+        result = self.inner.apply(
+            table, ops, deadline=deadline, written=visible, prefetched=prefetched
+        )
         visible()  # a writer that did not say so: its writes are done by now
         if self.settled is not None:
             now_ms = time.time() * 1000

@@ -10,7 +10,7 @@ from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import WriteOp
-from dynamodb_replicator.core.ports import Deadline, TargetResult
+from dynamodb_replicator.core.ports import Deadline, Prefetched, TargetResult
 from dynamodb_replicator.core.replicator import BatchResult
 
 
@@ -37,10 +37,8 @@ class RecordingWriter:
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
-        ready: Callable[[], None] | None = None,
+        prefetched: Prefetched | None = None,
     ) -> TargetResult:
-        if ready is not None:
-            ready()
         applied, failed = 0, None
         for op in ops:
             if self.fail_from is not None and int(op.sequence_number) >= int(self.fail_from):
@@ -49,6 +47,11 @@ class RecordingWriter:
             self.received.append(op)
             applied += 1
         return TargetResult(self.name, applied, 0, failed, self.error if failed else None)
+
+    def prefetch(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
+    ) -> Prefetched:
+        return Prefetched()
 
 
 @dataclass

@@ -80,20 +80,22 @@ class OnePage:
 
 
 class NoSecondThread(ThreadPoolExecutor):
-    """The replicator's pool on a machine out of threads: the first one starts, the next
-    one the pool needs cannot (``RuntimeError: can't start new thread``). As in CPython,
-    the task is queued before the thread is started, so the task whose ``submit`` raised
-    still runs, on the thread that did start: here it has started (``started`` set by
-    its first write) before ``submit`` raises."""
+    """The replicator's pool on a machine out of threads: its one thread runs, and the
+    hand-over of the ``fail_at``-th batch (a page hands over each region's reads, then
+    each region's writes) cannot start the thread it asks for (``RuntimeError: can't
+    start new thread``). As in CPython, the task is queued before the thread is started,
+    so the task whose ``submit`` raised still runs, on the thread that did start: here it
+    has started (``started`` set by its first write) before ``submit`` raises."""
 
-    def __init__(self, max_workers: int, started: threading.Event) -> None:
-        super().__init__(max_workers=max_workers)
-        self.starts = 0
+    def __init__(self, fail_at: int, started: threading.Event) -> None:
+        super().__init__(max_workers=1)
+        self.submits = 0
+        self.fail_at = fail_at
         self.started = started
 
     def _adjust_thread_count(self) -> None:
-        self.starts += 1
-        if self.starts > 1:
+        self.submits += 1
+        if self.submits == self.fail_at:
             assert self.started.wait(30), "the pool's one thread never took the queued task"
             raise RuntimeError("can't start new thread")
         super()._adjust_thread_count()
@@ -170,7 +172,8 @@ def test_a_region_write_orphaned_by_a_crashed_page_lands_before_the_next_holder_
         policy=policy,
         fields=FIELDS,
     )
-    replicator._pool = NoSecondThread(max_workers=4, started=landings.put_out)
+    # Region a's and b's reads, a's writes, then b's writes: that hand-over fails.
+    replicator._pool = NoSecondThread(fail_at=4, started=landings.put_out)
     region = Region(CONFIG.region("a"), OnePage([a_record()]), w1, replicator, NoParking())
     regions = {"a": region, "b": region}
     held = Held("w1", clock, Reachability(clock), keeper, lambda: regions)

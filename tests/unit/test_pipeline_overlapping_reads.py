@@ -146,11 +146,12 @@ def test_a_page_with_a_record_without_keys_shares_every_key() -> None:
     assert keys is not None and len(keys) == 1
 
 
-def test_region_batches_waiting_for_the_page_before_hold_back_no_other_batch() -> None:
-    """Region batches of several pages at once each wait in ``ready`` (for the page
-    before theirs) until all of them got there: each found a thread of its own (the
-    replicator's pool, at its regions times two before pages overlapped, left batches
-    queued behind batches that waited for them: a deadlock under load)."""
+def test_a_page_waiting_for_the_page_before_holds_no_thread_of_the_replicators_pool() -> None:
+    """More pages at once than the replicator's pool has threads each wait in ``ready``
+    (for the page before theirs) until all of them got there: ``ready`` runs once a page,
+    in the page's own thread, after every region's reads. (Called by each region's
+    writer in the pool, a full pool left the batches of the page waited for queued
+    behind batches that waited for it: a deadlock under load.)"""
     fields = SystemAttributes()
     writers = {r: RecordingWriter(r) for r in TARGETS}
     replicator = Replicator(
@@ -160,14 +161,17 @@ def test_region_batches_waiting_for_the_page_before_hold_back_no_other_batch() -
         policy=LastWriterWins(fields),
         fields=fields,
     )
-    pages = 4
-    everyone = threading.Barrier(pages * len(TARGETS), timeout=5)
+    pages = 3 * len(TARGETS) + 1  # one more than the pool's threads
+    everyone = threading.Barrier(pages, timeout=5)
     results: list[bool] = []
-
-    def ready() -> None:
-        everyone.wait()
+    waited_in: list[bool] = []
 
     def page() -> None:
+        def ready() -> None:
+            waited_in.append(threading.current_thread() is mine)
+            everyone.wait()
+
+        mine = threading.current_thread()
         result = replicator.process("T", [], from_json=True, ready=ready)
         results.append(result.failed_sequence() is None)
 
@@ -178,3 +182,4 @@ def test_region_batches_waiting_for_the_page_before_hold_back_no_other_batch() -
         thread.join(WAIT)
     replicator.close()
     assert results == [True] * pages and not everyone.broken
+    assert waited_in == [True] * pages

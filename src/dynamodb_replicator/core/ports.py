@@ -85,6 +85,15 @@ class TargetResult:
         return lost, len(self.conflicts) - lost
 
 
+@dataclass(frozen=True, slots=True)
+class Prefetched:
+    """What a region's reads before its writes found (P0): the deletes it remembers for
+    the keys read, and the retries those reads took."""
+
+    tombstones: Mapping[ItemKey, Tombstone] = field(default_factory=dict)
+    retried: int = 0
+
+
 class TargetWriter(Protocol):
     """Applies planned operations to one region, per-key in order, keys in parallel."""
 
@@ -98,15 +107,13 @@ class TargetWriter(Protocol):
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
-        ready: Callable[[], None] | None = None,
+        prefetched: Prefetched | None = None,
     ) -> TargetResult:
         """Apply ``ops``; none is started after ``deadline`` (epoch seconds of the
         writer's clock): those are reported as failed, to be replayed later.
 
-        ``ready`` is called once the reads that decide the writes are done (P0), before
-        the first write, which waits until it returns (the runner holds a page's writes
-        until the page before it wrote); when it raises, nothing is written and ``apply``
-        raises it.
+        ``prefetched``: what ``prefetch`` of the same ``ops`` found (None: ``apply``
+        reads it first itself).
 
         ``written`` is called once, as soon as every write of ``ops`` is done (landed,
         stale or given up) and only their settling is left, so that a caller can start the
@@ -114,6 +121,13 @@ class TargetWriter(Protocol):
         raises). A write whose answer was lost is done once it was waited out, or, for the
         runner's writers (``WriterOptions.written_before_wait``), once its retry answered:
         its first attempt may still land then, and settling waits for that."""
+        ...
+
+    def prefetch(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
+    ) -> Prefetched:
+        """The reads that decide ``ops``' writes (P0), none started after ``deadline``;
+        a read that fails leaves its keys out (it only saves writes)."""
         ...
 
     def close(self) -> None: ...

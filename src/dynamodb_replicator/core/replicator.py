@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from dynamodb_replicator.core.codec import decode_record, record_key, sequence_number_of
 from dynamodb_replicator.core.conflicts import Conflict
@@ -25,6 +25,7 @@ from dynamodb_replicator.core.policy import ConflictPolicy
 from dynamodb_replicator.core.ports import (
     ConflictLog,
     Deadline,
+    Prefetched,
     TargetResult,
     TargetWriter,
     TombstoneReader,
@@ -37,11 +38,7 @@ __all__ = ["BatchResult", "MissingTimestamp", "RecordFailure", "Replicator"]
 log = logging.getLogger(__name__)
 
 
-# A region's batch may wait in its thread (``ready``) for the writes of the page before
-# it, whose own batches must still find a thread: the pool never queues a batch. Threads
-# are reused; as many run at once as the shards' pages in flight (three a shard,
-# runner/pipeline.py) times their regions.
-BATCH_THREADS = 4096
+T = TypeVar("T")
 
 
 class MissingTimestamp(Enum):
@@ -125,7 +122,10 @@ class Replicator:
         self.missing_timestamp = missing_timestamp
         self.conflict_log = conflict_log
         self.residency = residency or Residency()
-        self._pool = ThreadPoolExecutor(max_workers=BATCH_THREADS)
+        # Three batches per region at once: a shard worker's page settles while the next
+        # writes and the one after it reads (runner/pipeline.py). No batch waits for
+        # another: a page waiting for the page before it waits in its own thread.
+        self._pool = ThreadPoolExecutor(max_workers=max(3, 3 * len(writers)))
 
     def close(self) -> None:
         """Stop the worker threads of this replicator and of its writers."""
@@ -192,9 +192,10 @@ class Replicator:
         ``logged`` tells the conflicts an earlier attempt of these records logged already
         (a replayed page logs each conflict once). ``written`` is called once, when every
         region's writes are done and only their settling reads are left (at the latest
-        when this returns or raises). ``ready`` is called by each region's writer once
-        its reads are done, before its first write, which waits until it returns
-        (``TargetWriter.apply``).
+        when this returns or raises). ``ready`` (the runner's) is called once every
+        region's reads are done (``TargetWriter.prefetch``), in the calling thread,
+        before the first write, which waits until it returns; when it raises, nothing
+        is written and this raises it.
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
@@ -249,32 +250,29 @@ class Replicator:
             tombstones=tombs,
         )
         scoped = project(plan, changes, rule=self.residency.rule(table), source=self.source)
-        gate.expect(len(chosen))
-        handover = Handover()
-        futures: dict[str, Future[TargetResult]] = {}
-        try:
-            for region in chosen:
-                apply = functools.partial(
-                    self.writers[region].apply,
-                    table,
-                    scoped.writes[region],
-                    deadline=deadline,
-                    written=gate.arrival(),
-                    ready=ready,
-                )
-                futures[region] = self._pool.submit(handover.wrap(apply))
-        except BaseException as exc:
-            # The pool may have queued the batch it failed to hand over (and those before
-            # it): none may write on once this raised, the shard's lease handed back.
-            log.error(
-                "region batch not handed over: waiting for those started",
-                extra={"region": self.source, "reason": str(exc)},
+        prefetched: dict[str, Prefetched] = {}
+        if ready is not None:
+            # Every region's reads first; the writes wait for ``ready`` in this thread, so
+            # a batch that waits for the page before it holds no thread of the pool.
+            prefetched = self._in_regions(
+                chosen,
+                lambda region: functools.partial(
+                    self.writers[region].prefetch, table, scoped.writes[region], deadline=deadline
+                ),
             )
-            handover.abandon()
-            raise
-        # Every region's batch ends before this returns or raises: none writes on unseen.
-        wait(futures.values())
-        results = {region: future.result() for region, future in futures.items()}
+            ready()
+        gate.expect(len(chosen))
+        results = self._in_regions(
+            chosen,
+            lambda region: functools.partial(
+                self.writers[region].apply,
+                table,
+                scoped.writes[region],
+                deadline=deadline,
+                written=gate.arrival(),
+                prefetched=prefetched.get(region),
+            ),
+        )
         result = BatchResult(
             results,
             tuple(failures),
@@ -292,3 +290,25 @@ class Replicator:
         if conflicts and self.conflict_log is not None:
             self.conflict_log.record(table, self.source, conflicts)
         return result
+
+    def _in_regions(
+        self, regions: Sequence[str], call: Callable[[str], Callable[[], T]]
+    ) -> dict[str, T]:
+        """``call(region)()`` for every region at once in the pool; every one has ended
+        when this returns or raises: none runs on unseen."""
+        handover = Handover()
+        futures: dict[str, Future[T]] = {}
+        try:
+            for region in regions:
+                futures[region] = self._pool.submit(handover.wrap(call(region)))
+        except BaseException as exc:
+            # The pool may have queued the batch it failed to hand over (and those before
+            # it): none may write on once this raised, the shard's lease handed back.
+            log.error(
+                "region batch not handed over: waiting for those started",
+                extra={"region": self.source, "reason": str(exc)},
+            )
+            handover.abandon()
+            raise
+        wait(futures.values())
+        return {region: future.result() for region, future in futures.items()}

@@ -29,7 +29,7 @@ from dynamodb_replicator.core.errors import DeadlineError, ReplicatorError, may_
 from dynamodb_replicator.core.landing import SendTimes, TimedStore, outlive
 from dynamodb_replicator.core.model import ItemKey, Tombstone
 from dynamodb_replicator.core.plan import DeleteVersion, PutVersion, WriteOp
-from dynamodb_replicator.core.ports import Deadline, TargetResult, deadline_passed
+from dynamodb_replicator.core.ports import Deadline, Prefetched, TargetResult, deadline_passed
 from dynamodb_replicator.core.retry import Backoff, call_with_retries
 from dynamodb_replicator.core.workers import Workers
 from dynamodb_replicator.core.writes import Outcome, TakenBack, WriteProtocol, Written
@@ -151,17 +151,18 @@ class StoreWriter:
         *,
         deadline: Deadline = None,
         written: Callable[[], None] | None = None,
-        ready: Callable[[], None] | None = None,
+        prefetched: Prefetched | None = None,
     ) -> TargetResult:
         """Apply ``ops``: per key in order, keys concurrently. No write (nor the read that
         decides one) starts after ``deadline`` (seconds since the epoch on the protocol's
-        clock); settling runs whatever the deadline. ``ready`` is called after the
-        batched tombstone read and before the first write, ``written`` between the
-        writes and their settling reads (``TargetWriter.apply``)."""
+        clock); settling runs whatever the deadline. ``written`` is called between the
+        writes and their settling reads; ``prefetched``: ``prefetch``'s answer for these
+        ``ops`` (``TargetWriter.apply``)."""
         total = _Tally()
-        known = self._prefetch(table, ops, total, deadline)
-        if ready is not None:
-            ready()  # nothing of this batch was written yet: raising leaves nothing behind
+        if prefetched is None:
+            prefetched = self.prefetch(table, ops, deadline=deadline)
+        known = prefetched.tombstones
+        total.retried += prefetched.retried
         groups: dict[ItemKey, list[WriteOp]] = {}
         for op in ops:
             groups.setdefault(op.key, []).append(op)
@@ -268,10 +269,17 @@ class StoreWriter:
             },
         )
 
+    def prefetch(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
+    ) -> Prefetched:
+        """P0 for every put's key, the batched reads in parallel (each a round trip)."""
+        tally = _Tally()
+        known = self._prefetch(table, ops, tally, deadline)
+        return Prefetched(known, tally.retried)
+
     def _prefetch(
         self, table: str, ops: Sequence[WriteOp], tally: _Tally, deadline: Deadline
     ) -> Mapping[ItemKey, Tombstone]:
-        """P0 for every put's key, the batched reads in parallel (each a round trip)."""
         keys = sorted(self.protocol.prefetch_keys(ops), key=str)
         chunks = [keys[i : i + READ_BATCH] for i in range(0, len(keys), READ_BATCH)]
 

@@ -29,8 +29,8 @@ from dynamodb_replicator.core.streams import Page
 __all__ = ["Flight", "Run", "StoppedPageError", "page_keys"]
 
 # Applies the page's kept records to some targets; calls its first argument when the
-# writes are done, and has each region call its second before its first write (which
-# waits until it returns: ``Process`` with ``written`` and ``ready``).
+# writes are done, its second once the page's reads are done, before its first write
+# (which waits until it returns: ``Process`` with ``written`` and ``ready``).
 Run = Callable[[Callable[[], None], Callable[[], None]], BatchResult]
 
 
@@ -73,7 +73,7 @@ class Flight:
         self._written: threading.Event = threading.Event()
         self._before = tuple(f._written for f in after)
         self._stop = stop  # the shard's: once set, no write of this page starts
-        self._prepared = threading.Event()  # a region's reads are done, or the page ended
+        self._prepared = threading.Event()  # its reads are done, or the page ended
         self._result: Future[BatchResult] = Future()
 
     @property
@@ -141,13 +141,14 @@ class Flight:
             raise StoppedPageError("the shard stopped before this page's writes started")
 
     def _ready(self) -> None:
-        """A region's reads are done: its writes start once the pages before are written."""
+        """The page's reads are done: its writes start once the pages before it are
+        written (in the page's own thread: it holds no thread a page before it needs)."""
         self._prepared.set()
         self._hold()
 
     def wait_ready(self) -> None:
-        """Until its writes may start: its reads done in a region (or it ended) and the
-        pages before it written."""
+        """Until its writes may start: its reads done (or it ended) and the pages before
+        it written."""
         self._prepared.wait()
         self._wait_before()
 
