@@ -1,8 +1,9 @@
 """Adversarial review of 2985a95: a page's reads (``TargetWriter.prefetch``) in every
 region first, ``ready`` once in the calling thread, then every region's writes with the
 prefetched P0 (``apply(prefetched=)``), both phases through ``_in_regions`` (Handover);
-the replicator's pool bounded again. One finding (strict xfail, at the end): a region's
-slow P0 reads hold back the writes of every region of the page. The other attacks held."""
+the replicator's pool bounded again. One finding, fixed and pinned (at the end): a
+region's slow P0 reads held back the writes of every region of the page. The other
+attacks held."""
 
 from __future__ import annotations
 
@@ -125,9 +126,11 @@ def test_ready_runs_once_in_the_callers_thread_after_every_regions_reads_before_
     assert all(e[0] == "apply" and e[2] == Prefetched({}, retried=7) for e in applies)
 
 
-def test_a_prefetch_raising_in_one_region_writes_in_no_region_and_opens_written() -> None:
-    """One region's reads raise: ``ready`` is never called, nothing is written anywhere,
-    the page raises (replayed whole) and ``written`` still comes (the next page runs)."""
+def test_a_prefetch_raising_in_one_region_writes_nothing_there_and_opens_written() -> None:
+    """One region's reads raise (a defect: a read error is swallowed, an optimisation):
+    that region writes nothing, ``ready`` is called at most once (the other regions may
+    have written: the page is replayed whole, harmless by the apply rule), the page
+    raises once every batch it handed over ended, and ``written`` still comes."""
     log: list[tuple[str, str, Any]] = []
     writers = {r: Noting(r, log, fail_prefetch=(r == REGIONS[1])) for r in REGIONS}
     replicator = replicator_of(writers)
@@ -143,8 +146,8 @@ def test_a_prefetch_raising_in_one_region_writes_in_no_region_and_opens_written(
             )
     finally:
         replicator.close()
-    assert readied == [] and written.is_set()
-    assert [e for e in log if e[0] == "apply"] == []
+    assert len(readied) <= 1 and written.is_set()
+    assert [e for e in log if e[0] == "apply" and e[1] == REGIONS[1]] == []
 
 
 def test_a_stop_in_ready_after_every_regions_reads_writes_nothing() -> None:
@@ -353,14 +356,11 @@ class SlowReads(Noting):
         return super().prefetch(table, ops, deadline=deadline)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ready after every region's prefetch: a region whose P0 reads hang (retries x "
-    "request timeout) holds back the writes of every other region of the page",
-)
 def test_a_regions_writes_do_not_wait_for_another_regions_slow_reads() -> None:
-    """Targets us (healthy) and ap (its P0 reads hang). Before 2985a95 (and on the
-    Lambda path) us's writes started after us's own reads; now they wait for ap's."""
+    """Targets us (healthy) and ap (its P0 reads hang): us's writes start once us's own
+    reads are done (``ready`` after the first region's reads, each region's writes after
+    its own), as on the Lambda path. (Review finding: ``ready`` after every region's
+    reads held us's writes for as long as ap's reads were retried.)"""
     log: list[tuple[str, str, Any]] = []
     slow = SlowReads(REGIONS[2], log)
     writers: dict[str, Any] = {r: Noting(r, log) for r in REGIONS[:2]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
@@ -250,29 +250,27 @@ class Replicator:
             tombstones=tombs,
         )
         scoped = project(plan, changes, rule=self.residency.rule(table), source=self.source)
-        prefetched: dict[str, Prefetched] = {}
-        if ready is not None:
-            # Every region's reads first; the writes wait for ``ready`` in this thread, so
-            # a batch that waits for the page before it holds no thread of the pool.
-            prefetched = self._in_regions(
-                chosen,
-                lambda region: functools.partial(
-                    self.writers[region].prefetch, table, scoped.writes[region], deadline=deadline
-                ),
-            )
-            ready()
         gate.expect(len(chosen))
-        results = self._in_regions(
-            chosen,
-            lambda region: functools.partial(
+
+        def writes(region: str, prefetched: Prefetched | None) -> Callable[[], TargetResult]:
+            return functools.partial(
                 self.writers[region].apply,
                 table,
                 scoped.writes[region],
                 deadline=deadline,
                 written=gate.arrival(),
-                prefetched=prefetched.get(region),
-            ),
-        )
+                prefetched=prefetched,
+            )
+
+        def reads(region: str) -> Callable[[], Prefetched]:
+            return functools.partial(
+                self.writers[region].prefetch, table, scoped.writes[region], deadline=deadline
+            )
+
+        if ready is None:
+            results = self._in_regions(chosen, lambda region: writes(region, None))
+        else:
+            results = self._read_then_write(chosen, reads, writes, ready)
         result = BatchResult(
             results,
             tuple(failures),
@@ -290,6 +288,45 @@ class Replicator:
         if conflicts and self.conflict_log is not None:
             self.conflict_log.record(table, self.source, conflicts)
         return result
+
+    def _read_then_write(
+        self,
+        regions: Sequence[str],
+        reads: Callable[[str], Callable[[], Prefetched]],
+        writes: Callable[[str, Prefetched], Callable[[], TargetResult]],
+        ready: Callable[[], None],
+    ) -> dict[str, TargetResult]:
+        """Every region's reads at once in the pool; ``ready`` once the first of them is
+        done, in this thread (a page that waits for the page before it holds no thread
+        of the pool); then each region's writes as soon as its own reads are done (a
+        region slow to read holds back no other region's writes). Every batch handed
+        over has ended when this returns or raises: none runs on unseen."""
+        handover = Handover()
+        read: dict[Future[Prefetched], str] = {}
+        futures: dict[str, Future[TargetResult]] = {}
+        waited = waiting = False
+        try:
+            for region in regions:
+                read[self._pool.submit(handover.wrap(reads(region)))] = region
+            for done in as_completed(read):
+                if not waited:
+                    waited = waiting = True
+                    ready()  # raising (the shard stopped): no write was handed over
+                    waiting = False
+                region = read[done]
+                futures[region] = self._pool.submit(handover.wrap(writes(region, done.result())))
+        except BaseException as exc:
+            # A hand-over failed (the pool may have queued it), a region's reads raised, or
+            # ``ready`` did: no batch starts any more, those started end first.
+            if not waiting:  # a stop in ``ready`` is no error
+                log.error(
+                    "region batch not handed over: waiting for those started",
+                    extra={"region": self.source, "reason": str(exc)},
+                )
+            handover.abandon()
+            raise
+        wait(futures.values())
+        return {region: future.result() for region, future in futures.items()}
 
     def _in_regions(
         self, regions: Sequence[str], call: Callable[[str], Callable[[], T]]
