@@ -47,6 +47,7 @@ class Journal:
     fail_once: dict[int, str] = field(default_factory=dict)  # page -> target failing once
     before_written: dict[int, threading.Event] = field(default_factory=dict)
     before_ready: dict[int, threading.Event] = field(default_factory=dict)  # its reads
+    while_writing: Callable[[], None] | None = None  # between "writes N" and "written N"
     lock: threading.Lock = field(default_factory=threading.Lock)
     changed: threading.Condition = field(init=False)
 
@@ -80,6 +81,8 @@ class Journal:
         if ready is not None:
             ready()
         self.note(f"writes {page}")
+        if self.while_writing is not None:
+            self.while_writing()
         gate = self.before_written.get(page)
         if gate is not None:
             assert gate.wait(WAIT)

@@ -40,9 +40,8 @@ def worker(
         process=journal,
         targets=TARGETS,
         parent=None,
-        clock=ManualClock(),
         page_limit=3,
-        **kwargs,
+        **{"clock": ManualClock(), **kwargs},
     )
 
 
@@ -183,3 +182,37 @@ def test_a_page_waiting_for_the_page_before_holds_no_thread_of_the_replicators_p
     replicator.close()
     assert results == [True] * pages and not everyone.broken
     assert waited_in == [True] * pages
+
+
+def test_caught_up_after_writes_that_outlast_their_reads_the_next_page_is_read_once_written() -> (
+    None
+):
+    """Pages whose reads take nothing (updates: a put where the item is present) and
+    whose writes take a while: reading the next page as their writes start would only
+    make it wait for them, holding what arrives meanwhile back a page; it is read once
+    they are written (by the time the last page settled took to write)."""
+    stream = LoggedStream({"s1": [keyed(1, "k1"), keyed(2, "k2")]})
+    checkpoints, go = FakeCheckpoints(), threading.Event()
+    clock = ManualClock()
+
+    def writing_takes_a_while() -> None:
+        clock.t += 5.0
+
+    journal = Journal(before_written={3: go}, while_writing=writing_takes_a_while)
+    w = worker(journal, stream, checkpoints, clock=clock)
+    w.step()  # page 1 (short: caught up), its writes timed at 5 s, settled
+    assert saved(checkpoints) == {f"{2:021d}"}
+    stream.append(3)
+    stream.shards["s1"][-1]["dynamodb"]["Keys"] = {"pk": {"S": "k3"}}
+    reads = len(stream.reads)
+    stepping = threading.Thread(target=w.step)
+    stepping.start()
+    journal.wait_for("writes 3")
+    wait_reads(stream, reads + 1)  # page 3 itself
+    began = time.monotonic()
+    while len(stream.reads) == reads + 1 and time.monotonic() - began < 0.3:
+        time.sleep(0.005)  # a bounded wait for a read that must not come yet
+    assert len(stream.reads) == reads + 1 and "written 3" not in journal.events
+    go.set()
+    stepping.join(WAIT)
+    assert len(stream.reads) >= reads + 2  # read once page 3 was written

@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from dynamodb_replicator.core.model import ItemKey
+from dynamodb_replicator.core.ports import Clock
 from dynamodb_replicator.core.replicator import BatchResult
 from dynamodb_replicator.core.streams import Page
 
@@ -63,6 +64,7 @@ class Flight:
         after: Sequence[Flight] = (),
         keys: frozenset[ItemKey] | None = None,
         stop: threading.Event | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.page = page
         self.targets = frozenset(targets)  # those it was applied to
@@ -75,6 +77,10 @@ class Flight:
         self._stop = stop  # the shard's: once set, no write of this page starts
         self._prepared = threading.Event()  # its reads are done, or the page ended
         self._result: Future[BatchResult] = Future()
+        # When its reads began and ended, its writes began and ended (``clock.elapsed``):
+        # how long each took tells the shard worker when to read the next page.
+        self._clock = clock
+        self._times: dict[str, float] = {}
 
     @property
     def records(self) -> Sequence[Mapping[str, Any]]:
@@ -100,13 +106,15 @@ class Flight:
         behind: bool = False,
         after: Sequence[Flight] = (),
         stop: threading.Event | None = None,
+        clock: Clock | None = None,
     ) -> Flight:
         """Start applying ``page`` in a new thread, its writes after those of ``after``
         (the pages before it still in flight); its reads before them too when it shares
         no key with one of them still writing. Once ``stop`` is set, its writes that
-        have not started never start (``StoppedPageError``)."""
+        have not started never start (``StoppedPageError``). ``clock`` times its phases
+        (``reads_s``, ``writes_s``)."""
         keys = page_keys(page.records)
-        flight = cls(page, targets, behind=behind, after=after, keys=keys, stop=stop)
+        flight = cls(page, targets, behind=behind, after=after, keys=keys, stop=stop, clock=clock)
         early = not flight.shares_keys(after)
         threading.Thread(target=flight._run, args=(run, early), name=name, daemon=True).start()
         return flight
@@ -126,7 +134,8 @@ class Flight:
         try:
             if not early:
                 self._hold()
-            result = run(self._written.set, self._ready)
+            self._note("reading")
+            result = run(self._done_writing, self._ready)
         except BaseException as exc:  # handed to the shard worker's thread by result()
             self._result.set_exception(exc)
         else:
@@ -143,8 +152,33 @@ class Flight:
     def _ready(self) -> None:
         """The page's reads are done: its writes start once the pages before it are
         written (in the page's own thread: it holds no thread a page before it needs)."""
+        self._note("read")
         self._prepared.set()
         self._hold()
+        self._note("writing")
+
+    def _done_writing(self) -> None:
+        self._note("written")
+        self._written.set()
+
+    def _note(self, phase: str) -> None:
+        if self._clock is not None and phase not in self._times:
+            self._times[phase] = self._clock.elapsed()
+
+    def _took(self, began: str, ended: str) -> float | None:
+        times = self._times
+        return times[ended] - times[began] if began in times and ended in times else None
+
+    @property
+    def reads_s(self) -> float | None:
+        """How long its reads took (None: not timed, or not done)."""
+        return self._took("reading", "read")
+
+    @property
+    def writes_s(self) -> float | None:
+        """How long its writes took, from when they could start (None: not timed, or
+        not done)."""
+        return self._took("writing", "written")
 
     def wait_ready(self) -> None:
         """Until its writes may start: its reads done (or it ended) and the pages before
@@ -156,9 +190,10 @@ class Flight:
         for before in self._before:
             before.wait()
 
-    def wait_written(self) -> None:
-        """Until the page's writes are done (landed, stale or given up)."""
-        self._written.wait()
+    def wait_written(self, timeout: float | None = None) -> bool:
+        """Until the page's writes are done (landed, stale or given up), at most
+        ``timeout`` seconds; whether they are."""
+        return self._written.wait(timeout)
 
     @property
     def stopped(self) -> bool:

@@ -46,6 +46,7 @@ class Pages(Settling):
     source: StreamSource
     process: Process
     stop: threading.Event | None
+    _writes_s: float
 
     def _page(self, cursor: Cursor) -> Page | None:
         try:
@@ -90,11 +91,12 @@ class Pages(Settling):
         try:
             while len(flights) < IN_FLIGHT and not self._stopping():
                 # Behind: the next page is there already, read it at once. Caught up:
-                # read it once the last page's writes may start (its reads done, the
-                # pages before it written), so that it holds what arrived meanwhile and
-                # its reads overlap those writes.
+                # read it so that its reads end about when the last page's writes do:
+                # once those may start (its reads done, the pages before it written),
+                # later by as much as the writes take longer than its reads (updates:
+                # no reads, read once written), so that it holds what arrived meanwhile.
                 if not flights[-1].behind:
-                    flights[-1].wait_ready()
+                    self._wait_to_read(flights[-1])
                 ahead, ahead_failed = self._read_ahead(cursor, flights[-1])
                 if ahead is None or not ahead.records:
                     break
@@ -119,6 +121,15 @@ class Pages(Settling):
                 later.finish_quietly()  # nothing of them may overlap a split cursor's retry
         self._carry(cursor, flight, rest, ahead, ahead_failed)
         return read
+
+    def _wait_to_read(self, tail: Flight) -> None:
+        """Until the page after ``tail`` is best read (caught up): its reads, taking
+        as long as ``tail``'s, end as the writes of ``tail`` end (those of the last
+        page settled are the estimate)."""
+        tail.wait_ready()
+        later = self._writes_s - (tail.reads_s or 0.0)
+        if later > 0:
+            tail.wait_written(later)
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -163,7 +174,16 @@ class Pages(Settling):
             )
 
         name = f"page-{self.shard.shard_id}"
-        return Flight.launch(page, targets, run, name, behind=behind, after=after, stop=self.stop)
+        return Flight.launch(
+            page,
+            targets,
+            run,
+            name,
+            behind=behind,
+            after=after,
+            stop=self.stop,
+            clock=self.clock,
+        )
 
     def _cut_short(self, page: Page) -> bool:
         """Was ``page``, short of its limit, cut by GetRecords' 1 MB in a backlog? Its last
@@ -194,6 +214,9 @@ class Pages(Settling):
     def _complete(self, cursor: Cursor, flight: Flight) -> bool:
         """Settle ``flight``'s result; True when a target failed in it."""
         result = flight.result()
+        took = flight.writes_s
+        if took is not None:
+            self._writes_s = took
         # Targets that split off while it was in flight: counted here, checkpointed by their
         # own cursor when it gets there (the replay counts only what is not counted yet).
         for target in sorted(flight.targets - cursor.targets):

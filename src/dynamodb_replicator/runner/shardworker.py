@@ -72,6 +72,7 @@ class ShardWorker(Pages):
         # Set when the shard stops (runner/shard_thread.py): no page read ahead starts
         # its writes after it.
         self.stop = stop
+        self._writes_s = 0.0  # how long the last page settled took to write
         self.targets = tuple(targets)
         self.shard = shard
         self.source = source
