@@ -195,11 +195,6 @@ class Flight:
         ``timeout`` seconds; whether they are."""
         return self._written.wait(timeout)
 
-    @property
-    def stopped(self) -> bool:
-        """Did the page end because the shard stopped before its writes started?"""
-        return self._result.done() and isinstance(self._result.exception(), StoppedPageError)
-
     def result(self) -> BatchResult:
         """The page's outcome, once settled; raises what applying it raised."""
         return self._result.result()
