@@ -10,8 +10,10 @@ __all__ = [
     "LEASE_TIMEOUT_SECONDS",
     "MAX_WORKERS",
     "METRICS_NAMESPACE",
+    "PAGES_IN_FLIGHT",
     "PAGE_LIMIT",
     "PARK_AFTER_SECONDS",
+    "READ_CADENCE",
     "REQUEST_CONNECT_SHARE",
     "REQUEST_SHARE_OF_MARGIN",
     "REQUEST_TIMEOUT_SECONDS",
@@ -43,6 +45,18 @@ STATE_TABLE = "dynamodb-replicator-state"
 
 MAX_WORKERS = 64
 """Writes in flight per target region: enough to cover a 100 ms round trip (make bench)."""
+
+PAGES_IN_FLIGHT = 5
+"""Pages of one shard cursor applied at once (runner/pipeline.py): the oldest settles while
+the later ones read and write. A page that shares no key with a page before it still
+writing writes beside it; one that does waits for it (writes of one key in stream order).
+Five keep a hot shard caught up at a 250 ms round trip (make bench: the hot shard)."""
+
+READ_CADENCE = 0.7
+"""Caught up, a shard worker reads its next page this fraction of a page's round trip
+(the longer of its reads and its writes) after its last read: often enough that a page in
+flight always has a successor close behind it, seldom enough that pages are not read
+nearly empty (each read is a GetRecords call)."""
 
 LEASE_TIMEOUT_SECONDS = 30.0
 """A runner's shard lease expires this long after its last renewal."""

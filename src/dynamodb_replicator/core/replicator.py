@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, TypeVar
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.codec import decode_record, record_key, sequence_number_of
 from dynamodb_replicator.core.conflicts import Conflict
 from dynamodb_replicator.core.contract import Violation, find_violations
@@ -122,10 +123,11 @@ class Replicator:
         self.missing_timestamp = missing_timestamp
         self.conflict_log = conflict_log
         self.residency = residency or Residency()
-        # Three batches per region at once: a shard worker's page settles while the next
-        # writes and the one after it reads (runner/pipeline.py). No batch waits for
-        # another: a page waiting for the page before it waits in its own thread.
-        self._pool = ThreadPoolExecutor(max_workers=max(3, 3 * len(writers)))
+        # A batch per region for each page of a shard in flight (runner/pipeline.py). No
+        # batch waits for another: a page waiting for the one before it waits in its own
+        # thread.
+        in_flight = defaults.PAGES_IN_FLIGHT
+        self._pool = ThreadPoolExecutor(max_workers=max(in_flight, in_flight * len(writers)))
 
     def close(self) -> None:
         """Stop the worker threads of this replicator and of its writers."""

@@ -3,16 +3,16 @@ next pages while this one writes and settles.
 
 A page goes through three phases (``Replicator.process``): the reads that decide its writes
 (the source region's tombstones, the plan, each target's tombstone read P0), its writes,
-then its settling reads. The shard worker keeps up to three pages of a cursor in flight:
-one settling, one writing, one reading. A page's writes start only once the writes of
-every page before it are done (``wait_written``), so writes of one key stay in stream
-order. A page's reads overlap the writes before it only when it shares no key with a
-page still writing (``early``): those writes touch only their own keys, so for its keys
-the reads see what they would see after them; a page that shares a key waits with its
-reads too, so that they see its source-region tombstones and its writes. Only a page's
-settling (with the wait for a lost answer's last chance to land, core/landing.py)
-overlaps the next page's writes whatever its keys. Its result is settled (counted,
-checkpointed) strictly in stream order, by the shard worker's thread.
+then its settling reads. The shard worker keeps up to ``defaults.PAGES_IN_FLIGHT`` pages
+of a cursor in flight. A page that shares no key with a page before it still writing
+(``early``) goes ahead whole, its reads and its writes beside those pages': they touch
+only their own keys, so for its keys its reads see what they would see after them, and no
+write of one key overtakes another. A page that shares a key (or has one it cannot read)
+waits, before its reads, until the writes of every page before it are done, so that its
+reads see their source-region tombstones and writes and its writes follow theirs: writes
+of one key stay in stream order. A page's settling (with the wait for a lost answer's last
+chance to land, core/landing.py) overlaps the next pages whatever their keys. Results are
+settled (counted, checkpointed) strictly in stream order, by the shard worker's thread.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class Flight:
         self._written: threading.Event = threading.Event()
         self._before = tuple(f._written for f in after)
         self._stop = stop  # the shard's: once set, no write of this page starts
-        self._prepared = threading.Event()  # its reads are done, or the page ended
+        self._early = False  # shares no key with a page before it still writing: no wait
+        self._ended = threading.Event()  # nothing of the page runs any more
         self._result: Future[BatchResult] = Future()
         # When its reads began and ended, its writes began and ended (``clock.elapsed``):
         # how long each took tells the shard worker when to read the next page.
@@ -109,14 +110,14 @@ class Flight:
         clock: Clock | None = None,
     ) -> Flight:
         """Start applying ``page`` in a new thread, its writes after those of ``after``
-        (the pages before it still in flight); its reads before them too when it shares
-        no key with one of them still writing. Once ``stop`` is set, its writes that
+        (the pages before it still in flight), its reads too; neither waits when it
+        shares no key with one of them still writing. Once ``stop`` is set, its writes that
         have not started never start (``StoppedPageError``). ``clock`` times its phases
         (``reads_s``, ``writes_s``)."""
         keys = page_keys(page.records)
         flight = cls(page, targets, behind=behind, after=after, keys=keys, stop=stop, clock=clock)
-        early = not flight.shares_keys(after)
-        threading.Thread(target=flight._run, args=(run, early), name=name, daemon=True).start()
+        flight._early = not flight.shares_keys(after)
+        threading.Thread(target=flight._run, args=(run,), name=name, daemon=True).start()
         return flight
 
     @classmethod
@@ -125,15 +126,14 @@ class Flight:
     ) -> Flight:
         """A page with nothing to apply (every record parked): already settled."""
         flight = cls(page, targets, behind=behind)
-        flight._prepared.set()
         flight._written.set()
+        flight._ended.set()
         flight._result.set_result(result)
         return flight
 
-    def _run(self, run: Run, early: bool) -> None:
+    def _run(self, run: Run) -> None:
         try:
-            if not early:
-                self._hold()
+            self._hold()
             self._note("reading")
             result = run(self._done_writing, self._ready)
         except BaseException as exc:  # handed to the shard worker's thread by result()
@@ -141,19 +141,19 @@ class Flight:
         else:
             self._result.set_result(result)
         finally:
-            self._prepared.set()
             self._written.set()
+            self._ended.set()
 
     def _hold(self) -> None:
+        """Wait for the pages before it it must follow; raise once the shard stopped."""
         self._wait_before()
         if self._stop is not None and self._stop.is_set():
             raise StoppedPageError("the shard stopped before this page's writes started")
 
     def _ready(self) -> None:
-        """The page's reads are done: its writes start once the pages before it are
-        written (in the page's own thread: it holds no thread a page before it needs)."""
+        """The page's reads are done: its writes start unless the shard stopped meanwhile
+        (the pages before it it waits for were written before its reads began)."""
         self._note("read")
-        self._prepared.set()
         self._hold()
         self._note("writing")
 
@@ -180,15 +180,16 @@ class Flight:
         not done)."""
         return self._took("writing", "written")
 
-    def wait_ready(self) -> None:
-        """Until its writes may start: its reads done (or it ended) and the pages before
-        it written."""
-        self._prepared.wait()
-        self._wait_before()
-
     def _wait_before(self) -> None:
+        if self._early:
+            return  # no page before it writes a key of its own
         for before in self._before:
             before.wait()
+
+    def wait_ended(self, clock: Clock, seconds: float) -> bool:
+        """Let at most ``seconds`` go by on ``clock`` until nothing of the page runs any
+        more (its result is there); whether that is so."""
+        return clock.wait(seconds, self._ended) or self._ended.is_set()
 
     def wait_written(self, timeout: float | None = None) -> bool:
         """Until the page's writes are done (landed, stale or given up), at most

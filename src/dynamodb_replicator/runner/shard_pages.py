@@ -1,8 +1,12 @@
-"""How a shard worker reads and applies its pages, up to three in flight: while one page
-settles, the next writes and the one after it is read, its writes held until those before
-it are done (runner/pipeline.py, runner/shardworker.py). Behind (``Flight.behind``, set
-when a page is read), the next page is read at once; caught up, once the last page's writes
-may start (fresher records, less lag).
+"""How a shard worker reads and applies its pages, up to ``IN_FLIGHT`` in flight: while
+the oldest settles, the later ones read and write, each page after the writes of the pages
+before it that share a key with it (runner/pipeline.py, runner/shardworker.py).
+
+Behind (``Flight.behind``, set when a page is read), the next page is read at once. Caught
+up, the next read comes ``READ_CADENCE`` of a page's round trip after the last (fresher
+records, less lag, without a GetRecords call per record); a read that finds nothing looks
+again ``LOOK_AGAIN_S`` later instead of waiting for the pages in flight, unless the oldest
+of them ends first (it is settled then: its checkpoint and counts need no new records).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.errors import ReplicatorError
 from dynamodb_replicator.core.lag import batch_ages
 from dynamodb_replicator.core.ports import TargetResult
@@ -35,9 +40,12 @@ log = logging.getLogger("dynamodb_replicator.runner.shardworker")  # see shard_s
 # there, short pages count as behind for up to a minute (read ahead, as when behind).
 BEHIND_SECONDS = 2.0
 
-# Pages of a cursor in flight while the oldest settles: one settling, one writing, one
-# reading (its tombstone reads overlap the writes before it).
-IN_FLIGHT = 3
+# Pages of a cursor in flight, the oldest settling.
+IN_FLIGHT = defaults.PAGES_IN_FLIGHT
+
+# Caught up, a read that found nothing is made again no sooner than this (seconds): the
+# records of a shard that goes quiet are not polled for faster than its idle pace.
+LOOK_AGAIN_S = 0.2
 
 
 class Pages(Settling):
@@ -46,7 +54,7 @@ class Pages(Settling):
     source: StreamSource
     process: Process
     stop: threading.Event | None
-    _writes_s: float
+    _trip_s: float
 
     def _page(self, cursor: Cursor) -> Page | None:
         try:
@@ -54,6 +62,7 @@ class Pages(Settling):
                 cursor.iterator = self.source.iterator(
                     self.shard.stream_arn, self.shard.shard_id, cursor.position
                 )
+            cursor.read_at = self.clock.elapsed()
             return self.source.read(cursor.iterator, cursor.size.limit)
         except ExpiredIteratorError:
             cursor.iterator = None  # take a new one at the same position next time
@@ -76,60 +85,89 @@ class Pages(Settling):
 
     def _advance(self, cursor: Cursor) -> int:
         """Settle the oldest page of ``cursor`` in flight, once the pages after it are
-        read and started (up to ``IN_FLIGHT`` in all), their writes after those of the
-        pages before them."""
-        flight, cursor.inflight = cursor.inflight, None
-        queued, cursor.queued = cursor.queued, None
+        read and started (up to ``IN_FLIGHT`` in all), or it ended while the cursor waited
+        to read the next."""
+        flights = list(cursor.inflight)
+        cursor.inflight = ()
         read = 0
-        if flight is None:
-            flight, read = self._first_flight(cursor)
-            if flight is None:
+        if not flights:
+            first, read = self._first_flight(cursor)
+            if first is None:
                 return 0
-        flights = [f for f in (flight, queued) if f is not None]
+            flights.append(first)
+        known = len(flights)
         ahead: Page | None = None
         ahead_failed = False
         try:
-            while len(flights) < IN_FLIGHT and not self._stopping():
-                # Behind: the next page is there already, read it at once. Caught up:
-                # read it so that its reads end about when the last page's writes do:
-                # once those may start (its reads done, the pages before it written),
-                # later by as much as the writes take longer than its reads (updates:
-                # no reads, read once written), so that it holds what arrived meanwhile.
-                if not flights[-1].behind:
-                    self._wait_to_read(flights[-1])
-                ahead, ahead_failed = self._read_ahead(cursor, flights[-1])
-                if ahead is None or not ahead.records:
-                    break
-                read += len(ahead.records)
-                flights.append(self._launch(cursor, ahead, after=list(flights)))
-            failed = self._complete(cursor, flight)
+            ahead, ahead_failed = self._fill(cursor, flights)
+            failed = self._complete(cursor, flights[0])
         except StoppedPageError:
             # The shard stopped before its writes started: none of these pages writes on.
             for unsettled in flights:
                 self._discard(unsettled)
             cursor.iterator = None  # read again from the last checkpoint (if it resumes)
-            return read
+            return read + sum(len(f.records) for f in flights[known:])
         except BaseException:
             # Nothing of any page may run on unseen: wait for them all, read them again.
             for unsettled in flights:
                 self._discard(unsettled)
             cursor.iterator = None  # read again from the last checkpoint
             raise
+        read += sum(len(f.records) for f in flights[known:])
         rest = flights[1:]
         if failed:
             for later in rest:
                 later.finish_quietly()  # nothing of them may overlap a split cursor's retry
-        self._carry(cursor, flight, rest, ahead, ahead_failed)
+        self._carry(cursor, flights[0], rest, ahead, ahead_failed)
         return read
 
-    def _wait_to_read(self, tail: Flight) -> None:
-        """Until the page after ``tail`` is best read (caught up): its reads, taking
-        as long as ``tail``'s, end as the writes of ``tail`` end (those of the last
-        page settled are the estimate)."""
-        tail.wait_ready()
-        later = self._writes_s - (tail.reads_s or 0.0)
-        if later > 0:
-            tail.wait_written(later)
+    def _fill(self, cursor: Cursor, flights: list[Flight]) -> tuple[Page | None, bool]:
+        """Read pages after ``flights`` and start them (appended), up to ``IN_FLIGHT``, or
+        until the oldest ended while the cursor waited to read; the last read-ahead's page
+        (None: no read, or it failed) and whether it failed."""
+        ahead: Page | None = None
+        found = True  # the last read found records
+        while len(flights) < IN_FLIGHT and not self._stopping():
+            # Behind: the next page is there already, read it at once.
+            due = found and flights[-1].behind
+            if not due and not self._wait_to_read(cursor, flights[0], found):
+                break
+            page, failed = self._read_ahead(cursor, flights[-1])
+            if failed:
+                return None, True
+            if page is None:
+                break  # none to read ahead now
+            ahead = page
+            if not ahead.records:
+                if ahead.next_iterator is None:
+                    break  # a closed shard's end: found once the pages in flight settled
+                # Nothing yet: look again from after it, without waiting for the pages
+                # in flight (a lone page's round trip would hold up every record behind).
+                self._note_backlog()
+                cursor.iterator = ahead.next_iterator
+                found = False
+                continue
+            found = True
+            flights.append(self._launch(cursor, ahead, after=list(flights)))
+        return ahead, False
+
+    def _wait_to_read(self, cursor: Cursor, head: Flight, found: bool) -> bool:
+        """Caught up: until the next read is due, ``READ_CADENCE`` of a round trip after
+        the last (``LOOK_AGAIN_S`` at least after one that found nothing); False when
+        ``head`` (the oldest page in flight) ended first, or the clock let no time go by
+        (a test's: the wait would spin), to settle it first."""
+        gap = defaults.READ_CADENCE * self._trip_s
+        if not found:
+            gap = max(gap, LOOK_AGAIN_S)
+        due = cursor.read_at + gap
+        left = due - self.clock.elapsed()
+        if left <= 0:
+            return True
+        if head.wait_ended(self.clock, left):
+            return False
+        # A clock that lets less than half the wait go by lets the cursor poll an empty
+        # shard without end.
+        return self.clock.elapsed() >= due - left / 2
 
     def _stopping(self) -> bool:
         return self.stop is not None and self.stop.is_set()
@@ -207,6 +245,7 @@ class Pages(Settling):
                 cursor.iterator = self.source.iterator(
                     self.shard.stream_arn, self.shard.shard_id, last
                 )
+            cursor.read_at = self.clock.elapsed()
             return self.source.read(cursor.iterator, cursor.size.limit), False
         except ReplicatorError:
             return None, True
@@ -214,9 +253,9 @@ class Pages(Settling):
     def _complete(self, cursor: Cursor, flight: Flight) -> bool:
         """Settle ``flight``'s result; True when a target failed in it."""
         result = flight.result()
-        took = flight.writes_s
-        if took is not None:
-            self._writes_s = took
+        took = [t for t in (flight.reads_s, flight.writes_s) if t is not None]
+        if took:
+            self._trip_s = max(took)
         # Targets that split off while it was in flight: counted here, checkpointed by their
         # own cursor when it gets there (the replay counts only what is not counted yet).
         for target in sorted(flight.targets - cursor.targets):
@@ -238,12 +277,11 @@ class Pages(Settling):
         healthy = cursor in self.cursors and cursor.failures == 0
         if rest:
             if healthy:
-                cursor.inflight = rest[0]
-                cursor.queued = rest[1] if len(rest) > 1 else None
+                cursor.inflight = tuple(rest)
                 if ahead_failed:
                     cursor.iterator = None  # a new one after them, at the next read
-                # An empty read after them: the next read is from the same iterator (the
-                # shard's end is found once they settled).
+                # A closed shard's empty end after them: the next read is from the same
+                # iterator (the end is found once they settled).
                 return
             for later in rest:
                 self._discard(later)
@@ -277,8 +315,7 @@ class Pages(Settling):
         writes runs on after this returns; their checkpoints are saved if the lease
         still allows it. A page after one that failed is only waited for (replayed)."""
         for cursor in list(self.cursors):
-            flights = [f for f in (cursor.inflight, cursor.queued) if f is not None]
-            cursor.inflight = cursor.queued = None
+            flights, cursor.inflight = cursor.inflight, ()
             settled = True
             for flight in flights:
                 if not settled or cursor not in self.cursors or cursor.failures:

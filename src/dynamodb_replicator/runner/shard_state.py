@@ -49,10 +49,9 @@ class Cursor:
     iterator: str | None = None
     retry_at: float = 0.0
     failures: int = 0
-    inflight: Flight | None = None  # a page past ``position`` whose writes were started
-    # The page after ``inflight``, its writes held until those of ``inflight`` are done
-    # (set only with ``inflight``).
-    queued: Flight | None = None
+    # The pages past ``position`` being applied, oldest first (runner/pipeline.py).
+    inflight: tuple[Flight, ...] = ()
+    read_at: float = 0.0  # when it last read (``clock.elapsed``): paces the next read
 
 
 @dataclass(slots=True)

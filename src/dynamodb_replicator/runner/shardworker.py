@@ -72,7 +72,7 @@ class ShardWorker(Pages):
         # Set when the shard stops (runner/shard_thread.py): no page read ahead starts
         # its writes after it.
         self.stop = stop
-        self._writes_s = 0.0  # how long the last page settled took to write
+        self._trip_s = 0.0  # the longer of the last settled page's reads and writes
         self.targets = tuple(targets)
         self.shard = shard
         self.source = source
@@ -139,11 +139,9 @@ class ShardWorker(Pages):
             if cursor.targets:
                 continue
             self.cursors.remove(cursor)
-            flights = (cursor.inflight, cursor.queued)
-            cursor.inflight = cursor.queued = None
+            flights, cursor.inflight = cursor.inflight, ()
             for flight in flights:
-                if flight is not None:
-                    self._discard(flight)  # its writes end before this returns: none unseen
+                self._discard(flight)  # its writes end before this returns: none unseen
         self.waiting -= gone
         self.finished -= gone
         self.targets = tuple(t for t in self.targets if t not in gone)
@@ -171,7 +169,7 @@ class ShardWorker(Pages):
 
     def _join(self, target: str, position: str | None) -> None:
         for cursor in self.cursors:
-            if cursor.position == position and cursor.failures == 0 and cursor.inflight is None:
+            if cursor.position == position and cursor.failures == 0 and not cursor.inflight:
                 cursor.targets.add(target)
                 return
         self.cursors.append(Cursor({target}, position, PageSize(self.page_limit)))
@@ -209,7 +207,7 @@ class ShardWorker(Pages):
     def _merge(self) -> None:
         by_position: dict[str | None, Cursor] = {}
         for cursor in list(self.cursors):
-            if cursor.inflight is not None:
+            if cursor.inflight:
                 continue  # its position is not where it reads next
             twin = by_position.get(cursor.position)
             if twin is None:
