@@ -148,8 +148,8 @@ class CursorFuzz:
             self.worker.step()
         # The page read ahead is applied before the next event: a seed replays the same.
         for cursor in self.worker.cursors:
-            if cursor.inflight is not None:
-                cursor.inflight.finish_quietly()
+            for flight in cursor.inflight:
+                flight.finish_quietly()
 
     def caught_up(self) -> bool:
         return all(self.saved.get(t) == f"{self.last:021d}" for t in TARGETS)
