@@ -1,6 +1,7 @@
 """Pages in flight: the shard worker starts a page's writes while the page before it
-settles, never before that page's writes are done, and settles (counts, checkpoints) pages
-strictly in stream order."""
+settles; a page that may share a key with a page before it (here: records without keys)
+starts only once that page's writes are done; pages settle (count, checkpoint) strictly in
+stream order."""
 
 from __future__ import annotations
 
@@ -132,16 +133,18 @@ def test_the_next_page_is_written_while_a_page_settles() -> None:
     assert saved(checkpoints) == set()
     release.set()
     stepping.join(WAIT)
-    assert saved(checkpoints) == {f"{3:021d}"}  # page 1, in order; page 4 is in flight
+    assert saved(checkpoints) == {f"{3:021d}"}  # page 1, in order; pages 4 and 7 in flight
     (cursor,) = w.cursors
-    assert cursor.inflight is not None and first(cursor.inflight.records) == 4
+    assert [first(f.records) for f in cursor.inflight] == [4, 7]
     w.step()
     w.step()
     assert saved(checkpoints) == {f"{9:021d}"}
     assert journal.events.index("written 1") < journal.events.index("start 4")
 
 
-def test_a_page_is_written_only_after_the_writes_before_it() -> None:
+def test_a_page_of_unknown_keys_starts_only_after_the_writes_before_it() -> None:
+    """Records without keys: the page may share any key with page 1 (writing), so it
+    waits, reads and writes, for page 1's writes."""
     stream = FakeStream({"s1": [record(i) for i in range(1, 7)]})
     checkpoints, go = FakeCheckpoints(), threading.Event()
     journal = Journal(before_written={1: go})
@@ -169,7 +172,7 @@ def test_a_failure_lets_the_page_read_ahead_finish_before_anything_retries() -> 
     # failed target waits at its own cursor, from before page 1.
     assert "end 4" in journal.events
     ap = [c for c in w.cursors if "ap-southeast-1" in c.targets]
-    assert len(ap) == 1 and ap[0].position is None and ap[0].inflight is None
+    assert len(ap) == 1 and ap[0].position is None and ap[0].inflight == ()
     for _ in range(10):
         w.clock.t += 60  # type: ignore[attr-defined]
         w.step()
@@ -185,25 +188,26 @@ def test_flush_settles_the_page_in_flight() -> None:
     assert saved(checkpoints) == {f"{3:021d}"}
     w.flush()
     assert saved(checkpoints) == {f"{6:021d}"}
-    assert all(c.inflight is None for c in w.cursors)
+    assert all(c.inflight == () for c in w.cursors)
 
 
 def test_a_read_ahead_that_fails_reads_again_after_the_last_page_read() -> None:
-    stream = FakeStream({"s1": [record(i) for i in range(1, 13)]})
+    stream = FakeStream({"s1": [record(i) for i in range(1, 19)]})
     checkpoints = FakeCheckpoints()
     w = worker(Journal(), stream, checkpoints)
-    w.step()  # settles 1-3, 4-6 and 7-9 in flight
-    stream.expire_next = 1  # the read ahead of 10-12 fails
+    w.step()  # settles 1-3; 4-6, 7-9, 10-12 and 13-15 in flight (five pages in all)
+    (cursor,) = w.cursors
+    assert [first(f.records) for f in cursor.inflight] == [4, 7, 10, 13]
+    stream.expire_next = 1  # the read ahead of 16-18 fails
     w.step()  # settles 4-6
     assert saved(checkpoints) == {f"{6:021d}"}
-    (cursor,) = w.cursors
-    assert cursor.inflight is not None and first(cursor.inflight.records) == 7
-    assert cursor.queued is None and cursor.iterator is None
-    w.step()  # a new iterator after 9 (the page in flight), 10-12 read; 7-9 settle
-    assert stream.iterators_taken[-1] == ("s1", f"{9:021d}")
-    for _ in range(3):
+    assert [first(f.records) for f in cursor.inflight] == [7, 10, 13]
+    assert cursor.iterator is None
+    w.step()  # a new iterator after 15 (the last page in flight), 16-18 read; 7-9 settle
+    assert stream.iterators_taken[-1] == ("s1", f"{15:021d}")
+    for _ in range(4):
         w.step()
-    assert saved(checkpoints) == {f"{12:021d}"}
+    assert saved(checkpoints) == {f"{18:021d}"}
 
 
 def test_the_writer_says_written_between_its_writes_and_its_settling_reads() -> None:
@@ -272,36 +276,43 @@ def test_an_unexpected_error_waits_for_the_page_in_flight() -> None:
     # Page 1 ended before the error came out: none of its writes runs on unseen.
     assert "end 1" in journal.events
     (cursor,) = w.cursors
-    assert cursor.inflight is None and cursor.iterator is None and saved(checkpoints) == set()
+    assert cursor.inflight == () and cursor.iterator is None and saved(checkpoints) == set()
 
 
-def test_caught_up_the_next_page_is_read_once_the_writes_may_start() -> None:
-    """A page short of the limit (the worker caught up): what arrives while its reads
-    run goes out in the very next page, read as its writes start."""
+def test_caught_up_on_a_clock_that_stands_still_an_empty_read_ahead_is_made_once_a_step() -> (
+    None
+):
+    """A page short of the limit (caught up), no round trip known yet: the next page is
+    read at once, while page 1 is in flight, and finds nothing. On a clock that lets no
+    time go by (``ManualClock``) the look again ``LOOK_AGAIN_S`` later would spin: the
+    step settles page 1 instead, one empty read ahead made; what arrived meanwhile goes out
+    in the next step."""
     stream = LoggedStream({"s1": [record(1), record(2)]})
-    checkpoints, reads_done, go = FakeCheckpoints(), threading.Event(), threading.Event()
-    journal = Journal(before_ready={1: reads_done}, before_written={1: go})
+    checkpoints, go = FakeCheckpoints(), threading.Event()
+    journal = Journal(before_written={1: go})
     w = worker(journal, stream, checkpoints)
     stepping = threading.Thread(target=w.step)
     stepping.start()
-    journal.wait_for("start 1")
-    assert len(stream.reads) == 1  # page 1 only: nothing read while its reads run
-    stream.shards["s1"].extend([record(3), record(4)])
-    reads_done.set()
     journal.wait_for("writes 1")
     began = time.monotonic()
     while len(stream.reads) < 2 and time.monotonic() - began < WAIT:
         time.sleep(0.001)  # polls for the read ahead, bounded by WAIT
-    assert len(stream.reads) == 2 and "written 1" not in journal.events
+    assert stream.reads == ["s1:0", "s1:2"] and "written 1" not in journal.events
+    began = time.monotonic()
+    while len(stream.reads) == 2 and time.monotonic() - began < 0.3:
+        time.sleep(0.005)  # a bounded wait for a read that must not come (a spin)
+    assert len(stream.reads) == 2
+    stream.shards["s1"].extend([record(3), record(4)])
     go.set()
     stepping.join(WAIT)
-    assert not stepping.is_alive()
+    assert not stepping.is_alive() and len(stream.reads) == 2
     (cursor,) = w.cursors
-    assert cursor.inflight is not None and [
-        int(r["dynamodb"]["SequenceNumber"]) for r in cursor.inflight.records
-    ] == [3, 4]
-    journal.wait_for("writes 3")
-    assert journal.events.index("written 1") < journal.events.index("writes 3")
+    assert cursor.inflight == () and saved(checkpoints) == {f"{2:021d}"}
+    w.step()  # 3-4 read and started, one empty read ahead; 3-4 settle
+    assert stream.reads[2:] == ["s1:2", "s1:4"] and saved(checkpoints) == {f"{4:021d}"}
+    for _ in range(3):
+        w.step()  # nothing new: one read a step
+    assert stream.reads[4:] == ["s1:4"] * 3
 
 
 def test_behind_the_next_page_is_read_while_the_writes_run() -> None:
