@@ -57,6 +57,7 @@ from benchmarks.delay_proxy import DelayProxy
 from dynamodb_replicator.aws.lean import make_lean_client
 from dynamodb_replicator.cli.run import tune_interpreter
 from dynamodb_replicator.clock import SystemClock
+from dynamodb_replicator.core import defaults
 from dynamodb_replicator.core.conditions import Condition
 from dynamodb_replicator.core.model import Item, ItemKey, RegionSpec
 from dynamodb_replicator.core.replicator import BatchResult, Replicator
@@ -66,6 +67,7 @@ from dynamodb_replicator.core.streams import Page, ShardRef
 from dynamodb_replicator.core.tombstones import TombstoneTable
 from dynamodb_replicator.core.writer import StoreWriter, WriterOptions
 from dynamodb_replicator.core.writes import WriteProtocol
+from dynamodb_replicator.runner.shard_thread import run_shard
 from dynamodb_replicator.runner.shardworker import ShardWorker
 from dynamodb_replicator.testing.memory_store import MemoryStore
 
@@ -269,6 +271,7 @@ def memory_run(delay_ms: int, *, updates: bool = False) -> dict[str, Any]:
         )
 
     ref = ShardRef(TABLE, "arn:memory/stream/hot", "shard-0")
+    clock = SystemClock()
     worker = ShardWorker(
         ref,
         source=shard,
@@ -276,7 +279,7 @@ def memory_run(delay_ms: int, *, updates: bool = False) -> dict[str, Any]:
         process=process,
         targets=list(REGIONS[1:]),
         parent=None,
-        clock=SystemClock(),
+        clock=clock,
     )
     stop, producer_cpu = threading.Event(), [0.0]
     producer = threading.Thread(
@@ -286,13 +289,18 @@ def memory_run(delay_ms: int, *, updates: bool = False) -> dict[str, Any]:
     producer.start()
     total = RATE * SECONDS * (len(REGIONS) - 1)
     last_write = began + SECONDS
+    # The shard's thread as ``run`` runs it: stepped, idle pauses and all, then flushed.
+    halt = threading.Event()
+    idle_s = defaults.IDLE_POLL_MAX_MS / 1000
+    runner = threading.Thread(target=run_shard, args=(worker, halt, clock, idle_s), daemon=True)
+    runner.start()
     while len(latencies) < total and time.perf_counter() < last_write + 30:
-        if worker.step() == 0:
-            time.sleep(0.01)
+        time.sleep(0.01)
     elapsed = time.perf_counter() - began
     finished_at = time.perf_counter()
+    halt.set()
     producer.join()
-    worker.flush()
+    runner.join()
     cpu = time.process_time() - cpu_before - producer_cpu[-1]
     cpu -= sum(sum(store.cpu) for store in stores.values())
     for writer in replicator.writers.values():
