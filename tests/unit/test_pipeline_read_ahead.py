@@ -1,9 +1,11 @@
 """When a shard worker reads the next page (runner/shard_pages.py ``Pages._advance``): behind
 (a page full to the limit it was read with, or cut short by GetRecords' 1 MB with records
-seconds old) while the page before it writes; caught up, once those writes are done. An
-adversarial review's scenarios (splits, merges, expired iterators, shard end, added and
-removed targets, parked records, flush, a seeded fuzz): nothing is skipped, nothing is
-checkpointed past an unapplied record, no two pages write to one target at once."""
+seconds old) at once, while the page before it reads and writes; caught up,
+``READ_CADENCE`` of a round trip after the last read (at once before any page settled).
+An adversarial review's scenarios (splits, merges, expired iterators, shard end, added
+and removed targets, parked records, flush, a seeded fuzz): nothing is skipped, nothing
+is checkpointed past an unapplied record, no two pages that may share a key write to one
+target at once."""
 
 from __future__ import annotations
 
@@ -80,12 +82,32 @@ class LoggedStream(FakeStream):
         return r
 
 
+def after_page_1_wrote(stream: LoggedStream, checking: Checking, at: str) -> None:
+    """Caught up, the read ahead comes at once (no round trip known yet): hold the read
+    at iterator ``at`` until page 1's writes (``checking.during``) ran, so that it sees
+    what they did."""
+    wrote, earlier = threading.Event(), checking.during
+
+    def during(records: Sequence[Mapping[str, Any]]) -> None:
+        if earlier is not None:
+            earlier(records)
+        if seq(records[0]) == 1:
+            wrote.set()
+
+    def held(iterator: str) -> None:
+        if iterator == at:
+            assert wrote.wait(WAIT)
+
+    checking.during, stream.on_read = during, held
+
+
 class Checking:
     """A checkpoint store and a Process: records applied per target (in order of their
     writes), each checkpoint checked against them, pages' writes checked never to
     overlap. A Process hook ``during`` runs while a page writes, ``reads`` before (while
     its reads would run, before ``ready``); ``fail`` decides a target's failure at a
-    record."""
+    record. Pages' writes to one target may overlap only when their keys are known and
+    disjoint."""
 
     def __init__(self, stream: LoggedStream) -> None:
         self.stream = stream
@@ -93,7 +115,6 @@ class Checking:
         self.applied: dict[str, list[int]] = {t: [] for t in TARGETS}
         self.saved: dict[str, str] = {}
         self.found: list[str] = []
-        self.writing: dict[str, int] = dict.fromkeys(TARGETS, 0)
         self.during: Callable[[Sequence[Mapping[str, Any]]], None] | None = None
         self.reads: Callable[[Sequence[Mapping[str, Any]]], None] | None = None
         self.fail: Callable[[str, int], ReplicatorError | None] | None = None
@@ -149,11 +170,13 @@ class Checking:
         if ready is not None:
             ready()
         with self.lock:
+            for other, theirs, where in self.keys_writing.values():
+                for target in sorted(where & set(targets)):
+                    if keys & theirs or "None" in keys | theirs:
+                        self.found.append(
+                            f"page {page}'s writes overlap page {other}'s of a key to {target}"
+                        )
             self.keys_writing[token] = (page, keys, set(targets))
-            for target in targets:
-                self.writing[target] += 1
-                if self.writing[target] > 1:
-                    self.found.append(f"page {page}'s writes overlap another's to {target}")
         with self.stream.lock:
             self.stream.writing.add(page)
         if self.during is not None:
@@ -173,8 +196,6 @@ class Checking:
         with self.stream.lock:
             self.stream.writing.discard(page)
         with self.lock:
-            for target in targets:
-                self.writing[target] -= 1
             del self.keys_writing[token]
         if written is not None:
             written()
@@ -224,9 +245,21 @@ def drain(w: ShardWorker, checking: Checking, steps: int = 200) -> None:
 
 # -- caught up: what arrives while a page writes goes out next, once -------------------
 def test_review_caught_up_pages_with_arrivals_during_writes_apply_each_record_once() -> None:
-    """Every page short; records arrive during each page's writes: no read overlaps a
-    short page's writes, every record reaches every target exactly once, in order."""
+    """Every page short; records arrive during each page's writes: every record reaches
+    every target exactly once, in order; on a clock that lets no time go by, no step makes
+    more than one read ahead that finds nothing (no spin)."""
     w, stream, checking = make(2, limit=5)
+    empty: list[int] = []  # the step of each read that found nothing
+    steps = [0]
+    read = stream.read
+
+    def counted(iterator: str, limit: int = 1000) -> Page:
+        page = read(iterator, limit)
+        if not page.records:
+            empty.append(steps[0])
+        return page
+
+    stream.read = counted  # type: ignore[method-assign]
     arrived = [2]
 
     def during(records: Sequence[Mapping[str, Any]]) -> None:
@@ -236,12 +269,17 @@ def test_review_caught_up_pages_with_arrivals_during_writes_apply_each_record_on
                 stream.append(arrived[0])
 
     checking.during = during
-    drain(w, checking)
+    for steps[0] in range(200):
+        if checking.caught_up() and not any(c.inflight for c in w.cursors):
+            break
+        w.clock.t += 60  # type: ignore[attr-defined]
+        w.step()
+    w.flush()
     assert checking.found == []
     assert checking.caught_up()
     for target in TARGETS:
         assert checking.applied[target] == list(range(1, 41))
-    assert stream.read_while_writing == []  # every page was short: read after its writes
+    assert empty and all(empty.count(step) == 1 for step in empty)
 
 
 def test_review_a_target_failing_on_a_caught_up_page_replays_from_its_checkpoint() -> None:
@@ -285,9 +323,10 @@ def test_review_an_iterator_expired_on_the_read_after_the_writes_rereads_the_res
             stream.expire_next = 1  # the next read: the one after these writes
 
     checking.during = during
+    after_page_1_wrote(stream, checking, "s1:2")
     w.step()
     (cursor,) = w.cursors
-    assert cursor.inflight is None and cursor.iterator is None
+    assert cursor.inflight == () and cursor.iterator is None
     assert checking.saved == dict.fromkeys(TARGETS, f"{2:021d}")
     drain(w, checking)
     assert checking.found == [] and checking.caught_up()
@@ -309,7 +348,7 @@ def test_review_a_short_page_then_an_empty_read_leaves_no_page_in_flight() -> No
     w, stream, checking = make(2, limit=5)
     w.step()
     (cursor,) = w.cursors
-    assert len(stream.reads) == 2 and cursor.inflight is None
+    assert len(stream.reads) == 2 and cursor.inflight == ()
     assert cursor.iterator == "s1:2" and checking.saved == dict.fromkeys(TARGETS, f"{2:021d}")
     stream.append(3)
     w.step()
@@ -441,9 +480,9 @@ def test_review_a_short_page_of_parked_records_only_reads_on_after_it() -> None:
 
 
 # -- flush / stop --------------------------------------------------------------------
-def test_review_flush_after_a_caught_up_step_settles_the_page_read_after_the_writes() -> None:
-    """A stop comes while a short page writes: the step still reads after the writes and
-    starts the next page; the shard thread's flush then settles it before it returns."""
+def test_review_flush_after_a_caught_up_step_settles_the_page_read_ahead() -> None:
+    """A stop comes while a short page writes: the step still reads ahead and starts the
+    next page; the shard thread's flush then settles it before it returns."""
     w, stream, checking = make(2, limit=5)
 
     def during(records: Sequence[Mapping[str, Any]]) -> None:
@@ -451,11 +490,12 @@ def test_review_flush_after_a_caught_up_step_settles_the_page_read_after_the_wri
             stream.append(3)
 
     checking.during = during
+    after_page_1_wrote(stream, checking, "s1:2")
     w.step()
     (cursor,) = w.cursors
-    assert cursor.inflight is not None and [seq(r) for r in cursor.inflight.records] == [3]
+    assert [[seq(r) for r in f.records] for f in cursor.inflight] == [[3]]
     w.flush()
-    assert cursor.inflight is None and checking.saved == dict.fromkeys(TARGETS, f"{3:021d}")
+    assert cursor.inflight == () and checking.saved == dict.fromkeys(TARGETS, f"{3:021d}")
     assert checking.found == []
 
 
@@ -525,9 +565,10 @@ def test_review_a_halved_limit_never_judges_a_follower_still_writing() -> None:
     checking.fail = fail
     w.step()  # 1-4 settle (us-east-1 splits off at 3), limit 2; 5-7 in flight, finished
     main = next(c for c in w.cursors if "eu-west-1" in c.targets)
-    assert main.size.limit == 2 and main.inflight is not None
-    assert len(main.inflight.records) == 3 and main.inflight._written.is_set()
-    assert main.inflight._result.done()
+    assert main.size.limit == 2
+    (follower,) = main.inflight
+    assert len(follower.records) == 3 and follower._written.is_set()
+    assert follower._result.done()
     for n in range(8, 11):
         stream.append(n)
     drain(w, checking)
@@ -555,14 +596,18 @@ def test_review_a_backlog_of_byte_capped_pages_is_read_ahead() -> None:
     assert held_read(w, stream, checking, 1, reads=True)
 
 
-def test_review_short_pages_of_fresh_records_are_read_once_the_writes_may_start() -> None:
+def test_review_short_pages_of_fresh_records_before_a_round_trip_is_known_are_read_at_once() -> (
+    None
+):
     """Short pages whose records are younger than ``BEHIND_SECONDS``: the shard is caught
-    up, and the next page is read only once the page's reads are done (as its writes
-    start), not while they run."""
+    up, and no page settled yet (no round trip known, a read cadence of nothing): the next
+    page is read at once, while the page's reads run as while its writes do (the cadence
+    of a known round trip: test_pipeline_overlapping_reads.py)."""
     w, stream, checking = make(12, limit=5, cap=3)
     for r in stream.shards["s1"]:
         r["dynamodb"]["ApproximateCreationDateTime"] = w.clock.now() + 60 - 1  # as read
-    assert not held_read(w, stream, checking, 1, reads=True)
+    assert w._trip_s == 0.0
+    assert held_read(w, stream, checking, 1, reads=True)
     w, stream, checking = make(12, limit=5, cap=3)
     for r in stream.shards["s1"]:
         r["dynamodb"]["ApproximateCreationDateTime"] = w.clock.now() + 60 - 1
@@ -655,7 +700,7 @@ def test_review_an_unexpected_error_on_the_read_after_a_short_pages_writes() -> 
     with pytest.raises(RuntimeError, match="unexpected"):
         w.step()
     (cursor,) = w.cursors
-    assert cursor.inflight is None and cursor.iterator is None and checking.saved == {}
+    assert cursor.inflight == () and cursor.iterator is None and checking.saved == {}
     assert all(checking.applied[t] == [1, 2] for t in TARGETS)
     stream.on_read = None
     drain(w, checking)
