@@ -432,10 +432,14 @@ def test_a_reload_while_a_page_waits_in_ready_lets_its_writes_run_on_the_old_rep
         replaceable.close()
 
 
-def test_many_shards_three_flights_each_share_a_one_thread_pool_without_deadlock() -> None:
-    """Four shards, each with three pages in flight (``Flight.launch`` after the two
-    before), all through one replicator whose pool has one thread (a full bounded pool):
-    every page ends, each shard's writes in page order."""
+def test_many_shards_five_flights_of_one_key_each_share_a_one_thread_pool_without_deadlock() -> (
+    None
+):
+    """Four shards, each with ``PAGES_IN_FLIGHT`` pages in flight (``Flight.launch`` after
+    the four before), all through one replicator whose pool has one thread (a full
+    bounded pool): every page ends, each shard's writes in page order (its pages share
+    one key: each waits, reads and writes, for the writes of the pages before it)."""
+    from dynamodb_replicator.core.defaults import PAGES_IN_FLIGHT  # noqa: PLC0415
     from dynamodb_replicator.core.streams import Page  # noqa: PLC0415
     from dynamodb_replicator.runner.pipeline import Flight  # noqa: PLC0415
 
@@ -443,13 +447,13 @@ def test_many_shards_three_flights_each_share_a_one_thread_pool_without_deadlock
     replicator = replicator_of(writers)
     replicator._pool.shutdown()
     replicator._pool = ThreadPoolExecutor(max_workers=1)
-    shards, pages = 4, 6
+    shards, pages = 4, PAGES_IN_FLIGHT + 3
     flights: list[list[Flight]] = [[] for _ in range(shards)]
     try:
         for p in range(pages):
             for s in range(shards):
                 seq = s * 100 + p + 1
-                page = Page([record(seq, f"s{s}p{p}")], "next")
+                page = Page([record(seq, f"s{s}")], "next")
 
                 def run(
                     written: Callable[[], None], ready: Callable[[], None], page: Page = page
@@ -464,7 +468,8 @@ def test_many_shards_three_flights_each_share_a_one_thread_pool_without_deadlock
                     )
 
                 mine = flights[s]
-                flight = Flight.launch(page, [REGIONS[1]], run, f"s{s}p{p}", after=mine[-2:])
+                before = mine[-(PAGES_IN_FLIGHT - 1) :]
+                flight = Flight.launch(page, [REGIONS[1]], run, f"s{s}p{p}", after=before)
                 mine.append(flight)
         for mine in flights:
             for flight in mine:
@@ -479,14 +484,11 @@ def test_many_shards_three_flights_each_share_a_one_thread_pool_without_deadlock
                 assert flight.result().failed_sequence() is None
     finally:
         replicator.close()
-    got = [op.key for op in writers[REGIONS[1]].received]
+    received = writers[REGIONS[1]].received
     for s in range(shards):
-        mine_keys = [k for k in got if str(k).find(f"s{s}p") >= 0]
-        assert len(mine_keys) == pages
-    order = [str(op.sequence_number) for op in writers[REGIONS[1]].received]
-    for s in range(shards):
-        seqs = [int(x) for x in order if int(x) // 100 == s]
-        assert seqs == sorted(seqs)
+        key = ItemKey.from_attributes({"pk": {"S": f"s{s}"}})
+        seqs = [int(op.sequence_number) for op in received if op.key == key]
+        assert seqs == [s * 100 + p + 1 for p in range(pages)]
 
 
 def test_a_deadline_passing_while_the_page_waits_in_ready_fails_the_page_in_every_region() -> None:

@@ -287,11 +287,12 @@ def test_backlog_counts_the_records_a_down_target_has_not_accepted() -> None:
 
 
 def test_a_full_page_at_the_front_says_more_records_wait() -> None:
-    stream = FakeStream({"s1": [record(i) for i in range(1, 12)]})
+    stream = FakeStream({"s1": [record(i) for i in range(1, 18)]})
     checkpoints, targets, clock = FakeCheckpoints(), FakeTargets(), ManualClock()
     w = worker(stream, checkpoints, targets, clock, limit=3)
     w.step()
-    assert all(w.stats.backlog_more.values())  # 9 of 11 read: the last page was full
+    assert w.stats.records == 15  # five pages read in the step, the last full
+    assert all(w.stats.backlog_more.values())  # 15 of 17 read (5 pages): the last was full
     run_until_idle(w, clock)
     assert not any(w.stats.backlog_more.values())
 
