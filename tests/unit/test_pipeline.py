@@ -279,9 +279,7 @@ def test_an_unexpected_error_waits_for_the_page_in_flight() -> None:
     assert cursor.inflight == () and cursor.iterator is None and saved(checkpoints) == set()
 
 
-def test_caught_up_on_a_clock_that_stands_still_an_empty_read_ahead_is_made_once_a_step() -> (
-    None
-):
+def test_caught_up_on_a_clock_that_stands_still_an_empty_read_ahead_is_made_once_a_step() -> None:
     """A page short of the limit (caught up), no round trip known yet: the next page is
     read at once, while page 1 is in flight, and finds nothing. On a clock that lets no
     time go by (``ManualClock``) the look again ``LOOK_AGAIN_S`` later would spin: the

@@ -21,8 +21,8 @@ from dynamodb_replicator.runner.shard_state import Cursor
 
 from .test_pipeline import WAIT, Journal, saved
 from .test_pipeline_overlapping_reads import keyed, not_within, wait_reads, worker
-from .test_pipeline_read_ahead import TARGETS, Checking, LoggedStream, make, seq
-from .test_shardworker import FakeCheckpoints, FakeStream
+from .test_pipeline_read_ahead import LoggedStream, make, seq
+from .test_shardworker import TARGETS, FakeCheckpoints, FakeStream
 
 
 def test_a_page_of_other_keys_writes_beside_a_page_writing_and_one_waiting_for_it() -> None:

@@ -1,8 +1,8 @@
 """Adversarial review of pages in flight (three when it was written, ``PAGES_IN_FLIGHT``
 now): a page's reads overlap the writes of the page before it, its writes wait in
-``ready`` (now only when it shares a key with a page before it still writing). Its one finding (a page waiting in
-``ready`` held a thread of the replicator's shared pool: a full pool deadlocked) is fixed
-and pinned first; the attacks that held stay as passing tests."""
+``ready`` (now only when it shares a key with a page before it still writing). Its one
+finding (a page waiting in ``ready`` held a thread of the replicator's shared pool: a full
+pool deadlocked) is fixed and pinned first; the attacks that held stay as passing tests."""
 
 from __future__ import annotations
 
@@ -231,7 +231,7 @@ def three_pages(world: StreamRegions, k: dict[str, ItemKey]) -> tuple[int, int]:
     return start, len(world.stores[EU].stream)
 
 
-def test_a_page_of_other_keys_writing_before_the_page_before_it_converges_deletes_and_reinserts() -> (
+def test_a_page_of_other_keys_writing_before_the_one_before_converges_deletes_and_reinserts() -> (
     None
 ):
     """End to end (real Replicator, StoreWriter, WriteProtocol, tombstones): page 2 (keys

@@ -7,6 +7,7 @@ the last."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -94,9 +95,7 @@ def test_a_page_of_other_keys_reads_and_writes_while_the_page_before_still_write
     assert saved(checkpoints) == {f"{6:021d}"}
 
 
-def test_a_page_sharing_a_key_with_a_page_writing_reads_and_writes_only_after_its_writes() -> (
-    None
-):
+def test_a_page_sharing_a_key_with_a_page_writing_reads_and_writes_only_after_its_writes() -> None:
     records = [keyed(1, "a"), keyed(2, "b"), keyed(3, "c"), keyed(4, "c"), keyed(5, "d")]
     stream = LoggedStream({"s1": records})
     checkpoints, go = FakeCheckpoints(), threading.Event()
@@ -221,9 +220,7 @@ def test_a_page_waiting_for_the_page_before_holds_no_thread_of_the_replicators_p
     assert waited_in == [True] * pages
 
 
-def test_caught_up_the_next_read_comes_a_read_cadence_of_the_round_trip_after_the_last() -> (
-    None
-):
+def test_caught_up_the_next_read_comes_a_read_cadence_of_the_round_trip_after_the_last() -> None:
     """Pages whose reads take nothing (updates: a put where the item is present) and
     whose writes take 5 s: the round trip is the writes' 5 s, and caught up each read comes
     ``READ_CADENCE`` of it after the one before (not at once, not once the page in flight
@@ -262,9 +259,7 @@ def test_caught_up_the_next_read_comes_a_read_cadence_of_the_round_trip_after_th
     assert not stepping.is_alive()
     assert len(read_at) >= 3  # page 3, page 4 read ahead, an empty read ahead
     gap = defaults.READ_CADENCE * 5.0
-    assert [round(b - a, 6) for a, b in zip(read_at, read_at[1:], strict=False)] == [
-        gap
-    ] * (len(read_at) - 1)
+    assert [round(b - a, 6) for a, b in itertools.pairwise(read_at)] == [gap] * (len(read_at) - 1)
     assert clock.waits[waits : waits + 2] == [gap, gap]
     (cursor,) = w.cursors
     assert [first(f.records) for f in cursor.inflight] == [4]
