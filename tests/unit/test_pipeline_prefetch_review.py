@@ -438,12 +438,30 @@ def test_many_shards_five_flights_of_one_key_each_share_a_one_thread_pool_withou
     """Four shards, each with ``PAGES_IN_FLIGHT`` pages in flight (``Flight.launch`` after
     the four before), all through one replicator whose pool has one thread (a full
     bounded pool): every page ends, each shard's writes in page order (its pages share
-    one key: each waits, reads and writes, for the writes of the pages before it)."""
+    one key: each waits, reads and writes, for the writes of the pages before it; the
+    first page of each shard, its reads done, gives the later ones time to write first)."""
     from dynamodb_replicator.core.defaults import PAGES_IN_FLIGHT  # noqa: PLC0415
     from dynamodb_replicator.core.streams import Page  # noqa: PLC0415
     from dynamodb_replicator.runner.pipeline import Flight  # noqa: PLC0415
 
-    writers = {r: RecordingWriter(r) for r in REGIONS[:2]}
+    class Telling(RecordingWriter):
+        """A RecordingWriter that tells ``wrote`` of each write."""
+
+        def apply(self, table: str, ops: Sequence[WriteOp], **kw: Any) -> TargetResult:
+            result = super().apply(table, ops, **kw)
+            with wrote:
+                wrote.notify_all()
+            return result
+
+    wrote = threading.Condition()
+    writers: dict[str, RecordingWriter] = {r: Telling(r) for r in REGIONS[:2]}
+
+    def others_write_first(shard: int) -> None:
+        """A bounded wait for what must not happen: a later page of ``shard`` writing."""
+        key = ItemKey.from_attributes({"pk": {"S": f"s{shard}"}})
+        with wrote:
+            wrote.wait_for(lambda: any(o.key == key for o in writers[REGIONS[1]].received), 0.3)
+
     replicator = replicator_of(writers)
     replicator._pool.shutdown()
     replicator._pool = ThreadPoolExecutor(max_workers=1)
@@ -456,15 +474,23 @@ def test_many_shards_five_flights_of_one_key_each_share_a_one_thread_pool_withou
                 page = Page([record(seq, f"s{s}")], "next")
 
                 def run(
-                    written: Callable[[], None], ready: Callable[[], None], page: Page = page
+                    written: Callable[[], None],
+                    ready: Callable[[], None],
+                    page: Page = page,
+                    shard: int = s if p == 0 else -1,
                 ) -> Any:
+                    def held(ready: Callable[[], None] = ready) -> None:
+                        ready()
+                        if shard >= 0:
+                            others_write_first(shard)
+
                     return replicator.process(
                         "T",
                         page.records,
                         from_json=True,
                         regions=[REGIONS[1]],
                         written=written,
-                        ready=ready,
+                        ready=held,
                     )
 
                 mine = flights[s]
