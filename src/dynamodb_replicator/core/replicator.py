@@ -194,10 +194,11 @@ class Replicator:
         ``logged`` tells the conflicts an earlier attempt of these records logged already
         (a replayed page logs each conflict once). ``written`` is called once, when every
         region's writes are done and only their settling reads are left (at the latest
-        when this returns or raises). ``ready`` (the runner's) is called once every
-        region's reads are done (``TargetWriter.prefetch``), in the calling thread,
-        before the first write, which waits until it returns; when it raises, nothing
-        is written and this raises it.
+        when this returns or raises). ``ready`` (the runner's) is called, in the calling
+        thread, before each region's writes are handed over, once that region's reads
+        are done (``TargetWriter.prefetch``): its writes wait until it returns; when it
+        raises, no region's writes start any more, those started end, and this raises
+        it.
 
         Raises MalformedRecordError only when a record has no SequenceNumber (it cannot be
         reported on its own); every other problem is in the result.
@@ -298,23 +299,23 @@ class Replicator:
         writes: Callable[[str, Prefetched], Callable[[], TargetResult]],
         ready: Callable[[], None],
     ) -> dict[str, TargetResult]:
-        """Every region's reads at once in the pool; ``ready`` once the first of them is
-        done, in this thread (a page that waits for the page before it holds no thread
-        of the pool); then each region's writes as soon as its own reads are done (a
-        region slow to read holds back no other region's writes). Every batch handed
-        over has ended when this returns or raises: none runs on unseen."""
+        """Every region's reads at once in the pool; then each region's writes as soon as
+        its own reads are done (a region slow to read holds back no other region's
+        writes), each after ``ready`` returned, in this thread (a page that waits holds
+        no thread of the pool; a shard that stopped meanwhile starts no more of its
+        writes). Every batch handed over has ended when this returns or raises: none
+        runs on unseen."""
         handover = Handover()
         read: dict[Future[Prefetched], str] = {}
         futures: dict[str, Future[TargetResult]] = {}
-        waited = waiting = False
+        waiting = False
         try:
             for region in regions:
                 read[self._pool.submit(handover.wrap(reads(region)))] = region
             for done in as_completed(read):
-                if not waited:
-                    waited = waiting = True
-                    ready()  # raising (the shard stopped): no write was handed over
-                    waiting = False
+                waiting = True
+                ready()  # raising (the shard stopped): no more writes are handed over
+                waiting = False
                 region = read[done]
                 futures[region] = self._pool.submit(handover.wrap(writes(region, done.result())))
         except BaseException as exc:

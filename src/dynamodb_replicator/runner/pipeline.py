@@ -30,8 +30,8 @@ from dynamodb_replicator.core.streams import Page
 __all__ = ["Flight", "Run", "StoppedPageError", "page_keys"]
 
 # Applies the page's kept records to some targets; calls its first argument when the
-# writes are done, its second once the page's reads are done, before its first write
-# (which waits until it returns: ``Process`` with ``written`` and ``ready``).
+# writes are done, its second before each target's writes, once that target's reads are
+# done (the writes wait until it returns: ``Process`` with ``written`` and ``ready``).
 Run = Callable[[Callable[[], None], Callable[[], None]], BatchResult]
 
 
@@ -151,8 +151,9 @@ class Flight:
             raise StoppedPageError("the shard stopped before this page's writes started")
 
     def _ready(self) -> None:
-        """The page's reads are done: its writes start unless the shard stopped meanwhile
-        (the pages before it it waits for were written before its reads began)."""
+        """A region's reads of the page are done (called before each region's writes):
+        they start unless the shard stopped meanwhile (the pages before it it waits for
+        were written before its reads began)."""
         self._note("read")
         self._hold()
         self._note("writing")

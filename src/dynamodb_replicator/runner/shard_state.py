@@ -20,8 +20,9 @@ __all__ = ["Cursor", "LagObserver", "Process", "ShardStats", "error_at"]
 class Process(Protocol):
     """Apply records of a table to some targets (``Replicator.process``); ``logged`` tells
     the conflicts an earlier attempt logged already; ``written`` is called once the writes
-    are done and only their settling is left; ``ready`` once the page's reads are done,
-    before its first write, which waits until it returns."""
+    are done and only their settling is left; ``ready`` before each target's writes, once
+    that target's reads are done (its writes wait until it returns; raising, it starts no
+    more of them)."""
 
     def __call__(
         self,
