@@ -158,7 +158,7 @@ class Pages(Settling):
         (a test's: the wait would spin), to settle it first."""
         gap = defaults.READ_CADENCE * self._trip_s
         if not found:
-            gap = max(gap, 0.0)
+            gap = max(gap, LOOK_AGAIN_S)
         due = cursor.read_at + gap
         left = due - self.clock.elapsed()
         if left <= 0:
