@@ -187,10 +187,15 @@ class Flight:
         for before in self._before:
             before.wait()
 
+    @property
+    def ended(self) -> bool:
+        """Does nothing of the page run any more (its result is there)?"""
+        return self._ended.is_set()
+
     def wait_ended(self, clock: Clock, seconds: float) -> bool:
         """Let at most ``seconds`` go by on ``clock`` until nothing of the page runs any
         more (its result is there); whether that is so."""
-        return clock.wait(seconds, self._ended) or self._ended.is_set()
+        return clock.wait(seconds, self._ended) or self.ended
 
     def wait_written(self, timeout: float | None = None) -> bool:
         """Until the page's writes are done (landed, stale or given up), at most
