@@ -54,6 +54,38 @@ class RecordingWriter:
         return Prefetched()
 
 
+class WrappedWriter:
+    """A target writer that hands every call to ``inner``: a test overrides what it bends."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    @property
+    def region(self) -> str:
+        return str(self.inner.region)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def prefetch(
+        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
+    ) -> Prefetched:
+        return self.inner.prefetch(table, ops, deadline=deadline)  # type: ignore[no-any-return]
+
+    def apply(
+        self,
+        table: str,
+        ops: Sequence[WriteOp],
+        *,
+        deadline: Deadline = None,
+        written: Callable[[], None] | None = None,
+        prefetched: Prefetched | None = None,
+    ) -> TargetResult:
+        return self.inner.apply(  # type: ignore[no-any-return]
+            table, ops, deadline=deadline, written=written, prefetched=prefetched
+        )
+
+
 @dataclass
 class FixedTombstones:
     known: dict[ItemKey, Tombstone] = field(default_factory=dict)

@@ -32,7 +32,7 @@ from dynamodb_replicator.core.streams import END, Page, ShardRef
 from dynamodb_replicator.runner.shardworker import ShardWorker
 from dynamodb_replicator.testing.clock import ManualClock
 
-from .fakes import FixedTombstones
+from .fakes import FixedTombstones, WrappedWriter
 from .stream_regions import EU, US, StreamRegions, T, n
 from .stream_regions import TABLE as WORLD_TABLE
 from .test_pipeline import WAIT, Journal, saved
@@ -820,26 +820,14 @@ def test_the_cursor_fuzz_with_keyed_records_keeps_checkpoints_and_one_writer_a_k
 # -- attacks that held: a split's replay writes a key again after a later page wrote it -----
 
 
-class FailingOnce:
+class FailingOnce(WrappedWriter):
     """A target writer that fails (unreachable, nothing written) the first batch holding
     the record ``at``, then hands every batch to ``inner``."""
 
     def __init__(self, inner: Any, at: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.at = at
         self.failed = False
-
-    @property
-    def region(self) -> str:
-        return str(self.inner.region)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def prefetch(
-        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
-    ) -> Prefetched:
-        return self.inner.prefetch(table, ops, deadline=deadline)  # type: ignore[no-any-return]
 
     def apply(
         self,
@@ -857,9 +845,7 @@ class FailingOnce:
             return TargetResult(
                 self.region, failed_sequence=self.at, error=UnreachableError("down")
             )
-        return self.inner.apply(  # type: ignore[no-any-return]
-            table, ops, deadline=deadline, written=written, prefetched=prefetched
-        )
+        return super().apply(table, ops, deadline=deadline, written=written, prefetched=prefetched)
 
 
 def test_a_failed_delete_replayed_after_a_later_page_reinserted_the_key_does_not_remove_it() -> (
@@ -1017,12 +1003,12 @@ def test_a_page_without_readable_keys_waits_and_every_page_after_it_waits_for_it
 # -- attacks that held: a kill with early pages written, replayed under the real rules -------
 
 
-class HeldThenDead:
+class HeldThenDead(WrappedWriter):
     """A target writer whose first batch holding record ``at`` waits for ``gate``; once the
     process is ``dead`` that batch returns without writing (its process died with it)."""
 
     def __init__(self, inner: Any, at: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.at = at
         self.gate = threading.Event()
         self.holding = threading.Event()
@@ -1030,18 +1016,6 @@ class HeldThenDead:
         self.held_once = False
         self.lock = threading.Lock()
         self.done: list[str] = []  # first sequence of each batch that ended
-
-    @property
-    def region(self) -> str:
-        return str(self.inner.region)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def prefetch(
-        self, table: str, ops: Sequence[WriteOp], *, deadline: Deadline = None
-    ) -> Prefetched:
-        return self.inner.prefetch(table, ops, deadline=deadline)  # type: ignore[no-any-return]
 
     def apply(
         self,
@@ -1062,12 +1036,12 @@ class HeldThenDead:
                 return TargetResult(
                     self.region, failed_sequence=self.at, error=UnreachableError("dead")
                 )
-        result = self.inner.apply(
+        result = super().apply(
             table, ops, deadline=deadline, written=written, prefetched=prefetched
         )
         with self.lock:
             self.done.extend(op.sequence_number for op in ops[:1])
-        return result  # type: ignore[no-any-return]
+        return result
 
 
 def through(replicator: Replicator) -> Callable[..., BatchResult]:
