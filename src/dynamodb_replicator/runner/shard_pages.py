@@ -143,7 +143,8 @@ class Pages(Settling):
                     break  # a closed shard's end: found once the pages in flight settled
                 # Nothing yet: look again from after it, without waiting for the pages
                 # in flight (a lone page's round trip would hold up every record behind).
-                self._note_backlog()
+                # The backlog is noted when the oldest settles, with its errors: noted
+                # here, status would call a target stuck before it can say why.
                 cursor.iterator = ahead.next_iterator
                 found = False
                 continue
