@@ -141,8 +141,6 @@ class RandomTargets:
             # The writes themselves, with the counters up: a second page of the same
             # target started meanwhile (on another flight's thread) counts as an overlap.
             time.sleep(pause)  # the targets' answer takes a while: a write's latency
-            if written is not None:
-                written()
             results = {}
             with self.lock:
                 for t in targets:
@@ -157,6 +155,10 @@ class RandomTargets:
             with self.lock:
                 for t in targets:
                     self.writing[t] -= 1
+        # Its writes are done, the counters down: only now may the next page write (told
+        # before, a page after it started while these still counted as writing).
+        if written is not None:
+            written()
         return BatchResult(results)
 
 
