@@ -1,5 +1,5 @@
 """Adversarial review of five pages in flight with early writes (runner/pipeline.py
-``Flight._early``, runner/shard_pages.py ``_fill``): a page sharing no key with a page
+``Flight.launch``, runner/shard_pages.py ``_fill``): a page sharing no key with a page
 before it still writing reads and writes beside those pages; caught up, an empty read
 ahead moves the cursor's iterator and looks again. Attacks that held stay as tests named
 by what they pin; the two that broke a rule are fixed and pinned here:

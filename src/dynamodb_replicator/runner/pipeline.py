@@ -70,12 +70,12 @@ class Flight:
         self.targets = frozenset(targets)  # those it was applied to
         self.behind = behind  # was more of the shard there already when it was read?
         self.keys = keys  # the page's item keys (None: unknown, shares every key)
-        # The pages before it still in flight: their events only (a flight holding the
-        # flights before it would hold every page of the shard).
+        # The pages before it still in flight, whose writes it waits for (none once
+        # ``launch`` found it shares no key with them): their events only (a flight
+        # holding the flights before it would hold every page of the shard).
         self._written: threading.Event = threading.Event()
         self._before = tuple(f._written for f in after)
         self._stop = stop  # the shard's: once set, no write of this page starts
-        self._early = False  # shares no key with a page before it still writing: no wait
         self._ended = threading.Event()  # nothing of the page runs any more
         self._result: Future[BatchResult] = Future()
         # When its reads began and ended, its writes began and ended (``clock.elapsed``):
@@ -116,7 +116,8 @@ class Flight:
         (``reads_s``, ``writes_s``)."""
         keys = page_keys(page.records)
         flight = cls(page, targets, behind=behind, after=after, keys=keys, stop=stop, clock=clock)
-        flight._early = not flight.shares_keys(after)
+        if not flight.shares_keys(after):
+            flight._before = ()  # early: no page before it writes a key of its own
         threading.Thread(target=flight._run, args=(run,), name=name, daemon=True).start()
         return flight
 
@@ -182,8 +183,6 @@ class Flight:
         return self._took("writing", "written")
 
     def _wait_before(self) -> None:
-        if self._early:
-            return  # no page before it writes a key of its own
         for before in self._before:
             before.wait()
 
@@ -196,11 +195,6 @@ class Flight:
         """Let at most ``seconds`` go by on ``clock`` until nothing of the page runs any
         more (its result is there); whether that is so."""
         return clock.wait(seconds, self._ended) or self.ended
-
-    def wait_written(self, timeout: float | None = None) -> bool:
-        """Until the page's writes are done (landed, stale or given up), at most
-        ``timeout`` seconds; whether they are."""
-        return self._written.wait(timeout)
 
     def result(self) -> BatchResult:
         """The page's outcome, once settled; raises what applying it raised."""

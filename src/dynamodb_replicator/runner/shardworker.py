@@ -149,10 +149,13 @@ class ShardWorker(Pages):
     def _take_joining(self) -> None:
         with self._joining_lock:
             new = sorted(self._joining - set(self.targets))
-        # A target removed and added back while a page still writes it joins once that
-        # page ended: a cursor of its own would write its keys beside it, out of order.
-        writing = {t for c in self.cursors for f in c.inflight if not f.ended for t in f.targets}
-        new = [t for t in new if t not in writing]
+        if new:
+            # A target removed and added back while a page still writes it joins once
+            # that page ended: a cursor of its own would write its keys beside it.
+            writing = {
+                t for c in self.cursors for f in c.inflight if not f.ended for t in f.targets
+            }
+            new = [t for t in new if t not in writing]
         if not new:
             return
         saved = self.checkpoints.load(self.shard)  # a failure: taken up at a later step
